@@ -1,0 +1,137 @@
+//! Shared helpers: the environment `scripts/test` exports, unique names and labels per test run,
+//! and cleanup by label that also runs when a test fails.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bollard::Docker;
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, ListImagesOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveImageOptionsBuilder,
+};
+use vlmctl_lifecycle::MANAGED_LABEL;
+
+/// Label naming the test run that created a container or image.
+pub const RUN_LABEL: &str = "org.vlmctl.test-run";
+
+/// A variable `scripts/test` exports. Missing means the environment was not set up: fail and
+/// say how to set it up, rather than skip.
+pub fn required_env(name: &str) -> String {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v,
+        _ => panic!(
+            "{name} is not set: these tests need the real components that `scripts/test` \
+             installs and starts (dockerd, a local registry, the llama-server image, the model); \
+             run `scripts/test`, or export {name} yourself"
+        ),
+    }
+}
+
+pub async fn docker() -> Docker {
+    match vlmctl_lifecycle::connect().await {
+        Ok(d) => d,
+        Err(e) => panic!("{e}: {}", e.hint()),
+    }
+}
+
+/// One test's identity: a unique run id, the labels to put on everything it creates, and the
+/// cleanup that removes all of it by label.
+pub struct TestRun {
+    pub id: String,
+    docker: Docker,
+}
+
+impl TestRun {
+    pub fn new(docker: &Docker, what: &str) -> Self {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        Self {
+            id: format!("{what}-{}-{nanos:08x}", std::process::id()),
+            docker: docker.clone(),
+        }
+    }
+
+    /// A container or image name unique to this run.
+    pub fn name(&self, suffix: &str) -> String {
+        format!("vlmctl-test-{}-{suffix}", self.id)
+    }
+
+    pub fn labels(&self) -> HashMap<String, String> {
+        HashMap::from([
+            (MANAGED_LABEL.to_owned(), "true".to_owned()),
+            (RUN_LABEL.to_owned(), self.id.clone()),
+        ])
+    }
+
+    fn label_filter(&self) -> HashMap<String, Vec<String>> {
+        HashMap::from([("label".to_owned(), vec![format!("{RUN_LABEL}={}", self.id)])])
+    }
+
+    /// Removes every container and image carrying this run's label. Errors are reported, not
+    /// raised: cleanup runs after failures too and must not hide the original panic.
+    pub async fn cleanup(&self) {
+        let opts = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&self.label_filter())
+            .build();
+        for c in self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .unwrap_or_default()
+        {
+            if let Some(id) = c.id {
+                let rm = RemoveContainerOptionsBuilder::default().force(true).build();
+                if let Err(e) = self.docker.remove_container(&id, Some(rm)).await {
+                    eprintln!("cleanup: could not remove container {id}: {e}");
+                }
+            }
+        }
+        let opts = ListImagesOptionsBuilder::default()
+            .filters(&self.label_filter())
+            .build();
+        for img in self
+            .docker
+            .list_images(Some(opts))
+            .await
+            .unwrap_or_default()
+        {
+            let names = if img.repo_tags.is_empty() {
+                vec![img.id]
+            } else {
+                img.repo_tags
+            };
+            for name in names {
+                let rm = RemoveImageOptionsBuilder::default().force(true).build();
+                if let Err(e) = self.docker.remove_image(&name, Some(rm), None).await {
+                    eprintln!("cleanup: could not remove image {name}: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// A port that was free on 127.0.0.1 a moment ago.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// Polls `check` until it returns `Some`, or fails after `timeout`. The only way tests wait.
+pub async fn poll_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await? {
+            return Ok(v);
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

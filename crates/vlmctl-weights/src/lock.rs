@@ -1,0 +1,509 @@
+//! `weights.lock`: which files each deployment's model consists of, pinned to a commit, with size
+//! and sha256. Parsing validates everything and reports file, line and field for every problem.
+
+use std::collections::BTreeSet;
+use std::fmt::{self, Write as _};
+use std::path::{Component, Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::WeightsError;
+
+/// The lock format version this vlmctl reads and writes.
+pub const LOCK_VERSION: u32 = 1;
+
+/// A parsed, validated `weights.lock`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lock {
+    /// Models, sorted by name.
+    pub models: Vec<ModelEntry>,
+}
+
+/// One `[[model]]`: a set of files from one hub repository at one commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelEntry {
+    /// What deployment specs refer to.
+    pub name: String,
+    /// Hugging Face repository, `org/name`.
+    pub repo: String,
+    /// The commit the files come from (40 hex digits, never a branch).
+    pub revision: String,
+    /// Default directory the files live in (and that is mounted into the container); `~/` is
+    /// the user's home.
+    pub dir: Option<String>,
+    /// The files, sorted by path.
+    pub files: Vec<LockedFile>,
+}
+
+/// One `[[model.file]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockedFile {
+    /// Path inside the repository and the model directory: relative, no `..`.
+    pub path: String,
+    /// What llama-server does with it.
+    pub role: Role,
+    /// Exact size in bytes.
+    pub size: u64,
+    /// Expected content hash.
+    pub sha256: Sha256Digest,
+}
+
+/// What a file is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The language model (`--model`).
+    Model,
+    /// The vision projector (`--mmproj`).
+    Mmproj,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Model => "model",
+            Self::Mmproj => "mmproj",
+        })
+    }
+}
+
+/// A sha256 digest, written as 64 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Sha256Digest(pub [u8; 32]);
+
+impl fmt::Display for Sha256Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for Sha256Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{self}")
+    }
+}
+
+impl FromStr for Sha256Digest {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.len() != 64 {
+            return Err(format!(
+                "expected 64 hex digits, found {} characters",
+                s.len()
+            ));
+        }
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).map_err(|_| {
+            let bad = s.chars().find(|c| !c.is_ascii_hexdigit()).unwrap_or('?');
+            format!("not hexadecimal (found {bad:?})")
+        })?;
+        if s.chars().any(|c| c.is_ascii_uppercase()) {
+            return Err("write hex digits in lowercase".to_owned());
+        }
+        Ok(Self(out))
+    }
+}
+
+impl serde::Serialize for Sha256Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLock {
+    version: Spanned<u32>,
+    #[serde(default)]
+    model: Vec<Spanned<RawModel>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    name: Spanned<String>,
+    repo: Spanned<String>,
+    revision: Spanned<String>,
+    dir: Option<Spanned<String>>,
+    #[serde(default)]
+    file: Vec<Spanned<RawFile>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    path: Spanned<String>,
+    role: Spanned<String>,
+    size: Spanned<u64>,
+    sha256: Spanned<String>,
+}
+
+impl Lock {
+    /// Reads and validates the lock file at `path`.
+    pub fn load(path: &Path) -> Result<Self, WeightsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| WeightsError::LockRead {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates lock text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, WeightsError> {
+        let cx = Cx { text, path };
+        let raw: RawLock = toml::from_str(text).map_err(|e| {
+            cx.invalid(
+                e.span().unwrap_or(0..0),
+                String::new(),
+                e.message().to_owned(),
+            )
+        })?;
+        if *raw.version.get_ref() != LOCK_VERSION {
+            return Err(cx.invalid(
+                raw.version.span(),
+                "version".into(),
+                format!(
+                    "lock format version {} is not supported (this vlmctl reads version {LOCK_VERSION})",
+                    raw.version.get_ref()
+                ),
+            ));
+        }
+        let mut names = BTreeSet::new();
+        let mut models = Vec::new();
+        for (i, m) in raw.model.into_iter().enumerate() {
+            let m = cx.model(i, m.into_inner())?;
+            if !names.insert(m.name.clone()) {
+                return Err(cx.invalid(
+                    m.name_span,
+                    format!("model[{i}].name"),
+                    format!("duplicate model name {:?}", m.name),
+                ));
+            }
+            models.push(m.entry);
+        }
+        models.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Self { models })
+    }
+
+    /// The entry called `name`.
+    #[must_use]
+    pub fn model(&self, name: &str) -> Option<&ModelEntry> {
+        self.models.iter().find(|m| m.name == name)
+    }
+
+    /// Canonical text: sorted, one table per model and file, stable for diffs.
+    #[must_use]
+    pub fn to_toml(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# weights.lock: see README \"weights.lock\" for the format."
+        );
+        let _ = writeln!(out, "version = {LOCK_VERSION}");
+        for m in &self.models {
+            let _ = writeln!(out, "\n[[model]]");
+            let _ = writeln!(out, "name = {}", quote(&m.name));
+            let _ = writeln!(out, "repo = {}", quote(&m.repo));
+            let _ = writeln!(out, "revision = {}", quote(&m.revision));
+            if let Some(dir) = &m.dir {
+                let _ = writeln!(out, "dir = {}", quote(dir));
+            }
+            for f in &m.files {
+                let _ = writeln!(out, "\n[[model.file]]");
+                let _ = writeln!(out, "path = {}", quote(&f.path));
+                let _ = writeln!(out, "role = \"{}\"", f.role);
+                let _ = writeln!(out, "size = {}", f.size);
+                let _ = writeln!(out, "sha256 = \"{}\"", f.sha256);
+            }
+        }
+        out
+    }
+}
+
+/// Parsing context: the text (for line numbers) and the path (for messages).
+struct Cx<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+struct ParsedModel {
+    entry: ModelEntry,
+    name: String,
+    name_span: std::ops::Range<usize>,
+}
+
+impl Cx<'_> {
+    fn invalid(
+        &self,
+        span: std::ops::Range<usize>,
+        field: String,
+        message: String,
+    ) -> WeightsError {
+        WeightsError::LockInvalid {
+            path: self.path.to_owned(),
+            line: line_of(self.text, span.start),
+            field,
+            message,
+        }
+    }
+
+    fn model(&self, i: usize, m: RawModel) -> Result<ParsedModel, WeightsError> {
+        let at = |f: &str| format!("model[{i}].{f}");
+        let name = m.name.get_ref();
+        if !valid_name(name) {
+            return Err(self.invalid(
+                m.name.span(),
+                at("name"),
+                format!("{name:?} is not a valid name (letters, digits, '.', '_', '-')"),
+            ));
+        }
+        let repo = m.repo.get_ref();
+        if repo.split('/').count() != 2 || repo.split('/').any(|p| !valid_name(p)) {
+            return Err(self.invalid(
+                m.repo.span(),
+                at("repo"),
+                format!("{repo:?} is not a hub repository id of the form \"org/name\""),
+            ));
+        }
+        let rev = m.revision.get_ref();
+        if rev.len() != 40
+            || !rev
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+        {
+            return Err(self.invalid(
+                m.revision.span(),
+                at("revision"),
+                format!(
+                    "{rev:?} is not a commit sha (40 lowercase hex digits); a lock pins commits, \
+                     never branches or tags"
+                ),
+            ));
+        }
+        let mut paths = BTreeSet::new();
+        let mut files = Vec::new();
+        for (j, f) in m.file.into_iter().enumerate() {
+            let f = self.file(i, j, f.get_ref())?;
+            if !paths.insert(f.path.clone()) {
+                return Err(self.invalid(
+                    m.name.span(),
+                    format!("model[{i}].file[{j}].path"),
+                    format!("duplicate file {:?}", f.path),
+                ));
+            }
+            files.push(f);
+        }
+        if files.iter().filter(|f| f.role == Role::Model).count() != 1 {
+            return Err(self.invalid(
+                m.name.span(),
+                at("file"),
+                format!("model {name:?} must have exactly one file with role = \"model\""),
+            ));
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(ParsedModel {
+            name: name.clone(),
+            name_span: m.name.span(),
+            entry: ModelEntry {
+                name: name.clone(),
+                repo: repo.clone(),
+                revision: rev.clone(),
+                dir: m.dir.map(Spanned::into_inner),
+                files,
+            },
+        })
+    }
+
+    fn file(&self, i: usize, j: usize, f: &RawFile) -> Result<LockedFile, WeightsError> {
+        let at = |field: &str| format!("model[{i}].file[{j}].{field}");
+        let p = f.path.get_ref();
+        if let Err(why) = check_relative_path(p) {
+            return Err(self.invalid(f.path.span(), at("path"), format!("{p:?}: {why}")));
+        }
+        let role = match f.role.get_ref().as_str() {
+            "model" => Role::Model,
+            "mmproj" => Role::Mmproj,
+            other => {
+                return Err(self.invalid(
+                    f.role.span(),
+                    at("role"),
+                    format!("unknown role {other:?} (expected \"model\" or \"mmproj\")"),
+                ));
+            }
+        };
+        let sha256 = f
+            .sha256
+            .get_ref()
+            .parse()
+            .map_err(|why| self.invalid(f.sha256.span(), at("sha256"), why))?;
+        Ok(LockedFile {
+            path: p.clone(),
+            role,
+            size: *f.size.get_ref(),
+            sha256,
+        })
+    }
+}
+
+impl ModelEntry {
+    /// The directory holding this model's files: `override_dir`, else the lock's `dir` with `~`
+    /// expanded, else `default_root/<name>`.
+    #[must_use]
+    pub fn resolve_dir(&self, override_dir: Option<&Path>, default_root: &Path) -> PathBuf {
+        if let Some(d) = override_dir {
+            return d.to_owned();
+        }
+        match &self.dir {
+            Some(d) => expand_home(d),
+            None => default_root.join(&self.name),
+        }
+    }
+}
+
+/// `~` or `~/x` under `$HOME`; anything else unchanged.
+#[must_use]
+pub fn expand_home(p: &str) -> PathBuf {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    match (p.strip_prefix('~'), home) {
+        (Some(""), Some(h)) => h,
+        (Some(rest), Some(h)) if rest.starts_with('/') => h.join(&rest[1..]),
+        _ => PathBuf::from(p),
+    }
+}
+
+fn quote(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && !s.starts_with('.')
+}
+
+/// A file name inside a model directory: relative, normal components only, no `..`.
+pub(crate) fn check_relative_path(p: &str) -> Result<(), &'static str> {
+    if p.is_empty() {
+        return Err("empty path");
+    }
+    if p.contains('\\') || p.contains('\0') {
+        return Err("backslashes and NUL are not allowed");
+    }
+    let path = Path::new(p);
+    if path.is_absolute() {
+        return Err("absolute paths are not allowed: paths are relative to the model directory");
+    }
+    if path
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_)))
+    {
+        return Err(
+            "'..' and '.' components are not allowed: a file must stay inside the model directory",
+        );
+    }
+    Ok(())
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset)
+        .map_or(1, |t| t.matches('\n').count() + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"version = 1
+
+[[model]]
+name = "gemma-3-270m-q4km"
+repo = "vlmctl-test/gemma-3-270m-GGUF"
+revision = "0123456789abcdef0123456789abcdef01234567"
+dir = "~/models/g3"
+
+[[model.file]]
+path = "gemma-3-270m-q4_k_m.gguf"
+role = "model"
+size = 253113024
+sha256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+"#;
+
+    fn err(text: &str) -> String {
+        Lock::parse(text, Path::new("weights.lock"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn good_lock_round_trips_through_canonical_text() {
+        let lock = Lock::parse(GOOD, Path::new("weights.lock")).unwrap();
+        assert_eq!(lock.models[0].files[0].size, 253_113_024);
+        let again = Lock::parse(&lock.to_toml(), Path::new("x")).unwrap();
+        assert_eq!(lock, again);
+    }
+
+    #[test]
+    fn malformed_inputs_name_file_line_and_field() {
+        let cases = [
+            (
+                GOOD.replace("size = 253113024", "size = "),
+                "weights.lock:12",
+            ),
+            (
+                GOOD.replace("a5fd3b", "a5fd3"),
+                "weights.lock:13: model[0].file[0].sha256: expected 64 hex digits, found 63",
+            ),
+            (
+                GOOD.replace("a5fd3b", "zzfd3b"),
+                "model[0].file[0].sha256: not hexadecimal (found 'z')",
+            ),
+            (
+                GOOD.replace("gemma-3-270m-q4_k_m.gguf", "/etc/passwd"),
+                "weights.lock:10: model[0].file[0].path: \"/etc/passwd\": absolute paths",
+            ),
+            (
+                GOOD.replace("gemma-3-270m-q4_k_m.gguf", "../../x.gguf"),
+                "model[0].file[0].path: \"../../x.gguf\": '..'",
+            ),
+            (
+                GOOD.replace("role = \"model\"", "role = \"vision\""),
+                "weights.lock:11: model[0].file[0].role: unknown role",
+            ),
+            (
+                GOOD.replace("0123456789abcdef0123456789abcdef01234567", "main"),
+                "weights.lock:6: model[0].revision: \"main\" is not a commit sha",
+            ),
+            (
+                GOOD.replace("dir =", "colour = \"red\"\ndir ="),
+                "weights.lock:7",
+            ),
+            (format!("{GOOD}\n{}", &GOOD[12..]), "duplicate model name"),
+            (
+                GOOD.replace("version = 1", "version = 2"),
+                "weights.lock:1: version: lock format version 2",
+            ),
+        ];
+        for (text, want) in cases {
+            let got = err(&text);
+            assert!(got.contains(want), "want {want:?} in:\n{got}");
+        }
+        assert!(
+            err("version = 1\n[[model]\n").starts_with("weights.lock:2"),
+            "{}",
+            err("version = 1\n[[model]\n")
+        );
+        let unknown = err(&GOOD.replace("dir =", "colour = \"red\"\ndir ="));
+        assert!(unknown.contains("colour"), "{unknown}");
+    }
+
+    #[test]
+    fn relative_path_rules() {
+        assert!(check_relative_path("a/b.gguf").is_ok());
+        for bad in ["", "/a", "../a", "a/../b", "./a", "a\\b"] {
+            assert!(check_relative_path(bad).is_err(), "{bad}");
+        }
+    }
+}

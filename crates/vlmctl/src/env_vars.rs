@@ -1,0 +1,12 @@
+//! Every environment variable vlmctl reads, declared once. clap reads them through `env =`, so
+//! the precedence is always: command-line flag, then environment, then file/default.
+
+/// Path of `weights.lock` (default: `weights.lock` in the current directory).
+pub const VLMCTL_LOCK: &str = "VLMCTL_LOCK";
+/// Root under which models without a `dir` in the lock are stored
+/// (default: `$XDG_DATA_HOME/vlmctl/models`, else `~/.local/share/vlmctl/models`).
+pub const VLMCTL_MODELS_DIR: &str = "VLMCTL_MODELS_DIR";
+/// Log filter for `-v` style debug output (`tracing` syntax, e.g. `vlmctl=debug`).
+pub const VLMCTL_LOG: &str = "VLMCTL_LOG";
+/// XDG data directory, for the default models root.
+pub const XDG_DATA_HOME: &str = "XDG_DATA_HOME";

@@ -1,0 +1,14 @@
+//! Exit codes, documented in the README ("Exit codes"). Scripts may rely on them.
+
+/// Everything asked for was done and every check passed.
+pub const SUCCESS: u8 = 0;
+/// An unexpected failure (a bug, or an error without a better code).
+pub const FAILURE: u8 = 1;
+/// The command line is wrong (clap's own code for usage errors).
+pub const USAGE: u8 = 2;
+/// An input file (lock, spec, plan) is malformed or names something that does not exist.
+pub const INVALID_INPUT: u8 = 3;
+/// Weights verification ran and at least one file failed it.
+pub const VERIFY_FAILED: u8 = 4;
+/// The environment is not usable: Docker daemon unreachable, a file unreadable.
+pub const ENVIRONMENT: u8 = 5;

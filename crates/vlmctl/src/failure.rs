@@ -1,0 +1,53 @@
+//! How a failed command is reported: the error chain, a blank line, `hint: ...`, and an exit code
+//! from [`crate::exit_codes`].
+
+use std::fmt::Write as _;
+
+use crate::exit_codes;
+
+/// A command's failure, ready to render.
+#[derive(Debug)]
+pub struct Failure {
+    /// The error, with its causes.
+    pub error: anyhow::Error,
+    /// What to do next, if we know.
+    pub hint: Option<String>,
+    /// Exit code.
+    pub code: u8,
+}
+
+impl Failure {
+    /// A failure with an optional hint and an exit code from [`crate::exit_codes`].
+    pub fn new(error: impl Into<anyhow::Error>, hint: Option<String>, code: u8) -> Self {
+        Self {
+            error: error.into(),
+            hint,
+            code,
+        }
+    }
+
+    /// `error: <message>` with `caused by:` lines, then the hint, as printed on stderr.
+    #[must_use]
+    pub fn render(&self) -> String {
+        let mut out = format!("error: {}", self.error);
+        for cause in self.error.chain().skip(1) {
+            let _ = write!(out, "\n  caused by: {cause}");
+        }
+        if let Some(hint) = &self.hint {
+            let _ = write!(out, "\n\nhint: {hint}");
+        }
+        out
+    }
+}
+
+impl From<vlmctl_weights::WeightsError> for Failure {
+    fn from(e: vlmctl_weights::WeightsError) -> Self {
+        use vlmctl_weights::WeightsError as E;
+        let code = match &e {
+            E::LockRead { .. } => exit_codes::ENVIRONMENT,
+            E::LockInvalid { .. } | E::UnknownModel { .. } => exit_codes::INVALID_INPUT,
+        };
+        let hint = Some(e.hint());
+        Self::new(e, hint, code)
+    }
+}

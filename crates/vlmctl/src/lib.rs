@@ -1,0 +1,85 @@
+//! The `vlmctl` command line: parses arguments, runs one command, renders its result or its
+//! error (`error: ...`, causes, a blank line, `hint: ...`) and returns an exit code from
+//! [`exit_codes`]. It wires the libraries together and is the only crate that prints:
+//! `vlmctl-weights` (lock, fetch, verify), `vlmctl-lifecycle` (Docker), `vlmctl-bench`.
+#![expect(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "the CLI crate is the one place that prints"
+)]
+
+mod cli;
+pub mod commands;
+pub mod env_vars;
+pub mod exit_codes;
+mod failure;
+pub mod table;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+pub use cli::Cli;
+use cli::{Command, WeightsCommand};
+pub use failure::Failure;
+
+/// Parses `args` (including the program name), runs the command and returns its exit code.
+pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version are "errors" to clap; print them where clap wants.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit_codes::USAGE
+            } else {
+                exit_codes::SUCCESS
+            });
+        }
+    };
+    init_logging(cli.verbose);
+    let mut out = Output;
+    match execute(&cli, &mut out) {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            eprintln!("{}", failure.render());
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn execute(cli: &Cli, out: &mut Output) -> Result<u8, Failure> {
+    match &cli.command {
+        Command::Weights(WeightsCommand::Verify(args)) => commands::weights::verify(args, out),
+    }
+}
+
+/// Where command results go: results on stdout, progress on stderr.
+pub struct Output;
+
+impl Output {
+    /// A result line (table, JSON).
+    pub fn stdout(&mut self, text: &str) {
+        println!("{text}");
+    }
+
+    /// A progress note for a person watching; never part of the result.
+    pub fn progress(&mut self, text: &str) {
+        eprintln!("{text}");
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "vlmctl=debug,vlmctl_weights=debug,vlmctl_lifecycle=debug,vlmctl_bench=debug",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env(env_vars::VLMCTL_LOG)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

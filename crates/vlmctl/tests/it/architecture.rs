@@ -1,0 +1,105 @@
+//! The architecture, enforced: bench and weights never depend on bollard (Docker); lifecycle
+//! never depends on hf-hub (the network fetch). Checked over `cargo metadata`'s resolved graph,
+//! transitively.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+
+#[derive(serde::Deserialize)]
+struct Metadata {
+    packages: Vec<Package>,
+    resolve: Resolve,
+}
+#[derive(serde::Deserialize)]
+struct Package {
+    id: String,
+    name: String,
+}
+#[derive(serde::Deserialize)]
+struct Resolve {
+    nodes: Vec<Node>,
+}
+#[derive(serde::Deserialize)]
+struct Node {
+    id: String,
+    deps: Vec<Dep>,
+}
+#[derive(serde::Deserialize)]
+struct Dep {
+    pkg: String,
+    dep_kinds: Vec<DepKind>,
+}
+#[derive(serde::Deserialize)]
+struct DepKind {
+    kind: Option<String>,
+}
+
+/// Names of every crate `root` depends on at build/run time (not dev-dependencies).
+fn closure(meta: &Metadata, root: &str) -> BTreeSet<String> {
+    let names: BTreeMap<&str, &str> = meta
+        .packages
+        .iter()
+        .map(|p| (p.id.as_str(), p.name.as_str()))
+        .collect();
+    let nodes: BTreeMap<&str, &Node> = meta
+        .resolve
+        .nodes
+        .iter()
+        .map(|n| (n.id.as_str(), n))
+        .collect();
+    let start = meta
+        .packages
+        .iter()
+        .find(|p| p.name == root)
+        .expect("workspace crate");
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![start.id.as_str()];
+    while let Some(id) = stack.pop() {
+        for dep in &nodes[id].deps {
+            let normal = dep
+                .dep_kinds
+                .iter()
+                .any(|k| k.kind.as_deref() != Some("dev"));
+            if normal && seen.insert(dep.pkg.as_str()) {
+                stack.push(dep.pkg.as_str());
+            }
+        }
+    }
+    seen.into_iter().map(|id| names[id].to_owned()).collect()
+}
+
+#[test]
+fn crate_boundaries_hold() {
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--offline",
+            "--manifest-path",
+        ])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml"))
+        .output()
+        .expect("cargo metadata");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: Metadata = serde_json::from_slice(&out.stdout).expect("metadata json");
+    for (krate, banned) in [
+        ("vlmctl-bench", "bollard"),
+        ("vlmctl-weights", "bollard"),
+        ("vlmctl-lifecycle", "hf-hub"),
+        ("vlmctl-bench", "vlmctl-lifecycle"),
+        ("vlmctl-weights", "vlmctl-lifecycle"),
+    ] {
+        let deps = closure(&meta, krate);
+        assert!(
+            !deps.contains(banned),
+            "{krate} must not depend on {banned} (DESIGN.md layout)"
+        );
+    }
+    // The check can fail: the CLI does reach bollard through lifecycle.
+    assert!(closure(&meta, "vlmctl").contains("bollard"));
+}

@@ -1,0 +1,67 @@
+//! The command line as a user meets it: help, version, and errors for bad input.
+
+use std::fs;
+
+use crate::common::{redact, run, vlmctl};
+
+#[test]
+fn help_lists_the_commands() {
+    let (code, out, _) = run(vlmctl().arg("--help"));
+    assert_eq!(code, 0);
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn version_is_the_crate_version() {
+    let (code, out, _) = run(vlmctl().arg("--version"));
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), format!("vlmctl {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn unknown_command_is_a_usage_error() {
+    let (code, _, err) = run(vlmctl().arg("frobnicate"));
+    assert_eq!(code, 2);
+    assert!(err.contains("unrecognized subcommand"), "{err}");
+}
+
+#[test]
+fn malformed_lock_names_file_line_and_field_with_a_hint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lock = tmp.path().join("weights.lock");
+    fs::write(
+        &lock,
+        "version = 1\n\n[[model]]\nname = \"m\"\nrepo = \"org/repo\"\n\
+         revision = \"0123456789abcdef0123456789abcdef01234567\"\n\n[[model.file]]\n\
+         path = \"../escape.gguf\"\nrole = \"model\"\nsize = 1\n\
+         sha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(vlmctl().args(["weights", "verify", "--lock"]).arg(&lock));
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(out, "");
+    insta::assert_snapshot!(redact(&err, tmp.path()));
+}
+
+#[test]
+fn missing_lock_is_an_environment_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, _, err) = run(vlmctl()
+        .args(["weights", "verify", "--lock"])
+        .arg(tmp.path().join("nope.lock")));
+    assert_eq!(code, 5, "{err}");
+    insta::assert_snapshot!(redact(&err, tmp.path()));
+}
+
+#[test]
+fn unknown_model_lists_the_known_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lock = tmp.path().join("weights.lock");
+    fs::write(&lock, "version = 1\n").unwrap();
+    let (code, _, err) = run(vlmctl()
+        .args(["weights", "verify", "gemma", "--lock"])
+        .arg(&lock));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("no model named \"gemma\""), "{err}");
+    assert!(err.contains("hint: the lock has no models yet"), "{err}");
+}
