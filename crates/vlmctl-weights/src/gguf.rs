@@ -512,6 +512,54 @@ impl<R: Read> Reader<R> {
     }
 }
 
+#[cfg(any(test, feature = "fake-hub"))]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "synthetic files are a few kilobytes"
+)]
+/// For tests: builds a small GGUF v3 file: one string metadata entry, the given tensors (name, dims,
+/// type), data laid out back to back at 32-byte alignment.
+///
+/// # Panics
+/// On an unknown ggml type id (a bug in the calling test).
+#[must_use]
+pub fn synthetic(tensors: &[(&str, &[u64], u32)]) -> Vec<u8> {
+    fn string(out: &mut Vec<u8>, s: &str) {
+        out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+    let mut out = Vec::new();
+    out.extend_from_slice(b"GGUF");
+    out.extend_from_slice(&3u32.to_le_bytes());
+    out.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
+    out.extend_from_slice(&1u64.to_le_bytes());
+    string(&mut out, "general.architecture");
+    out.extend_from_slice(&8u32.to_le_bytes());
+    string(&mut out, "test");
+    let mut offset = 0u64;
+    let mut sizes = Vec::new();
+    for (name, dims, ty) in tensors {
+        string(&mut out, name);
+        out.extend_from_slice(&(dims.len() as u32).to_le_bytes());
+        for d in *dims {
+            out.extend_from_slice(&d.to_le_bytes());
+        }
+        out.extend_from_slice(&ty.to_le_bytes());
+        out.extend_from_slice(&offset.to_le_bytes());
+        let (_, block, bytes) = ggml_type(*ty).expect("known ggml type");
+        let n = dims.iter().product::<u64>() / block * bytes;
+        sizes.push(n);
+        offset = align(offset + n, 32);
+    }
+    out.resize(align(out.len() as u64, 32) as usize, 0);
+    for n in sizes {
+        let start = out.len();
+        out.resize(start + n as usize, 0xAB);
+        out.resize(align(out.len() as u64, 32) as usize, 0);
+    }
+    out
+}
+
 #[cfg(test)]
 #[expect(
     clippy::cast_possible_truncation,
@@ -520,52 +568,13 @@ impl<R: Read> Reader<R> {
 mod tests {
     use super::*;
 
-    /// Builds a small GGUF v3 file: one string metadata entry, the given tensors (name, dims,
-    /// type), data laid out back to back at 32-byte alignment.
-    pub(crate) fn tiny_gguf(tensors: &[(&str, &[u64], u32)]) -> Vec<u8> {
-        fn string(out: &mut Vec<u8>, s: &str) {
-            out.extend_from_slice(&(s.len() as u64).to_le_bytes());
-            out.extend_from_slice(s.as_bytes());
-        }
-        let mut out = Vec::new();
-        out.extend_from_slice(b"GGUF");
-        out.extend_from_slice(&3u32.to_le_bytes());
-        out.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
-        out.extend_from_slice(&1u64.to_le_bytes());
-        string(&mut out, "general.architecture");
-        out.extend_from_slice(&8u32.to_le_bytes());
-        string(&mut out, "test");
-        let mut offset = 0u64;
-        let mut sizes = Vec::new();
-        for (name, dims, ty) in tensors {
-            string(&mut out, name);
-            out.extend_from_slice(&(dims.len() as u32).to_le_bytes());
-            for d in *dims {
-                out.extend_from_slice(&d.to_le_bytes());
-            }
-            out.extend_from_slice(&ty.to_le_bytes());
-            out.extend_from_slice(&offset.to_le_bytes());
-            let (_, block, bytes) = ggml_type(*ty).unwrap();
-            let n = dims.iter().product::<u64>() / block * bytes;
-            sizes.push(n);
-            offset = align(offset + n, 32);
-        }
-        out.resize(align(out.len() as u64, 32) as usize, 0);
-        for n in sizes {
-            let start = out.len();
-            out.resize(start + n as usize, 0xAB);
-            out.resize(align(out.len() as u64, 32) as usize, 0);
-        }
-        out
-    }
-
     fn check_bytes(b: &[u8]) -> Result<GgufSummary, GgufError> {
         check(b, b.len() as u64)
     }
 
     #[test]
     fn valid_file_is_summarised() {
-        let f = tiny_gguf(&[("a", &[256, 2], 12), ("b", &[7], 30)]);
+        let f = synthetic(&[("a", &[256, 2], 12), ("b", &[7], 30)]);
         let s = check_bytes(&f).unwrap();
         assert_eq!(s.tensor_count, 2);
         assert_eq!(s.architecture.as_deref(), Some("test"));
@@ -575,7 +584,7 @@ mod tests {
 
     #[test]
     fn truncated_data_names_expected_and_found_lengths() {
-        let f = tiny_gguf(&[("a", &[256, 4], 12)]);
+        let f = synthetic(&[("a", &[256, 4], 12)]);
         let cut = &f[..f.len() - 100];
         let err = check_bytes(cut).unwrap_err();
         let GgufError::DataPastEnd {
@@ -594,7 +603,7 @@ mod tests {
 
     #[test]
     fn inflated_tensor_count_is_a_count_mismatch() {
-        let mut f = tiny_gguf(&[("a", &[32], 0), ("b", &[32], 0)]);
+        let mut f = synthetic(&[("a", &[32], 0), ("b", &[32], 0)]);
         f[8..16].copy_from_slice(&2012u64.to_le_bytes());
         let err = check_bytes(&f).unwrap_err();
         match err {
@@ -614,16 +623,16 @@ mod tests {
 
     #[test]
     fn bad_magic_version_and_unknown_type() {
-        let mut f = tiny_gguf(&[("a", &[32], 0)]);
+        let mut f = synthetic(&[("a", &[32], 0)]);
         f[0] = b'X';
         assert!(matches!(check_bytes(&f), Err(GgufError::BadMagic { .. })));
-        let mut f = tiny_gguf(&[("a", &[32], 0)]);
+        let mut f = synthetic(&[("a", &[32], 0)]);
         f[4..8].copy_from_slice(&9u32.to_le_bytes());
         assert_eq!(
             check_bytes(&f),
             Err(GgufError::UnsupportedVersion { found: 9 })
         );
-        let f = tiny_gguf(&[("a", &[32], 0)]);
+        let f = synthetic(&[("a", &[32], 0)]);
         // The type id sits 12 bytes before the end of the single tensor info (type u32 + offset u64).
         let info_end = f.iter().rposition(|&b| b == b'a').unwrap() + 1 + 4 + 8;
         let mut g = f.clone();
@@ -637,7 +646,7 @@ mod tests {
 
     #[test]
     fn misaligned_offset_and_partial_block_are_rejected() {
-        let f = tiny_gguf(&[("a", &[32], 0)]);
+        let f = synthetic(&[("a", &[32], 0)]);
         let info_end = f.iter().rposition(|&b| b == b'a').unwrap() + 1 + 4 + 8 + 4;
         let mut g = f.clone();
         g[info_end..info_end + 8].copy_from_slice(&3u64.to_le_bytes());
@@ -647,7 +656,7 @@ mod tests {
             err_text(&g)
         );
         // A Q4_K row of 100 elements is not a whole number of 256-element blocks.
-        let mut h = tiny_gguf(&[("a", &[256], 12)]);
+        let mut h = synthetic(&[("a", &[256], 12)]);
         let dim_at = h.iter().rposition(|&b| b == b'a').unwrap() + 1 + 4;
         h[dim_at..dim_at + 8].copy_from_slice(&100u64.to_le_bytes());
         assert!(err_text(&h).contains("block size 256"), "{}", err_text(&h));
@@ -655,7 +664,7 @@ mod tests {
 
     #[test]
     fn huge_lengths_fail_without_allocating() {
-        let mut f = tiny_gguf(&[("a", &[32], 0)]);
+        let mut f = synthetic(&[("a", &[32], 0)]);
         // First metadata key length.
         f[24..32].copy_from_slice(&u64::MAX.to_le_bytes());
         assert!(matches!(
@@ -666,7 +675,7 @@ mod tests {
 
     #[test]
     fn every_prefix_of_a_valid_file_is_rejected_without_panicking() {
-        let f = tiny_gguf(&[("a", &[256, 2], 12), ("b", &[64], 1)]);
+        let f = synthetic(&[("a", &[256, 2], 12), ("b", &[64], 1)]);
         for cut in 0..f.len() {
             // Prefixes that only drop trailing alignment padding are still whole files.
             let whole = check_bytes(&f).unwrap().data_end as usize;

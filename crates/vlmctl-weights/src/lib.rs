@@ -9,13 +9,27 @@
 //!   601 present) is caught before llama-server tries to load it.
 //! - [`verify_all`] checks presence, size, structure and sha256 of many files in parallel and
 //!   returns one [`FileReport`] per file; the lifecycle gate and `vlmctl weights verify` use it.
+//! - [`HubClient`] reads file metadata from the hub (`x-repo-commit`, `x-linked-etag`,
+//!   `x-linked-size`) for `weights lock`, and fetches locked files through `hf-hub` 0.4
+//!   (resumable; see the `hub` module for why that line), hashing while bytes arrive and placing a
+//!   file under its final name only once it verified ([`HubClient::fetch`], [`adopt`]).
+//! - `fake_hub` (feature `fake-hub`) is an in-process hub for tests.
 
 mod error;
+#[cfg(feature = "fake-hub")]
+pub mod fake_hub;
+mod fetch;
 pub mod gguf;
+mod hub;
 mod lock;
 mod verify;
 
-pub use error::WeightsError;
+pub use error::{DigestMismatch, UpstreamChange, WeightsError};
+pub use fetch::{
+    FetchOutcome, FetchProgress, NoProgress, adopt, default_cache_dir, match_adoptee, model_dir,
+    stored_token,
+};
+pub use hub::{DEFAULT_ENDPOINT, HubClient, RemoteFile, repo_cache_dir};
 pub use lock::{LOCK_VERSION, Lock, LockedFile, ModelEntry, Role, Sha256Digest, expand_home};
 pub use verify::{FileReport, FileStatus, VerifyJob, sha256_file, verify_all, verify_one};
 

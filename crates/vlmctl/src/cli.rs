@@ -1,5 +1,9 @@
 //! The command line, as clap derive types. Validation into plans happens in the command modules
 //! before any I/O.
+#![expect(
+    clippy::doc_markdown,
+    reason = "doc comments here are --help text, where backticks would show literally"
+)]
 
 use std::path::PathBuf;
 
@@ -23,15 +27,98 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Weights: verify the files named in weights.lock.
+    /// Weights: pin, fetch, verify and adopt the files named in weights.lock.
     #[command(subcommand)]
     Weights(WeightsCommand),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum WeightsCommand {
+    /// Pin files of a hub repository: resolve the revision to a commit and read each file's size
+    /// and sha256 from the hub's metadata (no download); add or update the lock entry.
+    Lock(LockCmdArgs),
+    /// Download locked files into the model directory (resumable, with progress); a file appears
+    /// under its final name only after its size, sha256 and GGUF structure matched.
+    Fetch(FetchArgs),
     /// Check every locked file: present, size, GGUF structure, sha256. Exit 4 if any fails.
     Verify(VerifyArgs),
+    /// Take files copied from another host (scp, USB): verify them against the lock and place
+    /// them in the model directory (hard link when possible). Nothing is downloaded.
+    Adopt(AdoptArgs),
+}
+
+/// Where the hub is. The token comes only from the environment (HF_TOKEN, else the official
+/// client's token file), never from the command line, so it stays out of shell history.
+#[derive(Debug, Args)]
+pub struct HubArgs {
+    /// Hugging Face hub endpoint.
+    #[arg(long, env = env_vars::HF_ENDPOINT, default_value = vlmctl_weights::DEFAULT_ENDPOINT)]
+    pub endpoint: String,
+    /// Hub cache directory (default: $HF_HOME/hub, else ~/.cache/huggingface/hub).
+    #[arg(long, env = env_vars::HF_HUB_CACHE, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct LockCmdArgs {
+    /// Hub repository, `org/name`.
+    pub repo: String,
+    /// Files in the repository to pin (a name containing "mmproj" gets role mmproj).
+    #[arg(required = true)]
+    pub files: Vec<String>,
+    /// Branch, tag or commit to pin (resolved to a commit).
+    #[arg(long, default_value = "main")]
+    pub revision: String,
+    /// Entry name deployment specs use (default: the model file's stem, lowercased).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Directory the files live in on the host (written as the entry's `dir`).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<String>,
+    #[command(flatten)]
+    pub hub: HubArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+/// Where model files live.
+#[derive(Debug, Args)]
+pub struct DirArgs {
+    /// Use DIR instead of the lock's `dir` for the model's files.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Root for models whose lock entry has no `dir`.
+    #[arg(long, env = env_vars::VLMCTL_MODELS_DIR, value_name = "DIR")]
+    pub models_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// Models to fetch (names in the lock); all when none given.
+    pub names: Vec<String>,
+    #[command(flatten)]
+    pub dirs: DirArgs,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub hub: HubArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AdoptArgs {
+    /// Copies of locked files, matched to the lock by file name.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Only match files of this model.
+    #[arg(long)]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub dirs: DirArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 #[derive(Debug, Args)]
@@ -45,12 +132,8 @@ pub struct LockArgs {
 pub struct VerifyArgs {
     /// Models to verify (names in the lock); all when none given.
     pub names: Vec<String>,
-    /// Look for the files in DIR instead of the lock's `dir`.
-    #[arg(long, value_name = "DIR")]
-    pub dir: Option<PathBuf>,
-    /// Root for models whose lock entry has no `dir`.
-    #[arg(long, env = env_vars::VLMCTL_MODELS_DIR, value_name = "DIR", hide_env_values = true)]
-    pub models_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub dirs: DirArgs,
     /// Files hashed at once (default: number of cores).
     #[arg(long, default_value_t = 0, hide_default_value = true)]
     pub jobs: usize,

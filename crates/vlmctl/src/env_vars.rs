@@ -10,3 +10,11 @@ pub const VLMCTL_MODELS_DIR: &str = "VLMCTL_MODELS_DIR";
 pub const VLMCTL_LOG: &str = "VLMCTL_LOG";
 /// XDG data directory, for the default models root.
 pub const XDG_DATA_HOME: &str = "XDG_DATA_HOME";
+/// Hugging Face hub endpoint (default `https://huggingface.co`), as the official client reads it.
+pub const HF_ENDPOINT: &str = "HF_ENDPOINT";
+/// Hugging Face access token, as the official client reads it. Never printed or logged.
+pub const HF_TOKEN: &str = "HF_TOKEN";
+/// Hugging Face home: the token file `$HF_HOME/token` and the cache `$HF_HOME/hub`.
+pub const HF_HOME: &str = "HF_HOME";
+/// Hugging Face hub cache directory (wins over `$HF_HOME/hub`).
+pub const HF_HUB_CACHE: &str = "HF_HUB_CACHE";

@@ -12,3 +12,6 @@ pub const INVALID_INPUT: u8 = 3;
 pub const VERIFY_FAILED: u8 = 4;
 /// The environment is not usable: Docker daemon unreachable, a file unreadable.
 pub const ENVIRONMENT: u8 = 5;
+/// The Hugging Face hub could not be used: unreachable, refused (401/403), not found (404),
+/// failing (5xx), or the transfer broke off (re-running resumes).
+pub const HUB: u8 = 6;

@@ -44,8 +44,17 @@ impl From<vlmctl_weights::WeightsError> for Failure {
     fn from(e: vlmctl_weights::WeightsError) -> Self {
         use vlmctl_weights::WeightsError as E;
         let code = match &e {
-            E::LockRead { .. } => exit_codes::ENVIRONMENT,
+            E::LockRead { .. } | E::Io { .. } => exit_codes::ENVIRONMENT,
             E::LockInvalid { .. } | E::UnknownModel { .. } => exit_codes::INVALID_INPUT,
+            E::UpstreamChanged { .. }
+            | E::DigestMismatch { .. }
+            | E::BadContent { .. }
+            | E::ExistingFileBad { .. }
+            | E::AdoptRejected { .. } => exit_codes::VERIFY_FAILED,
+            E::HubUnreachable { .. }
+            | E::HubStatus { .. }
+            | E::HubProtocol { .. }
+            | E::Transfer { .. } => exit_codes::HUB,
         };
         let hint = Some(e.hint());
         Self::new(e, hint, code)

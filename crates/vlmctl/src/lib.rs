@@ -50,9 +50,27 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitC
 }
 
 fn execute(cli: &Cli, out: &mut Output) -> Result<u8, Failure> {
+    use commands::weights;
     match &cli.command {
-        Command::Weights(WeightsCommand::Verify(args)) => commands::weights::verify(args, out),
+        Command::Weights(WeightsCommand::Verify(args)) => weights::verify(args, out),
+        Command::Weights(WeightsCommand::Adopt(args)) => weights::adopt(args, out),
+        Command::Weights(WeightsCommand::Lock(args)) => {
+            runtime()?.block_on(weights::lock(args, out))
+        }
+        Command::Weights(WeightsCommand::Fetch(args)) => {
+            runtime()?.block_on(weights::fetch(args, out))
+        }
     }
+}
+
+/// The one runtime. Current-thread on purpose: hf-hub's chunk tasks then complete in order (so
+/// an interrupted download keeps its whole prefix), and request timing in `bench` is not
+/// disturbed by work migrating between threads. Hashing runs on blocking threads.
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(e, None, exit_codes::FAILURE))
 }
 
 /// Where command results go: results on stdout, progress on stderr.

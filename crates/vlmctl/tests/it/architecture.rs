@@ -75,7 +75,9 @@ fn crate_boundaries_hold() {
             "metadata",
             "--format-version",
             "1",
-            "--offline",
+            // Not --offline: the full resolve includes other platforms' crates, which a fresh
+            // machine has not downloaded.
+            "--locked",
             "--manifest-path",
         ])
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml"))

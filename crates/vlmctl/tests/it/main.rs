@@ -3,5 +3,6 @@
 mod architecture;
 mod cli;
 mod common;
+mod weights_hub;
 #[cfg(feature = "test-env")]
 mod weights_real;

@@ -1,0 +1,204 @@
+//! Talking to the Hugging Face hub: metadata without downloading (for `weights lock` and to
+//! tell "upstream changed" from "transfer corrupted"), and downloads through `hf-hub`.
+//!
+//! Why `hf-hub` 0.4 and not 1.0: 0.4 (`api::tokio`) downloads in ranged chunks and resumes an
+//! interrupted download from `blobs/<etag>.sync.part` and its committed-bytes marker; 1.0 is a
+//! rewrite that restarts downloads from zero and switches to the Xet protocol when the server
+//! offers it (232 more crates). Users pull multi-GB files over home links; resume matters more.
+//! 0.4 never checks sha256 or etag against the content: that check is ours ([`crate::fetch`]).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, HeaderMap};
+
+use crate::{Sha256Digest, WeightsError};
+
+/// The official hub.
+pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
+
+/// Where and how to reach the hub, and where its cache lives. The token is never printed: the
+/// `Debug` form redacts it.
+#[derive(Clone)]
+pub struct HubClient {
+    pub(crate) endpoint: String,
+    pub(crate) token: Option<String>,
+    pub(crate) cache_dir: PathBuf,
+    http: reqwest::Client,
+}
+
+impl fmt::Debug for HubClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HubClient")
+            .field("endpoint", &self.endpoint)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("cache_dir", &self.cache_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the hub says about one file at one revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteFile {
+    /// The commit the revision resolved to (`x-repo-commit`).
+    pub commit: String,
+    /// Content sha256 for LFS files (`x-linked-etag`); `None` for small git files.
+    pub sha256: Option<Sha256Digest>,
+    /// Size in bytes (`x-linked-size`, else `content-length`).
+    pub size: u64,
+}
+
+impl HubClient {
+    /// A client for `endpoint` (like `HF_ENDPOINT`), authenticating with `token` (like
+    /// `HF_TOKEN`), caching under `cache_dir` (like `HF_HUB_CACHE`, the official layout
+    /// `models--org--name/{blobs,refs,snapshots}`).
+    pub fn new(
+        endpoint: &str,
+        token: Option<String>,
+        cache_dir: PathBuf,
+    ) -> Result<Self, WeightsError> {
+        let http = reqwest::Client::builder()
+            // The hub answers resolve requests for LFS files with a redirect to its CDN; the
+            // metadata we want is on the redirect itself.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("vlmctl/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|source| WeightsError::HubUnreachable {
+                endpoint: endpoint.to_owned(),
+                source,
+            })?;
+        Ok(Self {
+            endpoint: endpoint.trim_end_matches('/').to_owned(),
+            token: token.filter(|t| !t.is_empty()),
+            cache_dir,
+            http,
+        })
+    }
+
+    /// The endpoint, for messages.
+    #[must_use]
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The hub cache directory.
+    #[must_use]
+    pub fn cache_dir(&self) -> &Path {
+        &self.cache_dir
+    }
+
+    fn get(&self, url: &str) -> reqwest::RequestBuilder {
+        let req = self.http.get(url);
+        match &self.token {
+            Some(t) => req.header(AUTHORIZATION, format!("Bearer {t}")),
+            None => req,
+        }
+    }
+
+    /// Resolves `revision` (branch, tag or commit) of `repo` to a commit sha.
+    pub async fn commit_of(&self, repo: &str, revision: &str) -> Result<String, WeightsError> {
+        let url = format!("{}/api/models/{repo}/revision/{revision}", self.endpoint);
+        let resp = self.send(self.get(&url), repo, None).await?;
+        let info: serde_json::Value =
+            resp.json()
+                .await
+                .map_err(|source| WeightsError::HubUnreachable {
+                    endpoint: self.endpoint.clone(),
+                    source,
+                })?;
+        info["sha"]
+            .as_str()
+            .filter(|s| s.len() == 40)
+            .map(str::to_owned)
+            .ok_or_else(|| WeightsError::HubProtocol {
+                url,
+                what: "model info has no 40-hex `sha`".to_owned(),
+            })
+    }
+
+    /// Metadata of one file, without downloading it.
+    pub async fn file_meta(
+        &self,
+        repo: &str,
+        revision: &str,
+        file: &str,
+    ) -> Result<RemoteFile, WeightsError> {
+        let url = format!("{}/{repo}/resolve/{revision}/{file}", self.endpoint);
+        let resp = self.send(self.get(&url), repo, Some(file)).await?;
+        parse_meta(resp.headers()).map_err(|what| WeightsError::HubProtocol { url, what })
+    }
+
+    async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        repo: &str,
+        file: Option<&str>,
+    ) -> Result<reqwest::Response, WeightsError> {
+        let resp = req
+            .send()
+            .await
+            .map_err(|source| WeightsError::HubUnreachable {
+                endpoint: self.endpoint.clone(),
+                source,
+            })?;
+        let status = resp.status();
+        if status.is_success() || status.is_redirection() {
+            return Ok(resp);
+        }
+        Err(status_error(
+            status,
+            resp.headers(),
+            repo,
+            file,
+            self.token.is_some(),
+        ))
+    }
+}
+
+pub(crate) fn status_error(
+    status: StatusCode,
+    headers: &HeaderMap,
+    repo: &str,
+    file: Option<&str>,
+    sent_token: bool,
+) -> WeightsError {
+    let header = |k: &str| {
+        headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    WeightsError::HubStatus {
+        repo: repo.to_owned(),
+        file: file.map(str::to_owned),
+        status: status.as_u16(),
+        error_code: header("x-error-code"),
+        sent_token,
+    }
+}
+
+fn parse_meta(h: &HeaderMap) -> Result<RemoteFile, String> {
+    let get = |k: &str| {
+        h.get(k)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim_matches('"').to_owned())
+    };
+    let commit = get("x-repo-commit").ok_or("no x-repo-commit header")?;
+    let sha256 = get("x-linked-etag").and_then(|e| e.parse().ok());
+    let size = get("x-linked-size")
+        .or_else(|| get(CONTENT_LENGTH.as_str()))
+        .and_then(|s| s.parse().ok())
+        .ok_or("no x-linked-size or content-length header")?;
+    Ok(RemoteFile {
+        commit,
+        sha256,
+        size,
+    })
+}
+
+/// `models--org--name` under the cache, as the official client lays it out.
+#[must_use]
+pub fn repo_cache_dir(cache_dir: &Path, repo: &str) -> PathBuf {
+    cache_dir.join(format!("models--{}", repo.replace('/', "--")))
+}
