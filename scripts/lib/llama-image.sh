@@ -2,12 +2,15 @@
 # Builds the local image vlmctl-test/llama-server:cpu through the Docker daemon from a context with
 # no base image: `FROM scratch` + llama-server + the shared libraries it links + the loader. No
 # registry can be pulled from here. The image is labelled with the binary's sha256 and rebuilt
-# only when the binary changes. Usage: llama-image.sh PATH/TO/llama-server
+# only when the binary or this recipe changes. Usage: llama-image.sh PATH/TO/llama-server
+# Not labelled org.vlmctl.managed: containers inherit image labels, and that label must mean
+# "this container was created by vlmctl".
 set -euo pipefail
 bin=$1
 image=${VLMCTL_TEST_LLAMA_IMAGE:-vlmctl-test/llama-server:cpu}
 log() { printf '[image] %s\n' "$*" >&2; }
-sum=$(sha256sum "$bin" | cut -d' ' -f1)
+recipe=2
+sum=$(sha256sum "$bin" | cut -d' ' -f1)-r$recipe
 have=$(docker image inspect --format '{{ index .Config.Labels "org.vlmctl.llama-server-sha256" }}' "$image" 2>/dev/null || true)
 if [ "$have" = "$sum" ]; then
   log "up to date: $image (llama-server sha256 ${sum:0:12})"
@@ -26,7 +29,7 @@ cat > "$ctx/Dockerfile" <<DOCKERFILE
 FROM scratch
 COPY rootfs/ /
 COPY llama-server /usr/local/bin/llama-server
-LABEL org.vlmctl.managed=true org.vlmctl.test-image=llama-server org.vlmctl.llama-server-sha256=$sum
+LABEL org.vlmctl.test-image=llama-server org.vlmctl.llama-server-sha256=$sum
 ENTRYPOINT ["/usr/local/bin/llama-server"]
 DOCKERFILE
 log "building $image from scratch + llama-server + $(find "$ctx/rootfs" -type f | wc -l) shared libraries"

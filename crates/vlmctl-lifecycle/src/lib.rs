@@ -1,19 +1,41 @@
 //! The Docker side of vlmctl, through the Engine API with [`bollard`] (never the docker CLI).
 //!
-//! Today this crate holds the connection to the daemon: [`connect`] returns a version-negotiated
-//! [`bollard::Docker`] or a [`LifecycleError`] whose hint tells a not-running daemon from a
-//! permission problem. The gates (platform, ports, GPU memory, conflicts), the stop/restore
-//! journal, launch, readiness and teardown build on it (DESIGN.md, "The flow of provision").
+//! - [`connect`]: a version-negotiated [`bollard::Docker`], or a [`LifecycleError`] whose hint
+//!   tells a not-running daemon from a permission problem.
+//! - [`spec::Spec`]: a deployment spec, validated before any I/O; llama-server arguments, labels
+//!   and the equivalent `docker run` line derive from it.
+//! - [`gates`]: daemon, platform ([`platform`]), port ([`ports`]), GPU memory ([`gpu`]),
+//!   weights (supplied by the caller) and conflicts, concurrently, read-only.
+//! - [`journal`]: the restore journal, written before anything is stopped; [`journal::restore`]
+//!   brings stopped containers back, idempotently.
+//! - [`containers`]: launch from a spec (idempotent by spec hash), readiness on `/health`,
+//!   teardown, conflict discovery.
+//!
+//! This crate does not depend on the weights crate (so not on the hub client): the weights gate
+//! result and the model's files arrive as plain data ([`spec::ModelMount`]).
 //!
 //! Every container vlmctl creates carries the label [`MANAGED_LABEL`]`=true`, so that it can be
 //! found, and removed, by label.
 
+pub mod containers;
 mod error;
+pub mod gates;
+pub mod gpu;
+pub mod journal;
+pub mod platform;
+pub mod ports;
+pub mod spec;
 
 pub use error::LifecycleError;
 
 /// Label put on every container and image vlmctl (or its tests) creates.
 pub const MANAGED_LABEL: &str = "org.vlmctl.managed";
+/// Label with the sha256 of the spec a container was created from.
+pub const SPEC_LABEL: &str = "org.vlmctl.spec-sha256";
+/// Label with the sha256 of the lock entry of the model it serves.
+pub const LOCK_LABEL: &str = "org.vlmctl.lock-sha256";
+/// Label with the deployment name.
+pub const NAME_LABEL: &str = "org.vlmctl.deployment";
 
 /// Connects to the Docker daemon the way the docker CLI does (`DOCKER_HOST`, else the local
 /// socket) and negotiates the API version.

@@ -57,6 +57,12 @@ impl TestRun {
         format!("vlmctl-test-{}-{suffix}", self.id)
     }
 
+    /// Labels for images: the run label only. Containers inherit image labels, and
+    /// `org.vlmctl.managed` must mean "this container was created by vlmctl".
+    pub fn image_labels(&self) -> HashMap<String, String> {
+        HashMap::from([(RUN_LABEL.to_owned(), self.id.clone())])
+    }
+
     pub fn labels(&self) -> HashMap<String, String> {
         HashMap::from([
             (MANAGED_LABEL.to_owned(), "true".to_owned()),
@@ -66,6 +72,19 @@ impl TestRun {
 
     fn label_filter(&self) -> HashMap<String, Vec<String>> {
         HashMap::from([("label".to_owned(), vec![format!("{RUN_LABEL}={}", self.id)])])
+    }
+
+    /// Runs `body`, then removes everything this run created, also when `body` panicked (an
+    /// assertion) or failed; then reports the failure.
+    pub async fn guard(&self, body: impl std::future::Future<Output = anyhow::Result<()>>) {
+        use futures::FutureExt;
+        let outcome = std::panic::AssertUnwindSafe(body).catch_unwind().await;
+        self.cleanup().await;
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("{e:#}"),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     }
 
     /// Removes every container and image carrying this run's label. Errors are reported, not

@@ -19,11 +19,8 @@ async fn llama_server_image_serves_the_real_model() {
     let model = required_env("VLMCTL_TEST_MODEL");
     let docker = docker().await;
     let run = TestRun::new(&docker, "serve");
-    let result = serve_and_chat(&docker, &run, &image, Path::new(&model)).await;
-    run.cleanup().await;
-    if let Err(e) = result {
-        panic!("{e:#}");
-    }
+    run.guard(serve_and_chat(&docker, &run, &image, Path::new(&model)))
+        .await;
 }
 
 async fn serve_and_chat(

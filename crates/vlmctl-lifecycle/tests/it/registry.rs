@@ -14,11 +14,7 @@ async fn pushed_image_platforms_read_back_through_the_daemon() {
     let registry = required_env("VLMCTL_TEST_REGISTRY");
     let docker = docker().await;
     let run = TestRun::new(&docker, "registry");
-    let result = push_and_inspect(&docker, &run, &registry).await;
-    run.cleanup().await;
-    if let Err(e) = result {
-        panic!("{e:#}");
-    }
+    run.guard(push_and_inspect(&docker, &run, &registry)).await;
 }
 
 async fn push_and_inspect(docker: &Docker, run: &TestRun, registry: &str) -> anyhow::Result<()> {
@@ -82,7 +78,7 @@ async fn build_tiny_image(docker: &Docker, run: &TestRun, tag: &str) -> anyhow::
     let context = tar.into_inner()?;
     let opts = BuildImageOptionsBuilder::default()
         .t(tag)
-        .labels(&run.labels())
+        .labels(&run.image_labels())
         .rm(true)
         .build();
     let mut build = docker.build_image(opts, None, Some(bollard::body_full(context.into())));

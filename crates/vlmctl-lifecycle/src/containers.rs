@@ -1,0 +1,450 @@
+//! Containers: conflicts (who to stop), launch from a spec, readiness, idempotent relaunch,
+//! teardown. Creation options are derived from the spec by a pure function.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::models::{
+    ContainerCreateBody, DeviceRequest, HostConfig, PortBinding, RestartPolicy,
+    RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+};
+use futures::StreamExt;
+
+use crate::spec::{Gpus, ModelMount, Spec};
+use crate::{LifecycleError, MANAGED_LABEL, SPEC_LABEL};
+
+/// Environment variable llama-server reads its API key from (kept out of its arguments).
+pub const API_KEY_ENV: &str = "LLAMA_API_KEY";
+
+/// The create body for `spec`: read-only model mount, loopback-first networking, GPU request,
+/// restart policy, no capabilities, no privilege escalation, labels.
+#[must_use]
+pub fn create_body(spec: &Spec, mount: &ModelMount, api_key: Option<&str>) -> ContainerCreateBody {
+    let port_key = format!("{}/tcp", spec.server.port);
+    let (network_mode, port_bindings, exposed) = if spec.network == "host" {
+        ("host".to_owned(), None, None)
+    } else {
+        (
+            "bridge".to_owned(),
+            Some(HashMap::from([(
+                port_key.clone(),
+                Some(vec![PortBinding {
+                    host_ip: Some(spec.server.host.clone()),
+                    host_port: Some(spec.server.port.to_string()),
+                }]),
+            )])),
+            Some(vec![port_key]),
+        )
+    };
+    let device_requests = match &spec.gpus {
+        Gpus::None => None,
+        gpus => Some(vec![DeviceRequest {
+            driver: Some(String::new()),
+            count: match gpus {
+                Gpus::All => Some(-1),
+                Gpus::Count(n) => Some(i64::from(*n)),
+                _ => None,
+            },
+            device_ids: match gpus {
+                Gpus::Devices(d) => Some(d.clone()),
+                _ => None,
+            },
+            capabilities: Some(vec![vec!["gpu".to_owned()]]),
+            options: None,
+        }]),
+    };
+    let restart = match spec.restart.as_str() {
+        "always" => RestartPolicyNameEnum::ALWAYS,
+        "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
+        "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
+        _ => RestartPolicyNameEnum::NO,
+    };
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        cmd: Some(spec.server_args(mount)),
+        env: api_key.map(|k| vec![format!("{API_KEY_ENV}={k}")]),
+        labels: Some(spec.labels(mount).into_iter().collect()),
+        exposed_ports: exposed,
+        host_config: Some(HostConfig {
+            binds: Some(vec![format!("{}:/models:ro", mount.dir.display())]),
+            network_mode: Some(network_mode),
+            port_bindings,
+            device_requests,
+            restart_policy: Some(RestartPolicy {
+                name: Some(restart),
+                maximum_retry_count: None,
+            }),
+            cap_drop: Some(vec!["ALL".to_owned()]),
+            security_opt: Some(vec!["no-new-privileges".to_owned()]),
+            ..HostConfig::default()
+        }),
+        ..ContainerCreateBody::default()
+    }
+}
+
+/// What `launch` did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum Launch {
+    /// A container with the same spec hash is running: nothing was done.
+    Unchanged {
+        /// Its id.
+        id: String,
+    },
+    /// Created and started; `replaced` when an older managed container was removed first.
+    Started {
+        /// New id.
+        id: String,
+        /// Whether an existing container of that name was replaced.
+        replaced: bool,
+    },
+}
+
+/// Existing container of that name: id, spec label, running, managed.
+struct Existing {
+    id: String,
+    spec_sha: Option<String>,
+    running: bool,
+    managed: bool,
+}
+
+async fn existing(docker: &Docker, name: &str) -> Result<Option<Existing>, LifecycleError> {
+    match docker.inspect_container(name, None).await {
+        Ok(i) => {
+            let labels = i.config.and_then(|c| c.labels).unwrap_or_default();
+            Ok(Some(Existing {
+                id: i.id.unwrap_or_default(),
+                spec_sha: labels.get(SPEC_LABEL).cloned(),
+                running: i.state.and_then(|s| s.running).unwrap_or(false),
+                managed: labels.get(MANAGED_LABEL).is_some_and(|v| v == "true"),
+            }))
+        }
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(None),
+        Err(source) => Err(LifecycleError::Docker {
+            action: format!("inspect container {name}"),
+            source,
+        }),
+    }
+}
+
+/// Creates and starts the container, or does nothing when the same spec is already running
+/// (`healthy` decides for a running one: the caller probes `/health`). A container of that
+/// name that vlmctl did not create is never touched.
+pub async fn launch(
+    docker: &Docker,
+    spec: &Spec,
+    mount: &ModelMount,
+    api_key: Option<&str>,
+    extra_labels: &HashMap<String, String>,
+) -> Result<Launch, LifecycleError> {
+    let mut replaced = false;
+    if let Some(e) = existing(docker, &spec.name).await? {
+        if !e.managed {
+            return Err(LifecycleError::NameTaken {
+                container: spec.name.clone(),
+            });
+        }
+        if e.running && e.spec_sha.as_deref() == Some(spec.sha256().as_str()) {
+            return Ok(Launch::Unchanged { id: e.id });
+        }
+        remove(docker, &e.id, &spec.name).await?;
+        replaced = true;
+    }
+    let mut body = create_body(spec, mount, api_key);
+    if let Some(labels) = body.labels.as_mut() {
+        labels.extend(extra_labels.clone());
+    }
+    let opts = CreateContainerOptionsBuilder::default()
+        .name(&spec.name)
+        .build();
+    let created = docker
+        .create_container(Some(opts), body)
+        .await
+        .map_err(|source| LifecycleError::Docker {
+            action: format!("create container {} from {}", spec.name, spec.image),
+            source,
+        })?;
+    if let Err(source) = docker.start_container(&created.id, None).await {
+        // Nothing half-done: a container that never started is removed again.
+        let _ = remove(docker, &created.id, &spec.name).await;
+        return Err(start_error(&spec.name, source));
+    }
+    Ok(Launch::Started {
+        id: created.id,
+        replaced,
+    })
+}
+
+fn start_error(name: &str, source: bollard::errors::Error) -> LifecycleError {
+    let msg = source.to_string();
+    if msg.contains("could not select device driver") && msg.contains("gpu") {
+        return LifecycleError::NoGpuRuntime {
+            container: name.to_owned(),
+        };
+    }
+    if msg.contains("address already in use") {
+        return LifecycleError::PortTaken {
+            container: name.to_owned(),
+            detail: msg,
+        };
+    }
+    LifecycleError::Docker {
+        action: format!("start container {name}"),
+        source,
+    }
+}
+
+async fn remove(docker: &Docker, id: &str, name: &str) -> Result<(), LifecycleError> {
+    let opts = RemoveContainerOptionsBuilder::default().force(true).build();
+    match docker.remove_container(id, Some(opts)).await {
+        Ok(())
+        | Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(()),
+        Err(source) => Err(LifecycleError::Docker {
+            action: format!("remove container {name}"),
+            source,
+        }),
+    }
+}
+
+/// Polls `/health` on `base_url` until 200 (llama-server answers 503 "Loading model" while
+/// loading; `/v1/models` answers 200 too early, so it is not a signal), watching the
+/// container: if it exits, fail with its exit code and log tail. Returns the startup time.
+pub async fn wait_ready(
+    docker: &Docker,
+    name: &str,
+    base_url: &str,
+    timeout: Duration,
+) -> Result<Duration, LifecycleError> {
+    let started = Instant::now();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| LifecycleError::NotReady {
+            container: name.to_owned(),
+            waited_s: 0,
+            last: e.to_string(),
+        })?;
+    loop {
+        let state = docker
+            .inspect_container(name, None)
+            .await
+            .map_err(|source| LifecycleError::Docker {
+                action: format!("inspect container {name}"),
+                source,
+            })?
+            .state;
+        if !state.as_ref().and_then(|s| s.running).unwrap_or(false) {
+            return Err(LifecycleError::ExitedDuringLoad {
+                container: name.to_owned(),
+                exit_code: state.and_then(|s| s.exit_code).unwrap_or(-1),
+                logs: log_tail(docker, name, 20).await,
+            });
+        }
+        let last = match http.get(format!("{base_url}/health")).send().await {
+            Ok(r) if r.status() == 200 => return Ok(started.elapsed()),
+            Ok(r) => format!("/health answered {}", r.status()),
+            Err(e) => format!("/health: {e}"),
+        };
+        if started.elapsed() >= timeout {
+            return Err(LifecycleError::NotReady {
+                container: name.to_owned(),
+                waited_s: timeout.as_secs(),
+                last,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The last `n` log lines (stdout and stderr) of a container.
+pub async fn log_tail(docker: &Docker, name: &str, n: usize) -> String {
+    let opts = LogsOptionsBuilder::default()
+        .stdout(true)
+        .stderr(true)
+        .tail(&n.to_string())
+        .build();
+    let mut out = String::new();
+    let mut logs = docker.logs(name, Some(opts));
+    while let Some(Ok(chunk)) = logs.next().await {
+        out.push_str(&chunk.to_string());
+    }
+    out
+}
+
+/// Stops and removes the deployment's container; idempotent (absent is fine). Refuses a
+/// container vlmctl did not create.
+pub async fn teardown(docker: &Docker, name: &str) -> Result<bool, LifecycleError> {
+    let Some(e) = existing(docker, name).await? else {
+        return Ok(false);
+    };
+    if !e.managed {
+        return Err(LifecycleError::NameTaken {
+            container: name.to_owned(),
+        });
+    }
+    if e.running {
+        let _ = docker
+            .stop_container(
+                &e.id,
+                Some(StopContainerOptionsBuilder::default().t(10).build()),
+            )
+            .await;
+    }
+    remove(docker, &e.id, name).await?;
+    Ok(true)
+}
+
+/// A container that holds what the deployment needs (named in the spec, or holding GPU memory).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConflictInfo {
+    /// Full id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// e.g. `running`.
+    pub state: String,
+    /// Docker's status line, e.g. `Up 9 days`.
+    pub status: String,
+    /// Image.
+    pub image: String,
+    /// Command line.
+    pub command: String,
+    /// Restart policy name.
+    pub restart_policy: String,
+    /// Labels.
+    pub labels: HashMap<String, String>,
+    /// GPU memory held, MiB, if known.
+    pub gpu_mib: Option<u64>,
+    /// Named in the spec's `[[conflict]]` (may be stopped with confirmation), or found holding
+    /// GPU memory (needs `--stop NAME`).
+    pub named_in_spec: bool,
+    /// Last 20 log lines.
+    pub logs: String,
+}
+
+/// Running containers named in the spec's conflicts or holding GPU memory (by container id).
+pub async fn conflicts(
+    docker: &Docker,
+    spec: &Spec,
+    gpu_holders: &HashMap<String, u64>,
+) -> Result<Vec<ConflictInfo>, LifecycleError> {
+    let list = docker
+        .list_containers(Some(ListContainersOptionsBuilder::default().build()))
+        .await
+        .map_err(|source| LifecycleError::Docker {
+            action: "list containers".to_owned(),
+            source,
+        })?;
+    let mut out = Vec::new();
+    for c in list {
+        let id = c.id.clone().unwrap_or_default();
+        let name = c
+            .names
+            .as_ref()
+            .and_then(|n| n.first())
+            .map(|n| n.trim_start_matches('/').to_owned())
+            .unwrap_or_default();
+        if name == spec.name {
+            continue;
+        }
+        let named = spec.conflicts.contains(&name);
+        let gpu = gpu_holders.get(&id).copied();
+        if !named && gpu.is_none() {
+            continue;
+        }
+        let inspect = docker
+            .inspect_container(&id, None)
+            .await
+            .map_err(|source| LifecycleError::Docker {
+                action: format!("inspect container {name}"),
+                source,
+            })?;
+        let restart_policy = inspect
+            .host_config
+            .and_then(|h| h.restart_policy)
+            .and_then(|r| r.name)
+            .map_or_else(|| "no".to_owned(), |n| n.to_string());
+        out.push(ConflictInfo {
+            id,
+            name: name.clone(),
+            state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+            status: c.status.unwrap_or_default(),
+            image: c.image.unwrap_or_default(),
+            command: c.command.unwrap_or_default(),
+            restart_policy,
+            labels: c.labels.unwrap_or_default(),
+            gpu_mib: gpu,
+            named_in_spec: named,
+            logs: log_tail(docker, &name, 20).await,
+        });
+    }
+    Ok(out)
+}
+
+/// Pure: which conflicts may be stopped. Named in the spec: with `--yes` or confirmation.
+/// Not named: only when the user named it with `--stop`.
+#[must_use]
+pub fn allowed_to_stop<'a>(
+    conflicts: &'a [ConflictInfo],
+    stop_flags: &[String],
+    yes: bool,
+    confirmed: &dyn Fn(&ConflictInfo) -> bool,
+) -> Vec<&'a ConflictInfo> {
+    conflicts
+        .iter()
+        .filter(|c| stop_flags.contains(&c.name) || (c.named_in_spec && (yes || confirmed(c))))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(name: &str, named: bool) -> ConflictInfo {
+        ConflictInfo {
+            id: format!("id-{name}"),
+            name: name.into(),
+            state: "running".into(),
+            status: "Up".into(),
+            image: "i".into(),
+            command: "c".into(),
+            restart_policy: "always".into(),
+            labels: HashMap::new(),
+            gpu_mib: Some(100),
+            named_in_spec: named,
+            logs: String::new(),
+        }
+    }
+
+    #[test]
+    fn yes_alone_never_stops_a_container_the_spec_does_not_name() {
+        let c = [info("nemotron", true), info("chatterbox", false)];
+        let names = |v: Vec<&ConflictInfo>| v.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            names(allowed_to_stop(&c, &[], true, &|_| false)),
+            ["nemotron"]
+        );
+        assert_eq!(
+            names(allowed_to_stop(&c, &[], false, &|_| false)),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            names(allowed_to_stop(&c, &[], false, &|c| c.name == "nemotron")),
+            ["nemotron"]
+        );
+        assert_eq!(
+            names(allowed_to_stop(&c, &["chatterbox".into()], false, &|_| {
+                false
+            })),
+            ["chatterbox"]
+        );
+    }
+}

@@ -1,0 +1,224 @@
+//! The GPU memory gate, from `nvidia-smi`. Parsing and the decision are pure; running the binary
+//! is a thin wrapper (the path is passed in, so tests use a stub that replays recorded output).
+//!
+//! Facts designed for: on a GB10 (unified memory) `memory.used` and friends read
+//! `[Not Supported]` or `[N/A]`, while `--query-compute-apps` still lists per-process memory; a
+//! CPU-only host has no `nvidia-smi` at all.
+
+use std::path::Path;
+
+/// `--query-gpu` fields, in order.
+pub const GPU_QUERY: &str =
+    "--query-gpu=name,memory.total,memory.used,memory.free,compute_cap,driver_version";
+/// `--query-compute-apps` fields, in order.
+pub const APPS_QUERY: &str = "--query-compute-apps=pid,process_name,used_memory";
+
+/// One GPU. Memory fields are `None` where the driver says `[Not Supported]`/`[N/A]`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Gpu {
+    /// Product name.
+    pub name: String,
+    /// MiB.
+    pub total_mib: Option<u64>,
+    /// MiB.
+    pub used_mib: Option<u64>,
+    /// MiB.
+    pub free_mib: Option<u64>,
+    /// e.g. `12.0`.
+    pub compute_cap: String,
+    /// Driver version.
+    pub driver: String,
+}
+
+/// A process holding GPU memory, and the container it runs in if any.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GpuProcess {
+    /// Host PID.
+    pub pid: u32,
+    /// Process name.
+    pub name: String,
+    /// MiB.
+    pub used_mib: Option<u64>,
+    /// Container id (from the PID's cgroup), when it is in one.
+    pub container_id: Option<String>,
+}
+
+/// What nvidia-smi said, or that there is none.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum GpuState {
+    /// No `nvidia-smi` on this host.
+    NoDriver,
+    /// GPUs and their compute processes.
+    Gpus {
+        /// One per GPU.
+        gpus: Vec<Gpu>,
+        /// Compute processes.
+        processes: Vec<GpuProcess>,
+    },
+}
+
+fn field(s: &str) -> Option<u64> {
+    let s = s.trim();
+    if s.starts_with('[') {
+        return None;
+    }
+    s.split_whitespace().next()?.parse().ok()
+}
+
+/// Parses `--query-gpu=... --format=csv,noheader,nounits`.
+pub fn parse_gpus(csv: &str) -> Result<Vec<Gpu>, String> {
+    csv.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').map(str::trim).collect();
+            if f.len() != 6 {
+                return Err(format!("unexpected nvidia-smi line {l:?} (want 6 fields)"));
+            }
+            Ok(Gpu {
+                name: f[0].to_owned(),
+                total_mib: field(f[1]),
+                used_mib: field(f[2]),
+                free_mib: field(f[3]),
+                compute_cap: f[4].to_owned(),
+                driver: f[5].to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// Parses `--query-compute-apps=... --format=csv,noheader,nounits`.
+pub fn parse_apps(csv: &str) -> Result<Vec<GpuProcess>, String> {
+    csv.lines()
+        .filter(|l| !l.trim().is_empty() && !l.contains("No running processes"))
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').map(str::trim).collect();
+            if f.len() != 3 {
+                return Err(format!("unexpected nvidia-smi line {l:?} (want 3 fields)"));
+            }
+            Ok(GpuProcess {
+                pid: f[0].parse().map_err(|_| format!("bad pid in {l:?}"))?,
+                name: f[1].to_owned(),
+                used_mib: field(f[2]),
+                container_id: None,
+            })
+        })
+        .collect()
+}
+
+/// The Docker container id in a `/proc/<pid>/cgroup` file, for cgroup v1
+/// (`.../docker/<id>`) and v2 with the systemd driver (`.../docker-<id>.scope`).
+#[must_use]
+pub fn container_id_from_cgroup(cgroup: &str) -> Option<String> {
+    cgroup.lines().find_map(|line| {
+        let path = line.rsplit(':').next()?;
+        path.split('/').find_map(|seg| {
+            let id = seg
+                .strip_prefix("docker-")
+                .and_then(|s| s.strip_suffix(".scope"))
+                .unwrap_or(seg);
+            (id.len() == 64 && id.chars().all(|c| c.is_ascii_hexdigit())).then(|| id.to_owned())
+        })
+    })
+}
+
+/// `MemAvailable` from `/proc/meminfo`, in MiB.
+#[must_use]
+pub fn mem_available_mib(meminfo: &str) -> Option<u64> {
+    meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map(|kib| kib / 1024)
+}
+
+/// Free memory for a new server: the GPUs' `memory.free` summed, or on unified-memory GPUs
+/// (no `memory.free`) the host's `MemAvailable`. Returns (MiB, how it was measured).
+#[must_use]
+pub fn free_mib(gpus: &[Gpu], meminfo: Option<&str>) -> Option<(u64, &'static str)> {
+    if !gpus.is_empty() && gpus.iter().all(|g| g.free_mib.is_some()) {
+        return Some((
+            gpus.iter().filter_map(|g| g.free_mib).sum(),
+            "nvidia-smi memory.free",
+        ));
+    }
+    mem_available_mib(meminfo?).map(|m| (m, "unified memory: /proc/meminfo MemAvailable"))
+}
+
+/// Runs nvidia-smi at `path` (None: not installed) and maps processes to containers.
+pub async fn query(path: Option<&Path>) -> Result<GpuState, String> {
+    let Some(path) = path else {
+        return Ok(GpuState::NoDriver);
+    };
+    let run = |query: &'static str| async move {
+        let out = tokio::process::Command::new(path)
+            .args([query, "--format=csv,noheader,nounits"])
+            .output()
+            .await
+            .map_err(|e| format!("cannot run {}: {e}", path.display()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{} {query} failed: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let gpus = parse_gpus(&run(GPU_QUERY).await?)?;
+    let mut processes = parse_apps(&run(APPS_QUERY).await?)?;
+    for p in &mut processes {
+        p.container_id = std::fs::read_to_string(format!("/proc/{}/cgroup", p.pid))
+            .ok()
+            .and_then(|c| container_id_from_cgroup(&c));
+    }
+    Ok(GpuState::Gpus { gpus, processes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Recorded on panda (RTX 5070 Ti, driver 580.126.09), values from the runbook.
+    pub const PANDA_GPU: &str = "NVIDIA GeForce RTX 5070 Ti, 16303, 8996, 6823, 12.0, 580.126.09\n";
+    /// GB10 (titan/beast): unified memory, memory fields not supported.
+    pub const GB10_GPU: &str = "NVIDIA GB10, [N/A], [Not Supported], [N/A], 12.1, 580.142\n";
+
+    #[test]
+    fn discrete_card_reports_free_memory() {
+        let g = parse_gpus(PANDA_GPU).unwrap();
+        assert_eq!(g[0].free_mib, Some(6823));
+        assert_eq!(free_mib(&g, None), Some((6823, "nvidia-smi memory.free")));
+    }
+
+    #[test]
+    fn gb10_falls_back_to_meminfo() {
+        let g = parse_gpus(GB10_GPU).unwrap();
+        assert_eq!(g[0].used_mib, None);
+        let meminfo = "MemTotal: 128000000 kB\nMemAvailable:   62914560 kB\n";
+        assert_eq!(
+            free_mib(&g, Some(meminfo)),
+            Some((61440, "unified memory: /proc/meminfo MemAvailable"))
+        );
+    }
+
+    #[test]
+    fn apps_and_cgroups() {
+        let apps = parse_apps("4242, /usr/bin/python3, 5158\n77, vllm, [N/A]\n").unwrap();
+        assert_eq!(apps[0].used_mib, Some(5158));
+        assert_eq!(apps[1].used_mib, None);
+        let id = "a".repeat(64);
+        assert_eq!(
+            container_id_from_cgroup(&format!("12:memory:/docker/{id}\n")),
+            Some(id.clone())
+        );
+        assert_eq!(
+            container_id_from_cgroup(&format!("0::/system.slice/docker-{id}.scope\n")),
+            Some(id)
+        );
+        assert_eq!(
+            container_id_from_cgroup("0::/user.slice/session-1.scope\n"),
+            None
+        );
+        assert!(parse_gpus("garbage").is_err());
+    }
+}

@@ -1,0 +1,207 @@
+//! The platform gate: does the image have a manifest for the platform we will run on?
+//! Decided by a pure function over the platforms the registry lists; the daemon's distribution
+//! endpoint (what `docker manifest inspect` asks) supplies them.
+
+use std::fmt;
+
+use bollard::Docker;
+
+use crate::LifecycleError;
+
+/// An OCI platform, `os/architecture[/variant]`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Platform {
+    /// e.g. `linux`.
+    pub os: String,
+    /// e.g. `amd64`, `arm64`.
+    pub architecture: String,
+    /// e.g. `v8`.
+    pub variant: Option<String>,
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Platform {
+    /// Parses `os/arch[/variant]`.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        let mut parts = s.split('/');
+        let os = parts.next().filter(|p| !p.is_empty())?;
+        let architecture = parts.next().filter(|p| !p.is_empty())?;
+        let variant = parts.next().map(str::to_owned);
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(Self {
+            os: os.to_owned(),
+            architecture: architecture.to_owned(),
+            variant,
+        })
+    }
+
+    /// This host, in OCI terms (`x86_64` is `amd64`, `aarch64` is `arm64`).
+    #[must_use]
+    pub fn host() -> Self {
+        let architecture = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "arm" => "arm",
+            other => other,
+        };
+        Self {
+            os: "linux".to_owned(),
+            architecture: architecture.to_owned(),
+            variant: None,
+        }
+    }
+
+    /// The spec's `platform` (`host` or an explicit one).
+    #[must_use]
+    pub fn from_spec(s: &str) -> Option<Self> {
+        if s == "host" {
+            Some(Self::host())
+        } else {
+            Self::parse(s)
+        }
+    }
+
+    /// Whether an image built for `self` runs where `wanted` is asked for. A missing variant
+    /// matches the architecture's default (`arm64` is `v8`).
+    fn satisfies(&self, wanted: &Self) -> bool {
+        let norm = |p: &Self| -> Option<String> {
+            match (p.architecture.as_str(), p.variant.as_deref()) {
+                ("arm64", None | Some("v8")) => None,
+                (_, v) => v.map(str::to_owned),
+            }
+        };
+        self.os == wanted.os
+            && self.architecture == wanted.architecture
+            && (wanted.variant.is_none() || norm(self) == norm(wanted))
+    }
+}
+
+/// The gate's verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlatformVerdict {
+    /// A manifest for the wanted platform exists.
+    Supported(Platform),
+    /// None does; these are the platforms the image has (attestations left out).
+    Unsupported(Vec<Platform>),
+    /// The registry listed no runnable platform (dockerd 20.10 reports none for a single OCI
+    /// image manifest): cannot tell.
+    Unknown,
+}
+
+/// Pure decision. Entries `unknown/unknown` are build attestations (provenance, SBOM) that
+/// `BuildKit` puts in indexes, not runnable images: ignored.
+#[must_use]
+pub fn check(wanted: &Platform, found: &[Platform]) -> PlatformVerdict {
+    let runnable: Vec<Platform> = found
+        .iter()
+        .filter(|p| !(p.os == "unknown" && p.architecture == "unknown"))
+        .cloned()
+        .collect();
+    if runnable.is_empty() {
+        return PlatformVerdict::Unknown;
+    }
+    runnable
+        .iter()
+        .find(|p| p.satisfies(wanted))
+        .cloned()
+        .map_or(
+            PlatformVerdict::Unsupported(runnable),
+            PlatformVerdict::Supported,
+        )
+}
+
+/// Platforms the registry lists for `image`, asked through the daemon (so its registry
+/// configuration and credentials apply).
+pub async fn image_platforms(
+    docker: &Docker,
+    image: &str,
+) -> Result<Vec<Platform>, LifecycleError> {
+    let inspect = docker
+        .inspect_registry_image(image, None)
+        .await
+        .map_err(|source| LifecycleError::RegistryInspect {
+            image: image.to_owned(),
+            source,
+        })?;
+    Ok(inspect
+        .platforms
+        .into_iter()
+        .map(|p| Platform {
+            os: p.os.unwrap_or_default(),
+            architecture: p.architecture.unwrap_or_default(),
+            variant: p.variant.filter(|v| !v.is_empty()),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Platform {
+        Platform::parse(s).unwrap()
+    }
+
+    #[test]
+    fn server_cuda_is_amd64_only_so_arm64_hosts_fail_with_what_was_found() {
+        // ggml-org publishes server-cuda for linux/amd64 (plus attestations).
+        let found = [p("linux/amd64"), p("unknown/unknown")];
+        assert_eq!(
+            check(&p("linux/amd64"), &found),
+            PlatformVerdict::Supported(p("linux/amd64"))
+        );
+        assert_eq!(
+            check(&p("linux/arm64"), &found),
+            PlatformVerdict::Unsupported(vec![p("linux/amd64")])
+        );
+    }
+
+    #[test]
+    fn variants_match_with_arm64_defaulting_to_v8() {
+        let found = [p("linux/arm64/v8"), p("linux/arm/v7")];
+        assert!(matches!(
+            check(&p("linux/arm64"), &found),
+            PlatformVerdict::Supported(_)
+        ));
+        assert!(matches!(
+            check(&p("linux/arm64/v8"), &[p("linux/arm64")]),
+            PlatformVerdict::Supported(_)
+        ));
+        assert!(matches!(
+            check(&p("linux/arm/v6"), &found),
+            PlatformVerdict::Unsupported(_)
+        ));
+        assert!(matches!(
+            check(&p("linux/arm/v7"), &found),
+            PlatformVerdict::Supported(_)
+        ));
+    }
+
+    #[test]
+    fn nothing_listed_is_unknown_not_unsupported() {
+        assert_eq!(check(&p("linux/amd64"), &[]), PlatformVerdict::Unknown);
+        assert_eq!(
+            check(&p("linux/amd64"), &[p("unknown/unknown")]),
+            PlatformVerdict::Unknown
+        );
+    }
+
+    #[test]
+    fn parse_rejects_junk() {
+        for bad in ["linux", "/amd64", "linux/", "a/b/c/d", ""] {
+            assert!(Platform::parse(bad).is_none(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,634 @@
+//! Deployment specs (`docker/*.toml`): parsed and validated into a [`Spec`] before any I/O, with
+//! file, line and field in every error. Pure functions derive llama-server's arguments and the
+//! equivalent `docker run` line from a spec.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use toml::Spanned;
+
+use crate::LifecycleError;
+
+/// Where a deployment's model files are, and what they are: the lock entry, resolved by the
+/// caller (the weights crate is not a dependency of this one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ModelMount {
+    /// Host directory mounted read-only at `/models`.
+    pub dir: std::path::PathBuf,
+    /// Model file, relative to `dir`.
+    pub model_file: String,
+    /// Vision projector, relative to `dir`, if the model has one.
+    pub mmproj_file: Option<String>,
+    /// sha256 of the lock entry, for the `org.vlmctl.lock-sha256` label.
+    pub lock_sha256: String,
+}
+
+/// A validated deployment spec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Spec {
+    /// Container name.
+    pub name: String,
+    /// Image reference.
+    pub image: String,
+    /// `host` or `os/arch[/variant]`.
+    pub platform: String,
+    /// `weights.lock` entry mounted at `/models`.
+    pub model: String,
+    /// GPU request.
+    pub gpus: Gpus,
+    /// Docker restart policy name.
+    pub restart: String,
+    /// `host` or `bridge` (publishing on the bind address only).
+    pub network: String,
+    /// Whether binding a non-loopback address is allowed (needs an API key).
+    pub expose: bool,
+    /// llama-server settings.
+    pub server: Server,
+    /// Readiness.
+    pub health: Health,
+    /// Memory gate and ceiling.
+    pub memory: Memory,
+    /// Containers that may be stopped (with confirmation) and restored.
+    pub conflicts: Vec<String>,
+}
+
+/// GPU request: `"all"`, `"none"`, a count, or device ids.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Gpus {
+    /// Every GPU (`--gpus all`).
+    All,
+    /// CPU only.
+    None,
+    /// This many GPUs.
+    Count(u32),
+    /// These device ids.
+    Devices(Vec<String>),
+}
+
+/// `[server]`: becomes llama-server's arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// Bind address (`--host`).
+    pub host: String,
+    /// Port (`--port`), always explicit.
+    pub port: u16,
+    /// `--ctx-size`.
+    #[serde(default = "default_ctx")]
+    pub ctx_size: u32,
+    /// `-ngl`.
+    #[serde(default = "default_ngl")]
+    pub n_gpu_layers: u32,
+    /// `--jinja` (needed for `chat_template_kwargs`, i.e. to disable thinking).
+    #[serde(default = "yes")]
+    pub jinja: bool,
+    /// `--threads`, when set.
+    #[serde(default)]
+    pub threads: Option<u32>,
+    /// Environment variable holding the API key (required with `expose = true`).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Appended verbatim.
+    #[serde(default)]
+    pub extra_args: Vec<String>,
+}
+
+/// `[health]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    /// Seconds to wait for `/health` to answer 200.
+    #[serde(default = "default_timeout")]
+    pub timeout_s: u64,
+}
+
+/// `[memory]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Memory {
+    /// Free GPU memory needed before launch.
+    #[serde(default)]
+    pub need_free_mib: Option<u64>,
+    /// Ceiling for the server process's GPU memory after launch.
+    #[serde(default)]
+    pub max_process_mib: Option<u64>,
+}
+
+fn default_ctx() -> u32 {
+    4096
+}
+fn default_ngl() -> u32 {
+    999
+}
+fn yes() -> bool {
+    true
+}
+fn default_timeout() -> u64 {
+    120
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpec {
+    name: Spanned<String>,
+    image: Spanned<String>,
+    #[serde(default = "host_platform")]
+    platform: Spanned<String>,
+    model: Spanned<String>,
+    #[serde(default = "gpus_all")]
+    gpus: Spanned<toml::Value>,
+    #[serde(default = "restart_default")]
+    restart: Spanned<String>,
+    #[serde(default = "network_default")]
+    network: Spanned<String>,
+    #[serde(default)]
+    expose: bool,
+    server: Spanned<Server>,
+    #[serde(default = "health_default")]
+    health: Health,
+    #[serde(default)]
+    memory: Memory,
+    #[serde(default)]
+    conflict: Vec<Spanned<RawConflict>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConflict {
+    name: String,
+}
+
+fn host_platform() -> Spanned<String> {
+    Spanned::new(0..0, "host".to_owned())
+}
+fn gpus_all() -> Spanned<toml::Value> {
+    Spanned::new(0..0, toml::Value::String("all".to_owned()))
+}
+fn restart_default() -> Spanned<String> {
+    Spanned::new(0..0, "unless-stopped".to_owned())
+}
+fn network_default() -> Spanned<String> {
+    Spanned::new(0..0, "host".to_owned())
+}
+fn health_default() -> Health {
+    Health {
+        timeout_s: default_timeout(),
+    }
+}
+
+impl Spec {
+    /// Reads and validates the spec at `path`.
+    pub fn load(path: &Path) -> Result<Self, LifecycleError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LifecycleError::SpecRead {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates spec text; `path` is used in messages only.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, LifecycleError> {
+        let invalid = |span: std::ops::Range<usize>, field: &str, message: String| {
+            LifecycleError::SpecInvalid {
+                path: path.to_owned(),
+                line: text
+                    .get(..span.start)
+                    .map_or(1, |t| t.matches('\n').count() + 1),
+                field: field.to_owned(),
+                message,
+            }
+        };
+        let raw: RawSpec = toml::from_str(text)
+            .map_err(|e| invalid(e.span().unwrap_or(0..0), "", e.message().to_owned()))?;
+        let name = raw.name.get_ref();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+            || !name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        {
+            return Err(invalid(
+                raw.name.span(),
+                "name",
+                format!("{name:?} is not a valid container name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)"),
+            ));
+        }
+        if raw.image.get_ref().trim().is_empty()
+            || raw.image.get_ref().contains(char::is_whitespace)
+        {
+            return Err(invalid(
+                raw.image.span(),
+                "image",
+                "an image reference without spaces is required".to_owned(),
+            ));
+        }
+        let platform = raw.platform.get_ref();
+        if platform != "host" && crate::platform::Platform::parse(platform).is_none() {
+            return Err(invalid(
+                raw.platform.span(),
+                "platform",
+                format!(
+                    "{platform:?}: expected \"host\" or os/arch[/variant], e.g. \"linux/arm64\""
+                ),
+            ));
+        }
+        let gpus =
+            parse_gpus(raw.gpus.get_ref()).map_err(|m| invalid(raw.gpus.span(), "gpus", m))?;
+        let restart = raw.restart.get_ref();
+        if !matches!(
+            restart.as_str(),
+            "no" | "always" | "unless-stopped" | "on-failure"
+        ) {
+            return Err(invalid(
+                raw.restart.span(),
+                "restart",
+                format!("{restart:?}: expected no, always, unless-stopped or on-failure"),
+            ));
+        }
+        let network = raw.network.get_ref();
+        if !matches!(network.as_str(), "host" | "bridge") {
+            return Err(invalid(
+                raw.network.span(),
+                "network",
+                format!("{network:?}: expected \"host\" or \"bridge\""),
+            ));
+        }
+        let server_span = raw.server.span();
+        let server = raw.server.into_inner();
+        check_server(&server, raw.expose, &|key, field, message| {
+            // Point at the key's own line inside [server] when it is there.
+            invalid(key_span(text, &server_span, key), field, message)
+        })?;
+        if raw.health.timeout_s == 0 {
+            return Err(invalid(
+                0..0,
+                "health.timeout_s",
+                "must be at least 1".to_owned(),
+            ));
+        }
+        Ok(Self {
+            name: name.clone(),
+            image: raw.image.into_inner(),
+            platform: raw.platform.into_inner(),
+            model: raw.model.into_inner(),
+            gpus,
+            restart: raw.restart.into_inner(),
+            network: raw.network.into_inner(),
+            expose: raw.expose,
+            server,
+            health: raw.health,
+            memory: raw.memory,
+            conflicts: raw
+                .conflict
+                .into_iter()
+                .map(|c| c.into_inner().name)
+                .collect(),
+        })
+    }
+
+    /// sha256 of the canonical form (comments and formatting do not count), for the
+    /// `org.vlmctl.spec-sha256` label that makes relaunch idempotent.
+    #[must_use]
+    pub fn sha256(&self) -> String {
+        let canonical = serde_json::to_vec(self).unwrap_or_default();
+        hex::encode(Sha256::digest(canonical))
+    }
+
+    /// llama-server's arguments: model and projector under `/models`, explicit host and port.
+    #[must_use]
+    pub fn server_args(&self, mount: &ModelMount) -> Vec<String> {
+        let s = &self.server;
+        let mut args = vec![
+            "--model".to_owned(),
+            format!("/models/{}", mount.model_file),
+        ];
+        if let Some(mm) = &mount.mmproj_file {
+            args.extend(["--mmproj".to_owned(), format!("/models/{mm}")]);
+        }
+        args.extend([
+            "--host".to_owned(),
+            s.host.clone(),
+            "--port".to_owned(),
+            s.port.to_string(),
+            "--ctx-size".to_owned(),
+            s.ctx_size.to_string(),
+            "-ngl".to_owned(),
+            s.n_gpu_layers.to_string(),
+        ]);
+        if s.jinja {
+            args.push("--jinja".to_owned());
+        }
+        if let Some(t) = s.threads {
+            args.extend(["--threads".to_owned(), t.to_string()]);
+        }
+        args.extend(s.extra_args.iter().cloned());
+        args
+    }
+
+    /// Labels put on the container.
+    #[must_use]
+    pub fn labels(&self, mount: &ModelMount) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (crate::MANAGED_LABEL.to_owned(), "true".to_owned()),
+            (crate::SPEC_LABEL.to_owned(), self.sha256()),
+            (crate::LOCK_LABEL.to_owned(), mount.lock_sha256.clone()),
+            (crate::NAME_LABEL.to_owned(), self.name.clone()),
+        ])
+    }
+
+    /// The `docker run` line equivalent to what `launch` creates (for `--dry-run` and for
+    /// people who keep deployments elsewhere). The API key is referenced, never expanded.
+    #[must_use]
+    pub fn docker_run_line(&self, mount: &ModelMount) -> String {
+        let mut parts = vec!["docker run -d".to_owned(), format!("--name {}", self.name)];
+        parts.push(format!("--restart {}", self.restart));
+        match &self.gpus {
+            Gpus::All => parts.push("--gpus all".to_owned()),
+            Gpus::None => {}
+            Gpus::Count(n) => parts.push(format!("--gpus {n}")),
+            Gpus::Devices(d) => parts.push(format!("--gpus '\"device={}\"'", d.join(","))),
+        }
+        if self.network == "host" {
+            parts.push("--network host".to_owned());
+        } else {
+            parts.push(format!(
+                "-p {}:{}:{}",
+                self.server.host, self.server.port, self.server.port
+            ));
+        }
+        parts.push(format!(
+            "-v {}:/models:ro",
+            shell_quote(&mount.dir.display().to_string())
+        ));
+        parts.push("--cap-drop ALL".to_owned());
+        parts.push("--security-opt no-new-privileges".to_owned());
+        if let Some(var) = &self.server.api_key_env {
+            parts.push(format!("-e LLAMA_API_KEY=\"${var}\""));
+        }
+        for (k, v) in self.labels(mount) {
+            parts.push(format!("--label {k}={v}"));
+        }
+        parts.push(self.image.clone());
+        let mut line = parts.join(" \\\n  ");
+        for a in self.server_args(mount) {
+            let _ = write!(line, " {}", shell_quote(&a));
+        }
+        line
+    }
+}
+
+/// `[server]` rules: an IP address, an explicit port, loopback unless exposed on purpose with
+/// an API key, and never the key on the command line.
+fn check_server(
+    server: &Server,
+    expose: bool,
+    invalid: &dyn Fn(&str, &str, String) -> LifecycleError,
+) -> Result<(), LifecycleError> {
+    let ip: IpAddr = server.host.parse().map_err(|_| {
+        invalid(
+            "host",
+            "server.host",
+            format!("{:?} is not an IP address", server.host),
+        )
+    })?;
+    if server.port == 0 {
+        return Err(invalid(
+            "port",
+            "server.port",
+            "port 0 is not allowed: give an explicit port".to_owned(),
+        ));
+    }
+    if !ip.is_loopback() {
+        if !expose {
+            return Err(invalid(
+                "host",
+                "server.host",
+                format!(
+                    "binding {ip} exposes the server beyond this host; set `expose = true` and \
+                 `server.api_key_env` to do that on purpose"
+                ),
+            ));
+        }
+        if server.api_key_env.is_none() {
+            return Err(invalid(
+                "host",
+                "server.api_key_env",
+                "`expose = true` needs an API key: name the environment variable that holds it"
+                    .to_owned(),
+            ));
+        }
+    }
+    if server.extra_args.iter().any(|a| a == "--api-key") {
+        return Err(invalid(
+            "extra_args",
+            "server.extra_args",
+            "pass the API key through `server.api_key_env`, never as an argument".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// The span of `key = ...` in the table that starts at `table` (toml spans a table by its
+/// header): searched up to the next table header. The table's span if the key is absent.
+fn key_span(text: &str, table: &std::ops::Range<usize>, key: &str) -> std::ops::Range<usize> {
+    let body = text.get(table.start..).unwrap_or("");
+    let mut offset = 0;
+    for (i, line) in body.split_inclusive('\n').enumerate() {
+        let t = line.trim_start();
+        if i > 0 && t.starts_with('[') {
+            break;
+        }
+        if t.strip_prefix(key)
+            .is_some_and(|r| r.trim_start().starts_with('='))
+        {
+            let start = table.start + offset;
+            return start..start + line.len();
+        }
+        offset += line.len();
+    }
+    table.clone()
+}
+
+fn parse_gpus(v: &toml::Value) -> Result<Gpus, String> {
+    match v {
+        toml::Value::String(s) if s == "all" => Ok(Gpus::All),
+        toml::Value::String(s) if s == "none" => Ok(Gpus::None),
+        toml::Value::Integer(n) if *n > 0 => u32::try_from(*n)
+            .map(Gpus::Count)
+            .map_err(|_| format!("{n} GPUs?")),
+        toml::Value::Array(ids) if !ids.is_empty() => ids
+            .iter()
+            .map(|i| match i {
+                toml::Value::String(s) if !s.is_empty() => Ok(s.clone()),
+                toml::Value::Integer(n) => Ok(n.to_string()),
+                other => Err(format!("device id {other} is not a string or integer")),
+            })
+            .collect::<Result<_, _>>()
+            .map(Gpus::Devices),
+        other => Err(format!(
+            "{other}: expected \"all\", \"none\", a count (e.g. 1) or device ids (e.g. [\"0\", \"1\"])"
+        )),
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-:=,@".contains(c))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const PANDA: &str = r#"
+name = "panda-llamacpp"
+image = "ghcr.io/ggml-org/llama.cpp:server-cuda"
+model = "gemma-4-e2b-it-q4km"
+gpus = "all"
+restart = "unless-stopped"
+network = "host"
+[server]
+host = "127.0.0.1"
+port = 11435
+ctx_size = 4096
+n_gpu_layers = 999
+jinja = true
+[health]
+timeout_s = 120
+[memory]
+need_free_mib = 4000
+max_process_mib = 8192
+[[conflict]]
+name = "vllm-nemotron-super"
+"#;
+
+    fn mount() -> ModelMount {
+        ModelMount {
+            dir: "/home/u/gguf-gemma4-e2b".into(),
+            model_file: "gemma-4-E2B-it-Q4_K_M.gguf".into(),
+            mmproj_file: Some("mmproj-F16.gguf".into()),
+            lock_sha256: "ab".repeat(32),
+        }
+    }
+
+    fn err(text: &str) -> String {
+        Spec::parse(text, Path::new("docker/x.toml"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn runbook_spec_gives_the_runbook_command_but_on_loopback() {
+        let spec = Spec::parse(PANDA, Path::new("p.toml")).unwrap();
+        assert_eq!(spec.conflicts, ["vllm-nemotron-super"]);
+        let args = spec.server_args(&mount()).join(" ");
+        assert_eq!(
+            args,
+            "--model /models/gemma-4-E2B-it-Q4_K_M.gguf --mmproj /models/mmproj-F16.gguf \
+             --host 127.0.0.1 --port 11435 --ctx-size 4096 -ngl 999 --jinja"
+        );
+        let line = spec.docker_run_line(&mount());
+        assert!(line.contains("--gpus all"), "{line}");
+        assert!(
+            line.contains("-v /home/u/gguf-gemma4-e2b:/models:ro"),
+            "{line}"
+        );
+        assert!(line.contains("--cap-drop ALL"), "{line}");
+    }
+
+    #[test]
+    fn spec_hash_ignores_comments_and_changes_with_content() {
+        let a = Spec::parse(PANDA, Path::new("p")).unwrap();
+        let b = Spec::parse(&format!("# a comment\n{PANDA}"), Path::new("p")).unwrap();
+        let c = Spec::parse(&PANDA.replace("4096", "8192"), Path::new("p")).unwrap();
+        assert_eq!(a.sha256(), b.sha256());
+        assert_ne!(a.sha256(), c.sha256());
+    }
+
+    #[test]
+    fn bad_specs_name_file_line_and_field() {
+        let cases = [
+            (
+                PANDA.replace("127.0.0.1", "0.0.0.0"),
+                "docker/x.toml:9: server.host: binding 0.0.0.0 exposes the server",
+            ),
+            (
+                PANDA.replace("port = 11435", "port = 0"),
+                "server.port: port 0",
+            ),
+            (
+                PANDA.replace("port = 11435", "port = 70000"),
+                "docker/x.toml:10: invalid value: integer `70000`",
+            ),
+            (
+                PANDA.replace("gpus = \"all\"", "gpus = \"some\""),
+                "docker/x.toml:5: gpus:",
+            ),
+            (
+                PANDA.replace("unless-stopped", "sometimes"),
+                "restart: \"sometimes\"",
+            ),
+            (
+                PANDA.replace("name = \"panda-llamacpp\"", "name = \"panda llamacpp\""),
+                "name: \"panda llamacpp\" is not a valid container name",
+            ),
+            (
+                PANDA.replace("jinja = true", "jinja = true\ncolour = 1"),
+                "unknown field `colour`",
+            ),
+            (
+                format!("platform = \"linux\"\n{PANDA}"),
+                "docker/x.toml:1: platform:",
+            ),
+        ];
+        for (text, want) in cases {
+            let got = err(&text);
+            assert!(got.contains(want), "want {want:?} in {got}");
+        }
+    }
+
+    #[test]
+    fn exposing_needs_expose_and_an_api_key_variable() {
+        let exposed = PANDA
+            .replace("127.0.0.1", "0.0.0.0")
+            .replace("network = \"host\"", "network = \"host\"\nexpose = true");
+        assert!(err(&exposed).contains("server.api_key_env"));
+        let ok = exposed.replace("jinja = true", "jinja = true\napi_key_env = \"PANDA_KEY\"");
+        let spec = Spec::parse(&ok, Path::new("p")).unwrap();
+        let line = spec.docker_run_line(&mount());
+        assert!(line.contains("-e LLAMA_API_KEY=\"$PANDA_KEY\""), "{line}");
+        assert!(!spec.server_args(&mount()).iter().any(|a| a.contains("api")));
+        let smuggled = PANDA.replace(
+            "jinja = true",
+            "jinja = true\nextra_args = [\"--api-key\", \"x\"]",
+        );
+        assert!(err(&smuggled).contains("never as an argument"));
+    }
+
+    #[test]
+    fn gpus_forms() {
+        for (v, want) in [
+            ("\"none\"", Gpus::None),
+            ("2", Gpus::Count(2)),
+            ("[\"0\", 1]", Gpus::Devices(vec!["0".into(), "1".into()])),
+        ] {
+            let s = Spec::parse(
+                &PANDA.replace("gpus = \"all\"", &format!("gpus = {v}")),
+                Path::new("p"),
+            )
+            .unwrap();
+            assert_eq!(s.gpus, want);
+        }
+    }
+}
