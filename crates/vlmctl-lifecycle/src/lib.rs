@@ -24,8 +24,10 @@ pub mod gpu;
 pub mod journal;
 pub mod platform;
 pub mod ports;
+pub mod smoke;
 pub mod spec;
 
+pub use bollard::Docker;
 pub use error::LifecycleError;
 
 /// Label put on every container and image vlmctl (or its tests) creates.

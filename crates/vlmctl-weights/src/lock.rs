@@ -348,6 +348,18 @@ impl Cx<'_> {
 }
 
 impl ModelEntry {
+    /// sha256 of this entry's canonical text: what a deployment's `org.vlmctl.lock-sha256`
+    /// label records, so a changed pin shows as drift.
+    #[must_use]
+    pub fn sha256(&self) -> String {
+        use sha2::Digest as _;
+        let text = Lock {
+            models: vec![self.clone()],
+        }
+        .to_toml();
+        hex::encode(sha2::Sha256::digest(text.as_bytes()))
+    }
+
     /// The directory holding this model's files: `override_dir`, else the lock's `dir` with `~`
     /// expanded, else `default_root/<name>`.
     #[must_use]

@@ -27,9 +27,100 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Provision a deployment: gates, weights, conflicts (confirmed, journalled), launch,
+    /// readiness, smoke request, memory check, record, client settings.
+    Provision(ProvisionArgs),
+    /// Relaunch a deployment reproducibly: a no-op when the same spec is running and healthy,
+    /// else recreate it. Never stops other containers.
+    Relaunch(DeployArgs),
+    /// Run every read-only gate and show one table. Changes nothing; exit 7 if any fails.
+    Gates(DeployArgs),
+    /// Stop and remove a deployment's container, then restore what was stopped for it.
+    Teardown(TeardownArgs),
+    /// Restore every container recorded in the restore journals (after a crash or Ctrl-C).
+    Restore(StateArgs),
+    /// Print the `docker run` line or a compose file equivalent to a spec.
+    Export(ExportArgs),
     /// Weights: pin, fetch, verify and adopt the files named in weights.lock.
     #[command(subcommand)]
     Weights(WeightsCommand),
+}
+
+/// The deployment to act on.
+#[derive(Debug, Clone, Args)]
+pub struct DeployArgs {
+    /// Deployment spec (default: the embedded docker/panda-llamacpp.toml).
+    #[arg(long, env = env_vars::VLMCTL_SPEC, value_name = "FILE")]
+    pub spec: Option<PathBuf>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub dirs: DirArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
+    #[command(flatten)]
+    pub state: StateArgs,
+    #[command(flatten)]
+    pub hub: HubArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ProvisionArgs {
+    #[command(flatten)]
+    pub deploy: DeployArgs,
+    /// Stop this conflicting container (repeatable). Needed for containers the spec does not
+    /// list as conflicts.
+    #[arg(long = "stop", value_name = "NAME")]
+    pub stop: Vec<String>,
+    /// Stop the conflicts the spec lists without asking (not others: those need --stop).
+    #[arg(long)]
+    pub yes: bool,
+    /// Print the equivalent `docker run` line and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Where journals and records live.
+#[derive(Debug, Clone, Args)]
+pub struct StateArgs {
+    /// State directory (default: $XDG_STATE_HOME/vlmctl, else ~/.local/state/vlmctl).
+    #[arg(long, env = env_vars::VLMCTL_STATE_DIR, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TeardownArgs {
+    /// Container name (default: the spec's name).
+    pub name: Option<String>,
+    /// Deployment spec (default: the embedded docker/panda-llamacpp.toml).
+    #[arg(long, env = env_vars::VLMCTL_SPEC, value_name = "FILE")]
+    pub spec: Option<PathBuf>,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Deployment spec (default: the embedded docker/panda-llamacpp.toml).
+    #[arg(long, env = env_vars::VLMCTL_SPEC, value_name = "FILE")]
+    pub spec: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "docker-run")]
+    pub format: ExportFormat,
+    #[command(flatten)]
+    pub dirs: DirArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+/// `export` formats.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// One `docker run` command line.
+    DockerRun,
+    /// A docker compose file.
+    Compose,
 }
 
 #[derive(Debug, Subcommand)]
@@ -49,7 +140,7 @@ pub enum WeightsCommand {
 
 /// Where the hub is. The token comes only from the environment (HF_TOKEN, else the official
 /// client's token file), never from the command line, so it stays out of shell history.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct HubArgs {
     /// Hugging Face hub endpoint.
     #[arg(long, env = env_vars::HF_ENDPOINT, default_value = vlmctl_weights::DEFAULT_ENDPOINT)]
@@ -82,7 +173,7 @@ pub struct LockCmdArgs {
 }
 
 /// Where model files live.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct DirArgs {
     /// Use DIR instead of the lock's `dir` for the model's files.
     #[arg(long, value_name = "DIR")]
@@ -121,7 +212,7 @@ pub struct AdoptArgs {
     pub lock: LockArgs,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct LockArgs {
     /// The lock file.
     #[arg(long, env = env_vars::VLMCTL_LOCK, default_value = vlmctl_weights::LOCK_FILE)]

@@ -18,3 +18,10 @@ pub const HF_TOKEN: &str = "HF_TOKEN";
 pub const HF_HOME: &str = "HF_HOME";
 /// Hugging Face hub cache directory (wins over `$HF_HOME/hub`).
 pub const HF_HUB_CACHE: &str = "HF_HUB_CACHE";
+/// Deployment spec path (default: the embedded `docker/panda-llamacpp.toml`).
+pub const VLMCTL_SPEC: &str = "VLMCTL_SPEC";
+/// State directory: restore journals and provision records (default:
+/// `$XDG_STATE_HOME/vlmctl`, else `~/.local/state/vlmctl`).
+pub const VLMCTL_STATE_DIR: &str = "VLMCTL_STATE_DIR";
+/// XDG state directory, for the default state dir.
+pub const XDG_STATE_HOME: &str = "XDG_STATE_HOME";

@@ -60,3 +60,25 @@ impl From<vlmctl_weights::WeightsError> for Failure {
         Self::new(e, hint, code)
     }
 }
+
+impl From<vlmctl_lifecycle::LifecycleError> for Failure {
+    fn from(e: vlmctl_lifecycle::LifecycleError) -> Self {
+        use vlmctl_lifecycle::LifecycleError as E;
+        let code = match &e {
+            E::SpecRead { .. } | E::DaemonUnreachable { .. } | E::Journal { .. } => {
+                exit_codes::ENVIRONMENT
+            }
+            E::SpecInvalid { .. } | E::NameTaken { .. } => exit_codes::INVALID_INPUT,
+            E::RegistryInspect { .. } => exit_codes::GATE_FAILED,
+            E::Docker { .. }
+            | E::NoGpuRuntime { .. }
+            | E::PortTaken { .. }
+            | E::ExitedDuringLoad { .. }
+            | E::NotReady { .. }
+            | E::SmokeFailed { .. }
+            | E::ThinkingLeaked { .. } => exit_codes::SERVER,
+        };
+        let hint = Some(e.hint());
+        Self::new(e, hint, code)
+    }
+}

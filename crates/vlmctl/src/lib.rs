@@ -50,8 +50,23 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitC
 }
 
 fn execute(cli: &Cli, out: &mut Output) -> Result<u8, Failure> {
-    use commands::weights;
+    use commands::{deploy, weights};
     match &cli.command {
+        Command::Provision(args) => deploy::provision(args, false, out),
+        Command::Relaunch(args) => deploy::provision(
+            &cli::ProvisionArgs {
+                deploy: args.clone(),
+                stop: Vec::new(),
+                yes: false,
+                dry_run: false,
+            },
+            true,
+            out,
+        ),
+        Command::Gates(args) => deploy::gates_cmd(args, out),
+        Command::Teardown(args) => deploy::teardown(args, out),
+        Command::Restore(args) => deploy::restore(args, out),
+        Command::Export(args) => deploy::export(args, out),
         Command::Weights(WeightsCommand::Verify(args)) => weights::verify(args, out),
         Command::Weights(WeightsCommand::Adopt(args)) => weights::adopt(args, out),
         Command::Weights(WeightsCommand::Lock(args)) => {
@@ -66,7 +81,7 @@ fn execute(cli: &Cli, out: &mut Output) -> Result<u8, Failure> {
 /// The one runtime. Current-thread on purpose: hf-hub's chunk tasks then complete in order (so
 /// an interrupted download keeps its whole prefix), and request timing in `bench` is not
 /// disturbed by work migrating between threads. Hashing runs on blocking threads.
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

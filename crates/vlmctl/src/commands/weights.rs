@@ -122,12 +122,12 @@ fn hint_for(r: &FileReport) -> &'static str {
 
 impl DirArgs {
     /// `--models-dir`, else the default root.
-    fn models_root(&self) -> PathBuf {
+    pub(crate) fn models_root(&self) -> PathBuf {
         self.models_dir.clone().unwrap_or_else(default_models_root)
     }
 }
 
-fn hub_client(args: &HubArgs) -> Result<HubClient, Failure> {
+pub(crate) fn hub_client(args: &HubArgs) -> Result<HubClient, Failure> {
     let env_path = |k: &str| {
         std::env::var_os(k)
             .filter(|v| !v.is_empty())
@@ -314,7 +314,7 @@ pub async fn fetch(args: &FetchArgs, out: &mut Output) -> Result<u8, Failure> {
     Ok(exit_codes::SUCCESS)
 }
 
-fn describe(outcome: &FetchOutcome, size: u64) -> String {
+pub(crate) fn describe(outcome: &FetchOutcome, size: u64) -> String {
     match outcome {
         FetchOutcome::AlreadyPresent => "already present, verified".to_owned(),
         FetchOutcome::FromCache => format!("verified from the hub cache ({})", human_bytes(size)),

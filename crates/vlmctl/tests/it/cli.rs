@@ -65,3 +65,66 @@ fn unknown_model_lists_the_known_ones() {
     assert!(err.contains("no model named \"gemma\""), "{err}");
     assert!(err.contains("hint: the lock has no models yet"), "{err}");
 }
+
+fn repo_file(p: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(p)
+}
+
+#[test]
+fn export_gives_the_docker_run_line_and_a_compose_file() {
+    for format in ["docker-run", "compose"] {
+        let (code, out, err) = run(vlmctl()
+            .args(["export", "--format", format, "--spec"])
+            .arg(repo_file("docker/cpu-test.toml"))
+            .arg("--lock")
+            .arg(repo_file("examples/cpu-test.lock"))
+            .env("HOME", "/home/user"));
+        assert_eq!(code, 0, "{err}");
+        insta::assert_snapshot!(format!("export-{format}"), out);
+    }
+}
+
+#[test]
+fn provision_dry_run_uses_the_embedded_default_spec() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lock = tmp.path().join("weights.lock");
+    fs::write(&lock, "version = 1\n").unwrap();
+    // The default spec names gemma-4-e2b-it-q4km, which this lock lacks: the plan fails before
+    // any I/O, naming the embedded spec's model.
+    let (code, _, err) = run(vlmctl()
+        .args(["provision", "--dry-run", "--lock"])
+        .arg(&lock));
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("no model named \"gemma-4-e2b-it-q4km\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_spec_and_missing_spec_are_reported_with_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = tmp.path().join("bad.toml");
+    fs::write(
+        &spec,
+        "name = \"x\"\nimage = \"i\"\nmodel = \"m\"\n[server]\nhost = \"0.0.0.0\"\nport = 8080\n",
+    )
+    .unwrap();
+    let lock = repo_file("examples/cpu-test.lock");
+    let (code, _, err) = run(vlmctl()
+        .args(["gates", "--spec"])
+        .arg(&spec)
+        .arg("--lock")
+        .arg(&lock));
+    assert_eq!(code, 3, "{err}");
+    insta::assert_snapshot!(redact(&err, tmp.path()));
+    let (code, _, err) = run(vlmctl()
+        .args(["provision", "--spec"])
+        .arg(tmp.path().join("nope.toml"))
+        .arg("--lock")
+        .arg(&lock));
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("hint: pass --spec PATH"), "{err}");
+}

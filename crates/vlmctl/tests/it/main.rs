@@ -1,8 +1,14 @@
 //! Integration tests of the `vlmctl` binary, run as a user runs it.
+#![cfg_attr(
+    feature = "test-env",
+    expect(clippy::print_stderr, reason = "tests report timings on stderr")
+)]
 
 mod architecture;
 mod cli;
 mod common;
+#[cfg(feature = "test-env")]
+mod deploy_real;
 mod weights_hub;
 #[cfg(feature = "test-env")]
 mod weights_real;

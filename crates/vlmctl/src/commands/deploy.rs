@@ -1,0 +1,666 @@
+//! `vlmctl provision | relaunch | gates | teardown | restore | export`: the weights and
+//! lifecycle libraries joined, as the runbooks' gates and phases do it by hand.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use vlmctl_lifecycle::containers::{self, ConflictInfo, Launch};
+use vlmctl_lifecycle::gates::{self, GateReport, GateResult, GateStatus};
+use vlmctl_lifecycle::gpu::{self, GpuState};
+use vlmctl_lifecycle::spec::{Gpus, ModelMount, Spec};
+use vlmctl_lifecycle::{journal, smoke};
+use vlmctl_weights::{Lock, ModelEntry, Role, VerifyJob, verify_all};
+
+use crate::cli::{DeployArgs, ExportArgs, ExportFormat, ProvisionArgs, StateArgs, TeardownArgs};
+use crate::commands::weights::{describe, hub_client, human_bytes};
+use crate::failure::Failure;
+use crate::{Output, env_vars, exit_codes};
+
+/// The spec `provision` uses without `--spec`.
+const DEFAULT_SPEC: &str = include_str!("../../../../docker/panda-llamacpp.toml");
+
+/// Everything validated before any I/O: spec, lock entry, where the files are, the API key.
+pub struct Plan {
+    spec: Spec,
+    model: ModelEntry,
+    mount: ModelMount,
+    jobs: Vec<VerifyJob>,
+    api_key: Option<String>,
+}
+
+fn load_spec(path: Option<&Path>) -> Result<Spec, Failure> {
+    Ok(match path {
+        Some(p) => Spec::load(p)?,
+        None => Spec::parse(
+            DEFAULT_SPEC,
+            Path::new("docker/panda-llamacpp.toml (embedded)"),
+        )?,
+    })
+}
+
+fn plan(spec: Option<&Path>, lock: &Path, dirs: &crate::cli::DirArgs) -> Result<Plan, Failure> {
+    let spec = load_spec(spec)?;
+    let lock_data = Lock::load(lock)?;
+    let model = lock_data.model(&spec.model).cloned().ok_or_else(|| {
+        vlmctl_weights::WeightsError::UnknownModel {
+            name: spec.model.clone(),
+            lock: lock.to_owned(),
+            known: lock_data.models.iter().map(|m| m.name.clone()).collect(),
+        }
+    })?;
+    let dir = vlmctl_weights::model_dir(&model, dirs.dir.as_deref(), &dirs.models_root());
+    let file_of = |role: Role| {
+        model
+            .files
+            .iter()
+            .find(|f| f.role == role)
+            .map(|f| f.path.clone())
+    };
+    let mount = ModelMount {
+        dir: dir.clone(),
+        model_file: file_of(Role::Model).unwrap_or_default(),
+        mmproj_file: file_of(Role::Mmproj),
+        lock_sha256: model.sha256(),
+    };
+    let api_key = match &spec.server.api_key_env {
+        None => None,
+        Some(var) => Some(std::env::var(var).ok().filter(|v| !v.is_empty()).ok_or_else(|| {
+            Failure::new(
+                anyhow::anyhow!("the spec takes its API key from ${var}, which is not set"),
+                Some(format!("export {var}=... (the key is passed to the container as LLAMA_API_KEY and never printed)")),
+                exit_codes::INVALID_INPUT,
+            )
+        })?),
+    };
+    let jobs = VerifyJob::for_model(&model, &dir);
+    Ok(Plan {
+        spec,
+        model,
+        mount,
+        jobs,
+        api_key,
+    })
+}
+
+fn state_dir(args: &StateArgs) -> PathBuf {
+    args.state_dir.clone().unwrap_or_else(|| {
+        std::env::var_os(env_vars::XDG_STATE_HOME)
+            .filter(|v| !v.is_empty())
+            .map_or_else(
+                || vlmctl_weights::expand_home("~/.local/state"),
+                PathBuf::from,
+            )
+            .join("vlmctl")
+    })
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_string_lossy()
+        .split(':')
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+async fn weights_gate(jobs: Vec<VerifyJob>) -> GateResult {
+    let total: u64 = jobs.iter().map(|j| j.file.size).sum();
+    let n = jobs.len();
+    let reports = tokio::task::spawn_blocking(move || verify_all(&jobs, 0))
+        .await
+        .unwrap_or_default();
+    let bad: Vec<String> = reports
+        .iter()
+        .filter(|r| !r.ok())
+        .map(|r| format!("{}: {}", r.path, r.status))
+        .collect();
+    if bad.is_empty() && reports.len() == n {
+        GateResult::new(
+            "weights",
+            GateStatus::Pass,
+            format!("{n} file(s), {}, verified", human_bytes(total)),
+            None,
+        )
+    } else {
+        GateResult::new(
+            "weights",
+            GateStatus::Fail,
+            bad.join("; "),
+            Some("vlmctl weights fetch (or weights adopt PATH)"),
+        )
+    }
+}
+
+async fn run_gates(
+    plan: &Plan,
+) -> (
+    Result<vlmctl_lifecycle::Docker, vlmctl_lifecycle::LifecycleError>,
+    GateReport,
+) {
+    let docker = vlmctl_lifecycle::connect().await;
+    let report = gates::run(
+        docker.as_ref(),
+        &plan.spec,
+        which("nvidia-smi"),
+        weights_gate(plan.jobs.clone()),
+    )
+    .await;
+    (docker, report)
+}
+
+fn gates_table(report: &GateReport) -> String {
+    let rows: Vec<[String; 3]> = report
+        .results
+        .iter()
+        .map(|r| {
+            [
+                r.name.clone(),
+                format!("{:?}", r.status).to_uppercase(),
+                r.evidence.clone(),
+            ]
+        })
+        .collect();
+    let mut out = crate::table::render(&["GATE", "STATUS", "EVIDENCE"], &rows);
+    for r in report
+        .results
+        .iter()
+        .filter(|r| r.status != GateStatus::Pass)
+    {
+        if let Some(h) = &r.hint {
+            let _ = write!(out, "\nhint ({}): {h}", r.name);
+        }
+    }
+    out
+}
+
+/// `vlmctl gates`.
+pub fn gates_cmd(args: &DeployArgs, out: &mut Output) -> Result<u8, Failure> {
+    let plan = plan(args.spec.as_deref(), &args.lock.lock, &args.dirs)?;
+    let (_, report) = crate::runtime()?.block_on(run_gates(&plan));
+    if args.json {
+        out.stdout(&serde_json::to_string_pretty(&json!({"ok": report.passed(), "gates": report.results, "conflicts": report.conflicts})).unwrap_or_default());
+    } else {
+        out.stdout(&gates_table(&report));
+    }
+    Ok(if report.passed() {
+        exit_codes::SUCCESS
+    } else {
+        exit_codes::GATE_FAILED
+    })
+}
+
+/// `vlmctl export`.
+pub fn export(args: &ExportArgs, out: &mut Output) -> Result<u8, Failure> {
+    let plan = plan(args.spec.as_deref(), &args.lock.lock, &args.dirs)?;
+    let text = match args.format {
+        ExportFormat::DockerRun => plan.spec.docker_run_line(&plan.mount),
+        ExportFormat::Compose => compose(&plan),
+    };
+    out.stdout(&text);
+    Ok(exit_codes::SUCCESS)
+}
+
+fn compose(plan: &Plan) -> String {
+    let s = &plan.spec;
+    let mut y = format!(
+        "# generated by `vlmctl export --format compose` from spec {}\nservices:\n  {}:\n",
+        s.name, s.name
+    );
+    let _ = write!(
+        y,
+        "    image: {}\n    container_name: {}\n    restart: \"{}\"\n",
+        s.image, s.name, s.restart
+    );
+    if s.network == "host" {
+        y.push_str("    network_mode: host\n");
+    } else {
+        let _ = write!(
+            y,
+            "    ports:\n      - \"{}:{}:{}\"\n",
+            s.server.host, s.server.port, s.server.port
+        );
+    }
+    let _ = write!(
+        y,
+        "    volumes:\n      - \"{}:/models:ro\"\n",
+        plan.mount.dir.display()
+    );
+    y.push_str("    cap_drop: [ALL]\n    security_opt: [\"no-new-privileges\"]\n");
+    if let Some(var) = &s.server.api_key_env {
+        let _ = write!(y, "    environment:\n      LLAMA_API_KEY: ${{{var}}}\n");
+    }
+    match &s.gpus {
+        Gpus::None => {}
+        g => {
+            let sel = match g {
+                Gpus::Count(n) => format!("count: {n}"),
+                Gpus::Devices(d) => format!(
+                    "device_ids: [{}]",
+                    d.iter()
+                        .map(|i| format!("\"{i}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                _ => "count: all".to_owned(),
+            };
+            let _ = write!(
+                y,
+                "    deploy:\n      resources:\n        reservations:\n          devices:\n            - driver: nvidia\n              {sel}\n              capabilities: [gpu]\n"
+            );
+        }
+    }
+    y.push_str("    labels:\n");
+    for (k, v) in s.labels(&plan.mount) {
+        let _ = writeln!(y, "      {k}: \"{v}\"");
+    }
+    y.push_str("    command:\n");
+    for a in s.server_args(&plan.mount) {
+        let _ = writeln!(y, "      - \"{a}\"");
+    }
+    y
+}
+
+/// `vlmctl provision` (and `relaunch`, which never stops anything).
+pub fn provision(args: &ProvisionArgs, relaunch: bool, out: &mut Output) -> Result<u8, Failure> {
+    let d = &args.deploy;
+    let plan = plan(d.spec.as_deref(), &d.lock.lock, &d.dirs)?;
+    if args.dry_run {
+        out.stdout(&plan.spec.docker_run_line(&plan.mount));
+        return Ok(exit_codes::SUCCESS);
+    }
+    let state = state_dir(&d.state);
+    crate::runtime()?.block_on(provision_async(args, relaunch, &plan, &state, out))
+}
+
+async fn provision_async(
+    args: &ProvisionArgs,
+    relaunch: bool,
+    plan: &Plan,
+    state: &Path,
+    out: &mut Output,
+) -> Result<u8, Failure> {
+    let started = std::time::Instant::now();
+    let spec = &plan.spec;
+    out.progress(&format!(
+        "gates for {} ({} on port {})",
+        spec.name, spec.image, spec.server.port
+    ));
+    let (docker, mut report) = run_gates(plan).await;
+    fetch_if_needed(args, plan, &mut report, out).await?;
+    out.progress(&gates_table(&report));
+    let docker = docker?;
+    let blocking: Vec<&GateResult> = report
+        .results
+        .iter()
+        .filter(|r| r.status == GateStatus::Fail)
+        // GPU memory may be what stopping a confirmed conflict frees; checked after launch.
+        .filter(|r| !(r.name == "gpu" && !report.conflicts.is_empty() && !relaunch))
+        .collect();
+    if !blocking.is_empty() {
+        let names: Vec<&str> = blocking.iter().map(|r| r.name.as_str()).collect();
+        return Err(Failure::new(
+            anyhow::anyhow!("gate(s) failed: {}; nothing was changed", names.join(", ")),
+            blocking.iter().find_map(|r| r.hint.clone()),
+            exit_codes::GATE_FAILED,
+        ));
+    }
+
+    // Conflicts: shown, confirmed, journalled, stopped.
+    let jpath = journal::path(state, &spec.name);
+    let to_stop: Vec<ConflictInfo> = if relaunch {
+        Vec::new()
+    } else {
+        choose_conflicts(&report.conflicts, &args.stop, args.yes, out)
+    };
+    for name in &args.stop {
+        if !report.conflicts.iter().any(|c| &c.name == name) {
+            out.progress(&format!("--stop {name}: no such running conflict; ignored"));
+        }
+    }
+    if !to_stop.is_empty() {
+        for c in to_stop.iter().filter(|c| c.restart_policy == "always") {
+            out.progress(&format!(
+                "warning: {} has restart policy `always`: a daemon restart brings it back and it takes its memory back",
+                c.name
+            ));
+        }
+        let entries = to_stop
+            .iter()
+            .map(|c| journal::JournalEntry {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                prior_state: "running".into(),
+                restart_policy: c.restart_policy.clone(),
+            })
+            .collect();
+        journal::stop_journalled(&docker, &jpath, &spec.name, entries).await?;
+        out.progress(&format!(
+            "stopped {} (journal: {})",
+            to_stop
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            jpath.display()
+        ));
+    }
+
+    // Everything after a stop restores on failure and on Ctrl-C.
+    let result = tokio::select! {
+        r = launch_and_check(&docker, plan, report.results.clone(), state, started, out) => r,
+        _ = tokio::signal::ctrl_c() => Err(Failure::new(anyhow::anyhow!("interrupted"), None, exit_codes::INTERRUPTED)),
+    };
+    match result {
+        Ok(code) => Ok(code),
+        Err(failure) => Err(restore_after_failure(&docker, &jpath, failure).await),
+    }
+}
+
+/// Restores what the journal says was stopped, and says so on the failure.
+async fn restore_after_failure(
+    docker: &vlmctl_lifecycle::Docker,
+    jpath: &Path,
+    mut failure: Failure,
+) -> Failure {
+    if jpath.exists() {
+        match journal::restore(docker, jpath).await {
+            Ok(r) => {
+                failure.error = failure.error.context(format!(
+                    "provision failed; restored {}",
+                    if r.started.is_empty() {
+                        "nothing (nothing was stopped)".to_owned()
+                    } else {
+                        r.started.join(", ")
+                    }
+                ));
+            }
+            Err(e) => {
+                failure.hint = Some(format!("restore failed too ({e}): run `vlmctl restore`"));
+            }
+        }
+    }
+    failure
+}
+
+/// The weights gate failing for missing files is what `provision` fixes: fetch, then verify.
+async fn fetch_if_needed(
+    args: &ProvisionArgs,
+    plan: &Plan,
+    report: &mut GateReport,
+    out: &mut Output,
+) -> Result<(), Failure> {
+    if report
+        .results
+        .iter()
+        .any(|r| r.name == "weights" && r.status == GateStatus::Fail)
+    {
+        out.progress(&format!("fetching {} from the hub", plan.model.name));
+        let hub = hub_client(&args.deploy.hub)?;
+        for file in &plan.model.files {
+            let outcome = hub
+                .fetch(
+                    &plan.model,
+                    file,
+                    &plan.mount.dir,
+                    Arc::new(vlmctl_weights::NoProgress),
+                )
+                .await?;
+            out.progress(&format!(
+                "  {}: {}",
+                file.path,
+                describe(&outcome, file.size)
+            ));
+        }
+        let again = weights_gate(plan.jobs.clone()).await;
+        if let Some(r) = report.results.iter_mut().find(|r| r.name == "weights") {
+            *r = again;
+        }
+    }
+    Ok(())
+}
+
+fn choose_conflicts(
+    conflicts: &[ConflictInfo],
+    stop: &[String],
+    yes: bool,
+    out: &mut Output,
+) -> Vec<ConflictInfo> {
+    for c in conflicts {
+        let tail: Vec<&str> = c
+            .logs
+            .lines()
+            .rev()
+            .take(5)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        out.progress(&format!(
+            "conflict: {} [{}] {} image {} restart {}{}\n  command: {}\n  last log lines:\n    {}",
+            c.name,
+            c.state,
+            c.status,
+            c.image,
+            c.restart_policy,
+            c.gpu_mib
+                .map(|m| format!(", {m} MiB GPU"))
+                .unwrap_or_default(),
+            c.command,
+            tail.join("\n    ")
+        ));
+    }
+    let interactive = std::io::stdin().is_terminal();
+    let confirm = |c: &ConflictInfo| {
+        if !interactive {
+            return false;
+        }
+        eprint!("stop {} now and restore it after teardown? [y/N] ", c.name);
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).is_ok()
+            && line.trim().eq_ignore_ascii_case("y")
+    };
+    let chosen: Vec<ConflictInfo> = containers::allowed_to_stop(conflicts, stop, yes, &confirm)
+        .into_iter()
+        .cloned()
+        .collect();
+    for c in conflicts
+        .iter()
+        .filter(|c| !chosen.iter().any(|x| x.id == c.id))
+    {
+        out.progress(&format!(
+            "not stopping {} (not confirmed: answer the prompt, or pass --stop {})",
+            c.name, c.name
+        ));
+    }
+    chosen
+}
+
+async fn launch_and_check(
+    docker: &vlmctl_lifecycle::Docker,
+    plan: &Plan,
+    gates: Vec<GateResult>,
+    state: &Path,
+    started: std::time::Instant,
+    out: &mut Output,
+) -> Result<u8, Failure> {
+    let spec = &plan.spec;
+    let base = format!("http://{}:{}", spec.server.host, spec.server.port);
+    let launch = containers::launch(
+        docker,
+        spec,
+        &plan.mount,
+        plan.api_key.as_deref(),
+        &HashMap::new(),
+    )
+    .await?;
+    let id = match &launch {
+        Launch::Unchanged { id } => {
+            out.progress(&format!(
+                "{} is already running this spec: nothing to do",
+                spec.name
+            ));
+            id.clone()
+        }
+        Launch::Started { id, replaced } => {
+            out.progress(&format!(
+                "{} {}; waiting for /health",
+                if *replaced { "replaced" } else { "started" },
+                spec.name
+            ));
+            id.clone()
+        }
+    };
+    let ready = containers::wait_ready(
+        docker,
+        &spec.name,
+        &base,
+        Duration::from_secs(spec.health.timeout_s),
+    )
+    .await?;
+    let smoke = smoke::smoke(
+        &base,
+        plan.api_key.as_deref(),
+        plan.mount.mmproj_file.is_some(),
+    )
+    .await?;
+    let memory = memory_check(spec, &id).await?;
+    let image = docker.inspect_image(&spec.image).await.ok();
+    let record = json!({
+        "version": 1,
+        "deployment": spec.name,
+        "spec": spec,
+        "spec_sha256": spec.sha256(),
+        "image": spec.image,
+        "image_id": image.as_ref().and_then(|i| i.id.clone()),
+        "image_digests": image.and_then(|i| i.repo_digests),
+        "lock_sha256": plan.mount.lock_sha256,
+        "model": plan.model.name,
+        "container_id": id,
+        "launch": launch,
+        "gates": gates,
+        "startup_s": ready.as_secs_f64(),
+        "provision_s": started.elapsed().as_secs_f64(),
+        "smoke": smoke,
+        "server_gpu_mib": memory,
+        "vlmctl": env!("CARGO_PKG_VERSION"),
+    });
+    let rpath = state.join("records").join(format!("{}.json", spec.name));
+    if let Some(dir) = rpath.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    std::fs::write(
+        &rpath,
+        serde_json::to_vec_pretty(&record).unwrap_or_default(),
+    )
+    .map_err(|e| {
+        Failure::new(
+            anyhow::Error::new(e).context(format!("cannot write {}", rpath.display())),
+            None,
+            exit_codes::ENVIRONMENT,
+        )
+    })?;
+    out.stdout(&format!(
+        "{} ready in {:.1} s (smoke: {:?} in {:.0} ms{}); record: {}\n\nclient settings:\nNAV_VLLM_URL={base}/v1\nNAV_VLLM_MODEL={}",
+        spec.name,
+        ready.as_secs_f64(),
+        smoke.content,
+        smoke.wall_ms,
+        if smoke.vision { ", with an image" } else { "" },
+        rpath.display(),
+        smoke.model
+    ));
+    Ok(exit_codes::SUCCESS)
+}
+
+/// The server process's GPU memory against `max_process_mib` (the runbook's quantization-trap
+/// red flag). `None` when there is no GPU to measure.
+async fn memory_check(spec: &Spec, container_id: &str) -> Result<Option<u64>, Failure> {
+    if spec.gpus == Gpus::None {
+        return Ok(None);
+    }
+    let Ok(GpuState::Gpus { processes, .. }) = gpu::query(which("nvidia-smi").as_deref()).await
+    else {
+        return Ok(None);
+    };
+    let used: u64 = processes
+        .iter()
+        .filter(|p| p.container_id.as_deref() == Some(container_id))
+        .filter_map(|p| p.used_mib)
+        .sum();
+    if let Some(max) = spec.memory.max_process_mib
+        && used > max
+    {
+        return Err(Failure::new(
+            anyhow::anyhow!("{} uses {used} MiB of GPU memory, above max_process_mib = {max}", spec.name),
+            Some("the quantization trap: a \"4-bit\" file that keeps encoders in FP16 is larger than it looks; check the model file".to_owned()),
+            exit_codes::SERVER,
+        ));
+    }
+    Ok(Some(used))
+}
+
+/// `vlmctl teardown`.
+pub fn teardown(args: &TeardownArgs, out: &mut Output) -> Result<u8, Failure> {
+    let name = match &args.name {
+        Some(n) => n.clone(),
+        None => load_spec(args.spec.as_deref())?.name,
+    };
+    let state = state_dir(&args.state);
+    crate::runtime()?.block_on(async {
+        let docker = vlmctl_lifecycle::connect().await?;
+        let removed = containers::teardown(&docker, &name).await?;
+        out.stdout(&if removed {
+            format!("removed {name}")
+        } else {
+            format!("{name}: no such container (already torn down)")
+        });
+        let r = journal::restore(&docker, &journal::path(&state, &name)).await?;
+        report_restored(&r, out);
+        Ok(exit_codes::SUCCESS)
+    })
+}
+
+fn report_restored(r: &journal::Restored, out: &mut Output) {
+    if !r.started.is_empty() {
+        out.stdout(&format!("restored: {}", r.started.join(", ")));
+    }
+    if !r.already_running.is_empty() {
+        out.stdout(&format!(
+            "already running: {}",
+            r.already_running.join(", ")
+        ));
+    }
+    if !r.missing.is_empty() {
+        out.stdout(&format!(
+            "gone (removed by someone; cannot restore): {}",
+            r.missing.join(", ")
+        ));
+    }
+}
+
+/// `vlmctl restore`.
+pub fn restore(args: &StateArgs, out: &mut Output) -> Result<u8, Failure> {
+    let state = state_dir(args);
+    let journals = journal::all(&state);
+    if journals.is_empty() {
+        out.stdout(&format!(
+            "nothing to restore (no journal under {})",
+            state.display()
+        ));
+        return Ok(exit_codes::SUCCESS);
+    }
+    crate::runtime()?.block_on(async {
+        let docker = vlmctl_lifecycle::connect().await?;
+        for j in journals {
+            out.stdout(&format!("journal {}", j.display()));
+            let r = journal::restore(&docker, &j).await?;
+            report_restored(&r, out);
+        }
+        Ok(exit_codes::SUCCESS)
+    })
+}

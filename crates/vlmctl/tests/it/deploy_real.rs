@@ -1,0 +1,336 @@
+//! The three jobs end to end with the real daemon, the local llama-server image and the real
+//! Gemma 3 270M GGUF served by the fake hub (`HF_ENDPOINT`), as a user runs `vlmctl`.
+//! Containers are created with the docker CLI here (the CLI crate has no bollard of its own),
+//! labelled with a run label and removed by it, also when a test fails.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use vlmctl_weights::fake_hub::{FakeHub, FakeRepo};
+
+use crate::common::{required_env, vlmctl};
+
+const REPO: &str = "vlmctl-test/gemma-3-270m-GGUF";
+const COMMIT: &str = "0000000000000000000000000000000000000001";
+const FILE: &str = "gemma-3-270m-q4_k_m.gguf";
+const SHA: &str = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818";
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker CLI");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A test run: unique names, a label, cleanup on drop (also after a panic).
+struct Run {
+    id: String,
+    tmp: tempfile::TempDir,
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        let label = format!("label=org.vlmctl.test-run={}", self.id);
+        for kind in [
+            &["ps", "-aq", "--filter"][..],
+            &["images", "-q", "--filter"][..],
+        ] {
+            let ids = Command::new("docker")
+                .args(kind)
+                .arg(&label)
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            for id in ids.split_whitespace() {
+                let rm = if kind[0] == "ps" { "rm" } else { "rmi" };
+                let _ = Command::new("docker").args([rm, "-f", id]).output();
+            }
+        }
+    }
+}
+
+impl Run {
+    fn new(what: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        Self {
+            id: format!("{what}-{}-{nanos:08x}", std::process::id()),
+            tmp: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+    fn name(&self, s: &str) -> String {
+        format!("vlmctl-test-{}-{s}", self.id)
+    }
+    fn path(&self, s: &str) -> PathBuf {
+        self.tmp.path().join(s)
+    }
+
+    /// A running busybox "conflict" container with restart policy `always`.
+    fn conflict(&self) -> String {
+        let ctx = self.path("busybox-ctx");
+        std::fs::create_dir_all(&ctx).unwrap();
+        std::fs::copy(required_env("VLMCTL_TEST_BUSYBOX"), ctx.join("busybox")).unwrap();
+        std::fs::write(
+            ctx.join("Dockerfile"),
+            "FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT [\"/bin/busybox\"]\n",
+        )
+        .unwrap();
+        let tag = format!("vlmctl-test/busybox:{}", self.id);
+        let label = format!("org.vlmctl.test-run={}", self.id);
+        let out = Command::new("docker")
+            .args(["build", "-q", "-t", &tag, "--label", &label])
+            .arg(&ctx)
+            .env("DOCKER_BUILDKIT", "0")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let name = self.name("conflict");
+        docker(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--label",
+            &label,
+            "--restart",
+            "always",
+            &tag,
+            "sleep",
+            "3600",
+        ]);
+        name
+    }
+
+    fn write_spec(&self, name: &str, port: u16, conflict: &str, ctx: u32) -> PathBuf {
+        let p = self.path("spec.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "name = \"{name}\"\nimage = \"{}\"\nmodel = \"gemma-3-270m-q4km\"\ngpus = \"none\"\nrestart = \"no\"\n\
+                 [server]\nhost = \"127.0.0.1\"\nport = {port}\nctx_size = {ctx}\nn_gpu_layers = 0\nthreads = 2\n\
+                 [health]\ntimeout_s = 90\n[[conflict]]\nname = \"{conflict}\"\n",
+                required_env("VLMCTL_TEST_LLAMA_IMAGE")
+            ),
+        )
+        .unwrap();
+        p
+    }
+
+    fn write_lock(&self) -> PathBuf {
+        let p = self.path("weights.lock");
+        std::fs::write(
+            &p,
+            format!(
+                "version = 1\n[[model]]\nname = \"gemma-3-270m-q4km\"\nrepo = \"{REPO}\"\nrevision = \"{COMMIT}\"\ndir = \"{}\"\n\
+                 [[model.file]]\npath = \"{FILE}\"\nrole = \"model\"\nsize = 253113024\nsha256 = \"{SHA}\"\n",
+                self.path("models").display()
+            ),
+        )
+        .unwrap();
+        p
+    }
+
+    fn cmd(&self, hub: &FakeHub, args: &[&str], spec: &Path, lock: &Path) -> Command {
+        let mut c = vlmctl();
+        c.args(args)
+            .arg("--spec")
+            .arg(spec)
+            .env("VLMCTL_LOCK", lock)
+            .env("VLMCTL_STATE_DIR", self.path("state"))
+            .env("HF_ENDPOINT", hub.endpoint())
+            .env("HF_HUB_CACHE", self.path("hf-cache"))
+            .env_remove("HF_TOKEN")
+            .stdin(Stdio::null());
+        c
+    }
+}
+
+fn run(mut c: Command) -> (i32, String, String) {
+    let out = c.output().expect("run vlmctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn running(name: &str) -> bool {
+    docker(&["inspect", "-f", "{{.State.Running}}", name]) == "true"
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn hub() -> FakeHub {
+    let model = Bytes::from(std::fs::read(required_env("VLMCTL_TEST_MODEL")).expect("model"));
+    FakeHub::start(vec![FakeRepo {
+        id: REPO.into(),
+        commit: COMMIT.into(),
+        token: None,
+        files: BTreeMap::from([(FILE.into(), model)]),
+    }])
+    .await
+    .expect("hub")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provision_relaunch_change_teardown() {
+    let hub = hub().await;
+    let r = Run::new("e2e");
+    let conflict = r.conflict();
+    let server = r.name("server");
+    let spec = r.write_spec(&server, free_port(), &conflict, 1024);
+    let lock = r.write_lock();
+
+    // Without confirmation and without a terminal, a conflict is never stopped.
+    let (code, out, err) = run(r.cmd(&hub, &["provision", "--dry-run"], &spec, &lock));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("--name {server}")), "{out}");
+    assert!(running(&conflict));
+
+    let c = r.cmd(&hub, &["provision", "--stop", &conflict], &spec, &lock);
+    let (code, out, err) = tokio::task::spawn_blocking(move || run(c)).await.unwrap();
+    // Tear the server down even if an assertion below fails.
+    let _server_guard = Guard(server.clone());
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains("fetching gemma-3-270m-q4km from the hub"),
+        "{err}"
+    );
+    assert!(out.contains("NAV_VLLM_URL=http://127.0.0.1:"), "{out}");
+    assert!(
+        out.contains("NAV_VLLM_MODEL=/models/gemma-3-270m-q4_k_m.gguf"),
+        "{out}"
+    );
+    assert!(!running(&conflict), "the confirmed conflict was stopped");
+    assert!(r.path("models").join(FILE).exists());
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(r.path("state/records").join(format!("{server}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["deployment"], server.as_str());
+    assert!(
+        record["startup_s"].as_f64().is_some()
+            && record["lock_sha256"]
+                .as_str()
+                .is_some_and(|s| s.len() == 64)
+    );
+    assert!(record["gates"].as_array().is_some_and(|g| g.len() == 6));
+
+    let started = Instant::now();
+    let (code, out, err) = run(r.cmd(&hub, &["relaunch"], &spec, &lock));
+    let took = started.elapsed();
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains("already running this spec: nothing to do"),
+        "{err}"
+    );
+    eprintln!("no-op relaunch took {took:?} (debug build, includes re-verifying 253 MB)");
+
+    let id_before = docker(&["inspect", "-f", "{{.Id}}", &server]);
+    r.write_spec(&server, free_port(), &conflict, 2048);
+    let (code, out, err) = run(r.cmd(&hub, &["relaunch"], &spec, &lock));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(err.contains(&format!("replaced {server}")), "{err}");
+    assert_ne!(docker(&["inspect", "-f", "{{.Id}}", &server]), id_before);
+
+    let (code, out, err) = run(r.cmd(&hub, &["teardown"], &spec, &lock));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains(&format!("restored: {conflict}")), "{out}");
+    assert!(running(&conflict), "conflict back after teardown");
+    assert_eq!(
+        docker(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.RestartPolicy.Name}}",
+            &conflict
+        ]),
+        "always"
+    );
+    let (code, out, _) = run(r.cmd(&hub, &["teardown"], &spec, &lock));
+    assert_eq!(code, 0);
+    assert!(out.contains("already torn down"), "{out}");
+}
+
+/// Removes the server container by name on drop.
+struct Guard(String);
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "-f", &self.0]).output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_after_stopping_a_conflict_then_restore_brings_it_back() {
+    let hub = hub().await;
+    let r = Run::new("kill");
+    let conflict = r.conflict();
+    let server = r.name("server");
+    let spec = r.write_spec(&server, free_port(), &conflict, 1024);
+    let lock = r.write_lock();
+    let _server_guard = Guard(server.clone());
+    // Put the weights in place first, so the window after the stop is the launch.
+    let (code, _, err) = run({
+        let mut c = vlmctl();
+        c.args(["weights", "fetch", "--lock"])
+            .arg(&lock)
+            .env("HF_ENDPOINT", hub.endpoint())
+            .env("HF_HUB_CACHE", r.path("hf-cache"));
+        c
+    });
+    assert_eq!(code, 0, "{err}");
+
+    let mut child = r
+        .cmd(&hub, &["provision", "--stop", &conflict], &spec, &lock)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while running(&conflict) {
+        assert!(
+            Instant::now() < deadline,
+            "provision never stopped the conflict"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(!running(&conflict));
+    assert!(
+        r.path("state/journals")
+            .join(format!("{server}.json"))
+            .exists(),
+        "journal left for restore"
+    );
+
+    let mut c = vlmctl();
+    c.arg("restore").env("VLMCTL_STATE_DIR", r.path("state"));
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains(&format!("restored: {conflict}")), "{out}");
+    assert!(running(&conflict));
+    let mut c = vlmctl();
+    c.arg("restore").env("VLMCTL_STATE_DIR", r.path("state"));
+    let (_, out, _) = run(c);
+    assert!(out.contains("nothing to restore"), "idempotent: {out}");
+}
