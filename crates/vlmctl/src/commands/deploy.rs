@@ -351,7 +351,7 @@ async fn provision_async(
 
     // Everything after a stop restores on failure and on Ctrl-C.
     let result = tokio::select! {
-        r = launch_and_check(&docker, plan, report.results.clone(), state, started, out) => r,
+        r = launch_and_check(&docker, plan, report.results.clone(), state, started, args.deploy.json, out) => r,
         _ = tokio::signal::ctrl_c() => Err(Failure::new(anyhow::anyhow!("interrupted"), None, exit_codes::INTERRUPTED)),
     };
     match result {
@@ -486,6 +486,7 @@ async fn launch_and_check(
     gates: Vec<GateResult>,
     state: &Path,
     started: std::time::Instant,
+    json: bool,
     out: &mut Output,
 ) -> Result<u8, Failure> {
     let spec = &plan.spec;
@@ -564,6 +565,10 @@ async fn launch_and_check(
             exit_codes::ENVIRONMENT,
         )
     })?;
+    if json {
+        out.stdout(&serde_json::to_string_pretty(&record).unwrap_or_default());
+        return Ok(exit_codes::SUCCESS);
+    }
     out.stdout(&format!(
         "{} ready in {:.1} s (smoke: {:?} in {:.0} ms{}); record: {}\n\nclient settings:\nNAV_VLLM_URL={base}/v1\nNAV_VLLM_MODEL={}",
         spec.name,
