@@ -1,5 +1,80 @@
-//! The benchmark instrument behind `vlmctl bench`: OpenAI-compatible (`/v1/chat/completions`) and
-//! Ollama (`/api/chat`) clients, the runbooks' workloads and configs, statistics, reports and the
-//! baseline comparison (DESIGN.md, "The benchmark").
+//! The benchmark instrument behind `vlmctl bench`.
+//!
+//! - [`plan::LoadedPlan`]: a plan (targets, configs A-E/T, runs, warm-up, load) with its prompts
+//!   and camera image, hashed; a pinned image that differs is refused.
+//! - [`client`]: the OpenAI-compatible (`/v1/chat/completions`, SSE) and Ollama (`/api/chat`,
+//!   NDJSON) protocols, timed on a monotonic clock; TTFT from the first non-empty delta.
+//! - [`schema::NavSchema`]: the nav answer check (strategies 1/2 pass, 3 is a miss).
+//! - [`stats`]: nearest-rank percentiles, bootstrap intervals, the 36 Hz bands.
+//! - [`run::run`] produces [`run::Results`] (versioned JSON with raw samples; summaries are
+//!   recomputable with [`run::summarize`]); [`report`] renders them; [`compare`] applies the
+//!   runbook's rule to two runs.
 //!
 //! This crate never talks to Docker: it measures whatever server a plan points at.
+
+pub mod client;
+pub mod compare;
+mod error;
+pub mod plan;
+pub mod report;
+pub mod run;
+pub mod schema;
+pub mod stats;
+
+pub use error::BenchError;
+
+/// Reads a results file.
+pub fn load_results(path: &std::path::Path) -> Result<run::Results, BenchError> {
+    let bytes = std::fs::read(path).map_err(|source| BenchError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let r: run::Results = serde_json::from_slice(&bytes).map_err(|e| BenchError::BadResults {
+        path: path.to_owned(),
+        why: e.to_string(),
+    })?;
+    if r.format != run::FORMAT {
+        return Err(BenchError::BadResults {
+            path: path.to_owned(),
+            why: format!("format {:?}, expected {:?}", r.format, run::FORMAT),
+        });
+    }
+    Ok(r)
+}
+
+/// Standard base64 (for images in requests).
+#[must_use]
+pub fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(char::from(T[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_rfc4648_vectors() {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(super::base64(i.as_bytes()), o);
+        }
+    }
+}

@@ -41,9 +41,45 @@ pub enum Command {
     Restore(StateArgs),
     /// Print the `docker run` line or a compose file equivalent to a spec.
     Export(ExportArgs),
+    /// Benchmark servers with a plan (latency percentiles, TTFT, tokens/s, schema pass rate);
+    /// `bench compare BASE NEW` applies the runbook's rule to two runs.
+    Bench(BenchArgs),
     /// Weights: pin, fetch, verify and adopt the files named in weights.lock.
     #[command(subcommand)]
     Weights(WeightsCommand),
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub compare: Option<BenchCommand>,
+    /// The bench plan (see examples/nav-bench.toml).
+    #[arg(long, value_name = "FILE", required = false)]
+    pub plan: Option<PathBuf>,
+    /// Directory for results.json, report.md and report.html (default:
+    /// bench-results/<unix time>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// An earlier results.json to draw in the report's p50 chart.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Compare two results files: per-config p50 change with a bootstrap 95 % interval, schema
+    /// pass rate, "investigate" (p50 change > 20 % or schema pass < 95 %) or "within noise",
+    /// and the 36 Hz target band. Exit 9 if any config needs investigating.
+    Compare {
+        /// Baseline results.json.
+        base: PathBuf,
+        /// New results.json.
+        new: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// The deployment to act on.

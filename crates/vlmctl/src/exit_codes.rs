@@ -20,5 +20,8 @@ pub const GATE_FAILED: u8 = 7;
 /// The server did not come up right: launch, readiness, smoke request or memory ceiling.
 /// Anything stopped for it was restored.
 pub const SERVER: u8 = 8;
+/// `bench compare` found a config that needs investigating (p50 change > 20 % or schema pass
+/// rate < 95 %).
+pub const INVESTIGATE: u8 = 9;
 /// Interrupted (Ctrl-C); anything stopped was restored.
 pub const INTERRUPTED: u8 = 130;

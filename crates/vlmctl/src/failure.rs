@@ -82,3 +82,17 @@ impl From<vlmctl_lifecycle::LifecycleError> for Failure {
         Self::new(e, hint, code)
     }
 }
+
+impl From<vlmctl_bench::BenchError> for Failure {
+    fn from(e: vlmctl_bench::BenchError) -> Self {
+        use vlmctl_bench::BenchError as E;
+        let code = match &e {
+            E::Read { .. } => exit_codes::ENVIRONMENT,
+            E::PlanInvalid { .. } | E::ImageMismatch { .. } | E::BadResults { .. } => {
+                exit_codes::INVALID_INPUT
+            }
+        };
+        let hint = Some(e.hint());
+        Self::new(e, hint, code)
+    }
+}

@@ -50,7 +50,7 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitC
 }
 
 fn execute(cli: &Cli, out: &mut Output) -> Result<u8, Failure> {
-    use commands::{deploy, weights};
+    use commands::{bench, deploy, weights};
     match &cli.command {
         Command::Provision(args) => deploy::provision(args, false, out),
         Command::Relaunch(args) => deploy::provision(
@@ -67,6 +67,7 @@ fn execute(cli: &Cli, out: &mut Output) -> Result<u8, Failure> {
         Command::Teardown(args) => deploy::teardown(args, out),
         Command::Restore(args) => deploy::restore(args, out),
         Command::Export(args) => deploy::export(args, out),
+        Command::Bench(args) => bench::bench(args, out),
         Command::Weights(WeightsCommand::Verify(args)) => weights::verify(args, out),
         Command::Weights(WeightsCommand::Adopt(args)) => weights::adopt(args, out),
         Command::Weights(WeightsCommand::Lock(args)) => {

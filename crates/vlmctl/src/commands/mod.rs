@@ -1,3 +1,4 @@
 //! One module per command group.
+pub mod bench;
 pub mod deploy;
 pub mod weights;

@@ -236,6 +236,41 @@ async fn provision_relaunch_change_teardown() {
     );
     assert!(record["gates"].as_array().is_some_and(|g| g.len() == 6));
 
+    // A small bench plan against the provisioned server (text-only: the 270M model has no
+    // projector).
+    let port = out
+        .split("NAV_VLLM_URL=http://127.0.0.1:")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .unwrap_or_default()
+        .to_owned();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let plan = r.path("plan.toml");
+    std::fs::write(
+        &plan,
+        format!(
+            "version = 1\nruns = 2\nwarmup = 1\nmax_tokens = 4\nconfigs = [\"A\", \"C\"]\n[prompts]\nnav = \"{e}/prompts/nav.txt\"\n\
+             nav_short = \"{e}/prompts/nav-short.txt\"\ndescribe = \"{e}/prompts/describe.txt\"\n[[target]]\nname = \"cpu\"\nurl = \"http://127.0.0.1:{port}\"\n",
+            e = examples.display()
+        ),
+    )
+    .unwrap();
+    let mut bench = vlmctl();
+    bench
+        .args(["bench", "--plan"])
+        .arg(&plan)
+        .arg("--out")
+        .arg(r.path("bench"));
+    let (code, out, err) = run(bench);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("A full nav prompt (text-only run)") && out.contains("2/2"),
+        "{out}"
+    );
+    for f in ["results.json", "report.md", "report.html"] {
+        assert!(r.path("bench").join(f).exists(), "{f}");
+    }
+
     let started = Instant::now();
     let (code, out, err) = run(r.cmd(&hub, &["relaunch"], &spec, &lock));
     let took = started.elapsed();

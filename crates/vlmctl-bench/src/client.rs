@@ -1,0 +1,343 @@
+//! The two protocols, measured from the client side on a monotonic clock.
+//! OpenAI-compatible: `/v1/chat/completions`, SSE when streaming (`data:` lines, `:` comment
+//! lines ignored, the role-only first chunk ignored for TTFT, `[DONE]` ends it; llama-server
+//! attaches `timings` to the last chunk). Ollama: `/api/chat`, one JSON object or NDJSON lines,
+//! durations in nanoseconds.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::plan::{Backend, Target};
+
+/// What the server said about its own work.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerTimings {
+    /// Prompt tokens evaluated.
+    pub prompt_n: Option<u64>,
+    /// Time evaluating them.
+    pub prompt_ms: Option<f64>,
+    /// Tokens generated.
+    pub predicted_n: Option<u64>,
+    /// Time generating them.
+    pub predicted_ms: Option<f64>,
+    /// Prompt tokens served from the cache (llama-server).
+    pub cache_n: Option<u64>,
+    /// Model load time (Ollama).
+    pub load_ms: Option<f64>,
+}
+
+/// Why a request did not produce a usable answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Non-2xx status.
+    Http,
+    /// No answer within the timeout.
+    Timeout,
+    /// Could not connect / connection broke before an answer.
+    Connect,
+    /// The stream ended without its end marker.
+    StreamCut,
+    /// The body was not the protocol's JSON.
+    Malformed,
+    /// Empty content and non-empty reasoning: thinking mode leaked.
+    ThinkingLeaked,
+    /// Empty content.
+    Empty,
+}
+
+/// One request's outcome.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
+    /// `content` (never reasoning).
+    pub content: String,
+    /// Length of `reasoning_content`.
+    pub reasoning_len: usize,
+    /// Time to first non-empty content or reasoning delta (streaming only).
+    pub ttft_ms: Option<f64>,
+    /// Server timings.
+    pub server: ServerTimings,
+    /// Completion tokens as the server counted them (`usage` or `eval_count`).
+    pub completion_tokens: Option<u64>,
+}
+
+/// The request body.
+#[must_use]
+pub fn request_body(
+    target: &Target,
+    prompt: &str,
+    image_b64: Option<&str>,
+    stream: bool,
+    max_tokens: u32,
+) -> Value {
+    match target.backend {
+        Backend::Openai => {
+            let mut content = vec![json!({"type": "text", "text": prompt})];
+            if let Some(b) = image_b64 {
+                content.push(json!({"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{b}")}}));
+            }
+            let mut body = json!({
+                "messages": [{"role": "user", "content": content}],
+                "max_tokens": max_tokens,
+                "temperature": 0,
+                "stream": stream,
+                "chat_template_kwargs": {"enable_thinking": false},
+            });
+            if let Some(m) = &target.model {
+                body["model"] = json!(m);
+            }
+            if stream {
+                body["stream_options"] = json!({"include_usage": true});
+            }
+            body
+        }
+        Backend::Ollama => {
+            let mut msg = json!({"role": "user", "content": prompt});
+            if let Some(b) = image_b64 {
+                msg["images"] = json!([b]);
+            }
+            let mut body = json!({
+                "model": target.model,
+                "messages": [msg],
+                "stream": stream,
+                "think": false,
+                "options": {"temperature": 0, "num_predict": max_tokens},
+            });
+            if let Some(k) = &target.keep_alive {
+                body["keep_alive"] = json!(k);
+            }
+            body
+        }
+    }
+}
+
+/// Sends one request and reads the whole answer. `Err` carries the kind and a detail.
+pub async fn send(
+    http: &reqwest::Client,
+    target: &Target,
+    api_key: Option<&str>,
+    body: &Value,
+    timeout: Duration,
+    started: Instant,
+) -> Result<Answer, (ErrorKind, String)> {
+    let path = match target.backend {
+        Backend::Openai => "/v1/chat/completions",
+        Backend::Ollama => "/api/chat",
+    };
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut req = http
+        .post(format!("{}{path}", target.url.trim_end_matches('/')))
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(bytes)
+        .timeout(timeout);
+    if let Some(k) = api_key {
+        req = req.bearer_auth(k);
+    }
+    let resp = req.send().await.map_err(|e| classify(&e))?;
+    let status = resp.status();
+    if !status.is_success() {
+        let body = resp.text().await.unwrap_or_default();
+        let body: String = body.chars().take(300).collect();
+        return Err((
+            ErrorKind::Http,
+            format!("HTTP {}: {}", status.as_u16(), body.trim()),
+        ));
+    }
+    let stream = body["stream"].as_bool().unwrap_or(false);
+    let answer = match (target.backend, stream) {
+        (Backend::Openai, false) => {
+            let b = resp.bytes().await.map_err(|e| {
+                if e.is_timeout() {
+                    (ErrorKind::Timeout, e.to_string())
+                } else {
+                    (ErrorKind::StreamCut, e.to_string())
+                }
+            })?;
+            let v: Value =
+                serde_json::from_slice(&b).map_err(|e| (ErrorKind::Malformed, e.to_string()))?;
+            openai_answer(&v).ok_or((ErrorKind::Malformed, "no choices[0].message".to_owned()))?
+        }
+        (Backend::Openai, true) => read_sse(resp, started).await?,
+        (Backend::Ollama, false) => {
+            let v: Value = resp
+                .json()
+                .await
+                .map_err(|e| (ErrorKind::Malformed, e.to_string()))?;
+            ollama_final(
+                &v,
+                Answer {
+                    content: v["message"]["content"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    ..Answer::default()
+                },
+            )
+        }
+        (Backend::Ollama, true) => read_ndjson(resp, started).await?,
+    };
+    if answer.content.trim().is_empty() {
+        return Err(if answer.reasoning_len > 0 {
+            (ErrorKind::ThinkingLeaked, "empty content, non-empty reasoning_content: start llama-server with --jinja so chat_template_kwargs applies".to_owned())
+        } else {
+            (ErrorKind::Empty, "empty content".to_owned())
+        });
+    }
+    Ok(answer)
+}
+
+fn classify(e: &reqwest::Error) -> (ErrorKind, String) {
+    let kind = if e.is_timeout() {
+        ErrorKind::Timeout
+    } else if e.is_connect() || e.is_request() {
+        ErrorKind::Connect
+    } else {
+        ErrorKind::StreamCut
+    };
+    (kind, e.to_string())
+}
+
+fn timings(v: &Value) -> ServerTimings {
+    let t = &v["timings"];
+    ServerTimings {
+        prompt_n: t["prompt_n"].as_u64(),
+        prompt_ms: t["prompt_ms"].as_f64(),
+        predicted_n: t["predicted_n"].as_u64(),
+        predicted_ms: t["predicted_ms"].as_f64(),
+        cache_n: t["cache_n"].as_u64(),
+        load_ms: None,
+    }
+}
+
+fn openai_answer(v: &Value) -> Option<Answer> {
+    let msg = v["choices"].get(0)?.get("message")?;
+    Some(Answer {
+        content: msg["content"].as_str().unwrap_or_default().to_owned(),
+        reasoning_len: msg["reasoning_content"].as_str().map_or(0, str::len),
+        ttft_ms: None,
+        server: timings(v),
+        completion_tokens: v["usage"]["completion_tokens"].as_u64(),
+    })
+}
+
+async fn read_sse(
+    resp: reqwest::Response,
+    started: Instant,
+) -> Result<Answer, (ErrorKind, String)> {
+    let mut a = Answer::default();
+    let mut buf = Vec::new();
+    let mut body = resp.bytes_stream();
+    let mut done = false;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| {
+            if e.is_timeout() {
+                (ErrorKind::Timeout, e.to_string())
+            } else {
+                (ErrorKind::StreamCut, e.to_string())
+            }
+        })?;
+        buf.extend_from_slice(&chunk);
+        while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=nl).collect();
+            let line = String::from_utf8_lossy(&line);
+            let line = line.trim_end_matches(['\r', '\n']);
+            // Comment lines (": keep-alive") and other SSE fields carry no data.
+            let Some(data) = line.strip_prefix("data:") else {
+                continue;
+            };
+            let data = data.trim_start();
+            if data == "[DONE]" {
+                done = true;
+                continue;
+            }
+            let v: Value = serde_json::from_str(data)
+                .map_err(|e| (ErrorKind::Malformed, format!("bad SSE data: {e}")))?;
+            let delta = &v["choices"][0]["delta"];
+            let text = delta["content"].as_str().unwrap_or_default();
+            let reasoning = delta["reasoning_content"].as_str().unwrap_or_default();
+            if a.ttft_ms.is_none() && (!text.is_empty() || !reasoning.is_empty()) {
+                a.ttft_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+            }
+            a.content.push_str(text);
+            a.reasoning_len += reasoning.len();
+            if v.get("timings").is_some() {
+                a.server = timings(&v);
+            }
+            if let Some(n) = v["usage"]["completion_tokens"].as_u64() {
+                a.completion_tokens = Some(n);
+            }
+        }
+    }
+    if !done {
+        return Err((
+            ErrorKind::StreamCut,
+            "stream ended without data: [DONE]".to_owned(),
+        ));
+    }
+    Ok(a)
+}
+
+fn ns_to_ms(v: &Value) -> Option<f64> {
+    v.as_f64().map(|ns| ns / 1e6)
+}
+
+fn ollama_final(v: &Value, mut a: Answer) -> Answer {
+    a.server = ServerTimings {
+        prompt_n: v["prompt_eval_count"].as_u64(),
+        prompt_ms: ns_to_ms(&v["prompt_eval_duration"]),
+        predicted_n: v["eval_count"].as_u64(),
+        predicted_ms: ns_to_ms(&v["eval_duration"]),
+        cache_n: None,
+        load_ms: ns_to_ms(&v["load_duration"]),
+    };
+    a.completion_tokens = v["eval_count"].as_u64();
+    a.reasoning_len = v["message"]["thinking"].as_str().map_or(0, str::len);
+    a
+}
+
+async fn read_ndjson(
+    resp: reqwest::Response,
+    started: Instant,
+) -> Result<Answer, (ErrorKind, String)> {
+    let mut a = Answer::default();
+    let mut buf = Vec::new();
+    let mut body = resp.bytes_stream();
+    let mut reasoning = 0;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| {
+            if e.is_timeout() {
+                (ErrorKind::Timeout, e.to_string())
+            } else {
+                (ErrorKind::StreamCut, e.to_string())
+            }
+        })?;
+        buf.extend_from_slice(&chunk);
+        while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=nl).collect();
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let v: Value = serde_json::from_slice(&line)
+                .map_err(|e| (ErrorKind::Malformed, format!("bad NDJSON line: {e}")))?;
+            let text = v["message"]["content"].as_str().unwrap_or_default();
+            let thinking = v["message"]["thinking"].as_str().unwrap_or_default();
+            if a.ttft_ms.is_none() && (!text.is_empty() || !thinking.is_empty()) {
+                a.ttft_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+            }
+            a.content.push_str(text);
+            reasoning += thinking.len();
+            if v["done"].as_bool() == Some(true) {
+                let mut fin = ollama_final(&v, a);
+                fin.reasoning_len = reasoning;
+                return Ok(fin);
+            }
+        }
+    }
+    Err((
+        ErrorKind::StreamCut,
+        "NDJSON stream ended without \"done\": true".to_owned(),
+    ))
+}

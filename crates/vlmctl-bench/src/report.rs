@@ -1,0 +1,290 @@
+//! Human-facing renderings of a results file: a terminal table, Markdown shaped like the
+//! runbooks' tables, and a self-contained HTML report with SVG charts.
+
+use std::fmt::Write as _;
+
+use crate::run::{ConfigResult, Results};
+use crate::stats;
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |x| format!("{x:.1}"))
+}
+
+fn row(t: &str, c: &ConfigResult) -> Vec<String> {
+    let s = &c.summary;
+    let w = s.wall_ms;
+    vec![
+        t.to_owned(),
+        format!("{} {}", c.name, c.description),
+        ms(w.map(|w| w.p50)),
+        ms(w.map(|w| w.p95)),
+        ms(w.map(|w| w.p99)),
+        ms(s.effective_hz),
+        ms(s.ttft_ms.map(|t| t.p50)),
+        ms(s.server_tokens_per_s),
+        s.schema_pass_rate
+            .map_or("-".to_owned(), |r| format!("{:.0}%", r * 100.0)),
+        format!("{}/{}", s.ok, c.samples.len()),
+    ]
+}
+
+const HEAD: [&str; 10] = [
+    "TARGET",
+    "CONFIG",
+    "P50 ms",
+    "P95",
+    "P99",
+    "EFF Hz",
+    "TTFT p50",
+    "SRV tok/s",
+    "SCHEMA",
+    "OK",
+];
+
+/// The terminal table.
+#[must_use]
+pub fn table(r: &Results) -> String {
+    let rows: Vec<Vec<String>> = r
+        .targets
+        .iter()
+        .flat_map(|t| t.configs.iter().map(|c| row(&t.name, c)))
+        .collect();
+    let mut widths: Vec<usize> = HEAD.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let line = |cells: &[String]| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    let mut out = line(&HEAD.map(str::to_owned));
+    for row in &rows {
+        out.push('\n');
+        out.push_str(&line(row));
+    }
+    for t in &r.targets {
+        for c in &t.configs {
+            for (k, n) in &c.summary.errors {
+                let _ = write!(out, "\n{} {}: {n} x {k}", t.name, c.name);
+            }
+        }
+    }
+    out
+}
+
+/// Markdown shaped like the runbooks' tables (p50 ms, p95, eff Hz, TTFT, notes).
+#[must_use]
+pub fn markdown(r: &Results) -> String {
+    let mut out = format!(
+        "# vlmctl bench\n\nplan sha256 `{}`, image sha256 `{}`, host {} ({}), GPU {}.\nPercentiles: nearest rank over measured samples ({} runs, {} warm-up excluded).\n",
+        &r.plan_sha256[..12.min(r.plan_sha256.len())],
+        &r.image_sha256[..12.min(r.image_sha256.len())],
+        r.environment.arch,
+        r.environment.cpu.as_deref().unwrap_or("?"),
+        r.environment.gpu.as_deref().unwrap_or("none"),
+        r.plan.runs,
+        r.plan.warmup,
+    );
+    for t in &r.targets {
+        let _ = write!(
+            out,
+            "\n## {} ({:?}, {})\n\n| Test | p50 ms | p95 ms | eff Hz | TTFT p50 ms | schema pass | notes |\n|---|---:|---:|---:|---:|---:|---|\n",
+            t.name, t.backend, t.url
+        );
+        for c in &t.configs {
+            let s = &c.summary;
+            let mut notes = vec![s.wall_ms.map_or("no successful sample".to_owned(), |w| {
+                stats::target_band(w.p50).to_owned()
+            })];
+            if s.cache_hits > 0 {
+                notes.push(format!("cache hits {}/{}", s.cache_hits, s.ok));
+            }
+            for (k, n) in &s.errors {
+                notes.push(format!("{n} {k}"));
+            }
+            let _ = writeln!(
+                out,
+                "| {} {} | {} | {} | {} | {} | {} | {} |",
+                c.name,
+                c.description,
+                ms(s.wall_ms.map(|w| w.p50)),
+                ms(s.wall_ms.map(|w| w.p95)),
+                ms(s.effective_hz),
+                ms(s.ttft_ms.map(|t| t.p50)),
+                s.schema_pass_rate
+                    .map_or("-".to_owned(), |p| format!("{:.0}%", p * 100.0)),
+                notes.join("; ")
+            );
+        }
+        if let Some(d) = &t.describe_answer {
+            let _ = write!(out, "\n`describe` answer: {}\n", d.replace('\n', " "));
+        }
+    }
+    out
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A self-contained HTML page: the Markdown table's numbers, a latency CDF per config and p50
+/// bars against the 27.8 ms (36 Hz) target line, and against `baseline` when given.
+#[must_use]
+pub fn html(r: &Results, baseline: Option<&Results>) -> String {
+    let mut out = String::from(
+        "<!doctype html><meta charset=utf-8><title>vlmctl bench</title><style>body{font:14px sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}</style><h1>vlmctl bench</h1>",
+    );
+    let _ = write!(out, "<pre>{}</pre>", esc(&table(r)));
+    cdf_svg(&mut out, r);
+    p50_svg(&mut out, r, baseline);
+    let _ = write!(out, "<h2>Markdown</h2><pre>{}</pre>", esc(&markdown(r)));
+    out
+}
+
+const W: f64 = 640.0;
+
+/// Latency CDF per config: x = latency ms, y = fraction of samples.
+fn cdf_svg(out: &mut String, r: &Results) {
+    // CDF: x = latency ms, y = fraction.
+    let series: Vec<(String, Vec<f64>)> = r
+        .targets
+        .iter()
+        .flat_map(|t| {
+            t.configs.iter().map(move |c| {
+                (format!("{} {}", t.name, c.name), {
+                    let mut v: Vec<f64> = c
+                        .samples
+                        .iter()
+                        .filter(|s| s.error.is_none())
+                        .map(|s| s.wall_ms)
+                        .collect();
+                    v.sort_by(f64::total_cmp);
+                    v
+                })
+            })
+        })
+        .collect();
+    let max = series
+        .iter()
+        .filter_map(|(_, v)| v.last().copied())
+        .fold(1.0f64, f64::max);
+    let colors = [
+        "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    ];
+    let (w, h) = (W, 320.0);
+    let _ = write!(
+        out,
+        "<h2>Latency CDF</h2><svg width={w} height={} xmlns='http://www.w3.org/2000/svg'><rect width={w} height={h} fill=white stroke=#999/>",
+        h + 20.0
+    );
+    for (i, (name, v)) in series.iter().enumerate() {
+        let pts: Vec<String> = v
+            .iter()
+            .enumerate()
+            .map(|(k, x)| {
+                format!(
+                    "{:.1},{:.1}",
+                    x / max * w,
+                    h - (k + 1) as f64 / v.len() as f64 * h
+                )
+            })
+            .collect();
+        let c = colors[i % colors.len()];
+        let _ = write!(
+            out,
+            "<polyline fill=none stroke='{c}' points='{}'/><text x=5 y={} fill='{c}'>{}</text>",
+            pts.join(" "),
+            15 + 15 * i,
+            esc(name)
+        );
+    }
+    let _ = write!(
+        out,
+        "<text x=5 y={}>0</text><text x={} y={}>{max:.0} ms</text></svg>",
+        h + 15.0,
+        w - 60.0,
+        h + 15.0
+    );
+}
+
+/// p50 bars per config against the 27.8 ms line, with the baseline's p50 in grey.
+fn p50_svg(out: &mut String, r: &Results, baseline: Option<&Results>) {
+    let w = W;
+    // p50 bars.
+    let bars: Vec<(String, f64, Option<f64>)> = r
+        .targets
+        .iter()
+        .flat_map(|t| {
+            t.configs.iter().map(move |c| {
+                let base = baseline.and_then(|b| {
+                    b.targets
+                        .iter()
+                        .find(|x| x.name == t.name)?
+                        .configs
+                        .iter()
+                        .find(|x| x.name == c.name)?
+                        .summary
+                        .wall_ms
+                        .map(|s| s.p50)
+                });
+                (
+                    format!("{} {}", t.name, c.name),
+                    c.summary.wall_ms.map_or(0.0, |s| s.p50),
+                    base,
+                )
+            })
+        })
+        .collect();
+    let top = bars
+        .iter()
+        .map(|b| b.1.max(b.2.unwrap_or(0.0)))
+        .fold(30.0f64, f64::max)
+        * 1.1;
+    let bh = 22.0;
+    let height = bh * bars.len() as f64 + 30.0;
+    let _ = write!(
+        out,
+        "<h2>p50 per config (line: 27.8 ms = 36 Hz target{})</h2><svg width={w} height={height} xmlns='http://www.w3.org/2000/svg'>",
+        if baseline.is_some() {
+            "; grey: baseline"
+        } else {
+            ""
+        }
+    );
+    for (i, (name, p50, base)) in bars.iter().enumerate() {
+        let y = i as f64 * bh;
+        if let Some(b) = base {
+            let _ = write!(
+                out,
+                "<rect x=150 y={:.1} width={:.1} height=8 fill=#bbb/>",
+                y + 12.0,
+                b / top * (w - 160.0)
+            );
+        }
+        let _ = write!(
+            out,
+            "<text x=0 y={:.1}>{}</text><rect x=150 y={:.1} width={:.1} height=10 fill=#1f77b4/><text x={:.1} y={:.1}>{p50:.1}</text>",
+            y + 14.0,
+            esc(name),
+            y + 2.0,
+            p50 / top * (w - 160.0),
+            155.0 + p50 / top * (w - 160.0),
+            y + 11.0
+        );
+    }
+    let x = 150.0 + 27.8 / top * (w - 160.0);
+    let _ = write!(
+        out,
+        "<line x1={x:.1} x2={x:.1} y1=0 y2={height} stroke=red stroke-dasharray=4/></svg>"
+    );
+}

@@ -1,0 +1,460 @@
+//! Running a plan: per target, per config, warm-up then measured runs, closed or open loop.
+//! In open loop each request's latency counts from its *scheduled* send time, so queueing
+//! behind a slow server shows up instead of being hidden (no coordinated omission).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::client::{self, Answer, ErrorKind, ServerTimings};
+use crate::plan::{Backend, ConfigDef, LoadedPlan, Plan, Target};
+use crate::schema::Strategy;
+use crate::stats::{self, Summary};
+
+/// Results file format identifier.
+pub const FORMAT: &str = "vlmctl-bench/1";
+
+/// One request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// 0-based index within its config (warm-ups counted separately).
+    pub index: usize,
+    /// Client wall time, ms (from the scheduled send time in open loop).
+    pub wall_ms: f64,
+    /// Time to first token, ms (streaming).
+    pub ttft_ms: Option<f64>,
+    /// Failure kind, if any.
+    pub error: Option<ErrorKind>,
+    /// Failure detail.
+    pub error_detail: Option<String>,
+    /// Schema strategy of a successful answer.
+    pub strategy: Option<Strategy>,
+    /// Server timings.
+    pub server: ServerTimings,
+    /// Completion tokens per the server.
+    pub completion_tokens: Option<u64>,
+}
+
+/// Derived per-config figures; recomputable from the samples by [`summarize`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigSummary {
+    /// Successful samples.
+    pub ok: usize,
+    /// Errors by kind.
+    pub errors: BTreeMap<String, usize>,
+    /// Wall time of successful samples.
+    pub wall_ms: Option<Summary>,
+    /// 1000 / p50.
+    pub effective_hz: Option<f64>,
+    /// TTFT of successful streamed samples.
+    pub ttft_ms: Option<Summary>,
+    /// Completion tokens / wall seconds, per sample, p50.
+    pub client_tokens_per_s: Option<f64>,
+    /// Sum of `predicted_n` / sum of `predicted_ms`, as the server timed it.
+    pub server_tokens_per_s: Option<f64>,
+    /// Samples whose prompt was (partly) served from cache.
+    pub cache_hits: usize,
+    /// Samples per schema strategy (nav configs).
+    pub schema: BTreeMap<String, usize>,
+    /// (strategy 1 + 2) / successful samples.
+    pub schema_pass_rate: Option<f64>,
+    /// Share of samples slower than the open-loop period.
+    pub deadline_miss_pct: Option<f64>,
+}
+
+/// One config's results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigResult {
+    /// Letter.
+    pub name: String,
+    /// What it sends.
+    pub description: String,
+    /// Summary of `samples`.
+    pub summary: ConfigSummary,
+    /// Warm-up samples (not in the summary).
+    pub warmup: Vec<Sample>,
+    /// Measured samples.
+    pub samples: Vec<Sample>,
+}
+
+/// One target's results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetResult {
+    /// Plan label.
+    pub name: String,
+    /// Protocol.
+    pub backend: Backend,
+    /// Base URL.
+    pub url: String,
+    /// `/props` (llama-server) or `/api/show` (Ollama), as returned.
+    pub server_info: Value,
+    /// `/v1/models` (or `/api/tags`), as returned.
+    pub models: Value,
+    /// The first `describe` answer, for a human to read.
+    pub describe_answer: Option<String>,
+    /// Per config.
+    pub configs: Vec<ConfigResult>,
+}
+
+/// Where and with what the run happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Environment {
+    /// `std::env::consts::ARCH`.
+    pub arch: String,
+    /// CPU model from /proc/cpuinfo.
+    pub cpu: Option<String>,
+    /// nvidia-smi's GPU line (name, driver, memory), when present.
+    pub gpu: Option<String>,
+    /// vlmctl version.
+    pub vlmctl: String,
+}
+
+/// A results file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Results {
+    /// [`FORMAT`].
+    pub format: String,
+    /// Seconds since the epoch.
+    pub started_unix: u64,
+    /// The plan as run.
+    pub plan: Plan,
+    /// sha256 of the plan file.
+    pub plan_sha256: String,
+    /// sha256 of each prompt.
+    pub prompt_sha256: BTreeMap<String, String>,
+    /// sha256 of the image.
+    pub image_sha256: String,
+    /// Environment.
+    pub environment: Environment,
+    /// Per target.
+    pub targets: Vec<TargetResult>,
+}
+
+/// Pure: the summary of measured samples (`period_ms` for deadline misses in open loop).
+#[must_use]
+pub fn summarize(samples: &[Sample], nav: bool, period_ms: Option<f64>) -> ConfigSummary {
+    let ok: Vec<&Sample> = samples.iter().filter(|s| s.error.is_none()).collect();
+    let mut errors = BTreeMap::new();
+    for s in samples {
+        if let Some(k) = s.error {
+            *errors
+                .entry(
+                    serde_json::to_value(k)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                )
+                .or_insert(0) += 1;
+        }
+    }
+    let wall = stats::summarize(&ok.iter().map(|s| s.wall_ms).collect::<Vec<_>>());
+    let ttft = stats::summarize(&ok.iter().filter_map(|s| s.ttft_ms).collect::<Vec<_>>());
+    let client_tps = stats::summarize(
+        &ok.iter()
+            .filter_map(|s| Some(s.completion_tokens? as f64 / (s.wall_ms / 1000.0)))
+            .collect::<Vec<_>>(),
+    )
+    .map(|s| s.p50);
+    let (pn, pms) = ok.iter().fold((0u64, 0f64), |(n, ms), s| {
+        (
+            n + s.server.predicted_n.unwrap_or(0),
+            ms + s.server.predicted_ms.unwrap_or(0.0),
+        )
+    });
+    let mut schema = BTreeMap::new();
+    if nav {
+        for s in &ok {
+            if let Some(st) = s.strategy {
+                let key = serde_json::to_value(st)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                *schema.entry(key).or_insert(0) += 1;
+            }
+        }
+    }
+    let pass = ok
+        .iter()
+        .filter(|s| s.strategy.is_some_and(Strategy::passes))
+        .count();
+    ConfigSummary {
+        ok: ok.len(),
+        errors,
+        effective_hz: wall.map(|w| 1000.0 / w.p50),
+        wall_ms: wall,
+        ttft_ms: ttft,
+        client_tokens_per_s: client_tps,
+        server_tokens_per_s: (pms > 0.0).then(|| pn as f64 / (pms / 1000.0)),
+        cache_hits: ok
+            .iter()
+            .filter(|s| s.server.cache_n.is_some_and(|c| c > 0))
+            .count(),
+        schema,
+        schema_pass_rate: (nav && !ok.is_empty()).then(|| pass as f64 / ok.len() as f64),
+        deadline_miss_pct: period_ms.filter(|_| !samples.is_empty()).map(|p| {
+            100.0
+                * samples
+                    .iter()
+                    .filter(|s| s.error.is_some() || s.wall_ms > p)
+                    .count() as f64
+                / samples.len() as f64
+        }),
+    }
+}
+
+/// Progress callback: (target, config, done, total).
+pub type Progress<'a> = &'a (dyn Fn(&str, &str, usize, usize) + Send + Sync);
+
+/// Runs the whole plan.
+pub async fn run(
+    plan: &LoadedPlan,
+    api_keys: &BTreeMap<String, String>,
+    progress: Progress<'_>,
+) -> Results {
+    let clients = Clients::new();
+    let http = &clients.pooled;
+    let image_b64 = plan.image.as_deref().map(crate::base64);
+    let started_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut targets = Vec::new();
+    for t in &plan.plan.targets {
+        let key = api_keys.get(&t.name).map(String::as_str);
+        let (server_info, models) = server_info(http, t, key).await;
+        let describe_answer = if plan.plan.describe {
+            let body = client::request_body(
+                t,
+                &plan.prompts["describe"],
+                image_b64.as_deref(),
+                false,
+                plan.plan.max_tokens.max(128),
+            );
+            client::send(http, t, key, &body, timeout(&plan.plan), Instant::now())
+                .await
+                .ok()
+                .map(|a| a.content)
+        } else {
+            None
+        };
+        let mut configs = Vec::new();
+        for c in &plan.configs {
+            let http = if c.stream {
+                &clients.fresh
+            } else {
+                &clients.pooled
+            };
+            configs.push(run_config(http, plan, t, key, c, image_b64.as_deref(), progress).await);
+        }
+        targets.push(TargetResult {
+            name: t.name.clone(),
+            backend: t.backend,
+            url: t.url.clone(),
+            server_info,
+            models,
+            describe_answer,
+            configs,
+        });
+    }
+    Results {
+        format: FORMAT.to_owned(),
+        started_unix,
+        plan: plan.plan.clone(),
+        plan_sha256: plan.plan_sha256.clone(),
+        prompt_sha256: plan.prompt_sha256.clone(),
+        image_sha256: plan.image_sha256.clone(),
+        environment: environment(),
+        targets,
+    }
+}
+
+/// Non-streamed requests reuse one kept-alive connection (what a production client does).
+/// Streamed requests get a fresh connection each: llama-server closes the connection after an
+/// SSE stream, and reusing it would fail the next request at once for a reason that is the
+/// client's, not the server's.
+struct Clients {
+    pooled: reqwest::Client,
+    fresh: reqwest::Client,
+}
+
+impl Clients {
+    fn new() -> Self {
+        Self {
+            pooled: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()
+                .unwrap_or_default(),
+            fresh: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+}
+
+fn timeout(p: &Plan) -> Duration {
+    Duration::from_secs_f64(p.timeout_s.max(0.001))
+}
+
+async fn run_config(
+    http: &reqwest::Client,
+    plan: &LoadedPlan,
+    t: &Target,
+    key: Option<&str>,
+    c: &ConfigDef,
+    image_b64: Option<&str>,
+    progress: Progress<'_>,
+) -> ConfigResult {
+    let prompt = if c.short {
+        &plan.prompts["nav_short"]
+    } else {
+        &plan.prompts["nav"]
+    };
+    let body = client::request_body(
+        t,
+        prompt,
+        image_b64.filter(|_| c.image),
+        c.stream,
+        plan.plan.max_tokens,
+    );
+    let total = plan.plan.warmup + plan.plan.runs;
+    let mut warmup = Vec::new();
+    for i in 0..plan.plan.warmup {
+        warmup.push(one(http, plan, t, key, &body, i, Instant::now()).await);
+        progress(&t.name, c.name, i + 1, total);
+    }
+    let samples = match plan.plan.load.rate_hz {
+        None => {
+            let mut v = Vec::new();
+            for i in 0..plan.plan.runs {
+                v.push(one(http, plan, t, key, &body, i, Instant::now()).await);
+                progress(&t.name, c.name, plan.plan.warmup + i + 1, total);
+            }
+            v
+        }
+        Some(rate) => {
+            let period = Duration::from_secs_f64(1.0 / rate);
+            let t0 = tokio::time::Instant::now();
+            let futs = (0..plan.plan.runs).map(|i| {
+                let scheduled = t0 + period * u32::try_from(i).unwrap_or(u32::MAX);
+                let body = &body;
+                async move {
+                    tokio::time::sleep_until(scheduled).await;
+                    one(http, plan, t, key, body, i, scheduled.into_std()).await
+                }
+            });
+            let v = futures::future::join_all(futs).await;
+            progress(&t.name, c.name, total, total);
+            v
+        }
+    };
+    let summary = summarize(&samples, true, plan.plan.load.rate_hz.map(|r| 1000.0 / r));
+    let description = if image_b64.is_none() && c.image {
+        c.description.replace(" + image", " (text-only run)")
+    } else {
+        c.description.to_owned()
+    };
+    ConfigResult {
+        name: c.name.to_owned(),
+        description,
+        summary,
+        warmup,
+        samples,
+    }
+}
+
+async fn one(
+    http: &reqwest::Client,
+    plan: &LoadedPlan,
+    t: &Target,
+    key: Option<&str>,
+    body: &Value,
+    index: usize,
+    start: Instant,
+) -> Sample {
+    let result = client::send(http, t, key, body, timeout(&plan.plan), start).await;
+    let wall_ms = start.elapsed().as_secs_f64() * 1000.0;
+    match result {
+        Ok(Answer {
+            content,
+            ttft_ms,
+            server,
+            completion_tokens,
+            ..
+        }) => Sample {
+            index,
+            wall_ms,
+            ttft_ms,
+            error: None,
+            error_detail: None,
+            strategy: Some(plan.plan.schema.check(&content)),
+            server,
+            completion_tokens,
+        },
+        Err((kind, detail)) => Sample {
+            index,
+            wall_ms,
+            ttft_ms: None,
+            error: Some(kind),
+            error_detail: Some(detail),
+            strategy: None,
+            server: ServerTimings::default(),
+            completion_tokens: None,
+        },
+    }
+}
+
+async fn server_info(http: &reqwest::Client, t: &Target, key: Option<&str>) -> (Value, Value) {
+    let get = |path: &str| {
+        let mut r = http
+            .get(format!("{}{path}", t.url.trim_end_matches('/')))
+            .timeout(Duration::from_secs(10));
+        if let Some(k) = key {
+            r = r.bearer_auth(k);
+        }
+        r
+    };
+    let json = |r: reqwest::RequestBuilder| async move {
+        match r.send().await {
+            Ok(resp) if resp.status().is_success() => {
+                resp.json::<Value>().await.unwrap_or(Value::Null)
+            }
+            _ => Value::Null,
+        }
+    };
+    match t.backend {
+        Backend::Openai => (json(get("/props")).await, json(get("/v1/models")).await),
+        Backend::Ollama => {
+            let show = http
+                .post(format!("{}/api/show", t.url.trim_end_matches('/')))
+                .json(&serde_json::json!({"model": t.model}))
+                .timeout(Duration::from_secs(10));
+            (json(show).await, json(get("/api/tags")).await)
+        }
+    }
+}
+
+fn environment() -> Environment {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| {
+        c.lines().find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+    });
+    let gpu = std::process::Command::new("nvidia-smi")
+        .args([
+            "--query-gpu=name,driver_version,memory.total,memory.used",
+            "--format=csv,noheader",
+        ])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    Environment {
+        arch: std::env::consts::ARCH.to_owned(),
+        cpu,
+        gpu,
+        vlmctl: env!("CARGO_PKG_VERSION").to_owned(),
+    }
+}

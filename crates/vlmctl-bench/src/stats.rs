@@ -1,0 +1,183 @@
+//! Statistics over exact sorted samples. With at most a few thousand samples per config, an
+//! exact sorted vector beats a histogram: exact, and easy to check by hand.
+//!
+//! Percentiles use the **nearest-rank** definition: the p-th percentile of n sorted values is the
+//! value at rank `ceil(p/100 * n)` (1-based), clamped to `1..=n`. For n = 19 samples, p50 is the
+//! 10th value, p95 the 19th, p99 the 19th.
+
+use serde::{Deserialize, Serialize};
+
+/// Summary of one series (milliseconds, or any unit).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Samples summarised.
+    pub n: usize,
+    /// Smallest.
+    pub min: f64,
+    /// Nearest-rank 50th percentile.
+    pub p50: f64,
+    /// Nearest-rank 95th percentile.
+    pub p95: f64,
+    /// Nearest-rank 99th percentile.
+    pub p99: f64,
+    /// Largest.
+    pub max: f64,
+    /// Arithmetic mean.
+    pub mean: f64,
+    /// Sample standard deviation (n - 1); 0 for one sample.
+    pub stddev: f64,
+}
+
+/// Nearest-rank percentile of an ascending slice; `None` when empty.
+#[must_use]
+pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let n = sorted.len();
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "rank is in 1..=n by construction"
+    )]
+    let rank = ((p / 100.0) * n as f64).ceil().clamp(1.0, n as f64) as usize;
+    Some(sorted[rank - 1])
+}
+
+/// Summarises `values` (any order); `None` when empty.
+#[must_use]
+pub fn summarize(values: &[f64]) -> Option<Summary> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let mean = v.iter().sum::<f64>() / n as f64;
+    let stddev = if n > 1 {
+        (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+    } else {
+        0.0
+    };
+    Some(Summary {
+        n,
+        min: v[0],
+        p50: percentile(&v, 50.0)?,
+        p95: percentile(&v, 95.0)?,
+        p99: percentile(&v, 99.0)?,
+        max: v[n - 1],
+        mean,
+        stddev,
+    })
+}
+
+/// The runbook's 36 Hz target bands for a p50 in ms.
+#[must_use]
+pub fn target_band(p50_ms: f64) -> &'static str {
+    if p50_ms < 27.8 {
+        "< 27.8 ms (36 Hz target hit)"
+    } else if p50_ms < 50.0 {
+        "27.8-50 ms (20-36 Hz)"
+    } else if p50_ms < 100.0 {
+        "50-100 ms (10-20 Hz)"
+    } else {
+        "> 100 ms (< 10 Hz)"
+    }
+}
+
+/// A small deterministic PRNG (xorshift64*), so bootstrap intervals are reproducible.
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded generator (seed 0 is replaced).
+    #[must_use]
+    pub fn new(seed: u64) -> Self {
+        Self(if seed == 0 {
+            0x9E37_79B9_7F4A_7C15
+        } else {
+            seed
+        })
+    }
+    /// Uniform in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let x = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        #[expect(clippy::cast_possible_truncation, reason = "modulo n fits usize")]
+        let r = (x % n as u64) as usize;
+        r
+    }
+}
+
+/// 95 % bootstrap confidence interval of `p50(b) - p50(a)` (percentile method, `iters`
+/// resamples, fixed seed). `None` if either side is empty.
+#[must_use]
+pub fn bootstrap_p50_diff(a: &[f64], b: &[f64], iters: usize, seed: u64) -> Option<(f64, f64)> {
+    if a.is_empty() || b.is_empty() {
+        return None;
+    }
+    let mut rng = Rng::new(seed);
+    let resample = |xs: &[f64], rng: &mut Rng| {
+        let mut r: Vec<f64> = (0..xs.len()).map(|_| xs[rng.below(xs.len())]).collect();
+        r.sort_by(f64::total_cmp);
+        percentile(&r, 50.0).unwrap_or(f64::NAN)
+    };
+    let mut diffs: Vec<f64> = (0..iters)
+        .map(|_| resample(b, &mut rng) - resample(a, &mut rng))
+        .collect();
+    diffs.sort_by(f64::total_cmp);
+    Some((percentile(&diffs, 2.5)?, percentile(&diffs, 97.5)?))
+}
+
+#[cfg(test)]
+#[expect(
+    clippy::float_cmp,
+    reason = "nearest rank returns sample values exactly"
+)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_by_hand() {
+        let v: Vec<f64> = (1..=19).map(f64::from).collect();
+        let s = summarize(&v).unwrap();
+        assert_eq!(
+            (s.p50, s.p95, s.p99, s.min, s.max),
+            (10.0, 19.0, 19.0, 1.0, 19.0)
+        );
+        assert!((s.mean - 10.0).abs() < 1e-9);
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        let s = summarize(&v).unwrap();
+        assert_eq!((s.p50, s.p95, s.p99), (50.0, 95.0, 99.0));
+        assert_eq!(summarize(&[]), None);
+        assert_eq!(summarize(&[4.0]).unwrap().stddev, 0.0);
+        assert!(
+            (summarize(&[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0])
+                .unwrap()
+                .stddev
+                - 2.138)
+                .abs()
+                < 1e-3
+        );
+    }
+
+    #[test]
+    fn bands_match_the_runbook() {
+        assert!(target_band(18.4).starts_with("< 27.8"));
+        assert!(target_band(47.9).starts_with("27.8-50"));
+        assert!(target_band(60.0).starts_with("50-100"));
+        assert!(target_band(156.0).starts_with("> 100"));
+    }
+
+    #[test]
+    fn bootstrap_is_reproducible_and_brackets_the_shift() {
+        let a: Vec<f64> = (0..40).map(|i| 20.0 + f64::from(i % 5)).collect();
+        let b: Vec<f64> = a.iter().map(|x| x + 10.0).collect();
+        let ci = bootstrap_p50_diff(&a, &b, 2000, 7).unwrap();
+        assert_eq!(ci, bootstrap_p50_diff(&a, &b, 2000, 7).unwrap());
+        assert!(ci.0 <= 10.0 && 10.0 <= ci.1, "{ci:?}");
+        let same = bootstrap_p50_diff(&a, &a, 2000, 7).unwrap();
+        assert!(same.0 <= 0.0 && 0.0 <= same.1, "{same:?}");
+    }
+}

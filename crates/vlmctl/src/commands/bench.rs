@@ -1,0 +1,140 @@
+//! `vlmctl bench` and `vlmctl bench compare`.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use vlmctl_bench::plan::LoadedPlan;
+use vlmctl_bench::{compare, report, run};
+
+use crate::cli::{BenchArgs, BenchCommand};
+use crate::failure::Failure;
+use crate::{Output, exit_codes};
+
+/// Dispatches `bench` / `bench compare`.
+pub fn bench(args: &BenchArgs, out: &mut Output) -> Result<u8, Failure> {
+    if let Some(BenchCommand::Compare { base, new, json }) = &args.compare {
+        return compare_cmd(base, new, *json, out);
+    }
+    let Some(plan_path) = &args.plan else {
+        return Err(Failure::new(
+            anyhow::anyhow!("no plan given"),
+            Some("vlmctl bench --plan examples/nav-bench.toml".to_owned()),
+            exit_codes::USAGE,
+        ));
+    };
+    // Everything read and checked before the first request.
+    let plan = LoadedPlan::load(plan_path)?;
+    let baseline = args
+        .baseline
+        .as_deref()
+        .map(vlmctl_bench::load_results)
+        .transpose()?;
+    let keys = api_keys(&plan)?;
+    let dir = args.out.clone().unwrap_or_else(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        PathBuf::from(format!("bench-results/{now}"))
+    });
+    let progress = |t: &str, c: &str, done: usize, total: usize| {
+        let mut e = std::io::stderr().lock();
+        let _ = write!(e, "\r{t} {c}: {done}/{total}   ");
+        if done == total {
+            let _ = writeln!(e);
+        }
+    };
+    let results = crate::runtime()?.block_on(run::run(&plan, &keys, &progress));
+    std::fs::create_dir_all(&dir)
+        .and_then(|()| {
+            std::fs::write(
+                dir.join("results.json"),
+                serde_json::to_vec_pretty(&results).unwrap_or_default(),
+            )
+        })
+        .and_then(|()| std::fs::write(dir.join("report.md"), report::markdown(&results)))
+        .and_then(|()| {
+            std::fs::write(
+                dir.join("report.html"),
+                report::html(&results, baseline.as_ref()),
+            )
+        })
+        .map_err(|e| {
+            Failure::new(
+                anyhow::Error::new(e).context(format!("cannot write results to {}", dir.display())),
+                None,
+                exit_codes::ENVIRONMENT,
+            )
+        })?;
+    out.stdout(&report::table(&results));
+    out.progress(&format!(
+        "results: {}/results.json, report.md, report.html",
+        dir.display()
+    ));
+    let any_ok = results
+        .targets
+        .iter()
+        .flat_map(|t| &t.configs)
+        .any(|c| c.summary.ok > 0);
+    if any_ok {
+        Ok(exit_codes::SUCCESS)
+    } else {
+        Err(Failure::new(
+            anyhow::anyhow!(
+                "no request succeeded (see the error counts above and in results.json)"
+            ),
+            Some(
+                "check that the target URLs answer (`vlmctl gates`, `curl URL/health`)".to_owned(),
+            ),
+            exit_codes::SERVER,
+        ))
+    }
+}
+
+/// `vlmctl bench compare BASE NEW`.
+fn compare_cmd(
+    base: &std::path::Path,
+    new: &std::path::Path,
+    json: bool,
+    out: &mut Output,
+) -> Result<u8, Failure> {
+    let c = compare::compare(
+        &vlmctl_bench::load_results(base)?,
+        &vlmctl_bench::load_results(new)?,
+    );
+    if json {
+        out.stdout(&serde_json::to_string_pretty(&c).unwrap_or_default());
+    } else {
+        out.stdout(&compare::render(&c));
+    }
+    let investigate = c.rows.iter().any(|r| r.verdict == "investigate");
+    Ok(if investigate {
+        exit_codes::INVESTIGATE
+    } else {
+        exit_codes::SUCCESS
+    })
+}
+
+/// API keys of the targets that name one, read before the first request.
+fn api_keys(plan: &LoadedPlan) -> Result<BTreeMap<String, String>, Failure> {
+    let mut keys = BTreeMap::new();
+    for t in &plan.plan.targets {
+        if let Some(var) = &t.api_key_env {
+            let k = std::env::var(var)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| {
+                    Failure::new(
+                        anyhow::anyhow!(
+                            "target {} takes its API key from ${var}, which is not set",
+                            t.name
+                        ),
+                        Some(format!("export {var}=...")),
+                        exit_codes::INVALID_INPUT,
+                    )
+                })?;
+            keys.insert(t.name.clone(), k);
+        }
+    }
+    Ok(keys)
+}
