@@ -448,3 +448,85 @@ mod tests {
         );
     }
 }
+
+/// A container vlmctl created, as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Managed {
+    /// Name.
+    pub name: String,
+    /// e.g. `running`, `exited`.
+    pub state: String,
+    /// Docker's status line (`Up 3 hours`).
+    pub status: String,
+    /// Image.
+    pub image: String,
+    /// `org.vlmctl.spec-sha256`.
+    pub spec_sha256: Option<String>,
+    /// `org.vlmctl.lock-sha256`.
+    pub lock_sha256: Option<String>,
+    /// `--host` and `--port` from its command line.
+    pub endpoint: Option<(String, u16)>,
+}
+
+/// Every container labelled `org.vlmctl.managed=true`, running or not.
+pub async fn managed(docker: &Docker) -> Result<Vec<Managed>, LifecycleError> {
+    let filters = HashMap::from([("label".to_owned(), vec![format!("{MANAGED_LABEL}=true")])]);
+    let list = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .map_err(|source| LifecycleError::Docker {
+            action: "list containers".to_owned(),
+            source,
+        })?;
+    let mut out = Vec::new();
+    for c in list {
+        let name = c
+            .names
+            .as_ref()
+            .and_then(|n| n.first())
+            .map(|n| n.trim_start_matches('/').to_owned())
+            .unwrap_or_default();
+        let args = match docker.inspect_container(&name, None).await {
+            Ok(i) => i.args.unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        let arg = |flag: &str| args.windows(2).find(|w| w[0] == flag).map(|w| w[1].clone());
+        let labels = c.labels.unwrap_or_default();
+        out.push(Managed {
+            name,
+            state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+            status: c.status.unwrap_or_default(),
+            image: c.image.unwrap_or_default(),
+            spec_sha256: labels.get(SPEC_LABEL).cloned(),
+            lock_sha256: labels.get(crate::LOCK_LABEL).cloned(),
+            endpoint: arg("--host").zip(arg("--port").and_then(|p| p.parse().ok())),
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// `/health` in a word: `ok`, `loading (503)`, `HTTP <code>`, or `down`.
+pub async fn probe_health(host: &str, port: u16) -> String {
+    let Ok(http) = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+    else {
+        return "down".to_owned();
+    };
+    match http
+        .get(format!("http://{host}:{port}/health"))
+        .send()
+        .await
+    {
+        Ok(r) if r.status() == 200 => "ok".to_owned(),
+        Ok(r) if r.status() == 503 => "loading (503)".to_owned(),
+        Ok(r) => format!("HTTP {}", r.status().as_u16()),
+        Err(_) => "down".to_owned(),
+    }
+}

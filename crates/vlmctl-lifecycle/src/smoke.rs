@@ -23,6 +23,34 @@ pub struct Smoke {
     pub vision: bool,
 }
 
+/// The model id clients must use, as `/v1/models` names it (a cheap check that the API answers).
+pub async fn served_model(base_url: &str, api_key: Option<&str>) -> Result<String, LifecycleError> {
+    let fail = |why: String| LifecycleError::SmokeFailed {
+        url: base_url.to_owned(),
+        why,
+    };
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| fail(e.to_string()))?;
+    let mut req = http.get(format!("{base_url}/v1/models"));
+    if let Some(k) = api_key {
+        req = req.bearer_auth(k);
+    }
+    let models: Value = req
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| fail(format!("/v1/models: {e}")))?
+        .json()
+        .await
+        .map_err(|e| fail(format!("/v1/models: {e}")))?;
+    Ok(models["data"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
+}
+
 /// Sends one short chat request (with an image when `vision`), thinking disabled.
 pub async fn smoke(
     base_url: &str,

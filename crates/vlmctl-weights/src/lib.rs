@@ -31,7 +31,10 @@ pub use fetch::{
 };
 pub use hub::{DEFAULT_ENDPOINT, HubClient, RemoteFile, repo_cache_dir};
 pub use lock::{LOCK_VERSION, Lock, LockedFile, ModelEntry, Role, Sha256Digest, expand_home};
-pub use verify::{FileReport, FileStatus, VerifyJob, sha256_file, verify_all, verify_one};
+pub use verify::{
+    FileReport, FileStamp, FileStatus, VerifyJob, sha256_file, verify_all, verify_all_cached,
+    verify_one,
+};
 
 /// The lock file's conventional name, at the repository root.
 pub const LOCK_FILE: &str = "weights.lock";

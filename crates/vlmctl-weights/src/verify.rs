@@ -234,3 +234,154 @@ pub fn sha256_file(path: &Path) -> io::Result<Sha256Digest> {
     }
     Ok(Sha256Digest(hasher.finalize().into()))
 }
+
+/// Identity of a file on disk: if none of these changed, its content did not either (short of
+/// deliberate tampering with timestamps, which `weights verify` without a cache still catches).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileStamp {
+    /// Size in bytes.
+    pub len: u64,
+    /// Modification time, ns since the epoch.
+    pub mtime_ns: i128,
+    /// Inode.
+    pub ino: u64,
+    /// Device.
+    pub dev: u64,
+    /// The sha256 it verified against.
+    pub sha256: String,
+}
+
+fn stamp(path: &Path, sha256: &Sha256Digest) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some(FileStamp {
+        len: m.len(),
+        mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        ino: m.ino(),
+        dev: m.dev(),
+        sha256: sha256.to_string(),
+    })
+}
+
+/// [`verify_all`] with a fast path: a file whose stamp (size, mtime, inode, device, expected
+/// sha256) matches the one recorded in `cache` when it last verified is checked for presence,
+/// size and GGUF structure but not hashed again. The cache (JSON) is updated with every file
+/// that verifies and loses every file that does not. Returns the reports and how many files
+/// took the fast path.
+#[must_use]
+pub fn verify_all_cached(
+    jobs: &[VerifyJob],
+    threads: usize,
+    cache: &Path,
+) -> (Vec<FileReport>, usize) {
+    use std::collections::BTreeMap;
+    let mut stamps: BTreeMap<String, FileStamp> = std::fs::read(cache)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let key = |j: &VerifyJob| j.location.display().to_string();
+    let (fast, slow): (Vec<&VerifyJob>, Vec<&VerifyJob>) = jobs.iter().partition(|j| {
+        stamps
+            .get(&key(j))
+            .is_some_and(|s| Some(s) == stamp(&j.location, &j.file.sha256).as_ref())
+    });
+    let slow_owned: Vec<VerifyJob> = slow.iter().map(|j| (*j).clone()).collect();
+    let mut by_location: BTreeMap<String, FileReport> = verify_all(&slow_owned, threads)
+        .into_iter()
+        .map(|r| (r.location.display().to_string(), r))
+        .collect();
+    let mut fast_count = 0;
+    for j in &fast {
+        // Size and structure are cheap; only the hash is skipped.
+        let summary = gguf::check_file(&j.location);
+        let status = match &summary {
+            Ok(_) => {
+                fast_count += 1;
+                FileStatus::Ok
+            }
+            Err(e) => FileStatus::BadGguf {
+                error: e.to_string(),
+            },
+        };
+        by_location.insert(
+            key(j),
+            FileReport {
+                model: j.model.clone(),
+                path: j.file.path.clone(),
+                role: j.file.role,
+                location: j.location.clone(),
+                status,
+                gguf: summary.ok(),
+            },
+        );
+    }
+    let reports: Vec<FileReport> = jobs
+        .iter()
+        .filter_map(|j| by_location.remove(&key(j)))
+        .collect();
+    for (j, r) in jobs.iter().zip(&reports) {
+        match (r.ok(), stamp(&j.location, &j.file.sha256)) {
+            (true, Some(s)) => {
+                stamps.insert(key(j), s);
+            }
+            _ => {
+                stamps.remove(&key(j));
+            }
+        }
+    }
+    if let Some(dir) = cache.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let tmp = cache.with_extension("json.tmp");
+    if std::fs::write(&tmp, serde_json::to_vec_pretty(&stamps).unwrap_or_default()).is_ok() {
+        let _ = std::fs::rename(&tmp, cache);
+    }
+    (reports, fast_count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lock::Role;
+
+    #[test]
+    fn cached_verification_skips_hashing_only_while_the_file_is_unchanged() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = crate::gguf::synthetic(&[("w", &[32], 0)]);
+        let path = tmp.path().join("m.gguf");
+        std::fs::write(&path, &data).unwrap();
+        let job = VerifyJob {
+            model: "m".into(),
+            file: LockedFile {
+                path: "m.gguf".into(),
+                role: Role::Model,
+                size: data.len() as u64,
+                sha256: Sha256Digest(Sha256::digest(&data).into()),
+            },
+            location: path.clone(),
+        };
+        let cache = tmp.path().join("state/verified.json");
+        let (r, fast) = verify_all_cached(std::slice::from_ref(&job), 1, &cache);
+        assert!(r[0].ok() && fast == 0, "first run hashes");
+        let (r, fast) = verify_all_cached(std::slice::from_ref(&job), 1, &cache);
+        assert!(r[0].ok() && fast == 1, "unchanged: fast path");
+        // Same size, different content, new mtime: hashed again and caught.
+        let mut bad = data.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        std::thread::sleep(std::time::Duration::from_millis(10)); // distinct mtime, not synchronisation
+        std::fs::write(&path, &bad).unwrap();
+        let (r, fast) = verify_all_cached(std::slice::from_ref(&job), 1, &cache);
+        assert_eq!(fast, 0);
+        assert!(
+            matches!(r[0].status, FileStatus::HashMismatch { .. }),
+            "{:?}",
+            r[0].status
+        );
+        let (r, fast) = verify_all_cached(std::slice::from_ref(&job), 1, &cache);
+        assert!(
+            !r[0].ok() && fast == 0,
+            "a failed file never takes the fast path"
+        );
+    }
+}

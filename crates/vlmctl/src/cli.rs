@@ -35,6 +35,9 @@ pub enum Command {
     Relaunch(DeployArgs),
     /// Run every read-only gate and show one table. Changes nothing; exit 7 if any fails.
     Gates(DeployArgs),
+    /// Managed containers: state, uptime, health, spec/lock drift (against --spec and the
+    /// lock), and open restore journals.
+    Status(DeployArgs),
     /// Stop and remove a deployment's container, then restore what was stopped for it.
     Teardown(TeardownArgs),
     /// Restore every container recorded in the restore journals (after a crash or Ctrl-C).

@@ -64,6 +64,7 @@ fn execute(cli: &Cli, out: &mut Output) -> Result<u8, Failure> {
             out,
         ),
         Command::Gates(args) => deploy::gates_cmd(args, out),
+        Command::Status(args) => deploy::status(args, out),
         Command::Teardown(args) => deploy::teardown(args, out),
         Command::Restore(args) => deploy::restore(args, out),
         Command::Export(args) => deploy::export(args, out),

@@ -107,22 +107,32 @@ fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-async fn weights_gate(jobs: Vec<VerifyJob>) -> GateResult {
+/// The weights gate. With a state dir, files unchanged since they last verified (size, mtime,
+/// inode) are not hashed again: the relaunch fast path.
+async fn weights_gate(jobs: Vec<VerifyJob>, state: Option<PathBuf>) -> GateResult {
     let total: u64 = jobs.iter().map(|j| j.file.size).sum();
     let n = jobs.len();
-    let reports = tokio::task::spawn_blocking(move || verify_all(&jobs, 0))
-        .await
-        .unwrap_or_default();
+    let (reports, fast) = tokio::task::spawn_blocking(move || match state {
+        Some(s) => vlmctl_weights::verify_all_cached(&jobs, 0, &s.join("verified.json")),
+        None => (verify_all(&jobs, 0), 0),
+    })
+    .await
+    .unwrap_or_default();
     let bad: Vec<String> = reports
         .iter()
         .filter(|r| !r.ok())
         .map(|r| format!("{}: {}", r.path, r.status))
         .collect();
     if bad.is_empty() && reports.len() == n {
+        let how = if fast == n && n > 0 {
+            " (unchanged since they last verified: not re-hashed)"
+        } else {
+            ""
+        };
         GateResult::new(
             "weights",
             GateStatus::Pass,
-            format!("{n} file(s), {}, verified", human_bytes(total)),
+            format!("{n} file(s), {}, verified{how}", human_bytes(total)),
             None,
         )
     } else {
@@ -137,6 +147,7 @@ async fn weights_gate(jobs: Vec<VerifyJob>) -> GateResult {
 
 async fn run_gates(
     plan: &Plan,
+    state: Option<&Path>,
 ) -> (
     Result<vlmctl_lifecycle::Docker, vlmctl_lifecycle::LifecycleError>,
     GateReport,
@@ -146,7 +157,7 @@ async fn run_gates(
         docker.as_ref(),
         &plan.spec,
         which("nvidia-smi"),
-        weights_gate(plan.jobs.clone()),
+        weights_gate(plan.jobs.clone(), state.map(Path::to_owned)),
     )
     .await;
     (docker, report)
@@ -180,7 +191,8 @@ fn gates_table(report: &GateReport) -> String {
 /// `vlmctl gates`.
 pub fn gates_cmd(args: &DeployArgs, out: &mut Output) -> Result<u8, Failure> {
     let plan = plan(args.spec.as_deref(), &args.lock.lock, &args.dirs)?;
-    let (_, report) = crate::runtime()?.block_on(run_gates(&plan));
+    // `gates` always hashes: it is the thorough check.
+    let (_, report) = crate::runtime()?.block_on(run_gates(&plan, None));
     if args.json {
         out.stdout(&serde_json::to_string_pretty(&json!({"ok": report.passed(), "gates": report.results, "conflicts": report.conflicts})).unwrap_or_default());
     } else {
@@ -289,7 +301,7 @@ async fn provision_async(
         "gates for {} ({} on port {})",
         spec.name, spec.image, spec.server.port
     ));
-    let (docker, mut report) = run_gates(plan).await;
+    let (docker, mut report) = run_gates(plan, Some(state)).await;
     fetch_if_needed(args, plan, &mut report, out).await?;
     out.progress(&gates_table(&report));
     let docker = docker?;
@@ -415,7 +427,7 @@ async fn fetch_if_needed(
                 describe(&outcome, file.size)
             ));
         }
-        let again = weights_gate(plan.jobs.clone()).await;
+        let again = weights_gate(plan.jobs.clone(), None).await;
         if let Some(r) = report.results.iter_mut().find(|r| r.name == "weights") {
             *r = again;
         }
@@ -523,6 +535,9 @@ async fn launch_and_check(
         Duration::from_secs(spec.health.timeout_s),
     )
     .await?;
+    if matches!(launch, Launch::Unchanged { .. }) {
+        return unchanged(plan, &id, &base, json, out).await;
+    }
     let smoke = smoke::smoke(
         &base,
         plan.api_key.as_deref(),
@@ -668,4 +683,77 @@ pub fn restore(args: &StateArgs, out: &mut Output) -> Result<u8, Failure> {
         }
         Ok(exit_codes::SUCCESS)
     })
+}
+
+/// `vlmctl status`.
+pub fn status(args: &DeployArgs, out: &mut Output) -> Result<u8, Failure> {
+    // Drift is judged against the spec and lock given (or the defaults), when they load.
+    let plan = plan(args.spec.as_deref(), &args.lock.lock, &args.dirs).ok();
+    let state = state_dir(&args.state);
+    crate::runtime()?.block_on(async {
+        let docker = vlmctl_lifecycle::connect().await?;
+        let managed = containers::managed(&docker).await?;
+        let mut rows = Vec::new();
+        let mut items = Vec::new();
+        for m in &managed {
+            let health = match &m.endpoint {
+                Some((host, port)) if m.state == "running" => containers::probe_health(host, *port).await,
+                _ => "-".to_owned(),
+            };
+            let drift = match plan.as_ref().filter(|p| p.spec.name == m.name) {
+                None => "unknown (pass --spec)".to_owned(),
+                Some(p) => {
+                    let mut d = Vec::new();
+                    if m.spec_sha256.as_deref() != Some(p.spec.sha256().as_str()) {
+                        d.push("spec changed");
+                    }
+                    if m.lock_sha256.as_deref() != Some(p.mount.lock_sha256.as_str()) {
+                        d.push("lock changed");
+                    }
+                    if d.is_empty() { "none".to_owned() } else { format!("{} (relaunch recreates it)", d.join(", ")) }
+                }
+            };
+            rows.push([m.name.clone(), m.state.clone(), m.status.clone(), health.clone(), drift.clone()]);
+            items.push(json!({"container": m, "health": health, "drift": drift}));
+        }
+        let journals: Vec<serde_json::Value> = journal::all(&state)
+            .iter()
+            .filter_map(|p| journal::read(p).ok().flatten().map(|j| json!({"path": p, "journal": j})))
+            .collect();
+        if args.json {
+            out.stdout(&serde_json::to_string_pretty(&json!({"containers": items, "journals": journals})).unwrap_or_default());
+            return Ok(exit_codes::SUCCESS);
+        }
+        let mut text = if rows.is_empty() {
+            "no containers created by vlmctl".to_owned()
+        } else {
+            crate::table::render(&["NAME", "STATE", "STATUS", "HEALTH", "DRIFT"], &rows)
+        };
+        for j in &journals {
+            let names: Vec<&str> = j["journal"]["entries"].as_array().into_iter().flatten().filter_map(|e| e["name"].as_str()).collect();
+            let _ = write!(text, "\nopen restore journal {}: stopped {} (`vlmctl teardown` or `vlmctl restore` brings them back)", j["path"].as_str().unwrap_or_default(), names.join(", "));
+        }
+        out.stdout(&text);
+        Ok(exit_codes::SUCCESS)
+    })
+}
+
+/// A relaunch that found the same spec running: healthy and answering is enough; the first
+/// launch's chat smoke request and record still hold.
+async fn unchanged(
+    plan: &Plan,
+    id: &str,
+    base: &str,
+    json: bool,
+    out: &mut Output,
+) -> Result<u8, Failure> {
+    let model = smoke::served_model(base, plan.api_key.as_deref()).await?;
+    let name = &plan.spec.name;
+    if json {
+        let doc = json!({"deployment": name, "unchanged": true, "container_id": id, "url": format!("{base}/v1"), "model": model});
+        out.stdout(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+    } else {
+        out.stdout(&format!("{name} unchanged and healthy\n\nclient settings:\nNAV_VLLM_URL={base}/v1\nNAV_VLLM_MODEL={model}"));
+    }
+    Ok(exit_codes::SUCCESS)
 }

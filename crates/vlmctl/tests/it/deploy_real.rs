@@ -236,40 +236,7 @@ async fn provision_relaunch_change_teardown() {
     );
     assert!(record["gates"].as_array().is_some_and(|g| g.len() == 6));
 
-    // A small bench plan against the provisioned server (text-only: the 270M model has no
-    // projector).
-    let port = out
-        .split("NAV_VLLM_URL=http://127.0.0.1:")
-        .nth(1)
-        .and_then(|s| s.split('/').next())
-        .unwrap_or_default()
-        .to_owned();
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
-    let plan = r.path("plan.toml");
-    std::fs::write(
-        &plan,
-        format!(
-            "version = 1\nruns = 2\nwarmup = 1\nmax_tokens = 4\nconfigs = [\"A\", \"C\"]\n[prompts]\nnav = \"{e}/prompts/nav.txt\"\n\
-             nav_short = \"{e}/prompts/nav-short.txt\"\ndescribe = \"{e}/prompts/describe.txt\"\n[[target]]\nname = \"cpu\"\nurl = \"http://127.0.0.1:{port}\"\n",
-            e = examples.display()
-        ),
-    )
-    .unwrap();
-    let mut bench = vlmctl();
-    bench
-        .args(["bench", "--plan"])
-        .arg(&plan)
-        .arg("--out")
-        .arg(r.path("bench"));
-    let (code, out, err) = run(bench);
-    assert_eq!(code, 0, "{out}\n{err}");
-    assert!(
-        out.contains("A full nav prompt (text-only run)") && out.contains("2/2"),
-        "{out}"
-    );
-    for f in ["results.json", "report.md", "report.html"] {
-        assert!(r.path("bench").join(f).exists(), "{f}");
-    }
+    bench_provisioned(&r, &out);
 
     let started = Instant::now();
     let (code, out, err) = run(r.cmd(&hub, &["relaunch"], &spec, &lock));
@@ -281,8 +248,29 @@ async fn provision_relaunch_change_teardown() {
     );
     eprintln!("no-op relaunch took {took:?} (debug build, includes re-verifying 253 MB)");
 
+    let (code, out, err) = run(r.cmd(&hub, &["status"], &spec, &lock));
+    assert_eq!(code, 0, "{err}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(&server))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        line.contains("running") && line.contains(" ok ") && line.ends_with("none"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("stopped {conflict}")),
+        "open journal listed: {out}"
+    );
+
     let id_before = docker(&["inspect", "-f", "{{.Id}}", &server]);
     r.write_spec(&server, free_port(), &conflict, 2048);
+    let (_, out, _) = run(r.cmd(&hub, &["status"], &spec, &lock));
+    assert!(
+        out.contains("spec changed (relaunch recreates it)"),
+        "{out}"
+    );
     let (code, out, err) = run(r.cmd(&hub, &["relaunch"], &spec, &lock));
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(err.contains(&format!("replaced {server}")), "{err}");
@@ -368,4 +356,42 @@ async fn killed_after_stopping_a_conflict_then_restore_brings_it_back() {
     c.arg("restore").env("VLMCTL_STATE_DIR", r.path("state"));
     let (_, out, _) = run(c);
     assert!(out.contains("nothing to restore"), "idempotent: {out}");
+}
+
+/// A small bench plan against the provisioned server (text-only: the 270M model has no
+/// projector); checks the table and the three report files.
+fn bench_provisioned(r: &Run, provision_out: &str) {
+    let out = provision_out;
+    let port = out
+        .split("NAV_VLLM_URL=http://127.0.0.1:")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .unwrap_or_default()
+        .to_owned();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let plan = r.path("plan.toml");
+    std::fs::write(
+        &plan,
+        format!(
+            "version = 1\nruns = 2\nwarmup = 1\nmax_tokens = 4\nconfigs = [\"A\", \"C\"]\n[prompts]\nnav = \"{e}/prompts/nav.txt\"\n\
+             nav_short = \"{e}/prompts/nav-short.txt\"\ndescribe = \"{e}/prompts/describe.txt\"\n[[target]]\nname = \"cpu\"\nurl = \"http://127.0.0.1:{port}\"\n",
+            e = examples.display()
+        ),
+    )
+    .unwrap();
+    let mut bench = vlmctl();
+    bench
+        .args(["bench", "--plan"])
+        .arg(&plan)
+        .arg("--out")
+        .arg(r.path("bench"));
+    let (code, out, err) = run(bench);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("A full nav prompt (text-only run)") && out.contains("2/2"),
+        "{out}"
+    );
+    for f in ["results.json", "report.md", "report.html"] {
+        assert!(r.path("bench").join(f).exists(), "{f}");
+    }
 }
