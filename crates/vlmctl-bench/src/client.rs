@@ -228,47 +228,35 @@ async fn read_sse(
     started: Instant,
 ) -> Result<Answer, (ErrorKind, String)> {
     let mut a = Answer::default();
-    let mut buf = Vec::new();
-    let mut body = resp.bytes_stream();
+    let mut lines = Lines::new(resp);
     let mut done = false;
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| {
-            if e.is_timeout() {
-                (ErrorKind::Timeout, e.to_string())
-            } else {
-                (ErrorKind::StreamCut, e.to_string())
-            }
-        })?;
-        buf.extend_from_slice(&chunk);
-        while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=nl).collect();
-            let line = String::from_utf8_lossy(&line);
-            let line = line.trim_end_matches(['\r', '\n']);
-            // Comment lines (": keep-alive") and other SSE fields carry no data.
-            let Some(data) = line.strip_prefix("data:") else {
-                continue;
-            };
-            let data = data.trim_start();
-            if data == "[DONE]" {
-                done = true;
-                continue;
-            }
-            let v: Value = serde_json::from_str(data)
-                .map_err(|e| (ErrorKind::Malformed, format!("bad SSE data: {e}")))?;
-            let delta = &v["choices"][0]["delta"];
-            let text = delta["content"].as_str().unwrap_or_default();
-            let reasoning = delta["reasoning_content"].as_str().unwrap_or_default();
-            if a.ttft_ms.is_none() && (!text.is_empty() || !reasoning.is_empty()) {
-                a.ttft_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
-            }
-            a.content.push_str(text);
-            a.reasoning_len += reasoning.len();
-            if v.get("timings").is_some() {
-                a.server = timings(&v);
-            }
-            if let Some(n) = v["usage"]["completion_tokens"].as_u64() {
-                a.completion_tokens = Some(n);
-            }
+    while let Some(line) = lines.next().await? {
+        let line = String::from_utf8_lossy(&line);
+        let line = line.trim_end_matches(['\r', '\n']);
+        // Comment lines (": keep-alive") and other SSE fields carry no data.
+        let Some(data) = line.strip_prefix("data:") else {
+            continue;
+        };
+        let data = data.trim_start();
+        if data == "[DONE]" {
+            done = true;
+            continue;
+        }
+        let v: Value = serde_json::from_str(data)
+            .map_err(|e| (ErrorKind::Malformed, format!("bad SSE data: {e}")))?;
+        let delta = &v["choices"][0]["delta"];
+        let text = delta["content"].as_str().unwrap_or_default();
+        let reasoning = delta["reasoning_content"].as_str().unwrap_or_default();
+        if a.ttft_ms.is_none() && (!text.is_empty() || !reasoning.is_empty()) {
+            a.ttft_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        a.content.push_str(text);
+        a.reasoning_len += reasoning.len();
+        if v.get("timings").is_some() {
+            a.server = timings(&v);
+        }
+        if let Some(n) = v["usage"]["completion_tokens"].as_u64() {
+            a.completion_tokens = Some(n);
         }
     }
     if !done {
@@ -303,41 +291,66 @@ async fn read_ndjson(
     started: Instant,
 ) -> Result<Answer, (ErrorKind, String)> {
     let mut a = Answer::default();
-    let mut buf = Vec::new();
-    let mut body = resp.bytes_stream();
+    let mut lines = Lines::new(resp);
     let mut reasoning = 0;
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| {
-            if e.is_timeout() {
-                (ErrorKind::Timeout, e.to_string())
-            } else {
-                (ErrorKind::StreamCut, e.to_string())
-            }
-        })?;
-        buf.extend_from_slice(&chunk);
-        while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=nl).collect();
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let v: Value = serde_json::from_slice(&line)
-                .map_err(|e| (ErrorKind::Malformed, format!("bad NDJSON line: {e}")))?;
-            let text = v["message"]["content"].as_str().unwrap_or_default();
-            let thinking = v["message"]["thinking"].as_str().unwrap_or_default();
-            if a.ttft_ms.is_none() && (!text.is_empty() || !thinking.is_empty()) {
-                a.ttft_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
-            }
-            a.content.push_str(text);
-            reasoning += thinking.len();
-            if v["done"].as_bool() == Some(true) {
-                let mut fin = ollama_final(&v, a);
-                fin.reasoning_len = reasoning;
-                return Ok(fin);
-            }
+    while let Some(line) = lines.next().await? {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let v: Value = serde_json::from_slice(&line)
+            .map_err(|e| (ErrorKind::Malformed, format!("bad NDJSON line: {e}")))?;
+        let text = v["message"]["content"].as_str().unwrap_or_default();
+        let thinking = v["message"]["thinking"].as_str().unwrap_or_default();
+        if a.ttft_ms.is_none() && (!text.is_empty() || !thinking.is_empty()) {
+            a.ttft_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        a.content.push_str(text);
+        reasoning += thinking.len();
+        if v["done"].as_bool() == Some(true) {
+            let mut fin = ollama_final(&v, a);
+            fin.reasoning_len = reasoning;
+            return Ok(fin);
         }
     }
     Err((
         ErrorKind::StreamCut,
         "NDJSON stream ended without \"done\": true".to_owned(),
     ))
+}
+
+/// Splits a response body into lines as chunks arrive (SSE and NDJSON are both line-based).
+struct Lines {
+    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buf: Vec<u8>,
+}
+
+impl Lines {
+    fn new(resp: reqwest::Response) -> Self {
+        Self {
+            body: Box::pin(resp.bytes_stream()),
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next complete line (with its newline), or `None` at the end of the body.
+    async fn next(&mut self) -> Result<Option<Vec<u8>>, (ErrorKind, String)> {
+        loop {
+            if let Some(nl) = self.buf.iter().position(|&b| b == b'\n') {
+                return Ok(Some(self.buf.drain(..=nl).collect()));
+            }
+            match self.body.next().await {
+                None => return Ok(None),
+                Some(chunk) => {
+                    let chunk = chunk.map_err(|e| {
+                        if e.is_timeout() {
+                            (ErrorKind::Timeout, e.to_string())
+                        } else {
+                            (ErrorKind::StreamCut, e.to_string())
+                        }
+                    })?;
+                    self.buf.extend_from_slice(&chunk);
+                }
+            }
+        }
+    }
 }

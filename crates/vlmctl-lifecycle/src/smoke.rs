@@ -69,18 +69,7 @@ pub async fn smoke(
         Some(k) => r.bearer_auth(k),
         None => r,
     };
-    let models: Value = auth(http.get(format!("{base_url}/v1/models")))
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|e| fail(format!("/v1/models: {e}")))?
-        .json()
-        .await
-        .map_err(|e| fail(format!("/v1/models: {e}")))?;
-    let model = models["data"][0]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let model = served_model(base_url, api_key).await?;
     let mut content = vec![json!({"type": "text", "text": "Reply with one word: ready."})];
     if vision {
         content.push(json!({

@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
-use bollard::query_parameters::{CreateContainerOptionsBuilder, LogsOptionsBuilder};
-use futures::StreamExt;
+use bollard::query_parameters::CreateContainerOptionsBuilder;
 use serde_json::{Value, json};
 
 use crate::common::{TestRun, docker, free_port, poll_until, required_env};
@@ -131,7 +130,7 @@ async fn wait_ready(
                 let code = state.and_then(|s| s.exit_code);
                 bail!(
                     "llama-server exited (code {code:?}) before it was ready:\n{}",
-                    log_tail(docker, name).await
+                    vlmctl_lifecycle::containers::log_tail(docker, name, 20).await
                 );
             }
             match http.get(format!("{base}/health")).send().await {
@@ -153,18 +152,4 @@ async fn wait_ready(
     );
 
     Ok(())
-}
-
-async fn log_tail(docker: &Docker, name: &str) -> String {
-    let opts = LogsOptionsBuilder::default()
-        .stdout(true)
-        .stderr(true)
-        .tail("20")
-        .build();
-    let mut out = String::new();
-    let mut logs = docker.logs(name, Some(opts));
-    while let Some(Ok(chunk)) = logs.next().await {
-        out.push_str(&chunk.to_string());
-    }
-    out
 }

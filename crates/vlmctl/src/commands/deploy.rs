@@ -88,15 +88,9 @@ fn plan(spec: Option<&Path>, lock: &Path, dirs: &crate::cli::DirArgs) -> Result<
 }
 
 fn state_dir(args: &StateArgs) -> PathBuf {
-    args.state_dir.clone().unwrap_or_else(|| {
-        std::env::var_os(env_vars::XDG_STATE_HOME)
-            .filter(|v| !v.is_empty())
-            .map_or_else(
-                || vlmctl_weights::expand_home("~/.local/state"),
-                PathBuf::from,
-            )
-            .join("vlmctl")
-    })
+    args.state_dir
+        .clone()
+        .unwrap_or_else(|| super::xdg_dir(env_vars::XDG_STATE_HOME, "~/.local/state"))
 }
 
 fn which(name: &str) -> Option<PathBuf> {

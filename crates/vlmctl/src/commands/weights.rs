@@ -407,13 +407,7 @@ pub fn adopt(args: &AdoptArgs, out: &mut Output) -> Result<u8, Failure> {
 
 /// `$XDG_DATA_HOME/vlmctl/models`, else `~/.local/share/vlmctl/models`.
 fn default_models_root() -> PathBuf {
-    std::env::var_os(env_vars::XDG_DATA_HOME)
-        .filter(|v| !v.is_empty())
-        .map_or_else(
-            || vlmctl_weights::expand_home("~/.local/share"),
-            PathBuf::from,
-        )
-        .join("vlmctl/models")
+    super::xdg_dir(env_vars::XDG_DATA_HOME, "~/.local/share").join("models")
 }
 
 /// `253.1 MB` style sizes (decimal units, as disks and the hub count).
