@@ -63,15 +63,12 @@ async fn main() {
         keep_alive: None,
     };
     let body = client::request_body(&target, "nav prompt", None, false, 8);
-    // The same client configuration `bench` uses for non-streamed requests.
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(64)
-        .build()
-        .expect("client");
+    // What `bench` uses for closed-loop, non-streamed requests: one kept-alive connection.
+    let mut conn = client::Conn::for_url(&url).expect("http url");
     let mut ours = Vec::with_capacity(N);
     for i in 0..N + 100 {
         let t = Instant::now();
-        client::send(&http, &target, None, &body, Duration::from_secs(5), t)
+        client::send_on(&mut conn, &target, None, &body, Duration::from_secs(5))
             .await
             .expect("request");
         if i >= 100 {
@@ -79,6 +76,23 @@ async fn main() {
         }
     }
     let ours = p50(ours);
+    // The reqwest pool `bench` uses for streams and open loop, for reference.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .expect("client");
+    let mut pooled = Vec::with_capacity(N);
+    for i in 0..N + 100 {
+        let t = Instant::now();
+        client::send(&http, &target, None, &body, Duration::from_secs(5), t)
+            .await
+            .expect("request");
+        if i >= 100 {
+            pooled.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    let pooled = p50(pooled);
+    println!("(reqwest pool, used for streams and open loop: {pooled:.1} us)");
 
     let body_s = body.to_string();
     let endpoint = format!("{url}/v1/chat/completions");

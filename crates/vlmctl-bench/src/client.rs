@@ -179,14 +179,7 @@ pub async fn send(
         }
         (Backend::Ollama, true) => read_ndjson(resp, started).await?,
     };
-    if answer.content.trim().is_empty() {
-        return Err(if answer.reasoning_len > 0 {
-            (ErrorKind::ThinkingLeaked, "empty content, non-empty reasoning_content: start llama-server with --jinja so chat_template_kwargs applies".to_owned())
-        } else {
-            (ErrorKind::Empty, "empty content".to_owned())
-        });
-    }
-    Ok(answer)
+    check_content(answer)
 }
 
 fn classify(e: &reqwest::Error) -> (ErrorKind, String) {
@@ -352,5 +345,186 @@ impl Lines {
                 }
             }
         }
+    }
+}
+
+/// One kept-alive HTTP/1 connection to a target, for closed-loop non-streamed requests: the
+/// request is sent as prepared bytes over a connection that stays open, as a production client
+/// does, without a pool checkout or URL parsing per request (half of reqwest's per-request cost
+/// on loopback). Only for `http://` targets; reconnects when the server closed it.
+pub struct Conn {
+    /// Host to connect to (an IPv6 literal without brackets).
+    host: String,
+    /// `Host` header value (`host:port`, brackets kept).
+    authority: String,
+    port: u16,
+    sender: Option<hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>>,
+}
+
+impl Conn {
+    /// A connection for `url` (`http://host:port[/...]`), or `None` for anything else.
+    #[must_use]
+    pub fn for_url(url: &str) -> Option<Self> {
+        let rest = url.strip_prefix("http://")?;
+        let authority = rest.split('/').next()?;
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !p.ends_with(']') => (h, p.parse().ok()?),
+            _ => (authority, 80),
+        };
+        Some(Self {
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            authority: authority.to_owned(),
+            port,
+            sender: None,
+        })
+    }
+
+    async fn sender(
+        &mut self,
+    ) -> Result<
+        &mut hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+        (ErrorKind, String),
+    > {
+        if self
+            .sender
+            .as_ref()
+            .is_none_or(hyper::client::conn::http1::SendRequest::is_closed)
+        {
+            let stream = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+                .await
+                .map_err(|e| (ErrorKind::Connect, e.to_string()))?;
+            let _ = stream.set_nodelay(true);
+            let (sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .map_err(|e| (ErrorKind::Connect, e.to_string()))?;
+            tokio::spawn(conn);
+            self.sender = Some(sender);
+        }
+        self.sender
+            .as_mut()
+            .ok_or((ErrorKind::Connect, "no connection".to_owned()))
+    }
+
+    /// POSTs `body` (JSON) to `path` and returns status and body. A failure drops the
+    /// connection, so the next request starts a fresh one.
+    async fn post(
+        &mut self,
+        path: &str,
+        body: bytes::Bytes,
+        api_key: Option<&str>,
+    ) -> Result<(u16, bytes::Bytes), (ErrorKind, String)> {
+        use http_body_util::BodyExt as _;
+        let mut req = hyper::Request::post(path)
+            .header("host", self.authority.as_str())
+            .header("content-type", "application/json");
+        if let Some(k) = api_key {
+            req = req.header("authorization", format!("Bearer {k}"));
+        }
+        let req = req
+            .body(http_body_util::Full::new(body))
+            .map_err(|e| (ErrorKind::Connect, e.to_string()))?;
+        let result = async {
+            let sender = self.sender().await?;
+            sender
+                .ready()
+                .await
+                .map_err(|e| (ErrorKind::Connect, e.to_string()))?;
+            let resp = sender
+                .send_request(req)
+                .await
+                .map_err(|e| (ErrorKind::Connect, e.to_string()))?;
+            let status = resp.status().as_u16();
+            let bytes = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| (ErrorKind::StreamCut, e.to_string()))?
+                .to_bytes();
+            Ok((status, bytes))
+        }
+        .await;
+        if result.is_err() {
+            self.sender = None;
+        }
+        result
+    }
+}
+
+/// [`send`] for a non-streamed request over a kept-alive [`Conn`].
+pub async fn send_on(
+    conn: &mut Conn,
+    target: &Target,
+    api_key: Option<&str>,
+    body: &Value,
+    timeout: Duration,
+) -> Result<Answer, (ErrorKind, String)> {
+    let path = match target.backend {
+        Backend::Openai => "/v1/chat/completions",
+        Backend::Ollama => "/api/chat",
+    };
+    let bytes = bytes::Bytes::from(serde_json::to_vec(body).unwrap_or_default());
+    let Ok(answered) = tokio::time::timeout(timeout, conn.post(path, bytes, api_key)).await else {
+        conn.sender = None;
+        return Err((ErrorKind::Timeout, format!("no answer within {timeout:?}")));
+    };
+    let (status, b) = answered?;
+    if !(200..300).contains(&status) {
+        let text: String = String::from_utf8_lossy(&b).chars().take(300).collect();
+        return Err((ErrorKind::Http, format!("HTTP {status}: {}", text.trim())));
+    }
+    let v: Value = serde_json::from_slice(&b).map_err(|e| (ErrorKind::Malformed, e.to_string()))?;
+    let answer = match target.backend {
+        Backend::Openai => {
+            openai_answer(&v).ok_or((ErrorKind::Malformed, "no choices[0].message".to_owned()))?
+        }
+        Backend::Ollama => ollama_final(
+            &v,
+            Answer {
+                content: v["message"]["content"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                ..Answer::default()
+            },
+        ),
+    };
+    check_content(answer)
+}
+
+/// Empty content is a failure; with reasoning, it is thinking mode leaking.
+fn check_content(answer: Answer) -> Result<Answer, (ErrorKind, String)> {
+    if answer.content.trim().is_empty() {
+        return Err(if answer.reasoning_len > 0 {
+            (ErrorKind::ThinkingLeaked, "empty content, non-empty reasoning_content: start llama-server with --jinja so chat_template_kwargs applies".to_owned())
+        } else {
+            (ErrorKind::Empty, "empty content".to_owned())
+        });
+    }
+    Ok(answer)
+}
+
+#[cfg(test)]
+mod conn_tests {
+    use super::Conn;
+
+    #[test]
+    fn urls() {
+        let c = Conn::for_url("http://127.0.0.1:11435").unwrap();
+        assert_eq!(
+            (c.host.as_str(), c.port, c.authority.as_str()),
+            ("127.0.0.1", 11435, "127.0.0.1:11435")
+        );
+        let c = Conn::for_url("http://[::1]:8080/x").unwrap();
+        assert_eq!(
+            (c.host.as_str(), c.port, c.authority.as_str()),
+            ("::1", 8080, "[::1]:8080")
+        );
+        let c = Conn::for_url("http://[::1]").unwrap();
+        assert_eq!((c.host.as_str(), c.port), ("::1", 80));
+        assert!(Conn::for_url("https://example.invalid").is_none());
     }
 }

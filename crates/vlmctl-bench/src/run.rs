@@ -319,16 +319,22 @@ async fn run_config(
         plan.plan.max_tokens,
     );
     let total = plan.plan.warmup + plan.plan.runs;
+    // Closed loop, not streamed: one kept-alive connection (see `client::Conn`).
+    let mut conn = if c.stream {
+        None
+    } else {
+        client::Conn::for_url(&t.url)
+    };
     let mut warmup = Vec::new();
     for i in 0..plan.plan.warmup {
-        warmup.push(one(http, plan, t, key, &body, i, Instant::now()).await);
+        warmup.push(one(http, conn.as_mut(), plan, t, key, &body, i, Instant::now()).await);
         progress(&t.name, c.name, i + 1, total);
     }
     let samples = match plan.plan.load.rate_hz {
         None => {
             let mut v = Vec::new();
             for i in 0..plan.plan.runs {
-                v.push(one(http, plan, t, key, &body, i, Instant::now()).await);
+                v.push(one(http, conn.as_mut(), plan, t, key, &body, i, Instant::now()).await);
                 progress(&t.name, c.name, plan.plan.warmup + i + 1, total);
             }
             v
@@ -341,7 +347,7 @@ async fn run_config(
                 let body = &body;
                 async move {
                     tokio::time::sleep_until(scheduled).await;
-                    one(http, plan, t, key, body, i, scheduled.into_std()).await
+                    one(http, None, plan, t, key, body, i, scheduled.into_std()).await
                 }
             });
             let v = futures::future::join_all(futs).await;
@@ -364,8 +370,13 @@ async fn run_config(
     }
 }
 
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one request's whole context, passed through"
+)]
 async fn one(
     http: &reqwest::Client,
+    conn: Option<&mut client::Conn>,
     plan: &LoadedPlan,
     t: &Target,
     key: Option<&str>,
@@ -373,7 +384,10 @@ async fn one(
     index: usize,
     start: Instant,
 ) -> Sample {
-    let result = client::send(http, t, key, body, timeout(&plan.plan), start).await;
+    let result = match conn {
+        Some(c) => client::send_on(c, t, key, body, timeout(&plan.plan)).await,
+        None => client::send(http, t, key, body, timeout(&plan.plan), start).await,
+    };
     let wall_ms = start.elapsed().as_secs_f64() * 1000.0;
     match result {
         Ok(Answer {
