@@ -174,17 +174,23 @@ fn cdf_svg(out: &mut String, r: &Results) {
             })
         })
         .collect();
+    // x spans the observed range, so close configs are told apart.
     let max = series
         .iter()
         .filter_map(|(_, v)| v.last().copied())
-        .fold(1.0f64, f64::max);
+        .fold(f64::MIN, f64::max);
+    let min = series
+        .iter()
+        .filter_map(|(_, v)| v.first().copied())
+        .fold(f64::MAX, f64::min);
+    let (min, max) = if min < max { (min, max) } else { (0.0, max.max(1.0)) };
     let colors = [
         "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
     ];
     let (w, h) = (W, 320.0);
     let _ = write!(
         out,
-        "<h2>Latency CDF</h2><svg width={w} height={} xmlns='http://www.w3.org/2000/svg'><rect width={w} height={h} fill=white stroke=#999/>",
+        "<h2>Latency CDF</h2><svg width='{w}' height='{}' xmlns='http://www.w3.org/2000/svg'><rect width='{w}' height='{h}' fill='white' stroke='#999'/>",
         h + 20.0
     );
     for (i, (name, v)) in series.iter().enumerate() {
@@ -194,7 +200,7 @@ fn cdf_svg(out: &mut String, r: &Results) {
             .map(|(k, x)| {
                 format!(
                     "{:.1},{:.1}",
-                    x / max * w,
+                    (x - min) / (max - min) * w,
                     h - (k + 1) as f64 / v.len() as f64 * h
                 )
             })
@@ -202,7 +208,7 @@ fn cdf_svg(out: &mut String, r: &Results) {
         let c = colors[i % colors.len()];
         let _ = write!(
             out,
-            "<polyline fill=none stroke='{c}' points='{}'/><text x=5 y={} fill='{c}'>{}</text>",
+            "<polyline fill='none' stroke='{c}' points='{}'/><text x='5' y='{}' fill='{c}'>{}</text>",
             pts.join(" "),
             15 + 15 * i,
             esc(name)
@@ -210,7 +216,7 @@ fn cdf_svg(out: &mut String, r: &Results) {
     }
     let _ = write!(
         out,
-        "<text x=5 y={}>0</text><text x={} y={}>{max:.0} ms</text></svg>",
+        "<text x='5' y='{}'>{min:.1} ms</text><text x='{}' y='{}'>{max:.1} ms</text></svg>",
         h + 15.0,
         w - 60.0,
         h + 15.0
@@ -254,7 +260,7 @@ fn p50_svg(out: &mut String, r: &Results, baseline: Option<&Results>) {
     let height = bh * bars.len() as f64 + 30.0;
     let _ = write!(
         out,
-        "<h2>p50 per config (line: 27.8 ms = 36 Hz target{})</h2><svg width={w} height={height} xmlns='http://www.w3.org/2000/svg'>",
+        "<h2>p50 per config (line: 27.8 ms = 36 Hz target{})</h2><svg width='{w}' height='{height}' xmlns='http://www.w3.org/2000/svg'>",
         if baseline.is_some() {
             "; grey: baseline"
         } else {
@@ -266,14 +272,14 @@ fn p50_svg(out: &mut String, r: &Results, baseline: Option<&Results>) {
         if let Some(b) = base {
             let _ = write!(
                 out,
-                "<rect x=150 y={:.1} width={:.1} height=8 fill=#bbb/>",
+                "<rect x='150' y='{:.1}' width='{:.1}' height='8' fill='#bbb'/>",
                 y + 12.0,
                 b / top * (w - 160.0)
             );
         }
         let _ = write!(
             out,
-            "<text x=0 y={:.1}>{}</text><rect x=150 y={:.1} width={:.1} height=10 fill=#1f77b4/><text x={:.1} y={:.1}>{p50:.1}</text>",
+            "<text x='0' y='{:.1}'>{}</text><rect x='150' y='{:.1}' width='{:.1}' height='10' fill='#1f77b4'/><text x='{:.1}' y='{:.1}'>{p50:.1}</text>",
             y + 14.0,
             esc(name),
             y + 2.0,
@@ -285,6 +291,6 @@ fn p50_svg(out: &mut String, r: &Results, baseline: Option<&Results>) {
     let x = 150.0 + 27.8 / top * (w - 160.0);
     let _ = write!(
         out,
-        "<line x1={x:.1} x2={x:.1} y1=0 y2={height} stroke=red stroke-dasharray=4/></svg>"
+        "<line x1='{x:.1}' x2='{x:.1}' y1='0' y2='{height}' stroke='red' stroke-dasharray='4'/></svg>"
     );
 }

@@ -88,4 +88,20 @@ fn table_markdown_and_compare() {
     assert!(
         html.contains("<svg") && html.contains("stroke-dasharray") && html.contains("polyline")
     );
+    // Every attribute value inside the SVG is quoted: an unquoted `fill=#999/>` swallows the
+    // slash, leaves the element open and hides everything after it (seen in a real report).
+    for svg in html.split("<svg").skip(1) {
+        let svg = svg.split("</svg>").next().unwrap_or_default();
+        for tag in svg.split('<').skip(1) {
+            let tag = tag.split('>').next().unwrap_or_default();
+            for (i, _) in tag.match_indices('=') {
+                let next = tag[i + 1..].chars().next();
+                assert!(
+                    matches!(next, Some('\'' | '"')),
+                    "unquoted attribute in <{tag}>"
+                );
+            }
+        }
+    }
+    std::fs::write(std::env::temp_dir().join("vlmctl-report-test.html"), &html).unwrap();
 }
