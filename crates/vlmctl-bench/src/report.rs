@@ -183,7 +183,11 @@ fn cdf_svg(out: &mut String, r: &Results) {
         .iter()
         .filter_map(|(_, v)| v.first().copied())
         .fold(f64::MAX, f64::min);
-    let (min, max) = if min < max { (min, max) } else { (0.0, max.max(1.0)) };
+    let (min, max) = if min < max {
+        (min, max)
+    } else {
+        (0.0, max.max(1.0))
+    };
     let colors = [
         "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
     ];

@@ -22,7 +22,7 @@ pub struct Lock {
 }
 
 /// One `[[model]]`: a set of files from one hub repository at one commit.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ModelEntry {
     /// What deployment specs refer to.
     pub name: String,
@@ -38,7 +38,7 @@ pub struct ModelEntry {
 }
 
 /// One `[[model.file]]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LockedFile {
     /// Path inside the repository and the model directory: relative, no `..`.
     pub path: String,

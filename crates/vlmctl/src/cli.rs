@@ -41,7 +41,7 @@ pub enum Command {
     /// Stop and remove a deployment's container, then restore what was stopped for it.
     Teardown(TeardownArgs),
     /// Restore every container recorded in the restore journals (after a crash or Ctrl-C).
-    Restore(StateArgs),
+    Restore(RestoreArgs),
     /// Print the `docker run` line or a compose file equivalent to a spec.
     Export(ExportArgs),
     /// Benchmark servers with a plan (latency percentiles, TTFT, tokens/s, schema pass rate);
@@ -129,9 +129,21 @@ pub struct StateArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct TeardownArgs {
     /// Container name (default: the spec's name).
     pub name: Option<String>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
     /// Deployment spec (default: the embedded docker/panda-llamacpp.toml).
     #[arg(long, env = env_vars::VLMCTL_SPEC, value_name = "FILE")]
     pub spec: Option<PathBuf>,
@@ -205,6 +217,9 @@ pub struct LockCmdArgs {
     /// Directory the files live in on the host (written as the entry's `dir`).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<String>,
+    /// Machine-readable output: the entry as written.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub hub: HubArgs,
     #[command(flatten)]
@@ -245,6 +260,9 @@ pub struct AdoptArgs {
     /// Only match files of this model.
     #[arg(long)]
     pub name: Option<String>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub dirs: DirArgs,
     #[command(flatten)]

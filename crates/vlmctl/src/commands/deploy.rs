@@ -16,8 +16,10 @@ use vlmctl_lifecycle::spec::{Gpus, ModelMount, Spec};
 use vlmctl_lifecycle::{journal, smoke};
 use vlmctl_weights::{Lock, ModelEntry, Role, VerifyJob, verify_all};
 
-use crate::cli::{DeployArgs, ExportArgs, ExportFormat, ProvisionArgs, StateArgs, TeardownArgs};
-use crate::commands::weights::{describe, hub_client, human_bytes};
+use crate::cli::{
+    DeployArgs, ExportArgs, ExportFormat, ProvisionArgs, RestoreArgs, StateArgs, TeardownArgs,
+};
+use crate::commands::weights::{Bar, describe, hub_client, human_bytes};
 use crate::failure::Failure;
 use crate::{Output, env_vars, exit_codes};
 
@@ -407,14 +409,12 @@ async fn fetch_if_needed(
         out.progress(&format!("fetching {} from the hub", plan.model.name));
         let hub = hub_client(&args.deploy.hub)?;
         for file in &plan.model.files {
+            let bar = Arc::new(Bar::default());
             let outcome = hub
-                .fetch(
-                    &plan.model,
-                    file,
-                    &plan.mount.dir,
-                    Arc::new(vlmctl_weights::NoProgress),
-                )
-                .await?;
+                .fetch(&plan.model, file, &plan.mount.dir, bar.clone())
+                .await;
+            bar.clear();
+            let outcome = outcome?;
             out.progress(&format!(
                 "  {}: {}",
                 file.path,
@@ -628,12 +628,17 @@ pub fn teardown(args: &TeardownArgs, out: &mut Output) -> Result<u8, Failure> {
     crate::runtime()?.block_on(async {
         let docker = vlmctl_lifecycle::connect().await?;
         let removed = containers::teardown(&docker, &name).await?;
+        let r = journal::restore(&docker, &journal::path(&state, &name)).await?;
+        if args.json {
+            let doc = json!({"container": name, "removed": removed, "restored": r});
+            out.stdout(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+            return Ok(exit_codes::SUCCESS);
+        }
         out.stdout(&if removed {
             format!("removed {name}")
         } else {
             format!("{name}: no such container (already torn down)")
         });
-        let r = journal::restore(&docker, &journal::path(&state, &name)).await?;
         report_restored(&r, out);
         Ok(exit_codes::SUCCESS)
     })
@@ -658,9 +663,13 @@ fn report_restored(r: &journal::Restored, out: &mut Output) {
 }
 
 /// `vlmctl restore`.
-pub fn restore(args: &StateArgs, out: &mut Output) -> Result<u8, Failure> {
-    let state = state_dir(args);
+pub fn restore(args: &RestoreArgs, out: &mut Output) -> Result<u8, Failure> {
+    let state = state_dir(&args.state);
     let journals = journal::all(&state);
+    if journals.is_empty() && args.json {
+        out.stdout(&json!({"journals": []}).to_string());
+        return Ok(exit_codes::SUCCESS);
+    }
     if journals.is_empty() {
         out.stdout(&format!(
             "nothing to restore (no journal under {})",
@@ -670,10 +679,19 @@ pub fn restore(args: &StateArgs, out: &mut Output) -> Result<u8, Failure> {
     }
     crate::runtime()?.block_on(async {
         let docker = vlmctl_lifecycle::connect().await?;
+        let mut done = Vec::new();
         for j in journals {
-            out.stdout(&format!("journal {}", j.display()));
             let r = journal::restore(&docker, &j).await?;
-            report_restored(&r, out);
+            if !args.json {
+                out.stdout(&format!("journal {}", j.display()));
+                report_restored(&r, out);
+            }
+            done.push(json!({"journal": j, "restored": r}));
+        }
+        if args.json {
+            out.stdout(
+                &serde_json::to_string_pretty(&json!({"journals": done})).unwrap_or_default(),
+            );
         }
         Ok(exit_codes::SUCCESS)
     })

@@ -206,6 +206,12 @@ pub async fn lock(args: &LockCmdArgs, out: &mut Output) -> Result<u8, Failure> {
     let text = lock.to_toml();
     Lock::parse(&text, path)?;
     write_atomically(path, &text)?;
+    if args.json {
+        let entry = lock.model(&name);
+        let doc = serde_json::json!({"action": if previous.is_some() { "updated" } else { "added" }, "lock": path, "entry": entry});
+        out.stdout(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+        return Ok(exit_codes::SUCCESS);
+    }
     out.stdout(&format!(
         "{} {name}: {}@{commit}, {} file(s) in {}",
         if previous.is_some() {
@@ -333,10 +339,10 @@ pub(crate) fn describe(outcome: &FetchOutcome, size: u64) -> String {
 
 /// A progress bar per download on stderr (hidden when stderr is not a terminal).
 #[derive(Default)]
-struct Bar(Mutex<Option<ProgressBar>>);
+pub(crate) struct Bar(Mutex<Option<ProgressBar>>);
 
 impl Bar {
-    fn clear(&self) {
+    pub(crate) fn clear(&self) {
         if let Some(b) = self.0.lock().ok().and_then(|mut b| b.take()) {
             b.finish_and_clear();
         }
@@ -383,6 +389,7 @@ pub fn adopt(args: &AdoptArgs, out: &mut Output) -> Result<u8, Failure> {
     }
     let root = args.dirs.models_root();
     let mut rows = Vec::new();
+    let mut results = Vec::new();
     for src in &args.paths {
         let (model, file) = vlmctl_weights::match_adoptee(&lock, args.name.as_deref(), src)?;
         let dir = vlmctl_weights::model_dir(model, args.dirs.dir.as_deref(), &root);
@@ -392,6 +399,7 @@ pub fn adopt(args: &AdoptArgs, out: &mut Output) -> Result<u8, Failure> {
             human_bytes(file.size)
         ));
         let outcome = vlmctl_weights::adopt(model, file, src, &dir)?;
+        results.push(serde_json::json!({"model": model.name, "source": src, "location": dir.join(&file.path), "result": outcome}));
         rows.push([
             model.name.clone(),
             dir.join(&file.path).display().to_string(),

@@ -347,10 +347,16 @@ async fn killed_after_stopping_a_conflict_then_restore_brings_it_back() {
     );
 
     let mut c = vlmctl();
-    c.arg("restore").env("VLMCTL_STATE_DIR", r.path("state"));
+    c.args(["restore", "--json"])
+        .env("VLMCTL_STATE_DIR", r.path("state"));
     let (code, out, err) = run(c);
     assert_eq!(code, 0, "{out}\n{err}");
-    assert!(out.contains(&format!("restored: {conflict}")), "{out}");
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        doc["journals"][0]["restored"]["started"][0],
+        conflict.as_str(),
+        "{out}"
+    );
     assert!(running(&conflict));
     let mut c = vlmctl();
     c.arg("restore").env("VLMCTL_STATE_DIR", r.path("state"));
