@@ -66,6 +66,7 @@ async fn main() {
     // What `bench` uses for closed-loop, non-streamed requests: one kept-alive connection.
     let mut conn = client::Conn::for_url(&url).expect("http url");
     let mut ours = Vec::with_capacity(N);
+    let ours_total = Instant::now();
     for i in 0..N + 100 {
         let t = Instant::now();
         client::send_on(&mut conn, &target, None, &body, Duration::from_secs(5))
@@ -75,6 +76,7 @@ async fn main() {
             ours.push(t.elapsed().as_secs_f64() * 1e6);
         }
     }
+    let ours_mean = ours_total.elapsed().as_secs_f64() * 1e6 / (N + 100) as f64;
     let ours = p50(ours);
     // The reqwest pool `bench` uses for streams and open loop, for reference.
     let http = reqwest::Client::builder()
@@ -117,10 +119,14 @@ async fn main() {
             args.extend([body_s.clone(), endpoint.clone(), "--next".into()]);
         }
         args.pop();
+        let started = Instant::now();
         let out = std::process::Command::new("curl")
             .args(&args)
             .output()
             .ok()?;
+        // Wall clock of the whole invocation per request: includes what curl does between
+        // transfers, which its own time_total leaves out.
+        let wall_mean = started.elapsed().as_secs_f64() * 1e6 / (N + 100) as f64;
         if !out.status.success() {
             eprintln!("curl failed: {}", String::from_utf8_lossy(&out.stderr));
         }
@@ -130,7 +136,7 @@ async fn main() {
             .filter_map(|l| l.trim().parse::<f64>().ok())
             .map(|s| s * 1e6)
             .collect();
-        (!v.is_empty()).then(|| p50(v))
+        (!v.is_empty()).then(|| (p50(v), wall_mean))
     })
     .await
     .ok()
@@ -162,9 +168,15 @@ async fn main() {
 
     let mut rows = BTreeMap::new();
     rows.insert("1 vlmctl bench client", Some(ours));
-    rows.insert("2 curl, one connection", curl);
+    rows.insert("2 curl, one connection", curl.map(|c| c.0));
     rows.insert("3 python requests.Session", py);
     println!("per-request p50 against an instant loopback server ({N} requests each):");
+    if let Some((_, wall)) = curl {
+        println!(
+            "  (wall clock per request, whole run: vlmctl {ours_mean:.1} us, curl {wall:.1} us; ratio {:.2}x)",
+            wall / ours_mean
+        );
+    }
     for (k, v) in &rows {
         match v {
             Some(us) => println!(
