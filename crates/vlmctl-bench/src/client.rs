@@ -146,38 +146,22 @@ pub async fn send(
             format!("HTTP {}: {}", status.as_u16(), body.trim()),
         ));
     }
-    let stream = body["stream"].as_bool().unwrap_or(false);
-    let answer = match (target.backend, stream) {
-        (Backend::Openai, false) => {
-            let b = resp.bytes().await.map_err(|e| {
-                if e.is_timeout() {
-                    (ErrorKind::Timeout, e.to_string())
-                } else {
-                    (ErrorKind::StreamCut, e.to_string())
-                }
-            })?;
-            let v: Value =
-                serde_json::from_slice(&b).map_err(|e| (ErrorKind::Malformed, e.to_string()))?;
-            openai_answer(&v).ok_or((ErrorKind::Malformed, "no choices[0].message".to_owned()))?
+    let answer = if body["stream"].as_bool().unwrap_or(false) {
+        match target.backend {
+            Backend::Openai => read_sse(resp, started).await?,
+            Backend::Ollama => read_ndjson(resp, started).await?,
         }
-        (Backend::Openai, true) => read_sse(resp, started).await?,
-        (Backend::Ollama, false) => {
-            let v: Value = resp
-                .json()
-                .await
-                .map_err(|e| (ErrorKind::Malformed, e.to_string()))?;
-            ollama_final(
-                &v,
-                Answer {
-                    content: v["message"]["content"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
-                    ..Answer::default()
-                },
-            )
-        }
-        (Backend::Ollama, true) => read_ndjson(resp, started).await?,
+    } else {
+        let b = resp.bytes().await.map_err(|e| {
+            if e.is_timeout() {
+                (ErrorKind::Timeout, e.to_string())
+            } else {
+                (ErrorKind::StreamCut, e.to_string())
+            }
+        })?;
+        let v: Value =
+            serde_json::from_slice(&b).map_err(|e| (ErrorKind::Malformed, e.to_string()))?;
+        answer_from_json(target.backend, &v)?
     };
     check_content(answer)
 }
@@ -477,22 +461,7 @@ pub async fn send_on(
         return Err((ErrorKind::Http, format!("HTTP {status}: {}", text.trim())));
     }
     let v: Value = serde_json::from_slice(&b).map_err(|e| (ErrorKind::Malformed, e.to_string()))?;
-    let answer = match target.backend {
-        Backend::Openai => {
-            openai_answer(&v).ok_or((ErrorKind::Malformed, "no choices[0].message".to_owned()))?
-        }
-        Backend::Ollama => ollama_final(
-            &v,
-            Answer {
-                content: v["message"]["content"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-                ..Answer::default()
-            },
-        ),
-    };
-    check_content(answer)
+    check_content(answer_from_json(target.backend, &v)?)
 }
 
 /// Empty content is a failure; with reasoning, it is thinking mode leaking.
@@ -505,6 +474,25 @@ fn check_content(answer: Answer) -> Result<Answer, (ErrorKind, String)> {
         });
     }
     Ok(answer)
+}
+
+/// A non-streamed answer, from the protocol's JSON body.
+fn answer_from_json(backend: Backend, v: &Value) -> Result<Answer, (ErrorKind, String)> {
+    match backend {
+        Backend::Openai => {
+            openai_answer(v).ok_or((ErrorKind::Malformed, "no choices[0].message".to_owned()))
+        }
+        Backend::Ollama => Ok(ollama_final(
+            v,
+            Answer {
+                content: v["message"]["content"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                ..Answer::default()
+            },
+        )),
+    }
 }
 
 #[cfg(test)]
