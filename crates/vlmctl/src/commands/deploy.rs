@@ -329,6 +329,9 @@ async fn provision_async(
             out.progress(&format!("--stop {name}: no such running conflict; ignored"));
         }
     }
+    // Listen for Ctrl-C and SIGTERM before anything is stopped: a signal in the window between
+    // the stop and the launch must restore too, not kill the process with containers down.
+    let mut interrupted = Interrupts::new()?;
     if !to_stop.is_empty() {
         for c in to_stop.iter().filter(|c| c.restart_policy == "always") {
             out.progress(&format!(
@@ -357,15 +360,52 @@ async fn provision_async(
         ));
     }
 
-    // Everything after a stop restores on failure and on Ctrl-C.
+    // Everything after a stop restores on failure, on Ctrl-C and on SIGTERM.
+    let run = Run {
+        docker: &docker,
+        plan,
+        state,
+        started,
+        json: args.deploy.json,
+        launched: std::cell::Cell::new(false),
+    };
     let result = tokio::select! {
-        r = launch_and_check(&docker, plan, report.results.clone(), state, started, args.deploy.json, out) => r,
-        _ = tokio::signal::ctrl_c() => Err(Failure::new(anyhow::anyhow!("interrupted"), None, exit_codes::INTERRUPTED)),
+        r = launch_and_check(&run, report.results.clone(), out) => r,
+        signal = interrupted.recv() => Err(Failure::new(anyhow::anyhow!("interrupted by {signal}"), None, exit_codes::INTERRUPTED)),
     };
     match result {
         Ok(code) => Ok(code),
-        Err(failure) => Err(restore_after_failure(&docker, &jpath, failure).await),
+        Err(mut failure) => {
+            // Nothing half-done: a container this run started goes again (its log tail is in
+            // the error already); with a restart policy it would otherwise keep restarting.
+            if run.launched.get() {
+                failure = remove_half_started(&docker, &spec.name, failure).await;
+            }
+            Err(restore_after_failure(&docker, &jpath, failure).await)
+        }
     }
+}
+
+/// Removes the container a failed run had started (its log tail is in the error already): with
+/// a restart policy it would otherwise keep restarting.
+async fn remove_half_started(
+    docker: &vlmctl_lifecycle::Docker,
+    name: &str,
+    mut failure: Failure,
+) -> Failure {
+    match containers::teardown(docker, name).await {
+        Ok(_) => {
+            failure.error = failure
+                .error
+                .context(format!("removed the container {name} this run had started"));
+        }
+        Err(e) => {
+            failure.hint = Some(format!(
+                "could not remove {name} ({e}): `vlmctl teardown {name}`"
+            ));
+        }
+    }
+    failure
 }
 
 /// Restores what the journal says was stopped, and says so on the failure.
@@ -486,15 +526,30 @@ fn choose_conflicts(
     chosen
 }
 
-async fn launch_and_check(
-    docker: &vlmctl_lifecycle::Docker,
-    plan: &Plan,
-    gates: Vec<GateResult>,
-    state: &Path,
+/// What `launch_and_check` works with.
+struct Run<'a> {
+    docker: &'a vlmctl_lifecycle::Docker,
+    plan: &'a Plan,
+    state: &'a Path,
     started: std::time::Instant,
     json: bool,
+    /// Set once this run has started a container of its own (to remove it if the run fails).
+    launched: std::cell::Cell<bool>,
+}
+
+async fn launch_and_check(
+    run: &Run<'_>,
+    gates: Vec<GateResult>,
     out: &mut Output,
 ) -> Result<u8, Failure> {
+    let Run {
+        docker,
+        plan,
+        state,
+        started,
+        json,
+        ..
+    } = *run;
     let spec = &plan.spec;
     let base = format!("http://{}:{}", spec.server.host, spec.server.port);
     let launch = containers::launch(
@@ -514,6 +569,7 @@ async fn launch_and_check(
             id.clone()
         }
         Launch::Started { id, replaced } => {
+            run.launched.set(true);
             out.progress(&format!(
                 "{} {}; waiting for /health",
                 if *replaced { "replaced" } else { "started" },
@@ -559,21 +615,7 @@ async fn launch_and_check(
         "server_gpu_mib": memory,
         "vlmctl": env!("CARGO_PKG_VERSION"),
     });
-    let rpath = state.join("records").join(format!("{}.json", spec.name));
-    if let Some(dir) = rpath.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    std::fs::write(
-        &rpath,
-        serde_json::to_vec_pretty(&record).unwrap_or_default(),
-    )
-    .map_err(|e| {
-        Failure::new(
-            anyhow::Error::new(e).context(format!("cannot write {}", rpath.display())),
-            None,
-            exit_codes::ENVIRONMENT,
-        )
-    })?;
+    let rpath = write_record(state, &spec.name, &record)?;
     if json {
         out.stdout(&serde_json::to_string_pretty(&record).unwrap_or_default());
         return Ok(exit_codes::SUCCESS);
@@ -589,6 +631,26 @@ async fn launch_and_check(
         smoke.model
     ));
     Ok(exit_codes::SUCCESS)
+}
+
+/// Writes the provision record under `<state>/records/`.
+fn write_record(state: &Path, name: &str, record: &serde_json::Value) -> Result<PathBuf, Failure> {
+    let rpath = state.join("records").join(format!("{name}.json"));
+    if let Some(dir) = rpath.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    std::fs::write(
+        &rpath,
+        serde_json::to_vec_pretty(record).unwrap_or_default(),
+    )
+    .map_err(|e| {
+        Failure::new(
+            anyhow::Error::new(e).context(format!("cannot write {}", rpath.display())),
+            None,
+            exit_codes::ENVIRONMENT,
+        )
+    })?;
+    Ok(rpath)
 }
 
 /// The server process's GPU memory against `max_process_mib` (the runbook's quantization-trap
@@ -768,4 +830,36 @@ async fn unchanged(
         out.stdout(&format!("{name} unchanged and healthy\n\nclient settings:\nNAV_VLLM_URL={base}/v1\nNAV_VLLM_MODEL={model}"));
     }
     Ok(exit_codes::SUCCESS)
+}
+
+/// SIGINT and SIGTERM, registered at creation (unlike `tokio::signal::ctrl_c`, which registers
+/// on first poll), so that no signal after this point kills the process unhandled.
+struct Interrupts {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Interrupts {
+    fn new() -> Result<Self, Failure> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let fail = |e: std::io::Error| {
+            Failure::new(
+                anyhow::Error::new(e).context("cannot install signal handlers"),
+                None,
+                exit_codes::FAILURE,
+            )
+        };
+        Ok(Self {
+            int: signal(SignalKind::interrupt()).map_err(fail)?,
+            term: signal(SignalKind::terminate()).map_err(fail)?,
+        })
+    }
+
+    /// The next signal's name.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.int.recv() => "Ctrl-C (SIGINT)",
+            _ = self.term.recv() => "SIGTERM",
+        }
+    }
 }

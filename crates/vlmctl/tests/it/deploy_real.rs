@@ -401,3 +401,58 @@ fn bench_provisioned(r: &Run, provision_out: &str) {
         assert!(r.path("bench").join(f).exists(), "{f}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_after_stopping_a_conflict_restores_it_and_exits_130() {
+    let hub = hub().await;
+    let r = Run::new("sigint");
+    let conflict = r.conflict();
+    let server = r.name("server");
+    let spec = r.write_spec(&server, free_port(), &conflict, 1024);
+    let lock = r.write_lock();
+    let _server_guard = Guard(server.clone());
+    let (code, _, err) = run({
+        let mut c = vlmctl();
+        c.args(["weights", "fetch", "--lock"])
+            .arg(&lock)
+            .env("HF_ENDPOINT", hub.endpoint())
+            .env("HF_HUB_CACHE", r.path("hf-cache"));
+        c
+    });
+    assert_eq!(code, 0, "{err}");
+
+    let child = r
+        .cmd(&hub, &["provision", "--stop", &conflict], &spec, &lock)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while running(&conflict) {
+        assert!(
+            Instant::now() < deadline,
+            "provision never stopped the conflict"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // What Ctrl-C in the terminal sends.
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted by Ctrl-C"), "{err}");
+    assert!(running(&conflict), "the conflict was restored: {err}");
+    assert!(
+        !r.path("state/journals")
+            .join(format!("{server}.json"))
+            .exists(),
+        "journal cleared"
+    );
+}
