@@ -43,6 +43,15 @@ pub enum LifecycleError {
         #[source]
         source: bollard::errors::Error,
     },
+    /// The image could not be pulled.
+    #[error("cannot pull {image}")]
+    Pull {
+        /// Image reference.
+        image: String,
+        /// What the daemon said.
+        #[source]
+        source: bollard::errors::Error,
+    },
     /// A Docker API call failed.
     #[error("failed to {action}")]
     Docker {
@@ -149,6 +158,7 @@ impl LifecycleError {
                     "check that the registry is reachable from the Docker daemon".to_owned()
                 }
             }
+            Self::Pull { .. } => "check the image name and tag, that the daemon can reach the registry, and credentials (`docker login REGISTRY`)".to_owned(),
             Self::Docker { .. } => "see the daemon's message above; `docker ps -a` and `docker logs` show more".to_owned(),
             Self::Journal { .. } => "check the state directory's permissions; do not edit journals by hand".to_owned(),
             Self::NameTaken { .. } => "rename the deployment (`name` in the spec) or remove that container yourself if it is yours to remove".to_owned(),

@@ -70,6 +70,7 @@ impl From<vlmctl_lifecycle::LifecycleError> for Failure {
             }
             E::SpecInvalid { .. } | E::NameTaken { .. } => exit_codes::INVALID_INPUT,
             E::RegistryInspect { .. } => exit_codes::GATE_FAILED,
+            E::Pull { .. } => exit_codes::ENVIRONMENT,
             E::Docker { .. }
             | E::NoGpuRuntime { .. }
             | E::PortTaken { .. }

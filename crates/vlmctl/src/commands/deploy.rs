@@ -317,6 +317,9 @@ async fn provision_async(
         ));
     }
 
+    // The image, pulled for the spec's platform when it is not here yet.
+    pull_image(&docker, spec, out).await?;
+
     // Conflicts: shown, confirmed, journalled, stopped.
     let jpath = journal::path(state, &spec.name);
     let to_stop: Vec<ConflictInfo> = if relaunch {
@@ -862,4 +865,40 @@ impl Interrupts {
             _ = self.term.recv() => "SIGTERM",
         }
     }
+}
+
+/// Pulls the spec's image when missing, with a spinner showing the daemon's progress.
+async fn pull_image(
+    docker: &vlmctl_lifecycle::Docker,
+    spec: &Spec,
+    out: &mut Output,
+) -> Result<(), Failure> {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let platform = (spec.platform != "host").then_some(spec.platform.as_str());
+    let mut show = |step: &containers::PullStep| {
+        let bytes = step
+            .bytes
+            .map(|(done, total)| format!(" {}/{}", human_bytes(done), human_bytes(total)))
+            .unwrap_or_default();
+        bar.set_message(format!(
+            "pulling {}: {}{}{bytes}",
+            spec.image,
+            step.layer
+                .as_deref()
+                .map(|l| format!("{l} "))
+                .unwrap_or_default(),
+            step.status
+        ));
+    };
+    let pulled = containers::ensure_image(docker, &spec.image, platform, &mut show).await;
+    bar.finish_and_clear();
+    if pulled? {
+        out.progress(&format!("pulled {}", spec.image));
+    }
+    Ok(())
 }

@@ -456,3 +456,42 @@ async fn ctrl_c_after_stopping_a_conflict_restores_it_and_exits_130() {
         "journal cleared"
     );
 }
+
+/// Removes an image tag on drop.
+struct ImageGuard(String);
+impl Drop for ImageGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provision_pulls_a_missing_image_from_the_registry() {
+    let hub = hub().await;
+    let r = Run::new("pull");
+    let registry = required_env("VLMCTL_TEST_REGISTRY");
+    let remote = format!("{registry}/vlmctl-test/llama-server:{}", r.id);
+    let _image_guard = ImageGuard(remote.clone());
+    docker(&["tag", &required_env("VLMCTL_TEST_LLAMA_IMAGE"), &remote]);
+    docker(&["push", &remote]);
+    docker(&["rmi", &remote]);
+    let server = r.name("server");
+    let _server_guard = Guard(server.clone());
+    let spec = r.write_spec(&server, free_port(), &r.name("no-conflict"), 1024);
+    let text = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace(&required_env("VLMCTL_TEST_LLAMA_IMAGE"), &remote);
+    std::fs::write(&spec, text).unwrap();
+    let lock = r.write_lock();
+    let c = r.cmd(&hub, &["provision"], &spec, &lock);
+    let (code, out, err) = tokio::task::spawn_blocking(move || run(c)).await.unwrap();
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(err.contains(&format!("pulled {remote}")), "{err}");
+    assert!(
+        err.contains(&format!("{remote} has linux/")),
+        "platform read from the registry: {err}"
+    );
+    assert!(running(&server));
+    let (code, _, err) = run(r.cmd(&hub, &["teardown"], &spec, &lock));
+    assert_eq!(code, 0, "{err}");
+}
