@@ -48,22 +48,30 @@ pub fn jobs_for(
     override_dir: Option<&std::path::Path>,
     default_root: &std::path::Path,
 ) -> Result<Vec<VerifyJob>, WeightsError> {
-    let models: Vec<&ModelEntry> = if names.is_empty() {
-        lock.models.iter().collect()
-    } else {
-        names
-            .iter()
-            .map(|n| {
-                lock.model(n).ok_or_else(|| WeightsError::UnknownModel {
-                    name: n.clone(),
-                    lock: lock_path.to_owned(),
-                    known: lock.models.iter().map(|m| m.name.clone()).collect(),
-                })
-            })
-            .collect::<Result<_, _>>()?
-    };
-    Ok(models
+    Ok(select_models(lock, lock_path, names)?
         .into_iter()
         .flat_map(|m| VerifyJob::for_model(m, &m.resolve_dir(override_dir, default_root)))
         .collect())
+}
+
+/// The named models (all when `names` is empty), in the order named; an unknown name is an
+/// error listing the names the lock has.
+pub fn select_models<'a>(
+    lock: &'a Lock,
+    lock_path: &std::path::Path,
+    names: &[String],
+) -> Result<Vec<&'a ModelEntry>, WeightsError> {
+    if names.is_empty() {
+        return Ok(lock.models.iter().collect());
+    }
+    names
+        .iter()
+        .map(|n| {
+            lock.model(n).ok_or_else(|| WeightsError::UnknownModel {
+                name: n.clone(),
+                lock: lock_path.to_owned(),
+                known: lock.models.iter().map(|m| m.name.clone()).collect(),
+            })
+        })
+        .collect()
 }

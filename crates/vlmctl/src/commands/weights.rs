@@ -275,21 +275,7 @@ pub async fn fetch(args: &FetchArgs, out: &mut Output) -> Result<u8, Failure> {
     let lock = Lock::load(&args.lock.lock)?;
     let root = args.dirs.models_root();
     // Validates the names before any network traffic.
-    jobs_for(
-        &lock,
-        &args.lock.lock,
-        &args.names,
-        args.dirs.dir.as_deref(),
-        &root,
-    )?;
-    let models: Vec<&ModelEntry> = if args.names.is_empty() {
-        lock.models.iter().collect()
-    } else {
-        lock.models
-            .iter()
-            .filter(|m| args.names.contains(&m.name))
-            .collect()
-    };
+    let models = vlmctl_weights::select_models(&lock, &args.lock.lock, &args.names)?;
     let hub = hub_client(&args.hub)?;
     let mut rows = Vec::new();
     let mut results = Vec::new();
@@ -379,13 +365,7 @@ impl FetchProgress for Bar {
 pub fn adopt(args: &AdoptArgs, out: &mut Output) -> Result<u8, Failure> {
     let lock = Lock::load(&args.lock.lock)?;
     if let Some(n) = &args.name {
-        jobs_for(
-            &lock,
-            &args.lock.lock,
-            std::slice::from_ref(n),
-            None,
-            Path::new("."),
-        )?;
+        vlmctl_weights::select_models(&lock, &args.lock.lock, std::slice::from_ref(n))?;
     }
     let root = args.dirs.models_root();
     let mut rows = Vec::new();
