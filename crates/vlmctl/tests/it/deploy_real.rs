@@ -305,37 +305,13 @@ impl Drop for Guard {
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_after_stopping_a_conflict_then_restore_brings_it_back() {
     let hub = hub().await;
-    let r = Run::new("kill");
-    let conflict = r.conflict();
-    let server = r.name("server");
-    let spec = r.write_spec(&server, free_port(), &conflict, 1024);
-    let lock = r.write_lock();
-    let _server_guard = Guard(server.clone());
-    // Put the weights in place first, so the window after the stop is the launch.
-    let (code, _, err) = run({
-        let mut c = vlmctl();
-        c.args(["weights", "fetch", "--lock"])
-            .arg(&lock)
-            .env("HF_ENDPOINT", hub.endpoint())
-            .env("HF_HUB_CACHE", r.path("hf-cache"));
-        c
-    });
-    assert_eq!(code, 0, "{err}");
-
-    let mut child = r
-        .cmd(&hub, &["provision", "--stop", &conflict], &spec, &lock)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while running(&conflict) {
-        assert!(
-            Instant::now() < deadline,
-            "provision never stopped the conflict"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let Stopped {
+        r,
+        conflict,
+        server,
+        mut child,
+        _server_guard,
+    } = provision_until_conflict_stopped(&hub, "kill");
     child.kill().unwrap();
     let _ = child.wait();
     assert!(!running(&conflict));
@@ -405,36 +381,13 @@ fn bench_provisioned(r: &Run, provision_out: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn ctrl_c_after_stopping_a_conflict_restores_it_and_exits_130() {
     let hub = hub().await;
-    let r = Run::new("sigint");
-    let conflict = r.conflict();
-    let server = r.name("server");
-    let spec = r.write_spec(&server, free_port(), &conflict, 1024);
-    let lock = r.write_lock();
-    let _server_guard = Guard(server.clone());
-    let (code, _, err) = run({
-        let mut c = vlmctl();
-        c.args(["weights", "fetch", "--lock"])
-            .arg(&lock)
-            .env("HF_ENDPOINT", hub.endpoint())
-            .env("HF_HUB_CACHE", r.path("hf-cache"));
-        c
-    });
-    assert_eq!(code, 0, "{err}");
-
-    let child = r
-        .cmd(&hub, &["provision", "--stop", &conflict], &spec, &lock)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while running(&conflict) {
-        assert!(
-            Instant::now() < deadline,
-            "provision never stopped the conflict"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let Stopped {
+        r,
+        conflict,
+        server,
+        child,
+        _server_guard,
+    } = provision_until_conflict_stopped(&hub, "sigint");
     // What Ctrl-C in the terminal sends.
     let pid = child.id().to_string();
     assert!(
@@ -494,4 +447,54 @@ async fn provision_pulls_a_missing_image_from_the_registry() {
     assert!(running(&server));
     let (code, _, err) = run(r.cmd(&hub, &["teardown"], &spec, &lock));
     assert_eq!(code, 0, "{err}");
+}
+
+/// A `provision --stop` in flight that has just stopped its conflict container.
+struct Stopped {
+    r: Run,
+    conflict: String,
+    server: String,
+    child: std::process::Child,
+    _server_guard: Guard,
+}
+
+/// Puts the weights in place first (so the window after the stop is the launch), then starts
+/// `provision --stop CONFLICT` and returns as soon as the conflict is no longer running.
+fn provision_until_conflict_stopped(hub: &FakeHub, what: &str) -> Stopped {
+    let r = Run::new(what);
+    let conflict = r.conflict();
+    let server = r.name("server");
+    let spec = r.write_spec(&server, free_port(), &conflict, 1024);
+    let lock = r.write_lock();
+    let server_guard = Guard(server.clone());
+    let (code, _, err) = run({
+        let mut c = vlmctl();
+        c.args(["weights", "fetch", "--lock"])
+            .arg(&lock)
+            .env("HF_ENDPOINT", hub.endpoint())
+            .env("HF_HUB_CACHE", r.path("hf-cache"));
+        c
+    });
+    assert_eq!(code, 0, "{err}");
+    let child = r
+        .cmd(hub, &["provision", "--stop", &conflict], &spec, &lock)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while running(&conflict) {
+        assert!(
+            Instant::now() < deadline,
+            "provision never stopped the conflict"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Stopped {
+        r,
+        conflict,
+        server,
+        child,
+        _server_guard: server_guard,
+    }
 }
