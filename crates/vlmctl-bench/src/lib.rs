@@ -1,7 +1,8 @@
 //! The benchmark instrument behind `vlmctl bench`.
 //!
 //! - [`plan::LoadedPlan`]: a plan (targets, configs A-E/T, runs, warm-up, load) with its prompts
-//!   and camera image, hashed; a pinned image that differs is refused.
+//!   and camera image, hashed; a pinned image that differs is refused. [`plan::Plan::parse`]
+//!   checks every value against its range and names the offending key's line.
 //! - [`client`]: the OpenAI-compatible (`/v1/chat/completions`, SSE) and Ollama (`/api/chat`,
 //!   NDJSON) protocols, timed on a monotonic clock; TTFT from the first non-empty delta.
 //! - [`schema::NavSchema`]: the nav answer check (strategies 1/2 pass, 3 is a miss).

@@ -231,7 +231,7 @@ pub async fn run(
                 false,
                 plan.plan.max_tokens.max(128),
             );
-            client::send(http, t, key, &body, timeout(&plan.plan), Instant::now())
+            client::send(http, t, key, &body, plan.plan.timeout(), Instant::now())
                 .await
                 .ok()
                 .map(|a| a.content)
@@ -293,10 +293,6 @@ impl Clients {
     }
 }
 
-fn timeout(p: &Plan) -> Duration {
-    Duration::from_secs_f64(p.timeout_s.max(0.001))
-}
-
 async fn run_config(
     http: &reqwest::Client,
     plan: &LoadedPlan,
@@ -318,7 +314,7 @@ async fn run_config(
         c.stream,
         plan.plan.max_tokens,
     );
-    let total = plan.plan.warmup + plan.plan.runs;
+    let total = plan.plan.warmup.saturating_add(plan.plan.runs);
     // Closed loop, not streamed: one kept-alive connection (see `client::Conn`).
     let mut conn = if c.stream {
         None
@@ -330,20 +326,28 @@ async fn run_config(
         warmup.push(one(http, conn.as_mut(), plan, t, key, &body, i, Instant::now()).await);
         progress(&t.name, c.name, i + 1, total);
     }
-    let samples = match plan.plan.load.rate_hz {
+    let period = plan.plan.load.period();
+    let samples = match period {
         None => {
             let mut v = Vec::new();
             for i in 0..plan.plan.runs {
                 v.push(one(http, conn.as_mut(), plan, t, key, &body, i, Instant::now()).await);
-                progress(&t.name, c.name, plan.plan.warmup + i + 1, total);
+                progress(
+                    &t.name,
+                    c.name,
+                    plan.plan.warmup.saturating_add(i + 1),
+                    total,
+                );
             }
             v
         }
-        Some(rate) => {
-            let period = Duration::from_secs_f64(1.0 / rate);
+        Some(period) => {
             let t0 = tokio::time::Instant::now();
             let futs = (0..plan.plan.runs).map(|i| {
-                let scheduled = t0 + period * u32::try_from(i).unwrap_or(u32::MAX);
+                // Parsed plans keep this under about three years (`RUNS` x 1/`RATE_HZ`); a
+                // hand-built plan must not make the arithmetic panic either.
+                let offset = period.saturating_mul(u32::try_from(i).unwrap_or(u32::MAX));
+                let scheduled = t0.checked_add(offset).unwrap_or(t0);
                 let body = &body;
                 async move {
                     tokio::time::sleep_until(scheduled).await;
@@ -355,7 +359,7 @@ async fn run_config(
             v
         }
     };
-    let summary = summarize(&samples, true, plan.plan.load.rate_hz.map(|r| 1000.0 / r));
+    let summary = summarize(&samples, true, period.map(|p| p.as_secs_f64() * 1000.0));
     let description = if image_b64.is_none() && c.image {
         c.description.replace(" + image", " (text-only run)")
     } else {
@@ -385,8 +389,8 @@ async fn one(
     start: Instant,
 ) -> Sample {
     let result = match conn {
-        Some(c) => client::send_on(c, t, key, body, timeout(&plan.plan)).await,
-        None => client::send(http, t, key, body, timeout(&plan.plan), start).await,
+        Some(c) => client::send_on(c, t, key, body, plan.plan.timeout()).await,
+        None => client::send(http, t, key, body, plan.plan.timeout(), start).await,
     };
     let wall_ms = start.elapsed().as_secs_f64() * 1000.0;
     match result {

@@ -78,10 +78,10 @@ impl NavSchema {
         if serde_json::from_str::<Value>(t).is_ok_and(|v| self.valid(&v)) {
             return Strategy::WholeJson;
         }
-        if let Some(v) = fenced(t).or_else(|| first_object(t)) {
-            if self.valid(&v) {
-                return Strategy::Extracted;
-            }
+        if let Some(v) = fenced(t).or_else(|| first_object(t))
+            && self.valid(&v)
+        {
+            return Strategy::Extracted;
         }
         let lower = t.to_ascii_lowercase();
         if self.actions.iter().any(|a| lower.contains(a.as_str())) {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::models::{
-    ContainerCreateBody, DeviceRequest, HostConfig, PortBinding, RestartPolicy,
+    ContainerCreateBody, DeviceRequest, HostConfig, Mount, MountType, PortBinding, RestartPolicy,
     RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
@@ -71,7 +71,16 @@ pub fn create_body(spec: &Spec, mount: &ModelMount, api_key: Option<&str>) -> Co
         labels: Some(spec.labels(mount).into_iter().collect()),
         exposed_ports: exposed,
         host_config: Some(HostConfig {
-            binds: Some(vec![format!("{}:/models:ro", mount.dir.display())]),
+            // A bind mount of exactly the directory that was verified: unlike `Binds`
+            // ("dir:/models:ro"), a relative or missing source is an error here, never a named
+            // volume that happens to have that name.
+            mounts: Some(vec![Mount {
+                target: Some("/models".to_owned()),
+                source: Some(mount.dir.display().to_string()),
+                typ: Some(MountType::BIND),
+                read_only: Some(true),
+                ..Mount::default()
+            }]),
             network_mode: Some(network_mode),
             port_bindings,
             device_requests,
@@ -133,15 +142,33 @@ async fn existing(docker: &Docker, name: &str) -> Result<Option<Existing>, Lifec
     }
 }
 
+/// What `launch` is about to do or has just done, for the caller to record before the next
+/// await point (the restore journal), so that a run that dies there can be undone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaunchStep<'a> {
+    /// About to send the create call.
+    Creating,
+    /// Created (not yet started) with this id.
+    Created {
+        /// Container id.
+        id: &'a str,
+    },
+}
+
 /// Creates and starts the container, or does nothing when the same spec is already running
-/// (`healthy` decides for a running one: the caller probes `/health`). A container of that
-/// name that vlmctl did not create is never touched.
+/// (the caller probes `/health`). A container of that name that vlmctl did not create is
+/// never touched. `run_id` becomes the container's [`crate::RUN_LABEL`] (beside
+/// `extra_labels`); `record` is told
+/// before the create and after it, and an error from it stops the launch (a created container
+/// is then removed again).
 pub async fn launch(
     docker: &Docker,
     spec: &Spec,
     mount: &ModelMount,
     api_key: Option<&str>,
+    run_id: &str,
     extra_labels: &HashMap<String, String>,
+    record: &mut dyn FnMut(LaunchStep<'_>) -> Result<(), LifecycleError>,
 ) -> Result<Launch, LifecycleError> {
     let mut replaced = false;
     if let Some(e) = existing(docker, &spec.name).await? {
@@ -159,10 +186,12 @@ pub async fn launch(
     let mut body = create_body(spec, mount, api_key);
     if let Some(labels) = body.labels.as_mut() {
         labels.extend(extra_labels.clone());
+        labels.insert(crate::RUN_LABEL.to_owned(), run_id.to_owned());
     }
     let opts = CreateContainerOptionsBuilder::default()
         .name(&spec.name)
         .build();
+    record(LaunchStep::Creating)?;
     let created = docker
         .create_container(Some(opts), body)
         .await
@@ -170,6 +199,10 @@ pub async fn launch(
             action: format!("create container {} from {}", spec.name, spec.image),
             source,
         })?;
+    if let Err(e) = record(LaunchStep::Created { id: &created.id }) {
+        let _ = remove(docker, &created.id, &spec.name).await;
+        return Err(e);
+    }
     if let Err(source) = docker.start_container(&created.id, None).await {
         // Nothing half-done: a container that never started is removed again.
         let _ = remove(docker, &created.id, &spec.name).await;
@@ -319,6 +352,9 @@ pub struct ConflictInfo {
     pub command: String,
     /// Restart policy name.
     pub restart_policy: String,
+    /// Seconds dockerd gives it between SIGTERM and SIGKILL: its own `StopTimeout`, else
+    /// [`crate::journal::DEFAULT_STOP_TIMEOUT_S`].
+    pub stop_timeout_s: u64,
     /// Labels.
     pub labels: HashMap<String, String>,
     /// GPU memory held, MiB, if known.
@@ -367,6 +403,12 @@ pub async fn conflicts(
                 action: format!("inspect container {name}"),
                 source,
             })?;
+        let stop_timeout_s = inspect
+            .config
+            .as_ref()
+            .and_then(|c| c.stop_timeout)
+            .and_then(|t| u64::try_from(t).ok())
+            .unwrap_or(crate::journal::DEFAULT_STOP_TIMEOUT_S);
         let restart_policy = inspect
             .host_config
             .and_then(|h| h.restart_policy)
@@ -380,6 +422,7 @@ pub async fn conflicts(
             image: c.image.unwrap_or_default(),
             command: c.command.unwrap_or_default(),
             restart_policy,
+            stop_timeout_s,
             labels: c.labels.unwrap_or_default(),
             gpu_mib: gpu,
             named_in_spec: named,
@@ -417,6 +460,7 @@ mod tests {
             image: "i".into(),
             command: "c".into(),
             restart_policy: "always".into(),
+            stop_timeout_s: 30,
             labels: HashMap::new(),
             gpu_mib: Some(100),
             named_in_spec: named,
@@ -468,10 +512,13 @@ pub struct Managed {
     pub endpoint: Option<(String, u16)>,
 }
 
-/// Every container labelled `org.vlmctl.managed=true`, running or not.
-pub async fn managed(docker: &Docker) -> Result<Vec<Managed>, LifecycleError> {
-    let filters = HashMap::from([("label".to_owned(), vec![format!("{MANAGED_LABEL}=true")])]);
-    let list = docker
+/// Every container carrying `label` (`key=value`), running or not.
+pub async fn labelled(
+    docker: &Docker,
+    label: &str,
+) -> Result<Vec<bollard::models::ContainerSummary>, LifecycleError> {
+    let filters = HashMap::from([("label".to_owned(), vec![label.to_owned()])]);
+    docker
         .list_containers(Some(
             ListContainersOptionsBuilder::default()
                 .all(true)
@@ -480,9 +527,14 @@ pub async fn managed(docker: &Docker) -> Result<Vec<Managed>, LifecycleError> {
         ))
         .await
         .map_err(|source| LifecycleError::Docker {
-            action: "list containers".to_owned(),
+            action: format!("list the containers labelled {label}"),
             source,
-        })?;
+        })
+}
+
+/// Every container labelled `org.vlmctl.managed=true`, running or not.
+pub async fn managed(docker: &Docker) -> Result<Vec<Managed>, LifecycleError> {
+    let list = labelled(docker, &format!("{MANAGED_LABEL}=true")).await?;
     let mut out = Vec::new();
     for c in list {
         let name = c
@@ -496,6 +548,12 @@ pub async fn managed(docker: &Docker) -> Result<Vec<Managed>, LifecycleError> {
             Err(_) => Vec::new(),
         };
         let arg = |flag: &str| args.windows(2).find(|w| w[0] == flag).map(|w| w[1].clone());
+        // A bridge-network server is reached through its published port, not its `--host`.
+        let published = c.ports.as_ref().and_then(|ports| {
+            ports
+                .iter()
+                .find_map(|p| Some((p.ip.clone()?, p.public_port?)))
+        });
         let labels = c.labels.unwrap_or_default();
         out.push(Managed {
             name,
@@ -504,7 +562,8 @@ pub async fn managed(docker: &Docker) -> Result<Vec<Managed>, LifecycleError> {
             image: c.image.unwrap_or_default(),
             spec_sha256: labels.get(SPEC_LABEL).cloned(),
             lock_sha256: labels.get(crate::LOCK_LABEL).cloned(),
-            endpoint: arg("--host").zip(arg("--port").and_then(|p| p.parse().ok())),
+            endpoint: published
+                .or_else(|| arg("--host").zip(arg("--port").and_then(|p| p.parse().ok()))),
         });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -520,7 +579,7 @@ pub async fn probe_health(host: &str, port: u16) -> String {
         return "down".to_owned();
     };
     match http
-        .get(format!("http://{host}:{port}/health"))
+        .get(format!("{}/health", crate::spec::http_base(host, port)))
         .send()
         .await
     {

@@ -70,6 +70,25 @@ pub enum LifecycleError {
         #[source]
         source: io::Error,
     },
+    /// A state file (a deployment lock) could not be created or locked.
+    #[error("state file {}", path.display())]
+    State {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// Another vlmctl command holds the deployment's lock.
+    #[error("deployment {deployment} is busy: {holder} holds {}", lock.display())]
+    Busy {
+        /// The deployment.
+        deployment: String,
+        /// Who holds it (pid, command, since), as it wrote it.
+        holder: String,
+        /// The lock file.
+        lock: PathBuf,
+    },
     /// A container of the deployment's name exists and vlmctl did not create it.
     #[error("a container named {container} exists and was not created by vlmctl")]
     NameTaken {
@@ -160,7 +179,10 @@ impl LifecycleError {
             }
             Self::Pull { .. } => "check the image name and tag, that the daemon can reach the registry, and credentials (`docker login REGISTRY`)".to_owned(),
             Self::Docker { .. } => "see the daemon's message above; `docker ps -a` and `docker logs` show more".to_owned(),
-            Self::Journal { .. } => "check the state directory's permissions; do not edit journals by hand".to_owned(),
+            Self::Journal { source, path } | Self::State { source, path } => io_hint(source, path),
+            Self::Busy { .. } => "wait for that command to finish (pass --wait to queue behind it); \
+                 if its process is gone the lock is free already, since the kernel drops it"
+                .to_owned(),
             Self::NameTaken { .. } => "rename the deployment (`name` in the spec) or remove that container yourself if it is yours to remove".to_owned(),
             Self::NoGpuRuntime { .. } => "install the NVIDIA Container Toolkit (nvidia-ctk runtime configure --runtime=docker, then restart dockerd), or set gpus = \"none\" for a CPU-only run".to_owned(),
             Self::PortTaken { .. } => "pick another `server.port`, or stop what holds it (`vlmctl gates` names it)".to_owned(),
@@ -169,6 +191,73 @@ impl LifecycleError {
             Self::ThinkingLeaked { .. } => "start llama-server with --jinja (spec: server.jinja = true) so chat_template_kwargs {\"enable_thinking\": false} takes effect".to_owned(),
             Self::NotReady { .. } => "a large model may need longer: raise `health.timeout_s`; `docker logs` shows where loading stands".to_owned(),
         }
+    }
+}
+
+impl LifecycleError {
+    /// The daemon stopped answering (socket gone, connection refused or reset): what is still
+    /// to be done must then be said, and the exit code is the unreachable-daemon one.
+    #[must_use]
+    pub fn daemon_gone(&self) -> bool {
+        match self {
+            Self::DaemonUnreachable { .. } => true,
+            Self::Docker { source, .. } | Self::Pull { source, .. } => is_connection_error(source),
+            _ => false,
+        }
+    }
+}
+
+/// A transport failure (no daemon at the other end), as opposed to the daemon answering with an
+/// error status.
+fn is_connection_error(err: &bollard::errors::Error) -> bool {
+    use bollard::errors::Error as B;
+    if matches!(
+        err,
+        B::DockerResponseServerError { .. } | B::JsonDataError { .. } | B::JsonSerdeError { .. }
+    ) {
+        return false;
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            return matches!(
+                io.kind(),
+                io::ErrorKind::NotFound
+                    | io::ErrorKind::ConnectionRefused
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::UnexpectedEof
+            );
+        }
+        if e.downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_incomplete_message() || h.is_closed() || h.is_canceled())
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    matches!(err, B::HyperResponseError { .. } | B::IOError { .. })
+}
+
+/// What to do about a state file that cannot be written or read, by what went wrong.
+fn io_hint(source: &io::Error, path: &std::path::Path) -> String {
+    let dir = path.parent().unwrap_or(path).display();
+    match source.kind() {
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => format!(
+            "the disk holding {dir} is full: free space there (or point --state-dir / \
+             VLMCTL_STATE_DIR elsewhere) and run the command again"
+        ),
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
+            format!("{dir} is not writable by you: fix its permissions or pass --state-dir")
+        }
+        io::ErrorKind::InvalidData => format!(
+            "the file is not a journal vlmctl can read (damaged or edited by hand): the \
+             containers it names may still be stopped; start them with `docker start`, then \
+             move {} aside",
+            path.display()
+        ),
+        _ => format!("check {dir}: it must be a writable directory"),
     }
 }
 
@@ -181,4 +270,57 @@ fn is_permission_denied(err: &bollard::errors::Error) -> bool {
         cause = e.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn journal_error(source: io::Error) -> LifecycleError {
+        LifecycleError::Journal {
+            path: PathBuf::from("/state/journals/panda.json"),
+            source,
+        }
+    }
+
+    #[test]
+    fn a_full_disk_is_not_called_a_permission_problem() {
+        let full = journal_error(io::Error::from_raw_os_error(28)).hint();
+        assert!(full.contains("/state/journals is full"), "{full}");
+        assert!(!full.contains("permission"), "{full}");
+        let denied = journal_error(io::Error::from_raw_os_error(13)).hint();
+        assert!(denied.contains("not writable by you"), "{denied}");
+        let corrupt = journal_error(io::Error::new(io::ErrorKind::InvalidData, "x")).hint();
+        assert!(
+            corrupt.contains("docker start") && corrupt.contains("aside"),
+            "{corrupt}"
+        );
+    }
+
+    #[test]
+    fn only_a_transport_failure_counts_as_the_daemon_gone() {
+        let docker = |source| LifecycleError::Docker {
+            action: "start container x".into(),
+            source,
+        };
+        let refused = bollard::errors::Error::IOError {
+            err: io::Error::from(io::ErrorKind::ConnectionRefused),
+        };
+        assert!(docker(refused).daemon_gone());
+        let no_socket = bollard::errors::Error::IOError {
+            err: io::Error::from(io::ErrorKind::NotFound),
+        };
+        assert!(docker(no_socket).daemon_gone());
+        let answered = bollard::errors::Error::DockerResponseServerError {
+            status_code: 500,
+            message: "boom".into(),
+        };
+        assert!(!docker(answered).daemon_gone());
+        assert!(
+            !LifecycleError::NameTaken {
+                container: "x".into()
+            }
+            .daemon_gone()
+        );
+    }
 }

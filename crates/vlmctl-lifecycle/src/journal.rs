@@ -1,19 +1,41 @@
-//! The restore journal: what vlmctl stopped and how to bring it back. Written (atomically,
-//! fsync'd) before anything is stopped, cleared only once everything is back, so `vlmctl
-//! restore` can finish the job after a crash or Ctrl-C.
+//! The restore journal: what a deployment's runs stopped and created, and how to undo it.
+//! Written (atomically, fsync'd) before each side effect, so `vlmctl restore` can finish the job
+//! after a crash, a `kill -9` or a signal:
+//!
+//! - a stop is recorded as issued *before* it is issued ([`JournalEntry::stop_issued_unix`]):
+//!   dockerd finishes a stop whose client died, so a restore that finds such a container still
+//!   running waits the stop out (bounded by its stop timeout) before deciding;
+//! - a launch is recorded before the container is created ([`LaunchRecord`], found again by
+//!   the run's label) and again with the id once it exists, so a half-started server is
+//!   removed, not left running beside the containers it displaced;
+//! - every entry carries the run that wrote it: a failing run undoes its own work
+//!   ([`Scope::Run`]) and never what an earlier, successful run of the deployment stopped.
+//!
+//! A journal is per deployment (`<state>/journals/<deployment>.json`) and only ever changed by
+//! the holder of that deployment's lock ([`crate::lockfile`]).
 
 use std::fs::{self, File};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::Docker;
-use bollard::query_parameters::StopContainerOptionsBuilder;
+use bollard::query_parameters::{RemoveContainerOptionsBuilder, StopContainerOptionsBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::LifecycleError;
 
-/// Journal format version.
-pub const JOURNAL_VERSION: u32 = 1;
+/// Journal format version written. Version 1 journals (no run ids, no stop marks, no launch
+/// record) still read: their missing fields take the defaults below.
+pub const JOURNAL_VERSION: u32 = 2;
+
+/// Stop timeout when the container sets none of its own (`docker stop` would use 10 s; the
+/// services on these hosts unload models, which takes longer).
+pub const DEFAULT_STOP_TIMEOUT_S: u64 = 30;
+
+/// Slack on top of a stop timeout before a container still running after a stop was issued
+/// counts as running (dockerd's SIGKILL after the timeout and the exit take a moment).
+const STOP_GRACE_S: u64 = 10;
 
 /// One journal file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,8 +46,11 @@ pub struct Journal {
     pub deployment: String,
     /// Seconds since the epoch when written.
     pub created_unix: u64,
-    /// What was stopped.
+    /// What was stopped (and not yet restored).
     pub entries: Vec<JournalEntry>,
+    /// The deployment's container as the last run that created one left it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch: Option<LaunchRecord>,
 }
 
 /// One stopped container.
@@ -39,6 +64,51 @@ pub struct JournalEntry {
     pub prior_state: String,
     /// Its restart policy (unchanged by us; recorded to check and to warn).
     pub restart_policy: String,
+    /// The run that stopped it (empty in version 1 journals).
+    #[serde(default)]
+    pub run_id: String,
+    /// Seconds dockerd waits after SIGTERM before SIGKILL for this container.
+    #[serde(default = "default_stop_timeout")]
+    pub stop_timeout_s: u64,
+    /// When the stop was issued (seconds since the epoch); `None`: journalled, not yet issued.
+    /// Version 1 journals were written just before the stop: treated as issued.
+    #[serde(default)]
+    pub stop_issued_unix: Option<u64>,
+}
+
+fn default_stop_timeout() -> u64 {
+    DEFAULT_STOP_TIMEOUT_S
+}
+
+/// The container a run creates for the deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchRecord {
+    /// The run (also the container's [`crate::RUN_LABEL`]).
+    pub run_id: String,
+    /// Container name.
+    pub container: String,
+    /// Container id, once the create call returned it.
+    pub id: Option<String>,
+    /// The run finished (the server passed its checks): the container stays.
+    pub completed: bool,
+}
+
+/// Which part of a journal a restore undoes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    /// Everything (`vlmctl restore`, `vlmctl teardown`).
+    All,
+    /// Only what this run did (a run cleaning up after its own failure).
+    Run(&'a str),
+}
+
+impl Scope<'_> {
+    fn covers(self, run_id: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Run(r) => r == run_id,
+        }
+    }
 }
 
 /// Where journals live: `<state>/journals/<deployment>.json`.
@@ -62,6 +132,20 @@ pub fn all(state_dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default();
     v.sort();
     v
+}
+
+/// The deployment a journal path belongs to (its file stem).
+#[must_use]
+pub fn deployment_of(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Writes `journal` to `path`: temp file, fsync, rename, fsync the directory.
@@ -106,33 +190,68 @@ pub fn read(path: &Path) -> Result<Option<Journal>, LifecycleError> {
     }
 }
 
-/// Journals `entries`, then stops each. The journal exists before the first stop.
+fn read_or_new(path: &Path, deployment: &str) -> Result<Journal, LifecycleError> {
+    let mut j = read(path)?.unwrap_or(Journal {
+        version: JOURNAL_VERSION,
+        deployment: deployment.to_owned(),
+        created_unix: now_unix(),
+        entries: Vec::new(),
+        launch: None,
+    });
+    j.version = JOURNAL_VERSION;
+    Ok(j)
+}
+
+/// Writes the journal back, or removes it when nothing is left to undo.
+fn write_or_remove(path: &Path, journal: &Journal) -> Result<(), LifecycleError> {
+    let open_launch = journal.launch.as_ref().is_some_and(|l| !l.completed);
+    if journal.entries.is_empty() && !open_launch {
+        match fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(LifecycleError::Journal {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        }
+        if let Some(dir) = path.parent() {
+            let _ = File::open(dir).and_then(|d| d.sync_all());
+        }
+        return Ok(());
+    }
+    write(path, journal)
+}
+
+/// Journals `entries`, then stops each, marking each stop as issued in the journal before
+/// issuing it. `entries` carry the caller's run id and each container's stop timeout.
 pub async fn stop_journalled(
     docker: &Docker,
     journal_path: &Path,
     deployment: &str,
     entries: Vec<JournalEntry>,
 ) -> Result<(), LifecycleError> {
-    let mut journal = read(journal_path)?.unwrap_or(Journal {
-        version: JOURNAL_VERSION,
-        deployment: deployment.to_owned(),
-        created_unix: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-        entries: Vec::new(),
-    });
+    let mut journal = read_or_new(journal_path, deployment)?;
     for e in &entries {
         if !journal.entries.iter().any(|j| j.id == e.id) {
-            journal.entries.push(e.clone());
+            let mut e = e.clone();
+            e.stop_issued_unix = None;
+            journal.entries.push(e);
         }
     }
     write(journal_path, &journal)?;
     for e in &entries {
-        tracing::info!(container = %e.name, "stopping");
+        if let Some(j) = journal.entries.iter_mut().find(|j| j.id == e.id) {
+            j.stop_issued_unix = Some(now_unix());
+        }
+        write(journal_path, &journal)?;
+        tracing::info!(container = %e.name, timeout_s = e.stop_timeout_s, "stopping");
+        let t = i32::try_from(e.stop_timeout_s).unwrap_or(i32::MAX);
         docker
             .stop_container(
                 &e.id,
-                Some(StopContainerOptionsBuilder::default().t(30).build()),
+                Some(StopContainerOptionsBuilder::default().t(t).build()),
             )
             .await
             .map_err(|source| LifecycleError::Docker {
@@ -143,8 +262,33 @@ pub async fn stop_journalled(
     Ok(())
 }
 
+/// Records, before the create call, that `launch.run_id` is about to create the deployment's
+/// container (and, called again with the id, that it did). Creates the journal if needed.
+pub fn record_launch(
+    journal_path: &Path,
+    deployment: &str,
+    launch: LaunchRecord,
+) -> Result<(), LifecycleError> {
+    let mut journal = read_or_new(journal_path, deployment)?;
+    journal.launch = Some(launch);
+    write(journal_path, &journal)
+}
+
+/// A run finished well: the deployment's container is the one it checked, and stays. That also
+/// settles an unfinished launch of an earlier run that died (a relaunch that found its container
+/// running and healthy adopts it). The journal goes when nothing else is open.
+pub fn complete_launch(journal_path: &Path) -> Result<(), LifecycleError> {
+    let Some(mut journal) = read(journal_path)? else {
+        return Ok(());
+    };
+    if let Some(l) = journal.launch.as_mut() {
+        l.completed = true;
+    }
+    write_or_remove(journal_path, &journal)
+}
+
 /// Outcome of a restore.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Restored {
     /// Started again by this call.
     pub started: Vec<String>,
@@ -152,32 +296,80 @@ pub struct Restored {
     pub already_running: Vec<String>,
     /// Gone (removed by someone): cannot be restored; reported, not fatal.
     pub missing: Vec<String>,
+    /// Half-started deployment containers removed (a run that died before it finished).
+    pub removed: Vec<String>,
 }
 
-/// Starts whatever the journal says was running; idempotent. The journal is removed only when
-/// every entry is running again (or gone).
-pub async fn restore(docker: &Docker, journal_path: &Path) -> Result<Restored, LifecycleError> {
-    let mut out = Restored {
-        started: Vec::new(),
-        already_running: Vec::new(),
-        missing: Vec::new(),
-    };
-    let Some(journal) = read(journal_path)? else {
+/// Undoes what the journal records, within `scope`: removes a container whose launch did not
+/// complete, then starts every stopped container that is not running, waiting out a stop that
+/// may still be in flight. Idempotent; the journal is updated after each step, so a failure
+/// part-way leaves exactly what is still to do, and removed when nothing is left.
+pub async fn restore(
+    docker: &Docker,
+    journal_path: &Path,
+    scope: Scope<'_>,
+) -> Result<Restored, LifecycleError> {
+    let mut out = Restored::default();
+    let Some(mut journal) = read(journal_path)? else {
         return Ok(out);
     };
-    for e in journal
+    // The half-started server first, so that what it displaced comes back to a free GPU.
+    if let Some(l) = journal
+        .launch
+        .clone()
+        .filter(|l| !l.completed && scope.covers(&l.run_id))
+    {
+        if remove_launched(docker, &l).await? {
+            out.removed.push(l.container.clone());
+        }
+        journal.launch = None;
+        write_or_remove(journal_path, &journal)?;
+    }
+    let todo: Vec<JournalEntry> = journal
         .entries
         .iter()
-        .filter(|e| e.prior_state == "running")
-    {
+        .filter(|e| scope.covers(&e.run_id))
+        .cloned()
+        .collect();
+    for e in todo {
+        if e.prior_state == "running" {
+            match bring_back(docker, &e, journal.created_unix).await? {
+                Back::Started => out.started.push(e.name.clone()),
+                Back::AlreadyRunning => out.already_running.push(e.name.clone()),
+                Back::Missing => out.missing.push(e.name.clone()),
+            }
+        }
+        journal.entries.retain(|j| j.id != e.id);
+        write_or_remove(journal_path, &journal)?;
+    }
+    write_or_remove(journal_path, &journal)?;
+    Ok(out)
+}
+
+enum Back {
+    Started,
+    AlreadyRunning,
+    Missing,
+}
+
+/// Starts one journalled container unless it runs; a running one whose stop was issued is
+/// watched until the stop can no longer be in flight.
+async fn bring_back(
+    docker: &Docker,
+    e: &JournalEntry,
+    journal_created_unix: u64,
+) -> Result<Back, LifecycleError> {
+    // Version 1 journals were written right before the stop: count the stop as issued then.
+    let issued = e
+        .stop_issued_unix
+        .or(Some(journal_created_unix).filter(|_| e.run_id.is_empty()));
+    let deadline = issued.map(|t| t + e.stop_timeout_s + STOP_GRACE_S);
+    loop {
         let running = match docker.inspect_container(&e.id, None).await {
             Ok(i) => i.state.and_then(|s| s.running).unwrap_or(false),
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
-            }) => {
-                out.missing.push(e.name.clone());
-                continue;
-            }
+            }) => return Ok(Back::Missing),
             Err(source) => {
                 return Err(LifecycleError::Docker {
                     action: format!("inspect container {}", e.name),
@@ -185,29 +377,77 @@ pub async fn restore(docker: &Docker, journal_path: &Path) -> Result<Restored, L
                 });
             }
         };
-        if running {
-            out.already_running.push(e.name.clone());
+        if !running {
+            break;
+        }
+        // A stop that was issued may still be running its course (dockerd finishes it even
+        // when the client that asked died): trusting "running" now would lose the container.
+        if deadline.is_some_and(|d| now_unix() <= d) {
+            tracing::info!(container = %e.name, "a stop may be in flight; waiting it out");
+            tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         }
-        docker
-            .start_container(&e.id, None)
-            .await
-            .map_err(|source| LifecycleError::Docker {
-                action: format!("start container {} again", e.name),
-                source,
-            })?;
-        out.started.push(e.name.clone());
+        return Ok(Back::AlreadyRunning);
     }
-    fs::remove_file(journal_path).map_err(|source| LifecycleError::Journal {
-        path: journal_path.to_owned(),
-        source,
-    })?;
-    Ok(out)
+    match docker.start_container(&e.id, None).await {
+        Ok(())
+        // 304: started meanwhile (by its restart policy or a person).
+        | Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 304, ..
+        }) => Ok(Back::Started),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(Back::Missing),
+        Err(source) => Err(LifecycleError::Docker {
+            action: format!("start container {} again", e.name),
+            source,
+        }),
+    }
+}
+
+/// Removes the container of an unfinished launch: by id when the create call returned one,
+/// else by the run's label (the create may have gone through without the id being recorded).
+async fn remove_launched(docker: &Docker, l: &LaunchRecord) -> Result<bool, LifecycleError> {
+    let mut ids: Vec<String> = l.id.iter().cloned().collect();
+    let list =
+        crate::containers::labelled(docker, &format!("{}={}", crate::RUN_LABEL, l.run_id)).await?;
+    ids.extend(list.into_iter().filter_map(|c| c.id));
+    ids.sort();
+    ids.dedup();
+    let mut removed = false;
+    for id in ids {
+        let opts = RemoveContainerOptionsBuilder::default().force(true).build();
+        match docker.remove_container(&id, Some(opts)).await {
+            Ok(()) => removed = true,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {}
+            Err(source) => {
+                return Err(LifecycleError::Docker {
+                    action: format!("remove the half-started container {}", l.container),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry(id: &str, run: &str) -> JournalEntry {
+        JournalEntry {
+            id: id.into(),
+            name: format!("name-{id}"),
+            prior_state: "running".into(),
+            restart_policy: "always".into(),
+            run_id: run.into(),
+            stop_timeout_s: 5,
+            stop_issued_unix: Some(1),
+        }
+    }
 
     #[test]
     fn journal_round_trips_atomically() {
@@ -218,18 +458,87 @@ mod tests {
             version: JOURNAL_VERSION,
             deployment: "panda-llamacpp".into(),
             created_unix: 1,
-            entries: vec![JournalEntry {
-                id: "abc".into(),
-                name: "chatterbox".into(),
-                prior_state: "running".into(),
-                restart_policy: "always".into(),
-            }],
+            entries: vec![entry("abc", "r1")],
+            launch: Some(LaunchRecord {
+                run_id: "r1".into(),
+                container: "panda-llamacpp".into(),
+                id: None,
+                completed: false,
+            }),
         };
         write(&p, &j).unwrap();
         assert_eq!(read(&p).unwrap(), Some(j));
         assert_eq!(all(tmp.path()), vec![p.clone()]);
+        assert_eq!(deployment_of(&p), "panda-llamacpp");
         assert!(!p.with_extension("json.tmp").exists());
         std::fs::write(&p, b"{not json").unwrap();
         assert!(read(&p).is_err());
+    }
+
+    #[test]
+    fn version_1_journals_still_read_with_their_stops_counted_as_issued() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = path(tmp.path(), "d");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(
+            &p,
+            r#"{"version":1,"deployment":"d","created_unix":1,"entries":[{"id":"x","name":"n","prior_state":"running","restart_policy":"no"}]}"#,
+        )
+        .unwrap();
+        let j = read(&p).unwrap().unwrap();
+        let e = &j.entries[0];
+        assert_eq!((e.run_id.as_str(), e.stop_timeout_s), ("", 30));
+        assert_eq!(j.launch, None);
+    }
+
+    #[test]
+    fn completing_a_launch_keeps_other_runs_entries_and_drops_an_empty_journal() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = path(tmp.path(), "d");
+        let launch = |run: &str| LaunchRecord {
+            run_id: run.into(),
+            container: "d".into(),
+            id: Some("c".into()),
+            completed: false,
+        };
+        // A run that stopped nothing: its journal exists only while the launch is open.
+        record_launch(&p, "d", launch("r1")).unwrap();
+        assert!(p.exists());
+        complete_launch(&p).unwrap();
+        assert!(!p.exists(), "nothing left to undo");
+        // A run that stopped something keeps its entries after completing.
+        write(
+            &p,
+            &Journal {
+                version: JOURNAL_VERSION,
+                deployment: "d".into(),
+                created_unix: 1,
+                entries: vec![entry("a", "r1")],
+                launch: None,
+            },
+        )
+        .unwrap();
+        record_launch(&p, "d", launch("r2")).unwrap();
+        complete_launch(&p).unwrap();
+        let j = read(&p).unwrap().unwrap();
+        assert_eq!(j.entries, vec![entry("a", "r1")]);
+        assert!(j.launch.is_some_and(|l| l.completed));
+        // Until a run completes, the launch stays open for `restore` to undo.
+        record_launch(&p, "d", launch("r3")).unwrap();
+        assert!(
+            read(&p)
+                .unwrap()
+                .unwrap()
+                .launch
+                .is_some_and(|l| !l.completed)
+        );
+    }
+
+    #[test]
+    fn scope_covers_only_its_run() {
+        assert!(Scope::All.covers("anything"));
+        assert!(Scope::Run("r1").covers("r1"));
+        assert!(!Scope::Run("r1").covers("r2"));
+        assert!(!Scope::Run("r1").covers(""));
     }
 }

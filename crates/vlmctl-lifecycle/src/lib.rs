@@ -7,7 +7,8 @@
 //! - [`gates`]: daemon, platform ([`platform`]), port ([`ports`]), GPU memory ([`gpu`]),
 //!   weights (supplied by the caller) and conflicts, concurrently, read-only.
 //! - [`journal`]: the restore journal, written before anything is stopped; [`journal::restore`]
-//!   brings stopped containers back, idempotently.
+//!   brings stopped containers back, idempotently, and removes a half-started server.
+//! - [`lockfile`]: one command at a time per deployment.
 //! - [`containers`]: launch from a spec (idempotent by spec hash), readiness on `/health`,
 //!   teardown, conflict discovery.
 //!
@@ -22,6 +23,7 @@ mod error;
 pub mod gates;
 pub mod gpu;
 pub mod journal;
+pub mod lockfile;
 pub mod platform;
 pub mod ports;
 pub mod smoke;
@@ -36,6 +38,9 @@ pub const MANAGED_LABEL: &str = "org.vlmctl.managed";
 pub const SPEC_LABEL: &str = "org.vlmctl.spec-sha256";
 /// Label with the sha256 of the lock entry of the model it serves.
 pub const LOCK_LABEL: &str = "org.vlmctl.lock-sha256";
+/// Label with the id of the run that created the container (found and removed by it when the
+/// run dies before it recorded the container's id).
+pub const RUN_LABEL: &str = "org.vlmctl.run-id";
 /// Label with the deployment name.
 pub const NAME_LABEL: &str = "org.vlmctl.deployment";
 

@@ -150,7 +150,7 @@ struct RawSpec {
     expose: bool,
     server: Spanned<Server>,
     #[serde(default = "health_default")]
-    health: Health,
+    health: Spanned<Health>,
     #[serde(default)]
     memory: Memory,
     #[serde(default)]
@@ -175,18 +175,79 @@ fn restart_default() -> Spanned<String> {
 fn network_default() -> Spanned<String> {
     Spanned::new(0..0, "host".to_owned())
 }
-fn health_default() -> Health {
-    Health {
-        timeout_s: default_timeout(),
+fn health_default() -> Spanned<Health> {
+    Spanned::new(
+        0..0,
+        Health {
+            timeout_s: default_timeout(),
+        },
+    )
+}
+
+/// The longest `health.timeout_s` accepted.
+pub const MAX_HEALTH_TIMEOUT_S: u64 = 3600;
+
+/// `http://host:port`, with an IPv6 address in brackets.
+#[must_use]
+pub fn http_base(host: &str, port: u16) -> String {
+    format!("http://{}", host_port(host, port))
+}
+
+/// `host:port`, with an IPv6 address in brackets (`[::1]:11435`), as URLs and `docker -p` want.
+#[must_use]
+pub fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
+}
+
+/// An image reference as Docker reads one: `[registry[:port]/]path[:tag][@sha256:digest]`.
+/// Checked loosely (the daemon has the last word) but enough that nothing in it can be read as
+/// an option (`--help`) or split into several words.
+fn check_image(image: &str) -> Result<(), String> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || "._-/:@".contains(c);
+    if image.is_empty() {
+        return Err("an image reference is required".to_owned());
+    }
+    if !image.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err(format!(
+            "{image:?} is not an image reference: it must start with a letter or digit"
+        ));
+    }
+    if let Some(c) = image.chars().find(|c| !ok_char(*c)) {
+        return Err(format!(
+            "{image:?} is not an image reference: {c:?} is not allowed (letters, digits, \
+             `._-/:@` only)"
+        ));
+    }
+    if image.len() > 512 || image.contains("//") || image.ends_with(['/', ':', '@']) {
+        return Err(format!("{image:?} is not an image reference"));
+    }
+    Ok(())
 }
 
 impl Spec {
     /// Reads and validates the spec at `path`.
     pub fn load(path: &Path) -> Result<Self, LifecycleError> {
-        let text = std::fs::read_to_string(path).map_err(|source| LifecycleError::SpecRead {
+        let bytes = std::fs::read(path).map_err(|source| LifecycleError::SpecRead {
             path: path.to_owned(),
             source,
+        })?;
+        // Bad bytes are bad input (exit 3), not an unreadable file.
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let at = e.utf8_error().valid_up_to();
+            let bytes = e.as_bytes();
+            LifecycleError::SpecInvalid {
+                path: path.to_owned(),
+                line: String::from_utf8_lossy(&bytes[..at]).lines().count().max(1),
+                field: String::new(),
+                message: format!(
+                    "not UTF-8 text (byte 0x{:02x} at offset {at}): save the spec as UTF-8",
+                    bytes.get(at).copied().unwrap_or_default()
+                ),
+            }
         })?;
         Self::parse(&text, path)
     }
@@ -218,14 +279,8 @@ impl Spec {
                 format!("{name:?} is not a valid container name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)"),
             ));
         }
-        if raw.image.get_ref().trim().is_empty()
-            || raw.image.get_ref().contains(char::is_whitespace)
-        {
-            return Err(invalid(
-                raw.image.span(),
-                "image",
-                "an image reference without spaces is required".to_owned(),
-            ));
+        if let Err(why) = check_image(raw.image.get_ref()) {
+            return Err(invalid(raw.image.span(), "image", why));
         }
         let platform = raw.platform.get_ref();
         if platform != "host" && crate::platform::Platform::parse(platform).is_none() {
@@ -264,11 +319,15 @@ impl Spec {
             // Point at the key's own line inside [server] when it is there.
             invalid(key_span(text, &server_span, key), field, message)
         })?;
-        if raw.health.timeout_s == 0 {
+        let timeout = raw.health.get_ref().timeout_s;
+        if !(1..=MAX_HEALTH_TIMEOUT_S).contains(&timeout) {
             return Err(invalid(
-                0..0,
+                key_span(text, &raw.health.span(), "timeout_s"),
                 "health.timeout_s",
-                "must be at least 1".to_owned(),
+                format!(
+                    "{timeout}: must be between 1 and {MAX_HEALTH_TIMEOUT_S} seconds (an hour \
+                     is far beyond any model load; a wait that long is a hang)"
+                ),
             ));
         }
         Ok(Self {
@@ -281,7 +340,7 @@ impl Spec {
             network: raw.network.into_inner(),
             expose: raw.expose,
             server,
-            health: raw.health,
+            health: raw.health.into_inner(),
             memory: raw.memory,
             conflicts: raw
                 .conflict
@@ -310,9 +369,18 @@ impl Spec {
         if let Some(mm) = &mount.mmproj_file {
             args.extend(["--mmproj".to_owned(), format!("/models/{mm}")]);
         }
+        // On the host network the server binds the spec's address itself. On a bridge network
+        // it has a namespace of its own, where loopback is unreachable from the host: it listens
+        // on every address *inside* the container, and the published port binding (on
+        // `server.host` only) decides who can reach it.
+        let bind = if self.network == "host" {
+            s.host.clone()
+        } else {
+            "0.0.0.0".to_owned()
+        };
         args.extend([
             "--host".to_owned(),
-            s.host.clone(),
+            bind,
             "--port".to_owned(),
             s.port.to_string(),
             "--ctx-size".to_owned(),
@@ -357,13 +425,17 @@ impl Spec {
             parts.push("--network host".to_owned());
         } else {
             parts.push(format!(
-                "-p {}:{}:{}",
-                self.server.host, self.server.port, self.server.port
+                "-p {}:{}",
+                host_port(&self.server.host, self.server.port),
+                self.server.port
             ));
         }
         parts.push(format!(
-            "-v {}:/models:ro",
-            shell_quote(&mount.dir.display().to_string())
+            "--mount {}",
+            shell_quote(&format!(
+                "type=bind,source={},target=/models,readonly",
+                mount.dir.display()
+            ))
         ));
         parts.push("--cap-drop ALL".to_owned());
         parts.push("--security-opt no-new-privileges".to_owned());
@@ -423,14 +495,123 @@ fn check_server(
             ));
         }
     }
-    if server.extra_args.iter().any(|a| a == "--api-key") {
+    if let Some(var) = &server.api_key_env
+        && (var.is_empty()
+            || var.starts_with(|c: char| c.is_ascii_digit())
+            || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+    {
         return Err(invalid(
-            "extra_args",
-            "server.extra_args",
-            "pass the API key through `server.api_key_env`, never as an argument".to_owned(),
+            "api_key_env",
+            "server.api_key_env",
+            format!(
+                "{var:?} is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*); it \
+                 names the variable that holds the key, never the key itself"
+            ),
         ));
     }
+    if server.threads == Some(0) {
+        return Err(invalid(
+            "threads",
+            "server.threads",
+            "0 threads: give a count, or leave `threads` out for llama-server's default".to_owned(),
+        ));
+    }
+    for (i, arg) in server.extra_args.iter().enumerate() {
+        if let Some(why) = refused_extra_arg(arg) {
+            return Err(invalid(
+                "extra_args",
+                &format!("server.extra_args[{i}]"),
+                format!("{arg:?}: {why}"),
+            ));
+        }
+    }
     Ok(())
+}
+
+/// llama-server options that `extra_args` may not carry, with why. Spellings are compared the
+/// way llama.cpp's parser reads them (`common/arg.cpp`: in a `--long` option `_` means `-`), and
+/// `--opt=value` as `--opt` so that no form slips through.
+const REFUSED_ARGS: &[(&[&str], &str)] = &[
+    (
+        &["--host"],
+        "vlmctl owns the bind address: set `server.host` (loopback unless `expose = true` with an API key)",
+    ),
+    (&["--port"], "vlmctl owns the port: set `server.port`"),
+    (
+        &["--api-key", "--api-key-file"],
+        "pass the API key through `server.api_key_env`, never as an argument",
+    ),
+    (
+        &["-m", "--model", "-mm", "--mmproj"],
+        "vlmctl mounts and passes the verified model and projector from weights.lock",
+    ),
+    (&["-c", "--ctx-size"], "set `server.ctx_size`"),
+    (
+        &["-ngl", "--gpu-layers", "--n-gpu-layers"],
+        "set `server.n_gpu_layers`",
+    ),
+    (&["-t", "--threads"], "set `server.threads`"),
+    (&["--jinja", "--no-jinja"], "set `server.jinja`"),
+    (
+        &[
+            "--reuse-port",
+            "--ssl-key-file",
+            "--ssl-cert-file",
+            "--api-prefix",
+            "--path",
+        ],
+        "changes how or where the server listens, which vlmctl checks and reports",
+    ),
+    (
+        &[
+            "-mu",
+            "--model-url",
+            "-hf",
+            "-hfr",
+            "--hf-repo",
+            "-hff",
+            "--hf-file",
+            "-hft",
+            "--hf-token",
+            "-dr",
+            "--docker-repo",
+            "-mmu",
+            "--mmproj-url",
+            "--mmproj-auto",
+            "-md",
+            "--model-draft",
+            "--spec-draft-model",
+            "-hfd",
+            "-hfrd",
+            "--hf-repo-draft",
+            "--spec-draft-hf",
+            "--lora",
+            "--lora-scaled",
+            "--control-vector",
+            "--control-vector-scaled",
+            "--models-dir",
+            "--models-preset",
+        ],
+        "loads weights that are not verified against weights.lock",
+    ),
+];
+
+/// Why `arg` may not appear in `extra_args`, if it may not.
+fn refused_extra_arg(arg: &str) -> Option<&'static str> {
+    let arg = arg.trim();
+    let name = arg.split_once('=').map_or(arg, |(n, _)| n);
+    let name = if name.starts_with("--") {
+        name.replace('_', "-")
+    } else {
+        name.to_owned()
+    };
+    if arg.contains('\0') {
+        return Some("a NUL byte cannot be passed in an argument");
+    }
+    REFUSED_ARGS
+        .iter()
+        .find(|(names, _)| names.contains(&name.as_str()))
+        .map(|(_, why)| *why)
 }
 
 /// The span of `key = ...` in the table that starts at `table` (toml spans a table by its
@@ -541,7 +722,9 @@ name = "vllm-nemotron-super"
         let line = spec.docker_run_line(&mount());
         assert!(line.contains("--gpus all"), "{line}");
         assert!(
-            line.contains("-v /home/u/gguf-gemma4-e2b:/models:ro"),
+            line.contains(
+                "--mount type=bind,source=/home/u/gguf-gemma4-e2b,target=/models,readonly"
+            ),
             "{line}"
         );
         assert!(line.contains("--cap-drop ALL"), "{line}");
@@ -614,6 +797,158 @@ name = "vllm-nemotron-super"
             "jinja = true\nextra_args = [\"--api-key\", \"x\"]",
         );
         assert!(err(&smuggled).contains("never as an argument"));
+    }
+
+    #[test]
+    fn extra_args_cannot_rebind_authenticate_or_load_unverified_weights_in_any_spelling() {
+        let with = |args: &str| {
+            PANDA.replace(
+                "jinja = true",
+                &format!("jinja = true\nextra_args = [{args}]"),
+            )
+        };
+        for (args, want) in [
+            (
+                r#""--host", "127.0.0.2""#,
+                "server.extra_args[0]: \"--host\": vlmctl owns the bind address",
+            ),
+            (
+                r#""-fa", "on", "--host=0.0.0.0""#,
+                "server.extra_args[2]: \"--host=0.0.0.0\"",
+            ),
+            (r#""--api_key", "x""#, "never as an argument"),
+            (r#""--api-key=x""#, "never as an argument"),
+            (r#""--api_key_file", "/k""#, "never as an argument"),
+            (r#""--port", "1""#, "vlmctl owns the port"),
+            (r#""-m", "/models/other.gguf""#, "verified model"),
+            (r#""--model=/x.gguf""#, "verified model"),
+            (r#""-mm", "/x""#, "verified model"),
+            (r#""-hf", "org/repo""#, "not verified against weights.lock"),
+            (
+                r#""--hf_repo=org/repo""#,
+                "not verified against weights.lock",
+            ),
+            (
+                r#""--model-draft", "/x""#,
+                "not verified against weights.lock",
+            ),
+            (r#""--lora", "/x""#, "not verified against weights.lock"),
+            (r#""-ngl", "1""#, "server.n_gpu_layers"),
+            (r#""--path", "/""#, "how or where the server listens"),
+            (r#"" --reuse-port""#, "how or where the server listens"),
+        ] {
+            let got = err(&with(args));
+            assert!(got.contains(want), "{args}: want {want:?} in {got}");
+            assert!(
+                got.starts_with("docker/x.toml:14: "),
+                "{args}: the extra_args line: {got}"
+            );
+        }
+        // Harmless options pass, also ones that merely start like a refused one.
+        let ok =
+            with(r#""-fa", "on", "--hostname-like", "--cache-reuse", "256", "-mmdev", "none""#);
+        Spec::parse(&ok, Path::new("p")).unwrap();
+        // The short `-m` is not `--m`: llama.cpp maps `_` only in `--long` options.
+        assert!(refused_extra_arg("-m_").is_none());
+        assert!(refused_extra_arg("--n_gpu_layers=3").is_some());
+    }
+
+    #[test]
+    fn image_must_be_a_reference_not_an_option() {
+        for bad in [
+            "--help",
+            "-x",
+            "a b",
+            "img\n--privileged",
+            "",
+            "x//y",
+            "x:",
+            "reg/$(id)",
+        ] {
+            let got = err(&PANDA.replace(
+                "ghcr.io/ggml-org/llama.cpp:server-cuda",
+                &bad.replace('\n', "\\n"),
+            ));
+            assert!(got.contains("docker/x.toml:3: image:"), "{bad:?}: {got}");
+        }
+        for good in [
+            "ghcr.io/ggml-org/llama.cpp:server-cuda",
+            "127.0.0.1:5000/x/y:tag",
+            "vlmctl-test/llama-server:cpu",
+            "img@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ] {
+            Spec::parse(
+                &PANDA.replace("ghcr.io/ggml-org/llama.cpp:server-cuda", good),
+                Path::new("p"),
+            )
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn health_timeout_is_between_one_second_and_an_hour() {
+        for bad in ["0", "3601", "18446744073709551615"] {
+            let got = err(&PANDA.replace("timeout_s = 120", &format!("timeout_s = {bad}")));
+            assert!(got.contains("health.timeout_s"), "{bad}: {got}");
+            assert!(
+                got.starts_with("docker/x.toml:15: "),
+                "{bad}: its own line: {got}"
+            );
+        }
+        assert!(err(&PANDA.replace("timeout_s = 120", "timeout_s = -1")).contains(":15:"));
+        let s = Spec::parse(
+            &PANDA.replace("timeout_s = 120", "timeout_s = 3600"),
+            Path::new("p"),
+        )
+        .unwrap();
+        assert_eq!(s.health.timeout_s, 3600);
+        assert!(
+            err(&PANDA.replace("jinja = true", "jinja = true\nthreads = 0"))
+                .contains("server.threads")
+        );
+    }
+
+    #[test]
+    fn ipv6_loopback_gets_brackets_in_urls_and_port_bindings() {
+        assert_eq!(http_base("::1", 11435), "http://[::1]:11435");
+        assert_eq!(http_base("127.0.0.1", 11435), "http://127.0.0.1:11435");
+        let spec = Spec::parse(
+            &PANDA
+                .replace("127.0.0.1", "::1")
+                .replace("network = \"host\"", "network = \"bridge\""),
+            Path::new("p"),
+        )
+        .unwrap();
+        let line = spec.docker_run_line(&mount());
+        assert!(line.contains("-p [::1]:11435:11435"), "{line}");
+        // Inside its own network namespace the server listens on every address; the published
+        // binding above is what keeps it on loopback.
+        assert!(line.contains("--host 0.0.0.0"), "{line}");
+        let host_net = Spec::parse(&PANDA.replace("127.0.0.1", "::1"), Path::new("p")).unwrap();
+        assert!(
+            host_net
+                .server_args(&mount())
+                .join(" ")
+                .contains("--host ::1")
+        );
+        // Any other IPv6 address is not loopback.
+        assert!(err(&PANDA.replace("127.0.0.1", "::")).contains("exposes the server"));
+    }
+
+    #[test]
+    fn a_spec_that_is_not_utf8_is_bad_input_with_its_line() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("latin1.toml");
+        let mut bytes = PANDA.as_bytes().to_vec();
+        let at = PANDA.find("[server]").unwrap();
+        bytes.splice(at..at, b"# caf\xe9\n".iter().copied());
+        std::fs::write(&p, bytes).unwrap();
+        let e = Spec::load(&p).unwrap_err();
+        assert!(
+            matches!(e, LifecycleError::SpecInvalid { line: 8, .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("not UTF-8"), "{e}");
     }
 
     #[test]

@@ -143,9 +143,23 @@ struct RawFile {
 impl Lock {
     /// Reads and validates the lock file at `path`.
     pub fn load(path: &Path) -> Result<Self, WeightsError> {
-        let text = std::fs::read_to_string(path).map_err(|source| WeightsError::LockRead {
+        let bytes = std::fs::read(path).map_err(|source| WeightsError::LockRead {
             path: path.to_owned(),
             source,
+        })?;
+        // Bad bytes are bad input (exit 3), not an unreadable file.
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let at = e.utf8_error().valid_up_to();
+            let bytes = e.as_bytes();
+            WeightsError::LockInvalid {
+                path: path.to_owned(),
+                line: line_of(&String::from_utf8_lossy(&bytes[..at]), at),
+                field: String::new(),
+                message: format!(
+                    "not UTF-8 text (byte 0x{:02x} at offset {at}): save the lock as UTF-8",
+                    bytes.get(at).copied().unwrap_or_default()
+                ),
+            }
         })?;
         Self::parse(&text, path)
     }
@@ -427,6 +441,19 @@ fn line_of(text: &str, offset: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lock_that_is_not_utf8_is_invalid_input_with_its_line() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("weights.lock");
+        std::fs::write(&p, b"version = 1\n# caf\xe9\n").unwrap();
+        let e = Lock::load(&p).unwrap_err();
+        assert!(
+            matches!(e, WeightsError::LockInvalid { line: 2, .. }),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("not UTF-8"), "{e}");
+    }
 
     const GOOD: &str = r#"version = 1
 

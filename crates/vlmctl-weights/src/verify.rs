@@ -123,23 +123,28 @@ impl std::fmt::Display for FileStatus {
 /// the order of `jobs`.
 #[must_use]
 pub fn verify_all(jobs: &[VerifyJob], threads: usize) -> Vec<FileReport> {
+    parallel(jobs, threads, verify_one)
+}
+
+/// `f` over every item, `threads` at a time (0 = number of cores), results in input order.
+fn parallel<J: Sync, T: Send>(items: &[J], threads: usize, f: impl Fn(&J) -> T + Sync) -> Vec<T> {
     let threads = if threads == 0 {
         std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
     } else {
         threads
     }
-    .min(jobs.len().max(1));
+    .min(items.len().max(1));
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<FileReport>>> = Mutex::new(vec![None; jobs.len()]);
+    let results: Mutex<Vec<Option<T>>> = Mutex::new(items.iter().map(|_| None).collect());
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(job) = jobs.get(i) else { break };
-                    let report = verify_one(job);
+                    let Some(item) = items.get(i) else { break };
+                    let result = f(item);
                     if let Ok(mut r) = results.lock() {
-                        r[i] = Some(report);
+                        r[i] = Some(result);
                     }
                 }
             });
@@ -235,14 +240,21 @@ pub fn sha256_file(path: &Path) -> io::Result<Sha256Digest> {
     Ok(Sha256Digest(hasher.finalize().into()))
 }
 
-/// Identity of a file on disk: if none of these changed, its content did not either (short of
-/// deliberate tampering with timestamps, which `weights verify` without a cache still catches).
+/// Identity of a file on disk: if none of these changed, its content did not either. The mtime
+/// alone would not do: whoever can write the file can also set its mtime back (`touch -r`,
+/// utimensat(2)) after an edit in place. The ctime cannot be set back: every write, truncate,
+/// chmod, rename or timestamp change moves it to the current time, and only changing the system
+/// clock would make an old value come round again. `weights verify` (no cache) always hashes.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileStamp {
     /// Size in bytes.
     pub len: u64,
     /// Modification time, ns since the epoch.
     pub mtime_ns: i128,
+    /// Status change time (ctime), ns since the epoch. `None` in a cache written before it was
+    /// recorded: such an entry never equals a live stamp, so the file is hashed again.
+    #[serde(default)]
+    pub ctime_ns: Option<i128>,
     /// Inode.
     pub ino: u64,
     /// Device.
@@ -251,83 +263,130 @@ pub struct FileStamp {
     pub sha256: String,
 }
 
+/// How much older than a check a file's last change must be for the check to be remembered:
+/// well above the kernel's timestamp tick (1/HZ: 1 to 10 ms).
+const RACY_WINDOW_NS: i128 = 100_000_000;
+
+fn wall_clock_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX))
+}
+
+/// Whether the file's timestamps were settled when the check started (not "racily clean").
+fn settled_before(s: &FileStamp, started_ns: i128) -> bool {
+    let limit = started_ns - RACY_WINDOW_NS;
+    s.mtime_ns < limit && s.ctime_ns.is_some_and(|c| c < limit)
+}
+
 fn stamp(path: &Path, sha256: &Sha256Digest) -> Option<FileStamp> {
     use std::os::unix::fs::MetadataExt;
+    let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
     let m = std::fs::metadata(path).ok()?;
     Some(FileStamp {
         len: m.len(),
-        mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        mtime_ns: ns(m.mtime(), m.mtime_nsec()),
+        ctime_ns: Some(ns(m.ctime(), m.ctime_nsec())),
         ino: m.ino(),
         dev: m.dev(),
         sha256: sha256.to_string(),
     })
 }
 
-/// [`verify_all`] with a fast path: a file whose stamp (size, mtime, inode, device, expected
-/// sha256) matches the one recorded in `cache` when it last verified is checked for presence,
-/// size and GGUF structure but not hashed again. The cache (JSON) is updated with every file
-/// that verifies and loses every file that does not. Returns the reports and how many files
-/// took the fast path.
+/// [`verify_all`] with a fast path: a file whose stamp (size, mtime, ctime, inode, device,
+/// expected sha256) matches the one recorded in `cache` when it last verified is checked for
+/// presence, size and GGUF structure but not hashed again. A stamp is recorded only for a file
+/// that verified and whose stamp was the same just before and just after its check, so a file
+/// changed while it was being hashed is hashed again next time; the cache (JSON) loses every
+/// file that does not verify. Returns the reports and how many files took the fast path.
 #[must_use]
 pub fn verify_all_cached(
     jobs: &[VerifyJob],
     threads: usize,
     cache: &Path,
 ) -> (Vec<FileReport>, usize) {
+    verify_all_cached_with(jobs, threads, cache, &verify_one)
+}
+
+/// One file's result in [`verify_all_cached`].
+struct CachedOutcome {
+    report: FileReport,
+    /// What to record in the cache; `None` removes the file's entry.
+    remember: Option<FileStamp>,
+    /// Whether the hash was skipped.
+    fast: bool,
+}
+
+/// [`verify_all_cached`] with the full check as a parameter, so that a test can change a file
+/// while it is being checked.
+fn verify_all_cached_with(
+    jobs: &[VerifyJob],
+    threads: usize,
+    cache: &Path,
+    full_check: &(dyn Fn(&VerifyJob) -> FileReport + Sync),
+) -> (Vec<FileReport>, usize) {
     use std::collections::BTreeMap;
+    // An unreadable or outdated cache is an empty one: every file is hashed.
     let mut stamps: BTreeMap<String, FileStamp> = std::fs::read(cache)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
     let key = |j: &VerifyJob| j.location.display().to_string();
-    let (fast, slow): (Vec<&VerifyJob>, Vec<&VerifyJob>) = jobs.iter().partition(|j| {
-        stamps
+    let outcomes = parallel(jobs, threads, |j| {
+        let now = || stamp(&j.location, &j.file.sha256);
+        // Size and structure are cheap; only the hash is skipped. The stamp is taken again after
+        // the structure check so that an OK never describes a file that changed meanwhile.
+        let fast = stamps
             .get(&key(j))
-            .is_some_and(|s| Some(s) == stamp(&j.location, &j.file.sha256).as_ref())
+            .filter(|s| now().as_ref() == Some(*s))
+            .and_then(|cached| {
+                let summary = gguf::check_file(&j.location).ok()?;
+                (now().as_ref() == Some(cached)).then(|| CachedOutcome {
+                    report: FileReport {
+                        model: j.model.clone(),
+                        path: j.file.path.clone(),
+                        role: j.file.role,
+                        location: j.location.clone(),
+                        status: FileStatus::Ok,
+                        gguf: Some(summary),
+                    },
+                    remember: Some(cached.clone()),
+                    fast: true,
+                })
+            });
+        if let Some(outcome) = fast {
+            return outcome;
+        }
+        // Remembered only if nothing moved while it was hashed, and only if its last change is
+        // older than the clock's coarseness: timestamps come from a coarse clock (a few ms a
+        // tick), so a same-size change within the tick of the file's previous change would
+        // leave every timestamp as it was (git calls such entries "racily clean"). A file
+        // changed just before the check is hashed again next time instead.
+        let started_ns = wall_clock_ns();
+        let before = now();
+        let report = full_check(j);
+        let after = now();
+        CachedOutcome {
+            remember: before.filter(|b| {
+                report.ok() && after.as_ref() == Some(b) && settled_before(b, started_ns)
+            }),
+            report,
+            fast: false,
+        }
     });
-    let slow_owned: Vec<VerifyJob> = slow.iter().map(|j| (*j).clone()).collect();
-    let mut by_location: BTreeMap<String, FileReport> = verify_all(&slow_owned, threads)
-        .into_iter()
-        .map(|r| (r.location.display().to_string(), r))
-        .collect();
     let mut fast_count = 0;
-    for j in &fast {
-        // Size and structure are cheap; only the hash is skipped.
-        let summary = gguf::check_file(&j.location);
-        let status = match &summary {
-            Ok(_) => {
-                fast_count += 1;
-                FileStatus::Ok
-            }
-            Err(e) => FileStatus::BadGguf {
-                error: e.to_string(),
-            },
-        };
-        by_location.insert(
-            key(j),
-            FileReport {
-                model: j.model.clone(),
-                path: j.file.path.clone(),
-                role: j.file.role,
-                location: j.location.clone(),
-                status,
-                gguf: summary.ok(),
-            },
-        );
-    }
-    let reports: Vec<FileReport> = jobs
-        .iter()
-        .filter_map(|j| by_location.remove(&key(j)))
-        .collect();
-    for (j, r) in jobs.iter().zip(&reports) {
-        match (r.ok(), stamp(&j.location, &j.file.sha256)) {
-            (true, Some(s)) => {
+    let mut reports = Vec::with_capacity(outcomes.len());
+    for (j, outcome) in jobs.iter().zip(outcomes) {
+        fast_count += usize::from(outcome.fast);
+        match outcome.remember {
+            Some(s) => {
                 stamps.insert(key(j), s);
             }
-            _ => {
+            None => {
                 stamps.remove(&key(j));
             }
         }
+        reports.push(outcome.report);
     }
     if let Some(dir) = cache.parent() {
         let _ = std::fs::create_dir_all(dir);
@@ -341,14 +400,16 @@ pub fn verify_all_cached(
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Seek, SeekFrom, Write};
+    use std::time::Duration;
+
     use super::*;
     use crate::lock::Role;
 
-    #[test]
-    fn cached_verification_skips_hashing_only_while_the_file_is_unchanged() {
-        let tmp = tempfile::tempdir().unwrap();
+    /// A small valid GGUF at `dir/m.gguf` and its job, locked to the content written.
+    fn locked_file(dir: &Path) -> (VerifyJob, Vec<u8>) {
         let data = crate::gguf::synthetic(&[("w", &[32], 0)]);
-        let path = tmp.path().join("m.gguf");
+        let path = dir.join("m.gguf");
         std::fs::write(&path, &data).unwrap();
         let job = VerifyJob {
             model: "m".into(),
@@ -358,8 +419,57 @@ mod tests {
                 size: data.len() as u64,
                 sha256: Sha256Digest(Sha256::digest(&data).into()),
             },
-            location: path.clone(),
+            location: path,
         };
+        (job, data)
+    }
+
+    /// What `dd conv=notrunc` then `touch -r` do: 4 bytes of tensor data changed in place, same
+    /// length, then the mtime (and atime) put back to the nanosecond.
+    fn edit_in_place_keeping_mtime(path: &Path) {
+        let before = std::fs::metadata(path).unwrap();
+        let times = std::fs::FileTimes::new()
+            .set_modified(before.modified().unwrap())
+            .set_accessed(before.accessed().unwrap());
+        let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        f.seek(SeekFrom::End(-4)).unwrap();
+        f.write_all(&[0xDE, 0xAD, 0xBE, 0xEF]).unwrap();
+        f.set_times(times).unwrap();
+        drop(f);
+        let after = std::fs::metadata(path).unwrap();
+        assert_eq!(after.len(), before.len());
+        assert_eq!(after.modified().unwrap(), before.modified().unwrap());
+    }
+
+    /// Timestamps come from a coarse clock (one tick is up to 10 ms): a pause makes the edit's
+    /// ctime differ from the write's, and lets the file's last change fall out of the window in
+    /// which a check is not remembered ([`RACY_WINDOW_NS`]). Not synchronisation.
+    fn next_clock_tick() {
+        std::thread::sleep(Duration::from_millis(150));
+    }
+
+    #[test]
+    fn a_file_changed_just_before_the_check_is_not_remembered() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (job, _) = locked_file(tmp.path());
+        let cache = tmp.path().join("state/verified.json");
+        // Written a moment ago: a same-tick edit could still hide behind its timestamps.
+        let (r, fast) = verify_all_cached(std::slice::from_ref(&job), 1, &cache);
+        assert!(r[0].ok() && fast == 0);
+        let (r, fast) = verify_all_cached(std::slice::from_ref(&job), 1, &cache);
+        assert!(r[0].ok() && fast == 0, "racily clean: hashed again");
+        next_clock_tick();
+        let (r, fast) = verify_all_cached(std::slice::from_ref(&job), 1, &cache);
+        assert!(r[0].ok() && fast == 0, "settled now: hashed and remembered");
+        let (r, fast) = verify_all_cached(std::slice::from_ref(&job), 1, &cache);
+        assert!(r[0].ok() && fast == 1);
+    }
+
+    #[test]
+    fn cached_verification_skips_hashing_only_while_the_file_is_unchanged() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (job, data) = locked_file(tmp.path());
+        next_clock_tick();
         let cache = tmp.path().join("state/verified.json");
         let (r, fast) = verify_all_cached(std::slice::from_ref(&job), 1, &cache);
         assert!(r[0].ok() && fast == 0, "first run hashes");
@@ -369,8 +479,8 @@ mod tests {
         let mut bad = data.clone();
         let last = bad.len() - 1;
         bad[last] ^= 1;
-        std::thread::sleep(std::time::Duration::from_millis(10)); // distinct mtime, not synchronisation
-        std::fs::write(&path, &bad).unwrap();
+        next_clock_tick();
+        std::fs::write(&job.location, &bad).unwrap();
         let (r, fast) = verify_all_cached(std::slice::from_ref(&job), 1, &cache);
         assert_eq!(fast, 0);
         assert!(
@@ -383,5 +493,79 @@ mod tests {
             !r[0].ok() && fast == 0,
             "a failed file never takes the fast path"
         );
+    }
+
+    #[test]
+    fn an_edit_in_place_with_the_mtime_put_back_is_hashed_and_caught() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (job, _) = locked_file(tmp.path());
+        next_clock_tick();
+        let cache = tmp.path().join("verified.json");
+        let (r, fast) = verify_all_cached(std::slice::from_ref(&job), 1, &cache);
+        assert!(r[0].ok() && fast == 0, "first run hashes");
+        next_clock_tick();
+        edit_in_place_keeping_mtime(&job.location);
+        let (r, fast) = verify_all_cached(std::slice::from_ref(&job), 1, &cache);
+        assert_eq!(fast, 0, "the ctime moved: no fast path");
+        assert!(
+            matches!(r[0].status, FileStatus::HashMismatch { .. }),
+            "{:?}",
+            r[0].status
+        );
+    }
+
+    #[test]
+    fn a_file_changed_while_it_is_hashed_is_not_remembered_as_verified() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (job, _) = locked_file(tmp.path());
+        next_clock_tick();
+        let cache = tmp.path().join("verified.json");
+        next_clock_tick();
+        // The hash reads the old content; the edit lands before the check returns.
+        let hash_then_edit = |j: &VerifyJob| {
+            let report = verify_one(j);
+            edit_in_place_keeping_mtime(&j.location);
+            report
+        };
+        let (r, fast) =
+            verify_all_cached_with(std::slice::from_ref(&job), 1, &cache, &hash_then_edit);
+        assert!(r[0].ok() && fast == 0, "{:?}", r[0].status);
+        let stamps: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+        assert_eq!(stamps, serde_json::json!({}), "nothing remembered");
+        let (r, fast) = verify_all_cached(std::slice::from_ref(&job), 1, &cache);
+        assert_eq!(fast, 0);
+        assert!(
+            matches!(r[0].status, FileStatus::HashMismatch { .. }),
+            "{:?}",
+            r[0].status
+        );
+    }
+
+    #[test]
+    fn a_cache_without_ctimes_or_unreadable_is_hashed_again_never_trusted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (job, _) = locked_file(tmp.path());
+        next_clock_tick();
+        let cache = tmp.path().join("verified.json");
+        let (r, _) = verify_all_cached(std::slice::from_ref(&job), 1, &cache);
+        assert!(r[0].ok());
+        // The form written before ctime was recorded: same entry, no `ctime_ns`.
+        let mut old: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+        for entry in old.as_object_mut().unwrap().values_mut() {
+            assert!(entry["ctime_ns"].is_i64() || entry["ctime_ns"].is_u64());
+            entry.as_object_mut().unwrap().remove("ctime_ns");
+        }
+        std::fs::write(&cache, serde_json::to_vec(&old).unwrap()).unwrap();
+        let (r, fast) = verify_all_cached(std::slice::from_ref(&job), 1, &cache);
+        assert!(r[0].ok() && fast == 0, "an old entry does not match");
+        let (r, fast) = verify_all_cached(std::slice::from_ref(&job), 1, &cache);
+        assert!(r[0].ok() && fast == 1, "rewritten with the ctime");
+        for junk in ["not json", "{\"x\": 1}", ""] {
+            std::fs::write(&cache, junk).unwrap();
+            let (r, fast) = verify_all_cached(std::slice::from_ref(&job), 1, &cache);
+            assert!(r[0].ok() && fast == 0, "{junk:?}");
+        }
     }
 }

@@ -126,6 +126,10 @@ pub struct StateArgs {
     /// State directory (default: $XDG_STATE_HOME/vlmctl, else ~/.local/state/vlmctl).
     #[arg(long, env = env_vars::VLMCTL_STATE_DIR, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// When another vlmctl command holds the deployment (provision, relaunch, teardown,
+    /// restore), wait for it to finish instead of failing at once (exit 10).
+    #[arg(long)]
+    pub wait: bool,
 }
 
 #[derive(Debug, Args)]

@@ -23,5 +23,9 @@ pub const SERVER: u8 = 8;
 /// `bench compare` found a config that needs investigating (p50 change > 20 % or schema pass
 /// rate < 95 %).
 pub const INVESTIGATE: u8 = 9;
-/// Interrupted (Ctrl-C); anything stopped was restored.
+/// Another vlmctl command holds the deployment's lock (`provision`, `relaunch`, `teardown`,
+/// `restore`); nothing was done. `--wait` waits for it instead.
+pub const BUSY: u8 = 10;
+/// Interrupted by a signal (SIGINT/Ctrl-C, SIGTERM, SIGHUP, SIGQUIT) during provision or
+/// relaunch; what the run had done (stopped containers, a half-started server) was undone.
 pub const INTERRUPTED: u8 = 130;

@@ -65,12 +65,15 @@ impl From<vlmctl_lifecycle::LifecycleError> for Failure {
     fn from(e: vlmctl_lifecycle::LifecycleError) -> Self {
         use vlmctl_lifecycle::LifecycleError as E;
         let code = match &e {
-            E::SpecRead { .. } | E::DaemonUnreachable { .. } | E::Journal { .. } => {
-                exit_codes::ENVIRONMENT
-            }
+            _ if e.daemon_gone() => exit_codes::ENVIRONMENT,
+            E::SpecRead { .. }
+            | E::DaemonUnreachable { .. }
+            | E::Journal { .. }
+            | E::State { .. }
+            | E::Pull { .. } => exit_codes::ENVIRONMENT,
+            E::Busy { .. } => exit_codes::BUSY,
             E::SpecInvalid { .. } | E::NameTaken { .. } => exit_codes::INVALID_INPUT,
             E::RegistryInspect { .. } => exit_codes::GATE_FAILED,
-            E::Pull { .. } => exit_codes::ENVIRONMENT,
             E::Docker { .. }
             | E::NoGpuRuntime { .. }
             | E::PortTaken { .. }

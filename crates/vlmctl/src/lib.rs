@@ -1,18 +1,15 @@
 //! The `vlmctl` command line: parses arguments, runs one command, renders its result or its
 //! error (`error: ...`, causes, a blank line, `hint: ...`) and returns an exit code from
-//! [`exit_codes`]. It wires the libraries together and is the only crate that prints:
+//! [`exit_codes`]. It wires the libraries together and is the only crate that prints (always
+//! through [`redact`], so that no secret reaches a terminal or a log):
 //! `vlmctl-weights` (lock, fetch, verify), `vlmctl-lifecycle` (Docker), `vlmctl-bench`.
-#![expect(
-    clippy::print_stdout,
-    clippy::print_stderr,
-    reason = "the CLI crate is the one place that prints"
-)]
 
 mod cli;
 pub mod commands;
 pub mod env_vars;
 pub mod exit_codes;
 mod failure;
+pub mod redact;
 pub mod table;
 
 use std::ffi::OsString;
@@ -43,7 +40,7 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitC
     match execute(&cli, &mut out) {
         Ok(code) => ExitCode::from(code),
         Err(failure) => {
-            eprintln!("{}", failure.render());
+            redact::write_line(true, &failure.render());
             ExitCode::from(failure.code)
         }
     }
@@ -96,12 +93,12 @@ pub struct Output;
 impl Output {
     /// A result line (table, JSON).
     pub fn stdout(&mut self, text: &str) {
-        println!("{text}");
+        redact::write_line(false, text);
     }
 
     /// A progress note for a person watching; never part of the result.
     pub fn progress(&mut self, text: &str) {
-        eprintln!("{text}");
+        redact::write_line(true, text);
     }
 }
 
@@ -112,9 +109,17 @@ fn init_logging(verbose: u8) {
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env(env_vars::VLMCTL_LOG)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
+        // bollard logs whole request bodies at debug level (a container's config carries its
+        // environment, so the API key): never below info, whatever the filter asks for. The
+        // writer scrubs registered secrets as well.
+        .add_directive(
+            "bollard=info"
+                .parse()
+                .unwrap_or_else(|_| tracing_subscriber::filter::LevelFilter::INFO.into()),
+        );
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| redact::Stderr)
         .try_init();
 }

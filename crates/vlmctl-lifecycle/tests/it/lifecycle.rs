@@ -77,6 +77,9 @@ async fn run_container(
         image: Some(image.to_owned()),
         cmd: Some(cmd.iter().map(|s| (*s).to_owned()).collect()),
         labels: Some(run.labels()),
+        // busybox as PID 1 ignores SIGTERM: a stop lasts this long before dockerd's SIGKILL,
+        // and vlmctl honours a container's own stop timeout.
+        stop_timeout: Some(2),
         host_config: Some(HostConfig {
             network_mode: Some("host".to_owned()),
             restart_policy: Some(RestartPolicy {
@@ -167,6 +170,10 @@ async fn conflict_is_journalled_stopped_and_restored_after_a_crash() {
         assert_eq!(found.len(), 1, "{found:?}");
         let c = &found[0];
         assert!(c.named_in_spec && c.restart_policy == "always", "{c:?}");
+        assert_eq!(
+            c.stop_timeout_s, 2,
+            "the container's own stop timeout: {c:?}"
+        );
         assert!(c.status.starts_with("Up"), "{c:?}");
 
         let state_dir = tempfile::tempdir()?;
@@ -176,6 +183,9 @@ async fn conflict_is_journalled_stopped_and_restored_after_a_crash() {
             name: c.name.clone(),
             prior_state: "running".into(),
             restart_policy: c.restart_policy.clone(),
+            run_id: "r1".into(),
+            stop_timeout_s: c.stop_timeout_s,
+            stop_issued_unix: None,
         };
         journal::stop_journalled(&docker, &jpath, &spec.name, vec![entry]).await?;
         assert!(jpath.exists(), "journal written");
@@ -184,7 +194,7 @@ async fn conflict_is_journalled_stopped_and_restored_after_a_crash() {
         // The process "crashes" here: nothing restores. Later, a fresh client restores.
         drop(docker);
         let docker2 = crate::common::docker().await;
-        let restored = journal::restore(&docker2, &jpath).await?;
+        let restored = journal::restore(&docker2, &jpath, journal::Scope::All).await?;
         assert_eq!(restored.started, vec![name.clone()]);
         assert_eq!(
             state(&docker2, &name).await?,
@@ -192,7 +202,7 @@ async fn conflict_is_journalled_stopped_and_restored_after_a_crash() {
             "restart policy intact"
         );
         assert!(!jpath.exists(), "journal cleared once everything is back");
-        let again = journal::restore(&docker2, &jpath).await?;
+        let again = journal::restore(&docker2, &jpath, journal::Scope::All).await?;
         assert!(
             again.started.is_empty() && again.already_running.is_empty(),
             "idempotent: {again:?}"
@@ -267,7 +277,16 @@ async fn server_that_exits_while_loading_fails_with_code_and_logs() {
             mmproj_file: None,
             lock_sha256: "00".repeat(32),
         };
-        containers::launch(&docker, &spec, &mount, None, &run.labels()).await?;
+        containers::launch(
+            &docker,
+            &spec,
+            &mount,
+            None,
+            &run.id,
+            &run.labels(),
+            &mut |_| Ok(()),
+        )
+        .await?;
         let err = containers::wait_ready(
             &docker,
             &spec.name,
@@ -289,6 +308,51 @@ async fn server_that_exits_while_loading_fails_with_code_and_logs() {
     });
 }
 
+/// Labels (managed, spec, lock, run), the read-only bind mount, no capabilities.
+fn assert_created_as_specified(
+    i: &bollard::models::ContainerInspectResponse,
+    spec: &vlmctl_lifecycle::spec::Spec,
+    mount: &ModelMount,
+    run_id: &str,
+) {
+    let labels = i
+        .config
+        .as_ref()
+        .and_then(|c| c.labels.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        labels.get("org.vlmctl.managed").map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(labels.get("org.vlmctl.spec-sha256"), Some(&spec.sha256()));
+    assert_eq!(
+        labels.get("org.vlmctl.lock-sha256"),
+        Some(&mount.lock_sha256)
+    );
+    assert_eq!(labels.get("org.vlmctl.run-id"), Some(&run_id.to_owned()));
+    let hc = i.host_config.clone().unwrap_or_default();
+    assert_bind_mount(hc.mounts.clone(), &mount.dir);
+    assert_eq!(hc.cap_drop.unwrap_or_default(), vec!["ALL".to_owned()]);
+    assert_eq!(
+        hc.security_opt.unwrap_or_default(),
+        vec!["no-new-privileges".to_owned()]
+    );
+}
+
+/// A bind mount of exactly the verified directory, read-only: never a named volume.
+fn assert_bind_mount(mounts: Option<Vec<bollard::models::Mount>>, dir: &Path) {
+    let mounts = mounts.unwrap_or_default();
+    assert_eq!(mounts.len(), 1, "{mounts:?}");
+    let m = &mounts[0];
+    assert_eq!(m.typ, Some(bollard::models::MountType::BIND), "{m:?}");
+    assert_eq!(
+        m.source.as_deref(),
+        Some(dir.display().to_string().as_str())
+    );
+    assert_eq!(m.target.as_deref(), Some("/models"));
+    assert_eq!(m.read_only, Some(true));
+}
+
 #[tokio::test]
 async fn launch_is_loopback_read_only_labelled_and_relaunch_is_idempotent() {
     with_run!("launch", |docker, run| {
@@ -296,13 +360,32 @@ async fn launch_is_loopback_read_only_labelled_and_relaunch_is_idempotent() {
         let port = free_port();
         let spec = spec(&run.name("server"), &image, port, "");
         let mount = model_mount();
+        let mut steps = Vec::new();
         let Launch::Started {
             id,
             replaced: false,
-        } = containers::launch(&docker, &spec, &mount, None, &run.labels()).await?
+        } = containers::launch(
+            &docker,
+            &spec,
+            &mount,
+            None,
+            &run.id,
+            &run.labels(),
+            &mut |step| {
+                steps.push(format!("{step:?}"));
+                Ok(())
+            },
+        )
+        .await?
         else {
             anyhow::bail!("expected a fresh start");
         };
+        // The caller hears of the container before the create call and with its id before the
+        // start, so that a run that dies in between can be undone.
+        assert_eq!(
+            steps,
+            vec!["Creating".to_owned(), format!("Created {{ id: {id:?} }}")]
+        );
         let startup = containers::wait_ready(
             &docker,
             &spec.name,
@@ -313,30 +396,7 @@ async fn launch_is_loopback_read_only_labelled_and_relaunch_is_idempotent() {
         eprintln!("llama-server ready in {startup:?}");
 
         let i = docker.inspect_container(&id, None).await?;
-        let labels = i
-            .config
-            .as_ref()
-            .and_then(|c| c.labels.clone())
-            .unwrap_or_default();
-        assert_eq!(
-            labels.get("org.vlmctl.managed").map(String::as_str),
-            Some("true")
-        );
-        assert_eq!(labels.get("org.vlmctl.spec-sha256"), Some(&spec.sha256()));
-        assert_eq!(
-            labels.get("org.vlmctl.lock-sha256"),
-            Some(&mount.lock_sha256)
-        );
-        let hc = i.host_config.clone().unwrap_or_default();
-        assert_eq!(
-            hc.binds.unwrap_or_default(),
-            vec![format!("{}:/models:ro", mount.dir.display())]
-        );
-        assert_eq!(hc.cap_drop.unwrap_or_default(), vec!["ALL".to_owned()]);
-        assert_eq!(
-            hc.security_opt.unwrap_or_default(),
-            vec!["no-new-privileges".to_owned()]
-        );
+        assert_created_as_specified(&i, &spec, &mount, &run.id);
         let mounts = i.mounts.unwrap_or_default();
         assert!(mounts.iter().all(|m| m.rw == Some(false)), "{mounts:?}");
         // Bound to loopback only, seen from outside the container in the kernel's socket table
@@ -346,7 +406,16 @@ async fn launch_is_loopback_read_only_labelled_and_relaunch_is_idempotent() {
         assert_eq!(addrs, vec![std::net::Ipv4Addr::LOCALHOST]);
 
         let started = std::time::Instant::now();
-        let again = containers::launch(&docker, &spec, &mount, None, &run.labels()).await?;
+        let again = containers::launch(
+            &docker,
+            &spec,
+            &mount,
+            None,
+            &run.id,
+            &run.labels(),
+            &mut |_| Ok(()),
+        )
+        .await?;
         assert_eq!(again, Launch::Unchanged { id: id.clone() });
         eprintln!("idempotent relaunch took {:?}", started.elapsed());
 
@@ -355,7 +424,16 @@ async fn launch_is_loopback_read_only_labelled_and_relaunch_is_idempotent() {
         let Launch::Started {
             id: new_id,
             replaced: true,
-        } = containers::launch(&docker, &changed, &mount, None, &run.labels()).await?
+        } = containers::launch(
+            &docker,
+            &changed,
+            &mount,
+            None,
+            &run.id,
+            &run.labels(),
+            &mut |_| Ok(()),
+        )
+        .await?
         else {
             anyhow::bail!("a changed spec must replace the container");
         };
@@ -375,9 +453,17 @@ async fn gpu_request_without_nvidia_runtime_is_a_clear_error_and_leaves_nothing(
         let image = busybox(&docker, &run).await?;
         let mut spec = spec(&run.name("server"), &image, free_port(), "");
         spec.gpus = vlmctl_lifecycle::spec::Gpus::All;
-        let err = containers::launch(&docker, &spec, &model_mount(), None, &run.labels())
-            .await
-            .expect_err("no GPU runtime here");
+        let err = containers::launch(
+            &docker,
+            &spec,
+            &model_mount(),
+            None,
+            &run.id,
+            &run.labels(),
+            &mut |_| Ok(()),
+        )
+        .await
+        .expect_err("no GPU runtime here");
         assert!(
             matches!(err, LifecycleError::NoGpuRuntime { .. }),
             "{err:?}"
@@ -414,9 +500,17 @@ async fn names_not_created_by_vlmctl_are_never_replaced() {
             )
             .await?;
         let spec = spec(&theirs, &image, free_port(), "");
-        let err = containers::launch(&docker, &spec, &model_mount(), None, &HashMap::new())
-            .await
-            .expect_err("not ours");
+        let err = containers::launch(
+            &docker,
+            &spec,
+            &model_mount(),
+            None,
+            &run.id,
+            &HashMap::new(),
+            &mut |_| Ok(()),
+        )
+        .await
+        .expect_err("not ours");
         assert!(matches!(err, LifecycleError::NameTaken { .. }), "{err:?}");
         assert!(matches!(
             containers::teardown(&docker, &theirs).await,

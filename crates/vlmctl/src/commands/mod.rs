@@ -1,5 +1,6 @@
 //! One module per command group.
 pub mod bench;
+pub mod compose;
 pub mod deploy;
 pub mod weights;
 

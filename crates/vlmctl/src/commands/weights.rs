@@ -141,7 +141,8 @@ pub(crate) fn hub_client(args: &HubArgs) -> Result<HubClient, Failure> {
     let token = std::env::var(env_vars::HF_TOKEN)
         .ok()
         .filter(|t| !t.is_empty())
-        .or_else(|| vlmctl_weights::stored_token(hf_home.as_deref()));
+        .or_else(|| vlmctl_weights::stored_token(hf_home.as_deref()))
+        .inspect(|t| crate::redact::secret(t));
     Ok(HubClient::new(&args.endpoint, token, cache)?)
 }
 

@@ -128,3 +128,26 @@ fn bad_spec_and_missing_spec_are_reported_with_file_and_line() {
     assert_eq!(code, 5, "{err}");
     assert!(err.contains("hint: pass --spec PATH"), "{err}");
 }
+
+#[test]
+fn a_spec_or_lock_that_is_not_utf8_is_bad_input_not_an_unreadable_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = tmp.path().join("latin1.toml");
+    fs::write(&spec, b"# caf\xe9\nname = \"x\"\n").unwrap();
+    let (code, _, err) = run(vlmctl()
+        .args(["export", "--spec"])
+        .arg(&spec)
+        .arg("--lock")
+        .arg(repo_file("examples/cpu-test.lock")));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("latin1.toml:1: not UTF-8"), "{err}");
+    let lock = tmp.path().join("weights.lock");
+    fs::write(&lock, b"version = 1\n# caf\xe9\n").unwrap();
+    let (code, _, err) = run(vlmctl()
+        .args(["export", "--spec"])
+        .arg(repo_file("docker/cpu-test.toml"))
+        .arg("--lock")
+        .arg(&lock));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("weights.lock:2: not UTF-8"), "{err}");
+}

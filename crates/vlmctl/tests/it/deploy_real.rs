@@ -13,12 +13,12 @@ use vlmctl_weights::fake_hub::{FakeHub, FakeRepo};
 
 use crate::common::{required_env, vlmctl};
 
-const REPO: &str = "vlmctl-test/gemma-3-270m-GGUF";
-const COMMIT: &str = "0000000000000000000000000000000000000001";
-const FILE: &str = "gemma-3-270m-q4_k_m.gguf";
-const SHA: &str = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818";
+pub(crate) const REPO: &str = "vlmctl-test/gemma-3-270m-GGUF";
+pub(crate) const COMMIT: &str = "0000000000000000000000000000000000000001";
+pub(crate) const FILE: &str = "gemma-3-270m-q4_k_m.gguf";
+pub(crate) const SHA: &str = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818";
 
-fn docker(args: &[&str]) -> String {
+pub(crate) fn docker(args: &[&str]) -> String {
     let out = Command::new("docker")
         .args(args)
         .output()
@@ -32,9 +32,9 @@ fn docker(args: &[&str]) -> String {
 }
 
 /// A test run: unique names, a label, cleanup on drop (also after a panic).
-struct Run {
-    id: String,
-    tmp: tempfile::TempDir,
+pub(crate) struct Run {
+    pub(crate) id: String,
+    pub(crate) tmp: tempfile::TempDir,
 }
 
 impl Drop for Run {
@@ -59,7 +59,7 @@ impl Drop for Run {
 }
 
 impl Run {
-    fn new(what: &str) -> Self {
+    pub(crate) fn new(what: &str) -> Self {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
@@ -68,15 +68,21 @@ impl Run {
             tmp: tempfile::tempdir().expect("tempdir"),
         }
     }
-    fn name(&self, s: &str) -> String {
+    pub(crate) fn name(&self, s: &str) -> String {
         format!("vlmctl-test-{}-{s}", self.id)
     }
-    fn path(&self, s: &str) -> PathBuf {
+    pub(crate) fn path(&self, s: &str) -> PathBuf {
         self.tmp.path().join(s)
     }
 
     /// A running busybox "conflict" container with restart policy `always`.
-    fn conflict(&self) -> String {
+    pub(crate) fn conflict(&self) -> String {
+        self.conflict_stopping_in(1)
+    }
+
+    /// A conflict that ignores SIGTERM (busybox `sleep` as PID 1), so that a stop takes
+    /// `stop_timeout_s` (dockerd's SIGKILL after its own `--stop-timeout`).
+    pub(crate) fn conflict_stopping_in(&self, stop_timeout_s: u32) -> String {
         let ctx = self.path("busybox-ctx");
         std::fs::create_dir_all(&ctx).unwrap();
         std::fs::copy(required_env("VLMCTL_TEST_BUSYBOX"), ctx.join("busybox")).unwrap();
@@ -108,6 +114,8 @@ impl Run {
             &label,
             "--restart",
             "always",
+            "--stop-timeout",
+            &stop_timeout_s.to_string(),
             &tag,
             "sleep",
             "3600",
@@ -115,7 +123,7 @@ impl Run {
         name
     }
 
-    fn write_spec(&self, name: &str, port: u16, conflict: &str, ctx: u32) -> PathBuf {
+    pub(crate) fn write_spec(&self, name: &str, port: u16, conflict: &str, ctx: u32) -> PathBuf {
         let p = self.path("spec.toml");
         std::fs::write(
             &p,
@@ -130,7 +138,7 @@ impl Run {
         p
     }
 
-    fn write_lock(&self) -> PathBuf {
+    pub(crate) fn write_lock(&self) -> PathBuf {
         let p = self.path("weights.lock");
         std::fs::write(
             &p,
@@ -144,7 +152,20 @@ impl Run {
         p
     }
 
-    fn cmd(&self, hub: &FakeHub, args: &[&str], spec: &Path, lock: &Path) -> Command {
+    /// Puts the locked weights in place (from the fake hub), as `vlmctl weights fetch` does.
+    pub(crate) fn fetch(&self, hub: &FakeHub, lock: &Path) {
+        let (code, _, err) = run({
+            let mut c = vlmctl();
+            c.args(["weights", "fetch", "--lock"])
+                .arg(lock)
+                .env("HF_ENDPOINT", hub.endpoint())
+                .env("HF_HUB_CACHE", self.path("hf-cache"));
+            c
+        });
+        assert_eq!(code, 0, "{err}");
+    }
+
+    pub(crate) fn cmd(&self, hub: &FakeHub, args: &[&str], spec: &Path, lock: &Path) -> Command {
         let mut c = vlmctl();
         c.args(args)
             .arg("--spec")
@@ -159,7 +180,7 @@ impl Run {
     }
 }
 
-fn run(mut c: Command) -> (i32, String, String) {
+pub(crate) fn run(mut c: Command) -> (i32, String, String) {
     let out = c.output().expect("run vlmctl");
     (
         out.status.code().unwrap_or(-1),
@@ -168,11 +189,11 @@ fn run(mut c: Command) -> (i32, String, String) {
     )
 }
 
-fn running(name: &str) -> bool {
+pub(crate) fn running(name: &str) -> bool {
     docker(&["inspect", "-f", "{{.State.Running}}", name]) == "true"
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -180,7 +201,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn hub() -> FakeHub {
+pub(crate) async fn hub() -> FakeHub {
     let model = Bytes::from(std::fs::read(required_env("VLMCTL_TEST_MODEL")).expect("model"));
     FakeHub::start(vec![FakeRepo {
         id: REPO.into(),
@@ -295,7 +316,7 @@ async fn provision_relaunch_change_teardown() {
 }
 
 /// Removes the server container by name on drop.
-struct Guard(String);
+pub(crate) struct Guard(pub(crate) String);
 impl Drop for Guard {
     fn drop(&mut self) {
         let _ = Command::new("docker").args(["rm", "-f", &self.0]).output();
@@ -450,32 +471,24 @@ async fn provision_pulls_a_missing_image_from_the_registry() {
 }
 
 /// A `provision --stop` in flight that has just stopped its conflict container.
-struct Stopped {
-    r: Run,
-    conflict: String,
-    server: String,
-    child: std::process::Child,
-    _server_guard: Guard,
+pub(crate) struct Stopped {
+    pub(crate) r: Run,
+    pub(crate) conflict: String,
+    pub(crate) server: String,
+    pub(crate) child: std::process::Child,
+    pub(crate) _server_guard: Guard,
 }
 
 /// Puts the weights in place first (so the window after the stop is the launch), then starts
 /// `provision --stop CONFLICT` and returns as soon as the conflict is no longer running.
-fn provision_until_conflict_stopped(hub: &FakeHub, what: &str) -> Stopped {
+pub(crate) fn provision_until_conflict_stopped(hub: &FakeHub, what: &str) -> Stopped {
     let r = Run::new(what);
     let conflict = r.conflict();
     let server = r.name("server");
     let spec = r.write_spec(&server, free_port(), &conflict, 1024);
     let lock = r.write_lock();
     let server_guard = Guard(server.clone());
-    let (code, _, err) = run({
-        let mut c = vlmctl();
-        c.args(["weights", "fetch", "--lock"])
-            .arg(&lock)
-            .env("HF_ENDPOINT", hub.endpoint())
-            .env("HF_HUB_CACHE", r.path("hf-cache"));
-        c
-    });
-    assert_eq!(code, 0, "{err}");
+    r.fetch(hub, &lock);
     let child = r
         .cmd(hub, &["provision", "--stop", &conflict], &spec, &lock)
         .stdout(Stdio::piped())
@@ -497,4 +510,48 @@ fn provision_until_conflict_stopped(hub: &FakeHub, what: &str) -> Stopped {
         child,
         _server_guard: server_guard,
     }
+}
+
+/// A bridge-network deployment on the IPv6 loopback (item 13 of the reliability issue): the
+/// server listens inside its own namespace, the published port is bound on `[::1]` only, and
+/// the client settings, `status` and `export` all bracket the address.
+#[tokio::test(flavor = "multi_thread")]
+async fn bridge_network_on_ipv6_loopback_serves_on_that_address_only() {
+    let hub = hub().await;
+    let r = Run::new("v6");
+    let server = r.name("server");
+    let _server_guard = Guard(server.clone());
+    let port = free_port();
+    let spec = r.write_spec(&server, port, &r.name("no-conflict"), 1024);
+    let text = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace("host = \"127.0.0.1\"", "host = \"::1\"")
+        .replace(
+            "restart = \"no\"\n",
+            "restart = \"no\"\nnetwork = \"bridge\"\n",
+        );
+    std::fs::write(&spec, text).unwrap();
+    let lock = r.write_lock();
+    let (code, out, err) = run(r.cmd(&hub, &["provision"], &spec, &lock));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains(&format!("NAV_VLLM_URL=http://[::1]:{port}/v1")),
+        "{out}"
+    );
+    let (code, out, _) = run(r.cmd(&hub, &["status"], &spec, &lock));
+    assert_eq!(code, 0);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&server) && l.contains(" ok ")),
+        "{out}"
+    );
+    assert!(std::net::TcpStream::connect(("::1", port)).is_ok());
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "published on [::1] only"
+    );
+    let (_, out, _) = run(r.cmd(&hub, &["export"], &spec, &lock));
+    assert!(out.contains(&format!("-p [::1]:{port}:{port}")), "{out}");
+    let (code, _, err) = run(r.cmd(&hub, &["teardown"], &spec, &lock));
+    assert_eq!(code, 0, "{err}");
 }

@@ -9,6 +9,10 @@ mod cli;
 mod common;
 #[cfg(feature = "test-env")]
 mod deploy_real;
+#[cfg(feature = "test-env")]
+mod docker_proxy;
+#[cfg(feature = "test-env")]
+mod faults;
 mod weights_hub;
 #[cfg(feature = "test-env")]
 mod weights_real;
