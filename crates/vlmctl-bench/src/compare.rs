@@ -1,10 +1,11 @@
 //! `bench compare BASE NEW`: per-config p50 deltas with a bootstrap interval, the runbook's rule
-//! (p50 change > 20 % or schema pass < 95 % -> investigate, else within noise), and the 36 Hz
-//! target band of each p50. Warns when the runs are not apples-to-apples.
+//! ([`verdict`]: p50 change > [`MAX_P50_CHANGE_PCT`] or schema pass < [`MIN_SCHEMA_PASS`] ->
+//! investigate, else within noise), and the 36 Hz target band of each p50. Warns when the runs
+//! are not apples-to-apples.
 
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::run::Results;
 use crate::stats;
@@ -26,10 +27,61 @@ pub struct Row {
     pub ci_ms: (f64, f64),
     /// New schema pass rate.
     pub schema_pass: Option<f64>,
-    /// "investigate" or "within noise".
-    pub verdict: &'static str,
+    /// The runbook's rule applied to `change_pct` and `schema_pass`.
+    pub verdict: Verdict,
     /// Target band of the new p50.
     pub band: &'static str,
+}
+
+/// The largest p50 change, in percent either way, that is still within noise.
+pub const MAX_P50_CHANGE_PCT: f64 = 20.0;
+
+/// The lowest schema pass rate (0..=1) that is still within noise.
+pub const MIN_SCHEMA_PASS: f64 = 0.95;
+
+/// Whether a compared config needs a look. Serialised as the words the reports print
+/// (`"within noise"`, `"investigate"`), which results consumers already read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Verdict {
+    /// The p50 moved by at most [`MAX_P50_CHANGE_PCT`] and the schema pass rate is at least
+    /// [`MIN_SCHEMA_PASS`].
+    #[serde(rename = "within noise")]
+    WithinNoise,
+    /// Anything else.
+    #[serde(rename = "investigate")]
+    Investigate,
+}
+
+impl Verdict {
+    /// The word reports print.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WithinNoise => "within noise",
+            Self::Investigate => "investigate",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`, so table columns (`{:<13}`) line up.
+        f.pad(self.as_str())
+    }
+}
+
+/// The runbook's rule: investigate when the p50 changed by more than [`MAX_P50_CHANGE_PCT`]
+/// either way or the schema pass rate (`None`: not a nav config) is below [`MIN_SCHEMA_PASS`].
+/// A change or rate that is not a number (a zero baseline p50) cannot be called noise.
+#[must_use]
+pub fn verdict(change_pct: f64, schema_pass: Option<f64>) -> Verdict {
+    let change_ok = change_pct.abs() <= MAX_P50_CHANGE_PCT;
+    let schema_ok = schema_pass.is_none_or(|p| p >= MIN_SCHEMA_PASS);
+    if change_ok && schema_ok {
+        Verdict::WithinNoise
+    } else {
+        Verdict::Investigate
+    }
 }
 
 /// The comparison.
@@ -90,7 +142,6 @@ pub fn compare(base: &Results, new: &Results) -> Comparison {
                 .unwrap_or((f64::NAN, f64::NAN));
             let change_pct = (nw.p50 - bw.p50) / bw.p50 * 100.0;
             let schema_pass = c.summary.schema_pass_rate;
-            let investigate = change_pct.abs() > 20.0 || schema_pass.is_some_and(|p| p < 0.95);
             rows.push(Row {
                 target: t.name.clone(),
                 config: c.name.clone(),
@@ -99,11 +150,7 @@ pub fn compare(base: &Results, new: &Results) -> Comparison {
                 change_pct,
                 ci_ms: ci,
                 schema_pass,
-                verdict: if investigate {
-                    "investigate"
-                } else {
-                    "within noise"
-                },
+                verdict: verdict(change_pct, schema_pass),
                 band: stats::target_band(nw.p50),
             });
         }
@@ -151,4 +198,60 @@ pub fn render(c: &Comparison) -> String {
         );
     }
     out.trim_end().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_P50_CHANGE_PCT, MIN_SCHEMA_PASS, Verdict, verdict};
+
+    #[test]
+    fn the_rule_at_its_boundaries() {
+        use Verdict::{Investigate, WithinNoise};
+        for (change, pass, want) in [
+            (0.0, Some(1.0), WithinNoise),
+            (20.0, Some(1.0), WithinNoise),
+            (-20.0, Some(1.0), WithinNoise),
+            (20.01, Some(1.0), Investigate),
+            (-20.01, Some(1.0), Investigate),
+            (0.0, Some(0.95), WithinNoise),
+            (0.0, Some(19.0 / 20.0), WithinNoise),
+            (0.0, Some(0.9499), Investigate),
+            (20.0, Some(0.95), WithinNoise),
+            (20.01, Some(0.9499), Investigate),
+            // Not a nav config: only the p50 counts.
+            (5.0, None, WithinNoise),
+            (25.0, None, Investigate),
+            // A zero baseline: NaN or infinite change, never noise.
+            (f64::NAN, Some(1.0), Investigate),
+            (f64::INFINITY, None, Investigate),
+            (0.0, Some(f64::NAN), Investigate),
+        ] {
+            assert_eq!(
+                verdict(change, pass),
+                want,
+                "change {change} %, pass {pass:?}"
+            );
+        }
+        assert_eq!(
+            (MAX_P50_CHANGE_PCT, MIN_SCHEMA_PASS),
+            (20.0, 0.95),
+            "the runbook's numbers; README and `bench compare --help` quote them"
+        );
+    }
+
+    #[test]
+    fn verdicts_serialise_as_the_words_reports_print() {
+        for (v, word) in [
+            (Verdict::WithinNoise, "within noise"),
+            (Verdict::Investigate, "investigate"),
+        ] {
+            assert_eq!(serde_json::to_value(v).unwrap(), serde_json::json!(word));
+            assert_eq!(
+                serde_json::from_value::<Verdict>(serde_json::json!(word)).unwrap(),
+                v
+            );
+            assert_eq!(v.to_string(), word);
+            assert_eq!(format!("[{v:<13}]"), format!("[{word:<13}]"));
+        }
+    }
 }

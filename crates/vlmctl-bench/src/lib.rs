@@ -9,13 +9,17 @@
 //! - [`stats`]: nearest-rank percentiles, bootstrap intervals, the 36 Hz bands.
 //! - [`run::run`] produces [`run::Results`] (versioned JSON with raw samples; summaries are
 //!   recomputable with [`run::summarize`]); [`report`] renders them; [`compare`] applies the
-//!   runbook's rule to two runs.
+//!   runbook's rule to two runs ([`compare::verdict`]).
+//! - `fake_server` (feature `fake-server`) is an in-process llama-server / Ollama for tests,
+//!   scripted per request.
 //!
 //! This crate never talks to Docker: it measures whatever server a plan points at.
 
 pub mod client;
 pub mod compare;
 mod error;
+#[cfg(feature = "fake-server")]
+pub mod fake_server;
 pub mod plan;
 pub mod report;
 pub mod run;

@@ -15,7 +15,7 @@ use bollard::query_parameters::{
 };
 use futures::StreamExt;
 
-use crate::spec::{Gpus, ModelMount, Spec};
+use crate::spec::{self, Gpus, ModelMount, Network, Spec};
 use crate::{LifecycleError, MANAGED_LABEL, SPEC_LABEL};
 
 /// Environment variable llama-server reads its API key from (kept out of its arguments).
@@ -26,7 +26,7 @@ pub const API_KEY_ENV: &str = "LLAMA_API_KEY";
 #[must_use]
 pub fn create_body(spec: &Spec, mount: &ModelMount, api_key: Option<&str>) -> ContainerCreateBody {
     let port_key = format!("{}/tcp", spec.server.port);
-    let (network_mode, port_bindings, exposed) = if spec.network == "host" {
+    let (network_mode, port_bindings, exposed) = if spec.network == Network::Host {
         ("host".to_owned(), None, None)
     } else {
         (
@@ -58,11 +58,11 @@ pub fn create_body(spec: &Spec, mount: &ModelMount, api_key: Option<&str>) -> Co
             options: None,
         }]),
     };
-    let restart = match spec.restart.as_str() {
-        "always" => RestartPolicyNameEnum::ALWAYS,
-        "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
-        "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
-        _ => RestartPolicyNameEnum::NO,
+    let restart = match spec.restart {
+        spec::RestartPolicy::Always => RestartPolicyNameEnum::ALWAYS,
+        spec::RestartPolicy::UnlessStopped => RestartPolicyNameEnum::UNLESS_STOPPED,
+        spec::RestartPolicy::OnFailure => RestartPolicyNameEnum::ON_FAILURE,
+        spec::RestartPolicy::No => RestartPolicyNameEnum::NO,
     };
     ContainerCreateBody {
         image: Some(spec.image.clone()),
@@ -113,21 +113,41 @@ pub enum Launch {
     },
 }
 
-/// Existing container of that name: id, spec label, running, managed.
+/// Existing container of that name: id, spec and lock labels, what it mounts at `/models`,
+/// running, managed.
 struct Existing {
     id: String,
     spec_sha: Option<String>,
+    lock_sha: Option<String>,
+    models_source: Option<String>,
     running: bool,
     managed: bool,
+}
+
+impl Existing {
+    /// Running exactly this spec, lock entry and models directory.
+    fn serves(&self, spec: &Spec, mount: &ModelMount) -> bool {
+        self.running
+            && self.spec_sha.as_deref() == Some(spec.sha256().as_str())
+            && self.lock_sha.as_deref() == Some(mount.lock_sha256.as_str())
+            && self.models_source.as_deref() == Some(mount.dir.display().to_string().as_str())
+    }
 }
 
 async fn existing(docker: &Docker, name: &str) -> Result<Option<Existing>, LifecycleError> {
     match docker.inspect_container(name, None).await {
         Ok(i) => {
             let labels = i.config.and_then(|c| c.labels).unwrap_or_default();
+            let models_source = i.mounts.unwrap_or_default().into_iter().find_map(|m| {
+                (m.destination.as_deref() == Some("/models"))
+                    .then_some(m.source)
+                    .flatten()
+            });
             Ok(Some(Existing {
                 id: i.id.unwrap_or_default(),
                 spec_sha: labels.get(SPEC_LABEL).cloned(),
+                lock_sha: labels.get(crate::LOCK_LABEL).cloned(),
+                models_source,
                 running: i.state.and_then(|s| s.running).unwrap_or(false),
                 managed: labels.get(MANAGED_LABEL).is_some_and(|v| v == "true"),
             }))
@@ -155,7 +175,8 @@ pub enum LaunchStep<'a> {
     },
 }
 
-/// Creates and starts the container, or does nothing when the same spec is already running
+/// Creates and starts the container, or does nothing when the same spec, lock entry and
+/// models directory are already running
 /// (the caller probes `/health`). A container of that name that vlmctl did not create is
 /// never touched. `run_id` becomes the container's [`crate::RUN_LABEL`] (beside
 /// `extra_labels`); `record` is told
@@ -177,7 +198,8 @@ pub async fn launch(
                 container: spec.name.clone(),
             });
         }
-        if e.running && e.spec_sha.as_deref() == Some(spec.sha256().as_str()) {
+        // A changed lock entry or models directory is a change too, not only the spec.
+        if e.serves(spec, mount) {
             return Ok(Launch::Unchanged { id: e.id });
         }
         remove(docker, &e.id, &spec.name).await?;
@@ -432,67 +454,6 @@ pub async fn conflicts(
     Ok(out)
 }
 
-/// Pure: which conflicts may be stopped. Named in the spec: with `--yes` or confirmation.
-/// Not named: only when the user named it with `--stop`.
-#[must_use]
-pub fn allowed_to_stop<'a>(
-    conflicts: &'a [ConflictInfo],
-    stop_flags: &[String],
-    yes: bool,
-    confirmed: &dyn Fn(&ConflictInfo) -> bool,
-) -> Vec<&'a ConflictInfo> {
-    conflicts
-        .iter()
-        .filter(|c| stop_flags.contains(&c.name) || (c.named_in_spec && (yes || confirmed(c))))
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn info(name: &str, named: bool) -> ConflictInfo {
-        ConflictInfo {
-            id: format!("id-{name}"),
-            name: name.into(),
-            state: "running".into(),
-            status: "Up".into(),
-            image: "i".into(),
-            command: "c".into(),
-            restart_policy: "always".into(),
-            stop_timeout_s: 30,
-            labels: HashMap::new(),
-            gpu_mib: Some(100),
-            named_in_spec: named,
-            logs: String::new(),
-        }
-    }
-
-    #[test]
-    fn yes_alone_never_stops_a_container_the_spec_does_not_name() {
-        let c = [info("nemotron", true), info("chatterbox", false)];
-        let names = |v: Vec<&ConflictInfo>| v.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
-        assert_eq!(
-            names(allowed_to_stop(&c, &[], true, &|_| false)),
-            ["nemotron"]
-        );
-        assert_eq!(
-            names(allowed_to_stop(&c, &[], false, &|_| false)),
-            Vec::<String>::new()
-        );
-        assert_eq!(
-            names(allowed_to_stop(&c, &[], false, &|c| c.name == "nemotron")),
-            ["nemotron"]
-        );
-        assert_eq!(
-            names(allowed_to_stop(&c, &["chatterbox".into()], false, &|_| {
-                false
-            })),
-            ["chatterbox"]
-        );
-    }
-}
-
 /// A container vlmctl created, as `status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Managed {
@@ -591,7 +552,7 @@ pub async fn probe_health(host: &str, port: u16) -> String {
 }
 
 /// One step of an image pull, for a progress display.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PullStep {
     /// Layer id, if the step is about a layer.
     pub layer: Option<String>,

@@ -123,20 +123,6 @@ pub enum LifecycleError {
         /// Log tail.
         logs: String,
     },
-    /// The smoke request failed.
-    #[error("smoke request to {url} failed: {why}")]
-    SmokeFailed {
-        /// Server.
-        url: String,
-        /// What happened.
-        why: String,
-    },
-    /// Empty `content` with non-empty `reasoning_content`.
-    #[error("thinking mode leaked on {url}: the answer is all reasoning_content and no content")]
-    ThinkingLeaked {
-        /// Server.
-        url: String,
-    },
     /// `/health` never answered 200.
     #[error("container {container} was not ready after {waited_s} s ({last})")]
     NotReady {
@@ -187,8 +173,6 @@ impl LifecycleError {
             Self::NoGpuRuntime { .. } => "install the NVIDIA Container Toolkit (nvidia-ctk runtime configure --runtime=docker, then restart dockerd), or set gpus = \"none\" for a CPU-only run".to_owned(),
             Self::PortTaken { .. } => "pick another `server.port`, or stop what holds it (`vlmctl gates` names it)".to_owned(),
             Self::ExitedDuringLoad { .. } => "read the log lines: a wrong model path, an unsupported model architecture for this llama.cpp, or too little memory are the usual causes".to_owned(),
-            Self::SmokeFailed { .. } => "the server is up but does not answer chat requests: `docker logs` shows why".to_owned(),
-            Self::ThinkingLeaked { .. } => "start llama-server with --jinja (spec: server.jinja = true) so chat_template_kwargs {\"enable_thinking\": false} takes effect".to_owned(),
             Self::NotReady { .. } => "a large model may need longer: raise `health.timeout_s`; `docker logs` shows where loading stands".to_owned(),
         }
     }

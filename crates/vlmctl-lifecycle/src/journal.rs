@@ -60,8 +60,8 @@ pub struct JournalEntry {
     pub id: String,
     /// Name, for messages.
     pub name: String,
-    /// State before we stopped it (`running`).
-    pub prior_state: String,
+    /// State before we stopped it.
+    pub prior_state: PriorState,
     /// Its restart policy (unchanged by us; recorded to check and to warn).
     pub restart_policy: String,
     /// The run that stopped it (empty in version 1 journals).
@@ -78,6 +78,15 @@ pub struct JournalEntry {
 
 fn default_stop_timeout() -> u64 {
     DEFAULT_STOP_TIMEOUT_S
+}
+
+/// What a journalled container was doing before vlmctl stopped it (only running ones are
+/// stopped, so only one state so far; a journal naming another is refused as unreadable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PriorState {
+    /// Running: started again on restore.
+    Running,
 }
 
 /// The container a run creates for the deployment.
@@ -150,25 +159,18 @@ fn now_unix() -> u64 {
 
 /// Writes `journal` to `path`: temp file, fsync, rename, fsync the directory.
 pub fn write(path: &Path, journal: &Journal) -> Result<(), LifecycleError> {
-    let err = |source| LifecycleError::Journal {
-        path: path.to_owned(),
-        source,
-    };
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    fs::create_dir_all(dir).map_err(err)?;
-    let tmp = path.with_extension("json.tmp");
     let text = serde_json::to_vec_pretty(journal).unwrap_or_default();
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(&text)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(err)
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    fs::create_dir_all(dir)
+        .and_then(|()| {
+            let mut f = atomic_write_file::AtomicWriteFile::open(path)?;
+            f.write_all(&text)?;
+            f.commit()
+        })
+        .map_err(|source| LifecycleError::Journal {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 /// Reads a journal; `None` if there is none.
@@ -232,34 +234,66 @@ pub async fn stop_journalled(
     deployment: &str,
     entries: Vec<JournalEntry>,
 ) -> Result<(), LifecycleError> {
-    let mut journal = read_or_new(journal_path, deployment)?;
+    add_stops(journal_path, deployment, &entries)?;
     for e in &entries {
-        if !journal.entries.iter().any(|j| j.id == e.id) {
-            let mut e = e.clone();
-            e.stop_issued_unix = None;
-            journal.entries.push(e);
-        }
-    }
-    write(journal_path, &journal)?;
-    for e in &entries {
-        if let Some(j) = journal.entries.iter_mut().find(|j| j.id == e.id) {
-            j.stop_issued_unix = Some(now_unix());
-        }
-        write(journal_path, &journal)?;
-        tracing::info!(container = %e.name, timeout_s = e.stop_timeout_s, "stopping");
-        let t = i32::try_from(e.stop_timeout_s).unwrap_or(i32::MAX);
-        docker
-            .stop_container(
-                &e.id,
-                Some(StopContainerOptionsBuilder::default().t(t).build()),
-            )
-            .await
-            .map_err(|source| LifecycleError::Docker {
-                action: format!("stop container {}", e.name),
-                source,
-            })?;
+        stop_one(docker, journal_path, e).await?;
     }
     Ok(())
+}
+
+/// Journals that `entries` are about to be stopped (none issued yet). A container the journal
+/// already lists (an earlier run stopped it, someone started it again since) is taken over by
+/// this run: it was running when this run began, so this run is the one to bring it back.
+pub fn add_stops(
+    journal_path: &Path,
+    deployment: &str,
+    entries: &[JournalEntry],
+) -> Result<(), LifecycleError> {
+    let mut journal = read_or_new(journal_path, deployment)?;
+    for e in entries {
+        let mut e = e.clone();
+        e.stop_issued_unix = None;
+        match journal.entries.iter_mut().find(|j| j.id == e.id) {
+            Some(j) => *j = e,
+            None => journal.entries.push(e),
+        }
+    }
+    write(journal_path, &journal)
+}
+
+/// Marks the stop of `e` as issued in the journal, then stops it, giving dockerd the
+/// container's stop timeout (and the HTTP call that long plus a minute: bollard's default of
+/// two minutes would give up on a container that takes longer to stop).
+pub async fn stop_one(
+    docker: &Docker,
+    journal_path: &Path,
+    e: &JournalEntry,
+) -> Result<(), LifecycleError> {
+    let mut journal = read(journal_path)?.unwrap_or(Journal {
+        version: JOURNAL_VERSION,
+        deployment: deployment_of(journal_path),
+        created_unix: now_unix(),
+        entries: vec![e.clone()],
+        launch: None,
+    });
+    if let Some(j) = journal.entries.iter_mut().find(|j| j.id == e.id) {
+        j.stop_issued_unix = Some(now_unix());
+    }
+    write(journal_path, &journal)?;
+    tracing::info!(container = %e.name, timeout_s = e.stop_timeout_s, "stopping");
+    let t = i32::try_from(e.stop_timeout_s).unwrap_or(i32::MAX);
+    docker
+        .clone()
+        .with_timeout(Duration::from_secs(e.stop_timeout_s.saturating_add(60)))
+        .stop_container(
+            &e.id,
+            Some(StopContainerOptionsBuilder::default().t(t).build()),
+        )
+        .await
+        .map_err(|source| LifecycleError::Docker {
+            action: format!("stop container {}", e.name),
+            source,
+        })
 }
 
 /// Records, before the create call, that `launch.run_id` is about to create the deployment's
@@ -298,6 +332,10 @@ pub struct Restored {
     pub missing: Vec<String>,
     /// Half-started deployment containers removed (a run that died before it finished).
     pub removed: Vec<String>,
+    /// The journal could not be updated (a full disk, say): the containers were brought back
+    /// all the same, and the journal still lists them (a later restore finds them running).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal_error: Option<String>,
 }
 
 /// Undoes what the journal records, within `scope`: removes a container whose launch did not
@@ -313,6 +351,22 @@ pub async fn restore(
     let Some(mut journal) = read(journal_path)? else {
         return Ok(out);
     };
+    // Bringing containers back comes first: a journal that cannot be written (a full disk)
+    // must not keep them down. Each step is written down as it is done, best effort.
+    let note = |r: Result<(), LifecycleError>, out: &mut Restored| {
+        if let Err(e) = r {
+            out.journal_error.get_or_insert_with(|| {
+                let mut s = e.to_string();
+                let mut cause = std::error::Error::source(&e);
+                while let Some(c) = cause {
+                    s.push_str(": ");
+                    s.push_str(&c.to_string());
+                    cause = c.source();
+                }
+                s
+            });
+        }
+    };
     // The half-started server first, so that what it displaced comes back to a free GPU.
     if let Some(l) = journal
         .launch
@@ -323,7 +377,7 @@ pub async fn restore(
             out.removed.push(l.container.clone());
         }
         journal.launch = None;
-        write_or_remove(journal_path, &journal)?;
+        note(write_or_remove(journal_path, &journal), &mut out);
     }
     let todo: Vec<JournalEntry> = journal
         .entries
@@ -332,7 +386,7 @@ pub async fn restore(
         .cloned()
         .collect();
     for e in todo {
-        if e.prior_state == "running" {
+        if e.prior_state == PriorState::Running {
             match bring_back(docker, &e, journal.created_unix).await? {
                 Back::Started => out.started.push(e.name.clone()),
                 Back::AlreadyRunning => out.already_running.push(e.name.clone()),
@@ -340,9 +394,9 @@ pub async fn restore(
             }
         }
         journal.entries.retain(|j| j.id != e.id);
-        write_or_remove(journal_path, &journal)?;
+        note(write_or_remove(journal_path, &journal), &mut out);
     }
-    write_or_remove(journal_path, &journal)?;
+    note(write_or_remove(journal_path, &journal), &mut out);
     Ok(out)
 }
 
@@ -441,7 +495,7 @@ mod tests {
         JournalEntry {
             id: id.into(),
             name: format!("name-{id}"),
-            prior_state: "running".into(),
+            prior_state: PriorState::Running,
             restart_policy: "always".into(),
             run_id: run.into(),
             stop_timeout_s: 5,
@@ -470,7 +524,11 @@ mod tests {
         assert_eq!(read(&p).unwrap(), Some(j));
         assert_eq!(all(tmp.path()), vec![p.clone()]);
         assert_eq!(deployment_of(&p), "panda-llamacpp");
-        assert!(!p.with_extension("json.tmp").exists());
+        assert_eq!(
+            std::fs::read_dir(p.parent().unwrap()).unwrap().count(),
+            1,
+            "no temporary file left beside it"
+        );
         std::fs::write(&p, b"{not json").unwrap();
         assert!(read(&p).is_err());
     }

@@ -26,7 +26,6 @@ pub mod journal;
 pub mod lockfile;
 pub mod platform;
 pub mod ports;
-pub mod smoke;
 pub mod spec;
 
 pub use bollard::Docker;

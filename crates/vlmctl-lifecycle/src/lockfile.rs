@@ -1,56 +1,107 @@
-//! One vlmctl command at a time per deployment: an exclusive lock on
-//! `<state>/locks/<deployment>.lock`, held for the whole job.
+//! One vlmctl command at a time per deployment, for the whole job, through two exclusive locks:
 //!
-//! The lock is `flock(2)` through the standard library's [`File::try_lock`]: the kernel drops it
-//! when the holder dies in any way (`kill -9` included), so a crashed run never leaves a stale
-//! lock behind. The file also says who holds it (pid, command, since), for the message a second
-//! command shows. Lock files are never deleted: deleting one that another process is waiting on
-//! would let two holders in (each would lock a different inode).
+//! - `<state>/locks/<deployment>.lock`, beside the deployment's journal;
+//! - a host-wide one, `/run/lock/vlmctl/<deployment>.lock` (else under the temp directory), so
+//!   that two commands with different state directories (`sudo` and a user, another
+//!   `XDG_STATE_HOME`) still cannot work on one container at the same time. That directory is
+//!   shared like `/tmp` (mode 1777) and its files are readable and writable by all: a lock is
+//!   taken on a read-only descriptor too.
+//!
+//! The locks are `flock(2)` through the standard library's [`File::try_lock`]: the kernel drops
+//! them when the holder dies in any way (`kill -9` included), so a crashed run never leaves a
+//! stale lock behind. The files also say who holds them (pid, command, since), for the message
+//! a second command shows. Lock files are never deleted (deleting one that another process is
+//! waiting on would let two holders in, each on a different inode) and never opened through a
+//! symbolic link.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{Read as _, Seek as _, Write as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use crate::LifecycleError;
 
-/// A held deployment lock; released on drop (and by the kernel on any death).
+/// Held deployment locks; released on drop (and by the kernel on any death).
 #[derive(Debug)]
 pub struct DeploymentLock {
-    _file: File,
+    _host: File,
+    _state: File,
     path: PathBuf,
 }
 
 impl DeploymentLock {
-    /// The lock file.
+    /// The state directory's lock file.
     #[must_use]
     pub fn path(&self) -> &Path {
         &self.path
     }
 }
 
-/// Where a deployment's lock lives.
+/// Where a deployment's lock lives in the state directory.
 #[must_use]
 pub fn path(state_dir: &Path, deployment: &str) -> PathBuf {
     state_dir.join("locks").join(format!("{deployment}.lock"))
 }
 
-fn open(state_dir: &Path, deployment: &str) -> Result<(File, PathBuf), LifecycleError> {
-    let p = path(state_dir, deployment);
+/// Where the host-wide lock files live.
+#[must_use]
+pub fn host_dir() -> PathBuf {
+    let run_lock = Path::new("/run/lock");
+    if run_lock.is_dir() {
+        run_lock.join("vlmctl")
+    } else {
+        std::env::temp_dir().join("vlmctl-locks")
+    }
+}
+
+fn invalid(path: &Path, why: String) -> LifecycleError {
+    LifecycleError::State {
+        path: path.to_owned(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, why),
+    }
+}
+
+/// Opens (creating) one lock file; `shared`: in the host-wide directory, for every user.
+fn open(p: &Path, shared: bool) -> Result<File, LifecycleError> {
     let err = |source| LifecycleError::State {
-        path: p.clone(),
+        path: p.to_owned(),
         source,
     };
     if let Some(dir) = p.parent() {
+        if shared && !dir.exists() {
+            let _ = fs::DirBuilder::new().mode(0o1777).create(dir);
+            // The umask took bits off: put them back, as on /tmp.
+            let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o1777));
+        }
         fs::create_dir_all(dir).map_err(err)?;
     }
-    let f = OpenOptions::new()
+    // The holder's note is written into it: never through a link to some other file.
+    if fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(invalid(
+            p,
+            "the lock file is a symbolic link; remove it".to_owned(),
+        ));
+    }
+    let rw = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .open(&p)
-        .map_err(err)?;
-    Ok((f, p))
+        .mode(if shared { 0o666 } else { 0o644 })
+        .open(p);
+    match rw {
+        Ok(f) => {
+            if shared {
+                let _ = f.set_permissions(fs::Permissions::from_mode(0o666));
+            }
+            Ok(f)
+        }
+        // Another user's file in the shared directory: a read-only descriptor locks as well.
+        Err(e) if shared && e.kind() == std::io::ErrorKind::PermissionDenied => {
+            File::open(p).map_err(err)
+        }
+        Err(e) => Err(err(e)),
+    }
 }
 
 /// Who holds the lock, as its holder wrote it (best effort: empty while it is being written).
@@ -69,7 +120,9 @@ fn holder(file: &mut File) -> String {
     }
 }
 
-fn claim(mut file: File, path: PathBuf, command: &str) -> Result<DeploymentLock, LifecycleError> {
+/// Writes who holds it. Best effort: it is for messages only, and a full disk or another
+/// user's read-only file must not stop a restore from taking the lock.
+fn note(file: &mut File, command: &str) {
     let since = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -77,37 +130,61 @@ fn claim(mut file: File, path: PathBuf, command: &str) -> Result<DeploymentLock,
         "pid {}\ncommand vlmctl {command}\nsince unix {since}\n",
         std::process::id()
     );
-    let written = file
+    let _ = file
         .set_len(0)
         .and_then(|()| file.rewind())
         .and_then(|()| file.write_all(text.as_bytes()));
-    written.map_err(|source| LifecycleError::State {
-        path: path.clone(),
-        source,
-    })?;
-    Ok(DeploymentLock { _file: file, path })
 }
 
-/// Takes the deployment's lock, or fails at once with [`LifecycleError::Busy`] naming the
+/// Both lock files of a deployment, opened (not locked).
+fn open_both(state_dir: &Path, deployment: &str) -> Result<[(File, PathBuf); 2], LifecycleError> {
+    let p = path(state_dir, deployment);
+    if !crate::spec::is_container_name(deployment) {
+        return Err(invalid(
+            &p,
+            format!("{deployment:?} is not a deployment (container) name"),
+        ));
+    }
+    let host = host_dir().join(format!("{deployment}.lock"));
+    Ok([(open(&host, true)?, host), (open(&p, false)?, p)])
+}
+
+/// Takes the deployment's locks, or fails at once with [`LifecycleError::Busy`] naming the
 /// holder.
 pub fn try_acquire(
     state_dir: &Path,
     deployment: &str,
     command: &str,
 ) -> Result<DeploymentLock, LifecycleError> {
-    let (mut file, p) = open(state_dir, deployment)?;
-    match file.try_lock() {
-        Ok(()) => claim(file, p, command),
-        Err(TryLockError::WouldBlock) => Err(LifecycleError::Busy {
-            deployment: deployment.to_owned(),
-            holder: holder(&mut file),
-            lock: p,
-        }),
-        Err(TryLockError::Error(source)) => Err(LifecycleError::State { path: p, source }),
+    let [(mut host, host_path), (mut state, state_path)] = open_both(state_dir, deployment)?;
+    for (file, p) in [(&mut host, &host_path), (&mut state, &state_path)] {
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(LifecycleError::Busy {
+                    deployment: deployment.to_owned(),
+                    holder: holder(file),
+                    lock: p.clone(),
+                });
+            }
+            Err(TryLockError::Error(source)) => {
+                return Err(LifecycleError::State {
+                    path: p.clone(),
+                    source,
+                });
+            }
+        }
     }
+    note(&mut host, command);
+    note(&mut state, command);
+    Ok(DeploymentLock {
+        _host: host,
+        _state: state,
+        path: state_path,
+    })
 }
 
-/// Takes the deployment's lock, waiting for the holder to finish; `waiting` is called once
+/// Takes the deployment's locks, waiting for the holder to finish; `waiting` is called once
 /// with the holder's description when there is one to wait for. Blocks the thread.
 pub fn acquire_waiting(
     state_dir: &Path,
@@ -118,12 +195,21 @@ pub fn acquire_waiting(
     match try_acquire(state_dir, deployment, command) {
         Err(LifecycleError::Busy { holder, .. }) => {
             waiting(&holder);
-            let (file, p) = open(state_dir, deployment)?;
-            file.lock().map_err(|source| LifecycleError::State {
-                path: p.clone(),
-                source,
-            })?;
-            claim(file, p, command)
+            let [(mut host, host_path), (mut state, state_path)] =
+                open_both(state_dir, deployment)?;
+            for (file, p) in [(&host, &host_path), (&state, &state_path)] {
+                file.lock().map_err(|source| LifecycleError::State {
+                    path: p.clone(),
+                    source,
+                })?;
+            }
+            note(&mut host, command);
+            note(&mut state, command);
+            Ok(DeploymentLock {
+                _host: host,
+                _state: state,
+                path: state_path,
+            })
         }
         other => other,
     }
@@ -133,12 +219,19 @@ pub fn acquire_waiting(
 mod tests {
     use super::*;
 
+    /// A deployment name no other test (nor a real deployment) uses: the host-wide lock is
+    /// shared by everything on this machine.
+    fn unique(what: &str) -> String {
+        format!("test-{what}-{}", std::process::id())
+    }
+
     #[test]
     fn second_holder_is_refused_with_the_first_ones_name_until_it_lets_go() {
         let tmp = tempfile::tempdir().unwrap();
-        let first = try_acquire(tmp.path(), "panda", "provision").unwrap();
-        assert!(first.path().ends_with("locks/panda.lock"));
-        let err = try_acquire(tmp.path(), "panda", "teardown").unwrap_err();
+        let (panda, beast) = (unique("panda"), unique("beast"));
+        let first = try_acquire(tmp.path(), &panda, "provision").unwrap();
+        assert!(first.path().ends_with(format!("locks/{panda}.lock")));
+        let err = try_acquire(tmp.path(), &panda, "teardown").unwrap_err();
         let LifecycleError::Busy { holder, .. } = &err else {
             panic!("{err:?}")
         };
@@ -148,21 +241,53 @@ mod tests {
             "{holder}"
         );
         // Another deployment is independent.
-        let _other = try_acquire(tmp.path(), "beast", "provision").unwrap();
+        let _other = try_acquire(tmp.path(), &beast, "provision").unwrap();
         drop(first);
-        let again = try_acquire(tmp.path(), "panda", "teardown").unwrap();
+        let again = try_acquire(tmp.path(), &panda, "teardown").unwrap();
         drop(again);
-        assert!(path(tmp.path(), "panda").exists(), "lock files stay");
+        assert!(path(tmp.path(), &panda).exists(), "lock files stay");
+    }
+
+    #[test]
+    fn the_lock_never_writes_through_a_link_nor_outside_the_state_dir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let precious = tmp.path().join("precious.txt");
+        std::fs::write(&precious, "keep me").unwrap();
+        std::fs::create_dir_all(tmp.path().join("locks")).unwrap();
+        let d = unique("link");
+        std::os::unix::fs::symlink(&precious, path(tmp.path(), &d)).unwrap();
+        let e = try_acquire(tmp.path(), &d, "provision").unwrap_err();
+        assert!(e.to_string().contains("state file"), "{e}");
+        assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me");
+        for name in ["../../victim", "a/b", ".hidden", ""] {
+            assert!(
+                try_acquire(tmp.path(), name, "teardown").is_err(),
+                "{name:?}"
+            );
+        }
+        assert!(!tmp.path().join("victim.lock").exists());
+    }
+
+    #[test]
+    fn two_state_directories_still_share_one_lock_per_deployment() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let d = unique("host");
+        let first = try_acquire(a.path(), &d, "provision").unwrap();
+        let e = try_acquire(b.path(), &d, "provision").unwrap_err();
+        assert!(matches!(e, LifecycleError::Busy { .. }), "{e}");
+        drop(first);
+        try_acquire(b.path(), &d, "provision").unwrap();
     }
 
     #[test]
     fn a_waiter_gets_the_lock_when_the_holder_lets_go() {
         let tmp = tempfile::tempdir().unwrap();
-        let first = try_acquire(tmp.path(), "d", "provision").unwrap();
+        let d = unique("wait");
+        let first = try_acquire(tmp.path(), &d, "provision").unwrap();
         let dir = tmp.path().to_owned();
         let (told_tx, told_rx) = std::sync::mpsc::channel();
         let waiter = std::thread::spawn(move || {
-            acquire_waiting(&dir, "d", "teardown", &mut |h| {
+            acquire_waiting(&dir, &d, "teardown", &mut |h| {
                 let _ = told_tx.send(h.to_owned());
             })
             .map(|_| ())

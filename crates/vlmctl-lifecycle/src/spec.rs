@@ -40,10 +40,10 @@ pub struct Spec {
     pub model: String,
     /// GPU request.
     pub gpus: Gpus,
-    /// Docker restart policy name.
-    pub restart: String,
-    /// `host` or `bridge` (publishing on the bind address only).
-    pub network: String,
+    /// Docker restart policy.
+    pub restart: RestartPolicy,
+    /// The host's network, or a bridge publishing on the bind address only.
+    pub network: Network,
     /// Whether binding a non-loopback address is allowed (needs an API key).
     pub expose: bool,
     /// llama-server settings.
@@ -54,6 +54,49 @@ pub struct Spec {
     pub memory: Memory,
     /// Containers that may be stopped (with confirmation) and restored.
     pub conflicts: Vec<String>,
+}
+
+/// Docker's restart policies, spelled as in `docker run --restart`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Never restarted.
+    No,
+    /// Always, also after a daemon restart.
+    Always,
+    /// Always, unless stopped by hand.
+    UnlessStopped,
+    /// When it exits non-zero.
+    OnFailure,
+}
+
+impl RestartPolicy {
+    /// The name `docker run --restart` takes.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::No => "no",
+            Self::Always => "always",
+            Self::UnlessStopped => "unless-stopped",
+            Self::OnFailure => "on-failure",
+        }
+    }
+}
+
+impl std::fmt::Display for RestartPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where the server's port lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// The host's network namespace: the server binds `server.host` itself.
+    Host,
+    /// Docker's bridge: the port is published on `server.host`.
+    Bridge,
 }
 
 /// GPU request: `"all"`, `"none"`, a count, or device ids.
@@ -143,9 +186,9 @@ struct RawSpec {
     #[serde(default = "gpus_all")]
     gpus: Spanned<toml::Value>,
     #[serde(default = "restart_default")]
-    restart: Spanned<String>,
+    restart: Spanned<toml::Value>,
     #[serde(default = "network_default")]
-    network: Spanned<String>,
+    network: Spanned<toml::Value>,
     #[serde(default)]
     expose: bool,
     server: Spanned<Server>,
@@ -169,11 +212,11 @@ fn host_platform() -> Spanned<String> {
 fn gpus_all() -> Spanned<toml::Value> {
     Spanned::new(0..0, toml::Value::String("all".to_owned()))
 }
-fn restart_default() -> Spanned<String> {
-    Spanned::new(0..0, "unless-stopped".to_owned())
+fn restart_default() -> Spanned<toml::Value> {
+    Spanned::new(0..0, toml::Value::String("unless-stopped".to_owned()))
 }
-fn network_default() -> Spanned<String> {
-    Spanned::new(0..0, "host".to_owned())
+fn network_default() -> Spanned<toml::Value> {
+    Spanned::new(0..0, toml::Value::String("host".to_owned()))
 }
 fn health_default() -> Spanned<Health> {
     Spanned::new(
@@ -182,6 +225,17 @@ fn health_default() -> Spanned<Health> {
             timeout_s: default_timeout(),
         },
     )
+}
+
+/// Docker's container name rule (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`): also what keeps a deployment
+/// name safe as a file name under the state directory (no `/`, no leading `.`).
+#[must_use]
+pub fn is_container_name(name: &str) -> bool {
+    name.len() <= 128
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
 /// The longest `health.timeout_s` accepted.
@@ -267,12 +321,7 @@ impl Spec {
         let raw: RawSpec = toml::from_str(text)
             .map_err(|e| invalid(e.span().unwrap_or(0..0), "", e.message().to_owned()))?;
         let name = raw.name.get_ref();
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-            || !name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        {
+        if !is_container_name(name) {
             return Err(invalid(
                 raw.name.span(),
                 "name",
@@ -294,31 +343,39 @@ impl Spec {
         }
         let gpus =
             parse_gpus(raw.gpus.get_ref()).map_err(|m| invalid(raw.gpus.span(), "gpus", m))?;
-        let restart = raw.restart.get_ref();
-        if !matches!(
-            restart.as_str(),
-            "no" | "always" | "unless-stopped" | "on-failure"
-        ) {
-            return Err(invalid(
+        let restart = RestartPolicy::deserialize(raw.restart.get_ref().clone()).map_err(|_| {
+            invalid(
                 raw.restart.span(),
                 "restart",
-                format!("{restart:?}: expected no, always, unless-stopped or on-failure"),
-            ));
-        }
-        let network = raw.network.get_ref();
-        if !matches!(network.as_str(), "host" | "bridge") {
-            return Err(invalid(
+                format!(
+                    "{}: expected no, always, unless-stopped or on-failure",
+                    raw.restart.get_ref()
+                ),
+            )
+        })?;
+        let network = Network::deserialize(raw.network.get_ref().clone()).map_err(|_| {
+            invalid(
                 raw.network.span(),
                 "network",
-                format!("{network:?}: expected \"host\" or \"bridge\""),
-            ));
-        }
+                format!("{}: expected \"host\" or \"bridge\"", raw.network.get_ref()),
+            )
+        })?;
         let server_span = raw.server.span();
         let server = raw.server.into_inner();
         check_server(&server, raw.expose, &|key, field, message| {
             // Point at the key's own line inside [server] when it is there.
             invalid(key_span(text, &server_span, key), field, message)
         })?;
+        if network == Network::Bridge && server.api_key_env.is_none() {
+            return Err(invalid(
+                raw.network.span(),
+                "network",
+                "on a bridge network the server listens on the container's own address, which \
+                 every other container on that network can reach whatever `server.host` says: \
+                 name an API key (`server.api_key_env`), or use network = \"host\""
+                    .to_owned(),
+            ));
+        }
         let timeout = raw.health.get_ref().timeout_s;
         if !(1..=MAX_HEALTH_TIMEOUT_S).contains(&timeout) {
             return Err(invalid(
@@ -336,8 +393,8 @@ impl Spec {
             platform: raw.platform.into_inner(),
             model: raw.model.into_inner(),
             gpus,
-            restart: raw.restart.into_inner(),
-            network: raw.network.into_inner(),
+            restart,
+            network,
             expose: raw.expose,
             server,
             health: raw.health.into_inner(),
@@ -373,7 +430,7 @@ impl Spec {
         // it has a namespace of its own, where loopback is unreachable from the host: it listens
         // on every address *inside* the container, and the published port binding (on
         // `server.host` only) decides who can reach it.
-        let bind = if self.network == "host" {
+        let bind = if self.network == Network::Host {
             s.host.clone()
         } else {
             "0.0.0.0".to_owned()
@@ -419,9 +476,12 @@ impl Spec {
             Gpus::All => parts.push("--gpus all".to_owned()),
             Gpus::None => {}
             Gpus::Count(n) => parts.push(format!("--gpus {n}")),
-            Gpus::Devices(d) => parts.push(format!("--gpus '\"device={}\"'", d.join(","))),
+            Gpus::Devices(d) => parts.push(format!(
+                "--gpus {}",
+                shell_quote(&format!("\"device={}\"", d.join(",")))
+            )),
         }
-        if self.network == "host" {
+        if self.network == Network::Host {
             parts.push("--network host".to_owned());
         } else {
             parts.push(format!(
@@ -608,6 +668,16 @@ fn refused_extra_arg(arg: &str) -> Option<&'static str> {
     if arg.contains('\0') {
         return Some("a NUL byte cannot be passed in an argument");
     }
+    // llama.cpp's presets (`--embd-gemma-default`, `--fim-qwen-7b-spec`, `--spec-default`, ...)
+    // set a model of their own, downloaded from the hub, and a port of their own.
+    if name.starts_with("--")
+        && (name.ends_with("-default") || (name.starts_with("--fim-") && name.ends_with("-spec")))
+    {
+        return Some(
+            "a llama.cpp preset: it picks its own model (downloaded, not verified against \
+             weights.lock) and its own port",
+        );
+    }
     REFUSED_ARGS
         .iter()
         .find(|(names, _)| names.contains(&name.as_str()))
@@ -645,9 +715,19 @@ fn parse_gpus(v: &toml::Value) -> Result<Gpus, String> {
         toml::Value::Array(ids) if !ids.is_empty() => ids
             .iter()
             .map(|i| match i {
-                toml::Value::String(s) if !s.is_empty() => Ok(s.clone()),
+                // Indexes, `GPU-<uuid>`, `MIG-<uuid>`: nothing else reaches a command line.
+                toml::Value::String(s)
+                    if !s.is_empty()
+                        && s.len() <= 96
+                        && s.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-:_.".contains(c)) =>
+                {
+                    Ok(s.clone())
+                }
                 toml::Value::Integer(n) => Ok(n.to_string()),
-                other => Err(format!("device id {other} is not a string or integer")),
+                other => Err(format!(
+                    "device id {other} is not an index or a GPU/MIG UUID (letters, digits, `-:_.`)"
+                )),
             })
             .collect::<Result<_, _>>()
             .map(Gpus::Devices),
@@ -836,6 +916,10 @@ name = "vllm-nemotron-super"
             (r#""-ngl", "1""#, "server.n_gpu_layers"),
             (r#""--path", "/""#, "how or where the server listens"),
             (r#"" --reuse-port""#, "how or where the server listens"),
+            (r#""--embd-gemma-default""#, "a llama.cpp preset"),
+            (r#""--vision_gemma_4b_default""#, "a llama.cpp preset"),
+            (r#""--fim-qwen-7b-spec""#, "a llama.cpp preset"),
+            (r#""--spec-default""#, "a llama.cpp preset"),
         ] {
             let got = err(&with(args));
             assert!(got.contains(want), "{args}: want {want:?} in {got}");
@@ -912,10 +996,15 @@ name = "vllm-nemotron-super"
     fn ipv6_loopback_gets_brackets_in_urls_and_port_bindings() {
         assert_eq!(http_base("::1", 11435), "http://[::1]:11435");
         assert_eq!(http_base("127.0.0.1", 11435), "http://127.0.0.1:11435");
+        let bridge = PANDA
+            .replace("127.0.0.1", "::1")
+            .replace("network = \"host\"", "network = \"bridge\"");
+        assert!(
+            err(&bridge).contains("docker/x.toml:7: network: on a bridge network"),
+            "a bridge network is reachable from every other container: a key is needed"
+        );
         let spec = Spec::parse(
-            &PANDA
-                .replace("127.0.0.1", "::1")
-                .replace("network = \"host\"", "network = \"bridge\""),
+            &bridge.replace("jinja = true", "jinja = true\napi_key_env = \"K\""),
             Path::new("p"),
         )
         .unwrap();
@@ -949,6 +1038,25 @@ name = "vllm-nemotron-super"
             "{e}"
         );
         assert!(e.to_string().contains("not UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn device_ids_are_ids_and_the_run_line_quotes_them() {
+        let with = |v: &str| PANDA.replace("gpus = \"all\"", &format!("gpus = {v}"));
+        for bad in [
+            r#"["0'$(touch /tmp/x)'"]"#,
+            r#"["0 1"]"#,
+            r#"[""]"#,
+            "[true]",
+        ] {
+            assert!(err(&with(bad)).contains("docker/x.toml:5: gpus:"), "{bad}");
+        }
+        let s = Spec::parse(&with(r#"["0", "GPU-8e2f:1.a_b"]"#), Path::new("p")).unwrap();
+        let line = s.docker_run_line(&mount());
+        assert!(
+            line.contains(r#"--gpus '"device=0,GPU-8e2f:1.a_b"'"#),
+            "{line}"
+        );
     }
 
     #[test]

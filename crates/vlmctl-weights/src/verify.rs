@@ -388,13 +388,17 @@ fn verify_all_cached_with(
         }
         reports.push(outcome.report);
     }
-    if let Some(dir) = cache.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    let tmp = cache.with_extension("json.tmp");
-    if std::fs::write(&tmp, serde_json::to_vec_pretty(&stamps).unwrap_or_default()).is_ok() {
-        let _ = std::fs::rename(&tmp, cache);
-    }
+    // Best effort: without the cache the next run hashes again, nothing worse.
+    let text = serde_json::to_vec_pretty(&stamps).unwrap_or_default();
+    let _ = cache
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| {
+            use std::io::Write as _;
+            let mut f = atomic_write_file::AtomicWriteFile::open(cache)?;
+            f.write_all(&text)?;
+            f.commit()
+        });
     (reports, fast_count)
 }
 

@@ -25,3 +25,64 @@ pub const VLMCTL_SPEC: &str = "VLMCTL_SPEC";
 pub const VLMCTL_STATE_DIR: &str = "VLMCTL_STATE_DIR";
 /// XDG state directory, for the default state dir.
 pub const XDG_STATE_HOME: &str = "XDG_STATE_HOME";
+
+/// Every variable above, for whoever must clear or list them all: the CLI tests start the binary
+/// with none of them set, so a developer's `VLMCTL_SPEC` or `HF_TOKEN` cannot leak into a test.
+/// A unit test below reads this file and fails if a `pub const` is missing here.
+pub const ALL: &[&str] = &[
+    VLMCTL_LOCK,
+    VLMCTL_MODELS_DIR,
+    VLMCTL_LOG,
+    XDG_DATA_HOME,
+    HF_ENDPOINT,
+    HF_TOKEN,
+    HF_HOME,
+    HF_HUB_CACHE,
+    VLMCTL_SPEC,
+    VLMCTL_STATE_DIR,
+    XDG_STATE_HOME,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::ALL;
+
+    /// Reads this file's own source, so that a variable declared above but left out of [`ALL`]
+    /// fails here rather than leaking into the CLI tests unnoticed.
+    #[test]
+    fn all_lists_every_declared_variable_once() {
+        let declared: Vec<&str> = include_str!("env_vars.rs")
+            .lines()
+            .filter_map(|l| l.strip_prefix("pub const "))
+            .filter(|l| !l.starts_with("ALL:"))
+            .map(|l| {
+                // A declaration in another shape would otherwise be skipped unchecked.
+                let (name, value) = l
+                    .strip_suffix("\";")
+                    .and_then(|l| l.split_once(": &str = \""))
+                    .unwrap_or_else(|| panic!("`pub const {l}` is not `NAME: &str = \"NAME\";`"));
+                assert_eq!(name, value, "each constant is named after its variable");
+                value
+            })
+            .collect();
+        for name in &declared {
+            assert!(
+                ALL.contains(name),
+                "{name} is declared but missing from ALL"
+            );
+        }
+        let mut sorted = ALL.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(
+            sorted.len(),
+            ALL.len(),
+            "ALL lists a variable twice: {ALL:?}"
+        );
+        assert_eq!(
+            ALL.len(),
+            declared.len(),
+            "ALL lists only declared variables"
+        );
+    }
+}

@@ -42,48 +42,54 @@ impl Failure {
 
 impl From<vlmctl_weights::WeightsError> for Failure {
     fn from(e: vlmctl_weights::WeightsError) -> Self {
-        use vlmctl_weights::WeightsError as E;
-        let code = match &e {
-            E::LockRead { .. } | E::Io { .. } => exit_codes::ENVIRONMENT,
-            E::LockInvalid { .. } | E::UnknownModel { .. } => exit_codes::INVALID_INPUT,
-            E::UpstreamChanged { .. }
-            | E::DigestMismatch { .. }
-            | E::BadContent { .. }
-            | E::ExistingFileBad { .. }
-            | E::AdoptRejected { .. } => exit_codes::VERIFY_FAILED,
-            E::HubUnreachable { .. }
-            | E::HubStatus { .. }
-            | E::HubProtocol { .. }
-            | E::Transfer { .. } => exit_codes::HUB,
-        };
+        let code = weights_code(&e);
         let hint = Some(e.hint());
         Self::new(e, hint, code)
     }
 }
 
+fn weights_code(e: &vlmctl_weights::WeightsError) -> u8 {
+    use vlmctl_weights::WeightsError as E;
+    match e {
+        E::LockRead { .. } | E::Io { .. } => exit_codes::ENVIRONMENT,
+        E::LockInvalid { .. } | E::UnknownModel { .. } => exit_codes::INVALID_INPUT,
+        E::UpstreamChanged { .. }
+        | E::DigestMismatch { .. }
+        | E::BadContent { .. }
+        | E::ExistingFileBad { .. }
+        | E::AdoptRejected { .. } => exit_codes::VERIFY_FAILED,
+        E::HubUnreachable { .. }
+        | E::HubStatus { .. }
+        | E::HubProtocol { .. }
+        | E::Transfer { .. } => exit_codes::HUB,
+    }
+}
+
 impl From<vlmctl_lifecycle::LifecycleError> for Failure {
     fn from(e: vlmctl_lifecycle::LifecycleError) -> Self {
-        use vlmctl_lifecycle::LifecycleError as E;
-        let code = match &e {
-            _ if e.daemon_gone() => exit_codes::ENVIRONMENT,
-            E::SpecRead { .. }
-            | E::DaemonUnreachable { .. }
-            | E::Journal { .. }
-            | E::State { .. }
-            | E::Pull { .. } => exit_codes::ENVIRONMENT,
-            E::Busy { .. } => exit_codes::BUSY,
-            E::SpecInvalid { .. } | E::NameTaken { .. } => exit_codes::INVALID_INPUT,
-            E::RegistryInspect { .. } => exit_codes::GATE_FAILED,
-            E::Docker { .. }
-            | E::NoGpuRuntime { .. }
-            | E::PortTaken { .. }
-            | E::ExitedDuringLoad { .. }
-            | E::NotReady { .. }
-            | E::SmokeFailed { .. }
-            | E::ThinkingLeaked { .. } => exit_codes::SERVER,
-        };
+        let code = lifecycle_code(&e);
         let hint = Some(e.hint());
         Self::new(e, hint, code)
+    }
+}
+
+fn lifecycle_code(e: &vlmctl_lifecycle::LifecycleError) -> u8 {
+    use vlmctl_lifecycle::LifecycleError as E;
+    match e {
+        _ if e.daemon_gone() => exit_codes::ENVIRONMENT,
+        E::SpecRead { .. }
+        | E::DaemonUnreachable { .. }
+        | E::Journal { .. }
+        | E::State { .. }
+        | E::Pull { .. } => exit_codes::ENVIRONMENT,
+        E::Busy { .. } => exit_codes::BUSY,
+        E::SpecInvalid { .. } | E::NameTaken { .. } => exit_codes::INVALID_INPUT,
+        E::RegistryInspect { .. } => exit_codes::GATE_FAILED,
+        E::Docker { .. }
+        | E::NoGpuRuntime { .. }
+        | E::PortTaken { .. }
+        | E::ExitedDuringLoad { .. }
+        | E::NotReady { .. } => exit_codes::SERVER,
     }
 }
 
@@ -98,5 +104,35 @@ impl From<vlmctl_bench::BenchError> for Failure {
         };
         let hint = Some(e.hint());
         Self::new(e, hint, code)
+    }
+}
+
+impl From<vlmctl_deploy::DeployError> for Failure {
+    fn from(e: vlmctl_deploy::DeployError) -> Self {
+        let code = deploy_code(&e);
+        let hint = e.hint();
+        Self::new(e, hint, code)
+    }
+}
+
+fn deploy_code(e: &vlmctl_deploy::DeployError) -> u8 {
+    use vlmctl_deploy::DeployError as E;
+    match e {
+        E::Weights(w) => weights_code(w),
+        E::Lifecycle(l) => lifecycle_code(l),
+        E::ApiKeyMissing { .. } | E::ApiKeyTooShort { .. } | E::NotADeploymentName { .. } => {
+            exit_codes::INVALID_INPUT
+        }
+        E::ModelsDir { .. } | E::Record { .. } => exit_codes::ENVIRONMENT,
+        E::GateFailed { .. } => exit_codes::GATE_FAILED,
+        E::SmokeFailed { .. } | E::ThinkingLeaked { .. } | E::MemoryCeiling { .. } => {
+            exit_codes::SERVER
+        }
+        E::Interrupted { .. } => exit_codes::INTERRUPTED,
+        // The daemon went away: what is still to undo is said, and the exit code is the
+        // unreachable-daemon one.
+        E::UndoFailed { undo_error, .. } if undo_error.daemon_gone() => exit_codes::ENVIRONMENT,
+        E::Undone { cause, .. } | E::UndoFailed { cause, .. } => deploy_code(cause),
+        E::RestoreIncomplete { source, .. } => lifecycle_code(source),
     }
 }

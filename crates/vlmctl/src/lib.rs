@@ -1,16 +1,19 @@
 //! The `vlmctl` command line: parses arguments, runs one command, renders its result or its
 //! error (`error: ...`, causes, a blank line, `hint: ...`) and returns an exit code from
 //! [`exit_codes`]. It wires the libraries together and is the only crate that prints (always
-//! through [`redact`], so that no secret reaches a terminal or a log):
-//! `vlmctl-weights` (lock, fetch, verify), `vlmctl-lifecycle` (Docker), `vlmctl-bench`.
+//! through [`redact`], so that no secret reaches a terminal or a log). The jobs are
+//! `vlmctl-deploy`'s; this crate renders their events and results: [`commands`] (one module per
+//! command family), [`render`] (tables, sizes, bars), [`output::Output`], [`Failure`] (error to
+//! exit code, in one place).
 
 mod cli;
 pub mod commands;
 pub mod env_vars;
 pub mod exit_codes;
 mod failure;
+pub mod output;
 pub mod redact;
-pub mod table;
+pub mod render;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -47,79 +50,79 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitC
 }
 
 fn execute(cli: &Cli, out: &mut Output) -> Result<u8, Failure> {
-    use commands::{bench, deploy, weights};
+    let rt = runtime()?;
+    let code = rt.block_on(execute_async(cli, out));
+    // A job cancelled while a blocking task runs (hashing a large file, waiting for a lock)
+    // must not keep the process alive: those threads end with it.
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    code
+}
+
+async fn execute_async(cli: &Cli, out: &mut Output) -> Result<u8, Failure> {
+    use commands::{bench, export, gates, provision, restore, status, teardown, weights};
     match &cli.command {
-        Command::Provision(args) => deploy::provision(args, false, out),
-        Command::Relaunch(args) => deploy::provision(
-            &cli::ProvisionArgs {
-                deploy: args.clone(),
-                stop: Vec::new(),
-                yes: false,
-                dry_run: false,
-            },
-            true,
-            out,
-        ),
-        Command::Gates(args) => deploy::gates_cmd(args, out),
-        Command::Status(args) => deploy::status(args, out),
-        Command::Teardown(args) => deploy::teardown(args, out),
-        Command::Restore(args) => deploy::restore(args, out),
-        Command::Export(args) => deploy::export(args, out),
-        Command::Bench(args) => bench::bench(args, out),
+        Command::Provision(args) => provision::provision(args, false, out).await,
+        Command::Relaunch(args) => {
+            provision::provision(
+                &cli::ProvisionArgs {
+                    deploy: args.clone(),
+                    stop: Vec::new(),
+                    yes: false,
+                    dry_run: false,
+                },
+                true,
+                out,
+            )
+            .await
+        }
+        Command::Gates(args) => gates::gates(args, out).await,
+        Command::Status(args) => status::status(args, out).await,
+        Command::Teardown(args) => teardown::teardown(args, out).await,
+        Command::Restore(args) => restore::restore(args, out).await,
+        Command::Export(args) => export::export(args, out),
         Command::Weights(WeightsCommand::Verify(args)) => weights::verify(args, out),
         Command::Weights(WeightsCommand::Adopt(args)) => weights::adopt(args, out),
-        Command::Weights(WeightsCommand::Lock(args)) => {
-            runtime()?.block_on(weights::lock(args, out))
-        }
-        Command::Weights(WeightsCommand::Fetch(args)) => {
-            runtime()?.block_on(weights::fetch(args, out))
-        }
+        Command::Weights(WeightsCommand::Lock(args)) => weights::lock(args, out).await,
+        Command::Weights(WeightsCommand::Fetch(args)) => weights::fetch(args, out).await,
+        Command::Bench(args) => bench::bench(args, out).await,
     }
 }
 
 /// The one runtime. Current-thread on purpose: hf-hub's chunk tasks then complete in order (so
 /// an interrupted download keeps its whole prefix), and request timing in `bench` is not
 /// disturbed by work migrating between threads. Hashing runs on blocking threads.
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Failure::new(e, None, exit_codes::FAILURE))
 }
 
-/// Where command results go: results on stdout, progress on stderr.
-pub struct Output;
-
-impl Output {
-    /// A result line (table, JSON).
-    pub fn stdout(&mut self, text: &str) {
-        redact::write_line(false, text);
-    }
-
-    /// A progress note for a person watching; never part of the result.
-    pub fn progress(&mut self, text: &str) {
-        redact::write_line(true, text);
-    }
-}
+pub use output::Output;
 
 fn init_logging(verbose: u8) {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let default = match verbose {
         0 => "warn",
-        1 => "vlmctl=debug,vlmctl_weights=debug,vlmctl_lifecycle=debug,vlmctl_bench=debug",
+        1 => {
+            "vlmctl=debug,vlmctl_weights=debug,vlmctl_lifecycle=debug,vlmctl_bench=debug,vlmctl_deploy=debug"
+        }
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env(env_vars::VLMCTL_LOG)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
-        // bollard logs whole request bodies at debug level (a container's config carries its
-        // environment, so the API key): never below info, whatever the filter asks for. The
-        // writer scrubs registered secrets as well.
-        .add_directive(
-            "bollard=info"
-                .parse()
-                .unwrap_or_else(|_| tracing_subscriber::filter::LevelFilter::INFO.into()),
-        );
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // bollard logs whole request bodies at debug level (a container's config carries its
+    // environment, so the API key). A directive cannot keep them out (a more specific one the
+    // user writes, `bollard::docker=trace`, wins over it), so a second filter on the target
+    // does, whatever VLMCTL_LOG says. The writer scrubs registered secrets as well.
+    let no_bodies = tracing_subscriber::filter::filter_fn(|meta| {
+        !(meta.target().starts_with("bollard") && *meta.level() > tracing::Level::INFO)
+    });
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(|| redact::Stderr)
-        .try_init();
+        .with_filter(filter)
+        .with_filter(no_bodies);
+    let _ = tracing_subscriber::registry().with(layer).try_init();
 }

@@ -17,15 +17,37 @@ static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 /// What a secret is replaced with.
 pub const REDACTED: &str = "[REDACTED]";
 
-/// Registers a secret; from now on [`scrub`] replaces it wherever it appears.
+/// Registers a secret; from now on [`scrub`] replaces it wherever it appears, also in the
+/// escaped forms logs write it in: inside a JSON string (a request body), in Rust's `{:?}`, and
+/// byte by byte as `\xNN` (an HTTP request line at trace level).
 pub fn secret(value: &str) {
     if value.is_empty() {
         return;
     }
-    if let Ok(mut s) = SECRETS.lock()
-        && !s.iter().any(|v| v == value)
-    {
-        s.push(value.to_owned());
+    let json = serde_json::to_string(value).unwrap_or_default();
+    let debug = format!("{value:?}");
+    let bytes: String = value
+        .bytes()
+        .flat_map(std::ascii::escape_default)
+        .map(char::from)
+        .collect();
+    let forms = [
+        value.to_owned(),
+        json.get(1..json.len().saturating_sub(1))
+            .unwrap_or_default()
+            .to_owned(),
+        debug
+            .get(1..debug.len().saturating_sub(1))
+            .unwrap_or_default()
+            .to_owned(),
+        bytes,
+    ];
+    if let Ok(mut s) = SECRETS.lock() {
+        for f in forms {
+            if !f.is_empty() && !s.contains(&f) {
+                s.push(f);
+            }
+        }
         // Longest first, so a secret containing another is replaced whole.
         s.sort_by_key(|v| std::cmp::Reverse(v.len()));
     }
@@ -89,5 +111,20 @@ mod tests {
             "env=[\"LLAMA_API_KEY=[REDACTED]\"] key [REDACTED]."
         );
         assert!(matches!(scrub("nothing here"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn escaped_forms_of_a_secret_are_scrubbed_too() {
+        secret("pa\"ss\\wordZK91-clé");
+        let json = serde_json::json!({"Env": ["LLAMA_API_KEY=pa\"ss\\wordZK91-clé"]}).to_string();
+        assert_eq!(scrub(&json), r#"{"Env":["LLAMA_API_KEY=[REDACTED]"]}"#);
+        assert_eq!(
+            scrub(r#"GET /x?k=pa\"ss\\wordZK91-cl\xc3\xa9 HTTP/1.1"#),
+            "GET /x?k=[REDACTED] HTTP/1.1"
+        );
+        assert_eq!(
+            scrub(&format!("{:?}", "pa\"ss\\wordZK91-clé")),
+            "\"[REDACTED]\""
+        );
     }
 }

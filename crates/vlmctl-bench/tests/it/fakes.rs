@@ -1,156 +1,20 @@
-//! Scripted fake servers. Each request takes the next behaviour from a script; what each
-//! behaviour sends imitates a real server: llama-server's `/v1/chat/completions` (JSON with
-//! `timings`, or SSE with a role-only first chunk, `: ping` comment lines, `timings` on the last
-//! chunk, then `data: [DONE]`) and Ollama's `/api/chat` (NDJSON, durations in nanoseconds).
+//! The instrument against the scripted fake server (`vlmctl_bench::fake_server`): every outcome
+//! counted exactly, in both protocols, and open-loop timing against a server slower than the load.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Body;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use serde_json::{Value, json};
+use vlmctl_bench::fake_server::{DEFAULT_ANSWER, FakeServer, Options, Reply, Step};
 use vlmctl_bench::plan::LoadedPlan;
 use vlmctl_bench::run;
 
-#[derive(Clone, Debug)]
-enum B {
-    /// Answer with this content (JSON or SSE depending on the request's `stream`).
-    Say(&'static str),
-    /// Empty content, non-empty `reasoning_content`.
-    Think,
-    /// Invalid JSON body.
-    Malformed,
-    /// This HTTP status.
-    Status(u16),
-    /// Never answer (the client's timeout fires).
-    Hang,
-    /// SSE that stops without `[DONE]`.
-    Cut,
+fn say(content: &str) -> Step {
+    Reply::Say(content.to_owned()).into()
 }
 
-type Script = Arc<Mutex<VecDeque<B>>>;
-
-fn next(s: &Script) -> B {
-    s.lock()
-        .unwrap()
-        .pop_front()
-        .unwrap_or(B::Say(r#"{"action": "forward", "reason": "x"}"#))
-}
-
-fn timings() -> Value {
-    json!({"prompt_n": 5, "prompt_ms": 2.0, "predicted_n": 4, "predicted_ms": 8.0, "cache_n": 550})
-}
-
-async fn openai(script: Script, body: Value) -> Response {
-    let stream = body["stream"].as_bool().unwrap_or(false);
-    match next(&script) {
-        B::Status(c) => StatusCode::from_u16(c).unwrap().into_response(),
-        B::Hang => {
-            tokio::time::sleep(Duration::from_secs(30)).await;
-            StatusCode::OK.into_response()
-        }
-        B::Malformed => (
-            StatusCode::OK,
-            [("content-type", "application/json")],
-            "{\"choices\": [",
-        )
-            .into_response(),
-        b => {
-            let (content, reasoning) = match b {
-                B::Say(c) => (c, ""),
-                _ => ("", "Let me think about the floor..."),
-            };
-            if !stream {
-                return axum::Json(json!({
-                    "choices": [{"message": {"role": "assistant", "content": content, "reasoning_content": reasoning}}],
-                    "usage": {"completion_tokens": 4},
-                    "timings": timings(),
-                }))
-                .into_response();
-            }
-            let mut events = vec![
-                ": ping\n\n".to_owned(),
-                format!(
-                    "data: {}\n\n",
-                    json!({"choices": [{"delta": {"role": "assistant"}}]})
-                ),
-            ];
-            let half = content.len() / 2;
-            for piece in [&content[..half], &content[half..]] {
-                events.push(format!(
-                    "data: {}\n\n",
-                    json!({"choices": [{"delta": {"content": piece}}]})
-                ));
-            }
-            if !reasoning.is_empty() {
-                events.push(format!(
-                    "data: {}\n\n",
-                    json!({"choices": [{"delta": {"reasoning_content": reasoning}}]})
-                ));
-            }
-            if matches!(b, B::Cut) {
-                return Response::new(Body::from(events.concat()));
-            }
-            events.push(format!("data: {}\n\n", json!({"choices": [{"delta": {}, "finish_reason": "stop"}], "timings": timings(), "usage": {"completion_tokens": 4}})));
-            events.push("data: [DONE]\n\n".to_owned());
-            ([("content-type", "text/event-stream")], events.concat()).into_response()
-        }
-    }
-}
-
-fn ollama(body: &Value) -> Response {
-    let done = json!({
-        "model": body["model"], "done": true, "message": {"role": "assistant", "content": ""},
-        "total_duration": 156_000_000u64, "load_duration": 1_500_000u64,
-        "prompt_eval_count": 554, "prompt_eval_duration": 14_000_000u64,
-        "eval_count": 9, "eval_duration": 13_000_000u64,
-    });
-    let content = r#"{"action": "left", "reason": "curtain ahead"}"#;
-    if body["stream"].as_bool() == Some(true) {
-        let mut lines = String::new();
-        for piece in [&content[..10], &content[10..]] {
-            lines.push_str(
-                &json!({"message": {"role": "assistant", "content": piece}, "done": false})
-                    .to_string(),
-            );
-            lines.push('\n');
-        }
-        lines.push_str(&done.to_string());
-        lines.push('\n');
-        return ([("content-type", "application/x-ndjson")], lines).into_response();
-    }
-    let mut v = done;
-    v["message"]["content"] = json!(content);
-    axum::Json(v).into_response()
-}
-
-async fn start(script: Script) -> String {
-    let app = Router::new()
-        .route(
-            "/v1/chat/completions",
-            post(move |axum::Json(b): axum::Json<Value>| openai(script.clone(), b)),
-        )
-        .route(
-            "/api/chat",
-            post(|axum::Json(b): axum::Json<Value>| async move { ollama(&b) }),
-        )
-        .route(
-            "/props",
-            get(|| async { axum::Json(json!({"build_info": "fake"})) }),
-        )
-        .route(
-            "/v1/models",
-            get(|| async { axum::Json(json!({"data": [{"id": "fake.gguf"}]})) }),
-        );
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", l.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(l, app).await });
-    url
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
 }
 
 fn plan(
@@ -159,6 +23,7 @@ fn plan(
     backend: &str,
     configs: &str,
     runs: usize,
+    timeout_s: f64,
     extra: &str,
 ) -> LoadedPlan {
     std::fs::create_dir_all(dir.join("prompts")).unwrap();
@@ -169,7 +34,7 @@ fn plan(
     std::fs::write(
         dir.join("plan.toml"),
         format!(
-            "version = 1\nruns = {runs}\nwarmup = 0\ntimeout_s = 0.5\ndescribe = false\nimage = \"camera.png\"\nconfigs = {configs}\n{extra}\n\
+            "version = 1\nruns = {runs}\nwarmup = 0\ntimeout_s = {timeout_s}\ndescribe = false\nimage = \"camera.png\"\nconfigs = {configs}\n{extra}\n\
              [[target]]\nname = \"fake\"\nurl = \"{url}\"\nbackend = \"{backend}\"\nmodel = \"gemma4:e2b\"\n"
         ),
     )
@@ -181,25 +46,27 @@ fn noop(_: &str, _: &str, _: usize, _: usize) {}
 
 #[tokio::test]
 async fn every_outcome_is_counted_exactly() {
-    let script: Script = Arc::new(Mutex::new(VecDeque::from([
-        B::Say(r#"{"action": "forward", "reason": "open floor"}"#), // strategy 1
-        B::Say("```json\n{\"action\": \"left\", \"reason\": \"wall\"}\n```"), // strategy 2
-        B::Say("Sure: {\"action\": \"brake\", \"reason\": \"cable\"} ok"), // strategy 2
-        B::Say("I would go right."),                                // strategy 3
-        B::Think,
-        B::Malformed,
-        B::Status(500),
-        B::Status(503),
-        B::Hang,
+    let server = FakeServer::start([
+        say(r#"{"action": "forward", "reason": "open floor"}"#), // strategy 1
+        say("```json\n{\"action\": \"left\", \"reason\": \"wall\"}\n```"), // strategy 2
+        say("Sure: {\"action\": \"brake\", \"reason\": \"cable\"} ok"), // strategy 2
+        say("I would go right."),                                // strategy 3
+        Reply::Think.into(),
+        Reply::Malformed.into(),
+        Reply::Status(500).into(),
+        Reply::Status(503).into(),
+        Reply::Hang.into(),
         // streamed (config C)
-        B::Say(r#"{"action": "stop", "reason": "goal"}"#),
-        B::Cut,
-        B::Think,
-    ])));
-    let url = start(script).await;
+        say(r#"{"action": "stop", "reason": "goal"}"#),
+        Reply::Cut.into(),
+        Reply::Think.into(),
+    ])
+    .await
+    .unwrap();
+    let url = server.endpoint();
     let tmp = tempfile::tempdir().unwrap();
     // Config A: the 9 non-streamed behaviours; config C: 3 streamed ones, then defaults.
-    let p = plan(tmp.path(), &url, "openai", "[\"A\", \"C\"]", 9, "");
+    let p = plan(tmp.path(), &url, "openai", "[\"A\", \"C\"]", 9, 0.5, "");
     let mut results = run::run(&p, &BTreeMap::new(), &noop).await;
     let a = &results.targets[0].configs[0].summary;
     assert_eq!(a.ok, 4);
@@ -259,9 +126,17 @@ async fn every_outcome_is_counted_exactly() {
 
 #[tokio::test]
 async fn ollama_native_protocol_durations_are_converted_from_ns() {
-    let url = start(Arc::new(Mutex::new(VecDeque::new()))).await;
+    let server = FakeServer::start([]).await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let p = plan(tmp.path(), &url, "ollama", "[\"A\", \"C\"]", 3, "");
+    let p = plan(
+        tmp.path(),
+        &server.endpoint(),
+        "ollama",
+        "[\"A\", \"C\"]",
+        3,
+        0.5,
+        "",
+    );
     let r = run::run(&p, &BTreeMap::new(), &noop).await;
     for c in &r.targets[0].configs {
         assert_eq!(c.summary.ok, 3, "{:?}", c.summary.errors);
@@ -278,32 +153,223 @@ async fn ollama_native_protocol_durations_are_converted_from_ns() {
             .iter()
             .all(|s| s.ttft_ms.is_some())
     );
+    assert_eq!(server.chat_requests(), 6);
+}
+
+#[tokio::test]
+async fn ollama_failures_are_counted_like_openai_ones() {
+    let server = FakeServer::start([
+        // Config A, not streamed.
+        Reply::Think.into(),
+        Reply::Status(500).into(),
+        Reply::Malformed.into(),
+        Reply::Cut.into(),
+        // Config C, streamed.
+        Reply::Think.into(),
+        Reply::Cut.into(),
+    ])
+    .await
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let p = plan(
+        tmp.path(),
+        &server.endpoint(),
+        "ollama",
+        "[\"A\", \"C\"]",
+        4,
+        0.5,
+        "",
+    );
+    let r = run::run(&p, &BTreeMap::new(), &noop).await;
+    let counted = |i: usize| {
+        let s = &r.targets[0].configs[i].summary;
+        let errors: Vec<(String, usize)> = s.errors.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        (s.ok, errors)
+    };
+    let pairs = |v: &[(&str, usize)]| {
+        v.iter()
+            .map(|(k, n)| ((*k).to_owned(), *n))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        counted(0),
+        (
+            0,
+            pairs(&[
+                ("http", 1),
+                ("malformed", 1),
+                ("stream_cut", 1),
+                ("thinking_leaked", 1)
+            ])
+        )
+    );
+    assert_eq!(
+        counted(1),
+        (2, pairs(&[("stream_cut", 1), ("thinking_leaked", 1)]))
+    );
 }
 
 #[tokio::test]
 async fn open_loop_measures_from_the_scheduled_time() {
-    // A server slower than the period: queueing must show in the latencies.
-    let script: Script = Arc::new(Mutex::new(VecDeque::new()));
-    let url = start(script).await;
+    // 50 Hz (one request every 20 ms) against a server that takes 60 ms a request, one at a time
+    // (one slot). Request i is scheduled at 20i ms and cannot be done before 60(i + 1) ms, so
+    // from its scheduled send time it takes at least 60 + 40i ms: each request waits 40 ms
+    // longer than the one before. Timing from the moment a request actually went out, after the
+    // previous answer (coordinated omission), would show a flat 60 ms instead.
+    const PERIOD_MS: f64 = 20.0;
+    const SERVICE_MS: f64 = 60.0;
+    const RUNS: usize = 10;
+    let server = FakeServer::start_with(
+        [],
+        Options {
+            then: Reply::Say(DEFAULT_ANSWER.to_owned()).after(ms(60)),
+            slots: Some(1),
+            ..Options::default()
+        },
+    )
+    .await
+    .unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let p = plan(
+    let loaded = plan(
         tmp.path(),
-        &url,
+        &server.endpoint(),
         "openai",
         "[\"A\"]",
-        10,
-        "[load]\nrate_hz = 200.0",
+        RUNS,
+        5.0,
+        "[load]\nrate_hz = 50.0",
     );
-    let r = run::run(&p, &BTreeMap::new(), &noop).await;
-    let s = &r.targets[0].configs[0].summary;
-    assert_eq!(s.ok, 10);
-    assert!(s.deadline_miss_pct.is_some());
+    let results = run::run(&loaded, &BTreeMap::new(), &noop).await;
+    let config = &results.targets[0].configs[0];
+    assert_eq!(config.summary.ok, RUNS, "{:?}", config.summary.errors);
+
+    // Open loop: each request reached the server on its schedule, not after the previous
+    // answer (which would space them 60 ms apart).
+    let arrivals: Vec<f64> = server
+        .requests()
+        .iter()
+        .filter(|s| s.path == "/v1/chat/completions")
+        .map(|s| s.at.as_secs_f64() * 1000.0)
+        .collect();
+    assert_eq!(arrivals.len(), RUNS);
+    for (i, at) in arrivals.iter().enumerate() {
+        let after_first = at - arrivals[0];
+        assert!(
+            after_first < PERIOD_MS * (i as f64 + 1.0),
+            "request {i} arrived {after_first:.1} ms after the first: {arrivals:?}"
+        );
+    }
+
+    // Latency includes the wait in the server's queue, counted from the scheduled time.
+    let walls: Vec<f64> = config.samples.iter().map(|s| s.wall_ms).collect();
+    let growth = SERVICE_MS - PERIOD_MS;
+    for (i, wall) in walls.iter().enumerate() {
+        let floor = SERVICE_MS + growth * i as f64;
+        // A millisecond of slack, so that no rounding in the timer can fail it.
+        assert!(
+            *wall >= floor - 1.0,
+            "sample {i}: {wall:.1} ms, expected at least {floor} ms: {walls:?}"
+        );
+    }
+    assert!(
+        walls.windows(2).all(|w| w[1] > w[0]),
+        "latency grows request after request: {walls:?}"
+    );
+    // Least-squares slope of latency over the request index: 40 ms a request. Timing from the
+    // first send for every request would give 60, timing from each actual send 0.
+    let count = walls.len() as f64;
+    let mean_index = (count - 1.0) / 2.0;
+    let mean_wall = walls.iter().sum::<f64>() / count;
+    let (num, den) = walls
+        .iter()
+        .enumerate()
+        .fold((0.0, 0.0), |(num, den), (i, wall)| {
+            let d = i as f64 - mean_index;
+            (num + d * (wall - mean_wall), den + d * d)
+        });
+    let slope = num / den;
+    assert!(
+        (slope - growth).abs() < 10.0,
+        "latency grows {slope:.1} ms a request, expected {growth}: {walls:?}"
+    );
+    // Every request took longer than the 20 ms period.
+    assert_eq!(config.summary.deadline_miss_pct, Some(100.0));
+}
+
+#[tokio::test]
+async fn the_fake_server_loads_then_follows_its_script() {
+    let server = FakeServer::start_with(
+        [Reply::Status(500).into()],
+        Options {
+            loading_for: ms(300),
+            ..Options::default()
+        },
+    )
+    .await
+    .unwrap();
+    let url = server.endpoint();
+    let http = reqwest::Client::new();
+    let chat = || {
+        http.post(format!("{url}/v1/chat/completions"))
+            .json(&serde_json::json!({"messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+    };
+    let health = http.get(format!("{url}/health")).send().await.unwrap();
+    assert_eq!(health.status(), 503);
+    let body: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(body["error"]["message"], "Loading model");
+    assert_eq!(
+        chat().await.unwrap().status(),
+        503,
+        "loading: script untouched"
+    );
+    tokio::time::sleep(ms(350)).await;
+    let health = http.get(format!("{url}/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(
+        chat().await.unwrap().status(),
+        500,
+        "the script's first step"
+    );
+    server.push(say("pushed"));
+    let answer: serde_json::Value = chat().await.unwrap().json().await.unwrap();
+    assert_eq!(answer["choices"][0]["message"]["content"], "pushed");
+    let answer: serde_json::Value = chat().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        answer["choices"][0]["message"]["content"], DEFAULT_ANSWER,
+        "then `Options::then`"
+    );
+    assert_eq!(server.chat_requests(), 4);
+    let paths: Vec<String> = server
+        .requests()
+        .iter()
+        .map(|s| format!("{} {}", s.method, s.path))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "GET /health",
+            "POST /v1/chat/completions",
+            "GET /health",
+            "POST /v1/chat/completions",
+            "POST /v1/chat/completions",
+            "POST /v1/chat/completions"
+        ]
+    );
 }
 
 #[test]
 fn a_different_camera_frame_is_refused_with_both_hashes() {
     let tmp = tempfile::tempdir().unwrap();
-    let _ = plan(tmp.path(), "http://127.0.0.1:9", "openai", "[\"A\"]", 1, "");
+    let _ = plan(
+        tmp.path(),
+        "http://127.0.0.1:9",
+        "openai",
+        "[\"A\"]",
+        1,
+        0.5,
+        "",
+    );
     let text = std::fs::read_to_string(tmp.path().join("plan.toml")).unwrap();
     let pinned = text.replace(
         "image = \"camera.png\"",

@@ -1,7 +1,9 @@
-//! Integration tests of the bench instrument: scripted fake servers faithful to the
-//! `OpenAI` (SSE) and Ollama (NDJSON) protocols for every failure the instrument must count exactly, and
-//! (feature `test-env`) the real llama-server with the Gemma 3 270M GGUF.
+//! Integration tests of the bench instrument: (feature `fake-server`) the scripted fake server
+//! (`vlmctl_bench::fake_server`, faithful to llama-server's SSE and Ollama's NDJSON) for every
+//! failure the instrument must count exactly, and (feature `test-env`, which turns `fake-server`
+//! on) the real llama-server with the Gemma 3 270M GGUF. The report snapshots need neither.
 
+#[cfg(feature = "fake-server")]
 mod fakes;
 #[cfg(feature = "test-env")]
 mod real;

@@ -1,10 +1,12 @@
 //! Against the real llama-server from `scripts/test` (CPU, 2 threads) with the Gemma 3 270M
 //! GGUF: text-only (the model has no vision projector), few runs, small `max_tokens`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use serde_json::{Value, json};
+use vlmctl_bench::fake_server::FakeServer;
 use vlmctl_bench::plan::LoadedPlan;
 use vlmctl_bench::run;
 
@@ -116,5 +118,151 @@ async fn real_llama_server_streaming_timings_and_cache() {
             cfg.summary,
             "summaries recomputable"
         );
+    }
+}
+
+/// Every key path of `v` (`a.b[].c`), objects and arrays included.
+fn key_paths(v: &Value, prefix: &str, out: &mut BTreeSet<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                let p = format!("{prefix}.{k}");
+                out.insert(p.clone());
+                key_paths(v, &p, out);
+            }
+        }
+        Value::Array(a) => {
+            for v in a {
+                key_paths(v, &format!("{prefix}[]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Every key the fake sends, the real server sends at the same place.
+fn assert_keys_subset<'a>(
+    what: &str,
+    fake: impl IntoIterator<Item = &'a Value>,
+    real: impl IntoIterator<Item = &'a Value>,
+) {
+    let paths = |values: &mut dyn Iterator<Item = &'a Value>| {
+        let mut out = BTreeSet::new();
+        for v in values {
+            key_paths(v, "", &mut out);
+        }
+        out
+    };
+    let real_paths = paths(&mut real.into_iter());
+    let missing: Vec<String> = paths(&mut fake.into_iter())
+        .difference(&real_paths)
+        .cloned()
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{what}: the fake sends {missing:?}, which llama-server does not"
+    );
+}
+
+/// The JSON chunks of an SSE body, which must end with `data: [DONE]`.
+fn sse_chunks(body: &str) -> Vec<Value> {
+    let mut data: Vec<&str> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(str::trim)
+        .collect();
+    assert_eq!(data.pop(), Some("[DONE]"), "{body}");
+    data.iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
+/// What a client relies on in a stream: the first delta (role only), `timings` on the last
+/// chunk (and nowhere before), whether that chunk is the `choices: []` usage chunk.
+fn stream_shape(chunks: &[Value]) -> (Value, bool, bool, bool) {
+    let last = chunks.last().expect("at least one chunk");
+    (
+        chunks[0]["choices"][0]["delta"].clone(),
+        chunks.iter().position(|c| c.get("timings").is_some()) == Some(chunks.len() - 1),
+        last["choices"] == json!([]),
+        last.get("usage").is_some(),
+    )
+}
+
+fn chat_body(stream: bool, include_usage: bool) -> Value {
+    let mut b = json!({
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "Say hi"}]}],
+        "max_tokens": 4, "temperature": 0, "stream": stream,
+        "chat_template_kwargs": {"enable_thinking": false},
+    });
+    if include_usage {
+        b["stream_options"] = json!({"include_usage": true});
+    }
+    b
+}
+
+/// The fake server's llama-server side against the real llama-server: every key the fake sends,
+/// the real one sends at the same place, statuses and content types agree, and streams have the
+/// same structure ([`stream_shape`], `[DONE]`).
+#[tokio::test]
+async fn fake_server_speaks_llama_servers_json() {
+    let (_server, real) = start().await;
+    let fake = FakeServer::start([]).await.unwrap();
+    let fake = fake.endpoint();
+    // A connection per request: llama-server closes its end after a stream (see `run.rs`).
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let get = |base: &str, path: &str| {
+        let r = http.get(format!("{base}{path}")).send();
+        async move {
+            let r = r.await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    for path in ["/health", "/v1/models", "/props", "/no-such-endpoint"] {
+        let (real_status, real_json) = get(&real, path).await;
+        let (fake_status, fake_json) = get(&fake, path).await;
+        assert_eq!(fake_status, real_status, "{path}");
+        assert_keys_subset(path, [&fake_json], [&real_json]);
+    }
+    let chat = |base: &str, body: Value| {
+        let r = http
+            .post(format!("{base}/v1/chat/completions"))
+            .json(&body)
+            .timeout(Duration::from_secs(60))
+            .send();
+        async move {
+            let r = r.await.unwrap();
+            let content_type = r.headers()["content-type"].to_str().unwrap().to_owned();
+            (r.status().as_u16(), content_type, r.text().await.unwrap())
+        }
+    };
+    for (stream, include_usage) in [(false, false), (true, false), (true, true)] {
+        let what = format!("stream {stream}, include_usage {include_usage}");
+        let real_answer = chat(&real, chat_body(stream, include_usage)).await;
+        let fake_answer = chat(&fake, chat_body(stream, include_usage)).await;
+        assert_eq!(
+            (fake_answer.0, fake_answer.1.as_str()),
+            (real_answer.0, real_answer.1.as_str()),
+            "{what}"
+        );
+        let (real_chunks, fake_chunks) = if stream {
+            (sse_chunks(&real_answer.2), sse_chunks(&fake_answer.2))
+        } else {
+            let parse = |b: &str| vec![serde_json::from_str::<Value>(b).unwrap()];
+            (parse(&real_answer.2), parse(&fake_answer.2))
+        };
+        assert_keys_subset(&what, &fake_chunks, &real_chunks);
+        if stream {
+            assert_eq!(
+                stream_shape(&fake_chunks),
+                stream_shape(&real_chunks),
+                "{what}:\nreal {}\nfake {}",
+                real_answer.2,
+                fake_answer.2
+            );
+        }
     }
 }

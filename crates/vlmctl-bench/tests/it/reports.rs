@@ -3,19 +3,21 @@
 use std::collections::BTreeMap;
 
 use vlmctl_bench::client::ServerTimings;
+use vlmctl_bench::compare::{self, Verdict};
 use vlmctl_bench::plan::{Backend, Plan};
+use vlmctl_bench::report;
 use vlmctl_bench::run::{self, ConfigResult, Environment, Results, Sample, TargetResult};
 use vlmctl_bench::schema::Strategy;
-use vlmctl_bench::{compare, report};
 
-fn sample(i: usize, wall: f64) -> Sample {
+/// Sample `i` of 20; the last `misses` of them are keyword answers (schema misses).
+fn sample(i: usize, wall: f64, misses: usize) -> Sample {
     Sample {
         index: i,
         wall_ms: wall,
         ttft_ms: None,
         error: None,
         error_detail: None,
-        strategy: Some(if i % 10 == 9 {
+        strategy: Some(if i + misses >= RUNS {
             Strategy::Keyword
         } else {
             Strategy::WholeJson
@@ -32,18 +34,26 @@ fn sample(i: usize, wall: f64) -> Sample {
     }
 }
 
-fn results(name: &str, base_ms: f64, image: &str) -> Results {
+const RUNS: usize = 20;
+
+/// One config: its letter, the p50 its samples have (nearest rank over `p50 - 3 + i % 7`),
+/// and how many of its 20 answers miss the schema.
+struct Config(&'static str, &'static str, f64, usize);
+
+fn results(name: &str, image: &str, configs: &[Config]) -> Results {
     let plan: Plan = toml::from_str("version = 1\nimage = \"camera.png\"\n[[target]]\nname = \"llamacpp\"\nurl = \"http://127.0.0.1:11435\"\n").unwrap();
-    let configs = ["A", "C"]
+    let configs = configs
         .iter()
-        .map(|c| {
-            let samples: Vec<Sample> = (0..20)
-                .map(|i| sample(i, base_ms + (i % 7) as f64))
+        .map(|&Config(letter, description, p50, misses)| {
+            let samples: Vec<Sample> = (0..RUNS)
+                .map(|i| sample(i, p50 - 3.0 + (i % 7) as f64, misses))
                 .collect();
+            let summary = run::summarize(&samples, true, None);
+            assert_eq!(summary.wall_ms.map(|w| w.p50), Some(p50));
             ConfigResult {
-                name: (*c).into(),
-                description: "full nav prompt + image".into(),
-                summary: run::summarize(&samples, true, None),
+                name: letter.into(),
+                description: description.into(),
+                summary,
                 warmup: vec![],
                 samples,
             }
@@ -76,14 +86,46 @@ fn results(name: &str, base_ms: f64, image: &str) -> Results {
 
 #[test]
 fn table_markdown_and_compare() {
-    let panda = results("llamacpp", 18.0, "a");
+    let panda = results(
+        "llamacpp",
+        "a",
+        &[
+            Config("A", "full nav prompt + image", 21.0, 0),
+            Config("B", "full prompt repeat (cache warm)", 40.0, 0),
+            Config("D", "short nav prompt + image", 40.0, 1),
+            Config("T", "text-only nav (no image)", 21.0, 0),
+        ],
+    );
     insta::assert_snapshot!("table", report::table(&panda));
     insta::assert_snapshot!("markdown", report::markdown(&panda));
-    let beast = results("llamacpp", 24.0, "b");
-    insta::assert_snapshot!(
-        "compare",
-        compare::render(&compare::compare(&panda, &beast))
+    // One row per way the rule can go: A within noise; B just under 20 % slower with the pass
+    // rate exactly 95 % (both still noise); D just over 20 %; T fast enough but 90 % schema pass.
+    let beast = results(
+        "llamacpp",
+        "b",
+        &[
+            Config("A", "full nav prompt + image", 21.5, 0),
+            Config("B", "full prompt repeat (cache warm)", 47.96, 1),
+            Config("D", "short nav prompt + image", 48.04, 0),
+            Config("T", "text-only nav (no image)", 21.5, 2),
+        ],
     );
+    let comparison = compare::compare(&panda, &beast);
+    let verdicts: Vec<(&str, Verdict)> = comparison
+        .rows
+        .iter()
+        .map(|r| (r.config.as_str(), r.verdict))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("A", Verdict::WithinNoise),
+            ("B", Verdict::WithinNoise),
+            ("D", Verdict::Investigate),
+            ("T", Verdict::Investigate)
+        ]
+    );
+    insta::assert_snapshot!("compare", compare::render(&comparison));
     let html = report::html(&beast, Some(&panda));
     assert!(
         html.contains("<svg") && html.contains("stroke-dasharray") && html.contains("polyline")

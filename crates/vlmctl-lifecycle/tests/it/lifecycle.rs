@@ -181,7 +181,7 @@ async fn conflict_is_journalled_stopped_and_restored_after_a_crash() {
         let entry = journal::JournalEntry {
             id: c.id.clone(),
             name: c.name.clone(),
-            prior_state: "running".into(),
+            prior_state: vlmctl_lifecycle::journal::PriorState::Running,
             restart_policy: c.restart_policy.clone(),
             run_id: "r1".into(),
             stop_timeout_s: c.stop_timeout_s,

@@ -12,7 +12,7 @@ use crate::failure::Failure;
 use crate::{Output, exit_codes};
 
 /// Dispatches `bench` / `bench compare`.
-pub fn bench(args: &BenchArgs, out: &mut Output) -> Result<u8, Failure> {
+pub async fn bench(args: &BenchArgs, out: &mut Output) -> Result<u8, Failure> {
     if let Some(BenchCommand::Compare { base, new, json }) = &args.compare {
         return compare_cmd(base, new, *json, out);
     }
@@ -44,7 +44,7 @@ pub fn bench(args: &BenchArgs, out: &mut Output) -> Result<u8, Failure> {
             let _ = writeln!(e);
         }
     };
-    let results = crate::runtime()?.block_on(run::run(&plan, &keys, &progress));
+    let results = run::run(&plan, &keys, &progress).await;
     std::fs::create_dir_all(&dir)
         .and_then(|()| {
             std::fs::write(
@@ -107,7 +107,10 @@ fn compare_cmd(
     } else {
         out.stdout(&compare::render(&c));
     }
-    let investigate = c.rows.iter().any(|r| r.verdict == "investigate");
+    let investigate = c
+        .rows
+        .iter()
+        .any(|r| r.verdict == compare::Verdict::Investigate);
     Ok(if investigate {
         exit_codes::INVESTIGATE
     } else {

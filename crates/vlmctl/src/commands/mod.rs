@@ -1,8 +1,22 @@
-//! One module per command group.
+//! One module per command family; shared plumbing (plan, state dir, hub client) here and
+//! shared rendering in [`crate::render`].
 pub mod bench;
-pub mod compose;
-pub mod deploy;
+pub mod export;
+pub mod gates;
+pub mod provision;
+pub mod restore;
+pub mod status;
+pub mod teardown;
 pub mod weights;
+
+use std::path::PathBuf;
+
+use vlmctl_deploy::{Dirs, Plan};
+use vlmctl_weights::HubClient;
+
+use crate::cli::{DirArgs, HubArgs, StateArgs};
+use crate::env_vars;
+use crate::failure::Failure;
 
 /// `$VAR/vlmctl` for an XDG base directory variable, else `~/<fallback>/vlmctl` (the XDG
 /// default when the variable is unset or empty).
@@ -14,4 +28,59 @@ pub(crate) fn xdg_dir(var: &str, fallback: &str) -> std::path::PathBuf {
             std::path::PathBuf::from,
         )
         .join("vlmctl")
+}
+
+/// `--state-dir`, else the XDG state directory.
+pub(crate) fn state_dir(args: &StateArgs) -> PathBuf {
+    args.state_dir
+        .clone()
+        .unwrap_or_else(|| xdg_dir(env_vars::XDG_STATE_HOME, "~/.local/state"))
+}
+
+/// The validated plan for a spec (or the embedded default), a lock and directories; its API key
+/// is registered as a secret the moment it is read.
+pub(crate) fn plan(
+    spec: Option<&std::path::Path>,
+    lock: &std::path::Path,
+    dirs: &DirArgs,
+) -> Result<Plan, Failure> {
+    let plan = Plan::load(
+        spec,
+        lock,
+        &Dirs {
+            dir: dirs.dir.clone(),
+            models_root: dirs.models_root(),
+        },
+    )?;
+    // A key too short to be one is refused before it is used (`require_api_key`), and is not
+    // registered: scrubbing it would mangle every message that happens to contain it.
+    if let Some(k) = plan
+        .api_key
+        .as_ref()
+        .filter(|k| k.chars().count() >= vlmctl_deploy::plan::MIN_API_KEY_LEN)
+    {
+        crate::redact::secret(k);
+    }
+    Ok(plan)
+}
+
+/// The hub client from `--endpoint`, `--cache-dir`, `HF_HOME` and the token (registered as a
+/// secret).
+pub(crate) fn hub_client(args: &HubArgs) -> Result<HubClient, Failure> {
+    let env_path = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let hf_home = env_path(env_vars::HF_HOME);
+    let cache = args
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| vlmctl_weights::default_cache_dir(None, hf_home.clone()));
+    let token = std::env::var(env_vars::HF_TOKEN)
+        .ok()
+        .filter(|t| !t.is_empty())
+        .or_else(|| vlmctl_weights::stored_token(hf_home.as_deref()))
+        .inspect(|t| crate::redact::secret(t));
+    Ok(HubClient::new(&args.endpoint, token, cache)?)
 }

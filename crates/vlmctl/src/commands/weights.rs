@@ -2,16 +2,11 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
-use indicatif::{ProgressBar, ProgressStyle};
-use vlmctl_weights::{
-    FetchOutcome, FetchProgress, FileReport, HubClient, Lock, LockedFile, ModelEntry, Role,
-    jobs_for, verify_all,
-};
+use vlmctl_weights::{FileReport, Lock, LockedFile, ModelEntry, Role, jobs_for, verify_all};
 
-use crate::cli::{AdoptArgs, DirArgs, FetchArgs, HubArgs, LockCmdArgs, VerifyArgs};
+use crate::cli::{AdoptArgs, DirArgs, FetchArgs, LockCmdArgs, VerifyArgs};
 use crate::failure::Failure;
 use crate::{Output, env_vars, exit_codes};
 
@@ -40,7 +35,7 @@ pub fn verify(args: &VerifyArgs, out: &mut Output) -> Result<u8, Failure> {
     out.progress(&format!(
         "verifying {} file(s), {}, on up to {} thread(s)",
         jobs.len(),
-        human_bytes(total),
+        crate::render::human_bytes(total),
         if args.jobs == 0 {
             std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
         } else {
@@ -85,7 +80,7 @@ pub fn verify_table(reports: &[FileReport]) -> String {
             [r.model.clone(), r.path.clone(), r.role.to_string(), detail]
         })
         .collect();
-    let mut out = crate::table::render(&["MODEL", "FILE", "ROLE", "RESULT"], &rows);
+    let mut out = crate::render::table(&["MODEL", "FILE", "ROLE", "RESULT"], &rows);
     let failed: Vec<&FileReport> = reports.iter().filter(|r| !r.ok()).collect();
     if failed.is_empty() {
         let _ = write!(out, "\nall {} file(s) verified", reports.len());
@@ -127,25 +122,6 @@ impl DirArgs {
     }
 }
 
-pub(crate) fn hub_client(args: &HubArgs) -> Result<HubClient, Failure> {
-    let env_path = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    let hf_home = env_path(env_vars::HF_HOME);
-    let cache = args
-        .cache_dir
-        .clone()
-        .unwrap_or_else(|| vlmctl_weights::default_cache_dir(None, hf_home.clone()));
-    let token = std::env::var(env_vars::HF_TOKEN)
-        .ok()
-        .filter(|t| !t.is_empty())
-        .or_else(|| vlmctl_weights::stored_token(hf_home.as_deref()))
-        .inspect(|t| crate::redact::secret(t));
-    Ok(HubClient::new(&args.endpoint, token, cache)?)
-}
-
 /// `vlmctl weights lock REPO FILE...`: pins files from hub metadata, without downloading.
 pub async fn lock(args: &LockCmdArgs, out: &mut Output) -> Result<u8, Failure> {
     let path = &args.lock.lock;
@@ -154,7 +130,7 @@ pub async fn lock(args: &LockCmdArgs, out: &mut Output) -> Result<u8, Failure> {
     } else {
         Lock { models: Vec::new() }
     };
-    let hub = hub_client(&args.hub)?;
+    let hub = super::hub_client(&args.hub)?;
     out.progress(&format!(
         "resolving {}@{} on {}",
         args.repo,
@@ -243,32 +219,13 @@ fn default_name(files: &[LockedFile]) -> String {
 }
 
 fn write_atomically(path: &Path, text: &str) -> Result<(), Failure> {
-    let fail = |e: std::io::Error| {
+    vlmctl_deploy::write_atomically(path, text.as_bytes()).map_err(|e| {
         Failure::new(
             anyhow::Error::new(e).context(format!("cannot write {}", path.display())),
             Some("check the permissions of the lock's directory".to_owned()),
             exit_codes::ENVIRONMENT,
         )
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    ));
-    std::fs::write(&tmp, text).map_err(fail)?;
-    let done = std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(e) = done {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(fail(e));
-    }
-    Ok(())
+    })
 }
 
 /// `vlmctl weights fetch`: every locked file of the named models, one after another.
@@ -277,20 +234,20 @@ pub async fn fetch(args: &FetchArgs, out: &mut Output) -> Result<u8, Failure> {
     let root = args.dirs.models_root();
     // Validates the names before any network traffic.
     let models = vlmctl_weights::select_models(&lock, &args.lock.lock, &args.names)?;
-    let hub = hub_client(&args.hub)?;
+    let hub = super::hub_client(&args.hub)?;
     let mut rows = Vec::new();
     let mut results = Vec::new();
     for model in models {
         let dir = vlmctl_weights::model_dir(model, args.dirs.dir.as_deref(), &root);
         for file in &model.files {
-            let bar = Arc::new(Bar::default());
+            let bar = Arc::new(crate::render::Bar::default());
             let outcome = hub.fetch(model, file, &dir, bar.clone()).await;
             bar.clear();
             let outcome = outcome?;
             rows.push([
                 model.name.clone(),
                 file.path.clone(),
-                describe(&outcome, file.size),
+                crate::render::describe(&outcome, file.size),
             ]);
             results.push(serde_json::json!({
                 "model": model.name, "path": file.path, "location": dir.join(&file.path),
@@ -302,64 +259,9 @@ pub async fn fetch(args: &FetchArgs, out: &mut Output) -> Result<u8, Failure> {
         let doc = serde_json::json!({ "ok": true, "files": results });
         out.stdout(&serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else {
-        out.stdout(&crate::table::render(&["MODEL", "FILE", "RESULT"], &rows));
+        out.stdout(&crate::render::table(&["MODEL", "FILE", "RESULT"], &rows));
     }
     Ok(exit_codes::SUCCESS)
-}
-
-pub(crate) fn describe(outcome: &FetchOutcome, size: u64) -> String {
-    match outcome {
-        FetchOutcome::AlreadyPresent => "already present, verified".to_owned(),
-        FetchOutcome::FromCache => format!("verified from the hub cache ({})", human_bytes(size)),
-        FetchOutcome::Downloaded { resumed_from: 0 } => {
-            format!("downloaded and verified ({})", human_bytes(size))
-        }
-        FetchOutcome::Downloaded { resumed_from } => format!(
-            "downloaded and verified ({}, resumed after {})",
-            human_bytes(size),
-            human_bytes(*resumed_from)
-        ),
-        FetchOutcome::Adopted { linked: true } => "adopted (hard link), verified".to_owned(),
-        FetchOutcome::Adopted { linked: false } => "adopted (copied), verified".to_owned(),
-    }
-}
-
-/// A progress bar per download on stderr (hidden when stderr is not a terminal).
-#[derive(Default)]
-pub(crate) struct Bar(Mutex<Option<ProgressBar>>);
-
-impl Bar {
-    pub(crate) fn clear(&self) {
-        if let Some(b) = self.0.lock().ok().and_then(|mut b| b.take()) {
-            b.finish_and_clear();
-        }
-    }
-}
-
-impl FetchProgress for Bar {
-    fn start(&self, file: &str, total: u64, resumed: u64) {
-        let bar = ProgressBar::new(total);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar.set_message(file.to_owned());
-        bar.enable_steady_tick(Duration::from_millis(200));
-        if resumed > 0 {
-            bar.println(format!("{file}: resuming after {}", human_bytes(resumed)));
-        }
-        if let Ok(mut b) = self.0.lock() {
-            *b = Some(bar);
-        }
-    }
-    fn advance(&self, bytes: u64) {
-        if let Some(b) = self.0.lock().ok().as_ref().and_then(|b| b.as_ref()) {
-            b.inc(bytes);
-        }
-    }
-    fn finish(&self, _file: &str) {}
 }
 
 /// `vlmctl weights adopt PATH...`.
@@ -377,17 +279,17 @@ pub fn adopt(args: &AdoptArgs, out: &mut Output) -> Result<u8, Failure> {
         out.progress(&format!(
             "verifying {} ({})",
             src.display(),
-            human_bytes(file.size)
+            crate::render::human_bytes(file.size)
         ));
         let outcome = vlmctl_weights::adopt(model, file, src, &dir)?;
         results.push(serde_json::json!({"model": model.name, "source": src, "location": dir.join(&file.path), "result": outcome}));
         rows.push([
             model.name.clone(),
             dir.join(&file.path).display().to_string(),
-            describe(&outcome, file.size),
+            crate::render::describe(&outcome, file.size),
         ]);
     }
-    out.stdout(&crate::table::render(
+    out.stdout(&crate::render::table(
         &["MODEL", "PLACED AT", "RESULT"],
         &rows,
     ));
@@ -397,21 +299,4 @@ pub fn adopt(args: &AdoptArgs, out: &mut Output) -> Result<u8, Failure> {
 /// `$XDG_DATA_HOME/vlmctl/models`, else `~/.local/share/vlmctl/models`.
 fn default_models_root() -> PathBuf {
     super::xdg_dir(env_vars::XDG_DATA_HOME, "~/.local/share").join("models")
-}
-
-/// `253.1 MB` style sizes (decimal units, as disks and the hub count).
-#[must_use]
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1000.0 && unit < UNITS.len() - 1 {
-        v /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
 }

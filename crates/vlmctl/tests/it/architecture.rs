@@ -68,6 +68,31 @@ fn closure(meta: &Metadata, root: &str) -> BTreeSet<String> {
     seen.into_iter().map(|id| names[id].to_owned()).collect()
 }
 
+/// Names of the crates `root` depends on directly (not dev-dependencies).
+fn direct(meta: &Metadata, root: &str) -> BTreeSet<String> {
+    let names: BTreeMap<&str, &str> = meta
+        .packages
+        .iter()
+        .map(|p| (p.id.as_str(), p.name.as_str()))
+        .collect();
+    let start = meta
+        .packages
+        .iter()
+        .find(|p| p.name == root)
+        .expect("workspace crate");
+    let node = meta
+        .resolve
+        .nodes
+        .iter()
+        .find(|n| n.id == start.id)
+        .expect("resolved");
+    node.deps
+        .iter()
+        .filter(|d| d.dep_kinds.iter().any(|k| k.kind.as_deref() != Some("dev")))
+        .map(|d| names[d.pkg.as_str()].to_owned())
+        .collect()
+}
+
 #[test]
 fn crate_boundaries_hold() {
     let out = Command::new(env!("CARGO"))
@@ -95,6 +120,13 @@ fn crate_boundaries_hold() {
         ("vlmctl-lifecycle", "hf-hub"),
         ("vlmctl-bench", "vlmctl-lifecycle"),
         ("vlmctl-weights", "vlmctl-lifecycle"),
+        ("vlmctl-lifecycle", "vlmctl-weights"),
+        ("vlmctl-bench", "vlmctl-weights"),
+        ("vlmctl-weights", "vlmctl-bench"),
+        ("vlmctl-lifecycle", "vlmctl-bench"),
+        ("vlmctl-weights", "vlmctl-deploy"),
+        ("vlmctl-lifecycle", "vlmctl-deploy"),
+        ("vlmctl-bench", "vlmctl-deploy"),
     ] {
         let deps = closure(&meta, krate);
         assert!(
@@ -102,6 +134,21 @@ fn crate_boundaries_hold() {
             "{krate} must not depend on {banned} (DESIGN.md layout)"
         );
     }
-    // The check can fail: the CLI does reach bollard through lifecycle.
-    assert!(closure(&meta, "vlmctl").contains("bollard"));
+    // The jobs use the three capability crates; the CLI renders the jobs and never talks to
+    // Docker or the hub itself.
+    let deploy = direct(&meta, "vlmctl-deploy");
+    for lib in ["vlmctl-weights", "vlmctl-lifecycle", "vlmctl-bench"] {
+        assert!(deploy.contains(lib), "vlmctl-deploy uses {lib}: {deploy:?}");
+    }
+    let cli = direct(&meta, "vlmctl");
+    for banned in ["bollard", "hf-hub", "reqwest", "hyper"] {
+        assert!(
+            !cli.contains(banned),
+            "the CLI must not use {banned} directly; the libraries do: {cli:?}"
+        );
+    }
+    // The checks can fail: the CLI does reach bollard and hf-hub, through the libraries.
+    let all = closure(&meta, "vlmctl");
+    assert!(all.contains("bollard") && all.contains("hf-hub"));
+    assert!(cli.contains("vlmctl-deploy"));
 }

@@ -151,3 +151,18 @@ fn a_spec_or_lock_that_is_not_utf8_is_bad_input_not_an_unreadable_file() {
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("weights.lock:2: not UTF-8"), "{err}");
 }
+
+#[test]
+fn teardown_of_a_name_that_is_a_path_touches_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state/a");
+    fs::create_dir_all(state.join("journals")).unwrap();
+    let victim = tmp.path().join("state/victim.json");
+    fs::write(&victim, "{}").unwrap();
+    let (code, _, err) = run(vlmctl()
+        .args(["teardown", "../../victim", "--state-dir"])
+        .arg(&state));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("is not a deployment name"), "{err}");
+    assert!(victim.exists() && !tmp.path().join("state/victim.lock").exists());
+}

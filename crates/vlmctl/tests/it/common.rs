@@ -1,13 +1,20 @@
-//! Running the binary and redacting what changes between runs.
+//! Running the binary, redacting what changes between runs, and waiting for things to happen.
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
-/// The binary under test.
+/// The binary under test, started with none of the variables vlmctl reads
+/// ([`vlmctl::env_vars::ALL`]) set, so that a developer's `VLMCTL_SPEC`, `HF_TOKEN` or
+/// `XDG_STATE_HOME` cannot change what a test sees: each test sets what it needs on the command.
+///
+/// `DOCKER_HOST` is deliberately passed through (it is not in that list: bollard reads it, in
+/// vlmctl-lifecycle). The tests create, inspect and remove their containers with the docker CLI,
+/// which reads it as well, so vlmctl and the tests must follow the same variable to meet the same
+/// daemon: clearing it only for vlmctl would split them when it points at, say, a rootless daemon.
 pub fn vlmctl() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vlmctl"));
-    // Tests must not pick up the developer's settings.
-    for var in ["VLMCTL_LOCK", "VLMCTL_MODELS_DIR", "VLMCTL_LOG"] {
+    for var in vlmctl::env_vars::ALL {
         cmd.env_remove(var);
     }
     cmd
@@ -42,4 +49,29 @@ pub fn required_env(name: &str) -> String {
         Ok(v) if !v.is_empty() => v,
         _ => panic!("{name} is not set: run these tests through `scripts/test`, which provides it"),
     }
+}
+
+/// Calls `f` every 20 ms until it holds; panics naming `what` once `within` has passed. It blocks
+/// the thread: from a tokio test, use the multi-thread flavour so that servers keep running.
+pub fn poll_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !f() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A TCP port on the loopback that was free a moment ago (the OS picks it).
+#[cfg_attr(
+    not(feature = "test-env"),
+    expect(dead_code, reason = "used by the test-env tests")
+)]
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a free port")
+        .port()
 }

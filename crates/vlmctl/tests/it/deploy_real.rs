@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use vlmctl_weights::fake_hub::{FakeHub, FakeRepo};
 
-use crate::common::{required_env, vlmctl};
+use crate::common::{free_port, poll_until, required_env, run, vlmctl};
 
 pub(crate) const REPO: &str = "vlmctl-test/gemma-3-270m-GGUF";
 pub(crate) const COMMIT: &str = "0000000000000000000000000000000000000001";
@@ -154,14 +154,11 @@ impl Run {
 
     /// Puts the locked weights in place (from the fake hub), as `vlmctl weights fetch` does.
     pub(crate) fn fetch(&self, hub: &FakeHub, lock: &Path) {
-        let (code, _, err) = run({
-            let mut c = vlmctl();
-            c.args(["weights", "fetch", "--lock"])
-                .arg(lock)
-                .env("HF_ENDPOINT", hub.endpoint())
-                .env("HF_HUB_CACHE", self.path("hf-cache"));
-            c
-        });
+        let (code, _, err) = run(vlmctl()
+            .args(["weights", "fetch", "--lock"])
+            .arg(lock)
+            .env("HF_ENDPOINT", hub.endpoint())
+            .env("HF_HUB_CACHE", self.path("hf-cache")));
         assert_eq!(code, 0, "{err}");
     }
 
@@ -174,31 +171,13 @@ impl Run {
             .env("VLMCTL_STATE_DIR", self.path("state"))
             .env("HF_ENDPOINT", hub.endpoint())
             .env("HF_HUB_CACHE", self.path("hf-cache"))
-            .env_remove("HF_TOKEN")
             .stdin(Stdio::null());
         c
     }
 }
 
-pub(crate) fn run(mut c: Command) -> (i32, String, String) {
-    let out = c.output().expect("run vlmctl");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 pub(crate) fn running(name: &str) -> bool {
     docker(&["inspect", "-f", "{{.State.Running}}", name]) == "true"
-}
-
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 pub(crate) async fn hub() -> FakeHub {
@@ -222,21 +201,22 @@ async fn provision_relaunch_change_teardown() {
     let spec = r.write_spec(&server, free_port(), &conflict, 1024);
     let lock = r.write_lock();
 
-    // Without confirmation and without a terminal, a conflict is never stopped.
-    let (code, out, err) = run(r.cmd(&hub, &["provision", "--dry-run"], &spec, &lock));
+    // A dry run prints the plan and touches nothing.
+    let (code, out, err) = run(&mut r.cmd(&hub, &["provision", "--dry-run"], &spec, &lock));
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(&format!("--name {server}")), "{out}");
     assert!(running(&conflict));
 
-    let c = r.cmd(&hub, &["provision", "--stop", &conflict], &spec, &lock);
-    let (code, out, err) = tokio::task::spawn_blocking(move || run(c)).await.unwrap();
     // Tear the server down even if an assertion below fails.
     let _server_guard = Guard(server.clone());
+    unconfirmed_provision_leaves_the_conflict_running(&r, &hub, &spec, &lock, (&server, &conflict));
+
+    // Confirmed with `--stop`: the conflict is stopped, and restored by the teardown below.
+    let mut c = r.cmd(&hub, &["provision", "--stop", &conflict], &spec, &lock);
+    let (code, out, err) = tokio::task::spawn_blocking(move || run(&mut c))
+        .await
+        .unwrap();
     assert_eq!(code, 0, "{out}\n{err}");
-    assert!(
-        err.contains("fetching gemma-3-270m-q4km from the hub"),
-        "{err}"
-    );
     assert!(out.contains("NAV_VLLM_URL=http://127.0.0.1:"), "{out}");
     assert!(
         out.contains("NAV_VLLM_MODEL=/models/gemma-3-270m-q4_k_m.gguf"),
@@ -260,7 +240,7 @@ async fn provision_relaunch_change_teardown() {
     bench_provisioned(&r, &out);
 
     let started = Instant::now();
-    let (code, out, err) = run(r.cmd(&hub, &["relaunch"], &spec, &lock));
+    let (code, out, err) = run(&mut r.cmd(&hub, &["relaunch"], &spec, &lock));
     let took = started.elapsed();
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(
@@ -269,7 +249,7 @@ async fn provision_relaunch_change_teardown() {
     );
     eprintln!("no-op relaunch took {took:?} (debug build, includes re-verifying 253 MB)");
 
-    let (code, out, err) = run(r.cmd(&hub, &["status"], &spec, &lock));
+    let (code, out, err) = run(&mut r.cmd(&hub, &["status"], &spec, &lock));
     assert_eq!(code, 0, "{err}");
     let line = out
         .lines()
@@ -287,17 +267,17 @@ async fn provision_relaunch_change_teardown() {
 
     let id_before = docker(&["inspect", "-f", "{{.Id}}", &server]);
     r.write_spec(&server, free_port(), &conflict, 2048);
-    let (_, out, _) = run(r.cmd(&hub, &["status"], &spec, &lock));
+    let (_, out, _) = run(&mut r.cmd(&hub, &["status"], &spec, &lock));
     assert!(
         out.contains("spec changed (relaunch recreates it)"),
         "{out}"
     );
-    let (code, out, err) = run(r.cmd(&hub, &["relaunch"], &spec, &lock));
+    let (code, out, err) = run(&mut r.cmd(&hub, &["relaunch"], &spec, &lock));
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(err.contains(&format!("replaced {server}")), "{err}");
     assert_ne!(docker(&["inspect", "-f", "{{.Id}}", &server]), id_before);
 
-    let (code, out, err) = run(r.cmd(&hub, &["teardown"], &spec, &lock));
+    let (code, out, err) = run(&mut r.cmd(&hub, &["teardown"], &spec, &lock));
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains(&format!("restored: {conflict}")), "{out}");
     assert!(running(&conflict), "conflict back after teardown");
@@ -310,9 +290,41 @@ async fn provision_relaunch_change_teardown() {
         ]),
         "always"
     );
-    let (code, out, _) = run(r.cmd(&hub, &["teardown"], &spec, &lock));
+    let (code, out, _) = run(&mut r.cmd(&hub, &["teardown"], &spec, &lock));
     assert_eq!(code, 0);
     assert!(out.contains("already torn down"), "{out}");
+}
+
+/// Without confirmation (no `--stop`, no `--yes`) and without a terminal (stdin is null), a real
+/// run never stops a conflict: it says so and launches beside it (this one holds neither the
+/// port nor a GPU). Tears the server down after, so that the caller starts from the same state.
+fn unconfirmed_provision_leaves_the_conflict_running(
+    r: &Run,
+    hub: &FakeHub,
+    spec: &Path,
+    lock: &Path,
+    (server, conflict): (&str, &str),
+) {
+    let (code, out, err) = run(&mut r.cmd(hub, &["provision"], spec, lock));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains("fetching gemma-3-270m-q4km from the hub"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("not stopping {conflict} (not confirmed")),
+        "{err}"
+    );
+    assert!(
+        running(conflict),
+        "an unconfirmed conflict was stopped: {err}"
+    );
+    assert!(running(server), "the server came up beside it: {err}");
+    let (code, out, err) = run(&mut r.cmd(hub, &["teardown"], spec, lock));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(running(conflict), "{out}");
+    let left = docker(&["ps", "-aq", "--filter", &format!("name=^{server}$")]);
+    assert!(left.is_empty(), "teardown removed the server: {out}");
 }
 
 /// Removes the server container by name on drop.
@@ -346,7 +358,7 @@ async fn killed_after_stopping_a_conflict_then_restore_brings_it_back() {
     let mut c = vlmctl();
     c.args(["restore", "--json"])
         .env("VLMCTL_STATE_DIR", r.path("state"));
-    let (code, out, err) = run(c);
+    let (code, out, err) = run(&mut c);
     assert_eq!(code, 0, "{out}\n{err}");
     let doc: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(
@@ -357,7 +369,7 @@ async fn killed_after_stopping_a_conflict_then_restore_brings_it_back() {
     assert!(running(&conflict));
     let mut c = vlmctl();
     c.arg("restore").env("VLMCTL_STATE_DIR", r.path("state"));
-    let (_, out, _) = run(c);
+    let (_, out, _) = run(&mut c);
     assert!(out.contains("nothing to restore"), "idempotent: {out}");
 }
 
@@ -388,7 +400,7 @@ fn bench_provisioned(r: &Run, provision_out: &str) {
         .arg(&plan)
         .arg("--out")
         .arg(r.path("bench"));
-    let (code, out, err) = run(bench);
+    let (code, out, err) = run(&mut bench);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(
         out.contains("A full nav prompt (text-only run)") && out.contains("2/2"),
@@ -457,8 +469,10 @@ async fn provision_pulls_a_missing_image_from_the_registry() {
         .replace(&required_env("VLMCTL_TEST_LLAMA_IMAGE"), &remote);
     std::fs::write(&spec, text).unwrap();
     let lock = r.write_lock();
-    let c = r.cmd(&hub, &["provision"], &spec, &lock);
-    let (code, out, err) = tokio::task::spawn_blocking(move || run(c)).await.unwrap();
+    let mut c = r.cmd(&hub, &["provision"], &spec, &lock);
+    let (code, out, err) = tokio::task::spawn_blocking(move || run(&mut c))
+        .await
+        .unwrap();
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(err.contains(&format!("pulled {remote}")), "{err}");
     assert!(
@@ -466,7 +480,7 @@ async fn provision_pulls_a_missing_image_from_the_registry() {
         "platform read from the registry: {err}"
     );
     assert!(running(&server));
-    let (code, _, err) = run(r.cmd(&hub, &["teardown"], &spec, &lock));
+    let (code, _, err) = run(&mut r.cmd(&hub, &["teardown"], &spec, &lock));
     assert_eq!(code, 0, "{err}");
 }
 
@@ -495,14 +509,11 @@ pub(crate) fn provision_until_conflict_stopped(hub: &FakeHub, what: &str) -> Sto
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while running(&conflict) {
-        assert!(
-            Instant::now() < deadline,
-            "provision never stopped the conflict"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    poll_until(
+        "provision to stop the conflict",
+        Duration::from_secs(60),
+        || !running(&conflict),
+    );
     Stopped {
         r,
         conflict,
@@ -525,20 +536,29 @@ async fn bridge_network_on_ipv6_loopback_serves_on_that_address_only() {
     let spec = r.write_spec(&server, port, &r.name("no-conflict"), 1024);
     let text = std::fs::read_to_string(&spec)
         .unwrap()
-        .replace("host = \"127.0.0.1\"", "host = \"::1\"")
+        .replace(
+            "host = \"127.0.0.1\"",
+            "host = \"::1\"\napi_key_env = \"VLMCTL_TEST_API_KEY\"",
+        )
         .replace(
             "restart = \"no\"\n",
             "restart = \"no\"\nnetwork = \"bridge\"\n",
         );
     std::fs::write(&spec, text).unwrap();
     let lock = r.write_lock();
-    let (code, out, err) = run(r.cmd(&hub, &["provision"], &spec, &lock));
+    // Other containers on the bridge can reach the server: a key is required there.
+    let cmd = |args: &[&str]| {
+        let mut c = r.cmd(&hub, args, &spec, &lock);
+        c.env("VLMCTL_TEST_API_KEY", format!("bridge-key-{}", r.id));
+        c
+    };
+    let (code, out, err) = run(&mut cmd(&["provision"]));
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(
         out.contains(&format!("NAV_VLLM_URL=http://[::1]:{port}/v1")),
         "{out}"
     );
-    let (code, out, _) = run(r.cmd(&hub, &["status"], &spec, &lock));
+    let (code, out, _) = run(&mut cmd(&["status"]));
     assert_eq!(code, 0);
     assert!(
         out.lines()
@@ -550,8 +570,8 @@ async fn bridge_network_on_ipv6_loopback_serves_on_that_address_only() {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
         "published on [::1] only"
     );
-    let (_, out, _) = run(r.cmd(&hub, &["export"], &spec, &lock));
+    let (_, out, _) = run(&mut cmd(&["export"]));
     assert!(out.contains(&format!("-p [::1]:{port}:{port}")), "{out}");
-    let (code, _, err) = run(r.cmd(&hub, &["teardown"], &spec, &lock));
+    let (code, _, err) = run(&mut cmd(&["teardown"]));
     assert_eq!(code, 0, "{err}");
 }

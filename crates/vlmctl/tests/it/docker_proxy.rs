@@ -1,5 +1,6 @@
 //! A fault injector between vlmctl and the real dockerd: a unix socket that forwards bytes both
-//! ways to `/var/run/docker.sock` (vlmctl reaches it through `DOCKER_HOST`), and can
+//! ways to the daemon the tests use (`DOCKER_HOST`'s socket, else `/var/run/docker.sock`; vlmctl
+//! reaches the proxy through its own `DOCKER_HOST`), and can
 //!
 //! - hold the first request whose bytes contain a pattern (say `/start HTTP/1.1`) until the test
 //!   releases it, which puts vlmctl at a known await point inside a Docker call, and
@@ -16,7 +17,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-const DOCKERD: &str = "/var/run/docker.sock";
+/// The daemon's socket: the one the docker CLI in these tests talks to, as
+/// [`crate::common::vlmctl`] leaves `DOCKER_HOST` for both to follow.
+fn dockerd() -> PathBuf {
+    match std::env::var("DOCKER_HOST") {
+        Ok(host) if !host.is_empty() => {
+            PathBuf::from(host.strip_prefix("unix://").unwrap_or_else(|| {
+                panic!("the fault proxy forwards to a unix socket, not DOCKER_HOST={host}")
+            }))
+        }
+        _ => PathBuf::from("/var/run/docker.sock"),
+    }
+}
 
 #[derive(Default)]
 struct Hold {
@@ -46,13 +58,14 @@ impl DockerProxy {
         let listener = UnixListener::bind(&path).expect("bind the proxy socket");
         let shared = Arc::new(Shared::default());
         let s = shared.clone();
+        let dockerd = dockerd();
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 if s.gone.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(client) = client else { break };
-                let Ok(daemon) = UnixStream::connect(DOCKERD) else {
+                let Ok(daemon) = UnixStream::connect(&dockerd) else {
                     continue;
                 };
                 {

@@ -5,23 +5,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::common::vlmctl;
+use crate::common::{free_port, poll_until, run, vlmctl};
 use crate::deploy_real::{
-    Guard, Run, Stopped, docker, free_port, hub, provision_until_conflict_stopped, run, running,
+    Guard, Run, Stopped, docker, hub, provision_until_conflict_stopped, running,
 };
 use crate::docker_proxy::DockerProxy;
 use vlmctl_weights::fake_hub::FakeHub;
-
-/// Polls `f` every 20 ms until it holds; fails the test after `within`.
-fn poll(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn exists(name: &str) -> bool {
     Command::new("docker")
@@ -53,7 +44,7 @@ fn restore(r: &Run) -> (i32, String, String) {
     let mut c = vlmctl();
     c.args(["restore", "--json"])
         .env("VLMCTL_STATE_DIR", r.path("state"));
-    run(c)
+    run(&mut c)
 }
 
 /// A spec with one more line in `[server]` (after `threads = 2`).
@@ -86,7 +77,7 @@ async fn restore_waits_out_a_stop_still_in_flight_after_provision_was_killed() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    poll(
+    poll_until(
         "the stop marked as issued in the journal",
         Duration::from_secs(60),
         || journal(&r, &server).is_some_and(|j| !j["entries"][0]["stop_issued_unix"].is_null()),
@@ -278,7 +269,7 @@ async fn one_corrupt_journal_does_not_block_the_others() {
 
     let mut c = vlmctl();
     c.args(["status"]).env("VLMCTL_STATE_DIR", r.path("state"));
-    let (code, out, err) = run(c);
+    let (code, out, err) = run(&mut c);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("UNREADABLE restore journal") && out.contains("0-broken.json"),
@@ -288,7 +279,7 @@ async fn one_corrupt_journal_does_not_block_the_others() {
 
     let mut c = vlmctl();
     c.args(["restore"]).env("VLMCTL_STATE_DIR", r.path("state"));
-    let (code, out, err) = run(c);
+    let (code, out, err) = run(&mut c);
     assert_eq!(code, 5, "{out}\n{err}");
     assert!(out.contains("0-broken.json: NOT restored"), "{out}");
     assert!(out.contains(&format!("restored: {conflict}")), "{out}");
@@ -321,12 +312,12 @@ async fn one_command_per_deployment_and_a_failed_run_undoes_only_its_own_work() 
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    poll(
+    poll_until(
         "the first provision to hold the lock",
         Duration::from_secs(30),
         || std::fs::read_to_string(&lock_file).is_ok_and(|t| t.contains("vlmctl provision")),
     );
-    let (code, _, err) = run(r.cmd(&hub, &["provision", "--yes"], &spec, &lock));
+    let (code, _, err) = run(&mut r.cmd(&hub, &["provision", "--yes"], &spec, &lock));
     assert_eq!(code, 10, "{err}");
     assert!(
         err.contains(&format!("deployment {server} is busy"))
@@ -358,17 +349,27 @@ async fn one_command_per_deployment_and_a_failed_run_undoes_only_its_own_work() 
     assert!(running(&conflict) && !exists(&server));
 
     // A successful run stops the conflict and leaves its journal open ...
-    let (code, _, err) = run(r.cmd(&hub, &["provision", "--yes"], &spec, &lock));
+    let (code, _, err) = run(&mut r.cmd(&hub, &["provision", "--yes"], &spec, &lock));
     assert_eq!(code, 0, "{err}");
     assert!(!running(&conflict));
     // ... and a later run that fails (a server that exits at once) must not restore it.
     add_server_line(&spec, "extra_args = [\"--no-such-option\"]");
-    let (code, _, err) = run(r.cmd(&hub, &["relaunch"], &spec, &lock));
+    let (code, _, err) = run(&mut r.cmd(&hub, &["relaunch"], &spec, &lock));
     assert_eq!(code, 8, "{err}");
     assert!(!running(&conflict), "not this run's to restore: {err}");
     let j = journal(&r, &server).expect("the first run's journal is still there");
     assert_eq!(j["entries"][0]["name"], conflict.as_str());
-    let (code, out, err) = run(r.cmd(&hub, &["teardown"], &spec, &lock));
+    // Someone starts the conflict again; a failing provision that stops it again must bring it
+    // back: it was running when this run began (the journal entry is this run's now).
+    docker(&["start", &conflict]);
+    let (code, _, err) = run(&mut r.cmd(&hub, &["provision", "--yes"], &spec, &lock));
+    assert_eq!(code, 8, "{err}");
+    assert!(err.contains(&format!("restored {conflict}")), "{err}");
+    assert!(
+        running(&conflict),
+        "this run stopped it, so this run restored it"
+    );
+    let (code, out, err) = run(&mut r.cmd(&hub, &["teardown"], &spec, &lock));
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(running(&conflict));
 }
@@ -385,7 +386,8 @@ async fn the_api_key_never_appears_at_any_verbosity() {
     let spec = r.write_spec(&server, port, &r.name("no-conflict"), 1024);
     add_server_line(&spec, "api_key_env = \"VLMCTL_TEST_API_KEY\"");
     let lock = r.write_lock();
-    let key = format!("sk-vlmctl-{}", r.id);
+    // A quote and a backslash: escaped inside the JSON body bollard would log.
+    let key = format!("sk-\"q\\uoted-{}", r.id);
     let mut seen = String::new();
     let mut go = |args: &[&str], log: Option<&str>| {
         let mut c = r.cmd(&hub, args, &spec, &lock);
@@ -393,7 +395,7 @@ async fn the_api_key_never_appears_at_any_verbosity() {
         if let Some(l) = log {
             c.env("VLMCTL_LOG", l);
         }
-        let (code, out, err) = run(c);
+        let (code, out, err) = run(&mut c);
         assert_eq!(code, 0, "{args:?}: {out}\n{err}");
         seen.push_str(&out);
         seen.push_str(&err);
@@ -402,6 +404,10 @@ async fn the_api_key_never_appears_at_any_verbosity() {
     go(&["-vv", "relaunch"], None);
     go(&["relaunch"], Some("trace"));
     go(&["relaunch"], Some("bollard=trace,hyper=trace"));
+    // A more specific directive than any a program could add wins over it: the target filter
+    // holds anyway.
+    go(&["-vv", "teardown"], Some("bollard::docker=trace,trace"));
+    go(&["-vv", "provision"], Some("bollard::docker=trace,trace"));
     go(&["-vv", "status", "--json"], None);
     go(&["-vv", "export", "--format", "compose"], None);
     go(&["-vv", "provision", "--dry-run"], None);
@@ -450,7 +456,7 @@ async fn a_relative_models_dir_is_bind_mounted_as_the_path_that_was_verified() {
     let in_tmp = |args: &[&str]| {
         let mut c = r.cmd(&hub, args, &spec, &lock);
         c.current_dir(r.tmp.path());
-        run(c)
+        run(&mut c)
     };
     let mut fetch = vlmctl();
     fetch
@@ -459,7 +465,7 @@ async fn a_relative_models_dir_is_bind_mounted_as_the_path_that_was_verified() {
         .current_dir(r.tmp.path())
         .env("HF_ENDPOINT", hub.endpoint())
         .env("HF_HUB_CACHE", r.path("hf-cache"));
-    let (code, _, err) = run(fetch);
+    let (code, _, err) = run(&mut fetch);
     assert_eq!(code, 0, "{err}");
     let (code, out, err) = in_tmp(&["provision", "--dir", "models-rel"]);
     assert_eq!(code, 0, "{out}\n{err}");

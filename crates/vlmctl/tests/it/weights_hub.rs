@@ -4,12 +4,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use vlmctl_weights::fake_hub::{FakeHub, FakeRepo, Fault};
 
-use crate::common::{redact, vlmctl};
+use crate::common::{poll_until, redact, vlmctl};
 
 const REPO: &str = "vlmctl-test/tiny-GGUF";
 const COMMIT: &str = "c0ffee0000000000000000000000000000000001";
@@ -58,7 +58,6 @@ impl Env {
             .env("HF_ENDPOINT", hub.endpoint())
             .env("HF_HUB_CACHE", self.tmp.path().join("hf-cache"))
             .env("HF_HOME", self.tmp.path().join("hf-home"))
-            .env_remove("HF_TOKEN")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         c
@@ -136,7 +135,8 @@ async fn lock_then_fetch_then_verify() {
     assert!(out.contains("OK (GGUF v3, 2 tensors, test)"), "{out}");
 }
 
-#[tokio::test]
+// Multi-thread: `poll_until` blocks this thread while the hub serves from the workers.
+#[tokio::test(flavor = "multi_thread")]
 async fn killed_mid_download_leaves_nothing_under_the_final_name_and_resumes() {
     let hub = hub(None).await;
     let env = Env::new();
@@ -144,15 +144,11 @@ async fn killed_mid_download_leaves_nothing_under_the_final_name_and_resumes() {
     let size = model().len() as u64;
     hub.set_fault(FILE, Fault::StallAt(size * 6 / 10));
     let mut child = env.cmd(&hub, &["weights", "fetch"]).spawn().expect("spawn");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while hub.bytes_served() < size / 2 {
-        assert!(
-            Instant::now() < deadline,
-            "download did not progress: {:?}",
-            hub.requests()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    poll_until(
+        "the download to pass half the file",
+        Duration::from_secs(60),
+        || hub.bytes_served() >= size / 2,
+    );
     child.kill().await.expect("kill");
     assert!(
         !env.models().join(FILE).exists(),

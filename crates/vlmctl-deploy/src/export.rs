@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use vlmctl_lifecycle::spec::{Gpus, ModelMount, Spec, host_port};
+use vlmctl_lifecycle::spec::{Gpus, ModelMount, Network, Spec, host_port};
 
 /// The compose file for `spec` with `mount` at `/models`: the container `vlmctl provision` would
 /// create (same arguments, labels, read-only bind mount, dropped capabilities, GPU request), the
@@ -20,9 +20,9 @@ pub fn compose(spec: &Spec, mount: &ModelMount) -> String {
         image: literal(&spec.image),
         container_name: literal(&spec.name),
         // A string, so the serializer quotes `no` (a YAML 1.1 reader takes a bare `no` as false).
-        restart: literal(&spec.restart),
-        network_mode: (spec.network == "host").then(|| "host".to_owned()),
-        ports: if spec.network == "host" {
+        restart: literal(spec.restart.as_str()),
+        network_mode: (spec.network == Network::Host).then(|| "host".to_owned()),
+        ports: if spec.network == Network::Host {
             Vec::new()
         } else {
             vec![literal(&format!(
@@ -328,6 +328,7 @@ timeout_s = 120
     fn ports_gpus_and_relative_dirs_follow_the_spec() {
         let bridge = |host: &str, gpus: &str| {
             SPEC.replace("network = \"host\"", "network = \"bridge\"")
+                .replace("jinja = true", "jinja = true\napi_key_env = \"PANDA_KEY\"")
                 .replace("127.0.0.1", host)
                 .replace("gpus = \"all\"", &format!("gpus = {gpus}"))
         };

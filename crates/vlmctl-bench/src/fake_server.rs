@@ -1,0 +1,564 @@
+//! An in-process fake inference server on 127.0.0.1, for tests (feature `fake-server`).
+//!
+//! Tests of this crate, of the jobs and of the front-ends need a server that fails on cue
+//! (thinking leaked, a 503, a stream cut half-way, a hang, a slow model) without a model or a
+//! GPU. This one speaks the HTTP of the two servers vlmctl measures, as the real ones send it:
+//! llama-server as `scripts/test` builds it (the `test-env` test
+//! `fake_server_speaks_llama_servers_json` checks statuses, content types, that every key the
+//! fake sends the real one sends at the same place, and the stream structure; the loading `503`
+//! was observed by hand), Ollama from its API documentation (no Ollama runs in our tests):
+//! - llama-server `POST /v1/chat/completions`: a `chat.completion` object with
+//!   `choices[0].message` (`content`; `reasoning_content` only when there is reasoning), `usage`
+//!   and llama-server's own `timings` (`prompt_n`, `prompt_ms`, `predicted_n`, `predicted_ms`,
+//!   `cache_n`, per-token and per-second figures). With `"stream": true`, SSE: a role-only first
+//!   chunk (`"content": null`), one chunk per piece of content, a chunk with `finish_reason` and
+//!   an empty delta, then `data: [DONE]`. `timings` ride on the `finish_reason` chunk, or, when
+//!   the request sets `stream_options.include_usage`, on a last chunk with `"choices": []` and
+//!   `usage`, as llama-server does. The stream opens with a `: ping` comment line, which
+//!   llama-server does not send but SSE allows and other OpenAI-compatible servers do; a client
+//!   must skip it.
+//! - llama-server `GET /health` (`{"status":"ok"}`, or `503` with
+//!   `{"error":{"code":503,"message":"Loading model","type":"unavailable_error"}}` while
+//!   loading, see [`Options::loading_for`]; chat requests get the same `503` then), `GET
+//!   /v1/models` (`{"object":"list","data":[{"id":..}]}`) and `GET /props`
+//!   (`default_generation_settings`, `total_slots`, `model_path`). Errors as llama-server sends
+//!   them: `{"error":{"code","message","type"}}` with `type` `invalid_request_error`,
+//!   `not_found_error`, `unavailable_error` or `server_error`.
+//! - Ollama `POST /api/chat`: one JSON object, or with `"stream": true` NDJSON lines
+//!   `{"model","created_at","message":{"role","content"},"done":false}` and a last line with
+//!   `"done": true`, `done_reason` and the durations in **nanoseconds** (`total_duration`,
+//!   `load_duration`, `prompt_eval_duration`, `eval_duration`) beside `prompt_eval_count` and
+//!   `eval_count`. Reasoning is `message.thinking`. Errors are `{"error": "..."}`. Also `GET
+//!   /api/tags` and `POST /api/show`, which the bench records as server information.
+//!
+//! Every chat request takes the next [`Step`] of a script (afterwards [`Options::then`]): a
+//! [`Reply`] after a delay. Requests are served by at most [`Options::slots`] at once, like
+//! llama-server's `--parallel` slots; the others wait in arrival order, so a server slower than
+//! the load shows queueing as a real one does. The timings the fake reports are fixed figures,
+//! not measured: prompt 5 tokens in 2 ms with 550 from the cache, 4 tokens generated in 8 ms
+//! (llama-server); 554 prompt tokens in 14 ms, 9 generated in 13 ms, load 1.5 ms (Ollama).
+//!
+//! ```no_run
+//! # async fn f() -> std::io::Result<()> {
+//! use std::time::Duration;
+//! use vlmctl_bench::fake_server::{FakeServer, Reply};
+//!
+//! let server = FakeServer::start([
+//!     Reply::Think.into(),
+//!     Reply::Status(503).into(),
+//!     // A slow model: 60 ms before the answer.
+//!     Reply::Say(r#"{"action": "left", "reason": "wall"}"#.into()).after(Duration::from_millis(60)),
+//! ])
+//! .await?;
+//! let url = server.endpoint(); // http://127.0.0.1:PORT: a plan's target, a spec's smoke test
+//! # let _ = url;
+//! assert_eq!(server.chat_requests(), 0);
+//! # Ok(()) }
+//! ```
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::response::Response;
+use bytes::Bytes;
+use futures::StreamExt as _;
+use serde_json::{Value, json};
+use tokio::sync::{Semaphore, watch};
+
+/// What [`Options::then`] answers by default: a nav answer that passes the schema as whole JSON.
+pub const DEFAULT_ANSWER: &str = r#"{"action": "forward", "reason": "open floor"}"#;
+
+/// What the server does with one chat request (either protocol).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// Answer with this content: JSON, or SSE / NDJSON pieces when the request streams.
+    Say(String),
+    /// Empty content and non-empty reasoning (`reasoning_content`, Ollama's `thinking`): what a
+    /// thinking model sends when the request could not turn thinking off.
+    Think,
+    /// `200` with a body that is not the protocol's JSON.
+    Malformed,
+    /// This status, with the server's error body.
+    Status(u16),
+    /// No answer at all: the request stays open until the server is dropped (the client's
+    /// timeout must fire).
+    Hang,
+    /// Streams end after the content without their end marker (`[DONE]`, `"done": true`); a
+    /// JSON answer breaks off half-way and the connection drops.
+    Cut,
+}
+
+impl Reply {
+    /// This reply after `delay`.
+    #[must_use]
+    pub fn after(self, delay: Duration) -> Step {
+        Step { reply: self, delay }
+    }
+}
+
+/// One chat request's treatment: a reply, sent after a delay (the model's time; it holds a
+/// slot, and for a stream it passes before the first byte).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// What is sent.
+    pub reply: Reply,
+    /// How long the request holds its slot before anything is sent.
+    pub delay: Duration,
+}
+
+impl From<Reply> for Step {
+    fn from(reply: Reply) -> Self {
+        reply.after(Duration::ZERO)
+    }
+}
+
+/// How the server behaves besides its script.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// What every chat request gets once the script has run out.
+    pub then: Step,
+    /// Chat requests served at once (llama-server's `--parallel`); later ones wait in arrival
+    /// order; 0 counts as 1. `None`: no limit (`/props` then says 4 slots, llama-server's
+    /// default).
+    pub slots: Option<usize>,
+    /// `/health` and chat requests answer `503` "Loading model" for this long after the start.
+    pub loading_for: Duration,
+    /// The model id in `/v1/models`, `/props` and `/api/tags`.
+    pub model: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            then: Reply::Say(DEFAULT_ANSWER.to_owned()).into(),
+            slots: None,
+            loading_for: Duration::ZERO,
+            model: "fake.gguf".to_owned(),
+        }
+    }
+}
+
+/// One request the server received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seen {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// The path, without the query.
+    pub path: String,
+    /// When it arrived, from the server's start.
+    pub at: Duration,
+}
+
+struct Shared {
+    options: Options,
+    started: Instant,
+    script: Mutex<VecDeque<Step>>,
+    slots: Option<Semaphore>,
+    seen: Mutex<Vec<Seen>>,
+    chat_requests: AtomicUsize,
+    /// Dropped with the server: hanging requests end then.
+    shutdown: watch::Receiver<()>,
+}
+
+/// A running fake server. Dropping it stops the server and ends hanging requests.
+pub struct FakeServer {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+    _shutdown: watch::Sender<()>,
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeServer {
+    /// Starts a server with this script and default [`Options`] on 127.0.0.1, on an ephemeral
+    /// port. Needs a tokio runtime.
+    pub async fn start(script: impl IntoIterator<Item = Step>) -> std::io::Result<Self> {
+        Self::start_with(script, Options::default()).await
+    }
+
+    /// Starts a server with this script and these options.
+    pub async fn start_with(
+        script: impl IntoIterator<Item = Step>,
+        options: Options,
+    ) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = watch::channel(());
+        let shared = Arc::new(Shared {
+            slots: options.slots.map(|n| Semaphore::new(n.max(1))),
+            options,
+            started: Instant::now(),
+            script: Mutex::new(script.into_iter().collect()),
+            seen: Mutex::new(Vec::new()),
+            chat_requests: AtomicUsize::new(0),
+            shutdown: rx,
+        });
+        let app = Router::new().fallback(handle).with_state(shared.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self {
+            addr,
+            shared,
+            task,
+            _shutdown: tx,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`: a target's `url`.
+    #[must_use]
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Appends a step to the script.
+    pub fn push(&self, step: Step) {
+        lock(&self.shared.script).push_back(step);
+    }
+
+    /// Chat requests received so far (both protocols, loading-time `503`s included).
+    #[must_use]
+    pub fn chat_requests(&self) -> usize {
+        self.shared.chat_requests.load(Ordering::SeqCst)
+    }
+
+    /// Every request so far, in arrival order.
+    #[must_use]
+    pub fn requests(&self) -> Vec<Seen> {
+        lock(&self.shared.seen).clone()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Openai,
+    Ollama,
+}
+
+fn respond(status: StatusCode, content_type: &str, body: impl Into<Body>) -> Response {
+    let mut r = Response::new(body.into());
+    *r.status_mut() = status;
+    if let Ok(v) = header::HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response {
+    respond(status, "application/json; charset=utf-8", v.to_string())
+}
+
+/// An error body as the protocol's server sends it.
+fn error(protocol: Protocol, status: StatusCode, message: &str) -> Response {
+    let body = match protocol {
+        Protocol::Ollama => json!({ "error": message }),
+        Protocol::Openai => {
+            let kind = match status.as_u16() {
+                400 => "invalid_request_error",
+                401 => "authentication_error",
+                404 => "not_found_error",
+                501 => "not_supported_error",
+                503 => "unavailable_error",
+                _ => "server_error",
+            };
+            json!({ "error": { "code": status.as_u16(), "message": message, "type": kind } })
+        }
+    };
+    json_response(status, &body)
+}
+
+async fn handle(State(s): State<Arc<Shared>>, req: Request) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    lock(&s.seen).push(Seen {
+        method: method.to_string(),
+        path: path.clone(),
+        at: s.started.elapsed(),
+    });
+    let loading = s.started.elapsed() < s.options.loading_for;
+    let model = &s.options.model;
+    match (&method, path.as_str()) {
+        (&Method::GET, "/health") if loading => error(
+            Protocol::Openai,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Loading model",
+        ),
+        (&Method::GET, "/health") => json_response(StatusCode::OK, &json!({"status": "ok"})),
+        (&Method::GET, "/v1/models") => json_response(
+            StatusCode::OK,
+            &json!({"object": "list", "data": [
+                {"id": model, "object": "model", "created": 0, "owned_by": "llamacpp"}
+            ]}),
+        ),
+        (&Method::GET, "/props") => json_response(
+            StatusCode::OK,
+            &json!({
+                "default_generation_settings": {"n_ctx": 2048, "params": {"temperature": 0.8}},
+                "total_slots": s.options.slots.unwrap_or(4),
+                "model_path": model,
+                "build_info": "fake",
+            }),
+        ),
+        (&Method::GET, "/api/tags") => json_response(
+            StatusCode::OK,
+            &json!({"models": [{"name": model, "model": model, "details": {"format": "gguf"}}]}),
+        ),
+        (&Method::POST, "/api/show") => json_response(
+            StatusCode::OK,
+            &json!({"details": {"format": "gguf"}, "capabilities": ["completion"]}),
+        ),
+        (&Method::POST, "/v1/chat/completions" | "/api/chat") => {
+            let protocol = if path == "/api/chat" {
+                Protocol::Ollama
+            } else {
+                Protocol::Openai
+            };
+            s.chat_requests.fetch_add(1, Ordering::SeqCst);
+            if loading {
+                return error(protocol, StatusCode::SERVICE_UNAVAILABLE, "Loading model");
+            }
+            let body = match axum::body::to_bytes(req.into_body(), 64 << 20).await {
+                Ok(b) => b,
+                Err(e) => return error(protocol, StatusCode::BAD_REQUEST, &e.to_string()),
+            };
+            let body: Value = match serde_json::from_slice(&body) {
+                Ok(v) => v,
+                Err(e) => return error(protocol, StatusCode::BAD_REQUEST, &e.to_string()),
+            };
+            chat(&s, protocol, &body).await
+        }
+        _ => error(Protocol::Openai, StatusCode::NOT_FOUND, "File Not Found"),
+    }
+}
+
+async fn chat(s: &Shared, protocol: Protocol, body: &Value) -> Response {
+    // The step is taken on arrival, so steps follow arrival order whatever the slots do.
+    let step = lock(&s.script)
+        .pop_front()
+        .unwrap_or_else(|| s.options.then.clone());
+    let _slot = match &s.slots {
+        Some(slots) => match slots.acquire().await {
+            Ok(permit) => Some(permit),
+            Err(_) => return error(protocol, StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
+        },
+        None => None,
+    };
+    tokio::time::sleep(step.delay).await;
+    let stream = body["stream"].as_bool() == Some(true);
+    let (content, reasoning) = match step.reply {
+        Reply::Status(code) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return error(
+                protocol,
+                status,
+                status.canonical_reason().unwrap_or("scripted failure"),
+            );
+        }
+        Reply::Hang => {
+            let mut shutdown = s.shutdown.clone();
+            // Returns once the sender (held by `FakeServer`) is dropped.
+            while shutdown.changed().await.is_ok() {}
+            return error(protocol, StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+        }
+        Reply::Malformed => {
+            return respond(
+                StatusCode::OK,
+                "application/json; charset=utf-8",
+                "{\"choices\": [",
+            );
+        }
+        Reply::Say(ref c) => (c.clone(), String::new()),
+        Reply::Think => (
+            String::new(),
+            "Let me think about the floor ahead first.".to_owned(),
+        ),
+        Reply::Cut => (DEFAULT_ANSWER.to_owned(), String::new()),
+    };
+    let cut = step.reply == Reply::Cut;
+    let model = s.options.model.as_str();
+    match (protocol, stream) {
+        (Protocol::Openai, false) => cut_if(cut, &openai_json(model, &content, &reasoning)),
+        (Protocol::Openai, true) => {
+            let include_usage = body["stream_options"]["include_usage"].as_bool() == Some(true);
+            respond(
+                StatusCode::OK,
+                "text/event-stream",
+                openai_sse(model, &content, &reasoning, include_usage, cut),
+            )
+        }
+        (Protocol::Ollama, false) => {
+            cut_if(cut, &ollama_json(&body["model"], &content, &reasoning))
+        }
+        (Protocol::Ollama, true) => respond(
+            StatusCode::OK,
+            "application/x-ndjson",
+            ollama_ndjson(&body["model"], &content, &reasoning, cut),
+        ),
+    }
+}
+
+/// The JSON answer, or (cut) its first half followed by a broken connection.
+fn cut_if(cut: bool, v: &Value) -> Response {
+    if !cut {
+        return json_response(StatusCode::OK, v);
+    }
+    let text = Bytes::from(v.to_string());
+    let half = text.slice(..text.len() / 2);
+    // The break comes a moment later: an error in the same poll would make hyper drop the
+    // connection before the headers and the first half left its buffer.
+    let parts = futures::stream::once(async move { Ok::<_, std::io::Error>(half) }).chain(
+        futures::stream::once(async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Err(std::io::Error::other("scripted cut"))
+        }),
+    );
+    respond(
+        StatusCode::OK,
+        "application/json; charset=utf-8",
+        Body::from_stream(parts),
+    )
+}
+
+/// Content in token-sized pieces (on character boundaries).
+fn pieces(text: &str) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    chars.chunks(4).map(|c| c.iter().collect()).collect()
+}
+
+fn openai_timings() -> Value {
+    json!({
+        "cache_n": 550, "prompt_n": 5, "prompt_ms": 2.0, "prompt_per_token_ms": 0.4,
+        "prompt_per_second": 2500.0, "predicted_n": 4, "predicted_ms": 8.0,
+        "predicted_per_token_ms": 2.0, "predicted_per_second": 500.0,
+    })
+}
+
+fn openai_usage() -> Value {
+    json!({"completion_tokens": 4, "prompt_tokens": 555, "total_tokens": 559,
+           "prompt_tokens_details": {"cached_tokens": 550}})
+}
+
+fn openai_json(model: &str, content: &str, reasoning: &str) -> Value {
+    let mut message = json!({"role": "assistant", "content": content});
+    if !reasoning.is_empty() {
+        message["reasoning_content"] = json!(reasoning);
+    }
+    json!({
+        "choices": [{"finish_reason": "stop", "index": 0, "message": message}],
+        "created": 0, "model": model, "system_fingerprint": "fake", "object": "chat.completion",
+        "usage": openai_usage(), "id": "chatcmpl-fake", "timings": openai_timings(),
+    })
+}
+
+fn openai_chunk(model: &str, choices: &Value) -> Value {
+    json!({
+        "choices": choices, "created": 0, "id": "chatcmpl-fake", "model": model,
+        "system_fingerprint": "fake", "object": "chat.completion.chunk",
+    })
+}
+
+fn openai_sse(
+    model: &str,
+    content: &str,
+    reasoning: &str,
+    include_usage: bool,
+    cut: bool,
+) -> String {
+    let delta = |d: Value| {
+        openai_chunk(
+            model,
+            &json!([{"finish_reason": null, "index": 0, "delta": d}]),
+        )
+    };
+    let mut events = vec![delta(json!({"role": "assistant", "content": null}))];
+    for p in pieces(reasoning) {
+        events.push(delta(json!({ "reasoning_content": p })));
+    }
+    for p in pieces(content) {
+        events.push(delta(json!({ "content": p })));
+    }
+    let mut out = String::from(": ping\n\n");
+    if !cut {
+        let mut finish = openai_chunk(
+            model,
+            &json!([{"finish_reason": "stop", "index": 0, "delta": {}}]),
+        );
+        if include_usage {
+            events.push(finish);
+            let mut last = openai_chunk(model, &json!([]));
+            last["usage"] = openai_usage();
+            last["timings"] = openai_timings();
+            events.push(last);
+        } else {
+            finish["timings"] = openai_timings();
+            events.push(finish);
+        }
+    }
+    for e in events {
+        let _ = write!(out, "data: {e}\n\n");
+    }
+    if !cut {
+        out.push_str("data: [DONE]\n\n");
+    }
+    out
+}
+
+const CREATED_AT: &str = "2025-01-01T00:00:00.000000Z";
+
+fn ollama_done(model: &Value) -> Value {
+    json!({
+        "model": model, "created_at": CREATED_AT,
+        "message": {"role": "assistant", "content": ""},
+        "done_reason": "stop", "done": true,
+        "total_duration": 156_000_000u64, "load_duration": 1_500_000u64,
+        "prompt_eval_count": 554, "prompt_eval_duration": 14_000_000u64,
+        "eval_count": 9, "eval_duration": 13_000_000u64,
+    })
+}
+
+fn ollama_json(model: &Value, content: &str, reasoning: &str) -> Value {
+    let mut v = ollama_done(model);
+    v["message"]["content"] = json!(content);
+    if !reasoning.is_empty() {
+        v["message"]["thinking"] = json!(reasoning);
+    }
+    v
+}
+
+fn ollama_ndjson(model: &Value, content: &str, reasoning: &str, cut: bool) -> String {
+    let line = |field: &str, piece: String| {
+        let mut message = json!({"role": "assistant", "content": ""});
+        message[field] = json!(piece);
+        json!({"model": model, "created_at": CREATED_AT, "message": message, "done": false})
+    };
+    let mut lines: Vec<Value> = pieces(reasoning)
+        .into_iter()
+        .map(|p| line("thinking", p))
+        .collect();
+    lines.extend(pieces(content).into_iter().map(|p| line("content", p)));
+    if !cut {
+        lines.push(ollama_done(model));
+    }
+    let mut out = String::new();
+    for l in lines {
+        let _ = writeln!(out, "{l}");
+    }
+    out
+}

@@ -1,0 +1,251 @@
+use std::path::PathBuf;
+
+use vlmctl_lifecycle::LifecycleError;
+use vlmctl_lifecycle::journal::Restored;
+use vlmctl_weights::WeightsError;
+
+/// Everything a job can fail with. Errors of the capability crates pass through whole, so the
+/// front-end maps each to its exit code in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// From the weights crate (lock, fetch, verify).
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    /// From the lifecycle crate (Docker, spec, journal, lock).
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
+    /// The spec names an API key variable that is not set.
+    #[error("the spec takes its API key from ${var}, which is not set")]
+    ApiKeyMissing {
+        /// The variable.
+        var: String,
+    },
+    /// The API key is too short to be one.
+    #[error(
+        "the API key in ${var} has {len} characters; at least {} are needed",
+        crate::plan::MIN_API_KEY_LEN
+    )]
+    ApiKeyTooShort {
+        /// The variable.
+        var: String,
+        /// Its length.
+        len: usize,
+    },
+    /// A name given for a deployment is not one.
+    #[error("{name:?} is not a deployment name ([a-zA-Z0-9][a-zA-Z0-9_.-]*, as a container name)")]
+    NotADeploymentName {
+        /// As given.
+        name: String,
+    },
+    /// The models directory cannot be made absolute.
+    #[error("cannot resolve the models directory {}", dir.display())]
+    ModelsDir {
+        /// As given.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A read-only gate failed; nothing was changed.
+    #[error("gate(s) failed: {}; nothing was changed", names.join(", "))]
+    GateFailed {
+        /// The failed gates.
+        names: Vec<String>,
+        /// The first failed gate's hint.
+        hint: Option<String>,
+    },
+    /// The smoke request failed.
+    #[error("smoke request to {url} failed: {why}")]
+    SmokeFailed {
+        /// Server.
+        url: String,
+        /// What happened.
+        why: String,
+    },
+    /// Empty `content` with non-empty `reasoning_content`.
+    #[error("thinking mode leaked on {url}: the answer is all reasoning_content and no content")]
+    ThinkingLeaked {
+        /// Server.
+        url: String,
+    },
+    /// The server process uses more GPU memory than the spec allows.
+    #[error("{container} uses {used_mib} MiB of GPU memory, above max_process_mib = {max_mib}")]
+    MemoryCeiling {
+        /// Deployment container.
+        container: String,
+        /// Measured.
+        used_mib: u64,
+        /// Allowed.
+        max_mib: u64,
+    },
+    /// The provision record could not be written.
+    #[error("cannot write {}", path.display())]
+    Record {
+        /// The record.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The job was cancelled (a signal, in the CLI).
+    #[error("interrupted by {why}")]
+    Interrupted {
+        /// What asked for it.
+        why: String,
+    },
+    /// A restore (of a journal, or in a teardown) stopped part-way.
+    #[error("{}", restore_incomplete(.still_stopped, .journal))]
+    RestoreIncomplete {
+        /// Why.
+        #[source]
+        source: Box<LifecycleError>,
+        /// What the journal still lists as stopped.
+        still_stopped: Vec<String>,
+        /// The journal.
+        journal: PathBuf,
+    },
+    /// The job failed after changing something, and what it did was undone.
+    #[error("provision failed; {}", undone_summary(.undone))]
+    Undone {
+        /// Why it failed.
+        #[source]
+        cause: Box<DeployError>,
+        /// What the undo did.
+        undone: Box<Restored>,
+    },
+    /// The job failed, and undoing what it did failed too: some of it is still to undo.
+    #[error("provision failed, and undoing it failed too ({undo_error}); still to undo: {}", still_to_undo(.left))]
+    UndoFailed {
+        /// Why the job failed.
+        #[source]
+        cause: Box<DeployError>,
+        /// Why the undo failed.
+        undo_error: Box<LifecycleError>,
+        /// What the journal still lists for this run.
+        left: Vec<String>,
+        /// The deployment.
+        deployment: String,
+        /// Its journal.
+        journal: PathBuf,
+    },
+}
+
+fn undone_summary(r: &Restored) -> String {
+    let mut did = Vec::new();
+    if !r.removed.is_empty() {
+        did.push(format!(
+            "removed the container {} this run had created",
+            r.removed.join(", ")
+        ));
+    }
+    let back: Vec<String> = r
+        .started
+        .iter()
+        .chain(&r.already_running)
+        .cloned()
+        .collect();
+    if !back.is_empty() {
+        did.push(format!("restored {}", back.join(", ")));
+    }
+    if !r.missing.is_empty() {
+        did.push(format!(
+            "could not restore {} (removed by someone meanwhile)",
+            r.missing.join(", ")
+        ));
+    }
+    if did.is_empty() {
+        "nothing to undo".to_owned()
+    } else {
+        did.join("; ")
+    }
+}
+
+fn restore_incomplete(still_stopped: &[String], journal: &std::path::Path) -> String {
+    if still_stopped.is_empty() {
+        format!("the restore did not finish (journal {})", journal.display())
+    } else {
+        format!(
+            "still stopped: {} (journal {})",
+            still_stopped.join(", "),
+            journal.display()
+        )
+    }
+}
+
+fn still_to_undo(left: &[String]) -> String {
+    if left.is_empty() {
+        "unknown (see the journal)".to_owned()
+    } else {
+        left.join(", ")
+    }
+}
+
+impl DeployError {
+    /// What the user should do next.
+    #[must_use]
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Weights(e) => Some(e.hint()),
+            Self::Lifecycle(e) => Some(e.hint()),
+            Self::ApiKeyMissing { var } => Some(format!(
+                "export {var}=... (the key is passed to the container as LLAMA_API_KEY and never printed)"
+            )),
+            Self::ModelsDir { .. } => Some("pass --dir with an absolute path".to_owned()),
+            Self::ApiKeyTooShort { var, .. } => Some(format!(
+                "put a long random key in ${var}, e.g. `export {var}=$(openssl rand -hex 24)`"
+            )),
+            Self::NotADeploymentName { .. } => Some(
+                "give the deployment's name as its spec's `name` says, or pass --spec".to_owned(),
+            ),
+            Self::GateFailed { hint, .. } => hint.clone(),
+            Self::SmokeFailed { .. } => Some(
+                "the server is up but does not answer chat requests: `docker logs` shows why"
+                    .to_owned(),
+            ),
+            Self::ThinkingLeaked { .. } => Some(
+                "start llama-server with --jinja (spec: server.jinja = true) so \
+                 chat_template_kwargs {\"enable_thinking\": false} takes effect"
+                    .to_owned(),
+            ),
+            Self::MemoryCeiling { .. } => Some(
+                "the quantization trap: a \"4-bit\" file that keeps encoders in FP16 is larger \
+                 than it looks; check the model file"
+                    .to_owned(),
+            ),
+            Self::Record { .. } => Some("check that the state directory is writable".to_owned()),
+            Self::Interrupted { .. } => None,
+            Self::RestoreIncomplete { source, .. } => Some(if source.daemon_gone() {
+                "the Docker daemon went away: start it again, then run `vlmctl restore`, which \
+                 finishes the job from the journal"
+                    .to_owned()
+            } else {
+                source.hint()
+            }),
+            Self::Undone { cause, .. } => cause.hint(),
+            Self::UndoFailed {
+                undo_error,
+                deployment,
+                journal,
+                ..
+            } => Some(format!(
+                "{}; then run `vlmctl restore` (or `vlmctl teardown {deployment}`), which \
+                 finishes the job from the journal {}",
+                if undo_error.daemon_gone() {
+                    "the Docker daemon went away: start it again (`systemctl start docker`)"
+                } else {
+                    "see the error above"
+                },
+                journal.display()
+            )),
+        }
+    }
+
+    /// The error that decided the outcome: through [`Self::Undone`] to its cause.
+    #[must_use]
+    pub fn root(&self) -> &DeployError {
+        match self {
+            Self::Undone { cause, .. } => cause.root(),
+            other => other,
+        }
+    }
+}

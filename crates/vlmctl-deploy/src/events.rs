@@ -1,0 +1,240 @@
+//! How a job talks to whoever runs it: typed [`Event`]s to a [`Sink`], "may I stop X?" through
+//! [`Confirm`], and [`Cancel`] for "stop now" (a signal in the CLI, a closed page in a service).
+//! The library never prints, never reads stdin and never installs signal handlers.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use vlmctl_lifecycle::containers::{ConflictInfo, Launch, PullStep};
+use vlmctl_lifecycle::gates::GateResult;
+use vlmctl_lifecycle::journal::Restored;
+use vlmctl_weights::{FetchOutcome, FetchProgress};
+
+use crate::smoke::Smoke;
+
+/// What a job did or found, in the order it happened.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// Another command holds the deployment; this one waits (`wait = true`).
+    WaitingForLock {
+        /// Who holds it.
+        holder: String,
+    },
+    /// The gates are about to run.
+    GatesStarted {
+        /// The deployment.
+        deployment: String,
+        /// Its image.
+        image: String,
+        /// Its port.
+        port: u16,
+    },
+    /// Every gate's result (after a fetch, the weights gate as it is now).
+    Gates {
+        /// In a fixed order.
+        results: Vec<GateResult>,
+    },
+    /// The weights are missing and are fetched from the hub.
+    Fetching {
+        /// Lock entry.
+        model: String,
+    },
+    /// One file is in place and verified.
+    Fetched {
+        /// The file, as the lock names it.
+        file: String,
+        /// Its size.
+        size: u64,
+        /// How it got there.
+        outcome: FetchOutcome,
+    },
+    /// A step of an image pull.
+    Pulling {
+        /// The image.
+        image: String,
+        /// The daemon's step.
+        step: PullStep,
+    },
+    /// The pull is over (`pulled`: false when the image was there already).
+    Pulled {
+        /// The image.
+        image: String,
+        /// Whether anything was pulled.
+        pulled: bool,
+    },
+    /// A container that holds what the deployment needs.
+    ConflictFound {
+        /// What it is.
+        conflict: ConflictInfo,
+    },
+    /// A conflict left running: not confirmed.
+    NotStopping {
+        /// Its name.
+        name: String,
+    },
+    /// `--stop NAME` named no running conflict.
+    StopIgnored {
+        /// The name given.
+        name: String,
+    },
+    /// Something the user should know that does not stop the job.
+    Warning {
+        /// What.
+        message: String,
+    },
+    /// About to stop these (journal written).
+    Stopping {
+        /// Names.
+        names: Vec<String>,
+        /// The journal.
+        journal: std::path::PathBuf,
+    },
+    /// Stopped.
+    Stopped {
+        /// Names.
+        names: Vec<String>,
+    },
+    /// The container was created and started, or found running unchanged.
+    Launched {
+        /// What happened.
+        launch: Launch,
+    },
+    /// `/health` answered 200.
+    Ready {
+        /// Seconds from start.
+        startup_s: f64,
+    },
+    /// The smoke request answered.
+    SmokeDone {
+        /// What it showed.
+        smoke: Smoke,
+    },
+    /// A failed run's work was undone.
+    Undone {
+        /// What the undo did.
+        restored: Restored,
+    },
+}
+
+/// Where a job's events go.
+pub trait Sink {
+    /// One event.
+    fn event(&mut self, event: Event);
+
+    /// A progress receiver for one file's download; the hub client calls it from its own tasks,
+    /// so it is shared and thread-safe. The default shows nothing.
+    fn download(&mut self, _file: &str) -> Arc<dyn FetchProgress> {
+        Arc::new(Quiet)
+    }
+}
+
+/// A closure is a sink.
+impl<F: FnMut(Event)> Sink for F {
+    fn event(&mut self, event: Event) {
+        self(event);
+    }
+}
+
+/// A sink that keeps everything: for tests, and for callers that look afterwards.
+impl Sink for Vec<Event> {
+    fn event(&mut self, event: Event) {
+        self.push(event);
+    }
+}
+
+struct Quiet;
+
+impl FetchProgress for Quiet {
+    fn start(&self, _file: &str, _total: u64, _resumed: u64) {}
+    fn advance(&self, _bytes: u64) {}
+    fn finish(&self, _file: &str) {}
+}
+
+/// "May I stop this container?", asked once per conflict the spec names (unless `yes`).
+pub trait Confirm {
+    /// The answer.
+    fn stop(&mut self, conflict: &ConflictInfo) -> bool;
+}
+
+/// Never confirms: for runs without anyone to ask.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoOne;
+
+impl Confirm for NoOne {
+    fn stop(&mut self, _conflict: &ConflictInfo) -> bool {
+        false
+    }
+}
+
+/// Asks a job to stop, with the reason. A job looks at it between its steps and while it waits
+/// (never in the middle of a Docker call, whose outcome it must know), then undoes what it did.
+#[derive(Debug, Clone)]
+pub struct Cancel(Arc<tokio::sync::watch::Sender<Option<String>>>);
+
+impl Default for Cancel {
+    fn default() -> Self {
+        Self(Arc::new(tokio::sync::watch::Sender::new(None)))
+    }
+}
+
+impl Cancel {
+    /// A token nobody has cancelled yet.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks for the stop; the first reason wins.
+    pub fn cancel(&self, why: &str) {
+        self.0.send_if_modified(|v| {
+            if v.is_none() {
+                *v = Some(why.to_owned());
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// The reason, if a stop was asked for.
+    #[must_use]
+    pub fn reason(&self) -> Option<String> {
+        self.0.borrow().clone()
+    }
+
+    /// Waits until a stop is asked for; returns the reason.
+    pub async fn cancelled(&self) -> String {
+        let mut rx = self.0.subscribe();
+        let why = rx
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|v| v.clone());
+        match why {
+            Some(why) => why,
+            // The sender lives in `self`: it cannot be dropped while we wait.
+            None => std::future::pending().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn cancel_wakes_a_waiter_with_the_first_reason() {
+        let c = Cancel::new();
+        assert_eq!(c.reason(), None);
+        let waiter = {
+            let c = c.clone();
+            tokio::spawn(async move { c.cancelled().await })
+        };
+        c.cancel("SIGTERM");
+        c.cancel("SIGINT");
+        assert_eq!(waiter.await.unwrap(), "SIGTERM");
+        assert_eq!(c.reason().as_deref(), Some("SIGTERM"));
+        assert_eq!(c.cancelled().await, "SIGTERM", "already cancelled: at once");
+    }
+}

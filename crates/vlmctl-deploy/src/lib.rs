@@ -1,0 +1,81 @@
+//! The jobs of vlmctl, as a library: what `vlmctl provision | relaunch | gates | status |
+//! teardown | restore | export` do, for any front-end (the CLI today; a benchmark service and a
+//! settings sweep next), composed from the three capability crates: `vlmctl-weights` (lock,
+//! fetch, verify), `vlmctl-lifecycle` (Docker) and `vlmctl-bench` (the smoke request is one
+//! bench-client request).
+//!
+//! - [`Plan`]: spec + lock entry + models directory + API key, validated before any I/O.
+//! - [`gates::run`]: every read-only gate, the weights gate included.
+//! - [`provision::provision`]: gates, fetch, pull, conflicts ([`provision::choose_conflicts`]),
+//!   the journalled stop, launch, readiness, smoke, memory ceiling ([`memory::check`]), the
+//!   [`ProvisionRecord`]; a failed or cancelled run undoes exactly what it did.
+//! - [`status::status`] with [`status::Drift`], [`undo::teardown`], [`undo::restore_all`],
+//!   [`export::compose`].
+//!
+//! Jobs report through [`events::Event`]s sent to a caller's [`events::Sink`], ask through
+//! [`events::Confirm`], and stop when asked through [`events::Cancel`]. They never print, never
+//! read stdin and never install signal handlers; errors are one [`DeployError`] with a
+//! `hint()`.
+
+pub mod events;
+pub mod export;
+pub mod gates;
+pub mod lock;
+pub mod memory;
+pub mod plan;
+pub mod provision;
+pub mod record;
+pub mod smoke;
+pub mod status;
+pub mod undo;
+
+mod error;
+
+use std::path::Path;
+
+pub use error::DeployError;
+pub use plan::{Dirs, Plan};
+pub use record::ProvisionRecord;
+
+/// `253.1 MB` style sizes (decimal units, as disks and the hub count).
+#[must_use]
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    #[expect(clippy::cast_precision_loss, reason = "one decimal is shown")]
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1000.0 && unit < UNITS.len() - 1 {
+        v /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// Writes `bytes` to `path` so that a reader sees the old file or the new one, never a part,
+/// and the new one survives a power cut: temp file, fsync, rename, fsync the directory
+/// (`atomic-write-file` does exactly that; the directory is created first).
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = atomic_write_file::AtomicWriteFile::open(path)?;
+    f.write_all(bytes)?;
+    f.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_as_disks_count_them() {
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(253_113_024), "253.1 MB");
+        assert_eq!(human_bytes(u64::MAX), "18446744.1 TB");
+    }
+}

@@ -1,0 +1,196 @@
+//! The plan: a deployment spec, its lock entry, where the files are and the API key, all
+//! validated before any I/O.
+
+use std::path::{Path, PathBuf};
+
+use vlmctl_lifecycle::spec::{ModelMount, Spec};
+use vlmctl_weights::{Lock, ModelEntry, Role, VerifyJob};
+
+use crate::DeployError;
+
+/// The spec used without `--spec`: the runbook's deployment.
+pub const DEFAULT_SPEC: &str = include_str!("../../../docker/panda-llamacpp.toml");
+
+/// The shortest API key accepted.
+pub const MIN_API_KEY_LEN: usize = 16;
+
+/// How [`DEFAULT_SPEC`] is named in messages.
+pub const DEFAULT_SPEC_NAME: &str = "docker/panda-llamacpp.toml (embedded)";
+
+/// Everything validated before any I/O: spec, lock entry, where the files are, the API key.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The deployment.
+    pub spec: Spec,
+    /// Its model's lock entry.
+    pub model: ModelEntry,
+    /// The models directory (absolute, canonical when it exists) and the files in it.
+    pub mount: ModelMount,
+    /// What verifying the model means.
+    pub jobs: Vec<VerifyJob>,
+    /// The API key, read from the variable the spec names.
+    pub api_key: Option<String>,
+}
+
+/// Where the model files go: a directory given for this run, else the lock's `dir`, else
+/// `<models_root>/<name>`.
+#[derive(Debug, Clone, Default)]
+pub struct Dirs {
+    /// `--dir`.
+    pub dir: Option<PathBuf>,
+    /// The root for models without a `dir`.
+    pub models_root: PathBuf,
+}
+
+/// The spec at `path`, or the embedded default.
+pub fn load_spec(path: Option<&Path>) -> Result<Spec, DeployError> {
+    Ok(match path {
+        Some(p) => Spec::load(p)?,
+        None => Spec::parse(DEFAULT_SPEC, Path::new(DEFAULT_SPEC_NAME))?,
+    })
+}
+
+impl Plan {
+    /// Loads and validates the spec and the lock, resolves the models directory and reads the
+    /// API key from the environment variable the spec names.
+    pub fn load(spec: Option<&Path>, lock: &Path, dirs: &Dirs) -> Result<Self, DeployError> {
+        let spec = load_spec(spec)?;
+        let lock_data = Lock::load(lock)?;
+        let model = lock_data.model(&spec.model).cloned().ok_or_else(|| {
+            vlmctl_weights::WeightsError::UnknownModel {
+                name: spec.model.clone(),
+                lock: lock.to_owned(),
+                known: lock_data.models.iter().map(|m| m.name.clone()).collect(),
+            }
+        })?;
+        let dir = mount_source(&vlmctl_weights::model_dir(
+            &model,
+            dirs.dir.as_deref(),
+            &dirs.models_root,
+        ))?;
+        let file_of = |role: Role| {
+            model
+                .files
+                .iter()
+                .find(|f| f.role == role)
+                .map(|f| f.path.clone())
+        };
+        let mount = ModelMount {
+            dir: dir.clone(),
+            model_file: file_of(Role::Model).unwrap_or_default(),
+            mmproj_file: file_of(Role::Mmproj),
+            lock_sha256: model.sha256(),
+        };
+        // Read when set; required only by the jobs that start a server (`export` writes the
+        // variable's name, `status` needs no key).
+        let api_key = spec
+            .server
+            .api_key_env
+            .as_ref()
+            .and_then(|var| std::env::var(var).ok())
+            .filter(|v| !v.is_empty());
+        let jobs = VerifyJob::for_model(&model, &dir);
+        Ok(Self {
+            spec,
+            model,
+            mount,
+            jobs,
+            api_key,
+        })
+    }
+
+    /// The API key the spec asks for, present and long enough to be a key (a short one would
+    /// also be scrubbed out of every other word of every message).
+    pub fn require_api_key(&self) -> Result<(), DeployError> {
+        let Some(var) = &self.spec.server.api_key_env else {
+            return Ok(());
+        };
+        match &self.api_key {
+            None => Err(DeployError::ApiKeyMissing { var: var.clone() }),
+            Some(k) if k.chars().count() < MIN_API_KEY_LEN => Err(DeployError::ApiKeyTooShort {
+                var: var.clone(),
+                len: k.chars().count(),
+            }),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// `http://host:port` of the server (IPv6 in brackets).
+    #[must_use]
+    pub fn base_url(&self) -> String {
+        vlmctl_lifecycle::spec::http_base(&self.spec.server.host, self.spec.server.port)
+    }
+}
+
+/// The models directory as verified and as mounted: one absolute path, canonical when it
+/// exists (symlinks resolved), so that what is hashed is what the container sees. A relative
+/// path would be verified under the working directory but read by Docker as a volume name.
+pub fn mount_source(dir: &Path) -> Result<PathBuf, DeployError> {
+    let abs = std::path::absolute(dir).map_err(|source| DeployError::ModelsDir {
+        dir: dir.to_owned(),
+        source,
+    })?;
+    Ok(std::fs::canonicalize(&abs).unwrap_or(abs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relative_models_dir_becomes_one_absolute_path() {
+        let cwd = std::env::current_dir().unwrap();
+        let got = mount_source(Path::new("no-such-models-dir")).unwrap();
+        assert_eq!(got, cwd.join("no-such-models-dir"));
+        let tmp = tempfile::tempdir().unwrap();
+        let real = tmp.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, tmp.path().join("link")).unwrap();
+        assert_eq!(
+            mount_source(&tmp.path().join("link")).unwrap(),
+            std::fs::canonicalize(&real).unwrap(),
+            "the mount is the verified target, not a link that could be swapped"
+        );
+    }
+
+    #[test]
+    fn a_server_needs_its_key_present_and_long_enough() {
+        let mut plan = Plan {
+            spec: load_spec(None).unwrap(),
+            model: vlmctl_weights::ModelEntry {
+                name: "m".into(),
+                repo: "r/r".into(),
+                revision: "0".repeat(40),
+                dir: None,
+                files: Vec::new(),
+            },
+            mount: ModelMount {
+                dir: PathBuf::from("/m"),
+                model_file: "m.gguf".into(),
+                mmproj_file: None,
+                lock_sha256: String::new(),
+            },
+            jobs: Vec::new(),
+            api_key: None,
+        };
+        plan.require_api_key().unwrap();
+        plan.spec.server.api_key_env = Some("K".into());
+        assert!(matches!(
+            plan.require_api_key(),
+            Err(DeployError::ApiKeyMissing { .. })
+        ));
+        plan.api_key = Some("k".into());
+        assert!(matches!(
+            plan.require_api_key(),
+            Err(DeployError::ApiKeyTooShort { len: 1, .. })
+        ));
+        plan.api_key = Some("k".repeat(MIN_API_KEY_LEN));
+        plan.require_api_key().unwrap();
+    }
+
+    #[test]
+    fn the_embedded_spec_is_valid() {
+        let spec = load_spec(None).unwrap();
+        assert_eq!(spec.name, "panda-llamacpp");
+    }
+}

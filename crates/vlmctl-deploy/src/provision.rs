@@ -1,0 +1,609 @@
+//! `provision` and `relaunch`: gates, fetch, pull, conflicts, the journalled stop, launch,
+//! readiness, smoke request, memory ceiling, record. Every side effect is journalled before it
+//! happens and undone, for this run only, when the run fails or is cancelled.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use vlmctl_lifecycle::Docker;
+use vlmctl_lifecycle::containers::{self, ConflictInfo, Launch, LaunchStep};
+use vlmctl_lifecycle::gates::{GateReport, GateResult, GateStatus};
+use vlmctl_lifecycle::journal::{self, JournalEntry, LaunchRecord, Scope};
+use vlmctl_weights::HubClient;
+
+use crate::events::{Cancel, Confirm, Event, Sink};
+use crate::plan::Plan;
+use crate::record::{ProvisionRecord, RECORD_VERSION};
+use crate::smoke::{self, Smoke};
+use crate::{DeployError, memory};
+
+/// What the caller asks for beyond the plan.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Relaunch: never stop anything.
+    pub relaunch: bool,
+    /// Stop these containers (`--stop NAME`), named in the spec or not.
+    pub stop: Vec<String>,
+    /// Stop the conflicts the spec names without asking (`--yes`).
+    pub yes: bool,
+    /// Wait for another command that holds the deployment instead of failing.
+    pub wait: bool,
+}
+
+/// Who the job talks to while it runs.
+pub struct Ctx<'a> {
+    /// The state directory (journals, locks, records, the verified-files cache).
+    pub state: &'a Path,
+    /// Events go here.
+    pub sink: &'a mut dyn Sink,
+    /// Asked before a conflict the spec names is stopped (unless `yes`).
+    pub confirm: &'a mut dyn Confirm,
+    /// Asks the job to stop.
+    pub cancel: &'a Cancel,
+}
+
+/// How a provision ended well.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Provisioned {
+    /// Launched (or replaced), ready, checked and recorded.
+    Ready {
+        /// The record.
+        record: Box<ProvisionRecord>,
+        /// Where it was written.
+        record_path: PathBuf,
+        /// `http://host:port`.
+        base_url: String,
+    },
+    /// The same spec was running and healthy: nothing was done (relaunch fast path).
+    Unchanged {
+        /// Its container id.
+        container_id: String,
+        /// `http://host:port`.
+        base_url: String,
+        /// The model id clients must use.
+        model: String,
+    },
+}
+
+/// Pure: which conflicts may be stopped. Named in the spec: with `yes` or when `confirm` says
+/// so. Not named (found holding GPU memory): only when the user named it (`--stop NAME`).
+pub fn choose_conflicts<'a>(
+    conflicts: &'a [ConflictInfo],
+    stop: &[String],
+    yes: bool,
+    confirm: &mut dyn FnMut(&ConflictInfo) -> bool,
+) -> Vec<&'a ConflictInfo> {
+    conflicts
+        .iter()
+        .filter(|c| stop.contains(&c.name) || (c.named_in_spec && (yes || confirm(c))))
+        .collect()
+}
+
+/// Pure: the gates that stop a provision. A GPU memory gate does not, when stopping a confirmed
+/// conflict may be what frees the memory (it is checked after launch).
+#[must_use]
+pub fn blocking_gates(report: &GateReport, relaunch: bool) -> Vec<&GateResult> {
+    report
+        .results
+        .iter()
+        .filter(|r| r.status == GateStatus::Fail)
+        .filter(|r| !(r.name == "gpu" && !report.conflicts.is_empty() && !relaunch))
+        .collect()
+}
+
+/// Provisions (or, with `opts.relaunch`, relaunches) the plan's deployment.
+pub async fn provision(
+    plan: &Plan,
+    opts: &Options,
+    hub: &HubClient,
+    ctx: Ctx<'_>,
+) -> Result<Provisioned, DeployError> {
+    let Ctx {
+        state,
+        sink,
+        confirm,
+        cancel,
+    } = ctx;
+    let started = Instant::now();
+    let spec = &plan.spec;
+    plan.require_api_key()?;
+    let command = if opts.relaunch {
+        "relaunch"
+    } else {
+        "provision"
+    };
+    // One command per deployment, for the whole job; the kernel drops it however we end.
+    let _lock = crate::lock::lock(state, &spec.name, command, opts.wait, sink, cancel).await?;
+
+    // Read-only until the first stop: a cancel simply ends the job.
+    let prepared = prepare(plan, opts, hub, state, sink);
+    let (docker, report) = tokio::select! {
+        r = prepared => r?,
+        why = cancel.cancelled() => return Err(DeployError::Interrupted { why }),
+    };
+
+    for c in &report.conflicts {
+        sink.event(Event::ConflictFound {
+            conflict: c.clone(),
+        });
+    }
+    let to_stop: Vec<ConflictInfo> = if opts.relaunch {
+        Vec::new()
+    } else {
+        choose_conflicts(&report.conflicts, &opts.stop, opts.yes, &mut |c| {
+            confirm.stop(c)
+        })
+        .into_iter()
+        .cloned()
+        .collect()
+    };
+    if !opts.relaunch {
+        for c in report
+            .conflicts
+            .iter()
+            .filter(|c| !to_stop.iter().any(|x| x.id == c.id))
+        {
+            sink.event(Event::NotStopping {
+                name: c.name.clone(),
+            });
+        }
+    }
+    for name in &opts.stop {
+        if !report.conflicts.iter().any(|c| &c.name == name) {
+            sink.event(Event::StopIgnored { name: name.clone() });
+        }
+    }
+
+    let run = Run {
+        docker: &docker,
+        plan,
+        state,
+        jpath: journal::path(state, &spec.name),
+        id: new_run_id(),
+        started,
+    };
+    let result = match stop_conflicts(&run, &to_stop, sink, cancel).await {
+        Ok(()) => launch_and_check(&run, report.results, sink, cancel).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(done) => {
+            if let Err(e) = journal::complete_launch(&run.jpath) {
+                // The server is up and checked; only the bookkeeping failed. Saying so beats
+                // tearing down a working deployment.
+                sink.event(Event::Warning {
+                    message: format!(
+                        "{} is up, but its journal could not be updated ({e}); `vlmctl restore` \
+                         would remove it as half-started: use `vlmctl teardown` to undo it instead",
+                        spec.name
+                    ),
+                });
+            }
+            Ok(done)
+        }
+        Err(e) => Err(undo_run(&run, e, sink).await),
+    }
+}
+
+/// Gates (fetching missing weights), the blocking check, the image: nothing changes here.
+async fn prepare(
+    plan: &Plan,
+    opts: &Options,
+    hub: &HubClient,
+    state: &Path,
+    sink: &mut dyn Sink,
+) -> Result<(Docker, GateReport), DeployError> {
+    let spec = &plan.spec;
+    sink.event(Event::GatesStarted {
+        deployment: spec.name.clone(),
+        image: spec.image.clone(),
+        port: spec.server.port,
+    });
+    let (docker, mut report) = crate::gates::run(plan, Some(state)).await;
+    fetch_if_needed(plan, hub, &mut report, sink).await?;
+    sink.event(Event::Gates {
+        results: report.results.clone(),
+    });
+    let docker = docker?;
+    let blocking = blocking_gates(&report, opts.relaunch);
+    if !blocking.is_empty() {
+        return Err(DeployError::GateFailed {
+            names: blocking.iter().map(|r| r.name.clone()).collect(),
+            hint: blocking.iter().find_map(|r| r.hint.clone()),
+        });
+    }
+    let platform = (spec.platform != "host").then_some(spec.platform.as_str());
+    let pulled = containers::ensure_image(&docker, &spec.image, platform, &mut |step| {
+        sink.event(Event::Pulling {
+            image: spec.image.clone(),
+            step: step.clone(),
+        });
+    })
+    .await?;
+    sink.event(Event::Pulled {
+        image: spec.image.clone(),
+        pulled,
+    });
+    Ok((docker, report))
+}
+
+/// The weights gate failing for missing files is what `provision` fixes: fetch, then verify.
+async fn fetch_if_needed(
+    plan: &Plan,
+    hub: &HubClient,
+    report: &mut GateReport,
+    sink: &mut dyn Sink,
+) -> Result<(), DeployError> {
+    if !report
+        .results
+        .iter()
+        .any(|r| r.name == "weights" && r.status == GateStatus::Fail)
+    {
+        return Ok(());
+    }
+    sink.event(Event::Fetching {
+        model: plan.model.name.clone(),
+    });
+    for file in &plan.model.files {
+        let progress = sink.download(&file.path);
+        let outcome = hub
+            .fetch(&plan.model, file, &plan.mount.dir, progress)
+            .await?;
+        sink.event(Event::Fetched {
+            file: file.path.clone(),
+            size: file.size,
+            outcome,
+        });
+    }
+    let again = crate::gates::weights_gate(plan.jobs.clone(), None).await;
+    if let Some(r) = report.results.iter_mut().find(|r| r.name == "weights") {
+        *r = again;
+    }
+    Ok(())
+}
+
+/// What one run works with.
+struct Run<'a> {
+    docker: &'a Docker,
+    plan: &'a Plan,
+    state: &'a Path,
+    /// The deployment's journal.
+    jpath: PathBuf,
+    /// This run's id (container label, journal entries).
+    id: String,
+    started: Instant,
+}
+
+/// An id for this run: on the container it creates (label) and on the journal entries it
+/// writes, so that undoing a failed run touches only what that run did.
+fn new_run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{nanos:x}-{}", std::process::id())
+}
+
+/// Journals and stops the chosen conflicts.
+async fn stop_conflicts(
+    run: &Run<'_>,
+    to_stop: &[ConflictInfo],
+    sink: &mut dyn Sink,
+    cancel: &Cancel,
+) -> Result<(), DeployError> {
+    if to_stop.is_empty() {
+        return Ok(());
+    }
+    for c in to_stop.iter().filter(|c| c.restart_policy == "always") {
+        sink.event(Event::Warning {
+            message: format!(
+                "{} has restart policy `always`: a daemon restart brings it back and it takes its memory back",
+                c.name
+            ),
+        });
+    }
+    let entries: Vec<JournalEntry> = to_stop
+        .iter()
+        .map(|c| JournalEntry {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            prior_state: vlmctl_lifecycle::journal::PriorState::Running,
+            restart_policy: c.restart_policy.clone(),
+            run_id: run.id.clone(),
+            stop_timeout_s: c.stop_timeout_s,
+            stop_issued_unix: None,
+        })
+        .collect();
+    let names: Vec<String> = to_stop.iter().map(|c| c.name.clone()).collect();
+    sink.event(Event::Stopping {
+        names: names.clone(),
+        journal: run.jpath.clone(),
+    });
+    journal::add_stops(&run.jpath, &run.plan.spec.name, &entries)?;
+    // One at a time, and a cancel ends it between two stops or during one: a stop already
+    // issued is marked so in the journal, and the undo waits it out before starting the
+    // container again (dockerd finishes a stop whose caller went away).
+    for e in &entries {
+        cancelled(cancel)?;
+        tokio::select! {
+            r = journal::stop_one(run.docker, &run.jpath, e) => r?,
+            why = cancel.cancelled() => return Err(DeployError::Interrupted { why }),
+        }
+    }
+    sink.event(Event::Stopped { names });
+    Ok(())
+}
+
+fn cancelled(cancel: &Cancel) -> Result<(), DeployError> {
+    match cancel.reason() {
+        Some(why) => Err(DeployError::Interrupted { why }),
+        None => Ok(()),
+    }
+}
+
+async fn launch_and_check(
+    run: &Run<'_>,
+    gates: Vec<GateResult>,
+    sink: &mut dyn Sink,
+    cancel: &Cancel,
+) -> Result<Provisioned, DeployError> {
+    // A cancel that came during the stops is acted on now.
+    cancelled(cancel)?;
+    let Run { docker, plan, .. } = *run;
+    let spec = &plan.spec;
+    let base = plan.base_url();
+    // Not raced against a cancel: the journal learns of the container before the create call
+    // and again with its id before the start, and the launch runs to its end so that what it
+    // did is known; a cancel meanwhile is acted on right after.
+    let mut record = |step: LaunchStep<'_>| {
+        journal::record_launch(
+            &run.jpath,
+            &spec.name,
+            LaunchRecord {
+                run_id: run.id.clone(),
+                container: spec.name.clone(),
+                id: match step {
+                    LaunchStep::Creating => None,
+                    LaunchStep::Created { id } => Some(id.to_owned()),
+                },
+                completed: false,
+            },
+        )
+    };
+    let launch = containers::launch(
+        docker,
+        spec,
+        &plan.mount,
+        plan.api_key.as_deref(),
+        &run.id,
+        &std::collections::HashMap::new(),
+        &mut record,
+    )
+    .await?;
+    sink.event(Event::Launched {
+        launch: launch.clone(),
+    });
+    cancelled(cancel)?;
+    let id = match &launch {
+        Launch::Unchanged { id } | Launch::Started { id, .. } => id.clone(),
+    };
+    // Waiting and checking may be cut short by a cancel at any point: the container is known.
+    let check = async {
+        let ready = containers::wait_ready(
+            docker,
+            &spec.name,
+            &base,
+            Duration::from_secs(spec.health.timeout_s),
+        )
+        .await?;
+        if matches!(launch, Launch::Unchanged { .. }) {
+            let model = smoke::served_model(&base, plan.api_key.as_deref()).await?;
+            return Ok(Err(model));
+        }
+        let smoke = smoke::smoke(
+            &base,
+            plan.api_key.as_deref(),
+            plan.mount.mmproj_file.is_some(),
+        )
+        .await?;
+        let memory = memory::measure(spec, &id).await?;
+        Ok::<_, DeployError>(Ok((ready, smoke, memory)))
+    };
+    let checked = tokio::select! {
+        r = check => r?,
+        why = cancel.cancelled() => return Err(DeployError::Interrupted { why }),
+    };
+    let (ready, smoke, memory) = match checked {
+        Ok(c) => c,
+        Err(model) => {
+            return Ok(Provisioned::Unchanged {
+                container_id: id,
+                base_url: base,
+                model,
+            });
+        }
+    };
+    sink.event(Event::Ready {
+        startup_s: ready.as_secs_f64(),
+    });
+    sink.event(Event::SmokeDone {
+        smoke: smoke.clone(),
+    });
+    let record = record_of(run, launch, id, gates, ready, smoke, memory).await;
+    let record_path = record.write(run.state)?;
+    Ok(Provisioned::Ready {
+        record: Box::new(record),
+        record_path,
+        base_url: base,
+    })
+}
+
+async fn record_of(
+    run: &Run<'_>,
+    launch: Launch,
+    container_id: String,
+    gates: Vec<GateResult>,
+    ready: Duration,
+    smoke: Smoke,
+    server_gpu_mib: Option<u64>,
+) -> ProvisionRecord {
+    let spec = &run.plan.spec;
+    let image = run.docker.inspect_image(&spec.image).await.ok();
+    ProvisionRecord {
+        version: RECORD_VERSION,
+        deployment: spec.name.clone(),
+        spec: spec.clone(),
+        spec_sha256: spec.sha256(),
+        image: spec.image.clone(),
+        image_id: image.as_ref().and_then(|i| i.id.clone()),
+        image_digests: image.and_then(|i| i.repo_digests),
+        lock_sha256: run.plan.mount.lock_sha256.clone(),
+        model: run.plan.model.name.clone(),
+        container_id,
+        launch,
+        gates,
+        startup_s: ready.as_secs_f64(),
+        provision_s: run.started.elapsed().as_secs_f64(),
+        smoke,
+        server_gpu_mib,
+        vlmctl: env!("CARGO_PKG_VERSION").to_owned(),
+    }
+}
+
+/// Undoes what this run did (its half-started container, the containers it stopped; never what
+/// an earlier run of the deployment did). When that is not possible (the daemon went away),
+/// the error says exactly what is still to undo.
+async fn undo_run(run: &Run<'_>, cause: DeployError, sink: &mut dyn Sink) -> DeployError {
+    match journal::restore(run.docker, &run.jpath, Scope::Run(&run.id)).await {
+        Ok(undone) => {
+            let nothing = undone.started.is_empty()
+                && undone.already_running.is_empty()
+                && undone.missing.is_empty()
+                && undone.removed.is_empty();
+            if nothing {
+                return cause;
+            }
+            if let Some(e) = &undone.journal_error {
+                sink.event(Event::Warning {
+                    message: format!(
+                        "everything this run did was undone, but its journal {} could not be \
+                         updated ({e}); it still lists them, and `vlmctl restore` will find them \
+                         back already",
+                        run.jpath.display()
+                    ),
+                });
+            }
+            sink.event(Event::Undone {
+                restored: undone.clone(),
+            });
+            DeployError::Undone {
+                cause: Box::new(cause),
+                undone: Box::new(undone),
+            }
+        }
+        Err(undo_error) => DeployError::UndoFailed {
+            cause: Box::new(cause),
+            undo_error: Box::new(undo_error),
+            left: still_to_undo(&run.jpath, &run.id),
+            deployment: run.plan.spec.name.clone(),
+            journal: run.jpath.clone(),
+        },
+    }
+}
+
+/// What this run's journal still lists: the containers still stopped and a container still to
+/// remove, for a message.
+fn still_to_undo(jpath: &Path, run_id: &str) -> Vec<String> {
+    let Ok(Some(j)) = journal::read(jpath) else {
+        return Vec::new();
+    };
+    let mut left: Vec<String> = j
+        .entries
+        .iter()
+        .filter(|e| e.run_id == run_id)
+        .map(|e| format!("{} (stopped)", e.name))
+        .collect();
+    if let Some(l) = j.launch.filter(|l| l.run_id == run_id && !l.completed) {
+        left.push(format!("{} (half-started, to remove)", l.container));
+    }
+    left
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn info(name: &str, named: bool) -> ConflictInfo {
+        ConflictInfo {
+            id: format!("id-{name}"),
+            name: name.into(),
+            state: "running".into(),
+            status: "Up".into(),
+            image: "i".into(),
+            command: "c".into(),
+            restart_policy: "always".into(),
+            stop_timeout_s: 30,
+            labels: HashMap::new(),
+            gpu_mib: Some(100),
+            named_in_spec: named,
+            logs: String::new(),
+        }
+    }
+
+    #[test]
+    fn yes_alone_never_stops_a_container_the_spec_does_not_name() {
+        let c = [info("nemotron", true), info("chatterbox", false)];
+        let names = |v: Vec<&ConflictInfo>| v.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            names(choose_conflicts(&c, &[], true, &mut |_| false)),
+            ["nemotron"]
+        );
+        assert_eq!(
+            names(choose_conflicts(&c, &[], false, &mut |_| false)),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            names(choose_conflicts(&c, &[], false, &mut |c| c.name == "nemotron")),
+            ["nemotron"]
+        );
+        assert_eq!(
+            names(choose_conflicts(
+                &c,
+                &["chatterbox".into()],
+                false,
+                &mut |_| false
+            )),
+            ["chatterbox"]
+        );
+        // The question is asked once per conflict the spec names, never for the others.
+        let mut asked = Vec::new();
+        choose_conflicts(&c, &[], false, &mut |c| {
+            asked.push(c.name.clone());
+            false
+        });
+        assert_eq!(asked, ["nemotron"]);
+    }
+
+    #[test]
+    fn a_gpu_gate_failure_waits_for_the_conflicts_to_be_stopped() {
+        let gate = |name: &str, status| GateResult::new(name, status, "", None);
+        let report = |conflicts: Vec<ConflictInfo>| GateReport {
+            results: vec![
+                gate("daemon", GateStatus::Pass),
+                gate("gpu", GateStatus::Fail),
+                gate("port", GateStatus::Warn),
+            ],
+            gpu: None,
+            conflicts,
+        };
+        let names = |v: Vec<&GateResult>| v.iter().map(|r| r.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(blocking_gates(&report(vec![]), false)), ["gpu"]);
+        assert!(blocking_gates(&report(vec![info("x", true)]), false).is_empty());
+        assert_eq!(
+            names(blocking_gates(&report(vec![info("x", true)]), true)),
+            ["gpu"],
+            "a relaunch stops nothing, so nothing frees the memory"
+        );
+    }
+}

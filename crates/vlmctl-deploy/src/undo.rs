@@ -1,0 +1,118 @@
+//! `teardown` and `restore`: undoing a deployment, or whatever the journals say is still to
+//! undo, each under its deployment's lock.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use vlmctl_lifecycle::journal::{self, Restored, Scope};
+use vlmctl_lifecycle::{Docker, LifecycleError, containers};
+
+use crate::DeployError;
+use crate::events::{Cancel, Sink};
+
+/// What `teardown` did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TornDown {
+    /// The deployment.
+    pub container: String,
+    /// Whether a container was removed (false: already torn down).
+    pub removed: bool,
+    /// What its journal brought back.
+    pub restored: Restored,
+}
+
+/// Stops and removes the deployment's container (only one vlmctl created) and restores what
+/// its journal says was stopped.
+pub async fn teardown(
+    state: &Path,
+    name: &str,
+    wait: bool,
+    sink: &mut dyn Sink,
+    cancel: &Cancel,
+) -> Result<TornDown, DeployError> {
+    if !vlmctl_lifecycle::spec::is_container_name(name) {
+        return Err(DeployError::NotADeploymentName {
+            name: name.to_owned(),
+        });
+    }
+    let _lock = crate::lock::lock(state, name, "teardown", wait, sink, cancel).await?;
+    let docker = vlmctl_lifecycle::connect().await?;
+    let removed = containers::teardown(&docker, name).await?;
+    let jpath = journal::path(state, name);
+    let restored = journal::restore(&docker, &jpath, Scope::All)
+        .await
+        .map_err(|e| incomplete(e, &jpath))?;
+    Ok(TornDown {
+        container: name.to_owned(),
+        removed,
+        restored,
+    })
+}
+
+/// One journal's restore.
+#[derive(Debug)]
+pub struct JournalRestore {
+    /// The journal.
+    pub journal: PathBuf,
+    /// What it did, or why it could not.
+    pub outcome: Result<Restored, DeployError>,
+}
+
+/// Replays every journal under `state`, each under its deployment's lock; one that cannot be
+/// read or restored does not stop the others.
+pub async fn restore_all(
+    state: &Path,
+    wait: bool,
+    sink: &mut dyn Sink,
+    cancel: &Cancel,
+) -> Result<Vec<JournalRestore>, DeployError> {
+    let paths = journal::all(state);
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
+    let docker = vlmctl_lifecycle::connect().await?;
+    let mut out = Vec::new();
+    for j in paths {
+        let outcome = restore_one(&docker, state, &j, wait, sink, cancel).await;
+        out.push(JournalRestore {
+            journal: j,
+            outcome,
+        });
+    }
+    Ok(out)
+}
+
+async fn restore_one(
+    docker: &Docker,
+    state: &Path,
+    j: &Path,
+    wait: bool,
+    sink: &mut dyn Sink,
+    cancel: &Cancel,
+) -> Result<Restored, DeployError> {
+    let deployment = journal::deployment_of(j);
+    let _lock = crate::lock::lock(state, &deployment, "restore", wait, sink, cancel).await?;
+    journal::read(j)?;
+    journal::restore(docker, j, Scope::All)
+        .await
+        .map_err(|e| incomplete(e, j))
+}
+
+/// A journal restore that stopped part-way: what it still lists.
+fn incomplete(source: LifecycleError, j: &Path) -> DeployError {
+    DeployError::RestoreIncomplete {
+        source: Box::new(source),
+        still_stopped: still_stopped(j),
+        journal: j.to_owned(),
+    }
+}
+
+/// The names a journal still lists as stopped (empty when it cannot be read).
+#[must_use]
+pub fn still_stopped(j: &Path) -> Vec<String> {
+    journal::read(j)
+        .ok()
+        .flatten()
+        .map(|j| j.entries.iter().map(|e| e.name.clone()).collect())
+        .unwrap_or_default()
+}

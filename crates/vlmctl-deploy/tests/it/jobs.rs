@@ -1,0 +1,441 @@
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+use bytes::Bytes;
+use vlmctl_deploy::events::{Cancel, Confirm, Event};
+use vlmctl_deploy::provision::{self, Ctx, Options, Provisioned};
+use vlmctl_deploy::status::{self, Drift, JournalState};
+use vlmctl_deploy::{DeployError, Dirs, Plan, undo};
+use vlmctl_lifecycle::containers::{ConflictInfo, Launch};
+use vlmctl_weights::HubClient;
+use vlmctl_weights::fake_hub::{FakeHub, FakeRepo};
+
+const REPO: &str = "vlmctl-test/gemma-3-270m-GGUF";
+const COMMIT: &str = "0000000000000000000000000000000000000001";
+const FILE: &str = "gemma-3-270m-q4_k_m.gguf";
+const SHA: &str = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818";
+
+fn required_env(name: &str) -> String {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v,
+        _ => panic!("{name} is not set: run these tests through `scripts/test`, which provides it"),
+    }
+}
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker CLI");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn running(name: &str) -> bool {
+    docker(&["inspect", "-f", "{{.State.Running}}", name]) == "true"
+}
+
+fn exists(name: &str) -> bool {
+    Command::new("docker")
+        .args(["inspect", name])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// One test's world: names, a temp dir, a conflict container, cleanup by label on drop.
+struct World {
+    id: String,
+    tmp: tempfile::TempDir,
+    hub: FakeHub,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let label = format!("label=org.vlmctl.test-run={}", self.id);
+        for (list, rm) in [(["ps", "-aq"], "rm"), (["images", "-q"], "rmi")] {
+            let out = Command::new("docker")
+                .args(list)
+                .args(["--filter", &label])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            for id in out.split_whitespace() {
+                let _ = Command::new("docker").args([rm, "-f", id]).output();
+            }
+        }
+        let _ = Command::new("docker")
+            .args(["rm", "-f", &self.name("server")])
+            .output();
+    }
+}
+
+impl World {
+    async fn new(what: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let model = Bytes::from(std::fs::read(required_env("VLMCTL_TEST_MODEL")).expect("model"));
+        let hub = FakeHub::start(vec![FakeRepo {
+            id: REPO.into(),
+            commit: COMMIT.into(),
+            token: None,
+            files: BTreeMap::from([(FILE.into(), model)]),
+        }])
+        .await
+        .expect("hub");
+        Self {
+            id: format!("lib-{what}-{}-{nanos:08x}", std::process::id()),
+            tmp: tempfile::tempdir().expect("tempdir"),
+            hub,
+        }
+    }
+
+    fn name(&self, s: &str) -> String {
+        format!("vlmctl-test-{}-{s}", self.id)
+    }
+
+    fn path(&self, s: &str) -> PathBuf {
+        self.tmp.path().join(s)
+    }
+
+    /// A running busybox container (restart `always`, a 1 s stop timeout) the spec names.
+    fn conflict(&self) -> String {
+        let ctx = self.path("ctx");
+        std::fs::create_dir_all(&ctx).unwrap();
+        std::fs::copy(required_env("VLMCTL_TEST_BUSYBOX"), ctx.join("busybox")).unwrap();
+        std::fs::write(
+            ctx.join("Dockerfile"),
+            "FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT [\"/bin/busybox\"]\n",
+        )
+        .unwrap();
+        let tag = format!("vlmctl-test/busybox:{}", self.id);
+        let label = format!("org.vlmctl.test-run={}", self.id);
+        let built = Command::new("docker")
+            .args(["build", "-q", "-t", &tag, "--label", &label])
+            .arg(&ctx)
+            .env("DOCKER_BUILDKIT", "0")
+            .output()
+            .unwrap();
+        assert!(
+            built.status.success(),
+            "{}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        let name = self.name("conflict");
+        docker(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--label",
+            &label,
+            "--restart",
+            "always",
+            "--stop-timeout",
+            "1",
+            &tag,
+            "sleep",
+            "3600",
+        ]);
+        name
+    }
+
+    /// The plan for a CPU deployment of the test model that names `conflict`.
+    fn plan(&self, conflict: &str) -> Plan {
+        let spec = self.path("spec.toml");
+        std::fs::write(
+            &spec,
+            format!(
+                "name = \"{}\"\nimage = \"{}\"\nmodel = \"m\"\ngpus = \"none\"\nrestart = \"no\"\n\
+                 [server]\nhost = \"127.0.0.1\"\nport = {}\nctx_size = 1024\nn_gpu_layers = 0\nthreads = 2\n\
+                 [health]\ntimeout_s = 90\n[[conflict]]\nname = \"{conflict}\"\n",
+                self.name("server"),
+                required_env("VLMCTL_TEST_LLAMA_IMAGE"),
+                free_port()
+            ),
+        )
+        .unwrap();
+        let lock = self.path("weights.lock");
+        std::fs::write(
+            &lock,
+            format!(
+                "version = 1\n[[model]]\nname = \"m\"\nrepo = \"{REPO}\"\nrevision = \"{COMMIT}\"\ndir = \"{}\"\n\
+                 [[model.file]]\npath = \"{FILE}\"\nrole = \"model\"\nsize = 253113024\nsha256 = \"{SHA}\"\n",
+                self.path("models").display()
+            ),
+        )
+        .unwrap();
+        Plan::load(Some(&spec), &lock, &Dirs::default()).expect("plan")
+    }
+
+    fn hub_client(&self) -> HubClient {
+        HubClient::new(&self.hub.endpoint(), None, self.path("hf-cache")).expect("hub client")
+    }
+
+    fn state(&self) -> PathBuf {
+        self.path("state")
+    }
+}
+
+/// Answers every question with `answer` and remembers who was asked about.
+struct Answer {
+    answer: bool,
+    asked: Vec<String>,
+}
+
+impl Confirm for Answer {
+    fn stop(&mut self, c: &ConflictInfo) -> bool {
+        self.asked.push(c.name.clone());
+        self.answer
+    }
+}
+
+/// The event kinds, in order, as `snake_case` names.
+fn kinds(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| {
+            serde_json::to_value(e).unwrap()["event"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .filter(|k| k != "pulling")
+        .collect()
+}
+
+/// Relaunch of an unchanged, healthy deployment: nothing stopped, nothing created.
+async fn relaunch_is_the_fast_path(w: &World, plan: &Plan) {
+    let mut confirm = Answer {
+        answer: true,
+        asked: Vec::new(),
+    };
+    let mut again: Vec<Event> = Vec::new();
+    let unchanged = provision::provision(
+        plan,
+        &Options {
+            relaunch: true,
+            ..Options::default()
+        },
+        &w.hub_client(),
+        Ctx {
+            state: &w.state(),
+            sink: &mut again,
+            confirm: &mut confirm,
+            cancel: &Cancel::new(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(unchanged, Provisioned::Unchanged { .. }),
+        "{unchanged:?}"
+    );
+    assert_eq!(
+        kinds(&again),
+        ["gates_started", "gates", "pulled", "launched"]
+    );
+
+    assert!(confirm.asked.is_empty());
+}
+
+/// The same spec and lock with the files in another directory: relaunch recreates the
+/// container (the spec hash alone would call it unchanged and keep the old mount).
+async fn a_new_models_dir_is_a_change(w: &World, plan: &Plan) {
+    let other = w.path("models-2");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::hard_link(w.path("models").join(FILE), other.join(FILE)).unwrap();
+    let moved = Plan::load(
+        Some(&w.path("spec.toml")),
+        &w.path("weights.lock"),
+        &Dirs {
+            dir: Some(other.clone()),
+            ..Dirs::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(moved.spec.sha256(), plan.spec.sha256());
+    let mut events: Vec<Event> = Vec::new();
+    provision::provision(
+        &moved,
+        &Options {
+            relaunch: true,
+            ..Options::default()
+        },
+        &w.hub_client(),
+        Ctx {
+            state: &w.state(),
+            sink: &mut events,
+            confirm: &mut Answer {
+                answer: false,
+                asked: Vec::new(),
+            },
+            cancel: &Cancel::new(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            Event::Launched {
+                launch: Launch::Started { replaced: true, .. }
+            }
+        )),
+        "{events:?}"
+    );
+    let mounts = docker(&[
+        "inspect",
+        "-f",
+        "{{range .Mounts}}{{.Source}}{{end}}",
+        &plan.spec.name,
+    ]);
+    assert_eq!(
+        mounts,
+        std::fs::canonicalize(&other).unwrap().display().to_string()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provision_status_teardown_from_the_library() {
+    let w = World::new("jobs").await;
+    let conflict = w.conflict();
+    let plan = w.plan(&conflict);
+    let server = plan.spec.name.clone();
+    let mut events: Vec<Event> = Vec::new();
+    let mut confirm = Answer {
+        answer: true,
+        asked: Vec::new(),
+    };
+    let done = provision::provision(
+        &plan,
+        &Options::default(),
+        &w.hub_client(),
+        Ctx {
+            state: &w.state(),
+            sink: &mut events,
+            confirm: &mut confirm,
+            cancel: &Cancel::new(),
+        },
+    )
+    .await
+    .expect("provisioned");
+    assert_eq!(
+        kinds(&events),
+        [
+            "gates_started",
+            "fetching",
+            "fetched",
+            "gates",
+            "pulled",
+            "conflict_found",
+            // Its restart policy is `always`: a daemon restart would bring it back.
+            "warning",
+            "stopping",
+            "stopped",
+            "launched",
+            "ready",
+            "smoke_done"
+        ]
+    );
+    assert_eq!(
+        confirm.asked,
+        std::slice::from_ref(&conflict),
+        "asked once, about the named conflict"
+    );
+    assert!(matches!(
+        events.iter().find(|e| matches!(e, Event::Launched { .. })),
+        Some(Event::Launched {
+            launch: Launch::Started {
+                replaced: false,
+                ..
+            }
+        })
+    ));
+    let Provisioned::Ready {
+        record,
+        record_path,
+        ..
+    } = done
+    else {
+        panic!("a fresh launch");
+    };
+    assert!(record_path.exists() && record.deployment == server);
+    assert!(!running(&conflict) && running(&server));
+
+    let s = status::status(Some(&plan), &w.state()).await.unwrap();
+    let row = s
+        .containers
+        .iter()
+        .find(|r| r.container.name == server)
+        .unwrap();
+    assert_eq!((row.health.as_str(), row.drift), ("ok", Drift::None));
+    assert!(s.journals.iter().any(|j| matches!(j,
+        JournalState::Open { journal, .. } if journal.entries[0].name == conflict)));
+
+    relaunch_is_the_fast_path(&w, &plan).await;
+    a_new_models_dir_is_a_change(&w, &plan).await;
+
+    let mut none: Vec<Event> = Vec::new();
+    let torn = undo::teardown(&w.state(), &server, false, &mut none, &Cancel::new())
+        .await
+        .unwrap();
+    assert!(torn.removed && torn.restored.started == [conflict.clone()]);
+    assert!(running(&conflict) && !exists(&server));
+}
+
+/// A cancel at a chosen event (here: right after the conflict stopped, from the sink itself)
+/// ends the job with its own work undone: the conflict back, no server.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancel_after_the_stop_undoes_the_run() {
+    let w = World::new("cancel").await;
+    let conflict = w.conflict();
+    let plan = w.plan(&conflict);
+    let cancel = Cancel::new();
+    let mut seen = Vec::new();
+    let mut sink = |e: Event| {
+        if matches!(e, Event::Stopped { .. }) {
+            cancel.cancel("the test");
+        }
+        seen.push(e);
+    };
+    let err = provision::provision(
+        &plan,
+        &Options {
+            yes: true,
+            ..Options::default()
+        },
+        &w.hub_client(),
+        Ctx {
+            state: &w.state(),
+            sink: &mut sink,
+            confirm: &mut Answer {
+                answer: false,
+                asked: Vec::new(),
+            },
+            cancel: &cancel,
+        },
+    )
+    .await
+    .unwrap_err();
+    let DeployError::Undone { cause, undone } = &err else {
+        panic!("{err}");
+    };
+    assert!(matches!(**cause, DeployError::Interrupted { ref why } if why == "the test"));
+    assert_eq!(undone.started, std::slice::from_ref(&conflict));
+    assert!(running(&conflict) && !exists(&plan.spec.name));
+    assert!(!vlmctl_lifecycle::journal::path(&w.state(), &plan.spec.name).exists());
+    assert_eq!(kinds(&seen).last().map(String::as_str), Some("undone"));
+}

@@ -1,0 +1,296 @@
+//! `vlmctl provision` and `vlmctl relaunch`: the library's job, rendered. Events become progress
+//! lines, download bars and a pull spinner on stderr; conflicts are confirmed at a terminal
+//! prompt; SIGINT, SIGTERM, SIGHUP and SIGQUIT cancel the job, which then undoes what it did.
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::sync::Arc;
+
+use indicatif::ProgressBar;
+use vlmctl_deploy::events::{Cancel, Confirm, Event, Sink};
+use vlmctl_deploy::provision::{self, Ctx, Options, Provisioned};
+use vlmctl_lifecycle::containers::{ConflictInfo, Launch};
+use vlmctl_weights::FetchProgress;
+
+use crate::cli::ProvisionArgs;
+use crate::failure::Failure;
+use crate::render::{self, Bar};
+use crate::{Output, exit_codes};
+
+/// `vlmctl provision` (and `relaunch`, which never stops anything).
+pub async fn provision(
+    args: &ProvisionArgs,
+    relaunch: bool,
+    out: &mut Output,
+) -> Result<u8, Failure> {
+    let d = &args.deploy;
+    let plan = super::plan(d.spec.as_deref(), &d.lock.lock, &d.dirs)?;
+    if args.dry_run {
+        out.stdout(&plan.spec.docker_run_line(&plan.mount));
+        return Ok(exit_codes::SUCCESS);
+    }
+    let state = super::state_dir(&d.state);
+    let hub = super::hub_client(&d.hub)?;
+    let cancel = Cancel::new();
+    // Listening from the start: a signal at any point ends the job through its undo, never by
+    // killing the process with containers down.
+    let listener = cancel_on_signals(&cancel)?;
+    let opts = Options {
+        relaunch,
+        stop: args.stop.clone(),
+        yes: args.yes,
+        wait: d.state.wait,
+    };
+    let mut sink = Progress::new(out, &plan.spec.name);
+    let done = provision::provision(
+        &plan,
+        &opts,
+        &hub,
+        Ctx {
+            state: &state,
+            sink: &mut sink,
+            confirm: &mut Terminal,
+            cancel: &cancel,
+        },
+    )
+    .await;
+    listener.abort();
+    sink.finish();
+    let base = plan.base_url();
+    match done? {
+        Provisioned::Unchanged {
+            container_id,
+            model,
+            ..
+        } => {
+            let name = &plan.spec.name;
+            if d.json {
+                let doc = serde_json::json!({"deployment": name, "unchanged": true, "container_id": container_id, "url": format!("{base}/v1"), "model": model});
+                out.stdout(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+            } else {
+                out.stdout(&format!("{name} unchanged and healthy\n\nclient settings:\nNAV_VLLM_URL={base}/v1\nNAV_VLLM_MODEL={model}"));
+            }
+        }
+        Provisioned::Ready {
+            record,
+            record_path,
+            ..
+        } => {
+            if d.json {
+                out.stdout(&serde_json::to_string_pretty(&record).unwrap_or_default());
+            } else {
+                let smoke = &record.smoke;
+                out.stdout(&format!(
+                    "{} ready in {:.1} s (smoke: {:?} in {:.0} ms{}); record: {}\n\nclient settings:\nNAV_VLLM_URL={base}/v1\nNAV_VLLM_MODEL={}",
+                    record.deployment,
+                    record.startup_s,
+                    smoke.content,
+                    smoke.wall_ms,
+                    if smoke.vision { ", with an image" } else { "" },
+                    record_path.display(),
+                    smoke.model
+                ));
+            }
+        }
+    }
+    Ok(exit_codes::SUCCESS)
+}
+
+/// SIGINT, SIGTERM, SIGHUP and SIGQUIT, registered now (unlike `tokio::signal::ctrl_c`, which
+/// registers on first poll), each cancelling the job with its name. SIGHUP is what a dropped
+/// SSH session sends, the runbooks' normal way to run this; SIGQUIT (Ctrl-\) would otherwise
+/// dump core with containers down. Later signals are absorbed: the undo runs to its end.
+pub(crate) fn cancel_on_signals(cancel: &Cancel) -> Result<tokio::task::JoinHandle<()>, Failure> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let fail = |e: std::io::Error| {
+        Failure::new(
+            anyhow::Error::new(e).context("cannot install signal handlers"),
+            None,
+            exit_codes::FAILURE,
+        )
+    };
+    let mut int = signal(SignalKind::interrupt()).map_err(fail)?;
+    let mut term = signal(SignalKind::terminate()).map_err(fail)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(fail)?;
+    let mut quit = signal(SignalKind::quit()).map_err(fail)?;
+    let cancel = cancel.clone();
+    Ok(tokio::spawn(async move {
+        loop {
+            let why = tokio::select! {
+                _ = int.recv() => "Ctrl-C (SIGINT)",
+                _ = term.recv() => "SIGTERM",
+                _ = hup.recv() => "SIGHUP (the terminal or SSH session went away)",
+                _ = quit.recv() => "SIGQUIT",
+            };
+            cancel.cancel(why);
+        }
+    }))
+}
+
+/// Asks at the terminal; without one (stdin not a terminal) the answer is no.
+struct Terminal;
+
+impl Confirm for Terminal {
+    fn stop(&mut self, c: &ConflictInfo) -> bool {
+        if !std::io::stdin().is_terminal() {
+            return false;
+        }
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "stop {} now and restore it after teardown? [y/N] ",
+            c.name
+        );
+        let _ = err.flush();
+        drop(err);
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).is_ok()
+            && line.trim().eq_ignore_ascii_case("y")
+    }
+}
+
+/// Renders a job's events on stderr.
+pub(crate) struct Progress<'a> {
+    out: &'a mut Output,
+    deployment: String,
+    bar: Option<Arc<Bar>>,
+    spinner: Option<ProgressBar>,
+}
+
+impl<'a> Progress<'a> {
+    pub(crate) fn new(out: &'a mut Output, deployment: &str) -> Self {
+        Self {
+            out,
+            deployment: deployment.to_owned(),
+            bar: None,
+            spinner: None,
+        }
+    }
+
+    /// Clears any bar or spinner still drawn.
+    pub(crate) fn finish(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.clear();
+        }
+        if let Some(s) = self.spinner.take() {
+            s.finish_and_clear();
+        }
+    }
+}
+
+impl Sink for Progress<'_> {
+    fn download(&mut self, _file: &str) -> Arc<dyn FetchProgress> {
+        let bar = Arc::new(Bar::default());
+        self.bar = Some(bar.clone());
+        bar
+    }
+
+    fn event(&mut self, event: Event) {
+        let out = &mut *self.out;
+        match event {
+            Event::WaitingForLock { holder } => out.progress(&format!(
+                "waiting for {holder} to finish with {} ...",
+                self.deployment
+            )),
+            Event::GatesStarted {
+                deployment,
+                image,
+                port,
+            } => out.progress(&format!("gates for {deployment} ({image} on port {port})")),
+            Event::Gates { results } => out.progress(&render::gates_table(&results)),
+            Event::Fetching { model } => out.progress(&format!("fetching {model} from the hub")),
+            Event::Fetched {
+                file,
+                size,
+                outcome,
+            } => {
+                if let Some(b) = self.bar.take() {
+                    b.clear();
+                }
+                out.progress(&format!("  {file}: {}", render::describe(&outcome, size)));
+            }
+            Event::Pulling { image, step } => {
+                let spinner = self.spinner.get_or_insert_with(render::spinner);
+                let bytes = step
+                    .bytes
+                    .map(|(done, total)| {
+                        format!(
+                            " {}/{}",
+                            render::human_bytes(done),
+                            render::human_bytes(total)
+                        )
+                    })
+                    .unwrap_or_default();
+                spinner.set_message(format!(
+                    "pulling {image}: {}{}{bytes}",
+                    step.layer
+                        .as_deref()
+                        .map(|l| format!("{l} "))
+                        .unwrap_or_default(),
+                    step.status
+                ));
+            }
+            Event::Pulled { image, pulled } => {
+                if let Some(s) = self.spinner.take() {
+                    s.finish_and_clear();
+                }
+                if pulled {
+                    out.progress(&format!("pulled {image}"));
+                }
+            }
+            Event::ConflictFound { conflict: c } => out.progress(&conflict_text(&c)),
+            Event::NotStopping { name } => out.progress(&format!(
+                "not stopping {name} (not confirmed: answer the prompt, or pass --stop {name})"
+            )),
+            Event::StopIgnored { name } => {
+                out.progress(&format!("--stop {name}: no such running conflict; ignored"));
+            }
+            Event::Warning { message } => out.progress(&format!("warning: {message}")),
+            Event::Stopping { names, journal } => out.progress(&format!(
+                "stopping {} (journal: {})",
+                names.join(", "),
+                journal.display()
+            )),
+            Event::Stopped { names } => out.progress(&format!("stopped {}", names.join(", "))),
+            Event::Launched { launch } => out.progress(&match launch {
+                Launch::Unchanged { .. } => format!(
+                    "{} is already running this spec: nothing to do",
+                    self.deployment
+                ),
+                Launch::Started { replaced, .. } => format!(
+                    "{} {}; waiting for /health",
+                    if replaced { "replaced" } else { "started" },
+                    self.deployment
+                ),
+            }),
+            // Shown in the result or in the error.
+            Event::Ready { .. } | Event::SmokeDone { .. } | Event::Undone { .. } => {}
+        }
+    }
+}
+
+/// One conflict as a person needs to judge it: state, image, restart policy, GPU memory,
+/// command and the last log lines.
+fn conflict_text(c: &ConflictInfo) -> String {
+    let tail: Vec<&str> = c
+        .logs
+        .lines()
+        .rev()
+        .take(5)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!(
+        "conflict: {} [{}] {} image {} restart {}{}\n  command: {}\n  last log lines:\n    {}",
+        c.name,
+        c.state,
+        c.status,
+        c.image,
+        c.restart_policy,
+        c.gpu_mib
+            .map(|m| format!(", {m} MiB GPU"))
+            .unwrap_or_default(),
+        c.command,
+        tail.join("\n    ")
+    )
+}

@@ -1,0 +1,72 @@
+//! `vlmctl status`: the managed containers, their health and drift, and every restore journal.
+
+use std::fmt::Write as _;
+
+use vlmctl_deploy::status::{self, JournalState};
+
+use crate::cli::DeployArgs;
+use crate::failure::Failure;
+use crate::{Output, exit_codes, render};
+
+/// `vlmctl status`.
+pub async fn status(args: &DeployArgs, out: &mut Output) -> Result<u8, Failure> {
+    // Drift is judged against the spec and lock given (or the defaults), when they load.
+    let plan = super::plan(args.spec.as_deref(), &args.lock.lock, &args.dirs).ok();
+    let state = super::state_dir(&args.state);
+    let s = status::status(plan.as_ref(), &state).await?;
+    if args.json {
+        out.stdout(&serde_json::to_string_pretty(&s).unwrap_or_default());
+        return Ok(exit_codes::SUCCESS);
+    }
+    let rows: Vec<[String; 5]> = s
+        .containers
+        .iter()
+        .map(|r| {
+            let m = &r.container;
+            [
+                m.name.clone(),
+                m.state.clone(),
+                m.status.clone(),
+                r.health.clone(),
+                r.drift.to_string(),
+            ]
+        })
+        .collect();
+    let mut text = if rows.is_empty() {
+        "no containers created by vlmctl".to_owned()
+    } else {
+        render::table(&["NAME", "STATE", "STATUS", "HEALTH", "DRIFT"], &rows)
+    };
+    for j in &s.journals {
+        match j {
+            JournalState::Unreadable { path, error } => {
+                let _ = write!(
+                    text,
+                    "\nUNREADABLE restore journal {}: {error} (it may name stopped containers: check `docker ps -a`, start them, then move the file aside)",
+                    path.display()
+                );
+            }
+            JournalState::Open { path, journal } => {
+                let names: Vec<&str> = journal.entries.iter().map(|e| e.name.as_str()).collect();
+                if !names.is_empty() {
+                    let _ = write!(
+                        text,
+                        "\nopen restore journal {}: stopped {} (`vlmctl teardown` or `vlmctl restore` brings them back)",
+                        path.display(),
+                        names.join(", ")
+                    );
+                }
+                if let Some(l) = journal.launch.as_ref().filter(|l| !l.completed) {
+                    let _ = write!(
+                        text,
+                        "\nunfinished launch of {} in {} (a run died before it finished: `vlmctl restore` removes it)",
+                        l.container,
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
+    out.stdout(&text);
+    Ok(exit_codes::SUCCESS)
+}

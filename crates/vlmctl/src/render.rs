@@ -1,0 +1,133 @@
+//! How results look on a terminal, shared by every command: aligned tables, sizes, what a
+//! fetch did, the gates table, download bars and pull spinners. Only the CLI draws.
+
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use vlmctl_lifecycle::gates::{GateResult, GateStatus};
+use vlmctl_weights::{FetchOutcome, FetchProgress};
+
+pub use vlmctl_deploy::human_bytes;
+
+/// Left-aligned columns separated by two spaces; the last column is not padded.
+#[must_use]
+pub fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == N {
+                s.push_str(cell);
+            } else {
+                s.push_str(cell);
+                s.push_str(&" ".repeat(w - cell.chars().count() + 2));
+            }
+        }
+        s.trim_end().to_owned()
+    };
+    let mut out = line(header.to_vec());
+    for row in rows {
+        out.push('\n');
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// The gates as one table, with each non-passing gate's hint below it.
+#[must_use]
+pub fn gates_table(results: &[GateResult]) -> String {
+    let rows: Vec<[String; 3]> = results
+        .iter()
+        .map(|r| {
+            [
+                r.name.clone(),
+                format!("{:?}", r.status).to_uppercase(),
+                r.evidence.clone(),
+            ]
+        })
+        .collect();
+    let mut out = table(&["GATE", "STATUS", "EVIDENCE"], &rows);
+    for r in results.iter().filter(|r| r.status != GateStatus::Pass) {
+        if let Some(h) = &r.hint {
+            let _ = write!(out, "\nhint ({}): {h}", r.name);
+        }
+    }
+    out
+}
+
+/// What a fetch did to one file, in words.
+#[must_use]
+pub fn describe(outcome: &FetchOutcome, size: u64) -> String {
+    match outcome {
+        FetchOutcome::AlreadyPresent => "already present, verified".to_owned(),
+        FetchOutcome::FromCache => format!("verified from the hub cache ({})", human_bytes(size)),
+        FetchOutcome::Downloaded { resumed_from: 0 } => {
+            format!("downloaded and verified ({})", human_bytes(size))
+        }
+        FetchOutcome::Downloaded { resumed_from } => format!(
+            "downloaded and verified ({}, resumed after {})",
+            human_bytes(size),
+            human_bytes(*resumed_from)
+        ),
+        FetchOutcome::Adopted { linked: true } => "adopted (hard link), verified".to_owned(),
+        FetchOutcome::Adopted { linked: false } => "adopted (copied), verified".to_owned(),
+    }
+}
+
+/// A progress bar per download on stderr (hidden when stderr is not a terminal).
+#[derive(Default)]
+pub struct Bar(Mutex<Option<ProgressBar>>);
+
+impl Bar {
+    /// Removes the bar.
+    pub fn clear(&self) {
+        if let Some(b) = self.0.lock().ok().and_then(|mut b| b.take()) {
+            b.finish_and_clear();
+        }
+    }
+}
+
+impl FetchProgress for Bar {
+    fn start(&self, file: &str, total: u64, resumed: u64) {
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_message(file.to_owned());
+        bar.enable_steady_tick(Duration::from_millis(200));
+        if resumed > 0 {
+            bar.println(format!("{file}: resuming after {}", human_bytes(resumed)));
+        }
+        if let Ok(mut b) = self.0.lock() {
+            *b = Some(bar);
+        }
+    }
+    fn advance(&self, bytes: u64) {
+        if let Some(b) = self.0.lock().ok().as_ref().and_then(|b| b.as_ref()) {
+            b.inc(bytes);
+        }
+    }
+    fn finish(&self, _file: &str) {}
+}
+
+/// A spinner on stderr for steps without a known size (an image pull).
+#[must_use]
+pub fn spinner() -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
