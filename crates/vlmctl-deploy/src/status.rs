@@ -114,23 +114,11 @@ pub fn journals(state: &Path) -> Vec<JournalState> {
             Ok(Some(journal)) => Some(JournalState::Open { path, journal }),
             Ok(None) => None,
             Err(e) => Some(JournalState::Unreadable {
-                error: error_chain(&e),
+                error: vlmctl_lifecycle::error_chain(&e),
                 path,
             }),
         })
         .collect()
-}
-
-/// `error: cause: cause` in one line.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cause = c.source();
-    }
-    s
 }
 
 /// Status of every managed container (drift judged against `plan` when given) and journal.

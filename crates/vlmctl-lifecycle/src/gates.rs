@@ -155,19 +155,13 @@ async fn daemon_gate(docker: Result<&Docker, &LifecycleError>) -> GateResult {
                 GateResult::new("daemon", GateStatus::Fail, e.to_string(), Some(&e.hint()))
             }
         },
-        Err(e) => GateResult::new("daemon", GateStatus::Fail, error_chain(e), Some(&e.hint())),
+        Err(e) => GateResult::new(
+            "daemon",
+            GateStatus::Fail,
+            crate::error_chain(e),
+            Some(&e.hint()),
+        ),
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cause = c.source();
-    }
-    s
 }
 
 /// Platform of the image: from the registry through the daemon; for an image that exists only
@@ -204,7 +198,7 @@ async fn platform_gate(docker: Option<&Docker>, spec: &Spec) -> GateResult {
                 return GateResult::new(
                     "platform",
                     GateStatus::Fail,
-                    error_chain(&registry_err),
+                    crate::error_chain(&registry_err),
                     Some(&registry_err.hint()),
                 );
             }

@@ -355,16 +355,8 @@ pub async fn restore(
     // must not keep them down. Each step is written down as it is done, best effort.
     let note = |r: Result<(), LifecycleError>, out: &mut Restored| {
         if let Err(e) = r {
-            out.journal_error.get_or_insert_with(|| {
-                let mut s = e.to_string();
-                let mut cause = std::error::Error::source(&e);
-                while let Some(c) = cause {
-                    s.push_str(": ");
-                    s.push_str(&c.to_string());
-                    cause = c.source();
-                }
-                s
-            });
+            out.journal_error
+                .get_or_insert_with(|| crate::error_chain(&e));
         }
     };
     // The half-started server first, so that what it displaced comes back to a free GPU.

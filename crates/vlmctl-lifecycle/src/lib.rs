@@ -43,6 +43,19 @@ pub const RUN_LABEL: &str = "org.vlmctl.run-id";
 /// Label with the deployment name.
 pub const NAME_LABEL: &str = "org.vlmctl.deployment";
 
+/// An error and its causes in one line (`error: cause: cause`), for evidence and reports.
+#[must_use]
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
+
 /// Connects to the Docker daemon the way the docker CLI does (`DOCKER_HOST`, else the local
 /// socket) and negotiates the API version.
 ///

@@ -136,6 +136,17 @@ fn note(file: &mut File, command: &str) {
         .and_then(|()| file.write_all(text.as_bytes()));
 }
 
+/// Both locks taken: says who holds them.
+fn held(mut host: File, mut state: File, path: PathBuf, command: &str) -> DeploymentLock {
+    note(&mut host, command);
+    note(&mut state, command);
+    DeploymentLock {
+        _host: host,
+        _state: state,
+        path,
+    }
+}
+
 /// Both lock files of a deployment, opened (not locked).
 fn open_both(state_dir: &Path, deployment: &str) -> Result<[(File, PathBuf); 2], LifecycleError> {
     let p = path(state_dir, deployment);
@@ -175,13 +186,7 @@ pub fn try_acquire(
             }
         }
     }
-    note(&mut host, command);
-    note(&mut state, command);
-    Ok(DeploymentLock {
-        _host: host,
-        _state: state,
-        path: state_path,
-    })
+    Ok(held(host, state, state_path, command))
 }
 
 /// Takes the deployment's locks, waiting for the holder to finish; `waiting` is called once
@@ -195,21 +200,14 @@ pub fn acquire_waiting(
     match try_acquire(state_dir, deployment, command) {
         Err(LifecycleError::Busy { holder, .. }) => {
             waiting(&holder);
-            let [(mut host, host_path), (mut state, state_path)] =
-                open_both(state_dir, deployment)?;
+            let [(host, host_path), (state, state_path)] = open_both(state_dir, deployment)?;
             for (file, p) in [(&host, &host_path), (&state, &state_path)] {
                 file.lock().map_err(|source| LifecycleError::State {
                     path: p.clone(),
                     source,
                 })?;
             }
-            note(&mut host, command);
-            note(&mut state, command);
-            Ok(DeploymentLock {
-                _host: host,
-                _state: state,
-                path: state_path,
-            })
+            Ok(held(host, state, state_path, command))
         }
         other => other,
     }

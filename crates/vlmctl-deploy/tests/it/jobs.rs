@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use bytes::Bytes;
-use vlmctl_deploy::events::{Cancel, Confirm, Event};
+use vlmctl_deploy::events::{Cancel, Confirm, Event, Sink};
 use vlmctl_deploy::provision::{self, Ctx, Options, Provisioned};
 use vlmctl_deploy::status::{self, Drift, JournalState};
 use vlmctl_deploy::{DeployError, Dirs, Plan, undo};
@@ -187,12 +187,51 @@ impl World {
     fn state(&self) -> PathBuf {
         self.path("state")
     }
+
+    /// Runs `provision` from the library, here.
+    async fn job(
+        &self,
+        plan: &Plan,
+        opts: &Options,
+        sink: &mut dyn Sink,
+        confirm: &mut dyn Confirm,
+        cancel: &Cancel,
+    ) -> Result<Provisioned, DeployError> {
+        provision::provision(
+            plan,
+            opts,
+            &self.hub_client(),
+            Ctx {
+                state: &self.state(),
+                sink,
+                confirm,
+                cancel,
+            },
+        )
+        .await
+    }
 }
+
+const RELAUNCH: Options = Options {
+    relaunch: true,
+    stop: Vec::new(),
+    yes: false,
+    wait: false,
+};
 
 /// Answers every question with `answer` and remembers who was asked about.
 struct Answer {
     answer: bool,
     asked: Vec<String>,
+}
+
+impl Answer {
+    fn no() -> Self {
+        Self {
+            answer: false,
+            asked: Vec::new(),
+        }
+    }
 }
 
 impl Confirm for Answer {
@@ -223,22 +262,10 @@ async fn relaunch_is_the_fast_path(w: &World, plan: &Plan) {
         asked: Vec::new(),
     };
     let mut again: Vec<Event> = Vec::new();
-    let unchanged = provision::provision(
-        plan,
-        &Options {
-            relaunch: true,
-            ..Options::default()
-        },
-        &w.hub_client(),
-        Ctx {
-            state: &w.state(),
-            sink: &mut again,
-            confirm: &mut confirm,
-            cancel: &Cancel::new(),
-        },
-    )
-    .await
-    .unwrap();
+    let unchanged = w
+        .job(plan, &RELAUNCH, &mut again, &mut confirm, &Cancel::new())
+        .await
+        .unwrap();
     assert!(
         matches!(unchanged, Provisioned::Unchanged { .. }),
         "{unchanged:?}"
@@ -268,22 +295,12 @@ async fn a_new_models_dir_is_a_change(w: &World, plan: &Plan) {
     .unwrap();
     assert_eq!(moved.spec.sha256(), plan.spec.sha256());
     let mut events: Vec<Event> = Vec::new();
-    provision::provision(
+    w.job(
         &moved,
-        &Options {
-            relaunch: true,
-            ..Options::default()
-        },
-        &w.hub_client(),
-        Ctx {
-            state: &w.state(),
-            sink: &mut events,
-            confirm: &mut Answer {
-                answer: false,
-                asked: Vec::new(),
-            },
-            cancel: &Cancel::new(),
-        },
+        &RELAUNCH,
+        &mut events,
+        &mut Answer::no(),
+        &Cancel::new(),
     )
     .await
     .unwrap();
@@ -319,19 +336,16 @@ async fn provision_status_teardown_from_the_library() {
         answer: true,
         asked: Vec::new(),
     };
-    let done = provision::provision(
-        &plan,
-        &Options::default(),
-        &w.hub_client(),
-        Ctx {
-            state: &w.state(),
-            sink: &mut events,
-            confirm: &mut confirm,
-            cancel: &Cancel::new(),
-        },
-    )
-    .await
-    .expect("provisioned");
+    let done = w
+        .job(
+            &plan,
+            &Options::default(),
+            &mut events,
+            &mut confirm,
+            &Cancel::new(),
+        )
+        .await
+        .expect("provisioned");
     assert_eq!(
         kinds(&events),
         [
@@ -411,25 +425,14 @@ async fn a_cancel_after_the_stop_undoes_the_run() {
         }
         seen.push(e);
     };
-    let err = provision::provision(
-        &plan,
-        &Options {
-            yes: true,
-            ..Options::default()
-        },
-        &w.hub_client(),
-        Ctx {
-            state: &w.state(),
-            sink: &mut sink,
-            confirm: &mut Answer {
-                answer: false,
-                asked: Vec::new(),
-            },
-            cancel: &cancel,
-        },
-    )
-    .await
-    .unwrap_err();
+    let yes = Options {
+        yes: true,
+        ..Options::default()
+    };
+    let err = w
+        .job(&plan, &yes, &mut sink, &mut Answer::no(), &cancel)
+        .await
+        .unwrap_err();
     let DeployError::Undone { cause, undone } = &err else {
         panic!("{err}");
     };

@@ -277,16 +277,7 @@ async fn server_that_exits_while_loading_fails_with_code_and_logs() {
             mmproj_file: None,
             lock_sha256: "00".repeat(32),
         };
-        containers::launch(
-            &docker,
-            &spec,
-            &mount,
-            None,
-            &run.id,
-            &run.labels(),
-            &mut |_| Ok(()),
-        )
-        .await?;
+        launch_labelled(&docker, &spec, &mount, &run).await?;
         let err = containers::wait_ready(
             &docker,
             &spec.name,
@@ -306,6 +297,25 @@ async fn server_that_exits_while_loading_fails_with_code_and_logs() {
         assert!(err.hint().contains("model path"), "{}", err.hint());
         Ok(())
     });
+}
+
+/// `containers::launch` with the test run's labels, recording nothing.
+async fn launch_labelled(
+    docker: &Docker,
+    spec: &Spec,
+    mount: &ModelMount,
+    run: &TestRun,
+) -> Result<Launch, vlmctl_lifecycle::LifecycleError> {
+    containers::launch(
+        docker,
+        spec,
+        mount,
+        None,
+        &run.id,
+        &run.labels(),
+        &mut |_| Ok(()),
+    )
+    .await
 }
 
 /// Labels (managed, spec, lock, run), the read-only bind mount, no capabilities.
@@ -406,16 +416,7 @@ async fn launch_is_loopback_read_only_labelled_and_relaunch_is_idempotent() {
         assert_eq!(addrs, vec![std::net::Ipv4Addr::LOCALHOST]);
 
         let started = std::time::Instant::now();
-        let again = containers::launch(
-            &docker,
-            &spec,
-            &mount,
-            None,
-            &run.id,
-            &run.labels(),
-            &mut |_| Ok(()),
-        )
-        .await?;
+        let again = launch_labelled(&docker, &spec, &mount, &run).await?;
         assert_eq!(again, Launch::Unchanged { id: id.clone() });
         eprintln!("idempotent relaunch took {:?}", started.elapsed());
 
@@ -424,16 +425,7 @@ async fn launch_is_loopback_read_only_labelled_and_relaunch_is_idempotent() {
         let Launch::Started {
             id: new_id,
             replaced: true,
-        } = containers::launch(
-            &docker,
-            &changed,
-            &mount,
-            None,
-            &run.id,
-            &run.labels(),
-            &mut |_| Ok(()),
-        )
-        .await?
+        } = launch_labelled(&docker, &changed, &mount, &run).await?
         else {
             anyhow::bail!("a changed spec must replace the container");
         };
@@ -453,17 +445,9 @@ async fn gpu_request_without_nvidia_runtime_is_a_clear_error_and_leaves_nothing(
         let image = busybox(&docker, &run).await?;
         let mut spec = spec(&run.name("server"), &image, free_port(), "");
         spec.gpus = vlmctl_lifecycle::spec::Gpus::All;
-        let err = containers::launch(
-            &docker,
-            &spec,
-            &model_mount(),
-            None,
-            &run.id,
-            &run.labels(),
-            &mut |_| Ok(()),
-        )
-        .await
-        .expect_err("no GPU runtime here");
+        let err = launch_labelled(&docker, &spec, &model_mount(), &run)
+            .await
+            .expect_err("no GPU runtime here");
         assert!(
             matches!(err, LifecycleError::NoGpuRuntime { .. }),
             "{err:?}"

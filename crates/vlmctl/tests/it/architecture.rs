@@ -34,8 +34,9 @@ struct DepKind {
     kind: Option<String>,
 }
 
-/// Names of every crate `root` depends on at build/run time (not dev-dependencies).
-fn closure(meta: &Metadata, root: &str) -> BTreeSet<String> {
+/// Names of the crates `root` depends on at build/run time (not dev-dependencies): directly
+/// only, or everything they pull in too (`transitive`).
+fn deps(meta: &Metadata, root: &str, transitive: bool) -> BTreeSet<String> {
     let names: BTreeMap<&str, &str> = meta
         .packages
         .iter()
@@ -60,7 +61,7 @@ fn closure(meta: &Metadata, root: &str) -> BTreeSet<String> {
                 .dep_kinds
                 .iter()
                 .any(|k| k.kind.as_deref() != Some("dev"));
-            if normal && seen.insert(dep.pkg.as_str()) {
+            if normal && seen.insert(dep.pkg.as_str()) && transitive {
                 stack.push(dep.pkg.as_str());
             }
         }
@@ -68,29 +69,12 @@ fn closure(meta: &Metadata, root: &str) -> BTreeSet<String> {
     seen.into_iter().map(|id| names[id].to_owned()).collect()
 }
 
-/// Names of the crates `root` depends on directly (not dev-dependencies).
+fn closure(meta: &Metadata, root: &str) -> BTreeSet<String> {
+    deps(meta, root, true)
+}
+
 fn direct(meta: &Metadata, root: &str) -> BTreeSet<String> {
-    let names: BTreeMap<&str, &str> = meta
-        .packages
-        .iter()
-        .map(|p| (p.id.as_str(), p.name.as_str()))
-        .collect();
-    let start = meta
-        .packages
-        .iter()
-        .find(|p| p.name == root)
-        .expect("workspace crate");
-    let node = meta
-        .resolve
-        .nodes
-        .iter()
-        .find(|n| n.id == start.id)
-        .expect("resolved");
-    node.deps
-        .iter()
-        .filter(|d| d.dep_kinds.iter().any(|k| k.kind.as_deref() != Some("dev")))
-        .map(|d| names[d.pkg.as_str()].to_owned())
-        .collect()
+    deps(meta, root, false)
 }
 
 #[test]
