@@ -1,3 +1,5 @@
+//! [`DeployError`]: every way a job can fail, with what to do next ([`DeployError::hint`]).
+
 use std::path::PathBuf;
 
 use vlmctl_lifecycle::LifecycleError;
@@ -30,6 +32,14 @@ pub enum DeployError {
         var: String,
         /// Its length.
         len: usize,
+    },
+    /// A run of this deployment died part-way; its work must be undone first.
+    #[error("a run of {deployment} did not finish: its journal {} still lists a launch to undo", journal.display())]
+    UnfinishedRun {
+        /// The deployment.
+        deployment: String,
+        /// The journal.
+        journal: PathBuf,
     },
     /// A name given for a deployment is not one.
     #[error("{name:?} is not a deployment name ([a-zA-Z0-9][a-zA-Z0-9_.-]*, as a container name)")]
@@ -147,6 +157,9 @@ fn undone_summary(r: &Restored) -> String {
     if !back.is_empty() {
         did.push(format!("restored {}", back.join(", ")));
     }
+    if !r.put_back.is_empty() {
+        did.push(format!("put the previous {} back", r.put_back.join(", ")));
+    }
     if !r.missing.is_empty() {
         did.push(format!(
             "could not restore {} (removed by someone meanwhile)",
@@ -194,6 +207,11 @@ impl DeployError {
             Self::ApiKeyTooShort { var, .. } => Some(format!(
                 "put a long random key in ${var}, e.g. `export {var}=$(openssl rand -hex 24)`"
             )),
+            Self::UnfinishedRun { .. } => Some(
+                "run `vlmctl restore` first: it removes the half-started container, puts back the \
+                 one it replaced and starts what that run stopped"
+                    .to_owned(),
+            ),
             Self::NotADeploymentName { .. } => Some(
                 "give the deployment's name as its spec's `name` says, or pass --spec".to_owned(),
             ),

@@ -18,6 +18,8 @@ use crate::smoke::Smoke;
 pub enum Event {
     /// Another command holds the deployment; this one waits (`wait = true`).
     WaitingForLock {
+        /// The deployment.
+        deployment: String,
         /// Who holds it.
         holder: String,
     },
@@ -151,24 +153,31 @@ impl FetchProgress for Quiet {
     fn finish(&self, _file: &str) {}
 }
 
-/// "May I stop this container?", asked once per conflict the spec names (unless `yes`).
+/// "May I stop this container?", asked once per conflict the spec names (unless `yes`). The
+/// answer may take its time (a person at a prompt, a page in a browser): the job waits for it
+/// without holding its thread, and a [`Cancel`] meanwhile ends the job with nothing changed.
 pub trait Confirm {
     /// The answer.
-    fn stop(&mut self, conflict: &ConflictInfo) -> bool;
+    fn stop<'a>(&'a mut self, conflict: &'a ConflictInfo) -> Answer<'a>;
 }
+
+/// An answer to come.
+pub type Answer<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + 'a>>;
 
 /// Never confirms: for runs without anyone to ask.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoOne;
 
 impl Confirm for NoOne {
-    fn stop(&mut self, _conflict: &ConflictInfo) -> bool {
-        false
+    fn stop<'a>(&'a mut self, _conflict: &'a ConflictInfo) -> Answer<'a> {
+        Box::pin(std::future::ready(false))
     }
 }
 
-/// Asks a job to stop, with the reason. A job looks at it between its steps and while it waits
-/// (never in the middle of a Docker call, whose outcome it must know), then undoes what it did.
+/// Asks a job to stop, with the reason. A job looks at it between its steps, while it waits,
+/// and during the Docker calls whose outcome the journal already covers (a stop marked as
+/// issued, which the undo waits out); never during a launch, whose outcome it must know. Then it
+/// undoes what it did.
 #[derive(Debug, Clone)]
 pub struct Cancel(Arc<tokio::sync::watch::Sender<Option<String>>>);
 

@@ -20,7 +20,10 @@ pub async fn lock(
 ) -> Result<DeploymentLock, DeployError> {
     match lockfile::try_acquire(state, deployment, command) {
         Err(LifecycleError::Busy { holder, .. }) if wait => {
-            sink.event(Event::WaitingForLock { holder });
+            sink.event(Event::WaitingForLock {
+                deployment: deployment.to_owned(),
+                holder,
+            });
             let (state, deployment, command) =
                 (state.to_owned(), deployment.to_owned(), command.to_owned());
             // flock(2) blocks a thread; a cancelled wait leaves that thread to the process's end.

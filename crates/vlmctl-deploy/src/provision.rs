@@ -115,6 +115,18 @@ pub async fn provision(
     // One command per deployment, for the whole job; the kernel drops it however we end.
     let _lock = crate::lock::lock(state, &spec.name, command, opts.wait, sink, cancel).await?;
 
+    // A run that died part-way left work to undo (a container set aside, a half-started one):
+    // that comes first, or this run's journal would overwrite what the undo needs.
+    let jpath = journal::path(state, &spec.name);
+    if let Ok(Some(j)) = journal::read(&jpath)
+        && j.launch.as_ref().is_some_and(|l| !l.completed)
+    {
+        return Err(DeployError::UnfinishedRun {
+            deployment: spec.name.clone(),
+            journal: jpath,
+        });
+    }
+
     // Read-only until the first stop: a cancel simply ends the job.
     let prepared = prepare(plan, opts, hub, state, sink);
     let (docker, report) = tokio::select! {
@@ -122,43 +134,12 @@ pub async fn provision(
         why = cancel.cancelled() => return Err(DeployError::Interrupted { why }),
     };
 
-    for c in &report.conflicts {
-        sink.event(Event::ConflictFound {
-            conflict: c.clone(),
-        });
-    }
-    let to_stop: Vec<ConflictInfo> = if opts.relaunch {
-        Vec::new()
-    } else {
-        choose_conflicts(&report.conflicts, &opts.stop, opts.yes, &mut |c| {
-            confirm.stop(c)
-        })
-        .into_iter()
-        .cloned()
-        .collect()
-    };
-    if !opts.relaunch {
-        for c in report
-            .conflicts
-            .iter()
-            .filter(|c| !to_stop.iter().any(|x| x.id == c.id))
-        {
-            sink.event(Event::NotStopping {
-                name: c.name.clone(),
-            });
-        }
-    }
-    for name in &opts.stop {
-        if !report.conflicts.iter().any(|c| &c.name == name) {
-            sink.event(Event::StopIgnored { name: name.clone() });
-        }
-    }
-
+    let to_stop = conflicts_to_stop(&report.conflicts, opts, sink, confirm, cancel).await?;
     let run = Run {
         docker: &docker,
         plan,
         state,
-        jpath: journal::path(state, &spec.name),
+        jpath,
         id: new_run_id(),
         started,
     };
@@ -168,20 +149,89 @@ pub async fn provision(
     };
     match result {
         Ok(done) => {
-            if let Err(e) = journal::complete_launch(&run.jpath) {
-                // The server is up and checked; only the bookkeeping failed. Saying so beats
-                // tearing down a working deployment.
-                sink.event(Event::Warning {
-                    message: format!(
-                        "{} is up, but its journal could not be updated ({e}); `vlmctl restore` \
-                         would remove it as half-started: use `vlmctl teardown` to undo it instead",
-                        spec.name
-                    ),
-                });
-            }
+            settle(&run, sink).await;
             Ok(done)
         }
         Err(e) => Err(undo_run(&run, e, sink).await),
+    }
+}
+
+/// The conflicts shown, chosen (asking `confirm`, which a cancel interrupts with nothing
+/// changed) and said about. A relaunch stops nothing and shows nothing.
+async fn conflicts_to_stop(
+    conflicts: &[ConflictInfo],
+    opts: &Options,
+    sink: &mut dyn Sink,
+    confirm: &mut dyn Confirm,
+    cancel: &Cancel,
+) -> Result<Vec<ConflictInfo>, DeployError> {
+    if opts.relaunch {
+        return Ok(Vec::new());
+    }
+    let mut yes_to = Vec::new();
+    for c in conflicts {
+        sink.event(Event::ConflictFound {
+            conflict: c.clone(),
+        });
+        // Asked only where the answer decides (the pure rule below asks the same way).
+        if c.named_in_spec && !opts.yes && !opts.stop.contains(&c.name) {
+            let answer = tokio::select! {
+                a = confirm.stop(c) => a,
+                why = cancel.cancelled() => return Err(DeployError::Interrupted { why }),
+            };
+            if answer {
+                yes_to.push(c.id.clone());
+            }
+        }
+    }
+    let to_stop: Vec<ConflictInfo> = choose_conflicts(conflicts, &opts.stop, opts.yes, &mut |c| {
+        yes_to.contains(&c.id)
+    })
+    .into_iter()
+    .cloned()
+    .collect();
+    for c in conflicts
+        .iter()
+        .filter(|c| !to_stop.iter().any(|x| x.id == c.id))
+    {
+        sink.event(Event::NotStopping {
+            name: c.name.clone(),
+        });
+    }
+    for name in &opts.stop {
+        if !conflicts.iter().any(|c| &c.name == name) {
+            sink.event(Event::StopIgnored { name: name.clone() });
+        }
+    }
+    Ok(to_stop)
+}
+
+/// A run that passed its checks: its launch is complete, the container it replaced goes.
+/// Neither can fail the run any more: the server is up and checked, and saying so beats
+/// tearing down a working deployment.
+async fn settle(run: &Run<'_>, sink: &mut dyn Sink) {
+    let spec = &run.plan.spec;
+    let completed = journal::complete_launch(&run.jpath);
+    if let Ok(Some(previous)) = &completed
+        && let Err(e) = containers::remove_aside(run.docker, &previous.id, &spec.name).await
+    {
+        sink.event(Event::Warning {
+            message: format!(
+                "the container {spec} replaced could not be removed ({e}): remove \
+                         {aside} yourself (`docker rm {aside}`)",
+                spec = spec.name,
+                aside = containers::aside_name(&spec.name)
+            ),
+        });
+    }
+    if let Err(e) = completed {
+        sink.event(Event::Warning {
+            message: format!(
+                "{} is up, but its journal could not be updated ({e}); `vlmctl restore` \
+                 would remove it as half-started: use `vlmctl teardown` to undo it instead",
+                spec.name
+            ),
+        });
     }
 }
 
@@ -354,20 +404,25 @@ async fn launch_and_check(
     // Not raced against a cancel: the journal learns of the container before the create call
     // and again with its id before the start, and the launch runs to its end so that what it
     // did is known; a cancel meanwhile is acted on right after.
+    let mut rec = LaunchRecord {
+        run_id: run.id.clone(),
+        container: spec.name.clone(),
+        id: None,
+        completed: false,
+        previous: None,
+    };
     let mut record = |step: LaunchStep<'_>| {
-        journal::record_launch(
-            &run.jpath,
-            &spec.name,
-            LaunchRecord {
-                run_id: run.id.clone(),
-                container: spec.name.clone(),
-                id: match step {
-                    LaunchStep::Creating => None,
-                    LaunchStep::Created { id } => Some(id.to_owned()),
-                },
-                completed: false,
-            },
-        )
+        match step {
+            LaunchStep::SettingAside { id, running } => {
+                rec.previous = Some(journal::Previous {
+                    id: id.to_owned(),
+                    running,
+                });
+            }
+            LaunchStep::Creating => {}
+            LaunchStep::Created { id } => rec.id = Some(id.to_owned()),
+        }
+        journal::record_launch(&run.jpath, &spec.name, rec.clone())
     };
     let launch = containers::launch(
         docker,
@@ -478,7 +533,8 @@ async fn undo_run(run: &Run<'_>, cause: DeployError, sink: &mut dyn Sink) -> Dep
             let nothing = undone.started.is_empty()
                 && undone.already_running.is_empty()
                 && undone.missing.is_empty()
-                && undone.removed.is_empty();
+                && undone.removed.is_empty()
+                && undone.put_back.is_empty();
             if nothing {
                 return cause;
             }

@@ -149,6 +149,64 @@ pub async fn status(plan: Option<&Plan>, state: &Path) -> Result<Status, DeployE
 mod tests {
     use super::*;
 
+    fn managed(name: &str, spec: Option<&str>, lock: Option<&str>) -> Managed {
+        Managed {
+            name: name.into(),
+            state: "running".into(),
+            status: "Up".into(),
+            image: "i".into(),
+            spec_sha256: spec.map(str::to_owned),
+            lock_sha256: lock.map(str::to_owned),
+            endpoint: None,
+        }
+    }
+
+    #[test]
+    fn drift_compares_both_hashes_of_the_same_deployment_only() {
+        let spec = crate::plan::load_spec(None).unwrap();
+        let plan = Plan {
+            spec: spec.clone(),
+            model: vlmctl_weights::ModelEntry {
+                name: "m".into(),
+                repo: "r/r".into(),
+                revision: "0".repeat(40),
+                dir: None,
+                files: Vec::new(),
+            },
+            mount: vlmctl_lifecycle::spec::ModelMount {
+                dir: "/m".into(),
+                model_file: "m.gguf".into(),
+                mmproj_file: None,
+                lock_sha256: "L".into(),
+            },
+            jobs: Vec::new(),
+            api_key: None,
+        };
+        let s = spec.sha256();
+        let m = |sp, lk| managed(&spec.name, sp, lk);
+        assert_eq!(drift(&m(Some(&s), Some("L")), Some(&plan)), Drift::None);
+        assert_eq!(
+            drift(&m(Some("old"), Some("L")), Some(&plan)),
+            Drift::Changed {
+                spec: true,
+                lock: false
+            }
+        );
+        assert_eq!(
+            drift(&m(Some(&s), None), Some(&plan)),
+            Drift::Changed {
+                spec: false,
+                lock: true
+            }
+        );
+        assert_eq!(drift(&m(Some(&s), Some("L")), None), Drift::Unknown);
+        assert_eq!(
+            drift(&managed("other", Some(&s), Some("L")), Some(&plan)),
+            Drift::Unknown,
+            "another deployment's container is not judged by this spec"
+        );
+    }
+
     #[test]
     fn drift_reads_as_status_shows_it() {
         assert_eq!(Drift::None.to_string(), "none");

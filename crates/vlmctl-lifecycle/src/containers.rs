@@ -104,7 +104,9 @@ pub enum Launch {
         /// Its id.
         id: String,
     },
-    /// Created and started; `replaced` when an older managed container was removed first.
+    /// Created and started; `replaced` when an older managed container was set aside first
+    /// (renamed to [`aside_name`] and stopped; the caller removes it once the new one passed its
+    /// checks, or puts it back).
     Started {
         /// New id.
         id: String,
@@ -166,6 +168,14 @@ async fn existing(docker: &Docker, name: &str) -> Result<Option<Existing>, Lifec
 /// await point (the restore journal), so that a run that dies there can be undone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LaunchStep<'a> {
+    /// About to set the deployment's current container aside (renamed to [`aside_name`],
+    /// stopped) to make room for the new one; it is put back if the new one fails.
+    SettingAside {
+        /// Its id.
+        id: &'a str,
+        /// Whether it was running.
+        running: bool,
+    },
     /// About to send the create call.
     Creating,
     /// Created (not yet started) with this id.
@@ -202,7 +212,12 @@ pub async fn launch(
         if e.serves(spec, mount) {
             return Ok(Launch::Unchanged { id: e.id });
         }
-        remove(docker, &e.id, &spec.name).await?;
+        // Kept, not removed, until the new one proves itself: a failing relaunch puts it back.
+        record(LaunchStep::SettingAside {
+            id: &e.id,
+            running: e.running,
+        })?;
+        set_aside(docker, &e.id, &spec.name, e.running).await?;
         replaced = true;
     }
     let mut body = create_body(spec, mount, api_key);
@@ -234,6 +249,101 @@ pub async fn launch(
         id: created.id,
         replaced,
     })
+}
+
+/// The name a replaced container waits under until its successor passed its checks.
+#[must_use]
+pub fn aside_name(name: &str) -> String {
+    format!("{name}-vlmctl-previous")
+}
+
+/// Renames the deployment's container aside and stops it (freeing its port and memory).
+async fn set_aside(
+    docker: &Docker,
+    id: &str,
+    name: &str,
+    running: bool,
+) -> Result<(), LifecycleError> {
+    let aside = aside_name(name);
+    if let Some(other) = existing(docker, &aside).await? {
+        // A managed leftover of an earlier replacement whose removal failed: nothing refers to
+        // it any more (a run that died with one set aside is restored before a new run starts).
+        if !other.managed {
+            return Err(LifecycleError::NameTaken { container: aside });
+        }
+        remove(docker, &other.id, &aside).await?;
+    }
+    let fail = |action: String| move |source| LifecycleError::Docker { action, source };
+    docker
+        .rename_container(
+            id,
+            bollard::query_parameters::RenameContainerOptionsBuilder::default()
+                .name(&aside)
+                .build(),
+        )
+        .await
+        .map_err(fail(format!("rename {name} to {aside}")))?;
+    if running {
+        docker
+            .stop_container(
+                id,
+                Some(StopContainerOptionsBuilder::default().t(10).build()),
+            )
+            .await
+            .map_err(fail(format!("stop {aside}")))?;
+    }
+    Ok(())
+}
+
+/// Puts a container that was set aside back under `name`, started again if it was running.
+/// Idempotent: a rename that already happened, or a start, is not repeated.
+pub async fn put_back(
+    docker: &Docker,
+    id: &str,
+    name: &str,
+    was_running: bool,
+) -> Result<bool, LifecycleError> {
+    let fail = |action: String| move |source| LifecycleError::Docker { action, source };
+    let info = match docker.inspect_container(id, None).await {
+        Ok(i) => i,
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => return Ok(false),
+        Err(source) => {
+            return Err(fail(format!("inspect the container set aside for {name}"))(
+                source,
+            ));
+        }
+    };
+    if info.name.as_deref().map(|n| n.trim_start_matches('/')) != Some(name) {
+        docker
+            .rename_container(
+                id,
+                bollard::query_parameters::RenameContainerOptionsBuilder::default()
+                    .name(name)
+                    .build(),
+            )
+            .await
+            .map_err(fail(format!(
+                "rename the container set aside back to {name}"
+            )))?;
+    }
+    let running = info.state.and_then(|s| s.running).unwrap_or(false);
+    if was_running && !running {
+        match docker.start_container(id, None).await {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => {}
+            Err(source) => return Err(fail(format!("start {name} again"))(source)),
+        }
+    }
+    Ok(true)
+}
+
+/// Removes a container that was set aside, once its successor passed its checks.
+pub async fn remove_aside(docker: &Docker, id: &str, name: &str) -> Result<(), LifecycleError> {
+    remove(docker, id, &aside_name(name)).await
 }
 
 fn start_error(name: &str, source: bollard::errors::Error) -> LifecycleError {

@@ -100,6 +100,19 @@ pub struct LaunchRecord {
     pub id: Option<String>,
     /// The run finished (the server passed its checks): the container stays.
     pub completed: bool,
+    /// The deployment's earlier container, set aside (renamed, stopped) to make room: put back
+    /// when the run is undone, removed when it completes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Previous>,
+}
+
+/// A container set aside by a run that replaces it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Previous {
+    /// Its id.
+    pub id: String,
+    /// Whether it was running.
+    pub running: bool,
 }
 
 /// Which part of a journal a restore undoes.
@@ -308,17 +321,19 @@ pub fn record_launch(
     write(journal_path, &journal)
 }
 
-/// A run finished well: the deployment's container is the one it checked, and stays. That also
-/// settles an unfinished launch of an earlier run that died (a relaunch that found its container
-/// running and healthy adopts it). The journal goes when nothing else is open.
-pub fn complete_launch(journal_path: &Path) -> Result<(), LifecycleError> {
+/// A run finished well: the deployment's container is the one it checked, and stays. Returns
+/// the container it set aside, for the caller to remove. The journal goes when nothing else
+/// is open.
+pub fn complete_launch(journal_path: &Path) -> Result<Option<Previous>, LifecycleError> {
     let Some(mut journal) = read(journal_path)? else {
-        return Ok(());
+        return Ok(None);
     };
-    if let Some(l) = journal.launch.as_mut() {
+    let previous = journal.launch.as_mut().and_then(|l| {
         l.completed = true;
-    }
-    write_or_remove(journal_path, &journal)
+        l.previous.take()
+    });
+    write_or_remove(journal_path, &journal)?;
+    Ok(previous)
 }
 
 /// Outcome of a restore.
@@ -332,6 +347,8 @@ pub struct Restored {
     pub missing: Vec<String>,
     /// Half-started deployment containers removed (a run that died before it finished).
     pub removed: Vec<String>,
+    /// The deployment's earlier container, put back in place of the removed one.
+    pub put_back: Vec<String>,
     /// The journal could not be updated (a full disk, say): the containers were brought back
     /// all the same, and the journal still lists them (a later restore finds them running).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -367,6 +384,11 @@ pub async fn restore(
     {
         if remove_launched(docker, &l).await? {
             out.removed.push(l.container.clone());
+        }
+        if let Some(p) = &l.previous
+            && crate::containers::put_back(docker, &p.id, &l.container, p.running).await?
+        {
+            out.put_back.push(l.container.clone());
         }
         journal.launch = None;
         note(write_or_remove(journal_path, &journal), &mut out);
@@ -510,6 +532,7 @@ mod tests {
                 container: "panda-llamacpp".into(),
                 id: None,
                 completed: false,
+                previous: None,
             }),
         };
         write(&p, &j).unwrap();
@@ -550,6 +573,7 @@ mod tests {
             container: "d".into(),
             id: Some("c".into()),
             completed: false,
+            previous: None,
         };
         // A run that stopped nothing: its journal exists only while the launch is open.
         record_launch(&p, "d", launch("r1")).unwrap();

@@ -8,6 +8,7 @@ use vlmctl_deploy::provision::{self, Ctx, Options, Provisioned};
 use vlmctl_deploy::status::{self, Drift, JournalState};
 use vlmctl_deploy::{DeployError, Dirs, Plan, undo};
 use vlmctl_lifecycle::containers::{ConflictInfo, Launch};
+use vlmctl_lifecycle::gates::GateStatus;
 use vlmctl_weights::HubClient;
 use vlmctl_weights::fake_hub::{FakeHub, FakeRepo};
 
@@ -235,9 +236,9 @@ impl Answer {
 }
 
 impl Confirm for Answer {
-    fn stop(&mut self, c: &ConflictInfo) -> bool {
+    fn stop<'a>(&'a mut self, c: &'a ConflictInfo) -> vlmctl_deploy::events::Answer<'a> {
         self.asked.push(c.name.clone());
-        self.answer
+        Box::pin(std::future::ready(self.answer))
     }
 }
 
@@ -402,11 +403,31 @@ async fn provision_status_teardown_from_the_library() {
     relaunch_is_the_fast_path(&w, &plan).await;
     a_new_models_dir_is_a_change(&w, &plan).await;
 
+    // The thorough gates from the library: the weights hashed, the port held by our own server.
+    let (_, report) = vlmctl_deploy::gates::run(&plan, None).await;
+    let gate = |n: &str| report.results.iter().find(|r| r.name == n).unwrap().clone();
+    assert_eq!(gate("weights").status, GateStatus::Pass, "{report:?}");
+    assert!(
+        gate("port")
+            .evidence
+            .contains("this deployment's own container"),
+        "{report:?}"
+    );
+
+    // restore_all brings the conflict back (the server stays); teardown then has nothing to
+    // restore and removes the server.
     let mut none: Vec<Event> = Vec::new();
+    let restored = undo::restore_all(&w.state(), false, &mut none, &Cancel::new())
+        .await
+        .unwrap();
+    assert_eq!(restored.len(), 1);
+    let back = restored[0].outcome.as_ref().unwrap();
+    assert_eq!(back.started, std::slice::from_ref(&conflict));
+    assert!(running(&conflict) && running(&server));
     let torn = undo::teardown(&w.state(), &server, false, &mut none, &Cancel::new())
         .await
         .unwrap();
-    assert!(torn.removed && torn.restored.started == [conflict.clone()]);
+    assert!(torn.removed && torn.restored.started.is_empty(), "{torn:?}");
     assert!(running(&conflict) && !exists(&server));
 }
 

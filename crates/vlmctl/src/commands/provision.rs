@@ -6,7 +6,7 @@ use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::sync::Arc;
 
 use indicatif::ProgressBar;
-use vlmctl_deploy::events::{Cancel, Confirm, Event, Sink};
+use vlmctl_deploy::events::{Answer, Cancel, Confirm, Event, Sink};
 use vlmctl_deploy::provision::{self, Ctx, Options, Provisioned};
 use vlmctl_lifecycle::containers::{ConflictInfo, Launch};
 use vlmctl_weights::FetchProgress;
@@ -126,25 +126,32 @@ pub(crate) fn cancel_on_signals(cancel: &Cancel) -> Result<tokio::task::JoinHand
     }))
 }
 
-/// Asks at the terminal; without one (stdin not a terminal) the answer is no.
+/// Asks at the terminal; without one (stdin not a terminal) the answer is no. The line is read
+/// on a blocking thread, so that Ctrl-C at the prompt ends the job at once, with nothing changed.
 struct Terminal;
 
 impl Confirm for Terminal {
-    fn stop(&mut self, c: &ConflictInfo) -> bool {
-        if !std::io::stdin().is_terminal() {
-            return false;
-        }
-        let mut err = std::io::stderr().lock();
-        let _ = write!(
-            err,
-            "stop {} now and restore it after teardown? [y/N] ",
-            c.name
-        );
-        let _ = err.flush();
-        drop(err);
-        let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line).is_ok()
-            && line.trim().eq_ignore_ascii_case("y")
+    fn stop<'a>(&'a mut self, c: &'a ConflictInfo) -> Answer<'a> {
+        Box::pin(async move {
+            if !std::io::stdin().is_terminal() {
+                return false;
+            }
+            let mut err = std::io::stderr().lock();
+            let _ = write!(
+                err,
+                "stop {} now and restore it after teardown? [y/N] ",
+                c.name
+            );
+            let _ = err.flush();
+            drop(err);
+            tokio::task::spawn_blocking(|| {
+                let mut line = String::new();
+                std::io::stdin().lock().read_line(&mut line).is_ok()
+                    && line.trim().eq_ignore_ascii_case("y")
+            })
+            .await
+            .unwrap_or(false)
+        })
     }
 }
 
@@ -187,10 +194,11 @@ impl Sink for Progress<'_> {
     fn event(&mut self, event: Event) {
         let out = &mut *self.out;
         match event {
-            Event::WaitingForLock { holder } => out.progress(&format!(
-                "waiting for {holder} to finish with {} ...",
-                self.deployment
-            )),
+            Event::WaitingForLock { deployment, holder } => {
+                out.progress(&format!(
+                    "waiting for {holder} to finish with {deployment} ..."
+                ));
+            }
             Event::GatesStarted {
                 deployment,
                 image,

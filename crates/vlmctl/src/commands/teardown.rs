@@ -37,6 +37,7 @@ pub async fn teardown(args: &TeardownArgs, out: &mut Output) -> Result<u8, Failu
 pub(crate) fn report_restored(r: &Restored, out: &mut Output) {
     let lines = [
         ("removed half-started", &r.removed),
+        ("put back", &r.put_back),
         ("restored", &r.started),
         ("already running", &r.already_running),
         ("gone (removed by someone; cannot restore)", &r.missing),
@@ -45,5 +46,11 @@ pub(crate) fn report_restored(r: &Restored, out: &mut Output) {
         if !names.is_empty() {
             out.stdout(&format!("{what}: {}", names.join(", ")));
         }
+    }
+    if let Some(e) = &r.journal_error {
+        out.stdout(&format!(
+            "warning: the journal could not be updated ({e}); it still lists what was brought \
+             back, and a later `vlmctl restore` finds it running"
+        ));
     }
 }

@@ -352,11 +352,19 @@ async fn one_command_per_deployment_and_a_failed_run_undoes_only_its_own_work() 
     let (code, _, err) = run(&mut r.cmd(&hub, &["provision", "--yes"], &spec, &lock));
     assert_eq!(code, 0, "{err}");
     assert!(!running(&conflict));
-    // ... and a later run that fails (a server that exits at once) must not restore it.
+    // ... and a later run that fails (a server that exits at once) must not restore it; the
+    // working server it tried to replace is put back, as it was.
+    let working = docker(&["inspect", "-f", "{{.Id}}", &server]);
     add_server_line(&spec, "extra_args = [\"--no-such-option\"]");
     let (code, _, err) = run(&mut r.cmd(&hub, &["relaunch"], &spec, &lock));
     assert_eq!(code, 8, "{err}");
     assert!(!running(&conflict), "not this run's to restore: {err}");
+    assert!(
+        err.contains(&format!("put the previous {server} back")),
+        "{err}"
+    );
+    assert_eq!(docker(&["inspect", "-f", "{{.Id}}", &server]), working);
+    assert!(running(&server), "the working server runs again: {err}");
     let j = journal(&r, &server).expect("the first run's journal is still there");
     assert_eq!(j["entries"][0]["name"], conflict.as_str());
     // Someone starts the conflict again; a failing provision that stops it again must bring it
