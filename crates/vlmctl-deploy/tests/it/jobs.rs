@@ -76,8 +76,10 @@ impl Drop for World {
                 let _ = Command::new("docker").args([rm, "-f", id]).output();
             }
         }
+        let server = self.name("server");
+        let aside = vlmctl_lifecycle::containers::aside_name(&server);
         let _ = Command::new("docker")
-            .args(["rm", "-f", &self.name("server")])
+            .args(["rm", "-f", &server, &aside])
             .output();
     }
 }

@@ -327,11 +327,15 @@ fn unconfirmed_provision_leaves_the_conflict_running(
     assert!(left.is_empty(), "teardown removed the server: {out}");
 }
 
-/// Removes the server container by name on drop.
+/// Removes the server container (and one set aside for it) by name on drop.
 pub(crate) struct Guard(pub(crate) String);
 impl Drop for Guard {
     fn drop(&mut self) {
-        let _ = Command::new("docker").args(["rm", "-f", &self.0]).output();
+        // The container, and the one a replacing run may have set aside.
+        let aside = vlmctl_lifecycle::containers::aside_name(&self.0);
+        let _ = Command::new("docker")
+            .args(["rm", "-f", &self.0, &aside])
+            .output();
     }
 }
 

@@ -489,3 +489,112 @@ async fn a_relative_models_dir_is_bind_mounted_as_the_path_that_was_verified() {
     let (code, _, err) = in_tmp(&["teardown"]);
     assert_eq!(code, 0, "{err}");
 }
+
+/// `cmd` run inside a pseudo-terminal by util-linux's `script` (Debian's essential bsdutils):
+/// the program sees a real terminal on stdin, stdout and stderr; what is written to the
+/// returned child's stdin is typed at it (`\x03` is Ctrl-C, through the terminal's line
+/// discipline, as a person's keystroke would be); its output is gathered as it comes.
+fn at_a_terminal(
+    cmd: &Command,
+) -> (
+    std::process::Child,
+    std::sync::Arc<std::sync::Mutex<String>>,
+) {
+    let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
+    let line: Vec<String> = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(quote)
+        .collect();
+    let mut script = Command::new("script");
+    script
+        .args(["-qefc", &line.join(" "), "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => script.env(k, v),
+            None => script.env_remove(k),
+        };
+    }
+    let mut child = script.spawn().expect("script(1) from util-linux");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut out = child.stdout.take().unwrap();
+    let sink = seen.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut out, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    (child, seen)
+}
+
+/// The child's exit, within two minutes (killed and failed past that, never a hang).
+fn exit_of(child: &mut std::process::Child, what: &str) -> std::process::ExitStatus {
+    let mut status = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while status.is_none() {
+        status = child.try_wait().unwrap();
+        if status.is_none() && std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what}: still running after two minutes");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    status.unwrap()
+}
+
+/// The `[y/N]` prompt at a real terminal: Ctrl-C there ends the job at once with nothing
+/// changed (exit 130); `y` stops the conflict, provisions, and teardown brings it back.
+#[tokio::test(flavor = "multi_thread")]
+async fn at_the_prompt_ctrl_c_changes_nothing_and_y_goes_ahead() {
+    let hub = hub().await;
+    let r = Run::new("prompt");
+    let conflict = r.conflict();
+    let server = r.name("server");
+    let _server_guard = Guard(server.clone());
+    let spec = r.write_spec(&server, free_port(), &conflict, 1024);
+    let lock = r.write_lock();
+    r.fetch(&hub, &lock);
+    let type_at = |child: &mut std::process::Child, keys: &[u8]| {
+        let stdin = child.stdin.as_mut().unwrap();
+        std::io::Write::write_all(stdin, keys).unwrap();
+        std::io::Write::flush(stdin).unwrap();
+    };
+    let prompt = format!("stop {conflict} now and restore it after teardown? [y/N]");
+
+    let (mut child, seen) = at_a_terminal(&r.cmd(&hub, &["provision"], &spec, &lock));
+    poll_until("the prompt", Duration::from_secs(90), || {
+        seen.lock().unwrap().contains(&prompt)
+    });
+    type_at(&mut child, b"\x03");
+    let status = exit_of(&mut child, "Ctrl-C at the prompt");
+    let text = seen.lock().unwrap().clone();
+    assert_eq!(status.code(), Some(130), "{text}");
+    assert!(text.contains("interrupted by Ctrl-C"), "{text}");
+    assert!(
+        running(&conflict) && !exists(&server),
+        "nothing changed: {text}"
+    );
+    assert!(!journal_path(&r, &server).exists());
+
+    let (mut child, seen) = at_a_terminal(&r.cmd(&hub, &["provision"], &spec, &lock));
+    poll_until("the prompt", Duration::from_secs(90), || {
+        seen.lock().unwrap().contains(&prompt)
+    });
+    type_at(&mut child, b"y\n");
+    let status = exit_of(&mut child, "the provision after `y`");
+    let text = seen.lock().unwrap().clone();
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert!(text.contains(&format!("stopped {conflict}")), "{text}");
+    assert!(!running(&conflict) && running(&server));
+    let (code, out, err) = run(&mut r.cmd(&hub, &["teardown"], &spec, &lock));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(running(&conflict) && !exists(&server));
+}
