@@ -155,8 +155,9 @@ mod tests {
     }
 
     #[test]
-    fn server_cuda_is_amd64_only_so_arm64_hosts_fail_with_what_was_found() {
-        // ggml-org publishes server-cuda for linux/amd64 (plus attestations).
+    fn an_amd64_only_image_fails_on_arm64_with_what_was_found() {
+        // An image published for linux/amd64 only (plus attestations), as llama.cpp's
+        // server-cuda was before it added linux/arm64.
         let found = [p("linux/amd64"), p("unknown/unknown")];
         assert_eq!(
             check(&p("linux/amd64"), &found),

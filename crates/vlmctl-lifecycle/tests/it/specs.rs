@@ -22,6 +22,8 @@ fn shipped_specs_parse_and_bind_loopback() {
     let beast = load("beast-e4b.toml");
     assert_eq!(beast.platform, "linux/arm64");
     assert_eq!(beast.conflicts, ["vllm-nemotron-super"]);
+    // CUDA 13: the first published build with kernels for the GB10's compute capability 12.1.
+    assert!(beast.image.ends_with(":server-cuda13"), "{}", beast.image);
     assert_eq!(load("cpu-test.toml").gpus, Gpus::None);
     for s in [
         "panda-llamacpp.toml",
