@@ -33,14 +33,6 @@ pub enum DeployError {
         /// Its length.
         len: usize,
     },
-    /// A run of this deployment died part-way; its work must be undone first.
-    #[error("a run of {deployment} did not finish: its journal {} still lists a launch to undo", journal.display())]
-    UnfinishedRun {
-        /// The deployment.
-        deployment: String,
-        /// The journal.
-        journal: PathBuf,
-    },
     /// A name given for a deployment is not one.
     #[error("{name:?} is not a deployment name ([a-zA-Z0-9][a-zA-Z0-9_.-]*, as a container name)")]
     NotADeploymentName {
@@ -115,7 +107,7 @@ pub enum DeployError {
         journal: PathBuf,
     },
     /// The job failed after changing something, and what it did was undone.
-    #[error("provision failed; {}", undone_summary(.undone))]
+    #[error("the run failed; {}", undone_summary(.undone))]
     Undone {
         /// Why it failed.
         #[source]
@@ -124,7 +116,7 @@ pub enum DeployError {
         undone: Box<Restored>,
     },
     /// The job failed, and undoing what it did failed too: some of it is still to undo.
-    #[error("provision failed, and undoing it failed too ({undo_error}); still to undo: {}", still_to_undo(.left))]
+    #[error("the run failed, and undoing it failed too ({undo_error}); still to undo: {}", still_to_undo(.left))]
     UndoFailed {
         /// Why the job failed.
         #[source]
@@ -140,7 +132,7 @@ pub enum DeployError {
     },
 }
 
-fn undone_summary(r: &Restored) -> String {
+pub(crate) fn undone_summary(r: &Restored) -> String {
     let mut did = Vec::new();
     if !r.removed.is_empty() {
         did.push(format!(
@@ -207,11 +199,6 @@ impl DeployError {
             Self::ApiKeyTooShort { var, .. } => Some(format!(
                 "put a long random key in ${var}, e.g. `export {var}=$(openssl rand -hex 24)`"
             )),
-            Self::UnfinishedRun { .. } => Some(
-                "run `vlmctl restore` first: it removes the half-started container, puts back the \
-                 one it replaced and starts what that run stopped"
-                    .to_owned(),
-            ),
             Self::NotADeploymentName { .. } => Some(
                 "give the deployment's name as its spec's `name` says, or pass --spec".to_owned(),
             ),

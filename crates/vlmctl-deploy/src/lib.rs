@@ -29,7 +29,7 @@ pub mod smoke;
 pub mod status;
 pub mod undo;
 
-mod error;
+pub(crate) mod error;
 
 use std::path::Path;
 

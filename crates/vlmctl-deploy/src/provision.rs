@@ -115,17 +115,11 @@ pub async fn provision(
     // One command per deployment, for the whole job; the kernel drops it however we end.
     let _lock = crate::lock::lock(state, &spec.name, command, opts.wait, sink, cancel).await?;
 
-    // A run that died part-way left work to undo (a container set aside, a half-started one):
-    // that comes first, or this run's journal would overwrite what the undo needs.
+    // A run that died part-way (we hold the lock, so it is not running) left its work to undo:
+    // that comes first, or this run's journal would overwrite what the undo needs. Only that
+    // run's work: what an earlier successful run stopped stays stopped.
     let jpath = journal::path(state, &spec.name);
-    if let Ok(Some(j)) = journal::read(&jpath)
-        && j.launch.as_ref().is_some_and(|l| !l.completed)
-    {
-        return Err(DeployError::UnfinishedRun {
-            deployment: spec.name.clone(),
-            journal: jpath,
-        });
-    }
+    undo_dead_run(&jpath, sink).await?;
 
     // Read-only until the first stop: a cancel simply ends the job.
     let prepared = prepare(plan, opts, hub, state, sink);
@@ -233,6 +227,34 @@ async fn settle(run: &Run<'_>, sink: &mut dyn Sink) {
             ),
         });
     }
+}
+
+/// Undoes the work of a run of this deployment that died before it finished (its half-started
+/// container removed, the container it set aside put back, what it stopped started), and says
+/// so.
+async fn undo_dead_run(jpath: &Path, sink: &mut dyn Sink) -> Result<(), DeployError> {
+    let Ok(Some(j)) = journal::read(jpath) else {
+        return Ok(());
+    };
+    let Some(dead) = j.launch.filter(|l| !l.completed) else {
+        return Ok(());
+    };
+    let docker = vlmctl_lifecycle::connect().await?;
+    let undone = journal::restore(&docker, jpath, Scope::Run(&dead.run_id))
+        .await
+        .map_err(|e| DeployError::RestoreIncomplete {
+            still_stopped: crate::undo::still_stopped(jpath),
+            journal: jpath.to_owned(),
+            source: Box::new(e),
+        })?;
+    sink.event(Event::Warning {
+        message: format!(
+            "a run of {} died before it finished; undid its work first ({})",
+            dead.container,
+            crate::error::undone_summary(&undone)
+        ),
+    });
+    Ok(())
 }
 
 /// Gates (fetching missing weights), the blocking check, the image: nothing changes here.
@@ -417,6 +439,9 @@ async fn launch_and_check(
                 rec.previous = Some(journal::Previous {
                     id: id.to_owned(),
                     running,
+                    since_unix: std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs()),
                 });
             }
             LaunchStep::Creating => {}

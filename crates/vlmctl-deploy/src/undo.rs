@@ -39,16 +39,13 @@ pub async fn teardown(
     let docker = vlmctl_lifecycle::connect().await?;
     let removed = containers::teardown(&docker, name).await?;
     let jpath = journal::path(state, name);
-    let mut restored = journal::restore(&docker, &jpath, Scope::All)
+    // A run that died while replacing the deployment's container had set the old one aside: a
+    // teardown ends the deployment, so that one goes too, never started again first.
+    journal::drop_previous(&docker, &jpath).await?;
+    let restored = journal::restore(&docker, &jpath, Scope::All)
         .await
         .map_err(|e| incomplete(e, &jpath))?;
-    // A run that died while replacing the deployment's container had set the old one aside:
-    // the restore put it back, but a teardown ends the deployment, so it goes too.
-    if !restored.put_back.is_empty() {
-        containers::teardown(&docker, name).await?;
-        restored.put_back.clear();
-    }
-    containers::teardown(&docker, &containers::aside_name(name)).await?;
+    containers::remove_aside_of(&docker, name).await?;
     Ok(TornDown {
         container: name.to_owned(),
         removed,

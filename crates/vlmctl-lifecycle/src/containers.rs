@@ -119,6 +119,7 @@ pub enum Launch {
 /// running, managed.
 struct Existing {
     id: String,
+    deployment: Option<String>,
     spec_sha: Option<String>,
     lock_sha: Option<String>,
     models_source: Option<String>,
@@ -147,6 +148,7 @@ async fn existing(docker: &Docker, name: &str) -> Result<Option<Existing>, Lifec
             });
             Ok(Some(Existing {
                 id: i.id.unwrap_or_default(),
+                deployment: labels.get(crate::NAME_LABEL).cloned(),
                 spec_sha: labels.get(SPEC_LABEL).cloned(),
                 lock_sha: labels.get(crate::LOCK_LABEL).cloned(),
                 models_source,
@@ -266,9 +268,10 @@ async fn set_aside(
 ) -> Result<(), LifecycleError> {
     let aside = aside_name(name);
     if let Some(other) = existing(docker, &aside).await? {
-        // A managed leftover of an earlier replacement whose removal failed: nothing refers to
-        // it any more (a run that died with one set aside is restored before a new run starts).
-        if !other.managed {
+        // This deployment's leftover of an earlier replacement whose removal failed (nothing
+        // refers to it: a run that died with one set aside is undone before a new run starts).
+        // Anything else of that name, another deployment's or someone's, is never touched.
+        if !other.managed || other.deployment.as_deref() != Some(name) {
             return Err(LifecycleError::NameTaken { container: aside });
         }
         remove(docker, &other.id, &aside).await?;
@@ -295,27 +298,42 @@ async fn set_aside(
     Ok(())
 }
 
-/// Puts a container that was set aside back under `name`, started again if it was running.
-/// Idempotent: a rename that already happened, or a start, is not repeated.
+/// What [`put_back`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutBack {
+    /// Renamed back and, if it had been running, running again.
+    Done,
+    /// It was in place already (the run died before setting it aside).
+    InPlace,
+    /// It is gone (removed by someone).
+    Missing,
+}
+
+/// Puts a container that was set aside (at `since_unix`) back under `name`, started again if it
+/// was running. A stop of it may still be in flight (the run that set it aside died during
+/// it, and dockerd finishes the stop): that is waited out (its 10 s timeout and a margin)
+/// before it is started, or it would go down again right after. Idempotent.
 pub async fn put_back(
     docker: &Docker,
     id: &str,
     name: &str,
     was_running: bool,
-) -> Result<bool, LifecycleError> {
+    since_unix: u64,
+) -> Result<PutBack, LifecycleError> {
     let fail = |action: String| move |source| LifecycleError::Docker { action, source };
     let info = match docker.inspect_container(id, None).await {
         Ok(i) => i,
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
-        }) => return Ok(false),
+        }) => return Ok(PutBack::Missing),
         Err(source) => {
             return Err(fail(format!("inspect the container set aside for {name}"))(
                 source,
             ));
         }
     };
-    if info.name.as_deref().map(|n| n.trim_start_matches('/')) != Some(name) {
+    let in_place = info.name.as_deref().map(|n| n.trim_start_matches('/')) == Some(name);
+    if !in_place {
         docker
             .rename_container(
                 id,
@@ -328,7 +346,18 @@ pub async fn put_back(
                 "rename the container set aside back to {name}"
             )))?;
     }
-    let running = info.state.and_then(|s| s.running).unwrap_or(false);
+    let deadline = since_unix.saturating_add(ASIDE_STOP_TIMEOUT_S + 10);
+    let mut running = info.state.and_then(|s| s.running).unwrap_or(false);
+    while was_running && running && !in_place && now_unix() <= deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        running = docker
+            .inspect_container(id, None)
+            .await
+            .map_err(fail(format!("inspect {name}")))?
+            .state
+            .and_then(|s| s.running)
+            .unwrap_or(false);
+    }
     if was_running && !running {
         match docker.start_container(id, None).await {
             Ok(())
@@ -338,7 +367,33 @@ pub async fn put_back(
             Err(source) => return Err(fail(format!("start {name} again"))(source)),
         }
     }
-    Ok(true)
+    Ok(if in_place && running == was_running {
+        PutBack::InPlace
+    } else {
+        PutBack::Done
+    })
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Seconds a set-aside container gets between SIGTERM and SIGKILL.
+const ASIDE_STOP_TIMEOUT_S: u64 = 10;
+
+/// Removes `name`'s set-aside container, if there is one of this deployment's (another
+/// deployment's or someone's container of that name is left alone). Returns whether it did.
+pub async fn remove_aside_of(docker: &Docker, name: &str) -> Result<bool, LifecycleError> {
+    let aside = aside_name(name);
+    match existing(docker, &aside).await? {
+        Some(e) if e.managed && e.deployment.as_deref() == Some(name) => {
+            remove(docker, &e.id, &aside).await?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
 }
 
 /// Removes a container that was set aside, once its successor passed its checks.

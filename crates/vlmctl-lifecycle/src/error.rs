@@ -232,6 +232,14 @@ fn io_hint(source: &io::Error, path: &std::path::Path) -> String {
             "the disk holding {dir} is full: free space there (or point --state-dir / \
              VLMCTL_STATE_DIR elsewhere) and run the command again"
         ),
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+            if path.starts_with(crate::lockfile::host_dir()) =>
+        {
+            format!(
+                "{dir} holds every user's deployment locks: it must be a directory writable by \
+                 all, like /tmp (`chmod 1777 {dir}`)"
+            )
+        }
         io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
             format!("{dir} is not writable by you: fix its permissions or pass --state-dir")
         }

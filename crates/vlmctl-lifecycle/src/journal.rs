@@ -113,6 +113,9 @@ pub struct Previous {
     pub id: String,
     /// Whether it was running.
     pub running: bool,
+    /// When it was set aside (its stop may still be in flight after a crash).
+    #[serde(default)]
+    pub since_unix: u64,
 }
 
 /// Which part of a journal a restore undoes.
@@ -321,6 +324,37 @@ pub fn record_launch(
     write(journal_path, &journal)
 }
 
+/// For a teardown: the container an unfinished run set aside is removed rather than put back
+/// (the deployment ends), and the journal forgets it. Returns whether one was removed.
+pub async fn drop_previous(docker: &Docker, journal_path: &Path) -> Result<bool, LifecycleError> {
+    let Some(mut journal) = read(journal_path)? else {
+        return Ok(false);
+    };
+    let Some(p) = journal
+        .launch
+        .as_mut()
+        .filter(|l| !l.completed)
+        .and_then(|l| l.previous.take())
+    else {
+        return Ok(false);
+    };
+    let opts = RemoveContainerOptionsBuilder::default().force(true).build();
+    let removed = match docker.remove_container(&p.id, Some(opts)).await {
+        Ok(()) => true,
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => false,
+        Err(source) => {
+            return Err(LifecycleError::Docker {
+                action: "remove the container set aside".to_owned(),
+                source,
+            });
+        }
+    };
+    write(journal_path, &journal)?;
+    Ok(removed)
+}
+
 /// A run finished well: the deployment's container is the one it checked, and stays. Returns
 /// the container it set aside, for the caller to remove. The journal goes when nothing else
 /// is open.
@@ -385,10 +419,17 @@ pub async fn restore(
         if remove_launched(docker, &l).await? {
             out.removed.push(l.container.clone());
         }
-        if let Some(p) = &l.previous
-            && crate::containers::put_back(docker, &p.id, &l.container, p.running).await?
-        {
-            out.put_back.push(l.container.clone());
+        if let Some(p) = &l.previous {
+            match crate::containers::put_back(docker, &p.id, &l.container, p.running, p.since_unix)
+                .await?
+            {
+                crate::containers::PutBack::Done => out.put_back.push(l.container.clone()),
+                crate::containers::PutBack::InPlace => {}
+                crate::containers::PutBack::Missing => {
+                    out.missing
+                        .push(format!("{} (the container it replaced)", l.container));
+                }
+            }
         }
         journal.launch = None;
         note(write_or_remove(journal_path, &journal), &mut out);

@@ -123,7 +123,7 @@ fn deploy_code(e: &vlmctl_deploy::DeployError) -> u8 {
         E::ApiKeyMissing { .. } | E::ApiKeyTooShort { .. } | E::NotADeploymentName { .. } => {
             exit_codes::INVALID_INPUT
         }
-        E::ModelsDir { .. } | E::Record { .. } | E::UnfinishedRun { .. } => exit_codes::ENVIRONMENT,
+        E::ModelsDir { .. } | E::Record { .. } => exit_codes::ENVIRONMENT,
         E::GateFailed { .. } => exit_codes::GATE_FAILED,
         E::SmokeFailed { .. } | E::ThinkingLeaked { .. } | E::MemoryCeiling { .. } => {
             exit_codes::SERVER

@@ -598,3 +598,67 @@ async fn at_the_prompt_ctrl_c_changes_nothing_and_y_goes_ahead() {
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(running(&conflict) && !exists(&server));
 }
+
+/// A relaunch killed (SIGKILL) in the middle of replacing the server (the old one set aside,
+/// the new one created, its start held by the proxy): the next run undoes exactly that run's
+/// work first (the new container removed, the old one put back: same id, serving) and leaves
+/// what the earlier, successful provision stopped stopped.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relaunch_killed_mid_replacement_is_undone_by_the_next_run() {
+    let hub = hub().await;
+    let r = Run::new("replace-kill");
+    let conflict = r.conflict();
+    let server = r.name("server");
+    let _server_guard = Guard(server.clone());
+    let port = free_port();
+    let spec = r.write_spec(&server, port, &conflict, 1024);
+    let lock = r.write_lock();
+    r.fetch(&hub, &lock);
+    let (code, _, err) = run(&mut r.cmd(&hub, &["provision", "--yes"], &spec, &lock));
+    assert_eq!(code, 0, "{err}");
+    let working = docker(&["inspect", "-f", "{{.Id}}", &server]);
+
+    r.write_spec(&server, port, &conflict, 2048);
+    let proxy = DockerProxy::start(r.tmp.path());
+    proxy.hold("/start HTTP/1.1");
+    let mut child = r
+        .cmd(&hub, &["relaunch"], &spec, &lock)
+        .env("DOCKER_HOST", proxy.docker_host())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        proxy.wait_held(Duration::from_secs(90)),
+        "the new server's start"
+    );
+    let aside = vlmctl_lifecycle::containers::aside_name(&server);
+    assert!(
+        exists(&aside) && !running(&aside),
+        "the old one set aside, stopped"
+    );
+    child.kill().unwrap();
+    let _ = child.wait();
+    drop(proxy);
+
+    r.write_spec(&server, port, &conflict, 1024);
+    let (code, out, err) = run(&mut r.cmd(&hub, &["relaunch"], &spec, &lock));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains("died before it finished; undid its work first"),
+        "{err}"
+    );
+    assert!(
+        err.contains("already running this spec: nothing to do"),
+        "{err}"
+    );
+    assert_eq!(docker(&["inspect", "-f", "{{.Id}}", &server]), working);
+    assert!(running(&server) && !exists(&aside));
+    assert!(
+        !running(&conflict),
+        "the earlier provision's stop stays: {err}"
+    );
+    let (code, out, err) = run(&mut r.cmd(&hub, &["teardown"], &spec, &lock));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(running(&conflict) && !exists(&server) && !exists(&aside));
+}
