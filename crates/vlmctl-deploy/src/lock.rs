@@ -28,7 +28,7 @@ pub async fn lock(
                 (state.to_owned(), deployment.to_owned(), command.to_owned());
             // flock(2) blocks a thread; a cancelled wait leaves that thread to the process's end.
             let waiting = tokio::task::spawn_blocking(move || {
-                lockfile::acquire_waiting(&state, &deployment, &command, &mut |_| {})
+                lockfile::acquire_blocking(&state, &deployment, &command)
             });
             tokio::select! {
                 got = waiting => match got {

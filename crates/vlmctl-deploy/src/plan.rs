@@ -134,6 +134,32 @@ pub fn mount_source(dir: &Path) -> Result<PathBuf, DeployError> {
 }
 
 #[cfg(test)]
+impl Plan {
+    /// The embedded spec with an empty model entry whose lock hash is `lock_sha256`: for unit
+    /// tests of decisions over a plan.
+    pub(crate) fn fixture(lock_sha256: &str) -> Self {
+        Self {
+            spec: load_spec(None).expect("the embedded spec"),
+            model: ModelEntry {
+                name: "m".into(),
+                repo: "r/r".into(),
+                revision: "0".repeat(40),
+                dir: None,
+                files: Vec::new(),
+            },
+            mount: ModelMount {
+                dir: PathBuf::from("/m"),
+                model_file: "m.gguf".into(),
+                mmproj_file: None,
+                lock_sha256: lock_sha256.to_owned(),
+            },
+            jobs: Vec::new(),
+            api_key: None,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -155,24 +181,7 @@ mod tests {
 
     #[test]
     fn a_server_needs_its_key_present_and_long_enough() {
-        let mut plan = Plan {
-            spec: load_spec(None).unwrap(),
-            model: vlmctl_weights::ModelEntry {
-                name: "m".into(),
-                repo: "r/r".into(),
-                revision: "0".repeat(40),
-                dir: None,
-                files: Vec::new(),
-            },
-            mount: ModelMount {
-                dir: PathBuf::from("/m"),
-                model_file: "m.gguf".into(),
-                mmproj_file: None,
-                lock_sha256: String::new(),
-            },
-            jobs: Vec::new(),
-            api_key: None,
-        };
+        let mut plan = Plan::fixture("");
         plan.require_api_key().unwrap();
         plan.spec.server.api_key_env = Some("K".into());
         assert!(matches!(

@@ -439,9 +439,7 @@ async fn launch_and_check(
                 rec.previous = Some(journal::Previous {
                     id: id.to_owned(),
                     running,
-                    since_unix: std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_secs()),
+                    since_unix: vlmctl_lifecycle::now_unix(),
                 });
             }
             LaunchStep::Creating => {}

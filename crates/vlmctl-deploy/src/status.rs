@@ -163,25 +163,8 @@ mod tests {
 
     #[test]
     fn drift_compares_both_hashes_of_the_same_deployment_only() {
-        let spec = crate::plan::load_spec(None).unwrap();
-        let plan = Plan {
-            spec: spec.clone(),
-            model: vlmctl_weights::ModelEntry {
-                name: "m".into(),
-                repo: "r/r".into(),
-                revision: "0".repeat(40),
-                dir: None,
-                files: Vec::new(),
-            },
-            mount: vlmctl_lifecycle::spec::ModelMount {
-                dir: "/m".into(),
-                model_file: "m.gguf".into(),
-                mmproj_file: None,
-                lock_sha256: "L".into(),
-            },
-            jobs: Vec::new(),
-            api_key: None,
-        };
+        let plan = Plan::fixture("L");
+        let spec = &plan.spec;
         let s = spec.sha256();
         let m = |sp, lk| managed(&spec.name, sp, lk);
         assert_eq!(drift(&m(Some(&s), Some("L")), Some(&plan)), Drift::None);

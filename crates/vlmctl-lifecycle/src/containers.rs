@@ -259,6 +259,13 @@ pub fn aside_name(name: &str) -> String {
     format!("{name}-vlmctl-previous")
 }
 
+async fn rename(docker: &Docker, id: &str, to: &str) -> Result<(), bollard::errors::Error> {
+    let opts = bollard::query_parameters::RenameContainerOptionsBuilder::default()
+        .name(to)
+        .build();
+    docker.rename_container(id, opts).await
+}
+
 /// Renames the deployment's container aside and stops it (freeing its port and memory).
 async fn set_aside(
     docker: &Docker,
@@ -277,13 +284,7 @@ async fn set_aside(
         remove(docker, &other.id, &aside).await?;
     }
     let fail = |action: String| move |source| LifecycleError::Docker { action, source };
-    docker
-        .rename_container(
-            id,
-            bollard::query_parameters::RenameContainerOptionsBuilder::default()
-                .name(&aside)
-                .build(),
-        )
+    rename(docker, id, &aside)
         .await
         .map_err(fail(format!("rename {name} to {aside}")))?;
     if running {
@@ -334,21 +335,13 @@ pub async fn put_back(
     };
     let in_place = info.name.as_deref().map(|n| n.trim_start_matches('/')) == Some(name);
     if !in_place {
-        docker
-            .rename_container(
-                id,
-                bollard::query_parameters::RenameContainerOptionsBuilder::default()
-                    .name(name)
-                    .build(),
-            )
-            .await
-            .map_err(fail(format!(
-                "rename the container set aside back to {name}"
-            )))?;
+        rename(docker, id, name).await.map_err(fail(format!(
+            "rename the container set aside back to {name}"
+        )))?;
     }
     let deadline = since_unix.saturating_add(ASIDE_STOP_TIMEOUT_S + 10);
     let mut running = info.state.and_then(|s| s.running).unwrap_or(false);
-    while was_running && running && !in_place && now_unix() <= deadline {
+    while was_running && running && !in_place && crate::now_unix() <= deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
         running = docker
             .inspect_container(id, None)
@@ -374,12 +367,6 @@ pub async fn put_back(
     })
 }
 
-fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// Seconds a set-aside container gets between SIGTERM and SIGKILL.
 const ASIDE_STOP_TIMEOUT_S: u64 = 10;
 
@@ -398,7 +385,7 @@ pub async fn remove_aside_of(docker: &Docker, name: &str) -> Result<bool, Lifecy
 
 /// Removes a container that was set aside, once its successor passed its checks.
 pub async fn remove_aside(docker: &Docker, id: &str, name: &str) -> Result<(), LifecycleError> {
-    remove(docker, id, &aside_name(name)).await
+    remove(docker, id, &aside_name(name)).await.map(|_| ())
 }
 
 fn start_error(name: &str, source: bollard::errors::Error) -> LifecycleError {
@@ -420,13 +407,14 @@ fn start_error(name: &str, source: bollard::errors::Error) -> LifecycleError {
     }
 }
 
-async fn remove(docker: &Docker, id: &str, name: &str) -> Result<(), LifecycleError> {
+/// Force-removes a container; one already gone is fine. Returns whether it removed one.
+pub(crate) async fn remove(docker: &Docker, id: &str, name: &str) -> Result<bool, LifecycleError> {
     let opts = RemoveContainerOptionsBuilder::default().force(true).build();
     match docker.remove_container(id, Some(opts)).await {
-        Ok(())
-        | Err(bollard::errors::Error::DockerResponseServerError {
+        Ok(()) => Ok(true),
+        Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
-        }) => Ok(()),
+        }) => Ok(false),
         Err(source) => Err(LifecycleError::Docker {
             action: format!("remove container {name}"),
             source,

@@ -17,10 +17,10 @@
 use std::fs::{self, File};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bollard::Docker;
-use bollard::query_parameters::{RemoveContainerOptionsBuilder, StopContainerOptionsBuilder};
+use bollard::query_parameters::StopContainerOptionsBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::LifecycleError;
@@ -167,12 +167,6 @@ pub fn deployment_of(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// Writes `journal` to `path`: temp file, fsync, rename, fsync the directory.
 pub fn write(path: &Path, journal: &Journal) -> Result<(), LifecycleError> {
     let text = serde_json::to_vec_pretty(journal).unwrap_or_default();
@@ -212,7 +206,7 @@ fn read_or_new(path: &Path, deployment: &str) -> Result<Journal, LifecycleError>
     let mut j = read(path)?.unwrap_or(Journal {
         version: JOURNAL_VERSION,
         deployment: deployment.to_owned(),
-        created_unix: now_unix(),
+        created_unix: crate::now_unix(),
         entries: Vec::new(),
         launch: None,
     });
@@ -240,21 +234,6 @@ fn write_or_remove(path: &Path, journal: &Journal) -> Result<(), LifecycleError>
         return Ok(());
     }
     write(path, journal)
-}
-
-/// Journals `entries`, then stops each, marking each stop as issued in the journal before
-/// issuing it. `entries` carry the caller's run id and each container's stop timeout.
-pub async fn stop_journalled(
-    docker: &Docker,
-    journal_path: &Path,
-    deployment: &str,
-    entries: Vec<JournalEntry>,
-) -> Result<(), LifecycleError> {
-    add_stops(journal_path, deployment, &entries)?;
-    for e in &entries {
-        stop_one(docker, journal_path, e).await?;
-    }
-    Ok(())
 }
 
 /// Journals that `entries` are about to be stopped (none issued yet). A container the journal
@@ -288,12 +267,12 @@ pub async fn stop_one(
     let mut journal = read(journal_path)?.unwrap_or(Journal {
         version: JOURNAL_VERSION,
         deployment: deployment_of(journal_path),
-        created_unix: now_unix(),
+        created_unix: crate::now_unix(),
         entries: vec![e.clone()],
         launch: None,
     });
     if let Some(j) = journal.entries.iter_mut().find(|j| j.id == e.id) {
-        j.stop_issued_unix = Some(now_unix());
+        j.stop_issued_unix = Some(crate::now_unix());
     }
     write(journal_path, &journal)?;
     tracing::info!(container = %e.name, timeout_s = e.stop_timeout_s, "stopping");
@@ -338,19 +317,12 @@ pub async fn drop_previous(docker: &Docker, journal_path: &Path) -> Result<bool,
     else {
         return Ok(false);
     };
-    let opts = RemoveContainerOptionsBuilder::default().force(true).build();
-    let removed = match docker.remove_container(&p.id, Some(opts)).await {
-        Ok(()) => true,
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        }) => false,
-        Err(source) => {
-            return Err(LifecycleError::Docker {
-                action: "remove the container set aside".to_owned(),
-                source,
-            });
-        }
-    };
+    let container = journal
+        .launch
+        .as_ref()
+        .map(|l| crate::containers::aside_name(&l.container))
+        .unwrap_or_default();
+    let removed = crate::containers::remove(docker, &p.id, &container).await?;
     write(journal_path, &journal)?;
     Ok(removed)
 }
@@ -491,7 +463,7 @@ async fn bring_back(
         }
         // A stop that was issued may still be running its course (dockerd finishes it even
         // when the client that asked died): trusting "running" now would lose the container.
-        if deadline.is_some_and(|d| now_unix() <= d) {
+        if deadline.is_some_and(|d| crate::now_unix() <= d) {
             tracing::info!(container = %e.name, "a stop may be in flight; waiting it out");
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
@@ -525,19 +497,7 @@ async fn remove_launched(docker: &Docker, l: &LaunchRecord) -> Result<bool, Life
     ids.dedup();
     let mut removed = false;
     for id in ids {
-        let opts = RemoveContainerOptionsBuilder::default().force(true).build();
-        match docker.remove_container(&id, Some(opts)).await {
-            Ok(()) => removed = true,
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => {}
-            Err(source) => {
-                return Err(LifecycleError::Docker {
-                    action: format!("remove the half-started container {}", l.container),
-                    source,
-                });
-            }
-        }
+        removed |= crate::containers::remove(docker, &id, &l.container).await?;
     }
     Ok(removed)
 }

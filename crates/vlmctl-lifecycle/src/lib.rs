@@ -43,6 +43,14 @@ pub const RUN_LABEL: &str = "org.vlmctl.run-id";
 /// Label with the deployment name.
 pub const NAME_LABEL: &str = "org.vlmctl.deployment";
 
+/// Seconds since the epoch, for journal and lock timestamps (0 if the clock is before 1970).
+#[must_use]
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// An error and its causes in one line (`error: cause: cause`), for evidence and reports.
 #[must_use]
 pub fn error_chain(e: &dyn std::error::Error) -> String {

@@ -123,9 +123,7 @@ fn holder(file: &mut File) -> String {
 /// Writes who holds it. Best effort: it is for messages only, and a full disk or another
 /// user's read-only file must not stop a restore from taking the lock.
 fn note(file: &mut File, command: &str) {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let since = crate::now_unix();
     let text = format!(
         "pid {}\ncommand vlmctl {command}\nsince unix {since}\n",
         std::process::id()
@@ -189,28 +187,22 @@ pub fn try_acquire(
     Ok(held(host, state, state_path, command))
 }
 
-/// Takes the deployment's locks, waiting for the holder to finish; `waiting` is called once
-/// with the holder's description when there is one to wait for. Blocks the thread.
-pub fn acquire_waiting(
+/// Takes the deployment's locks, waiting as long as another command holds them (the caller
+/// has already said whom it waits for, from [`try_acquire`]'s [`LifecycleError::Busy`]).
+/// Blocks the thread.
+pub fn acquire_blocking(
     state_dir: &Path,
     deployment: &str,
     command: &str,
-    waiting: &mut dyn FnMut(&str),
 ) -> Result<DeploymentLock, LifecycleError> {
-    match try_acquire(state_dir, deployment, command) {
-        Err(LifecycleError::Busy { holder, .. }) => {
-            waiting(&holder);
-            let [(host, host_path), (state, state_path)] = open_both(state_dir, deployment)?;
-            for (file, p) in [(&host, &host_path), (&state, &state_path)] {
-                file.lock().map_err(|source| LifecycleError::State {
-                    path: p.clone(),
-                    source,
-                })?;
-            }
-            Ok(held(host, state, state_path, command))
-        }
-        other => other,
+    let [(host, host_path), (state, state_path)] = open_both(state_dir, deployment)?;
+    for (file, p) in [(&host, &host_path), (&state, &state_path)] {
+        file.lock().map_err(|source| LifecycleError::State {
+            path: p.clone(),
+            source,
+        })?;
     }
+    Ok(held(host, state, state_path, command))
 }
 
 #[cfg(test)]
@@ -283,17 +275,14 @@ mod tests {
         let d = unique("wait");
         let first = try_acquire(tmp.path(), &d, "provision").unwrap();
         let dir = tmp.path().to_owned();
-        let (told_tx, told_rx) = std::sync::mpsc::channel();
-        let waiter = std::thread::spawn(move || {
-            acquire_waiting(&dir, &d, "teardown", &mut |h| {
-                let _ = told_tx.send(h.to_owned());
-            })
-            .map(|_| ())
-        });
-        // The waiter says whom it waits for before the holder lets go.
-        let told = told_rx.recv().unwrap();
-        assert!(told.contains("vlmctl provision"), "{told}");
+        let name = d.clone();
+        let waiter =
+            std::thread::spawn(move || acquire_blocking(&dir, &name, "teardown").map(|_| ()));
         drop(first);
         waiter.join().unwrap().unwrap();
+        assert!(
+            try_acquire(tmp.path(), &d, "restore").is_ok(),
+            "the waiter let go when it ended"
+        );
     }
 }

@@ -187,7 +187,8 @@ async fn conflict_is_journalled_stopped_and_restored_after_a_crash() {
             stop_timeout_s: c.stop_timeout_s,
             stop_issued_unix: None,
         };
-        journal::stop_journalled(&docker, &jpath, &spec.name, vec![entry]).await?;
+        journal::add_stops(&jpath, &spec.name, std::slice::from_ref(&entry))?;
+        journal::stop_one(&docker, &jpath, &entry).await?;
         assert!(jpath.exists(), "journal written");
         assert_eq!(state(&docker, &name).await?, (false, "always".to_owned()));
 
