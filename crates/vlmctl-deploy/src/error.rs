@@ -56,6 +56,18 @@ pub enum DeployError {
         /// The first failed gate's hint.
         hint: Option<String>,
     },
+    /// The spec's `[model]` is not pinned in the lock, and this job does not pin.
+    #[error("{} is not pinned: {need}", need.request.name)]
+    NotPinned {
+        /// What pinning it means.
+        need: Box<crate::pin::PinNeed>,
+    },
+    /// The lock would change, but `--locked` forbids it.
+    #[error("the lock would change, and --locked (VLMCTL_LOCKED) forbids it: would pin {need}")]
+    LockedChange {
+        /// The change refused.
+        need: Box<crate::pin::PinNeed>,
+    },
     /// The smoke request failed.
     #[error("smoke request to {url} failed: {why}")]
     SmokeFailed {
@@ -203,6 +215,16 @@ impl DeployError {
                 "give the deployment's name as its spec's `name` says, or pass --spec".to_owned(),
             ),
             Self::GateFailed { hint, .. } => hint.clone(),
+            Self::NotPinned { need } => Some(format!(
+                "`vlmctl provision` (or `vlmctl weights fetch --spec FILE`) pins it on first use \
+                 and writes {}; commit that file",
+                need.lock.display()
+            )),
+            Self::LockedChange { need } => Some(format!(
+                "run without --locked (and unset VLMCTL_LOCKED) to pin it, then commit {}; or \
+                 change the spec's [model] back to what the lock has",
+                need.lock.display()
+            )),
             Self::SmokeFailed { .. } => Some(
                 "the server is up but does not answer chat requests: `docker logs` shows why"
                     .to_owned(),

@@ -97,13 +97,23 @@ pub async fn run(
     state: Option<&Path>,
 ) -> (Result<Docker, LifecycleError>, GateReport) {
     let docker = vlmctl_lifecycle::connect().await;
-    let report = gates::run(
-        docker.as_ref(),
-        &plan.spec,
-        which("nvidia-smi"),
-        weights_gate(plan.jobs.clone(), state.map(|s| s.join("verified.json"))),
-    )
-    .await;
+    let weights = async {
+        match &plan.unpinned {
+            // Read-only: say what the first provision will pin.
+            Some(need) => GateResult::new(
+                "weights",
+                GateStatus::Fail,
+                format!("not pinned yet: {need}"),
+                Some(
+                    "`vlmctl provision` pins it on first use (resolves the revision to a commit, \
+                     reads each file's size and sha256 from the hub), then fetches and verifies \
+                     it; commit the lock afterwards",
+                ),
+            ),
+            None => weights_gate(plan.jobs.clone(), state.map(|s| s.join("verified.json"))).await,
+        }
+    };
+    let report = gates::run(docker.as_ref(), &plan.spec, which("nvidia-smi"), weights).await;
     (docker, report)
 }
 

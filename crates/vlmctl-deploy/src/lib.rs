@@ -22,6 +22,7 @@ pub mod export;
 pub mod gates;
 pub mod lock;
 pub mod memory;
+pub mod pin;
 pub mod plan;
 pub mod provision;
 pub mod record;

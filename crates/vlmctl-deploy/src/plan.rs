@@ -4,9 +4,13 @@
 use std::path::{Path, PathBuf};
 
 use vlmctl_lifecycle::spec::{ModelMount, Spec};
-use vlmctl_weights::{Lock, ModelEntry, Role, VerifyJob};
+use vlmctl_weights::{ModelEntry, Role, VerifyJob};
 
 use crate::DeployError;
+use crate::pin::PinNeed;
+
+/// The `org.vlmctl.lock-sha256` label of a deployment shown before its model is pinned.
+pub const UNPINNED: &str = "unpinned";
 
 /// The spec used without `--spec`: the runbook's deployment.
 pub const DEFAULT_SPEC: &str = include_str!("../../../docker/panda-llamacpp.toml");
@@ -30,6 +34,11 @@ pub struct Plan {
     pub jobs: Vec<VerifyJob>,
     /// The API key, read from the variable the spec names.
     pub api_key: Option<String>,
+    /// Set when the spec's `[model]` is not pinned in the lock (yet, or any more): `model`
+    /// and `mount` then come from the intent alone (no sizes, no hashes), which is enough to
+    /// show the deployment (`--dry-run`, `export`, `gates`) but not to run it: pin first
+    /// ([`crate::pin::pin`]).
+    pub unpinned: Option<PinNeed>,
 }
 
 /// Where the model files go: a directory given for this run, else the lock's `dir`, else
@@ -52,10 +61,37 @@ pub fn load_spec(path: Option<&Path>) -> Result<Spec, DeployError> {
 
 impl Plan {
     /// Loads and validates the spec and the lock, resolves the models directory and reads the
-    /// API key from the environment variable the spec names.
+    /// API key from the environment variable the spec names. A spec whose `[model]` the lock
+    /// does not pin gives a plan with [`Plan::unpinned`] set; one that names an entry the lock
+    /// does not have is an error.
     pub fn load(spec: Option<&Path>, lock: &Path, dirs: &Dirs) -> Result<Self, DeployError> {
         let spec = load_spec(spec)?;
-        let lock_data = Lock::load(lock)?;
+        let lock_data = crate::pin::load_lock(&spec, lock)?;
+        if let Some(need) = crate::pin::need(&spec, &lock_data, lock) {
+            let model = ModelEntry {
+                name: need.request.name.clone(),
+                repo: need.request.repo.clone(),
+                revision: need.request.revision.clone(),
+                tracks: None,
+                dir: need.request.dir.clone(),
+                files: need
+                    .request
+                    .files
+                    .iter()
+                    .map(|(path, role)| vlmctl_weights::LockedFile {
+                        path: path.clone(),
+                        role: *role,
+                        size: 0,
+                        sha256: vlmctl_weights::Sha256Digest([0; 32]),
+                    })
+                    .collect(),
+            };
+            let mut plan = Self::with_model(spec, model, dirs)?;
+            UNPINNED.clone_into(&mut plan.mount.lock_sha256);
+            plan.jobs.clear();
+            plan.unpinned = Some(need);
+            return Ok(plan);
+        }
         let model = lock_data.model(&spec.model).cloned().ok_or_else(|| {
             vlmctl_weights::WeightsError::UnknownModel {
                 name: spec.model.clone(),
@@ -63,6 +99,10 @@ impl Plan {
                 known: lock_data.models.iter().map(|m| m.name.clone()).collect(),
             }
         })?;
+        Self::with_model(spec, model, dirs)
+    }
+
+    fn with_model(spec: Spec, model: ModelEntry, dirs: &Dirs) -> Result<Self, DeployError> {
         let dir = mount_source(&vlmctl_weights::model_dir(
             &model,
             dirs.dir.as_deref(),
@@ -96,7 +136,19 @@ impl Plan {
             mount,
             jobs,
             api_key,
+            unpinned: None,
         })
+    }
+
+    /// An error unless the model is pinned: the jobs that fetch, verify or serve files need
+    /// their sizes and hashes.
+    pub fn require_pinned(&self) -> Result<(), DeployError> {
+        match &self.unpinned {
+            Some(need) => Err(DeployError::NotPinned {
+                need: Box::new(need.clone()),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// The API key the spec asks for, present and long enough to be a key (a short one would
@@ -144,6 +196,7 @@ impl Plan {
                 name: "m".into(),
                 repo: "r/r".into(),
                 revision: "0".repeat(40),
+                tracks: None,
                 dir: None,
                 files: Vec::new(),
             },
@@ -155,6 +208,7 @@ impl Plan {
             },
             jobs: Vec::new(),
             api_key: None,
+            unpinned: None,
         }
     }
 }

@@ -106,6 +106,7 @@ pub async fn provision(
     } = ctx;
     let started = Instant::now();
     let spec = &plan.spec;
+    plan.require_pinned()?;
     plan.require_api_key()?;
     let command = if opts.relaunch {
         "relaunch"

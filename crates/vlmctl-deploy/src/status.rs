@@ -158,6 +158,7 @@ mod tests {
             spec_sha256: spec.map(str::to_owned),
             lock_sha256: lock.map(str::to_owned),
             endpoint: None,
+            docker_health: None,
         }
     }
 

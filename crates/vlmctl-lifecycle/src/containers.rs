@@ -96,6 +96,32 @@ pub fn create_body(spec: &Spec, mount: &ModelMount, api_key: Option<&str>) -> Co
     }
 }
 
+/// Docker's health check for the deployment: the image's own, aimed at the spec's port
+/// ([`Spec::health_probe`]); failures while the model loads (up to `health.timeout_s`) do not
+/// count. An image that cannot be inspected keeps its own.
+async fn health_config(docker: &Docker, spec: &Spec) -> Option<bollard::models::HealthConfig> {
+    const NS: i64 = 1_000_000_000;
+    let image = docker.inspect_image(&spec.image).await.ok()?;
+    let test = image
+        .config
+        .and_then(|c| c.healthcheck)
+        .and_then(|h| h.test);
+    let test = match spec.health_probe(test.as_deref()) {
+        spec::HealthProbe::Probe(t) => t,
+        spec::HealthProbe::Disabled => vec!["NONE".to_owned()],
+        spec::HealthProbe::None => return None,
+    };
+    let secs = |s: u64| i64::try_from(s).map_or(i64::MAX, |s| s.saturating_mul(NS));
+    Some(bollard::models::HealthConfig {
+        test: Some(test),
+        interval: Some(secs(spec::HEALTH_INTERVAL_S)),
+        timeout: Some(secs(5)),
+        retries: Some(3),
+        start_period: Some(secs(spec.health.timeout_s)),
+        ..Default::default()
+    })
+}
+
 /// What `launch` did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum Launch {
@@ -223,6 +249,7 @@ pub async fn launch(
         replaced = true;
     }
     let mut body = create_body(spec, mount, api_key);
+    body.healthcheck = health_config(docker, spec).await;
     if let Some(labels) = body.labels.as_mut() {
         labels.extend(extra_labels.clone());
         labels.insert(crate::RUN_LABEL.to_owned(), run_id.to_owned());
@@ -624,6 +651,8 @@ pub struct Managed {
     pub lock_sha256: Option<String>,
     /// `--host` and `--port` from its command line.
     pub endpoint: Option<(String, u16)>,
+    /// Docker's own health check: `starting`, `healthy`, `unhealthy`; `None` without one.
+    pub docker_health: Option<String>,
 }
 
 /// Every container carrying `label` (`key=value`), running or not.
@@ -657,9 +686,16 @@ pub async fn managed(docker: &Docker) -> Result<Vec<Managed>, LifecycleError> {
             .and_then(|n| n.first())
             .map(|n| n.trim_start_matches('/').to_owned())
             .unwrap_or_default();
-        let args = match docker.inspect_container(&name, None).await {
-            Ok(i) => i.args.unwrap_or_default(),
-            Err(_) => Vec::new(),
+        let (args, docker_health) = match docker.inspect_container(&name, None).await {
+            Ok(i) => (
+                i.args.unwrap_or_default(),
+                i.state
+                    .and_then(|s| s.health)
+                    .and_then(|h| h.status)
+                    .map(|s| s.to_string())
+                    .filter(|s| !s.is_empty() && s != "none"),
+            ),
+            Err(_) => (Vec::new(), None),
         };
         let arg = |flag: &str| args.windows(2).find(|w| w[0] == flag).map(|w| w[1].clone());
         // A bridge-network server is reached through its published port, not its `--host`.
@@ -678,6 +714,7 @@ pub async fn managed(docker: &Docker) -> Result<Vec<Managed>, LifecycleError> {
             lock_sha256: labels.get(crate::LOCK_LABEL).cloned(),
             endpoint: published
                 .or_else(|| arg("--host").zip(arg("--port").and_then(|p| p.parse().ok()))),
+            docker_health,
         });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));

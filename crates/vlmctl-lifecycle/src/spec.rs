@@ -38,6 +38,11 @@ pub struct Spec {
     pub platform: String,
     /// `weights.lock` entry mounted at `/models`.
     pub model: String,
+    /// `[model]`: where the model comes from, when the spec says (pinned into the lock on first
+    /// use); `None` for the `model = "name"` form, which names an entry already in the lock.
+    /// Left out of the canonical form when absent, so that such specs keep their hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_intent: Option<ModelIntent>,
     /// GPU request.
     pub gpus: Gpus,
     /// Docker restart policy.
@@ -54,6 +59,54 @@ pub struct Spec {
     pub memory: Memory,
     /// Containers that may be stopped (with confirmation) and restored.
     pub conflicts: Vec<String>,
+}
+
+/// `[model]`: the files a deployment serves, named by their source: a hub repository, a
+/// revision (branch, tag or commit) and file names. The lock entry `name` pins them (commit,
+/// sizes, sha256) on first use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ModelIntent {
+    /// Hub repository, `org/name`.
+    pub repo: String,
+    /// Branch, tag or commit (default `main`).
+    pub revision: String,
+    /// The model file and, optionally, the vision projector.
+    pub files: Vec<IntentFile>,
+    /// Where the files live on the host (the lock entry's `dir`; `~/` is the home directory).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+}
+
+/// One file of a [`ModelIntent`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IntentFile {
+    /// Path in the repository (and in the model directory).
+    pub path: String,
+    /// What llama-server does with it: stated, else inferred from the name.
+    pub role: FileRole,
+}
+
+/// What a model file is for (the lock's `role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileRole {
+    /// The language model (`--model`).
+    Model,
+    /// The vision projector (`--mmproj`).
+    Mmproj,
+}
+
+impl FileRole {
+    /// The role a file name implies, as `weights lock` infers it: a name containing "mmproj"
+    /// is the projector.
+    #[must_use]
+    pub fn infer(path: &str) -> Self {
+        if path.to_ascii_lowercase().contains("mmproj") {
+            Self::Mmproj
+        } else {
+            Self::Model
+        }
+    }
 }
 
 /// Docker's restart policies, spelled as in `docker run --restart`.
@@ -182,7 +235,7 @@ struct RawSpec {
     image: Spanned<String>,
     #[serde(default = "host_platform")]
     platform: Spanned<String>,
-    model: Spanned<String>,
+    model: Spanned<toml::Value>,
     #[serde(default = "gpus_all")]
     gpus: Spanned<toml::Value>,
     #[serde(default = "restart_default")]
@@ -341,6 +394,7 @@ impl Spec {
                 ),
             ));
         }
+        let (model, model_intent) = parse_model(text, &raw.model, &invalid)?;
         let gpus =
             parse_gpus(raw.gpus.get_ref()).map_err(|m| invalid(raw.gpus.span(), "gpus", m))?;
         let restart = RestartPolicy::deserialize(raw.restart.get_ref().clone()).map_err(|_| {
@@ -391,7 +445,8 @@ impl Spec {
             name: name.clone(),
             image: raw.image.into_inner(),
             platform: raw.platform.into_inner(),
-            model: raw.model.into_inner(),
+            model,
+            model_intent,
             gpus,
             restart,
             network,
@@ -511,6 +566,67 @@ impl Spec {
             let _ = write!(line, " {}", shell_quote(&a));
         }
         line
+    }
+}
+
+/// The `HEALTHCHECK` of llama.cpp's published server images (its `.devops/*.Dockerfile`): it
+/// probes port 8080 whatever `--port` says (llama.cpp issue 10262).
+pub const LLAMA_CPP_HEALTHCHECK: [&str; 4] = ["CMD", "curl", "-f", "http://localhost:8080/health"];
+
+/// What Docker's health check of a deployment's container is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum HealthProbe {
+    /// The image's own check, its URL aimed at the server's port and address: Docker's
+    /// `test` (`CMD ...` or `CMD-SHELL ...`).
+    Probe(Vec<String>),
+    /// The image checks something we cannot aim at the server (no URL in it): switched off
+    /// (`NONE`), because a check of the wrong port reports "unhealthy" for ever and restart
+    /// tooling that trusts it would kill a healthy server.
+    Disabled,
+    /// The image has no check: none is added (only the image knows what tools it carries).
+    None,
+}
+
+/// Seconds between Docker's health checks of a deployment (the image's 30 s default leaves a
+/// fresh server "starting" for half a minute).
+pub const HEALTH_INTERVAL_S: u64 = 5;
+
+impl Spec {
+    /// Pure: the image's health check (`image_test`, Docker's `Healthcheck.Test`), its URL
+    /// pointed at this server's port: on the host network at `server.host`, on a bridge at the
+    /// container's loopback (where the server listens on every address).
+    #[must_use]
+    pub fn health_probe(&self, image_test: Option<&[String]>) -> HealthProbe {
+        let Some(test) = image_test.filter(|t| {
+            t.first()
+                .is_some_and(|k| matches!(k.as_str(), "CMD" | "CMD-SHELL"))
+        }) else {
+            return HealthProbe::None;
+        };
+        let host = if self.network == Network::Host {
+            self.server.host.as_str()
+        } else {
+            "127.0.0.1"
+        };
+        let authority = host_port(host, self.server.port);
+        let mut aimed = false;
+        let probe = test
+            .iter()
+            .map(|part| {
+                let Some(at) = part.find("http://") else {
+                    return part.clone();
+                };
+                let rest = &part[at + "http://".len()..];
+                let end = rest.find(['/', ' ', '"', '\'']).unwrap_or(rest.len());
+                aimed = true;
+                format!("{}http://{authority}{}", &part[..at], &rest[end..])
+            })
+            .collect();
+        if aimed {
+            HealthProbe::Probe(probe)
+        } else {
+            HealthProbe::Disabled
+        }
     }
 }
 
@@ -703,6 +819,214 @@ fn key_span(text: &str, table: &std::ops::Range<usize>, key: &str) -> std::ops::
         offset += line.len();
     }
     table.clone()
+}
+
+/// `model = "name"` (an entry in the lock) or a `[model]` table (intent): the entry name and
+/// the intent, if any.
+fn parse_model(
+    text: &str,
+    raw: &Spanned<toml::Value>,
+    invalid: &dyn Fn(std::ops::Range<usize>, &str, String) -> LifecycleError,
+) -> Result<(String, Option<ModelIntent>), LifecycleError> {
+    let (model, model_intent) = match raw.get_ref() {
+        toml::Value::String(name) => (name.clone(), None),
+        toml::Value::Table(t) => {
+            let span = raw.span();
+            let (name, intent) = parse_intent(t).map_err(|(key, m)| {
+                invalid(key_span(text, &span, key), &format!("model.{key}"), m)
+            })?;
+            (name, Some(intent))
+        }
+        other => {
+            return Err(invalid(
+                raw.span(),
+                "model",
+                format!(
+                    "{other}: expected the name of a weights.lock entry (model = \"name\") or \
+                     a [model] table with repo, files, revision and name"
+                ),
+            ));
+        }
+    };
+    if !is_entry_name(&model) {
+        return Err(invalid(
+            raw.span(),
+            "model",
+            format!("{model:?} is not a valid lock entry name (letters, digits, '.', '_', '-')"),
+        ));
+    }
+    Ok((model, model_intent))
+}
+
+/// A lock entry name, as the lock accepts them.
+fn is_entry_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with('.')
+        && s.len() <= 128
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// `[model]` as intent: the entry name (stated, else from the model file's name) and the
+/// source. Errors name the key (for its line) and say what is wrong.
+fn parse_intent(t: &toml::Table) -> Result<(String, ModelIntent), (&'static str, String)> {
+    const KEYS: [&str; 5] = ["name", "repo", "revision", "files", "dir"];
+    if let Some(k) = t.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        return Err((
+            "repo",
+            format!(
+                "unknown key `{k}` in [model] (expected one of: {})",
+                KEYS.join(", ")
+            ),
+        ));
+    }
+    let string = |key: &'static str| match t.get(key) {
+        None => Ok(None),
+        Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+        Some(v) => Err((key, format!("{v}: expected a string"))),
+    };
+    let repo = string("repo")?.ok_or((
+        "repo",
+        "the hub repository is required, e.g. repo = \"unsloth/gemma-4-E2B-it-GGUF\"".to_owned(),
+    ))?;
+    if repo.split('/').count() != 2 || repo.split('/').any(|p| !is_entry_name(p)) {
+        return Err((
+            "repo",
+            format!("{repo:?} is not a hub repository id of the form \"org/name\""),
+        ));
+    }
+    let revision = string("revision")?.unwrap_or_else(|| "main".to_owned());
+    // Goes into the hub's URLs: a branch or tag name as git allows them, nothing else.
+    if revision.is_empty()
+        || revision.len() > 255
+        || revision.starts_with(['-', '/', '.'])
+        || revision.ends_with('/')
+        || revision.contains("..")
+        || !revision
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'))
+    {
+        return Err((
+            "revision",
+            format!("{revision:?} is not a branch, tag or commit name"),
+        ));
+    }
+    let files = parse_intent_files(t.get("files"))?;
+    let dir = string("dir")?;
+    if dir.as_deref() == Some("") {
+        return Err((
+            "dir",
+            "an empty directory: leave `dir` out to use the default models directory".to_owned(),
+        ));
+    }
+    let name = match string("name")? {
+        Some(n) => n,
+        None => files
+            .iter()
+            .find(|f| f.role == FileRole::Model)
+            .map(|f| default_entry_name(&f.path))
+            .unwrap_or_default(),
+    };
+    if !is_entry_name(&name) {
+        return Err((
+            "name",
+            format!("{name:?} is not a valid lock entry name (letters, digits, '.', '_', '-')"),
+        ));
+    }
+    Ok((
+        name,
+        ModelIntent {
+            repo,
+            revision,
+            files,
+            dir,
+        },
+    ))
+}
+
+/// `files = ["model.gguf", "mmproj-F16.gguf"]`, or tables `{ path = "...", role = "mmproj" }`:
+/// relative paths, exactly one model and at most one projector.
+fn parse_intent_files(v: Option<&toml::Value>) -> Result<Vec<IntentFile>, (&'static str, String)> {
+    let bad = |m: String| ("files", m);
+    let Some(toml::Value::Array(items)) = v else {
+        return Err(bad(
+            "a list of file names is required, e.g. files = [\"gemma-4-E2B-it-Q4_K_M.gguf\", \"mmproj-F16.gguf\"]"
+                .to_owned(),
+        ));
+    };
+    let mut files: Vec<IntentFile> = Vec::new();
+    for item in items {
+        let (path, role) = match item {
+            toml::Value::String(p) => (p.clone(), None),
+            toml::Value::Table(t) => {
+                if let Some(k) = t.keys().find(|k| !matches!(k.as_str(), "path" | "role")) {
+                    return Err(bad(format!(
+                        "unknown key `{k}` in a file (expected path, role)"
+                    )));
+                }
+                let Some(toml::Value::String(p)) = t.get("path") else {
+                    return Err(bad("a file table needs `path`".to_owned()));
+                };
+                let role =
+                    match t.get("role") {
+                        None => None,
+                        Some(r) => Some(FileRole::deserialize(r.clone()).map_err(|_| {
+                            bad(format!("role {r}: expected \"model\" or \"mmproj\""))
+                        })?),
+                    };
+                (p.clone(), role)
+            }
+            other => {
+                return Err(bad(format!(
+                    "{other}: expected a file name or {{ path, role }}"
+                )));
+            }
+        };
+        if let Err(why) = check_model_path(&path) {
+            return Err(bad(format!("{path:?}: {why}")));
+        }
+        if files.iter().any(|f| f.path == path) {
+            return Err(bad(format!("{path:?} is listed twice")));
+        }
+        let role = role.unwrap_or_else(|| FileRole::infer(&path));
+        files.push(IntentFile { path, role });
+    }
+    let count = |r: FileRole| files.iter().filter(|f| f.role == r).count();
+    if count(FileRole::Model) != 1 || count(FileRole::Mmproj) > 1 {
+        return Err(bad(format!(
+            "{} model file(s) and {} projector(s): list exactly one model file and at most one \
+             projector (a name containing \"mmproj\" is the projector; state `role` to say otherwise)",
+            count(FileRole::Model),
+            count(FileRole::Mmproj)
+        )));
+    }
+    Ok(files)
+}
+
+/// A file inside the model directory: relative, plain components only (no `..`), as the lock
+/// requires of its paths.
+fn check_model_path(p: &str) -> Result<(), &'static str> {
+    let path = Path::new(p);
+    if p.is_empty() || p.contains(['\\', '\0']) {
+        return Err("not a file name (empty, or with a backslash or NUL)");
+    }
+    if path.is_absolute()
+        || !path
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+    {
+        return Err("must be a relative path without '.' or '..' (it is a path in the repository)");
+    }
+    Ok(())
+}
+
+/// The entry name a model file implies: its stem, lowercased, `_` as `-`.
+fn default_entry_name(file: &str) -> String {
+    let stem = Path::new(file)
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    stem.replace('_', "-")
 }
 
 fn parse_gpus(v: &toml::Value) -> Result<Gpus, String> {
@@ -1073,5 +1397,144 @@ name = "vllm-nemotron-super"
             .unwrap();
             assert_eq!(s.gpus, want);
         }
+    }
+}
+
+#[cfg(test)]
+mod intent_tests {
+    use super::*;
+
+    const BASE: &str = r#"
+name = "panda-llamacpp"
+image = "ghcr.io/ggml-org/llama.cpp:server-cuda"
+gpus = "all"
+
+[model]
+name = "gemma-4-e2b-it-q4km"
+repo = "unsloth/gemma-4-E2B-it-GGUF"
+files = ["gemma-4-E2B-it-Q4_K_M.gguf", "mmproj-F16.gguf"]
+
+[server]
+host = "127.0.0.1"
+port = 11435
+"#;
+
+    fn parse(text: &str) -> Result<Spec, String> {
+        Spec::parse(text, Path::new("docker/x.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_model_table_is_intent_with_roles_inferred_and_main_by_default() {
+        let spec = parse(BASE).unwrap();
+        assert_eq!(spec.model, "gemma-4-e2b-it-q4km");
+        let intent = spec.model_intent.unwrap();
+        assert_eq!(intent.repo, "unsloth/gemma-4-E2B-it-GGUF");
+        assert_eq!(intent.revision, "main");
+        assert_eq!(
+            intent
+                .files
+                .iter()
+                .map(|f| (f.path.as_str(), f.role))
+                .collect::<Vec<_>>(),
+            [
+                ("gemma-4-E2B-it-Q4_K_M.gguf", FileRole::Model),
+                ("mmproj-F16.gguf", FileRole::Mmproj)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_stated_role_wins_and_the_name_defaults_to_the_model_files_stem() {
+        let text = BASE
+            .replace("name = \"gemma-4-e2b-it-q4km\"\n", "revision = \"v1.2\"\n")
+            .replace(
+                "\"mmproj-F16.gguf\"",
+                "{ path = \"vision-F16.gguf\", role = \"mmproj\" }",
+            );
+        let spec = parse(&text).unwrap();
+        assert_eq!(spec.model, "gemma-4-e2b-it-q4-k-m");
+        let intent = spec.model_intent.unwrap();
+        assert_eq!(intent.revision, "v1.2");
+        assert_eq!(intent.files[1].role, FileRole::Mmproj);
+    }
+
+    #[test]
+    fn the_string_form_keeps_its_hash_and_the_intent_counts_in_it() {
+        let plain = Spec::parse(tests::PANDA, Path::new("p.toml")).unwrap();
+        assert!(plain.model_intent.is_none());
+        let json = serde_json::to_string(&plain).unwrap();
+        assert!(!json.contains("model_intent"), "{json}");
+        let a = parse(BASE).unwrap();
+        let b = parse(
+            &BASE
+                .replace("\"main\"", "\"v2\"")
+                .replace("files = [", "revision = \"v2\"\nfiles = ["),
+        )
+        .unwrap();
+        assert_ne!(a.sha256(), b.sha256(), "a changed source is a changed spec");
+    }
+
+    #[test]
+    fn bad_intent_names_the_line_and_field() {
+        let cases = [
+            (BASE.replace("repo = \"unsloth/gemma-4-E2B-it-GGUF\"\n", ""), "docker/x.toml:6: model.repo: the hub repository is required"),
+            (BASE.replace("unsloth/gemma-4-E2B-it-GGUF", "gemma"), "docker/x.toml:8: model.repo: \"gemma\" is not a hub repository id"),
+            (BASE.replace("files = [", "revision = \"../x\"\nfiles = ["), "docker/x.toml:9: model.revision: \"../x\" is not a branch"),
+            (BASE.replace("files = [", "revision = \"--upload-pack=x\"\nfiles = ["), "model.revision"),
+            (BASE.replace("\"mmproj-F16.gguf\"", "\"../mmproj-F16.gguf\""), "docker/x.toml:9: model.files: \"../mmproj-F16.gguf\": must be a relative path"),
+            (BASE.replace("\"mmproj-F16.gguf\"", "\"/etc/passwd\""), "model.files: \"/etc/passwd\""),
+            (BASE.replace(", \"mmproj-F16.gguf\"", ", \"gemma-4-E2B-it-Q8_0.gguf\""), "2 model file(s) and 0 projector(s)"),
+            (BASE.replace("\"gemma-4-E2B-it-Q4_K_M.gguf\", ", ""), "0 model file(s) and 1 projector(s)"),
+            (BASE.replace("files = [\"gemma-4-E2B-it-Q4_K_M.gguf\", \"mmproj-F16.gguf\"]", "files = []"), "0 model file(s)"),
+            (BASE.replace("files = [", "file = 1\nfiles = ["), "unknown key `file`"),
+            (BASE.replace("\"mmproj-F16.gguf\"", "{ path = \"m.gguf\", role = \"vision\" }"), "role \"vision\": expected"),
+            (BASE.replace("name = \"gemma-4-e2b-it-q4km\"", "name = \"a/b\""), "docker/x.toml:7: model.name: \"a/b\" is not a valid lock entry name"),
+            (BASE.replace("[model]\nname = \"gemma-4-e2b-it-q4km\"\nrepo = \"unsloth/gemma-4-E2B-it-GGUF\"\nfiles = [\"gemma-4-E2B-it-Q4_K_M.gguf\", \"mmproj-F16.gguf\"]\n", "model = 7\n"), "model: 7: expected the name of a weights.lock entry"),
+            (BASE.replace("\"mmproj-F16.gguf\"", "\"gemma-4-E2B-it-Q4_K_M.gguf\""), "listed twice"),
+        ];
+        for (text, want) in cases {
+            let got = parse(&text).unwrap_err();
+            assert!(got.contains(want), "want {want:?} in:\n{got}");
+        }
+    }
+
+    #[test]
+    fn the_images_health_check_is_aimed_at_the_servers_port() {
+        let owned = |t: &[&str]| t.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let spec = parse(BASE).unwrap();
+        assert_eq!(
+            spec.health_probe(Some(&owned(&LLAMA_CPP_HEALTHCHECK))),
+            HealthProbe::Probe(owned(&[
+                "CMD",
+                "curl",
+                "-f",
+                "http://127.0.0.1:11435/health"
+            ]))
+        );
+        let shell = owned(&[
+            "CMD-SHELL",
+            "wget -q -O- http://localhost:8080/health || exit 1",
+        ]);
+        assert_eq!(
+            spec.health_probe(Some(&shell)),
+            HealthProbe::Probe(owned(&[
+                "CMD-SHELL",
+                "wget -q -O- http://127.0.0.1:11435/health || exit 1"
+            ]))
+        );
+        let v6 = parse(&BASE.replace("127.0.0.1", "::1")).unwrap();
+        assert_eq!(
+            v6.health_probe(Some(&owned(&LLAMA_CPP_HEALTHCHECK))),
+            HealthProbe::Probe(owned(&["CMD", "curl", "-f", "http://[::1]:11435/health"]))
+        );
+        assert_eq!(
+            spec.health_probe(Some(&owned(&["CMD", "pgrep", "llama-server"]))),
+            HealthProbe::Disabled
+        );
+        assert_eq!(
+            spec.health_probe(Some(&owned(&["NONE"]))),
+            HealthProbe::None
+        );
+        assert_eq!(spec.health_probe(None), HealthProbe::None);
     }
 }

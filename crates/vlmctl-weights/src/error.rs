@@ -60,6 +60,18 @@ pub enum WeightsError {
         /// Whether a token was sent (a 401 without one may mean "does not exist").
         sent_token: bool,
     },
+    /// A file to pin is not stored with Git LFS, so the hub's metadata has no sha256.
+    #[error(
+        "{repo} {file:?} at {commit} is not stored with Git LFS: the hub's metadata has no sha256 to pin"
+    )]
+    NotLfs {
+        /// Repository.
+        repo: String,
+        /// File.
+        file: String,
+        /// The commit.
+        commit: String,
+    },
     /// The hub's answer lacks what the protocol promises.
     #[error("unexpected answer from {url}: {what}")]
     HubProtocol {
@@ -141,16 +153,17 @@ impl WeightsError {
                 }
             }
             Self::HubUnreachable { .. } => "check the network, or point HF_ENDPOINT at a reachable hub (or mirror)".to_owned(),
-            Self::HubStatus { status: 401 | 403, sent_token: false, .. } => "the hub wants a token: set HF_TOKEN (or log in with the official client); without one, a repository that does not exist also answers 401, so check the repo id in the lock".to_owned(),
+            Self::HubStatus { status: 401 | 403, sent_token: false, .. } => "the hub wants a token: set HF_TOKEN (or log in with the official client); without one, a repository that does not exist also answers 401, so check the repository id (the spec's [model] repo, or the lock's)".to_owned(),
             Self::HubStatus { status: 401 | 403, .. } => "the token was refused: check HF_TOKEN, and for a gated model accept its license on the model page with the same account".to_owned(),
             Self::HubStatus { status: 404, error_code, .. } => match error_code.as_deref() {
-                Some("RevisionNotFound") => "the pinned revision does not exist in that repository: check `revision` in the lock".to_owned(),
-                Some("EntryNotFound") => "the file does not exist at that revision: check `path` in the lock".to_owned(),
-                _ => "check the repository id and revision in the lock".to_owned(),
+                Some("RevisionNotFound") => "that revision does not exist in the repository: check `revision` in the spec's [model] table (or the lock)".to_owned(),
+                Some("EntryNotFound") => "the file does not exist at that revision: check the file names (the spec's [model] files, or the lock's `path`)".to_owned(),
+                _ => "check the repository id and revision (the spec's [model] table, or the lock)".to_owned(),
             },
             Self::HubStatus { status, .. } if *status >= 500 => "the hub is having trouble: try again later; completed chunks are kept and the next run resumes".to_owned(),
+            Self::NotLfs { .. } => "GGUF weights are LFS files: check the file name (the spec's [model] files, or the files given to `weights lock`)".to_owned(),
             Self::HubStatus { .. } | Self::HubProtocol { .. } => "check HF_ENDPOINT: it must point at a Hugging Face hub (or a faithful mirror)".to_owned(),
-            Self::UpstreamChanged { .. } => "upstream changed the file for this revision, or the lock is wrong: re-pin the entry against the hub (README, \"Pinning the production models\") after checking why it changed".to_owned(),
+            Self::UpstreamChanged { .. } => "upstream changed the file for this revision, or the lock is wrong: check why it changed, then re-pin the entry (`vlmctl weights update NAME`, README \"Pinning on first use\")".to_owned(),
             Self::DigestMismatch(m) => {
                 if m.hub_sha256.is_some_and(|h| h != m.expected) {
                     "the hub's etag differs from the lock: upstream changed, re-pin the lock after checking why".to_owned()

@@ -141,6 +141,16 @@ impl FakeHub {
         }
     }
 
+    /// A new commit on the repo's `main`: `main` resolves to `commit`, whose files are
+    /// `files`. Unlike the hub, which keeps every commit, this fake keeps only the newest: the
+    /// previous commit is no longer served.
+    pub fn push_commit(&self, repo: &str, commit: &str, files: &BTreeMap<String, Bytes>) {
+        for r in lock(&self.state.repos).iter_mut().filter(|r| r.id == repo) {
+            commit.clone_into(&mut r.commit);
+            r.files.clone_from(files);
+        }
+    }
+
     /// Body bytes served so far (CDN responses only).
     #[must_use]
     pub fn bytes_served(&self) -> u64 {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, HeaderMap};
 
-use crate::{Sha256Digest, WeightsError};
+use crate::{LockedFile, ModelEntry, Role, Sha256Digest, WeightsError};
 
 /// The official hub.
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
@@ -36,6 +36,21 @@ impl fmt::Debug for HubClient {
             .field("cache_dir", &self.cache_dir)
             .finish_non_exhaustive()
     }
+}
+
+/// What to pin: a lock entry's name, source and files, before the hub resolved them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinRequest {
+    /// The entry's name.
+    pub name: String,
+    /// Hub repository, `org/name`.
+    pub repo: String,
+    /// Branch, tag or commit.
+    pub revision: String,
+    /// Paths in the repository, with their roles.
+    pub files: Vec<(String, Role)>,
+    /// The entry's `dir`.
+    pub dir: Option<String>,
 }
 
 /// What the hub says about one file at one revision.
@@ -98,7 +113,12 @@ impl HubClient {
 
     /// Resolves `revision` (branch, tag or commit) of `repo` to a commit sha.
     pub async fn commit_of(&self, repo: &str, revision: &str) -> Result<String, WeightsError> {
-        let url = format!("{}/api/models/{repo}/revision/{revision}", self.endpoint);
+        // A branch like `refs/pr/1` is one path segment to the hub.
+        let url = format!(
+            "{}/api/models/{repo}/revision/{}",
+            self.endpoint,
+            revision.replace('/', "%2F")
+        );
         let resp = self.send(self.get(&url), repo, None).await?;
         let info: serde_json::Value =
             resp.json()
@@ -115,6 +135,43 @@ impl HubClient {
                 url,
                 what: "model info has no 40-hex `sha`".to_owned(),
             })
+    }
+
+    /// A lock entry for `request`: its revision resolved to a commit, each file's size and
+    /// sha256 read from the hub's metadata at that commit. Nothing is downloaded.
+    pub async fn resolve(&self, request: &PinRequest) -> Result<ModelEntry, WeightsError> {
+        let commit = self.commit_of(&request.repo, &request.revision).await?;
+        let mut files = Vec::new();
+        for (path, role) in &request.files {
+            let meta = self.file_meta(&request.repo, &commit, path).await?;
+            let Some(sha256) = meta.sha256 else {
+                return Err(WeightsError::NotLfs {
+                    repo: request.repo.clone(),
+                    file: path.clone(),
+                    commit,
+                });
+            };
+            files.push(LockedFile {
+                path: path.clone(),
+                role: *role,
+                size: meta.size,
+                sha256,
+            });
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let is_commit = request.revision.len() == 40
+            && request
+                .revision
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
+        Ok(ModelEntry {
+            name: request.name.clone(),
+            repo: request.repo.clone(),
+            revision: commit,
+            tracks: (!is_commit).then(|| request.revision.clone()),
+            dir: request.dir.clone(),
+            files,
+        })
     }
 
     /// Metadata of one file, without downloading it.

@@ -29,8 +29,10 @@ pub use fetch::{
     FetchOutcome, FetchProgress, NoProgress, adopt, default_cache_dir, match_adoptee, model_dir,
     stored_token,
 };
-pub use hub::{DEFAULT_ENDPOINT, HubClient, RemoteFile, repo_cache_dir};
-pub use lock::{LOCK_VERSION, Lock, LockedFile, ModelEntry, Role, Sha256Digest, expand_home};
+pub use hub::{DEFAULT_ENDPOINT, HubClient, PinRequest, RemoteFile, repo_cache_dir};
+pub use lock::{
+    LOCK_VERSION, Lock, LockedFile, ModelEntry, Role, Sha256Digest, expand_home, leading_comments,
+};
 pub use verify::{
     FileReport, FileStamp, FileStatus, VerifyJob, sha256_file, verify_all, verify_all_cached,
     verify_one,

@@ -30,6 +30,10 @@ pub struct ModelEntry {
     pub repo: String,
     /// The commit the files come from (40 hex digits, never a branch).
     pub revision: String,
+    /// The branch or tag `revision` was resolved from, when it was one: what
+    /// `vlmctl weights update` resolves again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracks: Option<String>,
     /// Default directory the files live in (and that is mounted into the container); `~/` is
     /// the user's home.
     pub dir: Option<String>,
@@ -126,6 +130,7 @@ struct RawModel {
     name: Spanned<String>,
     repo: Spanned<String>,
     revision: Spanned<String>,
+    tracks: Option<Spanned<String>>,
     dir: Option<Spanned<String>>,
     #[serde(default)]
     file: Vec<Spanned<RawFile>>,
@@ -210,17 +215,26 @@ impl Lock {
     /// Canonical text: sorted, one table per model and file, stable for diffs.
     #[must_use]
     pub fn to_toml(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# weights.lock: see README \"weights.lock\" for the format."
-        );
+        self.to_toml_with_header("# weights.lock: see README \"weights.lock\" for the format.\n")
+    }
+
+    /// Canonical text under `header` (comment lines, kept as they are: what a person wrote at
+    /// the top of the file survives a rewrite).
+    #[must_use]
+    pub fn to_toml_with_header(&self, header: &str) -> String {
+        let mut out = header.to_owned();
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
         let _ = writeln!(out, "version = {LOCK_VERSION}");
         for m in &self.models {
             let _ = writeln!(out, "\n[[model]]");
             let _ = writeln!(out, "name = {}", quote(&m.name));
             let _ = writeln!(out, "repo = {}", quote(&m.repo));
             let _ = writeln!(out, "revision = {}", quote(&m.revision));
+            if let Some(t) = &m.tracks {
+                let _ = writeln!(out, "tracks = {}", quote(t));
+            }
             if let Some(dir) = &m.dir {
                 let _ = writeln!(out, "dir = {}", quote(dir));
             }
@@ -324,6 +338,7 @@ impl Cx<'_> {
                 name: name.clone(),
                 repo: repo.clone(),
                 revision: rev.clone(),
+                tracks: m.tracks.map(Spanned::into_inner),
                 dir: m.dir.map(Spanned::into_inner),
                 files,
             },
@@ -386,6 +401,21 @@ impl ModelEntry {
             None => default_root.join(&self.name),
         }
     }
+}
+
+/// The comment lines (and blank lines) at the top of a lock's text, up to its first setting:
+/// the header a rewrite keeps.
+#[must_use]
+pub fn leading_comments(text: &str) -> &str {
+    let mut end = 0;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim();
+        if !(t.is_empty() || t.starts_with('#')) {
+            break;
+        }
+        end += line.len();
+    }
+    &text[..end]
 }
 
 /// `~` or `~/x` under `$HOME`; anything else unchanged.
@@ -536,6 +566,26 @@ sha256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
         );
         let unknown = err(&GOOD.replace("dir =", "colour = \"red\"\ndir ="));
         assert!(unknown.contains("colour"), "{unknown}");
+    }
+
+    #[test]
+    fn a_rewrite_keeps_the_header_and_the_tracked_branch() {
+        let text = format!(
+            "# pinned for panda\n#   by hand\n\n{}",
+            GOOD.replace("dir =", "tracks = \"main\"\ndir =")
+        );
+        let lock = Lock::parse(&text, Path::new("weights.lock")).unwrap();
+        assert_eq!(lock.models[0].tracks.as_deref(), Some("main"));
+        let again = lock.to_toml_with_header(leading_comments(&text));
+        assert!(
+            again.starts_with("# pinned for panda\n#   by hand\n\nversion = 1\n"),
+            "{again}"
+        );
+        assert_eq!(
+            again, text,
+            "canonical text of a canonical lock is the same bytes"
+        );
+        assert_eq!(leading_comments("version = 1\n# x\n"), "");
     }
 
     #[test]

@@ -102,6 +102,18 @@ pub struct DeployArgs {
     pub state: StateArgs,
     #[command(flatten)]
     pub hub: HubArgs,
+    #[command(flatten)]
+    pub pin: PinArgs,
+}
+
+/// Whether a command may write the lock.
+#[derive(Debug, Clone, Args)]
+pub struct PinArgs {
+    /// Refuse to change weights.lock: a spec whose [model] is not pinned there (or no longer
+    /// matches its entry) fails with exit 3 and the change it would have made, as `cargo
+    /// --locked` does. For CI and for hosts that must serve exactly what was committed.
+    #[arg(long, env = env_vars::VLMCTL_LOCKED, value_parser = clap::builder::FalseyValueParser::new())]
+    pub locked: bool,
 }
 
 #[derive(Debug, Args)]
@@ -115,7 +127,8 @@ pub struct ProvisionArgs {
     /// Stop the conflicts the spec lists without asking (not others: those need --stop).
     #[arg(long)]
     pub yes: bool,
-    /// Print the equivalent `docker run` line and change nothing.
+    /// Print the equivalent `docker run` line and change nothing (no network, no lock entry
+    /// needed: an unpinned [model] is shown from the spec).
     #[arg(long)]
     pub dry_run: bool,
 }
@@ -191,6 +204,22 @@ pub enum WeightsCommand {
     /// Take files copied from another host (scp, USB): verify them against the lock and place
     /// them in the model directory (hard link when possible). Nothing is downloaded.
     Adopt(AdoptArgs),
+    /// Resolve the branch or tag each entry tracks again (like `cargo update`) and rewrite the
+    /// entries whose commit or files changed. Nothing is downloaded.
+    Update(UpdateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// Entries to update (names in the lock); all when none given.
+    pub names: Vec<String>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub hub: HubArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 /// Where the hub is. The token comes only from the environment (HF_TOKEN, else the official
@@ -244,7 +273,14 @@ pub struct DirArgs {
 #[derive(Debug, Args)]
 pub struct FetchArgs {
     /// Models to fetch (names in the lock); all when none given.
+    #[arg(conflicts_with = "spec")]
     pub names: Vec<String>,
+    /// Fetch the model of this deployment spec, pinning its [model] into the lock first when
+    /// it is not pinned there yet.
+    #[arg(long, value_name = "FILE")]
+    pub spec: Option<PathBuf>,
+    #[command(flatten)]
+    pub pin: PinArgs,
     #[command(flatten)]
     pub dirs: DirArgs,
     /// Machine-readable output.

@@ -25,6 +25,8 @@ pub const VLMCTL_SPEC: &str = "VLMCTL_SPEC";
 pub const VLMCTL_STATE_DIR: &str = "VLMCTL_STATE_DIR";
 /// XDG state directory, for the default state dir.
 pub const XDG_STATE_HOME: &str = "XDG_STATE_HOME";
+/// Set (to anything but `0`/`false`) like `--locked`: refuse to change `weights.lock`.
+pub const VLMCTL_LOCKED: &str = "VLMCTL_LOCKED";
 
 /// Every variable above, for whoever must clear or list them all: the CLI tests start the binary
 /// with none of them set, so a developer's `VLMCTL_SPEC` or `HF_TOKEN` cannot leak into a test.
@@ -41,6 +43,7 @@ pub const ALL: &[&str] = &[
     VLMCTL_SPEC,
     VLMCTL_STATE_DIR,
     XDG_STATE_HOME,
+    VLMCTL_LOCKED,
 ];
 
 #[cfg(test)]

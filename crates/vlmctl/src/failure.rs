@@ -52,7 +52,9 @@ fn weights_code(e: &vlmctl_weights::WeightsError) -> u8 {
     use vlmctl_weights::WeightsError as E;
     match e {
         E::LockRead { .. } | E::Io { .. } => exit_codes::ENVIRONMENT,
-        E::LockInvalid { .. } | E::UnknownModel { .. } => exit_codes::INVALID_INPUT,
+        E::LockInvalid { .. } | E::UnknownModel { .. } | E::NotLfs { .. } => {
+            exit_codes::INVALID_INPUT
+        }
         E::UpstreamChanged { .. }
         | E::DigestMismatch { .. }
         | E::BadContent { .. }
@@ -120,9 +122,11 @@ fn deploy_code(e: &vlmctl_deploy::DeployError) -> u8 {
     match e {
         E::Weights(w) => weights_code(w),
         E::Lifecycle(l) => lifecycle_code(l),
-        E::ApiKeyMissing { .. } | E::ApiKeyTooShort { .. } | E::NotADeploymentName { .. } => {
-            exit_codes::INVALID_INPUT
-        }
+        E::ApiKeyMissing { .. }
+        | E::ApiKeyTooShort { .. }
+        | E::NotADeploymentName { .. }
+        | E::NotPinned { .. }
+        | E::LockedChange { .. } => exit_codes::INVALID_INPUT,
         E::ModelsDir { .. } | E::Record { .. } => exit_codes::ENVIRONMENT,
         E::GateFailed { .. } => exit_codes::GATE_FAILED,
         E::SmokeFailed { .. } | E::ThinkingLeaked { .. } | E::MemoryCeiling { .. } => {

@@ -81,6 +81,55 @@ pub fn describe(outcome: &FetchOutcome, size: u64) -> String {
     }
 }
 
+/// What pinning wrote into the lock: the entry, each file's size and hash, and the reminder to
+/// commit the lock.
+#[must_use]
+pub fn pinned(p: &vlmctl_deploy::pin::Pinned) -> String {
+    use vlmctl_deploy::pin::Change;
+    let e = &p.entry;
+    let what = match &p.change {
+        Change::Added => "pinned".to_owned(),
+        Change::Updated { previous } if previous.revision == e.revision => "re-pinned".to_owned(),
+        Change::Updated { previous } => format!("re-pinned (was {})", previous.revision),
+        Change::Unchanged => "already pinned (nothing written)".to_owned(),
+    };
+    let from = e
+        .tracks
+        .as_ref()
+        .map(|t| format!("{t} -> "))
+        .unwrap_or_default();
+    let mut out = format!(
+        "{what} {} in {}: {}@{from}{}",
+        e.name,
+        p.lock.display(),
+        e.repo,
+        e.revision
+    );
+    let rows: Vec<[String; 4]> = e
+        .files
+        .iter()
+        .map(|f| {
+            [
+                f.path.clone(),
+                f.role.to_string(),
+                human_bytes(f.size),
+                format!("sha256 {}", f.sha256),
+            ]
+        })
+        .collect();
+    for line in table(&["FILE", "ROLE", "SIZE", "CONTENT"], &rows).lines() {
+        let _ = write!(out, "\n  {line}");
+    }
+    if p.change != Change::Unchanged {
+        let _ = write!(
+            out,
+            "\ncommit {}: every host then serves exactly these files (--locked enforces it)",
+            p.lock.display()
+        );
+    }
+    out
+}
+
 /// A progress bar per download on stderr (hidden when stderr is not a terminal).
 #[derive(Default)]
 pub struct Bar(Mutex<Option<ProgressBar>>);

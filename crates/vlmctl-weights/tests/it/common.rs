@@ -26,6 +26,7 @@ pub fn entry(content: &[u8], revision: &str) -> ModelEntry {
         name: "tiny".to_owned(),
         repo: REPO.to_owned(),
         revision: revision.to_owned(),
+        tracks: None,
         dir: None,
         files: vec![LockedFile {
             path: FILE.to_owned(),

@@ -64,6 +64,37 @@ pub(crate) fn plan(
     Ok(plan)
 }
 
+/// The plan for a spec, its `[model]` pinned into the lock first when the lock does not pin it
+/// (yet, or any more): resolved against the hub, written, and said on stderr with a reminder
+/// to commit the lock. With `locked`, such a change is refused instead (exit 3).
+pub(crate) async fn pinned_plan(
+    spec: Option<&std::path::Path>,
+    lock: &std::path::Path,
+    dirs: &DirArgs,
+    hub: &HubArgs,
+    locked: bool,
+    out: &mut crate::Output,
+) -> Result<Plan, Failure> {
+    let first = plan(spec, lock, dirs)?;
+    let Some(need) = &first.unpinned else {
+        return Ok(first);
+    };
+    if locked {
+        return Err(vlmctl_deploy::DeployError::LockedChange {
+            need: Box::new(need.clone()),
+        }
+        .into());
+    }
+    let client = hub_client(hub)?;
+    out.progress(&format!("pinning {need}; asking {}", client.endpoint()));
+    let pinned = vlmctl_deploy::pin::pin(&client, need).await?;
+    out.progress(&crate::render::pinned(&pinned));
+    let again = plan(spec, lock, dirs)?;
+    // Someone changed the lock between our write and this read.
+    again.require_pinned()?;
+    Ok(again)
+}
+
 /// The hub client from `--endpoint`, `--cache-dir`, `HF_HOME` and the token (registered as a
 /// secret).
 pub(crate) fn hub_client(args: &HubArgs) -> Result<HubClient, Failure> {

@@ -23,11 +23,25 @@ pub async fn provision(
     out: &mut Output,
 ) -> Result<u8, Failure> {
     let d = &args.deploy;
-    let plan = super::plan(d.spec.as_deref(), &d.lock.lock, &d.dirs)?;
     if args.dry_run {
+        let plan = super::plan(d.spec.as_deref(), &d.lock.lock, &d.dirs)?;
+        if let Some(need) = &plan.unpinned {
+            out.progress(&format!(
+                "not pinned yet: {need}\nprovision will pin it on first use (commit, sizes, sha256 from the hub)"
+            ));
+        }
         out.stdout(&plan.spec.docker_run_line(&plan.mount));
         return Ok(exit_codes::SUCCESS);
     }
+    let plan = super::pinned_plan(
+        d.spec.as_deref(),
+        &d.lock.lock,
+        &d.dirs,
+        &d.hub,
+        d.pin.locked,
+        out,
+    )
+    .await?;
     let state = super::state_dir(&d.state);
     let hub = super::hub_client(&d.hub)?;
     let cancel = Cancel::new();

@@ -18,7 +18,7 @@ pub async fn status(args: &DeployArgs, out: &mut Output) -> Result<u8, Failure> 
         out.stdout(&serde_json::to_string_pretty(&s).unwrap_or_default());
         return Ok(exit_codes::SUCCESS);
     }
-    let rows: Vec<[String; 5]> = s
+    let rows: Vec<[String; 6]> = s
         .containers
         .iter()
         .map(|r| {
@@ -28,6 +28,7 @@ pub async fn status(args: &DeployArgs, out: &mut Output) -> Result<u8, Failure> 
                 m.state.clone(),
                 m.status.clone(),
                 r.health.clone(),
+                m.docker_health.clone().unwrap_or_else(|| "-".to_owned()),
                 r.drift.to_string(),
             ]
         })
@@ -35,7 +36,17 @@ pub async fn status(args: &DeployArgs, out: &mut Output) -> Result<u8, Failure> 
     let mut text = if rows.is_empty() {
         "no containers created by vlmctl".to_owned()
     } else {
-        render::table(&["NAME", "STATE", "STATUS", "HEALTH", "DRIFT"], &rows)
+        render::table(
+            &[
+                "NAME",
+                "STATE",
+                "STATUS",
+                "HEALTH",
+                "DOCKER HEALTH",
+                "DRIFT",
+            ],
+            &rows,
+        )
     };
     for j in &s.journals {
         match j {

@@ -4,9 +4,10 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use vlmctl_weights::{FileReport, Lock, LockedFile, ModelEntry, Role, jobs_for, verify_all};
+use vlmctl_deploy::pin::{Change, Pinned};
+use vlmctl_weights::{FileReport, Lock, PinRequest, Role, jobs_for, verify_all};
 
-use crate::cli::{AdoptArgs, DirArgs, FetchArgs, LockCmdArgs, VerifyArgs};
+use crate::cli::{AdoptArgs, DirArgs, FetchArgs, LockCmdArgs, UpdateArgs, VerifyArgs};
 use crate::failure::Failure;
 use crate::{Output, env_vars, exit_codes};
 
@@ -125,10 +126,11 @@ impl DirArgs {
 /// `vlmctl weights lock REPO FILE...`: pins files from hub metadata, without downloading.
 pub async fn lock(args: &LockCmdArgs, out: &mut Output) -> Result<u8, Failure> {
     let path = &args.lock.lock;
-    let mut lock = if path.exists() {
-        Lock::load(path)?
+    // Validated before any network traffic; a missing lock is created.
+    let existing = if path.exists() {
+        Some(Lock::load(path)?)
     } else {
-        Lock { models: Vec::new() }
+        None
     };
     let hub = super::hub_client(&args.hub)?;
     out.progress(&format!(
@@ -137,80 +139,143 @@ pub async fn lock(args: &LockCmdArgs, out: &mut Output) -> Result<u8, Failure> {
         args.revision,
         hub.endpoint()
     ));
-    let commit = hub.commit_of(&args.repo, &args.revision).await?;
-    let mut files = Vec::new();
-    for file in &args.files {
-        let meta = hub.file_meta(&args.repo, &commit, file).await?;
-        let Some(sha256) = meta.sha256 else {
-            return Err(Failure::new(
-                anyhow::anyhow!(
-                    "{}/{file} at {commit} is not stored with Git LFS: the hub's metadata has no sha256",
-                    args.repo
-                ),
-                Some("GGUF weights are LFS files; check the file name".to_owned()),
-                exit_codes::INVALID_INPUT,
-            ));
-        };
-        files.push(LockedFile {
-            path: file.clone(),
-            role: if file.to_ascii_lowercase().contains("mmproj") {
+    let files: Vec<(String, Role)> = args
+        .files
+        .iter()
+        .map(|f| {
+            let role = if f.to_ascii_lowercase().contains("mmproj") {
                 Role::Mmproj
             } else {
                 Role::Model
-            },
-            size: meta.size,
-            sha256,
-        });
-    }
+            };
+            (f.clone(), role)
+        })
+        .collect();
     let name = args.name.clone().unwrap_or_else(|| default_name(&files));
-    let previous = lock.models.iter().position(|m| m.name == name);
-    let dir = args
-        .dir
-        .clone()
-        .or_else(|| previous.and_then(|i| lock.models[i].dir.clone()));
-    let entry = ModelEntry {
-        name: name.clone(),
-        repo: args.repo.clone(),
-        revision: commit.clone(),
-        dir,
-        files,
+    let dir = args.dir.clone().or_else(|| {
+        existing
+            .as_ref()
+            .and_then(|l| l.model(&name))
+            .and_then(|m| m.dir.clone())
+    });
+    let entry = hub
+        .resolve(&PinRequest {
+            name,
+            repo: args.repo.clone(),
+            revision: args.revision.clone(),
+            files,
+            dir,
+        })
+        .await?;
+    let change = vlmctl_deploy::pin::write_entries(path, std::slice::from_ref(&entry))?
+        .pop()
+        .unwrap_or(Change::Unchanged);
+    let pinned = Pinned {
+        entry,
+        change,
+        lock: path.clone(),
     };
-    match previous {
-        Some(i) => lock.models[i] = entry,
-        None => lock.models.push(entry),
-    }
-    // Round-trip through the parser: what we write must be a lock we accept.
-    let text = lock.to_toml();
-    Lock::parse(&text, path)?;
-    write_atomically(path, &text)?;
     if args.json {
-        let entry = lock.model(&name);
-        let doc = serde_json::json!({"action": if previous.is_some() { "updated" } else { "added" }, "lock": path, "entry": entry});
-        out.stdout(&serde_json::to_string_pretty(&doc).unwrap_or_default());
-        return Ok(exit_codes::SUCCESS);
+        out.stdout(&serde_json::to_string_pretty(&pinned).unwrap_or_default());
+    } else {
+        out.stdout(&crate::render::pinned(&pinned));
     }
-    out.stdout(&format!(
-        "{} {name}: {}@{commit}, {} file(s) in {}",
-        if previous.is_some() {
-            "updated"
-        } else {
-            "added"
-        },
-        args.repo,
-        args.files.len(),
-        path.display()
-    ));
     Ok(exit_codes::SUCCESS)
 }
 
-fn default_name(files: &[LockedFile]) -> String {
+/// `vlmctl weights update [NAME...]`: the branch or tag each entry tracks, resolved again; the
+/// entries whose commit or files changed are rewritten (in one write).
+pub async fn update(args: &UpdateArgs, out: &mut Output) -> Result<u8, Failure> {
+    let path = &args.lock.lock;
+    let lock = Lock::load(path)?;
+    let models = vlmctl_weights::select_models(&lock, path, &args.names)?;
+    let hub = super::hub_client(&args.hub)?;
+    let mut rows = Vec::new();
+    let mut report = Vec::new();
+    let mut changed = Vec::new();
+    for m in models {
+        let Some(tracks) = &m.tracks else {
+            rows.push([
+                m.name.clone(),
+                "-".to_owned(),
+                m.revision.clone(),
+                "pinned to a commit, not a branch or tag: nothing to resolve".to_owned(),
+            ]);
+            report.push(serde_json::json!({"name": m.name, "result": "not_tracking"}));
+            continue;
+        };
+        out.progress(&format!(
+            "resolving {}@{tracks} on {}",
+            m.repo,
+            hub.endpoint()
+        ));
+        let entry = hub
+            .resolve(&PinRequest {
+                name: m.name.clone(),
+                repo: m.repo.clone(),
+                revision: tracks.clone(),
+                files: m.files.iter().map(|f| (f.path.clone(), f.role)).collect(),
+                dir: m.dir.clone(),
+            })
+            .await?;
+        let result = if entry == *m {
+            "unchanged".to_owned()
+        } else {
+            let files = entry
+                .files
+                .iter()
+                .zip(&m.files)
+                .filter(|(a, b)| a != b)
+                .count();
+            if files == 0 {
+                "new commit, same files".to_owned()
+            } else {
+                format!("new commit, {files} file(s) changed")
+            }
+        };
+        rows.push([
+            m.name.clone(),
+            tracks.clone(),
+            if entry.revision == m.revision {
+                m.revision.clone()
+            } else {
+                format!("{} -> {}", m.revision, entry.revision)
+            },
+            result.clone(),
+        ]);
+        report.push(serde_json::json!({"name": m.name, "result": result, "from": m.revision, "to": entry.revision}));
+        if entry != *m {
+            changed.push(entry);
+        }
+    }
+    vlmctl_deploy::pin::write_entries(path, &changed)?;
+    if args.json {
+        let doc = serde_json::json!({"lock": path, "updated": changed.len(), "entries": report});
+        out.stdout(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+    } else {
+        let mut text = crate::render::table(&["MODEL", "TRACKS", "COMMIT", "RESULT"], &rows);
+        if !changed.is_empty() {
+            let _ = write!(
+                text,
+                "\n{} entr{} updated in {}: fetch and verify the new files (`vlmctl weights fetch`), then commit the lock",
+                changed.len(),
+                if changed.len() == 1 { "y" } else { "ies" },
+                path.display()
+            );
+        }
+        out.stdout(&text);
+    }
+    Ok(exit_codes::SUCCESS)
+}
+
+fn default_name(files: &[(String, Role)]) -> String {
     let model = files
         .iter()
-        .find(|f| f.role == Role::Model)
+        .find(|(_, r)| *r == Role::Model)
         .or(files.first());
     model
-        .map(|f| {
-            Path::new(&f.path)
+        .map(|(p, _)| {
+            Path::new(p)
                 .file_stem()
                 .map(|s| s.to_string_lossy().to_lowercase().replace('_', "-"))
                 .unwrap_or_default()
@@ -218,22 +283,25 @@ fn default_name(files: &[LockedFile]) -> String {
         .unwrap_or_default()
 }
 
-fn write_atomically(path: &Path, text: &str) -> Result<(), Failure> {
-    vlmctl_deploy::write_atomically(path, text.as_bytes()).map_err(|e| {
-        Failure::new(
-            anyhow::Error::new(e).context(format!("cannot write {}", path.display())),
-            Some("check the permissions of the lock's directory".to_owned()),
-            exit_codes::ENVIRONMENT,
-        )
-    })
-}
-
 /// `vlmctl weights fetch`: every locked file of the named models, one after another.
 pub async fn fetch(args: &FetchArgs, out: &mut Output) -> Result<u8, Failure> {
+    let mut names = args.names.clone();
+    if let Some(spec) = &args.spec {
+        let plan = super::pinned_plan(
+            Some(spec),
+            &args.lock.lock,
+            &args.dirs,
+            &args.hub,
+            args.pin.locked,
+            out,
+        )
+        .await?;
+        names = vec![plan.model.name];
+    }
     let lock = Lock::load(&args.lock.lock)?;
     let root = args.dirs.models_root();
     // Validates the names before any network traffic.
-    let models = vlmctl_weights::select_models(&lock, &args.lock.lock, &args.names)?;
+    let models = vlmctl_weights::select_models(&lock, &args.lock.lock, &names)?;
     let hub = super::hub_client(&args.hub)?;
     let mut rows = Vec::new();
     let mut results = Vec::new();

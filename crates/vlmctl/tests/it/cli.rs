@@ -86,19 +86,38 @@ fn export_gives_the_docker_run_line_and_a_compose_file() {
     }
 }
 
+/// The README's first command on a fresh clone: the committed lock has no entry for the embedded
+/// spec's model, and there is no network (the hub endpoint is a closed local port). The dry run
+/// still prints the hardened line, from the spec's `[model]`, and says what provision will pin.
 #[test]
-fn provision_dry_run_uses_the_embedded_default_spec() {
-    let tmp = tempfile::tempdir().unwrap();
-    let lock = tmp.path().join("weights.lock");
-    fs::write(&lock, "version = 1\n").unwrap();
-    // The default spec names gemma-4-e2b-it-q4km, which this lock lacks: the plan fails before
-    // any I/O, naming the embedded spec's model.
-    let (code, _, err) = run(vlmctl()
+fn provision_dry_run_of_the_embedded_spec_needs_no_lock_entry_and_no_network() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap();
+    let (code, out, err) = run(vlmctl()
         .args(["provision", "--dry-run", "--lock"])
-        .arg(&lock));
-    assert_eq!(code, 3, "{err}");
+        .arg(repo_file("weights.lock"))
+        .env("HF_ENDPOINT", format!("http://{closed}"))
+        .env("HOME", "/home/user"));
+    assert_eq!(code, 0, "{err}");
+    for want in [
+        "--name panda-llamacpp",
+        "--restart unless-stopped",
+        "--gpus all",
+        "--network host",
+        "--mount type=bind,source=/home/user/gguf-gemma4-e2b,target=/models,readonly",
+        "--cap-drop ALL",
+        "--security-opt no-new-privileges",
+        "--model /models/gemma-4-E2B-it-Q4_K_M.gguf --mmproj /models/mmproj-F16.gguf --host 127.0.0.1 --port 11435",
+        "--jinja",
+    ] {
+        assert!(out.contains(want), "want {want:?} in:\n{out}");
+    }
     assert!(
-        err.contains("no model named \"gemma-4-e2b-it-q4km\""),
+        err.contains(
+            "not pinned yet: gemma-4-e2b-it-q4km: unsloth/gemma-4-E2B-it-GGUF@main \
+             (gemma-4-E2B-it-Q4_K_M.gguf, mmproj-F16.gguf)"
+        ) && err.contains("provision will pin it on first use"),
         "{err}"
     );
 }

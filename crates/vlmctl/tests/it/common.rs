@@ -65,10 +65,6 @@ pub fn poll_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
 }
 
 /// A TCP port on the loopback that was free a moment ago (the OS picks it).
-#[cfg_attr(
-    not(feature = "test-env"),
-    expect(dead_code, reason = "used by the test-env tests")
-)]
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -579,3 +579,127 @@ async fn bridge_network_on_ipv6_loopback_serves_on_that_address_only() {
     let (code, _, err) = run(&mut cmd(&["teardown"]));
     assert_eq!(code, 0, "{err}");
 }
+
+/// A fresh host as the README's first command meets it: a spec with `[model]` intent, a lock
+/// with no entry (only its header), an empty state dir. `provision` pins (the fake hub's commit
+/// and the file's real sha256), fetches, verifies and serves; a second run leaves the lock
+/// byte-identical; `--locked` with a changed `files` list exits 3 and changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn provision_pins_on_first_use_then_serves_from_the_lock() {
+    let hub = hub().await;
+    let r = Run::new("pin");
+    let server = r.name("server");
+    let _guard = Guard(server.clone());
+    let write_spec = |files: &str| {
+        let p = r.path("spec.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "name = \"{server}\"\nimage = \"{}\"\ngpus = \"none\"\nrestart = \"no\"\n\
+                 [model]\nname = \"g3\"\nrepo = \"{REPO}\"\nfiles = [{files}]\ndir = \"{}\"\n\
+                 [server]\nhost = \"127.0.0.1\"\nport = {}\nctx_size = 1024\nn_gpu_layers = 0\nthreads = 2\n\
+                 [health]\ntimeout_s = 90\n",
+                required_env("VLMCTL_TEST_LLAMA_IMAGE"),
+                r.path("models").display(),
+                free_port()
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let spec = write_spec(&format!("\"{FILE}\""));
+    let port = std::fs::read_to_string(&spec)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("port = ").map(str::to_owned))
+        .expect("port");
+    let lock = r.path("weights.lock");
+    std::fs::write(&lock, "# fresh clone\nversion = 1\n").unwrap();
+
+    let mut c = r.cmd(&hub, &["provision"], &spec, &lock);
+    let (code, out, err) = tokio::task::spawn_blocking(move || run(&mut c))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains(&format!(
+            "pinned g3 in {}: {REPO}@main -> {COMMIT}",
+            lock.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains(&format!("commit {}", lock.display())), "{err}");
+    assert!(err.contains("fetching g3 from the hub"), "{err}");
+    assert!(
+        out.contains("NAV_VLLM_MODEL=/models/gemma-3-270m-q4_k_m.gguf"),
+        "{out}"
+    );
+    let text = std::fs::read_to_string(&lock).unwrap();
+    let entry = vlmctl_weights::Lock::parse(&text, &lock)
+        .unwrap()
+        .model("g3")
+        .cloned()
+        .expect("pinned");
+    assert_eq!(entry.revision, COMMIT);
+    assert_eq!(
+        entry.files[0].sha256.to_string(),
+        SHA,
+        "the file's real sha256"
+    );
+    assert!(text.starts_with("# fresh clone\n"), "{text}");
+    assert!(running(&server));
+
+    docker_health_is_aimed_at_the_port(&r, &hub, (&spec, &lock), &server, &port);
+
+    // Pinned and running: the lock is read, not written.
+    let pinned = std::fs::read(&lock).unwrap();
+    let id = docker(&["inspect", "-f", "{{.Id}}", &server]);
+    let (code, out, err) = run(&mut r.cmd(&hub, &["provision"], &spec, &lock));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(!err.contains("pinn"), "{err}");
+    assert_eq!(std::fs::read(&lock).unwrap(), pinned, "byte-identical");
+
+    // The intent changes; --locked refuses: exit 3, the change named, nothing touched.
+    write_spec(&format!("\"{FILE}\", \"mmproj-F16.gguf\""));
+    let (code, out, err) = run(&mut r.cmd(&hub, &["provision", "--locked"], &spec, &lock));
+    assert_eq!(code, 3, "{out}\n{err}");
+    assert!(
+        err.contains("forbids it") && err.contains("mmproj-F16.gguf (mmproj)"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&lock).unwrap(), pinned, "lock unchanged");
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.Id}}", &server]),
+        id,
+        "server untouched"
+    );
+    assert!(running(&server));
+}
+
+/// The image's HEALTHCHECK probes port 8080 (as llama.cpp's do); vlmctl aims it at the spec's
+/// port, so Docker reports the server healthy, and `status` shows it.
+fn docker_health_is_aimed_at_the_port(
+    r: &Run,
+    hub: &FakeHub,
+    (spec, lock): (&Path, &Path),
+    server: &str,
+    port: &str,
+) {
+    let probe = docker(&["inspect", "-f", "{{json .Config.Healthcheck.Test}}", server]);
+    assert!(
+        probe.contains(&format!("http://127.0.0.1:{port}/health")),
+        "{probe}"
+    );
+    poll_until(
+        "Docker to report the server healthy",
+        Duration::from_secs(60),
+        || docker(&["inspect", "-f", "{{.State.Health.Status}}", server]) == "healthy",
+    );
+    let (code, out, err) = run(&mut r.cmd(hub, &["status"], spec, lock));
+    assert_eq!(code, 0, "{err}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with(server))
+        .unwrap_or_default();
+    assert!(row.contains(" ok ") && row.contains(" healthy "), "{out}");
+}

@@ -13,6 +13,7 @@ mod deploy_real;
 mod docker_proxy;
 #[cfg(feature = "test-env")]
 mod faults;
+mod pin;
 mod weights_hub;
 #[cfg(feature = "test-env")]
 mod weights_real;

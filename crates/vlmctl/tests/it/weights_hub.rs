@@ -186,7 +186,7 @@ async fn gated_repo_without_token_explains_and_never_shows_the_token() {
         .run(&hub, &["weights", "lock", REPO, FILE], Some("hf_RIGHT"))
         .await;
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("added tiny-q4-k"), "{out}");
+    assert!(out.contains("pinned tiny-q4-k in"), "{out}");
     assert!(!out.contains("hf_RIGHT") && !err.contains("hf_RIGHT"));
 }
 
