@@ -405,6 +405,28 @@ port = 1
     }
 
     #[test]
+    fn commands_pinning_into_one_lock_at_once_lose_no_entry() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("weights.lock");
+        std::fs::write(&path, "# shared\nversion = 1\n").unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let mut e = entry(&[("m.gguf", Role::Model)]);
+                    e.name = format!("m{i}");
+                    write_entries(&path, &[e]).unwrap()
+                })
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().unwrap(), [Change::Added]);
+        }
+        let lock = Lock::load(&path).unwrap();
+        assert_eq!(lock.models.len(), 8, "every entry is there: {lock:?}");
+    }
+
+    #[test]
     fn a_missing_lock_is_empty_only_for_a_spec_with_intent() {
         let tmp = tempfile::tempdir().unwrap();
         let missing = tmp.path().join("weights.lock");
