@@ -160,6 +160,12 @@ pub struct Memory {
     /// Ceiling for the server process's GPU memory after launch.
     #[serde(default)]
     pub max_process_mib: Option<u64>,
+    /// Floor for the server process's GPU memory after launch (proof that the model is on the
+    /// GPU); unset: 80 % of the locked files' sizes; 0: no floor, the server's log decides.
+    /// Left out of the canonical form when unset, so that specs written before it keep their
+    /// hash (and a relaunch finds their container unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_process_mib: Option<u64>,
 }
 
 fn default_ctx() -> u32 {
@@ -194,8 +200,8 @@ struct RawSpec {
     server: Spanned<Server>,
     #[serde(default = "health_default")]
     health: Spanned<Health>,
-    #[serde(default)]
-    memory: Memory,
+    #[serde(default = "memory_default")]
+    memory: Spanned<Memory>,
     #[serde(default)]
     conflict: Vec<Spanned<RawConflict>>,
 }
@@ -217,6 +223,9 @@ fn restart_default() -> Spanned<toml::Value> {
 }
 fn network_default() -> Spanned<toml::Value> {
     Spanned::new(0..0, toml::Value::String("host".to_owned()))
+}
+fn memory_default() -> Spanned<Memory> {
+    Spanned::new(0..0, Memory::default())
 }
 fn health_default() -> Spanned<Health> {
     Spanned::new(
@@ -387,6 +396,19 @@ impl Spec {
                 ),
             ));
         }
+        let memory = raw.memory.get_ref();
+        if let (Some(min), Some(max)) = (memory.min_process_mib, memory.max_process_mib)
+            && min > max
+        {
+            return Err(invalid(
+                key_span(text, &raw.memory.span(), "min_process_mib"),
+                "memory.min_process_mib",
+                format!(
+                    "{min} is above max_process_mib = {max}: no server could pass both; \
+                     lower it, or leave it out for 80 % of the model's size"
+                ),
+            ));
+        }
         Ok(Self {
             name: name.clone(),
             image: raw.image.into_inner(),
@@ -398,7 +420,7 @@ impl Spec {
             expose: raw.expose,
             server,
             health: raw.health.into_inner(),
-            memory: raw.memory,
+            memory: raw.memory.into_inner(),
             conflicts: raw
                 .conflict
                 .into_iter()
@@ -817,6 +839,41 @@ name = "vllm-nemotron-super"
         let c = Spec::parse(&PANDA.replace("4096", "8192"), Path::new("p")).unwrap();
         assert_eq!(a.sha256(), b.sha256());
         assert_ne!(a.sha256(), c.sha256());
+    }
+
+    #[test]
+    fn min_process_mib_is_optional_zero_disables_it_and_it_may_not_exceed_the_ceiling() {
+        let a = Spec::parse(PANDA, Path::new("p")).unwrap();
+        assert_eq!(a.memory.min_process_mib, None);
+        // Unset, it is not in the canonical form: the hash of a spec written before it exists
+        // is unchanged.
+        assert!(
+            !serde_json::to_string(&a)
+                .unwrap()
+                .contains("min_process_mib")
+        );
+        let with = |v: &str| {
+            PANDA.replace(
+                "max_process_mib = 8192",
+                &format!("max_process_mib = 8192\nmin_process_mib = {v}"),
+            )
+        };
+        let b = Spec::parse(&with("0"), Path::new("p")).unwrap();
+        assert_eq!(b.memory.min_process_mib, Some(0));
+        assert_ne!(a.sha256(), b.sha256());
+        assert_eq!(
+            Spec::parse(&with("8192"), Path::new("p"))
+                .unwrap()
+                .memory
+                .min_process_mib,
+            Some(8192),
+            "the bounds are inclusive"
+        );
+        assert_eq!(
+            err(&with("8193")),
+            "docker/x.toml:19: memory.min_process_mib: 8193 is above max_process_mib = 8192: \
+             no server could pass both; lower it, or leave it out for 80 % of the model's size"
+        );
     }
 
     #[test]
