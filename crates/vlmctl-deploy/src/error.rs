@@ -81,22 +81,8 @@ pub enum DeployError {
         max_mib: u64,
     },
     /// The model does not (provably) run on the GPU the spec asks for.
-    #[error(
-        "{container} does not run the model on the GPU: {shortfall}; {}",
-        quote_evidence(.evidence)
-    )]
-    NotOnGpu {
-        /// Deployment container.
-        container: String,
-        /// What is missing.
-        shortfall: crate::offload::Shortfall,
-        /// The server's log lines about CUDA and offloading, verbatim.
-        evidence: Vec<String>,
-        /// The image (for the hint).
-        image: String,
-        /// The GPU's compute capability, from the log, else `nvidia-smi`.
-        compute_cap: Option<String>,
-    },
+    #[error("{0}")]
+    NotOnGpu(Box<crate::offload::NotOnGpu>),
     /// The provision record could not be written.
     #[error("cannot write {}", path.display())]
     Record {
@@ -182,19 +168,6 @@ pub(crate) fn undone_summary(r: &Restored) -> String {
     }
 }
 
-/// The log lines, quoted, a few at most (the record keeps them all).
-fn quote_evidence(lines: &[String]) -> String {
-    const SHOWN: usize = 4;
-    if lines.is_empty() {
-        return "its log has no line about CUDA devices or offloaded layers".to_owned();
-    }
-    let mut quoted: Vec<String> = lines.iter().take(SHOWN).map(|l| format!("{l:?}")).collect();
-    if lines.len() > SHOWN {
-        quoted.push(format!("and {} more", lines.len() - SHOWN));
-    }
-    format!("its log says: {}", quoted.join(", "))
-}
-
 fn restore_incomplete(still_stopped: &[String], journal: &std::path::Path) -> String {
     if still_stopped.is_empty() {
         format!("the restore did not finish (journal {})", journal.display())
@@ -247,12 +220,7 @@ impl DeployError {
                  than it looks; check the model file"
                     .to_owned(),
             ),
-            Self::NotOnGpu {
-                shortfall,
-                image,
-                compute_cap,
-                ..
-            } => Some(shortfall.hint(image, compute_cap.as_deref())),
+            Self::NotOnGpu(e) => Some(e.hint()),
             Self::Record { .. } => Some("check that the state directory is writable".to_owned()),
             Self::Interrupted { .. } => None,
             Self::RestoreIncomplete { source, .. } => Some(if source.daemon_gone() {

@@ -298,6 +298,59 @@ impl std::fmt::Display for Shortfall {
     }
 }
 
+/// A server that does not (provably) run the model on the GPU the spec asks for: what is
+/// missing, and the log lines that say so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotOnGpu {
+    /// Deployment container.
+    pub container: String,
+    /// What is missing.
+    pub shortfall: Shortfall,
+    /// The server's log lines about CUDA and offloading, verbatim.
+    pub evidence: Vec<String>,
+    /// The image (for the hint).
+    pub image: String,
+    /// The GPU's compute capability, from the log, else `nvidia-smi`.
+    pub compute_cap: Option<String>,
+}
+
+impl std::fmt::Display for NotOnGpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A few lines at most: the record keeps them all.
+        const SHOWN: usize = 4;
+        write!(
+            f,
+            "{} does not run the model on the GPU: {}; ",
+            self.container, self.shortfall
+        )?;
+        if self.evidence.is_empty() {
+            return write!(
+                f,
+                "its log has no line about CUDA devices or offloaded layers"
+            );
+        }
+        let mut quoted: Vec<String> = self
+            .evidence
+            .iter()
+            .take(SHOWN)
+            .map(|l| format!("{l:?}"))
+            .collect();
+        if self.evidence.len() > SHOWN {
+            quoted.push(format!("and {} more", self.evidence.len() - SHOWN));
+        }
+        write!(f, "its log says: {}", quoted.join(", "))
+    }
+}
+
+impl NotOnGpu {
+    /// What to do next.
+    #[must_use]
+    pub fn hint(&self) -> String {
+        self.shortfall
+            .hint(&self.image, self.compute_cap.as_deref())
+    }
+}
+
 /// Compute capabilities from `12.1` up have kernels only in CUDA >= 12.9 builds, which
 /// llama.cpp publishes as `server-cuda13`; `server-cuda` has `12.0` (panda's RTX 5070 Ti runs
 /// it), so that one is not sent to cuda13.
@@ -479,7 +532,7 @@ mod tests {
 0.01.272.538 I load_tensors:   CPU_Mapped model buffer size =    42.00 MiB
 ";
 
-    /// Built from the format strings (ggml-cuda.cu:267, :345, and ggml_cuda_error's `CUDA
+    /// Built from the format strings (ggml-cuda.cu:267, :345, and `ggml_cuda_error`'s `CUDA
     /// error: %s` at :105): a GB10 on an image without sm 12.1 kernels.
     const GB10_NO_KERNELS: &str = "\
 0.00.201.004 I ggml_cuda_init: found 1 CUDA devices (Total VRAM: 124546 MiB):

@@ -545,16 +545,18 @@ async fn prove(
     };
     offload::decide(&evidence, &expect, reading.process_mib)
         .map(GpuProof::Proven)
-        .map_err(|shortfall| DeployError::NotOnGpu {
-            container: spec.name.clone(),
-            shortfall,
-            compute_cap: evidence
-                .devices
-                .first()
-                .map(|d| d.compute_cap.clone())
-                .or_else(|| reading.compute_caps.first().cloned()),
-            evidence: evidence.lines,
-            image: spec.image.clone(),
+        .map_err(|shortfall| {
+            DeployError::NotOnGpu(Box::new(offload::NotOnGpu {
+                container: spec.name.clone(),
+                shortfall,
+                compute_cap: evidence
+                    .devices
+                    .first()
+                    .map(|d| d.compute_cap.clone())
+                    .or_else(|| reading.compute_caps.first().cloned()),
+                evidence: evidence.lines,
+                image: spec.image.clone(),
+            }))
         })
 }
 

@@ -224,6 +224,26 @@ fn restart_default() -> Spanned<toml::Value> {
 fn network_default() -> Spanned<toml::Value> {
     Spanned::new(0..0, toml::Value::String("host".to_owned()))
 }
+const MIN_FIELD: &str = "memory.min_process_mib";
+
+/// `[memory]`, checked: a floor above the ceiling is one no server could pass.
+fn memory(text: &str, raw: Spanned<Memory>) -> Result<Memory, (std::ops::Range<usize>, String)> {
+    let span = raw.span();
+    let memory = raw.into_inner();
+    if let (Some(min), Some(max)) = (memory.min_process_mib, memory.max_process_mib)
+        && min > max
+    {
+        return Err((
+            key_span(text, &span, "min_process_mib"),
+            format!(
+                "{min} is above max_process_mib = {max}: no server could pass both; lower it, \
+                 or leave it out for 80 % of the model's size"
+            ),
+        ));
+    }
+    Ok(memory)
+}
+
 fn memory_default() -> Spanned<Memory> {
     Spanned::new(0..0, Memory::default())
 }
@@ -396,19 +416,6 @@ impl Spec {
                 ),
             ));
         }
-        let memory = raw.memory.get_ref();
-        if let (Some(min), Some(max)) = (memory.min_process_mib, memory.max_process_mib)
-            && min > max
-        {
-            return Err(invalid(
-                key_span(text, &raw.memory.span(), "min_process_mib"),
-                "memory.min_process_mib",
-                format!(
-                    "{min} is above max_process_mib = {max}: no server could pass both; \
-                     lower it, or leave it out for 80 % of the model's size"
-                ),
-            ));
-        }
         Ok(Self {
             name: name.clone(),
             image: raw.image.into_inner(),
@@ -420,7 +427,7 @@ impl Spec {
             expose: raw.expose,
             server,
             health: raw.health.into_inner(),
-            memory: raw.memory.into_inner(),
+            memory: memory(text, raw.memory).map_err(|(at, m)| invalid(at, MIN_FIELD, m))?,
             conflicts: raw
                 .conflict
                 .into_iter()
