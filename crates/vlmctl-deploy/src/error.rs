@@ -92,6 +92,9 @@ pub enum DeployError {
         /// Allowed.
         max_mib: u64,
     },
+    /// The model does not (provably) run on the GPU the spec asks for.
+    #[error("{0}")]
+    NotOnGpu(Box<crate::offload::NotOnGpu>),
     /// The provision record could not be written.
     #[error("cannot write {}", path.display())]
     Record {
@@ -239,6 +242,7 @@ impl DeployError {
                  than it looks; check the model file"
                     .to_owned(),
             ),
+            Self::NotOnGpu(e) => Some(e.hint()),
             Self::Record { .. } => Some("check that the state directory is writable".to_owned()),
             Self::Interrupted { .. } => None,
             Self::RestoreIncomplete { source, .. } => Some(if source.daemon_gone() {

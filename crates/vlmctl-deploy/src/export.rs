@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use vlmctl_lifecycle::containers::{API_KEY_ENV, GPU_LOG_VERBOSITY, LOG_VERBOSITY_ENV};
 use vlmctl_lifecycle::spec::{Gpus, ModelMount, Network, Spec, host_port};
 
 /// The compose file for `spec` with `mount` at `/models`: the container `vlmctl provision` would
@@ -40,10 +41,21 @@ pub fn compose(spec: &Spec, mount: &ModelMount) -> String {
         }],
         cap_drop: vec!["ALL"],
         security_opt: vec!["no-new-privileges"],
-        environment: spec.server.api_key_env.as_ref().map(|var| {
+        environment: {
             // Compose substitutes the variable when it runs; the key itself is never written.
-            BTreeMap::from([("LLAMA_API_KEY", format!("${{{var}}}"))])
-        }),
+            let mut env: BTreeMap<&'static str, String> = spec
+                .server
+                .api_key_env
+                .as_ref()
+                .map(|var| (API_KEY_ENV, format!("${{{var}}}")))
+                .into_iter()
+                .collect();
+            // As provision starts it: logging the devices and layers that prove the GPU use.
+            if spec.gpus != Gpus::None {
+                env.insert(LOG_VERBOSITY_ENV, GPU_LOG_VERBOSITY.to_owned());
+            }
+            (!env.is_empty()).then_some(env)
+        },
         deploy: gpu_request(&spec.gpus).map(|device| Deploy {
             resources: Resources {
                 reservations: Reservations {
@@ -51,6 +63,10 @@ pub fn compose(spec: &Spec, mount: &ModelMount) -> String {
                 },
             },
         }),
+        logging: Logging {
+            driver: "json-file",
+            options: vlmctl_lifecycle::containers::LOG_OPTS.into_iter().collect(),
+        },
         labels: spec
             .labels(mount)
             .into_iter()
@@ -118,8 +134,15 @@ struct Service {
     environment: Option<BTreeMap<&'static str, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     deploy: Option<Deploy>,
+    logging: Logging,
     labels: BTreeMap<String, String>,
     command: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Logging {
+    driver: &'static str,
+    options: BTreeMap<&'static str, &'static str>,
 }
 
 #[derive(Serialize)]
@@ -260,7 +283,11 @@ timeout_s = 120
         );
         assert_eq!(svc["cap_drop"], json!(["ALL"]));
         assert_eq!(svc["security_opt"], json!(["no-new-privileges"]));
-        assert!(svc.get("environment").is_none(), "{yaml}");
+        assert_eq!(
+            svc["environment"],
+            json!({"LLAMA_ARG_LOG_VERBOSITY": "4"}),
+            "{yaml}"
+        );
         assert_eq!(
             svc["deploy"]["resources"]["reservations"]["devices"],
             json!([{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}])
@@ -306,7 +333,10 @@ timeout_s = 120
             assert!(!yaml.contains(&value), "{yaml}");
         }
         let svc = service(&yaml, "panda-llamacpp");
-        assert_eq!(svc["environment"], json!({"LLAMA_API_KEY": "${PATH}"}));
+        assert_eq!(
+            svc["environment"],
+            json!({"LLAMA_API_KEY": "${PATH}", "LLAMA_ARG_LOG_VERBOSITY": "4"})
+        );
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! - [`gates::run`]: every read-only gate, the weights gate included.
 //! - [`provision::provision`]: gates, fetch, pull, conflicts ([`provision::choose_conflicts`]),
 //!   the journalled stop, launch, readiness, smoke, memory ceiling ([`memory::check`]), the
-//!   [`ProvisionRecord`]; a failed or cancelled run undoes exactly what it did.
+//!   proof that the model runs on the GPU ([`offload::decide`]), the [`ProvisionRecord`]; a
+//!   failed or cancelled run undoes exactly what it did.
 //! - [`status::status`] with [`status::Drift`], [`undo::teardown`], [`undo::restore_all`],
 //!   [`export::compose`].
 //!
@@ -22,6 +23,7 @@ pub mod export;
 pub mod gates;
 pub mod lock;
 pub mod memory;
+pub mod offload;
 pub mod pin;
 pub mod plan;
 pub mod provision;

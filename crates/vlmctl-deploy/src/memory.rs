@@ -5,45 +5,62 @@ use vlmctl_lifecycle::spec::{Gpus, Spec};
 
 use crate::DeployError;
 
-/// Pure: the GPU memory `container_id`'s processes use, and whether it is above `max_mib`.
+/// Pure: the GPU memory `container_id`'s processes use (`None` when nvidia-smi lists none of
+/// them with a figure: not 0, which would read as "on the CPU"), and whether it is above
+/// `max_mib`.
 pub fn check(
     processes: &[GpuProcess],
     container_id: &str,
     container: &str,
     max_mib: Option<u64>,
-) -> Result<u64, DeployError> {
-    let used: u64 = processes
+) -> Result<Option<u64>, DeployError> {
+    let figures: Vec<u64> = processes
         .iter()
         .filter(|p| p.container_id.as_deref() == Some(container_id))
         .filter_map(|p| p.used_mib)
-        .sum();
+        .collect();
+    if figures.is_empty() {
+        return Ok(None);
+    }
+    let used: u64 = figures.iter().sum();
     match max_mib {
         Some(max) if used > max => Err(DeployError::MemoryCeiling {
             container: container.to_owned(),
             used_mib: used,
             max_mib: max,
         }),
-        _ => Ok(used),
+        _ => Ok(Some(used)),
     }
 }
 
-/// Measures with `nvidia-smi` and checks; `None` when there is no GPU to measure.
-pub async fn measure(spec: &Spec, container_id: &str) -> Result<Option<u64>, DeployError> {
+/// What `nvidia-smi` says after the launch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reading {
+    /// The server's GPU memory; `None` without a GPU to measure or a per-process figure.
+    pub process_mib: Option<u64>,
+    /// Each GPU's compute capability.
+    pub compute_caps: Vec<String>,
+}
+
+/// Measures with `nvidia-smi` and checks the ceiling; empty when there is no GPU to measure.
+pub async fn measure(spec: &Spec, container_id: &str) -> Result<Reading, DeployError> {
     if spec.gpus == Gpus::None {
-        return Ok(None);
+        return Ok(Reading::default());
     }
-    let Ok(GpuState::Gpus { processes, .. }) =
+    let Ok(GpuState::Gpus { gpus, processes }) =
         gpu::query(crate::gates::which("nvidia-smi").as_deref()).await
     else {
-        return Ok(None);
+        return Ok(Reading::default());
     };
-    check(
-        &processes,
-        container_id,
-        &spec.name,
-        spec.memory.max_process_mib,
-    )
-    .map(Some)
+    Ok(Reading {
+        process_mib: check(
+            &processes,
+            container_id,
+            &spec.name,
+            spec.memory.max_process_mib,
+        )?,
+        compute_caps: gpus.into_iter().map(|g| g.compute_cap).collect(),
+    })
 }
 
 #[cfg(test)]
@@ -68,7 +85,10 @@ mod tests {
             p(None, Some(100)),
             p(Some("srv"), None),
         ];
-        assert_eq!(check(&procs, "srv", "panda", Some(8192)).unwrap(), 8192);
+        assert_eq!(
+            check(&procs, "srv", "panda", Some(8192)).unwrap(),
+            Some(8192)
+        );
         let e = check(&procs, "srv", "panda", Some(8191)).unwrap_err();
         assert!(
             matches!(
@@ -81,7 +101,12 @@ mod tests {
             ),
             "{e}"
         );
-        assert_eq!(check(&procs, "srv", "panda", None).unwrap(), 8192);
-        assert_eq!(check(&procs, "other", "panda", Some(0)).unwrap(), 0);
+        assert_eq!(check(&procs, "srv", "panda", None).unwrap(), Some(8192));
+        // None listed, or listed without a figure (`[N/A]`): unknown, not 0.
+        assert_eq!(check(&procs, "other", "panda", Some(0)).unwrap(), None);
+        assert_eq!(
+            check(&[p(Some("srv"), None)], "srv", "panda", Some(0)).unwrap(),
+            None
+        );
     }
 }

@@ -1,5 +1,5 @@
 //! `provision` and `relaunch`: gates, fetch, pull, conflicts, the journalled stop, launch,
-//! readiness, smoke request, memory ceiling, record. Every side effect is journalled before it
+//! readiness, smoke request, memory ceiling, the proof that the model runs on the GPU, record. Every side effect is journalled before it
 //! happens and undone, for this run only, when the run fails or is cancelled.
 
 use std::path::{Path, PathBuf};
@@ -12,6 +12,7 @@ use vlmctl_lifecycle::journal::{self, JournalEntry, LaunchRecord, Scope};
 use vlmctl_weights::HubClient;
 
 use crate::events::{Cancel, Confirm, Event, Sink};
+use crate::offload::{self, GpuProof};
 use crate::plan::Plan;
 use crate::record::{ProvisionRecord, RECORD_VERSION};
 use crate::smoke::{self, Smoke};
@@ -484,14 +485,15 @@ async fn launch_and_check(
             plan.mount.mmproj_file.is_some(),
         )
         .await?;
-        let memory = memory::measure(spec, &id).await?;
-        Ok::<_, DeployError>(Ok((ready, smoke, memory)))
+        let reading = memory::measure(spec, &id).await?;
+        let proof = prove(docker, plan, &reading).await?;
+        Ok::<_, DeployError>(Ok((ready, smoke, reading.process_mib, proof)))
     };
     let checked = tokio::select! {
         r = check => r?,
         why = cancel.cancelled() => return Err(DeployError::Interrupted { why }),
     };
-    let (ready, smoke, memory) = match checked {
+    let (ready, smoke, memory, proof) = match checked {
         Ok(c) => c,
         Err(model) => {
             return Ok(Provisioned::Unchanged {
@@ -507,13 +509,56 @@ async fn launch_and_check(
     sink.event(Event::SmokeDone {
         smoke: smoke.clone(),
     });
-    let record = record_of(run, launch, id, gates, ready, smoke, memory).await;
+    let record = record_of(run, launch, id, gates, ready, smoke, (memory, proof)).await;
     let record_path = record.write(run.state)?;
     Ok(Provisioned::Ready {
         record: Box::new(record),
         record_path,
         base_url: base,
     })
+}
+
+/// How much of the server's log is read for the proof: it is all logged while the model loads
+/// (about 150 lines for a small model at verbosity 4), before any request.
+const PROOF_LOG_LINES: usize = 5000;
+const PROOF_LOG_BYTES: usize = 1 << 20;
+
+/// The proof that the model runs on the GPU the spec asks for: the server's log (from its
+/// start) and `nvidia-smi`'s figure, weighed by [`offload::decide`].
+async fn prove(
+    docker: &Docker,
+    plan: &Plan,
+    reading: &memory::Reading,
+) -> Result<GpuProof, DeployError> {
+    let spec = &plan.spec;
+    if spec.gpus == vlmctl_lifecycle::spec::Gpus::None {
+        return Ok(GpuProof::NotChecked {
+            why: "the spec asks for no GPU (gpus = \"none\")".to_owned(),
+        });
+    }
+    let log = containers::log_head(docker, &spec.name, PROOF_LOG_LINES, PROOF_LOG_BYTES).await;
+    let evidence = offload::parse(&log);
+    let expect = offload::Expect {
+        n_gpu_layers: spec.server.n_gpu_layers,
+        min_process_mib: spec.memory.min_process_mib,
+        model_bytes: plan.model.files.iter().map(|f| f.size).sum(),
+        image: &spec.image,
+    };
+    offload::decide(&evidence, &expect, reading.process_mib)
+        .map(GpuProof::Proven)
+        .map_err(|shortfall| {
+            DeployError::NotOnGpu(Box::new(offload::NotOnGpu {
+                container: spec.name.clone(),
+                shortfall,
+                compute_cap: evidence
+                    .devices
+                    .first()
+                    .map(|d| d.compute_cap.clone())
+                    .or_else(|| reading.compute_caps.first().cloned()),
+                evidence: evidence.lines,
+                image: spec.image.clone(),
+            }))
+        })
 }
 
 async fn record_of(
@@ -523,7 +568,7 @@ async fn record_of(
     gates: Vec<GateResult>,
     ready: Duration,
     smoke: Smoke,
-    server_gpu_mib: Option<u64>,
+    (server_gpu_mib, gpu_proof): (Option<u64>, GpuProof),
 ) -> ProvisionRecord {
     let spec = &run.plan.spec;
     let image = run.docker.inspect_image(&spec.image).await.ok();
@@ -544,6 +589,7 @@ async fn record_of(
         provision_s: run.started.elapsed().as_secs_f64(),
         smoke,
         server_gpu_mib,
+        gpu_proof,
         vlmctl: env!("CARGO_PKG_VERSION").to_owned(),
     }
 }

@@ -8,6 +8,7 @@ use vlmctl_lifecycle::gates::GateResult;
 use vlmctl_lifecycle::spec::Spec;
 
 use crate::DeployError;
+use crate::offload::GpuProof;
 use crate::smoke::Smoke;
 
 /// Record format version.
@@ -46,8 +47,11 @@ pub struct ProvisionRecord {
     pub provision_s: f64,
     /// The smoke request.
     pub smoke: Smoke,
-    /// The server process's GPU memory, when there is a GPU to measure.
+    /// The server process's GPU memory, when there is a GPU to measure and `nvidia-smi` gives
+    /// a per-process figure.
     pub server_gpu_mib: Option<u64>,
+    /// The proof that the model runs on the GPU: the devices, layers and memory it rests on.
+    pub gpu_proof: GpuProof,
     /// vlmctl's version.
     pub vlmctl: String,
 }

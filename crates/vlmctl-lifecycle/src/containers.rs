@@ -21,6 +21,23 @@ use crate::{LifecycleError, MANAGED_LABEL, SPEC_LABEL};
 /// Environment variable llama-server reads its API key from (kept out of its arguments).
 pub const API_KEY_ENV: &str = "LLAMA_API_KEY";
 
+/// Environment variable setting llama-server's log verbosity.
+pub const LOG_VERBOSITY_ENV: &str = "LLAMA_ARG_LOG_VERBOSITY";
+
+/// The verbosity at which llama-server logs the CUDA devices it found (`ggml_cuda_init: found
+/// N CUDA devices`) and the offloaded layers (`load_tensors: offloaded N/M layers to GPU`), the
+/// evidence that the model runs on the GPU. In the llama.cpp the tests run (build 11434) both
+/// are library INFO messages, which the server's log maps to level 4 (trace) and hides at its
+/// default of 3; they also add about 28 lines per request. Set through the environment, not an
+/// argument: llama.cpp reads the environment before the arguments, so it applies before `-ngl`
+/// makes it look for GPUs, and a `-lv` in `server.extra_args` still wins.
+pub const GPU_LOG_VERBOSITY: &str = "4";
+
+/// Docker's log options for a deployment: `json-file`, at most 3 files of 10 MB. A server that
+/// answers tens of requests a second, at the verbosity above, would otherwise fill the disk of
+/// a host that also carries production services (Docker's default keeps every line).
+pub const LOG_OPTS: [(&str, &str); 2] = [("max-size", "10m"), ("max-file", "3")];
+
 /// The create body for `spec`: read-only model mount, loopback-first networking, GPU request,
 /// restart policy, no capabilities, no privilege escalation, labels.
 #[must_use]
@@ -67,7 +84,16 @@ pub fn create_body(spec: &Spec, mount: &ModelMount, api_key: Option<&str>) -> Co
     ContainerCreateBody {
         image: Some(spec.image.clone()),
         cmd: Some(spec.server_args(mount)),
-        env: api_key.map(|k| vec![format!("{API_KEY_ENV}={k}")]),
+        env: {
+            let mut env: Vec<String> = api_key
+                .map(|k| format!("{API_KEY_ENV}={k}"))
+                .into_iter()
+                .collect();
+            if spec.gpus != Gpus::None {
+                env.push(format!("{LOG_VERBOSITY_ENV}={GPU_LOG_VERBOSITY}"));
+            }
+            (!env.is_empty()).then_some(env)
+        },
         labels: Some(spec.labels(mount).into_iter().collect()),
         exposed_ports: exposed,
         host_config: Some(HostConfig {
@@ -90,6 +116,15 @@ pub fn create_body(spec: &Spec, mount: &ModelMount, api_key: Option<&str>) -> Co
             }),
             cap_drop: Some(vec!["ALL".to_owned()]),
             security_opt: Some(vec!["no-new-privileges".to_owned()]),
+            log_config: Some(bollard::models::HostConfigLogConfig {
+                typ: Some("json-file".to_owned()),
+                config: Some(
+                    LOG_OPTS
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect(),
+                ),
+            }),
             ..HostConfig::default()
         }),
         ..ContainerCreateBody::default()
@@ -514,6 +549,37 @@ pub async fn log_tail(docker: &Docker, name: &str, n: usize) -> String {
     out
 }
 
+/// The first `max_lines` log lines (stdout and stderr, in order) of a container, read from its
+/// start: what llama-server says about its devices and the model's layers comes early, and a
+/// tail would lose it once requests are logged. Read up to `max_bytes` at most.
+pub async fn log_head(docker: &Docker, name: &str, max_lines: usize, max_bytes: usize) -> String {
+    let opts = LogsOptionsBuilder::default()
+        .stdout(true)
+        .stderr(true)
+        .build();
+    let mut out = String::new();
+    let mut lines = 0;
+    let mut logs = docker.logs(name, Some(opts));
+    while let Some(Ok(chunk)) = logs.next().await {
+        let chunk = chunk.to_string();
+        lines += chunk.matches('\n').count();
+        out.push_str(&chunk);
+        if out.len() >= max_bytes || lines >= max_lines {
+            break;
+        }
+    }
+    // Whole lines only, at most `max_lines` of them.
+    let mut head: String = out.split_inclusive('\n').take(max_lines).collect();
+    if head.len() > max_bytes {
+        let mut cut = max_bytes;
+        while !head.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        head.truncate(cut);
+    }
+    head
+}
+
 /// Stops and removes the deployment's container; idempotent (absent is fine). Refuses a
 /// container vlmctl did not create.
 pub async fn teardown(docker: &Docker, name: &str) -> Result<bool, LifecycleError> {
@@ -795,4 +861,43 @@ pub async fn ensure_image(
             image: image.to_owned(),
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(gpus: &str) -> Spec {
+        let text = format!(
+            "name = \"x\"\nimage = \"i:1\"\nmodel = \"m\"\ngpus = {gpus}\n[server]\nhost = \"127.0.0.1\"\nport = 8080\n"
+        );
+        Spec::parse(&text, std::path::Path::new("x.toml")).unwrap()
+    }
+
+    #[test]
+    fn a_gpu_server_logs_its_devices_and_layers_a_cpu_one_as_before() {
+        let mount = ModelMount {
+            dir: "/m".into(),
+            model_file: "m.gguf".into(),
+            mmproj_file: None,
+            lock_sha256: String::new(),
+        };
+        let env = |s: &Spec, key: Option<&str>| create_body(s, &mount, key).env;
+        assert_eq!(
+            env(&spec("\"all\""), Some("k")),
+            Some(vec![
+                "LLAMA_API_KEY=k".to_owned(),
+                "LLAMA_ARG_LOG_VERBOSITY=4".to_owned()
+            ])
+        );
+        assert_eq!(
+            env(&spec("\"all\""), None),
+            Some(vec!["LLAMA_ARG_LOG_VERBOSITY=4".to_owned()])
+        );
+        assert_eq!(env(&spec("\"none\""), None), None);
+        assert_eq!(
+            env(&spec("\"none\""), Some("k")),
+            Some(vec!["LLAMA_API_KEY=k".to_owned()])
+        );
+    }
 }

@@ -213,6 +213,12 @@ pub struct Memory {
     /// Ceiling for the server process's GPU memory after launch.
     #[serde(default)]
     pub max_process_mib: Option<u64>,
+    /// Floor for the server process's GPU memory after launch (proof that the model is on the
+    /// GPU); unset: 80 % of the locked files' sizes; 0: no floor, the server's log decides.
+    /// Left out of the canonical form when unset, so that specs written before it keep their
+    /// hash (and a relaunch finds their container unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_process_mib: Option<u64>,
 }
 
 fn default_ctx() -> u32 {
@@ -247,8 +253,8 @@ struct RawSpec {
     server: Spanned<Server>,
     #[serde(default = "health_default")]
     health: Spanned<Health>,
-    #[serde(default)]
-    memory: Memory,
+    #[serde(default = "memory_default")]
+    memory: Spanned<Memory>,
     #[serde(default)]
     conflict: Vec<Spanned<RawConflict>>,
 }
@@ -270,6 +276,29 @@ fn restart_default() -> Spanned<toml::Value> {
 }
 fn network_default() -> Spanned<toml::Value> {
     Spanned::new(0..0, toml::Value::String("host".to_owned()))
+}
+const MIN_FIELD: &str = "memory.min_process_mib";
+
+/// `[memory]`, checked: a floor above the ceiling is one no server could pass.
+fn memory(text: &str, raw: Spanned<Memory>) -> Result<Memory, (std::ops::Range<usize>, String)> {
+    let span = raw.span();
+    let memory = raw.into_inner();
+    if let (Some(min), Some(max)) = (memory.min_process_mib, memory.max_process_mib)
+        && min > max
+    {
+        return Err((
+            key_span(text, &span, "min_process_mib"),
+            format!(
+                "{min} is above max_process_mib = {max}: no server could pass both; lower it, \
+                 or leave it out for 80 % of the model's size"
+            ),
+        ));
+    }
+    Ok(memory)
+}
+
+fn memory_default() -> Spanned<Memory> {
+    Spanned::new(0..0, Memory::default())
 }
 fn health_default() -> Spanned<Health> {
     Spanned::new(
@@ -453,7 +482,7 @@ impl Spec {
             expose: raw.expose,
             server,
             health: raw.health.into_inner(),
-            memory: raw.memory,
+            memory: memory(text, raw.memory).map_err(|(at, m)| invalid(at, MIN_FIELD, m))?,
             conflicts: raw
                 .conflict
                 .into_iter()
@@ -554,6 +583,17 @@ impl Spec {
         ));
         parts.push("--cap-drop ALL".to_owned());
         parts.push("--security-opt no-new-privileges".to_owned());
+        parts.push("--log-driver json-file".to_owned());
+        for (k, v) in crate::containers::LOG_OPTS {
+            parts.push(format!("--log-opt {k}={v}"));
+        }
+        if self.gpus != Gpus::None {
+            parts.push(format!(
+                "-e {}={}",
+                crate::containers::LOG_VERBOSITY_ENV,
+                crate::containers::GPU_LOG_VERBOSITY
+            ));
+        }
         if let Some(var) = &self.server.api_key_env {
             parts.push(format!("-e LLAMA_API_KEY=\"${var}\""));
         }
@@ -1141,6 +1181,41 @@ name = "vllm-nemotron-super"
         let c = Spec::parse(&PANDA.replace("4096", "8192"), Path::new("p")).unwrap();
         assert_eq!(a.sha256(), b.sha256());
         assert_ne!(a.sha256(), c.sha256());
+    }
+
+    #[test]
+    fn min_process_mib_is_optional_zero_disables_it_and_it_may_not_exceed_the_ceiling() {
+        let a = Spec::parse(PANDA, Path::new("p")).unwrap();
+        assert_eq!(a.memory.min_process_mib, None);
+        // Unset, it is not in the canonical form: the hash of a spec written before it exists
+        // is unchanged.
+        assert!(
+            !serde_json::to_string(&a)
+                .unwrap()
+                .contains("min_process_mib")
+        );
+        let with = |v: &str| {
+            PANDA.replace(
+                "max_process_mib = 8192",
+                &format!("max_process_mib = 8192\nmin_process_mib = {v}"),
+            )
+        };
+        let b = Spec::parse(&with("0"), Path::new("p")).unwrap();
+        assert_eq!(b.memory.min_process_mib, Some(0));
+        assert_ne!(a.sha256(), b.sha256());
+        assert_eq!(
+            Spec::parse(&with("8192"), Path::new("p"))
+                .unwrap()
+                .memory
+                .min_process_mib,
+            Some(8192),
+            "the bounds are inclusive"
+        );
+        assert_eq!(
+            err(&with("8193")),
+            "docker/x.toml:19: memory.min_process_mib: 8193 is above max_process_mib = 8192: \
+             no server could pass both; lower it, or leave it out for 80 % of the model's size"
+        );
     }
 
     #[test]

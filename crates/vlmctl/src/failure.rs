@@ -129,9 +129,10 @@ fn deploy_code(e: &vlmctl_deploy::DeployError) -> u8 {
         | E::LockedChange { .. } => exit_codes::INVALID_INPUT,
         E::ModelsDir { .. } | E::Record { .. } => exit_codes::ENVIRONMENT,
         E::GateFailed { .. } => exit_codes::GATE_FAILED,
-        E::SmokeFailed { .. } | E::ThinkingLeaked { .. } | E::MemoryCeiling { .. } => {
-            exit_codes::SERVER
-        }
+        E::SmokeFailed { .. }
+        | E::ThinkingLeaked { .. }
+        | E::MemoryCeiling { .. }
+        | E::NotOnGpu(_) => exit_codes::SERVER,
         E::Interrupted { .. } => exit_codes::INTERRUPTED,
         // The daemon went away: what is still to undo is said, and the exit code is the
         // unreachable-daemon one.

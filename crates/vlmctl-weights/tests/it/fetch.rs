@@ -149,7 +149,7 @@ async fn missing_file_revision_and_repo_are_told_apart() {
         matches!(&err, WeightsError::HubStatus { status: 404, error_code: Some(c), .. } if c == "EntryNotFound"),
         "{err:?}"
     );
-    assert!(err.hint().contains("check `path`"));
+    assert!(err.hint().contains("the lock's `path`"), "{}", err.hint());
 
     m = s.model.clone();
     m.revision = "0".repeat(40);
@@ -184,7 +184,11 @@ async fn missing_file_revision_and_repo_are_told_apart() {
         matches!(&err, WeightsError::HubStatus { status: 401, error_code: Some(c), .. } if c == "RepoNotFound"),
         "{err:?}"
     );
-    assert!(err.hint().contains("check the repo id"), "{}", err.hint());
+    assert!(
+        err.hint().contains("check the repository id"),
+        "{}",
+        err.hint()
+    );
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use indicatif::ProgressBar;
 use vlmctl_deploy::events::{Answer, Cancel, Confirm, Event, Sink};
+use vlmctl_deploy::offload::GpuProof;
 use vlmctl_deploy::provision::{self, Ctx, Options, Provisioned};
 use vlmctl_lifecycle::containers::{ConflictInfo, Launch};
 use vlmctl_weights::FetchProgress;
@@ -93,8 +94,12 @@ pub async fn provision(
                 out.stdout(&serde_json::to_string_pretty(&record).unwrap_or_default());
             } else {
                 let smoke = &record.smoke;
+                let gpu = match &record.gpu_proof {
+                    GpuProof::Proven(p) => format!("\nGPU: {}", p.summary()),
+                    GpuProof::NotChecked { .. } => String::new(),
+                };
                 out.stdout(&format!(
-                    "{} ready in {:.1} s (smoke: {:?} in {:.0} ms{}); record: {}\n\nclient settings:\nNAV_VLLM_URL={base}/v1\nNAV_VLLM_MODEL={}",
+                    "{} ready in {:.1} s (smoke: {:?} in {:.0} ms{}); record: {}{gpu}\n\nclient settings:\nNAV_VLLM_URL={base}/v1\nNAV_VLLM_MODEL={}",
                     record.deployment,
                     record.startup_s,
                     smoke.content,

@@ -236,6 +236,8 @@ async fn provision_relaunch_change_teardown() {
                 .is_some_and(|s| s.len() == 64)
     );
     assert!(record["gates"].as_array().is_some_and(|g| g.len() == 6));
+    // gpus = "none": no GPU proof, and the record says why.
+    assert_eq!(record["gpu_proof"]["status"], "not_checked", "{record}");
 
     bench_provisioned(&r, &out);
 

@@ -13,6 +13,8 @@ mod deploy_real;
 mod docker_proxy;
 #[cfg(feature = "test-env")]
 mod faults;
+#[cfg(feature = "test-env")]
+mod gpu_proof;
 mod pin;
 mod weights_hub;
 #[cfg(feature = "test-env")]

@@ -1,0 +1,133 @@
+//! The proof that the model runs on the GPU (issue #11), end to end with the real daemon and the
+//! real CPU llama-server image: a spec that asks for GPUs gets a server that runs on the CPU,
+//! as on a host whose container toolkit gives the container no GPU, and provision must fail
+//! with exit 8, the log line and a hint, and undo what it did.
+//!
+//! dockerd must accept `--gpus`: `scripts/test` starts it with a no-op
+//! `nvidia-container-runtime-hook` on its PATH (`scripts/lib/fake-nvidia/`), which registers
+//! the "nvidia" device driver and gives the container nothing.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::Stdio;
+
+use crate::common::{free_port, required_env, run, vlmctl};
+use crate::deploy_real::{Guard, Run, docker, running};
+
+/// A stand-in `nvidia-smi` on vlmctl's PATH, answering the two queries vlmctl makes
+/// (`vlmctl_lifecycle::gpu::GPU_QUERY`, `APPS_QUERY`) like the real tool on a host with an idle
+/// H100: plenty of free memory, and no compute process, which is what nvidia-smi shows for a
+/// llama-server that found no CUDA device (it never opens a CUDA context).
+fn fake_nvidia_smi(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("nvidia-smi");
+    std::fs::write(
+        &path,
+        "#!/bin/sh\n\
+         case \"$1\" in\n\
+         \x20 --query-gpu=*) echo 'NVIDIA H100 80GB HBM3, 81559, 1, 81558, 9.0, 570.124.06' ;;\n\
+         \x20 --query-compute-apps=*) ;;\n\
+         \x20 *) echo \"unexpected: $*\" >&2; exit 64 ;;\n\
+         esac\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn a_gpu_spec_whose_server_runs_on_the_cpu_fails_with_the_evidence_and_is_undone() {
+    let r = Run::new("gpuproof");
+    let conflict = r.conflict();
+    let server = r.name("server");
+    let _server_guard = Guard(server.clone());
+
+    // The spec asks for every GPU and every layer on it; the image is the CPU build.
+    let spec = r.path("spec.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name = \"{server}\"\nimage = \"{}\"\nmodel = \"gemma-3-270m-q4km\"\ngpus = \"all\"\n\
+             restart = \"no\"\n[server]\nhost = \"127.0.0.1\"\nport = {}\nctx_size = 1024\n\
+             n_gpu_layers = 999\nthreads = 2\n[health]\ntimeout_s = 90\n\
+             [[conflict]]\nname = \"{conflict}\"\n",
+            required_env("VLMCTL_TEST_LLAMA_IMAGE"),
+            free_port()
+        ),
+    )
+    .unwrap();
+    // The 270M lock (as examples/cpu-test.lock), served from where scripts/test put the GGUF.
+    let model = required_env("VLMCTL_TEST_MODEL");
+    let model = Path::new(&model);
+    let lock = r.path("weights.lock");
+    std::fs::write(
+        &lock,
+        format!(
+            "version = 1\n[[model]]\nname = \"gemma-3-270m-q4km\"\nrepo = \"{}\"\n\
+             revision = \"{}\"\ndir = \"{}\"\n[[model.file]]\npath = \"{}\"\nrole = \"model\"\n\
+             size = 253113024\nsha256 = \"{}\"\n",
+            crate::deploy_real::REPO,
+            crate::deploy_real::COMMIT,
+            model.parent().unwrap().display(),
+            crate::deploy_real::FILE,
+            crate::deploy_real::SHA,
+        ),
+    )
+    .unwrap();
+    let bin = r.path("bin");
+    fake_nvidia_smi(&bin);
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+
+    let (code, out, err) = run(vlmctl()
+        .args(["provision", "--yes", "--spec"])
+        .arg(&spec)
+        .env("VLMCTL_LOCK", &lock)
+        .env("VLMCTL_STATE_DIR", r.path("state"))
+        .env("PATH", &path)
+        .stdin(Stdio::null()));
+    assert!(
+        !err.contains("could not select device driver"),
+        "dockerd has no \"nvidia\" device driver, so no GPU spec can launch here: restart \
+         dockerd through scripts/test, which puts a no-op nvidia-container-runtime-hook on its \
+         PATH (scripts/lib/fake-nvidia/)\n{err}"
+    );
+    assert_eq!(code, 8, "exit 8 (server), got {code}\n{out}\n{err}");
+    // The evidence, quoted from the real server's log, and what to do.
+    assert!(
+        err.contains(&format!(
+            "{server} does not run the model on the GPU: the server found no CUDA device; its \
+             log says: \"warning: no usable GPU found, --gpu-layers option will be ignored\""
+        )),
+        "{err}"
+    );
+    // Where the weights went: logged only at the verbosity vlmctl starts a GPU server with.
+    assert!(
+        err.contains("load_tensors:   CPU_Mapped model buffer size =   235.16 MiB"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "hint: the container sees no GPU, or the image has no CUDA backend: check the NVIDIA \
+             container toolkit: `docker run --rm --gpus all {} nvidia-smi` must list the GPU",
+            required_env("VLMCTL_TEST_LLAMA_IMAGE")
+        )),
+        "{err}"
+    );
+    // Undone: the server removed, the conflict running again, no record.
+    assert!(
+        err.contains(&format!("restored {conflict}")),
+        "the error says what was undone: {err}"
+    );
+    let left = docker(&["ps", "-aq", "--filter", &format!("name=^{server}$")]);
+    assert!(left.is_empty(), "the server container was removed: {err}");
+    assert!(running(&conflict), "the conflict runs again: {err}");
+    assert!(
+        !r.path("state/records")
+            .join(format!("{server}.json"))
+            .exists(),
+        "no record for a failed run"
+    );
+}
