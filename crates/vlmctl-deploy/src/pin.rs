@@ -47,6 +47,12 @@ impl std::fmt::Display for PinNeed {
             files.join(", ")
         )?;
         match &self.reason {
+            Reason::NoEntry if !self.lock.exists() => write!(
+                f,
+                "; {} does not exist and will be created (run from the repository root, or pass \
+                 --lock, to use the committed one)",
+                self.lock.display()
+            ),
             Reason::NoEntry => write!(f, "; {} has no entry for it", self.lock.display()),
             Reason::Changed(what) => write!(
                 f,
@@ -169,10 +175,12 @@ fn differences(r: &PinRequest, e: &ModelEntry) -> Vec<String> {
     let is_commit = r.revision.len() == 40 && r.revision.chars().all(|c| c.is_ascii_hexdigit());
     if is_commit && !r.revision.eq_ignore_ascii_case(&e.revision) {
         what.push(format!("revision: {} -> {}", e.revision, r.revision));
-    } else if !is_commit && e.tracks.as_ref().is_some_and(|t| *t != r.revision) {
+    } else if !is_commit && e.tracks.as_deref().unwrap_or("main") != r.revision {
+        // An entry that does not say what it was resolved from was resolved from `main`, the
+        // default of `weights lock` before entries said so.
         what.push(format!(
             "revision: {} -> {}",
-            e.tracks.as_deref().unwrap_or_default(),
+            e.tracks.as_deref().unwrap_or("main (presumed)"),
             r.revision
         ));
     }
@@ -214,6 +222,7 @@ pub fn write_entries(path: &Path, entries: &[ModelEntry]) -> Result<Vec<Change>,
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
         _ => PathBuf::from("."),
     };
+    std::fs::create_dir_all(&dir).map_err(io)?;
     let guard = std::fs::File::open(&dir).map_err(io)?;
     guard.lock().map_err(io)?;
     let old = match std::fs::read_to_string(path) {
@@ -326,7 +335,8 @@ port = 1
         assert_eq!(n.request.revision, "main");
         assert_eq!(
             n.to_string(),
-            "m: org/repo@main (m.gguf, mmproj-F16.gguf); w.lock has no entry for it"
+            "m: org/repo@main (m.gguf, mmproj-F16.gguf); w.lock does not exist and will be \
+             created (run from the repository root, or pass --lock, to use the committed one)"
         );
 
         let text_only = lock_with(entry(&[("m.gguf", Role::Model)]));
@@ -370,6 +380,15 @@ port = 1
         assert_eq!(
             need(&same_commit, &lock_with(entry(&both)), Path::new("w.lock")),
             None
+        );
+        // An entry that does not say what it was resolved from counts as `main`'s.
+        let mut untracked = entry(&both);
+        untracked.tracks = None;
+        let tag = spec(&INTENT.replace("files =", "revision = \"v2\"\nfiles ="));
+        let n = need(&tag, &lock_with(untracked), Path::new("w.lock")).unwrap();
+        assert_eq!(
+            n.reason,
+            Reason::Changed(vec!["revision: main (presumed) -> v2".into()])
         );
     }
 

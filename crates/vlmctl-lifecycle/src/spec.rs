@@ -653,13 +653,9 @@ impl Spec {
         let probe = test
             .iter()
             .map(|part| {
-                let Some(at) = part.find("http://") else {
-                    return part.clone();
-                };
-                let rest = &part[at + "http://".len()..];
-                let end = rest.find(['/', ' ', '"', '\'']).unwrap_or(rest.len());
-                aimed = true;
-                format!("{}http://{authority}{}", &part[..at], &rest[end..])
+                let (aimed_part, n) = aim_urls(part, &authority);
+                aimed |= n > 0;
+                aimed_part
             })
             .collect();
         if aimed {
@@ -668,6 +664,29 @@ impl Spec {
             HealthProbe::Disabled
         }
     }
+}
+
+/// Every `http://` URL in `text` (any case) with its host and port replaced by `authority`;
+/// the path, query and what follows are kept, and so is a `user:pass@`. Returns the text and
+/// how many URLs it rewrote.
+fn aim_urls(text: &str, authority: &str) -> (String, usize) {
+    const SCHEME: &str = "http://";
+    let mut out = String::new();
+    let mut rest = text;
+    let mut n = 0;
+    while let Some(at) = rest.to_ascii_lowercase().find(SCHEME) {
+        let after = &rest[at + SCHEME.len()..];
+        // Host and port are made of these (`${VAR}` included); anything else ends them.
+        let end = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || ".-_:[]@%${}".contains(c)))
+            .unwrap_or(after.len());
+        let userinfo = after[..end].rfind('@').map_or("", |i| &after[..=i]);
+        let _ = write!(out, "{}{SCHEME}{userinfo}{authority}", &rest[..at]);
+        rest = &after[end..];
+        n += 1;
+    }
+    out.push_str(rest);
+    (out, n)
 }
 
 /// `[server]` rules: an IP address, an explicit port, loopback unless exposed on purpose with
@@ -935,7 +954,11 @@ fn parse_intent(t: &toml::Table) -> Result<(String, ModelIntent), (&'static str,
             format!("{repo:?} is not a hub repository id of the form \"org/name\""),
         ));
     }
-    let revision = string("revision")?.unwrap_or_else(|| "main".to_owned());
+    let mut revision = string("revision")?.unwrap_or_else(|| "main".to_owned());
+    // A commit is a commit in either case; the lock writes it in lowercase.
+    if revision.len() == 40 && revision.chars().all(|c| c.is_ascii_hexdigit()) {
+        revision.make_ascii_lowercase();
+    }
     // Goes into the hub's URLs: a branch or tag name as git allows them, nothing else.
     if revision.is_empty()
         || revision.len() > 255
@@ -1605,6 +1628,19 @@ port = 11435
         assert_eq!(
             spec.health_probe(Some(&owned(&["CMD", "pgrep", "llama-server"]))),
             HealthProbe::Disabled
+        );
+        // Shell forms as people write them: `||` right after the URL, a query, two URLs, a
+        // capitalized scheme, credentials.
+        let shell = owned(&[
+            "CMD-SHELL",
+            "curl -fs http://localhost:8080||exit 1; curl HTTP://u:p@localhost:8080/v1/models?x=1",
+        ]);
+        assert_eq!(
+            spec.health_probe(Some(&shell)),
+            HealthProbe::Probe(owned(&[
+                "CMD-SHELL",
+                "curl -fs http://127.0.0.1:11435||exit 1; curl http://u:p@127.0.0.1:11435/v1/models?x=1"
+            ]))
         );
         assert_eq!(
             spec.health_probe(Some(&owned(&["NONE"]))),

@@ -141,6 +141,23 @@ impl HubClient {
     /// sha256 read from the hub's metadata at that commit. Nothing is downloaded.
     pub async fn resolve(&self, request: &PinRequest) -> Result<ModelEntry, WeightsError> {
         let commit = self.commit_of(&request.repo, &request.revision).await?;
+        let is_commit = request.revision.len() == 40
+            && request
+                .revision
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
+        if is_commit && commit != request.revision {
+            return Err(WeightsError::HubProtocol {
+                url: format!(
+                    "{}/api/models/{}/revision/{}",
+                    self.endpoint, request.repo, request.revision
+                ),
+                what: format!(
+                    "asked for commit {}, the hub answered {commit}",
+                    request.revision
+                ),
+            });
+        }
         let mut files = Vec::new();
         for (path, role) in &request.files {
             let meta = self.file_meta(&request.repo, &commit, path).await?;
@@ -159,11 +176,6 @@ impl HubClient {
             });
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
-        let is_commit = request.revision.len() == 40
-            && request
-                .revision
-                .chars()
-                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
         Ok(ModelEntry {
             name: request.name.clone(),
             repo: request.repo.clone(),

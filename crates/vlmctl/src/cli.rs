@@ -220,6 +220,9 @@ pub struct UpdateArgs {
     pub hub: HubArgs,
     #[command(flatten)]
     pub lock: LockArgs,
+    /// With --locked (VLMCTL_LOCKED): only check; exit 3 if an entry would change.
+    #[command(flatten)]
+    pub pin: PinArgs,
 }
 
 /// Where the hub is. The token comes only from the environment (HF_TOKEN, else the official
@@ -257,6 +260,8 @@ pub struct LockCmdArgs {
     pub hub: HubArgs,
     #[command(flatten)]
     pub lock: LockArgs,
+    #[command(flatten)]
+    pub pin: PinArgs,
 }
 
 /// Where model files live.

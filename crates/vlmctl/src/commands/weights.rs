@@ -126,6 +126,9 @@ impl DirArgs {
 /// `vlmctl weights lock REPO FILE...`: pins files from hub metadata, without downloading.
 pub async fn lock(args: &LockCmdArgs, out: &mut Output) -> Result<u8, Failure> {
     let path = &args.lock.lock;
+    if args.pin.locked {
+        return Err(locked_refusal(path, "`weights lock` writes an entry"));
+    }
     // Validated before any network traffic; a missing lock is created.
     let existing = if path.exists() {
         Some(Lock::load(path)?)
@@ -248,6 +251,13 @@ pub async fn update(args: &UpdateArgs, out: &mut Output) -> Result<u8, Failure> 
             changed.push(entry);
         }
     }
+    if args.pin.locked && !changed.is_empty() {
+        let names: Vec<&str> = changed.iter().map(|e| e.name.as_str()).collect();
+        return Err(locked_refusal(
+            path,
+            &format!("upstream moved: {} would be updated", names.join(", ")),
+        ));
+    }
     vlmctl_deploy::pin::write_entries(path, &changed)?;
     if args.json {
         let doc = serde_json::json!({"lock": path, "updated": changed.len(), "entries": report});
@@ -266,6 +276,18 @@ pub async fn update(args: &UpdateArgs, out: &mut Output) -> Result<u8, Failure> 
         out.stdout(&text);
     }
     Ok(exit_codes::SUCCESS)
+}
+
+/// Exit 3: `--locked` (or `VLMCTL_LOCKED`) and the command would change the lock.
+fn locked_refusal(path: &Path, what: &str) -> Failure {
+    Failure::new(
+        anyhow::anyhow!(
+            "{what}, and --locked (VLMCTL_LOCKED) forbids changing {}",
+            path.display()
+        ),
+        Some("run without --locked (and unset VLMCTL_LOCKED) to change the lock".to_owned()),
+        exit_codes::INVALID_INPUT,
+    )
 }
 
 fn default_name(files: &[(String, Role)]) -> String {

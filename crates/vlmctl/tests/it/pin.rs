@@ -341,6 +341,16 @@ async fn weights_update_follows_the_tracked_branch() {
     assert_eq!(code, 0, "{out}");
     let pinned = env.lock_bytes();
 
+    let (code, out) = env
+        .run(
+            &hub.endpoint(),
+            &["weights", "lock", REPO, FILE, "--name", "other"],
+            &[("VLMCTL_LOCKED", "1")],
+        )
+        .await;
+    assert_eq!(code, 3, "weights lock honours VLMCTL_LOCKED: {out}");
+    assert_eq!(env.lock_bytes(), pinned);
+
     let (code, out) = env.run(&hub.endpoint(), &["weights", "update"], &[]).await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("pin  ") && out.contains("unchanged"), "{out}");
@@ -357,6 +367,15 @@ async fn weights_update_follows_the_tracked_branch() {
     // Upstream moves main to a new commit with new content.
     let next = "feed000000000000000000000000000000000002";
     hub.push_commit(REPO, next, &BTreeMap::from([(FILE.into(), model(2))]));
+    let (code, out) = env
+        .run(&hub.endpoint(), &["weights", "update", "--locked"], &[])
+        .await;
+    assert_eq!(code, 3, "--locked checks only: {out}");
+    assert!(
+        out.contains("upstream moved: pin would be updated"),
+        "{out}"
+    );
+    assert_eq!(env.lock_bytes(), pinned);
     let (code, out) = env
         .run(&hub.endpoint(), &["weights", "update", "pin"], &[])
         .await;
