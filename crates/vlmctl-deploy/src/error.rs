@@ -57,7 +57,7 @@ pub enum DeployError {
         hint: Option<String>,
     },
     /// The spec's `[model]` is not pinned in the lock, and this job does not pin.
-    #[error("{} is not pinned: {need}", need.request.name)]
+    #[error("not pinned: {need}")]
     NotPinned {
         /// What pinning it means.
         need: Box<crate::pin::PinNeed>,
@@ -67,6 +67,14 @@ pub enum DeployError {
     LockedChange {
         /// The change refused.
         need: Box<crate::pin::PinNeed>,
+    },
+    /// A GPU server exited while loading, and its log says CUDA failed.
+    #[error("{source}")]
+    CudaFailedAtLoad {
+        /// The exit, with its log tail.
+        source: Box<LifecycleError>,
+        /// What the log's CUDA failure means (e.g. no kernels for the GPU).
+        hint: String,
     },
     /// The smoke request failed.
     #[error("smoke request to {url} failed: {why}")]
@@ -218,6 +226,7 @@ impl DeployError {
                 "give the deployment's name as its spec's `name` says, or pass --spec".to_owned(),
             ),
             Self::GateFailed { hint, .. } => hint.clone(),
+            Self::CudaFailedAtLoad { hint, .. } => Some(hint.clone()),
             Self::NotPinned { need } => Some(format!(
                 "`vlmctl provision` (or `vlmctl weights fetch --spec FILE`) pins it on first use \
                  and writes {}; commit that file",

@@ -441,6 +441,23 @@ impl Shortfall {
     }
 }
 
+/// Pure: the hint for a server that exited while loading, when its log says CUDA failed (a
+/// `CUDA error`, or CUDA that could not start); `None` when the log says nothing of CUDA.
+#[must_use]
+pub fn cuda_failure_hint(ev: &LogEvidence, image: &str) -> Option<String> {
+    let cc = ev.devices.first().map(|d| d.compute_cap.as_str());
+    let shortfall = if let Some(message) = ev.cuda_errors.first() {
+        Shortfall::CudaError {
+            message: message.clone(),
+        }
+    } else {
+        Shortfall::NoDevice {
+            cuda_says: Some(ev.cuda_init_failed.clone()?),
+        }
+    };
+    Some(shortfall.hint(image, cc))
+}
+
 /// Pure: the evidence, and the server's GPU memory (`None`: `nvidia-smi` gave no per-process
 /// figure), against what was asked. Expected on the GPU: `min(n_gpu_layers, M)` layers (a spec
 /// that asks for fewer on purpose passes); the memory floor holds only when all are asked for.
@@ -509,6 +526,20 @@ pub fn decide(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_server_that_died_of_a_cuda_error_while_loading_gets_the_proofs_hint() {
+        let ev = parse(GB10_NO_KERNELS);
+        let hint = cuda_failure_hint(&ev, "ghcr.io/ggml-org/llama.cpp:server-cuda").unwrap();
+        assert!(
+            hint.contains("no kernels for compute capability 12.1: use server-cuda13"),
+            "{hint}"
+        );
+        assert_eq!(
+            cuda_failure_hint(&parse("main: loading model\n"), "i"),
+            None
+        );
+    }
+
     use super::*;
 
     /// Real: the first 150 lines of stderr of the CPU llama-server the tests run (llama.cpp

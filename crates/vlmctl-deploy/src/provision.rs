@@ -468,13 +468,17 @@ async fn launch_and_check(
     };
     // Waiting and checking may be cut short by a cancel at any point: the container is known.
     let check = async {
-        let ready = containers::wait_ready(
+        let ready = match containers::wait_ready(
             docker,
             &spec.name,
             &base,
             Duration::from_secs(spec.health.timeout_s),
         )
-        .await?;
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => return Err(cuda_failure_at_load(docker, spec, e).await),
+        };
         if matches!(launch, Launch::Unchanged { .. }) {
             let model = smoke::served_model(&base, plan.api_key.as_deref()).await?;
             return Ok(Err(model));
@@ -559,6 +563,28 @@ async fn prove(
                 image: spec.image.clone(),
             }))
         })
+}
+
+/// A GPU server that exited while loading: when its log says CUDA failed (a CUDA image without
+/// kernels for the GPU aborts with `CUDA error: no kernel image is available ...`), the error
+/// carries the GPU proof's hint for it; anything else passes through.
+async fn cuda_failure_at_load(
+    docker: &Docker,
+    spec: &vlmctl_lifecycle::spec::Spec,
+    e: vlmctl_lifecycle::LifecycleError,
+) -> DeployError {
+    use vlmctl_lifecycle::LifecycleError as L;
+    if spec.gpus == vlmctl_lifecycle::spec::Gpus::None || !matches!(e, L::ExitedDuringLoad { .. }) {
+        return e.into();
+    }
+    let log = containers::log_head(docker, &spec.name, 5000, 1 << 20).await;
+    match crate::offload::cuda_failure_hint(&crate::offload::parse(&log), &spec.image) {
+        Some(hint) => DeployError::CudaFailedAtLoad {
+            source: Box::new(e),
+            hint,
+        },
+        None => e.into(),
+    }
 }
 
 async fn record_of(

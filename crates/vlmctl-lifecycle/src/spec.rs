@@ -892,7 +892,7 @@ fn parse_model(
         toml::Value::Table(t) => {
             let span = raw.span();
             let (name, intent) = parse_intent(t).map_err(|(key, m)| {
-                invalid(key_span(text, &span, key), &format!("model.{key}"), m)
+                invalid(key_span(text, &span, &key), &format!("model.{key}"), m)
             })?;
             (name, Some(intent))
         }
@@ -928,17 +928,21 @@ fn is_entry_name(s: &str) -> bool {
 
 /// `[model]` as intent: the entry name (stated, else from the model file's name) and the
 /// source. Errors name the key (for its line) and say what is wrong.
-fn parse_intent(t: &toml::Table) -> Result<(String, ModelIntent), (&'static str, String)> {
+fn parse_intent(t: &toml::Table) -> Result<(String, ModelIntent), (String, String)> {
     const KEYS: [&str; 5] = ["name", "repo", "revision", "files", "dir"];
     if let Some(k) = t.keys().find(|k| !KEYS.contains(&k.as_str())) {
         return Err((
-            "repo",
+            k.clone(),
             format!(
                 "unknown key `{k}` in [model] (expected one of: {})",
                 KEYS.join(", ")
             ),
         ));
     }
+    parse_intent_known(t).map_err(|(k, m)| (k.to_owned(), m))
+}
+
+fn parse_intent_known(t: &toml::Table) -> Result<(String, ModelIntent), (&'static str, String)> {
     let string = |key: &'static str| match t.get(key) {
         None => Ok(None),
         Some(toml::Value::String(s)) => Ok(Some(s.clone())),
@@ -948,6 +952,15 @@ fn parse_intent(t: &toml::Table) -> Result<(String, ModelIntent), (&'static str,
         "repo",
         "the hub repository is required, e.g. repo = \"unsloth/gemma-4-E2B-it-GGUF\"".to_owned(),
     ))?;
+    if repo.len() > 200 {
+        return Err((
+            "repo",
+            format!(
+                "{} characters: too long for a hub repository id",
+                repo.len()
+            ),
+        ));
+    }
     if repo.split('/').count() != 2 || repo.split('/').any(|p| !is_entry_name(p)) {
         return Err((
             "repo",
@@ -976,10 +989,17 @@ fn parse_intent(t: &toml::Table) -> Result<(String, ModelIntent), (&'static str,
     }
     let files = parse_intent_files(t.get("files"))?;
     let dir = string("dir")?;
-    if dir.as_deref() == Some("") {
+    if let Some(d) = dir
+        .as_deref()
+        .filter(|d| !(d.starts_with('/') || *d == "~" || d.starts_with("~/")))
+    {
         return Err((
             "dir",
-            "an empty directory: leave `dir` out to use the default models directory".to_owned(),
+            format!(
+                "{d:?}: give an absolute path or one under your home (`~/...`), or leave `dir` \
+                 out for the default models directory (a relative one would depend on where \
+                 vlmctl runs)"
+            ),
         ));
     }
     let name = match string("name")? {
@@ -991,9 +1011,16 @@ fn parse_intent(t: &toml::Table) -> Result<(String, ModelIntent), (&'static str,
             .unwrap_or_default(),
     };
     if !is_entry_name(&name) {
+        let from = if t.contains_key("name") {
+            ""
+        } else {
+            " (made from the model file's name: set `name`)"
+        };
         return Err((
             "name",
-            format!("{name:?} is not a valid lock entry name (letters, digits, '.', '_', '-')"),
+            format!(
+                "{name:?} is not a valid lock entry name (letters, digits, '.', '_', '-'){from}"
+            ),
         ));
     }
     Ok((
@@ -1070,8 +1097,10 @@ fn parse_intent_files(v: Option<&toml::Value>) -> Result<Vec<IntentFile>, (&'sta
 /// requires of its paths.
 fn check_model_path(p: &str) -> Result<(), &'static str> {
     let path = Path::new(p);
-    if p.is_empty() || p.contains(['\\', '\0']) {
-        return Err("not a file name (empty, or with a backslash or NUL)");
+    if p.is_empty() || p.ends_with('/') || p.contains('\\') || p.chars().any(char::is_control) {
+        return Err(
+            "not a file name (empty, ending in '/', or with a backslash or a control character)",
+        );
     }
     if path.is_absolute()
         || !path
@@ -1584,7 +1613,12 @@ port = 11435
             (BASE.replace(", \"mmproj-F16.gguf\"", ", \"gemma-4-E2B-it-Q8_0.gguf\""), "2 model file(s) and 0 projector(s)"),
             (BASE.replace("\"gemma-4-E2B-it-Q4_K_M.gguf\", ", ""), "0 model file(s) and 1 projector(s)"),
             (BASE.replace("files = [\"gemma-4-E2B-it-Q4_K_M.gguf\", \"mmproj-F16.gguf\"]", "files = []"), "0 model file(s)"),
-            (BASE.replace("files = [", "file = 1\nfiles = ["), "unknown key `file`"),
+            (BASE.replace("files = [", "file = 1\nfiles = ["), "docker/x.toml:9: model.file: unknown key `file`"),
+            (BASE.replace("\"mmproj-F16.gguf\"", "\"mmproj/\""), "ending in '/'"),
+            (BASE.replace("\"mmproj-F16.gguf\"", "\"mm\\tproj.gguf\""), "control character"),
+            (BASE.replace("files = [", "dir = \"models/here\"\nfiles = ["), "docker/x.toml:9: model.dir: \"models/here\": give an absolute path"),
+            (BASE.replace("files = [", "dir = \"~other/m\"\nfiles = ["), "model.dir"),
+            (BASE.replace("name = \"gemma-4-e2b-it-q4km\"\n", "").replace("gemma-4-E2B-it-Q4_K_M.gguf", "é.gguf"), "(made from the model file's name: set `name`)"),
             (BASE.replace("\"mmproj-F16.gguf\"", "{ path = \"m.gguf\", role = \"vision\" }"), "role \"vision\": expected"),
             (BASE.replace("name = \"gemma-4-e2b-it-q4km\"", "name = \"a/b\""), "docker/x.toml:7: model.name: \"a/b\" is not a valid lock entry name"),
             (BASE.replace("[model]\nname = \"gemma-4-e2b-it-q4km\"\nrepo = \"unsloth/gemma-4-E2B-it-GGUF\"\nfiles = [\"gemma-4-E2B-it-Q4_K_M.gguf\", \"mmproj-F16.gguf\"]\n", "model = 7\n"), "model: 7: expected the name of a weights.lock entry"),

@@ -87,11 +87,13 @@ pub fn describe(outcome: &FetchOutcome, size: u64) -> String {
 pub fn pinned(p: &vlmctl_deploy::pin::Pinned) -> String {
     use vlmctl_deploy::pin::Change;
     let e = &p.entry;
-    let what = match &p.change {
-        Change::Added => "pinned".to_owned(),
-        Change::Updated { previous } if previous.revision == e.revision => "re-pinned".to_owned(),
-        Change::Updated { previous } => format!("re-pinned (was {})", previous.revision),
-        Change::Unchanged => "already pinned (nothing written)".to_owned(),
+    let (what, was) = match &p.change {
+        Change::Added => ("pinned", String::new()),
+        Change::Updated { previous } if previous.revision == e.revision => {
+            ("re-pinned", String::new())
+        }
+        Change::Updated { previous } => ("re-pinned", format!(" (was {})", previous.revision)),
+        Change::Unchanged => ("already pinned", " (nothing written)".to_owned()),
     };
     let from = e
         .tracks
@@ -99,7 +101,7 @@ pub fn pinned(p: &vlmctl_deploy::pin::Pinned) -> String {
         .map(|t| format!("{t} -> "))
         .unwrap_or_default();
     let mut out = format!(
-        "{what} {} in {}: {}@{from}{}",
+        "{what} {} in {}: {}@{from}{}{was}",
         e.name,
         p.lock.display(),
         e.repo,

@@ -103,6 +103,13 @@ pub(crate) fn hub_client(args: &HubArgs) -> Result<HubClient, Failure> {
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
     };
+    // A mirror's endpoint may carry credentials (`https://user:pass@mirror/`): the password is
+    // a secret like the token, shown nowhere.
+    if let Ok(url) = reqwest::Url::parse(&args.endpoint)
+        && let Some(password) = url.password()
+    {
+        crate::redact::secret(password);
+    }
     let hf_home = env_path(env_vars::HF_HOME);
     let cache = args
         .cache_dir

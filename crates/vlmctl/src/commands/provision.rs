@@ -27,9 +27,12 @@ pub async fn provision(
     if args.dry_run {
         let plan = super::plan(d.spec.as_deref(), &d.lock.lock, &d.dirs)?;
         if let Some(need) = &plan.unpinned {
-            out.progress(&format!(
-                "not pinned yet: {need}\nprovision will pin it on first use (commit, sizes, sha256 from the hub)"
-            ));
+            let then = if d.pin.locked {
+                "with --locked (VLMCTL_LOCKED), provision refuses to change the lock (exit 3)"
+            } else {
+                "provision will pin it before it starts (commit, sizes, sha256 from the hub)"
+            };
+            out.progress(&format!("not pinned yet: {need}\n{then}"));
         }
         out.stdout(&plan.spec.docker_run_line(&plan.mount));
         return Ok(exit_codes::SUCCESS);

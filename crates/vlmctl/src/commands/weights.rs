@@ -192,6 +192,13 @@ pub async fn update(args: &UpdateArgs, out: &mut Output) -> Result<u8, Failure> 
     let path = &args.lock.lock;
     let lock = Lock::load(path)?;
     let models = vlmctl_weights::select_models(&lock, path, &args.names)?;
+    if models.is_empty() {
+        out.stdout(&format!(
+            "{} has no entries: nothing to update",
+            path.display()
+        ));
+        return Ok(exit_codes::SUCCESS);
+    }
     let hub = super::hub_client(&args.hub)?;
     let mut rows = Vec::new();
     let mut report = Vec::new();

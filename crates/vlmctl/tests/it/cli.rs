@@ -117,7 +117,7 @@ fn provision_dry_run_of_the_embedded_spec_needs_no_lock_entry_and_no_network() {
         err.contains(
             "not pinned yet: gemma-4-e2b-it-q4km: unsloth/gemma-4-E2B-it-GGUF@main \
              (gemma-4-E2B-it-Q4_K_M.gguf, mmproj-F16.gguf)"
-        ) && err.contains("provision will pin it on first use"),
+        ) && err.contains("provision will pin it before it starts"),
         "{err}"
     );
 }

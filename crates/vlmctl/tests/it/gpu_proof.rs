@@ -34,23 +34,20 @@ fn fake_nvidia_smi(dir: &Path) {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-#[test]
-fn a_gpu_spec_whose_server_runs_on_the_cpu_fails_with_the_evidence_and_is_undone() {
-    let r = Run::new("gpuproof");
+/// `provision --yes` of a spec that asks for every GPU and every layer on it, with `image`, the
+/// 270M lock, a busybox conflict and the stand-in nvidia-smi: (exit code, stdout, stderr,
+/// server name, conflict name).
+fn provision_gpu_spec(r: &Run, image: &str) -> (i32, String, String, String, String) {
     let conflict = r.conflict();
     let server = r.name("server");
-    let _server_guard = Guard(server.clone());
-
-    // The spec asks for every GPU and every layer on it; the image is the CPU build.
     let spec = r.path("spec.toml");
     std::fs::write(
         &spec,
         format!(
-            "name = \"{server}\"\nimage = \"{}\"\nmodel = \"gemma-3-270m-q4km\"\ngpus = \"all\"\n\
+            "name = \"{server}\"\nimage = \"{image}\"\nmodel = \"gemma-3-270m-q4km\"\ngpus = \"all\"\n\
              restart = \"no\"\n[server]\nhost = \"127.0.0.1\"\nport = {}\nctx_size = 1024\n\
              n_gpu_layers = 999\nthreads = 2\n[health]\ntimeout_s = 90\n\
              [[conflict]]\nname = \"{conflict}\"\n",
-            required_env("VLMCTL_TEST_LLAMA_IMAGE"),
             free_port()
         ),
     )
@@ -94,6 +91,15 @@ fn a_gpu_spec_whose_server_runs_on_the_cpu_fails_with_the_evidence_and_is_undone
          dockerd through scripts/test, which puts a no-op nvidia-container-runtime-hook on its \
          PATH (scripts/lib/fake-nvidia/)\n{err}"
     );
+    (code, out, err, server, conflict)
+}
+
+#[test]
+fn a_gpu_spec_whose_server_runs_on_the_cpu_fails_with_the_evidence_and_is_undone() {
+    let r = Run::new("gpuproof");
+    let (code, out, err, server, conflict) =
+        provision_gpu_spec(&r, &required_env("VLMCTL_TEST_LLAMA_IMAGE"));
+    let _server_guard = Guard(server.clone());
     assert_eq!(code, 8, "exit 8 (server), got {code}\n{out}\n{err}");
     // The evidence, quoted from the real server's log, and what to do.
     assert!(
@@ -130,4 +136,59 @@ fn a_gpu_spec_whose_server_runs_on_the_cpu_fails_with_the_evidence_and_is_undone
             .exists(),
         "no record for a failed run"
     );
+}
+
+/// A CUDA image without kernels for the GPU: llama-server finds the device, then aborts at the
+/// first kernel launch with `CUDA error: no kernel image is available for execution on the
+/// device` (ggml-cuda.cu's `ggml_cuda_error`). A busybox image prints those lines (built from
+/// the source's format strings, with a GB10's compute capability 12.1) and exits with SIGABRT's
+/// code, as that server does; provision must say what the log means, not only that it exited.
+#[test]
+fn a_gpu_server_that_dies_of_a_cuda_error_gets_the_kernels_hint_and_is_undone() {
+    let r = Run::new("gpuabort");
+    let ctx = r.path("abort-ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::copy(required_env("VLMCTL_TEST_BUSYBOX"), ctx.join("busybox")).unwrap();
+    let script = "echo 'ggml_cuda_init: found 1 CUDA devices (Total VRAM: 124546 MiB):' >&2; \
+                  echo '  Device 0: NVIDIA GB10, compute capability 12.1, VMM: yes, VRAM: 124546 MiB' >&2; \
+                  echo 'load_tensors: offloaded 19/19 layers to GPU' >&2; \
+                  echo 'CUDA error: no kernel image is available for execution on the device' >&2; \
+                  echo '  current device: 0, in function ggml_cuda_compute_forward' >&2; \
+                  exit 134";
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM scratch\nCOPY busybox /bin/busybox\n\
+             ENTRYPOINT [\"/bin/busybox\", \"sh\", \"-c\", {}, \"llama-server\"]\n",
+            serde_json::to_string(script).unwrap()
+        ),
+    )
+    .unwrap();
+    let tag = format!("vlmctl-test/cuda-abort:{}", r.id);
+    let built = std::process::Command::new("docker")
+        .args(["build", "-q", "-t", &tag, "--label"])
+        .arg(format!("org.vlmctl.test-run={}", r.id))
+        .arg(&ctx)
+        .env("DOCKER_BUILDKIT", "0")
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+
+    let (code, out, err, server, conflict) = provision_gpu_spec(&r, &tag);
+    let _server_guard = Guard(server.clone());
+    assert_eq!(code, 8, "{out}\n{err}");
+    assert!(err.contains("exited") && err.contains("134"), "{err}");
+    assert!(
+        err.contains(
+            "hint: the image has no kernels for compute capability 12.1: use server-cuda13 or \
+             build from source"
+        ),
+        "{err}"
+    );
+    assert!(err.contains(&format!("restored {conflict}")), "{err}");
+    assert!(running(&conflict), "the conflict runs again: {err}");
 }

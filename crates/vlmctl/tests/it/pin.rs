@@ -240,7 +240,7 @@ async fn the_hub_failing_to_pin_exits_6_and_writes_nothing() {
     let hub = hub().await;
     let env = Env::new();
     let nowhere = format!("http://127.0.0.1:{}", crate::common::free_port());
-    let cases: [(&str, String, Option<&str>, &str, &str); 5] = [
+    let cases: [(&str, String, Option<&str>, &str, &str); 6] = [
         (
             "a repo the hub does not have (with a token: 404)",
             table(&format!("\"{FILE}\"")).replace(REPO, "vlmctl-test/nope"),
@@ -276,10 +276,19 @@ async fn the_hub_failing_to_pin_exits_6_and_writes_nothing() {
             "cannot reach the Hugging Face hub",
             "check the network",
         ),
+        (
+            "a mirror that is down, with credentials in its URL",
+            table(&format!("\"{FILE}\"")),
+            None,
+            "cannot reach the Hugging Face hub",
+            "check the network",
+        ),
     ];
     for (what, model_table, token, error, hint) in cases {
         let spec = env.spec(&model_table);
-        let endpoint = if what.contains("down") {
+        let endpoint = if what.contains("credentials") {
+            nowhere.replace("http://", "http://mirror-user:s3cret-mirror-pw@")
+        } else if what.contains("down") {
             nowhere.clone()
         } else {
             hub.endpoint()
@@ -297,6 +306,7 @@ async fn the_hub_failing_to_pin_exits_6_and_writes_nothing() {
         if let Some(t) = token {
             assert!(!out.contains(t), "{what}: the token is never shown: {out}");
         }
+        assert!(!out.contains("s3cret-mirror-pw"), "{what}: {out}");
         assert_eq!(
             env.lock_bytes(),
             HEADER.as_bytes(),
