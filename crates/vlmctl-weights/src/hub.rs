@@ -266,6 +266,16 @@ fn parse_meta(h: &HeaderMap) -> Result<RemoteFile, String> {
     })
 }
 
+/// The password in an endpoint URL (a mirror's `https://user:pass@host/`): a secret, to be kept
+/// out of every message, like the token.
+#[must_use]
+pub fn endpoint_password(endpoint: &str) -> Option<String> {
+    reqwest::Url::parse(endpoint)
+        .ok()?
+        .password()
+        .map(str::to_owned)
+}
+
 /// `models--org--name` under the cache, as the official client lays it out.
 #[must_use]
 pub fn repo_cache_dir(cache_dir: &Path, repo: &str) -> PathBuf {

@@ -29,7 +29,9 @@ pub use fetch::{
     FetchOutcome, FetchProgress, NoProgress, adopt, default_cache_dir, match_adoptee, model_dir,
     stored_token,
 };
-pub use hub::{DEFAULT_ENDPOINT, HubClient, PinRequest, RemoteFile, repo_cache_dir};
+pub use hub::{
+    DEFAULT_ENDPOINT, HubClient, PinRequest, RemoteFile, endpoint_password, repo_cache_dir,
+};
 pub use lock::{
     LOCK_VERSION, Lock, LockedFile, ModelEntry, Role, Sha256Digest, expand_home, leading_comments,
 };

@@ -105,10 +105,8 @@ pub(crate) fn hub_client(args: &HubArgs) -> Result<HubClient, Failure> {
     };
     // A mirror's endpoint may carry credentials (`https://user:pass@mirror/`): the password is
     // a secret like the token, shown nowhere.
-    if let Ok(url) = reqwest::Url::parse(&args.endpoint)
-        && let Some(password) = url.password()
-    {
-        crate::redact::secret(password);
+    if let Some(password) = vlmctl_weights::endpoint_password(&args.endpoint) {
+        crate::redact::secret(&password);
     }
     let hf_home = env_path(env_vars::HF_HOME);
     let cache = args
