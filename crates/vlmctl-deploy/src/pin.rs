@@ -126,6 +126,7 @@ pub fn need(spec: &Spec, lock: &Lock, lock_path: &Path) -> Option<PinNeed> {
             })
             .collect(),
         dir: intent.dir.clone(),
+        tracks: None,
     };
     request.files.sort();
     let reason = match lock.model(&spec.model) {
@@ -135,9 +136,23 @@ pub fn need(spec: &Spec, lock: &Lock, lock_path: &Path) -> Option<PinNeed> {
             if what.is_empty() {
                 return None;
             }
-            // A re-pin keeps where the files live unless the spec says otherwise.
+            // A re-pin keeps where the files live unless the spec says otherwise, and the
+            // commit unless the repository or the revision changed: a projector added to the
+            // files does not move the model file to whatever the branch points at today.
             if request.dir.is_none() {
                 request.dir.clone_from(&entry.dir);
+            }
+            let source_changed = what
+                .iter()
+                .any(|w| w.starts_with("repo:") || w.starts_with("revision:"));
+            if !source_changed {
+                request.tracks = Some(
+                    entry
+                        .tracks
+                        .clone()
+                        .unwrap_or_else(|| request.revision.clone()),
+                );
+                request.revision.clone_from(&entry.revision);
             }
             Reason::Changed(what)
         }
@@ -351,6 +366,11 @@ port = 1
             n.request.dir.as_deref(),
             Some("~/models/m"),
             "a re-pin keeps the entry's dir"
+        );
+        assert_eq!(
+            (n.request.revision.as_str(), n.request.tracks.as_deref()),
+            ("a".repeat(40).as_str(), Some("main")),
+            "and, when only the files changed, the entry's commit (still tracking main)"
         );
 
         let both = [("m.gguf", Role::Model), ("mmproj-F16.gguf", Role::Mmproj)];

@@ -51,6 +51,10 @@ pub struct PinRequest {
     pub files: Vec<(String, Role)>,
     /// The entry's `dir`.
     pub dir: Option<String>,
+    /// The branch or tag to record as the entry's `tracks` when `revision` is a commit that was
+    /// itself resolved from one (a re-pin at the entry's commit); else `revision` when it is a
+    /// branch or tag.
+    pub tracks: Option<String>,
 }
 
 /// What the hub says about one file at one revision.
@@ -180,7 +184,10 @@ impl HubClient {
             name: request.name.clone(),
             repo: request.repo.clone(),
             revision: commit,
-            tracks: (!is_commit).then(|| request.revision.clone()),
+            tracks: request
+                .tracks
+                .clone()
+                .or_else(|| (!is_commit).then(|| request.revision.clone())),
             dir: request.dir.clone(),
             files,
         })

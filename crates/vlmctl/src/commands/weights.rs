@@ -168,6 +168,7 @@ pub async fn lock(args: &LockCmdArgs, out: &mut Output) -> Result<u8, Failure> {
             revision: args.revision.clone(),
             files,
             dir,
+            tracks: None,
         })
         .await?;
     let change = vlmctl_deploy::pin::write_entries(path, std::slice::from_ref(&entry))?
@@ -226,6 +227,7 @@ pub async fn update(args: &UpdateArgs, out: &mut Output) -> Result<u8, Failure> 
                 revision: tracks.clone(),
                 files: m.files.iter().map(|f| (f.path.clone(), f.role)).collect(),
                 dir: m.dir.clone(),
+                tracks: None,
             })
             .await?;
         let result = if entry == *m {

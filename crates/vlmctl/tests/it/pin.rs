@@ -199,7 +199,7 @@ async fn fetch_with_a_spec_pins_on_first_use_then_the_lock_decides() {
         )
         .await;
     assert!(
-        out.contains("weights    FAIL    not pinned yet: pin: vlmctl-test/pin-GGUF@main (mmproj-F16.gguf, pin-Q4_K.gguf); the entry in"),
+        out.contains(&format!("weights    FAIL    not pinned yet: pin: vlmctl-test/pin-GGUF@{COMMIT} (mmproj-F16.gguf, pin-Q4_K.gguf); the entry in")),
         "gates says what it would pin and stays read-only ({code}): {out}"
     );
     assert_eq!(env.lock_bytes(), before, "gates writes nothing");
