@@ -450,7 +450,7 @@ pub async fn remove_aside(docker: &Docker, id: &str, name: &str) -> Result<(), L
     remove(docker, id, &aside_name(name)).await.map(|_| ())
 }
 
-fn start_error(name: &str, source: bollard::errors::Error) -> LifecycleError {
+pub(crate) fn start_error(name: &str, source: bollard::errors::Error) -> LifecycleError {
     let msg = source.to_string();
     if msg.contains("could not select device driver") && msg.contains("gpu") {
         return LifecycleError::NoGpuRuntime {
@@ -865,6 +865,35 @@ pub async fn ensure_image(
 
 #[cfg(test)]
 mod tests {
+    /// dockerd 20.10's answer to a GPU request on a host without the NVIDIA container toolkit
+    /// (daemon/devices.go: `could not select device driver %q with capabilities: %v`, status
+    /// 500 on the start call), as the test daemon no longer gives it (it has a no-op hook).
+    #[test]
+    fn a_start_refused_for_want_of_a_gpu_driver_says_install_the_toolkit() {
+        let refused = bollard::errors::Error::DockerResponseServerError {
+            status_code: 500,
+            message: "could not select device driver \"\" with capabilities: [[gpu]]".to_owned(),
+        };
+        let e = super::start_error("panda-llamacpp", refused);
+        assert!(
+            matches!(e, crate::LifecycleError::NoGpuRuntime { .. }),
+            "{e:?}"
+        );
+        assert!(
+            e.hint().contains("NVIDIA Container Toolkit"),
+            "{}",
+            e.hint()
+        );
+        let other = bollard::errors::Error::DockerResponseServerError {
+            status_code: 500,
+            message: "something else".to_owned(),
+        };
+        assert!(matches!(
+            super::start_error("x", other),
+            crate::LifecycleError::Docker { .. }
+        ));
+    }
+
     use super::*;
 
     fn spec(gpus: &str) -> Spec {
