@@ -91,19 +91,8 @@ impl Run {
             "FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT [\"/bin/busybox\"]\n",
         )
         .unwrap();
-        let tag = format!("vlmctl-test/busybox:{}", self.id);
+        let tag = self.build_image("busybox", &ctx);
         let label = format!("org.vlmctl.test-run={}", self.id);
-        let out = Command::new("docker")
-            .args(["build", "-q", "-t", &tag, "--label", &label])
-            .arg(&ctx)
-            .env("DOCKER_BUILDKIT", "0")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
         let name = self.name("conflict");
         docker(&[
             "run",
@@ -121,6 +110,25 @@ impl Run {
             "3600",
         ]);
         name
+    }
+
+    /// Builds the image whose context is `ctx` as `vlmctl-test/<what>:<run id>`, labelled with
+    /// this run (removed with it).
+    pub(crate) fn build_image(&self, what: &str, ctx: &Path) -> String {
+        let tag = format!("vlmctl-test/{what}:{}", self.id);
+        let out = Command::new("docker")
+            .args(["build", "-q", "-t", &tag, "--label"])
+            .arg(format!("org.vlmctl.test-run={}", self.id))
+            .arg(ctx)
+            .env("DOCKER_BUILDKIT", "0")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tag
     }
 
     pub(crate) fn write_spec(&self, name: &str, port: u16, conflict: &str, ctx: u32) -> PathBuf {

@@ -164,19 +164,7 @@ fn a_gpu_server_that_dies_of_a_cuda_error_gets_the_kernels_hint_and_is_undone() 
         ),
     )
     .unwrap();
-    let tag = format!("vlmctl-test/cuda-abort:{}", r.id);
-    let built = std::process::Command::new("docker")
-        .args(["build", "-q", "-t", &tag, "--label"])
-        .arg(format!("org.vlmctl.test-run={}", r.id))
-        .arg(&ctx)
-        .env("DOCKER_BUILDKIT", "0")
-        .output()
-        .unwrap();
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
+    let tag = r.build_image("cuda-abort", &ctx);
 
     let (code, out, err, server, conflict) = provision_gpu_spec(&r, &tag);
     let _server_guard = Guard(server.clone());
