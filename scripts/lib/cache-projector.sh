@@ -2,8 +2,9 @@
 # The test projector: generates the Gemma 3 mmproj GGUF for the 270M test model with
 # scripts/lib/make-projector.py (random weights, fixed seed, so the bytes are pinned below), proves
 # that the llama-server the tests run loads it beside the model, and caches it under $VLMCTL_CACHE
-# keyed by the generator's content hash and that llama-server's build. Prints the path on stdout;
-# progress goes to stderr.
+# keyed by the generator's content hash and that llama-server's build. Then places it (a hard link)
+# beside the model, where examples/cpu-test.lock says the entry's files are (one directory per lock
+# entry), and prints that path on stdout; progress goes to stderr.
 #
 #   cache-projector.sh LLAMA_SERVER MODEL
 set -euo pipefail
@@ -25,10 +26,22 @@ gen_id=$(sha256sum "$gen" | cut -c1-12)
 build_id=$(basename "$(dirname "$server")")
 dest="$cache/mmproj/gen-$gen_id-llama-$build_id"
 
+# Beside the model, verified: a copy there that differs (an older generator's) is replaced.
+place() {
+  local beside
+  beside="$(dirname "$model")/$NAME"
+  if ! cmp -s "$dest/$NAME" "$beside"; then
+    ln -f "$dest/$NAME" "$beside.tmp" 2>/dev/null || cp "$dest/$NAME" "$beside.tmp"
+    mv -f "$beside.tmp" "$beside"
+    log "placed beside the model: $beside"
+  fi
+  echo "$beside"
+}
+
 if [ -f "$dest/.verified" ]; then
   if (cd "$dest" && sha256sum --quiet --check SHA256SUMS >/dev/null 2>&1); then
     log "cached: $dest/$NAME"
-    echo "$dest/$NAME"
+    place
     exit 0
   fi
   log "the cached copy in $dest fails its sha256: generating it again"
@@ -82,4 +95,4 @@ chmod 755 "$work"
 rm -rf "$dest" && mv "$work" "$dest"
 trap - EXIT
 log "verified sha256 $SHA256 ($SIZE bytes): $dest/$NAME"
-echo "$dest/$NAME"
+place

@@ -76,6 +76,22 @@ pub enum DeployError {
         /// What the log's CUDA failure means (e.g. no kernels for the GPU).
         hint: String,
     },
+    /// The server answered the image request but did not count the image.
+    #[error(
+        "{url} ignored the image: the smoke request counted {with} prompt tokens with the camera \
+         frame and {without} without{}",
+        if logs.is_empty() { String::new() } else { format!("; its log ends:\n{logs}") }
+    )]
+    ImageIgnored {
+        /// Server.
+        url: String,
+        /// Prompt tokens with the image.
+        with: u64,
+        /// Prompt tokens without it.
+        without: u64,
+        /// The server's last log lines.
+        logs: String,
+    },
     /// The smoke request failed.
     #[error("smoke request to {url} failed: {why}")]
     SmokeFailed {
@@ -227,6 +243,12 @@ impl DeployError {
             ),
             Self::GateFailed { hint, .. } => hint.clone(),
             Self::CudaFailedAtLoad { hint, .. } => Some(hint.clone()),
+            Self::ImageIgnored { .. } => Some(
+                "the projector did not take part: the server's log should say \"loaded multimodal \
+                 model\" (llama-server --mmproj); check that the lock's mmproj file is the \
+                 projector made for this model"
+                    .to_owned(),
+            ),
             Self::NotPinned { need } => Some(format!(
                 "`vlmctl provision` (or `vlmctl weights fetch --spec FILE`) pins it on first use \
                  and writes {}; commit that file",

@@ -483,12 +483,7 @@ async fn launch_and_check(
             let model = smoke::served_model(&base, plan.api_key.as_deref()).await?;
             return Ok(Err(model));
         }
-        let smoke = smoke::smoke(
-            &base,
-            plan.api_key.as_deref(),
-            plan.mount.mmproj_file.is_some(),
-        )
-        .await?;
+        let smoke = checked_smoke(docker, plan, &base).await?;
         let reading = memory::measure(spec, &id).await?;
         let proof = prove(docker, plan, &reading).await?;
         Ok::<_, DeployError>(Ok((ready, smoke, reading.process_mib, proof)))
@@ -563,6 +558,28 @@ async fn prove(
                 image: spec.image.clone(),
             }))
         })
+}
+
+/// The smoke request (with the camera frame when the model has a projector); a server that
+/// ignored the image is told with its own last log lines.
+async fn checked_smoke(docker: &Docker, plan: &Plan, base: &str) -> Result<Smoke, DeployError> {
+    match smoke::smoke(
+        base,
+        plan.api_key.as_deref(),
+        plan.mount.mmproj_file.is_some(),
+    )
+    .await
+    {
+        Err(DeployError::ImageIgnored {
+            url, with, without, ..
+        }) => Err(DeployError::ImageIgnored {
+            url,
+            with,
+            without,
+            logs: containers::log_tail(docker, &plan.spec.name, 15).await,
+        }),
+        other => other,
+    }
 }
 
 /// A GPU server that exited while loading: when its log says CUDA failed (a CUDA image without

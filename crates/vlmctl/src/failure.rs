@@ -133,7 +133,8 @@ fn deploy_code(e: &vlmctl_deploy::DeployError) -> u8 {
         | E::ThinkingLeaked { .. }
         | E::MemoryCeiling { .. }
         | E::NotOnGpu(_)
-        | E::CudaFailedAtLoad { .. } => exit_codes::SERVER,
+        | E::CudaFailedAtLoad { .. }
+        | E::ImageIgnored { .. } => exit_codes::SERVER,
         E::Interrupted { .. } => exit_codes::INTERRUPTED,
         // The daemon went away: what is still to undo is said, and the exit code is the
         // unreachable-daemon one.

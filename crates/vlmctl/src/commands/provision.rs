@@ -107,7 +107,11 @@ pub async fn provision(
                     record.startup_s,
                     smoke.content,
                     smoke.wall_ms,
-                    if smoke.vision { ", with an image" } else { "" },
+                    match (smoke.vision, smoke.image_tokens) {
+                        (true, Some(n)) => format!(", with the camera frame: {n} image tokens"),
+                        (true, None) => ", with the camera frame".to_owned(),
+                        (false, _) => String::new(),
+                    },
                     record_path.display(),
                     smoke.model
                 ));

@@ -713,3 +713,95 @@ fn docker_health_is_aimed_at_the_port(
         .unwrap_or_default();
     assert!(row.contains(" ok ") && row.contains(" healthy "), "{out}");
 }
+
+/// The README's "Try it without a GPU" flow, line by line as a user copies it (its `eval` line
+/// is what `scripts/test` did before this test): every command succeeds, the projector is
+/// verified, the smoke request counts the camera frame's tokens, and the bench sends the frame
+/// (A's prompt larger than T's by the image). Only `--out` is pointed at a temporary directory
+/// and the state directory is a temporary one.
+#[test]
+fn the_readmes_cpu_flow_serves_and_benchmarks_the_camera_frame() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let section = readme
+        .split("## Try it without a GPU")
+        .nth(1)
+        .and_then(|s| s.split("```sh\n").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("the README's CPU flow");
+    let r = Run::new("readme");
+    let _guard = Guard("vlmctl-cpu-test".to_owned());
+    let cache = std::env::var("VLMCTL_CACHE").unwrap_or_default();
+    let home_cache = format!(
+        "{}/.cache/vlmctl",
+        std::env::var("HOME").unwrap_or_default()
+    );
+    assert!(
+        cache.is_empty() || Path::new(&cache) == Path::new(&home_cache),
+        "examples/cpu-test.lock names ~/.cache/vlmctl/models: run with VLMCTL_CACHE unset or {home_cache}"
+    );
+    let mut outputs = Vec::new();
+    for line in section.lines().filter(|l| l.starts_with("vlmctl ")) {
+        let line = line.split(" # ").next().unwrap_or(line).trim();
+        let args: Vec<String> = line
+            .split_whitespace()
+            .skip(1)
+            .map(|a| {
+                if a == "/tmp/cpu-bench" {
+                    r.path("bench").display().to_string()
+                } else {
+                    a.to_owned()
+                }
+            })
+            .collect();
+        let (code, out, err) = run(vlmctl()
+            .args(&args)
+            .current_dir(&root)
+            .env("VLMCTL_STATE_DIR", r.path("state"))
+            .stdin(Stdio::null()));
+        assert_eq!(code, 0, "`{line}` failed:\n{out}\n{err}");
+        outputs.push((line.to_owned(), out, err));
+    }
+    let said = |cmd: &str| {
+        outputs
+            .iter()
+            .find(|(l, _, _)| l.starts_with(cmd))
+            .map(|(_, o, e)| format!("{o}\n{e}"))
+            .unwrap_or_default()
+    };
+    assert!(
+        said("vlmctl weights verify").contains("mmproj  OK (GGUF v3, 23 tensors, clip)"),
+        "{}",
+        said("vlmctl weights verify")
+    );
+    let provision = said("vlmctl provision");
+    let tokens: u64 = provision
+        .split("with the camera frame: ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no image tokens in: {provision}"));
+    assert!(tokens >= 16, "{provision}");
+    assert!(said("vlmctl relaunch").contains("nothing to do"));
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(r.path("bench/results.json")).unwrap()).unwrap();
+    let prompt = |config: &str| -> u64 {
+        let c = results["targets"][0]["configs"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["name"] == config))
+            .unwrap_or_else(|| panic!("config {config} in {results}"));
+        let s = &c["samples"][0]["server"];
+        s["prompt_n"].as_u64().unwrap_or(0) + s["cache_n"].as_u64().unwrap_or(0)
+    };
+    assert!(
+        prompt("A") >= prompt("T") + 16,
+        "A carries the frame: A {} vs T {} prompt tokens",
+        prompt("A"),
+        prompt("T")
+    );
+    assert_eq!(
+        results["image_sha256"],
+        "67c697265bba04bce549eb8e1915f343d79eeef8d584bad08535109ac21ed3e4"
+    );
+    assert!(said("vlmctl teardown").contains("removed vlmctl-cpu-test"));
+}
