@@ -384,12 +384,13 @@ pub fn adopt(args: &AdoptArgs, out: &mut Output) -> Result<u8, Failure> {
         results.push(serde_json::json!({"model": model.name, "source": src, "location": dir.join(&file.path), "result": outcome}));
         rows.push([
             model.name.clone(),
+            file.role.to_string(),
             dir.join(&file.path).display().to_string(),
             crate::render::describe(&outcome, file.size),
         ]);
     }
     out.stdout(&crate::render::table(
-        &["MODEL", "PLACED AT", "RESULT"],
+        &["MODEL", "ROLE", "PLACED AT", "RESULT"],
         &rows,
     ));
     Ok(exit_codes::SUCCESS)

@@ -133,3 +133,42 @@ fn one_flipped_byte_fails_sha256() {
         "{out}"
     );
 }
+
+/// The test projector (`VLMCTL_TEST_MMPROJ`, architecture `clip`), as a user copies it from
+/// another host: `weights adopt` places it beside the model (the repository's CPU lock), and
+/// `weights verify` shows both files with their architectures.
+#[test]
+fn the_projector_is_adopted_and_verified_as_a_clip_gguf() {
+    let mmproj = PathBuf::from(required_env("VLMCTL_TEST_MMPROJ"));
+    let model = PathBuf::from(required_env("VLMCTL_TEST_MODEL"));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("models");
+    let lock = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/cpu-test.lock");
+    let (code, out, err) = run(vlmctl()
+        .args(["weights", "adopt"])
+        .arg(&mmproj)
+        .arg(&model)
+        .arg("--lock")
+        .arg(&lock)
+        .arg("--dir")
+        .arg(&dir));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("mmproj  ") && out.contains("mmproj-gemma3-270m-test.gguf"),
+        "{out}"
+    );
+    let (code, out, err) = run(vlmctl()
+        .args(["weights", "verify", "--lock"])
+        .arg(&lock)
+        .arg("--dir")
+        .arg(&dir));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("model   OK (GGUF v3, 236 tensors, gemma3)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("mmproj  OK (GGUF v3, 23 tensors, clip)"),
+        "{out}"
+    );
+}
