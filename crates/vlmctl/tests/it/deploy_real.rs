@@ -805,3 +805,50 @@ fn the_readmes_cpu_flow_serves_and_benchmarks_the_camera_frame() {
     );
     assert!(said("vlmctl teardown").contains("removed vlmctl-cpu-test"));
 }
+
+/// A projector llama-server cannot load (a GGUF that verifies against the lock but is no
+/// projector: `general.architecture` is not `clip`) makes the server exit while loading: a
+/// readiness error (exit 8) that quotes the server's log, with the run undone.
+#[test]
+fn a_projector_the_server_cannot_load_is_a_readiness_error_quoting_its_log() {
+    let r = Run::new("badmmproj");
+    let conflict = r.conflict();
+    let server = r.name("server");
+    let _guard = Guard(server.clone());
+    let dir = r.path("models");
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = PathBuf::from(required_env("VLMCTL_TEST_MODEL"));
+    if std::fs::hard_link(&model, dir.join(FILE)).is_err() {
+        std::fs::copy(&model, dir.join(FILE)).unwrap();
+    }
+    let bad = vlmctl_weights::gguf::synthetic(&[("w", &[64, 64], 0)]);
+    std::fs::write(dir.join("mmproj-bad.gguf"), &bad).unwrap();
+    let lock = r.path("weights.lock");
+    std::fs::write(
+        &lock,
+        format!(
+            "version = 1\n[[model]]\nname = \"gemma-3-270m-q4km\"\nrepo = \"{REPO}\"\nrevision = \"{COMMIT}\"\ndir = \"{}\"\n\
+             [[model.file]]\npath = \"{FILE}\"\nrole = \"model\"\nsize = 253113024\nsha256 = \"{SHA}\"\n\
+             [[model.file]]\npath = \"mmproj-bad.gguf\"\nrole = \"mmproj\"\nsize = {}\nsha256 = \"{}\"\n",
+            dir.display(),
+            bad.len(),
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bad))
+        ),
+    )
+    .unwrap();
+    let spec = r.write_spec(&server, free_port(), &conflict, 1024);
+    let (code, out, err) = run(vlmctl()
+        .args(["provision", "--yes", "--spec"])
+        .arg(&spec)
+        .env("VLMCTL_LOCK", &lock)
+        .env("VLMCTL_STATE_DIR", r.path("state"))
+        .stdin(Stdio::null()));
+    assert_eq!(code, 8, "{out}\n{err}");
+    assert!(err.contains("exited"), "{err}");
+    assert!(
+        err.contains("mmproj") || err.contains("multimodal"),
+        "the server's own words about the projector: {err}"
+    );
+    assert!(err.contains(&format!("restored {conflict}")), "{err}");
+    assert!(running(&conflict));
+}
