@@ -54,7 +54,7 @@
 //! - **The prompt cache** (llama-server only; `timings.cache_n`, `usage.prompt_tokens_details.
 //!   cached_tokens`): the server keeps the last prompt it evaluated, and a request evaluates
 //!   (`prompt_n`) only the tokens after the longest common prefix with it, at least one (the
-//!   real server evaluates the last token again for its logits). An identical repeat: prompt_n
+//!   real server evaluates the last token again for its logits). An identical repeat: `prompt_n`
 //!   1, the rest from the cache; measured with the frame: nav prompt 1 evaluated + 758 cached,
 //!   the short one 5 + 303, the smoke request 5 + 94. A different image breaks the prefix where
 //!   the image starts, as it does in llama-server (it hashes the image). The fake keeps one
@@ -494,7 +494,7 @@ fn prompt_tokens(protocol: Protocol, body: &Value) -> Vec<u64> {
                     match p["type"].as_str() {
                         Some("text") => text(&mut out, p["text"].as_str().unwrap_or_default()),
                         Some("image_url") => {
-                            image(&mut out, p["image_url"]["url"].as_str().unwrap_or_default())
+                            image(&mut out, p["image_url"]["url"].as_str().unwrap_or_default());
                         }
                         _ => {}
                     }
