@@ -34,9 +34,34 @@
 //! Every chat request takes the next [`Step`] of a script (afterwards [`Options::then`]): a
 //! [`Reply`] after a delay. Requests are served by at most [`Options::slots`] at once, like
 //! llama-server's `--parallel` slots; the others wait in arrival order, so a server slower than
-//! the load shows queueing as a real one does. The timings the fake reports are fixed figures,
-//! not measured: prompt 5 tokens in 2 ms with 550 from the cache, 4 tokens generated in 8 ms
-//! (llama-server); 554 prompt tokens in 14 ms, 9 generated in 13 ms, load 1.5 ms (Ollama).
+//! the load shows queueing as a real one does. Times in the timings are fixed figures, not
+//! measured: 0.4 ms per prompt token evaluated, 4 tokens generated in 8 ms (llama-server);
+//! prompt in 14 ms, 9 tokens generated in 13 ms, load 1.5 ms (Ollama).
+//!
+//! Prompt tokens are counted the way llama-server counts them, so that tests can see what the
+//! camera frame and the prompt cache do to a request (without a tokenizer, so the text's count is
+//! an estimate; the image's and the cache's behaviour are the real server's):
+//! - **Text**: one token per 4 bytes of message text, plus the chat template's tokens around
+//!   each turn (`<bos>`, `<start_of_turn>user`, `<end_of_turn>`, `<start_of_turn>model`: 9 for
+//!   one user message). The runbooks' nav prompt (2757 bytes) comes to 699; the real server
+//!   with the test model counts 693.
+//! - **An image** (an `image_url` part; Ollama: an entry of `images`) adds [`IMAGE_TOKENS`]
+//!   tokens, whatever the picture, as llama-server with a vision projector does: it turns the
+//!   image into a fixed number of embeddings (the test projector for Gemma 3 270M: 64) between
+//!   image marker tokens. Measured with `scripts/test`'s llama-server, model and projector and
+//!   `examples/camera.png`: the nav prompt 693 tokens text-only, 759 with the frame (+66), the
+//!   short nav prompt 242 and 308 (+66); provision's smoke request 32 and 99.
+//! - **The prompt cache** (llama-server only; `timings.cache_n`, `usage.prompt_tokens_details.
+//!   cached_tokens`): the server keeps the last prompt it evaluated, and a request evaluates
+//!   (`prompt_n`) only the tokens after the longest common prefix with it, at least one (the
+//!   real server evaluates the last token again for its logits). An identical repeat: `prompt_n`
+//!   1, the rest from the cache; measured with the frame: nav prompt 1 evaluated + 758 cached,
+//!   the short one 5 + 303, the smoke request 5 + 94. A different image breaks the prefix where
+//!   the image starts, as it does in llama-server (it hashes the image). The fake keeps one
+//!   prompt for all its slots (llama-server keeps one per slot and gives a request the slot
+//!   whose prompt matches best, so a repeated request finds its prefix the same way).
+//!   `prompt_n + cache_n` is the prompt's size either way. Requests that fail before an
+//!   answer (`Status`, `Hang`, `Malformed`) evaluate nothing and leave the cache alone.
 //!
 //! ```no_run
 //! # async fn f() -> std::io::Result<()> {
@@ -58,6 +83,7 @@
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -72,6 +98,11 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};
+
+/// Prompt tokens one image adds, as llama-server counted `examples/camera.png` with the test
+/// environment's projector for Gemma 3 270M (64 image embeddings and the image markers around
+/// them): 693 prompt tokens for the nav prompt alone, 759 with the frame.
+pub const IMAGE_TOKENS: u64 = 66;
 
 /// What [`Options::then`] answers by default: a nav answer that passes the schema as whole JSON.
 pub const DEFAULT_ANSWER: &str = r#"{"action": "forward", "reason": "open floor"}"#;
@@ -164,6 +195,8 @@ struct Shared {
     slots: Option<Semaphore>,
     seen: Mutex<Vec<Seen>>,
     chat_requests: AtomicUsize,
+    /// The last prompt evaluated, one pseudo-token each: the prompt cache.
+    cache: Mutex<Vec<u64>>,
     /// Dropped with the server: hanging requests end then.
     shutdown: watch::Receiver<()>,
 }
@@ -204,6 +237,7 @@ impl FakeServer {
             script: Mutex::new(script.into_iter().collect()),
             seen: Mutex::new(Vec::new()),
             chat_requests: AtomicUsize::new(0),
+            cache: Mutex::new(Vec::new()),
             shutdown: rx,
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
@@ -393,24 +427,106 @@ async fn chat(s: &Shared, protocol: Protocol, body: &Value) -> Response {
     };
     let cut = step.reply == Reply::Cut;
     let model = s.options.model.as_str();
+    let prompt = evaluate(s, protocol, body);
     match (protocol, stream) {
-        (Protocol::Openai, false) => cut_if(cut, &openai_json(model, &content, &reasoning)),
+        (Protocol::Openai, false) => cut_if(cut, &openai_json(model, prompt, &content, &reasoning)),
         (Protocol::Openai, true) => {
             let include_usage = body["stream_options"]["include_usage"].as_bool() == Some(true);
             respond(
                 StatusCode::OK,
                 "text/event-stream",
-                openai_sse(model, &content, &reasoning, include_usage, cut),
+                openai_sse(model, prompt, &content, &reasoning, include_usage, cut),
             )
         }
-        (Protocol::Ollama, false) => {
-            cut_if(cut, &ollama_json(&body["model"], &content, &reasoning))
-        }
+        (Protocol::Ollama, false) => cut_if(
+            cut,
+            &ollama_json(&body["model"], prompt, &content, &reasoning),
+        ),
         (Protocol::Ollama, true) => respond(
             StatusCode::OK,
             "application/x-ndjson",
-            ollama_ndjson(&body["model"], &content, &reasoning, cut),
+            ollama_ndjson(&body["model"], prompt, &content, &reasoning, cut),
         ),
+    }
+}
+
+/// A prompt's size and how much of it the cache served.
+#[derive(Clone, Copy, Debug)]
+struct PromptCount {
+    total: u64,
+    cached: u64,
+}
+
+impl PromptCount {
+    fn evaluated(self) -> u64 {
+        self.total - self.cached
+    }
+}
+
+fn token(what: impl Hash) -> u64 {
+    // `DefaultHasher::new()` has fixed keys: the same text gives the same tokens every run.
+    let mut h = DefaultHasher::new();
+    what.hash(&mut h);
+    h.finish()
+}
+
+/// The prompt as pseudo-tokens (see the module documentation): equal prefixes give equal
+/// tokens, so the cache's common prefix is llama-server's.
+fn prompt_tokens(protocol: Protocol, body: &Value) -> Vec<u64> {
+    let mut out = vec![token("<bos>")];
+    let text = |out: &mut Vec<u64>, t: &str| {
+        out.extend(t.as_bytes().chunks(4).map(token));
+    };
+    let image = |out: &mut Vec<u64>, data: &str| {
+        let id = token(data);
+        out.extend((0..IMAGE_TOKENS).map(|i| token((id, i))));
+    };
+    for m in body["messages"].as_array().into_iter().flatten() {
+        out.extend([
+            token("<start_of_turn>"),
+            token(m["role"].as_str().unwrap_or_default()),
+            token("\n"),
+        ]);
+        match &m["content"] {
+            Value::String(t) => text(&mut out, t),
+            Value::Array(parts) => {
+                for p in parts {
+                    match p["type"].as_str() {
+                        Some("text") => text(&mut out, p["text"].as_str().unwrap_or_default()),
+                        Some("image_url") => {
+                            image(&mut out, p["image_url"]["url"].as_str().unwrap_or_default());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+        if protocol == Protocol::Ollama {
+            for i in m["images"].as_array().into_iter().flatten() {
+                image(&mut out, i.as_str().unwrap_or_default());
+            }
+        }
+        out.extend([token("<end_of_turn>"), token("\n")]);
+    }
+    out.extend([token("<start_of_turn>"), token("model"), token("\n")]);
+    out
+}
+
+/// Counts the request's prompt and, for llama-server, serves its common prefix with the last
+/// prompt from the cache (Ollama reports no cache: all of it evaluated).
+fn evaluate(s: &Shared, protocol: Protocol, body: &Value) -> PromptCount {
+    let tokens = prompt_tokens(protocol, body);
+    let total = tokens.len() as u64;
+    if protocol == Protocol::Ollama {
+        return PromptCount { total, cached: 0 };
+    }
+    let mut last = lock(&s.cache);
+    let common = last.iter().zip(&tokens).take_while(|(a, b)| a == b).count() as u64;
+    *last = tokens;
+    PromptCount {
+        total,
+        cached: common.min(total.saturating_sub(1)),
     }
 }
 
@@ -442,20 +558,26 @@ fn pieces(text: &str) -> Vec<String> {
     chars.chunks(4).map(|c| c.iter().collect()).collect()
 }
 
-fn openai_timings() -> Value {
+/// Milliseconds per prompt token evaluated.
+const PROMPT_MS_PER_TOKEN: f64 = 0.4;
+
+fn openai_timings(prompt: PromptCount) -> Value {
     json!({
-        "cache_n": 550, "prompt_n": 5, "prompt_ms": 2.0, "prompt_per_token_ms": 0.4,
-        "prompt_per_second": 2500.0, "predicted_n": 4, "predicted_ms": 8.0,
+        "cache_n": prompt.cached, "prompt_n": prompt.evaluated(),
+        "prompt_ms": prompt.evaluated() as f64 * PROMPT_MS_PER_TOKEN,
+        "prompt_per_token_ms": PROMPT_MS_PER_TOKEN,
+        "prompt_per_second": 1000.0 / PROMPT_MS_PER_TOKEN, "predicted_n": 4, "predicted_ms": 8.0,
         "predicted_per_token_ms": 2.0, "predicted_per_second": 500.0,
     })
 }
 
-fn openai_usage() -> Value {
-    json!({"completion_tokens": 4, "prompt_tokens": 555, "total_tokens": 559,
-           "prompt_tokens_details": {"cached_tokens": 550}})
+fn openai_usage(prompt: PromptCount) -> Value {
+    json!({"completion_tokens": 4, "prompt_tokens": prompt.total,
+           "total_tokens": prompt.total + 4,
+           "prompt_tokens_details": {"cached_tokens": prompt.cached}})
 }
 
-fn openai_json(model: &str, content: &str, reasoning: &str) -> Value {
+fn openai_json(model: &str, prompt: PromptCount, content: &str, reasoning: &str) -> Value {
     let mut message = json!({"role": "assistant", "content": content});
     if !reasoning.is_empty() {
         message["reasoning_content"] = json!(reasoning);
@@ -463,7 +585,7 @@ fn openai_json(model: &str, content: &str, reasoning: &str) -> Value {
     json!({
         "choices": [{"finish_reason": "stop", "index": 0, "message": message}],
         "created": 0, "model": model, "system_fingerprint": "fake", "object": "chat.completion",
-        "usage": openai_usage(), "id": "chatcmpl-fake", "timings": openai_timings(),
+        "usage": openai_usage(prompt), "id": "chatcmpl-fake", "timings": openai_timings(prompt),
     })
 }
 
@@ -476,6 +598,7 @@ fn openai_chunk(model: &str, choices: &Value) -> Value {
 
 fn openai_sse(
     model: &str,
+    prompt: PromptCount,
     content: &str,
     reasoning: &str,
     include_usage: bool,
@@ -503,11 +626,11 @@ fn openai_sse(
         if include_usage {
             events.push(finish);
             let mut last = openai_chunk(model, &json!([]));
-            last["usage"] = openai_usage();
-            last["timings"] = openai_timings();
+            last["usage"] = openai_usage(prompt);
+            last["timings"] = openai_timings(prompt);
             events.push(last);
         } else {
-            finish["timings"] = openai_timings();
+            finish["timings"] = openai_timings(prompt);
             events.push(finish);
         }
     }
@@ -522,19 +645,19 @@ fn openai_sse(
 
 const CREATED_AT: &str = "2025-01-01T00:00:00.000000Z";
 
-fn ollama_done(model: &Value) -> Value {
+fn ollama_done(model: &Value, prompt: PromptCount) -> Value {
     json!({
         "model": model, "created_at": CREATED_AT,
         "message": {"role": "assistant", "content": ""},
         "done_reason": "stop", "done": true,
         "total_duration": 156_000_000u64, "load_duration": 1_500_000u64,
-        "prompt_eval_count": 554, "prompt_eval_duration": 14_000_000u64,
+        "prompt_eval_count": prompt.total, "prompt_eval_duration": 14_000_000u64,
         "eval_count": 9, "eval_duration": 13_000_000u64,
     })
 }
 
-fn ollama_json(model: &Value, content: &str, reasoning: &str) -> Value {
-    let mut v = ollama_done(model);
+fn ollama_json(model: &Value, prompt: PromptCount, content: &str, reasoning: &str) -> Value {
+    let mut v = ollama_done(model, prompt);
     v["message"]["content"] = json!(content);
     if !reasoning.is_empty() {
         v["message"]["thinking"] = json!(reasoning);
@@ -542,7 +665,13 @@ fn ollama_json(model: &Value, content: &str, reasoning: &str) -> Value {
     v
 }
 
-fn ollama_ndjson(model: &Value, content: &str, reasoning: &str, cut: bool) -> String {
+fn ollama_ndjson(
+    model: &Value,
+    prompt: PromptCount,
+    content: &str,
+    reasoning: &str,
+    cut: bool,
+) -> String {
     let line = |field: &str, piece: String| {
         let mut message = json!({"role": "assistant", "content": ""});
         message[field] = json!(piece);
@@ -554,7 +683,7 @@ fn ollama_ndjson(model: &Value, content: &str, reasoning: &str, cut: bool) -> St
         .collect();
     lines.extend(pieces(content).into_iter().map(|p| line("content", p)));
     if !cut {
-        lines.push(ollama_done(model));
+        lines.push(ollama_done(model, prompt));
     }
     let mut out = String::new();
     for l in lines {

@@ -595,6 +595,61 @@ mod tests {
         }
     }
 
+    /// `LoadedPlan::load` of a plan beside the repository's camera frame and prompts, with these
+    /// extra lines.
+    fn load_with(extra: &str) -> Result<LoadedPlan, BenchError> {
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(examples.join("camera.png"), dir.path().join("camera.png")).unwrap();
+        let path = dir.path().join("plan.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "version = 1\n{extra}\n[prompts]\nnav = \"{e}/prompts/nav.txt\"\n\
+                 nav_short = \"{e}/prompts/nav-short.txt\"\ndescribe = \"{e}/prompts/describe.txt\"\n{TARGET}",
+                e = examples.display()
+            ),
+        )
+        .unwrap();
+        LoadedPlan::load(&path)
+    }
+
+    #[test]
+    fn a_pinned_camera_frame_is_enforced() {
+        let frame =
+            std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/camera.png"))
+                .unwrap();
+        let real = sha(&frame);
+        // The right hash loads (in either case), and is what the results record.
+        for pin in [real.clone(), real.to_uppercase()] {
+            let loaded =
+                load_with(&format!("image = \"camera.png\"\nimage_sha256 = \"{pin}\"")).unwrap();
+            assert_eq!(loaded.image_sha256, real);
+            assert_eq!(loaded.image.as_deref(), Some(&frame[..]));
+        }
+        // Another frame's hash is refused, naming both.
+        let other = "0".repeat(64);
+        let err = load_with(&format!(
+            "image = \"camera.png\"\nimage_sha256 = \"{other}\""
+        ))
+        .unwrap_err();
+        assert!(
+            matches!(&err, BenchError::ImageMismatch { expected, actual, .. } if *expected == other && *actual == real),
+            "{err}"
+        );
+        // A pin with no frame at all (a text-only plan) is refused too, not silently ignored.
+        let err = load_with(&format!("image_sha256 = \"{real}\"")).unwrap_err();
+        assert!(
+            matches!(&err, BenchError::ImageMismatch { expected, actual, .. } if *expected == real && actual.is_empty()),
+            "{err}"
+        );
+        // No pin: any frame loads.
+        assert_eq!(
+            load_with("image = \"camera.png\"").unwrap().image_sha256,
+            real
+        );
+    }
+
     #[test]
     fn the_template_and_a_minimal_plan_parse() {
         let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/nav-bench.toml");

@@ -3,11 +3,74 @@
 
 use std::fmt::Write as _;
 
-use crate::run::{ConfigResult, Results};
+use crate::run::{ConfigResult, ConfigSummary, Results, TargetResult};
 use crate::stats;
 
 fn ms(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_owned(), |x| format!("{x:.1}"))
+}
+
+/// The prompt's size as the server counted it, and what it evaluated when its cache served the
+/// rest: `759 (1 evaluated)`; `evaluated` is the word for it (the terminal table: `eval`).
+fn prompt_tokens(s: &ConfigSummary, evaluated: &str) -> String {
+    match (s.prompt_tokens_p50, s.prompt_evaluated_p50) {
+        (None, _) => "-".to_owned(),
+        (Some(total), Some(e)) if e < total => format!("{total} ({e} {evaluated})"),
+        (Some(total), _) => total.to_string(),
+    }
+}
+
+/// What the camera frame costs on one target: config A (the nav prompt with the frame) against
+/// T (the same prompt without it), p50 against p50.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ImageCost {
+    /// A's prompt tokens minus T's, when both configs report them.
+    pub prompt_tokens: Option<i64>,
+    /// A's p50 wall time minus T's, ms, when both had successful samples.
+    pub p50_ms: Option<f64>,
+    /// [`Self::p50_ms`] as a percentage of T's p50.
+    pub p50_pct: Option<f64>,
+}
+
+/// The frame's cost on target `t` of `r`; `None` unless it ran both A and T with a frame (a
+/// plan without an image sends A text-only too, and then there is nothing to compare).
+#[must_use]
+pub fn image_cost(r: &Results, t: &TargetResult) -> Option<ImageCost> {
+    if r.image_sha256.is_empty() {
+        return None;
+    }
+    let config = |name: &str| {
+        t.configs
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| &c.summary)
+    };
+    let (a, text) = (config("A")?, config("T")?);
+    let tokens = |s: &ConfigSummary| s.prompt_tokens_p50.and_then(|n| i64::try_from(n).ok());
+    let p50_ms = a.wall_ms.zip(text.wall_ms).map(|(a, t)| a.p50 - t.p50);
+    Some(ImageCost {
+        prompt_tokens: tokens(a).zip(tokens(text)).map(|(a, t)| a - t),
+        p50_ms,
+        p50_pct: p50_ms
+            .zip(text.wall_ms)
+            .filter(|(_, t)| t.p50 > 0.0)
+            .map(|(d, t)| 100.0 * d / t.p50),
+    })
+}
+
+/// `image cost (A vs T): +66 prompt tokens, +3.2 ms p50 (+15 %)`.
+#[must_use]
+pub fn image_cost_line(c: &ImageCost) -> String {
+    let tokens = c.prompt_tokens.map_or_else(
+        || "prompt tokens not reported".to_owned(),
+        |n| format!("{n:+} prompt tokens"),
+    );
+    let time = match (c.p50_ms, c.p50_pct) {
+        (Some(d), Some(pct)) => format!("{d:+.1} ms p50 ({pct:+.0} %)"),
+        (Some(d), None) => format!("{d:+.1} ms p50"),
+        (None, _) => "p50 not measured (no successful sample in A or T)".to_owned(),
+    };
+    format!("image cost (A vs T): {tokens}, {time}")
 }
 
 fn row(t: &str, c: &ConfigResult) -> Vec<String> {
@@ -21,6 +84,7 @@ fn row(t: &str, c: &ConfigResult) -> Vec<String> {
         ms(w.map(|w| w.p99)),
         ms(s.effective_hz),
         ms(s.ttft_ms.map(|t| t.p50)),
+        prompt_tokens(s, "eval"),
         ms(s.server_tokens_per_s),
         s.schema_pass_rate
             .map_or("-".to_owned(), |r| format!("{:.0}%", r * 100.0)),
@@ -28,7 +92,7 @@ fn row(t: &str, c: &ConfigResult) -> Vec<String> {
     ]
 }
 
-const HEAD: [&str; 10] = [
+const HEAD: [&str; 11] = [
     "TARGET",
     "CONFIG",
     "P50 ms",
@@ -36,6 +100,7 @@ const HEAD: [&str; 10] = [
     "P99",
     "EFF Hz",
     "TTFT p50",
+    "PROMPT tok",
     "SRV tok/s",
     "SCHEMA",
     "OK",
@@ -71,6 +136,11 @@ pub fn table(r: &Results) -> String {
         out.push_str(&line(row));
     }
     for t in &r.targets {
+        if let Some(cost) = image_cost(r, t) {
+            let _ = write!(out, "\n{} {}", t.name, image_cost_line(&cost));
+        }
+    }
+    for t in &r.targets {
         for c in &t.configs {
             for (k, n) in &c.summary.errors {
                 let _ = write!(out, "\n{} {}: {n} x {k}", t.name, c.name);
@@ -80,7 +150,8 @@ pub fn table(r: &Results) -> String {
     out
 }
 
-/// Markdown shaped like the runbooks' tables (p50 ms, p95, eff Hz, TTFT, notes).
+/// Markdown shaped like the runbooks' tables (p50 ms, p95, eff Hz, TTFT, prompt tokens, schema,
+/// notes), and per target the camera frame's cost ([`image_cost`]).
 #[must_use]
 pub fn markdown(r: &Results) -> String {
     let mut out = format!(
@@ -96,7 +167,7 @@ pub fn markdown(r: &Results) -> String {
     for t in &r.targets {
         let _ = write!(
             out,
-            "\n## {} ({:?}, {})\n\n| Test | p50 ms | p95 ms | eff Hz | TTFT p50 ms | schema pass | notes |\n|---|---:|---:|---:|---:|---:|---|\n",
+            "\n## {} ({:?}, {})\n\n| Test | p50 ms | p95 ms | eff Hz | TTFT p50 ms | prompt tok | schema pass | notes |\n|---|---:|---:|---:|---:|---:|---:|---|\n",
             t.name, t.backend, t.url
         );
         for c in &t.configs {
@@ -112,23 +183,33 @@ pub fn markdown(r: &Results) -> String {
             }
             let _ = writeln!(
                 out,
-                "| {} {} | {} | {} | {} | {} | {} | {} |",
+                "| {} {} | {} | {} | {} | {} | {} | {} | {} |",
                 c.name,
                 c.description,
                 ms(s.wall_ms.map(|w| w.p50)),
                 ms(s.wall_ms.map(|w| w.p95)),
                 ms(s.effective_hz),
                 ms(s.ttft_ms.map(|t| t.p50)),
+                prompt_tokens(s, "evaluated"),
                 s.schema_pass_rate
                     .map_or("-".to_owned(), |p| format!("{:.0}%", p * 100.0)),
                 notes.join("; ")
             );
+        }
+        if let Some(cost) = image_cost(r, t) {
+            let _ = write!(out, "\n{}\n", capitalize(&image_cost_line(&cost)));
         }
         if let Some(d) = &t.describe_answer {
             let _ = write!(out, "\n`describe` answer: {}\n", d.replace('\n', " "));
         }
     }
     out
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map_or_else(String::new, |f| f.to_uppercase().chain(c).collect())
 }
 
 fn esc(s: &str) -> String {

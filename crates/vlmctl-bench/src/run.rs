@@ -56,6 +56,15 @@ pub struct ConfigSummary {
     pub server_tokens_per_s: Option<f64>,
     /// Samples whose prompt was (partly) served from cache.
     pub cache_hits: usize,
+    /// The prompt's size as the server counted it (image tokens included), p50 over successful
+    /// samples that report it: `prompt_n + cache_n` (Ollama: `prompt_eval_count`). Absent in
+    /// results written before it existed.
+    #[serde(default)]
+    pub prompt_tokens_p50: Option<u64>,
+    /// Prompt tokens the server evaluated (`prompt_n`), p50: below [`Self::prompt_tokens_p50`]
+    /// when its prompt cache served the rest.
+    #[serde(default)]
+    pub prompt_evaluated_p50: Option<u64>,
     /// Samples per schema strategy (nav configs).
     pub schema: BTreeMap<String, usize>,
     /// (strategy 1 + 2) / successful samples.
@@ -191,6 +200,12 @@ pub fn summarize(samples: &[Sample], nav: bool, period_ms: Option<f64>) -> Confi
             .iter()
             .filter(|s| s.server.cache_n.is_some_and(|c| c > 0))
             .count(),
+        // A sample without `prompt_n` says nothing about its prompt: left out, not counted as 0.
+        prompt_tokens_p50: stats::p50_count(
+            ok.iter()
+                .filter_map(|s| Some(s.server.prompt_n? + s.server.cache_n.unwrap_or(0))),
+        ),
+        prompt_evaluated_p50: stats::p50_count(ok.iter().filter_map(|s| s.server.prompt_n)),
         schema,
         schema_pass_rate: (nav && !ok.is_empty()).then(|| pass as f64 / ok.len() as f64),
         deadline_miss_pct: period_ms.filter(|_| !samples.is_empty()).map(|p| {
@@ -474,5 +489,92 @@ fn environment() -> Environment {
         cpu,
         gpu,
         vlmctl: env!("CARGO_PKG_VERSION").to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(prompt_n: Option<u64>, cache_n: Option<u64>, error: Option<ErrorKind>) -> Sample {
+        Sample {
+            index: 0,
+            wall_ms: 10.0,
+            ttft_ms: None,
+            error,
+            error_detail: None,
+            strategy: Some(Strategy::WholeJson),
+            server: ServerTimings {
+                prompt_n,
+                cache_n,
+                ..ServerTimings::default()
+            },
+            completion_tokens: None,
+        }
+    }
+
+    #[test]
+    fn prompt_tokens_are_prompt_n_plus_cache_n_and_evaluated_is_prompt_n() {
+        // The first request evaluates the whole prompt, the repeats 1 token of it (the real
+        // server's figures for the nav prompt with the frame).
+        let s = summarize(
+            &[
+                sample(Some(759), Some(0), None),
+                sample(Some(1), Some(758), None),
+                sample(Some(1), Some(758), None),
+            ],
+            true,
+            None,
+        );
+        assert_eq!(s.prompt_tokens_p50, Some(759));
+        assert_eq!(s.prompt_evaluated_p50, Some(1));
+        assert_eq!(s.cache_hits, 2);
+    }
+
+    #[test]
+    fn ollama_counts_without_cache_n_and_missing_timings_are_left_out() {
+        // Ollama reports `prompt_eval_count` (as `prompt_n`) and no `cache_n`.
+        let s = summarize(
+            &[sample(Some(554), None, None), sample(Some(560), None, None)],
+            true,
+            None,
+        );
+        assert_eq!(
+            (s.prompt_tokens_p50, s.prompt_evaluated_p50),
+            (Some(554), Some(554))
+        );
+        // Samples without timings (a server that sends none, failed requests) are neither
+        // counted as 0 nor invent a figure.
+        let s = summarize(
+            &[
+                sample(None, None, None),
+                sample(None, Some(90), None),
+                sample(Some(99), Some(0), None),
+                sample(Some(5), Some(94), Some(ErrorKind::Timeout)),
+            ],
+            true,
+            None,
+        );
+        assert_eq!(
+            (s.prompt_tokens_p50, s.prompt_evaluated_p50),
+            (Some(99), Some(99))
+        );
+        let s = summarize(&[sample(None, None, None)], true, None);
+        assert_eq!((s.prompt_tokens_p50, s.prompt_evaluated_p50), (None, None));
+        let s = summarize(&[], true, None);
+        assert_eq!((s.prompt_tokens_p50, s.prompt_evaluated_p50), (None, None));
+    }
+
+    #[test]
+    fn a_summary_written_before_the_prompt_fields_still_loads() {
+        // A `ConfigSummary` exactly as results.json held it before `prompt_tokens_p50`.
+        let old = r#"{"ok": 1, "errors": {}, "wall_ms": null, "effective_hz": null,
+            "ttft_ms": null, "client_tokens_per_s": null, "server_tokens_per_s": null,
+            "cache_hits": 0, "schema": {}, "schema_pass_rate": null, "deadline_miss_pct": null}"#;
+        let s: ConfigSummary = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            (s.ok, s.prompt_tokens_p50, s.prompt_evaluated_p50),
+            (1, None, None)
+        );
     }
 }

@@ -44,6 +44,17 @@ pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     Some(sorted[rank - 1])
 }
 
+/// Nearest-rank 50th percentile of counts (token counts), in any order; `None` when empty.
+/// Integer on purpose: "759 prompt tokens", never "759.0".
+#[must_use]
+pub fn p50_count(values: impl IntoIterator<Item = u64>) -> Option<u64> {
+    let mut v: Vec<u64> = values.into_iter().collect();
+    v.sort_unstable();
+    // Rank ceil(n / 2), 1-based: the same rank `percentile(.., 50.0)` picks.
+    let rank = v.len().div_ceil(2);
+    v.get(rank.checked_sub(1)?).copied()
+}
+
 /// Summarises `values` (any order); `None` when empty.
 #[must_use]
 pub fn summarize(values: &[f64]) -> Option<Summary> {
@@ -160,6 +171,24 @@ mod tests {
                 .abs()
                 < 1e-3
         );
+    }
+
+    #[test]
+    fn p50_count_is_the_nearest_rank_p50() {
+        assert_eq!(p50_count([]), None);
+        assert_eq!(p50_count([7]), Some(7));
+        // Even n: rank n/2, the lower middle (not an average of the two).
+        assert_eq!(p50_count([40, 10, 30, 20]), Some(20));
+        assert_eq!(p50_count([759, 1, 759]), Some(759));
+        for n in 1..=25u32 {
+            let v: Vec<u64> = (1..=u64::from(n)).rev().collect();
+            let f: Vec<f64> = (1..=n).map(f64::from).collect();
+            assert_eq!(
+                p50_count(v).map(|x| x as f64),
+                percentile(&f, 50.0),
+                "n = {n}"
+            );
+        }
     }
 
     #[test]

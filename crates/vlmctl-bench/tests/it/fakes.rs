@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use vlmctl_bench::fake_server::{DEFAULT_ANSWER, FakeServer, Options, Reply, Step};
+use vlmctl_bench::fake_server::{DEFAULT_ANSWER, FakeServer, IMAGE_TOKENS, Options, Reply, Step};
 use vlmctl_bench::plan::LoadedPlan;
-use vlmctl_bench::run;
+use vlmctl_bench::{report, run};
 
 fn say(content: &str) -> Step {
     Reply::Say(content.to_owned()).into()
@@ -84,7 +84,8 @@ async fn every_outcome_is_counted_exactly() {
     assert_eq!(a.schema.get("extracted"), Some(&2));
     assert_eq!(a.schema.get("keyword"), Some(&1));
     assert_eq!(a.schema_pass_rate, Some(0.75));
-    assert_eq!(a.cache_hits, 4);
+    // The first request finds the cache empty; the 3 other answered ones repeat it exactly.
+    assert_eq!(a.cache_hits, 3);
     assert_eq!(
         a.server_tokens_per_s,
         Some(500.0),
@@ -144,7 +145,10 @@ async fn ollama_native_protocol_durations_are_converted_from_ns() {
         assert_eq!(s.server.prompt_ms, Some(14.0));
         assert_eq!(s.server.predicted_ms, Some(13.0));
         assert_eq!(s.server.load_ms, Some(1.5));
-        assert_eq!(s.server.prompt_n, Some(554));
+        // <bos>, 3 + 2 template tokens around the turn, "nav prompt" (10 bytes: 3 tokens), the
+        // frame's 66, 3 tokens opening the model's turn. Ollama reports no cache: all evaluated.
+        assert_eq!(s.server.prompt_n, Some(78));
+        assert_eq!(s.server.cache_n, None);
         assert_eq!(s.strategy, Some(vlmctl_bench::schema::Strategy::WholeJson));
     }
     assert!(
@@ -391,4 +395,96 @@ fn a_different_camera_frame_is_refused_with_both_hashes() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("plan.toml:2") && err.contains("runz"), "{err}");
+}
+
+#[tokio::test]
+async fn the_frame_costs_image_tokens_and_repeats_come_from_the_cache() {
+    let server = FakeServer::start([]).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let p = plan(
+        tmp.path(),
+        &server.endpoint(),
+        "openai",
+        "[\"A\", \"B\", \"C\", \"T\"]",
+        3,
+        5.0,
+        "",
+    );
+    let r = run::run(&p, &BTreeMap::new(), &noop).await;
+    let evaluated = |i: usize| -> Vec<(Option<u64>, Option<u64>)> {
+        let c = &r.targets[0].configs[i];
+        assert_eq!(c.summary.ok, 3, "{}: {:?}", c.name, c.summary.errors);
+        c.samples
+            .iter()
+            .map(|s| (s.server.prompt_n, s.server.cache_n))
+            .collect()
+    };
+    // "nav prompt" with the template: 12 tokens; with the frame 12 + 66. The first request
+    // evaluates all of it, every identical one after it (B, and C: streaming changes nothing
+    // in the prompt) only the last token.
+    assert_eq!(
+        evaluated(0),
+        [
+            (Some(78), Some(0)),
+            (Some(1), Some(77)),
+            (Some(1), Some(77))
+        ]
+    );
+    assert_eq!(evaluated(1), [(Some(1), Some(77)); 3]);
+    assert_eq!(
+        evaluated(2),
+        [(Some(1), Some(77)); 3],
+        "timings from the SSE stream"
+    );
+    // T after C: the prefix up to the end of the text is cached (<bos>, 3 template tokens, 3
+    // text tokens), the 5 tokens after it are evaluated.
+    assert_eq!(
+        evaluated(3),
+        [(Some(5), Some(7)), (Some(1), Some(11)), (Some(1), Some(11))]
+    );
+    let summary = |i: usize| {
+        let s = &r.targets[0].configs[i].summary;
+        (s.prompt_tokens_p50, s.prompt_evaluated_p50, s.cache_hits)
+    };
+    assert_eq!(summary(0), (Some(78), Some(1), 2));
+    assert_eq!(summary(1), (Some(78), Some(1), 3));
+    assert_eq!(summary(3), (Some(12), Some(1), 3));
+    let cost = report::image_cost(&r, &r.targets[0]).expect("A and T ran");
+    assert_eq!(
+        cost.prompt_tokens,
+        Some(i64::try_from(IMAGE_TOKENS).unwrap())
+    );
+    let table = report::table(&r);
+    assert!(
+        table.contains("\nfake image cost (A vs T): +66 prompt tokens, "),
+        "{table}"
+    );
+    assert!(table.contains("78 (1 eval)"), "{table}");
+
+    // After T (the same text without a frame) the frame and the 5 tokens after it are
+    // evaluated; a different frame breaks the cached prefix at the same place.
+    let http = reqwest::Client::new();
+    let send = |image: &str| {
+        let body = serde_json::json!({"messages": [{"role": "user", "content": [
+            {"type": "text", "text": "nav prompt"},
+            {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{image}")}},
+        ]}]});
+        let r = http
+            .post(format!("{}/v1/chat/completions", server.endpoint()))
+            .json(&body)
+            .send();
+        async move {
+            let v: serde_json::Value = r.await.unwrap().json().await.unwrap();
+            let u = &v["usage"];
+            (
+                v["timings"]["prompt_n"].as_u64(),
+                v["timings"]["cache_n"].as_u64(),
+                u["prompt_tokens"].as_u64(),
+                u["prompt_tokens_details"]["cached_tokens"].as_u64(),
+            )
+        }
+    };
+    assert_eq!(send("AAAA").await, (Some(71), Some(7), Some(78), Some(7)));
+    assert_eq!(send("AAAA").await, (Some(1), Some(77), Some(78), Some(77)));
+    assert_eq!(send("BBBB").await, (Some(71), Some(7), Some(78), Some(7)));
 }

@@ -1,12 +1,13 @@
 //! Against the real llama-server from `scripts/test` (CPU, 2 threads) with the Gemma 3 270M
-//! GGUF: text-only (the model has no vision projector), few runs, small `max_tokens`.
+//! GGUF, few runs, small `max_tokens`: text-only, and with the test projector
+//! (`VLMCTL_TEST_MMPROJ`) to hold the fake server's image and cache counts to the real ones.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use vlmctl_bench::fake_server::FakeServer;
+use vlmctl_bench::fake_server::{FakeServer, IMAGE_TOKENS};
 use vlmctl_bench::plan::LoadedPlan;
 use vlmctl_bench::run;
 
@@ -27,6 +28,10 @@ impl Drop for Server {
 }
 
 async fn start() -> (Server, String) {
+    start_with(&[]).await
+}
+
+async fn start_with(extra: &[&str]) -> (Server, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -42,6 +47,7 @@ async fn start() -> (Server, String) {
             &port.to_string(),
         ])
         .args(["--ctx-size", "2048", "--threads", "2", "--jinja"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -264,5 +270,61 @@ async fn fake_server_speaks_llama_servers_json() {
                 fake_answer.2
             );
         }
+    }
+}
+
+/// The fake's prompt counts against llama-server with the test projector: the camera frame adds
+/// [`IMAGE_TOKENS`] to the nav prompt on both, and an identical repeat comes from the cache on
+/// both, the same size. (The text's own count is the fake's estimate, so only differences are
+/// compared.)
+#[tokio::test]
+async fn the_fakes_image_tokens_and_cache_are_llama_servers() {
+    let mmproj = required_env("VLMCTL_TEST_MMPROJ");
+    // One slot: the repeat lands on the slot that holds its prompt, as in the fake.
+    let (_server, real) = start_with(&["--mmproj", &mmproj, "--parallel", "1"]).await;
+    let fake = FakeServer::start([]).await.unwrap();
+    let fake = fake.endpoint();
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let nav = std::fs::read_to_string(examples.join("prompts/nav.txt")).unwrap();
+    let frame = vlmctl_bench::base64(&std::fs::read(examples.join("camera.png")).unwrap());
+    let http = reqwest::Client::new();
+    let prompt = |base: &str, image: bool| {
+        let mut content = vec![json!({"type": "text", "text": nav})];
+        if image {
+            content.push(json!({"type": "image_url",
+                "image_url": {"url": format!("data:image/png;base64,{frame}")}}));
+        }
+        let r = http
+            .post(format!("{base}/v1/chat/completions"))
+            .json(&json!({"messages": [{"role": "user", "content": content}],
+                "max_tokens": 1, "temperature": 0,
+                "chat_template_kwargs": {"enable_thinking": false}}))
+            .timeout(Duration::from_secs(120))
+            .send();
+        async move {
+            let v: Value = r.await.unwrap().json().await.unwrap();
+            let t = &v["timings"];
+            let n = |k: &str| {
+                t[k].as_u64()
+                    .unwrap_or_else(|| panic!("no timings.{k}: {v}"))
+            };
+            (n("prompt_n"), n("cache_n"))
+        }
+    };
+    for base in [&real, &fake] {
+        let text = prompt(base, false).await;
+        let with = prompt(base, true).await;
+        let again = prompt(base, true).await;
+        let total = |(p, c): (u64, u64)| p + c;
+        assert_eq!(
+            total(with) - total(text),
+            IMAGE_TOKENS,
+            "{base}: text-only {text:?}, with the frame {with:?}"
+        );
+        assert_eq!(total(again), total(with), "{base}: {again:?}");
+        assert!(
+            again.1 > 0 && again.0 < IMAGE_TOKENS,
+            "{base}: an identical repeat comes from the cache: {again:?}"
+        );
     }
 }

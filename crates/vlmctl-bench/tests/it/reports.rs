@@ -9,8 +9,11 @@ use vlmctl_bench::report;
 use vlmctl_bench::run::{self, ConfigResult, Environment, Results, Sample, TargetResult};
 use vlmctl_bench::schema::Strategy;
 
-/// Sample `i` of 20; the last `misses` of them are keyword answers (schema misses).
-fn sample(i: usize, wall: f64, misses: usize) -> Sample {
+/// Sample `i` of 20; the last `misses` of them are keyword answers (schema misses). Its prompt
+/// has `prompt` tokens: the first sample evaluates all of them, later ones find `cached` of
+/// them in the server's cache.
+fn sample(i: usize, wall: f64, misses: usize, (prompt, cached): (u64, u64)) -> Sample {
+    let cached = if i == 0 { 0 } else { cached };
     Sample {
         index: i,
         wall_ms: wall,
@@ -23,11 +26,11 @@ fn sample(i: usize, wall: f64, misses: usize) -> Sample {
             Strategy::WholeJson
         }),
         server: ServerTimings {
-            prompt_n: Some(1),
+            prompt_n: Some(prompt - cached),
             prompt_ms: Some(1.0),
             predicted_n: Some(4),
             predicted_ms: Some(4.0),
-            cache_n: Some(550),
+            cache_n: Some(cached),
             load_ms: None,
         },
         completion_tokens: Some(4),
@@ -37,16 +40,22 @@ fn sample(i: usize, wall: f64, misses: usize) -> Sample {
 const RUNS: usize = 20;
 
 /// One config: its letter, the p50 its samples have (nearest rank over `p50 - 3 + i % 7`),
-/// and how many of its 20 answers miss the schema.
-struct Config(&'static str, &'static str, f64, usize);
+/// how many of its 20 answers miss the schema, and its prompt tokens (total, cached after the
+/// first request).
+struct Config(&'static str, &'static str, f64, usize, (u64, u64));
+
+/// The real server's counts (`scripts/test`'s model and projector, `examples/camera.png`).
+const NAV_IMAGE: (u64, u64) = (759, 758);
+const SHORT_IMAGE: (u64, u64) = (308, 303);
+const NAV_TEXT: (u64, u64) = (693, 0);
 
 fn results(name: &str, image: &str, configs: &[Config]) -> Results {
     let plan: Plan = toml::from_str("version = 1\nimage = \"camera.png\"\n[[target]]\nname = \"llamacpp\"\nurl = \"http://127.0.0.1:11435\"\n").unwrap();
     let configs = configs
         .iter()
-        .map(|&Config(letter, description, p50, misses)| {
+        .map(|&Config(letter, description, p50, misses, prompt)| {
             let samples: Vec<Sample> = (0..RUNS)
-                .map(|i| sample(i, p50 - 3.0 + (i % 7) as f64, misses))
+                .map(|i| sample(i, p50 - 3.0 + (i % 7) as f64, misses, prompt))
                 .collect();
             let summary = run::summarize(&samples, true, None);
             assert_eq!(summary.wall_ms.map(|w| w.p50), Some(p50));
@@ -90,10 +99,10 @@ fn table_markdown_and_compare() {
         "llamacpp",
         "a",
         &[
-            Config("A", "full nav prompt + image", 21.0, 0),
-            Config("B", "full prompt repeat (cache warm)", 40.0, 0),
-            Config("D", "short nav prompt + image", 40.0, 1),
-            Config("T", "text-only nav (no image)", 21.0, 0),
+            Config("A", "full nav prompt + image", 21.0, 0, NAV_IMAGE),
+            Config("B", "full prompt repeat (cache warm)", 40.0, 0, NAV_IMAGE),
+            Config("D", "short nav prompt + image", 40.0, 1, SHORT_IMAGE),
+            Config("T", "text-only nav (no image)", 18.0, 0, NAV_TEXT),
         ],
     );
     insta::assert_snapshot!("table", report::table(&panda));
@@ -104,10 +113,10 @@ fn table_markdown_and_compare() {
         "llamacpp",
         "b",
         &[
-            Config("A", "full nav prompt + image", 21.5, 0),
-            Config("B", "full prompt repeat (cache warm)", 47.96, 1),
-            Config("D", "short nav prompt + image", 48.04, 0),
-            Config("T", "text-only nav (no image)", 21.5, 2),
+            Config("A", "full nav prompt + image", 21.5, 0, NAV_IMAGE),
+            Config("B", "full prompt repeat (cache warm)", 47.96, 1, NAV_IMAGE),
+            Config("D", "short nav prompt + image", 48.04, 0, SHORT_IMAGE),
+            Config("T", "text-only nav (no image)", 18.5, 2, NAV_TEXT),
         ],
     );
     let comparison = compare::compare(&panda, &beast);
@@ -146,4 +155,132 @@ fn table_markdown_and_compare() {
         }
     }
     std::fs::write(std::env::temp_dir().join("vlmctl-report-test.html"), &html).unwrap();
+}
+
+#[test]
+fn the_image_cost_is_a_against_t_and_only_when_both_ran() {
+    let configs = [
+        Config("A", "full nav prompt + image", 21.0, 0, NAV_IMAGE),
+        Config("C", "full prompt streaming (TTFT)", 30.0, 0, NAV_IMAGE),
+        Config("T", "text-only nav (no image)", 18.0, 0, NAV_TEXT),
+    ];
+    let r = results("cpu", "a", &configs);
+    let cost = report::image_cost(&r, &r.targets[0]).expect("A and T ran");
+    assert_eq!(cost.prompt_tokens, Some(759 - 693));
+    assert_eq!(cost.p50_ms, Some(3.0));
+    assert!(
+        cost.p50_pct
+            .is_some_and(|p| (p - 100.0 * 3.0 / 18.0).abs() < 1e-9)
+    );
+    let line = "image cost (A vs T): +66 prompt tokens, +3.0 ms p50 (+17 %)";
+    assert_eq!(report::image_cost_line(&cost), line);
+    assert!(
+        report::table(&r).contains(&format!("\ncpu {line}")),
+        "{}",
+        report::table(&r)
+    );
+    assert!(report::markdown(&r).contains("\nImage cost (A vs T): +66 prompt tokens"));
+    assert!(report::html(&r, None).contains(line));
+
+    // One of the two missing, or no frame in the plan (A then went text-only too): no line.
+    for (without, image) in [("A", "a"), ("T", "a"), ("", "")] {
+        let kept: Vec<Config> = configs
+            .iter()
+            .filter(|c| c.0 != without)
+            .map(|c| Config(c.0, c.1, c.2, c.3, c.4))
+            .collect();
+        let r = results("cpu", image, &kept);
+        assert_eq!(
+            report::image_cost(&r, &r.targets[0]),
+            None,
+            "without {without:?}"
+        );
+        for text in [
+            report::table(&r),
+            report::markdown(&r),
+            report::html(&r, None),
+        ] {
+            assert!(!text.to_lowercase().contains("image cost"), "{text}");
+        }
+    }
+
+    // Figures a config lacks are said to be missing, not shown as 0.
+    let mut r = results("cpu", "a", &configs);
+    for s in &mut r.targets[0].configs[0].samples {
+        s.server = ServerTimings::default();
+        s.error = Some(vlmctl_bench::client::ErrorKind::Timeout);
+    }
+    r.targets[0].configs[0].summary = run::summarize(&r.targets[0].configs[0].samples, true, None);
+    let cost = report::image_cost(&r, &r.targets[0]).expect("both ran");
+    assert_eq!(
+        report::image_cost_line(&cost),
+        "image cost (A vs T): prompt tokens not reported, p50 not measured (no successful sample in A or T)"
+    );
+}
+
+#[test]
+fn every_rendering_shows_the_prompt_tokens_per_config() {
+    let r = results(
+        "cpu",
+        "a",
+        &[
+            Config("A", "full nav prompt + image", 21.0, 0, NAV_IMAGE),
+            Config("T", "text-only nav (no image)", 18.0, 0, NAV_TEXT),
+        ],
+    );
+    let table = report::table(&r);
+    assert!(
+        table.lines().next().unwrap().contains("PROMPT tok"),
+        "{table}"
+    );
+    assert!(
+        table.contains("759 (1 eval)") && table.contains(" 693 "),
+        "{table}"
+    );
+    let md = report::markdown(&r);
+    assert!(md.contains("| prompt tok |"), "{md}");
+    assert!(
+        md.contains("| 759 (1 evaluated) |") && md.contains("| 693 |"),
+        "{md}"
+    );
+    let html = report::html(&r, None);
+    assert!(html.contains("PROMPT tok") && html.contains("759 (1 evaluated)"));
+    // Without timings (a server that sends none): a dash, not 0.
+    let mut r = r;
+    for c in &mut r.targets[0].configs {
+        for s in &mut c.samples {
+            s.server = ServerTimings::default();
+        }
+        c.summary = run::summarize(&c.samples, true, None);
+    }
+    assert!(
+        report::markdown(&r).contains("| 18.0 | 21.0 | 55.6 | - | - | 100% |"),
+        "{}",
+        report::markdown(&r)
+    );
+}
+
+#[test]
+fn a_results_file_written_before_the_prompt_fields_still_loads() {
+    // `bench compare` reads old files: a results.json as written before `prompt_tokens_p50`.
+    let r = results(
+        "cpu",
+        "a",
+        &[Config("A", "full nav prompt + image", 21.0, 0, NAV_IMAGE)],
+    );
+    let mut old = serde_json::to_value(&r).unwrap();
+    let summary = old["targets"][0]["configs"][0]["summary"]
+        .as_object_mut()
+        .unwrap();
+    assert!(summary.remove("prompt_tokens_p50").is_some());
+    assert!(summary.remove("prompt_evaluated_p50").is_some());
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("results.json");
+    std::fs::write(&path, old.to_string()).unwrap();
+    let back = vlmctl_bench::load_results(&path).unwrap();
+    let s = &back.targets[0].configs[0].summary;
+    assert_eq!((s.prompt_tokens_p50, s.prompt_evaluated_p50), (None, None));
+    assert!(report::table(&back).contains("21.0"));
+    // And it compares with a new one.
+    assert_eq!(compare::compare(&back, &r).rows.len(), 1);
 }
