@@ -164,6 +164,10 @@ pub struct Options {
     pub loading_for: Duration,
     /// The model id in `/v1/models`, `/props` and `/api/tags`.
     pub model: String,
+    /// Drop image parts without a word and count only the text, as an OpenAI-compatible server
+    /// whose model has no vision, or Ollama with a text-only model, does (llama-server itself
+    /// refuses an image it has no projector for).
+    pub ignores_images: bool,
 }
 
 impl Default for Options {
@@ -173,6 +177,7 @@ impl Default for Options {
             slots: None,
             loading_for: Duration::ZERO,
             model: "fake.gguf".to_owned(),
+            ignores_images: false,
         }
     }
 }
@@ -472,12 +477,15 @@ fn token(what: impl Hash) -> u64 {
 
 /// The prompt as pseudo-tokens (see the module documentation): equal prefixes give equal
 /// tokens, so the cache's common prefix is llama-server's.
-fn prompt_tokens(protocol: Protocol, body: &Value) -> Vec<u64> {
+fn prompt_tokens(protocol: Protocol, body: &Value, images: bool) -> Vec<u64> {
     let mut out = vec![token("<bos>")];
     let text = |out: &mut Vec<u64>, t: &str| {
         out.extend(t.as_bytes().chunks(4).map(token));
     };
     let image = |out: &mut Vec<u64>, data: &str| {
+        if !images {
+            return;
+        }
         let id = token(data);
         out.extend((0..IMAGE_TOKENS).map(|i| token((id, i))));
     };
@@ -516,7 +524,7 @@ fn prompt_tokens(protocol: Protocol, body: &Value) -> Vec<u64> {
 /// Counts the request's prompt and, for llama-server, serves its common prefix with the last
 /// prompt from the cache (Ollama reports no cache: all of it evaluated).
 fn evaluate(s: &Shared, protocol: Protocol, body: &Value) -> PromptCount {
-    let tokens = prompt_tokens(protocol, body);
+    let tokens = prompt_tokens(protocol, body, !s.options.ignores_images);
     let total = tokens.len() as u64;
     if protocol == Protocol::Ollama {
         return PromptCount { total, cached: 0 };

@@ -186,6 +186,31 @@ mod tests {
         assert_eq!(image_tokens(Some(1), Some(u64::MAX)), Err((1, u64::MAX)));
     }
 
+    #[tokio::test]
+    async fn the_smoke_passes_a_server_that_counts_the_frame_and_fails_one_that_drops_it() {
+        use vlmctl_bench::fake_server::{FakeServer, IMAGE_TOKENS, Options};
+        let counting = FakeServer::start([]).await.unwrap();
+        let s = smoke(&counting.endpoint(), None, true).await.unwrap();
+        assert_eq!(s.image_tokens, Some(IMAGE_TOKENS));
+        let text_only = smoke(&counting.endpoint(), None, false).await.unwrap();
+        assert_eq!(text_only.image_tokens, None);
+        let dropping = FakeServer::start_with(
+            [],
+            Options {
+                ignores_images: true,
+                ..Options::default()
+            },
+        )
+        .await
+        .unwrap();
+        let e = smoke(&dropping.endpoint(), None, true).await.unwrap_err();
+        assert!(
+            matches!(e, DeployError::ImageIgnored { with, without, .. } if with == without),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("ignored the image"), "{e}");
+    }
+
     #[test]
     fn the_camera_frame_is_the_examples_png() {
         assert!(CAMERA_PNG.starts_with(b"\x89PNG\r\n\x1a\n"));
