@@ -31,12 +31,19 @@ place() {
   local beside
   beside="$(dirname "$model")/$NAME"
   if ! cmp -s "$dest/$NAME" "$beside"; then
-    ln -f "$dest/$NAME" "$beside.tmp" 2>/dev/null || cp "$dest/$NAME" "$beside.tmp"
-    mv -f "$beside.tmp" "$beside"
+    local tmp
+    tmp=$(mktemp "$beside.XXXXXX")
+    ln -f "$dest/$NAME" "$tmp" 2>/dev/null || cp "$dest/$NAME" "$tmp"
+    mv -f "$tmp" "$beside"
     log "placed beside the model: $beside"
   fi
   echo "$beside"
 }
+
+# One run at a time per cache (two scripts/test runs at once would otherwise race on $dest).
+mkdir -p "$cache/mmproj"
+exec 9>"$cache/mmproj/.lock"
+flock 9
 
 if [ -f "$dest/.verified" ]; then
   if (cd "$dest" && sha256sum --quiet --check SHA256SUMS >/dev/null 2>&1); then

@@ -655,7 +655,7 @@ mod tests {
         let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/nav-bench.toml");
         let loaded = LoadedPlan::load(&template).unwrap();
         assert_eq!((loaded.plan.runs, loaded.plan.warmup), (20, 1));
-        assert_eq!(loaded.configs.len(), 5);
+        assert_eq!(loaded.configs.len(), 6, "A-E and T beside them");
         assert_eq!(loaded.plan.timeout(), Duration::from_secs(30));
 
         let minimal = parse(&format!("version = 1\n{TARGET}")).unwrap();

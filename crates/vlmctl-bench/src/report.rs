@@ -58,7 +58,9 @@ pub fn image_cost(r: &Results, t: &TargetResult) -> Option<ImageCost> {
     })
 }
 
-/// `image cost (A vs T): +66 prompt tokens, +3.2 ms p50 (+15 %)`.
+/// `image cost (A vs T, same frame every request): +66 prompt tokens, +3.2 ms p50 (+15 %)`. The
+/// plan sends one frame again and again, which a server with a prompt cache encodes once: this
+/// is the cost of a repeated frame (the PROMPT column's "evaluated" shows what was cached).
 #[must_use]
 pub fn image_cost_line(c: &ImageCost) -> String {
     let tokens = c.prompt_tokens.map_or_else(
@@ -70,7 +72,7 @@ pub fn image_cost_line(c: &ImageCost) -> String {
         (Some(d), None) => format!("{d:+.1} ms p50"),
         (None, _) => "p50 not measured (no successful sample in A or T)".to_owned(),
     };
-    format!("image cost (A vs T): {tokens}, {time}")
+    format!("image cost (A vs T, same frame every request): {tokens}, {time}")
 }
 
 fn row(t: &str, c: &ConfigResult) -> Vec<String> {
@@ -137,7 +139,7 @@ pub fn table(r: &Results) -> String {
     }
     for t in &r.targets {
         if let Some(cost) = image_cost(r, t) {
-            let _ = write!(out, "\n{} {}", t.name, image_cost_line(&cost));
+            let _ = write!(out, "\n{}: {}", t.name, image_cost_line(&cost));
         }
     }
     for t in &r.targets {

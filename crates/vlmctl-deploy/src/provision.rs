@@ -560,9 +560,11 @@ async fn prove(
         })
 }
 
-/// The smoke request (with the camera frame when the model has a projector); a server that
-/// ignored the image is told with its own last log lines.
+/// The smoke request (with the camera frame when the model has a projector); when it fails,
+/// the server's own last log lines go with the error (an image the server could not encode, or
+/// ignored, is told there).
 async fn checked_smoke(docker: &Docker, plan: &Plan, base: &str) -> Result<Smoke, DeployError> {
+    let logs = || containers::log_tail(docker, &plan.spec.name, 15);
     match smoke::smoke(
         base,
         plan.api_key.as_deref(),
@@ -576,7 +578,11 @@ async fn checked_smoke(docker: &Docker, plan: &Plan, base: &str) -> Result<Smoke
             url,
             with,
             without,
-            logs: containers::log_tail(docker, &plan.spec.name, 15).await,
+            logs: logs().await,
+        }),
+        Err(DeployError::SmokeFailed { url, why }) => Err(DeployError::SmokeFailed {
+            url,
+            why: format!("{why}; the server's log ends:\n{}", logs().await),
         }),
         other => other,
     }

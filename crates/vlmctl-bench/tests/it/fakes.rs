@@ -456,7 +456,8 @@ async fn the_frame_costs_image_tokens_and_repeats_come_from_the_cache() {
     );
     let table = report::table(&r);
     assert!(
-        table.contains("\nfake image cost (A vs T): +66 prompt tokens, "),
+        table
+            .contains("\nfake: image cost (A vs T, same frame every request): +66 prompt tokens, "),
         "{table}"
     );
     assert!(table.contains("78 (1 eval)"), "{table}");

