@@ -62,6 +62,34 @@ pub struct Answer {
     pub server: ServerTimings,
     /// Completion tokens as the server counted them (`usage` or `eval_count`).
     pub completion_tokens: Option<u64>,
+    /// Inter-token latency (streaming only): ms between consecutive non-empty content or
+    /// reasoning deltas, as the client received them (the same deltas TTFT counts).
+    pub itl_ms: Vec<f64>,
+}
+
+/// Times the non-empty deltas of a stream: the first gives TTFT, the gaps between them ITL.
+struct DeltaClock {
+    started: Instant,
+    last: Option<Instant>,
+}
+
+impl DeltaClock {
+    fn new(started: Instant) -> Self {
+        Self {
+            started,
+            last: None,
+        }
+    }
+
+    /// A non-empty delta arrived now.
+    fn delta(&mut self, a: &mut Answer) {
+        let now = Instant::now();
+        match self.last {
+            None => a.ttft_ms = Some((now - self.started).as_secs_f64() * 1000.0),
+            Some(last) => a.itl_ms.push((now - last).as_secs_f64() * 1000.0),
+        }
+        self.last = Some(now);
+    }
 }
 
 /// The request body.
@@ -197,6 +225,7 @@ fn openai_answer(v: &Value) -> Option<Answer> {
         ttft_ms: None,
         server: timings(v),
         completion_tokens: v["usage"]["completion_tokens"].as_u64(),
+        itl_ms: Vec::new(),
     })
 }
 
@@ -205,6 +234,7 @@ async fn read_sse(
     started: Instant,
 ) -> Result<Answer, (ErrorKind, String)> {
     let mut a = Answer::default();
+    let mut clock = DeltaClock::new(started);
     let mut lines = Lines::new(resp);
     let mut done = false;
     while let Some(line) = lines.next().await? {
@@ -224,8 +254,8 @@ async fn read_sse(
         let delta = &v["choices"][0]["delta"];
         let text = delta["content"].as_str().unwrap_or_default();
         let reasoning = delta["reasoning_content"].as_str().unwrap_or_default();
-        if a.ttft_ms.is_none() && (!text.is_empty() || !reasoning.is_empty()) {
-            a.ttft_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+        if !text.is_empty() || !reasoning.is_empty() {
+            clock.delta(&mut a);
         }
         a.content.push_str(text);
         a.reasoning_len += reasoning.len();
@@ -268,6 +298,7 @@ async fn read_ndjson(
     started: Instant,
 ) -> Result<Answer, (ErrorKind, String)> {
     let mut a = Answer::default();
+    let mut clock = DeltaClock::new(started);
     let mut lines = Lines::new(resp);
     let mut reasoning = 0;
     while let Some(line) = lines.next().await? {
@@ -278,8 +309,8 @@ async fn read_ndjson(
             .map_err(|e| (ErrorKind::Malformed, format!("bad NDJSON line: {e}")))?;
         let text = v["message"]["content"].as_str().unwrap_or_default();
         let thinking = v["message"]["thinking"].as_str().unwrap_or_default();
-        if a.ttft_ms.is_none() && (!text.is_empty() || !thinking.is_empty()) {
-            a.ttft_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+        if !text.is_empty() || !thinking.is_empty() {
+            clock.delta(&mut a);
         }
         a.content.push_str(text);
         reasoning += thinking.len();

@@ -7,6 +7,8 @@
 //!   NDJSON) protocols, timed on a monotonic clock; TTFT from the first non-empty delta.
 //! - [`schema::NavSchema`]: the nav answer check (strategies 1/2 pass, 3 is a miss).
 //! - [`stats`]: nearest-rank percentiles, bootstrap intervals, the 36 Hz bands.
+//! - [`slo::Slo`]: the plan's service-level objectives; [`slo::evaluate`] checks a config
+//!   against them and counts its goodput.
 //! - [`run::run`] produces [`run::Results`] (versioned JSON with raw samples; summaries are
 //!   recomputable with [`run::summarize`]); [`report`] renders them; [`compare`] applies the
 //!   runbook's rule to two runs ([`compare::verdict`]).
@@ -24,6 +26,7 @@ pub mod plan;
 pub mod report;
 pub mod run;
 pub mod schema;
+pub mod slo;
 pub mod stats;
 
 pub use error::BenchError;

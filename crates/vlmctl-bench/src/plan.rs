@@ -12,6 +12,7 @@ use toml::Spanned;
 
 use crate::BenchError;
 use crate::schema::NavSchema;
+use crate::slo::Slo;
 
 /// A bench plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,6 +55,9 @@ pub struct Plan {
     /// Closed loop (default) or open loop at a rate.
     #[serde(default)]
     pub load: Load,
+    /// Service-level objectives each config is checked against, with goodput (none: no check).
+    #[serde(default)]
+    pub slo: Option<Slo>,
     /// Servers to measure, in order.
     #[serde(rename = "target")]
     pub targets: Vec<Target>,
@@ -85,12 +89,41 @@ impl Default for Prompts {
 }
 
 /// Load model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Load {
     /// Open loop at this rate (requests per second); closed loop when absent.
     #[serde(default)]
     pub rate_hz: Option<f64>,
+    /// How open-loop requests are spaced. Absent in results written before it existed
+    /// (constant, the only kind then).
+    #[serde(default)]
+    pub arrivals: Arrivals,
+    /// Seed of the Poisson schedule: the same seed gives the same schedule. Recorded with the
+    /// plan in the results.
+    #[serde(default = "d_seed")]
+    pub seed: u64,
+}
+
+impl Default for Load {
+    fn default() -> Self {
+        Self {
+            rate_hz: None,
+            arrivals: Arrivals::Constant,
+            seed: d_seed(),
+        }
+    }
+}
+
+/// Open-loop arrivals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arrivals {
+    /// One request every `1 / rate_hz` seconds (a camera loop).
+    #[default]
+    Constant,
+    /// A Poisson process at `rate_hz` on average: exponential gaps (independent clients).
+    Poisson,
 }
 
 /// One server.
@@ -152,6 +185,10 @@ fn p_short() -> PathBuf {
 }
 fn p_describe() -> PathBuf {
     "prompts/describe.txt".into()
+}
+/// Fixed, so that two runs of one plan send the same Poisson schedule unless asked otherwise.
+fn d_seed() -> u64 {
+    1
 }
 fn b_openai() -> Backend {
     Backend::Openai
@@ -321,6 +358,34 @@ impl Load {
         let rate = self.rate_hz?.clamp(*RATE_HZ.start(), *RATE_HZ.end());
         Duration::try_from_secs_f64(1.0 / rate).ok()
     }
+
+    /// Pure: when each of `n` open-loop requests is sent, as offsets from the first (`None`:
+    /// closed loop). Constant: `i` periods. Poisson: the first at 0, then exponential gaps with
+    /// the period as their mean, drawn from a generator seeded with [`Self::seed`].
+    #[must_use]
+    pub fn schedule(&self, n: usize) -> Option<Vec<Duration>> {
+        let period = self.period()?;
+        Some(match self.arrivals {
+            Arrivals::Constant => (0..n)
+                // Parsed plans keep this under about three years (`RUNS` x 1/`RATE_HZ`); a
+                // hand-built plan must not make the arithmetic panic either.
+                .map(|i| period.saturating_mul(u32::try_from(i).unwrap_or(u32::MAX)))
+                .collect(),
+            Arrivals::Poisson => {
+                let mut rng = crate::stats::Rng::seeded(self.seed);
+                let mut at = 0.0f64;
+                (0..n)
+                    .map(|i| {
+                        if i > 0 {
+                            // Inverse CDF of the exponential; 1 - u is in (0, 1], so ln is finite.
+                            at += -(1.0 - rng.unit()).ln() * period.as_secs_f64();
+                        }
+                        Duration::try_from_secs_f64(at).unwrap_or(Duration::MAX)
+                    })
+                    .collect()
+            }
+        })
+    }
 }
 
 /// 1-based line of byte `offset` in `text`.
@@ -341,6 +406,7 @@ struct RawPlan {
     timeout_s: Option<Spanned<Num>>,
     configs: Option<Vec<Spanned<IgnoredAny>>>,
     load: Option<RawLoad>,
+    slo: Option<Spanned<RawSlo>>,
     target: Option<Spanned<Vec<Spanned<RawTarget>>>>,
 }
 
@@ -348,6 +414,18 @@ struct RawPlan {
 #[serde(default, expecting = "struct Load")] // as `Plan`'s messages say
 struct RawLoad {
     rate_hz: Option<Spanned<Num>>,
+    arrivals: Option<Spanned<toml::Value>>,
+    seed: Option<Spanned<Num>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, expecting = "struct Slo")]
+struct RawSlo {
+    p50_ms: Option<Spanned<Num>>,
+    p95_ms: Option<Spanned<Num>>,
+    p99_ms: Option<Spanned<Num>>,
+    ttft_ms: Option<Spanned<Num>>,
+    schema_pass: Option<Spanned<Num>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -398,8 +476,113 @@ impl RawPlan {
                 ),
             ));
         }
+        if let Some(load) = &self.load {
+            load.check_arrivals()?;
+        }
+        if let Some(slo) = &self.slo {
+            check_slo(slo)?;
+        }
         Ok(())
     }
+}
+
+/// Allowed `load.seed`.
+pub const SEED: RangeInclusive<u64> = 0..=u64::MAX;
+/// Largest SLO latency bound, ms: a bound above the longest timeout could never matter.
+pub const SLO_MAX_MS: f64 = TIMEOUT_MAX_S * 1000.0;
+
+impl RawLoad {
+    fn check_arrivals(&self) -> Result<(), Problem> {
+        whole(self.seed.as_ref(), "load.seed", &SEED)?;
+        let Some(a) = &self.arrivals else {
+            return Ok(());
+        };
+        match a.get_ref().as_str() {
+            Some("constant") => Ok(()),
+            Some("poisson") if self.rate_hz.is_some() => Ok(()),
+            Some("poisson") => Err((
+                a.span(),
+                "load.arrivals: \"poisson\" needs load.rate_hz (its mean rate); without a rate \
+                 the load is closed loop"
+                    .to_owned(),
+            )),
+            _ => Err((
+                a.span(),
+                format!(
+                    "load.arrivals: got {}, expected \"constant\" or \"poisson\"",
+                    a.get_ref()
+                ),
+            )),
+        }
+    }
+}
+
+/// The `[slo]` bounds: each in range, at least one, and no percentile's bound below a lower
+/// percentile's (p50 <= p95 <= p99: a distribution cannot have it otherwise).
+fn check_slo(slo: &Spanned<RawSlo>) -> Result<(), Problem> {
+    let r = slo.get_ref();
+    let latency = [
+        (&r.p50_ms, "slo.p50_ms"),
+        (&r.p95_ms, "slo.p95_ms"),
+        (&r.p99_ms, "slo.p99_ms"),
+        (&r.ttft_ms, "slo.ttft_ms"),
+    ];
+    for (v, field) in latency {
+        if let Some(v) = v
+            && !v
+                .get_ref()
+                .as_f64()
+                .is_some_and(|x| x > 0.0 && x <= SLO_MAX_MS)
+        {
+            return Err(problem(
+                v,
+                field,
+                &format!("a finite number of milliseconds above 0 and at most {SLO_MAX_MS}"),
+            ));
+        }
+    }
+    if let Some(v) = &r.schema_pass
+        && !v
+            .get_ref()
+            .as_f64()
+            .is_some_and(|x| (0.0..=1.0).contains(&x))
+    {
+        return Err(problem(
+            v,
+            "slo.schema_pass",
+            "a share from 0 to 1 (0.95: at least 95 % of the answers pass)",
+        ));
+    }
+    let given: Vec<_> = latency[..3]
+        .iter()
+        .filter_map(|(v, field)| {
+            let v = v.as_ref()?;
+            Some(((v, v.get_ref().as_f64()?), *field))
+        })
+        .collect();
+    for pair in given.windows(2) {
+        let (((low_v, low), low_field), ((v, high), field)) = (pair[0], pair[1]);
+        if high < low {
+            return Err((
+                v.span(),
+                format!(
+                    "{field}: got {}, below {low_field} = {}; a higher percentile cannot be \
+                     faster",
+                    v.get_ref(),
+                    low_v.get_ref()
+                ),
+            ));
+        }
+    }
+    if latency.iter().all(|(v, _)| v.is_none()) && r.schema_pass.is_none() {
+        return Err((
+            slo.span(),
+            "slo: an [slo] table needs at least one of p50_ms, p95_ms, p99_ms, ttft_ms, \
+             schema_pass"
+                .to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 /// `v` must be a whole number in `range` (absent: the default, which is).

@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use crate::plan::Arrivals;
 use crate::run::{ConfigResult, ConfigSummary, Results, TargetResult};
 use crate::stats;
 
@@ -75,48 +76,231 @@ pub fn image_cost_line(c: &ImageCost) -> String {
     format!("image cost (A vs T, same frame every request): {tokens}, {time}")
 }
 
-fn row(t: &str, c: &ConfigResult) -> Vec<String> {
+/// Which of the optional column groups a results file needs: open-loop figures (instead of
+/// effective Hz), ITL, TPOT, and the SLO. A group shows when the run has it, so a closed-loop
+/// run without an SLO reads as before.
+#[derive(Debug, Clone, Copy)]
+struct Columns {
+    open: bool,
+    itl: bool,
+    tpot: bool,
+    slo: bool,
+}
+
+impl Columns {
+    fn of(r: &Results) -> Self {
+        let any = |f: fn(&ConfigSummary) -> bool| {
+            r.targets
+                .iter()
+                .flat_map(|t| &t.configs)
+                .any(|c| f(&c.summary))
+        };
+        Self {
+            open: r.plan.load.period().is_some() || any(|s| s.offered_hz.is_some()),
+            itl: any(|s| s.itl_ms.is_some()),
+            tpot: any(|s| s.tpot_ms.is_some()),
+            slo: r.plan.slo.is_some() || any(|s| s.slo.is_some()),
+        }
+    }
+
+    /// Headers (terminal or Markdown) of the rate columns: the open-loop ones replace
+    /// effective Hz.
+    fn rate_heads(self, markdown: bool) -> Vec<&'static str> {
+        match (self.open, markdown) {
+            (false, false) => vec!["EFF Hz"],
+            (false, true) => vec!["eff Hz"],
+            (true, false) => vec!["OFFERED Hz", "ACHVD Hz", "MISS", "QUEUE p50/p95"],
+            (true, true) => vec![
+                "offered Hz",
+                "achieved Hz",
+                "deadline miss",
+                "queue p50/p95 ms",
+            ],
+        }
+    }
+
+    fn rate_cells(self, s: &ConfigSummary) -> Vec<String> {
+        if self.open {
+            vec![
+                ms(s.offered_hz),
+                ms(s.achieved_hz),
+                pct(s.deadline_miss_pct.map(|p| p / 100.0)),
+                pair(s.queue_ms),
+            ]
+        } else {
+            vec![ms(s.effective_hz)]
+        }
+    }
+
+    fn token_heads(self, markdown: bool) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.itl {
+            v.push(if markdown {
+                "ITL p50/p95 ms"
+            } else {
+                "ITL p50/p95"
+            });
+        }
+        if self.tpot {
+            v.push(if markdown { "TPOT p50 ms" } else { "TPOT ms" });
+        }
+        v
+    }
+
+    fn token_cells(self, s: &ConfigSummary) -> Vec<String> {
+        let mut v = Vec::new();
+        if self.itl {
+            v.push(pair(s.itl_ms));
+        }
+        if self.tpot {
+            v.push(ms(s.tpot_ms.map(|t| t.p50)));
+        }
+        v
+    }
+
+    fn slo_heads(self, markdown: bool) -> Vec<&'static str> {
+        match (self.slo, markdown) {
+            (false, _) => vec![],
+            (true, false) => vec!["SLO", "GOODPUT"],
+            (true, true) => vec!["SLO", "goodput"],
+        }
+    }
+
+    fn slo_cells(self, s: &ConfigSummary) -> Vec<String> {
+        if !self.slo {
+            return vec![];
+        }
+        vec![
+            s.slo
+                .as_ref()
+                .map_or("-", |o| if o.met { "met" } else { "MISSED" })
+                .to_owned(),
+            pct(s.slo.as_ref().and_then(|o| o.goodput)),
+        ]
+    }
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |x| format!("{:.0}%", x * 100.0))
+}
+
+/// `p50/p95` of a series, ms.
+fn pair(v: Option<stats::Summary>) -> String {
+    v.map_or_else(|| "-".to_owned(), |s| format!("{:.1}/{:.1}", s.p50, s.p95))
+}
+
+fn row(cols: Columns, t: &str, c: &ConfigResult) -> Vec<String> {
     let s = &c.summary;
     let w = s.wall_ms;
-    vec![
+    let mut v = vec![
         t.to_owned(),
         format!("{} {}", c.name, c.description),
         ms(w.map(|w| w.p50)),
         ms(w.map(|w| w.p95)),
         ms(w.map(|w| w.p99)),
-        ms(s.effective_hz),
-        ms(s.ttft_ms.map(|t| t.p50)),
+    ];
+    v.extend(cols.rate_cells(s));
+    v.push(ms(s.ttft_ms.map(|t| t.p50)));
+    v.extend(cols.token_cells(s));
+    v.extend([
         prompt_tokens(s, "eval"),
         ms(s.server_tokens_per_s),
         s.schema_pass_rate
             .map_or("-".to_owned(), |r| format!("{:.0}%", r * 100.0)),
-        format!("{}/{}", s.ok, c.samples.len()),
-    ]
+    ]);
+    v.extend(cols.slo_cells(s));
+    v.push(format!("{}/{}", s.ok, c.samples.len()));
+    v
 }
 
-const HEAD: [&str; 11] = [
-    "TARGET",
-    "CONFIG",
-    "P50 ms",
-    "P95",
-    "P99",
-    "EFF Hz",
-    "TTFT p50",
-    "PROMPT tok",
-    "SRV tok/s",
-    "SCHEMA",
-    "OK",
-];
+fn head(cols: Columns) -> Vec<String> {
+    let mut v = vec!["TARGET", "CONFIG", "P50 ms", "P95", "P99"];
+    v.extend(cols.rate_heads(false));
+    v.push("TTFT p50");
+    v.extend(cols.token_heads(false));
+    v.extend(["PROMPT tok", "SRV tok/s", "SCHEMA"]);
+    v.extend(cols.slo_heads(false));
+    v.push("OK");
+    v.into_iter().map(str::to_owned).collect()
+}
+
+/// How the load was applied, for a line beside a table; `None` in closed loop.
+#[must_use]
+pub fn load_line(r: &Results) -> Option<String> {
+    let load = &r.plan.load;
+    let rate = load.rate_hz.filter(|_| load.period().is_some())?;
+    Some(match load.arrivals {
+        Arrivals::Constant => format!(
+            "open loop: constant arrivals at {rate} Hz; latency counts from each request's \
+             scheduled send"
+        ),
+        Arrivals::Poisson => format!(
+            "open loop: Poisson arrivals at {rate} Hz on average (seed {}); latency counts from \
+             each request's scheduled send",
+            load.seed
+        ),
+    })
+}
+
+/// The plan's SLO and what makes a request good, for a line beside a table.
+#[must_use]
+pub fn slo_line(r: &Results) -> Option<String> {
+    let o = r.plan.slo.as_ref()?;
+    let mut bounds: Vec<String> = [("p50", o.p50_ms), ("p95", o.p95_ms), ("p99", o.p99_ms)]
+        .into_iter()
+        .filter_map(|(k, b)| Some(format!("{k} <= {} ms", b?)))
+        .collect();
+    if let Some(b) = o.ttft_ms {
+        bounds.push(format!("TTFT p95 <= {b} ms (streamed configs)"));
+    }
+    if let Some(b) = o.schema_pass {
+        bounds.push(format!("schema pass >= {:.0}%", b * 100.0));
+    }
+    let mut good = vec!["succeeded".to_owned(), "passed the schema".to_owned()];
+    if let Some(b) = o.request_wall_ms() {
+        good.push(format!("took <= {b} ms"));
+    }
+    if let Some(b) = o.ttft_ms {
+        good.push(format!("if streamed, had TTFT <= {b} ms"));
+    }
+    Some(format!(
+        "SLO: {}; goodput = share of requests that {} (a failed request counts as too slow)",
+        bounds.join(", "),
+        good.join(", ")
+    ))
+}
+
+/// Per config of `t` with an SLO: `target C: SLO met: p95 25.1 ms <= 30.0 ms; goodput 19/20`.
+fn slo_details(t: &TargetResult) -> impl Iterator<Item = String> + '_ {
+    t.configs.iter().filter_map(move |c| {
+        let o = c.summary.slo.as_ref()?;
+        Some(format!(
+            "{} {}: SLO {}: {}; goodput {}/{}",
+            t.name,
+            c.name,
+            if o.met { "met" } else { "MISSED" },
+            if o.checks.is_empty() {
+                "no bound applies".to_owned()
+            } else {
+                o.describe()
+            },
+            o.good,
+            o.total
+        ))
+    })
+}
 
 /// The terminal table.
 #[must_use]
 pub fn table(r: &Results) -> String {
+    let cols = Columns::of(r);
     let rows: Vec<Vec<String>> = r
         .targets
         .iter()
-        .flat_map(|t| t.configs.iter().map(|c| row(&t.name, c)))
+        .flat_map(|t| t.configs.iter().map(move |c| row(cols, &t.name, c)))
         .collect();
-    let mut widths: Vec<usize> = HEAD.iter().map(|h| h.len()).collect();
+    let head = head(cols);
+    let mut widths: Vec<usize> = head.iter().map(String::len).collect();
     for row in &rows {
         for (w, c) in widths.iter_mut().zip(row) {
             *w = (*w).max(c.len());
@@ -132,10 +316,18 @@ pub fn table(r: &Results) -> String {
             .trim_end()
             .to_owned()
     };
-    let mut out = line(&HEAD.map(str::to_owned));
+    let mut out = line(&head);
     for row in &rows {
         out.push('\n');
         out.push_str(&line(row));
+    }
+    for l in load_line(r)
+        .into_iter()
+        .chain(slo_line(r))
+        .chain(r.targets.iter().flat_map(slo_details))
+    {
+        out.push('\n');
+        out.push_str(&l);
     }
     for t in &r.targets {
         if let Some(cost) = image_cost(r, t) {
@@ -166,10 +358,26 @@ pub fn markdown(r: &Results) -> String {
         r.plan.runs,
         r.plan.warmup,
     );
+    for l in load_line(r).into_iter().chain(slo_line(r)) {
+        let _ = writeln!(out, "{}.", capitalize(&l));
+    }
+    let cols = Columns::of(r);
+    let mut heads = vec!["Test", "p50 ms", "p95 ms"];
+    heads.extend(cols.rate_heads(true));
+    heads.push("TTFT p50 ms");
+    heads.extend(cols.token_heads(true));
+    heads.extend(["prompt tok", "schema pass"]);
+    heads.extend(cols.slo_heads(true));
+    heads.push("notes");
+    let table_head = format!(
+        "| {} |\n|---|{}---|\n",
+        heads.join(" | "),
+        "---:|".repeat(heads.len() - 2)
+    );
     for t in &r.targets {
         let _ = write!(
             out,
-            "\n## {} ({:?}, {})\n\n| Test | p50 ms | p95 ms | eff Hz | TTFT p50 ms | prompt tok | schema pass | notes |\n|---|---:|---:|---:|---:|---:|---:|---|\n",
+            "\n## {} ({:?}, {})\n\n{table_head}",
             t.name, t.backend, t.url
         );
         for c in &t.configs {
@@ -183,20 +391,26 @@ pub fn markdown(r: &Results) -> String {
             for (k, n) in &s.errors {
                 notes.push(format!("{n} {k}"));
             }
-            let _ = writeln!(
-                out,
-                "| {} {} | {} | {} | {} | {} | {} | {} | {} |",
-                c.name,
-                c.description,
+            let mut cells = vec![
+                format!("{} {}", c.name, c.description),
                 ms(s.wall_ms.map(|w| w.p50)),
                 ms(s.wall_ms.map(|w| w.p95)),
-                ms(s.effective_hz),
-                ms(s.ttft_ms.map(|t| t.p50)),
+            ];
+            cells.extend(cols.rate_cells(s));
+            cells.push(ms(s.ttft_ms.map(|t| t.p50)));
+            cells.extend(cols.token_cells(s));
+            cells.extend([
                 prompt_tokens(s, "evaluated"),
                 s.schema_pass_rate
                     .map_or("-".to_owned(), |p| format!("{:.0}%", p * 100.0)),
-                notes.join("; ")
-            );
+            ]);
+            cells.extend(cols.slo_cells(s));
+            cells.push(notes.join("; "));
+            let _ = writeln!(out, "| {} |", cells.join(" | "));
+        }
+        let details: Vec<String> = slo_details(t).collect();
+        if !details.is_empty() {
+            let _ = write!(out, "\n{}\n", details.join("  \n"));
         }
         if let Some(cost) = image_cost(r, t) {
             let _ = write!(out, "\n{}\n", capitalize(&image_cost_line(&cost)));

@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::client::{self, Answer, ErrorKind, ServerTimings};
 use crate::plan::{Backend, ConfigDef, LoadedPlan, Plan, Target};
 use crate::schema::Strategy;
+use crate::slo::{self, SloReport};
 use crate::stats::{self, Summary};
 
 /// Results file format identifier.
@@ -35,9 +36,19 @@ pub struct Sample {
     pub server: ServerTimings,
     /// Completion tokens per the server.
     pub completion_tokens: Option<u64>,
+    /// Open loop: when the request was scheduled, ms after the config's first scheduled send.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_ms: Option<f64>,
+    /// Open loop: how late the client sent it, ms (scheduled send to the moment it was handed
+    /// to the HTTP client). Waiting in the server's queue is not in it: that is in `wall_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_ms: Option<f64>,
+    /// Streamed: ms between consecutive non-empty deltas ([`crate::client::Answer::itl_ms`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub itl_ms: Vec<f64>,
 }
 
-/// Derived per-config figures; recomputable from the samples by [`summarize`].
+/// Derived per-config figures; recomputable from the samples by [`summarize_for`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConfigSummary {
     /// Successful samples.
@@ -71,6 +82,27 @@ pub struct ConfigSummary {
     pub schema_pass_rate: Option<f64>,
     /// Share of samples slower than the open-loop period.
     pub deadline_miss_pct: Option<f64>,
+    /// Open loop: the plan's rate, requests per second (Poisson: its mean).
+    #[serde(default)]
+    pub offered_hz: Option<f64>,
+    /// Open loop: successful completions per second, (n - 1) over the time from the first
+    /// successful completion to the last. Shown instead of [`Self::effective_hz`], which
+    /// open loop leaves empty: 1000 / p50 is a closed loop's rate, not an open loop's.
+    #[serde(default)]
+    pub achieved_hz: Option<f64>,
+    /// Open loop: [`Sample::queue_ms`] of all samples.
+    #[serde(default)]
+    pub queue_ms: Option<Summary>,
+    /// Streamed: inter-token latency, every gap of every successful sample pooled.
+    #[serde(default)]
+    pub itl_ms: Option<Summary>,
+    /// Time per output token as the server timed it, `predicted_ms / predicted_n` per
+    /// successful sample that reports them.
+    #[serde(default)]
+    pub tpot_ms: Option<Summary>,
+    /// The plan's SLO checked ([`crate::slo::evaluate`]); `None` without an `[slo]`.
+    #[serde(default)]
+    pub slo: Option<SloReport>,
 }
 
 /// One config's results.
@@ -188,10 +220,11 @@ pub fn summarize(samples: &[Sample], nav: bool, period_ms: Option<f64>) -> Confi
         .iter()
         .filter(|s| s.strategy.is_some_and(Strategy::passes))
         .count();
+    let open = period_ms.is_some();
     ConfigSummary {
         ok: ok.len(),
         errors,
-        effective_hz: wall.map(|w| 1000.0 / w.p50),
+        effective_hz: wall.filter(|_| !open).map(|w| 1000.0 / w.p50),
         wall_ms: wall,
         ttft_ms: ttft,
         client_tokens_per_s: client_tps,
@@ -216,7 +249,55 @@ pub fn summarize(samples: &[Sample], nav: bool, period_ms: Option<f64>) -> Confi
                     .count() as f64
                 / samples.len() as f64
         }),
+        offered_hz: period_ms.filter(|p| *p > 0.0).map(|p| 1000.0 / p),
+        achieved_hz: period_ms.and_then(|_| achieved_hz(&ok)),
+        queue_ms: stats::summarize(
+            &samples
+                .iter()
+                .filter_map(|s| s.queue_ms)
+                .collect::<Vec<_>>(),
+        ),
+        itl_ms: stats::summarize(
+            &ok.iter()
+                .flat_map(|s| s.itl_ms.iter().copied())
+                .collect::<Vec<_>>(),
+        ),
+        tpot_ms: stats::summarize(
+            &ok.iter()
+                .filter_map(|s| {
+                    let n = s.server.predicted_n.filter(|n| *n > 0)?;
+                    Some(s.server.predicted_ms? / n as f64)
+                })
+                .collect::<Vec<_>>(),
+        ),
+        slo: None,
     }
+}
+
+/// Successful completions per second between the first and the last successful completion
+/// (`None` with fewer than two, or samples without a schedule: results from before it).
+fn achieved_hz(ok: &[&Sample]) -> Option<f64> {
+    let done: Vec<f64> = ok
+        .iter()
+        .map(|s| Some(s.scheduled_ms? + s.wall_ms))
+        .collect::<Option<_>>()?;
+    let first = done.iter().copied().fold(f64::INFINITY, f64::min);
+    let last = done.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (done.len() >= 2 && last > first).then(|| (done.len() - 1) as f64 * 1000.0 / (last - first))
+}
+
+/// Pure: the summary of a config's measured samples under `plan`: [`summarize`] with the
+/// plan's open-loop period, and its SLO checked. What a run stores, so recomputable from the
+/// samples.
+#[must_use]
+pub fn summarize_for(plan: &Plan, samples: &[Sample], streamed: bool) -> ConfigSummary {
+    let period_ms = plan.load.period().map(|p| p.as_secs_f64() * 1000.0);
+    let mut s = summarize(samples, true, period_ms);
+    s.slo = plan
+        .slo
+        .as_ref()
+        .map(|o| slo::evaluate(samples, o, streamed));
+    s
 }
 
 /// Progress callback: (target, config, done, total).
@@ -341,8 +422,7 @@ async fn run_config(
         warmup.push(one(http, conn.as_mut(), plan, t, key, &body, i, Instant::now()).await);
         progress(&t.name, c.name, i + 1, total);
     }
-    let period = plan.plan.load.period();
-    let samples = match period {
+    let samples = match plan.plan.load.schedule(plan.plan.runs) {
         None => {
             let mut v = Vec::new();
             for i in 0..plan.plan.runs {
@@ -356,17 +436,18 @@ async fn run_config(
             }
             v
         }
-        Some(period) => {
+        Some(schedule) => {
             let t0 = tokio::time::Instant::now();
-            let futs = (0..plan.plan.runs).map(|i| {
-                // Parsed plans keep this under about three years (`RUNS` x 1/`RATE_HZ`); a
-                // hand-built plan must not make the arithmetic panic either.
-                let offset = period.saturating_mul(u32::try_from(i).unwrap_or(u32::MAX));
+            let futs = schedule.into_iter().enumerate().map(|(i, offset)| {
                 let scheduled = t0.checked_add(offset).unwrap_or(t0);
                 let body = &body;
                 async move {
                     tokio::time::sleep_until(scheduled).await;
-                    one(http, None, plan, t, key, body, i, scheduled.into_std()).await
+                    let late = scheduled.elapsed();
+                    let mut s = one(http, None, plan, t, key, body, i, scheduled.into_std()).await;
+                    s.scheduled_ms = Some(offset.as_secs_f64() * 1000.0);
+                    s.queue_ms = Some(late.as_secs_f64() * 1000.0);
+                    s
                 }
             });
             let v = futures::future::join_all(futs).await;
@@ -374,7 +455,7 @@ async fn run_config(
             v
         }
     };
-    let summary = summarize(&samples, true, period.map(|p| p.as_secs_f64() * 1000.0));
+    let summary = summarize_for(&plan.plan, &samples, c.stream);
     let description = if image_b64.is_none() && c.image {
         c.description.replace(" + image", " (text-only run)")
     } else {
@@ -414,6 +495,7 @@ async fn one(
             ttft_ms,
             server,
             completion_tokens,
+            itl_ms,
             ..
         }) => Sample {
             index,
@@ -424,6 +506,9 @@ async fn one(
             strategy: Some(plan.plan.schema.check(&content)),
             server,
             completion_tokens,
+            scheduled_ms: None,
+            queue_ms: None,
+            itl_ms,
         },
         Err((kind, detail)) => Sample {
             index,
@@ -434,6 +519,9 @@ async fn one(
             strategy: None,
             server: ServerTimings::default(),
             completion_tokens: None,
+            scheduled_ms: None,
+            queue_ms: None,
+            itl_ms: Vec::new(),
         },
     }
 }
@@ -510,6 +598,9 @@ mod tests {
                 ..ServerTimings::default()
             },
             completion_tokens: None,
+            scheduled_ms: None,
+            queue_ms: None,
+            itl_ms: Vec::new(),
         }
     }
 

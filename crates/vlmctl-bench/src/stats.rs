@@ -109,15 +109,37 @@ impl Rng {
             seed
         })
     }
-    /// Uniform in `0..n`.
-    pub fn below(&mut self, n: usize) -> usize {
+    /// A generator for a seed a person chose (`load.seed`): the seed goes through splitmix64
+    /// first, because xorshift's first outputs from small, similar seeds (1, 2, 3) are alike.
+    /// This generator rather than a crate's: a recorded seed must give the same schedule in
+    /// every later vlmctl, which `rand` and `fastrand` do not promise across their versions.
+    #[must_use]
+    pub fn seeded(seed: u64) -> Self {
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        Self::new(z ^ (z >> 31))
+    }
+
+    fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
-        let x = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        let x = self.next_u64();
         #[expect(clippy::cast_possible_truncation, reason = "modulo n fits usize")]
         let r = (x % n as u64) as usize;
         r
+    }
+
+    /// Uniform in `[0, 1)`, from the top 53 bits.
+    pub fn unit(&mut self) -> f64 {
+        // 53 bits: exact in an f64.
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 

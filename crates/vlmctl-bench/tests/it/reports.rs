@@ -34,6 +34,9 @@ fn sample(i: usize, wall: f64, misses: usize, (prompt, cached): (u64, u64)) -> S
             load_ms: None,
         },
         completion_tokens: Some(4),
+        scheduled_ms: None,
+        queue_ms: None,
+        itl_ms: Vec::new(),
     }
 }
 
