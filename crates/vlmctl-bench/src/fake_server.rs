@@ -168,6 +168,10 @@ pub struct Options {
     /// whose model has no vision, or Ollama with a text-only model, does (llama-server itself
     /// refuses an image it has no projector for).
     pub ignores_images: bool,
+    /// Streams: the time between one SSE event (NDJSON line) and the next, as a model
+    /// generating a token at a time sends them; zero sends the whole stream at once. The slot
+    /// is given back when the stream starts.
+    pub token_gap: Duration,
 }
 
 impl Default for Options {
@@ -178,6 +182,7 @@ impl Default for Options {
             loading_for: Duration::ZERO,
             model: "fake.gguf".to_owned(),
             ignores_images: false,
+            token_gap: Duration::ZERO,
         }
     }
 }
@@ -440,7 +445,11 @@ async fn chat(s: &Shared, protocol: Protocol, body: &Value) -> Response {
             respond(
                 StatusCode::OK,
                 "text/event-stream",
-                openai_sse(model, prompt, &content, &reasoning, include_usage, cut),
+                paced(
+                    openai_sse(model, prompt, &content, &reasoning, include_usage, cut),
+                    "\n\n",
+                    s.options.token_gap,
+                ),
             )
         }
         (Protocol::Ollama, false) => cut_if(
@@ -450,9 +459,33 @@ async fn chat(s: &Shared, protocol: Protocol, body: &Value) -> Response {
         (Protocol::Ollama, true) => respond(
             StatusCode::OK,
             "application/x-ndjson",
-            ollama_ndjson(&body["model"], prompt, &content, &reasoning, cut),
+            paced(
+                ollama_ndjson(&body["model"], prompt, &content, &reasoning, cut),
+                "\n",
+                s.options.token_gap,
+            ),
         ),
     }
+}
+
+/// A stream's text as a body: every piece ending in `sep` sent `gap` after the one before
+/// (the first at once); all of it at once when `gap` is zero.
+fn paced(text: String, sep: &str, gap: Duration) -> Body {
+    if gap.is_zero() {
+        return Body::from(text);
+    }
+    let parts: Vec<Bytes> = text
+        .split_inclusive(sep)
+        .map(|p| Bytes::from(p.to_owned()))
+        .collect();
+    Body::from_stream(futures::stream::iter(parts.into_iter().enumerate()).then(
+        move |(i, part)| async move {
+            if i > 0 {
+                tokio::time::sleep(gap).await;
+            }
+            Ok::<_, std::io::Error>(part)
+        },
+    ))
 }
 
 /// A prompt's size and how much of it the cache served.

@@ -298,6 +298,15 @@ async fn open_loop_measures_from_the_scheduled_time() {
     );
     // Every request took longer than the 20 ms period.
     assert_eq!(config.summary.deadline_miss_pct, Some(100.0));
+    // Offered 50 Hz; the one-slot server completes one request every 60 ms (16.7 Hz), which
+    // is what the run achieved. 1000 / p50 (a closed loop's rate) would say under 4 Hz.
+    assert_eq!(config.summary.offered_hz, Some(50.0));
+    assert_eq!(config.summary.effective_hz, None);
+    let achieved = config.summary.achieved_hz.unwrap();
+    assert!(
+        (achieved - 1000.0 / SERVICE_MS).abs() < 1.5,
+        "achieved {achieved:.1} Hz"
+    );
 }
 
 #[tokio::test]
@@ -488,4 +497,220 @@ async fn the_frame_costs_image_tokens_and_repeats_come_from_the_cache() {
     assert_eq!(send("AAAA").await, (Some(71), Some(7), Some(78), Some(7)));
     assert_eq!(send("AAAA").await, (Some(1), Some(77), Some(78), Some(77)));
     assert_eq!(send("BBBB").await, (Some(71), Some(7), Some(78), Some(7)));
+}
+
+#[tokio::test]
+async fn goodput_counts_only_fast_successful_schema_valid_answers() {
+    // 10 requests: 7 fast valid answers, one valid but slow (80 ms), one fast keyword answer
+    // (a schema miss), one HTTP 500. Against p50 <= 50 ms, p95 <= 50 ms and schema pass >= 90 %:
+    // only the 7 are good; the p95 falls on the failure (failures rank as too slow) and 8 of
+    // 10 answers pass the schema.
+    let fast = || say(DEFAULT_ANSWER);
+    let mut script: Vec<Step> = (0..7).map(|_| fast()).collect();
+    script.insert(3, Reply::Say(DEFAULT_ANSWER.to_owned()).after(ms(80)));
+    script.insert(5, say("I would go left."));
+    script.push(Reply::Status(500).into());
+    let server = FakeServer::start(script).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let p = plan(
+        tmp.path(),
+        &server.endpoint(),
+        "openai",
+        "[\"A\"]",
+        10,
+        5.0,
+        "[slo]\np50_ms = 50\np95_ms = 50\nschema_pass = 0.9",
+    );
+    let r = run::run(&p, &BTreeMap::new(), &noop).await;
+    let config = &r.targets[0].configs[0];
+    let slo = config.summary.slo.as_ref().expect("the plan has an SLO");
+    assert_eq!((slo.good, slo.total, slo.goodput), (7, 10, Some(0.7)));
+    let checks: Vec<(&str, bool)> = slo
+        .checks
+        .iter()
+        .map(|c| (c.name.as_str(), c.met))
+        .collect();
+    assert_eq!(
+        checks,
+        [("p50_ms", true), ("p95_ms", false), ("schema_pass", false)]
+    );
+    assert_eq!(slo.checks[1].actual, None, "p95 on the failed request");
+    assert_eq!(slo.checks[2].actual, Some(0.8));
+    assert!(!slo.met);
+
+    // Every rendering says so, with the numbers.
+    let detail = "p95 on a failed request > 50.0 ms, schema pass 80% < 90%; goodput 7/10";
+    let table = report::table(&r);
+    let head = table.lines().next().unwrap();
+    assert!(head.contains("SLO") && head.contains("GOODPUT"), "{table}");
+    assert!(table.contains(" MISSED  70% "), "{table}");
+    assert!(table.contains("\nfake A: SLO MISSED: p50 "), "{table}");
+    assert!(table.contains(detail), "{table}");
+    assert!(
+        table.contains("\nSLO: p50 <= 50 ms, p95 <= 50 ms, schema pass >= 90%; goodput = "),
+        "{table}"
+    );
+    let md = report::markdown(&r);
+    assert!(md.contains("| SLO | goodput | notes |"), "{md}");
+    assert!(
+        md.contains("| MISSED | 70% |") && md.contains(detail),
+        "{md}"
+    );
+    let html = report::html(&r, None);
+    assert!(
+        html.contains(&detail.replace('<', "&lt;").replace('>', "&gt;")),
+        "{html}"
+    );
+
+    // Stored in results.json and recomputable from the samples.
+    let back: run::Results = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+    let c = &back.targets[0].configs[0];
+    assert_eq!(run::summarize_for(&back.plan, &c.samples, false), c.summary);
+}
+
+#[tokio::test]
+async fn poisson_open_loop_follows_its_seeded_schedule_and_reports_rates() {
+    const RUNS: usize = 12;
+    let server = FakeServer::start([]).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let loaded = plan(
+        tmp.path(),
+        &server.endpoint(),
+        "openai",
+        "[\"A\"]",
+        RUNS,
+        5.0,
+        "[load]\nrate_hz = 40.0\narrivals = \"poisson\"\nseed = 3",
+    );
+    let schedule = loaded.plan.load.schedule(RUNS).unwrap();
+    let r = run::run(&loaded, &BTreeMap::new(), &noop).await;
+    let config = &r.targets[0].configs[0];
+    assert_eq!(config.summary.ok, RUNS, "{:?}", config.summary.errors);
+
+    // The requests went out on the seeded schedule: its gaps, not a constant 25 ms.
+    let sched_ms: Vec<f64> = schedule.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    let gaps: Vec<f64> = sched_ms.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.iter().any(|g| (g - 25.0).abs() > 10.0),
+        "Poisson gaps vary: {gaps:?}"
+    );
+    let arrivals: Vec<f64> = server
+        .requests()
+        .iter()
+        .filter(|s| s.path == "/v1/chat/completions")
+        .map(|s| s.at.as_secs_f64() * 1000.0)
+        .collect();
+    for (i, (at, want)) in arrivals.iter().zip(&sched_ms).enumerate() {
+        let off = (at - arrivals[0]) - want;
+        assert!(
+            off.abs() < 8.0,
+            "request {i} arrived {off:+.1} ms off its schedule: {arrivals:?} vs {sched_ms:?}"
+        );
+    }
+    for (s, want) in config.samples.iter().zip(&sched_ms) {
+        assert_eq!(s.scheduled_ms, Some(*want));
+        assert!(s.queue_ms.is_some_and(|q| (0.0..8.0).contains(&q)), "{s:?}");
+    }
+
+    // Open-loop figures: the offered rate, what the server achieved, no 1000 / p50.
+    let s = &config.summary;
+    assert_eq!(s.offered_hz, Some(40.0));
+    assert_eq!(s.effective_hz, None, "1000 / p50 is a closed loop's rate");
+    let achieved = s.achieved_hz.unwrap();
+    // Completions follow the schedule: (n - 1) over its span, give or take the timer.
+    let expect = (RUNS - 1) as f64 * 1000.0 / sched_ms[RUNS - 1];
+    assert!(
+        (achieved - expect).abs() / expect < 0.25,
+        "{achieved} Hz vs {expect}"
+    );
+    assert!(s.queue_ms.is_some());
+    let table = report::table(&r);
+    let head = table.lines().next().unwrap();
+    assert!(
+        head.contains("OFFERED Hz  ACHVD Hz  MISS  QUEUE p50/p95") && !head.contains("EFF Hz"),
+        "{table}"
+    );
+    assert!(
+        table.contains("\nopen loop: Poisson arrivals at 40 Hz on average (seed 3)"),
+        "{table}"
+    );
+    let md = report::markdown(&r);
+    assert!(
+        md.contains("| offered Hz | achieved Hz | deadline miss | queue p50/p95 ms |")
+            && md.contains("| 40.0 | "),
+        "{md}"
+    );
+    // The seed is recorded with the plan.
+    let json: serde_json::Value = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["plan"]["load"]["seed"], 3);
+    assert_eq!(json["plan"]["load"]["arrivals"], "poisson");
+}
+
+#[tokio::test]
+async fn streams_report_inter_token_latency_and_tpot() {
+    for backend in ["openai", "ollama"] {
+        // A model sending one token every 10 ms.
+        let server = FakeServer::start_with(
+            [],
+            Options {
+                token_gap: ms(10),
+                ..Options::default()
+            },
+        )
+        .await
+        .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let p = plan(
+            tmp.path(),
+            &server.endpoint(),
+            backend,
+            "[\"A\", \"C\"]",
+            3,
+            5.0,
+            "",
+        );
+        let r = run::run(&p, &BTreeMap::new(), &noop).await;
+        let (a, c) = (
+            &r.targets[0].configs[0].summary,
+            &r.targets[0].configs[1].summary,
+        );
+        assert_eq!((a.ok, c.ok), (3, 3), "{:?} {:?}", a.errors, c.errors);
+        // The default answer comes in 12 pieces: 11 gaps a request, each about 10 ms.
+        let itl = c.itl_ms.expect("ITL on the streamed config");
+        assert_eq!(itl.n, 33, "{backend}");
+        // One delta read late makes its gap longer and the next one shorter; the mean is
+        // the span from the first delta to the last over 11, which the sender's sleeps keep at
+        // 10 ms or more, less whatever the first delta's reading was late by.
+        assert!(
+            itl.mean >= 9.0 && (8.0..30.0).contains(&itl.p50),
+            "{backend}: {itl:?}"
+        );
+        assert_eq!(a.itl_ms, None, "nothing streamed in A");
+        // TPOT from the server's timings: llama-server 8 ms for 4 tokens, Ollama 13 ms for 9.
+        let tpot = if backend == "openai" { 2.0 } else { 13.0 / 9.0 };
+        for s in [a, c] {
+            assert_eq!(s.tpot_ms.map(|t| t.p50), Some(tpot), "{backend}");
+        }
+        let table = report::table(&r);
+        let head = table.lines().next().unwrap();
+        assert!(head.contains("TTFT p50  ITL p50/p95  TPOT ms"), "{table}");
+        let md = report::markdown(&r);
+        assert!(md.contains("| ITL p50/p95 ms | TPOT p50 ms |"), "{md}");
+    }
+
+    // Sent at once, the deltas arrive together: no 10 ms gaps to report.
+    let server = FakeServer::start([]).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let p = plan(
+        tmp.path(),
+        &server.endpoint(),
+        "openai",
+        "[\"C\"]",
+        3,
+        5.0,
+        "",
+    );
+    let r = run::run(&p, &BTreeMap::new(), &noop).await;
+    let itl = r.targets[0].configs[0].summary.itl_ms.unwrap();
+    assert!(itl.p95 < 5.0, "{itl:?}");
 }
