@@ -80,6 +80,10 @@ pub fn image_cost_line(c: &ImageCost) -> String {
 /// effective Hz), ITL, TPOT, and the SLO. A group shows when the run has it, so a closed-loop
 /// run without an SLO reads as before.
 #[derive(Debug, Clone, Copy)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "four independent column groups, each shown or not"
+)]
 struct Columns {
     open: bool,
     itl: bool,
@@ -189,12 +193,12 @@ fn pair(v: Option<stats::Summary>) -> String {
     v.map_or_else(|| "-".to_owned(), |s| format!("{:.1}/{:.1}", s.p50, s.p95))
 }
 
-fn row(cols: Columns, t: &str, c: &ConfigResult) -> Vec<String> {
-    let s = &c.summary;
+fn row(cols: Columns, target: &str, config: &ConfigResult) -> Vec<String> {
+    let s = &config.summary;
     let w = s.wall_ms;
     let mut v = vec![
-        t.to_owned(),
-        format!("{} {}", c.name, c.description),
+        target.to_owned(),
+        format!("{} {}", config.name, config.description),
         ms(w.map(|w| w.p50)),
         ms(w.map(|w| w.p95)),
         ms(w.map(|w| w.p99)),
@@ -209,7 +213,7 @@ fn row(cols: Columns, t: &str, c: &ConfigResult) -> Vec<String> {
             .map_or("-".to_owned(), |r| format!("{:.0}%", r * 100.0)),
     ]);
     v.extend(cols.slo_cells(s));
-    v.push(format!("{}/{}", s.ok, c.samples.len()));
+    v.push(format!("{}/{}", s.ok, config.samples.len()));
     v
 }
 
@@ -263,8 +267,10 @@ pub fn slo_line(r: &Results) -> Option<String> {
     if let Some(b) = o.ttft_ms {
         good.push(format!("if streamed, had TTFT <= {b} ms"));
     }
+    let last = good.pop().unwrap_or_default();
     Some(format!(
-        "SLO: {}; goodput = share of requests that {} (a failed request counts as too slow)",
+        "SLO: {}; goodput = share of requests that {} and {last} (a failed request counts as \
+         too slow)",
         bounds.join(", "),
         good.join(", ")
     ))

@@ -146,7 +146,7 @@ impl SloCheck {
         };
         let actual = self
             .actual
-            .map_or_else(|| "on a failed request".to_owned(), |a| show(a));
+            .map_or_else(|| "on a failed request".to_owned(), &show);
         format!("{label} {actual} {op} {}", show(self.bound))
     }
 }

@@ -291,3 +291,95 @@ fn a_results_file_written_before_the_prompt_fields_still_loads() {
     // And it compares with a new one.
     assert_eq!(compare::compare(&back, &r).rows.len(), 1);
 }
+
+/// `results(..)` as an open-loop Poisson run at 36 Hz with an SLO: every request scheduled
+/// 27.8 ms after the one before, sent 0.1-0.7 ms late; config C streamed with 3 gaps a request.
+fn open_loop_with_slo() -> Results {
+    let mut r = results(
+        "llamacpp",
+        "a",
+        &[
+            Config("A", "full nav prompt + image", 21.0, 0, NAV_IMAGE),
+            Config("C", "full prompt streaming (TTFT)", 30.0, 1, NAV_IMAGE),
+        ],
+    );
+    r.plan = toml::from_str(
+        "version = 1\nimage = \"camera.png\"\n[load]\nrate_hz = 36.0\narrivals = \"poisson\"\n\
+         [slo]\np95_ms = 27.8\nttft_ms = 12\nschema_pass = 0.95\n\
+         [[target]]\nname = \"llamacpp\"\nurl = \"http://127.0.0.1:11435\"\n",
+    )
+    .unwrap();
+    for (k, c) in r.targets[0].configs.iter_mut().enumerate() {
+        let streamed = k == 1;
+        for (i, s) in c.samples.iter_mut().enumerate() {
+            s.scheduled_ms = Some(i as f64 * 27.8);
+            s.queue_ms = Some(0.1 * (i % 7 + 1) as f64);
+            if streamed {
+                s.ttft_ms = Some(8.0 + (i % 7) as f64);
+                s.itl_ms = vec![2.0, 2.5, 3.0];
+            }
+        }
+        c.summary = run::summarize_for(&r.plan, &c.samples, streamed);
+    }
+    r
+}
+
+#[test]
+fn open_loop_and_slo_renderings() {
+    let r = open_loop_with_slo();
+    insta::assert_snapshot!("table_open_loop_slo", report::table(&r));
+    insta::assert_snapshot!("markdown_open_loop_slo", report::markdown(&r));
+    let a = r.targets[0].configs[0].summary.slo.as_ref().unwrap();
+    // A: p95 24 ms within 27.8; C: p95 33 ms is not, TTFT p95 14 > 12, one schema miss.
+    assert!(a.met);
+    let c = r.targets[0].configs[1].summary.slo.as_ref().unwrap();
+    assert!(!c.met);
+}
+
+#[test]
+fn a_results_file_written_before_slo_arrivals_itl_and_tpot_still_loads() {
+    // The new fields taken out, as a results.json written before them: the plan's `slo`,
+    // `load.arrivals` and `load.seed`; the samples' schedule, queueing and ITL; the summaries'
+    // open-loop, ITL, TPOT and SLO figures.
+    let r = open_loop_with_slo();
+    let mut old = serde_json::to_value(&r).unwrap();
+    let plan = old["plan"].as_object_mut().unwrap();
+    assert!(plan.remove("slo").is_some());
+    let load = plan["load"].as_object_mut().unwrap();
+    assert!(load.remove("arrivals").is_some() && load.remove("seed").is_some());
+    for c in old["targets"][0]["configs"].as_array_mut().unwrap() {
+        let s = c["summary"].as_object_mut().unwrap();
+        for k in [
+            "offered_hz",
+            "achieved_hz",
+            "queue_ms",
+            "itl_ms",
+            "tpot_ms",
+            "slo",
+        ] {
+            assert!(s.remove(k).is_some(), "{k}");
+        }
+        for sample in c["samples"].as_array_mut().unwrap() {
+            let sample = sample.as_object_mut().unwrap();
+            assert!(sample.remove("scheduled_ms").is_some());
+            assert!(sample.remove("queue_ms").is_some());
+            sample.remove("itl_ms");
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("results.json");
+    std::fs::write(&path, old.to_string()).unwrap();
+    let back = vlmctl_bench::load_results(&path).unwrap();
+    assert_eq!(back.plan.slo, None);
+    assert_eq!(back.plan.load.seed, 1);
+    let s = &back.targets[0].configs[0].summary;
+    assert_eq!(
+        (s.offered_hz, s.achieved_hz, s.slo.as_ref()),
+        (None, None, None)
+    );
+    assert!(back.targets[0].configs[1].samples[0].itl_ms.is_empty());
+    // It renders, and compares with a new one either way round.
+    assert!(report::table(&back).contains("21.0"));
+    assert_eq!(compare::compare(&back, &r).rows.len(), 2);
+    assert_eq!(compare::compare(&r, &back).rows.len(), 2);
+}
