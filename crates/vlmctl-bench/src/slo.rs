@@ -19,9 +19,9 @@
 //! distribution lies, not that every request must meet it (half of them may not), while the
 //! highest percentile's bound is the latency the SLO allows any request it does not write off.
 //! The plan refuses bounds that fall as the percentile rises, so it is also the loosest one. It
-//! ties goodput to the checks: with nearest-rank percentiles, a met `pN_ms` bound (the highest
-//! given) means at least N % of the requests finished within it, so a config whose only misses
-//! are schema misses or failures has goodput >= N % exactly when that bound holds.
+//! ties goodput to the checks: with nearest-rank percentiles (failures ranked last), a met
+//! bound on the highest percentile N given means at least N % of the requests succeeded within
+//! it, so goodput falls below N % only through schema misses or, streamed, TTFT misses.
 
 use serde::{Deserialize, Serialize};
 
