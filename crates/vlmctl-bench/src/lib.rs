@@ -7,6 +7,8 @@
 //!   NDJSON) protocols, timed on a monotonic clock; TTFT from the first non-empty delta.
 //! - [`schema::NavSchema`]: the nav answer check (strategies 1/2 pass, 3 is a miss).
 //! - [`stats`]: nearest-rank percentiles, bootstrap intervals, the 36 Hz bands.
+//! - [`preflight::check`]: each target answers `/health` (or `/v1/models`, `/api/tags`) within
+//!   seconds, before a run that would otherwise spend a timeout on every request.
 //! - [`run::run`] produces [`run::Results`] (versioned JSON with raw samples; summaries are
 //!   recomputable with [`run::summarize`]); [`report`] renders them; [`compare`] applies the
 //!   runbook's rule to two runs ([`compare::verdict`]).
@@ -21,6 +23,7 @@ mod error;
 #[cfg(feature = "fake-server")]
 pub mod fake_server;
 pub mod plan;
+pub mod preflight;
 pub mod report;
 pub mod run;
 pub mod schema;
