@@ -25,14 +25,14 @@ enum Mode {
     /// Answers the first request, then closes when the next one arrives, unanswered: the close
     /// of an idle kept-alive connection (a server's keep-alive timeout) crossing the client's
     /// next request on the wire, made certain instead of left to timing.
-    AnswerOneThenCloseOnNext,
+    CloseOnNextRequest,
     /// Answers one request and closes at once, without `Connection: close`: a server that
     /// serves one request per connection and does not say so (llama-server after a stream).
     /// Whether the client notices before its next request is timing: both paths are taken.
-    AnswerOneThenClose,
+    CloseAfterAnswer,
     /// Answers the very first chat request (any connection), then closes every connection as
     /// soon as a request arrives: a server that died after its first answer.
-    AnswerFirstThenNothing,
+    DeadAfterFirstAnswer,
 }
 
 /// A server on 127.0.0.1 behaving as `mode`; counts the chat requests it read (answered or
@@ -56,10 +56,8 @@ async fn server(mode: Mode) -> (String, Arc<AtomicUsize>) {
                     }
                     let n = seen.fetch_add(1, Ordering::SeqCst);
                     let answer = match mode {
-                        Mode::AnswerOneThenCloseOnNext | Mode::AnswerOneThenClose => {
-                            answered_here == 0
-                        }
-                        Mode::AnswerFirstThenNothing => n == 0,
+                        Mode::CloseOnNextRequest | Mode::CloseAfterAnswer => answered_here == 0,
+                        Mode::DeadAfterFirstAnswer => n == 0,
                     };
                     if !answer {
                         return; // Dropped: closed with the request unanswered.
@@ -72,7 +70,7 @@ async fn server(mode: Mode) -> (String, Arc<AtomicUsize>) {
                         .await
                         .unwrap();
                     answered_here += 1;
-                    if matches!(mode, Mode::AnswerOneThenClose) {
+                    if matches!(mode, Mode::CloseAfterAnswer) {
                         return;
                     }
                 }
@@ -127,7 +125,7 @@ fn noop(_: &str, _: &str, _: usize, _: usize) {}
 
 #[tokio::test]
 async fn a_request_that_crossed_the_servers_close_is_sent_again_on_a_fresh_connection() {
-    let (url, chats) = server(Mode::AnswerOneThenCloseOnNext).await;
+    let (url, chats) = server(Mode::CloseOnNextRequest).await;
     let tmp = tempfile::tempdir().unwrap();
     let r = run::run(&plan(tmp.path(), &url, 20), &BTreeMap::new(), &noop).await;
     let s = &r.targets[0].configs[0].summary;
@@ -137,7 +135,7 @@ async fn a_request_that_crossed_the_servers_close_is_sent_again_on_a_fresh_conne
 
     // Closed right after each answer: the client either notices before its next request (and
     // opens a fresh connection) or sends into the closed one (and sends again).
-    let (url, chats) = server(Mode::AnswerOneThenClose).await;
+    let (url, chats) = server(Mode::CloseAfterAnswer).await;
     let r = run::run(&plan(tmp.path(), &url, 20), &BTreeMap::new(), &noop).await;
     let s = &r.targets[0].configs[0].summary;
     assert_eq!((s.ok, &s.errors), (20, &BTreeMap::new()), "{s:?}");
@@ -146,7 +144,7 @@ async fn a_request_that_crossed_the_servers_close_is_sent_again_on_a_fresh_conne
 
 #[tokio::test]
 async fn a_request_is_sent_at_most_twice_and_a_fresh_connection_is_not_retried() {
-    let (url, chats) = server(Mode::AnswerFirstThenNothing).await;
+    let (url, chats) = server(Mode::DeadAfterFirstAnswer).await;
     let tmp = tempfile::tempdir().unwrap();
     let r = run::run(&plan(tmp.path(), &url, 3), &BTreeMap::new(), &noop).await;
     let s = &r.targets[0].configs[0].summary;
