@@ -426,12 +426,42 @@ impl Conn {
 
     /// POSTs `body` (JSON) to `path` and returns status and body. A failure drops the
     /// connection, so the next request starts a fresh one.
+    ///
+    /// A kept-alive connection the server closed while it was idle (its keep-alive timeout, or
+    /// a server that closes after each answer without `Connection: close`) can cross the next
+    /// request on the wire: the request meets a closed socket and no answer comes. That request
+    /// is sent once more on a fresh connection instead of being counted as a connect error.
+    /// Only then, because a POST sent twice may cost the server twice: the connection had
+    /// served a request before (a fresh one failing says something about the server), and
+    /// nothing of an answer arrived: the connection was closed before the request could be
+    /// sent, or it closed or was reset before a response head (hyper's "canceled", "connection
+    /// closed before message completed", a reset or broken pipe). A server that read the
+    /// request and then died also closes without an answer, and would see it twice; on a fresh
+    /// connection it then fails again, and that second failure is the error. The wall time
+    /// counts both attempts (the first ends at once: the socket is closed).
     async fn post(
         &mut self,
         path: &str,
         body: bytes::Bytes,
         api_key: Option<&str>,
     ) -> Result<(u16, bytes::Bytes), (ErrorKind, String)> {
+        let reused = self.sender.as_ref().is_some_and(|s| !s.is_closed());
+        match self.attempt(path, body.clone(), api_key).await {
+            Err(Failed::Unanswered(_)) if reused => self
+                .attempt(path, body, api_key)
+                .await
+                .map_err(Failed::into_error),
+            r => r.map_err(Failed::into_error),
+        }
+    }
+
+    /// One try of [`Self::post`].
+    async fn attempt(
+        &mut self,
+        path: &str,
+        body: bytes::Bytes,
+        api_key: Option<&str>,
+    ) -> Result<(u16, bytes::Bytes), Failed> {
         use http_body_util::BodyExt as _;
         let mut req = hyper::Request::post(path)
             .header("host", self.authority.as_str())
@@ -441,23 +471,27 @@ impl Conn {
         }
         let req = req
             .body(http_body_util::Full::new(body))
-            .map_err(|e| (ErrorKind::Connect, e.to_string()))?;
+            .map_err(|e| Failed::Other(ErrorKind::Connect, e.to_string()))?;
         let result = async {
-            let sender = self.sender().await?;
+            let sender = self.sender().await.map_err(|(k, d)| Failed::Other(k, d))?;
+            // Closed before the request was sent.
             sender
                 .ready()
                 .await
-                .map_err(|e| (ErrorKind::Connect, e.to_string()))?;
-            let resp = sender
-                .send_request(req)
-                .await
-                .map_err(|e| (ErrorKind::Connect, e.to_string()))?;
+                .map_err(|e| Failed::Unanswered(e.to_string()))?;
+            let resp = sender.send_request(req).await.map_err(|e| {
+                if unanswered(&e) {
+                    Failed::Unanswered(e.to_string())
+                } else {
+                    Failed::Other(ErrorKind::Connect, e.to_string())
+                }
+            })?;
             let status = resp.status().as_u16();
             let bytes = resp
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| (ErrorKind::StreamCut, e.to_string()))?
+                .map_err(|e| Failed::Other(ErrorKind::StreamCut, e.to_string()))?
                 .to_bytes();
             Ok((status, bytes))
         }
@@ -467,6 +501,39 @@ impl Conn {
         }
         result
     }
+}
+
+/// Why one try of [`Conn::post`] failed.
+enum Failed {
+    /// The connection closed (or was reset) before any of the answer arrived.
+    Unanswered(String),
+    /// Anything else, classified.
+    Other(ErrorKind, String),
+}
+
+impl Failed {
+    fn into_error(self) -> (ErrorKind, String) {
+        match self {
+            Self::Unanswered(d) => (ErrorKind::Connect, d),
+            Self::Other(k, d) => (k, d),
+        }
+    }
+}
+
+/// Whether `send_request` failed before a response head arrived because the connection was
+/// closed: not sent at all (canceled), EOF before the head, or reset / broken pipe.
+fn unanswered(e: &hyper::Error) -> bool {
+    let io_closed = std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionAborted
+            )
+        });
+    e.is_canceled() || e.is_incomplete_message() || io_closed
 }
 
 /// [`send`] for a non-streamed request over a kept-alive [`Conn`].

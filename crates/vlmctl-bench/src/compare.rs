@@ -1,7 +1,14 @@
-//! `bench compare BASE NEW`: per-config p50 deltas with a bootstrap interval, the runbook's rule
-//! ([`verdict`]: p50 change > [`MAX_P50_CHANGE_PCT`] or schema pass < [`MIN_SCHEMA_PASS`] ->
-//! investigate, else within noise), and the 36 Hz target band of each p50. Warns when the runs
-//! are not apples-to-apples.
+//! `bench compare BASE NEW`: per-config p50 changes with a bootstrap interval of that change, the
+//! runbook's rule ([`verdict`]: p50 change > [`MAX_P50_CHANGE_PCT`] or schema pass <
+//! [`MIN_SCHEMA_PASS`] -> investigate, else within noise) with its [`Reason`]s, and the 36 Hz
+//! target band of each p50. Warns when the runs are not apples-to-apples.
+//!
+//! The rule judges the *measured* p50 change against a tolerance; the interval says how far
+//! that measurement could move on a rerun. Both are in the same unit (percent of the base p50),
+//! and a row whose interval reaches across the tolerance says so: its verdict rests on the
+//! point estimate and more runs would settle it. (An interval of the difference in ms beside a
+//! rule on the change in percent read as a contradiction: `[-101.1, +432.4] ms`, containing 0,
+//! next to "investigate" for a run against its own x1.5 copy, whose p50 is 50 % higher.)
 
 use std::fmt::Write as _;
 
@@ -25,10 +32,14 @@ pub struct Row {
     pub change_pct: f64,
     /// 95 % bootstrap interval of new p50 - base p50, ms.
     pub ci_ms: (f64, f64),
+    /// 95 % bootstrap interval of `change_pct` (same resamples as `ci_ms`), percent.
+    pub change_ci_pct: (f64, f64),
     /// New schema pass rate.
     pub schema_pass: Option<f64>,
     /// The runbook's rule applied to `change_pct` and `schema_pass`.
     pub verdict: Verdict,
+    /// Why the verdict is "investigate" (empty when within noise).
+    pub reasons: Vec<Reason>,
     /// Target band of the new p50.
     pub band: &'static str,
 }
@@ -70,17 +81,77 @@ impl std::fmt::Display for Verdict {
     }
 }
 
-/// The runbook's rule: investigate when the p50 changed by more than [`MAX_P50_CHANGE_PCT`]
-/// either way or the schema pass rate (`None`: not a nav config) is below [`MIN_SCHEMA_PASS`].
-/// A change or rate that is not a number (a zero baseline p50) cannot be called noise.
+/// What made a config "investigate".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The p50 changed by more than [`MAX_P50_CHANGE_PCT`] either way.
+    Latency,
+    /// The schema pass rate is below [`MIN_SCHEMA_PASS`].
+    Schema,
+}
+
+impl Reason {
+    /// The word reports print.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Latency => "latency",
+            Self::Schema => "schema",
+        }
+    }
+}
+
+/// The runbook's rule, with its reasons: investigate when the p50 changed by more than
+/// [`MAX_P50_CHANGE_PCT`] either way ([`Reason::Latency`]) or the schema pass rate (`None`: not
+/// a nav config) is below [`MIN_SCHEMA_PASS`] ([`Reason::Schema`]). A change or rate that is not
+/// a number (a zero baseline p50) cannot be called noise.
 #[must_use]
-pub fn verdict(change_pct: f64, schema_pass: Option<f64>) -> Verdict {
+pub fn reasons(change_pct: f64, schema_pass: Option<f64>) -> Vec<Reason> {
+    // Written as "ok" tests, so that NaN is not ok.
     let change_ok = change_pct.abs() <= MAX_P50_CHANGE_PCT;
     let schema_ok = schema_pass.is_none_or(|p| p >= MIN_SCHEMA_PASS);
-    if change_ok && schema_ok {
+    let mut why = Vec::new();
+    if !change_ok {
+        why.push(Reason::Latency);
+    }
+    if !schema_ok {
+        why.push(Reason::Schema);
+    }
+    why
+}
+
+/// The runbook's rule ([`reasons`]): within noise when there is no reason to investigate.
+#[must_use]
+pub fn verdict(change_pct: f64, schema_pass: Option<f64>) -> Verdict {
+    if reasons(change_pct, schema_pass).is_empty() {
         Verdict::WithinNoise
     } else {
         Verdict::Investigate
+    }
+}
+
+impl Row {
+    /// `investigate (latency, schema)`, or `within noise`.
+    #[must_use]
+    pub fn verdict_text(&self) -> String {
+        if self.reasons.is_empty() {
+            self.verdict.as_str().to_owned()
+        } else {
+            let why: Vec<&str> = self.reasons.iter().map(|r| r.as_str()).collect();
+            format!("{} ({})", self.verdict, why.join(", "))
+        }
+    }
+
+    /// Whether the interval of the change reaches across the tolerance (or is not a number):
+    /// a rerun could then give the other latency verdict.
+    #[must_use]
+    pub fn interval_crosses_tolerance(&self) -> bool {
+        let (lo, hi) = self.change_ci_pct;
+        let inside = |x: f64| x.abs() <= MAX_P50_CHANGE_PCT;
+        let finite = lo.is_finite() && hi.is_finite();
+        // One end inside and one outside, or from below -20 % to above +20 %.
+        !finite || inside(lo) != inside(hi) || (lo < -MAX_P50_CHANGE_PCT && hi > MAX_P50_CHANGE_PCT)
     }
 }
 
@@ -138,7 +209,10 @@ pub fn compare(base: &Results, new: &Results) -> Comparison {
                     .map(|s| s.wall_ms)
                     .collect::<Vec<_>>()
             };
-            let ci = stats::bootstrap_p50_diff(&ok(bc), &ok(c), 2000, 0x5eed)
+            let (base_ok, new_ok) = (ok(bc), ok(c));
+            let ci = stats::bootstrap_p50_diff(&base_ok, &new_ok, 2000, 0x5eed)
+                .unwrap_or((f64::NAN, f64::NAN));
+            let change_ci_pct = stats::bootstrap_p50_change_pct(&base_ok, &new_ok, 2000, 0x5eed)
                 .unwrap_or((f64::NAN, f64::NAN));
             let change_pct = (nw.p50 - bw.p50) / bw.p50 * 100.0;
             let schema_pass = c.summary.schema_pass_rate;
@@ -149,8 +223,10 @@ pub fn compare(base: &Results, new: &Results) -> Comparison {
                 new_p50: nw.p50,
                 change_pct,
                 ci_ms: ci,
+                change_ci_pct,
                 schema_pass,
                 verdict: verdict(change_pct, schema_pass),
+                reasons: reasons(change_pct, schema_pass),
                 band: stats::target_band(nw.p50),
             });
         }
@@ -162,39 +238,51 @@ fn short(s: &str) -> &str {
     &s[..12.min(s.len())]
 }
 
-/// Text rendering.
+/// Text rendering: per config the p50 change with its 95 % interval (both in percent of the base
+/// p50, the unit the verdict judges), the verdict with its reasons, and a note under the table
+/// for each row whose interval reaches across the tolerance.
 #[must_use]
 pub fn render(c: &Comparison) -> String {
     let mut out = String::new();
     for w in &c.warnings {
         let _ = writeln!(out, "warning: {w}");
     }
+    let verdicts: Vec<String> = c.rows.iter().map(Row::verdict_text).collect();
+    let vw = verdicts.iter().map(String::len).max().unwrap_or(0).max(7);
     let _ = writeln!(
         out,
-        "{:<10} {:<6} {:>9} {:>9} {:>8} {:>20} {:>7}  {:<13} BAND",
+        "{:<10} {:<6} {:>9} {:>9} {:>8} {:>18} {:>7}  {:<vw$}  BAND",
         "TARGET",
         "CONFIG",
         "BASE p50",
         "NEW p50",
         "CHANGE",
-        "95% CI of diff (ms)",
+        "95% CI of change",
         "SCHEMA",
         "VERDICT"
     );
-    for r in &c.rows {
+    for (r, v) in c.rows.iter().zip(&verdicts) {
         let _ = writeln!(
             out,
-            "{:<10} {:<6} {:>9.1} {:>9.1} {:>+7.1}% {:>20} {:>7}  {:<13} {}",
+            "{:<10} {:<6} {:>9.1} {:>9.1} {:>+7.1}% {:>18} {:>7}  {v:<vw$}  {}",
             r.target,
             r.config,
             r.base_p50,
             r.new_p50,
             r.change_pct,
-            format!("[{:+.1}, {:+.1}]", r.ci_ms.0, r.ci_ms.1),
+            format!("[{:+.1}, {:+.1}]%", r.change_ci_pct.0, r.change_ci_pct.1),
             r.schema_pass
                 .map_or("-".to_owned(), |p| format!("{:.0}%", p * 100.0)),
-            r.verdict,
             r.band
+        );
+    }
+    for r in c.rows.iter().filter(|r| r.interval_crosses_tolerance()) {
+        let _ = writeln!(
+            out,
+            "note: {} {}: the p50 change's 95 % interval [{:+.1}, {:+.1}] % reaches across the \
+             ±{MAX_P50_CHANGE_PCT:.0} % tolerance: the latency verdict rests on the measured \
+             {:+.1} %, and a rerun could land on the other side (more runs narrow the interval)",
+            r.target, r.config, r.change_ci_pct.0, r.change_ci_pct.1, r.change_pct
         );
     }
     out.trim_end().to_owned()

@@ -23,6 +23,19 @@ pub enum BenchError {
         /// What is wrong.
         message: String,
     },
+    /// A file the plan names (a prompt, the camera image) cannot be read.
+    #[error("{}: {field}: cannot read {}", plan.display(), path.display())]
+    PlanFile {
+        /// The plan.
+        plan: PathBuf,
+        /// The plan's field that names the file (`prompts.nav`, `image`).
+        field: &'static str,
+        /// The file, resolved against the plan's folder.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The image is not the pinned one.
     #[error("{} is not the pinned camera frame: plan pins sha256 {expected}, file has {actual}", path.display())]
     ImageMismatch {
@@ -32,6 +45,16 @@ pub enum BenchError {
         expected: String,
         /// Of the file.
         actual: String,
+    },
+    /// A target did not answer the check before the run ([`crate::preflight`]).
+    #[error("target {target} does not answer at {url}: {why}")]
+    Unreachable {
+        /// The target's name in the plan.
+        target: String,
+        /// The URL that was asked.
+        url: String,
+        /// Refused, unresolvable, or silent for [`crate::preflight::TIMEOUT`].
+        why: String,
     },
     /// A results file is unreadable or of another format.
     #[error("{} is not a vlmctl bench results file ({why})", path.display())]
@@ -48,9 +71,11 @@ impl BenchError {
     #[must_use]
     pub fn hint(&self) -> String {
         match self {
-            Self::Read { .. } => "check the path (prompt and image paths are relative to the plan file)".to_owned(),
+            Self::Read { .. } => "check the path".to_owned(),
+            Self::PlanFile { field, .. } => format!("fix `{field}` in the plan (paths are relative to the plan file's folder), or create the file; examples/nav-bench.toml documents every field"),
             Self::PlanInvalid { .. } => "fix that line; examples/nav-bench.toml documents every field".to_owned(),
             Self::ImageMismatch { .. } => "use the same camera frame as the baseline (apples-to-apples), or update image_sha256 in the plan on purpose".to_owned(),
+            Self::Unreachable { .. } => "check that the server is running and the plan's target url (host, port, http/https) is right: `curl URL/health`; `vlmctl status` shows what vlmctl started".to_owned(),
             Self::BadResults { .. } => "pass results JSON files written by `vlmctl bench`".to_owned(),
         }
     }

@@ -9,6 +9,8 @@
 //! - [`stats`]: nearest-rank percentiles, bootstrap intervals, the 36 Hz bands.
 //! - [`slo::Slo`]: the plan's service-level objectives; [`slo::evaluate`] checks a config
 //!   against them and counts its goodput.
+//! - [`preflight::check`]: each target answers `/health` (or `/v1/models`, `/api/tags`) within
+//!   seconds, before a run that would otherwise spend a timeout on every request.
 //! - [`run::run`] produces [`run::Results`] (versioned JSON with raw samples; summaries are
 //!   recomputable with [`run::summarize`]); [`report`] renders them; [`compare`] applies the
 //!   runbook's rule to two runs ([`compare::verdict`]).
@@ -23,6 +25,7 @@ mod error;
 #[cfg(feature = "fake-server")]
 pub mod fake_server;
 pub mod plan;
+pub mod preflight;
 pub mod report;
 pub mod run;
 pub mod schema;

@@ -158,6 +158,16 @@ pub enum Backend {
     Ollama,
 }
 
+impl std::fmt::Display for Backend {
+    /// The protocol's own name, as reports print it (`OpenAI`, not the variant's `Openai`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            Self::Openai => "OpenAI",
+            Self::Ollama => "Ollama",
+        })
+    }
+}
+
 fn d_runs() -> usize {
     20
 }
@@ -722,22 +732,47 @@ impl LoadedPlan {
         let plan = Plan::parse(&String::from_utf8_lossy(&bytes), path)?;
         let configs = plan.configs.iter().filter_map(|c| config_def(c)).collect();
         let base = path.parent().unwrap_or_else(|| Path::new("."));
-        let read = |p: &Path| {
+        // A file the plan names is part of the plan: a missing one is the plan's error (which
+        // field, which path it resolved to), not an unusable environment.
+        let read = |field: &'static str, p: &Path| {
             let full = base.join(p);
-            std::fs::read(&full).map_err(|source| BenchError::Read { path: full, source })
+            std::fs::read(&full).map_err(|source| BenchError::PlanFile {
+                plan: path.to_owned(),
+                field,
+                path: full,
+                source,
+            })
         };
         let mut prompts = BTreeMap::new();
         let mut prompt_sha256 = BTreeMap::new();
-        for (k, p) in [
-            ("nav", &plan.prompts.nav),
-            ("nav_short", &plan.prompts.nav_short),
-            ("describe", &plan.prompts.describe),
+        for (k, field, p, needed) in [
+            ("nav", "prompts.nav", &plan.prompts.nav, true),
+            (
+                "nav_short",
+                "prompts.nav_short",
+                &plan.prompts.nav_short,
+                true,
+            ),
+            // Only the `describe` request reads it.
+            (
+                "describe",
+                "prompts.describe",
+                &plan.prompts.describe,
+                plan.describe,
+            ),
         ] {
-            let b = read(p)?;
+            if !needed {
+                continue;
+            }
+            let b = read(field, p)?;
             prompt_sha256.insert(k.to_owned(), sha(&b));
             prompts.insert(k.to_owned(), String::from_utf8_lossy(&b).into_owned());
         }
-        let image = plan.image.as_deref().map(read).transpose()?;
+        let image = plan
+            .image
+            .as_deref()
+            .map(|p| read("image", p))
+            .transpose()?;
         let image_sha256 = image.as_deref().map(sha).unwrap_or_default();
         if let Some(want) = &plan.image_sha256
             && !want.eq_ignore_ascii_case(&image_sha256)
@@ -796,6 +831,46 @@ mod tests {
         )
         .unwrap();
         LoadedPlan::load(&path)
+    }
+
+    #[test]
+    fn a_missing_plan_file_names_the_field_and_resolved_path_and_describe_is_optional() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("prompts")).unwrap();
+        for f in ["nav", "nav-short"] {
+            std::fs::write(dir.path().join(format!("prompts/{f}.txt")), f).unwrap();
+        }
+        let path = dir.path().join("plan.toml");
+        // No prompts/describe.txt: needed only for the `describe` request.
+        std::fs::write(&path, format!("version = 1\ndescribe = false\n{TARGET}")).unwrap();
+        let loaded = LoadedPlan::load(&path).unwrap();
+        assert!(!loaded.prompts.contains_key("describe"));
+        assert_eq!(loaded.prompts["nav"], "nav");
+        std::fs::write(&path, format!("version = 1\n{TARGET}")).unwrap();
+        let err = LoadedPlan::load(&path).unwrap_err();
+        assert!(
+            matches!(&err, BenchError::PlanFile { field: "prompts.describe", path: p, .. }
+                if *p == dir.path().join("prompts/describe.txt")),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: prompts.describe: cannot read {}",
+                path.display(),
+                dir.path().join("prompts/describe.txt").display()
+            )
+        );
+        std::fs::write(
+            &path,
+            format!("version = 1\ndescribe = false\nimage = \"cam.png\"\n{TARGET}"),
+        )
+        .unwrap();
+        let err = LoadedPlan::load(&path).unwrap_err();
+        assert!(
+            matches!(&err, BenchError::PlanFile { field: "image", .. }),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -347,7 +347,34 @@ pub fn table(r: &Results) -> String {
             }
         }
     }
+    for h in error_hints(r) {
+        let _ = write!(out, "\nhint: {h}");
+    }
     out
+}
+
+/// What to do about the errors a run counted, once per target and kind: today the thinking
+/// leak, whose cause (and fix) is in how the server was started, not in the plan.
+#[must_use]
+pub fn error_hints(r: &Results) -> Vec<String> {
+    r.targets
+        .iter()
+        .filter(|t| {
+            t.configs
+                .iter()
+                .any(|c| c.summary.errors.contains_key("thinking_leaked"))
+        })
+        .map(|t| match t.backend {
+            crate::plan::Backend::Openai => format!(
+                "{}: thinking leaked (empty content, the answer in reasoning_content): start llama-server with --jinja so that chat_template_kwargs.enable_thinking = false applies",
+                t.name
+            ),
+            crate::plan::Backend::Ollama => format!(
+                "{}: thinking leaked (empty content, the answer in `thinking`): this Ollama or model ignores `think: false`; update Ollama or use a model without thinking",
+                t.name
+            ),
+        })
+        .collect()
 }
 
 /// Markdown shaped like the runbooks' tables (p50 ms, p95, eff Hz, TTFT, prompt tokens, schema,
@@ -357,7 +384,12 @@ pub fn markdown(r: &Results) -> String {
     let mut out = format!(
         "# vlmctl bench\n\nplan sha256 `{}`, image sha256 `{}`, host {} ({}), GPU {}.\nPercentiles: nearest rank over measured samples ({} runs, {} warm-up excluded).\n",
         &r.plan_sha256[..12.min(r.plan_sha256.len())],
-        &r.image_sha256[..12.min(r.image_sha256.len())],
+        // A text-only run has no frame, and an empty pair of backticks reads like a bug.
+        if r.image_sha256.is_empty() {
+            "none"
+        } else {
+            &r.image_sha256[..12.min(r.image_sha256.len())]
+        },
         r.environment.arch,
         r.environment.cpu.as_deref().unwrap_or("?"),
         r.environment.gpu.as_deref().unwrap_or("none"),
@@ -383,7 +415,7 @@ pub fn markdown(r: &Results) -> String {
     for t in &r.targets {
         let _ = write!(
             out,
-            "\n## {} ({:?}, {})\n\n{table_head}",
+            "\n## {} ({}, {})\n\n{table_head}",
             t.name, t.backend, t.url
         );
         for c in &t.configs {

@@ -147,6 +147,29 @@ impl Rng {
 /// resamples, fixed seed). `None` if either side is empty.
 #[must_use]
 pub fn bootstrap_p50_diff(a: &[f64], b: &[f64], iters: usize, seed: u64) -> Option<(f64, f64)> {
+    bootstrap_p50(a, b, iters, seed, |pa, pb| pb - pa)
+}
+
+/// 95 % bootstrap confidence interval of the p50 change `(p50(b) - p50(a)) / p50(a)` in
+/// percent: the statistic the compare verdict judges, so the interval is in the verdict's units.
+/// Same resamples as [`bootstrap_p50_diff`] for the same seed.
+#[must_use]
+pub fn bootstrap_p50_change_pct(
+    a: &[f64],
+    b: &[f64],
+    iters: usize,
+    seed: u64,
+) -> Option<(f64, f64)> {
+    bootstrap_p50(a, b, iters, seed, |pa, pb| (pb - pa) / pa * 100.0)
+}
+
+fn bootstrap_p50(
+    a: &[f64],
+    b: &[f64],
+    iters: usize,
+    seed: u64,
+    stat: impl Fn(f64, f64) -> f64,
+) -> Option<(f64, f64)> {
     if a.is_empty() || b.is_empty() {
         return None;
     }
@@ -157,7 +180,10 @@ pub fn bootstrap_p50_diff(a: &[f64], b: &[f64], iters: usize, seed: u64) -> Opti
         percentile(&r, 50.0).unwrap_or(f64::NAN)
     };
     let mut diffs: Vec<f64> = (0..iters)
-        .map(|_| resample(b, &mut rng) - resample(a, &mut rng))
+        .map(|_| {
+            let pb = resample(b, &mut rng);
+            stat(resample(a, &mut rng), pb)
+        })
         .collect();
     diffs.sort_by(f64::total_cmp);
     Some((percentile(&diffs, 2.5)?, percentile(&diffs, 97.5)?))

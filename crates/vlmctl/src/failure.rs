@@ -99,10 +99,13 @@ impl From<vlmctl_bench::BenchError> for Failure {
     fn from(e: vlmctl_bench::BenchError) -> Self {
         use vlmctl_bench::BenchError as E;
         let code = match &e {
-            E::Read { .. } => exit_codes::ENVIRONMENT,
-            E::PlanInvalid { .. } | E::ImageMismatch { .. } | E::BadResults { .. } => {
-                exit_codes::INVALID_INPUT
-            }
+            // A target that does not answer is a problem of where the bench runs, as an
+            // unreachable Docker daemon is: nothing was measured.
+            E::Read { .. } | E::Unreachable { .. } => exit_codes::ENVIRONMENT,
+            E::PlanInvalid { .. }
+            | E::PlanFile { .. }
+            | E::ImageMismatch { .. }
+            | E::BadResults { .. } => exit_codes::INVALID_INPUT,
         };
         let hint = Some(e.hint());
         Self::new(e, hint, code)

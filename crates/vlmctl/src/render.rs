@@ -1,7 +1,9 @@
 //! How results look on a terminal, shared by every command: aligned tables, sizes, what a
-//! fetch did, the gates table, download bars and pull spinners. Only the CLI draws.
+//! fetch did, the gates table, download bars, pull spinners and bench progress. Only the CLI
+//! draws.
 
 use std::fmt::Write as _;
+use std::io::IsTerminal as _;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -181,4 +183,59 @@ pub fn spinner() -> ProgressBar {
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
+}
+
+/// Bench progress on stderr. On a terminal, a bar per config (target, config, requests done,
+/// elapsed, ETA). Anywhere else (a log file, CI, a pipe) no bar and no `\r`: one line per config
+/// when it finishes, so a log says how far a long run got, one config per line.
+pub struct BenchProgress {
+    bar: Mutex<Option<ProgressBar>>,
+    terminal: bool,
+}
+
+impl BenchProgress {
+    /// Bars when stderr is a terminal, lines otherwise.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            bar: Mutex::new(None),
+            terminal: std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// `done` of `total` requests (warm-up included) of `config` on `target`.
+    pub fn update(&self, target: &str, config: &str, done: usize, total: usize) {
+        if !self.terminal {
+            if done == total {
+                crate::redact::write_line(
+                    true,
+                    &format!("{target} {config}: {total}/{total} requests"),
+                );
+            }
+            return;
+        }
+        let Ok(mut slot) = self.bar.lock() else {
+            return;
+        };
+        let bar = slot.get_or_insert_with(|| {
+            let bar = ProgressBar::new(total as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} {elapsed} ETA {eta}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.set_message(format!("{target} {config}"));
+            bar
+        });
+        bar.set_position(done as u64);
+        if done >= total {
+            bar.finish();
+            *slot = None;
+        }
+    }
+}
+
+impl Default for BenchProgress {
+    fn default() -> Self {
+        Self::new()
+    }
 }

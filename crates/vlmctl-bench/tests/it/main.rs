@@ -3,6 +3,7 @@
 //! failure the instrument must count exactly, and (feature `test-env`, which turns `fake-server`
 //! on) the real llama-server with the Gemma 3 270M GGUF. The report snapshots need neither.
 
+mod connections;
 #[cfg(feature = "fake-server")]
 mod fakes;
 #[cfg(feature = "test-env")]

@@ -160,6 +160,87 @@ fn table_markdown_and_compare() {
     std::fs::write(std::env::temp_dir().join("vlmctl-report-test.html"), &html).unwrap();
 }
 
+/// `r` with every wall time multiplied by `factor`, summaries recomputed.
+fn scaled(r: &Results, factor: f64) -> Results {
+    let mut r = r.clone();
+    for c in &mut r.targets[0].configs {
+        for s in &mut c.samples {
+            s.wall_ms *= factor;
+        }
+        c.summary = run::summarize(&c.samples, true, None);
+    }
+    r
+}
+
+#[test]
+fn compare_gives_reasons_and_an_interval_of_the_change_the_verdict_judges() {
+    let base = results(
+        "llamacpp",
+        "a",
+        &[
+            Config("A", "full nav prompt + image", 21.0, 0, NAV_IMAGE),
+            Config("D", "short nav prompt + image", 40.0, 2, SHORT_IMAGE),
+        ],
+    );
+    // A run against its own x1.5 copy: the p50 is 50 % higher.
+    let c = compare::compare(&base, &scaled(&base, 1.5));
+    for r in &c.rows {
+        assert!((r.change_pct - 50.0).abs() < 1e-9, "{r:?}");
+        assert_eq!(r.verdict, Verdict::Investigate);
+        // The interval is of the change the verdict judges: it holds the measured change and,
+        // on these tight samples, lies wholly beyond the tolerance, as the verdict says.
+        let (lo, hi) = r.change_ci_pct;
+        assert!(lo <= 50.0 && 50.0 <= hi, "{r:?}");
+        assert!(lo > compare::MAX_P50_CHANGE_PCT, "{r:?}");
+        assert!(!r.interval_crosses_tolerance());
+    }
+    assert_eq!(c.rows[0].reasons, [compare::Reason::Latency]);
+    assert_eq!(
+        c.rows[1].reasons,
+        [compare::Reason::Latency, compare::Reason::Schema],
+        "D's copy keeps its 2 schema misses of 20 (90 %)"
+    );
+    let text = compare::render(&c);
+    assert!(text.contains("investigate (latency)  "), "{text}");
+    assert!(text.contains("investigate (latency, schema)"), "{text}");
+    assert!(!text.contains("note:"), "{text}");
+    let json = serde_json::to_value(&c).unwrap();
+    assert_eq!(
+        json["rows"][1]["reasons"],
+        serde_json::json!(["latency", "schema"])
+    );
+
+    // Samples spread from 1x to 5x the p50 (a server with a cold and a warm path): 20 samples
+    // cannot pin the p50 down, the x1.5 copy's interval reaches below +20 %, and the row says
+    // that its verdict rests on the measured change.
+    let mut wide = base.clone();
+    for (i, s) in wide.targets[0].configs[0].samples.iter_mut().enumerate() {
+        s.wall_ms = if i % 2 == 0 {
+            100.0 + i as f64
+        } else {
+            400.0 + i as f64
+        };
+    }
+    wide.targets[0].configs[0].summary =
+        run::summarize(&wide.targets[0].configs[0].samples, true, None);
+    let c = compare::compare(&wide, &scaled(&wide, 1.5));
+    let r = &c.rows[0];
+    assert_eq!(r.verdict, Verdict::Investigate);
+    assert!((r.change_pct - 50.0).abs() < 1e-9, "{r:?}");
+    assert!(
+        r.ci_ms.0 < 0.0,
+        "the ms interval of the difference holds 0: {r:?}"
+    );
+    let (lo, hi) = r.change_ci_pct;
+    assert!(lo < compare::MAX_P50_CHANGE_PCT && 50.0 <= hi, "{r:?}");
+    assert!(r.interval_crosses_tolerance());
+    let text = compare::render(&c);
+    assert!(
+        text.contains("note: llamacpp A: the p50 change's 95 % interval ["),
+        "{text}"
+    );
+}
+
 #[test]
 fn the_image_cost_is_a_against_t_and_only_when_both_ran() {
     let configs = [
@@ -197,6 +278,10 @@ fn the_image_cost_is_a_against_t_and_only_when_both_ran() {
             .map(|c| Config(c.0, c.1, c.2, c.3, c.4))
             .collect();
         let r = results("cpu", image, &kept);
+        if image.is_empty() {
+            // No frame: the header says so in a word, not with an empty hash.
+            assert!(report::markdown(&r).contains("image sha256 `none`,"));
+        }
         assert_eq!(
             report::image_cost(&r, &r.targets[0]),
             None,

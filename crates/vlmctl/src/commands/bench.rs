@@ -1,7 +1,6 @@
 //! `vlmctl bench` and `vlmctl bench compare`.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::PathBuf;
 
 use vlmctl_bench::plan::LoadedPlan;
@@ -37,13 +36,11 @@ pub async fn bench(args: &BenchArgs, out: &mut Output) -> Result<u8, Failure> {
             .map_or(0, |d| d.as_secs());
         PathBuf::from(format!("bench-results/{now}"))
     });
-    let progress = |t: &str, c: &str, done: usize, total: usize| {
-        let mut e = std::io::stderr().lock();
-        let _ = write!(e, "\r{t} {c}: {done}/{total}   ");
-        if done == total {
-            let _ = writeln!(e);
-        }
-    };
+    // Each target answers within seconds, or nothing is run: an unreachable one would cost
+    // every request a connect error or, on a host that drops packets, a whole timeout.
+    vlmctl_bench::preflight::check_all(&plan.plan.targets, &keys).await?;
+    let bars = crate::render::BenchProgress::new();
+    let progress = |t: &str, c: &str, done: usize, total: usize| bars.update(t, c, done, total);
     let results = run::run(&plan, &keys, &progress).await;
     std::fs::create_dir_all(&dir)
         .and_then(|()| {

@@ -5,6 +5,7 @@
 )]
 
 mod architecture;
+mod bench;
 mod cli;
 mod common;
 #[cfg(feature = "test-env")]
