@@ -9,6 +9,7 @@
 //! - [`stats`]: nearest-rank percentiles, bootstrap intervals, the 36 Hz bands.
 //! - [`slo::Slo`]: the plan's service-level objectives; [`slo::evaluate`] checks a config
 //!   against them and counts its goodput.
+//! - [`charts`]: the HTML report's charts as inline SVG, drawn by `plotters`.
 //! - [`run::run`] produces [`run::Results`] (versioned JSON with raw samples; summaries are
 //!   recomputable with [`run::summarize`]); [`report`] renders them; [`compare`] applies the
 //!   runbook's rule to two runs ([`compare::verdict`]).
@@ -17,6 +18,7 @@
 //!
 //! This crate never talks to Docker: it measures whatever server a plan points at.
 
+pub mod charts;
 pub mod client;
 pub mod compare;
 mod error;
