@@ -139,9 +139,14 @@ fn table_markdown_and_compare() {
     );
     insta::assert_snapshot!("compare", compare::render(&comparison));
     let html = report::html(&beast, Some(&panda));
+    // Both charts (plotters' SVG, inline) and a real table; no Markdown copy in a <pre>.
     assert!(
-        html.contains("<svg") && html.contains("stroke-dasharray") && html.contains("polyline")
+        html.contains("<figure id=chart-cdf>") && html.contains("<figure id=chart-p50>"),
+        "{html}"
     );
+    assert_eq!(html.matches("<svg").count(), 2);
+    assert!(html.contains("<table class=results>") && !html.contains("<pre>"));
+    assert!(html.contains("baseline"));
     // Every attribute value inside the SVG is quoted: an unquoted `fill=#999/>` swallows the
     // slash, leaves the element open and hides everything after it (seen in a real report).
     for svg in html.split("<svg").skip(1) {
