@@ -1,5 +1,6 @@
 //! Human-facing renderings of a results file: a terminal table, Markdown shaped like the
-//! runbooks' tables, and a self-contained HTML report: real tables and SVG charts ([`crate::charts`]).
+//! runbooks' tables, and a self-contained HTML report with real tables and inline SVG charts
+//! ([`crate::charts`]).
 
 use std::fmt::Write as _;
 
