@@ -11,6 +11,7 @@
 //!   against them and counts its goodput.
 //! - [`preflight::check`]: each target answers `/health` (or `/v1/models`, `/api/tags`) within
 //!   seconds, before a run that would otherwise spend a timeout on every request.
+//! - [`charts`]: the HTML report's charts as inline SVG, drawn by `plotters`.
 //! - [`run::run`] produces [`run::Results`] (versioned JSON with raw samples; summaries are
 //!   recomputable with [`run::summarize`]); [`report`] renders them; [`compare`] applies the
 //!   runbook's rule to two runs ([`compare::verdict`]).
@@ -19,6 +20,7 @@
 //!
 //! This crate never talks to Docker: it measures whatever server a plan points at.
 
+pub mod charts;
 pub mod client;
 pub mod compare;
 mod error;

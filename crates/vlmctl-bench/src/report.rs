@@ -1,8 +1,10 @@
 //! Human-facing renderings of a results file: a terminal table, Markdown shaped like the
-//! runbooks' tables, and a self-contained HTML report with SVG charts.
+//! runbooks' tables, and a self-contained HTML report with real tables and inline SVG charts
+//! ([`crate::charts`]).
 
 use std::fmt::Write as _;
 
+use crate::charts;
 use crate::plan::Arrivals;
 use crate::run::{ConfigResult, ConfigSummary, Results, TargetResult};
 use crate::stats;
@@ -193,7 +195,8 @@ fn pair(v: Option<stats::Summary>) -> String {
     v.map_or_else(|| "-".to_owned(), |s| format!("{:.1}/{:.1}", s.p50, s.p95))
 }
 
-fn row(cols: Columns, target: &str, config: &ConfigResult) -> Vec<String> {
+/// A table row; `evaluated` is the PROMPT column's word for the tokens the server evaluated.
+fn row(cols: Columns, target: &str, config: &ConfigResult, evaluated: &str) -> Vec<String> {
     let s = &config.summary;
     let w = s.wall_ms;
     let mut v = vec![
@@ -207,7 +210,7 @@ fn row(cols: Columns, target: &str, config: &ConfigResult) -> Vec<String> {
     v.push(ms(s.ttft_ms.map(|t| t.p50)));
     v.extend(cols.token_cells(s));
     v.extend([
-        prompt_tokens(s, "eval"),
+        prompt_tokens(s, evaluated),
         ms(s.server_tokens_per_s),
         s.schema_pass_rate
             .map_or("-".to_owned(), |r| format!("{:.0}%", r * 100.0)),
@@ -303,7 +306,7 @@ pub fn table(r: &Results) -> String {
     let rows: Vec<Vec<String>> = r
         .targets
         .iter()
-        .flat_map(|t| t.configs.iter().map(move |c| row(cols, &t.name, c)))
+        .flat_map(|t| t.configs.iter().map(move |c| row(cols, &t.name, c, "eval")))
         .collect();
     let head = head(cols);
     let mut widths: Vec<usize> = head.iter().map(String::len).collect();
@@ -470,103 +473,125 @@ fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
-/// A self-contained HTML page: the Markdown table's numbers, a latency CDF per config and p50
-/// bars against the 27.8 ms (36 Hz) target line, and against `baseline` when given.
+const STYLE: &str = "body{font:14px sans-serif;margin:2em;max-width:1200px}\
+table{border-collapse:collapse;margin:1em 0}\
+td,th{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap}\
+th{background:#f3f3f3}td:nth-child(-n+2),th:nth-child(-n+2){text-align:left}\
+figure{margin:1em 0}svg{max-width:100%;height:auto}code{font-size:13px}";
+
+/// A self-contained HTML page (nothing fetched): the terminal table's columns as a real
+/// `<table>`, the lines beside it, a latency CDF per config and p50 bars against the 27.8 ms
+/// (36 Hz) target line, beside `baseline`'s when given ([`charts`], inline SVG).
 #[must_use]
 pub fn html(r: &Results, baseline: Option<&Results>) -> String {
-    let mut out = String::from(
-        "<!doctype html><meta charset=utf-8><title>vlmctl bench</title><style>body{font:14px sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}</style><h1>vlmctl bench</h1>",
+    let mut out = format!(
+        "<!doctype html><html lang=en><meta charset=utf-8><title>vlmctl bench</title>\
+         <style>{STYLE}</style><h1>vlmctl bench</h1>\n<p>plan sha256 <code>{}</code>, image sha256 \
+         <code>{}</code>, host {} ({}), GPU {}. Percentiles: nearest rank over measured samples \
+         ({} runs, {} warm-up excluded).</p>\n",
+        esc(&r.plan_sha256[..12.min(r.plan_sha256.len())]),
+        esc(&r.image_sha256[..12.min(r.image_sha256.len())]),
+        esc(&r.environment.arch),
+        esc(r.environment.cpu.as_deref().unwrap_or("?")),
+        esc(r.environment.gpu.as_deref().unwrap_or("none")),
+        r.plan.runs,
+        r.plan.warmup,
     );
-    let _ = write!(out, "<pre>{}</pre>", esc(&table(r)));
-    cdf_svg(&mut out, r);
-    p50_svg(&mut out, r, baseline);
-    let _ = write!(out, "<h2>Markdown</h2><pre>{}</pre>", esc(&markdown(r)));
+    for l in load_line(r).into_iter().chain(slo_line(r)) {
+        let _ = writeln!(out, "<p>{}.</p>", esc(&capitalize(&l)));
+    }
+    out.push_str("<h2>Results</h2>\n");
+    html_table(&mut out, r);
+    let mut notes: Vec<String> = r.targets.iter().flat_map(slo_details).collect();
+    for t in &r.targets {
+        if let Some(cost) = image_cost(r, t) {
+            notes.push(format!("{}: {}", t.name, image_cost_line(&cost)));
+        }
+        for c in &t.configs {
+            for (k, n) in &c.summary.errors {
+                notes.push(format!("{} {}: {n} x {k}", t.name, c.name));
+            }
+        }
+    }
+    if !notes.is_empty() {
+        out.push_str("<ul class=notes>");
+        for n in &notes {
+            let _ = write!(out, "<li>{}</li>", esc(n));
+        }
+        out.push_str("</ul>\n");
+    }
+    cdf_figure(&mut out, r);
+    p50_figure(&mut out, r, baseline);
+    for t in &r.targets {
+        if let Some(d) = &t.describe_answer {
+            let _ = writeln!(
+                out,
+                "<p><code>describe</code> answer ({}): {}</p>",
+                esc(&t.name),
+                esc(d)
+            );
+        }
+    }
+    out.push_str("</html>\n");
     out
 }
 
-const W: f64 = 640.0;
+/// The terminal table's columns as an HTML table (the PROMPT column says "evaluated" in full).
+fn html_table(out: &mut String, r: &Results) {
+    let cols = Columns::of(r);
+    out.push_str("<table class=results><thead><tr>");
+    for h in head(cols) {
+        let _ = write!(out, "<th scope=col>{}</th>", esc(&h));
+    }
+    out.push_str("</tr></thead><tbody>\n");
+    for t in &r.targets {
+        for c in &t.configs {
+            out.push_str("<tr>");
+            for cell in row(cols, &t.name, c, "evaluated") {
+                let _ = write!(out, "<td>{}</td>", esc(&cell));
+            }
+            out.push_str("</tr>\n");
+        }
+    }
+    out.push_str("</tbody></table>\n");
+}
 
-/// Latency CDF per config: x = latency ms, y = fraction of samples.
-fn cdf_svg(out: &mut String, r: &Results) {
-    // CDF: x = latency ms, y = fraction.
-    let series: Vec<(String, Vec<f64>)> = r
+/// The latency CDF per config: successful samples only.
+fn cdf_figure(out: &mut String, r: &Results) {
+    let samples: Vec<(String, Vec<f64>)> = r
         .targets
         .iter()
         .flat_map(|t| {
             t.configs.iter().map(move |c| {
-                (format!("{} {}", t.name, c.name), {
-                    let mut v: Vec<f64> = c
-                        .samples
-                        .iter()
-                        .filter(|s| s.error.is_none())
-                        .map(|s| s.wall_ms)
-                        .collect();
-                    v.sort_by(f64::total_cmp);
-                    v
-                })
+                let mut v: Vec<f64> = c
+                    .samples
+                    .iter()
+                    .filter(|s| s.error.is_none())
+                    .map(|s| s.wall_ms)
+                    .collect();
+                v.sort_by(f64::total_cmp);
+                (format!("{} {}", t.name, c.name), v)
             })
         })
         .collect();
-    // x spans the observed range, so close configs are told apart.
-    let max = series
+    let series: Vec<charts::CdfSeries<'_>> = samples
         .iter()
-        .filter_map(|(_, v)| v.last().copied())
-        .fold(f64::MIN, f64::max);
-    let min = series
-        .iter()
-        .filter_map(|(_, v)| v.first().copied())
-        .fold(f64::MAX, f64::min);
-    let (min, max) = if min < max {
-        (min, max)
-    } else {
-        (0.0, max.max(1.0))
-    };
-    let colors = [
-        "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-    ];
-    let (w, h) = (W, 320.0);
-    let _ = write!(
+        .map(|(name, v)| charts::CdfSeries { name, sorted_ms: v })
+        .collect();
+    figure(
         out,
-        "<h2>Latency CDF</h2><svg width='{w}' height='{}' xmlns='http://www.w3.org/2000/svg'><rect width='{w}' height='{h}' fill='white' stroke='#999'/>",
-        h + 20.0
-    );
-    for (i, (name, v)) in series.iter().enumerate() {
-        let pts: Vec<String> = v
-            .iter()
-            .enumerate()
-            .map(|(k, x)| {
-                format!(
-                    "{:.1},{:.1}",
-                    (x - min) / (max - min) * w,
-                    h - (k + 1) as f64 / v.len() as f64 * h
-                )
-            })
-            .collect();
-        let c = colors[i % colors.len()];
-        let _ = write!(
-            out,
-            "<polyline fill='none' stroke='{c}' points='{}'/><text x='5' y='{}' fill='{c}'>{}</text>",
-            pts.join(" "),
-            15 + 15 * i,
-            esc(name)
-        );
-    }
-    let _ = write!(
-        out,
-        "<text x='5' y='{}'>{min:.1} ms</text><text x='{}' y='{}'>{max:.1} ms</text></svg>",
-        h + 15.0,
-        w - 60.0,
-        h + 15.0
+        "chart-cdf",
+        "Latency CDF per config (successful requests; circle: p50, triangle: p95)",
+        &charts::latency_cdf(&series),
     );
 }
 
-/// p50 bars per config against the 27.8 ms line, with the baseline's p50 in grey.
-fn p50_svg(out: &mut String, r: &Results, baseline: Option<&Results>) {
-    let w = W;
-    // p50 bars.
-    let bars: Vec<(String, f64, Option<f64>)> = r
+/// p50 bars per config, beside `baseline`'s for the same target and config.
+fn p50_figure(out: &mut String, r: &Results, baseline: Option<&Results>) {
+    let labels: Vec<(String, Option<f64>, Option<f64>)> = r
         .targets
         .iter()
         .flat_map(|t| {
@@ -583,53 +608,41 @@ fn p50_svg(out: &mut String, r: &Results, baseline: Option<&Results>) {
                         .map(|s| s.p50)
                 });
                 (
-                    format!("{} {}", t.name, c.name),
-                    c.summary.wall_ms.map_or(0.0, |s| s.p50),
+                    format!("{} {} {}", t.name, c.name, c.description),
+                    c.summary.wall_ms.map(|s| s.p50),
                     base,
                 )
             })
         })
         .collect();
-    let top = bars
+    let bars: Vec<charts::Bar<'_>> = labels
         .iter()
-        .map(|b| b.1.max(b.2.unwrap_or(0.0)))
-        .fold(30.0f64, f64::max)
-        * 1.1;
-    let bh = 22.0;
-    let height = bh * bars.len() as f64 + 30.0;
-    let _ = write!(
+        .map(|(label, p50_ms, baseline_ms)| charts::Bar {
+            label,
+            p50_ms: *p50_ms,
+            baseline_ms: *baseline_ms,
+        })
+        .collect();
+    figure(
         out,
-        "<h2>p50 per config (line: 27.8 ms = 36 Hz target{})</h2><svg width='{w}' height='{height}' xmlns='http://www.w3.org/2000/svg'>",
-        if baseline.is_some() {
-            "; grey: baseline"
-        } else {
-            ""
-        }
+        "chart-p50",
+        &format!(
+            "p50 per config against the 27.8 ms (36 Hz) target{}",
+            if baseline.is_some() {
+                "; grey: the baseline run"
+            } else {
+                ""
+            }
+        ),
+        &charts::p50_bars(&bars, baseline.map(|_| "the --baseline run")),
     );
-    for (i, (name, p50, base)) in bars.iter().enumerate() {
-        let y = i as f64 * bh;
-        if let Some(b) = base {
-            let _ = write!(
-                out,
-                "<rect x='150' y='{:.1}' width='{:.1}' height='8' fill='#bbb'/>",
-                y + 12.0,
-                b / top * (w - 160.0)
-            );
-        }
-        let _ = write!(
-            out,
-            "<text x='0' y='{:.1}'>{}</text><rect x='150' y='{:.1}' width='{:.1}' height='10' fill='#1f77b4'/><text x='{:.1}' y='{:.1}'>{p50:.1}</text>",
-            y + 14.0,
-            esc(name),
-            y + 2.0,
-            p50 / top * (w - 160.0),
-            155.0 + p50 / top * (w - 160.0),
-            y + 11.0
-        );
-    }
-    let x = 150.0 + 27.8 / top * (w - 160.0);
-    let _ = write!(
+}
+
+/// A chart under its heading; `id` names it for tests and links.
+fn figure(out: &mut String, id: &str, caption: &str, svg: &str) {
+    let _ = writeln!(
         out,
-        "<line x1='{x:.1}' x2='{x:.1}' y1='0' y2='{height}' stroke='red' stroke-dasharray='4'/></svg>"
+        "<figure id={id}><figcaption><h2>{}</h2></figcaption>\n{svg}</figure>",
+        esc(caption)
     );
 }

@@ -45,14 +45,20 @@ const RUNS: usize = 20;
 /// One config: its letter, the p50 its samples have (nearest rank over `p50 - 3 + i % 7`),
 /// how many of its 20 answers miss the schema, and its prompt tokens (total, cached after the
 /// first request).
-struct Config(&'static str, &'static str, f64, usize, (u64, u64));
+pub(crate) struct Config(
+    pub(crate) &'static str,
+    pub(crate) &'static str,
+    pub(crate) f64,
+    pub(crate) usize,
+    pub(crate) (u64, u64),
+);
 
 /// The real server's counts (`scripts/test`'s model and projector, `examples/camera.png`).
-const NAV_IMAGE: (u64, u64) = (759, 758);
-const SHORT_IMAGE: (u64, u64) = (308, 303);
-const NAV_TEXT: (u64, u64) = (693, 0);
+pub(crate) const NAV_IMAGE: (u64, u64) = (759, 758);
+pub(crate) const SHORT_IMAGE: (u64, u64) = (308, 303);
+pub(crate) const NAV_TEXT: (u64, u64) = (693, 0);
 
-fn results(name: &str, image: &str, configs: &[Config]) -> Results {
+pub(crate) fn results(name: &str, image: &str, configs: &[Config]) -> Results {
     let plan: Plan = toml::from_str("version = 1\nimage = \"camera.png\"\n[[target]]\nname = \"llamacpp\"\nurl = \"http://127.0.0.1:11435\"\n").unwrap();
     let configs = configs
         .iter()
@@ -139,9 +145,14 @@ fn table_markdown_and_compare() {
     );
     insta::assert_snapshot!("compare", compare::render(&comparison));
     let html = report::html(&beast, Some(&panda));
+    // Both charts (plotters' SVG, inline) and a real table; no Markdown copy in a <pre>.
     assert!(
-        html.contains("<svg") && html.contains("stroke-dasharray") && html.contains("polyline")
+        html.contains("<figure id=chart-cdf>") && html.contains("<figure id=chart-p50>"),
+        "{html}"
     );
+    assert_eq!(html.matches("<svg").count(), 2);
+    assert!(html.contains("<table class=results>") && !html.contains("<pre>"));
+    assert!(html.contains("baseline"));
     // Every attribute value inside the SVG is quoted: an unquoted `fill=#999/>` swallows the
     // slash, leaves the element open and hides everything after it (seen in a real report).
     for svg in html.split("<svg").skip(1) {
@@ -379,7 +390,7 @@ fn a_results_file_written_before_the_prompt_fields_still_loads() {
 
 /// `results(..)` as an open-loop Poisson run at 36 Hz with an SLO: every request scheduled
 /// 27.8 ms after the one before, sent 0.1-0.7 ms late; config C streamed with 3 gaps a request.
-fn open_loop_with_slo() -> Results {
+pub(crate) fn open_loop_with_slo() -> Results {
     let mut r = results(
         "llamacpp",
         "a",
@@ -463,8 +474,17 @@ fn a_results_file_written_before_slo_arrivals_itl_and_tpot_still_loads() {
         (None, None, None)
     );
     assert!(back.targets[0].configs[1].samples[0].itl_ms.is_empty());
-    // It renders, and compares with a new one either way round.
+    // It renders (the HTML with both charts and its table), and compares with a new one
+    // either way round.
     assert!(report::table(&back).contains("21.0"));
+    let html = report::html(&back, Some(&r));
+    for part in [
+        "<figure id=chart-cdf>",
+        "<figure id=chart-p50>",
+        "<td>21.0</td>",
+    ] {
+        assert!(html.contains(part), "{part}");
+    }
     assert_eq!(compare::compare(&back, &r).rows.len(), 2);
     assert_eq!(compare::compare(&r, &back).rows.len(), 2);
 }

@@ -1,0 +1,692 @@
+//! Charts for the HTML reports, drawn by `plotters` into inline SVG strings (plain data in,
+//! one `<svg>` out; nothing fetched, no fonts: the browser draws the `<text>` elements).
+//!
+//! - [`latency_cdf`]: latency CDF per config ([`CdfSeries`]) with p50/p95 markers.
+//! - [`p50_bars`]: p50 per config ([`Bar`]) against the 27.8 ms (36 Hz) line, with a baseline
+//!   run's p50 beside each bar.
+//! - [`latency_vs_rate`]: p50 and p95 against the offered rate (a rate sweep), with the SLO.
+//! - [`p50_vs_memory`]: one point per server-settings variant (`vlmctl tune`).
+//!
+//! Every chart has axes with tick labels and axis titles that name the unit.
+
+use plotters::coord::Shift;
+use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
+use plotters::coord::types::RangedCoordf64;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+/// The nav loop's target: 36 Hz, one answer every 27.8 ms.
+pub const TARGET_MS: f64 = 27.8;
+
+const WIDTH: u32 = 860;
+const FONT: &str = "sans-serif";
+// Point sizes as plotters takes them: its SVG backend writes size / 1.24 px.
+const TICK: f64 = 16.0;
+const TITLE: f64 = 17.0;
+const NOTE: f64 = 15.0;
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0x8c, 0x56, 0x4b),
+    RGBColor(0xe3, 0x77, 0xc2),
+    RGBColor(0x7f, 0x7f, 0x7f),
+];
+const TARGET_COLOR: RGBColor = RGBColor(0xc0, 0x10, 0x10);
+const GUIDE: RGBColor = RGBColor(0x99, 0x99, 0x99);
+const BASELINE: RGBColor = RGBColor(0xb0, 0xb0, 0xb0);
+
+type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+type Drawn = Result<(), DrawingAreaErrorKind<std::io::Error>>;
+
+fn color(i: usize) -> RGBColor {
+    PALETTE[i % PALETTE.len()]
+}
+
+/// How a legend entry shows its series.
+#[derive(Debug, Clone, Copy)]
+enum Swatch {
+    Line,
+    Dashed,
+    Block,
+    Dot,
+    Ring,
+}
+
+/// One legend entry: text, colour, swatch.
+type Entry = (String, RGBColor, Swatch);
+
+const LEGEND_ROW: u32 = 22;
+
+/// Draws on a `WIDTH` x (`height` + the legend) SVG: the plot on top, the legend in rows under
+/// it (never over the data, however many series). A failure (none is expected from a string
+/// backend) is reported in place of the chart rather than failing the whole report.
+fn render(height: u32, legend: &[Entry], draw: impl FnOnce(&Area<'_>) -> Drawn) -> String {
+    let columns = if legend.len() > 4 { 2 } else { 1 };
+    let rows = u32::try_from(legend.len().div_ceil(columns)).unwrap_or(u32::MAX);
+    let legend_height = if legend.is_empty() {
+        0
+    } else {
+        rows.saturating_mul(LEGEND_ROW).saturating_add(12)
+    };
+    let mut buf = String::new();
+    let drawn = {
+        let root = SVGBackend::with_string(&mut buf, (WIDTH, height.saturating_add(legend_height)))
+            .into_drawing_area();
+        let (plot, below) = root.split_vertically(height);
+        root.fill(&WHITE)
+            .and_then(|()| draw(&plot))
+            .and_then(|()| draw_legend(&below, legend, columns))
+            .and_then(|()| root.present())
+    };
+    match drawn {
+        Ok(()) => buf,
+        Err(e) => format!("<p class=\"chart-error\">chart not drawn: {e}</p>"),
+    }
+}
+
+fn draw_legend(area: &Area<'_>, legend: &[Entry], columns: usize) -> Drawn {
+    let left = 70;
+    let column_width = (i32::try_from(WIDTH).unwrap_or(i32::MAX) - left) / 2;
+    let row = i32::try_from(LEGEND_ROW).unwrap_or(i32::MAX);
+    let rows = legend.len().div_ceil(columns);
+    for (i, (text, c, swatch)) in legend.iter().enumerate() {
+        let (col, r) = (i / rows, i % rows);
+        let x = left + i32::try_from(col).unwrap_or(0) * column_width;
+        let y = 10 + i32::try_from(r).unwrap_or(0) * row;
+        match swatch {
+            Swatch::Line => {
+                area.draw(&PathElement::new([(x, y), (x + 22, y)], c.stroke_width(2)))?;
+            }
+            Swatch::Dashed => {
+                for d in [0, 9, 18] {
+                    area.draw(&PathElement::new(
+                        [(x + d, y), (x + d + 5, y)],
+                        c.stroke_width(2),
+                    ))?;
+                }
+            }
+            Swatch::Block => {
+                area.draw(&Rectangle::new([(x, y - 6), (x + 22, y + 6)], c.filled()))?;
+            }
+            Swatch::Dot => area.draw(&Circle::new((x + 11, y), 5, c.filled()))?,
+            Swatch::Ring => area.draw(&Circle::new((x + 11, y), 7, c.stroke_width(3)))?,
+        }
+        area.draw(&Text::new(
+            text.clone(),
+            (x + 30, y),
+            (FONT, TICK)
+                .into_font()
+                .color(&BLACK)
+                .pos(Pos::new(HPos::Left, VPos::Center)),
+        ))?;
+    }
+    Ok(())
+}
+
+/// `(lo, hi)` around `values` with a margin, never empty (a lone value or none gets a range
+/// around it), and from 0 when `from_zero`.
+fn span(values: impl IntoIterator<Item = f64>, from_zero: bool) -> (f64, f64) {
+    let (mut lo, mut hi) = values
+        .into_iter()
+        .filter(|v| v.is_finite())
+        .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if lo > hi {
+        (lo, hi) = (0.0, 1.0);
+    }
+    if from_zero {
+        lo = lo.min(0.0);
+    }
+    let pad = if hi > lo {
+        (hi - lo) * 0.06
+    } else {
+        hi.abs().max(1.0) * 0.1
+    };
+    let lo = if from_zero && lo >= 0.0 {
+        0.0
+    } else {
+        lo - pad
+    };
+    (lo, hi + pad)
+}
+
+/// A tick label: as few decimals as the axis's step needs.
+fn tick(v: f64, range: f64) -> String {
+    if range >= 20.0 {
+        format!("{v:.0}")
+    } else if range >= 2.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// One config's successful latencies for [`latency_cdf`].
+#[derive(Debug, Clone, Copy)]
+pub struct CdfSeries<'a> {
+    /// Legend text, e.g. `llamacpp A`.
+    pub name: &'a str,
+    /// Successful samples' wall time, ms, ascending.
+    pub sorted_ms: &'a [f64],
+}
+
+/// Latency CDF per config: x latency (ms), y share of requests at or below it, with each
+/// series' nearest-rank p50 (circle) and p95 (triangle) on dashed guides at 50 % and 95 %. A
+/// series without samples is left out of the plot and named as such in the legend.
+#[must_use]
+pub fn latency_cdf(series: &[CdfSeries<'_>]) -> String {
+    let (lo, hi) = span(
+        series.iter().flat_map(|s| s.sorted_ms.iter().copied()),
+        false,
+    );
+    let lo = lo.max(0.0);
+    let quantiles: Vec<Option<(f64, f64)>> = series
+        .iter()
+        .map(|s| {
+            crate::stats::percentile(s.sorted_ms, 50.0)
+                .zip(crate::stats::percentile(s.sorted_ms, 95.0))
+        })
+        .collect();
+    let legend: Vec<Entry> = series
+        .iter()
+        .zip(&quantiles)
+        .enumerate()
+        .map(|(i, (s, q))| {
+            let text = q.map_or_else(
+                || format!("{} (no successful sample)", s.name),
+                |(p50, p95)| format!("{} (p50 {p50:.1} ms, p95 {p95:.1} ms)", s.name),
+            );
+            (text, color(i), Swatch::Line)
+        })
+        .collect();
+    render(420, &legend, |root| {
+        let mut chart = ChartBuilder::on(root)
+            .margin(14)
+            .margin_right(30)
+            .x_label_area_size(46)
+            .y_label_area_size(64)
+            .build_cartesian_2d(lo..hi, 0.0..1.0)?;
+        let x_fmt = |v: &f64| tick(*v, hi - lo);
+        let y_fmt = |v: &f64| format!("{:.0}%", v * 100.0);
+        chart
+            .configure_mesh()
+            .x_desc("latency (ms)")
+            .y_desc("requests at or below (%)")
+            .x_label_formatter(&x_fmt)
+            .y_label_formatter(&y_fmt)
+            .label_style((FONT, TICK))
+            .axis_desc_style((FONT, TITLE))
+            .light_line_style(WHITE.mix(0.0))
+            .draw()?;
+        for (q, label) in [(0.5, "p50"), (0.95, "p95")] {
+            chart.draw_series(DashedLineSeries::new(
+                [(lo, q), (hi, q)],
+                4,
+                4,
+                GUIDE.stroke_width(1),
+            ))?;
+            chart.draw_series(std::iter::once(Text::new(
+                label,
+                (lo, q),
+                (FONT, NOTE)
+                    .into_font()
+                    .color(&GUIDE)
+                    .pos(Pos::new(HPos::Left, VPos::Bottom)),
+            )))?;
+        }
+        for (i, (s, q)) in series.iter().zip(&quantiles).enumerate() {
+            let Some((p50, p95)) = *q else { continue };
+            let c = color(i);
+            let n = s.sorted_ms.len() as f64;
+            // A step: each sample lifts the curve by 1/n at its latency.
+            let steps = s
+                .sorted_ms
+                .iter()
+                .enumerate()
+                .flat_map(|(k, &x)| [(x, k as f64 / n), (x, (k + 1) as f64 / n)]);
+            chart.draw_series(LineSeries::new(steps, c.stroke_width(2)))?;
+            chart.draw_series(std::iter::once(Circle::new((p50, 0.5), 5, c.filled())))?;
+            chart.draw_series(std::iter::once(TriangleMarker::new(
+                (p95, 0.95),
+                6,
+                c.filled(),
+            )))?;
+        }
+        Ok(())
+    })
+}
+
+/// A vertical axis of `n` rows, `0.0..n`, with one tick at the middle of each row (where its
+/// label goes) rather than at round numbers.
+struct Rows(usize);
+
+impl Ranged for Rows {
+    type FormatOption = DefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, value: &f64, limit: (i32, i32)) -> i32 {
+        let share = value / self.0 as f64;
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "a pixel position within the chart"
+        )]
+        let px = (f64::from(limit.1 - limit.0) * share).round() as i32;
+        limit.0 + px
+    }
+
+    fn key_points<Hint: KeyPointHint>(&self, _hint: Hint) -> Vec<f64> {
+        (0..self.0).map(|i| i as f64 + 0.5).collect()
+    }
+
+    fn range(&self) -> std::ops::Range<f64> {
+        0.0..self.0 as f64
+    }
+}
+
+/// One config's bar for [`p50_bars`].
+#[derive(Debug, Clone, Copy)]
+pub struct Bar<'a> {
+    /// Axis label, e.g. `llamacpp A full nav prompt + image`.
+    pub label: &'a str,
+    /// This run's p50, ms; `None` without a successful sample.
+    pub p50_ms: Option<f64>,
+    /// The baseline run's p50 for the same target and config, when there is one.
+    pub baseline_ms: Option<f64>,
+}
+
+/// p50 per config as horizontal bars (value at the end of each), the 27.8 ms (36 Hz) target
+/// as a labelled dashed line, and, when `baseline` names a run, its p50 as a grey bar under
+/// each of this run's.
+#[must_use]
+pub fn p50_bars(bars: &[Bar<'_>], baseline: Option<&str>) -> String {
+    let n = bars.len().max(1);
+    let top = bars
+        .iter()
+        .flat_map(|b| [b.p50_ms, b.baseline_ms])
+        .flatten()
+        .fold(TARGET_MS, f64::max)
+        * 1.15;
+    // Room for the longest label at ~7.5 px a character (13 px sans-serif), within reason.
+    let longest = bars
+        .iter()
+        .map(|b| b.label.chars().count())
+        .max()
+        .unwrap_or(0);
+    let label_area = u32::try_from(longest * 15 / 2 + 16)
+        .unwrap_or(u32::MAX)
+        .clamp(60, 320);
+    let row = if baseline.is_some() { 40 } else { 30 };
+    let height = u32::try_from(n * row)
+        .unwrap_or(u32::MAX)
+        .saturating_add(110);
+    let mut legend = vec![("this run".to_owned(), color(0), Swatch::Block)];
+    if let Some(name) = baseline {
+        legend.push((format!("baseline: {name}"), BASELINE, Swatch::Block));
+    }
+    legend.push((
+        "27.8 ms target (36 Hz)".to_owned(),
+        TARGET_COLOR,
+        Swatch::Dashed,
+    ));
+    render(height, &legend, |root| {
+        let mut chart = ChartBuilder::on(root)
+            .margin(14)
+            .margin_right(40)
+            .x_label_area_size(46)
+            .y_label_area_size(label_area)
+            .build_cartesian_2d(0.0..top, Rows(n))?;
+        let y_fmt = |v: &f64| {
+            #[expect(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                reason = "key points are i + 0.5 for i in 0..n"
+            )]
+            let i = v.floor().max(0.0) as usize;
+            n.checked_sub(i + 1)
+                .and_then(|k| bars.get(k))
+                .map_or_else(String::new, |b| b.label.to_owned())
+        };
+        let x_fmt = |v: &f64| tick(*v, top);
+        chart
+            .configure_mesh()
+            .x_desc("p50 latency (ms)")
+            .y_label_formatter(&y_fmt)
+            .x_label_formatter(&x_fmt)
+            .disable_y_mesh()
+            .label_style((FONT, TICK))
+            .axis_desc_style((FONT, TITLE))
+            .light_line_style(WHITE.mix(0.0))
+            .draw()?;
+        let (this, base) = if baseline.is_some() {
+            ((0.52, 0.85), (0.15, 0.48))
+        } else {
+            ((0.2, 0.8), (0.0, 0.0))
+        };
+        let layer = |v: fn(&Bar<'_>) -> Option<f64>| bars.iter().map(v).collect::<Vec<_>>();
+        bar_layer(
+            &mut chart,
+            &layer(|b| b.p50_ms),
+            this,
+            color(0),
+            Some("no successful sample"),
+        )?;
+        if baseline.is_some() {
+            bar_layer(&mut chart, &layer(|b| b.baseline_ms), base, BASELINE, None)?;
+        }
+        chart.draw_series(DashedLineSeries::new(
+            [(TARGET_MS, 0.0), (TARGET_MS, n as f64)],
+            6,
+            4,
+            TARGET_COLOR.stroke_width(2),
+        ))?;
+        chart.draw_series(std::iter::once(Text::new(
+            "27.8 ms (36 Hz)",
+            (TARGET_MS, n as f64),
+            (FONT, NOTE)
+                .into_font()
+                .color(&TARGET_COLOR)
+                .pos(Pos::new(HPos::Center, VPos::Bottom)),
+        )))?;
+        Ok(())
+    })
+}
+
+type BarChart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, Rows>>;
+
+/// One layer of [`p50_bars`]: a bar per row (row `i` of `values` at the top is `values[0]`)
+/// in the `band` (a share of the row's height), its value at its end, `missing` where a value
+/// is `None`.
+fn bar_layer(
+    chart: &mut BarChart<'_, '_>,
+    values: &[Option<f64>],
+    band: (f64, f64),
+    fill: RGBColor,
+    missing: Option<&str>,
+) -> Drawn {
+    let n = values.len();
+    let top = chart.x_range().end;
+    for (i, v) in values.iter().enumerate() {
+        let y = (n - 1 - i) as f64;
+        if let Some(v) = v {
+            chart.draw_series(std::iter::once(Rectangle::new(
+                [(0.0, y + band.0), (*v, y + band.1)],
+                fill.filled(),
+            )))?;
+        }
+        let Some(text) = v
+            .map(|v| format!("{v:.1} ms"))
+            .or(missing.map(str::to_owned))
+        else {
+            continue;
+        };
+        chart.draw_series(std::iter::once(Text::new(
+            text,
+            (
+                v.unwrap_or(0.0) + top * 0.01,
+                y + f64::midpoint(band.0, band.1),
+            ),
+            (FONT, NOTE)
+                .into_font()
+                .color(&BLACK)
+                .pos(Pos::new(HPos::Left, VPos::Center)),
+        )))?;
+    }
+    Ok(())
+}
+
+/// Latency against offered rate (a rate sweep): `p50` and `p95` as `(offered Hz, ms)` points,
+/// in any order, and the SLO's latency bound as a labelled dashed line when given.
+#[must_use]
+pub fn latency_vs_rate(p50: &[(f64, f64)], p95: &[(f64, f64)], slo_ms: Option<f64>) -> String {
+    let all = || p50.iter().chain(p95);
+    let (x_lo, x_hi) = span(all().map(|p| p.0), true);
+    let (_, y_hi) = span(all().map(|p| p.1).chain(slo_ms), true);
+    let sorted = |s: &[(f64, f64)]| {
+        let mut v = s.to_vec();
+        v.sort_by(|a, b| a.0.total_cmp(&b.0));
+        v
+    };
+    let mut legend = vec![
+        ("p50 latency".to_owned(), color(0), Swatch::Line),
+        ("p95 latency".to_owned(), color(1), Swatch::Line),
+    ];
+    if let Some(b) = slo_ms {
+        legend.push((format!("SLO bound: {b} ms"), TARGET_COLOR, Swatch::Dashed));
+    }
+    render(420, &legend, |root| {
+        let mut chart = ChartBuilder::on(root)
+            .margin(14)
+            .margin_right(30)
+            .x_label_area_size(46)
+            .y_label_area_size(64)
+            .build_cartesian_2d(x_lo..x_hi, 0.0..y_hi)?;
+        let x_fmt = |v: &f64| tick(*v, x_hi - x_lo);
+        let y_fmt = |v: &f64| tick(*v, y_hi);
+        chart
+            .configure_mesh()
+            .x_desc("offered rate (Hz)")
+            .y_desc("latency (ms)")
+            .x_label_formatter(&x_fmt)
+            .y_label_formatter(&y_fmt)
+            .label_style((FONT, TICK))
+            .axis_desc_style((FONT, TITLE))
+            .light_line_style(WHITE.mix(0.0))
+            .draw()?;
+        for (i, points) in [sorted(p50), sorted(p95)].into_iter().enumerate() {
+            let c = color(i);
+            chart.draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(2)))?;
+            chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, c.filled())))?;
+        }
+        if let Some(b) = slo_ms {
+            chart.draw_series(DashedLineSeries::new(
+                [(x_lo, b), (x_hi, b)],
+                6,
+                4,
+                TARGET_COLOR.stroke_width(2),
+            ))?;
+        }
+        Ok(())
+    })
+}
+
+/// p50 against the server's memory, one labelled point per variant (`vlmctl tune`): `points`
+/// are `(variant, memory MiB, p50 ms)`; `chosen` (an index into them) is drawn larger and
+/// named in the legend. The 27.8 ms (36 Hz) target is a dashed line.
+#[must_use]
+pub fn p50_vs_memory(points: &[(&str, f64, f64)], chosen: Option<usize>) -> String {
+    let (x_lo, x_hi) = span(points.iter().map(|p| p.1), true);
+    let (_, y_hi) = span(points.iter().map(|p| p.2).chain([TARGET_MS]), true);
+    let mut legend = vec![("variant (labelled)".to_owned(), color(0), Swatch::Dot)];
+    if let Some(&(name, _, _)) = chosen.and_then(|i| points.get(i)) {
+        legend.push((format!("chosen: {name}"), color(2), Swatch::Ring));
+    }
+    legend.push((
+        "27.8 ms target (36 Hz)".to_owned(),
+        TARGET_COLOR,
+        Swatch::Dashed,
+    ));
+    render(420, &legend, |root| {
+        let mut chart = ChartBuilder::on(root)
+            .margin(14)
+            .margin_right(30)
+            .x_label_area_size(46)
+            .y_label_area_size(64)
+            .build_cartesian_2d(x_lo..x_hi, 0.0..y_hi)?;
+        let x_fmt = |v: &f64| tick(*v, x_hi - x_lo);
+        let y_fmt = |v: &f64| tick(*v, y_hi);
+        chart
+            .configure_mesh()
+            .x_desc("server memory (MiB)")
+            .y_desc("p50 latency (ms)")
+            .x_label_formatter(&x_fmt)
+            .y_label_formatter(&y_fmt)
+            .label_style((FONT, TICK))
+            .axis_desc_style((FONT, TITLE))
+            .light_line_style(WHITE.mix(0.0))
+            .draw()?;
+        let blue = color(0);
+        chart.draw_series(
+            points
+                .iter()
+                .map(|&(_, x, y)| Circle::new((x, y), 5, blue.filled())),
+        )?;
+        for &(name, x, y) in points {
+            // The name beside its point, a few pixels off it.
+            chart.draw_series(std::iter::once(
+                EmptyElement::at((x, y))
+                    + Text::new(
+                        name.to_owned(),
+                        (10, -4),
+                        (FONT, NOTE)
+                            .into_font()
+                            .color(&BLACK)
+                            .pos(Pos::new(HPos::Left, VPos::Bottom)),
+                    ),
+            ))?;
+        }
+        if let Some(&(_, x, y)) = chosen.and_then(|i| points.get(i)) {
+            let green = color(2);
+            chart.draw_series(std::iter::once(Circle::new(
+                (x, y),
+                9,
+                green.stroke_width(3),
+            )))?;
+        }
+        chart.draw_series(DashedLineSeries::new(
+            [(x_lo, TARGET_MS), (x_hi, TARGET_MS)],
+            6,
+            4,
+            TARGET_COLOR.stroke_width(2),
+        ))?;
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The text of every `<text>` element in `svg`.
+    fn texts(svg: &str) -> Vec<String> {
+        svg.split("<text")
+            .skip(1)
+            .filter_map(|t| {
+                Some(
+                    t.split_once('>')?
+                        .1
+                        .split_once("</text>")?
+                        .0
+                        .trim()
+                        .to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_chart_is_one_svg_with_axis_titles_and_ticks() {
+        let sorted = [18.0, 19.0, 21.0, 22.0, 30.0];
+        let cases = [
+            (
+                latency_cdf(&[CdfSeries {
+                    name: "cpu A",
+                    sorted_ms: &sorted,
+                }]),
+                ["latency (ms)", "requests at or below (%)"],
+            ),
+            (
+                p50_bars(
+                    &[Bar {
+                        label: "cpu A",
+                        p50_ms: Some(21.0),
+                        baseline_ms: Some(19.0),
+                    }],
+                    Some("before"),
+                ),
+                ["p50 latency (ms)", "27.8 ms (36 Hz)"],
+            ),
+            (
+                latency_vs_rate(
+                    &[(10.0, 20.0), (20.0, 24.0)],
+                    &[(10.0, 25.0), (20.0, 40.0)],
+                    Some(30.0),
+                ),
+                ["offered rate (Hz)", "latency (ms)"],
+            ),
+            (
+                p50_vs_memory(&[("fa on", 900.0, 20.0), ("fa off", 800.0, 25.0)], Some(0)),
+                ["server memory (MiB)", "p50 latency (ms)"],
+            ),
+        ];
+        // For a look in a browser (all four, as the sweep and tune will show them).
+        let page: String = cases.iter().map(|(svg, _)| svg.as_str()).collect();
+        std::fs::write(
+            std::env::temp_dir().join("vlmctl-charts-test.html"),
+            format!("<!doctype html><meta charset=utf-8><body>{page}"),
+        )
+        .unwrap();
+        for (svg, titles) in cases {
+            assert!(svg.starts_with("<svg"), "{svg}");
+            assert_eq!(svg.matches("<svg").count(), 1);
+            let texts = texts(&svg);
+            for t in titles {
+                assert!(texts.iter().any(|x| x == t), "{t:?} not in {texts:?}");
+            }
+            // Numeric tick labels on both axes: at least four numbers.
+            let numbers = texts
+                .iter()
+                .filter(|t| t.trim_end_matches('%').parse::<f64>().is_ok())
+                .count();
+            assert!(numbers >= 4, "{texts:?}");
+        }
+    }
+
+    #[test]
+    fn the_cdf_names_each_series_p50_and_p95_and_survives_an_empty_one() {
+        let a = [10.0, 11.0, 12.0, 13.0, 40.0];
+        let svg = latency_cdf(&[
+            CdfSeries {
+                name: "t A",
+                sorted_ms: &a,
+            },
+            CdfSeries {
+                name: "t B",
+                sorted_ms: &[],
+            },
+        ]);
+        let texts = texts(&svg);
+        assert!(
+            texts.contains(&"t A (p50 12.0 ms, p95 40.0 ms)".to_owned()),
+            "{texts:?}"
+        );
+        assert!(
+            texts.contains(&"t B (no successful sample)".to_owned()),
+            "{texts:?}"
+        );
+        // Nothing at all still draws axes.
+        assert!(texts_of_empty_have_axes());
+    }
+
+    fn texts_of_empty_have_axes() -> bool {
+        let t = texts(&latency_cdf(&[]));
+        t.contains(&"latency (ms)".to_owned()) && texts(&p50_bars(&[], None)).len() > 2
+    }
+
+    #[test]
+    fn labels_are_escaped() {
+        let svg = p50_bars(
+            &[Bar {
+                label: "<b>&",
+                p50_ms: Some(1.0),
+                baseline_ms: None,
+            }],
+            None,
+        );
+        assert!(
+            svg.contains("&lt;b&gt;&amp;") && !svg.contains("<b>"),
+            "{svg}"
+        );
+    }
+}
