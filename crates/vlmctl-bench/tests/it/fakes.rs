@@ -600,16 +600,27 @@ async fn poisson_open_loop_follows_its_seeded_schedule_and_reports_rates() {
         .filter(|s| s.path == "/v1/chat/completions")
         .map(|s| s.at.as_secs_f64() * 1000.0)
         .collect();
+    // Never early; late by at most a loaded machine's timer and task scheduling. Sent at a
+    // constant 25 ms instead, the arrivals would drift from this seed's schedule by more:
+    let drift = sched_ms
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t - sched_ms[0] - i as f64 * 25.0).abs())
+        .fold(0.0, f64::max);
+    assert!(drift > 60.0, "seed 3 must not look constant: {drift} ms");
     for (i, (at, want)) in arrivals.iter().zip(&sched_ms).enumerate() {
         let off = (at - arrivals[0]) - want;
         assert!(
-            off.abs() < 8.0,
+            (-2.0..50.0).contains(&off),
             "request {i} arrived {off:+.1} ms off its schedule: {arrivals:?} vs {sched_ms:?}"
         );
     }
     for (s, want) in config.samples.iter().zip(&sched_ms) {
         assert_eq!(s.scheduled_ms, Some(*want));
-        assert!(s.queue_ms.is_some_and(|q| (0.0..8.0).contains(&q)), "{s:?}");
+        assert!(
+            s.queue_ms.is_some_and(|q| (0.0..50.0).contains(&q)),
+            "{s:?}"
+        );
     }
 
     // Open-loop figures: the offered rate, what the server achieved, no 1000 / p50.
