@@ -403,10 +403,11 @@ async fn sweep(
             Err(e) if stops_the_sweep(&e) => {
                 return Ok((rows, Some(e)));
             }
+            // Its own undo removed what it started: the reason is the cause, not the undo.
             Err(e) => (
                 Outcome::Failed {
                     stage: Stage::Launch,
-                    why: chain(&e),
+                    why: chain(e.root()),
                 },
                 None,
                 None::<DeployError>,
