@@ -15,6 +15,7 @@ pub mod file;
 pub mod journal;
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
@@ -242,17 +243,17 @@ pub fn adopt(spec: &Spec, v: &Variant) -> Option<String> {
         v.name
     );
     if let Some(c) = v.ctx_size {
-        out.push_str(&format!("ctx_size = {c}\n"));
+        let _ = writeln!(out, "ctx_size = {c}");
     }
     if let Some(t) = v.threads {
-        out.push_str(&format!("threads = {t}\n"));
+        let _ = writeln!(out, "threads = {t}");
     }
     if let Some(n) = v.n_gpu_layers {
-        out.push_str(&format!("n_gpu_layers = {n}\n"));
+        let _ = writeln!(out, "n_gpu_layers = {n}");
     }
     if !v.extra_args.is_empty() {
         let args: Vec<String> = s.server.extra_args.iter().map(|a| toml_string(a)).collect();
-        out.push_str(&format!("extra_args = [{}]\n", args.join(", ")));
+        let _ = writeln!(out, "extra_args = [{}]", args.join(", "));
     }
     Some(out)
 }
@@ -327,10 +328,10 @@ pub async fn tune(
     });
     // Put back whatever happened; a cancel does not cut this short.
     let restored = restore(&docker, state, &jpath, true, sink, &Cancel::new()).await;
-    let (rows, stop) = swept.map_or_else(|e| (Vec::new(), Some(e)), |r| r);
+    let (rows, stop) = swept.unwrap_or_else(|e| (Vec::new(), Some(e)));
     let restored = match (restored, stop) {
-        (Err(e), _) => return Err(e),
-        (Ok(_), Some(e)) => return Err(e),
+        // Putting the original back failing is the error that matters most.
+        (Err(e), _) | (Ok(_), Some(e)) => return Err(e),
         (Ok(r), None) => r,
     };
     let gate = opts

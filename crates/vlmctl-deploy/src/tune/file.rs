@@ -135,6 +135,10 @@ impl TuneFile {
     }
 
     /// Parses and checks tune-file text; `path` is for messages.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one check after another, each with its own message and line"
+    )]
     pub fn parse(text: &str, path: &Path) -> Result<Self, DeployError> {
         let invalid = |at: usize, field: &str, message: String| DeployError::TuneFileInvalid {
             path: path.to_owned(),

@@ -9,7 +9,6 @@ use indicatif::ProgressBar;
 use vlmctl_deploy::events::{Answer, Cancel, Confirm, Event, Sink};
 use vlmctl_deploy::offload::GpuProof;
 use vlmctl_deploy::provision::{self, Ctx, Options, Provisioned};
-use vlmctl_deploy::tune::Outcome;
 use vlmctl_lifecycle::containers::{ConflictInfo, Launch};
 use vlmctl_weights::FetchProgress;
 
@@ -299,36 +298,11 @@ impl Sink for Progress<'_> {
                     self.deployment
                 ),
             }),
-            Event::VariantStarting { name, index, total } => out.progress(&format!(
-                "variant {}/{total}: {name}: relaunching {}",
-                index + 1,
-                self.deployment
-            )),
-            Event::VariantDone { name, outcome } => out.progress(&match outcome {
-                Outcome::Measured(m) => format!(
-                    "variant {name}: p50 {:.1} ms ({}), {} ok, {} errors{}",
-                    m.p50_ms,
-                    m.config,
-                    m.ok,
-                    m.errors,
-                    m.memory_mib
-                        .map(|v| format!(", {v} MiB"))
-                        .unwrap_or_default()
-                ),
-                Outcome::Failed { stage, why } => {
-                    format!("variant {name}: FAILED ({stage:?}): {why}")
-                }
-            }),
-            Event::RestoringOriginal {
-                deployment,
-                container,
-            } => out.progress(&match container {
-                Some(id) => format!(
-                    "putting {deployment} back (container {})",
-                    id.get(..12).unwrap_or(&id)
-                ),
-                None => format!("removing the last variant ({deployment} had no container)"),
-            }),
+            e @ (Event::VariantStarting { .. }
+            | Event::VariantDone { .. }
+            | Event::RestoringOriginal { .. }) => {
+                out.progress(&super::tune::event_text(e, &self.deployment));
+            }
             // Shown in the result or in the error.
             Event::Ready { .. } | Event::SmokeDone { .. } | Event::Undone { .. } => {}
         }

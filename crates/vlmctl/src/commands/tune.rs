@@ -5,9 +5,11 @@
 use std::fmt::Write as _;
 
 use vlmctl_bench::plan::LoadedPlan;
-use vlmctl_deploy::events::{Cancel, NoOne};
+use vlmctl_deploy::events::{Cancel, Event, NoOne};
 use vlmctl_deploy::provision::Ctx;
-use vlmctl_deploy::tune::{self, MemorySource, Outcome, TuneFile, TuneOptions, Tuned, Verdict};
+use vlmctl_deploy::tune::{
+    self, MemorySource, Outcome, Row, TuneFile, TuneOptions, Tuned, Verdict,
+};
 
 use crate::cli::TuneArgs;
 use crate::commands::provision::{Progress, cancel_on_signals};
@@ -132,56 +134,7 @@ pub fn render(t: &Tuned) -> String {
         "verdict".into(),
     ]];
     for i in tune::order(&t.rows) {
-        let r = &t.rows[i];
-        let mark = if r.verdict == Verdict::Winner {
-            "*"
-        } else {
-            ""
-        };
-        let verdict = match r.verdict {
-            Verdict::Winner => "fastest within the gates".to_owned(),
-            Verdict::Eligible => "within the gates".to_owned(),
-            Verdict::Errors { errors } => format!("{errors} request(s) failed"),
-            Verdict::SloMissed => "SLO missed".to_owned(),
-            Verdict::OverMemory { used_mib, max_mib } => {
-                format!("over the memory gate ({used_mib} > {max_mib} MiB)")
-            }
-            Verdict::MemoryUnknown => "memory not measured".to_owned(),
-            Verdict::Failed => String::new(),
-        };
-        rows.push(match &r.outcome {
-            Outcome::Measured(m) => [
-                mark.into(),
-                r.variant.name.clone(),
-                format!("{:.1}", m.p50_ms),
-                format!("{:.1}", m.p95_ms),
-                format!("{}/{}", m.ok, m.errors),
-                match m.slo_met {
-                    Some(true) => "met".into(),
-                    Some(false) => "MISSED".into(),
-                    None => "-".into(),
-                },
-                m.memory_mib.map_or_else(|| "?".into(), |v| v.to_string()),
-                verdict,
-            ],
-            Outcome::Failed { stage, why } => [
-                mark.into(),
-                r.variant.name.clone(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                format!(
-                    "FAILED {}: {}",
-                    match stage {
-                        tune::Stage::Launch => "to start",
-                        tune::Stage::Bench => "in the bench",
-                    },
-                    first_line(why, 100)
-                ),
-            ],
-        });
+        rows.push(cells(&t.rows[i]));
     }
     let widths: Vec<usize> = (0..8)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
@@ -259,6 +212,93 @@ pub fn render(t: &Tuned) -> String {
     s
 }
 
+/// One row's cells.
+fn cells(r: &Row) -> [String; 8] {
+    let mark = if r.verdict == Verdict::Winner {
+        "*"
+    } else {
+        ""
+    };
+    let verdict = match r.verdict {
+        Verdict::Winner => "fastest within the gates".to_owned(),
+        Verdict::Eligible => "within the gates".to_owned(),
+        Verdict::Errors { errors } => format!("{errors} request(s) failed"),
+        Verdict::SloMissed => "SLO missed".to_owned(),
+        Verdict::OverMemory { used_mib, max_mib } => {
+            format!("over the memory gate ({used_mib} > {max_mib} MiB)")
+        }
+        Verdict::MemoryUnknown => "memory not measured".to_owned(),
+        Verdict::Failed => String::new(),
+    };
+    match &r.outcome {
+        Outcome::Measured(m) => [
+            mark.into(),
+            r.variant.name.clone(),
+            format!("{:.1}", m.p50_ms),
+            format!("{:.1}", m.p95_ms),
+            format!("{}/{}", m.ok, m.errors),
+            match m.slo_met {
+                Some(true) => "met".into(),
+                Some(false) => "MISSED".into(),
+                None => "-".into(),
+            },
+            m.memory_mib.map_or_else(|| "?".into(), |v| v.to_string()),
+            verdict,
+        ],
+        Outcome::Failed { stage, why } => [
+            mark.into(),
+            r.variant.name.clone(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            format!(
+                "FAILED {}: {}",
+                match stage {
+                    tune::Stage::Launch => "to start",
+                    tune::Stage::Bench => "in the bench",
+                },
+                first_line(why, 100)
+            ),
+        ],
+    }
+}
+
+/// A tune's progress event as a line on stderr.
+pub(crate) fn event_text(e: Event, deployment: &str) -> String {
+    match e {
+        Event::VariantStarting { name, index, total } => format!(
+            "variant {}/{total}: {name}: relaunching {deployment}",
+            index + 1
+        ),
+        Event::VariantDone { name, outcome } => match outcome {
+            Outcome::Measured(m) => format!(
+                "variant {name}: p50 {:.1} ms ({}), {} ok, {} errors{}",
+                m.p50_ms,
+                m.config,
+                m.ok,
+                m.errors,
+                m.memory_mib
+                    .map(|v| format!(", {v} MiB"))
+                    .unwrap_or_default()
+            ),
+            Outcome::Failed { why, .. } => format!("variant {name}: FAILED: {why}"),
+        },
+        Event::RestoringOriginal {
+            deployment,
+            container,
+        } => match container {
+            Some(id) => format!(
+                "putting {deployment} back (container {})",
+                id.get(..12).unwrap_or(&id)
+            ),
+            None => format!("removing the last variant ({deployment} had no container)"),
+        },
+        other => format!("{other:?}"),
+    }
+}
+
 fn first_line(s: &str, max: usize) -> String {
     let line = s.lines().next().unwrap_or_default();
     if line.chars().count() > max {
@@ -270,7 +310,7 @@ fn first_line(s: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use vlmctl_deploy::tune::{Measured, Row, Stage, Variant};
+    use vlmctl_deploy::tune::{Measured, Stage, Variant};
     use vlmctl_lifecycle::journal::Restored;
 
     use super::*;
