@@ -134,6 +134,36 @@ pub enum DeployError {
         /// What asked for it.
         why: String,
     },
+    /// The tune file is malformed.
+    #[error("{}:{line}: {}{message}", path.display(), if field.is_empty() { String::new() } else { format!("{field}: ") })]
+    TuneFileInvalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// The offending field (`variant[1].extra_args[0]`), empty when the syntax is wrong.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The tune file cannot be read.
+    #[error("cannot read the tune file {}", path.display())]
+    TuneFileRead {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The tune journal cannot be written or read.
+    #[error("cannot update the tune journal {}", path.display())]
+    TuneJournal {
+        /// The journal.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A restore (of a journal, or in a teardown) stopped part-way.
     #[error("{}", restore_incomplete(.still_stopped, .journal))]
     RestoreIncomplete {
@@ -275,6 +305,17 @@ impl DeployError {
             ),
             Self::NotOnGpu(e) => Some(e.hint()),
             Self::Record { .. } => Some("check that the state directory is writable".to_owned()),
+            Self::TuneFileInvalid { .. } => Some(
+                "see the commented template examples/tune.toml: [[variant]] with a name and \
+                 extra_args or ctx_size, threads, n_gpu_layers"
+                    .to_owned(),
+            ),
+            Self::TuneFileRead { .. } => Some("pass --variants with a readable file".to_owned()),
+            Self::TuneJournal { .. } => Some(
+                "check that the state directory is writable; `vlmctl restore` puts a tuned \
+                 deployment back from its journal"
+                    .to_owned(),
+            ),
             Self::Interrupted { .. } => None,
             Self::RestoreIncomplete { source, .. } => Some(if source.daemon_gone() {
                 "the Docker daemon went away: start it again, then run `vlmctl restore`, which \

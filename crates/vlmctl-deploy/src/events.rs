@@ -112,6 +112,29 @@ pub enum Event {
         /// What it showed.
         smoke: Smoke,
     },
+    /// `tune`: a variant is about to be launched.
+    VariantStarting {
+        /// Its name.
+        name: String,
+        /// 0-based.
+        index: usize,
+        /// How many.
+        total: usize,
+    },
+    /// `tune`: a variant was measured, or failed.
+    VariantDone {
+        /// Its name.
+        name: String,
+        /// How it did.
+        outcome: crate::tune::Outcome,
+    },
+    /// `tune`: the deployment's original container is being put back.
+    RestoringOriginal {
+        /// The deployment.
+        deployment: String,
+        /// The original's id (`None`: there was none; only the variant is removed).
+        container: Option<String>,
+    },
     /// A failed run's work was undone.
     Undone {
         /// What the undo did.

@@ -12,6 +12,8 @@
 //!   failed or cancelled run undoes exactly what it did.
 //! - [`status::status`] with [`status::Drift`], [`undo::teardown`], [`undo::restore_all`],
 //!   [`export::compose`].
+//! - [`tune::tune`]: the deployment relaunched with each variant of its server settings
+//!   ([`tune::TuneFile`]), benchmarked, measured, and put back as it was (journalled).
 //!
 //! Jobs report through [`events::Event`]s sent to a caller's [`events::Sink`], ask through
 //! [`events::Confirm`], and stop when asked through [`events::Cancel`]. They never print, never
@@ -30,6 +32,7 @@ pub mod provision;
 pub mod record;
 pub mod smoke;
 pub mod status;
+pub mod tune;
 pub mod undo;
 
 pub(crate) mod error;

@@ -1,5 +1,5 @@
-//! `teardown` and `restore`: undoing a deployment, or whatever the journals say is still to
-//! undo, each under its deployment's lock.
+//! `teardown` and `restore`: undoing a deployment, or whatever the journals (and the tune
+//! journals) say is still to undo, each under its deployment's lock.
 
 use std::path::{Path, PathBuf};
 
@@ -71,13 +71,36 @@ pub async fn restore_all(
     cancel: &Cancel,
 ) -> Result<Vec<JournalRestore>, DeployError> {
     let paths = journal::all(state);
-    if paths.is_empty() {
+    let tunes = crate::tune::journal::all(state);
+    if paths.is_empty() && tunes.is_empty() {
         return Ok(Vec::new());
     }
     let docker = vlmctl_lifecycle::connect().await?;
     let mut out = Vec::new();
     for j in paths {
         let outcome = restore_one(&docker, state, &j, wait, sink, cancel).await;
+        out.push(JournalRestore {
+            journal: j,
+            outcome,
+        });
+    }
+    // A tune that died: its variant goes and the deployment's original comes back, under the
+    // tune's lock (a tune still running is not disturbed).
+    for j in tunes {
+        let deployment = journal::deployment_of(&j);
+        let outcome = async {
+            let _lock = crate::lock::lock(
+                state,
+                &crate::tune::lock_name(&deployment),
+                "restore",
+                wait,
+                sink,
+                cancel,
+            )
+            .await?;
+            crate::tune::restore(&docker, state, &j, wait, sink, cancel).await
+        }
+        .await;
         out.push(JournalRestore {
             journal: j,
             outcome,

@@ -429,6 +429,91 @@ pub async fn put_back(
     })
 }
 
+/// The deployment's container as it stands: what a job that replaces it for a while (a
+/// settings sweep) records before it moves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// Full id.
+    pub id: String,
+    /// Whether it runs.
+    pub running: bool,
+    /// Whether vlmctl created it.
+    pub managed: bool,
+    /// Its spec-hash label.
+    pub spec_sha: Option<String>,
+}
+
+/// The container named `name`, if there is one.
+pub async fn find(docker: &Docker, name: &str) -> Result<Option<Found>, LifecycleError> {
+    Ok(existing(docker, name).await?.map(|e| Found {
+        id: e.id,
+        running: e.running,
+        managed: e.managed,
+        spec_sha: e.spec_sha,
+    }))
+}
+
+/// Renames container `id` to `to` and stops it (within [`ASIDE_STOP_TIMEOUT_S`], the wait
+/// [`put_back`] allows for), so that `name` and its port are free until [`put_back`] undoes
+/// it. A container already under `to` is only stopped (the move is idempotent).
+pub async fn park(docker: &Docker, id: &str, name: &str, to: &str) -> Result<(), LifecycleError> {
+    let fail = |action: String| move |source| LifecycleError::Docker { action, source };
+    let info = docker
+        .inspect_container(id, None)
+        .await
+        .map_err(fail(format!("inspect {name}")))?;
+    if info.name.as_deref().map(|n| n.trim_start_matches('/')) != Some(to) {
+        rename(docker, id, to)
+            .await
+            .map_err(fail(format!("rename {name} to {to}")))?;
+    }
+    if info.state.and_then(|s| s.running).unwrap_or(false) {
+        let t = i32::try_from(ASIDE_STOP_TIMEOUT_S).unwrap_or(10);
+        docker
+            .stop_container(
+                id,
+                Some(StopContainerOptionsBuilder::default().t(t).build()),
+            )
+            .await
+            .map_err(fail(format!("stop {to}")))?;
+    }
+    Ok(())
+}
+
+/// The memory a container uses as `docker stats` shows it (the cgroup's usage less its
+/// inactive file cache), in MiB; `None` when the daemon reports no figure (not running).
+pub async fn memory_mib(docker: &Docker, name: &str) -> Result<Option<u64>, LifecycleError> {
+    let opts = bollard::query_parameters::StatsOptionsBuilder::default()
+        .stream(false)
+        .one_shot(true)
+        .build();
+    let mut stream = docker.stats(name, Some(opts));
+    let Some(stats) = stream.next().await else {
+        return Ok(None);
+    };
+    let stats = stats.map_err(|source| LifecycleError::Docker {
+        action: format!("read the memory use of {name}"),
+        source,
+    })?;
+    let Some(mem) = stats.memory_stats else {
+        return Ok(None);
+    };
+    let Some(usage) = mem.usage.filter(|u| *u > 0) else {
+        return Ok(None);
+    };
+    // What the docker CLI subtracts: `inactive_file` on cgroup v2, `total_inactive_file` on v1.
+    let inactive = mem
+        .stats
+        .as_ref()
+        .and_then(|s| {
+            s.get("inactive_file")
+                .or_else(|| s.get("total_inactive_file"))
+        })
+        .copied()
+        .unwrap_or(0);
+    Ok(Some(usage.saturating_sub(inactive) / (1024 * 1024)))
+}
+
 /// Seconds a set-aside container gets between SIGTERM and SIGKILL.
 const ASIDE_STOP_TIMEOUT_S: u64 = 10;
 

@@ -832,7 +832,8 @@ const REFUSED_ARGS: &[(&[&str], &str)] = &[
 ];
 
 /// Why `arg` may not appear in `extra_args`, if it may not.
-fn refused_extra_arg(arg: &str) -> Option<&'static str> {
+#[must_use]
+pub fn refused_extra_arg(arg: &str) -> Option<&'static str> {
     let arg = arg.trim();
     let name = arg.split_once('=').map_or(arg, |(n, _)| n);
     let name = if name.starts_with("--") {

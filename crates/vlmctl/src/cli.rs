@@ -47,6 +47,12 @@ pub enum Command {
     /// Benchmark servers with a plan (latency percentiles, TTFT, tokens/s, schema pass rate);
     /// `bench compare BASE NEW` applies the runbook's rule to two runs.
     Bench(BenchArgs),
+    /// Sweep the deployment's server settings: relaunch it with each variant of a tune file,
+    /// benchmark it with a plan, record its memory, then put the original back exactly as it
+    /// was (also on error, Ctrl-C, or `vlmctl restore` after a kill). Prints a table sorted by
+    /// p50, the fastest variant that meets the plan's [slo] and the memory gate, and the spec
+    /// change that adopts it.
+    Tune(TuneArgs),
     /// Weights: pin, fetch, verify and adopt the files named in weights.lock.
     #[command(subcommand)]
     Weights(WeightsCommand),
@@ -83,6 +89,26 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct TuneArgs {
+    #[command(flatten)]
+    pub deploy: DeployArgs,
+    /// The bench plan run against each variant (its first target is pointed at the
+    /// deployment).
+    #[arg(long, value_name = "FILE")]
+    pub plan: PathBuf,
+    /// The tune file: [[variant]] tables (see examples/tune.toml).
+    #[arg(long, value_name = "FILE")]
+    pub variants: PathBuf,
+    /// Memory gate in MiB (default: the tune file's max_memory_mib, else the spec's
+    /// memory.max_process_mib): GPU memory on a GPU deployment, the container's memory on CPU.
+    #[arg(long, value_name = "MIB")]
+    pub max_memory_mib: Option<u64>,
+    /// Directory for tune.json and each variant's results.json (default: none written).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 /// The deployment to act on.

@@ -129,8 +129,11 @@ fn deploy_code(e: &vlmctl_deploy::DeployError) -> u8 {
         | E::ApiKeyTooShort { .. }
         | E::NotADeploymentName { .. }
         | E::NotPinned { .. }
-        | E::LockedChange { .. } => exit_codes::INVALID_INPUT,
-        E::ModelsDir { .. } | E::Record { .. } => exit_codes::ENVIRONMENT,
+        | E::LockedChange { .. }
+        | E::TuneFileInvalid { .. } => exit_codes::INVALID_INPUT,
+        E::ModelsDir { .. } | E::Record { .. } | E::TuneFileRead { .. } | E::TuneJournal { .. } => {
+            exit_codes::ENVIRONMENT
+        }
         E::GateFailed { .. } => exit_codes::GATE_FAILED,
         E::SmokeFailed { .. }
         | E::ThinkingLeaked { .. }

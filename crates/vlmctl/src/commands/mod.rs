@@ -7,6 +7,7 @@ pub mod provision;
 pub mod restore;
 pub mod status;
 pub mod teardown;
+pub mod tune;
 pub mod weights;
 
 use std::path::PathBuf;

@@ -298,6 +298,11 @@ impl Sink for Progress<'_> {
                     self.deployment
                 ),
             }),
+            e @ (Event::VariantStarting { .. }
+            | Event::VariantDone { .. }
+            | Event::RestoringOriginal { .. }) => {
+                out.progress(&super::tune::event_text(e, &self.deployment));
+            }
             // Shown in the result or in the error.
             Event::Ready { .. } | Event::SmokeDone { .. } | Event::Undone { .. } => {}
         }

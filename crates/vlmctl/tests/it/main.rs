@@ -17,6 +17,8 @@ mod faults;
 #[cfg(feature = "test-env")]
 mod gpu_proof;
 mod pin;
+#[cfg(feature = "test-env")]
+mod tune_real;
 mod weights_hub;
 #[cfg(feature = "test-env")]
 mod weights_real;

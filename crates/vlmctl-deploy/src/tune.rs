@@ -1,0 +1,749 @@
+//! `tune`: the deployment relaunched with each variant of its server settings ([`TuneFile`]),
+//! benchmarked with a plan, measured for memory, and put back as it was.
+//!
+//! - [`tune`] runs it. The deployment's own container is moved aside (renamed to
+//!   [`parked_name`], stopped) for the sweep, each variant is provisioned as the deployment
+//!   through [`crate::provision::provision`] (relaunch: nothing else is stopped), benchmarked and
+//!   torn down, and the original container (the same id) is put back and waited for, also on an
+//!   error or a cancel. The tune is journalled before the first move ([`journal`]), so that
+//!   [`crate::undo::restore_all`] (`vlmctl restore`) finishes it after a `kill -9`.
+//! - [`verdict`], [`choose`] and [`order`] are the pure decisions: which variants meet the plan's
+//!   SLO and the memory gate, the fastest of those, the table's order; [`adopt`] writes the spec
+//!   change that adopts the winner.
+
+pub mod file;
+pub mod journal;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+use vlmctl_bench::plan::LoadedPlan;
+use vlmctl_bench::run::Results;
+use vlmctl_lifecycle::journal::Restored;
+use vlmctl_lifecycle::spec::{Gpus, Spec};
+use vlmctl_lifecycle::{Docker, LifecycleError, containers};
+use vlmctl_weights::HubClient;
+
+pub use file::{BASELINE, TuneFile, Variant};
+
+use crate::DeployError;
+use crate::events::{Cancel, Event, NoOne, Sink};
+use crate::plan::Plan;
+use crate::provision::{self, Ctx, Options, Provisioned};
+
+/// What the caller asks for beyond the plan and the tune file.
+#[derive(Debug, Clone, Default)]
+pub struct TuneOptions {
+    /// Wait for another command that holds the deployment instead of failing.
+    pub wait: bool,
+    /// The memory gate in MiB (`--max-memory-mib`); else the tune file's, else the spec's
+    /// `memory.max_process_mib`.
+    pub max_memory_mib: Option<u64>,
+}
+
+/// Where a variant's memory figure comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemorySource {
+    /// The server's processes in `nvidia-smi --query-compute-apps`.
+    Gpu,
+    /// The container's memory as `docker stats` shows it (a CPU deployment).
+    Container,
+}
+
+/// One variant's figures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Measured {
+    /// The config the row shows (the plan's first).
+    pub config: String,
+    /// Its p50 (ms).
+    pub p50_ms: f64,
+    /// Its p95 (ms).
+    pub p95_ms: f64,
+    /// Requests that succeeded, over every config.
+    pub ok: usize,
+    /// Requests that failed, over every config.
+    pub errors: usize,
+    /// Whether every config met the plan's `[slo]`; `None` without one.
+    pub slo_met: Option<bool>,
+    /// The server's memory after the run (MiB); `None` when it could not be read.
+    pub memory_mib: Option<u64>,
+    /// Seconds from start to `/health` 200.
+    pub startup_s: Option<f64>,
+}
+
+/// What stopped a variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// It did not come up (exited, not ready, smoke request failed).
+    Launch,
+    /// It came up, but no request succeeded.
+    Bench,
+}
+
+/// How one variant did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Benchmarked.
+    Measured(Measured),
+    /// Not benchmarked.
+    Failed {
+        /// Where it stopped.
+        stage: Stage,
+        /// Why (the error and its causes).
+        why: String,
+    },
+}
+
+/// Where a variant stands against the gates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Verdict {
+    /// The fastest that meets every gate.
+    Winner,
+    /// Meets every gate, slower than the winner.
+    Eligible,
+    /// Some requests failed.
+    Errors {
+        /// How many.
+        errors: usize,
+    },
+    /// The plan's `[slo]` was missed.
+    SloMissed,
+    /// Above the memory gate.
+    OverMemory {
+        /// Measured.
+        used_mib: u64,
+        /// The gate.
+        max_mib: u64,
+    },
+    /// A memory gate is set, and the figure could not be read.
+    MemoryUnknown,
+    /// Not benchmarked.
+    Failed,
+}
+
+/// One row of the result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Row {
+    /// The variant.
+    pub variant: Variant,
+    /// The spec hash it ran as.
+    pub spec_sha256: String,
+    /// What happened.
+    pub outcome: Outcome,
+    /// Against the gates.
+    pub verdict: Verdict,
+    /// The bench results, when it was benchmarked.
+    #[serde(skip)]
+    pub results: Option<Box<Results>>,
+}
+
+/// How a tune ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Tuned {
+    /// The deployment.
+    pub deployment: String,
+    /// One row per variant, in the order measured.
+    pub rows: Vec<Row>,
+    /// The index of the winner in `rows`.
+    pub winner: Option<usize>,
+    /// The memory gate applied (MiB).
+    pub memory_gate_mib: Option<u64>,
+    /// Where the memory figures come from.
+    pub memory_source: MemorySource,
+    /// The spec change that adopts the winner (`None`: no winner, or the baseline won).
+    pub adopt: Option<String>,
+    /// What putting the original deployment back did.
+    pub restored: Restored,
+    /// The original container's id (the same before and after), if there was one.
+    pub original_id: Option<String>,
+}
+
+/// The name the deployment's container waits under while a tune runs.
+#[must_use]
+pub fn parked_name(name: &str) -> String {
+    format!("{name}-vlmctl-tune")
+}
+
+/// The lock a tune holds for its whole run (each variant's provision takes the deployment's
+/// own lock, which the tune therefore cannot hold).
+#[must_use]
+pub fn lock_name(name: &str) -> String {
+    format!("{name}.tune")
+}
+
+/// Pure: a measured variant against the gates (never [`Verdict::Winner`]: see [`choose`]).
+#[must_use]
+pub fn verdict(outcome: &Outcome, gate_mib: Option<u64>) -> Verdict {
+    let Outcome::Measured(m) = outcome else {
+        return Verdict::Failed;
+    };
+    if m.errors > 0 {
+        return Verdict::Errors { errors: m.errors };
+    }
+    if m.slo_met == Some(false) {
+        return Verdict::SloMissed;
+    }
+    match (gate_mib, m.memory_mib) {
+        (Some(max), Some(used)) if used > max => Verdict::OverMemory {
+            used_mib: used,
+            max_mib: max,
+        },
+        (Some(_), None) => Verdict::MemoryUnknown,
+        _ => Verdict::Eligible,
+    }
+}
+
+/// Pure: the fastest (lowest p50; the earlier on a tie) of the rows that meet every gate.
+#[must_use]
+pub fn choose(rows: &[(Outcome, Verdict)]) -> Option<usize> {
+    rows.iter()
+        .enumerate()
+        .filter(|(_, (_, v))| matches!(v, Verdict::Eligible | Verdict::Winner))
+        .filter_map(|(i, (o, _))| match o {
+            Outcome::Measured(m) => Some((i, m.p50_ms)),
+            Outcome::Failed { .. } => None,
+        })
+        .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
+        .map(|(i, _)| i)
+}
+
+/// Pure: the table's order: measured rows by p50, then the failed ones as measured.
+#[must_use]
+pub fn order(rows: &[Row]) -> Vec<usize> {
+    let p50 = |r: &Row| match &r.outcome {
+        Outcome::Measured(m) => Some(m.p50_ms),
+        Outcome::Failed { .. } => None,
+    };
+    let mut idx: Vec<usize> = (0..rows.len()).collect();
+    idx.sort_by(|&a, &b| match (p50(&rows[a]), p50(&rows[b])) {
+        (Some(x), Some(y)) => x.total_cmp(&y).then(a.cmp(&b)),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.cmp(&b),
+    });
+    idx
+}
+
+/// Pure: the `[server]` lines that adopt `v` in `spec` (`None` for the baseline).
+#[must_use]
+pub fn adopt(spec: &Spec, v: &Variant) -> Option<String> {
+    if v.is_baseline() {
+        return None;
+    }
+    let s = v.apply(spec);
+    let mut out = format!(
+        "# adopt \"{}\": in the spec's [server] table\n[server]\n",
+        v.name
+    );
+    if let Some(c) = v.ctx_size {
+        let _ = writeln!(out, "ctx_size = {c}");
+    }
+    if let Some(t) = v.threads {
+        let _ = writeln!(out, "threads = {t}");
+    }
+    if let Some(n) = v.n_gpu_layers {
+        let _ = writeln!(out, "n_gpu_layers = {n}");
+    }
+    if !v.extra_args.is_empty() {
+        let args: Vec<String> = s.server.extra_args.iter().map(|a| toml_string(a)).collect();
+        let _ = writeln!(out, "extra_args = [{}]", args.join(", "));
+    }
+    Some(out)
+}
+
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}
+
+/// Runs the sweep: see the module documentation. `bench`'s first target is pointed at the
+/// deployment (its URL and API key replaced); the others are left out.
+pub async fn tune(
+    plan: &Plan,
+    bench: &LoadedPlan,
+    file: &TuneFile,
+    opts: &TuneOptions,
+    hub: &HubClient,
+    ctx: Ctx<'_>,
+) -> Result<Tuned, DeployError> {
+    let Ctx {
+        state,
+        sink,
+        cancel,
+        ..
+    } = ctx;
+    plan.require_pinned()?;
+    plan.require_api_key()?;
+    let name = plan.spec.name.clone();
+    let _tune_lock =
+        crate::lock::lock(state, &lock_name(&name), "tune", opts.wait, sink, cancel).await?;
+    let docker = vlmctl_lifecycle::connect().await?;
+    let jpath = journal::path(state, &name);
+    // A tune of this deployment that died: its original comes back first.
+    if journal::read(&jpath)?.is_some() {
+        let restored = restore(&docker, state, &jpath, opts.wait, sink, cancel).await?;
+        sink.event(Event::Warning {
+            message: format!(
+                "a tune of {name} died before it finished; put its deployment back first ({})",
+                crate::error::undone_summary(&restored)
+            ),
+        });
+    }
+    let found = containers::find(&docker, &name).await?;
+    if found.as_ref().is_some_and(|f| !f.managed) {
+        return Err(LifecycleError::NameTaken { container: name }.into());
+    }
+    let original = found.map(|f| journal::Original {
+        id: f.id,
+        running: f.running,
+        since_unix: vlmctl_lifecycle::now_unix(),
+    });
+    journal::write(
+        &jpath,
+        &journal::TuneJournal {
+            version: journal::VERSION,
+            deployment: name.clone(),
+            original: original.clone(),
+            base_url: plan.base_url(),
+            health_timeout_s: plan.spec.health.timeout_s,
+            created_unix: vlmctl_lifecycle::now_unix(),
+        },
+    )?;
+    let swept = async {
+        if let Some(o) = &original {
+            containers::park(&docker, &o.id, &name, &parked_name(&name)).await?;
+        }
+        sweep(&docker, plan, bench, file, hub, state, &mut *sink, cancel).await
+    }
+    .await;
+    sink.event(Event::RestoringOriginal {
+        deployment: name.clone(),
+        container: original.as_ref().map(|o| o.id.clone()),
+    });
+    // Put back whatever happened; a cancel does not cut this short.
+    let restored = restore(&docker, state, &jpath, true, sink, &Cancel::new()).await;
+    let (rows, stop) = swept.unwrap_or_else(|e| (Vec::new(), Some(e)));
+    let restored = match (restored, stop) {
+        // Putting the original back failing is the error that matters most.
+        (Err(e), _) | (Ok(_), Some(e)) => return Err(e),
+        (Ok(r), None) => r,
+    };
+    let gate = opts
+        .max_memory_mib
+        .or(file.max_memory_mib)
+        .or(plan.spec.memory.max_process_mib);
+    let mut rows = rows;
+    for r in &mut rows {
+        r.verdict = verdict(&r.outcome, gate);
+    }
+    let pairs: Vec<(Outcome, Verdict)> = rows
+        .iter()
+        .map(|r| (r.outcome.clone(), r.verdict))
+        .collect();
+    let winner = choose(&pairs);
+    if let Some(w) = winner {
+        rows[w].verdict = Verdict::Winner;
+    }
+    Ok(Tuned {
+        deployment: name,
+        adopt: winner.and_then(|w| adopt(&plan.spec, &rows[w].variant)),
+        rows,
+        winner,
+        memory_gate_mib: gate,
+        memory_source: if plan.spec.gpus == Gpus::None {
+            MemorySource::Container
+        } else {
+            MemorySource::Gpu
+        },
+        restored,
+        original_id: original.map(|o| o.id),
+    })
+}
+
+/// Every variant in turn. Returns the rows, and the error that ended the sweep early (a
+/// cancel, the daemon gone) with the rows so far.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the job's context, passed through"
+)]
+async fn sweep(
+    docker: &Docker,
+    plan: &Plan,
+    bench: &LoadedPlan,
+    file: &TuneFile,
+    hub: &HubClient,
+    state: &Path,
+    sink: &mut dyn Sink,
+    cancel: &Cancel,
+) -> Result<(Vec<Row>, Option<DeployError>), DeployError> {
+    let variants = file.all();
+    let total = variants.len();
+    let mut rows = Vec::new();
+    for (index, variant) in variants.into_iter().enumerate() {
+        if let Some(why) = cancel.reason() {
+            return Ok((rows, Some(DeployError::Interrupted { why })));
+        }
+        sink.event(Event::VariantStarting {
+            name: variant.name.clone(),
+            index,
+            total,
+        });
+        let vplan = Plan {
+            spec: variant.apply(&plan.spec),
+            ..plan.clone()
+        };
+        let measured = one(docker, &vplan, bench, hub, state, &mut *sink, cancel).await;
+        let (outcome, results, stop) = match measured {
+            Ok((o, r)) => (o, r, None),
+            Err(e) if stops_the_sweep(&e) => {
+                return Ok((rows, Some(e)));
+            }
+            // Its own undo removed what it started: the reason is the cause, not the undo.
+            Err(e) => (
+                Outcome::Failed {
+                    stage: Stage::Launch,
+                    why: chain(e.root()),
+                },
+                None,
+                None::<DeployError>,
+            ),
+        };
+        sink.event(Event::VariantDone {
+            name: variant.name.clone(),
+            outcome: outcome.clone(),
+        });
+        rows.push(Row {
+            spec_sha256: vplan.spec.sha256(),
+            variant,
+            outcome,
+            verdict: Verdict::Failed,
+            results,
+        });
+        if let Some(e) = stop {
+            return Ok((rows, Some(e)));
+        }
+    }
+    Ok((rows, None))
+}
+
+/// A cancel, or an undo that could not finish: the sweep ends (and the original is put back).
+fn stops_the_sweep(e: &DeployError) -> bool {
+    matches!(
+        e.root(),
+        DeployError::Interrupted { .. } | DeployError::UndoFailed { .. }
+    ) || matches!(e, DeployError::Lifecycle(l) if l.daemon_gone())
+}
+
+/// `error: cause: cause`, on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}
+
+/// One variant: provisioned, benchmarked, measured, torn down.
+async fn one(
+    docker: &Docker,
+    vplan: &Plan,
+    bench: &LoadedPlan,
+    hub: &HubClient,
+    state: &Path,
+    sink: &mut dyn Sink,
+    cancel: &Cancel,
+) -> Result<(Outcome, Option<Box<Results>>), DeployError> {
+    let spec = &vplan.spec;
+    let opts = Options {
+        relaunch: true,
+        wait: true,
+        ..Options::default()
+    };
+    let done = provision::provision(
+        vplan,
+        &opts,
+        hub,
+        Ctx {
+            state,
+            sink,
+            confirm: &mut NoOne,
+            cancel,
+        },
+    )
+    .await?;
+    let (id, startup_s) = match &done {
+        Provisioned::Ready { record, .. } => (record.container_id.clone(), Some(record.startup_s)),
+        Provisioned::Unchanged { container_id, .. } => (container_id.clone(), None),
+    };
+    let mut lp = bench.clone();
+    lp.plan.targets.truncate(1);
+    let mut keys = BTreeMap::new();
+    if let Some(t) = lp.plan.targets.first_mut() {
+        t.url = vplan.base_url();
+        if let Some(k) = &vplan.api_key {
+            keys.insert(t.name.clone(), k.clone());
+        }
+    }
+    let ran = tokio::select! {
+        r = vlmctl_bench::run::run(&lp, &keys, &|_, _, _, _| {}) => Ok(r),
+        why = cancel.cancelled() => Err(DeployError::Interrupted { why }),
+    };
+    let memory = match ran {
+        Ok(_) => memory_mib(docker, spec, &id).await,
+        Err(_) => None,
+    };
+    containers::teardown(docker, &spec.name).await?;
+    let results = ran?;
+    Ok(outcome_of(&results, &lp, memory, startup_s))
+}
+
+/// The server's memory: the GPU figure on a GPU deployment, the container's on a CPU one.
+async fn memory_mib(docker: &Docker, spec: &Spec, id: &str) -> Option<u64> {
+    if spec.gpus == Gpus::None {
+        containers::memory_mib(docker, &spec.name)
+            .await
+            .ok()
+            .flatten()
+    } else {
+        crate::memory::measure(spec, id)
+            .await
+            .ok()
+            .and_then(|r| r.process_mib)
+    }
+}
+
+/// Pure: a bench run as a row's figures.
+fn outcome_of(
+    results: &Results,
+    plan: &LoadedPlan,
+    memory_mib: Option<u64>,
+    startup_s: Option<f64>,
+) -> (Outcome, Option<Box<Results>>) {
+    let configs = results
+        .targets
+        .first()
+        .map(|t| t.configs.as_slice())
+        .unwrap_or_default();
+    let ok: usize = configs.iter().map(|c| c.summary.ok).sum();
+    let errors: usize = configs.iter().flat_map(|c| c.summary.errors.values()).sum();
+    let first = configs.first();
+    let Some((c, wall)) = first.and_then(|c| c.summary.wall_ms.as_ref().map(|w| (c, w))) else {
+        let kinds: Vec<String> = configs
+            .iter()
+            .flat_map(|c| c.summary.errors.iter().map(|(k, n)| format!("{n} × {k}")))
+            .collect();
+        return (
+            Outcome::Failed {
+                stage: Stage::Bench,
+                why: format!("no request succeeded ({})", kinds.join(", ")),
+            },
+            Some(Box::new(results.clone())),
+        );
+    };
+    let slo_met = plan.plan.slo.as_ref().map(|_| {
+        configs
+            .iter()
+            .all(|c| c.summary.slo.as_ref().is_some_and(|s| s.met))
+    });
+    (
+        Outcome::Measured(Measured {
+            config: c.name.clone(),
+            p50_ms: wall.p50,
+            p95_ms: wall.p95,
+            ok,
+            errors,
+            slo_met,
+            memory_mib,
+            startup_s,
+        }),
+        Some(Box::new(results.clone())),
+    )
+}
+
+/// Puts a tune's deployment back as its journal says: the variant running under the
+/// deployment's name (one vlmctl created, not the original) removed, the original renamed back
+/// and started again if it ran, and waited for; then the journal goes. Idempotent. Holds the
+/// deployment's lock meanwhile.
+pub async fn restore(
+    docker: &Docker,
+    state: &Path,
+    jpath: &Path,
+    wait: bool,
+    sink: &mut dyn Sink,
+    cancel: &Cancel,
+) -> Result<Restored, DeployError> {
+    let mut out = Restored::default();
+    let Some(j) = journal::read(jpath)? else {
+        return Ok(out);
+    };
+    let name = &j.deployment;
+    let _lock = crate::lock::lock(state, name, "tune", wait, sink, cancel).await?;
+    // A variant's launch that died half-way is in the deployment's own journal: undone first.
+    // Only that launch: what an earlier provision stopped for the deployment stays stopped.
+    let lj = vlmctl_lifecycle::journal::path(state, name);
+    if let Some(open) = vlmctl_lifecycle::journal::read(&lj)?
+        .and_then(|l| l.launch)
+        .filter(|l| !l.completed)
+    {
+        let undone = vlmctl_lifecycle::journal::restore(
+            docker,
+            &lj,
+            vlmctl_lifecycle::journal::Scope::Run(&open.run_id),
+        )
+        .await?;
+        out.removed.extend(undone.removed);
+    }
+    if let Some(now) = containers::find(docker, name).await?
+        && j.original.as_ref().is_none_or(|o| o.id != now.id)
+    {
+        if !now.managed {
+            return Err(LifecycleError::NameTaken {
+                container: name.clone(),
+            }
+            .into());
+        }
+        containers::teardown(docker, name).await?;
+        out.removed.push(name.clone());
+    }
+    if let Some(o) = &j.original {
+        match containers::put_back(docker, &o.id, name, o.running, o.since_unix).await? {
+            containers::PutBack::Done => out.put_back.push(name.clone()),
+            containers::PutBack::InPlace => {}
+            containers::PutBack::Missing => out.missing.push(format!("{name} (its original)")),
+        }
+        if o.running
+            && let Err(e) = containers::wait_ready(
+                docker,
+                name,
+                &j.base_url,
+                Duration::from_secs(j.health_timeout_s),
+            )
+            .await
+        {
+            sink.event(Event::Warning {
+                message: format!("{name} is back, but not ready: {}", chain(&e)),
+            });
+        }
+    }
+    journal::remove(jpath)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(p50: f64, errors: usize, slo: Option<bool>, mem: Option<u64>) -> Outcome {
+        Outcome::Measured(Measured {
+            config: "T".into(),
+            p50_ms: p50,
+            p95_ms: p50 * 1.2,
+            ok: 3,
+            errors,
+            slo_met: slo,
+            memory_mib: mem,
+            startup_s: Some(1.0),
+        })
+    }
+
+    fn failed() -> Outcome {
+        Outcome::Failed {
+            stage: Stage::Launch,
+            why: "exited".into(),
+        }
+    }
+
+    #[test]
+    fn the_winner_is_the_fastest_that_meets_the_slo_and_the_memory_gate() {
+        let gate = Some(500);
+        let outcomes = [
+            m(30.0, 0, Some(true), Some(400)),  // eligible
+            m(10.0, 0, Some(false), Some(100)), // fastest, misses the SLO
+            m(12.0, 0, Some(true), Some(900)),  // over memory
+            m(14.0, 2, Some(true), Some(100)),  // errors
+            m(20.0, 0, Some(true), Some(450)),  // the winner
+            m(20.0, 0, Some(true), Some(100)),  // as fast, later
+            failed(),
+            m(5.0, 0, Some(true), None), // memory unknown under a gate
+        ];
+        let v: Vec<(Outcome, Verdict)> = outcomes
+            .iter()
+            .map(|o| (o.clone(), verdict(o, gate)))
+            .collect();
+        assert_eq!(v[1].1, Verdict::SloMissed);
+        assert_eq!(
+            v[2].1,
+            Verdict::OverMemory {
+                used_mib: 900,
+                max_mib: 500
+            }
+        );
+        assert_eq!(v[3].1, Verdict::Errors { errors: 2 });
+        assert_eq!(v[6].1, Verdict::Failed);
+        assert_eq!(v[7].1, Verdict::MemoryUnknown);
+        assert_eq!(choose(&v), Some(4));
+        // Without a gate or an SLO, the fastest without errors wins, memory unknown or not.
+        let v: Vec<_> = [m(9.0, 0, None, None), m(8.0, 1, None, None)]
+            .into_iter()
+            .map(|o| {
+                let verdict = verdict(&o, None);
+                (o, verdict)
+            })
+            .collect();
+        assert_eq!(choose(&v), Some(0));
+        // None eligible: no winner.
+        assert_eq!(choose(&[(failed(), Verdict::Failed)]), None);
+    }
+
+    #[test]
+    fn the_table_is_ordered_by_p50_with_failures_last() {
+        let row = |o: Outcome| Row {
+            variant: Variant::baseline(),
+            spec_sha256: String::new(),
+            outcome: o,
+            verdict: Verdict::Failed,
+            results: None,
+        };
+        let rows = [
+            row(failed()),
+            row(m(30.0, 0, None, None)),
+            row(m(10.0, 0, None, None)),
+            row(failed()),
+        ];
+        assert_eq!(order(&rows), [2, 1, 0, 3]);
+    }
+
+    #[test]
+    fn the_adopting_change_is_the_servers_fields_and_whole_extra_args() {
+        let spec = Spec::parse(
+            "name = \"d\"\nimage = \"i:1\"\nmodel = \"m\"\n[server]\nhost = \"127.0.0.1\"\nport = 9\nextra_args = [\"--no-warmup\"]\n",
+            Path::new("s.toml"),
+        )
+        .unwrap();
+        let v = Variant {
+            name: "fa".into(),
+            extra_args: vec!["--flash-attn".into(), "on".into()],
+            ctx_size: Some(2048),
+            ..Variant::default()
+        };
+        assert_eq!(
+            adopt(&spec, &v).unwrap(),
+            "# adopt \"fa\": in the spec's [server] table\n[server]\nctx_size = 2048\n\
+             extra_args = [\"--no-warmup\", \"--flash-attn\", \"on\"]\n"
+        );
+        assert_eq!(adopt(&spec, &Variant::baseline()), None);
+        // What it prints parses back as the change it names.
+        let text = adopt(&spec, &v).unwrap();
+        let back: toml::Table = toml::from_str(&text).unwrap();
+        assert_eq!(back["server"]["ctx_size"].as_integer(), Some(2048));
+    }
+}

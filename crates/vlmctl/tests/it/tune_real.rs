@@ -1,0 +1,251 @@
+//! `vlmctl tune` against the real dockerd, the CPU llama-server image and Gemma 3 270M: the
+//! sweep prints its table and winner, a variant that cannot start is a failed row, and the
+//! original deployment is back exactly as it was (the same container, the same spec hash)
+//! after a normal end, a Ctrl-C, and a `kill -9` followed by `vlmctl restore`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use vlmctl_weights::fake_hub::FakeHub;
+
+use crate::common::{free_port, poll_until, run, vlmctl};
+use crate::deploy_real::{Guard, Run, docker, hub, running};
+
+/// A provisioned deployment to tune, and what it must look like afterwards.
+struct Deployed {
+    r: Run,
+    server: String,
+    spec: PathBuf,
+    lock: PathBuf,
+    plan: PathBuf,
+    variants: PathBuf,
+    /// Container id and spec-hash label before the tune.
+    before: (String, String),
+    _guard: Guard,
+    _parked: Guard,
+}
+
+fn identity(name: &str) -> (String, String) {
+    (
+        docker(&["inspect", "-f", "{{.Id}}", name]),
+        docker(&[
+            "inspect",
+            "-f",
+            "{{index .Config.Labels \"org.vlmctl.spec-sha256\"}}",
+            name,
+        ]),
+    )
+}
+
+/// Provisions the deployment (gpus = "none"), writes a small text-only plan with an `[slo]` and
+/// a tune file: baseline, two variants that run, and `variants_extra` appended.
+fn deployed(hub: &FakeHub, what: &str, variants_extra: &str) -> Deployed {
+    let r = Run::new(what);
+    let server = r.name("server");
+    let spec = r.write_spec(&server, free_port(), &r.name("no-conflict"), 1024);
+    let lock = r.write_lock();
+    let guard = Guard(server.clone());
+    let parked = Guard(vlmctl_deploy::tune::parked_name(&server));
+    r.fetch(hub, &lock);
+    let (code, out, err) = run(&mut r.cmd(hub, &["provision"], &spec, &lock));
+    assert_eq!(code, 0, "{out}\n{err}");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let plan = r.path("plan.toml");
+    std::fs::write(
+        &plan,
+        format!(
+            "version = 1\nruns = 3\nwarmup = 1\nmax_tokens = 4\nconfigs = [\"T\"]\n[prompts]\nnav = \"{e}/prompts/nav.txt\"\n\
+             nav_short = \"{e}/prompts/nav-short.txt\"\ndescribe = \"{e}/prompts/describe.txt\"\n\
+             [slo]\np50_ms = 60000\n[[target]]\nname = \"cpu\"\nurl = \"http://127.0.0.1:1\"\n",
+            e = examples.display()
+        ),
+    )
+    .unwrap();
+    let variants = r.path("tune.toml");
+    std::fs::write(
+        &variants,
+        format!(
+            "[[variant]]\nname = \"fa-on\"\nextra_args = [\"--flash-attn\", \"on\"]\n\
+             [[variant]]\nname = \"ctx-2k\"\nctx_size = 2048\n{variants_extra}"
+        ),
+    )
+    .unwrap();
+    let before = identity(&server);
+    Deployed {
+        r,
+        server,
+        spec,
+        lock,
+        plan,
+        variants,
+        before,
+        _guard: guard,
+        _parked: parked,
+    }
+}
+
+impl Deployed {
+    fn tune(&self, hub: &FakeHub) -> std::process::Command {
+        let mut c = self.r.cmd(hub, &["tune"], &self.spec, &self.lock);
+        c.arg("--plan")
+            .arg(&self.plan)
+            .arg("--variants")
+            .arg(&self.variants);
+        c
+    }
+
+    /// The original is back: the same container, the same spec hash, running and healthy; no
+    /// variant or parked container and no tune journal left.
+    fn assert_back(&self, context: &str) {
+        assert_eq!(identity(&self.server), self.before, "{context}");
+        assert!(running(&self.server), "{context}");
+        let parked = vlmctl_deploy::tune::parked_name(&self.server);
+        assert!(
+            docker(&["ps", "-aq", "--filter", &format!("name=^{parked}$")]).is_empty(),
+            "no parked container left: {context}"
+        );
+        assert!(
+            !self
+                .r
+                .path("state/tunes")
+                .join(format!("{}.json", self.server))
+                .exists(),
+            "tune journal cleared: {context}"
+        );
+    }
+
+    /// Starts a tune and returns once a variant (not the original) serves under the name.
+    fn tune_until_a_variant_runs(&self, hub: &FakeHub) -> Child {
+        let child = self
+            .tune(hub)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        poll_until("a variant to run", Duration::from_secs(120), || {
+            docker(&[
+                "ps",
+                "-q",
+                "--no-trunc",
+                "--filter",
+                &format!("name=^{}$", self.server),
+            ])
+            .lines()
+            .any(|id| id != self.before.0)
+        });
+        child
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tune_prints_the_table_picks_a_winner_and_puts_the_original_back() {
+    let hub = hub().await;
+    // llama-server refuses an unknown --flash-attn value and exits while starting.
+    let d = deployed(
+        &hub,
+        "tune",
+        "[[variant]]\nname = \"broken\"\nextra_args = [\"--flash-attn\", \"sideways\"]\n",
+    );
+    let started = Instant::now();
+    let mut c = d.tune(&hub);
+    c.arg("--out").arg(d.r.path("tune-out"));
+    let (code, out, err) = tokio::task::spawn_blocking(move || run(&mut c))
+        .await
+        .unwrap();
+    eprintln!("tune of 4 variants took {:?}\n{out}", started.elapsed());
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("variant") && out.contains("p50 ms") && out.contains("mem MiB"),
+        "{out}"
+    );
+    let table: Vec<&str> = out.lines().skip(2).take(4).collect();
+    // Sorted by p50: the three that ran first, in ascending order, the broken one last.
+    let p50 = |l: &str| l.split_whitespace().find_map(|w| w.parse::<f64>().ok());
+    let measured: Vec<f64> = table.iter().take(3).map(|l| p50(l).unwrap()).collect();
+    assert!(measured.windows(2).all(|w| w[0] <= w[1]), "{out}");
+    assert!(
+        table[3].contains("broken") && table[3].contains("FAILED to start"),
+        "{out}"
+    );
+    for v in ["baseline", "fa-on", "ctx-2k"] {
+        assert!(
+            table.iter().any(|l| l.contains(v) && l.contains("met")),
+            "{v}: {out}"
+        );
+    }
+    assert_eq!(
+        table.iter().filter(|l| l.starts_with('*')).count(),
+        1,
+        "{out}"
+    );
+    let winner = out
+        .lines()
+        .find_map(|l| l.strip_prefix("winner: "))
+        .expect("a winner");
+    assert!(
+        table[0].contains(winner),
+        "the fastest meets the SLO: {out}"
+    );
+    // The memory gate is the container's memory: a figure on every measured row.
+    assert!(table.iter().take(3).all(|l| !l.contains(" ? ")), "{out}");
+    assert!(
+        out.contains(&format!("{} is back as it was", d.server)),
+        "{out}"
+    );
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.r.path("tune-out/tune.json")).unwrap()).unwrap();
+    assert_eq!(doc["rows"].as_array().map(Vec::len), Some(4));
+    assert!(d.r.path("tune-out/fa-on/results.json").exists());
+    d.assert_back("after a tune");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_mid_tune_puts_the_original_back_and_exits_130() {
+    let hub = hub().await;
+    let d = deployed(&hub, "tune-int", "");
+    let child = d.tune_until_a_variant_runs(&hub);
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("putting") && err.contains("back"), "{err}");
+    d.assert_back(&err);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_mid_tune_then_restore_puts_the_original_back() {
+    let hub = hub().await;
+    let d = deployed(&hub, "tune-kill", "");
+    let mut child = d.tune_until_a_variant_runs(&hub);
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(
+        d.r.path("state/tunes")
+            .join(format!("{}.json", d.server))
+            .exists(),
+        "journal left for restore"
+    );
+    assert_ne!(
+        docker(&["inspect", "-f", "{{.Id}}", &d.server]),
+        d.before.0,
+        "a variant holds the name"
+    );
+    let mut c = vlmctl();
+    c.args(["restore", "--json"])
+        .env("VLMCTL_STATE_DIR", d.r.path("state"));
+    let (code, out, err) = run(&mut c);
+    assert_eq!(code, 0, "{out}\n{err}");
+    d.assert_back(&out);
+    let mut c = vlmctl();
+    c.arg("restore").env("VLMCTL_STATE_DIR", d.r.path("state"));
+    let (_, out, _) = run(&mut c);
+    assert!(out.contains("nothing to restore"), "idempotent: {out}");
+}
