@@ -60,7 +60,7 @@ pub async fn tune(args: &TuneArgs, out: &mut Output) -> Result<u8, Failure> {
     if let Some(dir) = &args.out {
         write_results(dir, &tuned)?;
         out.progress(&format!(
-            "results: {}/tune.json and <variant>/results.json",
+            "results: {}/tune.json, tune.html and <variant>/results.json",
             dir.display()
         ));
     }
@@ -95,6 +95,7 @@ fn write_results(dir: &std::path::Path, tuned: &Tuned) -> Result<(), Failure> {
             dir.join("tune.json"),
             serde_json::to_vec_pretty(tuned).unwrap_or_default(),
         )?;
+        std::fs::write(dir.join("tune.html"), html(tuned))?;
         for r in &tuned.rows {
             if let Some(res) = &r.results {
                 let sub = dir.join(&r.variant.name);
@@ -114,6 +115,45 @@ fn write_results(dir: &std::path::Path, tuned: &Tuned) -> Result<(), Failure> {
             exit_codes::ENVIRONMENT,
         )
     })
+}
+
+/// A self-contained page: the table as [`render`] prints it, and each measured variant's p50
+/// against its memory, the winner ringed (plotters' SVG, through the bench crate's charts).
+#[must_use]
+pub fn html(t: &Tuned) -> String {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let measured: Vec<(usize, &str, f64, f64)> = t
+        .rows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| match &r.outcome {
+            Outcome::Measured(m) => {
+                Some((i, r.variant.name.as_str(), m.memory_mib? as f64, m.p50_ms))
+            }
+            Outcome::Failed { .. } => None,
+        })
+        .collect();
+    let points: Vec<(&str, f64, f64)> = measured.iter().map(|&(_, n, m, p)| (n, m, p)).collect();
+    let chosen = t
+        .winner
+        .and_then(|w| measured.iter().position(|&(i, ..)| i == w));
+    let chart = if points.is_empty() {
+        "<p>no variant has a memory figure: nothing to draw</p>".to_owned()
+    } else {
+        vlmctl_bench::charts::p50_vs_memory(&points, chosen)
+    };
+    format!(
+        "<!doctype html><meta charset=utf-8><title>vlmctl tune {name}</title>\
+         <style>body{{font:14px sans-serif;margin:2em}}</style><h1>vlmctl tune {name}</h1>\
+         <pre>{table}</pre><figure id=chart-p50-memory>{chart}\
+         <figcaption>p50 against memory, per variant</figcaption></figure>",
+        name = esc(&t.deployment),
+        table = esc(&render(t)),
+    )
 }
 
 /// The table sorted by p50 (failures last), the winner, the spec change and what was put back.

@@ -197,6 +197,17 @@ async fn tune_prints_the_table_picks_a_winner_and_puts_the_original_back() {
         serde_json::from_slice(&std::fs::read(d.r.path("tune-out/tune.json")).unwrap()).unwrap();
     assert_eq!(doc["rows"].as_array().map(Vec::len), Some(4));
     assert!(d.r.path("tune-out/fa-on/results.json").exists());
+    // The page: the table and p50 against memory drawn by the charts (axes, the variants).
+    let page = std::fs::read_to_string(d.r.path("tune-out/tune.html")).unwrap();
+    for want in [
+        "<svg",
+        "server memory (MiB)",
+        "p50 latency (ms)",
+        "fa-on",
+        "chosen: ",
+    ] {
+        assert!(page.contains(want), "{want:?} in tune.html");
+    }
     d.assert_back("after a tune");
 }
 
