@@ -33,6 +33,12 @@ pub enum BenchError {
         /// Of the file.
         actual: String,
     },
+    /// A rate sweep was asked of a plan without an `[slo]` to decide its steps.
+    #[error("{}: a rate sweep needs an [slo] table to decide which rates the server sustains", path.display())]
+    SweepNeedsSlo {
+        /// The plan.
+        path: PathBuf,
+    },
     /// A results file is unreadable or of another format.
     #[error("{} is not a vlmctl bench results file ({why})", path.display())]
     BadResults {
@@ -51,6 +57,7 @@ impl BenchError {
             Self::Read { .. } => "check the path (prompt and image paths are relative to the plan file)".to_owned(),
             Self::PlanInvalid { .. } => "fix that line; examples/nav-bench.toml documents every field".to_owned(),
             Self::ImageMismatch { .. } => "use the same camera frame as the baseline (apples-to-apples), or update image_sha256 in the plan on purpose".to_owned(),
+            Self::SweepNeedsSlo { .. } => "add a bound to the plan, e.g. `[slo]` with `p95_ms = 500`; the sweep reports the highest rate that meets it".to_owned(),
             Self::BadResults { .. } => "pass results JSON files written by `vlmctl bench`".to_owned(),
         }
     }

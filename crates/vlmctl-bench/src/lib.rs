@@ -9,6 +9,8 @@
 //! - [`stats`]: nearest-rank percentiles, bootstrap intervals, the 36 Hz bands.
 //! - [`slo::Slo`]: the plan's service-level objectives; [`slo::evaluate`] checks a config
 //!   against them and counts its goodput.
+//! - [`sweep::run`] finds the highest open-loop rate at which the SLO holds (steps, then
+//!   bisection; [`sweep::next`] is the pure search) into [`run::Results::sweep`].
 //! - [`run::run`] produces [`run::Results`] (versioned JSON with raw samples; summaries are
 //!   recomputable with [`run::summarize`]); [`report`] renders them; [`compare`] applies the
 //!   runbook's rule to two runs ([`compare::verdict`]).
@@ -28,6 +30,7 @@ pub mod run;
 pub mod schema;
 pub mod slo;
 pub mod stats;
+pub mod sweep;
 
 pub use error::BenchError;
 

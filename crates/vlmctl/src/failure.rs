@@ -100,9 +100,10 @@ impl From<vlmctl_bench::BenchError> for Failure {
         use vlmctl_bench::BenchError as E;
         let code = match &e {
             E::Read { .. } => exit_codes::ENVIRONMENT,
-            E::PlanInvalid { .. } | E::ImageMismatch { .. } | E::BadResults { .. } => {
-                exit_codes::INVALID_INPUT
-            }
+            E::PlanInvalid { .. }
+            | E::ImageMismatch { .. }
+            | E::BadResults { .. }
+            | E::SweepNeedsSlo { .. } => exit_codes::INVALID_INPUT,
         };
         let hint = Some(e.hint());
         Self::new(e, hint, code)

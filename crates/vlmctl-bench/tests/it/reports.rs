@@ -93,6 +93,7 @@ fn results(name: &str, image: &str, configs: &[Config]) -> Results {
             describe_answer: Some("A light green floor.".into()),
             configs,
         }],
+        sweep: Vec::new(),
     }
 }
 
