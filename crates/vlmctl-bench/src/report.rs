@@ -425,6 +425,7 @@ pub fn markdown(r: &Results) -> String {
             let _ = write!(out, "\n`describe` answer: {}\n", d.replace('\n', " "));
         }
     }
+    out.push_str(&crate::sweep::markdown(&r.sweep));
     out
 }
 
@@ -450,6 +451,7 @@ pub fn html(r: &Results, baseline: Option<&Results>) -> String {
     let _ = write!(out, "<pre>{}</pre>", esc(&table(r)));
     cdf_svg(&mut out, r);
     p50_svg(&mut out, r, baseline);
+    crate::sweep::html(&mut out, &r.sweep);
     let _ = write!(out, "<h2>Markdown</h2><pre>{}</pre>", esc(&markdown(r)));
     out
 }
