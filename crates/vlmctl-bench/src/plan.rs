@@ -352,50 +352,68 @@ impl Plan {
                 ));
             }
         }
-        if let Some(sw) = &plan.sweep {
-            let raw_sw = raw.sweep.as_ref();
-            let span = |key: fn(&RawSweep) -> Option<Range<usize>>| {
-                raw_sw
-                    .and_then(|r| key(r.get_ref()))
-                    .or_else(|| raw_sw.map(Spanned::span))
+        if let Some((span, message)) = plan.sweep_problem(&raw) {
+            return Err(invalid(span, message));
+        }
+        Ok(plan)
+    }
+
+    /// The `[sweep]` checks that need the rest of the plan: an `[slo]` to decide by, a swept
+    /// config the plan runs, a `decide` bound the `[slo]` has (TTFT on a streamed config).
+    fn sweep_problem(&self, raw: &RawPlan) -> Option<(Option<Range<usize>>, String)> {
+        let sw = self.sweep.as_ref()?;
+        let raw_sw = raw.sweep.as_ref();
+        let span = |key: fn(&RawSweep) -> Option<Range<usize>>| {
+            raw_sw
+                .and_then(|r| key(r.get_ref()))
+                .or_else(|| raw_sw.map(Spanned::span))
+        };
+        let Some(slo) = &self.slo else {
+            return Some((
+                span(|_| None),
+                "sweep: a rate sweep needs an [slo] table to decide which rates pass (e.g. \
+                 p95_ms = 500)"
+                    .to_owned(),
+            ));
+        };
+        if let Some(c) = &sw.config
+            && !self.configs.contains(c)
+        {
+            return Some((
+                span(|r| r.config.as_ref().map(Spanned::span)),
+                format!(
+                    "sweep.config: {c:?} is not one of the plan's configs {:?}",
+                    self.configs
+                ),
+            ));
+        }
+        if let Some(d) = &sw.decide {
+            let given = match d.as_str() {
+                "p50_ms" => slo.p50_ms.is_some(),
+                "p95_ms" => slo.p95_ms.is_some(),
+                "p99_ms" => slo.p99_ms.is_some(),
+                "ttft_ms" => slo.ttft_ms.is_some(),
+                "schema_pass" => slo.schema_pass.is_some(),
+                _ => false,
             };
-            let Some(slo) = &plan.slo else {
-                return Err(invalid(
-                    span(|_| None),
-                    "sweep: a rate sweep needs an [slo] table to decide which rates pass (e.g. \
-                     p95_ms = 500)"
-                        .to_owned(),
+            if !given {
+                return Some((
+                    span(|r| r.decide.as_ref().map(Spanned::span)),
+                    format!("sweep.decide: {d:?} is not a bound in the plan's [slo]"),
                 ));
-            };
-            if let Some(c) = &sw.config
-                && !plan.configs.contains(c)
-            {
-                return Err(invalid(
-                    span(|r| r.config.as_ref().map(Spanned::span)),
+            }
+            let swept = sw.config.as_ref().or(self.configs.first());
+            if d == "ttft_ms" && swept.and_then(|c| config_def(c)).is_some_and(|c| !c.stream) {
+                return Some((
+                    span(|r| r.decide.as_ref().map(Spanned::span)),
                     format!(
-                        "sweep.config: {c:?} is not one of the plan's configs {:?}",
-                        plan.configs
+                        "sweep.decide: \"ttft_ms\" needs a streamed config (C or E), and the sweep runs {:?}",
+                        swept.map_or("", String::as_str)
                     ),
                 ));
             }
-            if let Some(d) = &sw.decide {
-                let given = match d.as_str() {
-                    "p50_ms" => slo.p50_ms.is_some(),
-                    "p95_ms" => slo.p95_ms.is_some(),
-                    "p99_ms" => slo.p99_ms.is_some(),
-                    "ttft_ms" => slo.ttft_ms.is_some(),
-                    "schema_pass" => slo.schema_pass.is_some(),
-                    _ => false,
-                };
-                if !given {
-                    return Err(invalid(
-                        span(|r| r.decide.as_ref().map(Spanned::span)),
-                        format!("sweep.decide: {d:?} is not a bound in the plan's [slo]"),
-                    ));
-                }
-            }
         }
-        Ok(plan)
+        None
     }
 
     /// The per-request timeout. Total over any `timeout_s` (a hand-built plan skips
@@ -589,13 +607,13 @@ fn check_sweep(r: &RawSweep) -> Result<(), Problem> {
     real(
         &r.precision,
         "sweep.precision",
-        &|x| x >= 0.001 && x < 1.0,
+        &|x| (0.001..1.0).contains(&x),
         "a relative precision from 0.001 to below 1 (0.05: within 5 %)",
     )?;
     real(
         &r.factor,
         "sweep.factor",
-        &|x| x >= 1.1 && x <= 10.0,
+        &|x| (1.1..=10.0).contains(&x),
         "a growth factor from 1.1 to 10",
     )?;
     whole(

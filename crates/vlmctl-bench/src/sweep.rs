@@ -400,8 +400,10 @@ impl SweepResult {
                 failed_hz,
                 precise,
             } => format!(
-                "{head}: sustains {hz:.1} Hz at {} ({arrivals} arrivals); fails at {failed_hz:.1} Hz{}",
+                "{head}: sustains {} Hz at {} ({arrivals} arrivals); fails at {} Hz{}",
+                hz_text(hz),
                 self.criterion,
+                hz_text(failed_hz),
                 if precise {
                     format!(" (within {:.0} %)", self.spec.precision * 100.0)
                 } else {
@@ -409,11 +411,19 @@ impl SweepResult {
                 }
             ),
             Verdict::BelowRange { hz } => format!(
-                "{head}: does not sustain {hz:.1} Hz at {} ({arrivals} arrivals), the bottom of the range: lower LO",
+                "{head}: does not sustain {} Hz at {} ({arrivals} arrivals), the bottom of the range: lower LO",
+                hz_text(hz),
                 self.criterion
             ),
+            Verdict::TopOfRange { hz } if hz < self.spec.max_hz => format!(
+                "{head}: sustains {} Hz at {} ({arrivals} arrivals), the highest rate tried before the step limit ({}): raise max_steps",
+                hz_text(hz),
+                self.criterion,
+                self.spec.max_steps
+            ),
             Verdict::TopOfRange { hz } => format!(
-                "{head}: sustains {hz:.1} Hz at {} ({arrivals} arrivals), the top of the range tried: raise HI",
+                "{head}: sustains {} Hz at {} ({arrivals} arrivals), the top of the range tried: raise HI",
+                hz_text(hz),
                 self.criterion
             ),
         }
@@ -490,51 +500,18 @@ pub async fn run(
             def.stream,
             plan.plan.max_tokens,
         );
-        let started = std::time::Instant::now();
-        // A cold server's first request pays for loading and the whole prompt (7 s on the CPU
-        // test server against 0.3 s after): paid one at a time here, not queued behind by the
-        // first step's open loop.
-        for i in 0..plan.plan.warmup.max(1) {
-            let _ = run::one(
-                &http,
-                None,
-                plan,
-                t,
-                key,
-                &body,
-                i,
-                std::time::Instant::now(),
-            )
-            .await;
-        }
-        let mut steps: Vec<SweepStep> = Vec::new();
-        let verdict = loop {
-            let history: Vec<(f64, bool)> = steps.iter().map(|s| (s.offered_hz, s.met)).collect();
-            let hz = match next(&spec, &history) {
-                Next::Probe(hz) => hz,
-                Next::Done(v) => break v,
-            };
-            let (requests, warmup) = spec.requests_at(hz);
-            progress(SweepEvent::Step {
-                target: &t.name,
-                index: steps.len() + 1,
-                hz,
-                requests,
-            });
-            let ctx = StepCtx {
-                http: &http,
-                plan,
-                target: t,
-                key,
-                def,
-                body: &body,
-                slo: &slo,
-                decide: spec.decide.as_deref(),
-            };
-            let step = run_step(&ctx, hz, requests, warmup).await;
-            progress(SweepEvent::Done(&step));
-            steps.push(step);
+        let ctx = StepCtx {
+            http: &http,
+            plan,
+            target: t,
+            key,
+            def,
+            body: &body,
+            slo: &slo,
+            decide: spec.decide.as_deref(),
         };
+        let started = std::time::Instant::now();
+        let (steps, verdict) = sweep_target(&ctx, &spec, progress).await;
         sweeps.push(SweepResult {
             target: t.name.clone(),
             config: config.clone(),
@@ -556,6 +533,48 @@ pub async fn run(
         environment: run::environment(),
         targets: Vec::new(),
         sweep: sweeps,
+    }
+}
+
+/// One target's sweep: the closed-loop warm-up, then steps until [`next`] is done.
+async fn sweep_target(
+    ctx: &StepCtx<'_>,
+    spec: &SweepSpec,
+    progress: &mut (dyn FnMut(SweepEvent<'_>) + Send),
+) -> (Vec<SweepStep>, Verdict) {
+    // A cold server's first request pays for loading and the whole prompt (7 s on the CPU
+    // test server against 0.3 s after): paid one at a time here, not queued behind by the
+    // first step's open loop.
+    for i in 0..ctx.plan.plan.warmup.max(1) {
+        let _ = run::one(
+            ctx.http,
+            None,
+            ctx.plan,
+            ctx.target,
+            ctx.key,
+            ctx.body,
+            i,
+            std::time::Instant::now(),
+        )
+        .await;
+    }
+    let mut steps: Vec<SweepStep> = Vec::new();
+    loop {
+        let history: Vec<(f64, bool)> = steps.iter().map(|s| (s.offered_hz, s.met)).collect();
+        let hz = match next(spec, &history) {
+            Next::Probe(hz) => hz,
+            Next::Done(v) => return (steps, v),
+        };
+        let (requests, warmup) = spec.requests_at(hz);
+        progress(SweepEvent::Step {
+            target: &ctx.target.name,
+            index: steps.len() + 1,
+            hz,
+            requests,
+        });
+        let step = run_step(ctx, hz, requests, warmup).await;
+        progress(SweepEvent::Done(&step));
+        steps.push(step);
     }
 }
 
@@ -666,7 +685,11 @@ async fn run_step(ctx: &StepCtx<'_>, hz: f64, requests: usize, warmup: usize) ->
     let met = !stopped_early
         && report.total > 0
         && match ctx.decide {
-            Some(d) => report.checks.iter().filter(|c| c.name == d).all(|c| c.met),
+            // The deciding bound must have been checked (TTFT is only on streamed configs).
+            Some(d) => {
+                report.checks.iter().any(|c| c.name == d)
+                    && report.checks.iter().filter(|c| c.name == d).all(|c| c.met)
+            }
             None => report.met,
         };
     SweepStep {
@@ -715,6 +738,16 @@ fn cut_off(index: usize, scheduled: Duration, age_ms: f64) -> Sample {
     }
 }
 
+/// A rate as the tables show it: `47.6`, `2.83`, `0.25`.
+#[must_use]
+pub fn hz_text(hz: f64) -> String {
+    if hz >= 10.0 {
+        format!("{hz:.1}")
+    } else {
+        format!("{hz:.2}")
+    }
+}
+
 fn ms(v: Option<f64>) -> String {
     v.map_or("-".to_owned(), |v| format!("{v:.1}"))
 }
@@ -725,8 +758,8 @@ fn rows(s: &SweepResult) -> Vec<[String; 7]> {
         .iter()
         .map(|st| {
             [
-                format!("{:.1}", st.offered_hz),
-                ms(st.achieved_hz),
+                hz_text(st.offered_hz),
+                st.achieved_hz.map_or("-".to_owned(), hz_text),
                 ms(st.wall_ms.map(|w| w.p50)),
                 ms(st.wall_ms.map(|w| w.p95)),
                 st.slo
@@ -915,11 +948,25 @@ mod tests {
         let (v, steps) = search(&s, 47.0);
         assert_eq!(steps.len(), 6);
         assert!(
-            matches!(v, Verdict::Sustains { precise: false, hz, .. } if hz == 40.0),
+            matches!(v, Verdict::Sustains { precise: false, hz, .. } if (hz - 40.0).abs() < 1e-9),
             "{v:?}"
         );
         s.max_steps = 3;
         assert_eq!(search(&s, 47.0).0, Verdict::TopOfRange { hz: 20.0 });
+        let r = SweepResult {
+            target: "t".into(),
+            config: "T".into(),
+            arrivals: Arrivals::Constant,
+            spec: s,
+            criterion: "p95 <= 1.0 ms".into(),
+            steps: Vec::new(),
+            verdict: Verdict::TopOfRange { hz: 20.0 },
+            elapsed_s: 0.0,
+        };
+        assert!(
+            r.verdict_line()
+                .contains("before the step limit (3): raise max_steps")
+        );
     }
 
     #[test]
@@ -1044,6 +1091,11 @@ mod tests {
                 "p.toml:8: sweep.decide: \"p99_ms\" is not a bound in the plan's [slo]",
             ),
             ("[sweep]\nmin_hz = 1", slo, "missing field `max_hz`"),
+            (
+                "[sweep]\nmin_hz = 1\nmax_hz = 4\ndecide = \"ttft_ms\"",
+                "[slo]\nttft_ms = 50",
+                "p.toml:8: sweep.decide: \"ttft_ms\" needs a streamed config (C or E), and the sweep runs \"T\"",
+            ),
         ] {
             let e = parse(sweep, slo).unwrap_err();
             assert!(e.contains(want), "{sweep:?}: {e}");

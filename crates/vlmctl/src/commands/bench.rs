@@ -120,7 +120,8 @@ async fn sweep_cmd(
                 requests,
             } => write!(
                 err,
-                "{target} step {index}: {hz:.1} Hz, {requests} requests ... "
+                "{target} step {index}: {} Hz, {requests} requests ... ",
+                sweep::hz_text(hz)
             ),
             sweep::SweepEvent::Done(s) => writeln!(
                 err,
