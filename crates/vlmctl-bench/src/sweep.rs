@@ -1066,6 +1066,11 @@ mod tests {
                 "p.toml:7: sweep.max_hz: got 4, expected a rate above sweep.min_hz = 40",
             ),
             (
+                "[sweep]\nmin_hz = 4\nmax_hz = 4",
+                slo,
+                "p.toml:7: sweep.max_hz: got 4, expected a rate above sweep.min_hz = 4",
+            ),
+            (
                 "[sweep]\nmin_hz = 1\nmax_hz = 4\nprecision = 1",
                 slo,
                 "p.toml:8: sweep.precision: got 1",
