@@ -839,7 +839,7 @@ pub fn markdown(sweeps: &[SweepResult]) -> String {
             "\n## Rate sweep: {} {}\n\n{}; {} steps in {:.1} s.\n",
             s.target,
             s.config,
-            capitalize(&s.verdict_line()),
+            s.verdict_line(),
             s.steps.len(),
             s.elapsed_s
         );
@@ -882,12 +882,6 @@ fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
-}
-
-fn capitalize(s: &str) -> String {
-    let mut c = s.chars();
-    c.next()
-        .map_or_else(String::new, |f| f.to_uppercase().chain(c).collect())
 }
 
 #[cfg(test)]
@@ -1105,5 +1099,64 @@ mod tests {
             let e = parse(sweep, slo).unwrap_err();
             assert!(e.contains(want), "{sweep:?}: {e}");
         }
+    }
+
+    fn step(offered_hz: f64, p50: f64, p95: f64, met: bool, stopped_early: bool) -> SweepStep {
+        let wall = crate::stats::summarize(&[p50, p95]).map(|mut w| {
+            (w.p50, w.p95) = (p50, p95);
+            w
+        });
+        SweepStep {
+            offered_hz,
+            achieved_hz: Some(offered_hz.min(46.0)),
+            requests: 60,
+            warmup: 6,
+            wall_ms: wall,
+            slo: SloReport {
+                checks: Vec::new(),
+                met,
+                good: if met { 54 } else { 3 },
+                total: 54,
+                goodput: Some(if met { 1.0 } else { 3.0 / 54.0 }),
+            },
+            met,
+            stopped_early,
+            elapsed_s: 60.0 / offered_hz,
+            samples: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_steps_table_markdown_and_html() {
+        let r = SweepResult {
+            target: "panda".into(),
+            config: "A".into(),
+            arrivals: Arrivals::Poisson,
+            spec: spec(20.0, 200.0),
+            criterion: "p95 <= 40.0 ms".into(),
+            steps: vec![
+                step(20.0, 21.0, 24.5, true, false),
+                step(40.0, 22.0, 30.1, true, false),
+                step(80.0, 104.5, 131.8, false, true),
+                step(56.6, 93.6, 127.6, false, false),
+                step(47.6, 23.0, 35.2, true, false),
+            ],
+            verdict: Verdict::Sustains {
+                hz: 47.6,
+                failed_hz: 49.7,
+                precise: true,
+            },
+            elapsed_s: 12.3,
+        };
+        insta::assert_snapshot!("sweep-table", table(std::slice::from_ref(&r)));
+        insta::assert_snapshot!("sweep-markdown", markdown(std::slice::from_ref(&r)));
+        let mut html_out = String::new();
+        html(&mut html_out, std::slice::from_ref(&r));
+        insta::assert_snapshot!("sweep-html", html_out);
+        let series = r.series();
+        assert_eq!(
+            series.iter().map(|p| p.offered_hz).collect::<Vec<_>>(),
+            [20.0, 40.0, 47.6, 56.6, 80.0]
+        );
     }
 }
