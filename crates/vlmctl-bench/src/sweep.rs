@@ -46,6 +46,8 @@ use crate::slo::{self, Slo, SloReport};
 
 /// Fewest requests a step sends (see the module's "Step length").
 pub const MIN_REQUESTS: usize = 40;
+/// Most requests a step sends (the plan's bound on `requests_per_step`).
+pub const MAX_REQUESTS: usize = 100_000;
 /// Fewest warm-up requests a step discards.
 pub const MIN_WARMUP: usize = 5;
 /// Default seconds of load per step.
@@ -130,7 +132,8 @@ impl SweepSpec {
         let by_time = (rate_hz * self.step_s.unwrap_or(DEFAULT_STEP_S)).ceil() as usize;
         let n = self
             .requests_per_step
-            .unwrap_or_else(|| by_time.max(MIN_REQUESTS))
+            // Capped as `requests_per_step` is: 10000 Hz for an hour is not a step.
+            .unwrap_or_else(|| by_time.clamp(MIN_REQUESTS, MAX_REQUESTS))
             .max(MIN_WARMUP + 1);
         let warm = (n / 10).max(MIN_WARMUP).min(n - 1);
         (n, warm)
@@ -975,7 +978,10 @@ mod tests {
         let s = spec(1.0, 100.0);
         assert_eq!(s.requests_at(1.0), (40, 5));
         assert_eq!(s.requests_at(50.0), (250, 25));
+        assert_eq!(s.requests_at(10_000.0), (50_000, 5000));
         let mut s = s;
+        s.step_s = Some(3600.0);
+        assert_eq!(s.requests_at(10_000.0).0, MAX_REQUESTS);
         s.requests_per_step = Some(60);
         assert_eq!(s.requests_at(50.0), (60, 6));
     }
