@@ -13,7 +13,9 @@
 //!
 //! **Warm-up.** Before the first step, the plan's `warmup` requests (at least one) go one at a
 //! time, unmeasured: a cold server's first answers cost seconds that no rate should be charged
-//! for.
+//! for. Before every later step one such request waits out what the previous step left queued
+//! in the server (seen on the CPU llama-server: after an early stop, the next two steps failed
+//! without a single answer).
 //!
 //! **Step length.** A step sends `max(MIN_REQUESTS, rate × step_s)` requests (or
 //! `requests_per_step`) and discards the first tenth (at least [`MIN_WARMUP`]). An overloaded
@@ -548,19 +550,7 @@ async fn sweep_target(
     // A cold server's first request pays for loading and the whole prompt (7 s on the CPU
     // test server against 0.3 s after): paid one at a time here, not queued behind by the
     // first step's open loop.
-    for i in 0..ctx.plan.plan.warmup.max(1) {
-        let _ = run::one(
-            ctx.http,
-            None,
-            ctx.plan,
-            ctx.target,
-            ctx.key,
-            ctx.body,
-            i,
-            std::time::Instant::now(),
-        )
-        .await;
-    }
+    settle(ctx, ctx.plan.plan.warmup.max(1)).await;
     let mut steps: Vec<SweepStep> = Vec::new();
     loop {
         let history: Vec<(f64, bool)> = steps.iter().map(|s| (s.offered_hz, s.met)).collect();
@@ -575,9 +565,32 @@ async fn sweep_target(
             hz,
             requests,
         });
+        if !steps.is_empty() {
+            // What an overloaded step left queued in the server (requests it dropped are
+            // cancelled there, not at once) must not be charged to this one: one request
+            // answered one at a time says the queue is empty.
+            settle(ctx, 1).await;
+        }
         let step = run_step(ctx, hz, requests, warmup).await;
         progress(SweepEvent::Done(&step));
         steps.push(step);
+    }
+}
+
+/// `n` unmeasured requests, one at a time.
+async fn settle(ctx: &StepCtx<'_>, n: usize) {
+    for i in 0..n {
+        let _ = run::one(
+            ctx.http,
+            None,
+            ctx.plan,
+            ctx.target,
+            ctx.key,
+            ctx.body,
+            i,
+            std::time::Instant::now(),
+        )
+        .await;
     }
 }
 
