@@ -4,7 +4,7 @@
 //! - [`next`]: the pure search. Geometric steps from `min_hz` (× `factor`) up to `max_hz`
 //!   until a step fails, then bisection (geometric mean) between the highest passing and the
 //!   lowest failing rate until they are within `precision` of each other, or `max_steps` ran.
-//! - [`run`]: each step is an open-loop run of one config at that rate (the plan's arrivals
+//! - [`run()`]: each step is an open-loop run of one config at that rate (the plan's arrivals
 //!   and seed), its first requests discarded as warm-up, checked against the SLO; a step that
 //!   fails badly is cut short ([`StopRule`]). It gives [`SweepResult`]s, stored in
 //!   `results.json` under `sweep`.
