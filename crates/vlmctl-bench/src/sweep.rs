@@ -61,6 +61,10 @@ pub const DEFAULT_PRECISION: f64 = 0.05;
 pub const DEFAULT_FACTOR: f64 = 2.0;
 /// Default most steps per sweep.
 pub const DEFAULT_MAX_STEPS: usize = 16;
+/// A step whose answers came over a span more than 1/0.9 times its sends' ([`keeps_up`])
+/// fails: the server fell behind and a longer step would have queued past any bound. Seen on
+/// the CPU test server: 30 requests at 19 Hz met p95 <= 500 ms at a capacity of 15.5 Hz.
+pub const KEEPS_UP: f64 = 0.9;
 /// Latency beyond this multiple of the deciding bound is a bad failure (early stop).
 pub const BAD_FACTOR: f64 = 3.0;
 
@@ -330,6 +334,9 @@ pub struct SweepStep {
     pub met: bool,
     /// Cut short by the early stop (then `met` is false).
     pub stopped_early: bool,
+    /// [`keeps_up`]: below [`KEEPS_UP`] the step fails whatever its percentiles say.
+    #[serde(default)]
+    pub keeps_up: Option<f64>,
     /// Seconds the step took, from its first scheduled request to its end.
     pub elapsed_s: f64,
     /// Measured samples (warm-up excluded; for an early stop, those done or overdue).
@@ -698,8 +705,10 @@ async fn run_step(ctx: &StepCtx<'_>, hz: f64, requests: usize, warmup: usize) ->
     let period_ms = 1000.0 / hz;
     let summary = run::summarize(&measured, true, Some(period_ms));
     let report = slo::evaluate(&measured, ctx.slo, ctx.def.stream);
+    let keeps_up = keeps_up(&measured);
     let met = !stopped_early
         && report.total > 0
+        && keeps_up.is_some_and(|k| k >= KEEPS_UP)
         && match ctx.decide {
             // The deciding bound must have been checked (TTFT is only on streamed configs).
             Some(d) => {
@@ -717,9 +726,32 @@ async fn run_step(ctx: &StepCtx<'_>, hz: f64, requests: usize, warmup: usize) ->
         slo: report,
         met,
         stopped_early,
+        keeps_up,
         elapsed_s,
         samples: measured,
     }
+}
+
+/// Pure: how well the server kept up with the requests it answered: the time from the first
+/// scheduled send to the last over the time from the first answer to the last (1: answers
+/// came as fast as requests were sent; below 1: the backlog grew). Over the same requests,
+/// so Poisson's own randomness cancels out. `None` with fewer than two answers.
+#[must_use]
+pub fn keeps_up(measured: &[Sample]) -> Option<f64> {
+    let ok: Vec<(f64, f64)> = measured
+        .iter()
+        .filter(|s| s.error.is_none())
+        .filter_map(|s| Some((s.scheduled_ms?, s.scheduled_ms? + s.wall_ms)))
+        .collect();
+    let span = |v: &mut dyn Iterator<Item = f64>| {
+        let (lo, hi) = v.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+            (lo.min(x), hi.max(x))
+        });
+        hi - lo
+    };
+    let sent = span(&mut ok.iter().map(|p| p.0));
+    let answered = span(&mut ok.iter().map(|p| p.1));
+    (ok.len() >= 2 && answered > 0.0).then(|| sent / answered)
 }
 
 /// Measured requests sent but not done whose age exceeds `over_ms`.
@@ -783,7 +815,7 @@ fn rows(s: &SweepResult) -> Vec<[String; 7]> {
                     .map_or("-".to_owned(), |g| format!("{:.0}%", g * 100.0)),
                 if st.met { "yes" } else { "no" }.to_owned(),
                 format!(
-                    "{} req, {} warm-up, {:.1} s{}",
+                    "{} req, {} warm-up, {:.1} s{}{}",
                     st.requests,
                     st.warmup,
                     st.elapsed_s,
@@ -791,6 +823,12 @@ fn rows(s: &SweepResult) -> Vec<[String; 7]> {
                         ", stopped early"
                     } else {
                         ""
+                    },
+                    match st.keeps_up {
+                        Some(k) if k < KEEPS_UP && !st.stopped_early => {
+                            format!(", fell behind ({:.0}%)", k * 100.0)
+                        }
+                        _ => String::new(),
                     }
                 ),
             ]
@@ -1140,6 +1178,11 @@ mod tests {
             },
             met,
             stopped_early,
+            keeps_up: Some(if offered_hz > 50.0 && !stopped_early {
+                0.8
+            } else {
+                1.0
+            }),
             elapsed_s: 60.0 / offered_hz,
             samples: Vec::new(),
         }
@@ -1158,6 +1201,7 @@ mod tests {
                 step(40.0, 22.0, 30.1, true, false),
                 step(80.0, 104.5, 131.8, false, true),
                 step(56.6, 93.6, 127.6, false, false),
+                step(51.0, 25.0, 38.0, false, false),
                 step(47.6, 23.0, 35.2, true, false),
             ],
             verdict: Verdict::Sustains {
@@ -1175,7 +1219,33 @@ mod tests {
         let series = r.series();
         assert_eq!(
             series.iter().map(|p| p.offered_hz).collect::<Vec<_>>(),
-            [20.0, 40.0, 47.6, 56.6, 80.0]
+            [20.0, 40.0, 47.6, 51.0, 56.6, 80.0]
         );
+    }
+
+    #[test]
+    fn keeping_up_compares_the_answers_span_with_the_sends() {
+        let sample = |i: u32, wall_ms: f64| Sample {
+            index: i as usize,
+            wall_ms,
+            ttft_ms: None,
+            error: None,
+            error_detail: None,
+            strategy: None,
+            server: client::ServerTimings::default(),
+            completion_tokens: None,
+            scheduled_ms: Some(20.0 * f64::from(i)),
+            queue_ms: None,
+            itl_ms: Vec::new(),
+        };
+        // Every answer 20 ms after its send: the server keeps up.
+        let flat: Vec<Sample> = (0..10).map(|i| sample(i, 20.0)).collect();
+        assert_eq!(keeps_up(&flat), Some(1.0));
+        // Each answer 10 ms later than the one before: sends span 180 ms, answers 270 ms.
+        let growing: Vec<Sample> = (0..10)
+            .map(|i| sample(i, 20.0 + 10.0 * f64::from(i)))
+            .collect();
+        assert_eq!(keeps_up(&growing), Some(180.0 / 270.0));
+        assert_eq!(keeps_up(&flat[..1]), None);
     }
 }
