@@ -56,6 +56,12 @@ pub enum BenchError {
         /// Refused, unresolvable, or silent for [`crate::preflight::TIMEOUT`].
         why: String,
     },
+    /// A rate sweep was asked of a plan without an `[slo]` to decide its steps.
+    #[error("{}: a rate sweep needs an [slo] table to decide which rates the server sustains", path.display())]
+    SweepNeedsSlo {
+        /// The plan.
+        path: PathBuf,
+    },
     /// A results file is unreadable or of another format.
     #[error("{} is not a vlmctl bench results file ({why})", path.display())]
     BadResults {
@@ -76,6 +82,7 @@ impl BenchError {
             Self::PlanInvalid { .. } => "fix that line; examples/nav-bench.toml documents every field".to_owned(),
             Self::ImageMismatch { .. } => "use the same camera frame as the baseline (apples-to-apples), or update image_sha256 in the plan on purpose".to_owned(),
             Self::Unreachable { .. } => "check that the server is running and the plan's target url (host, port, http/https) is right: `curl URL/health`; `vlmctl status` shows what vlmctl started".to_owned(),
+            Self::SweepNeedsSlo { .. } => "add a bound to the plan, e.g. `[slo]` with `p95_ms = 500`; the sweep reports the highest rate that meets it".to_owned(),
             Self::BadResults { .. } => "pass results JSON files written by `vlmctl bench`".to_owned(),
         }
     }

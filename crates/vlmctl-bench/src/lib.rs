@@ -12,6 +12,8 @@
 //! - [`preflight::check`]: each target answers `/health` (or `/v1/models`, `/api/tags`) within
 //!   seconds, before a run that would otherwise spend a timeout on every request.
 //! - [`charts`]: the HTML report's charts as inline SVG, drawn by `plotters`.
+//! - [`sweep::run`] finds the highest open-loop rate at which the SLO holds (steps, then
+//!   bisection; [`sweep::next`] is the pure search) into [`run::Results::sweep`].
 //! - [`run::run`] produces [`run::Results`] (versioned JSON with raw samples; summaries are
 //!   recomputable with [`run::summarize`]); [`report`] renders them; [`compare`] applies the
 //!   runbook's rule to two runs ([`compare::verdict`]).
@@ -33,6 +35,7 @@ pub mod run;
 pub mod schema;
 pub mod slo;
 pub mod stats;
+pub mod sweep;
 
 pub use error::BenchError;
 

@@ -13,6 +13,7 @@ use toml::Spanned;
 use crate::BenchError;
 use crate::schema::NavSchema;
 use crate::slo::Slo;
+use crate::sweep::SweepSpec;
 
 /// A bench plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,6 +59,10 @@ pub struct Plan {
     /// Service-level objectives each config is checked against, with goodput (none: no check).
     #[serde(default)]
     pub slo: Option<Slo>,
+    /// A rate sweep instead of one run per config ([`crate::sweep`]); absent in results
+    /// written before sweeps existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<SweepSpec>,
     /// Servers to measure, in order.
     #[serde(rename = "target")]
     pub targets: Vec<Target>,
@@ -357,7 +362,68 @@ impl Plan {
                 ));
             }
         }
+        if let Some((span, message)) = plan.sweep_problem(&raw) {
+            return Err(invalid(span, message));
+        }
         Ok(plan)
+    }
+
+    /// The `[sweep]` checks that need the rest of the plan: an `[slo]` to decide by, a swept
+    /// config the plan runs, a `decide` bound the `[slo]` has (TTFT on a streamed config).
+    fn sweep_problem(&self, raw: &RawPlan) -> Option<(Option<Range<usize>>, String)> {
+        let sw = self.sweep.as_ref()?;
+        let raw_sw = raw.sweep.as_ref();
+        let span = |key: fn(&RawSweep) -> Option<Range<usize>>| {
+            raw_sw
+                .and_then(|r| key(r.get_ref()))
+                .or_else(|| raw_sw.map(Spanned::span))
+        };
+        let Some(slo) = &self.slo else {
+            return Some((
+                span(|_| None),
+                "sweep: a rate sweep needs an [slo] table to decide which rates pass (e.g. \
+                 p95_ms = 500)"
+                    .to_owned(),
+            ));
+        };
+        if let Some(c) = &sw.config
+            && !self.configs.contains(c)
+        {
+            return Some((
+                span(|r| r.config.as_ref().map(Spanned::span)),
+                format!(
+                    "sweep.config: {c:?} is not one of the plan's configs {:?}",
+                    self.configs
+                ),
+            ));
+        }
+        if let Some(d) = &sw.decide {
+            let given = match d.as_str() {
+                "p50_ms" => slo.p50_ms.is_some(),
+                "p95_ms" => slo.p95_ms.is_some(),
+                "p99_ms" => slo.p99_ms.is_some(),
+                "ttft_ms" => slo.ttft_ms.is_some(),
+                "schema_pass" => slo.schema_pass.is_some(),
+                _ => false,
+            };
+            if !given {
+                return Some((
+                    span(|r| r.decide.as_ref().map(Spanned::span)),
+                    format!("sweep.decide: {d:?} is not a bound in the plan's [slo]"),
+                ));
+            }
+            let swept = sw.config.as_ref().or(self.configs.first());
+            if d == "ttft_ms" && swept.and_then(|c| config_def(c)).is_some_and(|c| !c.stream) {
+                return Some((
+                    span(|r| r.decide.as_ref().map(Spanned::span)),
+                    format!(
+                        "sweep.decide: \"ttft_ms\" needs a streamed config (C or E), and the sweep runs {:?}",
+                        swept.map_or("", String::as_str)
+                    ),
+                ));
+            }
+        }
+        None
     }
 
     /// The per-request timeout. Total over any `timeout_s` (a hand-built plan skips
@@ -426,7 +492,22 @@ struct RawPlan {
     configs: Option<Vec<Spanned<IgnoredAny>>>,
     load: Option<RawLoad>,
     slo: Option<Spanned<RawSlo>>,
+    sweep: Option<Spanned<RawSweep>>,
     target: Option<Spanned<Vec<Spanned<RawTarget>>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, expecting = "struct SweepSpec")]
+struct RawSweep {
+    min_hz: Option<Spanned<Num>>,
+    max_hz: Option<Spanned<Num>>,
+    step_s: Option<Spanned<Num>>,
+    requests_per_step: Option<Spanned<Num>>,
+    config: Option<Spanned<IgnoredAny>>,
+    decide: Option<Spanned<IgnoredAny>>,
+    precision: Option<Spanned<Num>>,
+    factor: Option<Spanned<Num>>,
+    max_steps: Option<Spanned<Num>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -501,8 +582,66 @@ impl RawPlan {
         if let Some(slo) = &self.slo {
             check_slo(slo)?;
         }
+        if let Some(sweep) = &self.sweep {
+            check_sweep(sweep.get_ref())?;
+        }
         Ok(())
     }
+}
+
+/// Allowed `sweep.requests_per_step` (warm-up included).
+pub const SWEEP_REQUESTS: RangeInclusive<u64> = 10..=100_000;
+/// Allowed `sweep.max_steps`.
+pub const SWEEP_STEPS: RangeInclusive<u64> = 1..=100;
+
+/// The `[sweep]` numbers, each in its range (the rest is checked against the parsed plan).
+fn check_sweep(r: &RawSweep) -> Result<(), Problem> {
+    let real =
+        |v: &Option<Spanned<Num>>, field: &str, ok: &dyn Fn(f64) -> bool, expected: &str| match v {
+            Some(v) if !v.get_ref().as_f64().is_some_and(ok) => Err(problem(v, field, expected)),
+            _ => Ok(()),
+        };
+    let rate = format!(
+        "a finite rate from {} to {} requests per second",
+        RATE_HZ.start(),
+        RATE_HZ.end()
+    );
+    real(&r.min_hz, "sweep.min_hz", &|x| RATE_HZ.contains(&x), &rate)?;
+    real(&r.max_hz, "sweep.max_hz", &|x| RATE_HZ.contains(&x), &rate)?;
+    real(
+        &r.step_s,
+        "sweep.step_s",
+        &|x| x > 0.0 && x <= 3600.0,
+        "a finite number of seconds above 0 and at most 3600",
+    )?;
+    real(
+        &r.precision,
+        "sweep.precision",
+        &|x| (0.001..1.0).contains(&x),
+        "a relative precision from 0.001 to below 1 (0.05: within 5 %)",
+    )?;
+    real(
+        &r.factor,
+        "sweep.factor",
+        &|x| (1.1..=10.0).contains(&x),
+        "a growth factor from 1.1 to 10",
+    )?;
+    whole(
+        r.requests_per_step.as_ref(),
+        "sweep.requests_per_step",
+        &SWEEP_REQUESTS,
+    )?;
+    whole(r.max_steps.as_ref(), "sweep.max_steps", &SWEEP_STEPS)?;
+    if let (Some(lo), Some(hi)) = (&r.min_hz, &r.max_hz)
+        && lo.get_ref().as_f64() >= hi.get_ref().as_f64()
+    {
+        return Err(problem(
+            hi,
+            "sweep.max_hz",
+            &format!("a rate above sweep.min_hz = {}", lo.get_ref()),
+        ));
+    }
+    Ok(())
 }
 
 /// Allowed `load.seed`.

@@ -460,6 +460,7 @@ pub fn markdown(r: &Results) -> String {
             let _ = write!(out, "\n`describe` answer: {}\n", d.replace('\n', " "));
         }
     }
+    out.push_str(&crate::sweep::markdown(&r.sweep));
     out
 }
 
@@ -467,6 +468,30 @@ fn capitalize(s: &str) -> String {
     let mut c = s.chars();
     c.next()
         .map_or_else(String::new, |f| f.to_uppercase().chain(c).collect())
+}
+
+/// Latency against offered rate, per sweep (plotters, through [`crate::charts`]).
+fn sweep_figures(out: &mut String, r: &Results) {
+    for (i, sw) in r.sweep.iter().enumerate() {
+        let pts = sw.series();
+        let p50: Vec<(f64, f64)> = pts
+            .iter()
+            .filter_map(|p| Some((p.offered_hz, p.p50_ms?)))
+            .collect();
+        let p95: Vec<(f64, f64)> = pts
+            .iter()
+            .filter_map(|p| Some((p.offered_hz, p.p95_ms?)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "<figure id=chart-sweep-{i}>{}<figcaption>{} {}: latency against offered rate \
+             ({})</figcaption></figure>",
+            crate::charts::latency_vs_rate(&p50, &p95, None),
+            esc(&sw.target),
+            esc(&sw.config),
+            esc(&sw.verdict_line())
+        );
+    }
 }
 
 fn esc(s: &str) -> String {
@@ -525,6 +550,8 @@ pub fn html(r: &Results, baseline: Option<&Results>) -> String {
     }
     cdf_figure(&mut out, r);
     p50_figure(&mut out, r, baseline);
+    crate::sweep::html(&mut out, &r.sweep);
+    sweep_figures(&mut out, r);
     for t in &r.targets {
         if let Some(d) = &t.describe_answer {
             let _ = writeln!(

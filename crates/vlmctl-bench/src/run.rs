@@ -171,6 +171,10 @@ pub struct Results {
     pub environment: Environment,
     /// Per target.
     pub targets: Vec<TargetResult>,
+    /// Rate sweeps ([`crate::sweep`]), one per target; empty for an ordinary run and in
+    /// results written before sweeps existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sweep: Vec<crate::sweep::SweepResult>,
 }
 
 /// Pure: the summary of measured samples (`period_ms` for deadline misses in open loop).
@@ -362,6 +366,7 @@ pub async fn run(
         image_sha256: plan.image_sha256.clone(),
         environment: environment(),
         targets,
+        sweep: Vec::new(),
     }
 }
 
@@ -474,7 +479,7 @@ async fn run_config(
     clippy::too_many_arguments,
     reason = "one request's whole context, passed through"
 )]
-async fn one(
+pub(crate) async fn one(
     http: &reqwest::Client,
     conn: Option<&mut client::Conn>,
     plan: &LoadedPlan,
@@ -556,7 +561,7 @@ async fn server_info(http: &reqwest::Client, t: &Target, key: Option<&str>) -> (
     }
 }
 
-fn environment() -> Environment {
+pub(crate) fn environment() -> Environment {
     let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| {
         c.lines().find_map(|l| {
             l.strip_prefix("model name")

@@ -453,7 +453,7 @@ pub async fn find(docker: &Docker, name: &str) -> Result<Option<Found>, Lifecycl
     }))
 }
 
-/// Renames container `id` to `to` and stops it (within [`ASIDE_STOP_TIMEOUT_S`], the wait
+/// Renames container `id` to `to` and stops it (within 10 s, the wait
 /// [`put_back`] allows for), so that `name` and its port are free until [`put_back`] undoes
 /// it. A container already under `to` is only stopped (the move is idempotent).
 pub async fn park(docker: &Docker, id: &str, name: &str, to: &str) -> Result<(), LifecycleError> {

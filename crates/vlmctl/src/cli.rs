@@ -73,6 +73,11 @@ pub struct BenchArgs {
     /// An earlier results.json to draw in the report's p50 chart.
     #[arg(long, value_name = "FILE")]
     pub baseline: Option<PathBuf>,
+    /// Find the highest open-loop rate (requests per second) at which the plan's [slo] holds,
+    /// between LO and HI: steps from LO, then bisection (the plan's [sweep] table sets the
+    /// rest; this overrides its range).
+    #[arg(long, value_name = "LO:HI")]
+    pub sweep_rate: Option<vlmctl_bench::sweep::RateRange>,
 }
 
 #[derive(Debug, Subcommand)]

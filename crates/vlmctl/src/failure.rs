@@ -105,7 +105,8 @@ impl From<vlmctl_bench::BenchError> for Failure {
             E::PlanInvalid { .. }
             | E::PlanFile { .. }
             | E::ImageMismatch { .. }
-            | E::BadResults { .. } => exit_codes::INVALID_INPUT,
+            | E::BadResults { .. }
+            | E::SweepNeedsSlo { .. } => exit_codes::INVALID_INPUT,
         };
         let hint = Some(e.hint());
         Self::new(e, hint, code)

@@ -12,3 +12,5 @@ mod fakes;
 #[cfg(feature = "test-env")]
 mod real;
 mod reports;
+#[cfg(feature = "fake-server")]
+mod sweep;

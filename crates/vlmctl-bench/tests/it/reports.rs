@@ -99,6 +99,7 @@ pub(crate) fn results(name: &str, image: &str, configs: &[Config]) -> Results {
             describe_answer: Some("A light green floor.".into()),
             configs,
         }],
+        sweep: Vec::new(),
     }
 }
 

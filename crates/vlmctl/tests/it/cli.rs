@@ -185,3 +185,46 @@ fn teardown_of_a_name_that_is_a_path_touches_nothing() {
     assert!(err.contains("is not a deployment name"), "{err}");
     assert!(victim.exists() && !tmp.path().join("state/victim.lock").exists());
 }
+
+/// A text-only plan against a port nothing listens on (these tests never send a request).
+fn sweep_plan(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
+    let examples = repo_file("examples");
+    let plan = dir.join("plan.toml");
+    fs::write(
+        &plan,
+        format!(
+            "version = 1\nconfigs = [\"T\"]\ndescribe = false\n{extra}\n[prompts]\nnav = \"{e}/prompts/nav.txt\"\n\
+             nav_short = \"{e}/prompts/nav-short.txt\"\ndescribe = \"{e}/prompts/describe.txt\"\n\
+             [[target]]\nname = \"t\"\nurl = \"http://127.0.0.1:9\"\n",
+            e = examples.display()
+        ),
+    )
+    .unwrap();
+    plan
+}
+
+#[test]
+fn a_sweep_needs_an_slo_and_a_range() {
+    let tmp = tempfile::tempdir().unwrap();
+    // --sweep-rate on a plan without [slo]: refused before any request, with the way out.
+    let plan = sweep_plan(tmp.path(), "");
+    let (code, _, err) = run(vlmctl()
+        .args(["bench", "--sweep-rate", "1:10", "--plan"])
+        .arg(&plan));
+    assert_eq!(code, 3, "{err}");
+    insta::assert_snapshot!("sweep-without-slo", redact(&err, tmp.path()));
+    // A [sweep] table without [slo]: a plan error on the table's line.
+    let plan = sweep_plan(tmp.path(), "[sweep]\nmin_hz = 1\nmax_hz = 10");
+    let (code, _, err) = run(vlmctl().args(["bench", "--plan"]).arg(&plan));
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("plan.toml:4: sweep: a rate sweep needs an [slo] table"),
+        "{err}"
+    );
+    // A range upside down is a usage error.
+    let (code, _, err) = run(vlmctl()
+        .args(["bench", "--sweep-rate", "10:1", "--plan"])
+        .arg(&plan));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("LO must be below HI"), "{err}");
+}
