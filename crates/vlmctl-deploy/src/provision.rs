@@ -20,6 +20,10 @@ use crate::{DeployError, memory};
 
 /// What the caller asks for beyond the plan.
 #[derive(Debug, Clone, Default)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent switches of one job, as the command line gives them"
+)]
 pub struct Options {
     /// Relaunch: never stop anything.
     pub relaunch: bool,
@@ -29,6 +33,10 @@ pub struct Options {
     pub yes: bool,
     /// Wait for another command that holds the deployment instead of failing.
     pub wait: bool,
+    /// Set by `tune` for its variants, which run under the tune's own lock; any other
+    /// provision or relaunch also takes that lock, so that it cannot run in the middle of a
+    /// tune (which has the deployment's container parked aside).
+    pub within_tune: bool,
 }
 
 /// Who the job talks to while it runs.
@@ -114,7 +122,23 @@ pub async fn provision(
     } else {
         "provision"
     };
-    // One command per deployment, for the whole job; the kernel drops it however we end.
+    // One command per deployment, for the whole job; the kernel drops it however we end. Not
+    // in the middle of a tune of it either.
+    let _tune = if opts.within_tune {
+        None
+    } else {
+        Some(
+            crate::lock::lock(
+                state,
+                &crate::tune::lock_name(&spec.name),
+                command,
+                opts.wait,
+                sink,
+                cancel,
+            )
+            .await?,
+        )
+    };
     let _lock = crate::lock::lock(state, &spec.name, command, opts.wait, sink, cancel).await?;
 
     // A run that died part-way (we hold the lock, so it is not running) left its work to undo:

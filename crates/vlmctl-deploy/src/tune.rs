@@ -466,6 +466,7 @@ async fn one(
     let opts = Options {
         relaunch: true,
         wait: true,
+        within_tune: true,
         ..Options::default()
     };
     let done = provision::provision(

@@ -220,6 +220,7 @@ const RELAUNCH: Options = Options {
     stop: Vec::new(),
     yes: false,
     wait: false,
+    within_tune: false,
 };
 
 /// Answers every question with `answer` and remembers who was asked about.

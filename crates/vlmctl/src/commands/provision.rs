@@ -57,6 +57,7 @@ pub async fn provision(
         stop: args.stop.clone(),
         yes: args.yes,
         wait: d.state.wait,
+        within_tune: false,
     };
     let mut sink = Progress::new(out, &plan.spec.name);
     let done = provision::provision(

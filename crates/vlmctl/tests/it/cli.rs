@@ -228,3 +228,48 @@ fn a_sweep_needs_an_slo_and_a_range() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("LO must be below HI"), "{err}");
 }
+
+/// While a tune of a deployment runs (it holds `<name>.tune` and has the deployment's container
+/// parked aside), `provision`, `relaunch` and `teardown` of it wait or fail with exit 10 naming
+/// the tune, instead of acting in the middle of it. The tune's lock is taken here as the tune
+/// takes it; nothing below it (Docker) is reached.
+#[test]
+fn provision_relaunch_and_teardown_wait_for_a_running_tune() {
+    let tmp = tempfile::tempdir().unwrap();
+    let name = format!("vlmctl-test-tunelock-{}", std::process::id());
+    let spec = tmp.path().join("spec.toml");
+    fs::write(
+        &spec,
+        format!(
+            "name = \"{name}\"\nimage = \"127.0.0.1:1/none:never\"\nmodel = \"gemma-3-270m-q4km\"\n\
+             gpus = \"none\"\n[server]\nhost = \"127.0.0.1\"\nport = 1\n"
+        ),
+    )
+    .unwrap();
+    let state = tmp.path().join("state");
+    let _tune =
+        vlmctl_lifecycle::lockfile::try_acquire(&state, &format!("{name}.tune"), "vlmctl tune")
+            .expect("the tune's lock");
+    for args in [&["provision"][..], &["relaunch"], &["teardown"]] {
+        let (code, out, err) = run(vlmctl()
+            .args(args)
+            .arg("--spec")
+            .arg(&spec)
+            .args(if args[0] == "teardown" {
+                &[][..]
+            } else {
+                &["--lock"][..]
+            })
+            .args(if args[0] == "teardown" {
+                Vec::new()
+            } else {
+                vec![repo_file("examples/cpu-test.lock")]
+            })
+            .env("VLMCTL_STATE_DIR", &state));
+        assert_eq!(code, 10, "{args:?}: {out}\n{err}");
+        assert!(
+            err.contains("vlmctl tune"),
+            "{args:?}: the holder is named: {err}"
+        );
+    }
+}
