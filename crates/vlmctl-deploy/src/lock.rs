@@ -8,6 +8,32 @@ use vlmctl_lifecycle::lockfile::{self, DeploymentLock};
 use crate::DeployError;
 use crate::events::{Cancel, Event, Sink};
 
+/// Takes the lock a tune of `deployment` holds ([`crate::tune::lock_name`]), so that `command`
+/// does not act in the middle of a tune; taken before the deployment's own lock, in the order
+/// a tune takes them. A busy lock is reported as the deployment's, naming who holds it.
+pub async fn tune_guard(
+    state: &Path,
+    deployment: &str,
+    command: &str,
+    wait: bool,
+    sink: &mut dyn Sink,
+    cancel: &Cancel,
+) -> Result<DeploymentLock, DeployError> {
+    let name = crate::tune::lock_name(deployment);
+    lock(state, &name, command, wait, sink, cancel)
+        .await
+        .map_err(|e| match e {
+            DeployError::Lifecycle(LifecycleError::Busy { holder, lock, .. }) => {
+                DeployError::Lifecycle(LifecycleError::Busy {
+                    deployment: deployment.to_owned(),
+                    holder,
+                    lock,
+                })
+            }
+            other => other,
+        })
+}
+
 /// Takes `deployment`'s lock for `command`: fails at once when another command holds it, or,
 /// with `wait`, says whom it waits for and waits (until `cancel`).
 pub async fn lock(

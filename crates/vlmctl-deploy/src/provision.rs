@@ -127,17 +127,7 @@ pub async fn provision(
     let _tune = if opts.within_tune {
         None
     } else {
-        Some(
-            crate::lock::lock(
-                state,
-                &crate::tune::lock_name(&spec.name),
-                command,
-                opts.wait,
-                sink,
-                cancel,
-            )
-            .await?,
-        )
+        Some(crate::lock::tune_guard(state, &spec.name, command, opts.wait, sink, cancel).await?)
     };
     let _lock = crate::lock::lock(state, &spec.name, command, opts.wait, sink, cancel).await?;
 

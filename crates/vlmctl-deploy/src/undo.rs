@@ -36,15 +36,7 @@ pub async fn teardown(
         });
     }
     // Not in the middle of a tune of it (its container is parked aside then).
-    let _tune = crate::lock::lock(
-        state,
-        &crate::tune::lock_name(name),
-        "teardown",
-        wait,
-        sink,
-        cancel,
-    )
-    .await?;
+    let _tune = crate::lock::tune_guard(state, name, "teardown", wait, sink, cancel).await?;
     let _lock = crate::lock::lock(state, name, "teardown", wait, sink, cancel).await?;
     let docker = vlmctl_lifecycle::connect().await?;
     let removed = containers::teardown(&docker, name).await?;
