@@ -147,7 +147,13 @@ pub fn path(state_dir: &Path, deployment: &str) -> PathBuf {
 /// Every journal under the state dir.
 #[must_use]
 pub fn all(state_dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(state_dir.join("journals"))
+    json_files(&state_dir.join("journals"))
+}
+
+/// The `*.json` files in `dir`, sorted (none when it does not exist): journals of any kind.
+#[must_use]
+pub fn json_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
         .map(|rd| {
             rd.flatten()
                 .map(|e| e.path())

@@ -49,16 +49,7 @@ pub fn path(state: &Path, deployment: &str) -> PathBuf {
 /// Every tune journal under `state`.
 #[must_use]
 pub fn all(state: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(state.join("tunes"))
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "json"))
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
+    vlmctl_lifecycle::journal::json_files(&state.join("tunes"))
 }
 
 /// Writes it atomically (fsync'd).
