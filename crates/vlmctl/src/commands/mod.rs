@@ -96,6 +96,22 @@ pub(crate) async fn pinned_plan(
     Ok(again)
 }
 
+impl crate::cli::DeployArgs {
+    /// The plan for this deployment's arguments, its model pinned first when the lock does
+    /// not pin it ([`pinned_plan`]).
+    pub(crate) async fn pinned_plan(&self, out: &mut crate::Output) -> Result<Plan, Failure> {
+        pinned_plan(
+            self.spec.as_deref(),
+            &self.lock.lock,
+            &self.dirs,
+            &self.hub,
+            self.pin.locked,
+            out,
+        )
+        .await
+    }
+}
+
 /// The hub client from `--endpoint`, `--cache-dir`, `HF_HOME` and the token (registered as a
 /// secret).
 pub(crate) fn hub_client(args: &HubArgs) -> Result<HubClient, Failure> {

@@ -37,15 +37,7 @@ pub async fn provision(
         out.stdout(&plan.spec.docker_run_line(&plan.mount));
         return Ok(exit_codes::SUCCESS);
     }
-    let plan = super::pinned_plan(
-        d.spec.as_deref(),
-        &d.lock.lock,
-        &d.dirs,
-        &d.hub,
-        d.pin.locked,
-        out,
-    )
-    .await?;
+    let plan = d.pinned_plan(out).await?;
     let state = super::state_dir(&d.state);
     let hub = super::hub_client(&d.hub)?;
     let cancel = Cancel::new();

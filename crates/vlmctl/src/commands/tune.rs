@@ -22,15 +22,7 @@ pub async fn tune(args: &TuneArgs, out: &mut Output) -> Result<u8, Failure> {
     // Every input read and checked before the deployment is touched.
     let file = TuneFile::load(&args.variants)?;
     let bench = LoadedPlan::load(&args.plan)?;
-    let plan = super::pinned_plan(
-        d.spec.as_deref(),
-        &d.lock.lock,
-        &d.dirs,
-        &d.hub,
-        d.pin.locked,
-        out,
-    )
-    .await?;
+    let plan = d.pinned_plan(out).await?;
     let state = super::state_dir(&d.state);
     let hub = super::hub_client(&d.hub)?;
     let cancel = Cancel::new();
