@@ -60,6 +60,39 @@ type Entry = (String, RGBColor, Swatch);
 
 const LEGEND_ROW: u32 = 22;
 
+/// An x/y plot over `x` and `y` with the report's margins, axis titles (`desc`: x, y) and tick
+/// labels (x by [`tick`], y by `y_fmt`): what the CDF, the rate and the memory charts share.
+fn xy_chart<'a, 'b>(
+    root: &'a Area<'b>,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+    (x_desc, y_desc): (&str, &str),
+    y_fmt: &dyn Fn(&f64) -> String,
+) -> Result<
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    DrawingAreaErrorKind<std::io::Error>,
+> {
+    let span = x.end - x.start;
+    let mut chart = ChartBuilder::on(root)
+        .margin(14)
+        .margin_right(30)
+        .x_label_area_size(46)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x, y)?;
+    let x_fmt = |v: &f64| tick(*v, span);
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .x_label_formatter(&x_fmt)
+        .y_label_formatter(y_fmt)
+        .label_style((FONT, TICK))
+        .axis_desc_style((FONT, TITLE))
+        .light_line_style(WHITE.mix(0.0))
+        .draw()?;
+    Ok(chart)
+}
+
 /// Draws on a `WIDTH` x (`height` + the legend) SVG: the plot on top, the legend in rows under
 /// it (never over the data, however many series). A failure (none is expected from a string
 /// backend) is reported in place of the chart rather than failing the whole report.
@@ -202,24 +235,14 @@ pub fn latency_cdf(series: &[CdfSeries<'_>]) -> String {
         })
         .collect();
     render(420, &legend, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .margin(14)
-            .margin_right(30)
-            .x_label_area_size(46)
-            .y_label_area_size(64)
-            .build_cartesian_2d(lo..hi, 0.0..1.0)?;
-        let x_fmt = |v: &f64| tick(*v, hi - lo);
         let y_fmt = |v: &f64| format!("{:.0}%", v * 100.0);
-        chart
-            .configure_mesh()
-            .x_desc("latency (ms)")
-            .y_desc("requests at or below (%)")
-            .x_label_formatter(&x_fmt)
-            .y_label_formatter(&y_fmt)
-            .label_style((FONT, TICK))
-            .axis_desc_style((FONT, TITLE))
-            .light_line_style(WHITE.mix(0.0))
-            .draw()?;
+        let mut chart = xy_chart(
+            root,
+            lo..hi,
+            0.0..1.0,
+            ("latency (ms)", "requests at or below (%)"),
+            &y_fmt,
+        )?;
         for (q, label) in [(0.5, "p50"), (0.95, "p95")] {
             chart.draw_series(DashedLineSeries::new(
                 [(lo, q), (hi, q)],
@@ -456,24 +479,14 @@ pub fn latency_vs_rate(p50: &[(f64, f64)], p95: &[(f64, f64)], slo_ms: Option<f6
         legend.push((format!("SLO bound: {b} ms"), TARGET_COLOR, Swatch::Dashed));
     }
     render(420, &legend, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .margin(14)
-            .margin_right(30)
-            .x_label_area_size(46)
-            .y_label_area_size(64)
-            .build_cartesian_2d(x_lo..x_hi, 0.0..y_hi)?;
-        let x_fmt = |v: &f64| tick(*v, x_hi - x_lo);
         let y_fmt = |v: &f64| tick(*v, y_hi);
-        chart
-            .configure_mesh()
-            .x_desc("offered rate (Hz)")
-            .y_desc("latency (ms)")
-            .x_label_formatter(&x_fmt)
-            .y_label_formatter(&y_fmt)
-            .label_style((FONT, TICK))
-            .axis_desc_style((FONT, TITLE))
-            .light_line_style(WHITE.mix(0.0))
-            .draw()?;
+        let mut chart = xy_chart(
+            root,
+            x_lo..x_hi,
+            0.0..y_hi,
+            ("offered rate (Hz)", "latency (ms)"),
+            &y_fmt,
+        )?;
         for (i, points) in [sorted(p50), sorted(p95)].into_iter().enumerate() {
             let c = color(i);
             chart.draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(2)))?;
@@ -508,24 +521,14 @@ pub fn p50_vs_memory(points: &[(&str, f64, f64)], chosen: Option<usize>) -> Stri
         Swatch::Dashed,
     ));
     render(420, &legend, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .margin(14)
-            .margin_right(30)
-            .x_label_area_size(46)
-            .y_label_area_size(64)
-            .build_cartesian_2d(x_lo..x_hi, 0.0..y_hi)?;
-        let x_fmt = |v: &f64| tick(*v, x_hi - x_lo);
         let y_fmt = |v: &f64| tick(*v, y_hi);
-        chart
-            .configure_mesh()
-            .x_desc("server memory (MiB)")
-            .y_desc("p50 latency (ms)")
-            .x_label_formatter(&x_fmt)
-            .y_label_formatter(&y_fmt)
-            .label_style((FONT, TICK))
-            .axis_desc_style((FONT, TITLE))
-            .light_line_style(WHITE.mix(0.0))
-            .draw()?;
+        let mut chart = xy_chart(
+            root,
+            x_lo..x_hi,
+            0.0..y_hi,
+            ("server memory (MiB)", "p50 latency (ms)"),
+            &y_fmt,
+        )?;
         let blue = color(0);
         chart.draw_series(
             points
