@@ -1,0 +1,123 @@
+//! The schema, as versioned migrations over `PRAGMA user_version` (`rusqlite_migration`).
+//! Each migration runs in one transaction; a database from a newer vlmctl is refused, not
+//! migrated down. Never edit a released migration: append one.
+
+use std::path::Path;
+use std::sync::LazyLock;
+
+use rusqlite::Connection;
+use rusqlite_migration::{M, Migrations};
+
+use crate::StoreError;
+
+/// Version 1: runs (one row per bench run, the results document whole), their targets (which
+/// deployment each measured), their per-config points (what lists, filters and trends read),
+/// and jobs.
+const V1: &str = "
+CREATE TABLE runs (
+    id             INTEGER PRIMARY KEY,
+    started_unix   INTEGER NOT NULL,
+    finished_unix  INTEGER,
+    state          TEXT NOT NULL
+                   CHECK (state IN ('queued', 'running', 'done', 'failed', 'interrupted')),
+    source         TEXT NOT NULL CHECK (source IN ('cli', 'serve', 'import')),
+    host           TEXT NOT NULL,
+    plan           TEXT NOT NULL,
+    plan_json      TEXT NOT NULL,
+    results        TEXT,
+    results_sha256 TEXT UNIQUE,
+    error          TEXT,
+    owner_pid      INTEGER NOT NULL,
+    owner_start    INTEGER,
+    -- a finished run has its results; nothing else does
+    CHECK ((state = 'done') = (results IS NOT NULL))
+);
+CREATE INDEX runs_started ON runs (started_unix);
+CREATE TABLE run_targets (
+    run_id      INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    target      TEXT NOT NULL,
+    url         TEXT NOT NULL,
+    deployment  TEXT,
+    spec_sha256 TEXT,
+    lock_sha256 TEXT,
+    model       TEXT
+);
+CREATE INDEX run_targets_run ON run_targets (run_id);
+CREATE INDEX run_targets_deployment ON run_targets (deployment);
+CREATE TABLE points (
+    run_id              INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    target              TEXT NOT NULL,
+    config              TEXT NOT NULL,
+    description         TEXT NOT NULL,
+    ok                  INTEGER NOT NULL,
+    errors              INTEGER NOT NULL,
+    p50_ms              REAL,
+    p95_ms              REAL,
+    p99_ms              REAL,
+    ttft_p50_ms         REAL,
+    server_tokens_per_s REAL,
+    schema_pass         REAL
+);
+CREATE INDEX points_run ON points (run_id);
+CREATE TABLE jobs (
+    id            INTEGER PRIMARY KEY,
+    kind          TEXT NOT NULL CHECK (kind IN ('provision', 'relaunch', 'teardown', 'restore')),
+    host          TEXT NOT NULL,
+    deployment    TEXT,
+    spec_sha256   TEXT,
+    lock_sha256   TEXT,
+    started_unix  INTEGER NOT NULL,
+    finished_unix INTEGER,
+    state         TEXT NOT NULL CHECK (state IN ('running', 'done', 'failed', 'interrupted')),
+    detail        TEXT,
+    owner_pid     INTEGER NOT NULL,
+    owner_start   INTEGER
+);
+CREATE INDEX jobs_deployment ON jobs (deployment, started_unix);
+";
+
+static MIGRATIONS: LazyLock<Migrations<'static>> =
+    LazyLock::new(|| Migrations::new(vec![M::up(V1)]));
+
+/// The schema version this vlmctl writes.
+pub const SCHEMA_VERSION: usize = 1;
+
+/// Brings `conn` to [`SCHEMA_VERSION`]; refuses a newer one.
+pub(crate) fn apply(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let found: usize = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_owned(),
+            found,
+            want: SCHEMA_VERSION,
+        });
+    }
+    MIGRATIONS
+        .to_latest(conn)
+        .map_err(|source| StoreError::Migrate {
+            path: path.to_owned(),
+            want: SCHEMA_VERSION,
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_valid_and_match_the_version() {
+        assert!(MIGRATIONS.validate().is_ok());
+        let mut c = Connection::open_in_memory().expect("in memory");
+        MIGRATIONS.to_latest(&mut c).expect("migrate");
+        let v: usize = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("version");
+        assert_eq!(v, SCHEMA_VERSION);
+    }
+}

@@ -1,0 +1,263 @@
+//! The history database against real SQLite: round trips, filters, trends, imports, schema
+//! versions, and what a killed writer leaves behind.
+
+mod kill;
+
+use std::collections::BTreeMap;
+
+use vlmctl_bench::client::ServerTimings;
+use vlmctl_bench::plan::Plan;
+use vlmctl_bench::run::{self, ConfigResult, Environment, Results, Sample, TargetResult};
+use vlmctl_store::{
+    Imported, JobKind, NewJob, NewRun, RunFilter, Source, State, Store, StoreError, TargetLink,
+};
+
+pub(crate) fn sample(i: usize, wall: f64) -> Sample {
+    Sample {
+        index: i,
+        wall_ms: wall,
+        ttft_ms: None,
+        error: None,
+        error_detail: None,
+        strategy: None,
+        server: ServerTimings::default(),
+        completion_tokens: Some(4),
+        scheduled_ms: None,
+        queue_ms: None,
+        itl_ms: Vec::new(),
+    }
+}
+
+/// A results document: one target `cpu`, configs A (p50 `p50`) and T (p50 `p50 * 2`).
+pub(crate) fn results(started: u64, p50: f64) -> Results {
+    let plan: Plan = toml::from_str(
+        "version = 1\nruns = 5\n[[target]]\nname = \"cpu\"\nurl = \"http://127.0.0.1:18435\"\n",
+    )
+    .expect("plan");
+    let config = |name: &str, p: f64| {
+        let samples: Vec<Sample> = (0..5).map(|i| sample(i, p - 2.0 + i as f64)).collect();
+        ConfigResult {
+            name: name.to_owned(),
+            description: format!("config {name}"),
+            summary: run::summarize(&samples, false, None),
+            warmup: Vec::new(),
+            samples,
+        }
+    };
+    Results {
+        format: run::FORMAT.to_owned(),
+        started_unix: started,
+        plan,
+        plan_sha256: "p".repeat(64),
+        prompt_sha256: BTreeMap::new(),
+        image_sha256: String::new(),
+        environment: Environment {
+            arch: "x86_64".into(),
+            cpu: None,
+            gpu: None,
+            vlmctl: "0".into(),
+        },
+        targets: vec![TargetResult {
+            name: "cpu".into(),
+            backend: vlmctl_bench::plan::Backend::Openai,
+            url: "http://127.0.0.1:18435".into(),
+            server_info: serde_json::Value::Null,
+            models: serde_json::Value::Null,
+            describe_answer: None,
+            configs: vec![config("A", p50), config("T", p50 * 2.0)],
+        }],
+        sweep: Vec::new(),
+    }
+}
+
+pub(crate) fn link(deployment: &str) -> Vec<TargetLink> {
+    vec![TargetLink {
+        target: "cpu".into(),
+        url: "http://127.0.0.1:18435".into(),
+        deployment: Some(deployment.into()),
+        spec_sha256: Some("s".repeat(64)),
+        lock_sha256: Some("l".repeat(64)),
+        model: Some("gemma".into()),
+    }]
+}
+
+pub(crate) fn new_run(deployment: &str) -> NewRun {
+    NewRun {
+        source: Source::Cli,
+        host: "local".into(),
+        plan: "examples/cpu-bench.toml".into(),
+        plan_json: serde_json::json!({"runs": 5}),
+        targets: link(deployment),
+        state: State::Running,
+    }
+}
+
+#[test]
+fn a_run_is_running_then_done_with_its_results_and_points() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("state/history.sqlite");
+    let mut s = Store::open(&path).expect("open creates the folder and the file");
+    let id = s.begin_run(&new_run("vlmctl-cpu-test")).expect("begin");
+    let listed = s.runs(&RunFilter::default()).expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].state, State::Running);
+    assert!(listed[0].points.is_empty());
+    assert!(s.run(id).expect("show").results.is_none());
+
+    let r = results(1_700_000_000, 20.0);
+    s.finish_run(id, &r).expect("finish");
+    let d = s.run(id).expect("show");
+    assert_eq!(d.row.state, State::Done);
+    assert_eq!(
+        d.results.as_ref(),
+        Some(&r),
+        "the document reads back bit-exact"
+    );
+    assert_eq!(d.row.points.len(), 2);
+    assert_eq!(d.row.points[0].p50_ms, Some(20.0));
+    assert_eq!(d.row.points[1].p50_ms, Some(40.0));
+    assert_eq!(
+        d.row.targets[0].deployment.as_deref(),
+        Some("vlmctl-cpu-test")
+    );
+    assert!(matches!(
+        s.finish_run(id, &r),
+        Err(StoreError::NotRunning { .. })
+    ));
+    assert!(matches!(s.run(id + 100), Err(StoreError::NotFound { .. })));
+
+    drop(s);
+    let s = Store::open(&path).expect("reopen");
+    assert_eq!(
+        s.run(id).expect("show").results.as_ref(),
+        Some(&r),
+        "survives a reopen"
+    );
+    assert_eq!(s.integrity_check().expect("check"), "ok");
+}
+
+#[test]
+fn filters_by_deployment_host_and_config_and_trends_oldest_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = Store::open(&dir.path().join("h.sqlite")).expect("open");
+    for (dep, p50) in [("a", 10.0), ("b", 30.0), ("a", 12.0)] {
+        let id = s.begin_run(&new_run(dep)).expect("begin");
+        s.finish_run(id, &results(1, p50)).expect("finish");
+    }
+    let failed = s.begin_run(&new_run("a")).expect("begin");
+    s.fail_run(failed, "no request succeeded").expect("fail");
+
+    let only =
+        |f: RunFilter| -> Vec<i64> { s.runs(&f).expect("list").iter().map(|r| r.id).collect() };
+    assert_eq!(only(RunFilter::default()), vec![4, 3, 2, 1], "newest first");
+    let a = RunFilter {
+        deployment: Some("a".into()),
+        ..RunFilter::default()
+    };
+    assert_eq!(only(a.clone()), vec![4, 3, 1]);
+    assert_eq!(
+        only(RunFilter {
+            host: Some("beast".into()),
+            ..RunFilter::default()
+        }),
+        Vec::<i64>::new()
+    );
+    assert_eq!(
+        only(RunFilter {
+            config: Some("T".into()),
+            ..RunFilter::default()
+        }),
+        vec![3, 2, 1],
+        "the failed run has no configs"
+    );
+    assert_eq!(
+        only(RunFilter {
+            limit: Some(1),
+            ..RunFilter::default()
+        }),
+        vec![4]
+    );
+    let t = s
+        .trend(&RunFilter {
+            config: Some("A".into()),
+            ..a
+        })
+        .expect("trend");
+    let p50s: Vec<_> = t.iter().map(|p| (p.run_id, p.point.p50_ms)).collect();
+    assert_eq!(p50s, vec![(1, Some(10.0)), (3, Some(12.0))]);
+    assert_eq!(
+        s.run(failed).expect("show").row.error.as_deref(),
+        Some("no request succeeded")
+    );
+}
+
+#[test]
+fn import_stores_a_document_once_and_not_a_number_as_null() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = Store::open(&dir.path().join("h.sqlite")).expect("open");
+    let mut r = results(1_600_000_000, 20.0);
+    r.targets[0].configs[0].summary.server_tokens_per_s = Some(f64::INFINITY);
+    let Imported::New(id) = s
+        .import(&r, "panda", "nav-bench.toml", &link("x"))
+        .expect("import")
+    else {
+        panic!("a new document is stored")
+    };
+    assert_eq!(
+        s.import(&r, "panda", "nav-bench.toml", &[]).expect("again"),
+        Imported::Already(id)
+    );
+    let d = s.run(id).expect("show");
+    assert_eq!(d.row.source, Source::Import);
+    assert_eq!(
+        d.row.started_unix, 1_600_000_000,
+        "when the bench ran, not when imported"
+    );
+    assert_eq!(d.row.points[0].server_tokens_per_s, None);
+}
+
+#[test]
+fn jobs_record_their_outcome() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = Store::open(&dir.path().join("h.sqlite")).expect("open");
+    let id = s
+        .begin_job(&NewJob {
+            kind: JobKind::Relaunch,
+            host: "local".into(),
+            deployment: Some("d".into()),
+            spec_sha256: None,
+            lock_sha256: None,
+        })
+        .expect("begin");
+    s.finish_job(id, State::Done, "recreated", Some(("s1", "l1")))
+        .expect("finish");
+    let jobs = s.jobs(Some("d")).expect("jobs");
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].state, State::Done);
+    assert_eq!(jobs[0].spec_sha256.as_deref(), Some("s1"));
+    assert!(s.jobs(Some("other")).expect("jobs").is_empty());
+}
+
+#[test]
+fn a_database_from_a_newer_vlmctl_is_refused_untouched() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("h.sqlite");
+    drop(Store::open(&path).expect("open"));
+    bump_user_version(&path);
+    let e = Store::open(&path).expect_err("newer schema");
+    assert!(matches!(e, StoreError::TooNew { found: 99, .. }), "{e:?}");
+    assert!(e.hint().is_some());
+}
+
+/// Sets `user_version` to 99 (in a child process): a stand-in for a newer vlmctl.
+fn bump_user_version(path: &std::path::Path) {
+    {
+        let status = std::process::Command::new(std::env::current_exe().expect("exe"))
+            .args(["--exact", "kill::child", "--nocapture", "--include-ignored"])
+            .env("VLMCTL_STORE_CHILD", "bump")
+            .env("VLMCTL_STORE_CHILD_DB", path)
+            .status()
+            .expect("child");
+        assert!(status.success());
+    }
+}
