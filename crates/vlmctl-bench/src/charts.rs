@@ -6,8 +6,11 @@
 //!   run's p50 beside each bar.
 //! - [`latency_vs_rate`]: p50 and p95 against the offered rate (a rate sweep), with the SLO.
 //! - [`p50_vs_memory`]: one point per server-settings variant (`vlmctl tune`).
+//! - [`trend`]: figures over time (the service's history), with events (relaunches) marked.
 //!
 //! Every chart has axes with tick labels and axis titles that name the unit.
+
+use std::fmt::Write as _;
 
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
@@ -68,6 +71,7 @@ fn xy_chart<'a, 'b>(
     y: std::ops::Range<f64>,
     (x_desc, y_desc): (&str, &str),
     y_fmt: &dyn Fn(&f64) -> String,
+    x_fmt: Option<&dyn Fn(&f64) -> String>,
 ) -> Result<
     ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
     DrawingAreaErrorKind<std::io::Error>,
@@ -79,11 +83,13 @@ fn xy_chart<'a, 'b>(
         .x_label_area_size(46)
         .y_label_area_size(64)
         .build_cartesian_2d(x, y)?;
-    let x_fmt = |v: &f64| tick(*v, span);
+    let numeric = |v: &f64| tick(*v, span);
+    let x_fmt = x_fmt.unwrap_or(&numeric);
     chart
         .configure_mesh()
         .x_desc(x_desc)
         .y_desc(y_desc)
+        .x_labels(6)
         .x_label_formatter(&x_fmt)
         .y_label_formatter(y_fmt)
         .label_style((FONT, TICK))
@@ -242,6 +248,7 @@ pub fn latency_cdf(series: &[CdfSeries<'_>]) -> String {
             0.0..1.0,
             ("latency (ms)", "requests at or below (%)"),
             &y_fmt,
+            None,
         )?;
         for (q, label) in [(0.5, "p50"), (0.95, "p95")] {
             chart.draw_series(DashedLineSeries::new(
@@ -486,6 +493,7 @@ pub fn latency_vs_rate(p50: &[(f64, f64)], p95: &[(f64, f64)], slo_ms: Option<f6
             0.0..y_hi,
             ("offered rate (Hz)", "latency (ms)"),
             &y_fmt,
+            None,
         )?;
         for (i, points) in [sorted(p50), sorted(p95)].into_iter().enumerate() {
             let c = color(i);
@@ -528,6 +536,7 @@ pub fn p50_vs_memory(points: &[(&str, f64, f64)], chosen: Option<usize>) -> Stri
             0.0..y_hi,
             ("server memory (MiB)", "p50 latency (ms)"),
             &y_fmt,
+            None,
         )?;
         let blue = color(0);
         chart.draw_series(
@@ -692,4 +701,165 @@ mod tests {
             "{svg}"
         );
     }
+}
+
+/// One point of a [`trend`]: when (seconds since the epoch), the value, and the run it is from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrendPoint {
+    /// Seconds since the epoch.
+    pub x: f64,
+    /// The value (ms, or a pass rate in %).
+    pub y: f64,
+    /// The run's id, written on the point's hit target (`data-run`).
+    pub run: i64,
+}
+
+/// One line of a [`trend`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrendSeries {
+    /// Legend text (`A p50`).
+    pub label: String,
+    /// Oldest first.
+    pub points: Vec<TrendPoint>,
+    /// Palette index: a config's p50 and p95 share a colour.
+    pub color: usize,
+    /// Dashed (the p95 of a config whose p50 is solid).
+    pub dashed: bool,
+}
+
+/// An event on the time axis (a relaunch): a vertical dotted line with its label.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Marker {
+    /// Seconds since the epoch.
+    pub x: f64,
+    /// Short text (`relaunch`).
+    pub label: String,
+}
+
+/// Figures over time: one line per series, events as labelled vertical lines, time labels by
+/// `x_fmt` (the caller knows the time zone and format; this crate has no calendar).
+///
+/// Every point also gets an invisible hit target after the drawing, a `<circle
+/// class="trend-point">` with `data-series`, `data-run`, `data-x` and `data-y` and a `<title>`
+/// tooltip: plotters' SVG backend writes no attributes of ours, and without them a reader (a
+/// person hovering, a browser test) could not tell which run a point is.
+#[must_use]
+pub fn trend(
+    series: &[TrendSeries],
+    markers: &[Marker],
+    y_desc: &str,
+    x_fmt: &dyn Fn(f64) -> String,
+) -> String {
+    let all = || series.iter().flat_map(|s| &s.points);
+    let (x_lo, x_hi) = time_span(all().map(|p| p.x).chain(markers.iter().map(|m| m.x)));
+    let (_, y_hi) = span(all().map(|p| p.y), true);
+    let legend: Vec<Entry> = series
+        .iter()
+        .map(|s| {
+            let swatch = if s.dashed {
+                Swatch::Dashed
+            } else {
+                Swatch::Line
+            };
+            (s.label.clone(), color(s.color), swatch)
+        })
+        .chain(
+            (!markers.is_empty())
+                .then(|| ("relaunch / provision".to_owned(), GUIDE, Swatch::Dashed)),
+        )
+        .collect();
+    let mut hits: Vec<(String, i32, i32, &TrendPoint)> = Vec::new();
+    let mut svg = render(420, &legend, |root| {
+        let y_fmt = |v: &f64| tick(*v, y_hi);
+        let x_text = |v: &f64| x_fmt(*v);
+        let mut chart = xy_chart(
+            root,
+            x_lo..x_hi,
+            0.0..y_hi,
+            ("time (UTC)", y_desc),
+            &y_fmt,
+            Some(&x_text),
+        )?;
+        for m in markers {
+            chart.draw_series(DashedLineSeries::new(
+                [(m.x, 0.0), (m.x, y_hi)],
+                3,
+                4,
+                GUIDE.stroke_width(2),
+            ))?;
+            chart.draw_series(std::iter::once(
+                EmptyElement::at((m.x, y_hi))
+                    + Text::new(
+                        m.label.clone(),
+                        (4, 2),
+                        (FONT, NOTE)
+                            .into_font()
+                            .color(&GUIDE)
+                            .pos(Pos::new(HPos::Left, VPos::Top)),
+                    ),
+            ))?;
+        }
+        for s in series {
+            let c = color(s.color);
+            let line = s.points.iter().map(|p| (p.x, p.y));
+            if s.dashed {
+                chart.draw_series(DashedLineSeries::new(line, 6, 4, c.stroke_width(2)))?;
+            } else {
+                chart.draw_series(LineSeries::new(line, c.stroke_width(2)))?;
+            }
+            chart.draw_series(
+                s.points
+                    .iter()
+                    .map(|p| Circle::new((p.x, p.y), 4, c.filled())),
+            )?;
+            for p in &s.points {
+                let (px, py) = chart.backend_coord(&(p.x, p.y));
+                hits.push((s.label.clone(), px, py, p));
+            }
+        }
+        Ok(())
+    });
+    if let Some(end) = svg.rfind("</svg>") {
+        let mut overlay = String::new();
+        for (label, px, py, p) in hits {
+            let label = xml_escape(&label);
+            let _ = write!(
+                overlay,
+                "<circle class=\"trend-point\" cx=\"{px}\" cy=\"{py}\" r=\"8\" \
+                 fill=\"transparent\" data-series=\"{label}\" data-run=\"{}\" data-x=\"{}\" \
+                 data-y=\"{}\"><title>{label}: {} (run {}, {})</title></circle>",
+                p.run,
+                p.x,
+                p.y,
+                tick(p.y, y_hi),
+                p.run,
+                xml_escape(&x_fmt(p.x)),
+            );
+        }
+        svg.insert_str(end, &overlay);
+    }
+    svg
+}
+
+/// A time axis around `xs` (seconds): at least an hour wide, so that one point, or points
+/// seconds apart, sit in a readable range instead of one [`span`] would pad by a tenth of
+/// the epoch.
+fn time_span(xs: impl IntoIterator<Item = f64>) -> (f64, f64) {
+    const MIN_WIDTH: f64 = 3600.0;
+    let (lo, hi) = xs
+        .into_iter()
+        .filter(|v| v.is_finite())
+        .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if lo > hi {
+        return (0.0, MIN_WIDTH);
+    }
+    let pad = ((hi - lo) * 0.06).max((MIN_WIDTH - (hi - lo)).max(0.0) / 2.0);
+    (lo - pad, hi + pad)
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }

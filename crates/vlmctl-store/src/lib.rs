@@ -349,13 +349,18 @@ pub fn this_process() -> (i64, Option<i64>) {
     (i64::from(pid), process_start(pid))
 }
 
-/// A process's start time (field 22 of `/proc/PID/stat`), `None` when it does not exist.
+/// A live process's start time (field 22 of `/proc/PID/stat`); `None` when it does not exist
+/// or has ended: a killed process stays a zombie (state `Z`) until its parent reaps it, and
+/// must not pass for its live self in that window.
 #[must_use]
 pub fn process_start(pid: u32) -> Option<i64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may itself contain spaces or ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    if matches!(fields.next()?, "Z" | "X" | "x") {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 fn alive(pid: i64, start: Option<i64>) -> bool {

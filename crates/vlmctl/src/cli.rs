@@ -56,6 +56,10 @@ pub enum Command {
     /// Weights: pin, fetch, verify and adopt the files named in weights.lock.
     #[command(subcommand)]
     Weights(WeightsCommand),
+    /// The benchmark service: a web UI and JSON API on 127.0.0.1 over the history (every bench
+    /// run and job): deployments, runs, reports, comparisons, trends; start a bench run, a
+    /// relaunch or a teardown from the browser. Stops cleanly on SIGINT, SIGTERM or SIGHUP.
+    Serve(ServeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -366,4 +370,34 @@ pub struct VerifyArgs {
     pub json: bool,
     #[command(flatten)]
     pub lock: LockArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Port to listen on.
+    #[arg(long, default_value_t = 8787)]
+    pub port: u16,
+    /// Address to listen on. Anything but loopback needs VLMCTL_SERVE_API_KEY (at least 16
+    /// characters), sent by clients as `Authorization: Bearer KEY` (a browser asks for it as
+    /// the password).
+    #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
+    pub bind: std::net::IpAddr,
+    /// A deployment spec the service may relaunch and judges drift against (repeatable).
+    #[arg(long = "spec", value_name = "FILE")]
+    pub specs: Vec<PathBuf>,
+    /// A bench plan offered for runs started from the browser (repeatable; the first is the
+    /// default). Its first target is pointed at the deployment being measured.
+    #[arg(long = "plan", value_name = "FILE")]
+    pub plans: Vec<PathBuf>,
+    /// The history database (default: <state dir>/history.sqlite).
+    #[arg(long, env = env_vars::VLMCTL_STORE, value_name = "FILE")]
+    pub store: Option<PathBuf>,
+    #[command(flatten)]
+    pub dirs: DirArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
+    #[command(flatten)]
+    pub state: StateArgs,
+    #[command(flatten)]
+    pub hub: HubArgs,
 }

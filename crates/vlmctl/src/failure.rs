@@ -113,6 +113,18 @@ impl From<vlmctl_bench::BenchError> for Failure {
     }
 }
 
+impl From<vlmctl_serve::ServeError> for Failure {
+    fn from(e: vlmctl_serve::ServeError) -> Self {
+        use vlmctl_serve::ServeError as E;
+        let code = match &e {
+            E::ExposedWithoutKey { .. } | E::WeakKey { .. } => exit_codes::INVALID_INPUT,
+            E::Bind { .. } | E::Store(_) | E::Task(_) => exit_codes::ENVIRONMENT,
+        };
+        let hint = e.hint();
+        Self::new(e, hint, code)
+    }
+}
+
 impl From<vlmctl_deploy::DeployError> for Failure {
     fn from(e: vlmctl_deploy::DeployError) -> Self {
         let code = deploy_code(&e);

@@ -59,7 +59,9 @@ fn execute(cli: &Cli, out: &mut Output) -> Result<u8, Failure> {
 }
 
 async fn execute_async(cli: &Cli, out: &mut Output) -> Result<u8, Failure> {
-    use commands::{bench, export, gates, provision, restore, status, teardown, tune, weights};
+    use commands::{
+        bench, export, gates, provision, restore, serve, status, teardown, tune, weights,
+    };
     match &cli.command {
         Command::Provision(args) => provision::provision(args, false, out).await,
         Command::Relaunch(args) => {
@@ -87,6 +89,7 @@ async fn execute_async(cli: &Cli, out: &mut Output) -> Result<u8, Failure> {
         Command::Weights(WeightsCommand::Update(args)) => weights::update(args, out).await,
         Command::Bench(args) => bench::bench(args, out).await,
         Command::Tune(args) => tune::tune(args, out).await,
+        Command::Serve(args) => serve::serve(args, out).await,
     }
 }
 

@@ -101,8 +101,19 @@ fn a_run_whose_process_is_killed_is_marked_interrupted_at_the_next_open() {
         assert_eq!(s.run(id).expect("show").row.state, State::Running);
     }
     c.kill().expect("SIGKILL");
-    c.wait().expect("reaped");
+    // Not reaped yet: the killed child is a zombie, still in /proc with its start time, as a
+    // killed `vlmctl serve` is until its parent (a shell, systemd) gets round to it.
+    let stat = format!("/proc/{}/stat", c.id());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&stat).is_ok_and(|s| s.contains(") Z ")) {
+        assert!(
+            Instant::now() < deadline,
+            "the child did not become a zombie"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let s = Store::open(&db).expect("open");
+    c.wait().expect("reaped");
     let d = s.run(id).expect("show");
     assert_eq!(d.row.state, State::Interrupted);
     assert!(d.results.is_none());

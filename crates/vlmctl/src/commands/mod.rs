@@ -5,6 +5,7 @@ pub mod export;
 pub mod gates;
 pub mod provision;
 pub mod restore;
+pub mod serve;
 pub mod status;
 pub mod teardown;
 pub mod tune;

@@ -1,0 +1,540 @@
+//! The JSON API behind the pages. Errors are `{"error": ..., "hint": ...}` with 400 (a
+//! malformed request or plan), 404, 409 (the deployment is not running), 503 (Docker does not
+//! answer). Actions answer 202 with their place in the queue.
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | GET | `/api/deployments` | managed containers: state, health, drift, endpoint; open journals |
+//! | GET | `/api/runs?deployment=&host=&config=&limit=` | runs, newest first |
+//! | POST | `/api/runs` `{"deployment", "plan"?, "runs"?}` | queue a bench run |
+//! | GET | `/api/runs/{id}` | one run, results included |
+//! | GET | `/api/compare?a=&b=` | two done runs compared by the runbook rule |
+//! | GET | `/api/trends?deployment=&host=&config=` | points over time, and the jobs that mark it |
+//! | GET | `/api/jobs?deployment=` | provisions, relaunches, teardowns, restores |
+//! | POST | `/api/deployments/{name}/relaunch`, `/teardown` | queue a job |
+//! | GET | `/api/events?run=` | server-sent events: every [`Activity`] (of one run) |
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast::error::RecvError;
+use vlmctl_bench::plan::LoadedPlan;
+use vlmctl_deploy::status::{Drift, JournalState};
+use vlmctl_lifecycle::containers::Managed;
+use vlmctl_store::{NewRun, RunFilter, Source, State as RunState};
+
+use crate::queue::{Action, Activity};
+use crate::{ApiError, App};
+
+/// The API's routes.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/api/deployments", get(deployments))
+        .route("/api/runs", get(runs).post(start_run))
+        .route("/api/runs/{id}", get(run))
+        .route("/api/compare", get(compare))
+        .route("/api/trends", get(trends))
+        .route("/api/jobs", get(jobs))
+        .route("/api/deployments/{name}/relaunch", post(relaunch))
+        .route("/api/deployments/{name}/teardown", post(teardown))
+        .route("/api/events", get(events))
+        .with_state(app)
+}
+
+/// A deployment as the dashboard shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Deployment {
+    /// What Docker says.
+    #[serde(flatten)]
+    pub container: Managed,
+    /// `/health` in a word.
+    pub health: String,
+    /// Against the configured spec, when there is one.
+    pub drift: Drift,
+    /// `http://host:port` when it has an endpoint.
+    pub url: Option<String>,
+    /// Whether the service has its spec (and may relaunch it).
+    pub spec: bool,
+}
+
+/// The dashboard's data.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Deployments {
+    /// Managed containers.
+    pub deployments: Vec<Deployment>,
+    /// Restore journals still open.
+    pub journals: Vec<JournalState>,
+}
+
+/// `http://HOST:PORT` for an endpoint; a server bound to every address is reached on loopback.
+#[must_use]
+pub fn url_of(endpoint: &(String, u16)) -> String {
+    let host = match endpoint.0.as_str() {
+        "0.0.0.0" | "" => "127.0.0.1",
+        "::" => "[::1]",
+        h if h.contains(':') => return format!("http://[{h}]:{}", endpoint.1),
+        h => h,
+    };
+    format!("http://{host}:{}", endpoint.1)
+}
+
+impl App {
+    /// Every managed container, its health and drift against the configured specs.
+    pub async fn deployments(&self) -> Result<Deployments, ApiError> {
+        let status = vlmctl_deploy::status::status(None, &self.cfg.state)
+            .await
+            .map_err(|e| ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                hint: e.hint(),
+                message: vlmctl_lifecycle::error_chain(&e),
+            })?;
+        let deployments = status
+            .containers
+            .into_iter()
+            .map(|row| {
+                let plan = self.plan_for(&row.container.name);
+                let drift = match &plan {
+                    Some(Ok(p)) => vlmctl_deploy::status::drift(&row.container, Some(p)),
+                    _ => row.drift,
+                };
+                Deployment {
+                    url: row.container.endpoint.as_ref().map(url_of),
+                    spec: plan.is_some(),
+                    health: row.health,
+                    drift,
+                    container: row.container,
+                }
+            })
+            .collect();
+        Ok(Deployments {
+            deployments,
+            journals: status.journals,
+        })
+    }
+}
+
+async fn deployments(State(app): State<Arc<App>>) -> Result<Json<Deployments>, ApiError> {
+    app.deployments().await.map(Json)
+}
+
+/// Query of the run list and trends.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    /// Deployment.
+    #[serde(default)]
+    pub deployment: Option<String>,
+    /// Host.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Config letter or description.
+    #[serde(default)]
+    pub config: Option<String>,
+    /// At most.
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+impl From<Filter> for RunFilter {
+    fn from(f: Filter) -> Self {
+        let some = |s: Option<String>| s.filter(|v| !v.trim().is_empty());
+        Self {
+            deployment: some(f.deployment),
+            host: some(f.host),
+            config: some(f.config),
+            limit: f.limit,
+        }
+    }
+}
+
+/// A query that does not parse is a 400 with the reason, as JSON like every other error.
+pub(crate) fn query<T: serde::de::DeserializeOwned + Default>(
+    q: Result<Query<T>, axum::extract::rejection::QueryRejection>,
+) -> Result<T, ApiError> {
+    q.map(|Query(t)| t)
+        .map_err(|e| ApiError::bad_request(e.body_text()))
+}
+
+async fn runs(
+    State(app): State<Arc<App>>,
+    q: Result<Query<Filter>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let f: RunFilter = query(q)?.into();
+    Ok(Json(app.db(move |s| s.runs(&f)).await?).into_response())
+}
+
+async fn run(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id = run_id(&id)?;
+    Ok(Json(app.db(move |s| s.run(id)).await?).into_response())
+}
+
+/// A run id from a path or query: a positive integer.
+pub(crate) fn run_id(s: &str) -> Result<i64, ApiError> {
+    s.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|&i| i > 0)
+        .ok_or_else(|| ApiError::bad_request(format!("{s:?} is not a run id (a positive integer)")))
+}
+
+/// `POST /api/runs`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartRun {
+    /// The deployment to measure (its container name).
+    pub deployment: String,
+    /// A configured plan (file name or path); the first one when absent.
+    #[serde(default)]
+    pub plan: Option<String>,
+    /// Measured requests per config, instead of the plan's `runs` (1 to 1000).
+    #[serde(default)]
+    pub runs: Option<i64>,
+}
+
+/// The largest `runs` a request may ask for.
+pub const MAX_RUNS: i64 = 1000;
+
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid: {e}")))
+}
+
+impl App {
+    /// Checks a bench request and queues it; returns the run's id and how many are ahead.
+    pub async fn start_run(&self, req: StartRun) -> Result<(i64, usize), ApiError> {
+        if let Some(n) = req.runs
+            && !(1..=MAX_RUNS).contains(&n)
+        {
+            return Err(ApiError::bad_request(format!(
+                "runs: {n} is out of range: 1 to {MAX_RUNS} measured requests per config"
+            )));
+        }
+        let path = self.bench_plan(req.plan.as_deref())?.to_owned();
+        let mut plan = LoadedPlan::load(&path).map_err(|e| {
+            ApiError::bad_request(vlmctl_lifecycle::error_chain(&e)).with_hint(Some(e.hint()))
+        })?;
+        let status = self.deployments().await?;
+        let Some(d) = status
+            .deployments
+            .iter()
+            .find(|d| d.container.name == req.deployment)
+        else {
+            return Err(ApiError::not_found(format!(
+                "no deployment {:?}: vlmctl manages {}",
+                req.deployment,
+                list_or_none(status.deployments.iter().map(|d| d.container.name.as_str()))
+            )));
+        };
+        let (Some(url), "running") = (d.url.clone(), d.container.state.as_str()) else {
+            return Err(ApiError::conflict(format!(
+                "{} is {} ({}): nothing to measure",
+                req.deployment, d.container.state, d.container.status
+            ))
+            .with_hint(Some("relaunch it first".to_owned())));
+        };
+        // The plan's first target, aimed at the deployment (its name kept, so that runs of the
+        // same plan compare across the CLI and the service).
+        let Some(mut target) = plan.plan.targets.first().cloned() else {
+            return Err(ApiError::bad_request(format!(
+                "{}: the plan has no [[target]]",
+                path.display()
+            )));
+        };
+        target.url = url;
+        plan.plan.targets = vec![target];
+        if let Some(n) = req.runs {
+            plan.plan.runs = usize::try_from(n).unwrap_or(1);
+        }
+        let mut keys = BTreeMap::new();
+        for t in &plan.plan.targets {
+            if let Some(var) = &t.api_key_env {
+                let k = std::env::var(var)
+                    .ok()
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "{}: target {} takes its API key from ${var}, which is not set in \
+                         vlmctl serve's environment",
+                            path.display(),
+                            t.name
+                        ))
+                    })?;
+                keys.insert(t.name.clone(), k);
+            }
+        }
+        let managed: Vec<Managed> = status
+            .deployments
+            .iter()
+            .map(|d| d.container.clone())
+            .collect();
+        let targets = vlmctl_deploy::history::link(&plan.plan.targets, &managed, &self.cfg.state);
+        let new = NewRun {
+            source: Source::Serve,
+            host: self.cfg.host.clone(),
+            plan: path.display().to_string(),
+            plan_json: serde_json::to_value(&plan.plan).unwrap_or_default(),
+            targets,
+            state: RunState::Queued,
+        };
+        let id = self.db(move |s| s.begin_run(&new)).await?;
+        let ahead = self.enqueue(Action::Bench {
+            run: id,
+            deployment: req.deployment,
+            plan: Box::new(plan),
+            keys,
+        });
+        Ok((id, ahead))
+    }
+}
+
+fn list_or_none<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let v: Vec<&str> = names.collect();
+    if v.is_empty() {
+        "none (provision one first)".to_owned()
+    } else {
+        v.join(", ")
+    }
+}
+
+async fn start_run(State(app): State<Arc<App>>, body: Bytes) -> Result<Response, ApiError> {
+    let req: StartRun = parse_body(&body)?;
+    let (id, ahead) = app.start_run(req).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "run": id, "ahead": ahead, "page": format!("/runs/{id}") })),
+    )
+        .into_response())
+}
+
+/// `?a=&b=`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pair {
+    /// Baseline run.
+    #[serde(default)]
+    pub a: Option<String>,
+    /// New run.
+    #[serde(default)]
+    pub b: Option<String>,
+}
+
+impl App {
+    /// Two done runs' results compared (baseline `a`, new `b`).
+    pub async fn compare(
+        &self,
+        a: i64,
+        b: i64,
+    ) -> Result<vlmctl_bench::compare::Comparison, ApiError> {
+        let (ra, rb) = self.db(move |s| Ok((s.run(a)?, s.run(b)?))).await?;
+        let done = |d: vlmctl_store::RunDetail| {
+            let id = d.row.id;
+            let state = d.row.state;
+            d.results.ok_or_else(|| {
+                ApiError::conflict(format!("run {id} is {state}: it has no results to compare"))
+            })
+        };
+        let (ra, rb) = (done(ra)?, done(rb)?);
+        Ok(vlmctl_bench::compare::compare(&ra, &rb))
+    }
+}
+
+async fn compare(
+    State(app): State<Arc<App>>,
+    q: Result<Query<Pair>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let p = query(q)?;
+    let need = |v: Option<String>, k: &str| {
+        v.ok_or_else(|| ApiError::bad_request(format!("missing ?{k}=RUN_ID")))
+            .and_then(|s| run_id(&s))
+    };
+    let (a, b) = (need(p.a, "a")?, need(p.b, "b")?);
+    Ok(Json(app.compare(a, b).await?).into_response())
+}
+
+/// What the trend page draws.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Trends {
+    /// Oldest first.
+    pub points: Vec<vlmctl_store::TrendPoint>,
+    /// Provisions and relaunches of the deployments in it, oldest first.
+    pub jobs: Vec<vlmctl_store::Job>,
+}
+
+impl App {
+    /// Points and the jobs that mark them.
+    pub async fn trends(&self, f: RunFilter) -> Result<Trends, ApiError> {
+        self.db(move |s| {
+            let points = s.trend(&f)?;
+            let mut jobs = Vec::new();
+            let mut seen = std::collections::BTreeSet::new();
+            for d in points.iter().filter_map(|p| p.deployment.clone()) {
+                if seen.insert(d.clone()) {
+                    jobs.extend(s.jobs(Some(&d))?.into_iter().filter(|j| {
+                        matches!(
+                            j.kind,
+                            vlmctl_store::JobKind::Provision | vlmctl_store::JobKind::Relaunch
+                        ) && j.state == RunState::Done
+                    }));
+                }
+            }
+            jobs.sort_by_key(|j| (j.started_unix, j.id));
+            Ok(Trends { points, jobs })
+        })
+        .await
+    }
+}
+
+async fn trends(
+    State(app): State<Arc<App>>,
+    q: Result<Query<Filter>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let f: RunFilter = query(q)?.into();
+    Ok(Json(app.trends(f).await?).into_response())
+}
+
+/// `?deployment=`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobFilter {
+    /// Deployment.
+    #[serde(default)]
+    pub deployment: Option<String>,
+}
+
+async fn jobs(
+    State(app): State<Arc<App>>,
+    q: Result<Query<JobFilter>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let d = query(q)?.deployment.filter(|d| !d.is_empty());
+    Ok(Json(app.db(move |s| s.jobs(d.as_deref())).await?).into_response())
+}
+
+impl App {
+    /// Queues a relaunch or teardown of a managed deployment.
+    pub async fn start_job(&self, name: &str, relaunch: bool) -> Result<usize, ApiError> {
+        if !vlmctl_lifecycle::spec::is_container_name(name) {
+            return Err(ApiError::bad_request(format!(
+                "{name:?} is not a deployment name"
+            )));
+        }
+        if relaunch {
+            match self.plan_for(name) {
+                None => {
+                    return Err(ApiError::conflict(format!(
+                        "no spec for {name} is configured, so the service cannot relaunch it"
+                    ))
+                    .with_hint(Some(
+                        "start vlmctl serve with --spec FILE for it".to_owned(),
+                    )));
+                }
+                Some(Err(why)) => return Err(ApiError::bad_request(why)),
+                Some(Ok(p)) if p.unpinned.is_some() => {
+                    return Err(ApiError::conflict(format!(
+                        "{name}'s model is not pinned in {} yet; the service never writes \
+                         the lock",
+                        self.cfg.lock.display()
+                    ))
+                    .with_hint(Some(
+                        "run `vlmctl provision --spec FILE` once from the CLI".to_owned(),
+                    )));
+                }
+                Some(Ok(_)) => {}
+            }
+            Ok(self.enqueue(Action::Relaunch {
+                deployment: name.to_owned(),
+            }))
+        } else {
+            let status = self.deployments().await?;
+            if !status.deployments.iter().any(|d| d.container.name == name) {
+                return Err(ApiError::not_found(format!(
+                    "no deployment {name:?} to tear down"
+                )));
+            }
+            Ok(self.enqueue(Action::Teardown {
+                deployment: name.to_owned(),
+            }))
+        }
+    }
+}
+
+async fn relaunch(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let ahead = app.start_job(&name, true).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "ahead": ahead })),
+    )
+        .into_response())
+}
+
+async fn teardown(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let ahead = app.start_job(&name, false).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "ahead": ahead })),
+    )
+        .into_response())
+}
+
+/// `?run=`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventFilter {
+    /// Only this run's activity.
+    #[serde(default)]
+    pub run: Option<String>,
+}
+
+fn concerns(a: &Activity, run: Option<i64>) -> bool {
+    let Some(want) = run else { return true };
+    match a {
+        Activity::Progress { run, .. } | Activity::Run { run, .. } => *run == want,
+        Activity::Queued { run, .. } => *run == Some(want),
+        Activity::Job { .. } | Activity::JobDone { .. } => false,
+    }
+}
+
+async fn events(
+    State(app): State<Arc<App>>,
+    q: Result<Query<EventFilter>, axum::extract::rejection::QueryRejection>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let run = query(q)?.run.map(|r| run_id(&r)).transpose()?;
+    let rx = app.subscribe();
+    let stop = app.shutdown.clone();
+    // Ends when the service shuts down, so a page that listens does not hold the shutdown up.
+    let stream = futures::stream::unfold((rx, stop), move |(mut rx, stop)| async move {
+        loop {
+            let next = tokio::select! {
+                r = rx.recv() => r,
+                _ = stop.cancelled() => return None,
+            };
+            match next {
+                Ok(a) if concerns(&a, run) => {
+                    let ev = SseEvent::default()
+                        .json_data(&a)
+                        .unwrap_or_else(|_| SseEvent::default().comment("unserializable"));
+                    return Some((Ok(ev), (rx, stop)));
+                }
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}

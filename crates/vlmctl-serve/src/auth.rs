@@ -1,0 +1,207 @@
+//! Who may talk to the service.
+//!
+//! - On loopback (the default) anyone on this machine may; but a request must name a loopback
+//!   host in `Host` (a web page elsewhere that resolves its own name to 127.0.0.1, DNS
+//!   rebinding, is refused), and an action (POST) must come as JSON without a foreign `Origin`
+//!   (a cross-site form cannot send `application/json` without the browser asking first).
+//! - On any other address, as llama-server's `--api-key` does: every request needs the key,
+//!   as `Authorization: Bearer KEY`, or as the password of HTTP Basic (what a browser asks for).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+
+use crate::{App, MIN_API_KEY_LEN, ServeError};
+
+/// Pure: may the service listen on `addr` with `key`?
+pub fn check_exposure(addr: SocketAddr, key: Option<&str>) -> Result<(), ServeError> {
+    match key {
+        Some(k) if k.chars().count() < MIN_API_KEY_LEN => Err(ServeError::WeakKey {
+            min: MIN_API_KEY_LEN,
+        }),
+        None if !addr.ip().is_loopback() => Err(ServeError::ExposedWithoutKey { addr }),
+        _ => Ok(()),
+    }
+}
+
+/// Pure: `Host` names a loopback host (any port).
+#[must_use]
+pub fn loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Compares in time independent of where the first difference is.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Pure: do the headers carry `key`?
+#[must_use]
+pub fn authorized(headers: &HeaderMap, key: &str) -> bool {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    if let Some(token) = value.strip_prefix("Bearer ") {
+        return same(token.trim().as_bytes(), key.as_bytes());
+    }
+    if let Some(b64) = value.strip_prefix("Basic ") {
+        let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b64.trim()) else {
+            return false;
+        };
+        let password = raw
+            .iter()
+            .position(|&c| c == b':')
+            .map_or(&raw[..0], |i| &raw[i + 1..]);
+        return same(password, key.as_bytes());
+    }
+    false
+}
+
+fn refuse(status: StatusCode, message: &str, basic: bool) -> Response {
+    let mut r = crate::ApiError {
+        status,
+        message: message.to_owned(),
+        hint: None,
+    }
+    .into_response();
+    if basic {
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Basic realm=\"vlmctl\", charset=\"UTF-8\""),
+        );
+    }
+    r
+}
+
+/// The middleware in front of every route.
+pub async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    if let Some(key) = app.cfg.api_key.as_deref() {
+        if !authorized(headers, key) {
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                "this vlmctl serve needs its API key (Authorization: Bearer KEY)",
+                true,
+            );
+        }
+    } else {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !loopback_host(host) {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "this vlmctl serve answers loopback names only (Host: 127.0.0.1 or localhost)",
+                false,
+            );
+        }
+        if req.method() == Method::POST {
+            let json = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("application/json"));
+            let foreign = headers
+                .get(header::ORIGIN)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|o| {
+                    let h = o.split_once("://").map_or(o, |(_, h)| h);
+                    h != host
+                });
+            if !json || foreign {
+                return refuse(
+                    StatusCode::FORBIDDEN,
+                    "actions take a JSON body (Content-Type: application/json) from this \
+                     service's own pages",
+                    false,
+                );
+            }
+        }
+    }
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_binds_need_no_key_others_a_long_one() {
+        let a = |s: &str| s.parse::<SocketAddr>().expect("addr");
+        assert!(check_exposure(a("127.0.0.1:8787"), None).is_ok());
+        assert!(check_exposure(a("[::1]:8787"), None).is_ok());
+        assert!(matches!(
+            check_exposure(a("0.0.0.0:8787"), None),
+            Err(ServeError::ExposedWithoutKey { .. })
+        ));
+        assert!(matches!(
+            check_exposure(a("0.0.0.0:8787"), Some("short")),
+            Err(ServeError::WeakKey { .. })
+        ));
+        assert!(check_exposure(a("0.0.0.0:8787"), Some("0123456789abcdef")).is_ok());
+    }
+
+    #[test]
+    fn hosts_are_loopback_names_only() {
+        for h in [
+            "127.0.0.1:8787",
+            "localhost:1",
+            "[::1]:8787",
+            "localhost",
+            "127.0.0.2",
+        ] {
+            assert!(loopback_host(h), "{h}");
+        }
+        for h in [
+            "evil.example:8787",
+            "",
+            "10.0.0.1:80",
+            "localhost.evil:80",
+            "[::2]:1",
+            "127.evil.example:80",
+        ] {
+            assert!(!loopback_host(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn the_key_is_accepted_as_bearer_or_basic_password_only() {
+        let key = "0123456789abcdef";
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, v.parse().expect("header"));
+            h
+        };
+        let basic = |s: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(s)
+            )
+        };
+        assert!(authorized(&with(&format!("Bearer {key}")), key));
+        assert!(authorized(&with(&basic(&format!("anyone:{key}"))), key));
+        assert!(
+            !authorized(&with(&basic(key)), key),
+            "a user name alone is not the key"
+        );
+        assert!(!authorized(&with("Bearer 0123456789abcdeX"), key));
+        assert!(!authorized(&with("Bearer "), key));
+        assert!(!authorized(&HeaderMap::new(), key));
+    }
+}

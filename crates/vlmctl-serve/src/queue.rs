@@ -1,0 +1,471 @@
+//! The service's one queue: bench runs, relaunches and teardowns, one at a time (a relaunch in
+//! the middle of a bench would measure the restart; two benches at once would measure each
+//! other). Whatever the current action does is published as [`Activity`], which the pages get
+//! as server-sent events.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+use vlmctl_bench::plan::LoadedPlan;
+use vlmctl_deploy::events::{Event, NoOne};
+use vlmctl_deploy::provision::{self, Ctx, Options, Provisioned};
+use vlmctl_store::{JobKind, NewJob, State};
+
+use crate::App;
+
+/// Something the service is doing or did, as the pages and `GET /api/events` see it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Activity {
+    /// An action joined the queue behind `ahead` others.
+    Queued {
+        /// `bench`, `relaunch`, `teardown`.
+        action: String,
+        /// The deployment.
+        deployment: String,
+        /// The bench run's id.
+        run: Option<i64>,
+        /// Actions before it.
+        ahead: usize,
+    },
+    /// A bench run measured one more request.
+    Progress {
+        /// The run.
+        run: i64,
+        /// Target.
+        target: String,
+        /// Config letter.
+        config: String,
+        /// Requests done in this config (warm-ups included).
+        done: usize,
+        /// Requests in this config.
+        total: usize,
+    },
+    /// A bench run changed state.
+    Run {
+        /// The run.
+        run: i64,
+        /// Its new state.
+        state: State,
+        /// Why it failed, or what it measured.
+        message: Option<String>,
+    },
+    /// A line of a relaunch's or teardown's progress.
+    Job {
+        /// `relaunch`, `teardown`.
+        action: String,
+        /// The deployment.
+        deployment: String,
+        /// What happened.
+        line: String,
+    },
+    /// A relaunch or teardown ended.
+    JobDone {
+        /// The job's id in the history.
+        job: Option<i64>,
+        /// `relaunch`, `teardown`.
+        action: String,
+        /// The deployment.
+        deployment: String,
+        /// `done` or `failed`.
+        state: State,
+        /// What it did, or why it failed.
+        detail: String,
+    },
+}
+
+/// What the queue runs.
+pub enum Action {
+    /// A bench run already recorded as `queued` under `run`, with its plan aimed at the
+    /// deployment and the API keys it needs.
+    Bench {
+        /// Its id.
+        run: i64,
+        /// The deployment measured.
+        deployment: String,
+        /// The plan, loaded and checked when the run was asked for.
+        plan: Box<LoadedPlan>,
+        /// Per target.
+        keys: BTreeMap<String, String>,
+    },
+    /// `vlmctl relaunch` of a configured spec.
+    Relaunch {
+        /// The deployment.
+        deployment: String,
+    },
+    /// `vlmctl teardown`.
+    Teardown {
+        /// The deployment.
+        deployment: String,
+    },
+}
+
+impl Action {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Bench { .. } => "bench",
+            Self::Relaunch { .. } => "relaunch",
+            Self::Teardown { .. } => "teardown",
+        }
+    }
+    fn deployment(&self) -> &str {
+        match self {
+            Self::Bench { deployment, .. }
+            | Self::Relaunch { deployment }
+            | Self::Teardown { deployment } => deployment,
+        }
+    }
+}
+
+/// The sending side.
+pub struct Queue {
+    tx: mpsc::UnboundedSender<Action>,
+    waiting: AtomicUsize,
+}
+
+impl Queue {
+    pub(crate) fn new() -> (Self, mpsc::UnboundedReceiver<Action>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (
+            Self {
+                tx,
+                waiting: AtomicUsize::new(0),
+            },
+            rx,
+        )
+    }
+
+    /// Actions not yet started (the current one not counted).
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+}
+
+impl App {
+    /// Puts `action` in the queue and says so; returns how many are ahead of it.
+    pub fn enqueue(&self, action: Action) -> usize {
+        let ahead = self.queue.waiting.fetch_add(1, Ordering::SeqCst);
+        let activity = Activity::Queued {
+            action: action.name().to_owned(),
+            deployment: action.deployment().to_owned(),
+            run: match &action {
+                Action::Bench { run, .. } => Some(*run),
+                _ => None,
+            },
+            ahead,
+        };
+        if self.queue.tx.send(action).is_err() {
+            // The worker has ended: we are shutting down; the run stays queued and is marked
+            // interrupted on the way out.
+            self.queue.waiting.fetch_sub(1, Ordering::SeqCst);
+        }
+        self.publish(activity);
+        ahead
+    }
+
+    /// Tells every listener.
+    pub fn publish(&self, a: Activity) {
+        // No listener is not an error.
+        let _ = self.activity.send(a);
+    }
+
+    /// A new listener of everything published from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Activity> {
+        self.activity.subscribe()
+    }
+}
+
+/// The worker: one action at a time until shutdown.
+pub(crate) async fn work(app: Arc<App>, mut rx: mpsc::UnboundedReceiver<Action>) {
+    loop {
+        let next = tokio::select! {
+            a = rx.recv() => a,
+            _ = app.shutdown.cancelled() => None,
+        };
+        let Some(action) = next else { break };
+        app.queue.waiting.fetch_sub(1, Ordering::SeqCst);
+        match action {
+            Action::Bench {
+                run,
+                deployment: _,
+                plan,
+                keys,
+            } => bench(&app, run, &plan, &keys).await,
+            Action::Relaunch { deployment } => relaunch(&app, &deployment).await,
+            Action::Teardown { deployment } => teardown(&app, &deployment).await,
+        }
+    }
+}
+
+async fn bench(app: &Arc<App>, run: i64, plan: &LoadedPlan, keys: &BTreeMap<String, String>) {
+    if app.shutdown.reason().is_some() {
+        return;
+    }
+    if let Err(e) = app.db(move |s| s.start_run(run)).await {
+        tracing::warn!("run {run}: {}", e.message);
+        return;
+    }
+    app.publish(Activity::Run {
+        run,
+        state: State::Running,
+        message: None,
+    });
+    let fail = |message: String| async move {
+        let m = message.clone();
+        app.db(move |s| s.fail_run(run, &m)).await.ok();
+        app.publish(Activity::Run {
+            run,
+            state: State::Failed,
+            message: Some(message),
+        });
+    };
+    if let Err(e) = vlmctl_bench::preflight::check_all(&plan.plan.targets, keys).await {
+        fail(format!(
+            "{} (hint: {})",
+            vlmctl_lifecycle::error_chain(&e),
+            e.hint()
+        ))
+        .await;
+        return;
+    }
+    let sender = app.activity.clone();
+    let progress = move |target: &str, config: &str, done: usize, total: usize| {
+        let _ = sender.send(Activity::Progress {
+            run,
+            target: target.to_owned(),
+            config: config.to_owned(),
+            done,
+            total,
+        });
+    };
+    let results = tokio::select! {
+        r = vlmctl_bench::run::run(plan, keys, &progress) => r,
+        // The caller marks the run interrupted once the queue has stopped.
+        _ = app.shutdown.cancelled() => return,
+    };
+    let ok = results
+        .targets
+        .iter()
+        .flat_map(|t| &t.configs)
+        .any(|c| c.summary.ok > 0);
+    if !ok {
+        fail("no request succeeded (the run page shows the error counts)".to_owned()).await;
+        return;
+    }
+    let p50 = results
+        .targets
+        .first()
+        .and_then(|t| t.configs.first())
+        .and_then(|c| c.summary.wall_ms.as_ref().map(|w| (c.name.clone(), w.p50)));
+    match app.db(move |s| s.finish_run(run, &results)).await {
+        Ok(()) => app.publish(Activity::Run {
+            run,
+            state: State::Done,
+            message: p50.map(|(c, ms)| format!("config {c}: p50 {ms:.1} ms")),
+        }),
+        Err(e) => fail(e.message).await,
+    }
+}
+
+/// One line for a page: what a relaunch or teardown just did.
+fn event_line(e: &Event) -> Option<String> {
+    Some(match e {
+        Event::WaitingForLock { holder, .. } => format!("waiting for {holder}"),
+        Event::GatesStarted { .. } => "running the gates".to_owned(),
+        Event::Gates { results } => {
+            let failed: Vec<String> = results
+                .iter()
+                .filter(|g| g.status == vlmctl_lifecycle::gates::GateStatus::Fail)
+                .map(|g| g.name.clone())
+                .collect();
+            if failed.is_empty() {
+                format!("gates: {} passed or warned", results.len())
+            } else {
+                format!("gates failed: {}", failed.join(", "))
+            }
+        }
+        Event::Fetching { model } => format!("fetching {model}"),
+        Event::Pulling { image, .. } => format!("pulling {image}"),
+        Event::NotStopping { name } => format!("not stopping {name} (a relaunch never does)"),
+        Event::Warning { message } => format!("warning: {message}"),
+        Event::Launched { launch } => match launch {
+            vlmctl_lifecycle::containers::Launch::Unchanged { .. } => {
+                "running unchanged: nothing to do".to_owned()
+            }
+            vlmctl_lifecycle::containers::Launch::Started { replaced, .. } => {
+                if *replaced {
+                    "replaced the container; waiting for /health".to_owned()
+                } else {
+                    "started the container; waiting for /health".to_owned()
+                }
+            }
+        },
+        Event::Ready { startup_s } => format!("ready after {startup_s:.1} s"),
+        Event::SmokeDone { .. } => "smoke request answered".to_owned(),
+        Event::Undone { .. } => "undone: the earlier state is back".to_owned(),
+        _ => return None,
+    })
+}
+
+/// Runs a job with a sink that publishes its lines; records it; publishes its end.
+async fn job<F, T>(
+    app: &Arc<App>,
+    kind: JobKind,
+    deployment: &str,
+    hashes: Option<(String, String)>,
+    run: F,
+) where
+    F: AsyncFnOnce(&mut dyn vlmctl_deploy::events::Sink) -> Result<T, String>,
+    T: JobOutcome,
+{
+    let action = kind.as_str().to_owned();
+    let new = NewJob {
+        kind,
+        host: app.cfg.host.clone(),
+        deployment: Some(deployment.to_owned()),
+        spec_sha256: hashes.as_ref().map(|h| h.0.clone()),
+        lock_sha256: hashes.as_ref().map(|h| h.1.clone()),
+    };
+    let id = app.db(move |s| s.begin_job(&new)).await.ok();
+    let publish = |line: String| {
+        app.publish(Activity::Job {
+            action: action.clone(),
+            deployment: deployment.to_owned(),
+            line,
+        });
+    };
+    let mut sink = |e: Event| {
+        if let Some(line) = event_line(&e) {
+            publish(line);
+        }
+    };
+    let outcome = run(&mut sink).await;
+    let (state, detail) = match &outcome {
+        Ok(t) => (State::Done, t.detail()),
+        Err(e) => (State::Failed, e.clone()),
+    };
+    if let Some(id) = id {
+        let d = detail.clone();
+        app.db(move |s| s.finish_job(id, state, &d, None))
+            .await
+            .ok();
+    }
+    app.publish(Activity::JobDone {
+        job: id,
+        action,
+        deployment: deployment.to_owned(),
+        state,
+        detail,
+    });
+}
+
+/// What a finished job says it did.
+trait JobOutcome {
+    fn detail(&self) -> String;
+}
+
+impl JobOutcome for Provisioned {
+    fn detail(&self) -> String {
+        match self {
+            Self::Ready {
+                base_url, record, ..
+            } => format!("ready at {base_url} after {:.1} s", record.startup_s),
+            Self::Unchanged { base_url, .. } => {
+                format!("running unchanged at {base_url}: nothing to do")
+            }
+        }
+    }
+}
+
+impl JobOutcome for vlmctl_deploy::undo::TornDown {
+    fn detail(&self) -> String {
+        let back = &self.restored.started;
+        format!(
+            "{} {}{}",
+            self.container,
+            if self.removed {
+                "removed"
+            } else {
+                "was not there"
+            },
+            if back.is_empty() {
+                String::new()
+            } else {
+                format!("; started again: {}", back.join(", "))
+            }
+        )
+    }
+}
+
+fn chain_with_hint(e: &vlmctl_deploy::DeployError) -> String {
+    let hint = e
+        .hint()
+        .map(|h| format!(" (hint: {h})"))
+        .unwrap_or_default();
+    format!("{}{hint}", vlmctl_lifecycle::error_chain(e))
+}
+
+async fn relaunch(app: &Arc<App>, deployment: &str) {
+    let plan = match app.plan_for(deployment) {
+        Some(Ok(p)) => p,
+        Some(Err(why)) => {
+            return job(
+                app,
+                JobKind::Relaunch,
+                deployment,
+                None,
+                async |_: &mut dyn vlmctl_deploy::events::Sink| -> Result<Provisioned, String> {
+                    Err(why)
+                },
+            )
+            .await;
+        }
+        None => {
+            let why = format!(
+                "no spec for {deployment} is configured: start vlmctl serve with --spec FILE"
+            );
+            return job(
+                app,
+                JobKind::Relaunch,
+                deployment,
+                None,
+                async |_: &mut dyn vlmctl_deploy::events::Sink| -> Result<Provisioned, String> {
+                    Err(why)
+                },
+            )
+            .await;
+        }
+    };
+    let hashes = Some((plan.spec.sha256(), plan.mount.lock_sha256.clone()));
+    job(app, JobKind::Relaunch, deployment, hashes, async |sink| {
+        let opts = Options {
+            relaunch: true,
+            stop: Vec::new(),
+            yes: false,
+            wait: false,
+            within_tune: false,
+        };
+        let ctx = Ctx {
+            state: &app.cfg.state,
+            sink,
+            confirm: &mut NoOne,
+            cancel: &app.shutdown,
+        };
+        provision::provision(&plan, &opts, &app.cfg.hub, ctx)
+            .await
+            .map_err(|e| chain_with_hint(&e))
+    })
+    .await;
+}
+
+async fn teardown(app: &Arc<App>, deployment: &str) {
+    job(app, JobKind::Teardown, deployment, None, async |sink| {
+        vlmctl_deploy::undo::teardown(&app.cfg.state, deployment, false, sink, &app.shutdown)
+            .await
+            .map_err(|e| chain_with_hint(&e))
+    })
+    .await;
+}

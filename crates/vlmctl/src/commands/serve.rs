@@ -1,0 +1,60 @@
+//! `vlmctl serve`: checks its arguments (every spec and plan loads, the address and key go
+//! together), then runs the service until a signal.
+
+use vlmctl_deploy::Dirs;
+use vlmctl_deploy::events::Cancel;
+
+use crate::cli::ServeArgs;
+use crate::commands::provision::cancel_on_signals;
+use crate::failure::Failure;
+use crate::{Output, env_vars, exit_codes};
+
+/// `vlmctl serve`.
+pub async fn serve(args: &ServeArgs, out: &mut Output) -> Result<u8, Failure> {
+    let cancel = Cancel::new();
+    let _signals = cancel_on_signals(&cancel)?;
+    let api_key = std::env::var(env_vars::VLMCTL_SERVE_API_KEY)
+        .ok()
+        .filter(|k| !k.is_empty());
+    if let Some(k) = &api_key {
+        crate::redact::secret(k);
+    }
+    // Bad input fails now, not at the first click.
+    for spec in &args.specs {
+        super::plan(Some(spec), &args.lock.lock, &args.dirs)?;
+    }
+    for plan in &args.plans {
+        vlmctl_bench::plan::LoadedPlan::load(plan)?;
+    }
+    let state = super::state_dir(&args.state);
+    let cfg = vlmctl_serve::Config {
+        bind: std::net::SocketAddr::new(args.bind, args.port),
+        api_key,
+        store: args
+            .store
+            .clone()
+            .unwrap_or_else(|| vlmctl_store::default_path(&state)),
+        state,
+        specs: args.specs.clone(),
+        lock: args.lock.lock.clone(),
+        dirs: Dirs {
+            dir: args.dirs.dir.clone(),
+            models_root: args.dirs.models_root(),
+        },
+        hub: super::hub_client(&args.hub)?,
+        plans: args.plans.clone(),
+        host: vlmctl_deploy::history::host_name(),
+    };
+    let store = cfg.store.clone();
+    vlmctl_serve::serve(cfg, cancel.clone(), |addr| {
+        out.progress(&format!(
+            "vlmctl serve: http://{addr}/ (history: {}; Ctrl-C or SIGTERM stops it)",
+            store.display()
+        ));
+    })
+    .await?;
+    if let Some(why) = cancel.reason() {
+        out.progress(&format!("vlmctl serve stopped: {why}"));
+    }
+    Ok(exit_codes::SUCCESS)
+}
