@@ -18,6 +18,8 @@ mod faults;
 mod gpu_proof;
 mod pin;
 #[cfg(feature = "test-env")]
+mod serve_real;
+#[cfg(feature = "test-env")]
 mod tune_real;
 mod weights_hub;
 #[cfg(feature = "test-env")]

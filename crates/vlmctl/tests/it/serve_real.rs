@@ -1,0 +1,446 @@
+//! `vlmctl serve` as a process, against the real daemon, the local llama-server image and the
+//! real GGUF: the JSON API, a bench run queued and measured for real, pages that load while it
+//! runs, bad requests and plans, kill -9 and SIGTERM in the middle of a run (the database
+//! passes `PRAGMA integrity_check`, the run is marked interrupted, the history survives), and a
+//! relaunch and teardown from the API.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use vlmctl_store::{RunFilter, State, Store};
+use vlmctl_weights::fake_hub::FakeHub;
+
+use crate::common::{free_port, poll_until, run};
+use crate::deploy_real::{Run, hub};
+
+/// A deployment provisioned for the test, and where its files are.
+pub(crate) struct Deployed {
+    pub(crate) r: Run,
+    pub(crate) hub: FakeHub,
+    pub(crate) name: String,
+    pub(crate) spec: PathBuf,
+    pub(crate) lock: PathBuf,
+}
+
+/// Provisions a CPU deployment of the real model (no conflict to stop).
+pub(crate) async fn deployed(what: &str) -> Deployed {
+    let r = Run::new(what);
+    let hub = hub().await;
+    let name = r.name("srv");
+    let spec = r.write_spec(&name, free_port(), "vlmctl-test-no-such-conflict", 1024);
+    let lock = r.write_lock();
+    r.fetch(&hub, &lock);
+    let (code, _, err) = run(&mut r.cmd(&hub, &["provision"], &spec, &lock));
+    assert_eq!(code, 0, "provision: {err}");
+    Deployed {
+        r,
+        hub,
+        name,
+        spec,
+        lock,
+    }
+}
+
+/// A bench plan in the run's folder: config A only, `runs` requests, the real camera frame
+/// and prompts (copied beside it, as a user's plan has them).
+pub(crate) fn plan(d: &Deployed, file: &str, runs: usize) -> PathBuf {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let dir = d.r.path("plans");
+    std::fs::create_dir_all(dir.join("prompts")).expect("plans dir");
+    std::fs::copy(examples.join("camera.png"), dir.join("camera.png")).expect("camera");
+    for p in ["nav.txt", "nav-short.txt", "describe.txt"] {
+        std::fs::copy(
+            examples.join("prompts").join(p),
+            dir.join("prompts").join(p),
+        )
+        .expect("prompt");
+    }
+    let path = dir.join(file);
+    std::fs::write(
+        &path,
+        format!(
+            "version = 1\nruns = {runs}\nwarmup = 1\nmax_tokens = 8\ndescribe = false\n\
+             image = \"camera.png\"\nconfigs = [\"A\"]\n[[target]]\nname = \"cpu\"\n\
+             url = \"http://127.0.0.1:9\"\n"
+        ),
+    )
+    .expect("plan");
+    path
+}
+
+/// A `vlmctl serve` process.
+pub(crate) struct Serve {
+    pub(crate) child: Child,
+    pub(crate) base: String,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Deployed {
+    pub(crate) fn store(&self) -> PathBuf {
+        self.r.path("state/history.sqlite")
+    }
+
+    /// Starts `vlmctl serve` with this deployment's spec and `plans`; returns once it listens.
+    pub(crate) fn serve(&self, plans: &[&Path]) -> Serve {
+        let port = free_port();
+        let mut c = self.r.cmd(
+            &self.hub,
+            &["serve", "--port", &port.to_string()],
+            &self.spec,
+            &self.lock,
+        );
+        for p in plans {
+            c.arg("--plan").arg(p);
+        }
+        let mut child = c
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("vlmctl serve");
+        let mut err = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut line = String::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !line.contains("vlmctl serve: http://") {
+            line.clear();
+            assert!(
+                err.read_line(&mut line).expect("read") > 0 && Instant::now() < deadline,
+                "vlmctl serve ended before it listened"
+            );
+        }
+        // Keep draining its stderr so that it never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while err.read_line(&mut sink).is_ok_and(|n| n > 0) {
+                sink.clear();
+            }
+        });
+        Serve {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+pub(crate) async fn get(url: &str) -> (u16, Value) {
+    let r = reqwest::get(url).await.expect("GET");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+pub(crate) async fn get_text(url: &str) -> (u16, String) {
+    let r = reqwest::get(url).await.expect("GET");
+    (r.status().as_u16(), r.text().await.unwrap_or_default())
+}
+
+pub(crate) async fn post(url: &str, body: &str) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("POST");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Polls the run until `done(state)`; returns it.
+pub(crate) async fn wait_run(
+    base: &str,
+    id: i64,
+    within: Duration,
+    done: fn(&str) -> bool,
+) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let (code, v) = get(&format!("{base}/api/runs/{id}")).await;
+        assert_eq!(code, 200, "{v}");
+        if done(v["state"].as_str().unwrap_or_default()) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "run {id} still {}", v["state"]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn ended(s: &str) -> bool {
+    !matches!(s, "queued" | "running")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_a_bench_survives_kill_9_and_sigterm_and_relaunches() {
+    let d = deployed("serve").await;
+    let quick = plan(&d, "quick.toml", 3);
+    let long = plan(&d, "long.toml", 400);
+    let s = d.serve(&[&quick, &long]);
+    let base = s.base.clone();
+
+    // The deployment, as the dashboard's API shows it.
+    let (code, v) = get(&format!("{base}/api/deployments")).await;
+    assert_eq!(code, 200, "{v}");
+    let dep = v["deployments"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["name"] == d.name.as_str()))
+        .unwrap_or_else(|| panic!("{} not in {v}", d.name))
+        .clone();
+    assert_eq!(dep["health"], "ok");
+    assert_eq!(dep["drift"], "none", "judged against the --spec given");
+    assert_eq!(dep["spec"], true);
+
+    // Bad requests: 400/404 with the message, nothing queued.
+    let runs = format!("{base}/api/runs");
+    for (body, status, says) in [
+        ("{\"deployment\":", 400, "not valid"),
+        ("{\"deployment\":\"x\",\"extra\":1}", 400, "unknown field"),
+        (
+            &*format!("{{\"deployment\":\"{}\",\"runs\":0}}", d.name),
+            400,
+            "out of range",
+        ),
+        (
+            &*format!("{{\"deployment\":\"{}\",\"runs\":-5}}", d.name),
+            400,
+            "out of range",
+        ),
+        (
+            &*format!("{{\"deployment\":\"{}\",\"plan\":\"other.toml\"}}", d.name),
+            400,
+            "not one this service offers",
+        ),
+        (
+            "{\"deployment\":\"vlmctl-test-nobody\"}",
+            404,
+            "no deployment",
+        ),
+    ] {
+        let (code, v) = post(&runs, body).await;
+        assert_eq!(code, status, "{body}: {v}");
+        assert!(
+            v["error"].as_str().unwrap_or_default().contains(says),
+            "{body}: {v}"
+        );
+    }
+    let (code, v) = get(&format!("{base}/api/runs/abc")).await;
+    assert_eq!(code, 400, "{v}");
+    let (code, _) = get(&format!("{base}/api/runs/999")).await;
+    assert_eq!(code, 404);
+    // A form post from another site is refused (no JSON, foreign origin).
+    let r = reqwest::Client::new()
+        .post(&runs)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("deployment={}", d.name))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status().as_u16(), 403);
+    // Another Host name (DNS rebinding) is refused.
+    let r = reqwest::Client::new()
+        .get(format!("{base}/api/runs"))
+        .header("host", "attacker.example")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(r.status().as_u16(), 403);
+    assert!(
+        get(&runs).await.1.as_array().is_some_and(Vec::is_empty),
+        "nothing was queued"
+    );
+
+    // A real run: queued, measured, recorded with its deployment.
+    let (code, v) = post(
+        &runs,
+        &format!("{{\"deployment\":\"{}\",\"plan\":\"quick.toml\"}}", d.name),
+    )
+    .await;
+    assert_eq!(code, 202, "{v}");
+    let id = v["run"].as_i64().expect("run id");
+    let done = wait_run(&base, id, Duration::from_secs(180), ended).await;
+    assert_eq!(done["state"], "done", "{done}");
+    let p50 = done["points"][0]["p50_ms"].as_f64().expect("p50");
+    assert!(p50 > 0.0);
+    assert_eq!(done["targets"][0]["deployment"], d.name.as_str());
+    assert_eq!(
+        done["results"]["targets"][0]["configs"][0]["samples"]
+            .as_array()
+            .map(Vec::len),
+        Some(3)
+    );
+    let (code, page) = get_text(&format!("{base}/runs/{id}")).await;
+    assert_eq!(code, 200);
+    assert!(page.contains(&format!("data-p50=\"{p50}\"")), "{page}");
+    let (code, page) = get_text(&format!("{base}/trends?deployment={}", d.name)).await;
+    assert_eq!(code, 200);
+    assert!(
+        page.contains(&format!("data-run=\"{id}\"")),
+        "the run is a point of the trend"
+    );
+    assert!(
+        page.contains("provision"),
+        "the provision is marked on the time axis"
+    );
+    let (code, cmp) = get(&format!("{base}/api/compare?a={id}&b={id}")).await;
+    assert_eq!(code, 200, "{cmp}");
+    assert_eq!(cmp["rows"][0]["verdict"], "within noise");
+
+    // A plan changed under the service into something malformed: 400 naming file and line.
+    std::fs::write(&quick, "version = 1\nruns = \"many\"\n").expect("break the plan");
+    let (code, v) = post(
+        &runs,
+        &format!("{{\"deployment\":\"{}\",\"plan\":\"quick.toml\"}}", d.name),
+    )
+    .await;
+    assert_eq!(code, 400, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("quick.toml:2"),
+        "{v}"
+    );
+
+    // A long run; pages load while it goes; kill -9 in the middle.
+    let (code, v) = post(
+        &runs,
+        &format!("{{\"deployment\":\"{}\",\"plan\":\"long.toml\"}}", d.name),
+    )
+    .await;
+    assert_eq!(code, 202, "{v}");
+    let long_id = v["run"].as_i64().expect("run id");
+    wait_run(&base, long_id, Duration::from_secs(60), |s| s == "running").await;
+    let t = Instant::now();
+    for page in [
+        "/",
+        "/runs",
+        &format!("/runs/{long_id}"),
+        "/trends",
+        &format!("/compare?a={id}&b={id}"),
+    ] {
+        let (code, _) = get_text(&format!("{base}{page}")).await;
+        assert_eq!(code, 200, "{page} while a run is going");
+    }
+    eprintln!("five pages during a run: {:?}", t.elapsed());
+    let mut s = s;
+    s.child.kill().expect("kill -9");
+    s.child.wait().expect("reaped");
+    drop(s);
+    {
+        let store = Store::open(&d.store()).expect("the history opens after kill -9");
+        assert_eq!(store.integrity_check().expect("check"), "ok");
+        let r = store.run(long_id).expect("the run");
+        assert_eq!(r.row.state, State::Interrupted);
+        assert!(r.results.is_none(), "never half-written");
+        assert_eq!(
+            store.run(id).expect("run").row.state,
+            State::Done,
+            "history survives"
+        );
+    }
+
+    // Restarted: the history is there; SIGTERM mid-run stops cleanly and marks the run.
+    let mut s = d.serve(&[&long]);
+    let base = s.base.clone();
+    let (_, all) = get(&format!("{base}/api/runs")).await;
+    let states: Vec<(i64, String)> = all
+        .as_array()
+        .expect("runs")
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_i64().unwrap_or(0),
+                r["state"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        vec![(long_id, "interrupted".to_owned()), (id, "done".to_owned())]
+    );
+    let (_, v) = post(
+        &format!("{base}/api/runs"),
+        &format!("{{\"deployment\":\"{}\"}}", d.name),
+    )
+    .await;
+    let term_id = v["run"].as_i64().expect("run id");
+    wait_run(&base, term_id, Duration::from_secs(60), |s| s == "running").await;
+    let pid = s.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = s.child.try_wait().expect("wait") {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "vlmctl serve did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0), "a clean stop");
+    {
+        let store = Store::open(&d.store()).expect("open");
+        let r = store.run(term_id).expect("run");
+        assert_eq!(r.row.state, State::Interrupted);
+        assert!(r.row.error.unwrap_or_default().contains("SIGTERM"));
+        assert_eq!(store.integrity_check().expect("check"), "ok");
+        assert_eq!(store.runs(&RunFilter::default()).expect("runs").len(), 3);
+    }
+    drop(s);
+
+    // A relaunch (nothing changed: nothing to do) and a teardown, from the API.
+    let s = d.serve(&[&long]);
+    let base = s.base.clone();
+    let relaunch = format!("{base}/api/deployments/{}/relaunch", d.name);
+    let (code, v) = post(&relaunch, "{}").await;
+    assert_eq!(code, 202, "{v}");
+    let jobs = format!("{base}/api/jobs?deployment={}", d.name);
+    poll_jobs(&jobs, "relaunch").await;
+    let (code, v) = post(&format!("{base}/api/deployments/{}/teardown", d.name), "{}").await;
+    assert_eq!(code, 202, "{v}");
+    let t = poll_jobs(&jobs, "teardown").await;
+    assert_eq!(t["state"], "done", "{t}");
+    poll_until("the container gone", Duration::from_secs(30), || {
+        !std::process::Command::new("docker")
+            .args(["inspect", &d.name])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    let (code, v) = post(
+        &format!("{base}/api/runs"),
+        &format!("{{\"deployment\":\"{}\"}}", d.name),
+    )
+    .await;
+    assert_eq!(code, 404, "nothing to measure once torn down: {v}");
+}
+
+/// Polls the jobs list until a job of `kind` has ended; returns it.
+async fn poll_jobs(url: &str, kind: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let (code, v) = get(url).await;
+        assert_eq!(code, 200, "{v}");
+        if let Some(j) = v
+            .as_array()
+            .and_then(|a| a.iter().rev().find(|j| j["kind"] == kind))
+            .filter(|j| j["state"] != "running")
+        {
+            return j.clone();
+        }
+        assert!(Instant::now() < deadline, "no {kind} job ended: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
