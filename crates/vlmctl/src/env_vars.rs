@@ -27,6 +27,10 @@ pub const VLMCTL_STATE_DIR: &str = "VLMCTL_STATE_DIR";
 pub const XDG_STATE_HOME: &str = "XDG_STATE_HOME";
 /// Set (to anything but `0`/`false`) like `--locked`: refuse to change `weights.lock`.
 pub const VLMCTL_LOCKED: &str = "VLMCTL_LOCKED";
+/// The history database (default: `<state dir>/history.sqlite`).
+pub const VLMCTL_STORE: &str = "VLMCTL_STORE";
+/// Set (to anything but `0`/`false`) like `--no-record`: record nothing in the history.
+pub const VLMCTL_NO_RECORD: &str = "VLMCTL_NO_RECORD";
 
 /// Every variable above, for whoever must clear or list them all: the CLI tests start the binary
 /// with none of them set, so a developer's `VLMCTL_SPEC` or `HF_TOKEN` cannot leak into a test.
@@ -44,6 +48,8 @@ pub const ALL: &[&str] = &[
     VLMCTL_STATE_DIR,
     XDG_STATE_HOME,
     VLMCTL_LOCKED,
+    VLMCTL_STORE,
+    VLMCTL_NO_RECORD,
 ];
 
 #[cfg(test)]
