@@ -10,7 +10,7 @@ use vlmctl_bench::run::Results;
 use vlmctl_store::{JobKind, NewJob, NewRun, Source, State, Store, StoreError};
 
 use crate::cli::{RecordArgs, StoreArgs};
-use crate::{Failure, Output};
+use crate::{Failure, Output, redact};
 
 /// `--store` (`VLMCTL_STORE`), else `<state>/history.sqlite`.
 pub(crate) fn store_path(args: &StoreArgs, state: &Path) -> PathBuf {
@@ -119,13 +119,13 @@ impl Recorder {
     /// The run ended in an error.
     pub(crate) fn fail_run(&mut self, id: Option<i64>, error: &str, out: &mut Output) {
         if let Some(id) = id {
-            self.write(out, |s| s.fail_run(id, error));
+            self.write(out, |s| s.fail_run(id, &redact::scrub(error)));
         }
     }
 
     /// This process's unfinished runs and jobs stopped by a signal: `interrupted`, with why.
     pub(crate) fn interrupted(&mut self, why: &str, out: &mut Output) {
-        self.write(out, |s| s.interrupt_own(why));
+        self.write(out, |s| s.interrupt_own(&redact::scrub(why)));
     }
 
     /// A job that is starting on this host.
@@ -163,6 +163,10 @@ impl Recorder {
             }
             Err(f) => (State::Failed, first_line(f)),
         };
-        self.write(out, |s| s.finish_job(id, state, &detail, hashes));
+        // What reaches a terminal is scrubbed of secrets (a mirror's password in its URL, an
+        // API key); what is kept in a file must be as well.
+        self.write(out, |s| {
+            s.finish_job(id, state, &redact::scrub(&detail), hashes)
+        });
     }
 }

@@ -284,6 +284,7 @@ async fn the_hub_failing_to_pin_exits_6_and_writes_nothing() {
             "check the network",
         ),
     ];
+    let cases_len = cases.len();
     for (what, model_table, token, error, hint) in cases {
         let spec = env.spec(&model_table);
         let endpoint = if what.contains("credentials") {
@@ -312,8 +313,33 @@ async fn the_hub_failing_to_pin_exits_6_and_writes_nothing() {
             HEADER.as_bytes(),
             "{what}: lock untouched"
         );
-        assert!(!env.path("state").exists(), "{what}: no state written");
+        // Nothing but the history, which records the attempt.
+        let state: Vec<String> = std::fs::read_dir(env.path("state"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(
+            state.iter().all(|n| n.starts_with("history.sqlite")),
+            "{what}: no state written but the history: {state:?}"
+        );
         assert!(!env.path("models").exists(), "{what}: no model dir");
+    }
+    let store = vlmctl_store::Store::open(&env.path("state/history.sqlite")).unwrap();
+    let jobs = store.jobs(None).unwrap();
+    assert_eq!(jobs.len(), cases_len, "{jobs:?}");
+    for j in &jobs {
+        assert_eq!(j.kind, vlmctl_store::JobKind::Provision, "{j:?}");
+        assert_eq!(j.state, vlmctl_store::State::Failed, "{j:?}");
+        assert!(
+            !j.detail
+                .as_deref()
+                .unwrap_or_default()
+                .contains("s3cret-mirror-pw"),
+            "{j:?}"
+        );
     }
 }
 
