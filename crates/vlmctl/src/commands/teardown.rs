@@ -16,13 +16,12 @@ use crate::{Output, exit_codes};
 /// `vlmctl teardown`.
 pub async fn teardown(args: &TeardownArgs, out: &mut Output) -> Result<u8, Failure> {
     // The spec's hash is the deployment's only when the spec named it.
-    let (name, spec_sha256) = match &args.name {
-        Some(n) => (n.clone(), None),
-        None => {
-            let spec = vlmctl_deploy::plan::load_spec(args.spec.as_deref())?;
-            let sha = spec.sha256();
-            (spec.name, Some(sha))
-        }
+    let (name, spec_sha256) = if let Some(n) = &args.name {
+        (n.clone(), None)
+    } else {
+        let spec = vlmctl_deploy::plan::load_spec(args.spec.as_deref())?;
+        let sha = spec.sha256();
+        (spec.name, Some(sha))
     };
     let state = super::state_dir(&args.state);
     let mut rec = Recorder::open(&args.record, &state, out);
