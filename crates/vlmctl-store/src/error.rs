@@ -119,6 +119,21 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// Another connection held a lock this one could not wait for.
+    #[must_use]
+    pub fn is_busy(&self) -> bool {
+        match self {
+            Self::Open { source, .. } | Self::Sql { source, .. } => is_busy(source),
+            Self::Migrate {
+                source: rusqlite_migration::Error::RusqliteError { err, .. },
+                ..
+            } => is_busy(err),
+            _ => false,
+        }
+    }
+}
+
 fn is_busy(e: &rusqlite::Error) -> bool {
     matches!(
         e.sqlite_error_code(),

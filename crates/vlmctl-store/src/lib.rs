@@ -378,6 +378,22 @@ impl Store {
     /// Opens (creating it and its folder when missing) and migrates the database, then marks
     /// the rows of owners that died `interrupted`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        // A database being created by another process at the same moment can answer "locked"
+        // without waiting (SQLite does not call the busy handler while a connection switches
+        // the file to WAL, to avoid a deadlock): such an open is tried again, within the
+        // same bound as any other wait for the lock.
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match Self::open_once(path) {
+                Err(e) if e.is_busy() && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                done => return done,
+            }
+        }
+    }
+
+    fn open_once(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
                 path: path.to_owned(),

@@ -82,14 +82,17 @@ static MIGRATIONS: LazyLock<Migrations<'static>> =
 /// The schema version this vlmctl writes.
 pub const SCHEMA_VERSION: usize = 1;
 
-/// Brings `conn` to [`SCHEMA_VERSION`]; refuses a newer one.
-pub(crate) fn apply(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
-    let found: usize = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
+fn user_version(conn: &Connection, path: &Path) -> Result<usize, StoreError> {
+    conn.pragma_query_value(None, "user_version", |r| r.get(0))
         .map_err(|source| StoreError::Open {
             path: path.to_owned(),
             source,
-        })?;
+        })
+}
+
+/// Brings `conn` to [`SCHEMA_VERSION`]; refuses a newer one.
+pub(crate) fn apply(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let found = user_version(conn, path)?;
     if found > SCHEMA_VERSION {
         return Err(StoreError::TooNew {
             path: path.to_owned(),
@@ -97,13 +100,19 @@ pub(crate) fn apply(conn: &mut Connection, path: &Path) -> Result<(), StoreError
             want: SCHEMA_VERSION,
         });
     }
-    MIGRATIONS
-        .to_latest(conn)
-        .map_err(|source| StoreError::Migrate {
+    match MIGRATIONS.to_latest(conn) {
+        Ok(()) => Ok(()),
+        // Another process (a bench starting while `vlmctl runs list` or the service opens the
+        // file) read the same old version and migrated first: `rusqlite_migration` reads the
+        // version before its transaction, so ours then fails on tables that exist now, and
+        // rolls back. The schema is there all the same.
+        Err(_) if user_version(conn, path)? == SCHEMA_VERSION => Ok(()),
+        Err(source) => Err(StoreError::Migrate {
             path: path.to_owned(),
             want: SCHEMA_VERSION,
             source,
-        })
+        }),
+    }
 }
 
 #[cfg(test)]

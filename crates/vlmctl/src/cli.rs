@@ -32,7 +32,7 @@ pub enum Command {
     Provision(ProvisionArgs),
     /// Relaunch a deployment reproducibly: a no-op when the same spec is running and healthy,
     /// else recreate it. Never stops other containers.
-    Relaunch(DeployArgs),
+    Relaunch(RelaunchArgs),
     /// Run every read-only gate and show one table. Changes nothing; exit 7 if any fails.
     Gates(DeployArgs),
     /// Managed containers: state, uptime, health, spec/lock drift (against --spec and the
@@ -60,6 +60,100 @@ pub enum Command {
     /// run and job): deployments, runs, reports, comparisons, trends; start a bench run, a
     /// relaunch or a teardown from the browser. Stops cleanly on SIGINT, SIGTERM or SIGHUP.
     Serve(ServeArgs),
+    /// The history: bench runs recorded by `vlmctl bench` (or imported from results.json
+    /// files), listed, filtered and shown.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+}
+
+/// Where the history database is.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// The history database (default: <state dir>/history.sqlite).
+    #[arg(long, env = env_vars::VLMCTL_STORE, value_name = "FILE")]
+    pub store: Option<PathBuf>,
+}
+
+/// Whether and where a command records itself in the history.
+#[derive(Debug, Clone, Args)]
+pub struct RecordArgs {
+    /// Record nothing in the history (the database is not opened, nor created).
+    #[arg(long, env = env_vars::VLMCTL_NO_RECORD, value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_record: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// The state directory alone, for commands that take no deployment lock.
+#[derive(Debug, Clone, Args)]
+pub struct StateDirArgs {
+    /// State directory (default: $XDG_STATE_HOME/vlmctl, else ~/.local/state/vlmctl).
+    #[arg(long, env = env_vars::VLMCTL_STATE_DIR, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Load results.json files written by `vlmctl bench` (a directory is searched for them);
+    /// a file already there (same content) is not stored twice.
+    Import(RunsImportArgs),
+    /// Runs, newest first: id, start (UTC), state, host, deployment, plan and each config's p50.
+    List(RunsListArgs),
+    /// One run: where and what it measured, and its results table.
+    Show(RunsShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunsImportArgs {
+    /// results.json files, or directories searched (recursively) for them.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// The host the runs measured (default: this machine's host name).
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+    /// Machine-readable output: one outcome per file.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub state: StateDirArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsListArgs {
+    /// Only runs that measured this deployment (container name).
+    #[arg(long, value_name = "NAME")]
+    pub deployment: Option<String>,
+    /// Only runs recorded on this host.
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+    /// Only runs with this config (letter, or its description).
+    #[arg(long, value_name = "CONFIG")]
+    pub config: Option<String>,
+    /// At most this many runs (newest first).
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub limit: u32,
+    /// Machine-readable output: the rows as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub state: StateDirArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsShowArgs {
+    /// The run's id (`vlmctl runs list` shows them).
+    pub id: i64,
+    /// Machine-readable output: the run with its plan and results.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub state: StateDirArgs,
 }
 
 #[derive(Debug, Args)]
@@ -82,6 +176,10 @@ pub struct BenchArgs {
     /// rest; this overrides its range).
     #[arg(long, value_name = "LO:HI")]
     pub sweep_rate: Option<vlmctl_bench::sweep::RateRange>,
+    #[command(flatten)]
+    pub record: RecordArgs,
+    #[command(flatten)]
+    pub state: StateDirArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,6 +264,16 @@ pub struct ProvisionArgs {
     /// needed: an unpinned [model] is shown from the spec).
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub record: RecordArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RelaunchArgs {
+    #[command(flatten)]
+    pub deploy: DeployArgs,
+    #[command(flatten)]
+    pub record: RecordArgs,
 }
 
 /// Where journals and records live.
@@ -187,6 +295,8 @@ pub struct RestoreArgs {
     pub json: bool,
     #[command(flatten)]
     pub state: StateArgs,
+    #[command(flatten)]
+    pub record: RecordArgs,
 }
 
 #[derive(Debug, Args)]
@@ -201,6 +311,8 @@ pub struct TeardownArgs {
     pub spec: Option<PathBuf>,
     #[command(flatten)]
     pub state: StateArgs,
+    #[command(flatten)]
+    pub record: RecordArgs,
 }
 
 #[derive(Debug, Args)]
@@ -389,9 +501,8 @@ pub struct ServeArgs {
     /// default). Its first target is pointed at the deployment being measured.
     #[arg(long = "plan", value_name = "FILE")]
     pub plans: Vec<PathBuf>,
-    /// The history database (default: <state dir>/history.sqlite).
-    #[arg(long, env = env_vars::VLMCTL_STORE, value_name = "FILE")]
-    pub store: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: StoreArgs,
     #[command(flatten)]
     pub dirs: DirArgs,
     #[command(flatten)]

@@ -31,6 +31,8 @@ pub const VLMCTL_LOCKED: &str = "VLMCTL_LOCKED";
 pub const VLMCTL_STORE: &str = "VLMCTL_STORE";
 /// `vlmctl serve`'s API key, needed to listen on anything but loopback. Never printed.
 pub const VLMCTL_SERVE_API_KEY: &str = "VLMCTL_SERVE_API_KEY";
+/// Set (to anything but `0`/`false`) like `--no-record`: record nothing in the history.
+pub const VLMCTL_NO_RECORD: &str = "VLMCTL_NO_RECORD";
 
 /// Every variable above, for whoever must clear or list them all: the CLI tests start the binary
 /// with none of them set, so a developer's `VLMCTL_SPEC` or `HF_TOKEN` cannot leak into a test.
@@ -50,6 +52,7 @@ pub const ALL: &[&str] = &[
     VLMCTL_LOCKED,
     VLMCTL_STORE,
     VLMCTL_SERVE_API_KEY,
+    VLMCTL_NO_RECORD,
 ];
 
 #[cfg(test)]

@@ -29,4 +29,5 @@ pub const INVESTIGATE: u8 = 9;
 pub const BUSY: u8 = 10;
 /// Interrupted by a signal (SIGINT/Ctrl-C, SIGTERM, SIGHUP, SIGQUIT) during provision or
 /// relaunch; what the run had done (stopped containers, a half-started server) was undone.
+/// During bench's requests: nothing written, the run recorded `interrupted` in the history.
 pub const INTERRUPTED: u8 = 130;

@@ -162,3 +162,23 @@ fn deploy_code(e: &vlmctl_deploy::DeployError) -> u8 {
         E::RestoreIncomplete { source, .. } => lifecycle_code(source),
     }
 }
+
+impl From<vlmctl_store::StoreError> for Failure {
+    fn from(e: vlmctl_store::StoreError) -> Self {
+        use vlmctl_store::StoreError as E;
+        let code = match &e {
+            // An id that is not there is the command line's fault, as a name missing from the
+            // lock is.
+            E::NotFound { .. } => exit_codes::INVALID_INPUT,
+            E::Open { .. }
+            | E::Folder { .. }
+            | E::Migrate { .. }
+            | E::TooNew { .. }
+            | E::Sql { .. }
+            | E::Corrupt { .. } => exit_codes::ENVIRONMENT,
+            E::NotRunning { .. } => exit_codes::FAILURE,
+        };
+        let hint = e.hint();
+        Self::new(e, hint, code)
+    }
+}

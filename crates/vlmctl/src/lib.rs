@@ -11,6 +11,7 @@ pub mod commands;
 pub mod env_vars;
 pub mod exit_codes;
 mod failure;
+mod history;
 pub mod output;
 pub mod redact;
 pub mod render;
@@ -21,7 +22,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 pub use cli::Cli;
-use cli::{Command, WeightsCommand};
+use cli::{Command, RunsCommand, WeightsCommand};
 pub use failure::Failure;
 
 /// Parses `args` (including the program name), runs the command and returns its exit code.
@@ -60,17 +61,18 @@ fn execute(cli: &Cli, out: &mut Output) -> Result<u8, Failure> {
 
 async fn execute_async(cli: &Cli, out: &mut Output) -> Result<u8, Failure> {
     use commands::{
-        bench, export, gates, provision, restore, serve, status, teardown, tune, weights,
+        bench, export, gates, provision, restore, runs, serve, status, teardown, tune, weights,
     };
     match &cli.command {
         Command::Provision(args) => provision::provision(args, false, out).await,
         Command::Relaunch(args) => {
             provision::provision(
                 &cli::ProvisionArgs {
-                    deploy: args.clone(),
+                    deploy: args.deploy.clone(),
                     stop: Vec::new(),
                     yes: false,
                     dry_run: false,
+                    record: args.record.clone(),
                 },
                 true,
                 out,
@@ -90,6 +92,9 @@ async fn execute_async(cli: &Cli, out: &mut Output) -> Result<u8, Failure> {
         Command::Bench(args) => bench::bench(args, out).await,
         Command::Tune(args) => tune::tune(args, out).await,
         Command::Serve(args) => serve::serve(args, out).await,
+        Command::Runs(RunsCommand::Import(args)) => runs::import(args, out),
+        Command::Runs(RunsCommand::List(args)) => runs::list(args, out),
+        Command::Runs(RunsCommand::Show(args)) => runs::show(args, out),
     }
 }
 

@@ -261,3 +261,28 @@ fn bump_user_version(path: &std::path::Path) {
         assert!(status.success());
     }
 }
+
+#[test]
+fn processes_opening_a_new_database_at_once_all_get_the_schema() {
+    // Each connection is what another vlmctl process has (a bench starting while
+    // `vlmctl runs list` or the service opens the file): all read version 0, one migrates.
+    for round in 0..20 {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let path = tmp.path().join("history.sqlite");
+        let barrier = std::sync::Barrier::new(4);
+        std::thread::scope(|s| {
+            let opened: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        Store::open(&path).map(|_| ())
+                    })
+                })
+                .collect();
+            for o in opened {
+                let r = o.join().expect("thread");
+                assert!(r.is_ok(), "round {round}: {r:?}");
+            }
+        });
+    }
+}

@@ -2,13 +2,16 @@
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use vlmctl_bench::plan::LoadedPlan;
 use vlmctl_bench::{compare, report, run, sweep};
+use vlmctl_deploy::events::Cancel;
 
 use crate::cli::{BenchArgs, BenchCommand};
+use crate::commands::provision::cancel_on_signals;
 use crate::failure::Failure;
+use crate::history::{Recorder, first_line};
 use crate::{Output, exit_codes};
 
 /// Dispatches `bench` / `bench compare`.
@@ -38,41 +41,22 @@ pub async fn bench(args: &BenchArgs, out: &mut Output) -> Result<u8, Failure> {
             }
             .into());
         }
-        return sweep_cmd(args, &plan, &keys, baseline.as_ref(), out).await;
+        return sweep_cmd(args, plan_path, &plan, &keys, baseline.as_ref(), out).await;
     }
-    let dir = args.out.clone().unwrap_or_else(|| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        PathBuf::from(format!("bench-results/{now}"))
-    });
+    let dir = out_dir(args);
     // Each target answers within seconds, or nothing is run: an unreachable one would cost
     // every request a connect error or, on a host that drops packets, a whole timeout.
     vlmctl_bench::preflight::check_all(&plan.plan.targets, &keys).await?;
+    let state = args.state.dir();
+    let mut rec = Recorder::open(&args.record, &state, out);
+    let id = rec.begin_run(plan_path, &plan, &state, out).await;
     let bars = crate::render::BenchProgress::new();
     let progress = |t: &str, c: &str, done: usize, total: usize| bars.update(t, c, done, total);
-    let results = run::run(&plan, &keys, &progress).await;
-    std::fs::create_dir_all(&dir)
-        .and_then(|()| {
-            std::fs::write(
-                dir.join("results.json"),
-                serde_json::to_vec_pretty(&results).unwrap_or_default(),
-            )
-        })
-        .and_then(|()| std::fs::write(dir.join("report.md"), report::markdown(&results)))
-        .and_then(|()| {
-            std::fs::write(
-                dir.join("report.html"),
-                report::html(&results, baseline.as_ref()),
-            )
-        })
-        .map_err(|e| {
-            Failure::new(
-                anyhow::Error::new(e).context(format!("cannot write results to {}", dir.display())),
-                None,
-                exit_codes::ENVIRONMENT,
-            )
-        })?;
+    let results = measured(run::run(&plan, &keys, &progress), &mut rec, out).await?;
+    if let Err(f) = write_results(&dir, &results, baseline.as_ref()) {
+        rec.fail_run(id, &first_line(&f), out);
+        return Err(f);
+    }
     out.stdout(&report::table(&results));
     out.progress(&format!(
         "results: {}/results.json, report.md, report.html",
@@ -84,9 +68,10 @@ pub async fn bench(args: &BenchArgs, out: &mut Output) -> Result<u8, Failure> {
         .flat_map(|t| &t.configs)
         .any(|c| c.summary.ok > 0);
     if any_ok {
+        rec.finish_run(id, &results, out);
         Ok(exit_codes::SUCCESS)
     } else {
-        Err(Failure::new(
+        let f = Failure::new(
             anyhow::anyhow!(
                 "no request succeeded (see the error counts above and in results.json)"
             ),
@@ -94,14 +79,42 @@ pub async fn bench(args: &BenchArgs, out: &mut Output) -> Result<u8, Failure> {
                 "check that the target URLs answer (`vlmctl gates`, `curl URL/health`)".to_owned(),
             ),
             exit_codes::SERVER,
-        ))
+        );
+        rec.fail_run(id, &first_line(&f), out);
+        Err(f)
     }
+}
+
+/// The measurement, stopped by SIGINT, SIGTERM, SIGHUP or SIGQUIT: the run is then recorded
+/// `interrupted` (at once, rather than at the next open of the history) and nothing is written.
+async fn measured<T>(
+    work: impl std::future::Future<Output = T>,
+    rec: &mut Recorder,
+    out: &mut Output,
+) -> Result<T, Failure> {
+    let cancel = Cancel::new();
+    let listener = cancel_on_signals(&cancel)?;
+    let why = tokio::select! {
+        done = work => {
+            listener.abort();
+            return Ok(done);
+        }
+        why = cancel.cancelled() => why,
+    };
+    listener.abort();
+    rec.interrupted(&format!("stopped by {why}"), out);
+    Err(Failure::new(
+        anyhow::anyhow!("bench stopped by {why}; no results were written"),
+        None,
+        exit_codes::INTERRUPTED,
+    ))
 }
 
 /// `vlmctl bench --sweep-rate LO:HI` (or a plan with `[sweep]`): one line per step on stderr,
 /// the steps table and the verdict on stdout, results.json / report.md / report.html.
 async fn sweep_cmd(
     args: &BenchArgs,
+    plan_path: &Path,
     plan: &LoadedPlan,
     keys: &BTreeMap<String, String>,
     baseline: Option<&run::Results>,
@@ -133,8 +146,19 @@ async fn sweep_cmd(
             ),
         };
     };
-    let results = sweep::run(plan, args.sweep_rate, keys, &mut log).await;
-    write_results(&dir, &results, baseline)?;
+    let state = args.state.dir();
+    let mut rec = Recorder::open(&args.record, &state, out);
+    let id = rec.begin_run(plan_path, plan, &state, out).await;
+    let results = measured(
+        sweep::run(plan, args.sweep_rate, keys, &mut log),
+        &mut rec,
+        out,
+    )
+    .await?;
+    if let Err(f) = write_results(&dir, &results, baseline) {
+        rec.fail_run(id, &first_line(&f), out);
+        return Err(f);
+    }
     out.stdout(&sweep::table(&results.sweep));
     out.progress(&format!(
         "results: {}/results.json, report.md, report.html",
@@ -148,15 +172,18 @@ async fn sweep_cmd(
         .flat_map(|s| &s.steps)
         .any(|s| s.wall_ms.is_some() || s.stopped_early);
     if answered {
+        rec.finish_run(id, &results, out);
         Ok(exit_codes::SUCCESS)
     } else {
-        Err(Failure::new(
+        let f = Failure::new(
             anyhow::anyhow!("no request of the sweep succeeded (see results.json)"),
             Some(
                 "check that the target URLs answer (`vlmctl gates`, `curl URL/health`)".to_owned(),
             ),
             exit_codes::SERVER,
-        ))
+        );
+        rec.fail_run(id, &first_line(&f), out);
+        Err(f)
     }
 }
 
@@ -187,7 +214,7 @@ fn compare_cmd(
     })
 }
 
-/// `--out`, else bench-results/<unix time> (as the plain run computes it inline).
+/// `--out`, else bench-results/<unix time>.
 fn out_dir(args: &BenchArgs) -> PathBuf {
     args.out.clone().unwrap_or_else(|| {
         let now = std::time::SystemTime::now()
@@ -197,8 +224,7 @@ fn out_dir(args: &BenchArgs) -> PathBuf {
     })
 }
 
-/// results.json, report.md and report.html in `dir`. (The plain run writes the same files
-/// inline; left as it was while other work changes that path. One to merge.)
+/// results.json, report.md and report.html in `dir`.
 fn write_results(
     dir: &std::path::Path,
     results: &run::Results,

@@ -5,6 +5,7 @@ pub mod export;
 pub mod gates;
 pub mod provision;
 pub mod restore;
+pub mod runs;
 pub mod serve;
 pub mod status;
 pub mod teardown;
@@ -34,9 +35,21 @@ pub(crate) fn xdg_dir(var: &str, fallback: &str) -> std::path::PathBuf {
 
 /// `--state-dir`, else the XDG state directory.
 pub(crate) fn state_dir(args: &StateArgs) -> PathBuf {
-    args.state_dir
-        .clone()
-        .unwrap_or_else(|| xdg_dir(env_vars::XDG_STATE_HOME, "~/.local/state"))
+    state_dir_or_default(args.state_dir.as_deref())
+}
+
+fn state_dir_or_default(dir: Option<&std::path::Path>) -> PathBuf {
+    dir.map_or_else(
+        || xdg_dir(env_vars::XDG_STATE_HOME, "~/.local/state"),
+        std::path::Path::to_path_buf,
+    )
+}
+
+impl crate::cli::StateDirArgs {
+    /// `--state-dir`, else the XDG state directory, as [`state_dir`] resolves it.
+    pub(crate) fn dir(&self) -> PathBuf {
+        state_dir_or_default(self.state_dir.as_deref())
+    }
 }
 
 /// The validated plan for a spec (or the embedded default), a lock and directories; its API key

@@ -12,8 +12,11 @@ use vlmctl_deploy::provision::{self, Ctx, Options, Provisioned};
 use vlmctl_lifecycle::containers::{ConflictInfo, Launch};
 use vlmctl_weights::FetchProgress;
 
+use vlmctl_store::JobKind;
+
 use crate::cli::ProvisionArgs;
 use crate::failure::Failure;
+use crate::history::Recorder;
 use crate::render::{self, Bar};
 use crate::{Output, exit_codes};
 
@@ -37,8 +40,42 @@ pub async fn provision(
         out.stdout(&plan.spec.docker_run_line(&plan.mount));
         return Ok(exit_codes::SUCCESS);
     }
-    let plan = d.pinned_plan(out).await?;
     let state = super::state_dir(&d.state);
+    // The deployment is known before anything changes (pinning writes the lock): the job is
+    // recorded from here on, its hashes once the plan has them.
+    let spec = vlmctl_deploy::plan::load_spec(d.spec.as_deref())?;
+    let mut rec = Recorder::open(&args.record, &state, out);
+    let kind = if relaunch {
+        JobKind::Relaunch
+    } else {
+        JobKind::Provision
+    };
+    let job = rec.begin_job(kind, Some(&spec.name), Some(spec.sha256()), out);
+    let mut hashes = None;
+    let done = provision_job(args, relaunch, &state, &mut hashes, out).await;
+    rec.finish_job(
+        job,
+        done.as_deref(),
+        hashes
+            .as_ref()
+            .map(|(s, l): &(String, String)| (s.as_str(), l.as_str())),
+        out,
+    );
+    done.map(|_| exit_codes::SUCCESS)
+}
+
+/// The job itself; `hashes` gets the spec's and the lock entry's once the plan is known.
+/// Returns what it did, in one line.
+async fn provision_job(
+    args: &ProvisionArgs,
+    relaunch: bool,
+    state: &std::path::Path,
+    hashes: &mut Option<(String, String)>,
+    out: &mut Output,
+) -> Result<String, Failure> {
+    let d = &args.deploy;
+    let plan = d.pinned_plan(out).await?;
+    *hashes = Some((plan.spec.sha256(), plan.mount.lock_sha256.clone()));
     let hub = super::hub_client(&d.hub)?;
     let cancel = Cancel::new();
     // Listening from the start: a signal at any point ends the job through its undo, never by
@@ -57,7 +94,7 @@ pub async fn provision(
         &opts,
         &hub,
         Ctx {
-            state: &state,
+            state,
             sink: &mut sink,
             confirm: &mut Terminal,
             cancel: &cancel,
@@ -67,7 +104,7 @@ pub async fn provision(
     listener.abort();
     sink.finish();
     let base = plan.base_url();
-    match done? {
+    let detail = match done? {
         Provisioned::Unchanged {
             container_id,
             model,
@@ -80,6 +117,7 @@ pub async fn provision(
             } else {
                 out.stdout(&format!("{name} unchanged and healthy\n\nclient settings:\nNAV_VLLM_URL={base}/v1\nNAV_VLLM_MODEL={model}"));
             }
+            format!("{name} unchanged and healthy, serving {model} at {base}")
         }
         Provisioned::Ready {
             record,
@@ -111,9 +149,20 @@ pub async fn provision(
                     smoke.model
                 ));
             }
+            format!(
+                "{} {} and ready in {:.1} s, serving {} at {base}",
+                record.deployment,
+                match record.launch {
+                    Launch::Started { replaced: true, .. } => "replaced",
+                    Launch::Started { .. } => "started",
+                    Launch::Unchanged { .. } => "kept",
+                },
+                record.startup_s,
+                record.model
+            )
         }
-    }
-    Ok(exit_codes::SUCCESS)
+    };
+    Ok(detail)
 }
 
 /// SIGINT, SIGTERM, SIGHUP and SIGQUIT, registered now (unlike `tokio::signal::ctrl_c`, which

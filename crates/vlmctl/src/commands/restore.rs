@@ -2,19 +2,34 @@
 
 use serde_json::json;
 use vlmctl_deploy::events::Cancel;
+use vlmctl_store::JobKind;
 
 use crate::cli::RestoreArgs;
 use crate::commands::provision::Progress;
-use crate::commands::teardown::report_restored;
+use crate::commands::teardown::{report_restored, restored_names};
 use crate::failure::Failure;
+use crate::history::Recorder;
 use crate::{Output, exit_codes};
 
 /// `vlmctl restore`.
 pub async fn restore(args: &RestoreArgs, out: &mut Output) -> Result<u8, Failure> {
     let state = super::state_dir(&args.state);
+    let mut rec = Recorder::open(&args.record, &state, out);
+    let job = rec.begin_job(JobKind::Restore, None, None, out);
+    let done = restore_journals(args, &state, out).await;
+    rec.finish_job(job, done.as_ref().map(|(_, d)| d.as_str()), None, out);
+    done.map(|(code, _)| code)
+}
+
+/// Every journal replayed; returns the exit code and what was done, in one line.
+async fn restore_journals(
+    args: &RestoreArgs,
+    state: &std::path::Path,
+    out: &mut Output,
+) -> Result<(u8, String), Failure> {
     let results = {
         let mut sink = Progress::new(out, "the deployment");
-        vlmctl_deploy::undo::restore_all(&state, args.state.wait, &mut sink, &Cancel::new()).await?
+        vlmctl_deploy::undo::restore_all(state, args.state.wait, &mut sink, &Cancel::new()).await?
     };
     if results.is_empty() {
         if args.json {
@@ -25,14 +40,16 @@ pub async fn restore(args: &RestoreArgs, out: &mut Output) -> Result<u8, Failure
                 state.display()
             ));
         }
-        return Ok(exit_codes::SUCCESS);
+        return Ok((exit_codes::SUCCESS, "nothing to restore".to_owned()));
     }
     let mut done = Vec::new();
+    let mut back = Vec::new();
     let mut failed: Vec<Failure> = Vec::new();
     for r in results {
         let j = &r.journal;
         match r.outcome {
             Ok(restored) => {
+                back.extend(restored_names(&restored).into_iter().map(str::to_owned));
                 if !args.json {
                     out.stdout(&format!("journal {}", j.display()));
                     report_restored(&restored, out);
@@ -57,7 +74,16 @@ pub async fn restore(args: &RestoreArgs, out: &mut Output) -> Result<u8, Failure
         out.stdout(&serde_json::to_string_pretty(&json!({"journals": done})).unwrap_or_default());
     }
     if failed.is_empty() {
-        return Ok(exit_codes::SUCCESS);
+        let detail = format!(
+            "replayed {} journal(s){}",
+            done.len(),
+            if back.is_empty() {
+                String::new()
+            } else {
+                format!("; restored {}", back.join(", "))
+            }
+        );
+        return Ok((exit_codes::SUCCESS, detail));
     }
     let code = failed
         .iter()

@@ -32,6 +32,7 @@ pub async fn serve(args: &ServeArgs, out: &mut Output) -> Result<u8, Failure> {
         api_key,
         store: args
             .store
+            .store
             .clone()
             .unwrap_or_else(|| vlmctl_store::default_path(&state)),
         state,

@@ -1,25 +1,51 @@
 //! `vlmctl teardown`: the deployment's container removed, what it displaced restored.
 
+use std::fmt::Write as _;
+
 use vlmctl_deploy::events::Cancel;
 use vlmctl_lifecycle::journal::Restored;
+
+use vlmctl_store::JobKind;
 
 use crate::cli::TeardownArgs;
 use crate::commands::provision::Progress;
 use crate::failure::Failure;
+use crate::history::Recorder;
 use crate::{Output, exit_codes};
 
 /// `vlmctl teardown`.
 pub async fn teardown(args: &TeardownArgs, out: &mut Output) -> Result<u8, Failure> {
-    let name = match &args.name {
-        Some(n) => n.clone(),
-        None => vlmctl_deploy::plan::load_spec(args.spec.as_deref())?.name,
+    // The spec's hash is the deployment's only when the spec named it.
+    let (name, spec_sha256) = if let Some(n) = &args.name {
+        (n.clone(), None)
+    } else {
+        let spec = vlmctl_deploy::plan::load_spec(args.spec.as_deref())?;
+        let sha = spec.sha256();
+        (spec.name, Some(sha))
     };
     let state = super::state_dir(&args.state);
+    let mut rec = Recorder::open(&args.record, &state, out);
+    let job = rec.begin_job(JobKind::Teardown, Some(&name), spec_sha256, out);
     let done = {
         let mut sink = Progress::new(out, &name);
         vlmctl_deploy::undo::teardown(&state, &name, args.state.wait, &mut sink, &Cancel::new())
-            .await?
+            .await
+            .map_err(Failure::from)
     };
+    let detail = done.as_ref().map(|d| {
+        let mut what = if d.removed {
+            format!("removed {name}")
+        } else {
+            format!("{name}: no such container (already torn down)")
+        };
+        let back = restored_names(&d.restored);
+        if !back.is_empty() {
+            let _ = write!(what, "; restored {}", back.join(", "));
+        }
+        what
+    });
+    rec.finish_job(job, detail.as_deref().map_err(|f| *f), None, out);
+    let done = done?;
     if args.json {
         out.stdout(&serde_json::to_string_pretty(&done).unwrap_or_default());
         return Ok(exit_codes::SUCCESS);
@@ -31,6 +57,16 @@ pub async fn teardown(args: &TeardownArgs, out: &mut Output) -> Result<u8, Failu
     });
     report_restored(&done.restored, out);
     Ok(exit_codes::SUCCESS)
+}
+
+/// The containers a restore brought back (started again or already running).
+pub(crate) fn restored_names(r: &Restored) -> Vec<&str> {
+    r.put_back
+        .iter()
+        .chain(&r.started)
+        .chain(&r.already_running)
+        .map(String::as_str)
+        .collect()
 }
 
 /// What a restore did, a line per kind.

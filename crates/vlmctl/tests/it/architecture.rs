@@ -1,5 +1,6 @@
 //! The architecture, enforced: bench and weights never depend on bollard (Docker); lifecycle
-//! never depends on hf-hub (the network fetch). Checked over `cargo metadata`'s resolved graph,
+//! never depends on hf-hub (the network fetch); the store is a database only, and the CLI
+//! reaches SQLite through it. Checked over `cargo metadata`'s resolved graph,
 //! transitively.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -111,6 +112,11 @@ fn crate_boundaries_hold() {
         ("vlmctl-weights", "vlmctl-deploy"),
         ("vlmctl-lifecycle", "vlmctl-deploy"),
         ("vlmctl-bench", "vlmctl-deploy"),
+        // The history is a database, not a Docker or hub client.
+        ("vlmctl-store", "bollard"),
+        ("vlmctl-store", "hf-hub"),
+        ("vlmctl-store", "vlmctl-deploy"),
+        ("vlmctl-bench", "vlmctl-store"),
     ] {
         let deps = closure(&meta, krate);
         assert!(
@@ -125,7 +131,8 @@ fn crate_boundaries_hold() {
         assert!(deploy.contains(lib), "vlmctl-deploy uses {lib}: {deploy:?}");
     }
     let cli = direct(&meta, "vlmctl");
-    for banned in ["bollard", "hf-hub", "reqwest", "hyper"] {
+    // The history through vlmctl-store only: one schema, one place that writes SQL.
+    for banned in ["bollard", "hf-hub", "reqwest", "hyper", "rusqlite"] {
         assert!(
             !cli.contains(banned),
             "the CLI must not use {banned} directly; the libraries do: {cli:?}"
@@ -134,5 +141,6 @@ fn crate_boundaries_hold() {
     // The checks can fail: the CLI does reach bollard and hf-hub, through the libraries.
     let all = closure(&meta, "vlmctl");
     assert!(all.contains("bollard") && all.contains("hf-hub"));
-    assert!(cli.contains("vlmctl-deploy"));
+    assert!(cli.contains("vlmctl-deploy") && cli.contains("vlmctl-store"));
+    assert!(all.contains("rusqlite"));
 }

@@ -16,6 +16,7 @@ mod docker_proxy;
 mod faults;
 #[cfg(feature = "test-env")]
 mod gpu_proof;
+mod history;
 mod pin;
 #[cfg(feature = "test-env")]
 mod serve_real;

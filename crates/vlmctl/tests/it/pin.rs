@@ -284,6 +284,7 @@ async fn the_hub_failing_to_pin_exits_6_and_writes_nothing() {
             "check the network",
         ),
     ];
+    let cases_len = cases.len();
     for (what, model_table, token, error, hint) in cases {
         let spec = env.spec(&model_table);
         let endpoint = if what.contains("credentials") {
@@ -312,9 +313,32 @@ async fn the_hub_failing_to_pin_exits_6_and_writes_nothing() {
             HEADER.as_bytes(),
             "{what}: lock untouched"
         );
-        assert!(!env.path("state").exists(), "{what}: no state written");
+        let state = besides_the_history(&env.path("state"));
+        assert!(state.is_empty(), "{what}: no state written: {state:?}");
         assert!(!env.path("models").exists(), "{what}: no model dir");
     }
+    // The history records each attempt, failed, without the mirror's password.
+    let store = vlmctl_store::Store::open(&env.path("state/history.sqlite")).unwrap();
+    let jobs = store.jobs(None).unwrap();
+    assert_eq!(jobs.len(), cases_len, "{jobs:?}");
+    let seen = format!("{jobs:?}");
+    assert!(!seen.contains("s3cret-mirror-pw"), "{seen}");
+    assert!(
+        jobs.iter().all(|j| j.state == vlmctl_store::State::Failed),
+        "{seen}"
+    );
+}
+
+/// The files in a state dir besides the history database (which records failed jobs too).
+fn besides_the_history(state: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(state)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with(vlmctl_store::FILE_NAME))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[tokio::test]
