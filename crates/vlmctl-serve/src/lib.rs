@@ -58,6 +58,9 @@ pub struct Config {
     pub plans: Vec<PathBuf>,
     /// The host name runs and jobs are recorded under.
     pub host: String,
+    /// Removes secrets (the hub token, a mirror's password, API keys) from a text before it
+    /// is stored or sent to a page: the front-end's own scrubber.
+    pub scrub: fn(&str) -> String,
 }
 
 /// What every handler shares.

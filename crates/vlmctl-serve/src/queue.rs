@@ -214,6 +214,7 @@ async fn bench(app: &Arc<App>, run: i64, plan: &LoadedPlan, keys: &BTreeMap<Stri
         message: None,
     });
     let fail = |message: String| async move {
+        let message = (app.cfg.scrub)(&message);
         let m = message.clone();
         app.db(move |s| s.fail_run(run, &m)).await.ok();
         app.publish(Activity::Run {
@@ -252,7 +253,7 @@ async fn bench(app: &Arc<App>, run: i64, plan: &LoadedPlan, keys: &BTreeMap<Stri
         .flat_map(|t| &t.configs)
         .any(|c| c.summary.ok > 0);
     if !ok {
-        fail("no request succeeded (the run page shows the error counts)".to_owned()).await;
+        fail(nothing_succeeded(&results)).await;
         return;
     }
     let p50 = results
@@ -268,6 +269,31 @@ async fn bench(app: &Arc<App>, run: i64, plan: &LoadedPlan, keys: &BTreeMap<Stri
         }),
         Err(e) => fail(e.message).await,
     }
+}
+
+/// Why a run without one successful request failed: its error counts and the first error's
+/// detail (the results are not kept: a run is done with results, or failed with this).
+fn nothing_succeeded(r: &vlmctl_bench::run::Results) -> String {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut first = None;
+    for c in r.targets.iter().flat_map(|t| &t.configs) {
+        for (k, n) in &c.summary.errors {
+            *counts.entry(k.as_str()).or_default() += n;
+        }
+        first = first.or_else(|| c.samples.iter().find_map(|s| s.error_detail.clone()));
+    }
+    let counts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} x {k}")).collect();
+    format!(
+        "no request succeeded: {}{}",
+        if counts.is_empty() {
+            "nothing was sent".to_owned()
+        } else {
+            counts.join(", ")
+        },
+        first
+            .map(|d| format!("; first error: {d}"))
+            .unwrap_or_default()
+    )
 }
 
 /// One line for a page: what a relaunch or teardown just did.
@@ -334,7 +360,7 @@ async fn job<F, T>(
         app.publish(Activity::Job {
             action: action.clone(),
             deployment: deployment.to_owned(),
-            line,
+            line: (app.cfg.scrub)(&line),
         });
     };
     let mut sink = |e: Event| {
@@ -347,6 +373,7 @@ async fn job<F, T>(
         Ok(t) => (State::Done, t.detail()),
         Err(e) => (State::Failed, e.clone()),
     };
+    let detail = (app.cfg.scrub)(&detail);
     if let Some(id) = id {
         let d = detail.clone();
         app.db(move |s| s.finish_job(id, state, &d, None))

@@ -45,6 +45,7 @@ pub async fn serve(args: &ServeArgs, out: &mut Output) -> Result<u8, Failure> {
         hub: super::hub_client(&args.hub)?,
         plans: args.plans.clone(),
         host: vlmctl_deploy::history::host_name(),
+        scrub: |text| crate::redact::scrub(text).into_owned(),
     };
     let store = cfg.store.clone();
     vlmctl_serve::serve(cfg, cancel.clone(), |addr| {
