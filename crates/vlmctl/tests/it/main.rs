@@ -19,6 +19,8 @@ mod gpu_proof;
 mod history;
 mod pin;
 #[cfg(feature = "test-env")]
+mod serve_browser;
+#[cfg(feature = "test-env")]
 mod serve_real;
 #[cfg(feature = "test-env")]
 mod tune_real;

@@ -44,6 +44,16 @@ pub(crate) async fn deployed(what: &str) -> Deployed {
     }
 }
 
+/// The deployment's container goes with the test, passed or failed (the run's label cleanup
+/// does not reach it: vlmctl created it, from the spec).
+impl Drop for Deployed {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", &self.name])
+            .output();
+    }
+}
+
 /// A bench plan in the run's folder: config T (the text-only nav prompt: the test deployment
 /// has no projector), `runs` requests, the real prompts and frame (copied beside it, as a
 /// user's plan has them).
