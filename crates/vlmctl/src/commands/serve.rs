@@ -16,7 +16,12 @@ pub async fn serve(args: &ServeArgs, out: &mut Output) -> Result<u8, Failure> {
     let api_key = std::env::var(env_vars::VLMCTL_SERVE_API_KEY)
         .ok()
         .filter(|k| !k.is_empty());
-    if let Some(k) = &api_key {
+    // A key too short to be one is refused before it is used, and is not registered: scrubbing
+    // it would mangle every message that happens to contain it (as `plan` does for the server's).
+    if let Some(k) = api_key
+        .as_ref()
+        .filter(|k| k.chars().count() >= vlmctl_serve::MIN_API_KEY_LEN)
+    {
         crate::redact::secret(k);
     }
     // Bad input fails now, not at the first click.

@@ -20,6 +20,7 @@ mod history;
 mod pin;
 #[cfg(feature = "test-env")]
 mod serve_browser;
+mod serve_cli;
 #[cfg(feature = "test-env")]
 mod serve_real;
 #[cfg(feature = "test-env")]

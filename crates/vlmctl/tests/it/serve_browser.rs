@@ -80,34 +80,34 @@ async fn wait_for(c: &Client, css: &str, within: Duration) -> fantoccini::elemen
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_starts_a_run_whose_p50_is_the_trends_newest_point() {
-    let d = deployed("browser").await;
-    let quick = plan(&d, "cpu-quick.toml", 5);
-    let s = d.serve(&[&quick]);
-    let base = s.base.clone();
+    let dep = deployed("browser").await;
+    let quick = plan(&dep, "cpu-quick.toml", 5);
+    let serve = dep.serve(&[&quick]);
+    let base = serve.base.clone();
     // An earlier run, so that the trend has a point before the browser's.
     let (code, v) = post(
         &format!("{base}/api/runs"),
-        &format!("{{\"deployment\":\"{}\"}}", d.name),
+        &format!("{{\"deployment\":\"{}\"}}", dep.name),
     )
     .await;
     assert_eq!(code, 202, "{v}");
     let first = v["run"].as_i64().expect("id");
     wait_run(&base, first, Duration::from_secs(180), |s| s == "done").await;
 
-    let (_driver, c) = browser().await;
-    c.goto(&format!("{base}/")).await.expect("dashboard");
+    let (_driver, web) = browser().await;
+    web.goto(&format!("{base}/")).await.expect("dashboard");
     let row = wait_for(
-        &c,
-        &format!("tr[data-deployment=\"{}\"]", d.name),
+        &web,
+        &format!("tr[data-deployment=\"{}\"]", dep.name),
         Duration::from_secs(30),
     )
     .await;
     let text = row.text().await.expect("row text");
     assert!(text.contains("running") && text.contains("ok"), "{text}");
-    shot(&c, "serve-dashboard").await;
-    c.find(Locator::Css(&format!(
+    shot(&web, "serve-dashboard").await;
+    web.find(Locator::Css(&format!(
         "button.bench[data-deployment=\"{}\"]",
-        d.name
+        dep.name
     )))
     .await
     .expect("the Run bench button")
@@ -118,7 +118,7 @@ async fn the_dashboard_starts_a_run_whose_p50_is_the_trends_newest_point() {
     // The click queues a run and opens its page.
     let deadline = Instant::now() + Duration::from_secs(30);
     let id = loop {
-        let url = c.current_url().await.expect("url");
+        let url = web.current_url().await.expect("url");
         if let Some(id) = url
             .path()
             .strip_prefix("/runs/")
@@ -132,12 +132,12 @@ async fn the_dashboard_starts_a_run_whose_p50_is_the_trends_newest_point() {
     assert!(id > first);
     // The page follows the run's events and reloads when it ends.
     let fig = wait_for(
-        &c,
+        &web,
         "#figures tr[data-config=\"T\"]",
         Duration::from_secs(180),
     )
     .await;
-    let state = c
+    let state = web
         .find(Locator::Css("#state"))
         .await
         .expect("state")
@@ -160,38 +160,44 @@ async fn the_dashboard_starts_a_run_whose_p50_is_the_trends_newest_point() {
         .await
         .expect("text");
     assert_eq!(cell, format!("{p50:.1}"), "the p50 a person reads");
-    shot(&c, "serve-run").await;
+    shot(&web, "serve-run").await;
 
     // The same p50 is the newest point of the trend's p50 line.
-    c.goto(&format!("{base}/trends?deployment={}", d.name))
+    web.goto(&format!("{base}/trends?deployment={}", dep.name))
         .await
         .expect("trends");
-    let points = c
+    let (run, y) = newest_point(&web).await;
+    assert_eq!(run, id, "the newest point is the run the browser started");
+    assert!(
+        (y - p50).abs() < 1e-9,
+        "its value is the run page's p50: {y} vs {p50}"
+    );
+    shot(&web, "serve-trends").await;
+    web.close().await.expect("close the session");
+}
+
+/// The trend's newest point of config T's p50 line: its run and value (the hit targets the
+/// chart writes over its points).
+async fn newest_point(web: &Client) -> (i64, f64) {
+    let points = web
         .find_all(Locator::Css(
             "section.trend[data-config=\"T\"] circle.trend-point[data-series=\"cpu p50\"]",
         ))
         .await
         .expect("points");
     assert_eq!(points.len(), 2, "the API's run and the browser's");
-    let mut newest: Option<(f64, i64, f64, f64)> = None;
+    let mut newest: Option<(f64, i64, f64)> = None;
     for p in points {
         let num = |v: Option<String>| v.and_then(|s| s.parse::<f64>().ok()).expect("number");
         let x = num(p.attr("data-x").await.expect("x"));
         let run = num(p.attr("data-run").await.expect("run"));
         let y = num(p.attr("data-y").await.expect("y"));
-        let cx = num(p.attr("cx").await.expect("cx"));
         if newest.is_none_or(|n| x > n.0) {
             #[expect(clippy::cast_possible_truncation, reason = "a run id")]
             let run = run as i64;
-            newest = Some((x, run, y, cx));
+            newest = Some((x, run, y));
         }
     }
-    let (_, run, y, _) = newest.expect("a newest point");
-    assert_eq!(run, id, "the newest point is the run the browser started");
-    assert!(
-        (y - p50).abs() < 1e-9,
-        "its value is the run page's p50: {y} vs {p50}"
-    );
-    shot(&c, "serve-trends").await;
-    c.close().await.expect("close the session");
+    let (_, run, y) = newest.expect("a newest point");
+    (run, y)
 }

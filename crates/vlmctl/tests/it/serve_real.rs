@@ -189,41 +189,55 @@ fn ended(s: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_runs_a_bench_survives_kill_9_and_sigterm_and_relaunches() {
-    let d = deployed("serve").await;
-    let quick = plan(&d, "quick.toml", 3);
-    let long = plan(&d, "long.toml", 400);
-    let s = d.serve(&[&quick, &long]);
-    let base = s.base.clone();
+    let dep = deployed("serve").await;
+    let quick = plan(&dep, "quick.toml", 3);
+    let long = plan(&dep, "long.toml", 400);
+    let serve = dep.serve(&[&quick, &long]);
+    let base = serve.base.clone();
+    shows_the_deployment(&base, &dep).await;
+    refuses_bad_requests(&base, &dep).await;
+    let id = measures_a_run(&base, &dep).await;
+    refuses_a_plan_broken_under_it(&base, &dep, &quick).await;
+    let long_id = survives_kill_9(serve, &dep, id).await;
+    stops_on_sigterm(&dep, &long, id, long_id).await;
+    relaunches_and_tears_down(&dep, &long).await;
+}
 
-    // The deployment, as the dashboard's API shows it.
+/// The deployment, as the dashboard's API shows it.
+async fn shows_the_deployment(base: &str, dep: &Deployed) {
     let (code, v) = get(&format!("{base}/api/deployments")).await;
     assert_eq!(code, 200, "{v}");
-    let dep = v["deployments"]
+    let row = v["deployments"]
         .as_array()
-        .and_then(|a| a.iter().find(|x| x["name"] == d.name.as_str()))
-        .unwrap_or_else(|| panic!("{} not in {v}", d.name))
+        .and_then(|a| a.iter().find(|x| x["name"] == dep.name.as_str()))
+        .unwrap_or_else(|| panic!("{} not in {v}", dep.name))
         .clone();
-    assert_eq!(dep["health"], "ok");
-    assert_eq!(dep["drift"], "none", "judged against the --spec given");
-    assert_eq!(dep["spec"], true);
+    assert_eq!(row["health"], "ok");
+    assert_eq!(row["drift"], "none", "judged against the --spec given");
+    assert_eq!(row["spec"], true);
+}
 
-    // Bad requests: 400/404 with the message, nothing queued.
+/// Bad requests: 400/404 with the message, nothing queued.
+async fn refuses_bad_requests(base: &str, dep: &Deployed) {
     let runs = format!("{base}/api/runs");
     for (body, status, says) in [
         ("{\"deployment\":", 400, "not valid"),
         ("{\"deployment\":\"x\",\"extra\":1}", 400, "unknown field"),
         (
-            &*format!("{{\"deployment\":\"{}\",\"runs\":0}}", d.name),
+            &*format!("{{\"deployment\":\"{}\",\"runs\":0}}", dep.name),
             400,
             "out of range",
         ),
         (
-            &*format!("{{\"deployment\":\"{}\",\"runs\":-5}}", d.name),
+            &*format!("{{\"deployment\":\"{}\",\"runs\":-5}}", dep.name),
             400,
             "out of range",
         ),
         (
-            &*format!("{{\"deployment\":\"{}\",\"plan\":\"other.toml\"}}", d.name),
+            &*format!(
+                "{{\"deployment\":\"{}\",\"plan\":\"other.toml\"}}",
+                dep.name
+            ),
             400,
             "not one this service offers",
         ),
@@ -248,7 +262,7 @@ async fn serve_runs_a_bench_survives_kill_9_and_sigterm_and_relaunches() {
     let r = reqwest::Client::new()
         .post(&runs)
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("deployment={}", d.name))
+        .body(format!("deployment={}", dep.name))
         .send()
         .await
         .expect("POST");
@@ -265,20 +279,26 @@ async fn serve_runs_a_bench_survives_kill_9_and_sigterm_and_relaunches() {
         get(&runs).await.1.as_array().is_some_and(Vec::is_empty),
         "nothing was queued"
     );
+}
 
-    // A real run: queued, measured, recorded with its deployment.
+/// A real run: queued, measured, recorded with its deployment, on the pages. Returns its id.
+async fn measures_a_run(base: &str, dep: &Deployed) -> i64 {
+    let runs = format!("{base}/api/runs");
     let (code, v) = post(
         &runs,
-        &format!("{{\"deployment\":\"{}\",\"plan\":\"quick.toml\"}}", d.name),
+        &format!(
+            "{{\"deployment\":\"{}\",\"plan\":\"quick.toml\"}}",
+            dep.name
+        ),
     )
     .await;
     assert_eq!(code, 202, "{v}");
     let id = v["run"].as_i64().expect("run id");
-    let done = wait_run(&base, id, Duration::from_secs(180), ended).await;
+    let done = wait_run(base, id, Duration::from_secs(180), ended).await;
     assert_eq!(done["state"], "done", "{done}");
     let p50 = done["points"][0]["p50_ms"].as_f64().expect("p50");
     assert!(p50 > 0.0);
-    assert_eq!(done["targets"][0]["deployment"], d.name.as_str());
+    assert_eq!(done["targets"][0]["deployment"], dep.name.as_str());
     assert_eq!(
         done["results"]["targets"][0]["configs"][0]["samples"]
             .as_array()
@@ -288,7 +308,7 @@ async fn serve_runs_a_bench_survives_kill_9_and_sigterm_and_relaunches() {
     let (code, page) = get_text(&format!("{base}/runs/{id}")).await;
     assert_eq!(code, 200);
     assert!(page.contains(&format!("data-p50=\"{p50}\"")), "{page}");
-    let (code, page) = get_text(&format!("{base}/trends?deployment={}", d.name)).await;
+    let (code, page) = get_text(&format!("{base}/trends?deployment={}", dep.name)).await;
     assert_eq!(code, 200);
     assert!(
         page.contains(&format!("data-run=\"{id}\"")),
@@ -303,11 +323,19 @@ async fn serve_runs_a_bench_survives_kill_9_and_sigterm_and_relaunches() {
     // A run against itself: no change (its verdict follows the 270M model's schema misses).
     assert_eq!(cmp["rows"][0]["change_pct"].as_f64(), Some(0.0), "{cmp}");
 
-    // A plan changed under the service into something malformed: 400 naming file and line.
-    std::fs::write(&quick, "version = 1\nruns = \"many\"\n").expect("break the plan");
+    id
+}
+
+/// A plan changed under the service into something malformed: 400 naming file and line.
+async fn refuses_a_plan_broken_under_it(base: &str, dep: &Deployed, quick: &Path) {
+    let runs = format!("{base}/api/runs");
+    std::fs::write(quick, "version = 1\nruns = \"many\"\n").expect("break the plan");
     let (code, v) = post(
         &runs,
-        &format!("{{\"deployment\":\"{}\",\"plan\":\"quick.toml\"}}", d.name),
+        &format!(
+            "{{\"deployment\":\"{}\",\"plan\":\"quick.toml\"}}",
+            dep.name
+        ),
     )
     .await;
     assert_eq!(code, 400, "{v}");
@@ -318,11 +346,15 @@ async fn serve_runs_a_bench_survives_kill_9_and_sigterm_and_relaunches() {
             .contains("quick.toml:2"),
         "{v}"
     );
+}
 
-    // A long run; pages load while it goes; kill -9 in the middle.
+/// A long run; pages load while it goes; kill -9 in the middle. Returns the run's id.
+async fn survives_kill_9(serve: Serve, dep: &Deployed, id: i64) -> i64 {
+    let base = serve.base.clone();
+    let runs = format!("{base}/api/runs");
     let (code, v) = post(
         &runs,
-        &format!("{{\"deployment\":\"{}\",\"plan\":\"long.toml\"}}", d.name),
+        &format!("{{\"deployment\":\"{}\",\"plan\":\"long.toml\"}}", dep.name),
     )
     .await;
     assert_eq!(code, 202, "{v}");
@@ -340,12 +372,12 @@ async fn serve_runs_a_bench_survives_kill_9_and_sigterm_and_relaunches() {
         assert_eq!(code, 200, "{page} while a run is going");
     }
     eprintln!("five pages during a run: {:?}", t.elapsed());
-    let mut s = s;
+    let mut s = serve;
     s.child.kill().expect("kill -9");
     s.child.wait().expect("reaped");
     drop(s);
     {
-        let store = Store::open(&d.store()).expect("the history opens after kill -9");
+        let store = Store::open(&dep.store()).expect("the history opens after kill -9");
         assert_eq!(store.integrity_check().expect("check"), "ok");
         let r = store.run(long_id).expect("the run");
         assert_eq!(r.row.state, State::Interrupted);
@@ -357,8 +389,12 @@ async fn serve_runs_a_bench_survives_kill_9_and_sigterm_and_relaunches() {
         );
     }
 
-    // Restarted: the history is there; SIGTERM mid-run stops cleanly and marks the run.
-    let mut s = d.serve(&[&long]);
+    long_id
+}
+
+/// Restarted: the history is there; SIGTERM mid-run stops cleanly and marks the run.
+async fn stops_on_sigterm(dep: &Deployed, long: &Path, id: i64, long_id: i64) {
+    let mut s = dep.serve(&[long]);
     let base = s.base.clone();
     let (_, all) = get(&format!("{base}/api/runs")).await;
     let states: Vec<(i64, String)> = all
@@ -378,7 +414,7 @@ async fn serve_runs_a_bench_survives_kill_9_and_sigterm_and_relaunches() {
     );
     let (_, v) = post(
         &format!("{base}/api/runs"),
-        &format!("{{\"deployment\":\"{}\"}}", d.name),
+        &format!("{{\"deployment\":\"{}\"}}", dep.name),
     )
     .await;
     let term_id = v["run"].as_i64().expect("run id");
@@ -392,7 +428,7 @@ async fn serve_runs_a_bench_survives_kill_9_and_sigterm_and_relaunches() {
             .success()
     );
     let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
+    let exit = loop {
         if let Some(st) = s.child.try_wait().expect("wait") {
             break st;
         }
@@ -402,9 +438,9 @@ async fn serve_runs_a_bench_survives_kill_9_and_sigterm_and_relaunches() {
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert_eq!(status.code(), Some(0), "a clean stop");
+    assert_eq!(exit.code(), Some(0), "a clean stop");
     {
-        let store = Store::open(&d.store()).expect("open");
+        let store = Store::open(&dep.store()).expect("open");
         let r = store.run(term_id).expect("run");
         assert_eq!(r.row.state, State::Interrupted);
         assert!(r.row.error.unwrap_or_default().contains("SIGTERM"));
@@ -412,28 +448,34 @@ async fn serve_runs_a_bench_survives_kill_9_and_sigterm_and_relaunches() {
         assert_eq!(store.runs(&RunFilter::default()).expect("runs").len(), 3);
     }
     drop(s);
+}
 
-    // A relaunch (nothing changed: nothing to do) and a teardown, from the API.
-    let s = d.serve(&[&long]);
+/// A relaunch (nothing changed: nothing to do) and a teardown, from the API.
+async fn relaunches_and_tears_down(dep: &Deployed, long: &Path) {
+    let s = dep.serve(&[long]);
     let base = s.base.clone();
-    let relaunch = format!("{base}/api/deployments/{}/relaunch", d.name);
+    let relaunch = format!("{base}/api/deployments/{}/relaunch", dep.name);
     let (code, v) = post(&relaunch, "{}").await;
     assert_eq!(code, 202, "{v}");
-    let jobs = format!("{base}/api/jobs?deployment={}", d.name);
+    let jobs = format!("{base}/api/jobs?deployment={}", dep.name);
     poll_jobs(&jobs, "relaunch").await;
-    let (code, v) = post(&format!("{base}/api/deployments/{}/teardown", d.name), "{}").await;
+    let (code, v) = post(
+        &format!("{base}/api/deployments/{}/teardown", dep.name),
+        "{}",
+    )
+    .await;
     assert_eq!(code, 202, "{v}");
     let t = poll_jobs(&jobs, "teardown").await;
     assert_eq!(t["state"], "done", "{t}");
     poll_until("the container gone", Duration::from_secs(30), || {
         !std::process::Command::new("docker")
-            .args(["inspect", &d.name])
+            .args(["inspect", &dep.name])
             .output()
             .is_ok_and(|o| o.status.success())
     });
     let (code, v) = post(
         &format!("{base}/api/runs"),
-        &format!("{{\"deployment\":\"{}\"}}", d.name),
+        &format!("{{\"deployment\":\"{}\"}}", dep.name),
     )
     .await;
     assert_eq!(code, 404, "nothing to measure once torn down: {v}");
