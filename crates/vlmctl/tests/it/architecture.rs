@@ -143,4 +143,20 @@ fn crate_boundaries_hold() {
     assert!(all.contains("bollard") && all.contains("hf-hub"));
     assert!(cli.contains("vlmctl-deploy") && cli.contains("vlmctl-store"));
     assert!(all.contains("rusqlite"));
+    // The service is a front-end too: the jobs, the history and the bench through their crates,
+    // never Docker, SQL or HTTP clients of its own.
+    let serve = direct(&meta, "vlmctl-serve");
+    for banned in ["bollard", "hf-hub", "reqwest", "rusqlite"] {
+        assert!(
+            !serve.contains(banned),
+            "vlmctl-serve must not use {banned} directly: {serve:?}"
+        );
+    }
+    assert!(serve.contains("vlmctl-deploy") && serve.contains("vlmctl-store"));
+    for lib in ["vlmctl-deploy", "vlmctl-lifecycle", "vlmctl-bench", "vlmctl-store"] {
+        assert!(
+            !closure(&meta, lib).contains("vlmctl-serve"),
+            "{lib} must not depend on the service"
+        );
+    }
 }
