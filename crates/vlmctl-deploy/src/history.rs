@@ -65,13 +65,23 @@ fn recorded_model(state: &Path, deployment: &str) -> Option<String> {
 
 /// [`link`] against the containers Docker lists now. Without a daemon the targets are recorded
 /// with their URLs only: a bench needs no Docker, so neither does recording one.
+/// A daemon that does not answer within [`LINK_TIMEOUT`] is not waited for (bollard's own
+/// timeout is two minutes, which would hold the bench up only to label its record).
 pub async fn link_targets(targets: &[Target], state: &Path) -> Vec<TargetLink> {
-    let managed = match vlmctl_lifecycle::connect().await {
-        Ok(d) => containers::managed(&d).await.unwrap_or_default(),
-        Err(_) => Vec::new(),
+    let ask = async {
+        match vlmctl_lifecycle::connect().await {
+            Ok(d) => containers::managed(&d).await.unwrap_or_default(),
+            Err(_) => Vec::new(),
+        }
     };
+    let managed = tokio::time::timeout(LINK_TIMEOUT, ask)
+        .await
+        .unwrap_or_default();
     link(targets, &managed, state)
 }
+
+/// How long [`link_targets`] asks Docker.
+pub const LINK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {

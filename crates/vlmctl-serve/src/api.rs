@@ -28,6 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use tokio::sync::broadcast::error::RecvError;
 use vlmctl_bench::plan::LoadedPlan;
 use vlmctl_deploy::status::{Drift, JournalState};
@@ -171,12 +172,12 @@ async fn runs(
     q: Result<Query<Filter>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let f: RunFilter = query(q)?.into();
-    Ok(Json(app.db(move |s| s.runs(&f)).await?).into_response())
+    Ok(Json(app.read(move |s| s.runs(&f)).await?).into_response())
 }
 
 async fn run(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = run_id(&id)?;
-    Ok(Json(app.db(move |s| s.run(id)).await?).into_response())
+    Ok(Json(app.read(move |s| s.run(id)).await?).into_response())
 }
 
 /// A run id from a path or query: a positive integer.
@@ -212,7 +213,7 @@ pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result
 
 impl App {
     /// Checks a bench request and queues it; returns the run's id and how many are ahead.
-    pub async fn start_run(&self, req: StartRun) -> Result<(i64, usize), ApiError> {
+    pub async fn start_run(self: &Arc<Self>, req: StartRun) -> Result<(i64, usize), ApiError> {
         if let Some(n) = req.runs
             && !(1..=MAX_RUNS).contains(&n)
         {
@@ -255,6 +256,11 @@ impl App {
         plan.plan.targets = vec![target];
         if let Some(n) = req.runs {
             plan.plan.runs = usize::try_from(n).unwrap_or(1);
+            // Not the file's plan any more: its hash says so, so that `compare` warns when it
+            // meets a run of the file as written.
+            plan.plan_sha256 = hex::encode(Sha256::digest(
+                serde_json::to_vec(&plan.plan).unwrap_or_default(),
+            ));
         }
         let mut keys = BTreeMap::new();
         for t in &plan.plan.targets {
@@ -270,6 +276,7 @@ impl App {
                             t.name
                         ))
                     })?;
+                (self.cfg.secret)(&k);
                 keys.insert(t.name.clone(), k);
             }
         }
@@ -287,14 +294,28 @@ impl App {
             targets,
             state: RunState::Queued,
         };
-        let id = self.db(move |s| s.begin_run(&new)).await?;
-        let ahead = self.enqueue(Action::Bench {
-            run: id,
-            deployment: req.deployment,
-            plan: Box::new(plan),
-            keys,
-        });
-        Ok((id, ahead))
+        // Recorded and queued in a task of its own: a client that goes away in between must
+        // not leave a run recorded `queued` that nothing will run.
+        let app = Arc::clone(self);
+        tokio::spawn(async move {
+            let id = app.db(move |s| s.begin_run(&new)).await?;
+            let queued = app.enqueue(Action::Bench {
+                run: id,
+                deployment: req.deployment,
+                plan: Box::new(plan),
+                keys,
+            });
+            match queued {
+                Ok(ahead) => Ok((id, ahead)),
+                Err(e) => {
+                    let why = e.message.clone();
+                    app.db(move |s| s.fail_run(id, &why)).await.ok();
+                    Err(e)
+                }
+            }
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("queueing the run failed: {e}")))?
     }
 }
 
@@ -336,7 +357,7 @@ impl App {
         a: i64,
         b: i64,
     ) -> Result<vlmctl_bench::compare::Comparison, ApiError> {
-        let (ra, rb) = self.db(move |s| Ok((s.run(a)?, s.run(b)?))).await?;
+        let (ra, rb) = self.read(move |s| Ok((s.run(a)?, s.run(b)?))).await?;
         let done = |d: vlmctl_store::RunDetail| {
             let id = d.row.id;
             let state = d.row.state;
@@ -362,6 +383,9 @@ async fn compare(
     Ok(Json(app.compare(a, b).await?).into_response())
 }
 
+/// How long before a trend's first point a provision or relaunch is still marked on it.
+pub const MARKS_BEFORE_S: i64 = 6 * 3600;
+
 /// What the trend page draws.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Trends {
@@ -374,8 +398,16 @@ pub struct Trends {
 impl App {
     /// Points and the jobs that mark them.
     pub async fn trends(&self, f: RunFilter) -> Result<Trends, ApiError> {
-        self.db(move |s| {
+        self.read(move |s| {
             let points = s.trend(&f)?;
+            // Marks within the points' time (and a little before the first: the relaunch that
+            // started a series), of the host asked for: one provision months ago must not
+            // squash a week of runs to the right edge.
+            let (first, last) = (
+                points.first().map_or(0, |p| p.unix),
+                points.last().map_or(0, |p| p.unix),
+            );
+            let from = first.saturating_sub(MARKS_BEFORE_S);
             let mut jobs = Vec::new();
             let mut seen = std::collections::BTreeSet::new();
             for d in points.iter().filter_map(|p| p.deployment.clone()) {
@@ -385,6 +417,8 @@ impl App {
                             j.kind,
                             vlmctl_store::JobKind::Provision | vlmctl_store::JobKind::Relaunch
                         ) && j.state == RunState::Done
+                            && (from..=last).contains(&j.started_unix)
+                            && f.host.as_ref().is_none_or(|h| *h == j.host)
                     }));
                 }
             }
@@ -417,7 +451,7 @@ async fn jobs(
     q: Result<Query<JobFilter>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let d = query(q)?.deployment.filter(|d| !d.is_empty());
-    Ok(Json(app.db(move |s| s.jobs(d.as_deref())).await?).into_response())
+    Ok(Json(app.read(move |s| s.jobs(d.as_deref())).await?).into_response())
 }
 
 impl App {
@@ -451,9 +485,9 @@ impl App {
                 }
                 Some(Ok(_)) => {}
             }
-            Ok(self.enqueue(Action::Relaunch {
+            self.enqueue(Action::Relaunch {
                 deployment: name.to_owned(),
-            }))
+            })
         } else {
             let status = self.deployments().await?;
             if !status.deployments.iter().any(|d| d.container.name == name) {
@@ -461,9 +495,9 @@ impl App {
                     "no deployment {name:?} to tear down"
                 )));
             }
-            Ok(self.enqueue(Action::Teardown {
+            self.enqueue(Action::Teardown {
                 deployment: name.to_owned(),
-            }))
+            })
         }
     }
 }

@@ -89,6 +89,32 @@ fn refuse(status: StatusCode, message: &str, basic: bool) -> Response {
     r
 }
 
+/// Pure: may this POST act? Only a JSON body (a cross-site form cannot send one without the
+/// browser asking first, which this service never answers) and no `Origin` other than the
+/// request's own host: with or without an API key, because a browser that has the key (typed
+/// at its Basic prompt) sends it along with a foreign page's form too.
+pub fn post_allowed(headers: &HeaderMap) -> Result<(), &'static str> {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let foreign = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|o| o.split_once("://").map_or(o, |(_, h)| h) != host);
+    if !json {
+        Err("actions take a JSON body (Content-Type: application/json)")
+    } else if foreign {
+        Err("actions are taken only from this service's own pages (the Origin is another site)")
+    } else {
+        Ok(())
+    }
+}
+
 /// The middleware in front of every route.
 pub async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let headers = req.headers();
@@ -112,27 +138,11 @@ pub async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Res
                 false,
             );
         }
-        if req.method() == Method::POST {
-            let json = headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.starts_with("application/json"));
-            let foreign = headers
-                .get(header::ORIGIN)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|o| {
-                    let h = o.split_once("://").map_or(o, |(_, h)| h);
-                    h != host
-                });
-            if !json || foreign {
-                return refuse(
-                    StatusCode::FORBIDDEN,
-                    "actions take a JSON body (Content-Type: application/json) from this \
-                     service's own pages",
-                    false,
-                );
-            }
-        }
+    }
+    if req.method() == Method::POST
+        && let Err(why) = post_allowed(headers)
+    {
+        return refuse(StatusCode::FORBIDDEN, why, false);
     }
     next.run(req).await
 }
@@ -178,6 +188,52 @@ mod tests {
         ] {
             assert!(!loopback_host(h), "{h}");
         }
+    }
+
+    #[test]
+    fn a_post_acts_only_as_json_from_its_own_origin() {
+        let with = |pairs: &[(header::HeaderName, &str)]| {
+            let mut h = HeaderMap::new();
+            h.insert(header::HOST, "127.0.0.1:8787".parse().expect("header"));
+            for (k, v) in pairs {
+                h.insert(k.clone(), v.parse().expect("header"));
+            }
+            h
+        };
+        let json = (header::CONTENT_TYPE, "application/json");
+        assert!(
+            post_allowed(&with(std::slice::from_ref(&json))).is_ok(),
+            "curl, a script"
+        );
+        assert!(
+            post_allowed(&with(&[
+                json.clone(),
+                (header::ORIGIN, "http://127.0.0.1:8787")
+            ]))
+            .is_ok(),
+            "the service's own page"
+        );
+        assert!(
+            post_allowed(&with(&[
+                json.clone(),
+                (header::ORIGIN, "http://evil.example")
+            ]))
+            .is_err(),
+            "another site's script"
+        );
+        assert!(
+            post_allowed(&with(&[json, (header::ORIGIN, "http://127.0.0.1:9999")])).is_err(),
+            "another port is another origin"
+        );
+        assert!(
+            post_allowed(&with(&[(
+                header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded"
+            )]))
+            .is_err(),
+            "a form"
+        );
+        assert!(post_allowed(&with(&[])).is_err(), "no body type");
     }
 
     #[test]

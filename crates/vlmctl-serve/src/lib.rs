@@ -61,12 +61,33 @@ pub struct Config {
     /// Removes secrets (the hub token, a mirror's password, API keys) from a text before it
     /// is stored or sent to a page: the front-end's own scrubber.
     pub scrub: fn(&str) -> String,
+    /// Registers a secret read on the way (a bench target's API key) with that scrubber.
+    pub secret: fn(&str),
 }
+
+/// How the service stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped {
+    /// The action in progress did not end within [`WORKER_GRACE`] of the stop: a relaunch may
+    /// have been cut off in its undo (`vlmctl restore` finishes it from its journal).
+    pub worker_cut_off: bool,
+}
+
+/// How long a stop waits for open requests (a page, an event stream) before closing them.
+pub const REQUEST_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long a stop waits for the action in progress to end (a relaunch to undo itself).
+pub const WORKER_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What every handler shares.
 pub struct App {
     cfg: Config,
+    /// The one writer (SQLite allows one at a time; ours take turns here, other processes'
+    /// through the busy timeout).
     store: Arc<Mutex<Store>>,
+    /// Pages read through their own connection, so that a write waiting for another process's
+    /// transaction does not hold them up (WAL readers never wait for a writer).
+    reader: Arc<Mutex<Store>>,
     activity: broadcast::Sender<Activity>,
     queue: queue::Queue,
     shutdown: Cancel,
@@ -79,24 +100,21 @@ impl App {
         &self.cfg
     }
 
-    /// Runs `f` on the database on a blocking thread (a write may wait for another vlmctl's
-    /// transaction for the store's busy timeout; the async threads must not).
+    /// Runs `f` on the writing connection on a blocking thread (a write may wait for another
+    /// vlmctl's transaction for the store's busy timeout; the async threads must not).
     pub async fn db<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let store = Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || {
-            // A panic while holding the lock leaves the connection as SQLite left it, which
-            // is consistent: keep using it.
-            let mut s = store
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            f(&mut s)
-        })
-        .await
-        .map_err(|e| ApiError::internal(format!("database task failed: {e}")))?
-        .map_err(ApiError::from)
+        on(&self.store, f).await
+    }
+
+    /// Runs `f` on the reading connection on a blocking thread.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        on(&self.reader, f).await
     }
 
     /// The spec file for a deployment, among the configured ones: its plan, or why not.
@@ -140,30 +158,41 @@ impl App {
     }
 }
 
+async fn on<T: Send + 'static>(
+    store: &Arc<Mutex<Store>>,
+    f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || {
+        // A panic while holding the lock leaves the connection as SQLite left it, which is
+        // consistent: keep using it.
+        let mut s = store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut s)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("database task failed: {e}")))?
+    .map_err(ApiError::from)
+}
+
 /// Checks `cfg`, opens the store (marking runs of dead processes interrupted), listens, and
 /// serves until `shutdown` is cancelled (the CLI cancels it on SIGINT, SIGTERM, SIGHUP). On the
-/// way out the queue's current action is stopped (a relaunch undoes what it did) and this
-/// process's unfinished runs are marked interrupted. `ready` gets the bound address.
+/// way out open requests get [`REQUEST_GRACE`], the queue's current action [`WORKER_GRACE`] to
+/// stop (a relaunch undoes what it did), and this process's unfinished runs are marked
+/// interrupted. `ready` gets the bound address.
 pub async fn serve(
     cfg: Config,
     shutdown: Cancel,
     ready: impl FnOnce(SocketAddr),
-) -> Result<(), ServeError> {
-    tokio::task::LocalSet::new()
-        .run_until(serve_here(cfg, shutdown, ready))
-        .await
-}
-
-async fn serve_here(
-    cfg: Config,
-    shutdown: Cancel,
-    ready: impl FnOnce(SocketAddr),
-) -> Result<(), ServeError> {
+) -> Result<Stopped, ServeError> {
     auth::check_exposure(cfg.bind, cfg.api_key.as_deref())?;
     let store_path = cfg.store.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&store_path))
-        .await
-        .map_err(|e| ServeError::Task(e.to_string()))??;
+    let (store, reader) = tokio::task::spawn_blocking(move || {
+        Ok::<_, StoreError>((Store::open(&store_path)?, Store::open(&store_path)?))
+    })
+    .await
+    .map_err(|e| ServeError::Task(e.to_string()))??;
     let listener = tokio::net::TcpListener::bind(cfg.bind)
         .await
         .map_err(|source| ServeError::Bind {
@@ -179,13 +208,13 @@ async fn serve_here(
     let app = Arc::new(App {
         cfg,
         store: Arc::new(Mutex::new(store)),
+        reader: Arc::new(Mutex::new(reader)),
         activity,
         queue,
         shutdown: shutdown.clone(),
     });
-    // The jobs' futures hold `&mut dyn Sink` and friends, which are not `Send`: the worker
-    // runs on this task's thread, beside the server (whose connections use the whole runtime).
-    let worker = tokio::task::spawn_local(queue::work(Arc::clone(&app), rx));
+    let worker = queue::start(Arc::clone(&app), rx).map_err(|e| ServeError::Task(e.to_string()))?;
+    tokio::spawn(watch_orphans(Arc::clone(&app)));
     let router = api::router(Arc::clone(&app))
         .merge(pages::router(Arc::clone(&app)))
         .layer(axum::middleware::from_fn_with_state(
@@ -194,17 +223,41 @@ async fn serve_here(
         ));
     ready(addr);
     let stop = shutdown.clone();
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            stop.cancelled().await;
-        })
-        .await;
+    let served = axum::serve(listener, router).with_graceful_shutdown(async move {
+        stop.cancelled().await;
+    });
+    // Open requests get their grace; then the server is dropped with them.
+    let grace = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(REQUEST_GRACE).await;
+    };
+    let served = tokio::select! {
+        r = served => r,
+        () = grace => Ok(()),
+    };
     // The worker sees the same cancel: a relaunch undoes itself, a bench run stops.
     let why = shutdown
         .reason()
         .unwrap_or_else(|| "vlmctl serve stopped".to_owned());
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(60), worker).await;
+    let worker_cut_off = tokio::time::timeout(WORKER_GRACE, worker).await.is_err();
     let msg = format!("vlmctl serve stopped during the run ({why})");
     app.db(move |s| s.interrupt_own(&msg)).await.ok();
-    served.map_err(|source| ServeError::Bind { addr, source })
+    served.map_err(|source| ServeError::Bind { addr, source })?;
+    Ok(Stopped { worker_cut_off })
+}
+
+/// How often the service looks for runs and jobs whose process died (a `vlmctl bench` killed
+/// while the service is up), so that its pages do not show them running for ever.
+pub const ORPHAN_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn watch_orphans(app: Arc<App>) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(ORPHAN_CHECK) => {}
+            _ = app.shutdown.cancelled() => return,
+        }
+        if let Err(e) = app.db(Store::mark_orphans).await {
+            tracing::warn!("looking for interrupted runs: {}", e.message);
+        }
+    }
 }

@@ -79,9 +79,8 @@ async function act(url,body){
   if(!r.ok){say('error: '+(j.error||r.status)+(j.hint?'\nhint: '+j.hint:''));return null;}
   return j;
 }
-async function bench(dep){
-  const sel=document.getElementById('plan-'+dep);
-  const j=await act('/api/runs',{deployment:dep,plan:sel?sel.value:null});
+async function bench(dep,plan){
+  const j=await act('/api/runs',{deployment:dep,plan:plan});
   if(j){location.href=j.page;}
 }
 async function job(dep,what){
@@ -89,11 +88,19 @@ async function job(dep,what){
   const j=await act('/api/deployments/'+encodeURIComponent(dep)+'/'+what);
   if(j)say(what+' '+dep+' queued ('+j.ahead+' ahead)');
 }
+// Buttons carry what they act on in data attributes (never spliced into script text).
+document.addEventListener('click',(e)=>{
+  const b=e.target.closest('button[data-action]');if(!b)return;
+  const dep=b.dataset.deployment,what=b.dataset.action;
+  if(what==='bench'){const sel=b.parentElement.querySelector('select.plan');bench(dep,sel?sel.value:null);}
+  else job(dep,what);
+});
 function follow(run){
   const es=new EventSource('/api/events'+(run?'?run='+run:''));
-  // A run that ended between this page's rendering and the subscription sends nothing more.
-  es.onopen=()=>{if(run)fetch('/api/runs/'+run).then(r=>r.json()).then(d=>{
-    if(d.state!=='queued'&&d.state!=='running'){es.close();location.reload();}});};
+  // The run's own state, polled as well: a run recorded by another process (a CLI bench)
+  // sends no events here, and one may end between this page's rendering and the subscription.
+  if(run)setInterval(()=>fetch('/api/runs/'+run).then(r=>r.json()).then(d=>{
+    if(d.state!=='queued'&&d.state!=='running'){es.close();location.reload();}}),2000);
   es.onmessage=(m)=>{const a=JSON.parse(m.data);
     if(a.kind==='progress'){const p=document.getElementById('progress');
       if(p)p.textContent=a.target+' config '+a.config+': '+a.done+' / '+a.total;}
@@ -197,7 +204,7 @@ fn runs_table(rows: &[RunRow]) -> Markup {
 async fn dashboard(State(app): State<Arc<App>>) -> Response {
     let deployments = app.deployments().await;
     let recent = app
-        .db(|s| {
+        .read(|s| {
             s.runs(&RunFilter {
                 limit: Some(10),
                 ..RunFilter::default()
@@ -233,15 +240,15 @@ async fn dashboard(State(app): State<Arc<App>>) -> Response {
                             td { (x.url.as_deref().unwrap_or("-")) }
                             td {
                                 @if x.container.state == "running" && !plans.is_empty() {
-                                    select id={ "plan-" (name) } {
+                                    select.plan {
                                         @for p in &plans { option value=(p) { (p) } }
                                     }
-                                    button.bench data-deployment=(name) onclick={ "bench('" (name) "')" } { "Run bench" }
+                                    button.bench data-action="bench" data-deployment=(name) { "Run bench" }
                                 }
                                 @if x.spec {
-                                    button onclick={ "job('" (name) "','relaunch')" } { "Relaunch" }
+                                    button data-action="relaunch" data-deployment=(name) { "Relaunch" }
                                 }
-                                button onclick={ "job('" (name) "','teardown')" } { "Teardown" }
+                                button data-action="teardown" data-deployment=(name) { "Teardown" }
                                 " "
                                 a href={ "/trends?deployment=" (name) } { "trend" }
                             }
@@ -279,7 +286,7 @@ async fn runs(
     };
     let shown = f.clone();
     let filter: RunFilter = f.into();
-    let rows = match app.db(move |s| s.runs(&filter)).await {
+    let rows = match app.read(move |s| s.runs(&filter)).await {
         Ok(r) => r,
         Err(e) => return error_page("Runs", &e),
     };
@@ -307,7 +314,7 @@ async fn run(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
         Err(e) => return error_page("Runs", &e),
     };
     let (d, previous) = match app
-        .db(move |s| {
+        .read(move |s| {
             let d = s.run(id)?;
             // The run before it on the same deployment, to compare with.
             let dep = d.row.targets.iter().find_map(|t| t.deployment.clone());
@@ -388,7 +395,7 @@ async fn report(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response
         Ok(i) => i,
         Err(e) => return error_page("Runs", &e),
     };
-    match app.db(move |s| s.run(id)).await {
+    match app.read(move |s| s.run(id)).await {
         Ok(d) => match d.results {
             Some(r) => (
                 [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
@@ -481,12 +488,10 @@ async fn trends(
         Err(e) => return error_page("Trends", &e),
     };
     // One chart per config (its p50 and p95 per target), and one of the schema pass rates.
-    let mut by_config: BTreeMap<(String, String), Vec<&vlmctl_store::TrendPoint>> = BTreeMap::new();
+    // Keyed by the letter alone: a config whose description changed is still one line.
+    let mut by_config: BTreeMap<String, Vec<&vlmctl_store::TrendPoint>> = BTreeMap::new();
     for p in &t.points {
-        by_config
-            .entry((p.point.config.clone(), p.point.description.clone()))
-            .or_default()
-            .push(p);
+        by_config.entry(p.point.config.clone()).or_default().push(p);
     }
     let markers: Vec<Marker> = t
         .jobs
@@ -507,7 +512,7 @@ async fn trends(
     let schema: Vec<TrendSeries> = by_config
         .iter()
         .enumerate()
-        .filter_map(|(i, ((config, _), points))| {
+        .filter_map(|(i, (config, points))| {
             let pts: Vec<ChartPoint> = points
                 .iter()
                 .filter_map(|p| {
@@ -536,9 +541,9 @@ async fn trends(
             button type="submit" { "Show" }
         }
         @if t.points.is_empty() { p.muted { "No finished run matches." } }
-        @for ((config, description), points) in &by_config {
+        @for (config, points) in &by_config {
             section.trend data-config=(config) {
-                h2 { "Config " (config) ": " (description) }
+                h2 { "Config " (config) ": " (points.last().map_or("", |p| p.point.description.as_str())) }
                 p.muted { (points.len()) " points; newest: run " (points.last().map_or(0, |p| p.run_id))
                     " at " (points.last().map(|p| when(p.unix)).unwrap_or_default()) }
                 (PreEscaped(chart_of(points)))

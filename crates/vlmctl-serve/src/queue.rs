@@ -14,7 +14,7 @@ use vlmctl_deploy::events::{Event, NoOne};
 use vlmctl_deploy::provision::{self, Ctx, Options, Provisioned};
 use vlmctl_store::{JobKind, NewJob, State};
 
-use crate::App;
+use crate::{ApiError, App};
 
 /// Something the service is doing or did, as the pages and `GET /api/events` see it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -124,6 +124,7 @@ impl Action {
 pub struct Queue {
     tx: mpsc::UnboundedSender<Action>,
     waiting: AtomicUsize,
+    busy: std::sync::atomic::AtomicBool,
 }
 
 impl Queue {
@@ -133,6 +134,7 @@ impl Queue {
             Self {
                 tx,
                 waiting: AtomicUsize::new(0),
+                busy: std::sync::atomic::AtomicBool::new(false),
             },
             rx,
         )
@@ -145,9 +147,14 @@ impl Queue {
 }
 
 impl App {
-    /// Puts `action` in the queue and says so; returns how many are ahead of it.
-    pub fn enqueue(&self, action: Action) -> usize {
-        let ahead = self.queue.waiting.fetch_add(1, Ordering::SeqCst);
+    /// Puts `action` in the queue and says so; returns how many actions are before it (the
+    /// one going on included). A stopping service takes no more (503).
+    pub fn enqueue(&self, action: Action) -> Result<usize, ApiError> {
+        if self.shutdown.reason().is_some() {
+            return Err(stopping());
+        }
+        let ahead = self.queue.waiting.fetch_add(1, Ordering::SeqCst)
+            + usize::from(self.queue.busy.load(Ordering::SeqCst));
         let activity = Activity::Queued {
             action: action.name().to_owned(),
             deployment: action.deployment().to_owned(),
@@ -158,12 +165,12 @@ impl App {
             ahead,
         };
         if self.queue.tx.send(action).is_err() {
-            // The worker has ended: we are shutting down; the run stays queued and is marked
-            // interrupted on the way out.
+            // The worker has ended (stopping, or it died): nothing would ever run this.
             self.queue.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(stopping());
         }
         self.publish(activity);
-        ahead
+        Ok(ahead)
     }
 
     /// Tells every listener.
@@ -178,14 +185,46 @@ impl App {
     }
 }
 
+fn stopping() -> ApiError {
+    ApiError {
+        status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        message: "vlmctl serve is stopping (or its queue has ended): nothing more is queued"
+            .to_owned(),
+        hint: Some("start vlmctl serve again".to_owned()),
+    }
+}
+
+/// Starts the worker on a thread and a runtime of its own: a bench run's timing must not share
+/// a thread with the pages (a chart drawn, a report rendered, a plan hashed), or the time a
+/// finished answer waits for that thread would be measured as the server's latency. Its own
+/// runtime also lets it run the jobs, whose futures are not `Send`. The receiver fires when it
+/// has ended.
+pub(crate) fn start(
+    app: Arc<App>,
+    rx: mpsc::UnboundedReceiver<Action>,
+) -> std::io::Result<tokio::sync::oneshot::Receiver<()>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (done, ended) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("vlmctl-serve-queue".to_owned())
+        .spawn(move || {
+            rt.block_on(work(app, rx));
+            let _ = done.send(());
+        })?;
+    Ok(ended)
+}
+
 /// The worker: one action at a time until shutdown.
-pub(crate) async fn work(app: Arc<App>, mut rx: mpsc::UnboundedReceiver<Action>) {
+async fn work(app: Arc<App>, mut rx: mpsc::UnboundedReceiver<Action>) {
     loop {
         let next = tokio::select! {
             a = rx.recv() => a,
             _ = app.shutdown.cancelled() => None,
         };
         let Some(action) = next else { break };
+        app.queue.busy.store(true, Ordering::SeqCst);
         app.queue.waiting.fetch_sub(1, Ordering::SeqCst);
         match action {
             Action::Bench {
@@ -197,6 +236,7 @@ pub(crate) async fn work(app: Arc<App>, mut rx: mpsc::UnboundedReceiver<Action>)
             Action::Relaunch { deployment } => relaunch(&app, &deployment).await,
             Action::Teardown { deployment } => teardown(&app, &deployment).await,
         }
+        app.queue.busy.store(false, Ordering::SeqCst);
     }
 }
 
@@ -261,13 +301,34 @@ async fn bench(app: &Arc<App>, run: i64, plan: &LoadedPlan, keys: &BTreeMap<Stri
         .first()
         .and_then(|t| t.configs.first())
         .and_then(|c| c.summary.wall_ms.as_ref().map(|w| (c.name.clone(), w.p50)));
+    let kept = serde_json::to_vec_pretty(&results).unwrap_or_default();
     match app.db(move |s| s.finish_run(run, &results)).await {
         Ok(()) => app.publish(Activity::Run {
             run,
             state: State::Done,
             message: p50.map(|(c, ms)| format!("config {c}: p50 {ms:.1} ms")),
         }),
-        Err(e) => fail(e.message).await,
+        Err(e) => {
+            // The measurements are not lost with the write: they go to a file beside the
+            // history, which `vlmctl runs import` loads.
+            let path = app
+                .cfg
+                .state
+                .join("unrecorded-runs")
+                .join(format!("run-{run}.json"));
+            let saved = path
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| vlmctl_deploy::write_atomically(&path, &kept));
+            let whereto = match saved {
+                Ok(()) => format!(
+                    "; the results are in {} (`vlmctl runs import` loads them)",
+                    path.display()
+                ),
+                Err(w) => format!("; and they could not be saved to {}: {w}", path.display()),
+            };
+            fail(format!("{}{whereto}", e.message)).await;
+        }
     }
 }
 
@@ -371,6 +432,8 @@ async fn job<F, T>(
     let outcome = run(&mut sink).await;
     let (state, detail) = match &outcome {
         Ok(t) => (State::Done, t.detail()),
+        // Stopped by the service's shutdown (and undone), as the CLI records a signal.
+        Err(e) if app.shutdown.reason().is_some() => (State::Interrupted, e.clone()),
         Err(e) => (State::Failed, e.clone()),
     };
     let detail = (app.cfg.scrub)(&detail);

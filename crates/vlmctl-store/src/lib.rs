@@ -349,6 +349,18 @@ pub fn this_process() -> (i64, Option<i64>) {
     (i64::from(pid), process_start(pid))
 }
 
+/// Where this process's pids mean something: the boot (`/proc/sys/kernel/random/boot_id`) and
+/// the pid namespace (`/proc/self/ns/pid`). Rows are judged orphaned only by a process of the
+/// same machine, boot and namespace: a `vlmctl serve` in a container sharing the state dir with
+/// the host, another machine sharing the file, or a host without `/proc` cannot tell whether a
+/// pid of theirs is alive, and leaves their rows alone. `None` without `/proc`.
+#[must_use]
+pub fn this_machine() -> Option<String> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let ns = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    Some(format!("{}/{}", boot.trim(), ns.display()))
+}
+
 /// A live process's start time (field 22 of `/proc/PID/stat`); `None` when it does not exist
 /// or has ended: a killed process stays a zombie (state `Z`) until its parent reaps it, and
 /// must not pass for its live self in that window.
@@ -454,14 +466,17 @@ impl Store {
         let tx = self.write_tx("marking interrupted runs")?;
         let mut n = 0;
         for table in ["runs", "jobs"] {
+            let Some(machine) = this_machine() else {
+                break;
+            };
             let owners: Vec<(i64, i64, Option<i64>)> = {
                 let mut q = tx
                     .prepare(&format!(
                         "SELECT id, owner_pid, owner_start FROM {table} \
-                         WHERE state IN ('running', 'queued')"
+                         WHERE state IN ('running', 'queued') AND owner_machine = ?1"
                     ))
                     .map_err(|source| sql_err(&path, "marking interrupted runs", source))?;
-                q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                q.query_map([&machine], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                     .and_then(Iterator::collect)
                     .map_err(|source| sql_err(&path, "marking interrupted runs", source))?
             };
@@ -509,9 +524,9 @@ impl Store {
                     &format!(
                         "UPDATE {table} SET state = 'interrupted', finished_unix = ?3, {col} = ?4 \
                          WHERE state IN ('running', 'queued') AND owner_pid = ?1 \
-                         AND owner_start IS ?2"
+                         AND owner_start IS ?2 AND owner_machine IS ?5"
                     ),
-                    params![pid, start, now, why],
+                    params![pid, start, now, why, this_machine()],
                 )
                 .map_err(|source| sql_err(&path, "marking runs interrupted", source))?;
         }
@@ -527,7 +542,7 @@ impl Store {
         let tx = self.write_tx("recording a run")?;
         tx.execute(
             "INSERT INTO runs (started_unix, state, source, host, plan, plan_json, owner_pid, \
-             owner_start) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             owner_start, owner_machine) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 now_unix(),
                 run.state.as_str(),
@@ -536,7 +551,8 @@ impl Store {
                 run.plan,
                 run.plan_json.to_string(),
                 pid,
-                start
+                start,
+                this_machine()
             ],
         )
         .map_err(|source| sql_err(&path, "recording a run", source))?;
@@ -566,11 +582,22 @@ impl Store {
         let path = self.path.clone();
         let err = |source| sql_err(&path, "recording a run's results", source);
         let tx = self.write_tx("recording a run's results")?;
-        let state: Option<String> = tx
-            .query_row("SELECT state FROM runs WHERE id = ?1", [id], |r| r.get(0))
+        let row: Option<(String, i64, Option<i64>, Option<String>)> = tx
+            .query_row(
+                "SELECT state, owner_pid, owner_start, owner_machine FROM runs WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
             .optional()
             .map_err(err)?;
-        match state.as_deref().map(State::parse) {
+        // Marked interrupted by a process that could not see this one alive (another pid
+        // namespace sharing the file, say): its owner still finishes it, results and all.
+        let mine = row.as_ref().is_some_and(|(_, pid, start, machine)| {
+            let (p, s) = this_process();
+            (*pid, *start, machine.clone()) == (p, s, this_machine())
+        });
+        match row.as_ref().map(|r| State::parse(&r.0)) {
+            Some(State::Interrupted) if mine => {}
             None => {
                 return Err(StoreError::NotFound {
                     path,
@@ -588,7 +615,7 @@ impl Store {
         }
         tx.execute(
             "UPDATE runs SET state = 'done', finished_unix = ?2, results = ?3, \
-             results_sha256 = ?4, plan_json = ?5 WHERE id = ?1",
+             results_sha256 = ?4, plan_json = ?5, error = NULL WHERE id = ?1",
             params![
                 id,
                 now_unix(),
@@ -820,7 +847,8 @@ impl Store {
         self.conn
             .execute(
                 "INSERT INTO jobs (kind, host, deployment, spec_sha256, lock_sha256, started_unix, \
-                 state, owner_pid, owner_start) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?8)",
+                 state, owner_pid, owner_start, owner_machine) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?8, ?9)",
                 params![
                     job.kind.as_str(),
                     job.host,
@@ -829,7 +857,8 @@ impl Store {
                     job.lock_sha256,
                     now_unix(),
                     pid,
-                    start
+                    start,
+                    this_machine()
                 ],
             )
             .map_err(self.sql("recording a job"))?;

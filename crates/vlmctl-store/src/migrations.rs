@@ -29,6 +29,7 @@ CREATE TABLE runs (
     error          TEXT,
     owner_pid      INTEGER NOT NULL,
     owner_start    INTEGER,
+    owner_machine  TEXT,
     -- a finished run has its results; nothing else does
     CHECK ((state = 'done') = (results IS NOT NULL))
 );
@@ -71,7 +72,8 @@ CREATE TABLE jobs (
     state         TEXT NOT NULL CHECK (state IN ('running', 'done', 'failed', 'interrupted')),
     detail        TEXT,
     owner_pid     INTEGER NOT NULL,
-    owner_start   INTEGER
+    owner_start   INTEGER,
+    owner_machine TEXT
 );
 CREATE INDEX jobs_deployment ON jobs (deployment, started_unix);
 ";

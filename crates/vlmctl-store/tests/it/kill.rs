@@ -51,7 +51,12 @@ fn child() {
                 r.targets[0].configs[0].samples =
                     (0..4000).map(|j| crate::sample(j, j as f64)).collect();
                 s.finish_run(id, &r).expect("finish");
-                s.import(&r, "h", "p", &link("d")).expect("import");
+                // Another document (not the one just finished): a real import, also killed.
+                r.started_unix += 1_000_000;
+                assert!(matches!(
+                    s.import(&r, "h", "p", &link("d")).expect("import"),
+                    vlmctl_store::Imported::New(_)
+                ));
                 if i == 3 {
                     println!("churning");
                 }

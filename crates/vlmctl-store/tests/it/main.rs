@@ -286,3 +286,38 @@ fn processes_opening_a_new_database_at_once_all_get_the_schema() {
         });
     }
 }
+
+#[test]
+fn rows_of_another_machine_or_namespace_are_left_alone_and_an_owner_finishes_its_own() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("h.sqlite");
+    let mut s = Store::open(&path).expect("open");
+    let theirs = s.begin_run(&new_run("d")).expect("begin");
+    let mine = s.begin_run(&new_run("d")).expect("begin");
+    drop(s);
+    // Owned by a dead pid, one on another boot or pid namespace (unknowable here), one here.
+    let c = rusqlite::Connection::open(&path).expect("open");
+    c.execute(
+        "UPDATE runs SET owner_pid = 999999999, owner_machine = 'another-boot/pid:[1]' WHERE id = ?1",
+        [theirs],
+    )
+    .expect("update");
+    c.execute(
+        "UPDATE runs SET state = 'interrupted' WHERE id = ?1",
+        [mine],
+    )
+    .expect("update");
+    drop(c);
+    let mut s = Store::open(&path).expect("open");
+    assert_eq!(
+        s.run(theirs).expect("run").row.state,
+        State::Running,
+        "not judged from here"
+    );
+    // Marked interrupted by someone who could not see this process: it still finishes it.
+    s.finish_run(mine, &results(1, 5.0))
+        .expect("its owner finishes it");
+    let d = s.run(mine).expect("run");
+    assert_eq!(d.row.state, State::Done);
+    assert_eq!(d.row.error, None);
+}

@@ -51,9 +51,10 @@ pub async fn serve(args: &ServeArgs, out: &mut Output) -> Result<u8, Failure> {
         plans: args.plans.clone(),
         host: vlmctl_deploy::history::host_name(),
         scrub: |text| crate::redact::scrub(text).into_owned(),
+        secret: crate::redact::secret,
     };
     let store = cfg.store.clone();
-    vlmctl_serve::serve(cfg, cancel.clone(), |addr| {
+    let stopped = vlmctl_serve::serve(cfg, cancel.clone(), |addr| {
         out.progress(&format!(
             "vlmctl serve: http://{addr}/ (history: {}; Ctrl-C or SIGTERM stops it)",
             store.display()
@@ -62,6 +63,20 @@ pub async fn serve(args: &ServeArgs, out: &mut Output) -> Result<u8, Failure> {
     .await?;
     if let Some(why) = cancel.reason() {
         out.progress(&format!("vlmctl serve stopped: {why}"));
+    }
+    if stopped.worker_cut_off {
+        return Err(Failure::new(
+            anyhow::anyhow!(
+                "the action in progress did not end within {} s of the stop and was cut off",
+                vlmctl_serve::WORKER_GRACE.as_secs()
+            ),
+            Some(
+                "a relaunch may have left containers stopped: `vlmctl restore` brings back \
+                 what its journal names"
+                    .to_owned(),
+            ),
+            exit_codes::INTERRUPTED,
+        ));
     }
     Ok(exit_codes::SUCCESS)
 }

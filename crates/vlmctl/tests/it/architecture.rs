@@ -153,7 +153,12 @@ fn crate_boundaries_hold() {
         );
     }
     assert!(serve.contains("vlmctl-deploy") && serve.contains("vlmctl-store"));
-    for lib in ["vlmctl-deploy", "vlmctl-lifecycle", "vlmctl-bench", "vlmctl-store"] {
+    for lib in [
+        "vlmctl-deploy",
+        "vlmctl-lifecycle",
+        "vlmctl-bench",
+        "vlmctl-store",
+    ] {
         assert!(
             !closure(&meta, lib).contains("vlmctl-serve"),
             "{lib} must not depend on the service"

@@ -115,6 +115,29 @@ async fn with_a_key_every_request_needs_it() {
         ),
         200
     );
+    // The key does not make a foreign page's request an action: a browser holding the key
+    // (typed at its Basic prompt) sends it with another site's form or script too.
+    let action = |origin: Option<&str>| {
+        let mut r = http
+            .post(&url)
+            .basic_auth("me", Some(KEY))
+            .header("content-type", "application/json")
+            .body("{\"deployment\":\"vlmctl-test-none\"}");
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        r.send()
+    };
+    assert_eq!(
+        status(action(Some("http://evil.example")).await.expect("POST")),
+        403
+    );
+    let own = action(None).await.expect("POST");
+    assert_ne!(
+        own.status().as_u16(),
+        403,
+        "without a foreign Origin the request goes through"
+    );
     let _ = child.kill();
     let _ = child.wait();
     let mut rest = String::new();
