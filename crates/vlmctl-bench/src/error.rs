@@ -62,6 +62,14 @@ pub enum BenchError {
         /// The plan.
         path: PathBuf,
     },
+    /// A target takes its API key from an environment variable that is not set.
+    #[error("target {target} takes its API key from ${var}, which is not set")]
+    ApiKeyMissing {
+        /// The target's name in the plan.
+        target: String,
+        /// The variable (`api_key_env`).
+        var: String,
+    },
     /// A results file is unreadable or of another format.
     #[error("{} is not a vlmctl bench results file ({why})", path.display())]
     BadResults {
@@ -84,6 +92,7 @@ impl BenchError {
             Self::Unreachable { .. } => "check that the server is running and the plan's target url (host, port, http/https) is right: `curl URL/health`; `vlmctl status` shows what vlmctl started".to_owned(),
             Self::SweepNeedsSlo { .. } => "add a bound to the plan, e.g. `[slo]` with `p95_ms = 500`; the sweep reports the highest rate that meets it".to_owned(),
             Self::BadResults { .. } => "pass results JSON files written by `vlmctl bench`".to_owned(),
+            Self::ApiKeyMissing { var, .. } => format!("export {var}=... in the environment of the process that runs the bench"),
         }
     }
 }

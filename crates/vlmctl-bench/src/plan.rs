@@ -862,6 +862,25 @@ fn sha(b: &[u8]) -> String {
 }
 
 impl LoadedPlan {
+    /// The API key of each target that names one (`api_key_env`), read from the environment
+    /// before the first request. Never recorded anywhere: the caller registers them as secrets.
+    pub fn api_keys(&self) -> Result<BTreeMap<String, String>, BenchError> {
+        let mut keys = BTreeMap::new();
+        for t in &self.plan.targets {
+            if let Some(var) = &t.api_key_env {
+                let k = std::env::var(var)
+                    .ok()
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| BenchError::ApiKeyMissing {
+                        target: t.name.clone(),
+                        var: var.clone(),
+                    })?;
+                keys.insert(t.name.clone(), k);
+            }
+        }
+        Ok(keys)
+    }
+
     /// Reads the plan at `path`, its prompts and image, and checks them.
     pub fn load(path: &Path) -> Result<Self, BenchError> {
         let bytes = std::fs::read(path).map_err(|source| BenchError::Read {

@@ -14,7 +14,6 @@
 //! | POST | `/api/deployments/{name}/relaunch`, `/teardown` | queue a job |
 //! | GET | `/api/events?run=` | server-sent events: every [`Activity`] (of one run) |
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -262,23 +261,16 @@ impl App {
                 serde_json::to_vec(&plan.plan).unwrap_or_default(),
             ));
         }
-        let mut keys = BTreeMap::new();
-        for t in &plan.plan.targets {
-            if let Some(var) = &t.api_key_env {
-                let k = std::env::var(var)
-                    .ok()
-                    .filter(|v| !v.is_empty())
-                    .ok_or_else(|| {
-                        ApiError::bad_request(format!(
-                            "{}: target {} takes its API key from ${var}, which is not set in \
-                         vlmctl serve's environment",
-                            path.display(),
-                            t.name
-                        ))
-                    })?;
-                (self.cfg.secret)(&k);
-                keys.insert(t.name.clone(), k);
-            }
+        let keys = plan.api_keys().map_err(|e| {
+            ApiError::bad_request(format!(
+                "{}: {} in vlmctl serve's environment",
+                path.display(),
+                vlmctl_lifecycle::error_chain(&e)
+            ))
+            .with_hint(Some(e.hint()))
+        })?;
+        for k in keys.values() {
+            (self.cfg.secret)(k);
         }
         let managed: Vec<Managed> = status
             .deployments

@@ -163,20 +163,6 @@ fn state_class(s: RunState) -> &'static str {
     }
 }
 
-fn deployments_of(r: &RunRow) -> String {
-    let mut d: Vec<&str> = r
-        .targets
-        .iter()
-        .filter_map(|t| t.deployment.as_deref())
-        .collect();
-    d.dedup();
-    if d.is_empty() {
-        "-".to_owned()
-    } else {
-        d.join(", ")
-    }
-}
-
 fn runs_table(rows: &[RunRow]) -> Markup {
     html! {
         table #runs {
@@ -188,7 +174,7 @@ fn runs_table(rows: &[RunRow]) -> Markup {
                     td { (when(r.started_unix)) }
                     td class=(state_class(r.state)) { (r.state) }
                     td { (r.host) }
-                    td { (deployments_of(r)) }
+                    td { (r.deployments()) }
                     td { (r.plan) }
                     td {
                         @for p in &r.points {

@@ -499,34 +499,19 @@ fn chain_with_hint(e: &vlmctl_deploy::DeployError) -> String {
 }
 
 async fn relaunch(app: &Arc<App>, deployment: &str) {
-    let plan = match app.plan_for(deployment) {
-        Some(Ok(p)) => p,
-        Some(Err(why)) => {
-            return job(
-                app,
-                JobKind::Relaunch,
-                deployment,
-                None,
+    let plan = app.plan_for(deployment).unwrap_or_else(|| {
+        Err(format!(
+            "no spec for {deployment} is configured: start vlmctl serve with --spec FILE"
+        ))
+    });
+    let plan = match plan {
+        Ok(p) => p,
+        Err(why) => {
+            let fail =
                 async |_: &mut dyn vlmctl_deploy::events::Sink| -> Result<Provisioned, String> {
                     Err(why)
-                },
-            )
-            .await;
-        }
-        None => {
-            let why = format!(
-                "no spec for {deployment} is configured: start vlmctl serve with --spec FILE"
-            );
-            return job(
-                app,
-                JobKind::Relaunch,
-                deployment,
-                None,
-                async |_: &mut dyn vlmctl_deploy::events::Sink| -> Result<Provisioned, String> {
-                    Err(why)
-                },
-            )
-            .await;
+                };
+            return job(app, JobKind::Relaunch, deployment, None, fail).await;
         }
     };
     let hashes = Some((plan.spec.sha256(), plan.mount.lock_sha256.clone()));

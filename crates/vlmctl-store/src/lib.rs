@@ -201,6 +201,24 @@ pub struct RunRow {
     pub points: Vec<Point>,
 }
 
+impl RunRow {
+    /// The deployments its targets measured (each once), `-` when none is known.
+    #[must_use]
+    pub fn deployments(&self) -> String {
+        let mut names: Vec<&str> = self
+            .targets
+            .iter()
+            .filter_map(|t| t.deployment.as_deref())
+            .collect();
+        names.dedup();
+        if names.is_empty() {
+            "-".to_owned()
+        } else {
+            names.join(", ")
+        }
+    }
+}
+
 /// A run with everything.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunDetail {

@@ -29,7 +29,6 @@ CREATE TABLE runs (
     error          TEXT,
     owner_pid      INTEGER NOT NULL,
     owner_start    INTEGER,
-    owner_machine  TEXT,
     -- a finished run has its results; nothing else does
     CHECK ((state = 'done') = (results IS NOT NULL))
 );
@@ -72,17 +71,24 @@ CREATE TABLE jobs (
     state         TEXT NOT NULL CHECK (state IN ('running', 'done', 'failed', 'interrupted')),
     detail        TEXT,
     owner_pid     INTEGER NOT NULL,
-    owner_start   INTEGER,
-    owner_machine TEXT
+    owner_start   INTEGER
 );
 CREATE INDEX jobs_deployment ON jobs (deployment, started_unix);
 ";
 
+/// Version 2: the boot and pid namespace of a row's owner ([`crate::this_machine`]), so that
+/// only a process that can see that owner judges whether it is gone. Rows from version 1 have
+/// none: they are judged by nobody (mark them by hand if their process is gone).
+const V2: &str = "
+ALTER TABLE runs ADD COLUMN owner_machine TEXT;
+ALTER TABLE jobs ADD COLUMN owner_machine TEXT;
+";
+
 static MIGRATIONS: LazyLock<Migrations<'static>> =
-    LazyLock::new(|| Migrations::new(vec![M::up(V1)]));
+    LazyLock::new(|| Migrations::new(vec![M::up(V1), M::up(V2)]));
 
 /// The schema version this vlmctl writes.
-pub const SCHEMA_VERSION: usize = 1;
+pub const SCHEMA_VERSION: usize = 2;
 
 fn user_version(conn: &Connection, path: &Path) -> Result<usize, StoreError> {
     conn.pragma_query_value(None, "user_version", |r| r.get(0))
@@ -130,5 +136,26 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .expect("version");
         assert_eq!(v, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_version_1_database_moves_to_the_latest_with_its_rows() {
+        let mut c = Connection::open_in_memory().expect("in memory");
+        Migrations::new(vec![M::up(V1)])
+            .to_latest(&mut c)
+            .expect("version 1");
+        c.execute(
+            "INSERT INTO runs (started_unix, state, source, host, plan, plan_json, owner_pid) \
+             VALUES (1, 'running', 'cli', 'h', 'p', '{}', 7)",
+            [],
+        )
+        .expect("a v1 row");
+        apply(&mut c, Path::new(":memory:")).expect("migrate");
+        let (n, machine): (i64, Option<String>) = c
+            .query_row("SELECT count(*), max(owner_machine) FROM runs", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .expect("read");
+        assert_eq!((n, machine), (1, None), "kept, with no owner machine");
     }
 }

@@ -106,7 +106,8 @@ impl From<vlmctl_bench::BenchError> for Failure {
             | E::PlanFile { .. }
             | E::ImageMismatch { .. }
             | E::BadResults { .. }
-            | E::SweepNeedsSlo { .. } => exit_codes::INVALID_INPUT,
+            | E::SweepNeedsSlo { .. }
+            | E::ApiKeyMissing { .. } => exit_codes::INVALID_INPUT,
         };
         let hint = Some(e.hint());
         Self::new(e, hint, code)

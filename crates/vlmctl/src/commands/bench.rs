@@ -248,26 +248,17 @@ fn write_results(
         })
 }
 
-/// API keys of the targets that name one, read before the first request.
+/// API keys of the targets that name one, read before the first request and registered as
+/// secrets.
 fn api_keys(plan: &LoadedPlan) -> Result<BTreeMap<String, String>, Failure> {
-    let mut keys = BTreeMap::new();
-    for t in &plan.plan.targets {
-        if let Some(var) = &t.api_key_env {
-            let k = std::env::var(var)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| {
-                    Failure::new(
-                        anyhow::anyhow!(
-                            "target {} takes its API key from ${var}, which is not set",
-                            t.name
-                        ),
-                        Some(format!("export {var}=...")),
-                        exit_codes::INVALID_INPUT,
-                    )
-                })?;
-            keys.insert(t.name.clone(), k);
-        }
+    let keys = plan.api_keys()?;
+    // As `plan` does for the server's key: one too short to be a key is not scrubbed from
+    // every message that happens to contain it.
+    for k in keys
+        .values()
+        .filter(|k| k.chars().count() >= vlmctl_deploy::plan::MIN_API_KEY_LEN)
+    {
+        crate::redact::secret(k);
     }
     Ok(keys)
 }

@@ -199,7 +199,7 @@ pub fn runs_table(rows: &[RunRow]) -> String {
                 utc_minute(r.started_unix),
                 r.state.to_string(),
                 r.host.clone(),
-                deployments(&r.targets),
+                r.deployments(),
                 r.plan.clone(),
                 p50s(r),
             ]
@@ -217,20 +217,6 @@ pub fn runs_table(rows: &[RunRow]) -> String {
         ],
         &cells,
     )
-}
-
-/// The deployments a run's targets measured, `-` when none is known.
-fn deployments(targets: &[TargetLink]) -> String {
-    let mut names: Vec<&str> = targets
-        .iter()
-        .filter_map(|t| t.deployment.as_deref())
-        .collect();
-    names.dedup();
-    if names.is_empty() {
-        "-".to_owned()
-    } else {
-        names.join(", ")
-    }
 }
 
 /// `A 18.4 ms, C 20.1 ms`, each config prefixed with its target when there are several.
@@ -419,13 +405,13 @@ mod tests {
             }],
         );
         assert_eq!(p50s(&one), "A 18.4 ms, C -");
-        assert_eq!(deployments(&one.targets), "panda-llamacpp");
+        assert_eq!(one.deployments(), "panda-llamacpp");
         let two = row(
             vec![point("a", "A", Some(1.0)), point("b", "A", Some(2.0))],
             Vec::new(),
         );
         assert_eq!(p50s(&two), "a/A 1.0 ms, b/A 2.0 ms");
-        assert_eq!(deployments(&two.targets), "-");
+        assert_eq!(two.deployments(), "-");
         assert_eq!(p50s(&row(Vec::new(), Vec::new())), "-");
     }
 

@@ -17,6 +17,12 @@ pub fn vlmctl() -> Command {
     for var in vlmctl::env_vars::ALL {
         cmd.env_remove(var);
     }
+    // The default state dir (journals, records, the history) under the build's temp dir, never
+    // the developer's own ~/.local/state: a test that cares sets VLMCTL_STATE_DIR.
+    cmd.env(
+        vlmctl::env_vars::XDG_STATE_HOME,
+        concat!(env!("CARGO_TARGET_TMPDIR"), "/xdg-state"),
+    );
     cmd
 }
 
