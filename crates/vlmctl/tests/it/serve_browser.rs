@@ -85,38 +85,8 @@ async fn wait_for(c: &Client, css: &str, within: Duration) -> fantoccini::elemen
 /// (camera frame and all), and the run is on its page and the newest point of the trend.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readmes_service_flow_runs_the_cpu_bench_from_the_browser() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
-    let section = readme
-        .split("## The benchmark service (vlmctl serve)")
-        .nth(1)
-        .and_then(|s| s.split("```sh\n").nth(1))
-        .and_then(|s| s.split("```").next())
-        .expect("the README's service flow");
-    let lines: Vec<&str> = section
-        .lines()
-        .filter(|l| l.starts_with("vlmctl "))
-        .collect();
-    assert_eq!(lines.len(), 2, "provision, then serve: {section}");
     let name = "vlmctl-cpu-test";
-    let _guard = Guard(name.to_owned());
-    let state = tempfile::tempdir().expect("state");
-    let extra = readme_dir_args();
-    let command = |line: &str| {
-        let mut c = vlmctl();
-        c.args(line.split_whitespace().skip(1))
-            .args(&extra)
-            .current_dir(&root)
-            .env("VLMCTL_STATE_DIR", state.path())
-            .stdin(Stdio::null());
-        c
-    };
-    let (code, out, err) = run(&mut command(lines[0]));
-    assert_eq!(code, 0, "`{}`:\n{out}\n{err}", lines[0]);
-    let port = free_port();
-    let mut serve = command(lines[1]);
-    serve.args(["--port", &port.to_string()]);
-    let serve = spawn_serve(serve, port);
+    let (_guard, _state, serve) = readme_service(name);
     let base = serve.base.clone();
     // An earlier run, so that the trend has a point before the browser's.
     let (code, v) = post(
@@ -140,8 +110,7 @@ async fn the_readmes_service_flow_runs_the_cpu_bench_from_the_browser() {
     assert!(text.contains("running") && text.contains("ok"), "{text}");
     shot(&web, "serve-dashboard").await;
     web.find(Locator::Css(&format!(
-        "button.bench[data-deployment=\"{}\"]",
-        name
+        "button.bench[data-deployment=\"{name}\"]"
     )))
     .await
     .expect("the Run bench button")
@@ -197,7 +166,7 @@ async fn the_readmes_service_flow_runs_the_cpu_bench_from_the_browser() {
     shot(&web, "serve-run").await;
 
     // The same p50 is the newest point of the trend's p50 line.
-    web.goto(&format!("{base}/trends?deployment={}", name))
+    web.goto(&format!("{base}/trends?deployment={name}"))
         .await
         .expect("trends");
     let (run, y) = newest_point(&web).await;
@@ -234,4 +203,42 @@ async fn newest_point(web: &Client) -> (i64, f64) {
     }
     let (_, run, y) = newest.expect("a newest point");
     (run, y)
+}
+
+/// The README's service section, run as a user runs it: its `vlmctl provision` line, then its
+/// `vlmctl serve` line on a free port; both with a temporary state dir (returned with the
+/// service and the guard that removes the container).
+fn readme_service(name: &str) -> (Guard, tempfile::TempDir, crate::serve_real::Serve) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
+    let section = readme
+        .split("## The benchmark service (vlmctl serve)")
+        .nth(1)
+        .and_then(|s| s.split("```sh\n").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("the README's service flow");
+    let lines: Vec<&str> = section
+        .lines()
+        .filter(|l| l.starts_with("vlmctl "))
+        .collect();
+    assert_eq!(lines.len(), 2, "provision, then serve: {section}");
+    let guard = Guard(name.to_owned());
+    let state = tempfile::tempdir().expect("state");
+    let extra = readme_dir_args();
+    let command = |line: &str| {
+        let mut c = vlmctl();
+        c.args(line.split_whitespace().skip(1))
+            .args(&extra)
+            .current_dir(&root)
+            .env("VLMCTL_STATE_DIR", state.path())
+            .stdin(Stdio::null());
+        c
+    };
+    let (code, out, err) = run(&mut command(lines[0]));
+    assert_eq!(code, 0, "`{}`:\n{out}\n{err}", lines[0]);
+    let port = free_port();
+    let mut serve = command(lines[1]);
+    serve.args(["--port", &port.to_string()]);
+    let serve = spawn_serve(serve, port);
+    (guard, state, serve)
 }
