@@ -11,6 +11,10 @@ use vlmctl_store::TargetLink;
 /// `panda`, `beast`), `local` when it cannot be read.
 #[must_use]
 pub fn host_name() -> String {
+    // A job on another host (`--host beast`) is that host's.
+    if let vlmctl_lifecycle::hosts::Host::Ssh { name, .. } = vlmctl_lifecycle::hosts::selected() {
+        return name.clone();
+    }
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|s| s.trim().to_owned())

@@ -172,6 +172,14 @@ impl Plan {
     pub fn base_url(&self) -> String {
         vlmctl_lifecycle::spec::http_base(&self.spec.server.host, self.spec.server.port)
     }
+
+    /// Where this process reaches the server: [`Self::base_url`] on this machine; on a remote
+    /// host (the server bound to that host's loopback), a local port forwarded there over SSH.
+    pub async fn reach_url(&self) -> Result<String, crate::DeployError> {
+        let s = &self.spec.server;
+        let (host, port) = vlmctl_lifecycle::hosts::reach(&s.host, s.port).await?;
+        Ok(vlmctl_lifecycle::spec::http_base(&host, port))
+    }
 }
 
 /// The models directory as verified and as mounted: one absolute path, canonical when it

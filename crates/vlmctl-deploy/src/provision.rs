@@ -439,6 +439,9 @@ async fn launch_and_check(
     let Run { docker, plan, .. } = *run;
     let spec = &plan.spec;
     let base = plan.base_url();
+    // The server as this process reaches it (through SSH on a remote host); `base` is what
+    // clients on that host use, and what the record says.
+    let here = plan.reach_url().await?;
     // Not raced against a cancel: the journal learns of the container before the create call
     // and again with its id before the start, and the launch runs to its end so that what it
     // did is known; a cancel meanwhile is acted on right after.
@@ -485,7 +488,7 @@ async fn launch_and_check(
         let ready = match containers::wait_ready(
             docker,
             &spec.name,
-            &base,
+            &here,
             Duration::from_secs(spec.health.timeout_s),
         )
         .await
@@ -494,10 +497,10 @@ async fn launch_and_check(
             Err(e) => return Err(cuda_failure_at_load(docker, spec, e).await),
         };
         if matches!(launch, Launch::Unchanged { .. }) {
-            let model = smoke::served_model(&base, plan.api_key.as_deref()).await?;
+            let model = smoke::served_model(&here, plan.api_key.as_deref()).await?;
             return Ok(Err(model));
         }
-        let smoke = checked_smoke(docker, plan, &base).await?;
+        let smoke = checked_smoke(docker, plan, &here).await?;
         let reading = memory::measure(spec, &id).await?;
         let proof = prove(docker, plan, &reading).await?;
         Ok::<_, DeployError>(Ok((ready, smoke, reading.process_mib, proof)))

@@ -128,7 +128,10 @@ pub async fn status(plan: Option<&Plan>, state: &Path) -> Result<Status, DeployE
     for m in containers::managed(&docker).await? {
         let health = match &m.endpoint {
             Some((host, port)) if m.state == "running" => {
-                containers::probe_health(host, *port).await
+                match vlmctl_lifecycle::hosts::reach(host, *port).await {
+                    Ok((h, p)) => containers::probe_health(&h, p).await,
+                    Err(_) => "unreachable (ssh forward failed)".to_owned(),
+                }
             }
             _ => "-".to_owned(),
         };

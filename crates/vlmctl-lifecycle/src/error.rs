@@ -13,6 +13,39 @@ pub enum LifecycleError {
         #[source]
         source: bollard::errors::Error,
     },
+    /// `--host` (or `DOCKER_HOST`, or a context's endpoint) is not an address we can use.
+    #[error("{value:?} is not a host: {why}")]
+    HostInvalid {
+        /// What was given.
+        value: String,
+        /// Why not.
+        why: String,
+    },
+    /// `--host NAME` names no Docker context.
+    #[error("no host {name:?}: it is neither `local`, an ssh:// address, nor a Docker context")]
+    HostUnknown {
+        /// The name.
+        name: String,
+        /// The contexts there are.
+        known: Vec<String>,
+    },
+    /// `ssh` could not be started (or its folder made).
+    #[error("cannot start ssh to {host}")]
+    SshStart {
+        /// The host.
+        host: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// `ssh` ended, or did not set its forward up in time.
+    #[error("ssh to {host} failed: {said}")]
+    SshFailed {
+        /// The host.
+        host: String,
+        /// What ssh said.
+        said: String,
+    },
     /// The spec file could not be read.
     #[error("cannot read {}", path.display())]
     SpecRead {
@@ -140,6 +173,41 @@ impl LifecycleError {
     #[must_use]
     pub fn hint(&self) -> String {
         match self {
+            Self::HostInvalid { .. } => "write a host as ssh://[user@]host[:port], or name a Docker \
+                 context (`docker context ls`), or `local`"
+                .to_owned(),
+            Self::HostUnknown { known, .. } => format!(
+                "{}; add one with `docker context create NAME --docker host=ssh://user@host`, or \
+                 pass --host ssh://user@host",
+                if known.is_empty() {
+                    "there are no Docker contexts".to_owned()
+                } else {
+                    format!("the Docker contexts are: {}", known.join(", "))
+                }
+            ),
+            Self::SshStart { .. } => {
+                "vlmctl uses OpenSSH's `ssh` from PATH: install it (Debian: openssh-client)"
+                    .to_owned()
+            }
+            Self::SshFailed { host, said } => {
+                let login = format!("`ssh -o BatchMode=yes {host} true` must work without a prompt");
+                if said.contains("Permission denied") {
+                    format!(
+                        "the host refused every key ssh offered: add your public key to its \
+                         ~/.ssh/authorized_keys, load it into ssh-agent, or name it in \
+                         ~/.ssh/config (VLMCTL_SSH_CONFIG for another file); {login}"
+                    )
+                } else if said.contains("Host key verification failed") {
+                    format!("ssh does not know the host's key yet: connect once by hand to check and accept it; {login}")
+                } else {
+                    format!("check the address, port and network; {login}")
+                }
+            }
+            Self::DaemonUnreachable { host, .. } if host.starts_with("ssh://") => format!(
+                "ssh reached the host, but no Docker daemon answered on its /var/run/docker.sock: \
+                 is Docker installed and running there, and may that user use its socket \
+                 (the `docker` group)? `ssh {host} docker info` should answer"
+            ),
             Self::DaemonUnreachable { source, .. } => {
                 if is_permission_denied(source) {
                     "the socket exists but you may not use it: add yourself to the `docker` group \

@@ -22,6 +22,7 @@ pub mod containers;
 mod error;
 pub mod gates;
 pub mod gpu;
+pub mod hosts;
 pub mod journal;
 pub mod lockfile;
 pub mod platform;
@@ -69,12 +70,24 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 ///
 /// bollard sends requests unversioned unless told otherwise, so negotiating is what keeps us
 /// from relying on fields newer than the daemon (Debian's dockerd 20.10 speaks API 1.41).
+///
+/// The engine is the one the front-end chose ([`hosts::select`]): for another host, its
+/// Docker socket forwarded over SSH ([`hosts::session`]).
 pub async fn connect() -> Result<bollard::Docker, LifecycleError> {
-    let docker = bollard::Docker::connect_with_defaults().map_err(|source| {
-        LifecycleError::DaemonUnreachable {
-            host: docker_host(),
-            source,
+    let docker = match hosts::selected() {
+        hosts::Host::Local => bollard::Docker::connect_with_defaults(),
+        hosts::Host::Ssh { target, .. } => {
+            let session = hosts::session(target).await?;
+            bollard::Docker::connect_with_unix(
+                &session.docker_socket().to_string_lossy(),
+                120,
+                bollard::API_DEFAULT_VERSION,
+            )
         }
+    }
+    .map_err(|source| LifecycleError::DaemonUnreachable {
+        host: docker_host(),
+        source,
     })?;
     docker
         .negotiate_version()
@@ -85,8 +98,15 @@ pub async fn connect() -> Result<bollard::Docker, LifecycleError> {
         })
 }
 
-/// Where the daemon is expected, for messages: `DOCKER_HOST` or the default socket.
+/// Where the daemon is expected, for messages: the selected SSH host, `DOCKER_HOST`, or the
+/// default socket.
 #[must_use]
 pub fn docker_host() -> String {
-    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_owned())
+    match hosts::selected() {
+        hosts::Host::Ssh { target, .. } => target.to_string(),
+        hosts::Host::Local => std::env::var("DOCKER_HOST")
+            .ok()
+            .filter(|h| !h.starts_with("ssh://"))
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned()),
+    }
 }

@@ -156,6 +156,23 @@ pub struct RunsShowArgs {
     pub state: StateDirArgs,
 }
 
+impl Command {
+    /// The state arguments (and with them `--host`) of the commands that act on a Docker
+    /// engine.
+    pub fn state_args(&self) -> Option<&StateArgs> {
+        match self {
+            Self::Provision(a) => Some(&a.deploy.state),
+            Self::Relaunch(a) => Some(&a.deploy.state),
+            Self::Gates(a) | Self::Status(a) => Some(&a.state),
+            Self::Teardown(a) => Some(&a.state),
+            Self::Restore(a) => Some(&a.state),
+            Self::Tune(a) => Some(&a.deploy.state),
+            Self::Serve(a) => Some(&a.state),
+            Self::Export(_) | Self::Bench(_) | Self::Weights(_) | Self::Runs(_) => None,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
@@ -286,6 +303,12 @@ pub struct StateArgs {
     /// restore), wait for it to finish instead of failing at once (exit 10).
     #[arg(long)]
     pub wait: bool,
+    /// The Docker engine to act on: `local`, `ssh://[user@]host[:port]`, or a Docker context's
+    /// name (default: DOCKER_HOST, else the current Docker context, else this machine). A
+    /// remote host is reached with your `ssh` (keys, agent, ~/.ssh/config; VLMCTL_SSH_CONFIG
+    /// for another file); its journals and locks are kept under <state dir>/hosts/<name>.
+    #[arg(long, value_name = "NAME|ssh://user@host[:port]")]
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Args)]

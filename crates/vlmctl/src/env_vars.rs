@@ -31,6 +31,9 @@ pub const VLMCTL_LOCKED: &str = "VLMCTL_LOCKED";
 pub const VLMCTL_STORE: &str = "VLMCTL_STORE";
 /// `vlmctl serve`'s API key, needed to listen on anything but loopback. Never printed.
 pub const VLMCTL_SERVE_API_KEY: &str = "VLMCTL_SERVE_API_KEY";
+/// An `ssh` config file for the SSH hosts (`ssh -F`; read by vlmctl-lifecycle), instead of
+/// `~/.ssh/config`.
+pub const VLMCTL_SSH_CONFIG: &str = "VLMCTL_SSH_CONFIG";
 /// Set (to anything but `0`/`false`) like `--no-record`: record nothing in the history.
 pub const VLMCTL_NO_RECORD: &str = "VLMCTL_NO_RECORD";
 
@@ -53,6 +56,7 @@ pub const ALL: &[&str] = &[
     VLMCTL_STORE,
     VLMCTL_SERVE_API_KEY,
     VLMCTL_NO_RECORD,
+    VLMCTL_SSH_CONFIG,
 ];
 
 #[cfg(test)]

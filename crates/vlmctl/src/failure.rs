@@ -83,9 +83,14 @@ fn lifecycle_code(e: &vlmctl_lifecycle::LifecycleError) -> u8 {
         | E::DaemonUnreachable { .. }
         | E::Journal { .. }
         | E::State { .. }
-        | E::Pull { .. } => exit_codes::ENVIRONMENT,
+        | E::Pull { .. }
+        | E::SshStart { .. }
+        | E::SshFailed { .. } => exit_codes::ENVIRONMENT,
         E::Busy { .. } => exit_codes::BUSY,
-        E::SpecInvalid { .. } | E::NameTaken { .. } => exit_codes::INVALID_INPUT,
+        E::SpecInvalid { .. }
+        | E::NameTaken { .. }
+        | E::HostInvalid { .. }
+        | E::HostUnknown { .. } => exit_codes::INVALID_INPUT,
         E::RegistryInspect { .. } => exit_codes::GATE_FAILED,
         E::Docker { .. }
         | E::NoGpuRuntime { .. }

@@ -63,6 +63,9 @@ async fn execute_async(cli: &Cli, out: &mut Output) -> Result<u8, Failure> {
     use commands::{
         bench, export, gates, provision, restore, runs, serve, status, teardown, tune, weights,
     };
+    if let Some(state) = cli.command.state_args() {
+        commands::select_host(state)?;
+    }
     match &cli.command {
         Command::Provision(args) => provision::provision(args, false, out).await,
         Command::Relaunch(args) => {

@@ -33,9 +33,28 @@ pub(crate) fn xdg_dir(var: &str, fallback: &str) -> std::path::PathBuf {
         .join("vlmctl")
 }
 
-/// `--state-dir`, else the XDG state directory.
+/// Where the selected host's journals, records and locks live: `--state-dir` (else the XDG
+/// state directory) for this machine, its `hosts/<name>` folder for another
+/// ([`vlmctl_lifecycle::hosts::Host::state_dir`]).
 pub(crate) fn state_dir(args: &StateArgs) -> PathBuf {
+    vlmctl_lifecycle::hosts::selected().state_dir(&base_state_dir(args))
+}
+
+/// `--state-dir`, else the XDG state directory: this machine's, whatever the host (the history
+/// lives here).
+pub(crate) fn base_state_dir(args: &StateArgs) -> PathBuf {
     state_dir_or_default(args.state_dir.as_deref())
+}
+
+/// Resolves `--host` (else `DOCKER_HOST`, else the current Docker context) and selects it for
+/// every Docker call of this process.
+pub(crate) fn select_host(args: &StateArgs) -> Result<(), Failure> {
+    let host = vlmctl_lifecycle::hosts::resolve(
+        args.host.as_deref(),
+        &vlmctl_lifecycle::hosts::docker_config_dir(),
+    )?;
+    vlmctl_lifecycle::hosts::select(host);
+    Ok(())
 }
 
 fn state_dir_or_default(dir: Option<&std::path::Path>) -> PathBuf {

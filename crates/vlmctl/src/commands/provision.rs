@@ -44,7 +44,7 @@ pub async fn provision(
     // The deployment is known before anything changes (pinning writes the lock): the job is
     // recorded from here on, its hashes once the plan has them.
     let spec = vlmctl_deploy::plan::load_spec(d.spec.as_deref())?;
-    let mut rec = Recorder::open(&args.record, &state, out);
+    let mut rec = Recorder::open(&args.record, &super::base_state_dir(&d.state), out);
     let kind = if relaunch {
         JobKind::Relaunch
     } else {

@@ -14,7 +14,7 @@ use crate::{Output, exit_codes};
 /// `vlmctl restore`.
 pub async fn restore(args: &RestoreArgs, out: &mut Output) -> Result<u8, Failure> {
     let state = super::state_dir(&args.state);
-    let mut rec = Recorder::open(&args.record, &state, out);
+    let mut rec = Recorder::open(&args.record, &super::base_state_dir(&args.state), out);
     let job = rec.begin_job(JobKind::Restore, None, None, out);
     let done = restore_journals(args, &state, out).await;
     rec.finish_job(job, done.as_ref().map(|(_, d)| d.as_str()), None, out);

@@ -32,6 +32,7 @@ pub async fn serve(args: &ServeArgs, out: &mut Output) -> Result<u8, Failure> {
         vlmctl_bench::plan::LoadedPlan::load(plan)?;
     }
     let state = super::state_dir(&args.state);
+    let base = super::base_state_dir(&args.state);
     let cfg = vlmctl_serve::Config {
         bind: std::net::SocketAddr::new(args.bind, args.port),
         api_key,
@@ -39,7 +40,7 @@ pub async fn serve(args: &ServeArgs, out: &mut Output) -> Result<u8, Failure> {
             .store
             .store
             .clone()
-            .unwrap_or_else(|| vlmctl_store::default_path(&state)),
+            .unwrap_or_else(|| vlmctl_store::default_path(&base)),
         state,
         specs: args.specs.clone(),
         lock: args.lock.lock.clone(),

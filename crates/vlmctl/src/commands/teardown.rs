@@ -24,7 +24,7 @@ pub async fn teardown(args: &TeardownArgs, out: &mut Output) -> Result<u8, Failu
         (spec.name, Some(sha))
     };
     let state = super::state_dir(&args.state);
-    let mut rec = Recorder::open(&args.record, &state, out);
+    let mut rec = Recorder::open(&args.record, &super::base_state_dir(&args.state), out);
     let job = rec.begin_job(JobKind::Teardown, Some(&name), spec_sha256, out);
     let done = {
         let mut sink = Progress::new(out, &name);

@@ -17,6 +17,8 @@ mod faults;
 #[cfg(feature = "test-env")]
 mod gpu_proof;
 mod history;
+#[cfg(feature = "test-env")]
+mod hosts_real;
 mod pin;
 #[cfg(feature = "test-env")]
 mod serve_browser;
