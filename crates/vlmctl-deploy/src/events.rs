@@ -65,6 +65,17 @@ pub enum Event {
         /// Whether anything was pulled.
         pulled: bool,
     },
+    /// A file was pushed to the engine's host and verified there.
+    PushedToHost {
+        /// Its name in the models directory.
+        file: String,
+        /// Its size.
+        bytes: u64,
+        /// Pieces an earlier, cut-off push had left (not sent again).
+        kept: u64,
+        /// Pieces sent now.
+        sent: u64,
+    },
     /// A container that holds what the deployment needs.
     ConflictFound {
         /// What it is.

@@ -30,6 +30,7 @@ pub mod offload;
 pub mod pin;
 pub mod plan;
 pub mod provision;
+pub mod push;
 pub mod record;
 pub mod smoke;
 pub mod status;

@@ -312,6 +312,20 @@ async fn prepare(
         image: spec.image.clone(),
         pulled,
     });
+    // On another host the weights must be there too: checked there, pushed where missing.
+    if matches!(
+        vlmctl_lifecycle::hosts::selected(),
+        vlmctl_lifecycle::hosts::Host::Ssh { .. }
+    ) {
+        crate::push::to_host(
+            &docker,
+            &spec.image,
+            &plan.mount.dir,
+            &crate::push::wants(plan),
+            sink,
+        )
+        .await?;
+    }
     Ok((docker, report))
 }
 

@@ -123,12 +123,22 @@ pub fn journals(state: &Path) -> Vec<JournalState> {
 
 /// Status of every managed container (drift judged against `plan` when given) and journal.
 pub async fn status(plan: Option<&Plan>, state: &Path) -> Result<Status, DeployError> {
-    let docker = vlmctl_lifecycle::connect().await?;
+    status_on(vlmctl_lifecycle::hosts::selected(), plan, state).await
+}
+
+/// [`status`] of a given engine (`state` being that host's state dir).
+pub async fn status_on(
+    host: &vlmctl_lifecycle::hosts::Host,
+    plan: Option<&Plan>,
+    state: &Path,
+) -> Result<Status, DeployError> {
+    let engine = host;
+    let docker = vlmctl_lifecycle::connect_to(engine).await?;
     let mut rows = Vec::new();
     for m in containers::managed(&docker).await? {
         let health = match &m.endpoint {
             Some((host, port)) if m.state == "running" => {
-                match vlmctl_lifecycle::hosts::reach(host, *port).await {
+                match vlmctl_lifecycle::hosts::reach_on(engine, host, *port).await {
                     Ok((h, p)) => containers::probe_health(&h, p).await,
                     Err(_) => "unreachable (ssh forward failed)".to_owned(),
                 }

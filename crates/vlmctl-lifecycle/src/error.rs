@@ -46,6 +46,14 @@ pub enum LifecycleError {
         /// What ssh said.
         said: String,
     },
+    /// A file on the engine's host could not be placed or did not verify there.
+    #[error("on the host, {file}: {said}")]
+    RemoteFile {
+        /// The file.
+        file: String,
+        /// What the host's shell said (or the size and sha256 it found).
+        said: String,
+    },
     /// The spec file could not be read.
     #[error("cannot read {}", path.display())]
     SpecRead {
@@ -185,6 +193,9 @@ impl LifecycleError {
                     format!("the Docker contexts are: {}", known.join(", "))
                 }
             ),
+            Self::RemoteFile { .. } => "push again: whole pieces are kept, the rest is sent \
+                 again and the file verified on the host before it gets its name"
+                .to_owned(),
             Self::SshStart { .. } => {
                 "vlmctl uses OpenSSH's `ssh` from PATH: install it (Debian: openssh-client)"
                     .to_owned()

@@ -443,7 +443,16 @@ pub async fn session(target: &SshHost) -> Result<Arc<Session>, LifecycleError> {
 /// this machine; for a remote host, a local port forwarded there over SSH (opened on first
 /// use, kept while we run).
 pub async fn reach(host: &str, port: u16) -> Result<(String, u16), LifecycleError> {
-    let Host::Ssh { target, .. } = selected() else {
+    reach_on(selected(), host, port).await
+}
+
+/// [`reach`] through a given engine's host.
+pub async fn reach_on(
+    engine: &Host,
+    host: &str,
+    port: u16,
+) -> Result<(String, u16), LifecycleError> {
+    let Host::Ssh { target, .. } = engine else {
         return Ok((host.to_owned(), port));
     };
     let s = session(target).await?;

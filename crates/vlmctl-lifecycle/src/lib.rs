@@ -27,6 +27,7 @@ pub mod journal;
 pub mod lockfile;
 pub mod platform;
 pub mod ports;
+pub mod remote;
 pub mod spec;
 
 pub use bollard::Docker;
@@ -74,7 +75,16 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 /// The engine is the one the front-end chose ([`hosts::select`]): for another host, its
 /// Docker socket forwarded over SSH ([`hosts::session`]).
 pub async fn connect() -> Result<bollard::Docker, LifecycleError> {
-    let docker = match hosts::selected() {
+    connect_to(hosts::selected()).await
+}
+
+/// [`connect`] to a given engine (`status --all-hosts` visits several).
+pub async fn connect_to(host: &hosts::Host) -> Result<bollard::Docker, LifecycleError> {
+    let named = |h: &hosts::Host| match h {
+        hosts::Host::Ssh { target, .. } => target.to_string(),
+        hosts::Host::Local => docker_host(),
+    };
+    let docker = match host {
         hosts::Host::Local => bollard::Docker::connect_with_defaults(),
         hosts::Host::Ssh { target, .. } => {
             let session = hosts::session(target).await?;
@@ -86,14 +96,14 @@ pub async fn connect() -> Result<bollard::Docker, LifecycleError> {
         }
     }
     .map_err(|source| LifecycleError::DaemonUnreachable {
-        host: docker_host(),
+        host: named(host),
         source,
     })?;
     docker
         .negotiate_version()
         .await
         .map_err(|source| LifecycleError::DaemonUnreachable {
-            host: docker_host(),
+            host: named(host),
             source,
         })
 }

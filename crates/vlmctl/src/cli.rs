@@ -37,7 +37,7 @@ pub enum Command {
     Gates(DeployArgs),
     /// Managed containers: state, uptime, health, spec/lock drift (against --spec and the
     /// lock), and open restore journals.
-    Status(DeployArgs),
+    Status(StatusArgs),
     /// Stop and remove a deployment's container, then restore what was stopped for it.
     Teardown(TeardownArgs),
     /// Restore every container recorded in the restore journals (after a crash or Ctrl-C).
@@ -163,11 +163,13 @@ impl Command {
         match self {
             Self::Provision(a) => Some(&a.deploy.state),
             Self::Relaunch(a) => Some(&a.deploy.state),
-            Self::Gates(a) | Self::Status(a) => Some(&a.state),
+            Self::Gates(a) => Some(&a.state),
+            Self::Status(a) => Some(&a.deploy.state),
             Self::Teardown(a) => Some(&a.state),
             Self::Restore(a) => Some(&a.state),
             Self::Tune(a) => Some(&a.deploy.state),
             Self::Serve(a) => Some(&a.state),
+            Self::Weights(WeightsCommand::Push(a)) => Some(&a.state),
             Self::Export(_) | Self::Bench(_) | Self::Weights(_) | Self::Runs(_) => None,
         }
     }
@@ -193,6 +195,10 @@ pub struct BenchArgs {
     /// rest; this overrides its range).
     #[arg(long, value_name = "LO:HI")]
     pub sweep_rate: Option<vlmctl_bench::sweep::RateRange>,
+    /// Another host (`ssh://user@host[:port]` or a Docker context): the plan's targets on a
+    /// loopback address are that host's, reached through SSH forwards vlmctl opens and closes.
+    #[arg(long, value_name = "NAME|ssh://user@host[:port]")]
+    pub host: Option<String>,
     #[command(flatten)]
     pub record: RecordArgs,
     #[command(flatten)]
@@ -264,6 +270,16 @@ pub struct PinArgs {
     /// --locked` does. For CI and for hosts that must serve exactly what was committed.
     #[arg(long, env = env_vars::VLMCTL_LOCKED, value_parser = clap::builder::FalseyValueParser::new())]
     pub locked: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub deploy: DeployArgs,
+    /// Every host at once: this machine and every Docker context that is an SSH host, one
+    /// table with a HOST column (a host that does not answer is a row saying why).
+    #[arg(long, conflicts_with = "host")]
+    pub all_hosts: bool,
 }
 
 #[derive(Debug, Args)]
@@ -377,6 +393,32 @@ pub enum WeightsCommand {
     /// Resolve the branch or tag each entry tracks again (like `cargo update`) and rewrite the
     /// entries whose commit or files changed. Nothing is downloaded.
     Update(UpdateArgs),
+    /// Put locked files on another host (--host) through its Docker engine, no scp: verified
+    /// here, uploaded in pieces to a helper container with the host's models directory mounted
+    /// (a cut-off push resumes), joined and checked there (size, sha256), named last.
+    Push(PushArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Models to push (names in the lock); all when none given.
+    pub names: Vec<String>,
+    #[command(flatten)]
+    pub dirs: DirArgs,
+    /// The models directory on the host (default: the same path as here).
+    #[arg(long, value_name = "DIR")]
+    pub to: Option<PathBuf>,
+    /// An image the host has (or can pull) with a shell and sha256sum, for the helper
+    /// container (default: the embedded spec's llama.cpp image).
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub lock: LockArgs,
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
 #[derive(Debug, Args)]

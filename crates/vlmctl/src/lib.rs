@@ -92,6 +92,7 @@ async fn execute_async(cli: &Cli, out: &mut Output) -> Result<u8, Failure> {
         Command::Weights(WeightsCommand::Lock(args)) => weights::lock(args, out).await,
         Command::Weights(WeightsCommand::Fetch(args)) => weights::fetch(args, out).await,
         Command::Weights(WeightsCommand::Update(args)) => weights::update(args, out).await,
+        Command::Weights(WeightsCommand::Push(args)) => weights::push(args, out).await,
         Command::Bench(args) => bench::bench(args, out).await,
         Command::Tune(args) => tune::tune(args, out).await,
         Command::Serve(args) => serve::serve(args, out).await,

@@ -239,3 +239,18 @@ impl Default for BenchProgress {
         Self::new()
     }
 }
+
+/// One file pushed to another host: `pushed NAME (SIZE) to the host, verified there` and, for
+/// a push that resumed, how much an earlier one had left.
+#[must_use]
+pub fn pushed(file: &str, bytes: u64, kept: u64, sent: u64) -> String {
+    let resumed = if kept > 0 {
+        format!("; resumed: {kept} piece(s) were already there, {sent} sent")
+    } else {
+        String::new()
+    };
+    format!(
+        "pushed {file} ({}) to the host, verified there{resumed}",
+        vlmctl_deploy::human_bytes(bytes)
+    )
+}

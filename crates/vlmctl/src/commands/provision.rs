@@ -315,6 +315,12 @@ impl Sink for Progress<'_> {
                     out.progress(&format!("pulled {image}"));
                 }
             }
+            Event::PushedToHost {
+                file,
+                bytes,
+                kept,
+                sent,
+            } => out.progress(&crate::render::pushed(&file, bytes, kept, sent)),
             Event::ConflictFound { conflict: c } => out.progress(&conflict_text(&c)),
             Event::NotStopping { name } => out.progress(&format!(
                 "not stopping {name} (not confirmed: answer the prompt, or pass --stop {name})"

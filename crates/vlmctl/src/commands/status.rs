@@ -4,12 +4,93 @@ use std::fmt::Write as _;
 
 use vlmctl_deploy::status::{self, JournalState};
 
-use crate::cli::DeployArgs;
+use crate::cli::StatusArgs;
 use crate::failure::Failure;
 use crate::{Output, exit_codes, render};
 
+/// `vlmctl status --all-hosts`: this machine and every SSH context, one table.
+async fn all_hosts(args: &StatusArgs, out: &mut Output) -> Result<u8, Failure> {
+    use vlmctl_lifecycle::hosts::{self, Host};
+    let args = &args.deploy;
+    let plan = super::plan(args.spec.as_deref(), &args.lock.lock, &args.dirs).ok();
+    let base = super::base_state_dir(&args.state);
+    let mut all = vec![Host::Local];
+    for c in hosts::contexts(&hosts::docker_config_dir()) {
+        if let Ok(h @ Host::Ssh { .. }) = hosts::resolve(Some(&c.name), &hosts::docker_config_dir())
+        {
+            all.push(h);
+        }
+    }
+    let mut rows: Vec<[String; 7]> = Vec::new();
+    let mut doc = Vec::new();
+    for h in &all {
+        match status::status_on(h, plan.as_ref(), &h.state_dir(&base)).await {
+            Ok(s) => {
+                for r in &s.containers {
+                    let m = &r.container;
+                    rows.push([
+                        h.name().to_owned(),
+                        m.name.clone(),
+                        m.state.clone(),
+                        m.status.clone(),
+                        r.health.clone(),
+                        m.docker_health.clone().unwrap_or_else(|| "-".to_owned()),
+                        r.drift.to_string(),
+                    ]);
+                }
+                if s.containers.is_empty() {
+                    rows.push([
+                        h.name().to_owned(),
+                        "-".to_owned(),
+                        "no containers created by vlmctl".to_owned(),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                    ]);
+                }
+                doc.push(serde_json::json!({ "host": h.name(), "status": s }));
+            }
+            Err(e) => {
+                let why = vlmctl_lifecycle::error_chain(&e);
+                rows.push([
+                    h.name().to_owned(),
+                    "-".to_owned(),
+                    format!("unreachable: {why}"),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ]);
+                doc.push(serde_json::json!({ "host": h.name(), "error": why }));
+            }
+        }
+    }
+    if args.json {
+        out.stdout(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+    } else {
+        out.stdout(&render::table(
+            &[
+                "HOST",
+                "NAME",
+                "STATE",
+                "STATUS",
+                "HEALTH",
+                "DOCKER HEALTH",
+                "DRIFT",
+            ],
+            &rows,
+        ));
+    }
+    Ok(exit_codes::SUCCESS)
+}
+
 /// `vlmctl status`.
-pub async fn status(args: &DeployArgs, out: &mut Output) -> Result<u8, Failure> {
+pub async fn status(args: &StatusArgs, out: &mut Output) -> Result<u8, Failure> {
+    if args.all_hosts {
+        return all_hosts(args, out).await;
+    }
+    let args = &args.deploy;
     // Drift is judged against the spec and lock given (or the defaults), when they load.
     let plan = super::plan(args.spec.as_deref(), &args.lock.lock, &args.dirs).ok();
     let state = super::state_dir(&args.state);

@@ -400,3 +400,102 @@ pub fn adopt(args: &AdoptArgs, out: &mut Output) -> Result<u8, Failure> {
 fn default_models_root() -> PathBuf {
     super::xdg_dir(env_vars::XDG_DATA_HOME, "~/.local/share").join("models")
 }
+
+/// `vlmctl weights push`: the locked files, verified here, onto the selected host.
+pub async fn push(args: &crate::cli::PushArgs, out: &mut Output) -> Result<u8, Failure> {
+    let host = vlmctl_lifecycle::hosts::selected();
+    if matches!(host, vlmctl_lifecycle::hosts::Host::Local) {
+        return Err(Failure::new(
+            anyhow::anyhow!("weights push needs another host: this one is where the files are"),
+            Some("name it: --host beast, or --host ssh://user@host[:port]".to_owned()),
+            exit_codes::USAGE,
+        ));
+    }
+    let lock = Lock::load(&args.lock.lock)?;
+    let jobs = jobs_for(
+        &lock,
+        &args.lock.lock,
+        &args.names,
+        args.dirs.dir.as_deref(),
+        &args.dirs.models_root(),
+    )?;
+    if jobs.is_empty() {
+        return Err(Failure::new(
+            anyhow::anyhow!("{} locks no files", args.lock.lock.display()),
+            None,
+            exit_codes::INVALID_INPUT,
+        ));
+    }
+    // Only the locked bytes leave this machine.
+    let reports = verify_all(&jobs, 0);
+    if reports.iter().any(|r| !r.ok()) {
+        out.stdout(&verify_table(&reports));
+        return Err(Failure::new(
+            anyhow::anyhow!("the files here do not verify: nothing was pushed"),
+            Some("`vlmctl weights fetch` puts the locked files here first".to_owned()),
+            exit_codes::VERIFY_FAILED,
+        ));
+    }
+    let image = match &args.image {
+        Some(i) => i.clone(),
+        None => vlmctl_deploy::plan::load_spec(None)?.image,
+    };
+    let docker = vlmctl_lifecycle::connect().await?;
+    vlmctl_lifecycle::containers::ensure_image(&docker, &image, None, &mut |_| {}).await?;
+    // One helper per models directory (each lock entry may have its own).
+    let mut by_dir: std::collections::BTreeMap<std::path::PathBuf, Vec<_>> =
+        std::collections::BTreeMap::new();
+    for j in &jobs {
+        let here = j
+            .location
+            .to_string_lossy()
+            .strip_suffix(&j.file.path)
+            .map_or_else(|| j.location.clone(), std::path::PathBuf::from);
+        let there = args.to.clone().unwrap_or(here);
+        by_dir.entry(there).or_default().push((
+            vlmctl_lifecycle::remote::Want {
+                name: j.file.path.clone(),
+                size: j.file.size,
+                sha256: j.file.sha256.to_string(),
+            },
+            j.location.clone(),
+        ));
+    }
+    let mut all = Vec::new();
+    let mut sink = |e: vlmctl_deploy::events::Event| {
+        if let vlmctl_deploy::events::Event::PushedToHost {
+            file,
+            bytes,
+            kept,
+            sent,
+        } = e
+        {
+            crate::redact::write_line(true, &crate::render::pushed(&file, bytes, kept, sent));
+        }
+    };
+    for (dir, files) in &by_dir {
+        out.progress(&format!(
+            "{} file(s) to {}:{}",
+            files.len(),
+            host.name(),
+            dir.display()
+        ));
+        let done = vlmctl_deploy::push::to_host(&docker, &image, dir, files, &mut sink).await?;
+        all.extend(done);
+    }
+    if args.json {
+        out.stdout(&serde_json::to_string_pretty(&all).unwrap_or_default());
+    } else {
+        for f in &all {
+            if f.already {
+                out.stdout(&format!("{}: already on the host, verified there", f.name));
+            } else {
+                out.stdout(&format!(
+                    "{}: pushed, verified there ({} piece(s) sent, {} kept from an earlier push)",
+                    f.name, f.sent, f.kept
+                ));
+            }
+        }
+    }
+    Ok(exit_codes::SUCCESS)
+}

@@ -98,6 +98,37 @@ fn contexts_and_docker_host_name_the_remote_as_the_docker_cli_does() {
         .env("DOCKER_CONFIG", config.path()));
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("\"containers\""), "{out}");
+    // Every host in one table: this machine, beast, and titan (which has no Docker).
+    let titan = config.path().join("contexts/meta/4567");
+    std::fs::create_dir_all(&titan).expect("meta");
+    std::fs::write(
+        titan.join("meta.json"),
+        format!(
+            r#"{{"Name":"titan","Metadata":{{}},"Endpoints":{{"docker":{{"Host":"ssh://root@127.0.0.1:{}","SkipTLSVerify":false}}}}}}"#,
+            required_env("VLMCTL_TEST_SSH_NODOCKER_PORT")
+        ),
+    )
+    .expect("meta.json");
+    let (code, out, err) = run(cmd(state.path(), &good)
+        .args(["status", "--all-hosts"])
+        .env("DOCKER_CONFIG", config.path()));
+    assert_eq!(code, 0, "{err}");
+    let hosts: Vec<&str> = out
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(
+        hosts.contains(&"local") && hosts.contains(&"beast"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("titan")
+                && l.contains("unreachable: cannot reach the Docker daemon")),
+        "{out}"
+    );
+    std::fs::remove_dir_all(&titan).expect("titan gone again");
     // The current context, when nothing else names a host.
     std::fs::write(
         config.path().join("config.json"),
@@ -159,11 +190,160 @@ fn provision_status_relaunch_and_teardown_through_ssh() {
         out.contains("vlmctl-cpu-test") && out.contains(" ok "),
         "{out}"
     );
+    // The CPU bench against the host's loopback server, through a forward vlmctl opens.
+    let results = state.path().join("bench");
+    let (code, out, err) = run(cmd(state.path(), &good)
+        .args([
+            "bench",
+            "--plan",
+            "examples/cpu-bench.toml",
+            "--host",
+            &host,
+            "--out",
+        ])
+        .arg(&results));
+    assert_eq!(code, 0, "{out}\n{err}");
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(results.join("results.json")).expect("results.json"))
+            .expect("json");
+    assert_eq!(
+        doc["targets"][0]["url"], "http://127.0.0.1:18435",
+        "the results name the host's own address, not the local forward"
+    );
+    assert!(doc["targets"][0]["configs"][0]["summary"]["ok"].as_u64() > Some(0));
+    let (code, out, err) = run(cmd(state.path(), &good).args(["runs", "list", "--json"]));
+    assert_eq!(code, 0, "{err}");
+    let runs: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(runs[0]["host"], host.as_str(), "recorded as the host's");
+    assert_eq!(
+        runs[0]["targets"][0]["deployment"], "vlmctl-cpu-test",
+        "linked to the deployment on that host"
+    );
     let (code, out, err) =
         run(cmd(state.path(), &good).args(["teardown", "vlmctl-cpu-test", "--host", &host]));
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(
         ssh_left(&required_env("VLMCTL_TEST_SSH_PORT")).is_empty(),
         "no ssh left behind"
+    );
+}
+
+/// `weights push` to the "remote" host through its engine: a push killed with SIGKILL in the
+/// middle leaves whole pieces that the next push keeps; the files end verified there (and by
+/// `weights verify` here, which reads the same disk); a damaged file on the host is replaced;
+/// no helper container or staging folder is left.
+#[test]
+fn weights_push_resumes_after_kill_9_and_verifies_on_the_host() {
+    let state = tempfile::tempdir().expect("state");
+    let good = required_env("VLMCTL_TEST_SSH_CONFIG");
+    let to = state.path().join("on-the-host");
+    let push = || {
+        let mut c = cmd(state.path(), &good);
+        c.args([
+            "weights",
+            "push",
+            "--host",
+            &remote(),
+            "--lock",
+            "examples/cpu-test.lock",
+        ])
+        .args(readme_dir_args())
+        .arg("--to")
+        .arg(&to)
+        .args(["--image", &required_env("VLMCTL_TEST_LLAMA_IMAGE")]);
+        c
+    };
+    let mut first = push()
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("push");
+    // Killed once a piece is whole on the host (and before the file is).
+    let whole_piece = || {
+        std::fs::read_dir(&to)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|d| d.file_name().to_string_lossy().starts_with(".vlmctl-push-"))
+            .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+            .any(|p| p.file_name().to_string_lossy().parse::<u64>().is_ok())
+    };
+    crate::common::poll_until(
+        "a whole piece on the host",
+        std::time::Duration::from_secs(60),
+        whole_piece,
+    );
+    first.kill().expect("SIGKILL");
+    first.wait().expect("reaped");
+    assert!(
+        !to.join("gemma-3-270m-q4_k_m.gguf").exists(),
+        "no file under its final name before it verified"
+    );
+
+    let (code, out, err) = run(&mut push());
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("gemma-3-270m-q4_k_m.gguf: pushed, verified there"),
+        "{out}"
+    );
+    // "... (N piece(s) sent, K kept from an earlier push)"
+    let kept: u64 = out
+        .lines()
+        .find(|l| l.starts_with("gemma-3-270m-q4_k_m.gguf"))
+        .and_then(|l| l.split(" kept from").next())
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(kept >= 1, "the pieces of the killed push were kept: {out}");
+    let (code, out, err) = run(vlmctl()
+        .args([
+            "weights",
+            "verify",
+            "--lock",
+            "examples/cpu-test.lock",
+            "--dir",
+        ])
+        .arg(&to)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")));
+    assert_eq!(
+        code, 0,
+        "the host's files are the locked ones: {out}\n{err}"
+    );
+    nothing_left(&to);
+
+    // A file damaged on the host is replaced; a whole one is left alone.
+    std::fs::write(
+        to.join("mmproj-gemma3-270m-test.gguf"),
+        b"not the projector",
+    )
+    .expect("damage");
+    let (code, out, err) = run(&mut push());
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("gemma-3-270m-q4_k_m.gguf: already on the host, verified there"),
+        "{out}"
+    );
+    assert!(
+        out.contains("mmproj-gemma3-270m-test.gguf: pushed, verified there"),
+        "{out}"
+    );
+}
+
+/// No staging folder or partial file in `to`, and no helper container anywhere.
+fn nothing_left(to: &Path) {
+    let leftovers: Vec<_> = std::fs::read_dir(to)
+        .expect("dir")
+        .flatten()
+        .map(|d| d.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".vlmctl") || n.ends_with(".vlmctl-partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let helpers = Command::new("docker")
+        .args(["ps", "-aq", "--filter", "label=org.vlmctl.helper"])
+        .output()
+        .expect("docker ps");
+    assert!(
+        helpers.stdout.is_empty(),
+        "the killed push's helper was removed too"
     );
 }
