@@ -10,6 +10,20 @@ use vlmctl_weights::{VerifyJob, verify_all};
 use crate::human_bytes;
 use crate::plan::Plan;
 
+/// Where the GPUs are looked at: this machine's `nvidia-smi`, or, on another host, one in a
+/// short-lived container from the deployment's image with the GPUs requested.
+#[must_use]
+pub fn gpu_probe(spec: &vlmctl_lifecycle::spec::Spec) -> vlmctl_lifecycle::gpu::Probe {
+    match vlmctl_lifecycle::hosts::selected() {
+        vlmctl_lifecycle::hosts::Host::Local => {
+            vlmctl_lifecycle::gpu::Probe::Local(which("nvidia-smi"))
+        }
+        vlmctl_lifecycle::hosts::Host::Ssh { .. } => vlmctl_lifecycle::gpu::Probe::Container {
+            image: spec.image.clone(),
+        },
+    }
+}
+
 /// `name` on `PATH`, if it is there.
 #[must_use]
 pub fn which(name: &str) -> Option<PathBuf> {
@@ -113,7 +127,7 @@ pub async fn run(
             None => weights_gate(plan.jobs.clone(), state.map(|s| s.join("verified.json"))).await,
         }
     };
-    let report = gates::run(docker.as_ref(), &plan.spec, which("nvidia-smi"), weights).await;
+    let report = gates::run(docker.as_ref(), &plan.spec, gpu_probe(&plan.spec), weights).await;
     (docker, report)
 }
 

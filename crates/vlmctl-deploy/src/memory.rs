@@ -47,8 +47,9 @@ pub async fn measure(spec: &Spec, container_id: &str) -> Result<Reading, DeployE
     if spec.gpus == Gpus::None {
         return Ok(Reading::default());
     }
+    let docker = vlmctl_lifecycle::connect().await.ok();
     let Ok(GpuState::Gpus { gpus, processes }) =
-        gpu::query(crate::gates::which("nvidia-smi").as_deref()).await
+        gpu::probe(&crate::gates::gpu_probe(spec), docker.as_ref()).await
     else {
         return Ok(Reading::default());
     };

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
-use std::path::PathBuf;
 
 use bollard::Docker;
 
@@ -82,13 +81,13 @@ impl GateReport {
 pub async fn run(
     docker: Result<&Docker, &LifecycleError>,
     spec: &Spec,
-    nvidia_smi: Option<PathBuf>,
+    nvidia_smi: gpu::Probe,
     weights: impl Future<Output = GateResult>,
 ) -> GateReport {
     let daemon = daemon_gate(docker);
     let platform = platform_gate(docker.ok(), spec);
     let port = port_gate(docker.ok(), spec);
-    let gpu = gpu::query(nvidia_smi.as_deref());
+    let gpu = gpu::probe(&nvidia_smi, docker.ok());
     let (daemon, platform, port, gpu_state, weights) =
         futures::join!(daemon, platform, port, gpu, weights);
     let gpu_gate = gpu_gate(

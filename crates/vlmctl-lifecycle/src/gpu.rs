@@ -144,6 +144,124 @@ pub fn free_mib(gpus: &[Gpu], meminfo: Option<&str>) -> Option<(u64, &'static st
     mem_available_mib(meminfo?).map(|m| (m, "unified memory: /proc/meminfo MemAvailable"))
 }
 
+/// Where `nvidia-smi` runs: on this machine (its path; `None`: not installed), or on the
+/// engine's host in a short-lived container from `image` with every GPU requested (the NVIDIA
+/// container toolkit puts the driver's `nvidia-smi` in it), which is how another host's GPUs
+/// are seen without installing anything there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// This machine's `nvidia-smi`.
+    Local(Option<std::path::PathBuf>),
+    /// In a container on the engine's host.
+    Container {
+        /// An image the host has.
+        image: String,
+    },
+}
+
+/// [`query`] through a [`Probe`]. In a container, processes are not mapped to containers (the
+/// host's `/proc` is not ours).
+pub async fn probe(p: &Probe, docker: Option<&bollard::Docker>) -> Result<GpuState, String> {
+    match (p, docker) {
+        (Probe::Local(path), _) => query(path.as_deref()).await,
+        (Probe::Container { .. }, None) => Err("no Docker engine to run nvidia-smi on".to_owned()),
+        (Probe::Container { image }, Some(d)) => {
+            let gpus = match in_container(d, image, GPU_QUERY).await? {
+                Some(out) => parse_gpus(&out)?,
+                None => return Ok(GpuState::NoDriver),
+            };
+            let processes = in_container(d, image, APPS_QUERY)
+                .await?
+                .map(|o| parse_apps(&o))
+                .transpose()?
+                .unwrap_or_default();
+            Ok(GpuState::Gpus { gpus, processes })
+        }
+    }
+}
+
+/// `nvidia-smi QUERY` in a container with every GPU; `None` when the host cannot give one a GPU
+/// (no NVIDIA runtime: no driver there, as far as containers are concerned).
+async fn in_container(
+    docker: &bollard::Docker,
+    image: &str,
+    query: &str,
+) -> Result<Option<String>, String> {
+    use bollard::models::{ContainerCreateBody, DeviceRequest, HostConfig};
+    let body = ContainerCreateBody {
+        image: Some(image.to_owned()),
+        entrypoint: Some(vec!["nvidia-smi".to_owned()]),
+        cmd: Some(vec![
+            query.to_owned(),
+            "--format=csv,noheader,nounits".to_owned(),
+        ]),
+        labels: Some(std::collections::HashMap::from([(
+            crate::remote::HELPER_LABEL.to_owned(),
+            "gpu".to_owned(),
+        )])),
+        host_config: Some(HostConfig {
+            device_requests: Some(vec![DeviceRequest {
+                driver: Some(String::new()),
+                count: Some(-1),
+                capabilities: Some(vec![vec!["gpu".to_owned(), "utility".to_owned()]]),
+                ..Default::default()
+            }]),
+            network_mode: Some("none".to_owned()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let created = docker
+        .create_container(
+            None::<bollard::query_parameters::CreateContainerOptions>,
+            body,
+        )
+        .await
+        .map_err(|e| format!("cannot create an nvidia-smi container from {image}: {e}"))?;
+    let id = created.id;
+    let started = docker.start_container(&id, None).await;
+    let result = match started {
+        Err(e) if e.to_string().contains("could not select device driver") => Ok(None),
+        Err(e) => Err(format!(
+            "cannot run nvidia-smi in a container from {image}: {e}"
+        )),
+        Ok(()) => {
+            let mut waited =
+                docker.wait_container(&id, None::<bollard::query_parameters::WaitContainerOptions>);
+            let mut code = 0;
+            while let Some(w) = futures::StreamExt::next(&mut waited).await {
+                match w {
+                    Ok(r) => code = r.status_code,
+                    Err(bollard::errors::Error::DockerContainerWaitError { code: c, .. }) => {
+                        code = c;
+                    }
+                    Err(e) => return Err(format!("waiting for nvidia-smi: {e}")),
+                }
+            }
+            let out = crate::containers::log_tail(docker, &id, 1000).await;
+            if code == 0 {
+                Ok(Some(out))
+            } else {
+                Err(format!(
+                    "nvidia-smi {query} in a container exited {code}: {}",
+                    out.trim()
+                ))
+            }
+        }
+    };
+    let _ = docker
+        .remove_container(
+            &id,
+            Some(
+                bollard::query_parameters::RemoveContainerOptionsBuilder::default()
+                    .force(true)
+                    .build(),
+            ),
+        )
+        .await;
+    result
+}
+
 /// Runs nvidia-smi at `path` (None: not installed) and maps processes to containers.
 pub async fn query(path: Option<&Path>) -> Result<GpuState, String> {
     let Some(path) = path else {

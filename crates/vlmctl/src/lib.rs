@@ -94,7 +94,7 @@ async fn execute_async(cli: &Cli, out: &mut Output) -> Result<u8, Failure> {
         Command::Weights(WeightsCommand::Update(args)) => weights::update(args, out).await,
         Command::Weights(WeightsCommand::Push(args)) => weights::push(args, out).await,
         Command::Bench(args) => bench::bench(args, out).await,
-        Command::Tune(args) => tune::tune(args, out).await,
+        Command::Tune(args) => Box::pin(tune::tune(args, out)).await,
         Command::Serve(args) => serve::serve(args, out).await,
         Command::Runs(RunsCommand::Import(args)) => runs::import(args, out),
         Command::Runs(RunsCommand::List(args)) => runs::list(args, out),

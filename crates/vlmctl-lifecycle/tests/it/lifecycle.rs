@@ -234,9 +234,12 @@ async fn port_held_by_a_container_is_named_by_the_gate() {
             || {
                 let (docker, spec) = (&docker, &spec);
                 async move {
-                    let r = gates::run(Ok(docker), spec, None, async {
-                        GateResult::new("weights", GateStatus::Pass, "test", None)
-                    })
+                    let r = gates::run(
+                        Ok(docker),
+                        spec,
+                        vlmctl_lifecycle::gpu::Probe::Local(None),
+                        async { GateResult::new("weights", GateStatus::Pass, "test", None) },
+                    )
                     .await;
                     let port_gate = r.results.iter().find(|g| g.name == "port").cloned();
                     Ok(port_gate
@@ -669,9 +672,12 @@ async fn platform_gate_reads_single_and_multi_arch_images_through_the_daemon() {
             free_port(),
             "platform = \"linux/arm64\"",
         );
-        let report = gates::run(Ok(&docker), &spec, None, async {
-            GateResult::new("weights", GateStatus::Pass, "", None)
-        })
+        let report = gates::run(
+            Ok(&docker),
+            &spec,
+            vlmctl_lifecycle::gpu::Probe::Local(None),
+            async { GateResult::new("weights", GateStatus::Pass, "", None) },
+        )
         .await;
         assert_eq!(
             report.results[1].status,
@@ -691,5 +697,5 @@ async fn platform_gate_reads_single_and_multi_arch_images_through_the_daemon() {
         );
         Ok(())
     };
-    run.guard(body).await;
+    Box::pin(run.guard(body)).await;
 }

@@ -74,6 +74,34 @@ fn a_refused_key_an_unknown_name_and_a_host_without_docker_are_clear_errors() {
     let (code, _, err) = run(cmd(state.path(), &good).args(["status", "--host", "ssh://root@h:0"]));
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("port"), "{err}");
+    // A GPU spec's gate on another host looks at that host's GPUs, from a container there
+    // (this machine's nvidia-smi would describe the wrong host). The test engine gives the
+    // container no nvidia-smi, as a host without the NVIDIA toolkit would.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let gpu_spec = state.path().join("gpu.toml");
+    std::fs::write(
+        &gpu_spec,
+        std::fs::read_to_string(root.join("docker/cpu-test.toml"))
+            .expect("spec")
+            .replace("gpus = \"none\"", "gpus = \"all\""),
+    )
+    .expect("gpu spec");
+    let (code, out, err) = run(cmd(state.path(), &good)
+        .args([
+            "gates",
+            "--host",
+            &remote(),
+            "--lock",
+            "examples/cpu-test.lock",
+            "--spec",
+        ])
+        .arg(&gpu_spec)
+        .args(readme_dir_args()));
+    assert_eq!(code, 7, "{out}\n{err}");
+    assert!(
+        out.contains("cannot run nvidia-smi in a container from"),
+        "the GPU gate ran on the host: {out}"
+    );
     assert!(ssh_left(&required_env("VLMCTL_TEST_SSH_PORT")).is_empty());
 }
 
