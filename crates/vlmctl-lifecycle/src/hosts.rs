@@ -91,6 +91,9 @@ impl Host {
     }
 }
 
+/// This machine's engine, as contexts name it.
+pub const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
+
 /// Pure: `name` with everything but letters, digits, `.`, `_` and `-` made `-`, runs of them
 /// squeezed, and never `.` or `..`.
 #[must_use]
@@ -243,9 +246,17 @@ pub fn resolve(flag: Option<&str>, config: &Path) -> Result<Host, LifecycleError
                 name: name.to_owned(),
                 target: parse_ssh(endpoint)?,
             })
-        } else {
-            // unix:// and tcp:// engines are reached by bollard itself through DOCKER_HOST.
+        } else if endpoint == DEFAULT_SOCKET {
             Ok(Host::Local)
+        } else {
+            // Never this machine's engine in its place: a teardown or restore would act on
+            // the wrong daemon.
+            Err(LifecycleError::HostInvalid {
+                value: format!("{name} ({endpoint})"),
+                why: "only ssh:// hosts and this machine's engine can be named; for another \
+                      engine set DOCKER_HOST to it and leave --host out"
+                    .to_owned(),
+            })
         }
     };
     if let Some(f) = flag.filter(|f| !f.is_empty()) {
@@ -265,7 +276,12 @@ pub fn resolve(flag: Option<&str>, config: &Path) -> Result<Host, LifecycleError
         };
     }
     if let Some(h) = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()) {
-        return from_endpoint(&h, &h);
+        // Any other DOCKER_HOST (tcp://, another socket) is bollard's own to follow.
+        return if h.starts_with("ssh://") {
+            from_endpoint(&h, &h)
+        } else {
+            Ok(Host::Local)
+        };
     }
     match current_context(config) {
         Some(name) => resolve(Some(&name), config),
@@ -290,14 +306,23 @@ pub fn selected() -> &'static Host {
 /// The `ssh` arguments that reach `target` (the user's `ssh` decides everything else: keys,
 /// agent, known hosts, `~/.ssh/config`; `VLMCTL_SSH_CONFIG` names another config file).
 fn ssh_args(target: &SshHost) -> Vec<String> {
-    let mut a = vec![
-        "-o".to_owned(),
-        "BatchMode=yes".to_owned(),
-        "-o".to_owned(),
-        "ExitOnForwardFailure=yes".to_owned(),
-        "-o".to_owned(),
-        "ServerAliveInterval=15".to_owned(),
-    ];
+    // Ours, whatever ~/.ssh/config says: a ControlMaster would keep the forwards after we end,
+    // a RemoteCommand or a TTY would replace or disturb our `cat`, and at the default log level
+    // every refused forwarded connection (a server still loading) is a line on a pipe nobody
+    // reads once the forward is up.
+    let mut a: Vec<String> = [
+        "BatchMode=yes",
+        "ExitOnForwardFailure=yes",
+        "ServerAliveInterval=15",
+        "ControlMaster=no",
+        "ControlPath=none",
+        "RemoteCommand=none",
+        "RequestTTY=no",
+        "LogLevel=ERROR",
+    ]
+    .iter()
+    .flat_map(|o| ["-o".to_owned(), (*o).to_owned()])
+    .collect();
     if let Some(cfg) = std::env::var_os("VLMCTL_SSH_CONFIG").filter(|v| !v.is_empty()) {
         a.push("-F".to_owned());
         a.push(cfg.to_string_lossy().into_owned());
@@ -350,7 +375,11 @@ impl Session {
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .kill_on_drop(true)
+            // Its own process group: a Ctrl-C or SIGHUP meant for vlmctl (which then undoes
+            // its run through this very forward) must not end ssh first. The pipe to its
+            // `cat` still ends it when vlmctl ends.
+            .process_group(0);
         let mut child = cmd.spawn().map_err(|source| LifecycleError::SshStart {
             host: self.target.to_string(),
             source,
@@ -402,6 +431,27 @@ impl Session {
 
 static SESSIONS: OnceLock<Mutex<BTreeMap<String, Arc<Session>>>> = OnceLock::new();
 
+/// Ends every session: their `ssh` processes and their folders. The front-end calls it on its
+/// way out (a kill -9 leaves the folder, an empty one with a dead socket, in the temp dir).
+pub fn close_all() {
+    if let Some(all) = SESSIONS.get() {
+        let drained: Vec<Arc<Session>> = std::mem::take(
+            &mut *all
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+        .into_values()
+        .collect();
+        for s in drained {
+            s.tunnels
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clear();
+            let _ = std::fs::remove_dir_all(&s.dir);
+        }
+    }
+}
+
 /// The session to `target`, opened (the Docker socket forwarded) on first use.
 pub async fn session(target: &SshHost) -> Result<Arc<Session>, LifecycleError> {
     let key = target.to_string();
@@ -414,14 +464,24 @@ pub async fn session(target: &SshHost) -> Result<Arc<Session>, LifecycleError> {
         return Ok(Arc::clone(s));
     }
     let dir = std::env::temp_dir().join(format!(
-        "vlmctl-ssh-{}-{}",
+        "vlmctl-ssh-{}-{}-{}",
         std::process::id(),
-        &hex::encode(Sha256::digest(key.as_bytes()))[..8]
+        &hex::encode(Sha256::digest(key.as_bytes()))[..8],
+        crate::now_unix()
     ));
-    std::fs::create_dir_all(&dir).map_err(|source| LifecycleError::SshStart {
-        host: key.clone(),
-        source,
-    })?;
+    // A fresh folder only we may enter: one that exists already (left over, or put there by
+    // someone else to catch what we send the engine) is refused, not reused.
+    let _ = std::fs::remove_dir(&dir);
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|source| LifecycleError::SshStart {
+                host: key.clone(),
+                source,
+            })?;
+    }
     let socket = dir.join("docker.sock");
     let s = Session {
         target: target.clone(),
@@ -431,7 +491,10 @@ pub async fn session(target: &SshHost) -> Result<Arc<Session>, LifecycleError> {
         forwards: Mutex::new(BTreeMap::new()),
     };
     let forward = format!("{}:/var/run/docker.sock", socket.display());
-    s.tunnel(&forward, || socket.exists()).await?;
+    s.tunnel(&forward, || {
+        std::os::unix::net::UnixStream::connect(&socket).is_ok()
+    })
+    .await?;
     let s = Arc::new(s);
     all.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -582,8 +645,27 @@ mod tests {
             }
         );
         assert_eq!(resolve(Some("local"), &dir).expect("local"), Host::Local);
+        // Another engine than this machine's or an ssh:// one is refused, never taken for
+        // this machine's.
+        let desk = dir.join("contexts/meta/def");
+        std::fs::create_dir_all(&desk).expect("dir");
+        std::fs::write(
+            desk.join("meta.json"),
+            r#"{"Name":"desk","Endpoints":{"docker":{"Host":"unix:///run/user/1000/docker.sock"}}}"#,
+        )
+        .expect("meta");
+        assert!(matches!(
+            resolve(Some("desk"), &dir),
+            Err(LifecycleError::HostInvalid { .. })
+        ));
+        assert!(matches!(
+            resolve(Some("tcp://beast:2375"), &dir),
+            Err(LifecycleError::HostInvalid { .. })
+        ));
         match resolve(Some("titan"), &dir) {
-            Err(LifecycleError::HostUnknown { known, .. }) => assert_eq!(known, vec!["beast"]),
+            Err(LifecycleError::HostUnknown { known, .. }) => {
+                assert_eq!(known, vec!["beast", "desk"]);
+            }
             other => panic!("{other:?}"),
         }
         let _ = std::fs::remove_dir_all(&dir);

@@ -85,6 +85,12 @@ pub async fn connect_to(host: &hosts::Host) -> Result<bollard::Docker, Lifecycle
         hosts::Host::Local => docker_host(),
     };
     let docker = match host {
+        // `--host local` while DOCKER_HOST names an SSH host: this machine's socket.
+        hosts::Host::Local
+            if std::env::var("DOCKER_HOST").is_ok_and(|h| h.starts_with("ssh://")) =>
+        {
+            bollard::Docker::connect_with_socket_defaults()
+        }
         hosts::Host::Local => bollard::Docker::connect_with_defaults(),
         hosts::Host::Ssh { target, .. } => {
             let session = hosts::session(target).await?;

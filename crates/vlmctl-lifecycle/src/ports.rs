@@ -24,6 +24,12 @@ pub enum PortHolder {
 
 /// `None` when `host:port` can be bound now; else who holds it.
 pub async fn holder(docker: Option<&Docker>, host: IpAddr, port: u16) -> Option<PortHolder> {
+    // On another host this machine's sockets and processes say nothing: the host's containers
+    // are what can be seen (a plain process holding the port there shows at launch).
+    if matches!(crate::hosts::selected(), crate::hosts::Host::Ssh { .. }) {
+        let d = docker?;
+        return container_on_port(d, port).await.map(PortHolder::Container);
+    }
     match TcpListener::bind(SocketAddr::new(host, port)) {
         Ok(_) => return None,
         Err(e) if e.kind() != std::io::ErrorKind::AddrInUse => {

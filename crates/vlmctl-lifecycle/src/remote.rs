@@ -289,13 +289,16 @@ pub fn parse_check(wants: &[Want], out: &str) -> Vec<Found> {
     for line in out.lines() {
         if let Some(rest) = line.strip_prefix("size ") {
             if let Some((n, name)) = rest.split_once(' ') {
+                let name = name.strip_prefix("./").unwrap_or(name);
                 sizes.insert(name.to_owned(), n.trim().parse::<u64>().unwrap_or(0));
             }
         } else if let Some((hash, name)) = line.split_once("  ")
             && hash.len() == 64
             && hash.chars().all(|c| c.is_ascii_hexdigit())
         {
-            sums.insert(name.trim().to_owned(), hash.to_ascii_lowercase());
+            let name = name.trim();
+            let name = name.strip_prefix("./").unwrap_or(name);
+            sums.insert(name.to_owned(), hash.to_ascii_lowercase());
         }
     }
     wants
@@ -316,7 +319,8 @@ pub fn parse_check(wants: &[Want], out: &str) -> Vec<Found> {
 pub async fn check(helper: &Helper<'_>, wants: &[Want]) -> Result<Vec<Found>, LifecycleError> {
     let mut script = String::new();
     for w in wants {
-        let q = sh_quote(&w.name);
+        // `./`: a name starting with `-` is a file, not an option.
+        let q = sh_quote(&format!("./{}", w.name));
         let _ = write!(
             script,
             "if [ -f {q} ]; then s=$(wc -c < {q}); echo \"size $s\" {q}; \
@@ -399,36 +403,36 @@ pub async fn push(
         }
         progress((index * SEGMENT + len).min(want.size), want.size);
     }
-    // Joined in order, hashed there, named only when it is the locked file.
+    // Joined in order, hashed there, and named only when it is the locked file: in one script,
+    // so that nothing (another push into the same folder) comes between the check and the
+    // rename; the partial file is this push's own. A failed join keeps the pieces.
     let parts: Vec<String> = (0..pieces)
         .map(|i| format!("{}/{i}", sh_quote(&stage)))
         .collect();
-    let partial = sh_quote(&format!("{}.vlmctl-partial", want.name));
+    let name = sh_quote(&format!("./{}", want.name));
+    let partial = sh_quote(&format!(
+        "./{}.vlmctl-partial-{}",
+        want.name,
+        std::process::id()
+    ));
     let (code, out) = helper
         .sh(&format!(
-            "mkdir -p \"$(dirname {name})\" && cat {parts} > {partial} && wc -c < {partial} && sha256sum {partial}",
-            name = sh_quote(&want.name),
+            "mkdir -p \"$(dirname {name})\" && cat {parts} > {partial} \
+             && [ \"$(wc -c < {partial})\" = {size} ] \
+             && sha256sum {partial} | {{ read h _; [ \"$h\" = {sha} ]; }} \
+             && mv {partial} {name} && rm -rf {stage}; \
+             rc=$?; rm -f {partial}; exit $rc",
             parts = parts.join(" "),
-        ))
-        .await?;
-    let ok = code == 0
-        && out.lines().any(|l| l.trim() == want.size.to_string())
-        && out.lines().any(|l| l.starts_with(&want.sha256));
-    if !ok {
-        let _ = helper
-            .sh(&format!("rm -rf {partial} {}", sh_quote(&stage)))
-            .await;
-        return Err(remote_failed(want, &out));
-    }
-    let (code, out) = helper
-        .sh(&format!(
-            "mv {partial} {} && rm -rf {}",
-            sh_quote(&want.name),
-            sh_quote(&stage)
+            size = want.size,
+            sha = want.sha256,
+            stage = sh_quote(&stage),
         ))
         .await?;
     if code != 0 {
-        return Err(remote_failed(want, &out));
+        return Err(remote_failed(
+            want,
+            &format!("joining and checking the pieces failed (exit {code}) {out}"),
+        ));
     }
     Ok(Pushed {
         name: want.name.clone(),
@@ -464,7 +468,7 @@ mod tests {
             w("short.gguf", 9, &a),
         ];
         let out = format!(
-            "size 10 m.gguf\n{a}  m.gguf\nsize 5 mmproj.gguf\n{a}  mmproj.gguf\nsize 3 short.gguf\n"
+            "size 10 ./m.gguf\n{a}  ./m.gguf\nsize 5 mmproj.gguf\n{a}  mmproj.gguf\nsize 3 ./short.gguf\n"
         );
         assert_eq!(
             parse_check(&wants, &out),

@@ -53,6 +53,8 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitC
 fn execute(cli: &Cli, out: &mut Output) -> Result<u8, Failure> {
     let rt = runtime()?;
     let code = rt.block_on(execute_async(cli, out));
+    // SSH forwards to another host: ended now, their folders removed.
+    vlmctl_lifecycle::hosts::close_all();
     // A job cancelled while a blocking task runs (hashing a large file, waiting for a lock)
     // must not keep the process alive: those threads end with it.
     rt.shutdown_timeout(std::time::Duration::from_millis(200));
