@@ -8,6 +8,28 @@ use crate::cli::StatusArgs;
 use crate::failure::Failure;
 use crate::{Output, exit_codes, render};
 
+/// The table's columns, one row per managed container.
+const COLUMNS: [&str; 6] = [
+    "NAME",
+    "STATE",
+    "STATUS",
+    "HEALTH",
+    "DOCKER HEALTH",
+    "DRIFT",
+];
+
+fn row(r: &status::StatusRow) -> [String; 6] {
+    let m = &r.container;
+    [
+        m.name.clone(),
+        m.state.clone(),
+        m.status.clone(),
+        r.health.clone(),
+        m.docker_health.clone().unwrap_or_else(|| "-".to_owned()),
+        r.drift.to_string(),
+    ]
+}
+
 /// `vlmctl status --all-hosts`: this machine and every SSH context, one table.
 async fn all_hosts(args: &StatusArgs, out: &mut Output) -> Result<u8, Failure> {
     use vlmctl_lifecycle::hosts::{self, Host};
@@ -27,16 +49,14 @@ async fn all_hosts(args: &StatusArgs, out: &mut Output) -> Result<u8, Failure> {
         match status::status_on(h, plan.as_ref(), &h.state_dir(&base)).await {
             Ok(s) => {
                 for r in &s.containers {
-                    let m = &r.container;
-                    rows.push([
-                        h.name().to_owned(),
-                        m.name.clone(),
-                        m.state.clone(),
-                        m.status.clone(),
-                        r.health.clone(),
-                        m.docker_health.clone().unwrap_or_else(|| "-".to_owned()),
-                        r.drift.to_string(),
-                    ]);
+                    let cells = row(r);
+                    rows.push(std::array::from_fn(|i| {
+                        if i == 0 {
+                            h.name().to_owned()
+                        } else {
+                            cells[i - 1].clone()
+                        }
+                    }));
                 }
                 if s.containers.is_empty() {
                     rows.push([
@@ -69,18 +89,9 @@ async fn all_hosts(args: &StatusArgs, out: &mut Output) -> Result<u8, Failure> {
     if args.json {
         out.stdout(&serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else {
-        out.stdout(&render::table(
-            &[
-                "HOST",
-                "NAME",
-                "STATE",
-                "STATUS",
-                "HEALTH",
-                "DOCKER HEALTH",
-                "DRIFT",
-            ],
-            &rows,
-        ));
+        let header: [&str; 7] =
+            std::array::from_fn(|i| if i == 0 { "HOST" } else { COLUMNS[i - 1] });
+        out.stdout(&render::table(&header, &rows));
     }
     Ok(exit_codes::SUCCESS)
 }
@@ -99,35 +110,11 @@ pub async fn status(args: &StatusArgs, out: &mut Output) -> Result<u8, Failure> 
         out.stdout(&serde_json::to_string_pretty(&s).unwrap_or_default());
         return Ok(exit_codes::SUCCESS);
     }
-    let rows: Vec<[String; 6]> = s
-        .containers
-        .iter()
-        .map(|r| {
-            let m = &r.container;
-            [
-                m.name.clone(),
-                m.state.clone(),
-                m.status.clone(),
-                r.health.clone(),
-                m.docker_health.clone().unwrap_or_else(|| "-".to_owned()),
-                r.drift.to_string(),
-            ]
-        })
-        .collect();
+    let rows: Vec<[String; 6]> = s.containers.iter().map(row).collect();
     let mut text = if rows.is_empty() {
         "no containers created by vlmctl".to_owned()
     } else {
-        render::table(
-            &[
-                "NAME",
-                "STATE",
-                "STATUS",
-                "HEALTH",
-                "DOCKER HEALTH",
-                "DRIFT",
-            ],
-            &rows,
-        )
+        render::table(&COLUMNS, &rows)
     };
     for j in &s.journals {
         match j {
