@@ -80,13 +80,24 @@ impl Host {
     }
 
     /// Where this host's journals, records and deployment locks live: `state` itself for this
-    /// machine (as before there were hosts), `state/hosts/<name>` for another (a name made safe
-    /// for a path: `ssh://root@10.0.0.2:2222` is `ssh-root-10.0.0.2-2222`).
+    /// machine (as before there were hosts), `state/hosts/<address>-<hash>` for another, named
+    /// after its address (`ssh://root@10.0.0.2:2222` is `root-10.0.0.2-2222-…`), not after
+    /// what the user called it: a context, its URL and `DOCKER_HOST` naming one host share one
+    /// folder (one lock per deployment), and the hash of the exact address keeps two hosts
+    /// whose made-safe names agree apart.
     #[must_use]
     pub fn state_dir(&self, state: &Path) -> PathBuf {
         match self {
             Self::Local => state.to_owned(),
-            Self::Ssh { name, .. } => state.join("hosts").join(path_safe(name)),
+            Self::Ssh { target, .. } => {
+                let address = target.to_string();
+                let bare = address.trim_start_matches("ssh://");
+                state.join("hosts").join(format!(
+                    "{}-{}",
+                    path_safe(bare),
+                    &hex::encode(Sha256::digest(address.as_bytes()))[..8]
+                ))
+            }
         }
     }
 }
@@ -607,11 +618,28 @@ mod tests {
         assert!(path_safe("/").starts_with("host-"));
         let l = Host::Local;
         assert_eq!(l.state_dir(Path::new("/s")), Path::new("/s"));
-        let b = Host::Ssh {
-            name: "beast".into(),
-            target: parse_ssh("ssh://beast").expect("ok"),
+        let by = |name: &str, url: &str| Host::Ssh {
+            name: name.into(),
+            target: parse_ssh(url).expect("ok"),
         };
-        assert_eq!(b.state_dir(Path::new("/s")), Path::new("/s/hosts/beast"));
+        let b = by("beast", "ssh://me@beast:2200");
+        let dir = b.state_dir(Path::new("/s"));
+        assert!(dir.starts_with("/s/hosts"), "{dir:?}");
+        assert!(
+            dir.file_name()
+                .is_some_and(|f| f.to_string_lossy().starts_with("me-beast-2200-")),
+            "{dir:?}"
+        );
+        assert_eq!(
+            by("ssh://me@beast:2200", "ssh://me@beast:2200").state_dir(Path::new("/s")),
+            dir,
+            "a context and its URL are one host, one folder"
+        );
+        assert_ne!(
+            by("x", "ssh://a-b@h").state_dir(Path::new("/s")),
+            by("y", "ssh://a@b-h").state_dir(Path::new("/s")),
+            "made-safe names that agree are still two hosts"
+        );
     }
 
     #[test]

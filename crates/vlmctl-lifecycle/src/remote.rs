@@ -25,8 +25,10 @@ use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 
 use crate::LifecycleError;
 
-/// The size of one uploaded piece.
-pub const SEGMENT: u64 = 64 * 1024 * 1024;
+/// The size of one uploaded piece: small enough that one goes up within the engine client's
+/// two-minute request timeout on a link of 0.15 MB/s, large enough that a 5.6 GB file is a few
+/// hundred requests.
+pub const SEGMENT: u64 = 16 * 1024 * 1024;
 
 /// Where the models directory is mounted in the helper.
 const MOUNT: &str = "/models";
@@ -63,6 +65,23 @@ pub struct Helper<'a> {
     docker: &'a Docker,
     id: String,
     shell: Vec<String>,
+    stopped: bool,
+}
+
+impl Drop for Helper<'_> {
+    /// A helper dropped without [`Helper::stop`] (its job cancelled by a signal, an error on the
+    /// way) is removed in the background: it must not stay on the host.
+    fn drop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let (docker, id) = (self.docker.clone(), self.id.clone());
+            rt.spawn(async move {
+                let _ = remove(&docker, &id).await;
+            });
+        }
+    }
 }
 
 /// Pure: `s` quoted for a POSIX shell.
@@ -127,6 +146,7 @@ impl<'a> Helper<'a> {
                         docker,
                         id: created.id,
                         shell,
+                        stopped: false,
                     });
                 }
                 Err(e) => {
@@ -216,8 +236,9 @@ impl<'a> Helper<'a> {
     }
 
     /// Removes the helper.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         let _ = remove(self.docker, &self.id).await;
+        self.stopped = true;
     }
 }
 

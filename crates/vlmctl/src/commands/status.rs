@@ -45,6 +45,8 @@ async fn all_hosts(args: &StatusArgs, out: &mut Output) -> Result<u8, Failure> {
     }
     let mut rows: Vec<[String; 7]> = Vec::new();
     let mut doc = Vec::new();
+    let mut notes = String::new();
+    let mut unreachable = 0;
     for h in &all {
         match status::status_on(h, plan.as_ref(), &h.state_dir(&base)).await {
             Ok(s) => {
@@ -69,9 +71,26 @@ async fn all_hosts(args: &StatusArgs, out: &mut Output) -> Result<u8, Failure> {
                         String::new(),
                     ]);
                 }
+                for j in &s.journals {
+                    if let JournalState::Open { path, journal } = j
+                        && !journal.entries.is_empty()
+                    {
+                        let names: Vec<&str> =
+                            journal.entries.iter().map(|e| e.name.as_str()).collect();
+                        let _ = write!(
+                            notes,
+                            "\n{}: open restore journal {}: stopped {} (`vlmctl restore --host {}`)",
+                            h.name(),
+                            path.display(),
+                            names.join(", "),
+                            h.name()
+                        );
+                    }
+                }
                 doc.push(serde_json::json!({ "host": h.name(), "status": s }));
             }
             Err(e) => {
+                unreachable += 1;
                 let why = vlmctl_lifecycle::error_chain(&e);
                 rows.push([
                     h.name().to_owned(),
@@ -91,9 +110,14 @@ async fn all_hosts(args: &StatusArgs, out: &mut Output) -> Result<u8, Failure> {
     } else {
         let header: [&str; 7] =
             std::array::from_fn(|i| if i == 0 { "HOST" } else { COLUMNS[i - 1] });
-        out.stdout(&render::table(&header, &rows));
+        out.stdout(&format!("{}{notes}", render::table(&header, &rows)));
     }
-    Ok(exit_codes::SUCCESS)
+    // Every host that answered is shown; one that did not makes the whole answer incomplete.
+    Ok(if unreachable > 0 {
+        exit_codes::ENVIRONMENT
+    } else {
+        exit_codes::SUCCESS
+    })
 }
 
 /// `vlmctl status`.
