@@ -177,6 +177,18 @@ pub struct Results {
     pub sweep: Vec<crate::sweep::SweepResult>,
 }
 
+impl Results {
+    /// Whether any request of any config of any target succeeded: a run with none measured
+    /// nothing (its error counts say why).
+    #[must_use]
+    pub fn any_succeeded(&self) -> bool {
+        self.targets
+            .iter()
+            .flat_map(|t| &t.configs)
+            .any(|c| c.summary.ok > 0)
+    }
+}
+
 /// Pure: the summary of measured samples (`period_ms` for deadline misses in open loop).
 #[must_use]
 pub fn summarize(samples: &[Sample], nav: bool, period_ms: Option<f64>) -> ConfigSummary {

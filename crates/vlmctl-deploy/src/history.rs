@@ -15,11 +15,7 @@ pub fn host_name() -> String {
     if let vlmctl_lifecycle::hosts::Host::Ssh { name, .. } = vlmctl_lifecycle::hosts::selected() {
         return name.clone();
     }
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "local".to_owned())
+    vlmctl_lifecycle::hosts::machine_name().unwrap_or_else(|| "local".to_owned())
 }
 
 /// Pure: is a server listening on `endpoint` the one `url` reaches? Loopback names are one

@@ -102,6 +102,15 @@ impl Host {
     }
 }
 
+/// This machine's host name (`/proc/sys/kernel/hostname`), when it has one.
+#[must_use]
+pub fn machine_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
 /// This machine's engine, as contexts name it.
 pub const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
 

@@ -247,14 +247,12 @@ pub const HELPER_LABEL: &str = "org.vlmctl.helper";
 /// Who started a helper: `HOSTNAME/PID`.
 const OWNER_LABEL: &str = "org.vlmctl.helper-owner";
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default()
-}
-
 fn owner() -> String {
-    format!("{}/{}", hostname(), std::process::id())
+    format!(
+        "{}/{}",
+        crate::hosts::machine_name().unwrap_or_default(),
+        std::process::id()
+    )
 }
 
 /// Whether a process of this machine is still running (a zombie is not).
@@ -272,7 +270,7 @@ async fn remove_stale(docker: &Docker) {
     else {
         return;
     };
-    let me = hostname();
+    let me = crate::hosts::machine_name().unwrap_or_default();
     for c in list {
         let owner = c
             .labels

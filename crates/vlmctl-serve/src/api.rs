@@ -89,16 +89,33 @@ pub fn url_of(endpoint: &(String, u16)) -> String {
     format!("http://{host}:{}", endpoint.1)
 }
 
+/// 503: the engine did not answer.
+fn unavailable(message: String, hint: Option<String>) -> ApiError {
+    ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        message,
+        hint,
+    }
+}
+
 impl App {
+    /// The containers vlmctl manages, as Docker lists them: what an action needs to find its
+    /// deployment (no `/health` probe of each, which the dashboard's [`App::deployments`] does).
+    async fn managed(&self) -> Result<Vec<Managed>, ApiError> {
+        let lifecycle = |e: vlmctl_lifecycle::LifecycleError| {
+            unavailable(vlmctl_lifecycle::error_chain(&e), Some(e.hint()))
+        };
+        let docker = vlmctl_lifecycle::connect().await.map_err(lifecycle)?;
+        vlmctl_lifecycle::containers::managed(&docker)
+            .await
+            .map_err(lifecycle)
+    }
+
     /// Every managed container, its health and drift against the configured specs.
     pub async fn deployments(&self) -> Result<Deployments, ApiError> {
         let status = vlmctl_deploy::status::status(None, &self.cfg.state)
             .await
-            .map_err(|e| ApiError {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                hint: e.hint(),
-                message: vlmctl_lifecycle::error_chain(&e),
-            })?;
+            .map_err(|e| unavailable(vlmctl_lifecycle::error_chain(&e), e.hint()))?;
         let deployments = status
             .containers
             .into_iter()
@@ -224,22 +241,18 @@ impl App {
         let mut plan = LoadedPlan::load(&path).map_err(|e| {
             ApiError::bad_request(vlmctl_lifecycle::error_chain(&e)).with_hint(Some(e.hint()))
         })?;
-        let status = self.deployments().await?;
-        let Some(d) = status
-            .deployments
-            .iter()
-            .find(|d| d.container.name == req.deployment)
-        else {
+        let managed = self.managed().await?;
+        let Some(d) = managed.iter().find(|m| m.name == req.deployment) else {
             return Err(ApiError::not_found(format!(
                 "no deployment {:?}: vlmctl manages {}",
                 req.deployment,
-                list_or_none(status.deployments.iter().map(|d| d.container.name.as_str()))
+                list_or_none(managed.iter().map(|m| m.name.as_str()))
             )));
         };
-        let (Some(url), "running") = (d.url.clone(), d.container.state.as_str()) else {
+        let (Some(url), "running") = (d.endpoint.as_ref().map(url_of), d.state.as_str()) else {
             return Err(ApiError::conflict(format!(
                 "{} is {} ({}): nothing to measure",
-                req.deployment, d.container.state, d.container.status
+                req.deployment, d.state, d.status
             ))
             .with_hint(Some("relaunch it first".to_owned())));
         };
@@ -272,11 +285,6 @@ impl App {
         for k in keys.values() {
             (self.cfg.secret)(k);
         }
-        let managed: Vec<Managed> = status
-            .deployments
-            .iter()
-            .map(|d| d.container.clone())
-            .collect();
         let targets = vlmctl_deploy::history::link(&plan.plan.targets, &managed, &self.cfg.state);
         let new = NewRun {
             source: Source::Serve,
@@ -481,8 +489,7 @@ impl App {
                 deployment: name.to_owned(),
             })
         } else {
-            let status = self.deployments().await?;
-            if !status.deployments.iter().any(|d| d.container.name == name) {
+            if !self.managed().await?.iter().any(|m| m.name == name) {
                 return Err(ApiError::not_found(format!(
                     "no deployment {name:?} to tear down"
                 )));

@@ -32,8 +32,9 @@ use vlmctl_weights::HubClient;
 pub use error::{ApiError, ServeError};
 pub use queue::Activity;
 
-/// The smallest API key accepted for a non-loopback address.
-pub const MIN_API_KEY_LEN: usize = 16;
+/// The smallest API key accepted for a non-loopback address: the one llama-server's keys are
+/// held to.
+pub use vlmctl_deploy::plan::MIN_API_KEY_LEN;
 
 /// Everything `vlmctl serve` needs, checked by [`serve`] before it listens.
 #[derive(Debug, Clone)]

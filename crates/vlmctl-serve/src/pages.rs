@@ -37,15 +37,6 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// `YYYY-MM-DD HH:MM` UTC.
-#[must_use]
-pub fn when(unix: i64) -> String {
-    jiff::Timestamp::from_second(unix).map_or_else(
-        |_| unix.to_string(),
-        |t| t.strftime("%Y-%m-%d %H:%M").to_string(),
-    )
-}
-
 fn ms(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"))
 }
@@ -171,7 +162,7 @@ fn runs_table(rows: &[RunRow]) -> Markup {
             @for r in rows {
                 tr data-run=(r.id) {
                     td { a href={ "/runs/" (r.id) } { (r.id) } }
-                    td { (when(r.started_unix)) }
+                    td { (vlmctl_store::utc_minute(r.started_unix)) }
                     td class=(state_class(r.state)) { (r.state) }
                     td { (r.host) }
                     td { (r.deployments()) }
@@ -328,8 +319,8 @@ async fn run(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
         h1 { "Run " (r.id) }
         table #run-header {
             tr { th { "state" } td #state class=(state_class(r.state)) { (r.state) } }
-            tr { th { "started (UTC)" } td { (when(r.started_unix)) } }
-            @if let Some(f) = r.finished_unix { tr { th { "ended (UTC)" } td { (when(f)) } } }
+            tr { th { "started (UTC)" } td { (vlmctl_store::utc_minute(r.started_unix)) } }
+            @if let Some(f) = r.finished_unix { tr { th { "ended (UTC)" } td { (vlmctl_store::utc_minute(f)) } } }
             tr { th { "host" } td { (r.host) } }
             tr { th { "plan" } td { (r.plan) } }
             tr { th { "recorded by" } td { (serde_json::to_value(r.source).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()) } }
@@ -531,7 +522,7 @@ async fn trends(
             section.trend data-config=(config) {
                 h2 { "Config " (config) ": " (points.last().map_or("", |p| p.point.description.as_str())) }
                 p.muted { (points.len()) " points; newest: run " (points.last().map_or(0, |p| p.run_id))
-                    " at " (points.last().map(|p| when(p.unix)).unwrap_or_default()) }
+                    " at " (points.last().map(|p| vlmctl_store::utc_minute(p.unix)).unwrap_or_default()) }
                 (PreEscaped(chart_of(points)))
             }
         }
@@ -546,7 +537,7 @@ async fn trends(
             table #jobs {
                 tr { th { "when (UTC)" } th { "job" } th { "deployment" } th { "spec" } th { "detail" } }
                 @for j in &t.jobs {
-                    tr { td { (when(j.started_unix)) } td { (j.kind.as_str()) }
+                    tr { td { (vlmctl_store::utc_minute(j.started_unix)) } td { (j.kind.as_str()) }
                          td { (j.deployment.as_deref().unwrap_or("-")) }
                          td { code { (j.spec_sha256.as_deref().map_or("-", |s| s.get(..12).unwrap_or(s))) } }
                          td { (j.detail.as_deref().unwrap_or("")) } }

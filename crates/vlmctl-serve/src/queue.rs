@@ -287,12 +287,7 @@ async fn bench(app: &Arc<App>, run: i64, plan: &LoadedPlan, keys: &BTreeMap<Stri
         // The caller marks the run interrupted once the queue has stopped.
         _ = app.shutdown.cancelled() => return,
     };
-    let ok = results
-        .targets
-        .iter()
-        .flat_map(|t| &t.configs)
-        .any(|c| c.summary.ok > 0);
-    if !ok {
+    if !results.any_succeeded() {
         fail(nothing_succeeded(&results)).await;
         return;
     }

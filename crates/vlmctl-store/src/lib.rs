@@ -359,6 +359,16 @@ pub fn now_unix() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// `YYYY-MM-DD HH:MM` in UTC: a recorded time as the CLI and the service print it (the bare
+/// number for one outside the calendar, years -9999 to 9999).
+#[must_use]
+pub fn utc_minute(unix: i64) -> String {
+    jiff::Timestamp::from_second(unix).map_or_else(
+        |_| unix.to_string(),
+        |t| t.strftime("%Y-%m-%d %H:%M").to_string(),
+    )
+}
+
 /// This process, as the owner of the rows it writes: its pid and its start time in clock ticks
 /// since boot (Linux `/proc/self/stat` field 22), so that a reused pid is not taken for it.
 #[must_use]
@@ -1066,4 +1076,18 @@ fn insert_points(tx: &Transaction<'_>, id: i64, results: &Results) -> rusqlite::
         ])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_minute_is_the_civil_date() {
+        assert_eq!(utc_minute(0), "1970-01-01 00:00");
+        assert_eq!(utc_minute(951_782_400), "2000-02-29 00:00");
+        assert_eq!(utc_minute(1_700_000_000), "2023-11-14 22:13");
+        assert_eq!(utc_minute(-60), "1969-12-31 23:59");
+        assert_eq!(utc_minute(i64::MAX), i64::MAX.to_string());
+    }
 }

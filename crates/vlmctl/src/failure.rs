@@ -26,6 +26,18 @@ impl Failure {
         }
     }
 
+    /// Several failures of one command over many items (files, journals) as one: `message`, the
+    /// first hint among them, and the highest of their exit codes. `None` when there were none.
+    #[must_use]
+    pub fn of_many(failed: Vec<Self>, message: String) -> Option<Self> {
+        let code = failed.iter().map(|f| f.code).max()?;
+        Some(Self::new(
+            anyhow::anyhow!(message),
+            failed.into_iter().find_map(|f| f.hint),
+            code,
+        ))
+    }
+
     /// `error: <message>` with `caused by:` lines, then the hint, as printed on stderr.
     #[must_use]
     pub fn render(&self) -> String {

@@ -66,7 +66,7 @@ async fn execute_async(cli: &Cli, out: &mut Output) -> Result<u8, Failure> {
         bench, export, gates, provision, restore, runs, serve, status, teardown, tune, weights,
     };
     if let Some(state) = cli.command.state_args() {
-        commands::select_host(state)?;
+        commands::select_host(state.host.as_deref())?;
     }
     match &cli.command {
         Command::Provision(args) => provision::provision(args, false, out).await,

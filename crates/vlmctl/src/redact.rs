@@ -17,6 +17,15 @@ static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 /// What a secret is replaced with.
 pub const REDACTED: &str = "[REDACTED]";
 
+/// Registers an API key as a secret ([`secret`]) when it is long enough to be one
+/// ([`vlmctl_deploy::plan::MIN_API_KEY_LEN`]): a shorter one is refused before it is used, and
+/// scrubbing it would mangle every message that happens to contain it.
+pub fn api_key(value: &str) {
+    if value.chars().count() >= vlmctl_deploy::plan::MIN_API_KEY_LEN {
+        secret(value);
+    }
+}
+
 /// Registers a secret; from now on [`scrub`] replaces it wherever it appears, also in the
 /// escaped forms logs write it in: inside a JSON string (a request body), in Rust's `{:?}`, and
 /// byte by byte as `\xNN` (an HTTP request line at trace level).

@@ -73,12 +73,7 @@ pub async fn bench(args: &BenchArgs, out: &mut Output) -> Result<u8, Failure> {
         "results: {}/results.json, report.md, report.html",
         dir.display()
     ));
-    let any_ok = results
-        .targets
-        .iter()
-        .flat_map(|t| &t.configs)
-        .any(|c| c.summary.ok > 0);
-    if any_ok {
+    if results.any_succeeded() {
         rec.finish_run(id, &results, out);
         Ok(exit_codes::SUCCESS)
     } else {
@@ -264,13 +259,8 @@ fn write_results(
 /// secrets.
 fn api_keys(plan: &LoadedPlan) -> Result<BTreeMap<String, String>, Failure> {
     let keys = plan.api_keys()?;
-    // As `plan` does for the server's key: one too short to be a key is not scrubbed from
-    // every message that happens to contain it.
-    for k in keys
-        .values()
-        .filter(|k| k.chars().count() >= vlmctl_deploy::plan::MIN_API_KEY_LEN)
-    {
-        crate::redact::secret(k);
+    for k in keys.values() {
+        crate::redact::api_key(k);
     }
     Ok(keys)
 }
@@ -287,11 +277,7 @@ async fn aim_at_host(
     let Some(flag) = host else {
         return Ok((aimed, changed));
     };
-    let host = vlmctl_lifecycle::hosts::resolve(
-        Some(flag),
-        &vlmctl_lifecycle::hosts::docker_config_dir(),
-    )?;
-    vlmctl_lifecycle::hosts::select(host);
+    super::select_host(Some(flag))?;
     for (i, t) in aimed.plan.targets.iter_mut().enumerate() {
         let Some((h, p, path)) = loopback_endpoint(&t.url) else {
             continue;

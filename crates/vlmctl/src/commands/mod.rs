@@ -48,11 +48,9 @@ pub(crate) fn base_state_dir(args: &StateArgs) -> PathBuf {
 
 /// Resolves `--host` (else `DOCKER_HOST`, else the current Docker context) and selects it for
 /// every Docker call of this process.
-pub(crate) fn select_host(args: &StateArgs) -> Result<(), Failure> {
-    let host = vlmctl_lifecycle::hosts::resolve(
-        args.host.as_deref(),
-        &vlmctl_lifecycle::hosts::docker_config_dir(),
-    )?;
+pub(crate) fn select_host(flag: Option<&str>) -> Result<(), Failure> {
+    let host =
+        vlmctl_lifecycle::hosts::resolve(flag, &vlmctl_lifecycle::hosts::docker_config_dir())?;
     vlmctl_lifecycle::hosts::select(host);
     Ok(())
 }
@@ -86,14 +84,9 @@ pub(crate) fn plan(
             models_root: dirs.models_root(),
         },
     )?;
-    // A key too short to be one is refused before it is used (`require_api_key`), and is not
-    // registered: scrubbing it would mangle every message that happens to contain it.
-    if let Some(k) = plan
-        .api_key
-        .as_ref()
-        .filter(|k| k.chars().count() >= vlmctl_deploy::plan::MIN_API_KEY_LEN)
-    {
-        crate::redact::secret(k);
+    // A key too short to be one is refused before it is used (`require_api_key`).
+    if let Some(k) = &plan.api_key {
+        crate::redact::api_key(k);
     }
     Ok(plan)
 }

@@ -73,30 +73,22 @@ async fn restore_journals(
     if args.json {
         out.stdout(&serde_json::to_string_pretty(&json!({"journals": done})).unwrap_or_default());
     }
-    if failed.is_empty() {
-        let detail = format!(
-            "replayed {} journal(s){}",
-            done.len(),
-            if back.is_empty() {
-                String::new()
-            } else {
-                format!("; restored {}", back.join(", "))
-            }
-        );
-        return Ok((exit_codes::SUCCESS, detail));
+    let message = format!(
+        "{} of {} journal(s) could not be restored (each is named above); the others were",
+        failed.len(),
+        done.len()
+    );
+    if let Some(f) = Failure::of_many(failed, message) {
+        return Err(f);
     }
-    let code = failed
-        .iter()
-        .map(|f| f.code)
-        .max()
-        .unwrap_or(exit_codes::FAILURE);
-    Err(Failure::new(
-        anyhow::anyhow!(
-            "{} of {} journal(s) could not be restored (each is named above); the others were",
-            failed.len(),
-            done.len()
-        ),
-        failed.into_iter().find_map(|f| f.hint),
-        code,
-    ))
+    let detail = format!(
+        "replayed {} journal(s){}",
+        done.len(),
+        if back.is_empty() {
+            String::new()
+        } else {
+            format!("; restored {}", back.join(", "))
+        }
+    );
+    Ok((exit_codes::SUCCESS, detail))
 }

@@ -82,23 +82,12 @@ pub fn import(args: &RunsImportArgs, out: &mut Output) -> Result<u8, Failure> {
     if args.json {
         out.stdout(&serde_json::to_string_pretty(&outcomes).unwrap_or_default());
     }
-    if failed.is_empty() {
-        return Ok(exit_codes::SUCCESS);
-    }
-    let code = failed
-        .iter()
-        .map(|f| f.code)
-        .max()
-        .unwrap_or(exit_codes::FAILURE);
-    Err(Failure::new(
-        anyhow::anyhow!(
-            "{} of {} file(s) could not be imported (each is named above); the others were",
-            failed.len(),
-            outcomes.len()
-        ),
-        failed.into_iter().find_map(|f| f.hint),
-        code,
-    ))
+    let message = format!(
+        "{} of {} file(s) could not be imported (each is named above); the others were",
+        failed.len(),
+        outcomes.len()
+    );
+    Failure::of_many(failed, message).map_or(Ok(exit_codes::SUCCESS), Err)
 }
 
 /// One file that could not be imported: said at once (it names the file), kept for the end.
@@ -196,7 +185,7 @@ pub fn runs_table(rows: &[RunRow]) -> String {
         .map(|r| {
             [
                 r.id.to_string(),
-                utc_minute(r.started_unix),
+                vlmctl_store::utc_minute(r.started_unix),
                 r.state.to_string(),
                 r.host.clone(),
                 r.deployments(),
@@ -247,28 +236,6 @@ fn p50s(r: &RunRow) -> String {
     }
 }
 
-/// Pure: `YYYY-MM-DD HH:MM` in UTC for seconds since the epoch (days to a civil date as in
-/// Howard Hinnant's `civil_from_days`).
-#[must_use]
-pub fn utc_minute(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}",
-        secs / 3600,
-        secs % 3600 / 60
-    )
-}
-
 /// `vlmctl runs show ID`.
 pub fn show(args: &RunsShowArgs, out: &mut Output) -> Result<u8, Failure> {
     let (path, store) = existing(&args.store, &args.state)?;
@@ -313,13 +280,13 @@ pub fn header(r: &RunRow) -> String {
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default(),
-        utc_minute(r.started_unix)
+        vlmctl_store::utc_minute(r.started_unix)
     );
     if let Some(end) = r.finished_unix {
         let _ = write!(
             text,
             ", ended {} UTC ({} s)",
-            utc_minute(end),
+            vlmctl_store::utc_minute(end),
             end - r.started_unix
         );
     }
@@ -354,14 +321,6 @@ pub fn header(r: &RunRow) -> String {
 mod tests {
     use super::*;
     use vlmctl_store::{Point, Source};
-
-    #[test]
-    fn utc_minute_is_the_civil_date() {
-        assert_eq!(utc_minute(0), "1970-01-01 00:00");
-        assert_eq!(utc_minute(951_782_400), "2000-02-29 00:00");
-        assert_eq!(utc_minute(1_700_000_000), "2023-11-14 22:13");
-        assert_eq!(utc_minute(-60), "1969-12-31 23:59");
-    }
 
     fn point(target: &str, config: &str, p50: Option<f64>) -> Point {
         Point {

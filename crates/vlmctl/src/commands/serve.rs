@@ -16,13 +16,9 @@ pub async fn serve(args: &ServeArgs, out: &mut Output) -> Result<u8, Failure> {
     let api_key = std::env::var(env_vars::VLMCTL_SERVE_API_KEY)
         .ok()
         .filter(|k| !k.is_empty());
-    // A key too short to be one is refused before it is used, and is not registered: scrubbing
-    // it would mangle every message that happens to contain it (as `plan` does for the server's).
-    if let Some(k) = api_key
-        .as_ref()
-        .filter(|k| k.chars().count() >= vlmctl_serve::MIN_API_KEY_LEN)
-    {
-        crate::redact::secret(k);
+    // A key too short to be one is refused by the service before it listens.
+    if let Some(k) = &api_key {
+        crate::redact::api_key(k);
     }
     // Bad input fails now, not at the first click.
     for spec in &args.specs {
@@ -52,7 +48,7 @@ pub async fn serve(args: &ServeArgs, out: &mut Output) -> Result<u8, Failure> {
         plans: args.plans.clone(),
         host: vlmctl_deploy::history::host_name(),
         scrub: |text| crate::redact::scrub(text).into_owned(),
-        secret: crate::redact::secret,
+        secret: crate::redact::api_key,
     };
     let store = cfg.store.clone();
     let stopped = vlmctl_serve::serve(cfg, cancel.clone(), |addr| {

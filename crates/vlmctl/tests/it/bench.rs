@@ -10,20 +10,7 @@ use crate::common::{redact, run, vlmctl};
 
 /// A plan in `dir` against `url`: configs A (kept-alive) and C (streamed), 3 runs, no warm-up.
 fn plan(dir: &Path, url: &str, extra: &str) -> std::path::PathBuf {
-    std::fs::create_dir_all(dir.join("prompts")).unwrap();
-    for f in ["nav", "nav-short"] {
-        std::fs::write(dir.join(format!("prompts/{f}.txt")), f).unwrap();
-    }
-    let path = dir.join("plan.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "version = 1\nruns = 3\nwarmup = 0\ntimeout_s = 60\ndescribe = false\nconfigs = [\"A\", \"C\"]\n{extra}\n\
-             [[target]]\nname = \"fake\"\nurl = \"{url}\"\n"
-        ),
-    )
-    .unwrap();
-    path
+    crate::common::fake_plan(dir, url, 60, extra)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -77,3 +77,23 @@ pub fn free_port() -> u16 {
         .expect("bind a free port")
         .port()
 }
+
+/// A bench plan in `dir` against the fake server at `url`: configs A (kept-alive) and C
+/// (streamed), 3 runs, no warm-up, requests timed out after `timeout_s`; `extra` is more TOML
+/// for the top level.
+pub fn fake_plan(dir: &Path, url: &str, timeout_s: u32, extra: &str) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir.join("prompts")).expect("prompts dir");
+    for f in ["nav", "nav-short"] {
+        std::fs::write(dir.join(format!("prompts/{f}.txt")), f).expect("prompt");
+    }
+    let path = dir.join("plan.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "version = 1\nruns = 3\nwarmup = 0\ntimeout_s = {timeout_s}\ndescribe = false\n\
+             configs = [\"A\", \"C\"]\n{extra}\n[[target]]\nname = \"fake\"\nurl = \"{url}\"\n"
+        ),
+    )
+    .expect("plan");
+    path
+}

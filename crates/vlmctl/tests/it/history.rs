@@ -13,20 +13,7 @@ use crate::common::{poll_until, redact, run, vlmctl};
 
 /// A plan in `dir` against `url`: configs A and C, 3 runs, no warm-up.
 fn plan(dir: &Path, url: &str) -> PathBuf {
-    std::fs::create_dir_all(dir.join("prompts")).unwrap();
-    for f in ["nav", "nav-short"] {
-        std::fs::write(dir.join(format!("prompts/{f}.txt")), f).unwrap();
-    }
-    let path = dir.join("plan.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "version = 1\nruns = 3\nwarmup = 0\ntimeout_s = 120\ndescribe = false\nconfigs = [\"A\", \"C\"]\n\
-             [[target]]\nname = \"fake\"\nurl = \"{url}\"\n"
-        ),
-    )
-    .unwrap();
-    path
+    crate::common::fake_plan(dir, url, 120, "")
 }
 
 /// `vlmctl bench --plan PLAN --out DIR/out` with `--state-dir DIR/state` and `extra`.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use vlmctl_store::{RunFilter, State, Store};
 use vlmctl_weights::fake_hub::FakeHub;
 
@@ -229,20 +229,17 @@ async fn refuses_bad_requests(base: &str, dep: &Deployed) {
         ("{\"deployment\":", 400, "not valid"),
         ("{\"deployment\":\"x\",\"extra\":1}", 400, "unknown field"),
         (
-            &*format!("{{\"deployment\":\"{}\",\"runs\":0}}", dep.name),
+            &*json!({"deployment": dep.name, "runs": 0}).to_string(),
             400,
             "out of range",
         ),
         (
-            &*format!("{{\"deployment\":\"{}\",\"runs\":-5}}", dep.name),
+            &*json!({"deployment": dep.name, "runs": -5}).to_string(),
             400,
             "out of range",
         ),
         (
-            &*format!(
-                "{{\"deployment\":\"{}\",\"plan\":\"other.toml\"}}",
-                dep.name
-            ),
+            &*json!({"deployment": dep.name, "plan": "other.toml"}).to_string(),
             400,
             "not one this service offers",
         ),
@@ -291,10 +288,7 @@ async fn measures_a_run(base: &str, dep: &Deployed) -> i64 {
     let runs = format!("{base}/api/runs");
     let (code, v) = post(
         &runs,
-        &format!(
-            "{{\"deployment\":\"{}\",\"plan\":\"quick.toml\"}}",
-            dep.name
-        ),
+        &json!({"deployment": dep.name, "plan": "quick.toml"}).to_string(),
     )
     .await;
     assert_eq!(code, 202, "{v}");
@@ -337,10 +331,7 @@ async fn refuses_a_plan_broken_under_it(base: &str, dep: &Deployed, quick: &Path
     std::fs::write(quick, "version = 1\nruns = \"many\"\n").expect("break the plan");
     let (code, v) = post(
         &runs,
-        &format!(
-            "{{\"deployment\":\"{}\",\"plan\":\"quick.toml\"}}",
-            dep.name
-        ),
+        &json!({"deployment": dep.name, "plan": "quick.toml"}).to_string(),
     )
     .await;
     assert_eq!(code, 400, "{v}");
@@ -359,7 +350,7 @@ async fn survives_kill_9(serve: Serve, dep: &Deployed, id: i64) -> i64 {
     let runs = format!("{base}/api/runs");
     let (code, v) = post(
         &runs,
-        &format!("{{\"deployment\":\"{}\",\"plan\":\"long.toml\"}}", dep.name),
+        &json!({"deployment": dep.name, "plan": "long.toml"}).to_string(),
     )
     .await;
     assert_eq!(code, 202, "{v}");
@@ -419,7 +410,7 @@ async fn stops_on_sigterm(dep: &Deployed, long: &Path, id: i64, long_id: i64) {
     );
     let (_, v) = post(
         &format!("{base}/api/runs"),
-        &format!("{{\"deployment\":\"{}\"}}", dep.name),
+        &json!({"deployment": dep.name}).to_string(),
     )
     .await;
     let term_id = v["run"].as_i64().expect("run id");
@@ -480,7 +471,7 @@ async fn relaunches_and_tears_down(dep: &Deployed, long: &Path) {
     });
     let (code, v) = post(
         &format!("{base}/api/runs"),
-        &format!("{{\"deployment\":\"{}\"}}", dep.name),
+        &json!({"deployment": dep.name}).to_string(),
     )
     .await;
     assert_eq!(code, 404, "nothing to measure once torn down: {v}");
