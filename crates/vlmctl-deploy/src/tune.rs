@@ -489,7 +489,8 @@ async fn one(
     lp.plan.targets.truncate(1);
     let mut keys = BTreeMap::new();
     if let Some(t) = lp.plan.targets.first_mut() {
-        t.url = vplan.base_url();
+        // Through a forward on another host: its server listens on that host's loopback.
+        t.url = vplan.reach_url().await?;
         if let Some(k) = &vplan.api_key {
             keys.insert(t.name.clone(), k.clone());
         }
@@ -625,7 +626,7 @@ pub async fn restore(
             && let Err(e) = containers::wait_ready(
                 docker,
                 name,
-                &j.base_url,
+                &reach_base(&j.base_url).await,
                 Duration::from_secs(j.health_timeout_s),
             )
             .await
@@ -637,6 +638,23 @@ pub async fn restore(
     }
     journal::remove(jpath)?;
     Ok(out)
+}
+
+/// Where this process reaches the server a journal names by its host's own URL: through a
+/// forward when the engine is another host's; the URL itself when it cannot be parsed or
+/// reached (then the readiness wait that follows says why).
+async fn reach_base(base: &str) -> String {
+    let Ok(u) = reqwest::Url::parse(base) else {
+        return base.to_owned();
+    };
+    let (Some(host), Some(port)) = (u.host_str(), u.port_or_known_default()) else {
+        return base.to_owned();
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match vlmctl_lifecycle::hosts::reach(host, port).await {
+        Ok((h, p)) => vlmctl_lifecycle::spec::http_base(&h, p),
+        Err(_) => base.to_owned(),
+    }
 }
 
 #[cfg(test)]

@@ -1,23 +1,66 @@
-//! Another host, for real: `--host ssh://root@127.0.0.1:PORT` through a real OpenSSH server
-//! (`scripts/test` starts it with keys of its own) in front of the test dockerd; a host that
-//! refuses the key; a host without Docker (the same machine seen from a mount namespace whose
-//! /run is empty); Docker contexts and `DOCKER_HOST`. What the jobs do there, and that no `ssh`
-//! outlives the command.
+//! Another host, for real. "beast" (`scripts/lib/start-beast.sh`): a host in network and mount
+//! namespaces of its own, with its own dockerd, sshd, loopback and empty models folder, reached
+//! only as `ssh://root@127.0.0.1:PORT`; what vlmctl does there can only work through SSH (the
+//! weights pushed, the server reached through a forward). Beside it, real OpenSSH servers in
+//! front of this machine's dockerd (`scripts/lib/start-sshd.sh`, keys of their own): a host that
+//! refuses the key, a host without Docker (this machine seen from a mount namespace whose /run
+//! is empty), Docker contexts and `DOCKER_HOST`. And that no `ssh` outlives a command.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::common::{required_env, run, vlmctl};
-use crate::deploy_real::{Guard, readme_dir_args};
+use crate::deploy_real::readme_dir_args;
 
-fn remote() -> String {
+/// A host in front of this machine's dockerd (same disk, same loopback).
+pub(crate) fn remote() -> String {
     format!(
         "ssh://root@127.0.0.1:{}",
         required_env("VLMCTL_TEST_SSH_PORT")
     )
 }
 
-fn cmd(state: &Path, config: &str) -> Command {
+/// beast's address.
+pub(crate) fn beast() -> String {
+    required_env("VLMCTL_TEST_BEAST")
+}
+
+/// beast's port on this machine's loopback (what its `ssh` processes name with `-p`).
+fn beast_port() -> String {
+    beast().rsplit(':').next().expect("a port").to_owned()
+}
+
+/// Where this machine sees beast's `path` (its mount namespace, through /proc/PID/root): what
+/// the tests look at and damage there; vlmctl never uses it.
+pub(crate) fn on_beast(path: &Path) -> std::path::PathBuf {
+    Path::new(&required_env("VLMCTL_TEST_BEAST_ROOT")).join(path.strip_prefix("/").unwrap_or(path))
+}
+
+/// The docker CLI talking to beast's daemon (through a socket vlmctl does not know of).
+pub(crate) fn beast_docker() -> Command {
+    let mut c = Command::new("docker");
+    c.args(["-H", &required_env("VLMCTL_TEST_BEAST_DOCKER")]);
+    c
+}
+
+/// Removes a deployment from beast when dropped.
+pub(crate) struct BeastGuard(pub(crate) String);
+impl Drop for BeastGuard {
+    fn drop(&mut self) {
+        let aside = vlmctl_lifecycle::containers::aside_name(&self.0);
+        let _ = beast_docker().args(["rm", "-f", &self.0, &aside]).output();
+    }
+}
+
+/// Removes a folder from beast's disk when dropped.
+struct BeastDir(std::path::PathBuf);
+impl Drop for BeastDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(on_beast(&self.0));
+    }
+}
+
+pub(crate) fn cmd(state: &Path, config: &str) -> Command {
     let mut c = vlmctl();
     c.env("VLMCTL_STATE_DIR", state)
         .env("VLMCTL_SSH_CONFIG", config)
@@ -27,7 +70,7 @@ fn cmd(state: &Path, config: &str) -> Command {
 }
 
 /// `ssh` processes of ours still running for `port` (their command line names it).
-fn ssh_left(port: &str) -> Vec<String> {
+pub(crate) fn ssh_left(port: &str) -> Vec<String> {
     let out = Command::new("pgrep")
         .args(["-af", "^ssh "])
         .output()
@@ -180,14 +223,53 @@ fn contexts_and_docker_host_name_the_remote_as_the_docker_cli_does() {
     assert!(err.contains("Permission denied"), "{err}");
 }
 
-/// The README's CPU deployment on the "remote" host: provisioned, ready and smoke-tested through
-/// the forward, its state kept per host, relaunched (nothing to do), listed, torn down.
+/// The folder the test model is in here (and, on beast, where vlmctl must put it).
+fn model_dir() -> std::path::PathBuf {
+    Path::new(&required_env("VLMCTL_TEST_MODEL"))
+        .parent()
+        .expect("the model's directory")
+        .to_owned()
+}
+
+/// beast's journals, records and locks are in a folder of its own, named after its address.
+fn beasts_state_is_its_own(state: &Path) {
+    let host_dir = std::fs::read_dir(state.join("hosts"))
+        .expect("a folder per host")
+        .flatten()
+        .map(|d| d.path())
+        .find(|p| {
+            p.file_name().is_some_and(|f| {
+                f.to_string_lossy()
+                    .starts_with(&format!("root-127.0.0.1-{}-", beast_port()))
+            })
+        })
+        .expect("the host's state folder, named after its address");
+    assert!(
+        host_dir.join("records/vlmctl-cpu-test.json").exists(),
+        "the record is the host's"
+    );
+    assert!(
+        !state.join("records").exists(),
+        "nothing in this machine's own state"
+    );
+}
+
+/// The README's CPU deployment on beast, which starts without the weights: provision pushes
+/// them (verified there), launches, waits for `/health` and sends the smoke request through a
+/// forward (the server is on beast's loopback, which this machine cannot reach); its state is
+/// kept per host; relaunched (nothing to do), listed, benchmarked through the forward, recorded
+/// under beast's name, torn down; no `ssh` left.
 #[test]
-fn provision_status_relaunch_and_teardown_through_ssh() {
+fn provision_pushes_the_weights_then_bench_and_teardown_through_ssh() {
     let state = tempfile::tempdir().expect("state");
     let good = required_env("VLMCTL_TEST_SSH_CONFIG");
-    let _guard = Guard("vlmctl-cpu-test".to_owned());
-    let host = remote();
+    let _guard = BeastGuard("vlmctl-cpu-test".to_owned());
+    let host = beast();
+    // beast starts without the weights, whatever an earlier run left there.
+    let there = on_beast(&model_dir());
+    if there.exists() {
+        std::fs::remove_dir_all(&there).expect("beast's copy removed");
+    }
     let job = |what: &str| {
         let mut c = cmd(state.path(), &good);
         c.args([what, "--host", &host, "--spec", "docker/cpu-test.toml"])
@@ -197,41 +279,42 @@ fn provision_status_relaunch_and_teardown_through_ssh() {
     };
     let (code, out, err) = run(&mut job("provision"));
     assert_eq!(code, 0, "{out}\n{err}");
+    let said = format!("{out}{err}");
+    for f in ["gemma-3-270m-q4_k_m.gguf", "mmproj-gemma3-270m-test.gguf"] {
+        assert!(
+            said.contains(&format!("pushed {f} (")) && said.contains("to the host, verified there"),
+            "provision pushed {f} to beast: {said}"
+        );
+        let here = std::fs::metadata(model_dir().join(f)).expect("here").len();
+        let on = std::fs::metadata(there.join(f)).map(|m| m.len());
+        assert_eq!(on.ok(), Some(here), "{f} is on beast's own disk");
+    }
     assert!(
-        format!("{out}{err}").contains("with the camera frame: +"),
-        "the smoke request went through the forward: {out}{err}"
+        said.contains("with the camera frame: +"),
+        "the smoke request went through the forward: {said}"
     );
-    let host_dir = std::fs::read_dir(state.path().join("hosts"))
-        .expect("a folder per host")
-        .flatten()
-        .map(|d| d.path())
-        .find(|p| {
-            p.file_name().is_some_and(|f| {
-                f.to_string_lossy().starts_with(&format!(
-                    "root-127.0.0.1-{}-",
-                    required_env("VLMCTL_TEST_SSH_PORT")
-                ))
-            })
-        })
-        .expect("the host's state folder, named after its address");
+    // The server listens on beast's loopback only: from here, nothing answers on its port.
     assert!(
-        host_dir.join("records/vlmctl-cpu-test.json").exists(),
-        "the record is the host's"
+        std::net::TcpStream::connect(("127.0.0.1", 18435)).is_err(),
+        "port 18435 answers on this machine: the deployment is not beast's alone"
     );
-    assert!(
-        !state.path().join("records").exists(),
-        "nothing in this machine's own state"
-    );
+    let listed = beast_docker()
+        .args(["ps", "-q", "--filter", "name=^vlmctl-cpu-test$"])
+        .output()
+        .expect("docker ps on beast");
+    assert!(!listed.stdout.is_empty(), "the container runs on beast");
+    beasts_state_is_its_own(state.path());
     let (code, _, err) = run(&mut job("relaunch"));
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("nothing to do"), "{err}");
+    assert!(!err.contains("pushed "), "nothing pushed again: {err}");
     let (code, out, err) = run(cmd(state.path(), &good).args(["status", "--host", &host]));
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("vlmctl-cpu-test") && out.contains(" ok "),
         "{out}"
     );
-    // The CPU bench against the host's loopback server, through a forward vlmctl opens.
+    // The CPU bench against beast's loopback server, through a forward vlmctl opens.
     let results = state.path().join("bench");
     let (code, out, err) = run(cmd(state.path(), &good)
         .args([
@@ -263,28 +346,33 @@ fn provision_status_relaunch_and_teardown_through_ssh() {
     let (code, out, err) =
         run(cmd(state.path(), &good).args(["teardown", "vlmctl-cpu-test", "--host", &host]));
     assert_eq!(code, 0, "{out}\n{err}");
-    assert!(
-        ssh_left(&required_env("VLMCTL_TEST_SSH_PORT")).is_empty(),
-        "no ssh left behind"
-    );
+    let listed = beast_docker()
+        .args(["ps", "-aq", "--filter", "name=^vlmctl-cpu-test$"])
+        .output()
+        .expect("docker ps on beast");
+    assert!(listed.stdout.is_empty(), "torn down on beast");
+    assert!(ssh_left(&beast_port()).is_empty(), "no ssh left behind");
 }
 
-/// `weights push` to the "remote" host through its engine: a push killed with SIGKILL in the
-/// middle leaves whole pieces that the next push keeps; the files end verified there (and by
-/// `weights verify` here, which reads the same disk); a damaged file on the host is replaced;
-/// no helper container or staging folder is left.
+/// `weights push` to beast through its engine: a push killed with SIGKILL in the middle leaves
+/// whole pieces that the next push keeps; the files end verified there (and by `weights
+/// verify` run here on beast's disk); a damaged file on the host is replaced; no helper
+/// container or staging folder is left.
 #[test]
 fn weights_push_resumes_after_kill_9_and_verifies_on_the_host() {
     let state = tempfile::tempdir().expect("state");
     let good = required_env("VLMCTL_TEST_SSH_CONFIG");
+    // A folder on beast (its /tmp is its own); this machine has no such folder.
     let to = state.path().join("on-the-host");
+    let _cleanup = BeastDir(state.path().to_owned());
+    let there = on_beast(&to);
     let push = || {
         let mut c = cmd(state.path(), &good);
         c.args([
             "weights",
             "push",
             "--host",
-            &remote(),
+            &beast(),
             "--lock",
             "examples/cpu-test.lock",
         ])
@@ -301,7 +389,7 @@ fn weights_push_resumes_after_kill_9_and_verifies_on_the_host() {
         .expect("push");
     // Killed once a piece is whole on the host (and before the file is).
     let whole_piece = || {
-        std::fs::read_dir(&to)
+        std::fs::read_dir(&there)
             .into_iter()
             .flatten()
             .flatten()
@@ -317,9 +405,10 @@ fn weights_push_resumes_after_kill_9_and_verifies_on_the_host() {
     first.kill().expect("SIGKILL");
     first.wait().expect("reaped");
     assert!(
-        !to.join("gemma-3-270m-q4_k_m.gguf").exists(),
+        !there.join("gemma-3-270m-q4_k_m.gguf").exists(),
         "no file under its final name before it verified"
     );
+    assert!(!to.exists(), "the push wrote on beast, not here");
 
     let (code, out, err) = run(&mut push());
     assert_eq!(code, 0, "{out}\n{err}");
@@ -344,17 +433,17 @@ fn weights_push_resumes_after_kill_9_and_verifies_on_the_host() {
             "examples/cpu-test.lock",
             "--dir",
         ])
-        .arg(&to)
+        .arg(&there)
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")));
     assert_eq!(
         code, 0,
         "the host's files are the locked ones: {out}\n{err}"
     );
-    nothing_left(&to);
+    nothing_left(&there);
 
     // A file damaged on the host is replaced; a whole one is left alone.
     std::fs::write(
-        to.join("mmproj-gemma3-270m-test.gguf"),
+        there.join("mmproj-gemma3-270m-test.gguf"),
         b"not the projector",
     )
     .expect("damage");
@@ -368,9 +457,10 @@ fn weights_push_resumes_after_kill_9_and_verifies_on_the_host() {
         out.contains("mmproj-gemma3-270m-test.gguf: pushed, verified there"),
         "{out}"
     );
+    assert!(ssh_left(&beast_port()).is_empty(), "no ssh left behind");
 }
 
-/// No staging folder or partial file in `to`, and no helper container anywhere.
+/// No staging folder or partial file in `to`, and no helper container on beast.
 fn nothing_left(to: &Path) {
     let leftovers: Vec<_> = std::fs::read_dir(to)
         .expect("dir")
@@ -379,7 +469,7 @@ fn nothing_left(to: &Path) {
         .filter(|n| n.starts_with(".vlmctl") || n.ends_with(".vlmctl-partial"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
-    let helpers = Command::new("docker")
+    let helpers = beast_docker()
         .args(["ps", "-aq", "--filter", "label=org.vlmctl.helper"])
         .output()
         .expect("docker ps");
@@ -387,4 +477,182 @@ fn nothing_left(to: &Path) {
         helpers.stdout.is_empty(),
         "the killed push's helper was removed too"
     );
+}
+
+/// Whether `name` runs on beast.
+fn running_on_beast(name: &str) -> bool {
+    beast_docker()
+        .args(["inspect", "-f", "{{.State.Running}}", name])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "true")
+}
+
+/// The CPU spec with a conflict on beast to stop: a container of the test image that sleeps.
+fn spec_with_conflict(dir: &Path, conflict: &str) -> std::path::PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let spec = dir.join("spec.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "{}\n[[conflict]]\nname = \"{conflict}\"\n",
+            std::fs::read_to_string(root.join("docker/cpu-test.toml")).expect("spec")
+        ),
+    )
+    .expect("spec");
+    let _ = beast_docker().args(["rm", "-f", conflict]).output();
+    let started = beast_docker()
+        .args(["run", "-d", "--name", conflict, "--network", "none"])
+        .args(["--entrypoint", "/bin/busybox"])
+        .arg(required_env("VLMCTL_TEST_LLAMA_IMAGE"))
+        .args(["sleep", "3600"])
+        .output()
+        .expect("docker run on beast");
+    assert!(started.status.success(), "{started:?}");
+    spec
+}
+
+/// A provision on beast that stops a conflict there, cut off after the stop: by a Ctrl-C (the
+/// terminal's SIGINT to the whole process group, `ssh` included) it undoes itself through SSH
+/// and exits 130; by SIGKILL it leaves a journal on this machine that `restore --host` acts on.
+/// Either way the conflict runs again on beast and no deployment is left there.
+#[test]
+fn ctrl_c_or_kill_9_mid_provision_on_beast_brings_its_conflict_back() {
+    use std::os::unix::process::CommandExt as _;
+    let state = tempfile::tempdir().expect("state");
+    let good = required_env("VLMCTL_TEST_SSH_CONFIG");
+    let conflict = "beast-conflict";
+    let _guard = BeastGuard("vlmctl-cpu-test".to_owned());
+    let _conflict = BeastGuard(conflict.to_owned());
+    let spec = spec_with_conflict(state.path(), conflict);
+    let provision = || {
+        let mut c = cmd(state.path(), &good);
+        c.args([
+            "provision",
+            "--host",
+            &beast(),
+            "--stop",
+            conflict,
+            "--spec",
+        ])
+        .arg(&spec)
+        .args(["--lock", "examples/cpu-test.lock"])
+        .args(readme_dir_args())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+        c
+    };
+    let stopped = || !running_on_beast(conflict);
+
+    let child = provision().spawn().expect("provision");
+    crate::common::poll_until(
+        "provision to stop the conflict on beast",
+        std::time::Duration::from_secs(120),
+        stopped,
+    );
+    let group = format!("-{}", child.id());
+    assert!(
+        Command::new("kill")
+            .args(["-INT", "--", &group])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let out = child.wait_with_output().expect("provision ends");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        running_on_beast(conflict),
+        "Ctrl-C: the conflict is back on beast\n{err}"
+    );
+    assert!(
+        !running_on_beast("vlmctl-cpu-test"),
+        "Ctrl-C: the half-done deployment was undone\n{err}"
+    );
+    assert!(ssh_left(&beast_port()).is_empty(), "no ssh left behind");
+
+    let mut child = provision().spawn().expect("provision");
+    crate::common::poll_until(
+        "provision to stop the conflict on beast",
+        std::time::Duration::from_secs(120),
+        stopped,
+    );
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    assert!(stopped(), "nothing brought the conflict back yet");
+    let (code, out, err) = run(cmd(state.path(), &good).args(["restore", "--host", &beast()]));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        running_on_beast(conflict),
+        "restore --host: the conflict is back\n{out}\n{err}"
+    );
+    assert!(
+        !running_on_beast("vlmctl-cpu-test"),
+        "restore --host: the half-done deployment was removed\n{out}\n{err}"
+    );
+    assert!(ssh_left(&beast_port()).is_empty(), "no ssh left behind");
+}
+
+/// `tune --host beast`: each variant is launched on beast and measured through a forward (the
+/// server is on beast's loopback), and the original is back afterwards: the same container.
+#[test]
+fn tune_on_beast_measures_through_the_forward_and_puts_the_original_back() {
+    let state = tempfile::tempdir().expect("state");
+    let good = required_env("VLMCTL_TEST_SSH_CONFIG");
+    let _guard = BeastGuard("vlmctl-cpu-test".to_owned());
+    let _parked = BeastGuard(vlmctl_deploy::tune::parked_name("vlmctl-cpu-test"));
+    let job = |what: &str| {
+        let mut c = cmd(state.path(), &good);
+        c.args([what, "--host", &beast(), "--spec", "docker/cpu-test.toml"])
+            .args(["--lock", "examples/cpu-test.lock"])
+            .args(readme_dir_args());
+        c
+    };
+    let (code, out, err) = run(&mut job("provision"));
+    assert_eq!(code, 0, "{out}\n{err}");
+    let id = || {
+        let o = beast_docker()
+            .args(["inspect", "-f", "{{.Id}}", "vlmctl-cpu-test"])
+            .output()
+            .expect("inspect on beast");
+        String::from_utf8_lossy(&o.stdout).trim().to_owned()
+    };
+    let before = id();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let plan = state.path().join("plan.toml");
+    std::fs::write(
+        &plan,
+        format!(
+            "version = 1\nruns = 3\nwarmup = 1\nmax_tokens = 4\nconfigs = [\"T\"]\n[prompts]\nnav = \"{e}/prompts/nav.txt\"\n\
+             nav_short = \"{e}/prompts/nav-short.txt\"\ndescribe = \"{e}/prompts/describe.txt\"\n\
+             [slo]\np50_ms = 60000\n[[target]]\nname = \"cpu\"\nurl = \"http://127.0.0.1:1\"\n",
+            e = examples.display()
+        ),
+    )
+    .expect("plan");
+    let variants = state.path().join("tune.toml");
+    std::fs::write(
+        &variants,
+        "[[variant]]\nname = \"ctx-1k\"\nctx_size = 1024\n",
+    )
+    .expect("tune.toml");
+    let (code, out, err) = run(job("tune")
+        .arg("--plan")
+        .arg(&plan)
+        .arg("--variants")
+        .arg(&variants)
+        .arg("--out")
+        .arg(state.path().join("tune-out")));
+    assert_eq!(code, 0, "{out}\n{err}");
+    let row = out
+        .lines()
+        .find(|l| l.contains("ctx-1k"))
+        .unwrap_or_else(|| panic!("a row for the variant: {out}"));
+    assert!(
+        !row.contains("failed") && !row.contains("error"),
+        "the variant was measured on beast: {row}\n{out}\n{err}"
+    );
+    assert_eq!(id(), before, "the original is back on beast: {out}\n{err}");
+    assert!(running_on_beast("vlmctl-cpu-test"));
+    assert!(ssh_left(&beast_port()).is_empty(), "no ssh left behind");
 }
