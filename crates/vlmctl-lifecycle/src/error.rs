@@ -46,6 +46,16 @@ pub enum LifecycleError {
         /// What ssh said.
         said: String,
     },
+    /// A forward's `ssh` ended while vlmctl ran and could not be started again.
+    #[error("lost the SSH connection to {host}: its forward ended and {tries} tries to open it again failed ({said})")]
+    HostLost {
+        /// The host.
+        host: String,
+        /// How many tries.
+        tries: u32,
+        /// What the last try said.
+        said: String,
+    },
     /// A file on the engine's host could not be placed or did not verify there.
     #[error("on the host, {file}: {said}")]
     RemoteFile {
@@ -214,6 +224,14 @@ impl LifecycleError {
                     format!("check the address, port and network; {login}")
                 }
             }
+            Self::HostLost { host, .. } => format!(
+                "the host stopped answering over SSH: check the network and that its sshd runs \
+                 (`ssh -o BatchMode=yes {host} true` must work), then run the command again; \
+                 what was done is kept (a push resumes from its whole pieces)"
+            ),
+            Self::Docker { source, .. } if lost_link(source).is_some() => {
+                lost_link(source).map(Self::hint).unwrap_or_default()
+            }
             Self::DaemonUnreachable { host, .. } if host.starts_with("ssh://") => format!(
                 "ssh reached the host, but no Docker daemon answered on its /var/run/docker.sock: \
                  is Docker installed and running there, and may that user use its socket \
@@ -263,10 +281,35 @@ impl LifecycleError {
     #[must_use]
     pub fn daemon_gone(&self) -> bool {
         match self {
-            Self::DaemonUnreachable { .. } => true,
+            Self::DaemonUnreachable { .. } | Self::HostLost { .. } => true,
             Self::Docker { source, .. } | Self::Pull { source, .. } => is_connection_error(source),
             _ => false,
         }
+    }
+}
+
+impl LifecycleError {
+    /// The host stayed unreachable over SSH ([`LifecycleError::HostLost`], itself or as the
+    /// cause of a Docker request's failure): trying again at once is pointless.
+    #[must_use]
+    pub fn host_lost(&self) -> bool {
+        match self {
+            Self::HostLost { .. } => true,
+            Self::Docker { source, .. } | Self::Pull { source, .. } => lost_link(source).is_some(),
+            _ => false,
+        }
+    }
+}
+
+/// The [`LifecycleError::HostLost`] a Docker request failed with, when its SSH forward could not
+/// be started again.
+fn lost_link(err: &bollard::errors::Error) -> Option<&LifecycleError> {
+    match err {
+        bollard::errors::Error::IOError { err } => err
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<LifecycleError>())
+            .filter(|e| matches!(e, LifecycleError::HostLost { .. })),
+        _ => None,
     }
 }
 
