@@ -47,7 +47,9 @@ pub enum LifecycleError {
         said: String,
     },
     /// A forward's `ssh` ended while vlmctl ran and could not be started again.
-    #[error("lost the SSH connection to {host}: its forward ended and {tries} tries to open it again failed ({said})")]
+    #[error(
+        "lost the SSH connection to {host}: its forward ended and {tries} tries to open it again failed ({said})"
+    )]
     HostLost {
         /// The host.
         host: String,

@@ -468,9 +468,10 @@ pub fn on_link_notice(f: impl Fn(&LinkNotice) + Send + Sync + 'static) {
 }
 
 fn notice(n: &LinkNotice) {
-    match NOTICES.get() {
-        Some(f) => f(n),
-        None => tracing::warn!(?n, "ssh forward"),
+    if let Some(f) = NOTICES.get() {
+        f(n);
+    } else {
+        tracing::warn!(?n, "ssh forward");
     }
 }
 
@@ -546,7 +547,11 @@ async fn last_words(child: &mut tokio::process::Child, status: std::process::Exi
 }
 
 impl Forward {
-    async fn open(target: &SshHost, spec: String, probe: Probe) -> Result<Arc<Self>, LifecycleError> {
+    async fn open(
+        target: &SshHost,
+        spec: String,
+        probe: Probe,
+    ) -> Result<Arc<Self>, LifecycleError> {
         let ssh = start_ssh(target, &spec, &probe).await?;
         let f = Arc::new(Self {
             target: target.clone(),
@@ -730,8 +735,12 @@ pub struct Session {
     dir: PathBuf,
     socket: PathBuf,
     docker: Arc<Forward>,
-    forwards: Mutex<BTreeMap<(String, u16), (u16, Arc<Forward>)>>,
+    /// `(host, port)` there to the local port and its forward.
+    forwards: Mutex<BTreeMap<(String, u16), TcpForward>>,
 }
+
+/// A local port and the forward behind it.
+type TcpForward = (u16, Arc<Forward>);
 
 impl Drop for Session {
     fn drop(&mut self) {

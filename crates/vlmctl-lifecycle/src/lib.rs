@@ -128,11 +128,12 @@ fn through_forward(
             let client = std::sync::Arc::clone(&client);
             let session = std::sync::Arc::clone(&session);
             async move {
-                session.docker_usable().await.map_err(|e| {
-                    bollard::errors::Error::IOError {
+                session
+                    .docker_usable()
+                    .await
+                    .map_err(|e| bollard::errors::Error::IOError {
                         err: std::io::Error::new(std::io::ErrorKind::ConnectionAborted, e),
-                    }
-                })?;
+                    })?;
                 let (mut parts, body) = req.into_parts();
                 let path = parts
                     .uri

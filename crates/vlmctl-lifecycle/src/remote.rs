@@ -395,8 +395,8 @@ fn time_ns(secs: &str, time: &str) -> Option<i128> {
     Some(secs.parse::<i128>().ok()? * 1_000_000_000 + frac.parse::<i128>().ok()?)
 }
 
-/// Pure: a [`STAT_FORMAT`] line. `None` for anything else, and for times without nanoseconds
-/// (such a file is hashed every time, never stamped).
+/// Pure: a line of `stat -c '%s %Y %y %Z %z %i %d'`. `None` for anything else, and for times
+/// without nanoseconds (such a file is hashed every time, never stamped).
 #[must_use]
 pub fn parse_stat(line: &str) -> Option<HostStat> {
     let f: Vec<&str> = line.split_whitespace().collect();
@@ -576,7 +576,10 @@ pub async fn check(helper: &Helper<'_>, wants: &[Want]) -> Result<Vec<Found>, Li
         }
     }
     if to_hash.is_empty() {
-        return Ok(found.into_iter().map(|f| f.unwrap_or(Found::Missing)).collect());
+        return Ok(found
+            .into_iter()
+            .map(|f| f.unwrap_or(Found::Missing))
+            .collect());
     }
     // 2. Hash what must be, with the clock and stat around each hash.
     let mut script = String::new();
@@ -584,7 +587,10 @@ pub async fn check(helper: &Helper<'_>, wants: &[Want]) -> Result<Vec<Found>, Li
         let w = &wants[i];
         let q = sh_quote(&format!("./{}", w.name));
         // Unique to this shell (`$$` outside the quotes).
-        let clock = format!("{}-$$", sh_quote(&format!("./{}.clock", stamp_path(&w.name))));
+        let clock = format!(
+            "{}-$$",
+            sh_quote(&format!("./{}.clock", stamp_path(&w.name)))
+        );
         let _ = write!(
             script,
             "c={clock}; : > \"$c\" && echo {i} clock \"$(stat -c '%Y %y' \"$c\")\"; rm -f \"$c\"; \
@@ -630,7 +636,10 @@ pub async fn check(helper: &Helper<'_>, wants: &[Want]) -> Result<Vec<Found>, Li
     script.push_str("true");
     // Best effort: without a stamp the next check hashes again, nothing worse.
     let _ = helper.sh(&script).await;
-    Ok(found.into_iter().map(|f| f.unwrap_or(Found::Missing)).collect())
+    Ok(found
+        .into_iter()
+        .map(|f| f.unwrap_or(Found::Missing))
+        .collect())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1055,8 +1064,7 @@ fn remote_failed(want: &Want, said: &str) -> LifecycleError {
 mod tests {
     use super::*;
 
-    const STAT: &str =
-        "10 1700000000 2023-11-14 22:13:20.123456789 +0000 1700000001 2023-11-14 22:13:21.000000007 +0000 42 2049";
+    const STAT: &str = "10 1700000000 2023-11-14 22:13:20.123456789 +0000 1700000001 2023-11-14 22:13:21.000000007 +0000 42 2049";
 
     fn want(sha: &str) -> Want {
         Want {
@@ -1140,10 +1148,13 @@ mod tests {
             FirstLook::Known(Found::Missing)
         );
         assert_eq!(
-            judge_look(&want(&a), &Looked {
-                stat: Some(STAT.replacen("10 ", "9 ", 1)),
-                stamp: None
-            }),
+            judge_look(
+                &want(&a),
+                &Looked {
+                    stat: Some(STAT.replacen("10 ", "9 ", 1)),
+                    stamp: None
+                }
+            ),
             FirstLook::Known(Found::Differs {
                 size: 9,
                 sha256: String::new()
@@ -1230,11 +1241,20 @@ mod tests {
         let fresh = now - 5;
         let j = |name: String, newest| judge(&f(name), &keep, &alive, newest, now);
         // A killed push's folder for a file no lock here names: removed, however fresh.
-        assert_eq!(j(format!(".vlmctl-push-{b}.live-{dead}"), fresh), Verdict::Remove);
+        assert_eq!(
+            j(format!(".vlmctl-push-{b}.live-{dead}"), fresh),
+            Verdict::Remove
+        );
         // Another push writing it: never, however old.
-        assert_eq!(j(format!(".vlmctl-push-{b}.live-{live}"), 0), Verdict::InUse);
+        assert_eq!(
+            j(format!(".vlmctl-push-{b}.live-{live}"), 0),
+            Verdict::InUse
+        );
         // The lock names it: resumable.
-        assert_eq!(j(format!(".vlmctl-push-{a}.live-{dead}"), 0), Verdict::Wanted);
+        assert_eq!(
+            j(format!(".vlmctl-push-{a}.live-{dead}"), 0),
+            Verdict::Wanted
+        );
         // An earlier version's folder: only once it is old.
         assert_eq!(j(format!(".vlmctl-push-{b}"), fresh), Verdict::Recent);
         assert_eq!(j(format!(".vlmctl-push-{b}"), old), Verdict::Remove);

@@ -244,7 +244,10 @@ impl Default for BenchProgress {
 /// how (hashed there now, or by the stamp the host wrote when it last hashed it).
 #[must_use]
 pub fn verified_on_host(file: &str, stamped: bool) -> String {
-    format!("{file}: on the host, verified there {}", how_verified(stamped))
+    format!(
+        "{file}: on the host, verified there {}",
+        how_verified(stamped)
+    )
 }
 
 /// `(stamp: ...)` or `(hashed there)`.
@@ -280,7 +283,11 @@ pub fn staging_in_use(folder: &str, bytes: u64) -> String {
 pub fn link_notice(n: &vlmctl_lifecycle::hosts::LinkNotice) -> String {
     use vlmctl_lifecycle::hosts::LinkNotice;
     match n {
-        LinkNotice::Ended { host, forward, said } => format!(
+        LinkNotice::Ended {
+            host,
+            forward,
+            said,
+        } => format!(
             "warning: the SSH forward to {host} ({forward}) ended: {said}; opening it again"
         ),
         LinkNotice::Reopened { host, tries, .. } => format!(
@@ -289,7 +296,9 @@ pub fn link_notice(n: &vlmctl_lifecycle::hosts::LinkNotice) -> String {
         ),
         LinkNotice::Lost {
             host, tries, said, ..
-        } => format!("warning: the SSH forward to {host} could not be opened again in {tries} tries: {said}"),
+        } => format!(
+            "warning: the SSH forward to {host} could not be opened again in {tries} tries: {said}"
+        ),
     }
 }
 
