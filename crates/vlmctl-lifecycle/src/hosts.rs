@@ -589,10 +589,12 @@ impl Forward {
         self.changed.send_modify(|n| *n += 1);
     }
 
-    /// Ok once the forward is up: at once when its `ssh` runs; after starting it again when it
-    /// ended under us (one caller does it, the others wait); an error when it was closed on
-    /// purpose or could not be started again.
-    async fn usable(&self) -> Result<(), LifecycleError> {
+    /// Ok once the forward is up: at once when its `ssh` runs; after it was started again when
+    /// it ended under us; an error when it was closed on purpose or could not be started again.
+    /// The first caller that sees it ended starts the reopening as a task of its own, so that
+    /// no caller given up on (a request timed out, a job cancelled) leaves it half done; every
+    /// caller waits for the outcome.
+    async fn usable(self: &Arc<Self>) -> Result<(), LifecycleError> {
         loop {
             let mut changed = self.changed.subscribe();
             let ended = {
@@ -627,16 +629,14 @@ impl Forward {
                     }
                 }
             };
-            match ended {
-                Some((ssh, status)) => {
-                    self.bump();
-                    return self.reopen(ssh, status).await;
-                }
-                // Someone else is reopening it: wait for the outcome.
-                None => {
-                    let _ = changed.changed().await;
-                }
+            if let Some((ssh, status)) = ended {
+                self.bump();
+                let me = Arc::clone(self);
+                tokio::spawn(async move {
+                    let _ = me.reopen(ssh, status).await;
+                });
             }
+            let _ = changed.changed().await;
         }
     }
 
