@@ -414,6 +414,35 @@ mod tests {
     }
 
     #[test]
+    fn a_request_through_a_forward_that_stayed_down_says_so_and_what_to_do() {
+        let lost = LifecycleError::HostLost {
+            host: "ssh://me@beast".into(),
+            tries: 4,
+            said: "ssh: connect to host beast port 22: Connection refused".into(),
+        };
+        let e = LifecycleError::Docker {
+            action: "run a command in the helper container".into(),
+            source: bollard::errors::Error::IOError {
+                err: io::Error::new(io::ErrorKind::ConnectionAborted, lost),
+            },
+        };
+        assert!(e.daemon_gone() && e.host_lost());
+        let hint = e.hint();
+        assert!(
+            hint.contains("stopped answering over SSH")
+                && hint.contains("ssh -o BatchMode=yes ssh://me@beast true"),
+            "{hint}"
+        );
+        let refused = LifecycleError::Docker {
+            action: "x".into(),
+            source: bollard::errors::Error::IOError {
+                err: io::Error::from(io::ErrorKind::ConnectionRefused),
+            },
+        };
+        assert!(refused.daemon_gone() && !refused.host_lost());
+    }
+
+    #[test]
     fn only_a_transport_failure_counts_as_the_daemon_gone() {
         let docker = |source| LifecycleError::Docker {
             action: "start container x".into(),

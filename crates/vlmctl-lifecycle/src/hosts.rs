@@ -724,6 +724,11 @@ impl Forward {
         self.bump();
     }
 
+    /// Whether it was closed on purpose.
+    fn closed(&self) -> bool {
+        matches!(self.lock().phase, Phase::Closed)
+    }
+
     /// The running `ssh`'s process id.
     fn pid(&self) -> Option<u32> {
         self.lock().ssh.as_ref().and_then(|(c, _)| c.id())
@@ -867,7 +872,8 @@ pub async fn session(target: &SshHost) -> Result<Arc<Session>, LifecycleError> {
 
 /// Where this process reaches `host:port` as the selected engine's host sees it: itself for
 /// this machine; for a remote host, a local port forwarded there over SSH (opened on first
-/// use, kept while we run, started again on the same port if its `ssh` ends under us).
+/// use, kept while we run; a connection to it made while its `ssh` is being started again waits
+/// for it).
 pub async fn reach(host: &str, port: u16) -> Result<(String, u16), LifecycleError> {
     reach_on(selected(), host, port).await
 }
@@ -893,25 +899,81 @@ pub async fn reach_on(
         f.usable().await?;
         return Ok(("127.0.0.1".to_owned(), local));
     }
-    let local = std::net::TcpListener::bind("127.0.0.1:0")
+    let io = |source| LifecycleError::SshStart {
+        host: target.to_string(),
+        source,
+    };
+    // Ours: the port the caller is given, open for as long as we run, whatever happens to the
+    // `ssh` behind it.
+    let front = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(io)?;
+    let local = front.local_addr().map_err(io)?.port();
+    // ssh's, behind it.
+    let behind = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
-        .map_err(|source| LifecycleError::SshStart {
-            host: target.to_string(),
-            source,
-        })?
+        .map_err(io)?
         .port();
     let remote_host = if host.contains(':') {
         format!("[{host}]")
     } else {
         host.to_owned()
     };
-    let forward = format!("127.0.0.1:{local}:{remote_host}:{port}");
-    let f = Forward::open(target, forward, Probe::Tcp(local)).await?;
+    let forward = format!("127.0.0.1:{behind}:{remote_host}:{port}");
+    let f = Forward::open(target, forward, Probe::Tcp(behind)).await?;
+    tokio::spawn(relay(front, behind, Arc::downgrade(&f)));
     s.forwards
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .insert(key, (local, f));
     Ok(("127.0.0.1".to_owned(), local))
+}
+
+/// How long a connection to a TCP forward waits for an `ssh` that is being started again.
+const RELAY_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Accepts the caller's connections on `front` and carries each to `ssh`'s port `behind` once
+/// the forward is up: a connection made while the `ssh` is being started again waits for it
+/// (as a Docker request does) instead of being refused, so a bench request is not lost to a
+/// blip. Ends when the forward is closed or gone.
+async fn relay(front: tokio::net::TcpListener, behind: u16, f: std::sync::Weak<Forward>) {
+    let Some(mut changed) = f.upgrade().map(|f| f.changed.subscribe()) else {
+        return;
+    };
+    loop {
+        let accepted = tokio::select! {
+            a = front.accept() => a,
+            c = changed.changed() => {
+                if c.is_err() || f.upgrade().is_none_or(|f| f.closed()) {
+                    return;
+                }
+                continue;
+            }
+        };
+        let Ok((mut inbound, _)) = accepted else {
+            continue;
+        };
+        let f = f.clone();
+        tokio::spawn(async move {
+            let deadline = Instant::now() + RELAY_PATIENCE;
+            let mut outbound = loop {
+                let Some(fwd) = f.upgrade() else { return };
+                if fwd.usable().await.is_err() {
+                    return;
+                }
+                drop(fwd);
+                match tokio::net::TcpStream::connect(("127.0.0.1", behind)).await {
+                    Ok(s) => break s,
+                    // Its ssh may have ended a moment ago, before anyone saw it: look again.
+                    Err(_) if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(_) => return,
+                }
+            };
+            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+        });
+    }
 }
 
 #[cfg(test)]

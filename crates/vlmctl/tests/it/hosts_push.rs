@@ -208,9 +208,17 @@ fn a_file_verified_on_the_host_is_not_hashed_again_until_it_changes() {
         .expect("touch");
     hashed_then_stamped(state.path(), &to, MMPROJ);
 
-    // Replaced by a rename (same bytes, another inode): hashed again.
+    // Replaced by a rename (same bytes and mtime, as `cp -p`, but another inode): hashed
+    // again.
     let copy = to.join("copy.tmp");
     std::fs::copy(to.join(MMPROJ), &copy).expect("copy");
+    let mtime = std::fs::metadata(to.join(MMPROJ))
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    std::fs::File::open(&copy)
+        .expect("open")
+        .set_times(std::fs::FileTimes::new().set_modified(mtime))
+        .expect("keep the mtime");
     std::fs::rename(&copy, to.join(MMPROJ)).expect("rename over it");
     hashed_then_stamped(state.path(), &to, MMPROJ);
 
@@ -452,4 +460,97 @@ fn a_forward_killed_mid_push_is_opened_again_and_the_push_completes() {
         Duration::from_secs(10),
         || ssh_left().is_empty(),
     );
+}
+
+/// The `ssh` of the vlmctl process `pid` that carries a TCP forward (a bench target).
+fn tcp_forward_of(pid: u32) -> Option<u32> {
+    let out = Command::new("pgrep")
+        .args(["-a", "-P", &pid.to_string(), "ssh"])
+        .output()
+        .expect("pgrep");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.contains("-L 127.0.0.1:") && l.contains(&format!("-p {}", port())))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+}
+
+/// `bench --host` with many runs against a server on the host's loopback: the forward's `ssh`
+/// killed in the middle is opened again on the same port, the requests made meanwhile wait
+/// for it, and the bench completes with every request but the one cut off answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bench_target_forward_killed_mid_bench_is_opened_again() {
+    use vlmctl_bench::fake_server::{DEFAULT_ANSWER, FakeServer, Options, Reply};
+    const RUNS: u64 = 80;
+    let server = FakeServer::start_with(
+        [],
+        Options {
+            then: Reply::Say(DEFAULT_ANSWER.to_owned()).after(Duration::from_millis(50)),
+            ..Options::default()
+        },
+    )
+    .await
+    .expect("fake server");
+    let state = tempfile::tempdir().expect("state");
+    // The host is this machine: its loopback is ours, where the fake server listens.
+    let plan = crate::common::fake_plan(state.path(), &server.endpoint(), 30, "");
+    let text = std::fs::read_to_string(&plan).expect("plan");
+    std::fs::write(
+        &plan,
+        text.replace("runs = 3", &format!("runs = {RUNS}"))
+            .replace("configs = [\"A\", \"C\"]", "configs = [\"A\"]"),
+    )
+    .expect("plan");
+    let results = state.path().join("results");
+    let out_file = state.path().join("stdout");
+    let err_file = state.path().join("stderr");
+    let mut child = vlmctl()
+        .env("VLMCTL_STATE_DIR", state.path())
+        .env("VLMCTL_SSH_CONFIG", required_env("VLMCTL_TEST_SSH_CONFIG"))
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_file).expect("stdout"))
+        .stderr(std::fs::File::create(&err_file).expect("stderr"))
+        .args(["bench", "--host", &remote(), "--plan"])
+        .arg(&plan)
+        .arg("--out")
+        .arg(&results)
+        .spawn()
+        .expect("bench");
+    poll_until("ten requests answered", Duration::from_secs(60), || {
+        server.chat_requests() >= 10
+    });
+    let ssh = tcp_forward_of(child.id()).expect("the target's forward runs");
+    assert!(
+        Command::new("kill")
+            .args(["-9", &ssh.to_string()])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let at_kill = server.chat_requests();
+    assert!(
+        at_kill < 40,
+        "the bench is still in its first half: {at_kill}"
+    );
+    let code = wait_for(&mut child, Duration::from_secs(120));
+    let out = std::fs::read_to_string(&out_file).expect("stdout");
+    let err = std::fs::read_to_string(&err_file).expect("stderr");
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(err.contains("is open again (try "), "{err}");
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(results.join("results.json")).expect("results.json"))
+            .expect("json");
+    let ok = doc["targets"][0]["configs"][0]["summary"]["ok"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        ok + 1 >= RUNS,
+        "every request but the one cut off was answered: {ok} of {RUNS}\n{err}"
+    );
+    assert!(
+        server.chat_requests() as u64 >= RUNS,
+        "the rest went through the reopened forward"
+    );
+    poll_until("no ssh left", Duration::from_secs(10), || {
+        ssh_left().is_empty()
+    });
 }
