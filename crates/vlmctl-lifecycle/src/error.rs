@@ -226,10 +226,14 @@ impl LifecycleError {
                     format!("check the address, port and network; {login}")
                 }
             }
-            Self::HostLost { host, .. } => format!(
-                "the host stopped answering over SSH: check the network and that its sshd runs \
-                 (`ssh -o BatchMode=yes {host} true` must work), then run the command again; \
-                 what was done is kept (a push resumes from its whole pieces)"
+            Self::HostLost { host, said, .. } => format!(
+                "the connection dropped and could not be made again: {}; what was done is kept \
+                 (a push resumes from its whole pieces), so run the command again once it works",
+                Self::SshFailed {
+                    host: host.clone(),
+                    said: said.clone()
+                }
+                .hint()
             ),
             Self::Docker { source, .. } if lost_link(source).is_some() => {
                 lost_link(source).map(Self::hint).unwrap_or_default()
@@ -429,7 +433,7 @@ mod tests {
         assert!(e.daemon_gone() && e.host_lost());
         let hint = e.hint();
         assert!(
-            hint.contains("stopped answering over SSH")
+            hint.contains("the connection dropped and could not be made again: check the address")
                 && hint.contains("ssh -o BatchMode=yes ssh://me@beast true"),
             "{hint}"
         );

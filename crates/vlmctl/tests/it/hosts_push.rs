@@ -554,3 +554,61 @@ async fn a_bench_target_forward_killed_mid_bench_is_opened_again() {
         ssh_left().is_empty()
     });
 }
+
+/// The forward's `ssh` killed in the middle of a push while the host has stopped taking our
+/// key (as a host that went away would refuse every try): a few tries, then a clear error with
+/// what to do, exit 5, and no `ssh` left.
+#[test]
+fn a_host_that_stays_unreachable_after_its_forward_drops_is_a_clear_error() {
+    let state = tempfile::tempdir().expect("state");
+    let to = state.path().join("on-the-host");
+    // Our own copy of the ssh configuration, so that it can change under the push.
+    let config = state.path().join("ssh_config");
+    std::fs::copy(required_env("VLMCTL_TEST_SSH_CONFIG"), &config).expect("config");
+    let err_file = state.path().join("stderr");
+    let mut child = push(state.path(), &cpu_lock(), &to)
+        .env("VLMCTL_SSH_CONFIG", &config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_file).expect("stderr"))
+        .spawn()
+        .expect("push");
+    poll_until("a whole piece on the host", Duration::from_secs(60), || {
+        a_whole_piece(&to)
+    });
+    let ssh = docker_forward_of(child.id()).expect("the push's forward runs");
+    // From now on every new ssh offers a key the host refuses.
+    std::fs::copy(required_env("VLMCTL_TEST_SSH_STRANGER_CONFIG"), &config).expect("config");
+    assert!(
+        Command::new("kill")
+            .args(["-9", &ssh.to_string()])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let code = wait_for(&mut child, Duration::from_secs(300));
+    let err = std::fs::read_to_string(&err_file).expect("stderr");
+    assert_eq!(code, 5, "{err}");
+    assert!(
+        err.contains(&format!(
+            "warning: the SSH forward to {} could not be opened again in 4 tries",
+            remote()
+        )) && err.contains("Permission denied (publickey)"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "lost the SSH connection to {}: its forward ended and 4 tries to open it again failed",
+            remote()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "hint: the connection dropped and could not be made again: the host refused every key ssh offered"
+        ) && err.contains("a push resumes from its whole pieces"),
+        "{err}"
+    );
+    poll_until("no ssh left", Duration::from_secs(10), || {
+        ssh_left().is_empty()
+    });
+}
