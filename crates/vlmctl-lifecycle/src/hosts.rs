@@ -951,6 +951,8 @@ async fn relay(front: tokio::net::TcpListener, behind: u16, f: std::sync::Weak<F
             }
         };
         let Ok((mut inbound, _)) = accepted else {
+            // Out of file descriptors, say: not a reason to spin.
+            tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let f = f.clone();
