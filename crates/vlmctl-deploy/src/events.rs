@@ -76,6 +76,30 @@ pub enum Event {
         /// Pieces sent now.
         sent: u64,
     },
+    /// A file on the engine's host is the locked one (checked there, before any push).
+    VerifiedOnHost {
+        /// Its name in the models directory.
+        file: String,
+        /// Trusted by the stamp the host wrote when it last hashed it, unchanged since (not
+        /// hashed again); false: hashed there now.
+        stamped: bool,
+    },
+    /// A staging folder a killed push left on the host, for a file no lock here names, was
+    /// removed.
+    StagingRemoved {
+        /// Its name in the models directory (`.vlmctl-push-<sha256>...`).
+        folder: String,
+        /// The bytes it held.
+        bytes: u64,
+    },
+    /// A staging folder for a file no lock here names was left alone: another push is writing
+    /// it now.
+    StagingInUse {
+        /// Its name in the models directory.
+        folder: String,
+        /// The bytes in it so far.
+        bytes: u64,
+    },
     /// A container that holds what the deployment needs.
     ConflictFound {
         /// What it is.

@@ -322,6 +322,7 @@ async fn prepare(
             &spec.image,
             &plan.mount.dir,
             &crate::push::wants(plan),
+            &std::collections::BTreeSet::new(),
             sink,
         )
         .await?;

@@ -1,8 +1,11 @@
-//! The weights on another host: checked there (size and sha256, hashed by that host) and, where
-//! missing or different, pushed through the Engine API ([`vlmctl_lifecycle::remote`]), then
-//! checked again. The local files are verified first: only the locked bytes leave this machine.
-//! The host's directory is the same absolute path as here (the lock's `dir`, or `--dir`).
+//! The weights on another host: checked there (size and sha256, hashed by that host, or trusted
+//! by the stamp it left when it last verified the file unchanged) and, where missing or
+//! different, pushed through the Engine API ([`vlmctl_lifecycle::remote`]), then checked
+//! again. The local files are verified first: only the locked bytes leave this machine. The
+//! host's directory is the same absolute path as here (the lock's `dir`, or `--dir`). Staging
+//! folders that killed pushes left there for files no lock here names are removed first.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use bollard::Docker;
@@ -19,6 +22,9 @@ pub struct FileOnHost {
     pub name: String,
     /// Already there and verified (nothing sent).
     pub already: bool,
+    /// Already there, and trusted by the stamp the host wrote when it last hashed it (not
+    /// hashed again).
+    pub stamped: bool,
     /// Pieces an earlier push had left whole (kept).
     pub kept: u64,
     /// Pieces sent now.
@@ -44,18 +50,66 @@ pub fn wants(plan: &Plan) -> Vec<(Want, PathBuf)> {
         .collect()
 }
 
-/// Makes the host's `dir` hold `files` (verified there), with a helper from `image`.
+/// How many times a placement cut off by a lost connection to the host is taken up again (the
+/// forward is reopened under it; whole pieces are kept).
+const RESUMES: u32 = 2;
+
+/// Makes the host's `dir` hold `files` (verified there), with a helper from `image`. Staging
+/// folders there for a sha256 neither in `files` nor in `keep` (the rest of the lock) are
+/// removed unless another push is writing them.
 pub async fn to_host(
     docker: &Docker,
     image: &str,
     dir: &Path,
     files: &[(Want, PathBuf)],
+    keep: &BTreeSet<String>,
     sink: &mut dyn Sink,
 ) -> Result<Vec<FileOnHost>, DeployError> {
     let helper = Helper::start(docker, image, dir).await?;
-    let done = place(&helper, files, sink).await;
+    let done = tidy_then_place(&helper, files, keep, sink).await;
     helper.stop().await;
     done
+}
+
+async fn tidy_then_place(
+    helper: &Helper<'_>,
+    files: &[(Want, PathBuf)],
+    keep: &BTreeSet<String>,
+    sink: &mut dyn Sink,
+) -> Result<Vec<FileOnHost>, DeployError> {
+    let mut keep = keep.clone();
+    keep.extend(files.iter().map(|(w, _)| w.sha256.clone()));
+    let tidied = remote::tidy(helper, &keep).await?;
+    for s in tidied.removed {
+        sink.event(Event::StagingRemoved {
+            folder: s.folder,
+            bytes: s.bytes,
+        });
+    }
+    for s in tidied.in_use {
+        sink.event(Event::StagingInUse {
+            folder: s.folder,
+            bytes: s.bytes,
+        });
+    }
+    let mut resumed = 0;
+    loop {
+        match place(helper, files, sink).await {
+            Err(DeployError::Lifecycle(e))
+                if e.daemon_gone() && !e.host_lost() && resumed < RESUMES =>
+            {
+                resumed += 1;
+                sink.event(Event::Warning {
+                    message: format!(
+                        "the connection to the host broke during the push ({}); going on from \
+                         what is there",
+                        vlmctl_lifecycle::error_chain(&e)
+                    ),
+                });
+            }
+            other => return other,
+        }
+    }
 }
 
 async fn place(
@@ -67,10 +121,16 @@ async fn place(
     let found = remote::check(helper, &wanted).await?;
     let mut out = Vec::new();
     for ((want, local), found) in files.iter().zip(found) {
-        if found == Found::Verified {
+        if found.verified() {
+            let stamped = found == Found::Stamped;
+            sink.event(Event::VerifiedOnHost {
+                file: want.name.clone(),
+                stamped,
+            });
             out.push(FileOnHost {
                 name: want.name.clone(),
                 already: true,
+                stamped,
                 kept: 0,
                 sent: 0,
             });
@@ -91,17 +151,14 @@ async fn place(
         out.push(FileOnHost {
             name: want.name.clone(),
             already: false,
+            stamped: false,
             kept: pushed.kept,
             sent: pushed.sent,
         });
     }
     // Every file once more, as the host has it now.
     let again = remote::check(helper, &wanted).await?;
-    if let Some((want, found)) = wanted
-        .iter()
-        .zip(&again)
-        .find(|(_, f)| **f != Found::Verified)
-    {
+    if let Some((want, found)) = wanted.iter().zip(&again).find(|(_, f)| !f.verified()) {
         return Err(vlmctl_lifecycle::LifecycleError::RemoteFile {
             file: want.name.clone(),
             said: format!("after the push the host has {found:?}, not the locked file"),

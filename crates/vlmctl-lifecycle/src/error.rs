@@ -46,6 +46,18 @@ pub enum LifecycleError {
         /// What ssh said.
         said: String,
     },
+    /// A forward's `ssh` ended while vlmctl ran and could not be started again.
+    #[error(
+        "lost the SSH connection to {host}: its forward ended and {tries} tries to open it again failed ({said})"
+    )]
+    HostLost {
+        /// The host.
+        host: String,
+        /// How many tries.
+        tries: u32,
+        /// What the last try said.
+        said: String,
+    },
     /// A file on the engine's host could not be placed or did not verify there.
     #[error("on the host, {file}: {said}")]
     RemoteFile {
@@ -214,6 +226,18 @@ impl LifecycleError {
                     format!("check the address, port and network; {login}")
                 }
             }
+            Self::HostLost { host, said, .. } => format!(
+                "the connection dropped and could not be made again: {}; what was done is kept \
+                 (a push resumes from its whole pieces), so run the command again once it works",
+                Self::SshFailed {
+                    host: host.clone(),
+                    said: said.clone()
+                }
+                .hint()
+            ),
+            Self::Docker { source, .. } if lost_link(source).is_some() => {
+                lost_link(source).map(Self::hint).unwrap_or_default()
+            }
             Self::DaemonUnreachable { host, .. } if host.starts_with("ssh://") => format!(
                 "ssh reached the host, but no Docker daemon answered on its /var/run/docker.sock: \
                  is Docker installed and running there, and may that user use its socket \
@@ -263,10 +287,35 @@ impl LifecycleError {
     #[must_use]
     pub fn daemon_gone(&self) -> bool {
         match self {
-            Self::DaemonUnreachable { .. } => true,
+            Self::DaemonUnreachable { .. } | Self::HostLost { .. } => true,
             Self::Docker { source, .. } | Self::Pull { source, .. } => is_connection_error(source),
             _ => false,
         }
+    }
+}
+
+impl LifecycleError {
+    /// The host stayed unreachable over SSH ([`LifecycleError::HostLost`], itself or as the
+    /// cause of a Docker request's failure): trying again at once is pointless.
+    #[must_use]
+    pub fn host_lost(&self) -> bool {
+        match self {
+            Self::HostLost { .. } => true,
+            Self::Docker { source, .. } | Self::Pull { source, .. } => lost_link(source).is_some(),
+            _ => false,
+        }
+    }
+}
+
+/// The [`LifecycleError::HostLost`] a Docker request failed with, when its SSH forward could not
+/// be started again.
+fn lost_link(err: &bollard::errors::Error) -> Option<&LifecycleError> {
+    match err {
+        bollard::errors::Error::IOError { err } => err
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<LifecycleError>())
+            .filter(|e| matches!(e, LifecycleError::HostLost { .. })),
+        _ => None,
     }
 }
 
@@ -366,6 +415,35 @@ mod tests {
             corrupt.contains("docker start") && corrupt.contains("aside"),
             "{corrupt}"
         );
+    }
+
+    #[test]
+    fn a_request_through_a_forward_that_stayed_down_says_so_and_what_to_do() {
+        let lost = LifecycleError::HostLost {
+            host: "ssh://me@beast".into(),
+            tries: 4,
+            said: "ssh: connect to host beast port 22: Connection refused".into(),
+        };
+        let e = LifecycleError::Docker {
+            action: "run a command in the helper container".into(),
+            source: bollard::errors::Error::IOError {
+                err: io::Error::new(io::ErrorKind::ConnectionAborted, lost),
+            },
+        };
+        assert!(e.daemon_gone() && e.host_lost());
+        let hint = e.hint();
+        assert!(
+            hint.contains("the connection dropped and could not be made again: check the address")
+                && hint.contains("ssh -o BatchMode=yes ssh://me@beast true"),
+            "{hint}"
+        );
+        let refused = LifecycleError::Docker {
+            action: "x".into(),
+            source: bollard::errors::Error::IOError {
+                err: io::Error::from(io::ErrorKind::ConnectionRefused),
+            },
+        };
+        assert!(refused.daemon_gone() && !refused.host_lost());
     }
 
     #[test]

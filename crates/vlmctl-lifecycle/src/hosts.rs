@@ -12,6 +12,13 @@
 //!
 //! The `ssh` processes run a remote `cat` that reads our end of a pipe: however vlmctl ends,
 //! kill -9 included, the pipe closes, `cat` ends and `ssh` with it, and no forward outlives us.
+//!
+//! An `ssh` that ends while vlmctl still runs (a network blip, sshd restarted) is started again
+//! on the same local socket path or port, [`REOPEN_TRIES`] times with a growing pause, and the
+//! front-end is told ([`LinkNotice`]); bollard connects to the socket path for every request,
+//! so the next request finds the new one. A Docker request checks its forward before it is
+//! sent, and waits for it to be back. A forward closed on purpose ([`close_all`]) is never
+//! started again.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -358,21 +365,387 @@ fn ssh_args(target: &SshHost) -> Vec<String> {
     a
 }
 
-/// One `ssh` process carrying forwards to a host, alive while we are.
-struct Tunnel {
-    _child: tokio::process::Child,
-    /// Our end of the remote `cat`'s stdin: dropped with us, which ends it.
-    _stdin: tokio::process::ChildStdin,
+/// How many times a forward whose `ssh` ended is started again before the host counts as
+/// lost, and the pause before each try (doubled each time: 0.25 s, 0.5 s, 1 s, 2 s).
+pub const REOPEN_TRIES: u32 = 4;
+const REOPEN_FIRST_PAUSE: Duration = Duration::from_millis(250);
+/// How often a forward's `ssh` is looked at between uses (a Docker request looks at it itself,
+/// before it is sent).
+const WATCH_EVERY: Duration = Duration::from_millis(250);
+
+/// How vlmctl's end of a forward is seen to be up.
+#[derive(Debug, Clone)]
+enum Probe {
+    /// A local Unix socket that accepts a connection.
+    Unix(PathBuf),
+    /// A local TCP port that accepts a connection.
+    Tcp(u16),
+}
+
+impl Probe {
+    fn ready(&self) -> bool {
+        match self {
+            Self::Unix(p) => std::os::unix::net::UnixStream::connect(p).is_ok(),
+            Self::Tcp(port) => std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok(),
+        }
+    }
+}
+
+/// Where a forward stands.
+#[derive(Debug)]
+enum Phase {
+    /// Its `ssh` was started and set the forward up.
+    Up,
+    /// Its `ssh` ended and one caller is starting it again; the others wait.
+    Reopening,
+    /// It could not be started again: what the last try said.
+    Lost(String),
+    /// Ended on purpose ([`close_all`]): never started again.
+    Closed,
+}
+
+/// One `ssh -L` process, alive while we are, started again (same local socket path, same local
+/// port) when it ends under us.
+struct Forward {
+    target: SshHost,
+    /// `ssh -L`'s argument.
+    spec: String,
+    probe: Probe,
+    state: Mutex<ForwardState>,
+    /// Bumped at every change of phase, so that waiters wake.
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+struct ForwardState {
+    phase: Phase,
+    /// The `ssh` and our end of its remote `cat`'s stdin (dropping it, or us, ends them).
+    ssh: Option<(tokio::process::Child, tokio::process::ChildStdin)>,
+}
+
+/// What happened to a forward while vlmctl ran: for the front-end to show (a library never
+/// prints); without a listener ([`on_link_notice`]) it is logged at warn level.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum LinkNotice {
+    /// The forward's `ssh` ended while vlmctl still needed it; it is being started again.
+    Ended {
+        /// The host.
+        host: String,
+        /// `ssh -L`'s argument (local end, remote end).
+        forward: String,
+        /// How it ended, and its last words.
+        said: String,
+    },
+    /// Started again, on the same local socket or port.
+    Reopened {
+        /// The host.
+        host: String,
+        /// `ssh -L`'s argument.
+        forward: String,
+        /// The try that worked.
+        tries: u32,
+    },
+    /// Every try failed: the jobs through it fail with [`LifecycleError::HostLost`].
+    Lost {
+        /// The host.
+        host: String,
+        /// `ssh -L`'s argument.
+        forward: String,
+        /// How many tries.
+        tries: u32,
+        /// What the last try said.
+        said: String,
+    },
+}
+
+type NoticeSink = Box<dyn Fn(&LinkNotice) + Send + Sync>;
+static NOTICES: OnceLock<NoticeSink> = OnceLock::new();
+
+/// Who is told about a forward that ended and was reopened (or lost): the front-end, once,
+/// before any job.
+pub fn on_link_notice(f: impl Fn(&LinkNotice) + Send + Sync + 'static) {
+    let _ = NOTICES.set(Box::new(f));
+}
+
+fn notice(n: &LinkNotice) {
+    if let Some(f) = NOTICES.get() {
+        f(n);
+    } else {
+        tracing::warn!(?n, "ssh forward");
+    }
+}
+
+/// Starts `ssh -L forward ... host cat` and waits until the forward answers; `ssh`'s own words
+/// when it cannot (a refused key, an unknown host, no route).
+async fn start_ssh(
+    target: &SshHost,
+    forward: &str,
+    probe: &Probe,
+) -> Result<(tokio::process::Child, tokio::process::ChildStdin), LifecycleError> {
+    let mut cmd = tokio::process::Command::new("ssh");
+    cmd.args(ssh_args(target))
+        .args(["-o", "StreamLocalBindUnlink=yes", "-L", forward])
+        .arg(&target.host)
+        .arg("cat")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        // Its own process group: a Ctrl-C or SIGHUP meant for vlmctl (which then undoes
+        // its run through this very forward) must not end ssh first. The pipe to its
+        // `cat` still ends it when vlmctl ends.
+        .process_group(0);
+    let mut child = cmd.spawn().map_err(|source| LifecycleError::SshStart {
+        host: target.to_string(),
+        source,
+    })?;
+    let Some(stdin) = child.stdin.take() else {
+        return Err(LifecycleError::SshFailed {
+            host: target.to_string(),
+            said: "ssh was started without its stdin pipe".to_owned(),
+        });
+    };
+    let deadline = Instant::now() + SSH_TIMEOUT;
+    loop {
+        // Whether it ended first: a port someone else took answers the probe, but our ssh
+        // exits on it (ExitOnForwardFailure).
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(LifecycleError::SshFailed {
+                host: target.to_string(),
+                said: last_words(&mut child, status).await,
+            });
+        }
+        if probe.ready() {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(LifecycleError::SshFailed {
+                host: target.to_string(),
+                said: format!("no forward within {} s", SSH_TIMEOUT.as_secs()),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Its stderr is not read any more: ssh writes little after the login, and a full pipe
+    // would only stall its diagnostics, not the forward.
+    Ok((child, stdin))
+}
+
+/// What an ended `ssh` wrote on stderr, else how it ended.
+async fn last_words(child: &mut tokio::process::Child, status: std::process::ExitStatus) -> String {
+    let mut said = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        // Bounded: a forwarded connection still open could hold the pipe.
+        let _ = tokio::time::timeout(Duration::from_secs(1), e.read_to_string(&mut said)).await;
+    }
+    let said = said.trim();
+    if said.is_empty() {
+        format!("ssh ended ({status})")
+    } else {
+        format!("ssh ended ({status}): {said}")
+    }
+}
+
+impl Forward {
+    async fn open(
+        target: &SshHost,
+        spec: String,
+        probe: Probe,
+    ) -> Result<Arc<Self>, LifecycleError> {
+        let ssh = start_ssh(target, &spec, &probe).await?;
+        let f = Arc::new(Self {
+            target: target.clone(),
+            spec,
+            probe,
+            state: Mutex::new(ForwardState {
+                phase: Phase::Up,
+                ssh: Some(ssh),
+            }),
+            changed: tokio::sync::watch::Sender::new(0),
+        });
+        // Watched between uses too, so that a forward nobody asks for in the meantime (a bench
+        // target between two requests) is back before it is used. Holds only a weak reference:
+        // it ends with the forward, and with the runtime.
+        let weak = Arc::downgrade(&f);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(WATCH_EVERY).await;
+                let Some(f) = weak.upgrade() else { return };
+                if f.usable().await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(f)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ForwardState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn bump(&self) {
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// Ok once the forward is up: at once when its `ssh` runs; after it was started again when
+    /// it ended under us; an error when it was closed on purpose or could not be started again.
+    /// The first caller that sees it ended starts the reopening as a task of its own, so that
+    /// no caller given up on (a request timed out, a job cancelled) leaves it half done; every
+    /// caller waits for the outcome.
+    async fn usable(self: &Arc<Self>) -> Result<(), LifecycleError> {
+        loop {
+            let mut changed = self.changed.subscribe();
+            let ended = {
+                let mut st = self.lock();
+                match &st.phase {
+                    Phase::Closed => {
+                        return Err(LifecycleError::SshFailed {
+                            host: self.target.to_string(),
+                            said: "the forward was closed".to_owned(),
+                        });
+                    }
+                    Phase::Lost(said) => {
+                        return Err(LifecycleError::HostLost {
+                            host: self.target.to_string(),
+                            tries: REOPEN_TRIES,
+                            said: said.clone(),
+                        });
+                    }
+                    Phase::Reopening => None,
+                    Phase::Up => {
+                        let exited = st
+                            .ssh
+                            .as_mut()
+                            .map_or(Some(None), |(c, _)| c.try_wait().ok().flatten().map(Some));
+                        match exited {
+                            None => return Ok(()),
+                            Some(status) => {
+                                st.phase = Phase::Reopening;
+                                Some((st.ssh.take(), status))
+                            }
+                        }
+                    }
+                }
+            };
+            if let Some((ssh, status)) = ended {
+                self.bump();
+                let me = Arc::clone(self);
+                tokio::spawn(async move {
+                    let _ = me.reopen(ssh, status).await;
+                });
+            }
+            let _ = changed.changed().await;
+        }
+    }
+
+    async fn reopen(
+        &self,
+        ssh: Option<(tokio::process::Child, tokio::process::ChildStdin)>,
+        status: Option<std::process::ExitStatus>,
+    ) -> Result<(), LifecycleError> {
+        let host = self.target.to_string();
+        let said = match (ssh, status) {
+            (Some((mut child, _stdin)), Some(status)) => last_words(&mut child, status).await,
+            _ => "ssh ended".to_owned(),
+        };
+        notice(&LinkNotice::Ended {
+            host: host.clone(),
+            forward: self.spec.clone(),
+            said,
+        });
+        let mut pause = REOPEN_FIRST_PAUSE;
+        let mut last = String::new();
+        for tries in 1..=REOPEN_TRIES {
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+            if matches!(self.lock().phase, Phase::Closed) {
+                return Err(LifecycleError::SshFailed {
+                    host,
+                    said: "the forward was closed".to_owned(),
+                });
+            }
+            match start_ssh(&self.target, &self.spec, &self.probe).await {
+                Ok(ssh) => {
+                    {
+                        let mut st = self.lock();
+                        // Closed while it was being started: it is not ours to keep (dropped,
+                        // so killed).
+                        if matches!(st.phase, Phase::Closed) {
+                            drop(ssh);
+                            return Err(LifecycleError::SshFailed {
+                                host,
+                                said: "the forward was closed".to_owned(),
+                            });
+                        }
+                        st.ssh = Some(ssh);
+                        st.phase = Phase::Up;
+                    }
+                    self.bump();
+                    notice(&LinkNotice::Reopened {
+                        host,
+                        forward: self.spec.clone(),
+                        tries,
+                    });
+                    return Ok(());
+                }
+                Err(e) => last = crate::error_chain(&e),
+            }
+        }
+        {
+            let mut st = self.lock();
+            if !matches!(st.phase, Phase::Closed) {
+                st.phase = Phase::Lost(last.clone());
+            }
+        }
+        self.bump();
+        notice(&LinkNotice::Lost {
+            host: host.clone(),
+            forward: self.spec.clone(),
+            tries: REOPEN_TRIES,
+            said: last.clone(),
+        });
+        Err(LifecycleError::HostLost {
+            host,
+            tries: REOPEN_TRIES,
+            said: last,
+        })
+    }
+
+    /// Ends it on purpose: its `ssh` is killed and never started again.
+    fn close(&self) {
+        let ssh = {
+            let mut st = self.lock();
+            st.phase = Phase::Closed;
+            st.ssh.take()
+        };
+        drop(ssh);
+        self.bump();
+    }
+
+    /// Whether it was closed on purpose.
+    fn closed(&self) -> bool {
+        matches!(self.lock().phase, Phase::Closed)
+    }
+
+    /// The running `ssh`'s process id.
+    fn pid(&self) -> Option<u32> {
+        self.lock().ssh.as_ref().and_then(|(c, _)| c.id())
+    }
 }
 
 /// What vlmctl holds open to one host.
 pub struct Session {
-    target: SshHost,
     dir: PathBuf,
     socket: PathBuf,
-    tunnels: Mutex<Vec<Tunnel>>,
-    forwards: Mutex<BTreeMap<(String, u16), u16>>,
+    docker: Arc<Forward>,
+    /// `(host, port)` there to the local port and its forward.
+    forwards: Mutex<BTreeMap<(String, u16), TcpForward>>,
 }
+
+/// A local port and the forward behind it.
+type TcpForward = (u16, Arc<Forward>);
 
 impl Drop for Session {
     fn drop(&mut self) {
@@ -384,75 +757,52 @@ impl Drop for Session {
 pub const SSH_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Session {
-    /// Starts `ssh -L ... host cat` and waits until the forward answers; `ssh`'s own words
-    /// when it cannot (a refused key, an unknown host, no route).
-    async fn tunnel(&self, forward: &str, ready: impl Fn() -> bool) -> Result<(), LifecycleError> {
-        let mut cmd = tokio::process::Command::new("ssh");
-        cmd.args(ssh_args(&self.target))
-            .args(["-o", "StreamLocalBindUnlink=yes", "-L", forward])
-            .arg(&self.target.host)
-            .arg("cat")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            // Its own process group: a Ctrl-C or SIGHUP meant for vlmctl (which then undoes
-            // its run through this very forward) must not end ssh first. The pipe to its
-            // `cat` still ends it when vlmctl ends.
-            .process_group(0);
-        let mut child = cmd.spawn().map_err(|source| LifecycleError::SshStart {
-            host: self.target.to_string(),
-            source,
-        })?;
-        let stdin = child.stdin.take();
-        let deadline = Instant::now() + SSH_TIMEOUT;
-        loop {
-            if ready() {
-                break;
-            }
-            if let Ok(Some(_)) = child.try_wait() {
-                let mut said = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = e.read_to_string(&mut said).await;
-                }
-                return Err(LifecycleError::SshFailed {
-                    host: self.target.to_string(),
-                    said: said.trim().to_owned(),
-                });
-            }
-            if Instant::now() > deadline {
-                return Err(LifecycleError::SshFailed {
-                    host: self.target.to_string(),
-                    said: format!("no forward within {} s", SSH_TIMEOUT.as_secs()),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        // Its stderr is not read any more: ssh writes little after the login, and a full pipe
-        // would only stall its diagnostics, not the forward.
-        if let Some(stdin) = stdin {
-            self.tunnels
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(Tunnel {
-                    _child: child,
-                    _stdin: stdin,
-                });
-        }
-        Ok(())
-    }
-
     /// The local socket that is the host's Docker socket.
     #[must_use]
     pub fn docker_socket(&self) -> &Path {
         &self.socket
     }
+
+    /// Ok when the Docker socket's forward is up, after starting its `ssh` again if it ended
+    /// under us; [`LifecycleError::HostLost`] when the host stayed unreachable. Every Docker
+    /// request through the session asks first ([`crate::connect`]).
+    pub async fn docker_usable(&self) -> Result<(), LifecycleError> {
+        self.docker.usable().await
+    }
+
+    /// The process ids of the `ssh` processes carrying this session's forwards (the Docker
+    /// socket's first).
+    #[must_use]
+    pub fn ssh_pids(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self.docker.pid().into_iter().collect();
+        pids.extend(
+            self.forwards
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .values()
+                .filter_map(|(_, f)| f.pid()),
+        );
+        pids
+    }
+
+    fn close(&self) {
+        self.docker.close();
+        for (_, f) in self
+            .forwards
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+        {
+            f.close();
+        }
+    }
 }
 
 static SESSIONS: OnceLock<Mutex<BTreeMap<String, Arc<Session>>>> = OnceLock::new();
 
-/// Ends every session: their `ssh` processes and their folders. The front-end calls it on its
-/// way out (a kill -9 leaves the folder, an empty one with a dead socket, in the temp dir).
+/// Ends every session: their `ssh` processes (never started again after this) and their
+/// folders. The front-end calls it on its way out (a kill -9 leaves the folder, an empty one
+/// with a dead socket, in the temp dir).
 pub fn close_all() {
     if let Some(all) = SESSIONS.get() {
         let drained: Vec<Arc<Session>> = std::mem::take(
@@ -463,10 +813,7 @@ pub fn close_all() {
         .into_values()
         .collect();
         for s in drained {
-            s.tunnels
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clear();
+            s.close();
             let _ = std::fs::remove_dir_all(&s.dir);
         }
     }
@@ -503,19 +850,20 @@ pub async fn session(target: &SshHost) -> Result<Arc<Session>, LifecycleError> {
             })?;
     }
     let socket = dir.join("docker.sock");
-    let s = Session {
-        target: target.clone(),
-        dir,
-        socket: socket.clone(),
-        tunnels: Mutex::new(Vec::new()),
-        forwards: Mutex::new(BTreeMap::new()),
-    };
     let forward = format!("{}:/var/run/docker.sock", socket.display());
-    s.tunnel(&forward, || {
-        std::os::unix::net::UnixStream::connect(&socket).is_ok()
-    })
-    .await?;
-    let s = Arc::new(s);
+    let docker = match Forward::open(target, forward, Probe::Unix(socket.clone())).await {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+    };
+    let s = Arc::new(Session {
+        dir,
+        socket,
+        docker,
+        forwards: Mutex::new(BTreeMap::new()),
+    });
     all.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .insert(key, Arc::clone(&s));
@@ -524,7 +872,8 @@ pub async fn session(target: &SshHost) -> Result<Arc<Session>, LifecycleError> {
 
 /// Where this process reaches `host:port` as the selected engine's host sees it: itself for
 /// this machine; for a remote host, a local port forwarded there over SSH (opened on first
-/// use, kept while we run).
+/// use, kept while we run; a connection to it made while its `ssh` is being started again waits
+/// for it).
 pub async fn reach(host: &str, port: u16) -> Result<(String, u16), LifecycleError> {
     reach_on(selected(), host, port).await
 }
@@ -540,36 +889,93 @@ pub async fn reach_on(
     };
     let s = session(target).await?;
     let key = (host.to_owned(), port);
-    if let Some(&local) = s
+    let known = s
         .forwards
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .get(&key)
-    {
+        .map(|(local, f)| (*local, Arc::clone(f)));
+    if let Some((local, f)) = known {
+        f.usable().await?;
         return Ok(("127.0.0.1".to_owned(), local));
     }
-    let local = std::net::TcpListener::bind("127.0.0.1:0")
+    let io = |source| LifecycleError::SshStart {
+        host: target.to_string(),
+        source,
+    };
+    // Ours: the port the caller is given, open for as long as we run, whatever happens to the
+    // `ssh` behind it.
+    let front = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(io)?;
+    let local = front.local_addr().map_err(io)?.port();
+    // ssh's, behind it.
+    let behind = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
-        .map_err(|source| LifecycleError::SshStart {
-            host: target.to_string(),
-            source,
-        })?
+        .map_err(io)?
         .port();
     let remote_host = if host.contains(':') {
         format!("[{host}]")
     } else {
         host.to_owned()
     };
-    let forward = format!("127.0.0.1:{local}:{remote_host}:{port}");
-    s.tunnel(&forward, || {
-        std::net::TcpStream::connect(("127.0.0.1", local)).is_ok()
-    })
-    .await?;
+    let forward = format!("127.0.0.1:{behind}:{remote_host}:{port}");
+    let f = Forward::open(target, forward, Probe::Tcp(behind)).await?;
+    tokio::spawn(relay(front, behind, Arc::downgrade(&f)));
     s.forwards
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(key, local);
+        .insert(key, (local, f));
     Ok(("127.0.0.1".to_owned(), local))
+}
+
+/// How long a connection to a TCP forward waits for an `ssh` that is being started again.
+const RELAY_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Accepts the caller's connections on `front` and carries each to `ssh`'s port `behind` once
+/// the forward is up: a connection made while the `ssh` is being started again waits for it
+/// (as a Docker request does) instead of being refused, so a bench request is not lost to a
+/// blip. Ends when the forward is closed or gone.
+async fn relay(front: tokio::net::TcpListener, behind: u16, f: std::sync::Weak<Forward>) {
+    let Some(mut changed) = f.upgrade().map(|f| f.changed.subscribe()) else {
+        return;
+    };
+    loop {
+        let accepted = tokio::select! {
+            a = front.accept() => a,
+            c = changed.changed() => {
+                if c.is_err() || f.upgrade().is_none_or(|f| f.closed()) {
+                    return;
+                }
+                continue;
+            }
+        };
+        let Ok((mut inbound, _)) = accepted else {
+            // Out of file descriptors, say: not a reason to spin.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let f = f.clone();
+        tokio::spawn(async move {
+            let deadline = Instant::now() + RELAY_PATIENCE;
+            let mut outbound = loop {
+                let Some(fwd) = f.upgrade() else { return };
+                if fwd.usable().await.is_err() {
+                    return;
+                }
+                drop(fwd);
+                match tokio::net::TcpStream::connect(("127.0.0.1", behind)).await {
+                    Ok(s) => break s,
+                    // Its ssh may have ended a moment ago, before anyone saw it: look again.
+                    Err(_) if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(_) => return,
+                }
+            };
+            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+        });
+    }
 }
 
 #[cfg(test)]

@@ -94,11 +94,7 @@ pub async fn connect_to(host: &hosts::Host) -> Result<bollard::Docker, Lifecycle
         hosts::Host::Local => bollard::Docker::connect_with_defaults(),
         hosts::Host::Ssh { target, .. } => {
             let session = hosts::session(target).await?;
-            bollard::Docker::connect_with_unix(
-                &session.docker_socket().to_string_lossy(),
-                120,
-                bollard::API_DEFAULT_VERSION,
-            )
+            through_forward(session)
         }
     }
     .map_err(|source| LifecycleError::DaemonUnreachable {
@@ -112,6 +108,50 @@ pub async fn connect_to(host: &hosts::Host) -> Result<bollard::Docker, Lifecycle
             host: named(host),
             source,
         })
+}
+
+/// A client for the engine behind a session's forwarded socket: bollard's own Unix transport,
+/// except that every request first makes sure the forward is up ([`hosts::Session::docker_usable`]):
+/// one whose `ssh` ended is started again on the same socket path before the request goes, and
+/// a host that stays unreachable fails the request with [`LifecycleError::HostLost`] inside.
+fn through_forward(
+    session: std::sync::Arc<hosts::Session>,
+) -> Result<bollard::Docker, bollard::errors::Error> {
+    // As bollard's Unix transport: no idle connections kept (one per request).
+    let client = std::sync::Arc::new(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build(hyperlocal::UnixConnector),
+    );
+    bollard::Docker::connect_with_custom_transport(
+        move |req: bollard::BollardRequest| {
+            let client = std::sync::Arc::clone(&client);
+            let session = std::sync::Arc::clone(&session);
+            async move {
+                session
+                    .docker_usable()
+                    .await
+                    .map_err(|e| bollard::errors::Error::IOError {
+                        err: std::io::Error::new(std::io::ErrorKind::ConnectionAborted, e),
+                    })?;
+                let (mut parts, body) = req.into_parts();
+                let path = parts
+                    .uri
+                    .path_and_query()
+                    .map_or("/", hyper::http::uri::PathAndQuery::as_str)
+                    .to_owned();
+                parts.uri = hyperlocal::Uri::new(session.docker_socket(), &path).into();
+                client
+                    .request(hyper::Request::from_parts(parts, body))
+                    .await
+                    .map_err(bollard::errors::Error::from)
+            }
+        },
+        // Only the path of the URLs bollard builds is used.
+        Some("http://docker"),
+        120,
+        bollard::API_DEFAULT_VERSION,
+    )
 }
 
 /// Where the daemon is expected, for messages: the selected SSH host, `DOCKER_HOST`, or the

@@ -97,7 +97,8 @@ fn lifecycle_code(e: &vlmctl_lifecycle::LifecycleError) -> u8 {
         | E::State { .. }
         | E::Pull { .. }
         | E::SshStart { .. }
-        | E::SshFailed { .. } => exit_codes::ENVIRONMENT,
+        | E::SshFailed { .. }
+        | E::HostLost { .. } => exit_codes::ENVIRONMENT,
         E::RemoteFile { .. } => exit_codes::VERIFY_FAILED,
         E::Busy { .. } => exit_codes::BUSY,
         E::SpecInvalid { .. }

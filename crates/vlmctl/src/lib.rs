@@ -40,6 +40,10 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitC
         }
     };
     init_logging(cli.verbose);
+    // A forward to another host that ended and was opened again is said on stderr.
+    vlmctl_lifecycle::hosts::on_link_notice(|n| {
+        redact::write_line(true, &render::link_notice(n));
+    });
     let mut out = Output;
     match execute(&cli, &mut out) {
         Ok(code) => ExitCode::from(code),

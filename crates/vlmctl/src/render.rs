@@ -240,6 +240,68 @@ impl Default for BenchProgress {
     }
 }
 
+/// A file found on another host, before any push: `NAME: on the host, verified there` and
+/// how (hashed there now, or by the stamp the host wrote when it last hashed it).
+#[must_use]
+pub fn verified_on_host(file: &str, stamped: bool) -> String {
+    format!(
+        "{file}: on the host, verified there {}",
+        how_verified(stamped)
+    )
+}
+
+/// `(stamp: ...)` or `(hashed there)`.
+#[must_use]
+pub fn how_verified(stamped: bool) -> &'static str {
+    if stamped {
+        "(stamp: unchanged since the host hashed it, not hashed again)"
+    } else {
+        "(hashed there)"
+    }
+}
+
+/// A staging folder a killed push had left on the host, removed.
+#[must_use]
+pub fn staging_removed(folder: &str, bytes: u64) -> String {
+    format!(
+        "removed {folder} from the host ({}): a cut-off push's pieces of a file no lock here names",
+        vlmctl_deploy::human_bytes(bytes)
+    )
+}
+
+/// A staging folder left alone because another push is writing it.
+#[must_use]
+pub fn staging_in_use(folder: &str, bytes: u64) -> String {
+    format!(
+        "left {folder} on the host ({} so far): another push is writing it",
+        vlmctl_deploy::human_bytes(bytes)
+    )
+}
+
+/// A forward to another host that ended under us, reopened, or lost.
+#[must_use]
+pub fn link_notice(n: &vlmctl_lifecycle::hosts::LinkNotice) -> String {
+    use vlmctl_lifecycle::hosts::LinkNotice;
+    match n {
+        LinkNotice::Ended {
+            host,
+            forward,
+            said,
+        } => format!(
+            "warning: the SSH forward to {host} ({forward}) ended: {said}; opening it again"
+        ),
+        LinkNotice::Reopened { host, tries, .. } => format!(
+            "warning: the SSH forward to {host} is open again (try {tries} of {})",
+            vlmctl_lifecycle::hosts::REOPEN_TRIES
+        ),
+        LinkNotice::Lost {
+            host, tries, said, ..
+        } => format!(
+            "warning: the SSH forward to {host} could not be opened again in {tries} tries: {said}"
+        ),
+    }
+}
+
 /// One file pushed to another host: `pushed NAME (SIZE) to the host, verified there` and, for
 /// a push that resumed, how much an earlier one had left.
 #[must_use]

@@ -321,6 +321,15 @@ impl Sink for Progress<'_> {
                 kept,
                 sent,
             } => out.progress(&crate::render::pushed(&file, bytes, kept, sent)),
+            Event::VerifiedOnHost { file, stamped } => {
+                out.progress(&crate::render::verified_on_host(&file, stamped));
+            }
+            Event::StagingRemoved { folder, bytes } => {
+                out.progress(&crate::render::staging_removed(&folder, bytes));
+            }
+            Event::StagingInUse { folder, bytes } => {
+                out.progress(&crate::render::staging_in_use(&folder, bytes));
+            }
             Event::ConflictFound { conflict: c } => out.progress(&conflict_text(&c)),
             Event::NotStopping { name } => out.progress(&format!(
                 "not stopping {name} (not confirmed: answer the prompt, or pass --stop {name})"

@@ -401,6 +401,23 @@ fn default_models_root() -> PathBuf {
     super::xdg_dir(env_vars::XDG_DATA_HOME, "~/.local/share").join("models")
 }
 
+/// What a push says on stderr as it goes.
+fn push_line(e: vlmctl_deploy::events::Event) -> Option<String> {
+    use vlmctl_deploy::events::Event;
+    Some(match e {
+        Event::PushedToHost {
+            file,
+            bytes,
+            kept,
+            sent,
+        } => crate::render::pushed(&file, bytes, kept, sent),
+        Event::StagingRemoved { folder, bytes } => crate::render::staging_removed(&folder, bytes),
+        Event::StagingInUse { folder, bytes } => crate::render::staging_in_use(&folder, bytes),
+        Event::Warning { message } => format!("warning: {message}"),
+        _ => return None,
+    })
+}
+
 /// `vlmctl weights push`: the locked files, verified here, onto the selected host.
 pub async fn push(args: &crate::cli::PushArgs, out: &mut Output) -> Result<u8, Failure> {
     let host = vlmctl_lifecycle::hosts::selected();
@@ -462,15 +479,16 @@ pub async fn push(args: &crate::cli::PushArgs, out: &mut Output) -> Result<u8, F
         ));
     }
     let mut all = Vec::new();
+    // Staging folders no lock entry names any more may go; every file the lock names is kept
+    // resumable, whichever models this push is for.
+    let keep: std::collections::BTreeSet<String> = lock
+        .models
+        .iter()
+        .flat_map(|m| m.files.iter().map(|f| f.sha256.to_string()))
+        .collect();
     let mut sink = |e: vlmctl_deploy::events::Event| {
-        if let vlmctl_deploy::events::Event::PushedToHost {
-            file,
-            bytes,
-            kept,
-            sent,
-        } = e
-        {
-            crate::redact::write_line(true, &crate::render::pushed(&file, bytes, kept, sent));
+        if let Some(line) = push_line(e) {
+            crate::redact::write_line(true, &line);
         }
     };
     for (dir, files) in &by_dir {
@@ -480,7 +498,8 @@ pub async fn push(args: &crate::cli::PushArgs, out: &mut Output) -> Result<u8, F
             host.name(),
             dir.display()
         ));
-        let done = vlmctl_deploy::push::to_host(&docker, &image, dir, files, &mut sink).await?;
+        let done =
+            vlmctl_deploy::push::to_host(&docker, &image, dir, files, &keep, &mut sink).await?;
         all.extend(done);
     }
     if args.json {
@@ -488,7 +507,11 @@ pub async fn push(args: &crate::cli::PushArgs, out: &mut Output) -> Result<u8, F
     } else {
         for f in &all {
             if f.already {
-                out.stdout(&format!("{}: already on the host, verified there", f.name));
+                out.stdout(&format!(
+                    "{}: already on the host, verified there {}",
+                    f.name,
+                    crate::render::how_verified(f.stamped)
+                ));
             } else {
                 out.stdout(&format!(
                     "{}: pushed, verified there ({} piece(s) sent, {} kept from an earlier push)",

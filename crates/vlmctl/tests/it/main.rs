@@ -18,6 +18,8 @@ mod faults;
 mod gpu_proof;
 mod history;
 #[cfg(feature = "test-env")]
+mod hosts_push;
+#[cfg(feature = "test-env")]
 mod hosts_real;
 mod pin;
 #[cfg(feature = "test-env")]
