@@ -136,12 +136,18 @@ async fn place(
             });
             continue;
         }
+        // The sink's progress display for downloads serves the push as well (a 5.6 GB file
+        // takes minutes): bytes on the host so far, kept pieces included.
+        let bar = sink.download(&want.name);
+        bar.start(&want.name, want.size, 0);
         let mut last = 0;
-        let mut progress = |done: u64, total: u64| {
+        let mut progress = |done: u64, _total: u64| {
+            bar.advance(done.saturating_sub(last));
             last = done;
-            let _ = total;
         };
-        let pushed = remote::push(helper, local, want, &mut progress).await?;
+        let pushed = remote::push(helper, local, want, &mut progress).await;
+        bar.finish(&want.name);
+        let pushed = pushed?;
         sink.event(Event::PushedToHost {
             file: want.name.clone(),
             bytes: last,

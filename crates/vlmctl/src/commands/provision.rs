@@ -320,7 +320,12 @@ impl Sink for Progress<'_> {
                 bytes,
                 kept,
                 sent,
-            } => out.progress(&crate::render::pushed(&file, bytes, kept, sent)),
+            } => {
+                if let Some(b) = self.bar.take() {
+                    b.clear();
+                }
+                out.progress(&crate::render::pushed(&file, bytes, kept, sent));
+            }
             Event::VerifiedOnHost { file, stamped } => {
                 out.progress(&crate::render::verified_on_host(&file, stamped));
             }

@@ -418,6 +418,29 @@ fn push_line(e: vlmctl_deploy::events::Event) -> Option<String> {
     })
 }
 
+/// What a push shows as it goes: a bar per file being sent, a line per outcome.
+#[derive(Default)]
+struct PushProgress {
+    bar: Option<std::sync::Arc<crate::render::Bar>>,
+}
+
+impl vlmctl_deploy::events::Sink for PushProgress {
+    fn download(&mut self, _file: &str) -> std::sync::Arc<dyn vlmctl_weights::FetchProgress> {
+        let bar = std::sync::Arc::new(crate::render::Bar::default());
+        self.bar = Some(bar.clone());
+        bar
+    }
+
+    fn event(&mut self, e: vlmctl_deploy::events::Event) {
+        if let Some(b) = self.bar.take() {
+            b.clear();
+        }
+        if let Some(line) = push_line(e) {
+            crate::redact::write_line(true, &line);
+        }
+    }
+}
+
 /// `vlmctl weights push`: the locked files, verified here, onto the selected host.
 pub async fn push(args: &crate::cli::PushArgs, out: &mut Output) -> Result<u8, Failure> {
     let host = vlmctl_lifecycle::hosts::selected();
@@ -486,11 +509,7 @@ pub async fn push(args: &crate::cli::PushArgs, out: &mut Output) -> Result<u8, F
         .iter()
         .flat_map(|m| m.files.iter().map(|f| f.sha256.to_string()))
         .collect();
-    let mut sink = |e: vlmctl_deploy::events::Event| {
-        if let Some(line) = push_line(e) {
-            crate::redact::write_line(true, &line);
-        }
-    };
+    let mut sink = PushProgress::default();
     for (dir, files) in &by_dir {
         out.progress(&format!(
             "{} file(s) to {}:{}",
