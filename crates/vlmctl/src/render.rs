@@ -302,6 +302,25 @@ pub fn link_notice(n: &vlmctl_lifecycle::hosts::LinkNotice) -> String {
     }
 }
 
+/// The line for an event of the weights on another host (pushed, verified there, a staging
+/// folder removed or left); `None` for any other event.
+#[must_use]
+pub fn on_host(e: &vlmctl_deploy::events::Event) -> Option<String> {
+    use vlmctl_deploy::events::Event;
+    Some(match e {
+        Event::PushedToHost {
+            file,
+            bytes,
+            kept,
+            sent,
+        } => pushed(file, *bytes, *kept, *sent),
+        Event::VerifiedOnHost { file, stamped } => verified_on_host(file, *stamped),
+        Event::StagingRemoved { folder, bytes } => staging_removed(folder, *bytes),
+        Event::StagingInUse { folder, bytes } => staging_in_use(folder, *bytes),
+        _ => return None,
+    })
+}
+
 /// One file pushed to another host: `pushed NAME (SIZE) to the host, verified there` and, for
 /// a push that resumed, how much an earlier one had left.
 #[must_use]

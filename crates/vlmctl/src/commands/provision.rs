@@ -254,6 +254,14 @@ impl<'a> Progress<'a> {
     }
 }
 
+/// The line that ends a file's bar (fetched, or pushed to a host), the bar cleared first.
+fn after_bar(bar: &mut Option<Arc<Bar>>, out: &mut Output, line: &str) {
+    if let Some(b) = bar.take() {
+        b.clear();
+    }
+    out.progress(line);
+}
+
 impl Sink for Progress<'_> {
     fn download(&mut self, _file: &str) -> Arc<dyn FetchProgress> {
         let bar = Arc::new(Bar::default());
@@ -280,12 +288,11 @@ impl Sink for Progress<'_> {
                 file,
                 size,
                 outcome,
-            } => {
-                if let Some(b) = self.bar.take() {
-                    b.clear();
-                }
-                out.progress(&format!("  {file}: {}", render::describe(&outcome, size)));
-            }
+            } => after_bar(
+                &mut self.bar,
+                out,
+                &format!("  {file}: {}", render::describe(&outcome, size)),
+            ),
             Event::Pulling { image, step } => {
                 let spinner = self.spinner.get_or_insert_with(render::spinner);
                 let bytes = step
@@ -315,25 +322,13 @@ impl Sink for Progress<'_> {
                     out.progress(&format!("pulled {image}"));
                 }
             }
-            Event::PushedToHost {
-                file,
-                bytes,
-                kept,
-                sent,
-            } => {
-                if let Some(b) = self.bar.take() {
-                    b.clear();
+            e @ (Event::PushedToHost { .. }
+            | Event::VerifiedOnHost { .. }
+            | Event::StagingRemoved { .. }
+            | Event::StagingInUse { .. }) => {
+                if let Some(line) = render::on_host(&e) {
+                    after_bar(&mut self.bar, out, &line);
                 }
-                out.progress(&crate::render::pushed(&file, bytes, kept, sent));
-            }
-            Event::VerifiedOnHost { file, stamped } => {
-                out.progress(&crate::render::verified_on_host(&file, stamped));
-            }
-            Event::StagingRemoved { folder, bytes } => {
-                out.progress(&crate::render::staging_removed(&folder, bytes));
-            }
-            Event::StagingInUse { folder, bytes } => {
-                out.progress(&crate::render::staging_in_use(&folder, bytes));
             }
             Event::ConflictFound { conflict: c } => out.progress(&conflict_text(&c)),
             Event::NotStopping { name } => out.progress(&format!(

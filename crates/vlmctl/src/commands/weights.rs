@@ -401,21 +401,14 @@ fn default_models_root() -> PathBuf {
     super::xdg_dir(env_vars::XDG_DATA_HOME, "~/.local/share").join("models")
 }
 
-/// What a push says on stderr as it goes.
-fn push_line(e: vlmctl_deploy::events::Event) -> Option<String> {
+/// What a push says on stderr as it goes (files already there are listed at the end).
+fn push_line(e: &vlmctl_deploy::events::Event) -> Option<String> {
     use vlmctl_deploy::events::Event;
-    Some(match e {
-        Event::PushedToHost {
-            file,
-            bytes,
-            kept,
-            sent,
-        } => crate::render::pushed(&file, bytes, kept, sent),
-        Event::StagingRemoved { folder, bytes } => crate::render::staging_removed(&folder, bytes),
-        Event::StagingInUse { folder, bytes } => crate::render::staging_in_use(&folder, bytes),
-        Event::Warning { message } => format!("warning: {message}"),
-        _ => return None,
-    })
+    match e {
+        Event::Warning { message } => Some(format!("warning: {message}")),
+        Event::VerifiedOnHost { .. } => None,
+        e => crate::render::on_host(e),
+    }
 }
 
 /// What a push shows as it goes: a bar per file being sent, a line per outcome.
@@ -435,7 +428,7 @@ impl vlmctl_deploy::events::Sink for PushProgress {
         if let Some(b) = self.bar.take() {
             b.clear();
         }
-        if let Some(line) = push_line(e) {
+        if let Some(line) = push_line(&e) {
             crate::redact::write_line(true, &line);
         }
     }
