@@ -19,6 +19,8 @@ mod gpu_proof;
 mod history;
 #[cfg(feature = "test-env")]
 mod hosts_real;
+#[cfg(feature = "test-env")]
+mod hosts_status;
 mod pin;
 #[cfg(feature = "test-env")]
 mod serve_browser;
