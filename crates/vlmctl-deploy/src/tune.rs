@@ -489,7 +489,10 @@ async fn one(
     lp.plan.targets.truncate(1);
     let mut keys = BTreeMap::new();
     if let Some(t) = lp.plan.targets.first_mut() {
+        // The deployment under tune, whatever server the plan's target named.
         t.url = vplan.base_url();
+        t.host = None;
+        t.deployment = Some(vplan.spec.name.clone());
         if let Some(k) = &vplan.api_key {
             keys.insert(t.name.clone(), k.clone());
         }
