@@ -18,6 +18,8 @@ mod faults;
 mod gpu_proof;
 mod history;
 #[cfg(feature = "test-env")]
+mod hosts_bench;
+#[cfg(feature = "test-env")]
 mod hosts_real;
 #[cfg(feature = "test-env")]
 mod hosts_status;
