@@ -57,6 +57,8 @@ async fn main() {
     let target = Target {
         name: "instant".into(),
         url: url.clone(),
+        host: None,
+        deployment: None,
         backend: Backend::Openai,
         model: None,
         api_key_env: None,

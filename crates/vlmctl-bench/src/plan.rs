@@ -131,14 +131,27 @@ pub enum Arrivals {
     Poisson,
 }
 
-/// One server.
+/// One server: by its URL, or by the vlmctl deployment that serves it, on a host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
     /// Label in reports.
     pub name: String,
-    /// Base URL, e.g. `http://127.0.0.1:11435`.
+    /// Base URL, e.g. `http://127.0.0.1:11435`, as [`Self::host`] sees it. Empty in a plan that
+    /// names a [`Self::deployment`] instead, until the deployment's own URL is found
+    /// (`vlmctl_deploy::targets`); every results file has it.
+    #[serde(default)]
     pub url: String,
+    /// The host the server runs on, as `--host` takes it (`local`, a Docker context's name,
+    /// `ssh://[user@]host[:port]`): a loopback URL is that host's, reached through an SSH
+    /// forward. `None`: the default host (`bench --host`, else this machine). Absent in results
+    /// written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The vlmctl deployment (the container vlmctl manages) on that host whose server this is;
+    /// its URL is found from the container. Absent in results written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
     /// `openai` (llama-server, vLLM) or `ollama`.
     #[serde(default = "b_openai")]
     pub backend: Backend,
@@ -151,6 +164,82 @@ pub struct Target {
     /// Ollama `keep_alive`.
     #[serde(default)]
     pub keep_alive: Option<String>,
+}
+
+impl Target {
+    /// Pure: what is wrong with where the target is (its `url`, `host`, `deployment`), as the
+    /// key to blame and the message. `url_written`: the plan wrote a `url` (an empty one
+    /// included). A host's own syntax (`ssh://...`, a context's name) and a deployment's name
+    /// are checked where hosts are known (`vlmctl_deploy::targets`).
+    fn place_problem(&self, url_written: bool) -> Option<(&'static str, String)> {
+        let name = &self.name;
+        if let Some(h) = &self.host
+            && h.trim().is_empty()
+        {
+            return Some((
+                "host",
+                format!(
+                    "target.host: empty (target {name:?}); leave it out for the default host \
+                     (bench --host, else this machine), or write local, a Docker context's name \
+                     or ssh://[user@]host[:port]"
+                ),
+            ));
+        }
+        match &self.deployment {
+            Some(d) if url_written => Some((
+                "deployment",
+                format!(
+                    "target.deployment: target {name:?} names deployment {d:?} and a url too; \
+                     keep one (a deployment's URL is found from its container on its host)"
+                ),
+            )),
+            Some(d) if d.trim().is_empty() => Some((
+                "deployment",
+                format!(
+                    "target.deployment: empty (target {name:?}); name a deployment vlmctl \
+                     manages (its container's name, as `vlmctl status` lists it), or give a url"
+                ),
+            )),
+            Some(d) if self.backend == Backend::Ollama => Some((
+                "backend",
+                format!(
+                    "target.backend: target {name:?} names deployment {d:?}, a llama-server that \
+                     vlmctl manages, which speaks backend = \"openai\"; leave backend out, or \
+                     give an Ollama server by its url"
+                ),
+            )),
+            None if !url_written => Some((
+                "target",
+                format!(
+                    "target.url: target {name:?} has neither a url nor a deployment; give url = \
+                     \"http://127.0.0.1:11435\" (the server as its host sees it) or deployment = \
+                     \"NAME\" (a vlmctl deployment: its URL is found from its container)"
+                ),
+            )),
+            None if !(self.url.starts_with("http://") || self.url.starts_with("https://")) => {
+                Some((
+                    "url",
+                    format!(
+                        "target.url: {:?} (target {name:?}) must start with http:// or https://",
+                        self.url
+                    ),
+                ))
+            }
+            Some(_) | None => None,
+        }
+    }
+}
+
+/// Where a target's keys are in its plan file: the lines of the messages of checks made after
+/// parsing (a host and a deployment are checked where hosts are known).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetLines {
+    /// The target's `[[target]]`.
+    pub table: usize,
+    /// Its `host` (its `[[target]]` when it has none).
+    pub host: usize,
+    /// Its `deployment` (its `[[target]]` when it has none).
+    pub deployment: usize,
 }
 
 /// Protocol.
@@ -290,6 +379,12 @@ impl Plan {
     /// Parses and checks plan text; `path` is used in messages only. Every error names the line
     /// of the offending key and, for numbers, the allowed range.
     pub fn parse(text: &str, path: &Path) -> Result<Self, BenchError> {
+        Self::parse_with_lines(text, path).map(|(plan, _)| plan)
+    }
+
+    /// [`Self::parse`], with where each target's keys are (for checks made later, where hosts
+    /// are known).
+    fn parse_with_lines(text: &str, path: &Path) -> Result<(Self, Vec<TargetLines>), BenchError> {
         let invalid = |span: Option<Range<usize>>, message: String| BenchError::PlanInvalid {
             path: path.to_owned(),
             line: span.map_or(1, |s| line_of(text, s.start)),
@@ -343,14 +438,18 @@ impl Plan {
                     .or_else(|| raw_t.map(Spanned::span))
                     .or_else(|| targets_span.clone())
             };
-            if !(t.url.starts_with("http://") || t.url.starts_with("https://")) {
-                return Err(invalid(
-                    span_of(|r| &r.url),
-                    format!(
-                        "target.url: {:?} (target {:?}) must start with http:// or https://",
-                        t.url, t.name
-                    ),
-                ));
+            if let Some((key, message)) =
+                t.place_problem(raw_t.is_some_and(|r| r.get_ref().url.is_some()))
+            {
+                let span = match key {
+                    "url" => span_of(|r| &r.url),
+                    "host" => span_of(|r| &r.host),
+                    "deployment" => span_of(|r| &r.deployment),
+                    "backend" => span_of(|r| &r.backend),
+                    // The table itself: its `[[target]]`.
+                    _ => raw_t.map(Spanned::span).or_else(|| targets_span.clone()),
+                };
+                return Err(invalid(span, message));
             }
             if t.backend == Backend::Ollama && t.model.is_none() {
                 return Err(invalid(
@@ -365,7 +464,23 @@ impl Plan {
         if let Some((span, message)) = plan.sweep_problem(&raw) {
             return Err(invalid(span, message));
         }
-        Ok(plan)
+        let lines = (0..plan.targets.len())
+            .map(|i| {
+                let raw_t = raw_targets.get(i);
+                let line = |key: fn(&RawTarget) -> &Option<Spanned<IgnoredAny>>| {
+                    raw_t
+                        .and_then(|r| key(r.get_ref()).as_ref().map(Spanned::span))
+                        .or_else(|| raw_t.map(Spanned::span))
+                        .map_or(1, |s| line_of(text, s.start))
+                };
+                TargetLines {
+                    table: raw_t.map_or(1, |r| line_of(text, r.span().start)),
+                    host: line(|r| &r.host),
+                    deployment: line(|r| &r.deployment),
+                }
+            })
+            .collect();
+        Ok((plan, lines))
     }
 
     /// The `[sweep]` checks that need the rest of the plan: an `[slo]` to decide by, a swept
@@ -532,6 +647,8 @@ struct RawSlo {
 #[serde(default, expecting = "struct Target")]
 struct RawTarget {
     url: Option<Spanned<IgnoredAny>>,
+    host: Option<Spanned<IgnoredAny>>,
+    deployment: Option<Spanned<IgnoredAny>>,
     backend: Option<Spanned<IgnoredAny>>,
 }
 
@@ -855,6 +972,10 @@ pub struct LoadedPlan {
     pub image_sha256: String,
     /// The configs to run.
     pub configs: Vec<ConfigDef>,
+    /// The plan file, as given (for messages).
+    pub path: PathBuf,
+    /// Per target, where its keys are in the file.
+    pub target_lines: Vec<TargetLines>,
 }
 
 fn sha(b: &[u8]) -> String {
@@ -887,7 +1008,7 @@ impl LoadedPlan {
             path: path.to_owned(),
             source,
         })?;
-        let plan = Plan::parse(&String::from_utf8_lossy(&bytes), path)?;
+        let (plan, target_lines) = Plan::parse_with_lines(&String::from_utf8_lossy(&bytes), path)?;
         let configs = plan.configs.iter().filter_map(|c| config_def(c)).collect();
         let base = path.parent().unwrap_or_else(|| Path::new("."));
         // A file the plan names is part of the plan: a missing one is the plan's error (which
@@ -949,6 +1070,29 @@ impl LoadedPlan {
             image,
             image_sha256,
             configs,
+            path: path.to_owned(),
+            target_lines,
+        })
+    }
+
+    /// A plan error at `line` of this plan's file, in [`Plan::parse`]'s words (`file:line:
+    /// field: ...`), for a check made after loading.
+    #[must_use]
+    pub fn invalid(&self, line: usize, message: String) -> BenchError {
+        BenchError::PlanInvalid {
+            path: self.path.clone(),
+            line,
+            message,
+        }
+    }
+
+    /// Where target `i`'s keys are (line 1 for a target added after loading).
+    #[must_use]
+    pub fn lines_of(&self, i: usize) -> TargetLines {
+        self.target_lines.get(i).copied().unwrap_or(TargetLines {
+            table: 1,
+            host: 1,
+            deployment: 1,
         })
     }
 }
@@ -1074,6 +1218,26 @@ mod tests {
         assert_eq!((loaded.plan.runs, loaded.plan.warmup), (20, 1));
         assert_eq!(loaded.configs.len(), 6, "A-E and T beside them");
         assert_eq!(loaded.plan.timeout(), Duration::from_secs(30));
+
+        // Its commented target on another host by deployment, uncommented, is one.
+        let text = std::fs::read_to_string(&template).unwrap();
+        let start = text.find("# [[target]]\n# name = \"beast\"").unwrap();
+        let block = text[start..]
+            .lines()
+            .take_while(|l| !l.is_empty())
+            .map(|l| l.trim_start_matches("# "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let plan = parse(&format!("{text}\n{block}")).unwrap();
+        let beast = plan.targets.iter().find(|t| t.name == "beast").unwrap();
+        assert_eq!(
+            (
+                beast.host.as_deref(),
+                beast.deployment.as_deref(),
+                beast.url.as_str()
+            ),
+            (Some("ssh://me@beast"), Some("panda-llamacpp-e4b"), "")
+        );
 
         let minimal = parse(&format!("version = 1\n{TARGET}")).unwrap();
         assert_eq!(
@@ -1217,6 +1381,155 @@ mod tests {
             let got = parse(&text).unwrap_err().to_string();
             assert!(got.contains(want), "want {want:?} in {got:?}");
         }
+    }
+
+    #[test]
+    fn a_target_is_a_url_or_a_deployment_on_a_host() {
+        let t = |keys: &str| {
+            parse(&format!("version = 1\n[[target]]\nname = \"a\"\n{keys}\n"))
+                .unwrap_or_else(|e| panic!("{keys:?}: {e}"))
+                .targets
+                .remove(0)
+        };
+        // A URL alone, as ever: this machine's (or --host's).
+        let url = t("url = \"http://127.0.0.1:1\"");
+        assert_eq!((&url.host, &url.deployment), (&None, &None));
+        // A URL as another host sees it.
+        let on = t("url = \"http://127.0.0.1:11435\"\nhost = \"beast\"");
+        assert_eq!(on.host.as_deref(), Some("beast"));
+        // A deployment, on the default host or on a named one: no URL until it is found.
+        let d = t("deployment = \"panda-llamacpp\"");
+        assert_eq!(
+            (d.url.as_str(), d.deployment.as_deref()),
+            ("", Some("panda-llamacpp"))
+        );
+        let d = t("deployment = \"beast-e4b\"\nhost = \"ssh://me@beast:2222\"");
+        assert_eq!(d.host.as_deref(), Some("ssh://me@beast:2222"));
+        // Written back (results.json's plan), an absent host and deployment stay absent, so
+        // that a plan without them reads as before.
+        let json = serde_json::to_value(&url).unwrap();
+        assert!(json.get("host").is_none() && json.get("deployment").is_none());
+        let old: Target = serde_json::from_str(
+            r#"{"name": "a", "url": "http://127.0.0.1:1", "backend": "openai",
+               "model": null, "api_key_env": null, "keep_alive": null}"#,
+        )
+        .unwrap();
+        assert_eq!(old, url, "a target as results.json held it before hosts");
+    }
+
+    #[test]
+    fn bad_target_places_name_file_real_line_and_field() {
+        let cases = [
+            (
+                "url = \"http://127.0.0.1:1\"\n\ndeployment = \"panda-llamacpp\"",
+                6,
+                "target.deployment: target \"a\" names deployment \"panda-llamacpp\" and a url \
+                 too; keep one",
+            ),
+            (
+                "deployment = \"panda-llamacpp\"\nurl = \"\"",
+                4,
+                "target.deployment: target \"a\" names deployment \"panda-llamacpp\" and a url",
+            ),
+            (
+                "backend = \"openai\"",
+                2,
+                "target.url: target \"a\" has neither a url nor a deployment; give url = ",
+            ),
+            (
+                "host = \"beast\"",
+                2,
+                "target.url: target \"a\" has neither a url nor a deployment",
+            ),
+            (
+                "url = \"\"",
+                4,
+                "target.url: \"\" (target \"a\") must start with http:// or https://",
+            ),
+            (
+                "deployment = \"\"",
+                4,
+                "target.deployment: empty (target \"a\"); name a deployment vlmctl manages",
+            ),
+            (
+                "deployment = \"  \"",
+                4,
+                "target.deployment: empty (target \"a\")",
+            ),
+            (
+                "url = \"http://127.0.0.1:1\"\nhost = \"\"",
+                5,
+                "target.host: empty (target \"a\"); leave it out for the default host",
+            ),
+            (
+                "deployment = \"d\"\n\nhost = \" \"",
+                6,
+                "target.host: empty (target \"a\")",
+            ),
+            (
+                "deployment = \"d\"\nbackend = \"ollama\"\nmodel = \"gemma4\"",
+                5,
+                "target.backend: target \"a\" names deployment \"d\", a llama-server",
+            ),
+            (
+                "url = \"http://127.0.0.1:1\"\nhost = 5",
+                5,
+                "invalid type: integer `5`, expected a string",
+            ),
+            (
+                "url = \"http://127.0.0.1:1\"\nhosts = \"beast\"",
+                5,
+                "unknown field `hosts`",
+            ),
+        ];
+        for (keys, line, want) in cases {
+            // `[[target]]` on line 2, `name` on line 3, the keys from line 4.
+            let text = format!("version = 1\n[[target]]\nname = \"a\"\n{keys}\n");
+            let got = match parse(&text) {
+                Ok(p) => panic!("{keys:?} was accepted: {p:?}"),
+                Err(e) => e.to_string(),
+            };
+            let want = format!("dir/plan.toml:{line}: {want}");
+            assert!(got.contains(&want), "{keys:?}: want {want:?} in {got:?}");
+        }
+    }
+
+    #[test]
+    fn a_loaded_plan_knows_where_each_target_names_its_host_and_deployment() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("prompts")).unwrap();
+        for f in ["nav", "nav-short"] {
+            std::fs::write(dir.path().join(format!("prompts/{f}.txt")), f).unwrap();
+        }
+        let path = dir.path().join("plan.toml");
+        std::fs::write(
+            &path,
+            "version = 1\ndescribe = false\n\n[[target]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\n\n\
+             [[target]]\nname = \"b\"\n\ndeployment = \"d\"\nhost = \"beast\"\n",
+        )
+        .unwrap();
+        let loaded = LoadedPlan::load(&path).unwrap();
+        assert_eq!(loaded.path, path);
+        assert_eq!(
+            loaded.target_lines,
+            vec![
+                TargetLines {
+                    table: 4,
+                    host: 4,
+                    deployment: 4
+                },
+                TargetLines {
+                    table: 8,
+                    host: 12,
+                    deployment: 11
+                }
+            ]
+        );
+        assert_eq!(loaded.lines_of(7).table, 1, "a target added after loading");
+        assert_eq!(
+            loaded.invalid(12, "target.host: x".to_owned()).to_string(),
+            format!("{}:12: target.host: x", path.display())
+        );
     }
 
     #[test]

@@ -418,8 +418,11 @@ pub fn markdown(r: &Results) -> String {
     for t in &r.targets {
         let _ = write!(
             out,
-            "\n## {} ({}, {})\n\n{table_head}",
-            t.name, t.backend, t.url
+            "\n## {} ({}, {}{})\n\n{table_head}",
+            t.name,
+            t.backend,
+            t.url,
+            where_served(t)
         );
         for c in &t.configs {
             let s = &c.summary;
@@ -462,6 +465,19 @@ pub fn markdown(r: &Results) -> String {
     }
     out.push_str(&crate::sweep::markdown(&r.sweep));
     out
+}
+
+/// `, on beast, deployment panda-llamacpp` for what is known of where a target's server runs;
+/// empty when nothing is (results written before hosts were recorded).
+fn where_served(t: &TargetResult) -> String {
+    let mut s = String::new();
+    if let Some(h) = &t.host {
+        let _ = write!(s, ", on {h}");
+    }
+    if let Some(d) = &t.deployment {
+        let _ = write!(s, ", deployment {d}");
+    }
+    s
 }
 
 fn capitalize(s: &str) -> String {

@@ -127,8 +127,16 @@ pub struct TargetResult {
     pub name: String,
     /// Protocol.
     pub backend: Backend,
-    /// Base URL.
+    /// Base URL, as [`Self::host`] sees it (never a local forward's port).
     pub url: String,
+    /// The host the server runs on (`--host`'s or the plan's name for it; this machine's host
+    /// name for this machine). Absent in results written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The vlmctl deployment measured: the one the plan named, or the managed container found
+    /// serving the URL. Absent when none is known, and in results written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
     /// `/props` (llama-server) or `/api/show` (Ollama), as returned.
     pub server_info: Value,
     /// `/v1/models` (or `/api/tags`), as returned.
@@ -363,6 +371,8 @@ pub async fn run(
             name: t.name.clone(),
             backend: t.backend,
             url: t.url.clone(),
+            host: t.host.clone(),
+            deployment: t.deployment.clone(),
             server_info,
             models,
             describe_answer,

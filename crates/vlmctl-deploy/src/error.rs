@@ -16,6 +16,27 @@ pub enum DeployError {
     /// From the lifecycle crate (Docker, spec, journal, lock).
     #[error(transparent)]
     Lifecycle(#[from] LifecycleError),
+    /// From the bench crate (a plan's target that cannot be used as written).
+    #[error(transparent)]
+    Bench(#[from] vlmctl_bench::BenchError),
+    /// A bench plan's target is on a host that cannot be reached (`ssh`, or its Docker engine).
+    #[error("{}:{line}: target {target:?}: cannot reach host {host}", plan.display())]
+    TargetHost {
+        /// The plan.
+        plan: PathBuf,
+        /// The line of the target's `host` (of the target, for the default host).
+        line: usize,
+        /// The target's name.
+        target: String,
+        /// The host, as named.
+        host: String,
+        /// Why.
+        #[source]
+        source: Box<LifecycleError>,
+    },
+    /// A bench plan's target names a deployment that cannot be measured on its host.
+    #[error("{0}")]
+    TargetDeployment(Box<crate::targets::Unmeasurable>),
     /// The spec names an API key variable that is not set.
     #[error("the spec takes its API key from ${var}, which is not set")]
     ApiKeyMissing {
@@ -261,6 +282,9 @@ impl DeployError {
         match self {
             Self::Weights(e) => Some(e.hint()),
             Self::Lifecycle(e) => Some(e.hint()),
+            Self::Bench(e) => Some(e.hint()),
+            Self::TargetHost { source, .. } => Some(source.hint()),
+            Self::TargetDeployment(u) => Some(u.problem.hint(&u.host)),
             Self::ApiKeyMissing { var } => Some(format!(
                 "export {var}=... (the key is passed to the container as LLAMA_API_KEY and never printed)"
             )),

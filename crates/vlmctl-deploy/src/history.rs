@@ -1,21 +1,31 @@
 //! What the front-ends record into the history (`vlmctl-store`) beside a bench run or a job:
-//! which deployment each of a plan's targets measured, and the name of this host.
+//! which deployment each of a plan's targets measured on which host
+//! ([`crate::targets::Placed::links`]), and the names hosts are recorded under.
 
 use std::path::Path;
 
 use vlmctl_bench::plan::Target;
-use vlmctl_lifecycle::containers::{self, Managed};
+use vlmctl_lifecycle::containers::Managed;
+use vlmctl_lifecycle::hosts::Host;
 use vlmctl_store::TargetLink;
 
-/// The name runs and jobs on this machine are recorded under: its host name (the runbooks'
-/// `panda`, `beast`), `local` when it cannot be read.
+/// The name runs and jobs of the selected host are recorded under ([`name_of`]).
 #[must_use]
 pub fn host_name() -> String {
-    // A job on another host (`--host beast`) is that host's.
-    if let vlmctl_lifecycle::hosts::Host::Ssh { name, .. } = vlmctl_lifecycle::hosts::selected() {
-        return name.clone();
+    name_of(vlmctl_lifecycle::hosts::selected())
+}
+
+/// The name a host's runs, jobs and bench targets are recorded under: another host's own
+/// (`beast`, or its `ssh://` URL), this machine's host name for this machine (the runbooks'
+/// `panda`), `local` when it cannot be read.
+#[must_use]
+pub fn name_of(host: &Host) -> String {
+    match host {
+        Host::Ssh { name, .. } => name.clone(),
+        Host::Local => {
+            vlmctl_lifecycle::hosts::machine_name().unwrap_or_else(|| "local".to_owned())
+        }
     }
-    vlmctl_lifecycle::hosts::machine_name().unwrap_or_else(|| "local".to_owned())
 }
 
 /// Pure: is a server listening on `endpoint` the one `url` reaches? Loopback names are one
@@ -35,25 +45,34 @@ pub fn serves(endpoint: &(String, u16), url: &str) -> bool {
             || (loopback(host) && (loopback(&endpoint.0) || endpoint.0 == "0.0.0.0")))
 }
 
-/// Pure: each target linked to the running managed container that serves its URL, if any.
+/// Pure: each target linked to the running managed container that serves its URL, if any,
+/// on `host` (the host `managed` were listed on; `state` is its state folder).
 #[must_use]
-pub fn link(targets: &[Target], managed: &[Managed], state: &Path) -> Vec<TargetLink> {
+pub fn link(targets: &[Target], managed: &[Managed], state: &Path, host: &str) -> Vec<TargetLink> {
     targets
         .iter()
         .map(|t| {
             let m = managed.iter().find(|m| {
                 m.state == "running" && m.endpoint.as_ref().is_some_and(|e| serves(e, &t.url))
             });
-            TargetLink {
-                target: t.name.clone(),
-                url: t.url.clone(),
-                deployment: m.map(|m| m.name.clone()),
-                spec_sha256: m.and_then(|m| m.spec_sha256.clone()),
-                lock_sha256: m.and_then(|m| m.lock_sha256.clone()),
-                model: m.and_then(|m| recorded_model(state, &m.name)),
-            }
+            link_one(t, m, state, host)
         })
         .collect()
+}
+
+/// Pure: one target linked to `m`, the managed container that serves it on `host` (`state`:
+/// that host's state folder, where its provision records are).
+#[must_use]
+pub fn link_one(t: &Target, m: Option<&Managed>, state: &Path, host: &str) -> TargetLink {
+    TargetLink {
+        target: t.name.clone(),
+        url: t.url.clone(),
+        host: Some(host.to_owned()),
+        deployment: m.map(|m| m.name.clone()),
+        spec_sha256: m.and_then(|m| m.spec_sha256.clone()),
+        lock_sha256: m.and_then(|m| m.lock_sha256.clone()),
+        model: m.and_then(|m| recorded_model(state, &m.name)),
+    }
 }
 
 /// The lock entry's name from the deployment's provision record, when there is one.
@@ -62,26 +81,6 @@ fn recorded_model(state: &Path, deployment: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(&text).ok()?;
     v.get("model")?.as_str().map(str::to_owned)
 }
-
-/// [`link`] against the containers Docker lists now. Without a daemon the targets are recorded
-/// with their URLs only: a bench needs no Docker, so neither does recording one.
-/// A daemon that does not answer within [`LINK_TIMEOUT`] is not waited for (bollard's own
-/// timeout is two minutes, which would hold the bench up only to label its record).
-pub async fn link_targets(targets: &[Target], state: &Path) -> Vec<TargetLink> {
-    let ask = async {
-        match vlmctl_lifecycle::connect().await {
-            Ok(d) => containers::managed(&d).await.unwrap_or_default(),
-            Err(_) => Vec::new(),
-        }
-    };
-    let managed = tokio::time::timeout(LINK_TIMEOUT, ask)
-        .await
-        .unwrap_or_default();
-    link(targets, &managed, state)
-}
-
-/// How long [`link_targets`] asks Docker.
-pub const LINK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {

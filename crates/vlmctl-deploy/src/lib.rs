@@ -12,6 +12,9 @@
 //!   failed or cancelled run undoes exactly what it did.
 //! - [`status::status`] with [`status::Drift`], [`undo::teardown`], [`undo::restore_all`],
 //!   [`export::compose`].
+//! - [`targets::place`]: where a bench plan's targets are (each on its host, by URL or by
+//!   deployment), reached through SSH forwards; [`targets::Placed::restore`] makes the results
+//!   name what the hosts see.
 //! - [`tune::tune`]: the deployment relaunched with each variant of its server settings
 //!   ([`tune::TuneFile`]), benchmarked, measured, and put back as it was (journalled).
 //!
@@ -34,6 +37,7 @@ pub mod push;
 pub mod record;
 pub mod smoke;
 pub mod status;
+pub mod targets;
 pub mod tune;
 pub mod undo;
 

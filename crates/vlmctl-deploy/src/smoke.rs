@@ -131,6 +131,8 @@ async fn ask(
     let target = Target {
         name: "smoke".to_owned(),
         url: base_url.to_owned(),
+        host: None,
+        deployment: None,
         backend: Backend::Openai,
         model: None,
         api_key_env: None,

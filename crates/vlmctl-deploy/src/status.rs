@@ -158,6 +158,22 @@ pub async fn status_on(
     })
 }
 
+/// [`status_on`] of every host at once (each with its state folder under `base_state`), in
+/// the order given: a host that does not answer costs its own wait (up to
+/// [`vlmctl_lifecycle::hosts::SSH_TIMEOUT`] for `ssh`), not one after another's.
+pub async fn status_all(
+    hosts: &[vlmctl_lifecycle::hosts::Host],
+    plan: Option<&Plan>,
+    base_state: &Path,
+) -> Vec<Result<Status, DeployError>> {
+    futures::future::join_all(
+        hosts
+            .iter()
+            .map(|h| async move { status_on(h, plan, &h.state_dir(base_state)).await }),
+    )
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -489,8 +489,11 @@ async fn one(
     lp.plan.targets.truncate(1);
     let mut keys = BTreeMap::new();
     if let Some(t) = lp.plan.targets.first_mut() {
-        // Through a forward on another host: its server listens on that host's loopback.
+        // The deployment under tune, whatever server the plan's target named; measured
+        // through a forward on another host (its server listens on that host's loopback).
         t.url = vplan.reach_url().await?;
+        t.host = None;
+        t.deployment = Some(vplan.spec.name.clone());
         if let Some(k) = &vplan.api_key {
             keys.insert(t.name.clone(), k.clone());
         }

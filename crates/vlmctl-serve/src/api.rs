@@ -31,6 +31,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::broadcast::error::RecvError;
 use vlmctl_bench::plan::LoadedPlan;
 use vlmctl_deploy::status::{Drift, JournalState};
+use vlmctl_deploy::targets::endpoint_url;
 use vlmctl_lifecycle::containers::Managed;
 use vlmctl_store::{NewRun, RunFilter, Source, State as RunState};
 
@@ -77,18 +78,6 @@ pub struct Deployments {
     pub journals: Vec<JournalState>,
 }
 
-/// `http://HOST:PORT` for an endpoint; a server bound to every address is reached on loopback.
-#[must_use]
-pub fn url_of(endpoint: &(String, u16)) -> String {
-    let host = match endpoint.0.as_str() {
-        "0.0.0.0" | "" => "127.0.0.1",
-        "::" => "[::1]",
-        h if h.contains(':') => return format!("http://[{h}]:{}", endpoint.1),
-        h => h,
-    };
-    format!("http://{host}:{}", endpoint.1)
-}
-
 /// 503: the engine did not answer.
 fn unavailable(message: String, hint: Option<String>) -> ApiError {
     ApiError {
@@ -126,7 +115,7 @@ impl App {
                     _ => row.drift,
                 };
                 Deployment {
-                    url: row.container.endpoint.as_ref().map(url_of),
+                    url: row.container.endpoint.as_ref().map(endpoint_url),
                     spec: plan.is_some(),
                     health: row.health,
                     drift,
@@ -249,15 +238,17 @@ impl App {
                 list_or_none(managed.iter().map(|m| m.name.as_str()))
             )));
         };
-        let (Some(url), "running") = (d.endpoint.as_ref().map(url_of), d.state.as_str()) else {
+        let (Some(url), "running") = (d.endpoint.as_ref().map(endpoint_url), d.state.as_str())
+        else {
             return Err(ApiError::conflict(format!(
                 "{} is {} ({}): nothing to measure",
                 req.deployment, d.state, d.status
             ))
             .with_hint(Some("relaunch it first".to_owned())));
         };
-        // The plan's first target, aimed at the deployment (its name kept, so that runs of the
-        // same plan compare across the CLI and the service).
+        // The plan's first target, aimed at the deployment on the service's host (its name
+        // kept, so that runs of the same plan compare across the CLI and the service). The
+        // queue finds its URL again when the run starts (`vlmctl_deploy::targets::place`).
         let Some(mut target) = plan.plan.targets.first().cloned() else {
             return Err(ApiError::bad_request(format!(
                 "{}: the plan has no [[target]]",
@@ -265,6 +256,8 @@ impl App {
             )));
         };
         target.url = url;
+        target.host = None;
+        target.deployment = Some(req.deployment.clone());
         plan.plan.targets = vec![target];
         if let Some(n) = req.runs {
             plan.plan.runs = usize::try_from(n).unwrap_or(1);
@@ -285,7 +278,12 @@ impl App {
         for k in keys.values() {
             (self.cfg.secret)(k);
         }
-        let targets = vlmctl_deploy::history::link(&plan.plan.targets, &managed, &self.cfg.state);
+        let targets = vlmctl_deploy::history::link(
+            &plan.plan.targets,
+            &managed,
+            &self.cfg.state,
+            &self.cfg.host,
+        );
         let new = NewRun {
             source: Source::Serve,
             host: self.cfg.host.clone(),

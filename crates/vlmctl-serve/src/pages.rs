@@ -326,7 +326,9 @@ async fn run(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
             tr { th { "recorded by" } td { (serde_json::to_value(r.source).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()) } }
             @for t in &r.targets {
                 tr { th { "target " (t.target) } td {
-                    (t.url) " → " (t.deployment.as_deref().unwrap_or("no managed deployment"))
+                    (t.url)
+                    @if let Some(h) = t.host.as_ref().filter(|h| **h != r.host) { " on " (h) }
+                    " → " (t.deployment.as_deref().unwrap_or("no managed deployment"))
                     @if let Some(s) = &t.spec_sha256 { " · spec " code { (s.get(..12).unwrap_or(s)) } }
                     @if let Some(l) = &t.lock_sha256 { " · lock " code { (l.get(..12).unwrap_or(l)) } }
                     @if let Some(m) = &t.model { " · model " (m) }

@@ -263,7 +263,24 @@ async fn bench(app: &Arc<App>, run: i64, plan: &LoadedPlan, keys: &BTreeMap<Stri
             message: Some(message),
         });
     };
+    // Where the deployment is now, on the service's host (through a forward when that host is
+    // another machine), as `vlmctl bench` places its targets.
+    let placed = match vlmctl_deploy::targets::place(
+        plan,
+        vlmctl_lifecycle::hosts::selected(),
+        &vlmctl_lifecycle::hosts::docker_config_dir(),
+    )
+    .await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            fail(chain_with_hint(&e)).await;
+            return;
+        }
+    };
+    let plan = &placed.aimed;
     if let Err(e) = vlmctl_bench::preflight::check_all(&plan.plan.targets, keys).await {
+        let e = placed.explain(e);
         fail(format!(
             "{} (hint: {})",
             vlmctl_lifecycle::error_chain(&e),
@@ -282,11 +299,12 @@ async fn bench(app: &Arc<App>, run: i64, plan: &LoadedPlan, keys: &BTreeMap<Stri
             total,
         });
     };
-    let results = tokio::select! {
+    let mut results = tokio::select! {
         r = vlmctl_bench::run::run(plan, keys, &progress) => r,
         // The caller marks the run interrupted once the queue has stopped.
         _ = app.shutdown.cancelled() => return,
     };
+    placed.restore(&mut results);
     if !results.any_succeeded() {
         fail(nothing_succeeded(&results)).await;
         return;

@@ -120,9 +120,13 @@ impl std::fmt::Display for State {
 pub struct TargetLink {
     /// The plan's target name.
     pub target: String,
-    /// Its URL.
+    /// Its URL, as its host sees it.
     pub url: String,
-    /// The container's name, when one managed by vlmctl serves that URL.
+    /// The host its server runs on (a plan's targets may be on several); `None` in runs
+    /// recorded before hosts were recorded per target: the run's host.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// The container's name, when one managed by vlmctl serves that URL on that host.
     pub deployment: Option<String>,
     /// Its `org.vlmctl.spec-sha256` label.
     pub spec_sha256: Option<String>,
@@ -725,8 +729,10 @@ impl Store {
             .prepare(
                 "SELECT id, started_unix, finished_unix, state, source, host, plan, error FROM runs r \
                  WHERE (?1 IS NULL OR EXISTS (SELECT 1 FROM run_targets t \
-                        WHERE t.run_id = r.id AND t.deployment = ?1)) \
-                   AND (?2 IS NULL OR host = ?2) \
+                        WHERE t.run_id = r.id AND t.deployment = ?1 \
+                          AND (?2 IS NULL OR COALESCE(t.host, r.host) = ?2))) \
+                   AND (?2 IS NULL OR r.host = ?2 OR EXISTS (SELECT 1 FROM run_targets t \
+                        WHERE t.run_id = r.id AND t.host = ?2)) \
                    AND (?3 IS NULL OR EXISTS (SELECT 1 FROM points p \
                         WHERE p.run_id = r.id AND (p.config = ?3 OR p.description = ?3))) \
                  ORDER BY started_unix DESC, id DESC LIMIT ?4",
@@ -757,7 +763,7 @@ impl Store {
         let mut q = self
             .conn
             .prepare_cached(
-                "SELECT target, url, deployment, spec_sha256, lock_sha256, model \
+                "SELECT target, url, deployment, spec_sha256, lock_sha256, model, host \
                  FROM run_targets WHERE run_id = ?1 ORDER BY rowid",
             )
             .map_err(self.sql("reading a run's targets"))?;
@@ -769,6 +775,7 @@ impl Store {
                 spec_sha256: r.get(3)?,
                 lock_sha256: r.get(4)?,
                 model: r.get(5)?,
+                host: r.get(6)?,
             })
         })
         .and_then(Iterator::collect)
@@ -832,18 +839,21 @@ impl Store {
 
     /// Every finished run's points, oldest first (for trends), filtered as [`Store::runs`].
     pub fn trend(&self, filter: &RunFilter) -> Result<Vec<TrendPoint>, StoreError> {
+        // A point's host is its target's (a plan may measure several hosts), else the run's.
+        const HOST: &str = "COALESCE((SELECT t.host FROM run_targets t \
+             WHERE t.run_id = r.id AND t.target = p.target), r.host)";
         let err = self.sql("reading the trend");
         let mut q = self
             .conn
             .prepare(&format!(
-                "SELECT r.id, r.started_unix, r.host, \
+                "SELECT r.id, r.started_unix, {HOST}, \
                    (SELECT t.deployment FROM run_targets t \
                     WHERE t.run_id = r.id AND t.target = p.target), {} \
                  FROM points p JOIN runs r ON r.id = p.run_id \
                  WHERE r.state = 'done' \
                    AND (?1 IS NULL OR EXISTS (SELECT 1 FROM run_targets t \
                         WHERE t.run_id = r.id AND t.target = p.target AND t.deployment = ?1)) \
-                   AND (?2 IS NULL OR r.host = ?2) \
+                   AND (?2 IS NULL OR {HOST} = ?2) \
                    AND (?3 IS NULL OR p.config = ?3 OR p.description = ?3) \
                  ORDER BY r.started_unix, r.id, p.rowid",
                 POINT_COLUMNS
@@ -1005,8 +1015,8 @@ fn sql_err(path: &Path, what: &'static str, source: rusqlite::Error) -> StoreErr
 
 fn insert_targets(tx: &Transaction<'_>, id: i64, targets: &[TargetLink]) -> rusqlite::Result<()> {
     let mut q = tx.prepare_cached(
-        "INSERT INTO run_targets (run_id, target, url, deployment, spec_sha256, lock_sha256, model) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO run_targets (run_id, target, url, deployment, spec_sha256, lock_sha256, model, host) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
     for t in targets {
         q.execute(params![
@@ -1016,7 +1026,8 @@ fn insert_targets(tx: &Transaction<'_>, id: i64, targets: &[TargetLink]) -> rusq
             t.deployment,
             t.spec_sha256,
             t.lock_sha256,
-            t.model
+            t.model,
+            t.host
         ])?;
     }
     Ok(())

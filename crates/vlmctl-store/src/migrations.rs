@@ -84,11 +84,17 @@ ALTER TABLE runs ADD COLUMN owner_machine TEXT;
 ALTER TABLE jobs ADD COLUMN owner_machine TEXT;
 ";
 
+/// Version 3: the host each target's server runs on (a plan's targets may be on several
+/// hosts). Rows from before have none: their target was on the run's host.
+const V3: &str = "
+ALTER TABLE run_targets ADD COLUMN host TEXT;
+";
+
 static MIGRATIONS: LazyLock<Migrations<'static>> =
-    LazyLock::new(|| Migrations::new(vec![M::up(V1), M::up(V2)]));
+    LazyLock::new(|| Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3)]));
 
 /// The schema version this vlmctl writes.
-pub const SCHEMA_VERSION: usize = 2;
+pub const SCHEMA_VERSION: usize = 3;
 
 fn user_version(conn: &Connection, path: &Path) -> Result<usize, StoreError> {
     conn.pragma_query_value(None, "user_version", |r| r.get(0))
@@ -157,5 +163,44 @@ mod tests {
             })
             .expect("read");
         assert_eq!((n, machine), (1, None), "kept, with no owner machine");
+    }
+
+    #[test]
+    fn a_version_2_database_moves_to_the_latest_with_its_targets() {
+        let mut c = Connection::open_in_memory().expect("in memory");
+        Migrations::new(vec![M::up(V1), M::up(V2)])
+            .to_latest(&mut c)
+            .expect("version 2");
+        c.execute(
+            "INSERT INTO runs (started_unix, state, source, host, plan, plan_json, owner_pid) \
+             VALUES (1, 'running', 'cli', 'panda', 'p', '{}', 7)",
+            [],
+        )
+        .expect("a v2 run");
+        c.execute(
+            "INSERT INTO run_targets (run_id, target, url, deployment) \
+             VALUES (1, 'cpu', 'http://127.0.0.1:18435', 'vlmctl-cpu-test')",
+            [],
+        )
+        .expect("a v2 target");
+        apply(&mut c, Path::new(":memory:")).expect("migrate");
+        let row: (String, Option<String>, Option<String>) = c
+            .query_row(
+                "SELECT target, deployment, host FROM run_targets WHERE run_id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .expect("read");
+        assert_eq!(
+            row,
+            ("cpu".to_owned(), Some("vlmctl-cpu-test".to_owned()), None),
+            "kept, with no host of its own (the run's)"
+        );
+        c.execute(
+            "INSERT INTO run_targets (run_id, target, url, deployment, host) \
+             VALUES (1, 'beast', 'http://127.0.0.1:11435', 'beast-e4b', 'beast')",
+            [],
+        )
+        .expect("a v3 target");
     }
 }

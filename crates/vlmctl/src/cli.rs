@@ -125,7 +125,8 @@ pub struct RunsListArgs {
     /// Only runs that measured this deployment (container name).
     #[arg(long, value_name = "NAME")]
     pub deployment: Option<String>,
-    /// Only runs recorded on this host.
+    /// Only runs recorded on this host, or with a target on it (a plan's `host`); with
+    /// --deployment, that deployment on this host.
     #[arg(long, value_name = "NAME")]
     pub host: Option<String>,
     /// Only runs with this config (letter, or its description).
@@ -195,8 +196,9 @@ pub struct BenchArgs {
     /// rest; this overrides its range).
     #[arg(long, value_name = "LO:HI")]
     pub sweep_rate: Option<vlmctl_bench::sweep::RateRange>,
-    /// Another host (`ssh://user@host[:port]` or a Docker context): the plan's targets on a
-    /// loopback address are that host's, reached through SSH forwards vlmctl opens and closes.
+    /// The default host of the plan's targets that name none (`ssh://user@host[:port]`, a
+    /// Docker context, or `local`; without it, this machine): their loopback URLs and
+    /// deployments are that host's, reached through SSH forwards vlmctl opens and closes.
     #[arg(long, value_name = "NAME|ssh://user@host[:port]")]
     pub host: Option<String>,
     #[command(flatten)]

@@ -11,7 +11,8 @@ pub const INVALID_INPUT: u8 = 3;
 /// Weights verification ran and at least one file failed it.
 pub const VERIFY_FAILED: u8 = 4;
 /// The environment is not usable: Docker daemon unreachable, a file unreadable, a bench target
-/// that does not answer its check before the run.
+/// that does not answer its check before the run (or whose host cannot be reached, or whose
+/// deployment is not running).
 pub const ENVIRONMENT: u8 = 5;
 /// The Hugging Face hub could not be used: unreachable, refused (401/403), not found (404),
 /// failing (5xx), or the transfer broke off (re-running resumes).

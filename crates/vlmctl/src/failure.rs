@@ -116,20 +116,24 @@ fn lifecycle_code(e: &vlmctl_lifecycle::LifecycleError) -> u8 {
 
 impl From<vlmctl_bench::BenchError> for Failure {
     fn from(e: vlmctl_bench::BenchError) -> Self {
-        use vlmctl_bench::BenchError as E;
-        let code = match &e {
-            // A target that does not answer is a problem of where the bench runs, as an
-            // unreachable Docker daemon is: nothing was measured.
-            E::Read { .. } | E::Unreachable { .. } => exit_codes::ENVIRONMENT,
-            E::PlanInvalid { .. }
-            | E::PlanFile { .. }
-            | E::ImageMismatch { .. }
-            | E::BadResults { .. }
-            | E::SweepNeedsSlo { .. }
-            | E::ApiKeyMissing { .. } => exit_codes::INVALID_INPUT,
-        };
+        let code = bench_code(&e);
         let hint = Some(e.hint());
         Self::new(e, hint, code)
+    }
+}
+
+fn bench_code(e: &vlmctl_bench::BenchError) -> u8 {
+    use vlmctl_bench::BenchError as E;
+    match e {
+        // A target that does not answer is a problem of where the bench runs, as an
+        // unreachable Docker daemon is: nothing was measured.
+        E::Read { .. } | E::Unreachable { .. } => exit_codes::ENVIRONMENT,
+        E::PlanInvalid { .. }
+        | E::PlanFile { .. }
+        | E::ImageMismatch { .. }
+        | E::BadResults { .. }
+        | E::SweepNeedsSlo { .. }
+        | E::ApiKeyMissing { .. } => exit_codes::INVALID_INPUT,
     }
 }
 
@@ -158,6 +162,10 @@ fn deploy_code(e: &vlmctl_deploy::DeployError) -> u8 {
     match e {
         E::Weights(w) => weights_code(w),
         E::Lifecycle(l) => lifecycle_code(l),
+        E::Bench(b) => bench_code(b),
+        // A deployment that is not there is the plan's fault; one that is stopped, the host's.
+        E::TargetDeployment(u) if u.problem.is_plan_error() => exit_codes::INVALID_INPUT,
+        E::TargetDeployment(_) => exit_codes::ENVIRONMENT,
         E::ApiKeyMissing { .. }
         | E::ApiKeyTooShort { .. }
         | E::NotADeploymentName { .. }
@@ -179,7 +187,10 @@ fn deploy_code(e: &vlmctl_deploy::DeployError) -> u8 {
         // unreachable-daemon one.
         E::UndoFailed { undo_error, .. } if undo_error.daemon_gone() => exit_codes::ENVIRONMENT,
         E::Undone { cause, .. } | E::UndoFailed { cause, .. } => deploy_code(cause),
-        E::RestoreIncomplete { source, .. } => lifecycle_code(source),
+        // A bench target's host unreachable (ssh, Docker): as for --host.
+        E::RestoreIncomplete { source, .. } | E::TargetHost { source, .. } => {
+            lifecycle_code(source)
+        }
     }
 }
 

@@ -5,8 +5,8 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use vlmctl_bench::plan::LoadedPlan;
 use vlmctl_bench::run::Results;
+use vlmctl_deploy::targets::Placed;
 use vlmctl_store::{JobKind, NewJob, NewRun, Source, State, Store, StoreError};
 
 use crate::cli::{RecordArgs, StoreArgs};
@@ -86,24 +86,25 @@ impl Recorder {
         }
     }
 
-    /// A bench run that is starting: its plan and which deployment each target measures.
-    pub(crate) async fn begin_run(
+    /// A bench run that is starting: its plan as the targets' hosts see it, and which
+    /// deployment each target measures on which host (`state`: the state dir the hosts'
+    /// folders are under).
+    pub(crate) fn begin_run(
         &mut self,
         plan_path: &Path,
-        plan: &LoadedPlan,
+        placed: &Placed,
         state: &Path,
         out: &mut Output,
     ) -> Option<i64> {
         if !self.on() {
             return None;
         }
-        let targets = vlmctl_deploy::history::link_targets(&plan.plan.targets, state).await;
         let run = NewRun {
             source: Source::Cli,
             host: vlmctl_deploy::history::host_name(),
             plan: plan_path.display().to_string(),
-            plan_json: serde_json::to_value(&plan.plan).unwrap_or_default(),
-            targets,
+            plan_json: serde_json::to_value(&placed.seen.plan).unwrap_or_default(),
+            targets: placed.links(state),
             state: State::Running,
         };
         self.write(out, |s| s.begin_run(&run))

@@ -94,6 +94,8 @@ pub(crate) fn results(name: &str, image: &str, configs: &[Config]) -> Results {
             name: name.into(),
             backend: Backend::Openai,
             url: "http://127.0.0.1:11435".into(),
+            host: None,
+            deployment: None,
             server_info: serde_json::Value::Null,
             models: serde_json::Value::Null,
             describe_answer: Some("A light green floor.".into()),
@@ -386,6 +388,43 @@ fn a_results_file_written_before_the_prompt_fields_still_loads() {
     assert_eq!((s.prompt_tokens_p50, s.prompt_evaluated_p50), (None, None));
     assert!(report::table(&back).contains("21.0"));
     // And it compares with a new one.
+    assert_eq!(compare::compare(&back, &r).rows.len(), 1);
+}
+
+#[test]
+fn a_target_on_a_host_by_deployment_is_named_so_and_older_files_still_load() {
+    let mut r = results(
+        "beast",
+        "a",
+        &[Config("A", "full nav prompt + image", 21.0, 0, NAV_IMAGE)],
+    );
+    r.targets[0].host = Some("beast".into());
+    r.targets[0].deployment = Some("beast-e4b".into());
+    r.plan.targets[0].host = Some("beast".into());
+    r.plan.targets[0].deployment = Some("beast-e4b".into());
+    assert!(
+        report::markdown(&r).contains(
+            "\n## beast (OpenAI, http://127.0.0.1:11435, on beast, deployment beast-e4b)\n"
+        ),
+        "{}",
+        report::markdown(&r)
+    );
+    // As a results.json written before targets had hosts and deployments.
+    let mut old = serde_json::to_value(&r).unwrap();
+    for at in ["/targets/0", "/plan/target/0"] {
+        let t = old.pointer_mut(at).unwrap().as_object_mut().unwrap();
+        assert!(t.remove("host").is_some() && t.remove("deployment").is_some());
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("results.json");
+    std::fs::write(&path, old.to_string()).unwrap();
+    let back = vlmctl_bench::load_results(&path).unwrap();
+    assert_eq!(
+        (&back.targets[0].host, &back.targets[0].deployment),
+        (&None, &None)
+    );
+    assert_eq!(back.plan.targets[0].host, None);
+    assert!(report::markdown(&back).contains("\n## beast (OpenAI, http://127.0.0.1:11435)\n"));
     assert_eq!(compare::compare(&back, &r).rows.len(), 1);
 }
 

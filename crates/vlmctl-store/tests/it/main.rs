@@ -61,6 +61,8 @@ pub(crate) fn results(started: u64, p50: f64) -> Results {
             name: "cpu".into(),
             backend: vlmctl_bench::plan::Backend::Openai,
             url: "http://127.0.0.1:18435".into(),
+            host: None,
+            deployment: None,
             server_info: serde_json::Value::Null,
             models: serde_json::Value::Null,
             describe_answer: None,
@@ -78,6 +80,7 @@ pub(crate) fn link(deployment: &str) -> Vec<TargetLink> {
         spec_sha256: Some("s".repeat(64)),
         lock_sha256: Some("l".repeat(64)),
         model: Some("gemma".into()),
+        host: Some("local".into()),
     }]
 }
 
@@ -189,6 +192,57 @@ fn filters_by_deployment_host_and_config_and_trends_oldest_first() {
         s.run(failed).expect("show").row.error.as_deref(),
         Some("no request succeeded")
     );
+}
+
+#[test]
+fn a_target_on_another_host_is_found_by_that_host_and_trends_there() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = Store::open(&dir.path().join("h.sqlite")).expect("open");
+    // A run recorded on panda whose one target is beast's deployment (a plan's `host`).
+    let mut run = new_run("beast-e4b");
+    run.host = "panda".into();
+    run.targets[0].host = Some("beast".into());
+    let id = s.begin_run(&run).expect("begin");
+    s.finish_run(id, &results(1, 20.0)).expect("finish");
+    let listed = |host: &str, deployment: Option<&str>| -> Vec<i64> {
+        s.runs(&RunFilter {
+            host: Some(host.into()),
+            deployment: deployment.map(str::to_owned),
+            ..RunFilter::default()
+        })
+        .expect("list")
+        .iter()
+        .map(|r| r.id)
+        .collect()
+    };
+    assert_eq!(listed("panda", None), vec![id], "the run's host");
+    assert_eq!(listed("beast", None), vec![id], "its target's host");
+    assert_eq!(listed("beast", Some("beast-e4b")), vec![id]);
+    assert_eq!(
+        listed("panda", Some("beast-e4b")),
+        Vec::<i64>::new(),
+        "beast-e4b was measured on beast, not on panda"
+    );
+    assert_eq!(
+        s.run(id).expect("show").row.targets[0].host.as_deref(),
+        Some("beast")
+    );
+    let trend = |host: &str| {
+        s.trend(&RunFilter {
+            host: Some(host.into()),
+            config: Some("A".into()),
+            ..RunFilter::default()
+        })
+        .expect("trend")
+    };
+    let beast = trend("beast");
+    assert_eq!(beast.len(), 1);
+    assert_eq!(
+        (beast[0].host.as_str(), beast[0].deployment.as_deref()),
+        ("beast", Some("beast-e4b")),
+        "a point is its target's host's"
+    );
+    assert!(trend("panda").is_empty());
 }
 
 #[test]

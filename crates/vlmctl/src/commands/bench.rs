@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use vlmctl_bench::plan::LoadedPlan;
 use vlmctl_bench::{compare, report, run, sweep};
 use vlmctl_deploy::events::Cancel;
+use vlmctl_deploy::targets::{self, Placed};
 
 use crate::cli::{BenchArgs, BenchCommand};
 use crate::commands::provision::cancel_on_signals;
@@ -28,14 +29,16 @@ pub async fn bench(args: &BenchArgs, out: &mut Output) -> Result<u8, Failure> {
     };
     // Everything read and checked before the first request.
     let original = LoadedPlan::load(plan_path)?;
-    // On another host (--host), its loopback servers through SSH forwards.
-    let (plan, urls) = aim_at_host(args.host.as_deref(), &original).await?;
+    // Each target on its host (the plan's, else --host, else this machine), by URL or by
+    // deployment; another host's loopback servers through SSH forwards.
+    let placed = place(args.host.as_deref(), &original).await?;
+    let plan = &placed.aimed;
     let baseline = args
         .baseline
         .as_deref()
         .map(vlmctl_bench::load_results)
         .transpose()?;
-    let keys = api_keys(&plan)?;
+    let keys = api_keys(plan)?;
     if args.sweep_rate.is_some() || plan.plan.sweep.is_some() {
         if plan.plan.slo.is_none() {
             return Err(vlmctl_bench::BenchError::SweepNeedsSlo {
@@ -43,27 +46,21 @@ pub async fn bench(args: &BenchArgs, out: &mut Output) -> Result<u8, Failure> {
             }
             .into());
         }
-        return sweep_cmd(
-            args,
-            (plan_path, &original, &urls),
-            &plan,
-            &keys,
-            baseline.as_ref(),
-            out,
-        )
-        .await;
+        return sweep_cmd(args, (plan_path, &placed), &keys, baseline.as_ref(), out).await;
     }
     let dir = out_dir(args);
     // Each target answers within seconds, or nothing is run: an unreachable one would cost
     // every request a connect error or, on a host that drops packets, a whole timeout.
-    vlmctl_bench::preflight::check_all(&plan.plan.targets, &keys).await?;
+    vlmctl_bench::preflight::check_all(&plan.plan.targets, &keys)
+        .await
+        .map_err(|e| placed.explain(e))?;
     let state = args.state.dir();
     let mut rec = Recorder::open(&args.record, &state, out);
-    let id = rec.begin_run(plan_path, &original, &state, out).await;
+    let id = rec.begin_run(plan_path, &placed, &state, out);
     let bars = crate::render::BenchProgress::new();
     let progress = |t: &str, c: &str, done: usize, total: usize| bars.update(t, c, done, total);
-    let mut results = measured(run::run(&plan, &keys, &progress), &mut rec, out).await?;
-    restore_urls(&mut results, &urls);
+    let mut results = measured(run::run(plan, &keys, &progress), &mut rec, out).await?;
+    placed.restore(&mut results);
     if let Err(f) = write_results(&dir, &results, baseline.as_ref()) {
         rec.fail_run(id, &first_line(&f), out);
         return Err(f);
@@ -120,8 +117,7 @@ async fn measured<T>(
 /// the steps table and the verdict on stdout, results.json / report.md / report.html.
 async fn sweep_cmd(
     args: &BenchArgs,
-    (plan_path, original, urls): (&Path, &LoadedPlan, &[(usize, String)]),
-    plan: &LoadedPlan,
+    (plan_path, placed): (&Path, &Placed),
     keys: &BTreeMap<String, String>,
     baseline: Option<&run::Results>,
     out: &mut Output,
@@ -154,14 +150,14 @@ async fn sweep_cmd(
     };
     let state = args.state.dir();
     let mut rec = Recorder::open(&args.record, &state, out);
-    let id = rec.begin_run(plan_path, original, &state, out).await;
+    let id = rec.begin_run(plan_path, placed, &state, out);
     let mut results = measured(
-        sweep::run(plan, args.sweep_rate, keys, &mut log),
+        sweep::run(&placed.aimed, args.sweep_rate, keys, &mut log),
         &mut rec,
         out,
     )
     .await?;
-    restore_urls(&mut results, urls);
+    placed.restore(&mut results);
     if let Err(f) = write_results(&dir, &results, baseline) {
         rec.fail_run(id, &first_line(&f), out);
         return Err(f);
@@ -265,85 +261,17 @@ fn api_keys(plan: &LoadedPlan) -> Result<BTreeMap<String, String>, Failure> {
     Ok(keys)
 }
 
-/// With `--host` naming another host: the plan with each target on a loopback address aimed at
-/// a local SSH forward to that host's port, and which targets were changed (index, URL as
-/// written). Without it (or for this machine), the plan as it is.
-async fn aim_at_host(
-    host: Option<&str>,
-    plan: &LoadedPlan,
-) -> Result<(LoadedPlan, Vec<(usize, String)>), Failure> {
-    let mut aimed = plan.clone();
-    let mut changed = Vec::new();
-    let Some(flag) = host else {
-        return Ok((aimed, changed));
-    };
-    super::select_host(Some(flag))?;
-    for (i, t) in aimed.plan.targets.iter_mut().enumerate() {
-        let Some((h, p, path)) = loopback_endpoint(&t.url) else {
-            continue;
-        };
-        let (lh, lp) = vlmctl_lifecycle::hosts::reach(&h, p).await?;
-        changed.push((i, t.url.clone()));
-        t.url = format!("{}{path}", vlmctl_lifecycle::spec::http_base(&lh, lp));
+/// Every target placed on its host ([`targets::place`]): `--host` (selected for the whole
+/// command, so that the run is recorded under its name) is the default host of the targets
+/// that name none; without it, this machine.
+async fn place(host: Option<&str>, plan: &LoadedPlan) -> Result<Placed, Failure> {
+    if let Some(flag) = host {
+        super::select_host(Some(flag))?;
     }
-    Ok((aimed, changed))
-}
-
-/// Pure: host, port and path of an `http://` URL on a loopback address (127.x, `localhost`,
-/// `[::1]`).
-fn loopback_endpoint(url: &str) -> Option<(String, u16, String)> {
-    let rest = url.strip_prefix("http://")?;
-    let (authority, path) = rest.find('/').map_or((rest, ""), |k| rest.split_at(k));
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6.split_once(']')?;
-        let port = after
-            .strip_prefix(':')
-            .map_or(Some(80), |p| p.parse().ok())?;
-        (h.to_owned(), port)
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h.to_owned(), p.parse().ok()?),
-            None => (authority.to_owned(), 80),
-        }
-    };
-    let loopback = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    loopback.then(|| (host, port, path.to_owned()))
-}
-
-/// The results name the targets as the plan wrote them (the remote's own address), not the
-/// local forwards they were measured through.
-fn restore_urls(results: &mut run::Results, urls: &[(usize, String)]) {
-    for (i, url) in urls {
-        if let Some(t) = results.targets.get_mut(*i) {
-            t.url.clone_from(url);
-        }
-        if let Some(t) = results.plan.targets.get_mut(*i) {
-            t.url.clone_from(url);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::loopback_endpoint;
-
-    #[test]
-    fn loopback_targets_are_the_ones_forwarded() {
-        let e = |h: &str, p, path: &str| Some((h.to_owned(), p, path.to_owned()));
-        assert_eq!(
-            loopback_endpoint("http://127.0.0.1:18435"),
-            e("127.0.0.1", 18435, "")
-        );
-        assert_eq!(
-            loopback_endpoint("http://localhost/v1"),
-            e("localhost", 80, "/v1")
-        );
-        assert_eq!(loopback_endpoint("http://[::1]:8080"), e("::1", 8080, ""));
-        assert_eq!(loopback_endpoint("http://10.0.0.2:18435"), None);
-        assert_eq!(loopback_endpoint("https://127.0.0.1:1"), None);
-        assert_eq!(loopback_endpoint("http://127.0.0.1:x"), None);
-    }
+    Ok(targets::place(
+        plan,
+        vlmctl_lifecycle::hosts::selected(),
+        &vlmctl_lifecycle::hosts::docker_config_dir(),
+    )
+    .await?)
 }

@@ -60,6 +60,9 @@ pub fn import(args: &RunsImportArgs, out: &mut Output) -> Result<u8, Failure> {
                 .map(|t| TargetLink {
                     target: t.name.clone(),
                     url: t.url.clone(),
+                    // As the file names them (files written before hosts name none).
+                    host: t.host.clone(),
+                    deployment: t.deployment.clone(),
                     ..TargetLink::default()
                 })
                 .collect();
@@ -293,6 +296,10 @@ pub fn header(r: &RunRow) -> String {
     let _ = write!(text, "\nhost:     {}\nplan:     {}", r.host, r.plan);
     for t in &r.targets {
         let _ = write!(text, "\ntarget:   {} {}", t.target, t.url);
+        // A target on another host than the run's (a plan may measure several hosts).
+        if let Some(h) = t.host.as_ref().filter(|h| **h != r.host) {
+            let _ = write!(text, " on {h}");
+        }
         match &t.deployment {
             Some(d) => {
                 let facts: Vec<String> = [
@@ -385,6 +392,7 @@ mod tests {
                 spec_sha256: Some("ab".repeat(32)),
                 lock_sha256: Some("cd".repeat(32)),
                 model: Some("gemma".to_owned()),
+                host: Some("panda".to_owned()),
             }],
         );
         assert_eq!(
@@ -392,6 +400,21 @@ mod tests {
             "run 7: done (recorded by cli)\nstarted:  2023-11-14 22:13 UTC, ended 2023-11-14 22:14 UTC (42 s)\n\
              host:     panda\nplan:     examples/nav-bench.toml\n\
              target:   t http://127.0.0.1:8080 -> panda-llamacpp (spec abababababab, lock cdcdcdcdcdcd, model gemma)"
+        );
+        // A target on another host than the run's says so.
+        let mut two_hosts = r.clone();
+        two_hosts.targets.push(TargetLink {
+            target: "ollama".to_owned(),
+            url: "http://127.0.0.1:11434".to_owned(),
+            host: Some("beast".to_owned()),
+            ..TargetLink::default()
+        });
+        assert!(
+            header(&two_hosts).ends_with(
+                "\ntarget:   ollama http://127.0.0.1:11434 on beast (no managed deployment known)"
+            ),
+            "{}",
+            header(&two_hosts)
         );
     }
 }

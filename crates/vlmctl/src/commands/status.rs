@@ -47,8 +47,11 @@ async fn all_hosts(args: &StatusArgs, out: &mut Output) -> Result<u8, Failure> {
     let mut doc = Vec::new();
     let mut notes = String::new();
     let mut unreachable = 0;
-    for h in &all {
-        match status::status_on(h, plan.as_ref(), &h.state_dir(&base)).await {
+    // All at once (a host that does not answer costs its own ssh timeout, not the others'),
+    // shown in the order above.
+    let answers = status::status_all(&all, plan.as_ref(), &base).await;
+    for (h, answer) in all.iter().zip(answers) {
+        match answer {
             Ok(s) => {
                 for r in &s.containers {
                     let cells = row(r);

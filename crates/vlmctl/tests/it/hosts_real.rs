@@ -353,6 +353,7 @@ fn provision_pushes_the_weights_then_bench_and_teardown_through_ssh() {
         runs[0]["targets"][0]["deployment"], "vlmctl-cpu-test",
         "linked to the deployment on that host"
     );
+    crate::hosts_bench::bench_by_deployment(state.path(), &good, &host);
     let (code, out, err) =
         run(cmd(state.path(), &good).args(["teardown", "vlmctl-cpu-test", "--host", &host]));
     assert_eq!(code, 0, "{out}\n{err}");

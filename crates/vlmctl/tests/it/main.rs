@@ -18,9 +18,13 @@ mod faults;
 mod gpu_proof;
 mod history;
 #[cfg(feature = "test-env")]
+mod hosts_bench;
+#[cfg(feature = "test-env")]
 mod hosts_push;
 #[cfg(feature = "test-env")]
 mod hosts_real;
+#[cfg(feature = "test-env")]
+mod hosts_status;
 mod pin;
 #[cfg(feature = "test-env")]
 mod serve_browser;
