@@ -18,6 +18,9 @@
 # daemon through a second socket of that dockerd, $VLMCTL_CACHE/beast/docker.sock; vlmctl knows
 # neither. Reused while it runs; prints the exports. Needs root, iproute2, util-linux, socat.
 set -euo pipefail
+for tool in ip nsenter unshare socat; do
+  command -v "$tool" >/dev/null || { echo "[beast] needs $tool (iproute2, util-linux, socat)" >&2; exit 1; }
+done
 dir="$VLMCTL_CACHE/beast"
 ns=vlmctl-beast
 image=${VLMCTL_TEST_LLAMA_IMAGE:?}
@@ -39,12 +42,23 @@ alive() {
 if ! alive; then
   log "starting (network namespace $ns, dockerd data root $dir/docker)"
   # Whatever an earlier beast left: its processes die with their namespace's last user.
+  # Only processes that are beast's (a pid file can outlive a reboot, and its pid be another
+  # process's now): the door is the socat naming our namespace, the rest run in it.
+  ours() {
+    case $1 in
+      door) tr '\0' ' ' <"/proc/$2/cmdline" 2>/dev/null | grep -q "netns/$ns" ;;
+      *) ip netns identify "$2" 2>/dev/null | grep -qx "$ns" ;;
+    esac
+  }
   for f in door sshd dockerd; do
     [ -f "$dir/$f.pid" ] || continue
     pid=$(cat "$dir/$f.pid")
+    ours "$f" "$pid" || continue
     kill "$pid" 2>/dev/null || continue
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   done
+  # Whatever else still runs in the namespace (container processes, shims).
+  for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
   ip netns del "$ns" 2>/dev/null || true
   rm -f "$dir/docker.sock" "$dir"/*.pid
   rm -rf "${dir:?}/tmp" && mkdir -p "$dir/tmp"
@@ -68,6 +82,8 @@ CONF
   VLMCTL_CACHE=$VLMCTL_CACHE dir=$dir setsid nsenter --net="/run/netns/$ns" unshare --mount --propagation private sh -c '
     set -e
     mount -t tmpfs -o mode=755 beast-run /run
+    # /var/run is /run on Debian; where it is a folder of its own, it is masked as well.
+    [ -L /var/run ] || mount -t tmpfs -o mode=755 beast-varrun /var/run
     mkdir -p /run/sshd
     mount --bind "$dir/tmp" /tmp
     chmod 1777 /tmp
@@ -80,7 +96,7 @@ CONF
     /usr/sbin/sshd -f "$dir/sshd.conf" -E "$dir/sshd.log" </dev/null >/dev/null 2>&1
     for _ in $(seq 100); do [ -s /run/sshd.pid ] && break; sleep 0.1; done
     cp /run/sshd.pid "$dir/sshd.pid"
-  ' </dev/null >"$dir/start.log" 2>&1
+  ' </dev/null >"$dir/start.log" 2>&1 || { cat "$dir/start.log" >&2; log "could not start in its namespaces"; exit 1; }
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   echo "$port" >"$dir/port"
   setsid socat "TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr,fork" \
@@ -96,6 +112,8 @@ have=$(beast_docker image inspect --format '{{.Id}}' "$image" 2>/dev/null || tru
 if [ "$want" != "$have" ]; then
   log "loading $image into beast's daemon"
   docker save "$image" | beast_docker load -q >/dev/null
+  # The image it replaced, untagged now, is not kept.
+  beast_docker image prune -f >/dev/null
 fi
 
 printf 'export VLMCTL_TEST_BEAST=%q\n' "ssh://root@127.0.0.1:$(cat "$dir/port")"

@@ -182,9 +182,9 @@ pub async fn send(
     } else {
         let b = resp.bytes().await.map_err(|e| {
             if e.is_timeout() {
-                (ErrorKind::Timeout, e.to_string())
+                (ErrorKind::Timeout, detail(&e))
             } else {
-                (ErrorKind::StreamCut, e.to_string())
+                (ErrorKind::StreamCut, detail(&e))
             }
         })?;
         let v: Value =
@@ -202,7 +202,19 @@ fn classify(e: &reqwest::Error) -> (ErrorKind, String) {
     } else {
         ErrorKind::StreamCut
     };
-    (kind, e.to_string())
+    (kind, detail(e))
+}
+
+/// Pure: reqwest's words for `e` without the request's URL, which is the target's (named in the
+/// results already) or, on another host, a local forward's port, which must not be recorded.
+fn detail(e: &reqwest::Error) -> String {
+    let text = e.to_string();
+    match e.url() {
+        Some(u) => text
+            .replace(&format!(" for url ({u})"), "")
+            .replace(u.as_str(), "the target"),
+        None => text,
+    }
 }
 
 fn timings(v: &Value) -> ServerTimings {
@@ -351,9 +363,9 @@ impl Lines {
                 Some(chunk) => {
                     let chunk = chunk.map_err(|e| {
                         if e.is_timeout() {
-                            (ErrorKind::Timeout, e.to_string())
+                            (ErrorKind::Timeout, detail(&e))
                         } else {
-                            (ErrorKind::StreamCut, e.to_string())
+                            (ErrorKind::StreamCut, detail(&e))
                         }
                     })?;
                     self.buf.extend_from_slice(&chunk);
@@ -612,5 +624,28 @@ mod conn_tests {
         let c = Conn::for_url("http://[::1]").unwrap();
         assert_eq!((c.host.as_str(), c.port), ("::1", 80));
         assert!(Conn::for_url("https://example.invalid").is_none());
+    }
+}
+
+#[cfg(test)]
+mod detail_tests {
+    /// reqwest names the URL in its errors; the recorded words must not (on another host it is
+    /// a local forward's port).
+    #[tokio::test]
+    async fn error_words_leave_the_url_out() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let e = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{port}/v1/chat/completions"))
+            .send()
+            .await
+            .expect_err("nothing listens there");
+        let needle = format!("127.0.0.1:{port}");
+        assert!(e.to_string().contains(&needle), "{e}");
+        let words = super::detail(&e);
+        assert!(!words.contains(&needle), "{words}");
+        assert!(!words.is_empty());
     }
 }

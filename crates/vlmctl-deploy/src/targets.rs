@@ -333,11 +333,16 @@ pub async fn place(
         let (url, deployment) = locate(plan, i, host, managed)?;
         let mut through = url.clone();
         let mut forwarded = false;
-        if let (Host::Ssh { .. }, Some((h, p, path))) = (host, loopback_endpoint(&url)) {
+        if let (Host::Ssh { .. }, Some((https, h, p, path))) = (host, loopback_any(&url)) {
             let (lh, lp) = hosts::reach_on(host, &h, p)
                 .await
                 .map_err(|e| unreachable(plan, i, host, e))?;
-            through = format!("{}{path}", vlmctl_lifecycle::spec::http_base(&lh, lp));
+            let base = vlmctl_lifecycle::spec::http_base(&lh, lp);
+            through = if https {
+                format!("https{}{path}", base.trim_start_matches("http"))
+            } else {
+                format!("{base}{path}")
+            };
             forwarded = true;
         }
         seen.plan.targets[i].url = url;
@@ -471,6 +476,21 @@ pub fn deployment_on<'a>(
         return Err(DeploymentProblem::NoEndpoint);
     }
     Ok(m)
+}
+
+/// Pure: [`loopback_endpoint`] for `http://` and `https://` alike (443 when an `https://` URL
+/// names no port), whether it is `https`: a TLS server on another host's loopback is forwarded
+/// as a plain one is (the certificate names the same loopback address at both ends).
+fn loopback_any(url: &str) -> Option<(bool, String, u16, String)> {
+    if let Some(rest) = url.strip_prefix("https://") {
+        let u = reqwest::Url::parse(url).ok()?;
+        let (host, port, path) = loopback_endpoint(&format!("http://{rest}"))?;
+        let port = if u.port().is_some() { port } else { 443 };
+        Some((true, host, port, path))
+    } else {
+        let (host, port, path) = loopback_endpoint(url)?;
+        Some((false, host, port, path))
+    }
 }
 
 #[cfg(test)]
@@ -689,6 +709,19 @@ mod tests {
         assert_eq!(loopback_endpoint("http://[::1]:8080"), e("::1", 8080, ""));
         assert_eq!(loopback_endpoint("http://10.0.0.2:18435"), None);
         assert_eq!(loopback_endpoint("https://127.0.0.1:1"), None);
+        assert_eq!(
+            loopback_any("https://127.0.0.1:8443/v1"),
+            Some((true, "127.0.0.1".to_owned(), 8443, "/v1".to_owned()))
+        );
+        assert_eq!(
+            loopback_any("https://localhost"),
+            Some((true, "localhost".to_owned(), 443, String::new()))
+        );
+        assert_eq!(
+            loopback_any("http://[::1]:8080"),
+            Some((false, "::1".to_owned(), 8080, String::new()))
+        );
+        assert_eq!(loopback_any("https://10.0.0.2:8443"), None);
         assert_eq!(loopback_endpoint("http://127.0.0.1:x"), None);
     }
 

@@ -418,6 +418,12 @@ struct Forward {
 
 struct ForwardState {
     phase: Phase,
+    /// When its current `ssh` came up.
+    up_since: Instant,
+    /// How many `ssh` in a row ended within [`STABLE`] of coming up (a forced command, a
+    /// `nologin` shell, another process on the port): past [`REOPEN_TRIES`] the host is lost,
+    /// however many single reopens succeed.
+    flaps: u32,
     /// The `ssh` and our end of its remote `cat`'s stdin (dropping it, or us, ends them).
     ssh: Option<(tokio::process::Child, tokio::process::ChildStdin)>,
 }
@@ -559,6 +565,8 @@ impl Forward {
             probe,
             state: Mutex::new(ForwardState {
                 phase: Phase::Up,
+                up_since: Instant::now(),
+                flaps: 0,
                 ssh: Some(ssh),
             }),
             changed: tokio::sync::watch::Sender::new(0),
@@ -622,6 +630,25 @@ impl Forward {
                         match exited {
                             None => return Ok(()),
                             Some(status) => {
+                                st.flaps = if st.up_since.elapsed() < STABLE {
+                                    st.flaps + 1
+                                } else {
+                                    0
+                                };
+                                if st.flaps >= REOPEN_TRIES {
+                                    let said = format!(
+                                        "ssh ended within {} s of coming up {} times in a row \
+                                         (a forced command or a nologin shell for this key, or \
+                                         another process on the forward's port?)",
+                                        STABLE.as_secs(),
+                                        st.flaps
+                                    );
+                                    st.phase = Phase::Lost(said);
+                                    st.ssh = None;
+                                    drop(st);
+                                    self.bump();
+                                    continue;
+                                }
                                 st.phase = Phase::Reopening;
                                 Some((st.ssh.take(), status))
                             }
@@ -681,6 +708,7 @@ impl Forward {
                         }
                         st.ssh = Some(ssh);
                         st.phase = Phase::Up;
+                        st.up_since = Instant::now();
                     }
                     self.bump();
                     notice(&LinkNotice::Reopened {
@@ -711,6 +739,11 @@ impl Forward {
             tries: REOPEN_TRIES,
             said: last,
         })
+    }
+
+    /// Whether it was given up on ([`Phase::Lost`]).
+    fn is_lost(&self) -> bool {
+        matches!(self.lock().phase, Phase::Lost(_))
     }
 
     /// Ends it on purpose: its `ssh` is killed and never started again.
@@ -821,20 +854,45 @@ pub fn close_all() {
 
 /// The session to `target`, opened (the Docker socket forwarded) on first use.
 pub async fn session(target: &SshHost) -> Result<Arc<Session>, LifecycleError> {
+    type Gates = Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>;
+    static OPENING: OnceLock<Gates> = OnceLock::new();
+    static FOLDERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let key = target.to_string();
     let all = SESSIONS.get_or_init(|| Mutex::new(BTreeMap::new()));
-    if let Some(s) = all
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .get(&key)
-    {
-        return Ok(Arc::clone(s));
+    let known = || {
+        let mut all = all
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A session whose forward was lost is not kept: a later job (a long-running service)
+        // opens the host afresh.
+        if all.get(&key).is_some_and(|s| s.docker.is_lost()) {
+            all.remove(&key);
+        }
+        all.get(&key).map(Arc::clone)
+    };
+    if let Some(s) = known() {
+        return Ok(s);
+    }
+    // One opening at a time per address: two jobs asking for one address at once (two contexts
+    // naming it in `status --all-hosts`) share one session instead of racing for one socket.
+    let gate = Arc::clone(
+        OPENING
+            .get_or_init(|| Mutex::new(BTreeMap::new()))
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(key.clone())
+            .or_default(),
+    );
+    let _opening = gate.lock().await;
+    if let Some(s) = known() {
+        return Ok(s);
     }
     let dir = std::env::temp_dir().join(format!(
-        "vlmctl-ssh-{}-{}-{}",
+        "vlmctl-ssh-{}-{}-{}-{}",
         std::process::id(),
         &hex::encode(Sha256::digest(key.as_bytes()))[..8],
-        crate::now_unix()
+        crate::now_unix(),
+        FOLDERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     // A fresh folder only we may enter: one that exists already (left over, or put there by
     // someone else to catch what we send the engine) is refused, not reused.
@@ -929,6 +987,9 @@ pub async fn reach_on(
     Ok(("127.0.0.1".to_owned(), local))
 }
 
+/// How long an `ssh` must stay up for its forward to count as steady again.
+const STABLE: Duration = Duration::from_secs(10);
+
 /// How long a connection to a TCP forward waits for an `ssh` that is being started again.
 const RELAY_PATIENCE: Duration = Duration::from_secs(60);
 
@@ -973,6 +1034,10 @@ async fn relay(front: tokio::net::TcpListener, behind: u16, f: std::sync::Weak<F
                     Err(_) => return,
                 }
             };
+            // No Nagle on either leg, as the bench client and ssh's own forwards have it: a
+            // streamed token must not wait for the ACK of the one before (up to 40 ms).
+            let _ = inbound.set_nodelay(true);
+            let _ = outbound.set_nodelay(true);
             let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
         });
     }

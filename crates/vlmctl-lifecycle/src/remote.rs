@@ -18,6 +18,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use bollard::Docker;
 use bollard::exec::{CreateExecOptions, StartExecResults};
@@ -84,6 +85,9 @@ pub struct Helper<'a> {
     stopped: bool,
 }
 
+/// How long a helper lives at most (a push of 5.6 GB at 1 MB/s takes an hour and a half).
+pub const HELPER_LIFE: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
+
 impl Drop for Helper<'_> {
     /// A helper dropped without [`Helper::stop`] (its job cancelled by a signal, an error on the
     /// way) is removed in the background: it must not stay on the host.
@@ -91,12 +95,34 @@ impl Drop for Helper<'_> {
         if self.stopped {
             return;
         }
+        DROPPED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((self.docker.clone(), self.id.clone()));
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let (docker, id) = (self.docker.clone(), self.id.clone());
             rt.spawn(async move {
                 let _ = remove(&docker, &id).await;
             });
         }
+    }
+}
+
+/// Helpers dropped without [`Helper::stop`]: their background removal may not get to run (a
+/// signal ends the job and the front-end closes the host's forward right after), so the
+/// front-end removes them with [`remove_dropped`] before it closes.
+static DROPPED: Mutex<Vec<(Docker, String)>> = Mutex::new(Vec::new());
+
+/// Removes every helper dropped without [`Helper::stop`] (the front-end calls it on its way
+/// out, with the host's forward still open).
+pub async fn remove_dropped() {
+    let dropped = std::mem::take(
+        &mut *DROPPED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    for (docker, id) in dropped {
+        let _ = remove(&docker, &id).await;
     }
 }
 
@@ -122,7 +148,9 @@ impl<'a> Helper<'a> {
             vec!["/bin/busybox".to_owned(), "sh".to_owned()],
         ] {
             let mut cmd = shell.clone();
-            cmd.extend(["-c".to_owned(), "while :; do sleep 3600; done".to_owned()]);
+            // A bounded life: a helper nobody removed (its vlmctl killed, on a machine that
+            // never runs vlmctl again) ends by itself, and its staging folder is free again.
+            cmd.extend(["-c".to_owned(), format!("sleep {}", HELPER_LIFE.as_secs())]);
             let body = ContainerCreateBody {
                 image: Some(image.to_owned()),
                 entrypoint: Some(cmd),
@@ -552,7 +580,7 @@ pub async fn check(helper: &Helper<'_>, wants: &[Want]) -> Result<Vec<Found>, Li
         let st = sh_quote(&format!("./{}", stamp_path(&w.name)));
         let _ = write!(
             script,
-            "if [ -f {q} ]; then echo {i} stat \"$(stat -c '{STAT_FORMAT}' {q})\"; \
+            "if [ -f {q} ]; then echo {i} stat \"$(stat -L -c '{STAT_FORMAT}' {q})\"; \
              [ -f {st} ] && echo {i} stamp \"$(head -c 4096 {st} | tr -d '\\n')\"; fi; "
         );
     }
@@ -594,9 +622,9 @@ pub async fn check(helper: &Helper<'_>, wants: &[Want]) -> Result<Vec<Found>, Li
         let _ = write!(
             script,
             "c={clock}; : > \"$c\" && echo {i} clock \"$(stat -c '%Y %y' \"$c\")\"; rm -f \"$c\"; \
-             if [ -f {q} ]; then echo {i} before \"$(stat -c '{STAT_FORMAT}' {q})\"; \
+             if [ -f {q} ]; then echo {i} before \"$(stat -L -c '{STAT_FORMAT}' {q})\"; \
              echo {i} sha \"$(sha256sum < {q})\"; \
-             echo {i} after \"$(stat -c '{STAT_FORMAT}' {q})\"; fi; "
+             echo {i} after \"$(stat -L -c '{STAT_FORMAT}' {q})\"; fi; "
         );
     }
     script.push_str("true");

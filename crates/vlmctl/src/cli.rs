@@ -324,7 +324,7 @@ pub struct StateArgs {
     /// The Docker engine to act on: `local`, `ssh://[user@]host[:port]`, or a Docker context's
     /// name (default: DOCKER_HOST, else the current Docker context, else this machine). A
     /// remote host is reached with your `ssh` (keys, agent, ~/.ssh/config; VLMCTL_SSH_CONFIG
-    /// for another file); its journals and locks are kept under <state dir>/hosts/<name>.
+    /// for another file); its journals and locks are kept under <state dir>/hosts/<address>-<hash>.
     #[arg(long, value_name = "NAME|ssh://user@host[:port]")]
     pub host: Option<String>,
 }

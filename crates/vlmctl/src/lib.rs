@@ -57,6 +57,15 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitC
 fn execute(cli: &Cli, out: &mut Output) -> Result<u8, Failure> {
     let rt = runtime()?;
     let code = rt.block_on(execute_async(cli, out));
+    // Helper containers a cancelled job left on another host, removed while its forward is
+    // still open (bounded: a host that went away is not waited for).
+    rt.block_on(async {
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            vlmctl_lifecycle::remote::remove_dropped(),
+        )
+        .await;
+    });
     // SSH forwards to another host: ended now, their folders removed.
     vlmctl_lifecycle::hosts::close_all();
     // A job cancelled while a blocking task runs (hashing a large file, waiting for a lock)

@@ -417,6 +417,15 @@ struct PushProgress {
     bar: Option<std::sync::Arc<crate::render::Bar>>,
 }
 
+impl PushProgress {
+    /// Clears a bar still drawn.
+    fn finish(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.clear();
+        }
+    }
+}
+
 impl vlmctl_deploy::events::Sink for PushProgress {
     fn download(&mut self, _file: &str) -> std::sync::Arc<dyn vlmctl_weights::FetchProgress> {
         let bar = std::sync::Arc::new(crate::render::Bar::default());
@@ -430,6 +439,74 @@ impl vlmctl_deploy::events::Sink for PushProgress {
         }
         if let Some(line) = push_line(&e) {
             crate::redact::write_line(true, &line);
+        }
+    }
+}
+
+/// The files to push, by the host's directory they go to (one helper each): the same absolute
+/// path as here, or `to`. A relative `to`, or one with a `:`, would be read by Docker as a
+/// volume name or a bind's options: refused.
+fn by_dir(
+    jobs: &[vlmctl_weights::VerifyJob],
+    to: Option<&std::path::Path>,
+) -> Result<
+    std::collections::BTreeMap<
+        std::path::PathBuf,
+        Vec<(vlmctl_lifecycle::remote::Want, std::path::PathBuf)>,
+    >,
+    Failure,
+> {
+    if let Some(t) = to
+        && (!t.is_absolute() || t.to_string_lossy().contains(':'))
+    {
+        return Err(Failure::new(
+            anyhow::anyhow!(
+                "--to {}: the host's folder must be an absolute path without ':'",
+                t.display()
+            ),
+            Some("--to /var/lib/models/gemma, say".to_owned()),
+            exit_codes::USAGE,
+        ));
+    }
+    let mut by_dir: std::collections::BTreeMap<std::path::PathBuf, Vec<_>> =
+        std::collections::BTreeMap::new();
+    for j in jobs {
+        let here = j
+            .location
+            .to_string_lossy()
+            .strip_suffix(&j.file.path)
+            .map_or_else(|| j.location.clone(), std::path::PathBuf::from);
+        let there = to.map_or(here, std::path::Path::to_path_buf);
+        by_dir.entry(there).or_default().push((
+            vlmctl_lifecycle::remote::Want {
+                name: j.file.path.clone(),
+                size: j.file.size,
+                sha256: j.file.sha256.to_string(),
+            },
+            j.location.clone(),
+        ));
+    }
+    Ok(by_dir)
+}
+
+/// What a push did, per file (JSON with `--json`).
+fn print_pushed(all: &[vlmctl_deploy::push::FileOnHost], json: bool, out: &mut Output) {
+    if json {
+        out.stdout(&serde_json::to_string_pretty(all).unwrap_or_default());
+        return;
+    }
+    for f in all {
+        if f.already {
+            out.stdout(&format!(
+                "{}: already on the host, verified there {}",
+                f.name,
+                crate::render::how_verified(f.stamped)
+            ));
+        } else {
+            out.stdout(&format!(
+                "{}: pushed, verified there ({} piece(s) sent, {} kept from an earlier push)",
+                f.name, f.sent, f.kept
+            ));
         }
     }
 }
@@ -475,25 +552,7 @@ pub async fn push(args: &crate::cli::PushArgs, out: &mut Output) -> Result<u8, F
     };
     let docker = vlmctl_lifecycle::connect().await?;
     vlmctl_lifecycle::containers::ensure_image(&docker, &image, None, &mut |_| {}).await?;
-    // One helper per models directory (each lock entry may have its own).
-    let mut by_dir: std::collections::BTreeMap<std::path::PathBuf, Vec<_>> =
-        std::collections::BTreeMap::new();
-    for j in &jobs {
-        let here = j
-            .location
-            .to_string_lossy()
-            .strip_suffix(&j.file.path)
-            .map_or_else(|| j.location.clone(), std::path::PathBuf::from);
-        let there = args.to.clone().unwrap_or(here);
-        by_dir.entry(there).or_default().push((
-            vlmctl_lifecycle::remote::Want {
-                name: j.file.path.clone(),
-                size: j.file.size,
-                sha256: j.file.sha256.to_string(),
-            },
-            j.location.clone(),
-        ));
-    }
+    let by_dir = by_dir(&jobs, args.to.as_deref())?;
     let mut all = Vec::new();
     // Staging folders no lock entry names any more may go; every file the lock names is kept
     // resumable, whichever models this push is for.
@@ -503,6 +562,10 @@ pub async fn push(args: &crate::cli::PushArgs, out: &mut Output) -> Result<u8, F
         .flat_map(|m| m.files.iter().map(|f| f.sha256.to_string()))
         .collect();
     let mut sink = PushProgress::default();
+    // A signal ends the push between two awaits: its helper is removed on the way out
+    // (`remove_dropped`), and the whole pieces stay on the host for the next push.
+    let cancel = vlmctl_deploy::events::Cancel::new();
+    let listener = crate::commands::provision::cancel_on_signals(&cancel)?;
     for (dir, files) in &by_dir {
         out.progress(&format!(
             "{} file(s) to {}:{}",
@@ -510,27 +573,22 @@ pub async fn push(args: &crate::cli::PushArgs, out: &mut Output) -> Result<u8, F
             host.name(),
             dir.display()
         ));
-        let done =
-            vlmctl_deploy::push::to_host(&docker, &image, dir, files, &keep, &mut sink).await?;
-        all.extend(done);
-    }
-    if args.json {
-        out.stdout(&serde_json::to_string_pretty(&all).unwrap_or_default());
-    } else {
-        for f in &all {
-            if f.already {
-                out.stdout(&format!(
-                    "{}: already on the host, verified there {}",
-                    f.name,
-                    crate::render::how_verified(f.stamped)
-                ));
-            } else {
-                out.stdout(&format!(
-                    "{}: pushed, verified there ({} piece(s) sent, {} kept from an earlier push)",
-                    f.name, f.sent, f.kept
+        let done = tokio::select! {
+            done = vlmctl_deploy::push::to_host(&docker, &image, dir, files, &keep, &mut sink) => done,
+            why = cancel.cancelled() => {
+                sink.finish();
+                listener.abort();
+                return Err(Failure::new(
+                    anyhow::anyhow!("weights push stopped by {why}"),
+                    Some("push again: the whole pieces already on the host are kept".to_owned()),
+                    exit_codes::INTERRUPTED,
                 ));
             }
-        }
+        };
+        all.extend(done.inspect_err(|_| sink.finish())?);
     }
+    sink.finish();
+    listener.abort();
+    print_pushed(&all, args.json, out);
     Ok(exit_codes::SUCCESS)
 }

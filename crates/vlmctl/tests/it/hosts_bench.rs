@@ -1,5 +1,5 @@
 //! Bench plans that name their targets by host and deployment, for real: the CPU deployment on
-//! the "remote" host (the OpenSSH server in front of the test dockerd), found from its
+//! the host `hosts_real.rs` provisions it on (beast, in namespaces of its own), found from its
 //! container and measured through a forward vlmctl opens, with no `--host`; and the clear
 //! errors, before any request, for a deployment that is not there and a host without Docker.
 

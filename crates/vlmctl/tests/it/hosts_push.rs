@@ -3,9 +3,8 @@
 //! staging folders of killed pushes removed while one that another push writes is not, and a
 //! forward whose `ssh` is killed in the middle of a push, opened again under it.
 //!
-//! Its own small helpers rather than `hosts_real.rs`'s: those are being moved to a second host
-//! in a network namespace, and these tests need the host that shares this machine's disk (the
-//! files "on the host" are read and changed here, as a person on the host would).
+//! These tests use the host that shares this machine's disk (the files "on the host" are read
+//! and changed here, as a person on the host would); `hosts_real.rs` has the host of its own.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -53,6 +52,22 @@ fn cpu_lock() -> PathBuf {
     repo_root().join("examples/cpu-test.lock")
 }
 
+/// Starts `push` and returns once a piece of its file is whole on the host (and before the file
+/// is).
+fn until_a_whole_piece(mut push: Command, to: &Path) -> std::process::Child {
+    let child = push.spawn().expect("push");
+    poll_until("a whole piece on the host", Duration::from_secs(60), || {
+        a_whole_piece(to)
+    });
+    child
+}
+
+/// `c` with its output thrown away.
+fn quiet(mut c: Command) -> Command {
+    c.stdout(Stdio::null()).stderr(Stdio::null());
+    c
+}
+
 /// Runs a push that must succeed; its stdout and stderr.
 fn push_ok(state: &Path, lock: &Path, to: &Path) -> (String, String) {
     let (code, out, err) = run(&mut push(state, lock, to));
@@ -62,15 +77,7 @@ fn push_ok(state: &Path, lock: &Path, to: &Path) -> (String, String) {
 
 /// `ssh` processes still running for the test host (their command line names its port).
 fn ssh_left() -> Vec<String> {
-    let out = Command::new("pgrep")
-        .args(["-af", "^ssh "])
-        .output()
-        .expect("pgrep");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains(&format!("-p {}", port())))
-        .map(str::to_owned)
-        .collect()
+    crate::hosts_real::ssh_left(&port())
 }
 
 /// Whether a piece of a push is whole in one of `to`'s staging folders.
@@ -276,14 +283,7 @@ fn stale_staging_folders_are_removed_but_not_one_another_push_is_writing() {
     let state = tempfile::tempdir().expect("state");
     let to = state.path().join("on-the-host");
     // A real push of the model, killed once a piece of it is whole on the host.
-    let mut killed = push(state.path(), &cpu_lock(), &to)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("push");
-    poll_until("a whole piece on the host", Duration::from_secs(60), || {
-        a_whole_piece(&to)
-    });
+    let mut killed = until_a_whole_piece(quiet(push(state.path(), &cpu_lock(), &to)), &to);
     killed.kill().expect("SIGKILL");
     killed.wait().expect("reaped");
     let model_folders = entries(&to, &format!(".vlmctl-push-{MODEL_SHA}.live-"));
@@ -371,13 +371,18 @@ fn stale_staging_folders_are_removed_but_not_one_another_push_is_writing() {
 
 /// The `ssh` that forwards the host's Docker socket for the vlmctl process `pid`.
 fn docker_forward_of(pid: u32) -> Option<u32> {
+    forward_of(pid, "docker.sock")
+}
+
+/// The `ssh` of the vlmctl process `pid` whose command line has `needle`, for the test host.
+fn forward_of(pid: u32, needle: &str) -> Option<u32> {
     let out = Command::new("pgrep")
         .args(["-a", "-P", &pid.to_string(), "ssh"])
         .output()
         .expect("pgrep");
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .find(|l| l.contains("docker.sock") && l.contains(&format!("-p {}", port())))
+        .find(|l| l.contains(needle) && l.contains(&format!("-p {}", port())))
         .and_then(|l| l.split_whitespace().next()?.parse().ok())
 }
 
@@ -397,14 +402,11 @@ fn a_forward_killed_mid_push_is_opened_again_and_the_push_completes() {
     let to = state.path().join("on-the-host");
     let out_file = state.path().join("stdout");
     let err_file = state.path().join("stderr");
-    let mut child = push(state.path(), &cpu_lock(), &to)
+    let mut pushing = push(state.path(), &cpu_lock(), &to);
+    pushing
         .stdout(std::fs::File::create(&out_file).expect("stdout"))
-        .stderr(std::fs::File::create(&err_file).expect("stderr"))
-        .spawn()
-        .expect("push");
-    poll_until("a whole piece on the host", Duration::from_secs(60), || {
-        a_whole_piece(&to)
-    });
+        .stderr(std::fs::File::create(&err_file).expect("stderr"));
+    let mut child = until_a_whole_piece(pushing, &to);
     let first = docker_forward_of(child.id()).expect("the push's forward runs");
     let killed = Command::new("kill")
         .args(["-9", &first.to_string()])
@@ -444,14 +446,7 @@ fn a_forward_killed_mid_push_is_opened_again_and_the_push_completes() {
 
     // vlmctl killed with SIGKILL while its forward runs: nothing reopens it, nothing outlives it.
     let again = state.path().join("again");
-    let mut child = push(state.path(), &cpu_lock(), &again)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("push");
-    poll_until("a whole piece on the host", Duration::from_secs(60), || {
-        a_whole_piece(&again)
-    });
+    let mut child = until_a_whole_piece(quiet(push(state.path(), &cpu_lock(), &again)), &again);
     assert!(docker_forward_of(child.id()).is_some());
     child.kill().expect("SIGKILL");
     child.wait().expect("reaped");
@@ -464,14 +459,7 @@ fn a_forward_killed_mid_push_is_opened_again_and_the_push_completes() {
 
 /// The `ssh` of the vlmctl process `pid` that carries a TCP forward (a bench target).
 fn tcp_forward_of(pid: u32) -> Option<u32> {
-    let out = Command::new("pgrep")
-        .args(["-a", "-P", &pid.to_string(), "ssh"])
-        .output()
-        .expect("pgrep");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find(|l| l.contains("-L 127.0.0.1:") && l.contains(&format!("-p {}", port())))
-        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+    forward_of(pid, "-L 127.0.0.1:")
 }
 
 /// `bench --host` with many runs against a server on the host's loopback: the forward's `ssh`
@@ -550,6 +538,25 @@ async fn a_bench_target_forward_killed_mid_bench_is_opened_again() {
         server.chat_requests() as u64 >= RUNS,
         "the rest went through the reopened forward"
     );
+    // No local forward's address anywhere in the results, the failed request's words included.
+    let written = std::fs::read_to_string(results.join("results.json")).expect("results.json");
+    let own = server
+        .endpoint()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    // (The host's own address, `ssh://root@127.0.0.1:PORT`, is named as the target's host.)
+    for (at, _) in written.match_indices("127.0.0.1:") {
+        if written[..at].ends_with('@') {
+            continue;
+        }
+        let here = &written[at..];
+        assert!(
+            here.starts_with(&own),
+            "a forward's address in results.json: {}",
+            &here[..here.len().min(60)]
+        );
+    }
     poll_until("no ssh left", Duration::from_secs(10), || {
         ssh_left().is_empty()
     });
@@ -566,15 +573,12 @@ fn a_host_that_stays_unreachable_after_its_forward_drops_is_a_clear_error() {
     let config = state.path().join("ssh_config");
     std::fs::copy(required_env("VLMCTL_TEST_SSH_CONFIG"), &config).expect("config");
     let err_file = state.path().join("stderr");
-    let mut child = push(state.path(), &cpu_lock(), &to)
+    let mut pushing = push(state.path(), &cpu_lock(), &to);
+    pushing
         .env("VLMCTL_SSH_CONFIG", &config)
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&err_file).expect("stderr"))
-        .spawn()
-        .expect("push");
-    poll_until("a whole piece on the host", Duration::from_secs(60), || {
-        a_whole_piece(&to)
-    });
+        .stderr(std::fs::File::create(&err_file).expect("stderr"));
+    let mut child = until_a_whole_piece(pushing, &to);
     let ssh = docker_forward_of(child.id()).expect("the push's forward runs");
     // From now on every new ssh offers a key the host refuses.
     std::fs::copy(required_env("VLMCTL_TEST_SSH_STRANGER_CONFIG"), &config).expect("config");

@@ -393,11 +393,6 @@ fn weights_push_resumes_after_kill_9_and_verifies_on_the_host() {
         .args(["--image", &required_env("VLMCTL_TEST_LLAMA_IMAGE")]);
         c
     };
-    let mut first = push()
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("push");
     // Killed once a piece is whole on the host (and before the file is).
     let whole_piece = || {
         std::fs::read_dir(&there)
@@ -408,10 +403,22 @@ fn weights_push_resumes_after_kill_9_and_verifies_on_the_host() {
             .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
             .any(|p| p.file_name().to_string_lossy().parse::<u64>().is_ok())
     };
+    interrupted_push_leaves_no_helper(&push, &whole_piece);
+    // Then SIGKILL, in the middle of the next push.
+    let mut first = push()
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("push");
     crate::common::poll_until(
-        "a whole piece on the host",
+        "the next push's helper on beast",
         std::time::Duration::from_secs(60),
-        whole_piece,
+        || {
+            beast_docker()
+                .args(["ps", "-q", "--filter", "label=org.vlmctl.helper"])
+                .output()
+                .is_ok_and(|o| !o.stdout.is_empty())
+        },
     );
     first.kill().expect("SIGKILL");
     first.wait().expect("reaped");
@@ -471,13 +478,48 @@ fn weights_push_resumes_after_kill_9_and_verifies_on_the_host() {
     assert!(ssh_left(&beast_port()).is_empty(), "no ssh left behind");
 }
 
+/// A push stopped by Ctrl-C once a piece is whole on beast: exit 130, its helper removed from
+/// beast on the way out, its pieces kept.
+fn interrupted_push_leaves_no_helper(push: &dyn Fn() -> Command, whole_piece: &dyn Fn() -> bool) {
+    let interrupted = push()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("push");
+    crate::common::poll_until(
+        "a whole piece on the host",
+        std::time::Duration::from_secs(60),
+        whole_piece,
+    );
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &interrupted.id().to_string()])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let ended = interrupted.wait_with_output().expect("push ends");
+    let said = String::from_utf8_lossy(&ended.stderr);
+    assert_eq!(ended.status.code(), Some(130), "{said}");
+    assert!(said.contains("weights push stopped by Ctrl-C"), "{said}");
+    let helpers = beast_docker()
+        .args(["ps", "-aq", "--filter", "label=org.vlmctl.helper"])
+        .output()
+        .expect("docker ps");
+    assert!(
+        helpers.stdout.is_empty(),
+        "the interrupted push's helper is gone"
+    );
+    assert!(whole_piece(), "its pieces are kept");
+}
+
 /// No staging folder or partial file in `to`, and no helper container on beast.
 fn nothing_left(to: &Path) {
     let leftovers: Vec<_> = std::fs::read_dir(to)
         .expect("dir")
         .flatten()
         .map(|d| d.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(".vlmctl") || n.ends_with(".vlmctl-partial"))
+        .filter(|n| n.starts_with(".vlmctl") || n.contains(".vlmctl-partial"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     let helpers = beast_docker()
@@ -522,8 +564,21 @@ fn spec_with_conflict(dir: &Path, conflict: &str) -> std::path::PathBuf {
     spec
 }
 
+/// Beast as before a cut-off provision: the conflict runs again, no deployment, no `ssh` left.
+fn back_as_before(conflict: &str, context: &str) {
+    assert!(
+        running_on_beast(conflict),
+        "the conflict is back on beast: {context}"
+    );
+    assert!(
+        !running_on_beast("vlmctl-cpu-test"),
+        "the half-done deployment is gone: {context}"
+    );
+    assert!(ssh_left(&beast_port()).is_empty(), "no ssh left behind");
+}
+
 /// A provision on beast that stops a conflict there, cut off after the stop: by a Ctrl-C (the
-/// terminal's SIGINT to the whole process group, `ssh` included) it undoes itself through SSH
+/// terminal's SIGINT to vlmctl's whole process group) it undoes itself through SSH
 /// and exits 130; by SIGKILL it leaves a journal on this machine that `restore --host` acts on.
 /// Either way the conflict runs again on beast and no deployment is left there.
 #[test]
@@ -572,15 +627,7 @@ fn ctrl_c_or_kill_9_mid_provision_on_beast_brings_its_conflict_back() {
     let out = child.wait_with_output().expect("provision ends");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");
-    assert!(
-        running_on_beast(conflict),
-        "Ctrl-C: the conflict is back on beast\n{err}"
-    );
-    assert!(
-        !running_on_beast("vlmctl-cpu-test"),
-        "Ctrl-C: the half-done deployment was undone\n{err}"
-    );
-    assert!(ssh_left(&beast_port()).is_empty(), "no ssh left behind");
+    back_as_before(conflict, &format!("Ctrl-C\n{err}"));
 
     let mut child = provision().spawn().expect("provision");
     crate::common::poll_until(
@@ -593,15 +640,7 @@ fn ctrl_c_or_kill_9_mid_provision_on_beast_brings_its_conflict_back() {
     assert!(stopped(), "nothing brought the conflict back yet");
     let (code, out, err) = run(cmd(state.path(), &good).args(["restore", "--host", &beast()]));
     assert_eq!(code, 0, "{out}\n{err}");
-    assert!(
-        running_on_beast(conflict),
-        "restore --host: the conflict is back\n{out}\n{err}"
-    );
-    assert!(
-        !running_on_beast("vlmctl-cpu-test"),
-        "restore --host: the half-done deployment was removed\n{out}\n{err}"
-    );
-    assert!(ssh_left(&beast_port()).is_empty(), "no ssh left behind");
+    back_as_before(conflict, &format!("restore --host\n{out}\n{err}"));
 }
 
 /// `tune --host beast`: each variant is launched on beast and measured through a forward (the
@@ -629,18 +668,8 @@ fn tune_on_beast_measures_through_the_forward_and_puts_the_original_back() {
         String::from_utf8_lossy(&o.stdout).trim().to_owned()
     };
     let before = id();
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     let plan = state.path().join("plan.toml");
-    std::fs::write(
-        &plan,
-        format!(
-            "version = 1\nruns = 3\nwarmup = 1\nmax_tokens = 4\nconfigs = [\"T\"]\n[prompts]\nnav = \"{e}/prompts/nav.txt\"\n\
-             nav_short = \"{e}/prompts/nav-short.txt\"\ndescribe = \"{e}/prompts/describe.txt\"\n\
-             [slo]\np50_ms = 60000\n[[target]]\nname = \"cpu\"\nurl = \"http://127.0.0.1:1\"\n",
-            e = examples.display()
-        ),
-    )
-    .expect("plan");
+    crate::tune_real::write_plan(&plan);
     let variants = state.path().join("tune.toml");
     std::fs::write(
         &variants,

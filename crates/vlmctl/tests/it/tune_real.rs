@@ -38,6 +38,21 @@ fn identity(name: &str) -> (String, String) {
     )
 }
 
+/// A small text-only plan with an `[slo]`; its target's URL is the deployment's under tune.
+pub(crate) fn write_plan(plan: &Path) {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    std::fs::write(
+        plan,
+        format!(
+            "version = 1\nruns = 3\nwarmup = 1\nmax_tokens = 4\nconfigs = [\"T\"]\n[prompts]\nnav = \"{e}/prompts/nav.txt\"\n\
+             nav_short = \"{e}/prompts/nav-short.txt\"\ndescribe = \"{e}/prompts/describe.txt\"\n\
+             [slo]\np50_ms = 60000\n[[target]]\nname = \"cpu\"\nurl = \"http://127.0.0.1:1\"\n",
+            e = examples.display()
+        ),
+    )
+    .expect("plan");
+}
+
 /// Provisions the deployment (gpus = "none"), writes a small text-only plan with an `[slo]` and
 /// a tune file: baseline, two variants that run, and `variants_extra` appended.
 fn deployed(hub: &FakeHub, what: &str, variants_extra: &str) -> Deployed {
@@ -50,18 +65,8 @@ fn deployed(hub: &FakeHub, what: &str, variants_extra: &str) -> Deployed {
     r.fetch(hub, &lock);
     let (code, out, err) = run(&mut r.cmd(hub, &["provision"], &spec, &lock));
     assert_eq!(code, 0, "{out}\n{err}");
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     let plan = r.path("plan.toml");
-    std::fs::write(
-        &plan,
-        format!(
-            "version = 1\nruns = 3\nwarmup = 1\nmax_tokens = 4\nconfigs = [\"T\"]\n[prompts]\nnav = \"{e}/prompts/nav.txt\"\n\
-             nav_short = \"{e}/prompts/nav-short.txt\"\ndescribe = \"{e}/prompts/describe.txt\"\n\
-             [slo]\np50_ms = 60000\n[[target]]\nname = \"cpu\"\nurl = \"http://127.0.0.1:1\"\n",
-            e = examples.display()
-        ),
-    )
-    .unwrap();
+    write_plan(&plan);
     let variants = r.path("tune.toml");
     std::fs::write(
         &variants,
