@@ -197,29 +197,34 @@ pub fn endpoint_url(endpoint: &(String, u16)) -> String {
     vlmctl_lifecycle::spec::http_base(host, endpoint.1)
 }
 
-/// Pure: host, port and path of an `http://` URL on a loopback address (127.x, `localhost`,
-/// `[::1]`): the URLs that are another host's own, reached through a forward.
+/// Pure: whether it is `https`, host, port and path of an `http://` or `https://` URL on a
+/// loopback address (127.x, `localhost`, `[::1]`; the scheme's port when it names none): the
+/// URLs that are another host's own, reached through a forward (a TLS server too: its
+/// certificate names the same loopback address at both ends).
 #[must_use]
-pub fn loopback_endpoint(url: &str) -> Option<(String, u16, String)> {
-    let rest = url.strip_prefix("http://")?;
+pub fn loopback_endpoint(url: &str) -> Option<(bool, String, u16, String)> {
+    let (https, rest, default) = match url.strip_prefix("https://") {
+        Some(rest) => (true, rest, 443),
+        None => (false, url.strip_prefix("http://")?, 80),
+    };
     let (authority, path) = rest.find('/').map_or((rest, ""), |k| rest.split_at(k));
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let (h, after) = v6.split_once(']')?;
         let port = after
             .strip_prefix(':')
-            .map_or(Some(80), |p| p.parse().ok())?;
+            .map_or(Some(default), |p| p.parse().ok())?;
         (h.to_owned(), port)
     } else {
         match authority.rsplit_once(':') {
             Some((h, p)) => (h.to_owned(), p.parse().ok()?),
-            None => (authority.to_owned(), 80),
+            None => (authority.to_owned(), default),
         }
     };
     let loopback = host == "localhost"
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback());
-    loopback.then(|| (host, port, path.to_owned()))
+    loopback.then(|| (https, host, port, path.to_owned()))
 }
 
 /// One target, placed.
@@ -333,7 +338,7 @@ pub async fn place(
         let (url, deployment) = locate(plan, i, host, managed)?;
         let mut through = url.clone();
         let mut forwarded = false;
-        if let (Host::Ssh { .. }, Some((https, h, p, path))) = (host, loopback_any(&url)) {
+        if let (Host::Ssh { .. }, Some((https, h, p, path))) = (host, loopback_endpoint(&url)) {
             let (lh, lp) = hosts::reach_on(host, &h, p)
                 .await
                 .map_err(|e| unreachable(plan, i, host, e))?;
@@ -476,21 +481,6 @@ pub fn deployment_on<'a>(
         return Err(DeploymentProblem::NoEndpoint);
     }
     Ok(m)
-}
-
-/// Pure: [`loopback_endpoint`] for `http://` and `https://` alike (443 when an `https://` URL
-/// names no port), whether it is `https`: a TLS server on another host's loopback is forwarded
-/// as a plain one is (the certificate names the same loopback address at both ends).
-fn loopback_any(url: &str) -> Option<(bool, String, u16, String)> {
-    if let Some(rest) = url.strip_prefix("https://") {
-        let u = reqwest::Url::parse(url).ok()?;
-        let (host, port, path) = loopback_endpoint(&format!("http://{rest}"))?;
-        let port = if u.port().is_some() { port } else { 443 };
-        Some((true, host, port, path))
-    } else {
-        let (host, port, path) = loopback_endpoint(url)?;
-        Some((false, host, port, path))
-    }
 }
 
 #[cfg(test)]
@@ -697,7 +687,8 @@ mod tests {
 
     #[test]
     fn loopback_targets_are_the_ones_forwarded() {
-        let e = |h: &str, p, path: &str| Some((h.to_owned(), p, path.to_owned()));
+        let e = |h: &str, p, path: &str| Some((false, h.to_owned(), p, path.to_owned()));
+        let tls = |h: &str, p, path: &str| Some((true, h.to_owned(), p, path.to_owned()));
         assert_eq!(
             loopback_endpoint("http://127.0.0.1:18435"),
             e("127.0.0.1", 18435, "")
@@ -708,20 +699,17 @@ mod tests {
         );
         assert_eq!(loopback_endpoint("http://[::1]:8080"), e("::1", 8080, ""));
         assert_eq!(loopback_endpoint("http://10.0.0.2:18435"), None);
-        assert_eq!(loopback_endpoint("https://127.0.0.1:1"), None);
         assert_eq!(
-            loopback_any("https://127.0.0.1:8443/v1"),
-            Some((true, "127.0.0.1".to_owned(), 8443, "/v1".to_owned()))
+            loopback_endpoint("https://127.0.0.1:8443/v1"),
+            tls("127.0.0.1", 8443, "/v1")
         );
         assert_eq!(
-            loopback_any("https://localhost"),
-            Some((true, "localhost".to_owned(), 443, String::new()))
+            loopback_endpoint("https://localhost"),
+            tls("localhost", 443, "")
         );
-        assert_eq!(
-            loopback_any("http://[::1]:8080"),
-            Some((false, "::1".to_owned(), 8080, String::new()))
-        );
-        assert_eq!(loopback_any("https://10.0.0.2:8443"), None);
+        assert_eq!(loopback_endpoint("https://[::1]"), tls("::1", 443, ""));
+        assert_eq!(loopback_endpoint("https://10.0.0.2:8443"), None);
+        assert_eq!(loopback_endpoint("ftp://127.0.0.1:21"), None);
         assert_eq!(loopback_endpoint("http://127.0.0.1:x"), None);
     }
 

@@ -97,3 +97,12 @@ pub fn fake_plan(dir: &Path, url: &str, timeout_s: u32, extra: &str) -> std::pat
     .expect("plan");
     path
 }
+
+/// Sends `sig` (`INT`, `TERM`, `9`, ...) to `target`: a pid, or `-PGID` for a process group.
+pub fn signal(sig: &str, target: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), "--", target])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill -{sig} {target}");
+}

@@ -437,13 +437,7 @@ async fn ctrl_c_after_stopping_a_conflict_restores_it_and_exits_130() {
     } = provision_until_conflict_stopped(&hub, "sigint");
     // What Ctrl-C in the terminal sends.
     let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    crate::common::signal("INT", &pid);
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");

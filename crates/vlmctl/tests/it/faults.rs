@@ -33,11 +33,7 @@ fn journal(r: &Run, server: &str) -> Option<serde_json::Value> {
 }
 
 fn signal(child: &std::process::Child, sig: &str) {
-    let ok = Command::new("kill")
-        .args([&format!("-{sig}"), &child.id().to_string()])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "kill -{sig}");
+    crate::common::signal(sig, &child.id().to_string());
 }
 
 fn restore(r: &Run) -> (i32, String, String) {

@@ -323,11 +323,7 @@ async fn a_bench_killed_mid_run_is_listed_interrupted() {
 async fn ctrl_c_during_a_bench_records_it_interrupted_at_once_and_exits_130() {
     let tmp = tempfile::tempdir().unwrap();
     let (_server, child) = slow_bench(tmp.path()).await;
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    crate::common::signal("INT", &child.id().to_string());
     let done = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&done.stderr);
     assert_eq!(done.status.code(), Some(130), "{err}");

@@ -81,7 +81,7 @@ fn ssh_left() -> Vec<String> {
 }
 
 /// Whether a piece of a push is whole in one of `to`'s staging folders.
-fn a_whole_piece(to: &Path) -> bool {
+pub(crate) fn a_whole_piece(to: &Path) -> bool {
     std::fs::read_dir(to)
         .into_iter()
         .flatten()
@@ -408,11 +408,7 @@ fn a_forward_killed_mid_push_is_opened_again_and_the_push_completes() {
         .stderr(std::fs::File::create(&err_file).expect("stderr"));
     let mut child = until_a_whole_piece(pushing, &to);
     let first = docker_forward_of(child.id()).expect("the push's forward runs");
-    let killed = Command::new("kill")
-        .args(["-9", &first.to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
+    crate::common::signal("9", &first.to_string());
     poll_until("the forward's ssh gone", Duration::from_secs(10), || {
         gone(first)
     });
@@ -507,13 +503,7 @@ async fn a_bench_target_forward_killed_mid_bench_is_opened_again() {
         server.chat_requests() >= 10
     });
     let ssh = tcp_forward_of(child.id()).expect("the target's forward runs");
-    assert!(
-        Command::new("kill")
-            .args(["-9", &ssh.to_string()])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    crate::common::signal("9", &ssh.to_string());
     let at_kill = server.chat_requests();
     assert!(
         at_kill < 40,
@@ -582,13 +572,7 @@ fn a_host_that_stays_unreachable_after_its_forward_drops_is_a_clear_error() {
     let ssh = docker_forward_of(child.id()).expect("the push's forward runs");
     // From now on every new ssh offers a key the host refuses.
     std::fs::copy(required_env("VLMCTL_TEST_SSH_STRANGER_CONFIG"), &config).expect("config");
-    assert!(
-        Command::new("kill")
-            .args(["-9", &ssh.to_string()])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    crate::common::signal("9", &ssh.to_string());
     let code = wait_for(&mut child, Duration::from_secs(300));
     let err = std::fs::read_to_string(&err_file).expect("stderr");
     assert_eq!(code, 5, "{err}");

@@ -394,15 +394,7 @@ fn weights_push_resumes_after_kill_9_and_verifies_on_the_host() {
         c
     };
     // Killed once a piece is whole on the host (and before the file is).
-    let whole_piece = || {
-        std::fs::read_dir(&there)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|d| d.file_name().to_string_lossy().starts_with(".vlmctl-push-"))
-            .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
-            .any(|p| p.file_name().to_string_lossy().parse::<u64>().is_ok())
-    };
+    let whole_piece = || crate::hosts_push::a_whole_piece(&there);
     interrupted_push_leaves_no_helper(&push, &whole_piece);
     // Then SIGKILL, in the middle of the next push.
     let mut first = push()
@@ -491,13 +483,7 @@ fn interrupted_push_leaves_no_helper(push: &dyn Fn() -> Command, whole_piece: &d
         std::time::Duration::from_secs(60),
         whole_piece,
     );
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &interrupted.id().to_string()])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    crate::common::signal("INT", &interrupted.id().to_string());
     let ended = interrupted.wait_with_output().expect("push ends");
     let said = String::from_utf8_lossy(&ended.stderr);
     assert_eq!(ended.status.code(), Some(130), "{said}");
@@ -617,13 +603,7 @@ fn ctrl_c_or_kill_9_mid_provision_on_beast_brings_its_conflict_back() {
         stopped,
     );
     let group = format!("-{}", child.id());
-    assert!(
-        Command::new("kill")
-            .args(["-INT", "--", &group])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    crate::common::signal("INT", &group);
     let out = child.wait_with_output().expect("provision ends");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");

@@ -416,13 +416,7 @@ async fn stops_on_sigterm(dep: &Deployed, long: &Path, id: i64, long_id: i64) {
     let term_id = v["run"].as_i64().expect("run id");
     wait_run(&base, term_id, Duration::from_secs(60), |s| s == "running").await;
     let pid = s.child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    crate::common::signal("TERM", &pid);
     let deadline = Instant::now() + Duration::from_secs(30);
     let exit = loop {
         if let Some(st) = s.child.try_wait().expect("wait") {

@@ -222,13 +222,7 @@ async fn ctrl_c_mid_tune_puts_the_original_back_and_exits_130() {
     let d = deployed(&hub, "tune-int", "");
     let child = d.tune_until_a_variant_runs(&hub);
     let pid = child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    crate::common::signal("INT", &pid);
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");
