@@ -123,6 +123,11 @@ pub async fn remove_dropped() {
     );
     for (docker, id) in dropped {
         let _ = remove(&docker, &id).await;
+        // The drop's own background removal may be the one the daemon is carrying out (ours
+        // then gets "removal already in progress" at once): gone means gone, so wait for it.
+        while docker.inspect_container(&id, None).await.is_ok() {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 }
 
