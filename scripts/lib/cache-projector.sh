@@ -63,6 +63,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
+if [ -n "${VLMCTL_NO_INSTALL:-}" ]; then
+  die "not cached and VLMCTL_NO_INSTALL is set: a warm set-up would generate the projector"
+fi
 log "generating with $gen (content $gen_id)"
 python3 "$gen" "$work/$NAME" --text-model "$model" || die "make-projector.py failed (above)"
 actual=$(sha256sum "$work/$NAME" | cut -d' ' -f1)

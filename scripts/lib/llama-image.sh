@@ -20,6 +20,10 @@ if [ "$have" = "$sum" ]; then
   log "up to date: $image (llama-server sha256 ${sum:0:12})"
   exit 0
 fi
+if [ -n "${VLMCTL_NO_INSTALL:-}" ]; then
+  log "$image is missing or stale and VLMCTL_NO_INSTALL is set: a warm set-up would build it"
+  exit 1
+fi
 ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
 cp "$bin" "$ctx/llama-server"
