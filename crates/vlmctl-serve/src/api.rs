@@ -216,7 +216,9 @@ fn body_refused(e: axum::extract::rejection::BytesRejection) -> ApiError {
     ApiError {
         status: e.status(),
         message: format!("the request body could not be read: {}", e.body_text()),
-        hint: Some("an action's body is a small JSON object (see the README's API table)".to_owned()),
+        hint: Some(
+            "an action's body is a small JSON object (see the README's API table)".to_owned(),
+        ),
     }
 }
 
@@ -369,19 +371,25 @@ impl App {
         a: i64,
         b: i64,
     ) -> Result<vlmctl_bench::compare::Comparison, ApiError> {
-        let (ra, rb) = self.read(move |s| Ok((s.run(a)?, s.run(b)?))).await?;
-        let done = |d: vlmctl_store::RunDetail| {
-            let id = d.row.id;
-            let state = d.row.state;
-            d.results.ok_or_else(|| {
-                ApiError::conflict(format!("run {id} is {state}: it has no results to compare"))
-            })
-        };
-        let (ra, rb) = (done(ra)?, done(rb)?);
-        // 2,000 bootstrap resamples per config: seconds for large runs, off the thread that
-        // answers the other pages.
-        self.cpu(move || vlmctl_bench::compare::compare(&ra, &rb))
-            .await
+        // Read under a turn (two large runs are large to read too), compared off the thread
+        // that answers the other pages (2,000 bootstrap resamples per config: seconds).
+        self.heavy(
+            move |s| Ok((s.run(a)?, s.run(b)?)),
+            |(ra, rb)| {
+                let done = |d: vlmctl_store::RunDetail| {
+                    let id = d.row.id;
+                    let state = d.row.state;
+                    d.results.ok_or_else(|| {
+                        ApiError::conflict(format!(
+                            "run {id} is {state}: it has no results to compare"
+                        ))
+                    })
+                };
+                let (ra, rb) = (done(ra)?, done(rb)?);
+                Ok(vlmctl_bench::compare::compare(&ra, &rb))
+            },
+        )
+        .await
     }
 }
 

@@ -100,6 +100,9 @@ impl Default for Limits {
 /// [`RENDER_WAIT`] for a turn.
 pub const RENDER_SLOTS: usize = 4;
 
+/// Reading connections: one for each page drawn at once, and two for every other page.
+pub const READERS: usize = RENDER_SLOTS + 2;
+
 /// How long a page waits for a turn to be drawn before it is answered 503.
 pub const RENDER_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
@@ -124,8 +127,9 @@ pub struct App {
     /// through the busy timeout).
     store: Arc<Mutex<Store>>,
     /// Pages read through their own connection, so that a write waiting for another process's
-    /// transaction does not hold them up (WAL readers never wait for a writer).
-    reader: Arc<Mutex<Store>>,
+    /// transaction does not hold them up (WAL readers never wait for a writer); [`READERS`] of
+    /// them, so that a page reading a large run does not hold up the others.
+    readers: Arc<[Mutex<Store>]>,
     activity: broadcast::Sender<Activity>,
     queue: queue::Queue,
     shutdown: Cancel,
@@ -154,7 +158,35 @@ impl App {
         &self,
         f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        on(&self.reader, f).await
+        let readers = Arc::clone(&self.readers);
+        tokio::task::spawn_blocking(move || {
+            // The first free connection; when all are busy, the first one's turn.
+            let mut s = readers
+                .iter()
+                .find_map(|r| r.try_lock().ok())
+                .or_else(|| {
+                    readers
+                        .first()
+                        .map(|r| r.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+                })
+                .ok_or_else(|| ApiError::internal("no database connection"))?;
+            f(&mut s).map_err(ApiError::from)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("database task failed: {e}")))?
+    }
+
+    /// Heavy work on a run's results: waits for a turn ([`RENDER_SLOTS`]), reads with `read`,
+    /// then runs `work` as [`App::cpu`] does. Taking the turn first keeps the readers of large
+    /// runs to [`RENDER_SLOTS`], so that a reading connection stays free for the other pages.
+    pub async fn heavy<R: Send + 'static, T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&mut Store) -> Result<R, StoreError> + Send + 'static,
+        work: impl FnOnce(R) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let turn = self.turn().await?;
+        let r = self.read(read).await?;
+        self.on_turn(turn, move || work(r)).await?
     }
 
     /// Runs CPU-bound work (drawing a report's charts, a trend, comparing two runs) on a
@@ -166,7 +198,13 @@ impl App {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ApiError> {
-        let turn = tokio::time::timeout(RENDER_WAIT, Arc::clone(&self.renders).acquire_owned())
+        let turn = self.turn().await?;
+        self.on_turn(turn, f).await
+    }
+
+    /// A turn at heavy work, within [`RENDER_WAIT`].
+    async fn turn(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        tokio::time::timeout(RENDER_WAIT, Arc::clone(&self.renders).acquire_owned())
             .await
             .ok()
             .and_then(Result::ok)
@@ -179,7 +217,15 @@ impl App {
                 hint: Some(
                     "try again in a minute; a report of a very large run takes a while".to_owned(),
                 ),
-            })?;
+            })
+    }
+
+    /// `f` on a blocking thread, holding `turn` until it returns.
+    async fn on_turn<T: Send + 'static>(
+        &self,
+        turn: tokio::sync::OwnedSemaphorePermit,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
         tokio::task::spawn_blocking(move || {
             let _turn = turn;
             #[cfg(test)]
@@ -261,8 +307,11 @@ pub async fn serve(
 ) -> Result<Stopped, ServeError> {
     auth::check_exposure(cfg.bind, cfg.api_key.as_deref())?;
     let store_path = cfg.store.clone();
-    let (store, reader) = tokio::task::spawn_blocking(move || {
-        Ok::<_, StoreError>((Store::open(&store_path)?, Store::open(&store_path)?))
+    let (store, readers) = tokio::task::spawn_blocking(move || {
+        let readers = (0..READERS)
+            .map(|_| Store::open(&store_path).map(Mutex::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok::<_, StoreError>((Store::open(&store_path)?, readers))
     })
     .await
     .map_err(|e| ServeError::Task(e.to_string()))??;
@@ -281,7 +330,7 @@ pub async fn serve(
     let app = Arc::new(App {
         cfg,
         store: Arc::new(Mutex::new(store)),
-        reader: Arc::new(Mutex::new(reader)),
+        readers: readers.into(),
         activity,
         queue,
         shutdown: shutdown.clone(),
@@ -545,7 +594,8 @@ mod tests {
             ENTERED.load(Ordering::SeqCst) > 0
         });
         let t = Instant::now();
-        let (status, body) = get(addr, "/api/runs", Duration::from_secs(10)).expect("GET /api/runs");
+        let (status, body) =
+            get(addr, "/api/runs", Duration::from_secs(10)).expect("GET /api/runs");
         assert_eq!(status, 200, "{body}");
         assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
         let (status, _) = get(addr, "/runs", Duration::from_secs(10)).expect("GET /runs");
@@ -594,7 +644,10 @@ mod tests {
             "the test was too slow to see the limit (the held connections timed out)"
         );
         assert_eq!(status, 503, "{body}");
-        assert!(body.contains("\"error\":") && body.contains("\"hint\":"), "{body}");
+        assert!(
+            body.contains("\"error\":") && body.contains("\"hint\":"),
+            "{body}"
+        );
         assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
         // Each half-sent request is closed once its headers are late.
         for mut c in held {
@@ -636,12 +689,14 @@ mod tests {
              Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
-        let (status, answer) =
-            request(s.addr, &head, Duration::from_secs(30)).expect("POST");
+        let (status, answer) = request(s.addr, &head, Duration::from_secs(30)).expect("POST");
         assert_eq!(status, 413, "{answer}");
         let json = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
         let v: serde_json::Value = serde_json::from_str(json).expect(json);
-        assert!(v["error"].as_str().is_some_and(|e| e.contains("body")), "{v}");
+        assert!(
+            v["error"].as_str().is_some_and(|e| e.contains("body")),
+            "{v}"
+        );
         assert!(v["hint"].is_string(), "{v}");
         s.stop.cancel("test");
     }
@@ -651,12 +706,12 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tmp");
         let cfg = config(tmp.path(), Limits::default());
         let store = Store::open(&cfg.store).expect("store");
-        let reader = Store::open(&cfg.store).expect("store");
+        let readers = vec![Mutex::new(Store::open(&cfg.store).expect("store"))];
         let (queue, _rx) = queue::Queue::new();
         let app = App {
             cfg,
             store: Arc::new(Mutex::new(store)),
-            reader: Arc::new(Mutex::new(reader)),
+            readers: readers.into(),
             activity: broadcast::channel(16).0,
             queue,
             shutdown: Cancel::new(),

@@ -374,18 +374,22 @@ async fn report(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response
         Ok(i) => i,
         Err(e) => return error_page("Runs", &e),
     };
-    match app.read(move |s| s.run(id)).await {
-        Ok(d) => match d.results {
-            // Charts of every sample: drawn off the thread that answers the other pages.
-            Some(r) => match app.cpu(move || vlmctl_bench::report::html(&r, None)).await {
-                Ok(html) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response(),
-                Err(e) => error_page("Runs", &e),
+    // Charts of every sample: read under a turn, drawn off the thread that answers the
+    // other pages.
+    let drawn = app
+        .heavy(
+            move |s| s.run(id),
+            move |d| match d.results {
+                Some(r) => Ok(vlmctl_bench::report::html(&r, None)),
+                None => Err(ApiError::conflict(format!(
+                    "run {id} is {}: no report yet",
+                    d.row.state
+                ))),
             },
-            None => error_page(
-                "Runs",
-                &ApiError::conflict(format!("run {id} is {}: no report yet", d.row.state)),
-            ),
-        },
+        )
+        .await;
+    match drawn {
+        Ok(html) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response(),
         Err(e) => error_page("Runs", &e),
     }
 }

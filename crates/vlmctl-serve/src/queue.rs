@@ -209,7 +209,9 @@ impl App {
 fn full() -> ApiError {
     ApiError {
         status: axum::http::StatusCode::TOO_MANY_REQUESTS,
-        message: format!("the queue holds {MAX_QUEUED} actions, its limit: this one was not queued"),
+        message: format!(
+            "the queue holds {MAX_QUEUED} actions, its limit: this one was not queued"
+        ),
         hint: Some(
             "wait for queued actions to run (the Runs page shows them) and ask again".to_owned(),
         ),

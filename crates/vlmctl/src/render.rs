@@ -14,8 +14,9 @@ use vlmctl_weights::{FetchOutcome, FetchProgress};
 pub use vlmctl_deploy::human_bytes;
 
 /// `text` as it may reach a terminal: each control character other than `\n` and `\t` is
-/// written visibly, in caret notation for C0 and DEL (`^[` for ESC, `^G` for BEL, `^M` for CR,
-/// `^?`) and as `\u{9b}` for C1, so that a string from outside (an imported results file, a
+/// written visibly, in caret notation for C0 (`^[` for ESC, `^G` for BEL, `^M` for CR) and as
+/// `\u007f`, `\u009b` for DEL and C1 (as JSON escapes them, so that JSON output stays valid:
+/// `serde_json` escapes C0 itself but writes DEL and C1 raw), so that a string from outside (an imported results file, a
 /// server's answer, a history written by someone else) cannot set the terminal's title, clear
 /// the screen, colour what follows or overwrite a line. Every line the CLI prints passes
 /// through it ([`crate::redact::write_line`]); tables apply it to their cells first, so that
@@ -34,9 +35,9 @@ pub fn visible(text: &str) -> std::borrow::Cow<'_, str> {
                 out.push('^');
                 out.push(char::from(b'@' + u8::try_from(n).unwrap_or(0)));
             }
-            0x7f => out.push_str("^?"),
+            // DEL and C1 as JSON writes them: `--json` output stays valid JSON.
             n => {
-                let _ = write!(out, "\\u{{{n:x}}}");
+                let _ = write!(out, "\\u{n:04x}");
             }
         }
     }
@@ -376,7 +377,10 @@ mod tests {
             visible("T\u{1b}]0;HIJACKED\u{7}\u{1b}[2J\u{1b}[31mRED"),
             "T^[]0;HIJACKED^G^[[2J^[[31mRED"
         );
-        assert_eq!(visible("a\rb\u{8}c\u{7f}d\u{9b}31m"), "a^Mb^Hc^?d\\u{9b}31m");
+        assert_eq!(
+            visible("a\rb\u{8}c\u{7f}d\u{9b}31m"),
+            "a^Mb^Hc\\u007fd\\u009b31m"
+        );
         assert!(matches!(
             visible("run 1: done\n\tplain, é, 漢"),
             std::borrow::Cow::Borrowed("run 1: done\n\tplain, é, 漢")

@@ -399,7 +399,10 @@ fn a_newer_or_foreign_database_is_checked_before_anything_writes_and_left_as_it_
             .expect("foreign");
     }
     for (db, open) in [
-        (&newer, Store::open as fn(&std::path::Path) -> Result<Store, StoreError>),
+        (
+            &newer,
+            Store::open as fn(&std::path::Path) -> Result<Store, StoreError>,
+        ),
         (&newer, Store::open_read),
         (&foreign, Store::open),
         (&foreign, Store::open_read),
@@ -421,7 +424,11 @@ fn a_newer_or_foreign_database_is_checked_before_anything_writes_and_left_as_it_
     }
     let c = rusqlite::Connection::open(&foreign).expect("foreign");
     let tables: i64 = c
-        .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+            [],
+            |r| r.get(0),
+        )
         .expect("count");
     assert_eq!(tables, 1, "no vlmctl table was added");
 }

@@ -392,12 +392,19 @@ async fn escape_sequences_from_an_imported_file_never_reach_the_terminal() {
     }
     assert!(list.contains("dep^[[5mBLINK^[[0m"), "{list}");
     assert!(
-        show.contains("T^[]0;HIJACKED-TITLE^G^[[2J^[[31mRED http://127.0.0.1:1/\\u{9b}31m^M"),
+        show.contains("T^[]0;HIJACKED-TITLE^G^[[2J^[[31mRED http://127.0.0.1:1/\\u009b31m^M"),
         "{show}"
     );
-    // JSON stays JSON (serde escapes them), with the strings as they were.
+    // JSON stays JSON, with the strings as they were (C0 escaped by serde, C1 by us).
     let rows = listed(tmp.path());
-    assert_eq!(rows[0]["targets"][0]["deployment"], "dep\u{1b}[5mBLINK\u{1b}[0m");
+    assert_eq!(
+        rows[0]["targets"][0]["deployment"],
+        "dep\u{1b}[5mBLINK\u{1b}[0m"
+    );
+    assert_eq!(
+        rows[0]["targets"][0]["url"],
+        "http://127.0.0.1:1/\u{9b}31m\r"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -490,11 +497,7 @@ fn list_and_show_leave_a_newer_or_foreign_database_untouched() {
     ] {
         let before = digest(db);
         for args in [&["list"][..], &["show", "1"]] {
-            let (code, out, err) = run(vlmctl()
-                .arg("runs")
-                .args(args)
-                .arg("--store")
-                .arg(db));
+            let (code, out, err) = run(vlmctl().arg("runs").args(args).arg("--store").arg(db));
             assert_eq!(code, 5, "{out}{err}");
             assert!(err.contains(says), "{err}");
             assert!(err.contains("hint:"), "{err}");
