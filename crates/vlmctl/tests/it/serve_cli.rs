@@ -213,15 +213,17 @@ async fn large_runs_being_compared_hold_up_no_other_page_and_no_sigterm() {
         assert_eq!(code, 0, "{err}");
     }
     let port = free_port();
-    let mut child = vlmctl()
-        .args(["serve", "--port", &port.to_string(), "--store"])
-        .arg(&store)
-        .env("VLMCTL_STATE_DIR", tmp.path().join("state"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("serve");
-    let mut err = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut child = Killed(
+        vlmctl()
+            .args(["serve", "--port", &port.to_string(), "--store"])
+            .arg(&store)
+            .env("VLMCTL_STATE_DIR", tmp.path().join("state"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("serve"),
+    );
+    let mut err = BufReader::new(child.0.stderr.take().expect("stderr"));
     let mut said = String::new();
     while !said.contains("vlmctl serve: http://") {
         let mut line = String::new();
@@ -245,6 +247,7 @@ async fn large_runs_being_compared_hold_up_no_other_page_and_no_sigterm() {
         let status = get(port, "/api/runs?limit=1", Duration::from_secs(5));
         assert_eq!(status, Some(200), "after {:?}", watched.elapsed());
         assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+        // Pacing between probes, not a wait for anything.
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(
@@ -253,9 +256,19 @@ async fn large_runs_being_compared_hold_up_no_other_page_and_no_sigterm() {
     );
     // SIGTERM while they are drawn: the process ends within the requests' grace (10 s).
     let t = Instant::now();
-    crate::common::signal("TERM", &child.id().to_string());
-    poll_exit(&mut child, Duration::from_secs(20));
+    crate::common::signal("TERM", &child.0.id().to_string());
+    poll_exit(&mut child.0, Duration::from_secs(20));
     assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+}
+
+/// A child killed when the test ends, also when it fails (a wedged service would stay).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn poll_exit(child: &mut std::process::Child, within: std::time::Duration) {
