@@ -119,7 +119,7 @@ fn read_regular(path: &std::path::Path, max: u64) -> Result<Vec<u8>, BenchError>
         } else {
             format!(
                 "not a regular file but {}: only results files written by `vlmctl bench` are read",
-                file_kind(&meta.file_type())
+                file_kind(meta.file_type())
             )
         };
         Err(BenchError::BadResults {
@@ -153,7 +153,7 @@ fn read_regular(path: &std::path::Path, max: u64) -> Result<Vec<u8>, BenchError>
 }
 
 /// `a FIFO (named pipe)`, `a character device`...
-fn file_kind(t: &std::fs::FileType) -> &'static str {
+fn file_kind(t: std::fs::FileType) -> &'static str {
     use std::os::unix::fs::FileTypeExt as _;
     if t.is_dir() {
         "a folder"

@@ -212,7 +212,7 @@ pub struct StartRun {
 pub const MAX_RUNS: i64 = 1000;
 
 /// A body that could not be read (over axum's 2 MB limit: 413), as the API's other errors.
-fn body_refused(e: axum::extract::rejection::BytesRejection) -> ApiError {
+fn body_refused(e: &axum::extract::rejection::BytesRejection) -> ApiError {
     ApiError {
         status: e.status(),
         message: format!("the request body could not be read: {}", e.body_text()),
@@ -343,7 +343,7 @@ async fn start_run(
     State(app): State<Arc<App>>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let req: StartRun = parse_body(&body.map_err(body_refused)?)?;
+    let req: StartRun = parse_body(&body.map_err(|e| body_refused(&e))?)?;
     let (id, ahead) = app.start_run(req).await?;
     Ok((
         StatusCode::ACCEPTED,

@@ -538,18 +538,26 @@ impl Store {
             c.pragma_query_value(None, "schema_version", |r| r.get::<_, i64>(0))?;
             Ok(c)
         });
-        let conn = match plain {
-            Ok(c) => c,
-            // A WAL database in a folder this process cannot write: SQLite cannot create the
-            // shared-memory file, so it is read as an immutable file (nobody can be writing
-            // it through this folder either).
-            Err(_) => {
-                let uri = format!("file:{}?immutable=1", uri_path(path));
-                let c = Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)
-                    .map_err(open_err)?;
-                c.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
-                c
-            }
+        // A WAL database in a folder this process cannot write: SQLite cannot create the
+        // shared-memory file (CANTOPEN, or READONLY_CANTINIT), so it is read as an immutable
+        // file (nobody can be writing it through this folder either). Any other error (busy,
+        // not a database) is said as it is.
+        let cannot_share = |e: &rusqlite::Error| {
+            matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly)
+            )
+        };
+        let conn = if let Err(e) = &plain
+            && cannot_share(e)
+        {
+            let uri = format!("file:{}?immutable=1", uri_path(path));
+            let c = Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)
+                .map_err(open_err)?;
+            c.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+            c
+        } else {
+            plain.map_err(open_err)?
         };
         let found = migrations::check(&conn, path)?;
         Ok((conn, found))

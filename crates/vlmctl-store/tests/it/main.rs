@@ -408,7 +408,9 @@ fn a_newer_or_foreign_database_is_checked_before_anything_writes_and_left_as_it_
         (&foreign, Store::open_read),
     ] {
         let before = digest(db);
-        let e = open(db).err().expect("refused");
+        let Err(e) = open(db) else {
+            panic!("{} was opened", db.display());
+        };
         match &e {
             StoreError::TooNew { found: 4, .. } => assert_eq!(db, &newer),
             StoreError::NotOurs { tables, .. } => {
@@ -441,8 +443,7 @@ impl ReadOnly {
     fn new(dir: &std::path::Path, at: &std::path::Path) -> Self {
         use std::os::unix::fs::PermissionsExt as _;
         let root = std::fs::metadata("/proc/self")
-            .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-            .unwrap_or(false);
+            .is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
         if !root {
             for e in std::fs::read_dir(dir).expect("dir").flatten() {
                 std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(0o444))
