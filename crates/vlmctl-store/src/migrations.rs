@@ -109,6 +109,16 @@ fn user_version(conn: &Connection, path: &Path) -> Result<usize, StoreError> {
 /// version 0 that already has tables (another program's SQLite database): nothing is written
 /// to either. Called before anything that writes (the switch to WAL, the migrations).
 pub(crate) fn check(conn: &Connection, path: &Path) -> Result<usize, StoreError> {
+    // One read transaction, so that the version and the tables are of the same moment (another
+    // vlmctl may be creating the schema right now: version 0 and its tables must not be seen
+    // together). Ended without writing anything when dropped.
+    let tx = conn
+        .unchecked_transaction()
+        .map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+    let conn: &Connection = &tx;
     let found = user_version(conn, path)?;
     if found > SCHEMA_VERSION {
         return Err(StoreError::TooNew {
