@@ -39,12 +39,13 @@ pub mod sweep;
 
 pub use error::BenchError;
 
-/// Reads a results file.
+/// The largest results file read: 256 MiB (100,000 samples per config take about 26 MB).
+pub const MAX_RESULTS_BYTES: u64 = 256 << 20;
+
+/// Reads a results file: a regular file (a link to one is followed) of at most
+/// [`MAX_RESULTS_BYTES`]; a device, a FIFO, a socket or a folder is refused without being read.
 pub fn load_results(path: &std::path::Path) -> Result<run::Results, BenchError> {
-    let bytes = std::fs::read(path).map_err(|source| BenchError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let bytes = read_regular(path, MAX_RESULTS_BYTES)?;
     let r: run::Results = serde_json::from_slice(&bytes).map_err(|e| BenchError::BadResults {
         path: path.to_owned(),
         why: e.to_string(),
@@ -92,5 +93,127 @@ mod tests {
         ] {
             assert_eq!(super::base64(i.as_bytes()), o);
         }
+    }
+}
+
+/// The bytes of the regular file at `path`, at most `max` of them. Its kind is checked before
+/// it is opened (a device is never opened) and again on what was opened (it may have been
+/// replaced in between), which is opened with `O_NONBLOCK` so that a FIFO cannot block.
+fn read_regular(path: &std::path::Path, max: u64) -> Result<Vec<u8>, BenchError> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let read_err = |source| BenchError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let refuse = |meta: &std::fs::Metadata| -> Result<(), BenchError> {
+        let why = if meta.is_file() {
+            if meta.len() <= max {
+                return Ok(());
+            }
+            format!(
+                "{} bytes, more than the {} MiB a results file may have",
+                meta.len(),
+                max >> 20
+            )
+        } else {
+            format!(
+                "not a regular file but {}: only results files written by `vlmctl bench` are read",
+                file_kind(meta.file_type())
+            )
+        };
+        Err(BenchError::BadResults {
+            path: path.to_owned(),
+            why,
+        })
+    };
+    refuse(&std::fs::metadata(path).map_err(read_err)?)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits().cast_signed())
+        .open(path)
+        .map_err(read_err)?;
+    let meta = file.metadata().map_err(read_err)?;
+    refuse(&meta)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    // Bounded even if the file grows while it is read.
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() as u64 > max {
+        return Err(BenchError::BadResults {
+            path: path.to_owned(),
+            why: format!(
+                "it grew past the {} MiB a results file may have while it was read",
+                max >> 20
+            ),
+        });
+    }
+    Ok(bytes)
+}
+
+/// `a FIFO (named pipe)`, `a character device`...
+fn file_kind(t: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    if t.is_dir() {
+        "a folder"
+    } else if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    }
+}
+
+#[cfg(test)]
+mod read_tests {
+    use super::*;
+
+    /// `read_regular(p, max)` must refuse, within seconds, with `needle` in its error.
+    fn refused(p: &std::path::Path, max: u64, needle: &str) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = p.to_owned();
+        // On a thread: a read that blocks (a FIFO) fails the test instead of hanging it.
+        std::thread::spawn(move || {
+            let _ = tx.send(read_regular(&path, max).map(|b| b.len()));
+        });
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("{}: still reading after 10 s", p.display()));
+        let e = got.expect_err("refused");
+        let text = format!("{e} {e:?}");
+        assert!(text.contains(needle), "{text}");
+    }
+
+    #[test]
+    fn only_regular_files_of_bounded_size_are_read() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        // A FIFO with no writer: refused at once instead of blocking.
+        let fifo = tmp.path().join("fifo.json");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        refused(&fifo, MAX_RESULTS_BYTES, "a FIFO");
+        refused(tmp.path(), MAX_RESULTS_BYTES, "a folder");
+        // A regular file over the bound.
+        let big = tmp.path().join("big.json");
+        std::fs::write(&big, vec![b' '; 2048]).expect("write");
+        refused(&big, 1024, "2048 bytes");
+        assert_eq!(read_regular(&big, 4096).expect("read").len(), 2048);
+        // A link to a regular file is followed.
+        let link = tmp.path().join("link.json");
+        std::os::unix::fs::symlink(&big, &link).expect("link");
+        assert_eq!(read_regular(&link, 4096).expect("read").len(), 2048);
+        // A link to a device: refused, not read (it would never end).
+        let zero = tmp.path().join("zero.json");
+        std::os::unix::fs::symlink("/dev/zero", &zero).expect("link");
+        refused(&zero, MAX_RESULTS_BYTES, "a character device");
     }
 }

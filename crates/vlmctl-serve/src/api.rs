@@ -211,6 +211,17 @@ pub struct StartRun {
 /// The largest `runs` a request may ask for.
 pub const MAX_RUNS: i64 = 1000;
 
+/// A body that could not be read (over axum's 2 MB limit: 413), as the API's other errors.
+fn body_refused(e: &axum::extract::rejection::BytesRejection) -> ApiError {
+    ApiError {
+        status: e.status(),
+        message: format!("the request body could not be read: {}", e.body_text()),
+        hint: Some(
+            "an action's body is a small JSON object (see the README's API table)".to_owned(),
+        ),
+    }
+}
+
 pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("the request body is not valid: {e}")))
@@ -226,6 +237,8 @@ impl App {
                 "runs: {n} is out of range: 1 to {MAX_RUNS} measured requests per config"
             )));
         }
+        // A full queue is said before anything is recorded.
+        self.queue_room()?;
         let path = self.bench_plan(req.plan.as_deref())?.to_owned();
         let mut plan = LoadedPlan::load(&path).map_err(|e| {
             ApiError::bad_request(vlmctl_lifecycle::error_chain(&e)).with_hint(Some(e.hint()))
@@ -326,8 +339,11 @@ fn list_or_none<'a>(names: impl Iterator<Item = &'a str>) -> String {
     }
 }
 
-async fn start_run(State(app): State<Arc<App>>, body: Bytes) -> Result<Response, ApiError> {
-    let req: StartRun = parse_body(&body)?;
+async fn start_run(
+    State(app): State<Arc<App>>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: StartRun = parse_body(&body.map_err(|e| body_refused(&e))?)?;
     let (id, ahead) = app.start_run(req).await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -355,16 +371,25 @@ impl App {
         a: i64,
         b: i64,
     ) -> Result<vlmctl_bench::compare::Comparison, ApiError> {
-        let (ra, rb) = self.read(move |s| Ok((s.run(a)?, s.run(b)?))).await?;
-        let done = |d: vlmctl_store::RunDetail| {
-            let id = d.row.id;
-            let state = d.row.state;
-            d.results.ok_or_else(|| {
-                ApiError::conflict(format!("run {id} is {state}: it has no results to compare"))
-            })
-        };
-        let (ra, rb) = (done(ra)?, done(rb)?);
-        Ok(vlmctl_bench::compare::compare(&ra, &rb))
+        // Read under a turn (two large runs are large to read too), compared off the thread
+        // that answers the other pages (2,000 bootstrap resamples per config: seconds).
+        self.heavy(
+            move |s| Ok((s.run(a)?, s.run(b)?)),
+            |(ra, rb)| {
+                let done = |d: vlmctl_store::RunDetail| {
+                    let id = d.row.id;
+                    let state = d.row.state;
+                    d.results.ok_or_else(|| {
+                        ApiError::conflict(format!(
+                            "run {id} is {state}: it has no results to compare"
+                        ))
+                    })
+                };
+                let (ra, rb) = (done(ra)?, done(rb)?);
+                Ok(vlmctl_bench::compare::compare(&ra, &rb))
+            },
+        )
+        .await
     }
 }
 

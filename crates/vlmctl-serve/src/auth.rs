@@ -29,14 +29,32 @@ pub fn check_exposure(addr: SocketAddr, key: Option<&str>) -> Result<(), ServeEr
     }
 }
 
-/// Pure: `Host` names a loopback host (any port).
+/// Pure: `Host` names a loopback host (any port), and nothing else: the value is parsed as an
+/// authority by `http`, and anything after the host name but a numeric port is refused: junk
+/// after `[::1]` (`[::1]evil.example`), a user part (`127.0.0.1:80@evil.example`, whose host is
+/// `evil.example`), a port that is not a number.
 #[must_use]
 pub fn loopback_host(host: &str) -> bool {
-    let name = if let Some(rest) = host.strip_prefix('[') {
-        rest.split(']').next().unwrap_or_default()
-    } else {
-        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    let Ok(authority) = host.parse::<axum::http::uri::Authority>() else {
+        return false;
     };
+    let name = authority.host();
+    // What follows the host name must be a port and nothing else (`http` stops the host at
+    // `]`, and takes a user part before `@`).
+    let Some(rest) = authority.as_str().strip_prefix(name) else {
+        return false;
+    };
+    let port_only = rest.is_empty()
+        || rest
+            .strip_prefix(':')
+            .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if !port_only {
+        return false;
+    }
+    let name = name
+        .strip_prefix('[')
+        .and_then(|n| n.strip_suffix(']'))
+        .unwrap_or(name);
     name == "localhost"
         || name
             .parse::<std::net::IpAddr>()
@@ -185,6 +203,13 @@ mod tests {
             "localhost.evil:80",
             "[::2]:1",
             "127.evil.example:80",
+            "[::1]evil.example",
+            "[::1]evil.example:80",
+            "127.0.0.1:80@evil.example",
+            "localhost@evil.example",
+            "127.0.0.1:http",
+            "127.0.0.1 evil",
+            "127.0.0.1:",
         ] {
             assert!(!loopback_host(h), "{h}");
         }

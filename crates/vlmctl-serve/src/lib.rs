@@ -64,7 +64,47 @@ pub struct Config {
     pub scrub: fn(&str) -> String,
     /// Registers a secret read on the way (a bench target's API key) with that scrubber.
     pub secret: fn(&str),
+    /// How long a client may take over its headers, how many connections are served at once.
+    pub limits: Limits,
 }
+
+/// What one client may hold of the service.
+///
+/// A connection must send its request headers within `header_read_timeout` of the moment the
+/// service starts reading them (its first request, or the next one on a kept-alive
+/// connection), or it is closed: a client that never finishes (or never starts) its headers
+/// holds a connection for that long at most. Off loopback the API key is checked when the
+/// headers have arrived, so an unauthenticated client is bounded by the same timeout.
+/// At most `max_connections` connections are served at once; one more is answered 503 (JSON)
+/// and closed at once, so it never waits behind the ones held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// See above.
+    pub header_read_timeout: std::time::Duration,
+    /// See above.
+    pub max_connections: usize,
+}
+
+/// 10 s for headers (a browser sends them at once), 256 connections (a page opens a handful;
+/// well under the usual 1024 descriptors).
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: std::time::Duration::from_secs(10),
+            max_connections: 256,
+        }
+    }
+}
+
+/// How many pages are drawn (a report's charts, a trend, a comparison) at once; more wait
+/// [`RENDER_WAIT`] for a turn.
+pub const RENDER_SLOTS: usize = 4;
+
+/// Reading connections: one for each page drawn at once, and two for every other page.
+pub const READERS: usize = RENDER_SLOTS + 2;
+
+/// How long a page waits for a turn to be drawn before it is answered 503.
+pub const RENDER_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// How the service stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,11 +127,14 @@ pub struct App {
     /// through the busy timeout).
     store: Arc<Mutex<Store>>,
     /// Pages read through their own connection, so that a write waiting for another process's
-    /// transaction does not hold them up (WAL readers never wait for a writer).
-    reader: Arc<Mutex<Store>>,
+    /// transaction does not hold them up (WAL readers never wait for a writer); [`READERS`] of
+    /// them, so that a page reading a large run does not hold up the others.
+    readers: Arc<[Mutex<Store>]>,
     activity: broadcast::Sender<Activity>,
     queue: queue::Queue,
     shutdown: Cancel,
+    /// Turns at drawing pages ([`RENDER_SLOTS`]).
+    renders: Arc<tokio::sync::Semaphore>,
 }
 
 impl App {
@@ -115,7 +158,82 @@ impl App {
         &self,
         f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        on(&self.reader, f).await
+        let readers = Arc::clone(&self.readers);
+        tokio::task::spawn_blocking(move || {
+            // The first free connection; when all are busy, the first one's turn.
+            let mut s = readers
+                .iter()
+                .find_map(|r| r.try_lock().ok())
+                .or_else(|| {
+                    readers
+                        .first()
+                        .map(|r| r.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+                })
+                .ok_or_else(|| ApiError::internal("no database connection"))?;
+            f(&mut s).map_err(ApiError::from)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("database task failed: {e}")))?
+    }
+
+    /// Heavy work on a run's results: waits for a turn ([`RENDER_SLOTS`]), reads with `read`,
+    /// then runs `work` as [`App::cpu`] does. Taking the turn first keeps the readers of large
+    /// runs to [`RENDER_SLOTS`], so that a reading connection stays free for the other pages.
+    pub async fn heavy<R: Send + 'static, T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&mut Store) -> Result<R, StoreError> + Send + 'static,
+        work: impl FnOnce(R) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let turn = self.turn().await?;
+        let r = self.read(read).await?;
+        self.on_turn(turn, move || work(r)).await?
+    }
+
+    /// Runs CPU-bound work (drawing a report's charts, a trend, comparing two runs) on a
+    /// blocking thread, at most [`RENDER_SLOTS`] at once: the thread that answers the other
+    /// requests and the signals is never held by it, however long it takes. A page that finds
+    /// no turn within [`RENDER_WAIT`] is answered 503. A stop does not wait for such work: the
+    /// process ends with it (the CLI's runtime is shut down with a short timeout).
+    pub async fn cpu<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let turn = self.turn().await?;
+        self.on_turn(turn, f).await
+    }
+
+    /// A turn at heavy work, within [`RENDER_WAIT`].
+    async fn turn(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        tokio::time::timeout(RENDER_WAIT, Arc::clone(&self.renders).acquire_owned())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or_else(|| ApiError {
+                status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                message: format!(
+                    "{RENDER_SLOTS} pages are being drawn and none finished within {} s",
+                    RENDER_WAIT.as_secs()
+                ),
+                hint: Some(
+                    "try again in a minute; a report of a very large run takes a while".to_owned(),
+                ),
+            })
+    }
+
+    /// `f` on a blocking thread, holding `turn` until it returns.
+    async fn on_turn<T: Send + 'static>(
+        &self,
+        turn: tokio::sync::OwnedSemaphorePermit,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            #[cfg(test)]
+            tests::hook();
+            f()
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("drawing the page failed: {e}")))
     }
 
     /// The spec file for a deployment, among the configured ones: its plan, or why not.
@@ -189,8 +307,11 @@ pub async fn serve(
 ) -> Result<Stopped, ServeError> {
     auth::check_exposure(cfg.bind, cfg.api_key.as_deref())?;
     let store_path = cfg.store.clone();
-    let (store, reader) = tokio::task::spawn_blocking(move || {
-        Ok::<_, StoreError>((Store::open(&store_path)?, Store::open(&store_path)?))
+    let (store, readers) = tokio::task::spawn_blocking(move || {
+        let readers = (0..READERS)
+            .map(|_| Store::open(&store_path).map(Mutex::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok::<_, StoreError>((Store::open(&store_path)?, readers))
     })
     .await
     .map_err(|e| ServeError::Task(e.to_string()))??;
@@ -209,10 +330,11 @@ pub async fn serve(
     let app = Arc::new(App {
         cfg,
         store: Arc::new(Mutex::new(store)),
-        reader: Arc::new(Mutex::new(reader)),
+        readers: readers.into(),
         activity,
         queue,
         shutdown: shutdown.clone(),
+        renders: Arc::new(tokio::sync::Semaphore::new(RENDER_SLOTS)),
     });
     let worker = queue::start(Arc::clone(&app), rx).map_err(|e| ServeError::Task(e.to_string()))?;
     tokio::spawn(watch_orphans(Arc::clone(&app)));
@@ -223,10 +345,7 @@ pub async fn serve(
             auth::guard,
         ));
     ready(addr);
-    let stop = shutdown.clone();
-    let served = axum::serve(listener, router).with_graceful_shutdown(async move {
-        stop.cancelled().await;
-    });
+    let served = accept(listener, router, app.cfg.limits, shutdown.clone());
     // Open requests get their grace; then the server is dropped with them.
     let grace = async {
         shutdown.cancelled().await;
@@ -247,6 +366,97 @@ pub async fn serve(
     Ok(Stopped { worker_cut_off })
 }
 
+/// Serves connections from `listener` until `shutdown`, then waits for the open ones to end
+/// (each is told to close after the response in progress). Hand-written around hyper rather
+/// than `axum::serve`, which has neither a header-read timeout nor a connection limit.
+async fn accept(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    limits: Limits,
+    shutdown: Cancel,
+) -> std::io::Result<()> {
+    let max = limits.max_connections.max(1);
+    let open = Arc::new(tokio::sync::Semaphore::new(max));
+    // Connections over the limit are answered 503 by a task each; at most this many at once
+    // (more are closed without an answer).
+    let refusing = Arc::new(tokio::sync::Semaphore::new(REFUSING));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of descriptors (EMFILE) and the like: try again shortly, as
+                    // `axum::serve` does, rather than spin or stop serving.
+                    tracing::warn!("vlmctl serve: accepting a connection: {e}");
+                    tokio::select! {
+                        () = tokio::time::sleep(std::time::Duration::from_millis(100)) => continue,
+                        _ = shutdown.cancelled() => break,
+                    }
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let io = hyper_util::rt::TokioIo::new(stream);
+        let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
+            if let Ok(refuser) = Arc::clone(&refusing).try_acquire_owned() {
+                let mut http = http.clone();
+                http.header_read_timeout(REFUSE_WITHIN);
+                tokio::spawn(async move {
+                    let _refuser = refuser;
+                    let busy = hyper::service::service_fn(move |_| async move {
+                        Ok::<_, std::convert::Infallible>(over_limit(max))
+                    });
+                    let conn = http.keep_alive(false).serve_connection(io, busy);
+                    let _ = tokio::time::timeout(REFUSE_WITHIN, conn).await;
+                });
+            }
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let conn = http.serve_connection(io, service);
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r { tracing::debug!("vlmctl serve: connection: {e}"); }
+                    return;
+                }
+                _ = stop.cancelled() => {}
+            }
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    // Every connection has ended when every permit is back.
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    let _ = open.acquire_many(all).await;
+    Ok(())
+}
+
+/// At most this many connections over the limit are being answered 503 at once.
+const REFUSING: usize = 64;
+
+/// A connection over the limit must send its headers within this, and gets its 503 then.
+const REFUSE_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The answer to a connection over [`Limits::max_connections`].
+fn over_limit(max: usize) -> axum::http::Response<axum::body::Body> {
+    use axum::response::IntoResponse as _;
+    ApiError {
+        status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        message: format!("vlmctl serve is serving {max} connections, its limit"),
+        hint: Some("try again shortly; close connections you keep open".to_owned()),
+    }
+    .into_response()
+}
+
 /// How often the service looks for runs and jobs whose process died (a `vlmctl bench` killed
 /// while the service is up), so that its pages do not show them running for ever.
 pub const ORPHAN_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
@@ -260,5 +470,265 @@ async fn watch_orphans(app: Arc<App>) {
         if let Err(e) = app.db(Store::mark_orphans).await {
             tracing::warn!("looking for interrupted runs: {}", e.message);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read as _, Write as _};
+    use std::net::TcpStream;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    /// While set, every page drawn by [`App::cpu`] never finishes (a chart that never returns,
+    /// as plotters did with an infinite range).
+    static HANG: AtomicBool = AtomicBool::new(false);
+    /// How many drawings have started.
+    static ENTERED: AtomicUsize = AtomicUsize::new(0);
+
+    pub(super) fn hook() {
+        ENTERED.fetch_add(1, Ordering::SeqCst);
+        while HANG.load(Ordering::SeqCst) {
+            std::thread::park_timeout(Duration::from_secs(1));
+        }
+    }
+
+    fn config(tmp: &Path, limits: Limits) -> Config {
+        Config {
+            bind: "127.0.0.1:0".parse().expect("addr"),
+            api_key: None,
+            store: tmp.join("history.sqlite"),
+            state: tmp.join("state"),
+            specs: Vec::new(),
+            lock: tmp.join("weights.lock"),
+            dirs: Dirs {
+                dir: None,
+                models_root: tmp.join("models"),
+            },
+            hub: HubClient::new("http://127.0.0.1:9", None, tmp.join("hub")).expect("hub"),
+            plans: Vec::new(),
+            host: "test".to_owned(),
+            scrub: str::to_owned,
+            secret: |_| {},
+            limits,
+        }
+    }
+
+    /// The service on a thread with a current-thread runtime, as the CLI runs it (and shut
+    /// down as the CLI does: blocking tasks are not waited for).
+    struct Running {
+        addr: SocketAddr,
+        stop: Cancel,
+        thread: std::thread::JoinHandle<Result<Stopped, ServeError>>,
+        _tmp: tempfile::TempDir,
+    }
+
+    fn start(limits: Limits) -> Running {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let cfg = config(tmp.path(), limits);
+        let stop = Cancel::new();
+        let cancel = stop.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let r = rt.block_on(serve(cfg, cancel, move |a| {
+                let _ = tx.send(a);
+            }));
+            rt.shutdown_timeout(Duration::from_millis(200));
+            r
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the service listens");
+        Running {
+            addr,
+            stop,
+            thread,
+            _tmp: tmp,
+        }
+    }
+
+    /// One request, `Connection: close`; the status and the whole answer.
+    fn request(addr: SocketAddr, head: &str, wait: Duration) -> std::io::Result<(u16, String)> {
+        let mut s = TcpStream::connect(addr)?;
+        s.set_read_timeout(Some(wait))?;
+        s.write_all(head.as_bytes())?;
+        let mut answer = String::new();
+        s.read_to_string(&mut answer)?;
+        let status = answer
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        Ok((status, answer))
+    }
+
+    fn get(addr: SocketAddr, path: &str, wait: Duration) -> std::io::Result<(u16, String)> {
+        request(
+            addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"),
+            wait,
+        )
+    }
+
+    fn wait_until(deadline: Duration, what: &str, mut done: impl FnMut() -> bool) {
+        let end = Instant::now() + deadline;
+        while !done() {
+            assert!(Instant::now() < end, "{what}: not within {deadline:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn a_page_that_never_finishes_drawing_holds_neither_other_pages_nor_the_stop() {
+        let s = start(Limits::default());
+        HANG.store(true, Ordering::SeqCst);
+        let addr = s.addr;
+        // Its answer never comes; the thread ends when the service closes the connection.
+        std::thread::spawn(move || get(addr, "/trends", Duration::from_secs(120)));
+        wait_until(Duration::from_secs(30), "the trend drawn", || {
+            ENTERED.load(Ordering::SeqCst) > 0
+        });
+        let t = Instant::now();
+        let (status, body) =
+            get(addr, "/api/runs", Duration::from_secs(10)).expect("GET /api/runs");
+        assert_eq!(status, 200, "{body}");
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        let (status, _) = get(addr, "/runs", Duration::from_secs(10)).expect("GET /runs");
+        assert_eq!(status, 200);
+        // The stop: within the requests' grace, although the drawing never ends.
+        let t = Instant::now();
+        s.stop.cancel("test");
+        let bound = REQUEST_GRACE + Duration::from_secs(5);
+        wait_until(bound, "the service stopped", || s.thread.is_finished());
+        let stopped = s.thread.join().expect("no panic").expect("stopped");
+        assert!(!stopped.worker_cut_off);
+        assert!(t.elapsed() < bound, "{:?}", t.elapsed());
+        // The drawing thread may end now (no other test draws meanwhile).
+        HANG.store(false, Ordering::SeqCst);
+    }
+
+    #[test]
+    fn slow_clients_are_timed_out_and_connections_over_the_limit_refused_at_once() {
+        let timeout = Duration::from_secs(4);
+        let max = 8;
+        let s = start(Limits {
+            header_read_timeout: timeout,
+            max_connections: max,
+        });
+        let half = |n: usize| -> Vec<TcpStream> {
+            (0..n)
+                .map(|_| {
+                    let mut c = TcpStream::connect(s.addr).expect("connect");
+                    c.write_all(b"GET /api/runs HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+                        .expect("half a request");
+                    c
+                })
+                .collect()
+        };
+        let started = Instant::now();
+        let mut held = half(max - 1);
+        // One place left: a normal client is answered at once.
+        let t = Instant::now();
+        let (status, body) = get(s.addr, "/api/runs", Duration::from_secs(10)).expect("GET");
+        assert_eq!(status, 200, "{body}");
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        held.extend(half(1));
+        // Over the limit: answered 503, in JSON, without waiting for a place.
+        let t = Instant::now();
+        let (status, body) = get(s.addr, "/api/runs", Duration::from_secs(10)).expect("GET");
+        assert!(
+            started.elapsed() < timeout,
+            "the test was too slow to see the limit (the held connections timed out)"
+        );
+        assert_eq!(status, 503, "{body}");
+        assert!(
+            body.contains("\"error\":") && body.contains("\"hint\":"),
+            "{body}"
+        );
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        // Each half-sent request is closed once its headers are late.
+        for mut c in held {
+            c.set_read_timeout(Some(timeout + Duration::from_secs(10)))
+                .expect("timeout");
+            // Closed by the service: the end of the stream (or a reset), not a read timeout.
+            match c.read_to_end(&mut Vec::new()) {
+                Ok(_) => {}
+                Err(e) => assert!(
+                    !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ),
+                    "still open after {:?}",
+                    started.elapsed()
+                ),
+            }
+        }
+        assert!(
+            started.elapsed() < timeout + Duration::from_secs(8),
+            "{:?}",
+            started.elapsed()
+        );
+        // And the places are free again.
+        let (status, _) = get(s.addr, "/api/runs", Duration::from_secs(10)).expect("GET");
+        assert_eq!(status, 200);
+        s.stop.cancel("test");
+        wait_until(REQUEST_GRACE + Duration::from_secs(5), "stopped", || {
+            s.thread.is_finished()
+        });
+    }
+
+    #[test]
+    fn an_oversized_body_is_refused_in_json() {
+        let s = start(Limits::default());
+        let body = format!("{{\"deployment\":\"{}\"}}", "x".repeat(3 << 20));
+        let head = format!(
+            "POST /api/runs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let (status, answer) = request(s.addr, &head, Duration::from_secs(30)).expect("POST");
+        assert_eq!(status, 413, "{answer}");
+        let json = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(json).expect(json);
+        assert!(
+            v["error"].as_str().is_some_and(|e| e.contains("body")),
+            "{v}"
+        );
+        assert!(v["hint"].is_string(), "{v}");
+        s.stop.cancel("test");
+    }
+
+    #[test]
+    fn the_queue_takes_a_bounded_number_of_actions_then_answers_429() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let cfg = config(tmp.path(), Limits::default());
+        let store = Store::open(&cfg.store).expect("store");
+        let readers = vec![Mutex::new(Store::open(&cfg.store).expect("store"))];
+        let (queue, _rx) = queue::Queue::new();
+        let app = App {
+            cfg,
+            store: Arc::new(Mutex::new(store)),
+            readers: readers.into(),
+            activity: broadcast::channel(16).0,
+            queue,
+            shutdown: Cancel::new(),
+            renders: Arc::new(tokio::sync::Semaphore::new(RENDER_SLOTS)),
+        };
+        let teardown = || queue::Action::Teardown {
+            deployment: "d".to_owned(),
+        };
+        for i in 0..queue::MAX_QUEUED {
+            assert_eq!(app.enqueue(teardown()).expect("room"), i);
+        }
+        let e = app.enqueue(teardown()).expect_err("full");
+        assert_eq!(e.status.as_u16(), 429);
+        assert!(e.hint.is_some());
+        assert_eq!(app.queue_room().expect_err("full").status.as_u16(), 429);
+        assert_eq!(app.queue.waiting(), queue::MAX_QUEUED);
     }
 }

@@ -374,18 +374,22 @@ async fn report(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response
         Ok(i) => i,
         Err(e) => return error_page("Runs", &e),
     };
-    match app.read(move |s| s.run(id)).await {
-        Ok(d) => match d.results {
-            Some(r) => (
-                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-                vlmctl_bench::report::html(&r, None),
-            )
-                .into_response(),
-            None => error_page(
-                "Runs",
-                &ApiError::conflict(format!("run {id} is {}: no report yet", d.row.state)),
-            ),
-        },
+    // Charts of every sample: read under a turn, drawn off the thread that answers the
+    // other pages.
+    let drawn = app
+        .heavy(
+            move |s| s.run(id),
+            move |d| match d.results {
+                Some(r) => Ok(vlmctl_bench::report::html(&r, None)),
+                None => Err(ApiError::conflict(format!(
+                    "run {id} is {}: no report yet",
+                    d.row.state
+                ))),
+            },
+        )
+        .await;
+    match drawn {
+        Ok(html) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response(),
         Err(e) => error_page("Runs", &e),
     }
 }
@@ -466,6 +470,15 @@ async fn trends(
         Ok(t) => t,
         Err(e) => return error_page("Trends", &e),
     };
+    // The charts are drawn off the thread that answers the other pages.
+    match app.cpu(move || trends_page(&t, &shown)).await {
+        Ok(page) => page.into_response(),
+        Err(e) => error_page("Trends", &e),
+    }
+}
+
+/// Pure: the trends page of `t`, its form filled with `shown`.
+fn trends_page(t: &crate::api::Trends, shown: &Filter) -> Html<String> {
     // One chart per config (its p50 and p95 per target), and one of the schema pass rates.
     // Keyed by the letter alone: a config whose description changed is still one line.
     let mut by_config: BTreeMap<String, Vec<&vlmctl_store::TrendPoint>> = BTreeMap::new();
@@ -547,7 +560,7 @@ async fn trends(
             }
         }
     };
-    page("Trends", "Trends", &body).into_response()
+    page("Trends", "Trends", &body)
 }
 
 /// One config's latency chart: p50 (solid) and p95 (dashed) per target.

@@ -153,8 +153,15 @@ impl App {
         if self.shutdown.reason().is_some() {
             return Err(stopping());
         }
-        let ahead = self.queue.waiting.fetch_add(1, Ordering::SeqCst)
-            + usize::from(self.queue.busy.load(Ordering::SeqCst));
+        // Taken only while below the bound, so that two requests at once cannot both pass it.
+        let waiting = self
+            .queue
+            .waiting
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < MAX_QUEUED).then_some(n + 1)
+            })
+            .map_err(|_| full())?;
+        let ahead = waiting + usize::from(self.queue.busy.load(Ordering::SeqCst));
         let activity = Activity::Queued {
             action: action.name().to_owned(),
             deployment: action.deployment().to_owned(),
@@ -182,6 +189,32 @@ impl App {
     /// A new listener of everything published from now on.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Activity> {
         self.activity.subscribe()
+    }
+}
+
+/// The most actions that wait in the queue (the one going on not counted): a script in a loop
+/// must not queue days of work.
+pub const MAX_QUEUED: usize = 100;
+
+impl App {
+    /// Is there room in the queue for one more action? (429 when not.)
+    pub fn queue_room(&self) -> Result<(), ApiError> {
+        if self.queue.waiting() >= MAX_QUEUED {
+            return Err(full());
+        }
+        Ok(())
+    }
+}
+
+fn full() -> ApiError {
+    ApiError {
+        status: axum::http::StatusCode::TOO_MANY_REQUESTS,
+        message: format!(
+            "the queue holds {MAX_QUEUED} actions, its limit: this one was not queued"
+        ),
+        hint: Some(
+            "wait for queued actions to run (the Runs page shows them) and ask again".to_owned(),
+        ),
     }
 }
 

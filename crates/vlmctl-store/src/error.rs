@@ -45,6 +45,33 @@ pub enum StoreError {
         /// This vlmctl's.
         want: usize,
     },
+    /// A SQLite file that is not a vlmctl history (version 0, with tables of its own).
+    #[error(
+        "{} is not a vlmctl history: it is another program's SQLite database (tables {})",
+        path.display(),
+        tables.iter().take(5).map(String::as_str).collect::<Vec<_>>().join(", ")
+    )]
+    NotOurs {
+        /// The database file.
+        path: PathBuf,
+        /// Its tables.
+        tables: Vec<String>,
+    },
+    /// A history that cannot be written has an older schema, which only a writable open brings
+    /// up to date.
+    #[error(
+        "the history database {} is read-only and has schema version {found}, older than this \
+         vlmctl's {want}",
+        path.display()
+    )]
+    ReadOnlyOld {
+        /// The database file.
+        path: PathBuf,
+        /// Its `user_version`.
+        found: usize,
+        /// This vlmctl's.
+        want: usize,
+    },
     /// A query or write failed.
     #[error("history database {}: {what}", path.display())]
     Sql {
@@ -112,6 +139,16 @@ impl StoreError {
             }
             Self::Sql { .. } | Self::Corrupt { .. } => {
                 "check it with `sqlite3 FILE 'PRAGMA integrity_check'`".to_owned()
+            }
+            Self::NotOurs { .. } => {
+                "it was left as it is; point --store (VLMCTL_STORE) at a vlmctl history, or at a \
+                 new file to start one"
+                    .to_owned()
+            }
+            Self::ReadOnlyOld { .. } => {
+                "open it once where it is writable (any vlmctl command that records brings it \
+                 up to date), or read it with the vlmctl that wrote it"
+                    .to_owned()
             }
             Self::NotFound { .. } => "`vlmctl runs list` shows the runs there are".to_owned(),
             Self::NotRunning { .. } => return None,

@@ -407,6 +407,22 @@ pub fn process_start(pid: u32) -> Option<i64> {
     fields.nth(18)?.parse().ok()
 }
 
+/// `path` as the path part of a SQLite `file:` URI (RFC 3986: `%`, `?` and `#` escaped, the
+/// rest as is).
+fn uri_path(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '?' => out.push_str("%3f"),
+            '#' => out.push_str("%23"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn alive(pid: i64, start: Option<i64>) -> bool {
     let Ok(pid) = u32::try_from(pid) else {
         return false;
@@ -450,6 +466,9 @@ impl Store {
         };
         let mut conn = Connection::open(path).map_err(open_err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        // Checked before anything writes: a newer history, or another program's database, is
+        // left byte for byte as it was.
+        migrations::check(&conn, path)?;
         // WAL: readers (the service's pages) never wait for the writer (a run being recorded),
         // and a write cut off by kill -9 is rolled back from the log at the next open.
         conn.pragma_update(None, "journal_mode", "wal")
@@ -465,6 +484,83 @@ impl Store {
         };
         store.mark_orphans()?;
         Ok(store)
+    }
+
+    /// Opens an existing history for reading (`vlmctl runs list`, `runs show`). It is checked
+    /// first, read-only: a newer one or another program's database is refused and left as it
+    /// is. A history of ours that can be written is opened as [`Store::open`] does (brought
+    /// up to date, runs of dead processes marked). One that cannot (a read-only file, folder
+    /// or mount: a backup, a copy) is opened read-only, and with `immutable=1` where SQLite
+    /// cannot create its shared-memory file beside it; nothing is marked then. Reading it
+    /// needs the current schema.
+    pub fn open_read(path: &Path) -> Result<Self, StoreError> {
+        let (conn, found) = Self::read_only(path)?;
+        if Self::writable(path) {
+            drop(conn);
+            return Self::open(path);
+        }
+        if found != migrations::SCHEMA_VERSION {
+            return Err(StoreError::ReadOnlyOld {
+                path: path.to_owned(),
+                found,
+                want: migrations::SCHEMA_VERSION,
+            });
+        }
+        Ok(Self {
+            conn,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Can this process write the file and create files in its folder (SQLite's journal, WAL
+    /// and shared memory)? `access(2)`, which also answers no on a read-only mount.
+    fn writable(path: &Path) -> bool {
+        use rustix::fs::{Access, access};
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        access(path, Access::WRITE_OK).is_ok()
+            && access(dir, Access::WRITE_OK | Access::EXEC_OK).is_ok()
+    }
+
+    /// A connection that cannot write, and the checked schema version.
+    fn read_only(path: &Path) -> Result<(Connection, usize), StoreError> {
+        use rusqlite::OpenFlags;
+        let open_err = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let plain = Connection::open_with_flags(path, flags).and_then(|c| {
+            c.busy_timeout(BUSY_TIMEOUT)?;
+            // Reading something makes SQLite find (or fail to create) the WAL index.
+            c.pragma_query_value(None, "schema_version", |r| r.get::<_, i64>(0))?;
+            Ok(c)
+        });
+        // A WAL database in a folder this process cannot write: SQLite cannot create the
+        // shared-memory file (CANTOPEN, or READONLY_CANTINIT), so it is read as an immutable
+        // file (nobody can be writing it through this folder either). Any other error (busy,
+        // not a database) is said as it is.
+        let cannot_share = |e: &rusqlite::Error| {
+            matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly)
+            )
+        };
+        let conn = if let Err(e) = &plain
+            && cannot_share(e)
+        {
+            let uri = format!("file:{}?immutable=1", uri_path(path));
+            let c = Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)
+                .map_err(open_err)?;
+            c.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+            c
+        } else {
+            plain.map_err(open_err)?
+        };
+        let found = migrations::check(&conn, path)?;
+        Ok((conn, found))
     }
 
     /// The database file.

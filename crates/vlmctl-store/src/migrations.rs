@@ -104,6 +104,50 @@ fn user_version(conn: &Connection, path: &Path) -> Result<usize, StoreError> {
         })
 }
 
+/// Pure read: is the database at `conn` a vlmctl history this vlmctl may use? Returns its
+/// schema version (0: a new, empty file). A newer version is refused, and so is a file with
+/// version 0 that already has tables (another program's SQLite database): nothing is written
+/// to either. Called before anything that writes (the switch to WAL, the migrations).
+pub(crate) fn check(conn: &Connection, path: &Path) -> Result<usize, StoreError> {
+    // One read transaction, so that the version and the tables are of the same moment (another
+    // vlmctl may be creating the schema right now: version 0 and its tables must not be seen
+    // together). Ended without writing anything when dropped.
+    let tx = conn
+        .unchecked_transaction()
+        .map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+    let conn: &Connection = &tx;
+    let found = user_version(conn, path)?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_owned(),
+            found,
+            want: SCHEMA_VERSION,
+        });
+    }
+    if found == 0 {
+        let tables: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .and_then(|mut st| {
+                st.query_map([], |r| r.get::<_, String>(0))?
+                    .collect::<Result<_, _>>()
+            })
+            .map_err(|source| StoreError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
+        if !tables.is_empty() {
+            return Err(StoreError::NotOurs {
+                path: path.to_owned(),
+                tables,
+            });
+        }
+    }
+    Ok(found)
+}
+
 /// Brings `conn` to [`SCHEMA_VERSION`]; refuses a newer one.
 pub(crate) fn apply(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let found = user_version(conn, path)?;

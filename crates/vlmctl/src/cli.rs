@@ -132,8 +132,9 @@ pub struct RunsListArgs {
     /// Only runs with this config (letter, or its description).
     #[arg(long, value_name = "CONFIG")]
     pub config: Option<String>,
-    /// At most this many runs (newest first).
-    #[arg(long, value_name = "N", default_value_t = 50)]
+    /// At most this many runs (newest first; 1 or more).
+    #[arg(long, value_name = "N", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub limit: u32,
     /// Machine-readable output: the rows as JSON.
     #[arg(long)]

@@ -205,6 +205,8 @@ impl From<vlmctl_store::StoreError> for Failure {
             | E::Folder { .. }
             | E::Migrate { .. }
             | E::TooNew { .. }
+            | E::NotOurs { .. }
+            | E::ReadOnlyOld { .. }
             | E::Sql { .. }
             | E::Corrupt { .. } => exit_codes::ENVIRONMENT,
             E::NotRunning { .. } => exit_codes::FAILURE,

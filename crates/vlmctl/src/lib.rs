@@ -119,7 +119,12 @@ async fn execute_async(cli: &Cli, out: &mut Output) -> Result<u8, Failure> {
 
 /// The one runtime. Current-thread on purpose: hf-hub's chunk tasks then complete in order (so
 /// an interrupted download keeps its whole prefix), and request timing in `bench` is not
-/// disturbed by work migrating between threads. Hashing runs on blocking threads.
+/// disturbed by work migrating between threads. So nothing that can take long may run on it:
+/// hashing runs on blocking threads, and so does everything `vlmctl serve` draws or computes
+/// for a page (`vlmctl_serve::App::cpu`), so that this thread always answers the other
+/// requests and the signals. Blocking threads are not waited for at the end
+/// (`shutdown_timeout` in [`execute`]): a page that never finishes drawing does not keep the
+/// process alive after a SIGTERM.
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

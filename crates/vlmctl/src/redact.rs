@@ -76,11 +76,14 @@ pub fn scrub(text: &str) -> Cow<'_, str> {
     out
 }
 
-/// Writes one line (or block) to stdout or stderr, scrubbed; a closed terminal (EPIPE or EIO
+/// Writes one line (or block) to stdout or stderr, scrubbed and with its control characters
+/// made visible ([`crate::render::visible`]); a closed terminal (EPIPE or EIO
 /// after SIGHUP) is ignored rather than panicking, as `println!` would, in the middle of a
 /// restore.
 pub fn write_line(to_stderr: bool, text: &str) {
-    let text = scrub(text);
+    // Control characters from outside (an escape sequence in an imported file) made visible.
+    let text = crate::render::visible(text);
+    let text = scrub(&text);
     let _ = if to_stderr {
         writeln!(io::stderr().lock(), "{text}")
     } else {

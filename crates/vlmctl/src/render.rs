@@ -13,6 +13,37 @@ use vlmctl_weights::{FetchOutcome, FetchProgress};
 
 pub use vlmctl_deploy::human_bytes;
 
+/// `text` as it may reach a terminal: each control character other than `\n` and `\t` is
+/// written visibly, in caret notation for C0 (`^[` for ESC, `^G` for BEL, `^M` for CR) and as
+/// `\u007f`, `\u009b` for DEL and C1 (as JSON escapes them, so that JSON output stays valid:
+/// `serde_json` escapes C0 itself but writes DEL and C1 raw), so that a string from outside (an imported results file, a
+/// server's answer, a history written by someone else) cannot set the terminal's title, clear
+/// the screen, colour what follows or overwrite a line. Every line the CLI prints passes
+/// through it ([`crate::redact::write_line`]); tables apply it to their cells first, so that
+/// columns stay aligned.
+#[must_use]
+pub fn visible(text: &str) -> std::borrow::Cow<'_, str> {
+    let hidden = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(hidden) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match u32::from(c) {
+            _ if !hidden(c) => out.push(c),
+            n @ 0..=0x1f => {
+                out.push('^');
+                out.push(char::from(b'@' + u8::try_from(n).unwrap_or(0)));
+            }
+            // DEL and C1 as JSON writes them: `--json` output stays valid JSON.
+            n => {
+                let _ = write!(out, "\\u{n:04x}");
+            }
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Left-aligned columns separated by two spaces; the last column is not padded.
 #[must_use]
 pub fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
@@ -334,4 +365,25 @@ pub fn pushed(file: &str, bytes: u64, kept: u64, sent: u64) -> String {
         "pushed {file} ({}) to the host, verified there{resumed}",
         vlmctl_deploy::human_bytes(bytes)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_made_visible_and_plain_text_kept() {
+        assert_eq!(
+            visible("T\u{1b}]0;HIJACKED\u{7}\u{1b}[2J\u{1b}[31mRED"),
+            "T^[]0;HIJACKED^G^[[2J^[[31mRED"
+        );
+        assert_eq!(
+            visible("a\rb\u{8}c\u{7f}d\u{9b}31m"),
+            "a^Mb^Hc\\u007fd\\u009b31m"
+        );
+        assert!(matches!(
+            visible("run 1: done\n\tplain, é, 漢"),
+            std::borrow::Cow::Borrowed("run 1: done\n\tplain, é, 漢")
+        ));
+    }
 }

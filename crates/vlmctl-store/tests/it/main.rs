@@ -375,3 +375,131 @@ fn rows_of_another_machine_or_namespace_are_left_alone_and_an_owner_finishes_its
     assert_eq!(d.row.state, State::Done);
     assert_eq!(d.row.error, None);
 }
+
+/// SHA-256 of a file's bytes.
+fn digest(path: &std::path::Path) -> Vec<u8> {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(std::fs::read(path).expect("read")).to_vec()
+}
+
+#[test]
+fn a_newer_or_foreign_database_is_checked_before_anything_writes_and_left_as_it_was() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let newer = dir.path().join("newer.db");
+    let foreign = dir.path().join("foreign.db");
+    {
+        let c = rusqlite::Connection::open(&newer).expect("newer");
+        c.execute_batch(
+            "PRAGMA journal_mode=delete; CREATE TABLE runs(id INTEGER PRIMARY KEY, future TEXT); \
+             PRAGMA user_version=4;",
+        )
+        .expect("newer");
+        let c = rusqlite::Connection::open(&foreign).expect("foreign");
+        c.execute_batch("CREATE TABLE moz_places(id, url);")
+            .expect("foreign");
+    }
+    for (db, open) in [
+        (
+            &newer,
+            Store::open as fn(&std::path::Path) -> Result<Store, StoreError>,
+        ),
+        (&newer, Store::open_read),
+        (&foreign, Store::open),
+        (&foreign, Store::open_read),
+    ] {
+        let before = digest(db);
+        let Err(e) = open(db) else {
+            panic!("{} was opened", db.display());
+        };
+        match &e {
+            StoreError::TooNew { found: 4, .. } => assert_eq!(db, &newer),
+            StoreError::NotOurs { tables, .. } => {
+                assert_eq!(db, &foreign);
+                assert_eq!(tables, &["moz_places"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(e.hint().is_some());
+        assert_eq!(digest(db), before, "{} changed", db.display());
+        // Still a rollback journal: header bytes 18-19 are 1, 1 (WAL: 2, 2).
+        assert_eq!(&std::fs::read(db).expect("read")[18..20], &[1, 1]);
+    }
+    let c = rusqlite::Connection::open(&foreign).expect("foreign");
+    let tables: i64 = c
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(tables, 1, "no vlmctl table was added");
+}
+
+/// `dir` mounted read-only at `at` for as long as it lives (a backup's read-only mount); as
+/// another user than root, the files' modes make it read-only instead.
+struct ReadOnly(Option<std::path::PathBuf>);
+
+impl ReadOnly {
+    fn new(dir: &std::path::Path, at: &std::path::Path) -> Self {
+        use std::os::unix::fs::PermissionsExt as _;
+        let root = std::fs::metadata("/proc/self")
+            .is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
+        if !root {
+            for e in std::fs::read_dir(dir).expect("dir").flatten() {
+                std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(0o444))
+                    .expect("chmod");
+            }
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).expect("chmod");
+            std::fs::create_dir_all(at).ok();
+            std::fs::remove_dir(at).ok();
+            std::os::unix::fs::symlink(dir, at).expect("link");
+            return Self(None);
+        }
+        std::fs::create_dir_all(at).expect("mount point");
+        let sh = |args: &[&std::ffi::OsStr]| {
+            let ok = std::process::Command::new("mount")
+                .args(args)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "mount {args:?} (root without CAP_SYS_ADMIN?)");
+        };
+        sh(&["--bind".as_ref(), dir.as_os_str(), at.as_os_str()]);
+        sh(&["-o".as_ref(), "remount,bind,ro".as_ref(), at.as_os_str()]);
+        Self(Some(at.to_owned()))
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        if let Some(at) = &self.0 {
+            let _ = std::process::Command::new("umount").arg(at).status();
+        }
+    }
+}
+
+#[test]
+fn a_read_only_history_can_be_read_and_is_not_written() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("history");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("history.sqlite");
+    {
+        let mut s = Store::open(&path).expect("open");
+        s.import(&results(1_700_000_000, 20.0), "local", "p", &link("dep"))
+            .expect("import");
+        // A run still going (this process owns it).
+        s.begin_run(&new_run("dep")).expect("run");
+    }
+    let ro = tmp.path().join("ro");
+    let _mounted = ReadOnly::new(&dir, &ro);
+    let path = ro.join("history.sqlite");
+    let before = digest(&path);
+    let s = Store::open_read(&path).expect("read-only open");
+    let rows = s.runs(&RunFilter::default()).expect("runs");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(s.run(rows[1].id).expect("run").row.state, State::Done);
+    drop(s);
+    assert_eq!(digest(&path), before);
+    // The writable open fails there, as it must (it would write).
+    assert!(Store::open(&path).is_err());
+}

@@ -16,13 +16,15 @@ use crate::{Output, exit_codes};
 /// What to run when the history is empty.
 const HOW_TO_RECORD: &str = "`vlmctl bench --plan FILE` records each run; `vlmctl runs import DIR` loads earlier results.json files";
 
-/// The database of `--store`/`--state-dir`, opened only when it exists (`None`: no history yet).
+/// The database of `--store`/`--state-dir`, opened only when it exists (`None`: no history yet):
+/// checked before anything is changed (a newer one, another program's, is refused untouched),
+/// and read-only where it cannot be written ([`Store::open_read`]).
 fn existing(store: &StoreArgs, state: &StateDirArgs) -> Result<(PathBuf, Option<Store>), Failure> {
     let path = store_path(store, &state.dir());
     if !path.exists() {
         return Ok((path, None));
     }
-    let s = Store::open(&path)?;
+    let s = Store::open_read(&path)?;
     Ok((path, Some(s)))
 }
 
@@ -186,14 +188,16 @@ pub fn runs_table(rows: &[RunRow]) -> String {
     let cells: Vec<[String; 7]> = rows
         .iter()
         .map(|r| {
+            // Hosts, deployments, plans and configs come from outside (an imported file):
+            // made visible before the widths are measured.
             [
                 r.id.to_string(),
                 vlmctl_store::utc_minute(r.started_unix),
                 r.state.to_string(),
-                r.host.clone(),
-                r.deployments(),
-                r.plan.clone(),
-                p50s(r),
+                render::visible(&r.host).into_owned(),
+                render::visible(&r.deployments()).into_owned(),
+                render::visible(&r.plan).into_owned(),
+                render::visible(&p50s(r)).into_owned(),
             ]
         })
         .collect();

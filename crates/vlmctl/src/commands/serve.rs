@@ -49,6 +49,7 @@ pub async fn serve(args: &ServeArgs, out: &mut Output) -> Result<u8, Failure> {
         host: vlmctl_deploy::history::host_name(),
         scrub: |text| crate::redact::scrub(text).into_owned(),
         secret: crate::redact::api_key,
+        limits: vlmctl_serve::Limits::default(),
     };
     let store = cfg.store.clone();
     let stopped = vlmctl_serve::serve(cfg, cancel.clone(), |addr| {

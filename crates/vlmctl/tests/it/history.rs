@@ -357,3 +357,154 @@ fn a_job_records_itself_and_no_record_skips_it() {
     assert_eq!(jobs[0].detail.as_deref(), Some("nothing to restore"));
     assert_eq!(jobs[0].host, vlmctl_deploy::history::host_name());
 }
+
+/// A results file of a real bench, written once for tests that only need one to import.
+async fn one_results_file(tmp: &Path) -> PathBuf {
+    let server = FakeServer::start([]).await.unwrap();
+    let plan = plan(tmp, &server.endpoint());
+    let (code, _, err) = bench(tmp, &plan, &["--no-record"]);
+    assert_eq!(code, 0, "{err}");
+    tmp.join("out/results.json")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn escape_sequences_from_an_imported_file_never_reach_the_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let results = one_results_file(tmp.path()).await;
+    let mut r: Value = serde_json::from_str(&std::fs::read_to_string(&results).unwrap()).unwrap();
+    r["targets"][0]["name"] = "T\u{1b}]0;HIJACKED-TITLE\u{7}\u{1b}[2J\u{1b}[31mRED".into();
+    r["targets"][0]["deployment"] = "dep\u{1b}[5mBLINK\u{1b}[0m".into();
+    r["targets"][0]["url"] = "http://127.0.0.1:1/\u{9b}31m\r".into();
+    let esc = tmp.path().join("esc");
+    std::fs::create_dir_all(&esc).unwrap();
+    std::fs::write(esc.join("results.json"), r.to_string()).unwrap();
+    let (code, _, err) = runs(tmp.path(), &["import", &esc.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, list, err) = runs(tmp.path(), &["list"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, show, err) = runs(tmp.path(), &["show", "1"]);
+    assert_eq!(code, 0, "{err}");
+    for out in [&list, &show] {
+        assert!(
+            !out.chars().any(|c| c.is_control() && c != '\n'),
+            "a control character reached the terminal: {out:?}"
+        );
+    }
+    assert!(list.contains("dep^[[5mBLINK^[[0m"), "{list}");
+    assert!(
+        show.contains("T^[]0;HIJACKED-TITLE^G^[[2J^[[31mRED http://127.0.0.1:1/\\u009b31m^M"),
+        "{show}"
+    );
+    // JSON stays JSON, with the strings as they were (C0 escaped by serde, C1 by us).
+    let rows = listed(tmp.path());
+    assert_eq!(
+        rows[0]["targets"][0]["deployment"],
+        "dep\u{1b}[5mBLINK\u{1b}[0m"
+    );
+    assert_eq!(
+        rows[0]["targets"][0]["url"],
+        "http://127.0.0.1:1/\u{9b}31m\r"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn import_reads_regular_files_only_and_names_what_it_skips() {
+    let tmp = tempfile::tempdir().unwrap();
+    let results = one_results_file(tmp.path()).await;
+    let dir = tmp.path().join("sym");
+    for d in ["a", "b", "c"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    std::os::unix::fs::symlink("/dev/zero", dir.join("a/results.json")).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(dir.join("b/results.json"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::fs::copy(&results, dir.join("c/results.json")).unwrap();
+    let t = std::time::Instant::now();
+    let mut child = vlmctl()
+        .args(["runs", "import", "--state-dir"])
+        .arg(tmp.path().join("state"))
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Neither blocks on the FIFO nor reads /dev/zero until memory runs out.
+    poll_until("the import ended", Duration::from_secs(60), || {
+        child.try_wait().unwrap().is_some()
+    });
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(t.elapsed() < Duration::from_secs(60));
+    assert!(
+        stderr.contains("a/results.json")
+            && stderr.contains("not a regular file but a character device"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("b/results.json") && stderr.contains("not a regular file but a FIFO"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("imported run 1 from"), "{stdout}");
+    assert_eq!(listed(tmp.path()).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_refuses_a_limit_of_zero_instead_of_saying_the_history_is_empty() {
+    let tmp = tempfile::tempdir().unwrap();
+    let results = one_results_file(tmp.path()).await;
+    let (code, _, err) = runs(tmp.path(), &["import", &results.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = runs(tmp.path(), &["list", "--limit", "0"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(!out.contains("no runs"), "{out}");
+    assert!(err.contains("--limit"), "{err}");
+    let (code, out, err) = runs(tmp.path(), &["list", "--limit", "1"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 2, "header and the run: {out}");
+}
+
+/// SHA-256 of a file's bytes.
+fn digest(path: &Path) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+#[test]
+fn list_and_show_leave_a_newer_or_foreign_database_untouched() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Written as another program would (rusqlite: the same SQLite, not vlmctl's code).
+    let sql = |path: &Path, script: &str| {
+        let c = rusqlite::Connection::open(path).unwrap();
+        c.execute_batch(script).unwrap();
+    };
+    let newer = tmp.path().join("newer.db");
+    sql(
+        &newer,
+        "PRAGMA journal_mode=delete; CREATE TABLE runs(id INTEGER PRIMARY KEY, future TEXT); PRAGMA user_version=4;",
+    );
+    let foreign = tmp.path().join("foreign.db");
+    sql(&foreign, "CREATE TABLE moz_places(id, url);");
+    for (db, says) in [
+        (&newer, "schema version 4, newer than this vlmctl's 3"),
+        (&foreign, "is not a vlmctl history"),
+    ] {
+        let before = digest(db);
+        for args in [&["list"][..], &["show", "1"]] {
+            let (code, out, err) = run(vlmctl().arg("runs").args(args).arg("--store").arg(db));
+            assert_eq!(code, 5, "{out}{err}");
+            assert!(err.contains(says), "{err}");
+            assert!(err.contains("hint:"), "{err}");
+        }
+        assert_eq!(digest(db), before, "{} changed", db.display());
+        // Still a rollback journal (bytes 18-19 of the header are 1, 1; WAL is 2, 2).
+        let header = std::fs::read(db).unwrap();
+        assert_eq!(&header[18..20], &[1, 1], "{}", db.display());
+    }
+}
