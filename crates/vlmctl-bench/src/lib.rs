@@ -39,7 +39,8 @@ pub mod sweep;
 
 pub use error::BenchError;
 
-/// Reads a results file.
+/// Reads a results file, and refuses one that holds an implausible latency
+/// ([`run::Results::validate`]).
 pub fn load_results(path: &std::path::Path) -> Result<run::Results, BenchError> {
     let bytes = std::fs::read(path).map_err(|source| BenchError::Read {
         path: path.to_owned(),
@@ -55,6 +56,7 @@ pub fn load_results(path: &std::path::Path) -> Result<run::Results, BenchError> 
             why: format!("format {:?}, expected {:?}", r.format, run::FORMAT),
         });
     }
+    r.validate(path)?;
     Ok(r)
 }
 

@@ -64,12 +64,7 @@ pub fn summarize(values: &[f64]) -> Option<Summary> {
     }
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    let mean = v.iter().sum::<f64>() / n as f64;
-    let stddev = if n > 1 {
-        (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
-    } else {
-        0.0
-    };
+    let (mean, stddev) = mean_stddev(&v);
     Some(Summary {
         n,
         min: v[0],
@@ -80,6 +75,37 @@ pub fn summarize(values: &[f64]) -> Option<Summary> {
         mean,
         stddev,
     })
+}
+
+/// Mean and sample standard deviation of finite `v` (non-empty), both finite whatever the
+/// values: computed on `v / scale` (`scale` the largest magnitude), so neither the sum nor the
+/// squares can overflow (a plain sum of two values near `f64::MAX` is infinite, and serde_json
+/// writes infinity as `null`, which no reader takes back). The mean lies within `min..=max`.
+/// A spread wider than an f64 holds (values near `-f64::MAX` and `f64::MAX` together) gives
+/// `f64::MAX`, the largest finite standard deviation.
+fn mean_stddev(v: &[f64]) -> (f64, f64) {
+    let scale = v.iter().fold(0.0_f64, |m, x| m.max(x.abs()));
+    match v {
+        [] => return (0.0, 0.0),
+        [one] => return (*one, 0.0),
+        _ if scale == 0.0 => return (0.0, 0.0),
+        _ => {}
+    }
+    let n = v.len() as f64;
+    // Each term is in -1..=1, so the sum is at most n in magnitude.
+    let scaled_mean = v.iter().map(|x| x / scale).sum::<f64>() / n;
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    // Rounding may step a hair outside the values; a mean never does.
+    let mean = (scaled_mean * scale).clamp(lo, hi);
+    // Each deviation is in -2..=2: x / scale and the scaled mean are both in -1..=1.
+    let var = v
+        .iter()
+        .map(|x| (x / scale - scaled_mean).powi(2))
+        .sum::<f64>()
+        / (n - 1.0);
+    let stddev = var.sqrt() * scale;
+    (mean, if stddev.is_finite() { stddev } else { f64::MAX })
 }
 
 /// The runbook's 36 Hz target bands for a p50 in ms.

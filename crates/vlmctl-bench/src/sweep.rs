@@ -783,6 +783,7 @@ fn cut_off(index: usize, scheduled: Duration, age_ms: f64) -> Sample {
         scheduled_ms: Some(scheduled.as_secs_f64() * 1000.0),
         queue_ms: None,
         itl_ms: Vec::new(),
+        timings_unusable: None,
     }
 }
 
@@ -1237,6 +1238,7 @@ mod tests {
             scheduled_ms: Some(20.0 * f64::from(i)),
             queue_ms: None,
             itl_ms: Vec::new(),
+            timings_unusable: None,
         };
         // Every answer 20 ms after its send: the server keeps up.
         let flat: Vec<Sample> = (0..10).map(|i| sample(i, 20.0)).collect();

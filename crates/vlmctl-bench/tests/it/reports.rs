@@ -37,6 +37,7 @@ fn sample(i: usize, wall: f64, misses: usize, (prompt, cached): (u64, u64)) -> S
         scheduled_ms: None,
         queue_ms: None,
         itl_ms: Vec::new(),
+        timings_unusable: None,
     }
 }
 
@@ -99,6 +100,7 @@ pub(crate) fn results(name: &str, image: &str, configs: &[Config]) -> Results {
             server_info: serde_json::Value::Null,
             models: serde_json::Value::Null,
             describe_answer: Some("A light green floor.".into()),
+            describe_error: None,
             configs,
         }],
         sweep: Vec::new(),
