@@ -462,7 +462,7 @@ pub fn summarize(samples: &[Sample], nav: bool, period_ms: Option<f64>) -> Confi
         // A sample without `prompt_n` says nothing about its prompt: left out, not counted as 0.
         prompt_tokens_p50: stats::p50_count(
             ok.iter()
-                .filter_map(|s| Some(s.server.prompt_n? + s.server.cache_n.unwrap_or(0))),
+                .filter_map(|s| Some(s.server.prompt_n?.saturating_add(s.server.cache_n.unwrap_or(0)))),
         ),
         prompt_evaluated_p50: stats::p50_count(ok.iter().filter_map(|s| s.server.prompt_n)),
         schema,
@@ -993,6 +993,117 @@ mod tests {
         assert_eq!((s.prompt_tokens_p50, s.prompt_evaluated_p50), (None, None));
         let s = summarize(&[], true, None);
         assert_eq!((s.prompt_tokens_p50, s.prompt_evaluated_p50), (None, None));
+    }
+
+    /// Values a server (or a hand-edited file) may send, and the degenerate ones.
+    const EXTREMES: [f64; 12] = [
+        1.7e308,
+        f64::MAX,
+        -f64::MAX,
+        1e300,
+        1e-300,
+        5e-324,
+        0.0,
+        -0.0,
+        -1.0,
+        1.0,
+        40.0,
+        1e12,
+    ];
+    const COUNTS: [u64; 5] = [0, 1, 3, 1 << 53, u64::MAX];
+
+    /// Every figure of `s` (and so every summary of it) written as JSON reads back as it was.
+    fn round_trips(s: &ConfigSummary, what: &str) {
+        let json = serde_json::to_string(s).unwrap();
+        let back: ConfigSummary = serde_json::from_str(&json)
+            .unwrap_or_else(|e| panic!("{what}: {e}: {json}"));
+        assert_eq!(&back, s, "{what}");
+    }
+
+    #[test]
+    fn every_summary_of_extreme_figures_reads_back() {
+        // Property-style: every pair of extreme values as server timings and latencies, with
+        // every count, in runs of 1 and of 5 samples.
+        for &a in &EXTREMES {
+            for &b in &EXTREMES {
+                for &n in &COUNTS {
+                    let mk = |i: usize, v: f64| Sample {
+                        index: i,
+                        wall_ms: v.abs().min(MAX_LATENCY_MS),
+                        ttft_ms: Some(v.abs().min(MAX_LATENCY_MS)),
+                        server: ServerTimings {
+                            prompt_n: Some(n),
+                            prompt_ms: Some(v),
+                            predicted_n: Some(n),
+                            predicted_ms: Some(if i % 2 == 0 { a } else { b }),
+                            cache_n: Some(n),
+                            load_ms: Some(v),
+                        },
+                        completion_tokens: Some(n),
+                        scheduled_ms: Some(v.abs().min(MAX_LATENCY_MS)),
+                        queue_ms: Some(v.abs().min(MAX_LATENCY_MS)),
+                        itl_ms: vec![a.abs().min(MAX_LATENCY_MS), b.abs().min(MAX_LATENCY_MS)],
+                        ..sample(None, None, None)
+                    };
+                    for len in [1, 5] {
+                        let samples: Vec<Sample> = (0..len)
+                            .map(|i| mk(i, if i % 2 == 0 { a } else { b }))
+                            .collect();
+                        for period in [None, Some(1e-300), Some(40.0)] {
+                            let s = summarize(&samples, true, period);
+                            round_trips(&s, &format!("{a:e} {b:e} n={n} len={len}"));
+                        }
+                    }
+                }
+            }
+            // The statistics themselves, on the raw values (none is refused here).
+            for &b in &EXTREMES {
+                let v = [a, b, a, b, a];
+                let s = stats::summarize(&v).unwrap();
+                for x in [s.min, s.p50, s.p95, s.p99, s.max, s.mean, s.stddev] {
+                    assert!(x.is_finite(), "{v:?}: {s:?}");
+                }
+                assert!(s.min <= s.mean && s.mean <= s.max, "{v:?}: {s:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn huge_server_timings_are_left_out_with_a_reason() {
+        // The adversarial pass's server: predicted_ms 1.7e308 for 3 tokens on every request.
+        let huge = |i| {
+            let mut s = sample(Some(5), Some(0), None);
+            s.index = i;
+            s.server.predicted_n = Some(3);
+            s.server.predicted_ms = Some(1.7e308);
+            s.timings_unusable = timings_problem(&s);
+            s
+        };
+        let samples: Vec<Sample> = (0..5).map(huge).collect();
+        assert!(
+            samples[0]
+                .timings_unusable
+                .as_deref()
+                .is_some_and(|w| w.contains("timings.predicted_ms 1.7e308")),
+            "{:?}",
+            samples[0].timings_unusable
+        );
+        let s = summarize(&samples, true, None);
+        assert_eq!((s.tpot_ms, s.server_tokens_per_s), (None, None));
+        // A plausible one beside them still counts.
+        let mut fine = sample(Some(5), Some(0), None);
+        fine.server.predicted_n = Some(4);
+        fine.server.predicted_ms = Some(8.0);
+        assert_eq!(timings_problem(&fine), None);
+        let mut all = samples;
+        all.push(fine);
+        let s = summarize(&all, true, None);
+        assert_eq!(s.tpot_ms.map(|t| (t.n, t.p50)), Some((1, 2.0)));
+        assert_eq!(s.server_tokens_per_s, Some(500.0));
+        // Negative times are as impossible.
+        let mut neg = sample(None, None, None);
+        neg.server.prompt_ms = Some(-1.0);
+        assert!(timings_problem(&neg).is_some());
     }
 
     #[test]

@@ -530,3 +530,59 @@ fn a_results_file_written_before_slo_arrivals_itl_and_tpot_still_loads() {
     assert_eq!(compare::compare(&back, &r).rows.len(), 2);
     assert_eq!(compare::compare(&r, &back).rows.len(), 2);
 }
+
+/// The adversarial pass's two files: a server whose every answer says `predicted_ms` 1.7e308
+/// (results.json as `vlmctl bench` writes it), and a file edited to latencies of 1.7e308 ms.
+#[test]
+fn results_with_extreme_figures_read_back_and_implausible_latencies_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("results.json");
+    let write = |r: &Results| std::fs::write(&path, serde_json::to_vec_pretty(r).unwrap()).unwrap();
+
+    // What the bench writes for the huge-timings server reads back, as it was.
+    let mut r = results("huge", "i", &[Config("A", "nav", 40.0, 0, NAV_IMAGE)]);
+    for v in [1.7e308, f64::MAX, 1e300, -1.0, 0.0, 5e-324] {
+        for c in &mut r.targets[0].configs {
+            for s in &mut c.samples {
+                s.server.predicted_ms = Some(v);
+                s.server.predicted_n = Some(u64::MAX);
+                s.completion_tokens = Some(u64::MAX);
+                s.timings_unusable = run::timings_problem(s);
+            }
+            c.summary = run::summarize(&c.samples, true, None);
+        }
+        write(&r);
+        let back = vlmctl_bench::load_results(&path)
+            .unwrap_or_else(|e| panic!("predicted_ms {v:e}: {e}"));
+        assert_eq!(back, r, "predicted_ms {v:e}");
+        // And its reports render.
+        assert!(report::markdown(&back).contains("| A nav |"));
+    }
+
+    // Latencies no request could have had are refused, naming the field.
+    for (v, why) in [
+        (1.7e308, "longer than any run can last"),
+        (-1.0, "a negative time"),
+        (1.1e12, "longer than any run can last"),
+    ] {
+        let mut bad = results("bad", "i", &[Config("A", "nav", 40.0, 0, NAV_IMAGE)]);
+        bad.targets[0].configs[0].samples[3].wall_ms = v;
+        write(&bad);
+        let e = vlmctl_bench::load_results(&path).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            matches!(e, vlmctl_bench::BenchError::ImplausibleResults { .. })
+                && text.contains("targets[0].configs[0].samples[3].wall_ms")
+                && text.contains(why),
+            "{text}"
+        );
+        assert!(e.hint().contains("samples[3].wall_ms"), "{}", e.hint());
+        // A summary edited alone is refused too (the adversarial pass's file had both).
+        let mut bad = results("bad", "i", &[Config("A", "nav", 40.0, 0, NAV_IMAGE)]);
+        if let Some(w) = bad.targets[0].configs[0].summary.wall_ms.as_mut() {
+            w.p50 = v;
+        }
+        let e = bad.validate(&path).unwrap_err().to_string();
+        assert!(e.contains("configs[0].summary.wall_ms.p50"), "{e}");
+    }
+}
