@@ -45,6 +45,12 @@ const GUIDE: RGBColor = RGBColor(0x99, 0x99, 0x99);
 const BASELINE: RGBColor = RGBColor(0xb0, 0xb0, 0xb0);
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+
+/// Text from outside (names, labels) as a chart writes it: control characters, which XML does
+/// not allow and a terminal would obey, shown as escapes ([`crate::text::printable`]).
+fn printable(s: &str) -> String {
+    crate::text::printable(s).into_owned()
+}
 type XyChart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<Axis, RangedCoordf64>>;
 type Drawn = Result<(), DrawingAreaErrorKind<std::io::Error>>;
 
@@ -156,7 +162,7 @@ fn draw_legend(area: &Area<'_>, legend: &[Entry], columns: usize) -> Drawn {
             Swatch::Ring => area.draw(&Circle::new((x + 11, y), 7, c.stroke_width(3)))?,
         }
         area.draw(&Text::new(
-            text.clone(),
+            printable(text),
             (x + 30, y),
             (FONT, TICK)
                 .into_font()
@@ -535,7 +541,7 @@ pub fn p50_bars(bars: &[Bar<'_>], baseline: Option<&str>) -> String {
             let i = v.floor().max(0.0) as usize;
             n.checked_sub(i + 1)
                 .and_then(|k| bars.get(k))
-                .map_or_else(String::new, |b| b.label.to_owned())
+                .map_or_else(String::new, |b| printable(b.label))
         };
         let x_fmt = |v: &f64| tick(*v, top);
         chart
@@ -728,7 +734,7 @@ pub fn p50_vs_memory(points: &[(&str, f64, f64)], chosen: Option<usize>) -> Stri
             chart.draw_series(std::iter::once(
                 EmptyElement::at((x, y))
                     + Text::new(
-                        name.to_owned(),
+                        printable(name),
                         (10, -4),
                         (FONT, NOTE)
                             .into_font()
@@ -1107,7 +1113,7 @@ pub fn trend(
             chart.draw_series(std::iter::once(
                 EmptyElement::at((x, y_hi))
                     + Text::new(
-                        m.label.clone(),
+                        printable(&m.label),
                         (4, 2 + MARKER_ROW * i32::try_from(row).unwrap_or(0)),
                         (FONT, NOTE)
                             .into_font()
@@ -1210,7 +1216,8 @@ fn time_span(xs: impl IntoIterator<Item = f64>) -> (f64, f64) {
 }
 
 fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
+    printable(s)
+        .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")

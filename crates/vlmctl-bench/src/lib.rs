@@ -19,6 +19,8 @@
 //!   runbook's rule to two runs ([`compare::verdict`]).
 //! - `fake_server` (feature `fake-server`) is an in-process llama-server / Ollama for tests,
 //!   scripted per request.
+//! - [`text`]: text from outside made safe for a terminal ([`text::printable`]) and for
+//!   Markdown ([`text::markdown`]).
 //!
 //! This crate never talks to Docker: it measures whatever server a plan points at.
 
@@ -36,6 +38,7 @@ pub mod schema;
 pub mod slo;
 pub mod stats;
 pub mod sweep;
+pub mod text;
 
 pub use error::BenchError;
 

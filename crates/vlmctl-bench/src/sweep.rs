@@ -892,9 +892,9 @@ pub fn markdown(sweeps: &[SweepResult]) -> String {
         let _ = writeln!(
             out,
             "\n## Rate sweep: {} {}\n\n{}; {} steps in {:.1} s.\n",
-            s.target,
-            s.config,
-            s.verdict_line(),
+            crate::text::markdown(&s.target),
+            crate::text::markdown(&s.config),
+            crate::text::markdown(&s.verdict_line()),
             s.steps.len(),
             s.elapsed_s
         );

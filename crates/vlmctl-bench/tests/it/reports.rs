@@ -97,8 +97,14 @@ pub(crate) fn results(name: &str, image: &str, configs: &[Config]) -> Results {
             url: "http://127.0.0.1:11435".into(),
             host: None,
             deployment: None,
-            server_info: serde_json::Value::Null,
-            models: serde_json::Value::Null,
+            // llama-server's /props and /v1/models, cut to what the header shows.
+            server_info: serde_json::json!({
+                "default_generation_settings": {"n_ctx": 4096},
+                "total_slots": 1,
+                "model_path": "/models/gemma-3-270m-it-Q8_0.gguf",
+                "build_info": "b6000-0123abc"
+            }),
+            models: serde_json::json!({"data": [{"id": "gemma-3-270m-it-Q8_0.gguf"}]}),
             describe_answer: Some("A light green floor.".into()),
             describe_error: None,
             configs,
@@ -585,4 +591,51 @@ fn results_with_extreme_figures_read_back_and_implausible_latencies_are_refused(
         let e = bad.validate(&path).unwrap_err().to_string();
         assert!(e.contains("configs[0].summary.wall_ms.p50"), "{e}");
     }
+}
+
+/// A server's answer, names and settings from an imported file reach report.md as text, never
+/// as Markdown, HTML or terminal escapes; a failed describe request is a warning in every
+/// rendering; the header names the date, deployment, model and server settings.
+#[test]
+fn reports_escape_what_comes_from_outside_and_say_what_was_measured() {
+    let mut r = results("x", "i", &[Config("A", "nav", 40.0, 0, NAV_IMAGE)]);
+    r.started_unix = 1_796_643_378;
+    let t = &mut r.targets[0];
+    t.name = "T\u{1b}]0;HIJACKED-TITLE\u{7}\u{1b}[2J\u{1b}[31mRED".into();
+    t.deployment = Some("dep\u{1b}[5mBLINK\u{1b}[0m | *x*".into());
+    t.describe_answer = Some("</script><script>alert(1)</script>\n# big [link](http://x)".into());
+    t.server_info["build_info"] = "b1<img src=x onerror=alert(1)>".into();
+    let md = report::markdown(&r);
+    assert!(!md.contains('\u{1b}') && !md.contains('\u{7}'), "{md}");
+    // Every `<` that would open a tag is escaped.
+    let opens_tag = md.match_indices('<').any(|(i, _)| {
+        md[i + 1..].starts_with(|c: char| c.is_ascii_alphabetic() || c == '/')
+            && !md[..i].ends_with('\\')
+    });
+    assert!(!opens_tag, "{md}");
+    assert!(md.contains("`describe` answer: \\</script>\\<script>alert(1)\\</script> \\# big \\[link\\](http://x)"), "{md}");
+    assert!(md.starts_with("# vlmctl bench: dep\\\\u{1b}\\[5mBLINK\\\\u{1b}\\[0m \\| \\*x\\*, 2026-12-07 "), "{md}");
+    assert!(md.contains("model **gemma-3-270m-it-Q8_0.gguf**"), "{md}");
+    assert!(md.contains("context **4096**, slots **1**"), "{md}");
+    let table = report::table(&r);
+    assert!(!table.contains('\u{1b}'), "{table}");
+    let html = report::html(&r, None);
+    assert!(!html.contains('\u{1b}') && !html.contains("<img") && !html.contains("<script>alert"), "{html}");
+    assert!(html.contains("context <b>4096</b>"), "{html}");
+    assert!(html.contains("2026-12-07 "), "{html}");
+
+    // The describe request failed: said in every rendering, and kept in results.json.
+    r.targets[0].describe_answer = None;
+    r.targets[0].describe_error = Some("timeout: operation timed out".into());
+    let warning = "the describe request failed (timeout: operation timed out)";
+    assert!(report::markdown(&r).contains(warning));
+    assert!(report::html(&r, None).contains(warning));
+    assert!(report::table(&r).contains(warning));
+    let json = serde_json::to_string(&r).unwrap();
+    assert!(json.contains("\"describe_error\":\"timeout: operation timed out\""));
+    // A file from before `describe_error` still loads.
+    let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    v["targets"][0].as_object_mut().unwrap().remove("describe_error");
+    let old: Results = serde_json::from_value(v).unwrap();
+    assert_eq!(old.targets[0].describe_error, None);
 }
