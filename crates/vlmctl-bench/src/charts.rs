@@ -226,8 +226,22 @@ enum Axis {
 
 /// Tick steps of a time axis, seconds: whole minutes at least (the labels show minutes).
 const TIME_STEPS: [f64; 16] = [
-    60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 10800.0, 21600.0, 43200.0,
-    86400.0, 172_800.0, 604_800.0, 2_592_000.0, 31_536_000.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    900.0,
+    1800.0,
+    3600.0,
+    7200.0,
+    10800.0,
+    21600.0,
+    43200.0,
+    86400.0,
+    172_800.0,
+    604_800.0,
+    2_592_000.0,
+    31_536_000.0,
 ];
 
 impl Axis {
@@ -323,7 +337,10 @@ fn log_ticks(lo: f64, hi: f64, max: usize) -> Vec<f64> {
             return ticks;
         }
     }
-    let every = usize::try_from(last - first).unwrap_or(1).div_ceil(max).max(1);
+    let every = usize::try_from(last - first)
+        .unwrap_or(1)
+        .div_ceil(max)
+        .max(1);
     (first..=last)
         .step_by(every)
         .map(|d| 10f64.powi(d))
@@ -913,7 +930,10 @@ mod tests {
             ("all equal", vec![7.0, 7.0, 7.0, 7.0]),
             ("all zero", vec![0.0, 0.0]),
             ("one ulp apart", vec![1.0, 1.0 + f64::EPSILON]),
-            ("huge, one ulp apart", vec![1e300, 1e300 * (1.0 + f64::EPSILON)]),
+            (
+                "huge, one ulp apart",
+                vec![1e300, 1e300 * (1.0 + f64::EPSILON)],
+            ),
             ("tiny", vec![5e-324, 1e-300]),
             ("negative", vec![-5.0, -1.0]),
             ("empty", vec![]),
@@ -966,10 +986,8 @@ mod tests {
             let v = values.clone();
             let svg = within_deadline(name, move || {
                 // As values and as times: a run imported with a start time of 1e300 s.
-                let points: Vec<TrendPoint> = v
-                    .iter()
-                    .map(|&x| TrendPoint { x, y: x, run: 1 })
-                    .collect();
+                let points: Vec<TrendPoint> =
+                    v.iter().map(|&x| TrendPoint { x, y: x, run: 1 }).collect();
                 let times: Vec<TrendPoint> = v
                     .iter()
                     .map(|&x| TrendPoint {
@@ -1002,6 +1020,142 @@ mod tests {
         }
     }
 
+    /// The new-user review's trend: three jobs within a minute, and points three minutes apart.
+    #[test]
+    fn a_trend_fits_its_data_and_its_event_labels_do_not_collide() {
+        let t0 = 1_796_643_378.0;
+        let (lo, hi) = time_span([t0, t0 + 180.0]);
+        assert!(
+            hi - lo <= 300.0 && lo <= t0 && hi >= t0 + 180.0,
+            "{lo}..{hi}"
+        );
+        let ticks = Axis::Time(lo, hi).key_points(6);
+        assert!(ticks.len() >= 3, "{ticks:?}");
+        assert!(
+            ticks
+                .iter()
+                .all(|t| t % 60.0 == 0.0 && (lo..=hi).contains(t)),
+            "{ticks:?}"
+        );
+        // A day of runs: hour ticks.
+        let (lo, hi) = time_span([t0, t0 + 86_400.0]);
+        let ticks = Axis::Time(lo, hi).key_points(6);
+        assert!(
+            ticks.iter().all(|t| t % 3600.0 == 0.0) && ticks.len() >= 3,
+            "{ticks:?}"
+        );
+
+        // Three labels at (nearly) one place: three rows; one far off: back on the first.
+        assert_eq!(
+            marker_rows([(100, 9), (102, 8), (101, 9), (600, 9)]),
+            [0, 2, 1, 0]
+        );
+
+        let markers: Vec<Marker> = [0.0, 5.0, 12.0]
+            .iter()
+            .zip(["provision", "relaunch", "provision"])
+            .map(|(dx, label)| Marker {
+                x: t0 - 60.0 + dx,
+                label: label.into(),
+            })
+            .collect();
+        let points = |y: f64| {
+            vec![
+                TrendPoint { x: t0, y, run: 1 },
+                TrendPoint {
+                    x: t0 + 180.0,
+                    y: y + 3.0,
+                    run: 2,
+                },
+            ]
+        };
+        let series = [
+            TrendSeries {
+                label: "cpu p50".into(),
+                points: points(20.0),
+                color: 0,
+                dashed: false,
+            },
+            TrendSeries {
+                label: "cpu p95".into(),
+                points: points(30.0),
+                color: 0,
+                dashed: true,
+            },
+        ];
+        #[expect(clippy::cast_possible_truncation, reason = "test times")]
+        let hh_mm = |x: f64| {
+            let m = (x / 60.0).floor() as i64;
+            format!("{:02}:{:02}", (m / 60) % 24, m % 60)
+        };
+        let svg = trend(&series, &markers, "latency (ms)", &hh_mm);
+        std::fs::write(
+            std::env::temp_dir().join("vlmctl-trend-test.html"),
+            format!("<!doctype html><meta charset=utf-8><body>{svg}"),
+        )
+        .unwrap();
+        let labels: Vec<String> = texts(&svg)
+            .into_iter()
+            .filter(|t| t.len() == 5 && t.as_bytes()[2] == b':')
+            .collect();
+        let mut unique = labels.clone();
+        unique.dedup();
+        assert!(labels.len() >= 3 && unique == labels, "{labels:?}");
+        // The three event labels at three heights.
+        let ys: Vec<&str> = svg
+            .split("<text")
+            .filter(|t| {
+                let text = t.split_once('>').map_or("", |(_, rest)| rest);
+                let text = text.split("</text>").next().unwrap_or("").trim();
+                text == "provision" || text == "relaunch"
+            })
+            .filter_map(|t| t.split("y=\"").nth(1)?.split('"').next())
+            .collect();
+        let mut distinct = ys.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!((ys.len(), distinct.len()), (3, 3), "{ys:?}");
+    }
+
+    #[test]
+    fn one_outlier_puts_the_cdf_on_a_log_axis() {
+        let fast = [300.0, 310.0, 320.0, 330.0, 340.0];
+        let slow = [600.0, 610.0, 620.0, 630.0, 6800.0];
+        let svg = latency_cdf(&[
+            CdfSeries {
+                name: "A",
+                sorted_ms: &fast,
+            },
+            CdfSeries {
+                name: "D",
+                sorted_ms: &slow,
+            },
+        ]);
+        let texts = texts(&svg);
+        assert!(
+            texts.contains(&"latency (ms, log scale)".to_owned()),
+            "{texts:?}"
+        );
+        for tick in ["500", "1000", "2000", "5000"] {
+            assert!(texts.contains(&tick.to_owned()), "{tick} in {texts:?}");
+        }
+        // Within a decade: linear, as before.
+        let svg = latency_cdf(&[CdfSeries {
+            name: "A",
+            sorted_ms: &fast,
+        }]);
+        assert!(texts_of(&svg).contains(&"latency (ms)".to_owned()));
+        assert_eq!(
+            PALETTE[0],
+            RGBColor(0x00, 0x72, 0xb2),
+            "Okabe-Ito blue first"
+        );
+    }
+
+    fn texts_of(svg: &str) -> Vec<String> {
+        texts(svg)
+    }
+
     #[test]
     fn axes_are_finite_and_wider_than_rounding() {
         for (name, values) in extreme_sets() {
@@ -1013,7 +1167,10 @@ mod tests {
                 );
             }
             let (lo, hi) = time_span(values.iter().copied());
-            assert!(lo.is_finite() && hi.is_finite() && hi > lo, "{name}: {lo}..{hi}");
+            assert!(
+                lo.is_finite() && hi.is_finite() && hi > lo,
+                "{name}: {lo}..{hi}"
+            );
         }
     }
 }

@@ -651,7 +651,7 @@ table{border-collapse:collapse;margin:1em 0}\
 td,th{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap}\
 th{background:#f3f3f3}td:nth-child(-n+2),th:nth-child(-n+2){text-align:left}\
 figure{margin:1em 0}svg{max-width:100%;height:auto}code{font-size:13px}\
-table.servers td{text-align:left;white-space:normal}.started{color:#555}\
+table.servers td,table.servers th{text-align:left;white-space:normal}.started{color:#555}\
 .warning{background:#fff4e5;border-left:4px solid #e69f00;padding:6px 10px}";
 
 /// A self-contained HTML page (nothing fetched): the terminal table's columns as a real

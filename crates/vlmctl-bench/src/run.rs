@@ -254,15 +254,14 @@ impl Results {
     /// # Errors
     /// [`crate::BenchError::ImplausibleResults`] for the first value out of range.
     pub fn validate(&self, path: &std::path::Path) -> Result<(), crate::BenchError> {
-        self.implausible()
-            .map_or(Ok(()), |(field, value, why)| {
-                Err(crate::BenchError::ImplausibleResults {
-                    path: path.to_owned(),
-                    field,
-                    value,
-                    why,
-                })
+        self.implausible().map_or(Ok(()), |(field, value, why)| {
+            Err(crate::BenchError::ImplausibleResults {
+                path: path.to_owned(),
+                field,
+                value,
+                why,
             })
+        })
     }
 
     /// The first implausible value: (its field, the value, why).
@@ -416,10 +415,7 @@ pub fn summarize(samples: &[Sample], nav: bool, period_ms: Option<f64>) -> Confi
     .map(|s| s.p50);
     // Only timings a request could have taken ([`timings_problem`]): bounded by wall times,
     // whose sum is finite for any sample count a run holds.
-    let timed: Vec<&&Sample> = ok
-        .iter()
-        .filter(|s| timings_problem(s).is_none())
-        .collect();
+    let timed: Vec<&&Sample> = ok.iter().filter(|s| timings_problem(s).is_none()).collect();
     let (pn, pms) = timed.iter().fold((0u64, 0f64), |(n, ms), s| {
         (
             n.saturating_add(s.server.predicted_n.unwrap_or(0)),
@@ -446,9 +442,7 @@ pub fn summarize(samples: &[Sample], nav: bool, period_ms: Option<f64>) -> Confi
     ConfigSummary {
         ok: ok.len(),
         errors,
-        effective_hz: wall
-            .filter(|_| !open)
-            .and_then(|w| finite(1000.0 / w.p50)),
+        effective_hz: wall.filter(|_| !open).and_then(|w| finite(1000.0 / w.p50)),
         wall_ms: wall,
         ttft_ms: ttft,
         client_tokens_per_s: client_tps,
@@ -460,10 +454,13 @@ pub fn summarize(samples: &[Sample], nav: bool, period_ms: Option<f64>) -> Confi
             .filter(|s| s.server.cache_n.is_some_and(|c| c > 0))
             .count(),
         // A sample without `prompt_n` says nothing about its prompt: left out, not counted as 0.
-        prompt_tokens_p50: stats::p50_count(
-            ok.iter()
-                .filter_map(|s| Some(s.server.prompt_n?.saturating_add(s.server.cache_n.unwrap_or(0)))),
-        ),
+        prompt_tokens_p50: stats::p50_count(ok.iter().filter_map(|s| {
+            Some(
+                s.server
+                    .prompt_n?
+                    .saturating_add(s.server.cache_n.unwrap_or(0)),
+            )
+        })),
         prompt_evaluated_p50: stats::p50_count(ok.iter().filter_map(|s| s.server.prompt_n)),
         schema,
         schema_pass_rate: (nav && !ok.is_empty()).then(|| pass as f64 / ok.len() as f64),
@@ -1015,8 +1012,8 @@ mod tests {
     /// Every figure of `s` (and so every summary of it) written as JSON reads back as it was.
     fn round_trips(s: &ConfigSummary, what: &str) {
         let json = serde_json::to_string(s).unwrap();
-        let back: ConfigSummary = serde_json::from_str(&json)
-            .unwrap_or_else(|e| panic!("{what}: {e}: {json}"));
+        let back: ConfigSummary =
+            serde_json::from_str(&json).unwrap_or_else(|e| panic!("{what}: {e}: {json}"));
         assert_eq!(&back, s, "{what}");
     }
 

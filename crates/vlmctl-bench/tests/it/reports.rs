@@ -558,8 +558,8 @@ fn results_with_extreme_figures_read_back_and_implausible_latencies_are_refused(
             c.summary = run::summarize(&c.samples, true, None);
         }
         write(&r);
-        let back = vlmctl_bench::load_results(&path)
-            .unwrap_or_else(|e| panic!("predicted_ms {v:e}: {e}"));
+        let back =
+            vlmctl_bench::load_results(&path).unwrap_or_else(|e| panic!("predicted_ms {v:e}: {e}"));
         assert_eq!(back, r, "predicted_ms {v:e}");
         // And its reports render.
         assert!(report::markdown(&back).contains("| A nav |"));
@@ -614,13 +614,21 @@ fn reports_escape_what_comes_from_outside_and_say_what_was_measured() {
     });
     assert!(!opens_tag, "{md}");
     assert!(md.contains("`describe` answer: \\</script>\\<script>alert(1)\\</script> \\# big \\[link\\](http://x)"), "{md}");
-    assert!(md.starts_with("# vlmctl bench: dep\\\\u{1b}\\[5mBLINK\\\\u{1b}\\[0m \\| \\*x\\*, 2026-12-07 "), "{md}");
+    assert!(
+        md.starts_with(
+            "# vlmctl bench: dep\\\\u{1b}\\[5mBLINK\\\\u{1b}\\[0m \\| \\*x\\*, 2026-12-07 "
+        ),
+        "{md}"
+    );
     assert!(md.contains("model **gemma-3-270m-it-Q8_0.gguf**"), "{md}");
     assert!(md.contains("context **4096**, slots **1**"), "{md}");
     let table = report::table(&r);
     assert!(!table.contains('\u{1b}'), "{table}");
     let html = report::html(&r, None);
-    assert!(!html.contains('\u{1b}') && !html.contains("<img") && !html.contains("<script>alert"), "{html}");
+    assert!(
+        !html.contains('\u{1b}') && !html.contains("<img") && !html.contains("<script>alert"),
+        "{html}"
+    );
     assert!(html.contains("context <b>4096</b>"), "{html}");
     assert!(html.contains("2026-12-07 "), "{html}");
 
@@ -635,7 +643,52 @@ fn reports_escape_what_comes_from_outside_and_say_what_was_measured() {
     assert!(json.contains("\"describe_error\":\"timeout: operation timed out\""));
     // A file from before `describe_error` still loads.
     let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
-    v["targets"][0].as_object_mut().unwrap().remove("describe_error");
+    v["targets"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("describe_error");
     let old: Results = serde_json::from_value(v).unwrap();
     assert_eq!(old.targets[0].describe_error, None);
+}
+
+/// The report a person opens, written to the temp folder for a look in a browser
+/// (`vlmctl-report-test.html`: six configs, one 6.8 s outlier, a baseline, a date and the
+/// server's settings), and the properties the new-user review asked of it: the CDF on a log
+/// axis that says so, the header with date, deployment, model and context.
+#[test]
+fn a_report_with_an_outlier_reads_well() {
+    let mut r = results(
+        "llamacpp",
+        "a",
+        &[
+            Config("A", "full nav prompt + image", 960.0, 0, NAV_IMAGE),
+            Config("B", "full prompt repeat (cache warm)", 700.0, 0, NAV_IMAGE),
+            Config(
+                "C",
+                "full nav prompt + image, streamed",
+                980.0,
+                0,
+                NAV_IMAGE,
+            ),
+            Config("D", "short nav prompt + image", 600.0, 1, SHORT_IMAGE),
+            Config("E", "short prompt, streamed", 620.0, 0, SHORT_IMAGE),
+            Config("T", "text-only nav (no image)", 300.0, 0, NAV_TEXT),
+        ],
+    );
+    r.started_unix = 1_796_643_378;
+    r.targets[0].deployment = Some("panda-llamacpp".into());
+    // One outlier of 6.8 s in D.
+    let d = &mut r.targets[0].configs[3];
+    d.samples[0].wall_ms = 6800.0;
+    d.summary = run::summarize(&d.samples, true, None);
+    let base = scaled(&r, 1.1);
+    let html = report::html(&r, Some(&base));
+    std::fs::write(std::env::temp_dir().join("vlmctl-report-test.html"), &html).unwrap();
+    assert!(
+        html.contains("latency (ms, log scale)"),
+        "the outlier gets a log axis"
+    );
+    assert!(html.contains("<title>vlmctl bench: panda-llamacpp, 2026-12-07 11:36 UTC</title>"));
+    assert!(html.contains("model <b>gemma-3-270m-it-Q8_0.gguf</b>"));
+    assert!(html.contains("context <b>4096</b>"));
 }
