@@ -462,14 +462,9 @@ pub fn error_hints(r: &Results) -> Vec<String> {
         .collect()
 }
 
-/// Markdown shaped like the runbooks' tables (p50 ms, p95, eff Hz, TTFT, prompt tokens, schema,
-/// notes), and per target the camera frame's cost ([`image_cost`]).
-#[must_use]
-///
-/// Every string from outside (names, URLs, the server's answer and settings, an imported
-/// file's anything) goes through [`text::markdown`]: it reads as the text it is, never as
-/// Markdown, HTML or a terminal escape.
-pub fn markdown(r: &Results) -> String {
+/// report.md's title (deployments, date), a line per target with its server's settings, and the
+/// run's provenance.
+fn markdown_header(r: &Results) -> String {
     let md = text::markdown;
     let short = |h: &str| text::markdown_code(h.get(..12).unwrap_or(h));
     let mut out = format!(
@@ -508,6 +503,19 @@ pub fn markdown(r: &Results) -> String {
         r.plan.runs,
         r.plan.warmup,
     );
+    out
+}
+
+/// Markdown shaped like the runbooks' tables (p50 ms, p95, eff Hz, TTFT, prompt tokens, schema,
+/// notes), and per target the camera frame's cost ([`image_cost`]).
+#[must_use]
+///
+/// Every string from outside (names, URLs, the server's answer and settings, an imported
+/// file's anything) goes through [`text::markdown`]: it reads as the text it is, never as
+/// Markdown, HTML or a terminal escape.
+pub fn markdown(r: &Results) -> String {
+    let md = text::markdown;
+    let mut out = markdown_header(r);
     for l in load_line(r).into_iter().chain(slo_line(r)) {
         let _ = writeln!(out, "{}.", capitalize(&l));
     }
@@ -685,11 +693,11 @@ pub fn html(r: &Results, baseline: Option<&Results>) -> String {
         out.push_str("</td></tr>\n");
     }
     out.push_str("</tbody></table>\n");
-    let _ = write!(
+    let _ = writeln!(
         out,
         "<p>plan sha256 <code>{}</code>, image sha256 \
          <code>{}</code>, host {} ({}), GPU {}. Percentiles: nearest rank over measured samples \
-         ({} runs, {} warm-up excluded).</p>\n",
+         ({} runs, {} warm-up excluded).</p>",
         esc(r.plan_sha256.get(..12).unwrap_or(&r.plan_sha256)),
         esc(r.image_sha256.get(..12).unwrap_or(&r.image_sha256)),
         esc(&r.environment.arch),

@@ -413,15 +413,7 @@ pub fn summarize(samples: &[Sample], nav: bool, period_ms: Option<f64>) -> Confi
             .collect::<Vec<_>>(),
     )
     .map(|s| s.p50);
-    // Only timings a request could have taken ([`timings_problem`]): bounded by wall times,
-    // whose sum is finite for any sample count a run holds.
-    let timed: Vec<&&Sample> = ok.iter().filter(|s| timings_problem(s).is_none()).collect();
-    let (pn, pms) = timed.iter().fold((0u64, 0f64), |(n, ms), s| {
-        (
-            n.saturating_add(s.server.predicted_n.unwrap_or(0)),
-            ms + s.server.predicted_ms.unwrap_or(0.0),
-        )
-    });
+    let (server_tokens_per_s, tpot_ms) = server_figures(&ok);
     let mut schema = BTreeMap::new();
     if nav {
         for s in &ok {
@@ -446,9 +438,7 @@ pub fn summarize(samples: &[Sample], nav: bool, period_ms: Option<f64>) -> Confi
         wall_ms: wall,
         ttft_ms: ttft,
         client_tokens_per_s: client_tps,
-        server_tokens_per_s: (pms > 0.0)
-            .then(|| pn as f64 / (pms / 1000.0))
-            .and_then(finite),
+        server_tokens_per_s,
         cache_hits: ok
             .iter()
             .filter(|s| s.server.cache_n.is_some_and(|c| c > 0))
@@ -487,17 +477,35 @@ pub fn summarize(samples: &[Sample], nav: bool, period_ms: Option<f64>) -> Confi
                 .flat_map(|s| s.itl_ms.iter().copied())
                 .collect::<Vec<_>>(),
         ),
-        tpot_ms: stats::summarize(
-            &timed
-                .iter()
-                .filter_map(|s| {
-                    let n = s.server.predicted_n.filter(|n| *n > 0)?;
-                    Some(s.server.predicted_ms? / n as f64)
-                })
-                .collect::<Vec<_>>(),
-        ),
+        tpot_ms,
         slo: None,
     }
+}
+
+/// Server tokens/s (sum of `predicted_n` over sum of `predicted_ms`) and TPOT (`predicted_ms /
+/// predicted_n` per sample) from the timings a request could have taken ([`timings_problem`]):
+/// bounded by wall times, whose sum is finite for any sample count a run holds.
+fn server_figures(ok: &[&Sample]) -> (Option<f64>, Option<Summary>) {
+    let timed: Vec<&&Sample> = ok.iter().filter(|s| timings_problem(s).is_none()).collect();
+    let (pn, pms) = timed.iter().fold((0u64, 0f64), |(n, ms), s| {
+        (
+            n.saturating_add(s.server.predicted_n.unwrap_or(0)),
+            ms + s.server.predicted_ms.unwrap_or(0.0),
+        )
+    });
+    let tokens_per_s = (pms > 0.0)
+        .then(|| pn as f64 / (pms / 1000.0))
+        .and_then(finite);
+    let tpot = stats::summarize(
+        &timed
+            .iter()
+            .filter_map(|s| {
+                let n = s.server.predicted_n.filter(|n| *n > 0)?;
+                Some(s.server.predicted_ms? / n as f64)
+            })
+            .collect::<Vec<_>>(),
+    );
+    (tokens_per_s, tpot)
 }
 
 /// Successful completions per second between the first and the last successful completion
@@ -1032,7 +1040,7 @@ mod tests {
                             prompt_n: Some(n),
                             prompt_ms: Some(v),
                             predicted_n: Some(n),
-                            predicted_ms: Some(if i % 2 == 0 { a } else { b }),
+                            predicted_ms: Some(if i.is_multiple_of(2) { a } else { b }),
                             cache_n: Some(n),
                             load_ms: Some(v),
                         },
@@ -1044,7 +1052,7 @@ mod tests {
                     };
                     for len in [1, 5] {
                         let samples: Vec<Sample> = (0..len)
-                            .map(|i| mk(i, if i % 2 == 0 { a } else { b }))
+                            .map(|i| mk(i, if i.is_multiple_of(2) { a } else { b }))
                             .collect();
                         for period in [None, Some(1e-300), Some(40.0)] {
                             let s = summarize(&samples, true, period);

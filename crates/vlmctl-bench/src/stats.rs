@@ -79,7 +79,7 @@ pub fn summarize(values: &[f64]) -> Option<Summary> {
 
 /// Mean and sample standard deviation of finite `v` (non-empty), both finite whatever the
 /// values: computed on `v / scale` (`scale` the largest magnitude), so neither the sum nor the
-/// squares can overflow (a plain sum of two values near `f64::MAX` is infinite, and serde_json
+/// squares can overflow (a plain sum of two values near `f64::MAX` is infinite, and `serde_json`
 /// writes infinity as `null`, which no reader takes back). The mean lies within `min..=max`.
 /// A spread wider than an f64 holds (values near `-f64::MAX` and `f64::MAX` together) gives
 /// `f64::MAX`, the largest finite standard deviation.

@@ -36,7 +36,7 @@ pub fn printable(s: &str) -> Cow<'_, str> {
 
 /// `s` as literal text on one line of Markdown (a table cell, a heading, a sentence): unsafe
 /// characters as in [`printable`], line breaks as spaces, and each character Markdown or HTML
-/// would act on escaped with a backslash, which CommonMark and GitHub render as the character
+/// would act on escaped with a backslash, which `CommonMark` and GitHub render as the character
 /// itself: `` \ ` * _ [ ] | ~ # `` always, `<` before what would open a tag (a letter, `/`, `!`,
 /// `?`), `&` before what would make an entity, `!` before `[`. `</script><b>x</b>` stays text,
 /// and `p95 <= 40 ms` stays as it is.
