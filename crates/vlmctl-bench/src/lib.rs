@@ -43,22 +43,25 @@ pub mod text;
 pub use error::BenchError;
 
 /// Reads a results file, and refuses one that holds an implausible latency
-/// ([`run::Results::validate`]).
+/// ([`run::Results::validate`]). A summary stored with `null` figures (an overflowed mean, as
+/// vlmctl wrote before) is recomputed from its samples ([`run::Results::repair_summaries`]).
 pub fn load_results(path: &std::path::Path) -> Result<run::Results, BenchError> {
     let bytes = std::fs::read(path).map_err(|source| BenchError::Read {
         path: path.to_owned(),
         source,
     })?;
-    let r: run::Results = serde_json::from_slice(&bytes).map_err(|e| BenchError::BadResults {
-        path: path.to_owned(),
-        why: e.to_string(),
-    })?;
+    let mut r: run::Results =
+        serde_json::from_slice(&bytes).map_err(|e| BenchError::BadResults {
+            path: path.to_owned(),
+            why: e.to_string(),
+        })?;
     if r.format != run::FORMAT {
         return Err(BenchError::BadResults {
             path: path.to_owned(),
             why: format!("format {:?}, expected {:?}", r.format, run::FORMAT),
         });
     }
+    r.repair_summaries();
     r.validate(path)?;
     Ok(r)
 }

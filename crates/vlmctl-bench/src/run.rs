@@ -240,6 +240,26 @@ impl Results {
 pub const MAX_LATENCY_MS: f64 = 1e12;
 
 impl Results {
+    /// Recomputes the summary of each config whose stored summary holds a figure that is not a
+    /// number: files written before means were computed without overflow hold `null` where a
+    /// mean or standard deviation overflowed (read as NaN, see [`crate::stats::Summary`]).
+    /// Their samples are intact, and summaries are recomputable from them. Returns how many
+    /// configs were recomputed.
+    pub fn repair_summaries(&mut self) -> usize {
+        let mut repaired = 0;
+        let plan = &self.plan;
+        for c in self.targets.iter_mut().flat_map(|t| &mut t.configs) {
+            let mut broken = false;
+            summary_values(&c.summary, &mut |_, v, _| broken |= v.is_nan());
+            if broken {
+                let streamed = c.samples.iter().any(|s| s.ttft_ms.is_some());
+                c.summary = summarize_for(plan, &c.samples, streamed);
+                repaired += 1;
+            }
+        }
+        repaired
+    }
+
     /// Checks that every latency this file holds is one a request could have had: each
     /// sample's `wall_ms`, `ttft_ms`, `queue_ms`, `scheduled_ms` and `itl_ms`, and each
     /// latency summary (warm-ups, sweeps included), is finite and within `0..=`
@@ -346,15 +366,18 @@ fn sample_values(s: &Sample, f: &mut dyn FnMut(&str, f64)) {
 
 /// Each figure of a summary, named as in the file, and whether it is a latency.
 fn summary_values(s: &ConfigSummary, f: &mut dyn FnMut(&str, f64, bool)) {
-    for (name, v) in [
-        ("wall_ms", s.wall_ms),
-        ("ttft_ms", s.ttft_ms),
-        ("queue_ms", s.queue_ms),
-        ("itl_ms", s.itl_ms),
-        ("tpot_ms", s.tpot_ms),
+    // TPOT is the server's figure, not a latency vlmctl measured: only finite.
+    for (name, v, latency) in [
+        ("wall_ms", s.wall_ms, true),
+        ("ttft_ms", s.ttft_ms, true),
+        ("queue_ms", s.queue_ms, true),
+        ("itl_ms", s.itl_ms, true),
+        ("tpot_ms", s.tpot_ms, false),
     ] {
         if let Some(v) = v {
-            summary_fields(&v, &mut |field, x| f(&format!("{name}.{field}"), x, true));
+            summary_fields(&v, &mut |field, x| {
+                f(&format!("{name}.{field}"), x, latency)
+            });
         }
     }
     for (name, v) in [

@@ -7,25 +7,40 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Summary of one series (milliseconds, or any unit).
+/// Summary of one series (milliseconds, or any unit). Every figure [`summarize`] computes is
+/// finite; a figure stored as `null` (earlier vlmctl wrote an overflowed mean so) reads as
+/// NaN, for [`crate::run::Results::repair_summaries`] to recompute, instead of making the
+/// whole file unreadable.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     /// Samples summarised.
     pub n: usize,
     /// Smallest.
+    #[serde(deserialize_with = "nan_if_null")]
     pub min: f64,
     /// Nearest-rank 50th percentile.
+    #[serde(deserialize_with = "nan_if_null")]
     pub p50: f64,
     /// Nearest-rank 95th percentile.
+    #[serde(deserialize_with = "nan_if_null")]
     pub p95: f64,
     /// Nearest-rank 99th percentile.
+    #[serde(deserialize_with = "nan_if_null")]
     pub p99: f64,
     /// Largest.
+    #[serde(deserialize_with = "nan_if_null")]
     pub max: f64,
     /// Arithmetic mean.
+    #[serde(deserialize_with = "nan_if_null")]
     pub mean: f64,
     /// Sample standard deviation (n - 1); 0 for one sample.
+    #[serde(deserialize_with = "nan_if_null")]
     pub stddev: f64,
+}
+
+/// A number, or NaN for `null` (how serde_json writes a figure that is not finite).
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// Nearest-rank percentile of an ascending slice; `None` when empty.

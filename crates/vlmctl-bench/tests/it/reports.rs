@@ -692,3 +692,25 @@ fn a_report_with_an_outlier_reads_well() {
     assert!(html.contains("model <b>gemma-3-270m-it-Q8_0.gguf</b>"));
     assert!(html.contains("context <b>4096</b>"));
 }
+
+/// A results.json written before means were computed without overflow holds `"mean": null`
+/// where the server's TPOT overflowed: it loads, its summaries recomputed from its samples.
+#[test]
+fn a_file_with_null_means_from_an_earlier_vlmctl_loads() {
+    let mut r = results("old", "i", &[Config("A", "nav", 40.0, 0, NAV_IMAGE)]);
+    for s in &mut r.targets[0].configs[0].samples {
+        s.server.predicted_ms = Some(1.7e308);
+        s.server.predicted_n = Some(3);
+    }
+    let mut v = serde_json::to_value(&r).unwrap();
+    v["targets"][0]["configs"][0]["summary"]["tpot_ms"] = serde_json::json!({"n": 20,
+        "min": 5.7e307, "p50": 5.7e307, "p95": 5.7e307, "p99": 5.7e307, "max": 5.7e307,
+        "mean": null, "stddev": null});
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("results.json");
+    std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+    let back = vlmctl_bench::load_results(&path).unwrap();
+    let s = &back.targets[0].configs[0].summary;
+    assert_eq!(s.tpot_ms, None, "recomputed: the huge timings are left out");
+    assert_eq!(s.wall_ms, r.targets[0].configs[0].summary.wall_ms);
+}
