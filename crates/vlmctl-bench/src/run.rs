@@ -376,7 +376,7 @@ fn summary_values(s: &ConfigSummary, f: &mut dyn FnMut(&str, f64, bool)) {
     ] {
         if let Some(v) = v {
             summary_fields(&v, &mut |field, x| {
-                f(&format!("{name}.{field}"), x, latency)
+                f(&format!("{name}.{field}"), x, latency);
             });
         }
     }

@@ -38,7 +38,7 @@ pub struct Summary {
     pub stddev: f64,
 }
 
-/// A number, or NaN for `null` (how serde_json writes a figure that is not finite).
+/// A number, or NaN for `null` (how `serde_json` writes a figure that is not finite).
 fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
