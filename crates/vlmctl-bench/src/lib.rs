@@ -42,16 +42,30 @@ pub mod text;
 
 pub use error::BenchError;
 
-/// Reads a results file, and refuses one that holds an implausible latency
-/// ([`run::Results::validate`]). A summary stored with `null` figures (an overflowed mean, as
-/// vlmctl wrote before) is recomputed from its samples ([`run::Results::repair_summaries`]).
+/// Reads a results file: [`parse_results`] of its bytes.
+///
+/// # Errors
+/// [`BenchError::Read`] when it cannot be read, else as [`parse_results`].
 pub fn load_results(path: &std::path::Path) -> Result<run::Results, BenchError> {
     let bytes = std::fs::read(path).map_err(|source| BenchError::Read {
         path: path.to_owned(),
         source,
     })?;
+    parse_results(&bytes, path)
+}
+
+/// A results file's `bytes` (read from `path`, which errors name) as [`run::Results`]: JSON
+/// of this format, whose latencies are all plausible ([`run::Results::validate`]). A summary
+/// stored with `null` figures (an overflowed mean, as an earlier vlmctl wrote) is recomputed
+/// from its samples ([`run::Results::repair_summaries`]). What `bench compare`, `--baseline`
+/// and `runs import` read with.
+///
+/// # Errors
+/// [`BenchError::BadResults`] for what is not a results file of this format,
+/// [`BenchError::ImplausibleResults`] for a latency no request could have had.
+pub fn parse_results(bytes: &[u8], path: &std::path::Path) -> Result<run::Results, BenchError> {
     let mut r: run::Results =
-        serde_json::from_slice(&bytes).map_err(|e| BenchError::BadResults {
+        serde_json::from_slice(bytes).map_err(|e| BenchError::BadResults {
             path: path.to_owned(),
             why: e.to_string(),
         })?;
