@@ -382,8 +382,10 @@ fn cdf_axis(values: impl Iterator<Item = f64> + Clone) -> Axis {
         let pad = 10f64.powf(0.05);
         Axis::Log(min / pad, max * pad)
     } else {
+        // From 0 at the least (a latency below it is drawn at 0), and never inverted.
         let (lo, hi) = span(values, false);
-        Axis::Linear(lo.max(0.0), hi)
+        let lo = lo.max(0.0);
+        Axis::Linear(lo, if hi > lo { hi } else { lo + 1.0 })
     }
 }
 
@@ -1170,6 +1172,11 @@ mod tests {
             assert!(
                 lo.is_finite() && hi.is_finite() && hi > lo,
                 "{name}: {lo}..{hi}"
+            );
+            let (lo, hi) = cdf_axis(values.iter().copied()).ends();
+            assert!(
+                lo.is_finite() && hi.is_finite() && hi > lo,
+                "{name}: cdf {lo}..{hi}"
             );
         }
     }
