@@ -688,7 +688,7 @@ pub fn html(r: &Results, baseline: Option<&Results>) -> String {
         }
         for (i, (what, v)) in facts.iter().enumerate() {
             let sep = if i == 0 { "" } else { ", " };
-            let _ = write!(out, "{sep}{what} <b>{}</b>", esc(v));
+            let _ = write!(out, "{sep}{what} <strong>{}</strong>", esc(v));
         }
         out.push_str("</td></tr>\n");
     }
@@ -710,7 +710,7 @@ pub fn html(r: &Results, baseline: Option<&Results>) -> String {
         if let Some(d) = describe_failed(t) {
             let _ = writeln!(
                 out,
-                "<p class=warning><b>Warning:</b> {}: {}</p>",
+                "<p class=warning><strong>Warning:</strong> {}: {}</p>",
                 esc(&t.name),
                 esc(&d)
             );

@@ -629,7 +629,7 @@ fn reports_escape_what_comes_from_outside_and_say_what_was_measured() {
         !html.contains('\u{1b}') && !html.contains("<img") && !html.contains("<script>alert"),
         "{html}"
     );
-    assert!(html.contains("context <b>4096</b>"), "{html}");
+    assert!(html.contains("context <strong>4096</strong>"), "{html}");
     assert!(html.contains("2026-12-07 "), "{html}");
 
     // The describe request failed: said in every rendering, and kept in results.json.
@@ -689,8 +689,8 @@ fn a_report_with_an_outlier_reads_well() {
         "the outlier gets a log axis"
     );
     assert!(html.contains("<title>vlmctl bench: panda-llamacpp, 2026-12-07 11:36 UTC</title>"));
-    assert!(html.contains("model <b>gemma-3-270m-it-Q8_0.gguf</b>"));
-    assert!(html.contains("context <b>4096</b>"));
+    assert!(html.contains("model <strong>gemma-3-270m-it-Q8_0.gguf</strong>"));
+    assert!(html.contains("context <strong>4096</strong>"));
 }
 
 /// A results.json written before means were computed without overflow holds `"mean": null`
