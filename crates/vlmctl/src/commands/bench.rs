@@ -89,7 +89,7 @@ pub async fn bench(args: &BenchArgs, out: &mut Output) -> Result<u8, Failure> {
 }
 
 /// Bench progress on stderr, per step: the `describe` request (a spinner with its elapsed time
-/// on a terminal, a line when it starts and one when it ends anywhere else; a failure is a
+/// on a terminal, then how it ended; anywhere else a line when it starts; a failure is a
 /// warning either way), then each config's requests ([`crate::render::BenchProgress`]).
 struct Steps {
     bars: crate::render::BenchProgress,
@@ -130,7 +130,11 @@ impl Steps {
                 if let Some(bar) = self.spinner.lock().ok().and_then(|mut s| s.take()) {
                     bar.finish_and_clear();
                 }
-                if let Some(line) = describe_line(e) {
+                // Off a terminal one line a step: its start (what the log is waiting on), and
+                // its end only when it failed.
+                let quiet =
+                    !self.terminal && matches!(e, run::Event::DescribeDone { error: None, .. });
+                if let Some(line) = describe_line(e).filter(|_| !quiet) {
                     crate::redact::write_line(true, &line);
                 }
             }
