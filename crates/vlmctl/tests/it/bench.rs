@@ -146,6 +146,24 @@ async fn a_describe_request_that_fails_is_a_step_and_a_warning() {
         md.contains("**Warning:** the describe request failed (timeout: "),
         "{md}"
     );
+
+    // Answered (the fake's script is used up: default answers): one line in a log.
+    let (code, _, err) = run(vlmctl()
+        .args(["bench", "--no-record", "--plan"])
+        .arg(&plan)
+        .arg("--out")
+        .arg(tmp.path().join("again")));
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines[..3],
+        [
+            "fake: describe request… (up to 1 s)",
+            "fake A: 3/3 requests",
+            "fake C: 3/3 requests"
+        ],
+        "{err}"
+    );
 }
 
 /// Issue #21 item 2 (F1): a baseline whose latencies no chart can place (1.7e308 ms) used to
