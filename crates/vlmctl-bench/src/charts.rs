@@ -27,21 +27,31 @@ const FONT: &str = "sans-serif";
 const TICK: f64 = 16.0;
 const TITLE: f64 = 17.0;
 const NOTE: f64 = 15.0;
-const PALETTE: [RGBColor; 8] = [
-    RGBColor(0x1f, 0x77, 0xb4),
-    RGBColor(0xff, 0x7f, 0x0e),
-    RGBColor(0x2c, 0xa0, 0x2c),
-    RGBColor(0xd6, 0x27, 0x28),
-    RGBColor(0x94, 0x67, 0xbd),
-    RGBColor(0x8c, 0x56, 0x4b),
-    RGBColor(0xe3, 0x77, 0xc2),
-    RGBColor(0x7f, 0x7f, 0x7f),
+/// Okabe and Ito's colour-blind-safe palette ("Color Universal Design"), yellow last (it is
+/// the hardest to see on white): the six configs of a plan get six colours that people with any
+/// common colour-vision deficiency can tell apart.
+pub const PALETTE: [RGBColor; 8] = [
+    RGBColor(0x00, 0x72, 0xb2),
+    RGBColor(0xe6, 0x9f, 0x00),
+    RGBColor(0x00, 0x9e, 0x73),
+    RGBColor(0xcc, 0x79, 0xa7),
+    RGBColor(0x56, 0xb4, 0xe9),
+    RGBColor(0xd5, 0x5e, 0x00),
+    RGBColor(0x00, 0x00, 0x00),
+    RGBColor(0xf0, 0xe4, 0x42),
 ];
 const TARGET_COLOR: RGBColor = RGBColor(0xc0, 0x10, 0x10);
 const GUIDE: RGBColor = RGBColor(0x99, 0x99, 0x99);
 const BASELINE: RGBColor = RGBColor(0xb0, 0xb0, 0xb0);
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+
+/// Text from outside (names, labels) as a chart writes it: control characters, which XML does
+/// not allow and a terminal would obey, shown as escapes ([`crate::text::printable`]).
+fn printable(s: &str) -> String {
+    crate::text::printable(s).into_owned()
+}
+type XyChart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<Axis, RangedCoordf64>>;
 type Drawn = Result<(), DrawingAreaErrorKind<std::io::Error>>;
 
 fn color(i: usize) -> RGBColor {
@@ -64,26 +74,24 @@ type Entry = (String, RGBColor, Swatch);
 const LEGEND_ROW: u32 = 22;
 
 /// An x/y plot over `x` and `y` with the report's margins, axis titles (`desc`: x, y) and tick
-/// labels (x by [`tick`], y by `y_fmt`): what the CDF, the rate and the memory charts share.
+/// labels (x by the axis's own format unless `x_fmt`, y by `y_fmt`): what the CDF, the rate,
+/// the memory and the trend charts share.
 fn xy_chart<'a, 'b>(
     root: &'a Area<'b>,
-    x: std::ops::Range<f64>,
+    x: Axis,
     y: std::ops::Range<f64>,
     (x_desc, y_desc): (&str, &str),
     y_fmt: &dyn Fn(&f64) -> String,
     x_fmt: Option<&dyn Fn(&f64) -> String>,
-) -> Result<
-    ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
-    DrawingAreaErrorKind<std::io::Error>,
-> {
-    let span = x.end - x.start;
+) -> Result<XyChart<'a, 'b>, DrawingAreaErrorKind<std::io::Error>> {
+    let own = x;
     let mut chart = ChartBuilder::on(root)
         .margin(14)
         .margin_right(30)
         .x_label_area_size(46)
         .y_label_area_size(64)
         .build_cartesian_2d(x, y)?;
-    let numeric = |v: &f64| tick(*v, span);
+    let numeric = |v: &f64| own.label(*v);
     let x_fmt = x_fmt.unwrap_or(&numeric);
     chart
         .configure_mesh()
@@ -154,7 +162,7 @@ fn draw_legend(area: &Area<'_>, legend: &[Entry], columns: usize) -> Drawn {
             Swatch::Ring => area.draw(&Circle::new((x + 11, y), 7, c.stroke_width(3)))?,
         }
         area.draw(&Text::new(
-            text.clone(),
+            printable(text),
             (x + 30, y),
             (FONT, TICK)
                 .into_font()
@@ -165,12 +173,23 @@ fn draw_legend(area: &Area<'_>, legend: &[Entry], columns: usize) -> Drawn {
     Ok(())
 }
 
-/// `(lo, hi)` around `values` with a margin, never empty (a lone value or none gets a range
-/// around it), and from 0 when `from_zero`.
+/// The largest magnitude a chart places: values beyond it are drawn at it (clamped), so that
+/// an axis and its padding stay finite (plotters' tick search never ends on an infinite range,
+/// and `1.7e308 + 10 %` is infinite) with room to spare.
+pub const AXIS_LIMIT: f64 = 1e300;
+
+/// `v` as a chart places it: clamped to [`AXIS_LIMIT`]; `None` when it is not a number.
+fn placeable(v: f64) -> Option<f64> {
+    (!v.is_nan()).then(|| v.clamp(-AXIS_LIMIT, AXIS_LIMIT))
+}
+
+/// `(lo, hi)` around `values` with a margin: always finite and wider than rounding (a lone
+/// value, equal values or none get a range around them; a value that is not a number is left
+/// out, one beyond [`AXIS_LIMIT`] is placed at it), and from 0 when `from_zero`.
 fn span(values: impl IntoIterator<Item = f64>, from_zero: bool) -> (f64, f64) {
     let (mut lo, mut hi) = values
         .into_iter()
-        .filter(|v| v.is_finite())
+        .filter_map(placeable)
         .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
     if lo > hi {
         (lo, hi) = (0.0, 1.0);
@@ -178,7 +197,10 @@ fn span(values: impl IntoIterator<Item = f64>, from_zero: bool) -> (f64, f64) {
     if from_zero {
         lo = lo.min(0.0);
     }
-    let pad = if hi > lo {
+    // At least a millionth of the values' size wide: an axis narrower than that has no room
+    // for distinct ticks (and finding them would take for ever).
+    let least = hi.abs().max(lo.abs()).max(1.0) * 1e-6;
+    let pad = if hi - lo > least {
         (hi - lo) * 0.06
     } else {
         hi.abs().max(1.0) * 0.1
@@ -189,6 +211,141 @@ fn span(values: impl IntoIterator<Item = f64>, from_zero: bool) -> (f64, f64) {
         lo - pad
     };
     (lo, hi + pad)
+}
+
+/// An x axis: linear (round ticks), logarithmic (ticks at 1, 2 and 5 of each decade) or time
+/// (seconds since the epoch; ticks at round minutes, hours or days). Its ends are finite and
+/// apart ([`span`], [`time_span`]); a value beyond an end is drawn at that end, so that nothing
+/// lands outside the plot.
+#[derive(Debug, Clone, Copy)]
+enum Axis {
+    Linear(f64, f64),
+    Log(f64, f64),
+    Time(f64, f64),
+}
+
+/// Tick steps of a time axis, seconds: whole minutes at least (the labels show minutes).
+const TIME_STEPS: [f64; 16] = [
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    900.0,
+    1800.0,
+    3600.0,
+    7200.0,
+    10800.0,
+    21600.0,
+    43200.0,
+    86400.0,
+    172_800.0,
+    604_800.0,
+    2_592_000.0,
+    31_536_000.0,
+];
+
+impl Axis {
+    fn ends(self) -> (f64, f64) {
+        match self {
+            Self::Linear(lo, hi) | Self::Log(lo, hi) | Self::Time(lo, hi) => (lo, hi),
+        }
+    }
+
+    /// A tick's label: as few decimals as the axis needs.
+    fn label(self, v: f64) -> String {
+        match self {
+            Self::Log(..) if v > 0.0 && v < 1.0 => {
+                #[expect(
+                    clippy::cast_possible_truncation,
+                    clippy::cast_sign_loss,
+                    reason = "decimals of a tick below 1: a small positive count"
+                )]
+                let d = (-v.log10().floor()).clamp(0.0, 20.0) as usize;
+                format!("{v:.d$}")
+            }
+            Self::Log(..) => format!("{v:.0}"),
+            Self::Linear(lo, hi) | Self::Time(lo, hi) => tick(v, hi - lo),
+        }
+    }
+}
+
+impl Ranged for Axis {
+    type FormatOption = DefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, value: &f64, limit: (i32, i32)) -> i32 {
+        let (lo, hi) = self.ends();
+        let share = match self {
+            Self::Log(..) => {
+                let v = value.clamp(lo, hi);
+                (v.log10() - lo.log10()) / (hi.log10() - lo.log10())
+            }
+            _ => (value.clamp(lo, hi) - lo) / (hi - lo),
+        };
+        let share = if share.is_finite() { share } else { 0.0 };
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "a pixel position within the chart"
+        )]
+        let px = (f64::from(limit.1 - limit.0) * share).round() as i32;
+        limit.0 + px
+    }
+
+    fn key_points<Hint: KeyPointHint>(&self, hint: Hint) -> Vec<f64> {
+        let max = hint.max_num_points().max(2);
+        match *self {
+            Self::Linear(lo, hi) => RangedCoordf64::from(lo..hi).key_points(hint),
+            Self::Log(lo, hi) => log_ticks(lo, hi, max),
+            Self::Time(lo, hi) => {
+                let step = TIME_STEPS
+                    .iter()
+                    .copied()
+                    .find(|s| (hi - lo) / s <= max as f64)
+                    .unwrap_or_else(|| (hi - lo) / max as f64);
+                let mut v = (lo / step).ceil() * step;
+                let mut ticks = Vec::new();
+                while v <= hi && ticks.len() <= max {
+                    ticks.push(v);
+                    v += step;
+                }
+                ticks
+            }
+        }
+    }
+
+    fn range(&self) -> std::ops::Range<f64> {
+        let (lo, hi) = self.ends();
+        lo..hi
+    }
+}
+
+/// Ticks of a log axis from `lo` to `hi` (both above 0): 1, 2 and 5 of each decade, or only
+/// the decades (then every other one, and so on) when those would be more than `max`.
+fn log_ticks(lo: f64, hi: f64, max: usize) -> Vec<f64> {
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "decades of a finite positive range: within -330..=310"
+    )]
+    let (first, last) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+    let within = |v: &f64| (lo..=hi).contains(v);
+    for mantissas in [&[1.0, 2.0, 5.0][..], &[1.0][..]] {
+        let ticks: Vec<f64> = (first..=last)
+            .flat_map(|d| mantissas.iter().map(move |m| m * 10f64.powi(d)))
+            .filter(within)
+            .collect();
+        if ticks.len() <= max {
+            return ticks;
+        }
+    }
+    let every = usize::try_from(last - first)
+        .unwrap_or(1)
+        .div_ceil(max)
+        .max(1);
+    (first..=last)
+        .step_by(every)
+        .map(|d| 10f64.powi(d))
+        .filter(within)
+        .collect()
 }
 
 /// A tick label: as few decimals as the axis's step needs.
@@ -211,16 +368,41 @@ pub struct CdfSeries<'a> {
     pub sorted_ms: &'a [f64],
 }
 
+/// The smallest spread (largest / smallest latency) that gets a CDF a log x axis: below it, a
+/// linear axis reads better; above it, one slow outlier would squeeze every other config into
+/// a sliver at the left of a linear axis.
+pub const CDF_LOG_SPREAD: f64 = 10.0;
+
+/// The CDF's x axis for latencies `values`: log ([`CDF_LOG_SPREAD`]) or linear.
+fn cdf_axis(values: impl Iterator<Item = f64> + Clone) -> Axis {
+    let positive = values.clone().filter_map(placeable).filter(|v| *v > 0.0);
+    let (min, max) = positive.fold((f64::MAX, 0.0_f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if max > 0.0 && max / min >= CDF_LOG_SPREAD {
+        // A twentieth of a decade of margin on each side.
+        let pad = 10f64.powf(0.05);
+        Axis::Log(min / pad, max * pad)
+    } else {
+        // From 0 at the least (a latency below it is drawn at 0), and never inverted.
+        let (lo, hi) = span(values, false);
+        let lo = lo.max(0.0);
+        Axis::Linear(lo, if hi > lo { hi } else { lo + 1.0 })
+    }
+}
+
 /// Latency CDF per config: x latency (ms), y share of requests at or below it, with each
 /// series' nearest-rank p50 (circle) and p95 (triangle) on dashed guides at 50 % and 95 %. A
-/// series without samples is left out of the plot and named as such in the legend.
+/// series without samples is left out of the plot and named as such in the legend. When the
+/// latencies span a decade or more ([`CDF_LOG_SPREAD`]), the x axis is logarithmic and says so
+/// in its title, so that one slow outlier does not squeeze the others into a sliver.
 #[must_use]
 pub fn latency_cdf(series: &[CdfSeries<'_>]) -> String {
-    let (lo, hi) = span(
-        series.iter().flat_map(|s| s.sorted_ms.iter().copied()),
-        false,
-    );
-    let lo = lo.max(0.0);
+    let axis = cdf_axis(series.iter().flat_map(|s| s.sorted_ms.iter().copied()));
+    let (lo, hi) = axis.ends();
+    let x_desc = if matches!(axis, Axis::Log(..)) {
+        "latency (ms, log scale)"
+    } else {
+        "latency (ms)"
+    };
     let quantiles: Vec<Option<(f64, f64)>> = series
         .iter()
         .map(|s| {
@@ -244,9 +426,9 @@ pub fn latency_cdf(series: &[CdfSeries<'_>]) -> String {
         let y_fmt = |v: &f64| format!("{:.0}%", v * 100.0);
         let mut chart = xy_chart(
             root,
-            lo..hi,
+            axis,
             0.0..1.0,
-            ("latency (ms)", "requests at or below (%)"),
+            (x_desc, "requests at or below (%)"),
             &y_fmt,
             None,
         )?;
@@ -332,10 +514,12 @@ pub struct Bar<'a> {
 #[must_use]
 pub fn p50_bars(bars: &[Bar<'_>], baseline: Option<&str>) -> String {
     let n = bars.len().max(1);
+    // Values beyond AXIS_LIMIT are drawn at it (their labels say what they are).
     let top = bars
         .iter()
         .flat_map(|b| [b.p50_ms, b.baseline_ms])
         .flatten()
+        .filter_map(placeable)
         .fold(TARGET_MS, f64::max)
         * 1.15;
     // Room for the longest label at ~7.5 px a character (13 px sans-serif), within reason.
@@ -376,7 +560,7 @@ pub fn p50_bars(bars: &[Bar<'_>], baseline: Option<&str>) -> String {
             let i = v.floor().max(0.0) as usize;
             n.checked_sub(i + 1)
                 .and_then(|k| bars.get(k))
-                .map_or_else(String::new, |b| b.label.to_owned())
+                .map_or_else(String::new, |b| printable(b.label))
         };
         let x_fmt = |v: &f64| tick(*v, top);
         chart
@@ -439,9 +623,10 @@ fn bar_layer(
     let top = chart.x_range().end;
     for (i, v) in values.iter().enumerate() {
         let y = (n - 1 - i) as f64;
-        if let Some(v) = v {
+        let placed = v.and_then(placeable).map(|v| v.clamp(0.0, top));
+        if let Some(v) = placed {
             chart.draw_series(std::iter::once(Rectangle::new(
-                [(0.0, y + band.0), (*v, y + band.1)],
+                [(0.0, y + band.0), (v, y + band.1)],
                 fill.filled(),
             )))?;
         }
@@ -454,7 +639,8 @@ fn bar_layer(
         chart.draw_series(std::iter::once(Text::new(
             text,
             (
-                v.unwrap_or(0.0) + top * 0.01,
+                // The label of a bar as long as the axis ends inside it.
+                placed.unwrap_or(0.0).min(top * 0.8) + top * 0.01,
                 y + f64::midpoint(band.0, band.1),
             ),
             (FONT, NOTE)
@@ -489,7 +675,7 @@ pub fn latency_vs_rate(p50: &[(f64, f64)], p95: &[(f64, f64)], slo_ms: Option<f6
         let y_fmt = |v: &f64| tick(*v, y_hi);
         let mut chart = xy_chart(
             root,
-            x_lo..x_hi,
+            Axis::Linear(x_lo, x_hi),
             0.0..y_hi,
             ("offered rate (Hz)", "latency (ms)"),
             &y_fmt,
@@ -497,6 +683,10 @@ pub fn latency_vs_rate(p50: &[(f64, f64)], p95: &[(f64, f64)], slo_ms: Option<f6
         )?;
         for (i, points) in [sorted(p50), sorted(p95)].into_iter().enumerate() {
             let c = color(i);
+            let points: Vec<(f64, f64)> = points
+                .iter()
+                .filter_map(|&(x, y)| Some((placeable(x)?, placeable(y)?.clamp(0.0, y_hi))))
+                .collect();
             chart.draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(2)))?;
             chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, c.filled())))?;
         }
@@ -519,6 +709,20 @@ pub fn latency_vs_rate(p50: &[(f64, f64)], p95: &[(f64, f64)], slo_ms: Option<f6
 pub fn p50_vs_memory(points: &[(&str, f64, f64)], chosen: Option<usize>) -> String {
     let (x_lo, x_hi) = span(points.iter().map(|p| p.1), true);
     let (_, y_hi) = span(points.iter().map(|p| p.2).chain([TARGET_MS]), true);
+    // Each point where it is drawn: inside the plot; one that is not a number is left out.
+    let placed: Vec<(&str, f64, f64)> = points
+        .iter()
+        .filter_map(|&(name, x, y)| {
+            Some((
+                name,
+                placeable(x)?.clamp(x_lo, x_hi),
+                placeable(y)?.clamp(0.0, y_hi),
+            ))
+        })
+        .collect();
+    let chosen_at = chosen
+        .and_then(|i| points.get(i))
+        .and_then(|&(name, ..)| placed.iter().find(|p| p.0 == name).copied());
     let mut legend = vec![("variant (labelled)".to_owned(), color(0), Swatch::Dot)];
     if let Some(&(name, _, _)) = chosen.and_then(|i| points.get(i)) {
         legend.push((format!("chosen: {name}"), color(2), Swatch::Ring));
@@ -532,7 +736,7 @@ pub fn p50_vs_memory(points: &[(&str, f64, f64)], chosen: Option<usize>) -> Stri
         let y_fmt = |v: &f64| tick(*v, y_hi);
         let mut chart = xy_chart(
             root,
-            x_lo..x_hi,
+            Axis::Linear(x_lo, x_hi),
             0.0..y_hi,
             ("server memory (MiB)", "p50 latency (ms)"),
             &y_fmt,
@@ -540,16 +744,16 @@ pub fn p50_vs_memory(points: &[(&str, f64, f64)], chosen: Option<usize>) -> Stri
         )?;
         let blue = color(0);
         chart.draw_series(
-            points
+            placed
                 .iter()
                 .map(|&(_, x, y)| Circle::new((x, y), 5, blue.filled())),
         )?;
-        for &(name, x, y) in points {
+        for &(name, x, y) in &placed {
             // The name beside its point, a few pixels off it.
             chart.draw_series(std::iter::once(
                 EmptyElement::at((x, y))
                     + Text::new(
-                        name.to_owned(),
+                        printable(name),
                         (10, -4),
                         (FONT, NOTE)
                             .into_font()
@@ -558,7 +762,7 @@ pub fn p50_vs_memory(points: &[(&str, f64, f64)], chosen: Option<usize>) -> Stri
                     ),
             ))?;
         }
-        if let Some(&(_, x, y)) = chosen.and_then(|i| points.get(i)) {
+        if let Some((_, x, y)) = chosen_at {
             let green = color(2);
             chart.draw_series(std::iter::once(Circle::new(
                 (x, y),
@@ -701,6 +905,281 @@ mod tests {
             "{svg}"
         );
     }
+
+    /// Runs `draw` on a thread of its own and waits for it for at most 20 s: a chart whose
+    /// axis search never ends fails the test instead of hanging it (the thread is left
+    /// behind; the test process ends with the test).
+    fn within_deadline(name: &str, draw: impl FnOnce() -> String + Send + 'static) -> String {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(draw());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("{name}: the chart did not return within 20 s"))
+    }
+
+    /// Every value set the adversarial pass and the reviews tried, and the degenerate ones.
+    fn extreme_sets() -> Vec<(&'static str, Vec<f64>)> {
+        vec![
+            ("1.7e308", vec![1.7e308, 1.7e308, 1.7e308]),
+            ("f64::MAX", vec![f64::MAX]),
+            ("-1e308..1e308", vec![-1e308, 1e308]),
+            ("-MAX..MAX", vec![-f64::MAX, 0.0, f64::MAX]),
+            ("NaN", vec![f64::NAN, 5.0]),
+            ("only NaN", vec![f64::NAN]),
+            ("inf", vec![f64::INFINITY, f64::NEG_INFINITY, 3.0]),
+            ("single", vec![42.0]),
+            ("all equal", vec![7.0, 7.0, 7.0, 7.0]),
+            ("all zero", vec![0.0, 0.0]),
+            ("one ulp apart", vec![1.0, 1.0 + f64::EPSILON]),
+            (
+                "huge, one ulp apart",
+                vec![1e300, 1e300 * (1.0 + f64::EPSILON)],
+            ),
+            ("tiny", vec![5e-324, 1e-300]),
+            ("negative", vec![-5.0, -1.0]),
+            ("empty", vec![]),
+        ]
+    }
+
+    #[test]
+    fn every_chart_returns_for_values_it_cannot_place() {
+        for (name, values) in extreme_sets() {
+            let mut sorted = values.clone();
+            sorted.sort_by(f64::total_cmp);
+            let v = values.clone();
+            let svg = within_deadline(name, move || {
+                latency_cdf(&[
+                    CdfSeries {
+                        name: "x",
+                        sorted_ms: &sorted,
+                    },
+                    CdfSeries {
+                        name: "y",
+                        sorted_ms: &[20.0, 30.0],
+                    },
+                ])
+            });
+            assert!(svg.starts_with("<svg"), "{name}: {svg}");
+            let svg = within_deadline(name, move || {
+                let bars: Vec<Bar<'_>> = v
+                    .iter()
+                    .map(|&x| Bar {
+                        label: "A",
+                        p50_ms: Some(x),
+                        baseline_ms: Some(-x),
+                    })
+                    .collect();
+                p50_bars(&bars, Some("base"))
+            });
+            assert!(svg.starts_with("<svg"), "{name}: {svg}");
+            let v = values.clone();
+            let svg = within_deadline(name, move || {
+                let pts: Vec<(f64, f64)> = v.iter().map(|&x| (x, x)).collect();
+                latency_vs_rate(&pts, &pts, Some(f64::MAX))
+            });
+            assert!(svg.starts_with("<svg"), "{name}: {svg}");
+            let v = values.clone();
+            let svg = within_deadline(name, move || {
+                let pts: Vec<(&str, f64, f64)> = v.iter().map(|&x| ("v", x, x)).collect();
+                p50_vs_memory(&pts, Some(0))
+            });
+            assert!(svg.starts_with("<svg"), "{name}: {svg}");
+            let v = values.clone();
+            let svg = within_deadline(name, move || {
+                // As values and as times: a run imported with a start time of 1e300 s.
+                let points: Vec<TrendPoint> =
+                    v.iter().map(|&x| TrendPoint { x, y: x, run: 1 }).collect();
+                let times: Vec<TrendPoint> = v
+                    .iter()
+                    .map(|&x| TrendPoint {
+                        x: 1.8e9,
+                        y: x,
+                        run: 2,
+                    })
+                    .collect();
+                let markers: Vec<Marker> = v
+                    .iter()
+                    .map(|&x| Marker {
+                        x,
+                        label: "relaunch".into(),
+                    })
+                    .collect();
+                let series = |points| TrendSeries {
+                    label: "A p50".into(),
+                    points,
+                    color: 0,
+                    dashed: false,
+                };
+                trend(
+                    &[series(points), series(times)],
+                    &markers,
+                    "latency (ms)",
+                    &|x| format!("{x}"),
+                )
+            });
+            assert!(svg.starts_with("<svg"), "{name}: {svg}");
+        }
+    }
+
+    /// The new-user review's trend: three jobs within a minute, and points three minutes apart.
+    #[test]
+    fn a_trend_fits_its_data_and_its_event_labels_do_not_collide() {
+        let t0 = 1_796_643_378.0;
+        let (lo, hi) = time_span([t0, t0 + 180.0]);
+        assert!(
+            hi - lo <= 300.0 && lo <= t0 && hi >= t0 + 180.0,
+            "{lo}..{hi}"
+        );
+        let ticks = Axis::Time(lo, hi).key_points(6);
+        assert!(ticks.len() >= 3, "{ticks:?}");
+        assert!(
+            ticks
+                .iter()
+                .all(|t| t % 60.0 == 0.0 && (lo..=hi).contains(t)),
+            "{ticks:?}"
+        );
+        // A day of runs: hour ticks.
+        let (lo, hi) = time_span([t0, t0 + 86_400.0]);
+        let ticks = Axis::Time(lo, hi).key_points(6);
+        assert!(
+            ticks.iter().all(|t| t % 3600.0 == 0.0) && ticks.len() >= 3,
+            "{ticks:?}"
+        );
+
+        // Three labels at (nearly) one place: three rows; one far off: back on the first.
+        assert_eq!(
+            marker_rows([(100, 9), (102, 8), (101, 9), (600, 9)]),
+            [0, 2, 1, 0]
+        );
+
+        let markers: Vec<Marker> = [0.0, 5.0, 12.0]
+            .iter()
+            .zip(["provision", "relaunch", "provision"])
+            .map(|(dx, label)| Marker {
+                x: t0 - 60.0 + dx,
+                label: label.into(),
+            })
+            .collect();
+        let points = |y: f64| {
+            vec![
+                TrendPoint { x: t0, y, run: 1 },
+                TrendPoint {
+                    x: t0 + 180.0,
+                    y: y + 3.0,
+                    run: 2,
+                },
+            ]
+        };
+        let series = [
+            TrendSeries {
+                label: "cpu p50".into(),
+                points: points(20.0),
+                color: 0,
+                dashed: false,
+            },
+            TrendSeries {
+                label: "cpu p95".into(),
+                points: points(30.0),
+                color: 0,
+                dashed: true,
+            },
+        ];
+        #[expect(clippy::cast_possible_truncation, reason = "test times")]
+        let hh_mm = |x: f64| {
+            let m = (x / 60.0).floor() as i64;
+            format!("{:02}:{:02}", (m / 60) % 24, m % 60)
+        };
+        let svg = trend(&series, &markers, "latency (ms)", &hh_mm);
+        std::fs::write(
+            std::env::temp_dir().join("vlmctl-trend-test.html"),
+            format!("<!doctype html><meta charset=utf-8><body>{svg}"),
+        )
+        .unwrap();
+        let labels: Vec<String> = texts(&svg)
+            .into_iter()
+            .filter(|t| t.len() == 5 && t.as_bytes()[2] == b':')
+            .collect();
+        let mut unique = labels.clone();
+        unique.dedup();
+        assert!(labels.len() >= 3 && unique == labels, "{labels:?}");
+        // The three event labels at three heights.
+        let ys: Vec<&str> = svg
+            .split("<text")
+            .filter(|t| {
+                let text = t.split_once('>').map_or("", |(_, rest)| rest);
+                let text = text.split("</text>").next().unwrap_or("").trim();
+                text == "provision" || text == "relaunch"
+            })
+            .filter_map(|t| t.split("y=\"").nth(1)?.split('"').next())
+            .collect();
+        let mut distinct = ys.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!((ys.len(), distinct.len()), (3, 3), "{ys:?}");
+    }
+
+    #[test]
+    fn one_outlier_puts_the_cdf_on_a_log_axis() {
+        let fast = [300.0, 310.0, 320.0, 330.0, 340.0];
+        let slow = [600.0, 610.0, 620.0, 630.0, 6800.0];
+        let svg = latency_cdf(&[
+            CdfSeries {
+                name: "A",
+                sorted_ms: &fast,
+            },
+            CdfSeries {
+                name: "D",
+                sorted_ms: &slow,
+            },
+        ]);
+        let texts = texts(&svg);
+        assert!(
+            texts.contains(&"latency (ms, log scale)".to_owned()),
+            "{texts:?}"
+        );
+        for tick in ["500", "1000", "2000", "5000"] {
+            assert!(texts.contains(&tick.to_owned()), "{tick} in {texts:?}");
+        }
+        // Within a decade: linear, as before.
+        let svg = latency_cdf(&[CdfSeries {
+            name: "A",
+            sorted_ms: &fast,
+        }]);
+        assert!(texts_of(&svg).contains(&"latency (ms)".to_owned()));
+        assert_eq!(
+            PALETTE[0],
+            RGBColor(0x00, 0x72, 0xb2),
+            "Okabe-Ito blue first"
+        );
+    }
+
+    fn texts_of(svg: &str) -> Vec<String> {
+        texts(svg)
+    }
+
+    #[test]
+    fn axes_are_finite_and_wider_than_rounding() {
+        for (name, values) in extreme_sets() {
+            for from_zero in [false, true] {
+                let (lo, hi) = span(values.iter().copied(), from_zero);
+                assert!(
+                    lo.is_finite() && hi.is_finite() && hi - lo > hi.abs().max(lo.abs()) * 1e-7,
+                    "{name}: {lo}..{hi}"
+                );
+            }
+            let (lo, hi) = time_span(values.iter().copied());
+            assert!(
+                lo.is_finite() && hi.is_finite() && hi > lo,
+                "{name}: {lo}..{hi}"
+            );
+            let (lo, hi) = cdf_axis(values.iter().copied()).ends();
+            assert!(
+                lo.is_finite() && hi.is_finite() && hi > lo,
+                "{name}: cdf {lo}..{hi}"
+            );
+        }
+    }
 }
 
 /// One point of a [`trend`]: when (seconds since the epoch), the value, and the run it is from.
@@ -752,7 +1231,10 @@ pub fn trend(
 ) -> String {
     let all = || series.iter().flat_map(|s| &s.points);
     let (x_lo, x_hi) = time_span(all().map(|p| p.x).chain(markers.iter().map(|m| m.x)));
-    let (_, y_hi) = span(all().map(|p| p.y), true);
+    let (y_lo, y_hi) = span(all().map(|p| p.y), true);
+    // A point as drawn: inside the plot (a value beyond the axis at its end), or left out when
+    // it is not a number.
+    let at = |p: &TrendPoint| Some((placeable(p.x)?, placeable(p.y)?.clamp(y_lo, y_hi)));
     let legend: Vec<Entry> = series
         .iter()
         .map(|s| {
@@ -774,34 +1256,39 @@ pub fn trend(
         let x_text = |v: &f64| x_fmt(*v);
         let mut chart = xy_chart(
             root,
-            x_lo..x_hi,
-            0.0..y_hi,
+            Axis::Time(x_lo, x_hi),
+            y_lo..y_hi,
             ("time (UTC)", y_desc),
             &y_fmt,
             Some(&x_text),
         )?;
-        for m in markers {
+        let rows = marker_rows(markers.iter().map(|m| {
+            let (px, _) = chart.backend_coord(&(m.x.clamp(x_lo, x_hi), y_hi));
+            (px, m.label.chars().count())
+        }));
+        for (m, row) in markers.iter().zip(rows) {
+            let x = m.x.clamp(x_lo, x_hi);
             chart.draw_series(DashedLineSeries::new(
-                [(m.x, 0.0), (m.x, y_hi)],
+                [(x, y_lo), (x, y_hi)],
                 3,
                 4,
                 GUIDE.stroke_width(2),
             ))?;
             chart.draw_series(std::iter::once(
-                EmptyElement::at((m.x, y_hi))
+                EmptyElement::at((x, y_hi))
                     + Text::new(
-                        m.label.clone(),
-                        (4, 2),
+                        printable(&m.label),
+                        (4, 2 + MARKER_ROW * i32::try_from(row).unwrap_or(0)),
                         (FONT, NOTE)
                             .into_font()
-                            .color(&GUIDE)
+                            .color(&MARKER_TEXT)
                             .pos(Pos::new(HPos::Left, VPos::Top)),
                     ),
             ))?;
         }
         for s in series {
             let c = color(s.color);
-            let line = s.points.iter().map(|p| (p.x, p.y));
+            let line = s.points.iter().filter_map(at);
             if s.dashed {
                 chart.draw_series(DashedLineSeries::new(line, 6, 4, c.stroke_width(2)))?;
             } else {
@@ -810,10 +1297,12 @@ pub fn trend(
             chart.draw_series(
                 s.points
                     .iter()
-                    .map(|p| Circle::new((p.x, p.y), 4, c.filled())),
+                    .filter_map(at)
+                    .map(|p| Circle::new(p, 4, c.filled())),
             )?;
             for p in &s.points {
-                let (px, py) = chart.backend_coord(&(p.x, p.y));
+                let Some(xy) = at(p) else { continue };
+                let (px, py) = chart.backend_coord(&xy);
                 hits.push((s.label.clone(), px, py, p));
             }
         }
@@ -841,24 +1330,58 @@ pub fn trend(
     svg
 }
 
-/// A time axis around `xs` (seconds): at least an hour wide, so that one point, or points
-/// seconds apart, sit in a readable range instead of one [`span`] would pad by a tenth of
-/// the epoch.
+/// Pixels between the rows of event labels on a [`trend`].
+const MARKER_ROW: i32 = 18;
+/// Event labels: darker than the guide lines, to be read.
+const MARKER_TEXT: RGBColor = RGBColor(0x55, 0x55, 0x55);
+
+/// The row (0 at the top) of each event label at pixel `x` with `chars` characters: the first
+/// row where it does not overlap a label already placed, so that events close in time (three
+/// jobs in a minute) are written under each other instead of over each other.
+fn marker_rows(labels: impl IntoIterator<Item = (i32, usize)>) -> Vec<usize> {
+    // About 7.5 px a character at the note size, and a gap.
+    let width = |chars: usize| i32::try_from(chars * 15 / 2).unwrap_or(i32::MAX / 2) + 10;
+    let labels: Vec<(i32, usize)> = labels.into_iter().collect();
+    let mut order: Vec<usize> = (0..labels.len()).collect();
+    order.sort_by_key(|&i| labels[i].0);
+    let mut ends: Vec<i32> = Vec::new();
+    let mut rows = vec![0; labels.len()];
+    for i in order {
+        let (x, chars) = labels[i];
+        let row = ends.iter().position(|end| *end <= x).unwrap_or(ends.len());
+        let end = x.saturating_add(width(chars));
+        match ends.get_mut(row) {
+            Some(e) => *e = end,
+            None => ends.push(end),
+        }
+        rows[i] = row;
+    }
+    rows
+}
+
+/// A time axis around `xs` (seconds): the data's own range with a margin, at least five
+/// minutes wide (one point, or points seconds apart, get a range with minute ticks around
+/// them); values that are not numbers are left out, and it is always finite.
 fn time_span(xs: impl IntoIterator<Item = f64>) -> (f64, f64) {
-    const MIN_WIDTH: f64 = 3600.0;
+    const MIN_WIDTH: f64 = 300.0;
     let (lo, hi) = xs
         .into_iter()
-        .filter(|v| v.is_finite())
+        .filter_map(placeable)
         .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
     if lo > hi {
         return (0.0, MIN_WIDTH);
     }
-    let pad = ((hi - lo) * 0.06).max((MIN_WIDTH - (hi - lo)).max(0.0) / 2.0);
+    // Wider than rounding, however far from the epoch (an imported run at 1e300 s).
+    let least = hi.abs().max(lo.abs()) * 1e-12;
+    let pad = ((hi - lo) * 0.06)
+        .max((MIN_WIDTH - (hi - lo)).max(0.0) / 2.0)
+        .max(least);
     (lo - pad, hi + pad)
 }
 
 fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
+    printable(s)
+        .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")

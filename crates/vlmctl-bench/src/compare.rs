@@ -235,13 +235,16 @@ pub fn compare(base: &Results, new: &Results) -> Comparison {
 }
 
 fn short(s: &str) -> &str {
-    &s[..12.min(s.len())]
+    s.get(..12).unwrap_or(s)
 }
 
 /// Text rendering: per config the p50 change with its 95 % interval (both in percent of the base
 /// p50, the unit the verdict judges), the verdict with its reasons, and a note under the table
 /// for each row whose interval reaches across the tolerance.
 #[must_use]
+///
+/// Names and warnings come from the two files: control characters are shown, not sent to the
+/// terminal ([`crate::text::printable`]).
 pub fn render(c: &Comparison) -> String {
     let mut out = String::new();
     for w in &c.warnings {
@@ -285,7 +288,7 @@ pub fn render(c: &Comparison) -> String {
             r.target, r.config, r.change_ci_pct.0, r.change_ci_pct.1, r.change_pct
         );
     }
-    out.trim_end().to_owned()
+    crate::text::printable(out.trim_end()).into_owned()
 }
 
 #[cfg(test)]

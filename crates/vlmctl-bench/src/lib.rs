@@ -19,6 +19,8 @@
 //!   runbook's rule to two runs ([`compare::verdict`]).
 //! - `fake_server` (feature `fake-server`) is an in-process llama-server / Ollama for tests,
 //!   scripted per request.
+//! - [`text`]: text from outside made safe for a terminal ([`text::printable`]) and for
+//!   Markdown ([`text::markdown`]).
 //!
 //! This crate never talks to Docker: it measures whatever server a plan points at.
 
@@ -36,6 +38,7 @@ pub mod schema;
 pub mod slo;
 pub mod stats;
 pub mod sweep;
+pub mod text;
 
 pub use error::BenchError;
 
@@ -44,18 +47,38 @@ pub const MAX_RESULTS_BYTES: u64 = 256 << 20;
 
 /// Reads a results file: a regular file (a link to one is followed) of at most
 /// [`MAX_RESULTS_BYTES`]; a device, a FIFO, a socket or a folder is refused without being read.
+/// Then [`parse_results`] of its bytes.
+///
+/// # Errors
+/// [`BenchError::Read`] when it cannot be read, else as [`parse_results`].
 pub fn load_results(path: &std::path::Path) -> Result<run::Results, BenchError> {
     let bytes = read_regular(path, MAX_RESULTS_BYTES)?;
-    let r: run::Results = serde_json::from_slice(&bytes).map_err(|e| BenchError::BadResults {
-        path: path.to_owned(),
-        why: e.to_string(),
-    })?;
+    parse_results(&bytes, path)
+}
+
+/// A results file's `bytes` (read from `path`, which errors name) as [`run::Results`]: JSON
+/// of this format, whose latencies are all plausible ([`run::Results::validate`]). A summary
+/// stored with `null` figures (an overflowed mean, as an earlier vlmctl wrote) is recomputed
+/// from its samples ([`run::Results::repair_summaries`]). What `bench compare`, `--baseline`
+/// and `runs import` read with.
+///
+/// # Errors
+/// [`BenchError::BadResults`] for what is not a results file of this format,
+/// [`BenchError::ImplausibleResults`] for a latency no request could have had.
+pub fn parse_results(bytes: &[u8], path: &std::path::Path) -> Result<run::Results, BenchError> {
+    let mut r: run::Results =
+        serde_json::from_slice(bytes).map_err(|e| BenchError::BadResults {
+            path: path.to_owned(),
+            why: e.to_string(),
+        })?;
     if r.format != run::FORMAT {
         return Err(BenchError::BadResults {
             path: path.to_owned(),
             why: format!("format {:?}, expected {:?}", r.format, run::FORMAT),
         });
     }
+    r.repair_summaries();
+    r.validate(path)?;
     Ok(r)
 }
 

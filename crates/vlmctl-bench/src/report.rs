@@ -8,6 +8,84 @@ use crate::charts;
 use crate::plan::Arrivals;
 use crate::run::{ConfigResult, ConfigSummary, Results, TargetResult};
 use crate::stats;
+use crate::text;
+
+/// When the run started, `2026-12-07 13:37 UTC`.
+#[must_use]
+pub fn started_utc(r: &Results) -> String {
+    i64::try_from(r.started_unix)
+        .ok()
+        .and_then(|s| jiff::Timestamp::from_second(s).ok())
+        .map_or_else(
+            || format!("unix time {}", r.started_unix),
+            |t| t.strftime("%Y-%m-%d %H:%M UTC").to_string(),
+        )
+}
+
+/// What is known of the server behind `t`, for a report's header: the model (the plan's, else
+/// what `/v1/models` lists, else `/props`' `model_path`), the deployment and host, and the
+/// server's settings as `/props` (llama-server) or `/api/show` (Ollama) reported them: context,
+/// slots, threads, build; quantization and size. Each as (what, value), raw (escape to show).
+#[must_use]
+pub fn server_facts(r: &Results, t: &TargetResult) -> Vec<(&'static str, String)> {
+    let info = &t.server_info;
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    };
+    let model = r
+        .plan
+        .targets
+        .iter()
+        .find(|p| p.name == t.name)
+        .and_then(|p| p.model.clone())
+        .or_else(|| text(&t.models["data"][0]["id"]))
+        .or_else(|| {
+            text(&info["model_path"]).map(|p| p.rsplit('/').next().unwrap_or(&p).to_owned())
+        });
+    let settings = &info["default_generation_settings"];
+    let mut facts = Vec::new();
+    let mut push = |what, v: Option<String>| {
+        if let Some(v) = v {
+            facts.push((what, v));
+        }
+    };
+    push("model", model);
+    push("deployment", t.deployment.clone());
+    push("host", t.host.clone());
+    push(
+        "context",
+        text(&settings["n_ctx"]).or_else(|| text(&info["n_ctx"])),
+    );
+    push("slots", text(&info["total_slots"]));
+    push(
+        "threads",
+        text(&info["n_threads"]).or_else(|| text(&settings["n_threads"])),
+    );
+    push("build", text(&info["build_info"]));
+    let details = &info["details"];
+    push("parameters", text(&details["parameter_size"]));
+    push("quantization", text(&details["quantization_level"]));
+    facts
+}
+
+/// [`server_facts`] on one line: `model gemma-3-270m, context 2048, slots 4`.
+fn facts_line(r: &Results, t: &TargetResult, show: impl Fn(&str) -> String) -> String {
+    server_facts(r, t)
+        .iter()
+        .map(|(what, v)| format!("{what} {}", show(v)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The failure of a target's `describe` request, for a report.
+fn describe_failed(t: &TargetResult) -> Option<String> {
+    t.describe_error
+        .as_ref()
+        .map(|e| format!("the describe request failed ({e}); no describe answer recorded"))
+}
 
 fn ms(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_owned(), |x| format!("{x:.1}"))
@@ -319,7 +397,7 @@ pub fn table(r: &Results) -> String {
         cells
             .iter()
             .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
+            .map(|(c, w)| format!("{:<w$}", text::printable(c)))
             .collect::<Vec<_>>()
             .join("  ")
             .trim_end()
@@ -349,11 +427,15 @@ pub fn table(r: &Results) -> String {
                 let _ = write!(out, "\n{} {}: {n} x {k}", t.name, c.name);
             }
         }
+        if let Some(d) = describe_failed(t) {
+            let _ = write!(out, "\n{}: {d}", t.name);
+        }
     }
     for h in error_hints(r) {
         let _ = write!(out, "\nhint: {h}");
     }
-    out
+    // Names, URLs and error details come from the plan, the server or an imported file.
+    text::printable(&out).into_owned()
 }
 
 /// What to do about the errors a run counted, once per target and kind: today the thinking
@@ -380,25 +462,60 @@ pub fn error_hints(r: &Results) -> Vec<String> {
         .collect()
 }
 
-/// Markdown shaped like the runbooks' tables (p50 ms, p95, eff Hz, TTFT, prompt tokens, schema,
-/// notes), and per target the camera frame's cost ([`image_cost`]).
-#[must_use]
-pub fn markdown(r: &Results) -> String {
+/// report.md's title (deployments, date), a line per target with its server's settings, and the
+/// run's provenance.
+fn markdown_header(r: &Results) -> String {
+    let md = text::markdown;
+    let short = |h: &str| text::markdown_code(h.get(..12).unwrap_or(h));
     let mut out = format!(
-        "# vlmctl bench\n\nplan sha256 `{}`, image sha256 `{}`, host {} ({}), GPU {}.\nPercentiles: nearest rank over measured samples ({} runs, {} warm-up excluded).\n",
-        &r.plan_sha256[..12.min(r.plan_sha256.len())],
-        // A text-only run has no frame, and an empty pair of backticks reads like a bug.
+        "# vlmctl bench: {}, {}\n\n",
+        md(&title_names(r)),
+        started_utc(r)
+    );
+    for t in &r.targets {
+        let facts = facts_line(r, t, |v| format!("**{}**", md(v)));
+        let _ = writeln!(
+            out,
+            "- {} ({}, {}): {}",
+            md(&t.name),
+            t.backend,
+            md(&t.url),
+            if facts.is_empty() {
+                "no server settings reported".to_owned()
+            } else {
+                facts
+            }
+        );
+    }
+    let _ = write!(
+        out,
+        "\nplan sha256 {}, image sha256 {}, host {} ({}), GPU {}.\nPercentiles: nearest rank over measured samples ({} runs, {} warm-up excluded).\n",
+        short(&r.plan_sha256),
+        // A text-only run has no frame.
         if r.image_sha256.is_empty() {
-            "none"
+            "`none`".to_owned()
         } else {
-            &r.image_sha256[..12.min(r.image_sha256.len())]
+            short(&r.image_sha256)
         },
-        r.environment.arch,
-        r.environment.cpu.as_deref().unwrap_or("?"),
-        r.environment.gpu.as_deref().unwrap_or("none"),
+        md(&r.environment.arch),
+        md(r.environment.cpu.as_deref().unwrap_or("?")),
+        md(r.environment.gpu.as_deref().unwrap_or("none")),
         r.plan.runs,
         r.plan.warmup,
     );
+    out
+}
+
+/// Markdown shaped like the runbooks' tables (p50 ms, p95, eff Hz, TTFT, prompt tokens, schema,
+/// notes), and per target the camera frame's cost ([`image_cost`]).
+#[must_use]
+///
+/// Every string from outside (names, URLs, the server's answer and settings, an imported
+/// file's anything) goes through [`text::markdown`]: it reads as the text it is, never as
+/// Markdown, HTML or a terminal escape.
+pub fn markdown(r: &Results) -> String {
+    let md = text::markdown;
+    let mut out = markdown_header(r);
     for l in load_line(r).into_iter().chain(slo_line(r)) {
         let _ = writeln!(out, "{}.", capitalize(&l));
     }
@@ -419,10 +536,10 @@ pub fn markdown(r: &Results) -> String {
         let _ = write!(
             out,
             "\n## {} ({}, {}{})\n\n{table_head}",
-            t.name,
+            md(&t.name),
             t.backend,
-            t.url,
-            where_served(t)
+            md(&t.url),
+            md(&where_served(t))
         );
         for c in &t.configs {
             let s = &c.summary;
@@ -436,7 +553,7 @@ pub fn markdown(r: &Results) -> String {
                 notes.push(format!("{n} {k}"));
             }
             let mut cells = vec![
-                format!("{} {}", c.name, c.description),
+                md(&format!("{} {}", c.name, c.description)),
                 ms(s.wall_ms.map(|w| w.p50)),
                 ms(s.wall_ms.map(|w| w.p95)),
             ];
@@ -449,22 +566,41 @@ pub fn markdown(r: &Results) -> String {
                     .map_or("-".to_owned(), |p| format!("{:.0}%", p * 100.0)),
             ]);
             cells.extend(cols.slo_cells(s));
-            cells.push(notes.join("; "));
+            cells.push(md(&notes.join("; ")));
             let _ = writeln!(out, "| {} |", cells.join(" | "));
         }
         let details: Vec<String> = slo_details(t).collect();
         if !details.is_empty() {
+            let details: Vec<String> = details.iter().map(|d| md(d)).collect();
             let _ = write!(out, "\n{}\n", details.join("  \n"));
         }
         if let Some(cost) = image_cost(r, t) {
-            let _ = write!(out, "\n{}\n", capitalize(&image_cost_line(&cost)));
+            let _ = write!(out, "\n{}\n", md(&capitalize(&image_cost_line(&cost))));
         }
         if let Some(d) = &t.describe_answer {
-            let _ = write!(out, "\n`describe` answer: {}\n", d.replace('\n', " "));
+            let _ = write!(out, "\n`describe` answer: {}\n", md(d));
+        }
+        if let Some(d) = describe_failed(t) {
+            let _ = write!(out, "\n**Warning:** {}\n", md(&d));
         }
     }
     out.push_str(&crate::sweep::markdown(&r.sweep));
     out
+}
+
+/// The targets' deployments (else their names) for a report's title: `panda-llamacpp`.
+fn title_names(r: &Results) -> String {
+    let mut names: Vec<&str> = r
+        .targets
+        .iter()
+        .map(|t| t.deployment.as_deref().unwrap_or(&t.name))
+        .collect();
+    names.dedup();
+    if names.is_empty() {
+        "no target".to_owned()
+    } else {
+        names.join(", ")
+    }
 }
 
 /// `, on beast, deployment panda-llamacpp` for what is known of where a target's server runs;
@@ -511,7 +647,8 @@ fn sweep_figures(out: &mut String, r: &Results) {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
+    text::printable(s)
+        .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
@@ -521,7 +658,9 @@ const STYLE: &str = "body{font:14px sans-serif;margin:2em;max-width:1200px}\
 table{border-collapse:collapse;margin:1em 0}\
 td,th{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap}\
 th{background:#f3f3f3}td:nth-child(-n+2),th:nth-child(-n+2){text-align:left}\
-figure{margin:1em 0}svg{max-width:100%;height:auto}code{font-size:13px}";
+figure{margin:1em 0}svg{max-width:100%;height:auto}code{font-size:13px}\
+table.servers td,table.servers th{text-align:left;white-space:normal}.started{color:#555}\
+.warning{background:#fff4e5;border-left:4px solid #e69f00;padding:6px 10px}";
 
 /// A self-contained HTML page (nothing fetched): the terminal table's columns as a real
 /// `<table>`, the lines beside it, a latency CDF per config and p50 bars against the 27.8 ms
@@ -529,18 +668,54 @@ figure{margin:1em 0}svg{max-width:100%;height:auto}code{font-size:13px}";
 #[must_use]
 pub fn html(r: &Results, baseline: Option<&Results>) -> String {
     let mut out = format!(
-        "<!doctype html><html lang=en><meta charset=utf-8><title>vlmctl bench</title>\
-         <style>{STYLE}</style><h1>vlmctl bench</h1>\n<p>plan sha256 <code>{}</code>, image sha256 \
+        "<!doctype html><html lang=en><meta charset=utf-8><title>vlmctl bench: {title}, {date}</title>\
+         <style>{STYLE}</style><h1>vlmctl bench: {title}</h1>\n<p class=started>{date}</p>\n",
+        title = esc(&title_names(r)),
+        date = esc(&started_utc(r)),
+    );
+    out.push_str("<table class=servers><thead><tr><th scope=col>target</th><th scope=col>server</th><th scope=col>settings</th></tr></thead><tbody>\n");
+    for t in &r.targets {
+        let facts = server_facts(r, t);
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{} <code>{}</code></td><td>",
+            esc(&t.name),
+            t.backend,
+            esc(&t.url)
+        );
+        if facts.is_empty() {
+            out.push_str("no server settings reported");
+        }
+        for (i, (what, v)) in facts.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            let _ = write!(out, "{sep}{what} <strong>{}</strong>", esc(v));
+        }
+        out.push_str("</td></tr>\n");
+    }
+    out.push_str("</tbody></table>\n");
+    let _ = writeln!(
+        out,
+        "<p>plan sha256 <code>{}</code>, image sha256 \
          <code>{}</code>, host {} ({}), GPU {}. Percentiles: nearest rank over measured samples \
-         ({} runs, {} warm-up excluded).</p>\n",
-        esc(&r.plan_sha256[..12.min(r.plan_sha256.len())]),
-        esc(&r.image_sha256[..12.min(r.image_sha256.len())]),
+         ({} runs, {} warm-up excluded).</p>",
+        esc(r.plan_sha256.get(..12).unwrap_or(&r.plan_sha256)),
+        esc(r.image_sha256.get(..12).unwrap_or(&r.image_sha256)),
         esc(&r.environment.arch),
         esc(r.environment.cpu.as_deref().unwrap_or("?")),
         esc(r.environment.gpu.as_deref().unwrap_or("none")),
         r.plan.runs,
         r.plan.warmup,
     );
+    for t in &r.targets {
+        if let Some(d) = describe_failed(t) {
+            let _ = writeln!(
+                out,
+                "<p class=warning><strong>Warning:</strong> {}: {}</p>",
+                esc(&t.name),
+                esc(&d)
+            );
+        }
+    }
     for l in load_line(r).into_iter().chain(slo_line(r)) {
         let _ = writeln!(out, "<p>{}.</p>", esc(&capitalize(&l)));
     }

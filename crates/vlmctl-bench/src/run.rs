@@ -46,6 +46,39 @@ pub struct Sample {
     /// Streamed: ms between consecutive non-empty deltas ([`crate::client::Answer::itl_ms`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub itl_ms: Vec<f64>,
+    /// Why the server's [`Self::server`] timings are left out of TPOT and server tokens/s
+    /// ([`timings_problem`]: a time that is negative, or longer than the client waited), when
+    /// they are. The figures themselves are kept as the server sent them. Absent when they are
+    /// usable, and in results written before it existed (summaries recompute it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timings_unusable: Option<String>,
+}
+
+/// How much longer than the client waited a server may say it worked on a request, ms: servers
+/// time their own phases on their own clock, and round.
+pub const TIMINGS_SLACK_MS: f64 = 1000.0;
+
+/// Why `s`'s server timings cannot be used, or `None` when they can: `prompt_ms` and
+/// `predicted_ms` must each be at least 0 and at most the request's wall time (plus
+/// [`TIMINGS_SLACK_MS`]). A server that says it spent 1.7e308 ms on a request that took 40 ms
+/// is wrong, and its figure would overflow every mean it went into.
+#[must_use]
+pub fn timings_problem(s: &Sample) -> Option<String> {
+    let limit = s.wall_ms + TIMINGS_SLACK_MS;
+    [
+        ("prompt_ms", s.server.prompt_ms),
+        ("predicted_ms", s.server.predicted_ms),
+    ]
+    .into_iter()
+    .find_map(|(name, v)| {
+        let v = v?;
+        (!(0.0..=limit).contains(&v)).then(|| {
+            format!(
+                "the server's timings.{name} {v:e} is not a time this request could have taken                  (its wall time was {:.1} ms); left out of TPOT and server tokens/s",
+                s.wall_ms
+            )
+        })
+    })
 }
 
 /// Derived per-config figures; recomputable from the samples by [`summarize_for`].
@@ -143,6 +176,10 @@ pub struct TargetResult {
     pub models: Value,
     /// The first `describe` answer, for a human to read.
     pub describe_answer: Option<String>,
+    /// Why the `describe` request failed (`timeout: ...`), when the plan asked for one and it
+    /// did. Absent when it succeeded or was not asked, and in results written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub describe_error: Option<String>,
     /// Per config.
     pub configs: Vec<ConfigResult>,
 }
@@ -197,6 +234,183 @@ impl Results {
     }
 }
 
+/// The longest latency a results file may hold, ms (about 31 years): longer than any run can
+/// last (100 000 runs at the slowest open-loop rate, one every 1000 s, take 3.2 years), and far
+/// inside what a chart's axis or a mean can hold.
+pub const MAX_LATENCY_MS: f64 = 1e12;
+
+impl Results {
+    /// Recomputes the summary of each config whose stored summary holds a figure that is not a
+    /// number: files written before means were computed without overflow hold `null` where a
+    /// mean or standard deviation overflowed (read as NaN, see [`crate::stats::Summary`]).
+    /// Their samples are intact, and summaries are recomputable from them. Returns how many
+    /// configs were recomputed.
+    pub fn repair_summaries(&mut self) -> usize {
+        let mut repaired = 0;
+        let plan = &self.plan;
+        for c in self.targets.iter_mut().flat_map(|t| &mut t.configs) {
+            let mut broken = false;
+            summary_values(&c.summary, &mut |_, v, _| broken |= v.is_nan());
+            if broken {
+                let streamed = c.samples.iter().any(|s| s.ttft_ms.is_some());
+                c.summary = summarize_for(plan, &c.samples, streamed);
+                repaired += 1;
+            }
+        }
+        repaired
+    }
+
+    /// Checks that every latency this file holds is one a request could have had: each
+    /// sample's `wall_ms`, `ttft_ms`, `queue_ms`, `scheduled_ms` and `itl_ms`, and each
+    /// latency summary (warm-ups, sweeps included), is finite and within `0..=`
+    /// [`MAX_LATENCY_MS`], and every other figure is finite. `path` names the file in the
+    /// error, which names the first offending field (`targets[0].configs[1].samples[3].wall_ms`).
+    ///
+    /// [`crate::load_results`] calls it; so should anything else that takes results from
+    /// outside (`vlmctl runs import`). A file `vlmctl bench` wrote always passes: a server's
+    /// own timings are not checked here (they are kept as sent and left out of the summaries
+    /// when implausible, see [`timings_problem`]).
+    ///
+    /// # Errors
+    /// [`crate::BenchError::ImplausibleResults`] for the first value out of range.
+    pub fn validate(&self, path: &std::path::Path) -> Result<(), crate::BenchError> {
+        self.implausible().map_or(Ok(()), |(field, value, why)| {
+            Err(crate::BenchError::ImplausibleResults {
+                path: path.to_owned(),
+                field,
+                value,
+                why,
+            })
+        })
+    }
+
+    /// The first implausible value: (its field, the value, why).
+    fn implausible(&self) -> Option<(String, f64, &'static str)> {
+        let mut found = None;
+        let mut check = |field: &dyn Fn() -> String, v: f64, latency: bool| {
+            if found.is_some() {
+                return;
+            }
+            let why = if !v.is_finite() {
+                Some("not a finite number")
+            } else if latency && v < 0.0 {
+                Some("a negative time")
+            } else if latency && v > MAX_LATENCY_MS {
+                Some("longer than any run can last (1e12 ms)")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                found = Some((field(), v, why));
+            }
+        };
+        for (ti, t) in self.targets.iter().enumerate() {
+            for (ci, c) in t.configs.iter().enumerate() {
+                let at = format!("targets[{ti}].configs[{ci}]");
+                for (kind, list) in [("warmup", &c.warmup), ("samples", &c.samples)] {
+                    for (si, smp) in list.iter().enumerate() {
+                        sample_values(smp, &mut |name, v| {
+                            check(&|| format!("{at}.{kind}[{si}].{name}"), v, true);
+                        });
+                    }
+                }
+                summary_values(&c.summary, &mut |name, v, latency| {
+                    check(&|| format!("{at}.summary.{name}"), v, latency);
+                });
+            }
+        }
+        for (wi, w) in self.sweep.iter().enumerate() {
+            for (pi, step) in w.steps.iter().enumerate() {
+                let at = format!("sweep[{wi}].steps[{pi}]");
+                for (si, smp) in step.samples.iter().enumerate() {
+                    sample_values(smp, &mut |name, v| {
+                        check(&|| format!("{at}.samples[{si}].{name}"), v, true);
+                    });
+                }
+                if let Some(w) = &step.wall_ms {
+                    summary_fields(w, &mut |name, v| {
+                        check(&|| format!("{at}.wall_ms.{name}"), v, true);
+                    });
+                }
+                for (name, v) in [
+                    ("offered_hz", Some(step.offered_hz)),
+                    ("achieved_hz", step.achieved_hz),
+                    ("elapsed_s", Some(step.elapsed_s)),
+                ] {
+                    if let Some(v) = v {
+                        check(&|| format!("{at}.{name}"), v, false);
+                    }
+                }
+            }
+        }
+        found
+    }
+}
+
+/// Each latency of a sample, named as in the file.
+fn sample_values(s: &Sample, f: &mut dyn FnMut(&str, f64)) {
+    f("wall_ms", s.wall_ms);
+    for (name, v) in [
+        ("ttft_ms", s.ttft_ms),
+        ("queue_ms", s.queue_ms),
+        ("scheduled_ms", s.scheduled_ms),
+    ] {
+        if let Some(v) = v {
+            f(name, v);
+        }
+    }
+    for (i, v) in s.itl_ms.iter().enumerate() {
+        f(&format!("itl_ms[{i}]"), *v);
+    }
+}
+
+/// Each figure of a summary, named as in the file, and whether it is a latency.
+fn summary_values(s: &ConfigSummary, f: &mut dyn FnMut(&str, f64, bool)) {
+    // TPOT is the server's figure, not a latency vlmctl measured: only finite.
+    for (name, v, latency) in [
+        ("wall_ms", s.wall_ms, true),
+        ("ttft_ms", s.ttft_ms, true),
+        ("queue_ms", s.queue_ms, true),
+        ("itl_ms", s.itl_ms, true),
+        ("tpot_ms", s.tpot_ms, false),
+    ] {
+        if let Some(v) = v {
+            summary_fields(&v, &mut |field, x| {
+                f(&format!("{name}.{field}"), x, latency);
+            });
+        }
+    }
+    for (name, v) in [
+        ("effective_hz", s.effective_hz),
+        ("client_tokens_per_s", s.client_tokens_per_s),
+        ("server_tokens_per_s", s.server_tokens_per_s),
+        ("schema_pass_rate", s.schema_pass_rate),
+        ("deadline_miss_pct", s.deadline_miss_pct),
+        ("offered_hz", s.offered_hz),
+        ("achieved_hz", s.achieved_hz),
+        ("slo.goodput", s.slo.as_ref().and_then(|o| o.goodput)),
+    ] {
+        if let Some(v) = v {
+            f(name, v, false);
+        }
+    }
+}
+
+/// Each field of a [`Summary`] but `n`.
+fn summary_fields(s: &Summary, f: &mut dyn FnMut(&str, f64)) {
+    for (name, v) in [
+        ("min", s.min),
+        ("p50", s.p50),
+        ("p95", s.p95),
+        ("p99", s.p99),
+        ("max", s.max),
+        ("mean", s.mean),
+        ("stddev", s.stddev),
+    ] {
+        f(name, v);
+    }
+}
+
 /// Pure: the summary of measured samples (`period_ms` for deadline misses in open loop).
 #[must_use]
 pub fn summarize(samples: &[Sample], nav: bool, period_ms: Option<f64>) -> ConfigSummary {
@@ -222,12 +436,7 @@ pub fn summarize(samples: &[Sample], nav: bool, period_ms: Option<f64>) -> Confi
             .collect::<Vec<_>>(),
     )
     .map(|s| s.p50);
-    let (pn, pms) = ok.iter().fold((0u64, 0f64), |(n, ms), s| {
-        (
-            n + s.server.predicted_n.unwrap_or(0),
-            ms + s.server.predicted_ms.unwrap_or(0.0),
-        )
-    });
+    let (server_tokens_per_s, tpot_ms) = server_figures(&ok);
     let mut schema = BTreeMap::new();
     if nav {
         for s in &ok {
@@ -248,20 +457,23 @@ pub fn summarize(samples: &[Sample], nav: bool, period_ms: Option<f64>) -> Confi
     ConfigSummary {
         ok: ok.len(),
         errors,
-        effective_hz: wall.filter(|_| !open).map(|w| 1000.0 / w.p50),
+        effective_hz: wall.filter(|_| !open).and_then(|w| finite(1000.0 / w.p50)),
         wall_ms: wall,
         ttft_ms: ttft,
         client_tokens_per_s: client_tps,
-        server_tokens_per_s: (pms > 0.0).then(|| pn as f64 / (pms / 1000.0)),
+        server_tokens_per_s,
         cache_hits: ok
             .iter()
             .filter(|s| s.server.cache_n.is_some_and(|c| c > 0))
             .count(),
         // A sample without `prompt_n` says nothing about its prompt: left out, not counted as 0.
-        prompt_tokens_p50: stats::p50_count(
-            ok.iter()
-                .filter_map(|s| Some(s.server.prompt_n? + s.server.cache_n.unwrap_or(0))),
-        ),
+        prompt_tokens_p50: stats::p50_count(ok.iter().filter_map(|s| {
+            Some(
+                s.server
+                    .prompt_n?
+                    .saturating_add(s.server.cache_n.unwrap_or(0)),
+            )
+        })),
         prompt_evaluated_p50: stats::p50_count(ok.iter().filter_map(|s| s.server.prompt_n)),
         schema,
         schema_pass_rate: (nav && !ok.is_empty()).then(|| pass as f64 / ok.len() as f64),
@@ -273,7 +485,9 @@ pub fn summarize(samples: &[Sample], nav: bool, period_ms: Option<f64>) -> Confi
                     .count() as f64
                 / samples.len() as f64
         }),
-        offered_hz: period_ms.filter(|p| *p > 0.0).map(|p| 1000.0 / p),
+        offered_hz: period_ms
+            .filter(|p| *p > 0.0)
+            .and_then(|p| finite(1000.0 / p)),
         achieved_hz: period_ms.and_then(|_| achieved_hz(&ok)),
         queue_ms: stats::summarize(
             &samples
@@ -286,16 +500,35 @@ pub fn summarize(samples: &[Sample], nav: bool, period_ms: Option<f64>) -> Confi
                 .flat_map(|s| s.itl_ms.iter().copied())
                 .collect::<Vec<_>>(),
         ),
-        tpot_ms: stats::summarize(
-            &ok.iter()
-                .filter_map(|s| {
-                    let n = s.server.predicted_n.filter(|n| *n > 0)?;
-                    Some(s.server.predicted_ms? / n as f64)
-                })
-                .collect::<Vec<_>>(),
-        ),
+        tpot_ms,
         slo: None,
     }
+}
+
+/// Server tokens/s (sum of `predicted_n` over sum of `predicted_ms`) and TPOT (`predicted_ms /
+/// predicted_n` per sample) from the timings a request could have taken ([`timings_problem`]):
+/// bounded by wall times, whose sum is finite for any sample count a run holds.
+fn server_figures(ok: &[&Sample]) -> (Option<f64>, Option<Summary>) {
+    let timed: Vec<&&Sample> = ok.iter().filter(|s| timings_problem(s).is_none()).collect();
+    let (pn, pms) = timed.iter().fold((0u64, 0f64), |(n, ms), s| {
+        (
+            n.saturating_add(s.server.predicted_n.unwrap_or(0)),
+            ms + s.server.predicted_ms.unwrap_or(0.0),
+        )
+    });
+    let tokens_per_s = (pms > 0.0)
+        .then(|| pn as f64 / (pms / 1000.0))
+        .and_then(finite);
+    let tpot = stats::summarize(
+        &timed
+            .iter()
+            .filter_map(|s| {
+                let n = s.server.predicted_n.filter(|n| *n > 0)?;
+                Some(s.server.predicted_ms? / n as f64)
+            })
+            .collect::<Vec<_>>(),
+    );
+    (tokens_per_s, tpot)
 }
 
 /// Successful completions per second between the first and the last successful completion
@@ -307,7 +540,14 @@ fn achieved_hz(ok: &[&Sample]) -> Option<f64> {
         .collect::<Option<_>>()?;
     let first = done.iter().copied().fold(f64::INFINITY, f64::min);
     let last = done.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    (done.len() >= 2 && last > first).then(|| (done.len() - 1) as f64 * 1000.0 / (last - first))
+    (done.len() >= 2 && last > first)
+        .then(|| (done.len() - 1) as f64 * 1000.0 / (last - first))
+        .and_then(finite)
+}
+
+/// `v` when it is finite: what JSON can hold and this crate's reader takes back.
+fn finite(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
 }
 
 /// Pure: the summary of a config's measured samples under `plan`: [`summarize`] with the
@@ -327,12 +567,78 @@ pub fn summarize_for(plan: &Plan, samples: &[Sample], streamed: bool) -> ConfigS
 /// Progress callback: (target, config, done, total).
 pub type Progress<'a> = &'a (dyn Fn(&str, &str, usize, usize) + Send + Sync);
 
-/// Runs the whole plan.
+/// What a run reports as it goes ([`run_with`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Event<'a> {
+    /// The `describe` request to `target` was sent; it may take up to `timeout`.
+    DescribeStarted {
+        /// The target's name in the plan.
+        target: &'a str,
+        /// The plan's per-request timeout.
+        timeout: Duration,
+    },
+    /// The `describe` request to `target` ended after `elapsed`; `error` says why it failed
+    /// (what [`TargetResult::describe_error`] records), `None` when it answered.
+    DescribeDone {
+        /// The target's name in the plan.
+        target: &'a str,
+        /// How long it took.
+        elapsed: Duration,
+        /// Why it failed.
+        error: Option<&'a str>,
+    },
+    /// `done` of `total` requests (warm-up included) of `config` on `target`.
+    Requests {
+        /// The target's name in the plan.
+        target: &'a str,
+        /// The config's letter.
+        config: &'a str,
+        /// Requests done.
+        done: usize,
+        /// Requests in all.
+        total: usize,
+    },
+}
+
+/// Event callback of [`run_with`].
+pub type Events<'a> = &'a (dyn Fn(Event<'_>) + Send + Sync);
+
+/// Runs the whole plan, reporting request progress only ([`run_with`] reports every step).
 pub async fn run(
     plan: &LoadedPlan,
     api_keys: &BTreeMap<String, String>,
     progress: Progress<'_>,
 ) -> Results {
+    let events = |e: Event<'_>| {
+        if let Event::Requests {
+            target,
+            config,
+            done,
+            total,
+        } = e
+        {
+            progress(target, config, done, total);
+        }
+    };
+    run_with(plan, api_keys, &events).await
+}
+
+/// Runs the whole plan, reporting each step through `events`: the `describe` request (which
+/// may take up to the plan's timeout) and each config's requests.
+pub async fn run_with(
+    plan: &LoadedPlan,
+    api_keys: &BTreeMap<String, String>,
+    events: Events<'_>,
+) -> Results {
+    let progress = |target: &str, config: &str, done: usize, total: usize| {
+        events(Event::Requests {
+            target,
+            config,
+            done,
+            total,
+        });
+    };
+    let progress: Progress<'_> = &progress;
     let clients = Clients::new();
     let http = &clients.pooled;
     let image_b64 = plan.image.as_deref().map(crate::base64);
@@ -343,20 +649,10 @@ pub async fn run(
     for t in &plan.plan.targets {
         let key = api_keys.get(&t.name).map(String::as_str);
         let (server_info, models) = server_info(http, t, key).await;
-        let describe_answer = if plan.plan.describe {
-            let body = client::request_body(
-                t,
-                &plan.prompts["describe"],
-                image_b64.as_deref(),
-                false,
-                plan.plan.max_tokens.max(128),
-            );
-            client::send(http, t, key, &body, plan.plan.timeout(), Instant::now())
-                .await
-                .ok()
-                .map(|a| a.content)
+        let (describe_answer, describe_error) = if plan.plan.describe {
+            describe(http, plan, t, key, image_b64.as_deref(), events).await
         } else {
-            None
+            (None, None)
         };
         let mut configs = Vec::new();
         for c in &plan.configs {
@@ -376,6 +672,7 @@ pub async fn run(
             server_info,
             models,
             describe_answer,
+            describe_error,
             configs,
         });
     }
@@ -390,6 +687,44 @@ pub async fn run(
         targets,
         sweep: Vec::new(),
     }
+}
+
+/// The `describe` request to `t`, as a step of its own (it may take the plan's whole timeout):
+/// its answer, or why it failed.
+async fn describe(
+    http: &reqwest::Client,
+    plan: &LoadedPlan,
+    t: &Target,
+    key: Option<&str>,
+    image_b64: Option<&str>,
+    events: Events<'_>,
+) -> (Option<String>, Option<String>) {
+    let body = client::request_body(
+        t,
+        &plan.prompts["describe"],
+        image_b64,
+        false,
+        plan.plan.max_tokens.max(128),
+    );
+    events(Event::DescribeStarted {
+        target: &t.name,
+        timeout: plan.plan.timeout(),
+    });
+    let start = Instant::now();
+    let answer = client::send(http, t, key, &body, plan.plan.timeout(), start).await;
+    let error = answer.as_ref().err().map(|(kind, detail)| {
+        let kind = serde_json::to_value(kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        format!("{kind}: {detail}")
+    });
+    events(Event::DescribeDone {
+        target: &t.name,
+        elapsed: start.elapsed(),
+        error: error.as_deref(),
+    });
+    (answer.ok().map(|a| a.content), error)
 }
 
 /// Non-streamed requests reuse one kept-alive connection (what a production client does).
@@ -516,7 +851,7 @@ pub(crate) async fn one(
         None => client::send(http, t, key, body, plan.plan.timeout(), start).await,
     };
     let wall_ms = start.elapsed().as_secs_f64() * 1000.0;
-    match result {
+    let mut sample = match result {
         Ok(Answer {
             content,
             ttft_ms,
@@ -536,6 +871,7 @@ pub(crate) async fn one(
             scheduled_ms: None,
             queue_ms: None,
             itl_ms,
+            timings_unusable: None,
         },
         Err((kind, detail)) => Sample {
             index,
@@ -549,8 +885,11 @@ pub(crate) async fn one(
             scheduled_ms: None,
             queue_ms: None,
             itl_ms: Vec::new(),
+            timings_unusable: None,
         },
-    }
+    };
+    sample.timings_unusable = timings_problem(&sample);
+    sample
 }
 
 async fn server_info(http: &reqwest::Client, t: &Target, key: Option<&str>) -> (Value, Value) {
@@ -628,6 +967,7 @@ mod tests {
             scheduled_ms: None,
             queue_ms: None,
             itl_ms: Vec::new(),
+            timings_unusable: None,
         }
     }
 
@@ -681,6 +1021,117 @@ mod tests {
         assert_eq!((s.prompt_tokens_p50, s.prompt_evaluated_p50), (None, None));
         let s = summarize(&[], true, None);
         assert_eq!((s.prompt_tokens_p50, s.prompt_evaluated_p50), (None, None));
+    }
+
+    /// Values a server (or a hand-edited file) may send, and the degenerate ones.
+    const EXTREMES: [f64; 12] = [
+        1.7e308,
+        f64::MAX,
+        -f64::MAX,
+        1e300,
+        1e-300,
+        5e-324,
+        0.0,
+        -0.0,
+        -1.0,
+        1.0,
+        40.0,
+        1e12,
+    ];
+    const COUNTS: [u64; 5] = [0, 1, 3, 1 << 53, u64::MAX];
+
+    /// Every figure of `s` (and so every summary of it) written as JSON reads back as it was.
+    fn round_trips(s: &ConfigSummary, what: &str) {
+        let json = serde_json::to_string(s).unwrap();
+        let back: ConfigSummary =
+            serde_json::from_str(&json).unwrap_or_else(|e| panic!("{what}: {e}: {json}"));
+        assert_eq!(&back, s, "{what}");
+    }
+
+    #[test]
+    fn every_summary_of_extreme_figures_reads_back() {
+        // Property-style: every pair of extreme values as server timings and latencies, with
+        // every count, in runs of 1 and of 5 samples.
+        for &a in &EXTREMES {
+            for &b in &EXTREMES {
+                for &n in &COUNTS {
+                    let mk = |i: usize, v: f64| Sample {
+                        index: i,
+                        wall_ms: v.abs().min(MAX_LATENCY_MS),
+                        ttft_ms: Some(v.abs().min(MAX_LATENCY_MS)),
+                        server: ServerTimings {
+                            prompt_n: Some(n),
+                            prompt_ms: Some(v),
+                            predicted_n: Some(n),
+                            predicted_ms: Some(if i.is_multiple_of(2) { a } else { b }),
+                            cache_n: Some(n),
+                            load_ms: Some(v),
+                        },
+                        completion_tokens: Some(n),
+                        scheduled_ms: Some(v.abs().min(MAX_LATENCY_MS)),
+                        queue_ms: Some(v.abs().min(MAX_LATENCY_MS)),
+                        itl_ms: vec![a.abs().min(MAX_LATENCY_MS), b.abs().min(MAX_LATENCY_MS)],
+                        ..sample(None, None, None)
+                    };
+                    for len in [1, 5] {
+                        let samples: Vec<Sample> = (0..len)
+                            .map(|i| mk(i, if i.is_multiple_of(2) { a } else { b }))
+                            .collect();
+                        for period in [None, Some(1e-300), Some(40.0)] {
+                            let s = summarize(&samples, true, period);
+                            round_trips(&s, &format!("{a:e} {b:e} n={n} len={len}"));
+                        }
+                    }
+                }
+            }
+            // The statistics themselves, on the raw values (none is refused here).
+            for &b in &EXTREMES {
+                let v = [a, b, a, b, a];
+                let s = stats::summarize(&v).unwrap();
+                for x in [s.min, s.p50, s.p95, s.p99, s.max, s.mean, s.stddev] {
+                    assert!(x.is_finite(), "{v:?}: {s:?}");
+                }
+                assert!(s.min <= s.mean && s.mean <= s.max, "{v:?}: {s:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn huge_server_timings_are_left_out_with_a_reason() {
+        // The adversarial pass's server: predicted_ms 1.7e308 for 3 tokens on every request.
+        let huge = |i| {
+            let mut s = sample(Some(5), Some(0), None);
+            s.index = i;
+            s.server.predicted_n = Some(3);
+            s.server.predicted_ms = Some(1.7e308);
+            s.timings_unusable = timings_problem(&s);
+            s
+        };
+        let samples: Vec<Sample> = (0..5).map(huge).collect();
+        assert!(
+            samples[0]
+                .timings_unusable
+                .as_deref()
+                .is_some_and(|w| w.contains("timings.predicted_ms 1.7e308")),
+            "{:?}",
+            samples[0].timings_unusable
+        );
+        let s = summarize(&samples, true, None);
+        assert_eq!((s.tpot_ms, s.server_tokens_per_s), (None, None));
+        // A plausible one beside them still counts.
+        let mut fine = sample(Some(5), Some(0), None);
+        fine.server.predicted_n = Some(4);
+        fine.server.predicted_ms = Some(8.0);
+        assert_eq!(timings_problem(&fine), None);
+        let mut all = samples;
+        all.push(fine);
+        let s = summarize(&all, true, None);
+        assert_eq!(s.tpot_ms.map(|t| (t.n, t.p50)), Some((1, 2.0)));
+        assert_eq!(s.server_tokens_per_s, Some(500.0));
+        // Negative times are as impossible.
+        let mut neg = sample(None, None, None);
+        neg.server.prompt_ms = Some(-1.0);
+        assert!(timings_problem(&neg).is_some());
     }
 
     #[test]

@@ -229,6 +229,7 @@ mod tests {
             scheduled_ms: None,
             queue_ms: None,
             itl_ms: Vec::new(),
+            timings_unusable: None,
         }
     }
 

@@ -7,25 +7,40 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Summary of one series (milliseconds, or any unit).
+/// Summary of one series (milliseconds, or any unit). Every figure [`summarize`] computes is
+/// finite; a figure stored as `null` (earlier vlmctl wrote an overflowed mean so) reads as
+/// NaN, for [`crate::run::Results::repair_summaries`] to recompute, instead of making the
+/// whole file unreadable.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     /// Samples summarised.
     pub n: usize,
     /// Smallest.
+    #[serde(deserialize_with = "nan_if_null")]
     pub min: f64,
     /// Nearest-rank 50th percentile.
+    #[serde(deserialize_with = "nan_if_null")]
     pub p50: f64,
     /// Nearest-rank 95th percentile.
+    #[serde(deserialize_with = "nan_if_null")]
     pub p95: f64,
     /// Nearest-rank 99th percentile.
+    #[serde(deserialize_with = "nan_if_null")]
     pub p99: f64,
     /// Largest.
+    #[serde(deserialize_with = "nan_if_null")]
     pub max: f64,
     /// Arithmetic mean.
+    #[serde(deserialize_with = "nan_if_null")]
     pub mean: f64,
     /// Sample standard deviation (n - 1); 0 for one sample.
+    #[serde(deserialize_with = "nan_if_null")]
     pub stddev: f64,
+}
+
+/// A number, or NaN for `null` (how `serde_json` writes a figure that is not finite).
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// Nearest-rank percentile of an ascending slice; `None` when empty.
@@ -64,12 +79,7 @@ pub fn summarize(values: &[f64]) -> Option<Summary> {
     }
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    let mean = v.iter().sum::<f64>() / n as f64;
-    let stddev = if n > 1 {
-        (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
-    } else {
-        0.0
-    };
+    let (mean, stddev) = mean_stddev(&v);
     Some(Summary {
         n,
         min: v[0],
@@ -80,6 +90,37 @@ pub fn summarize(values: &[f64]) -> Option<Summary> {
         mean,
         stddev,
     })
+}
+
+/// Mean and sample standard deviation of finite `v` (non-empty), both finite whatever the
+/// values: computed on `v / scale` (`scale` the largest magnitude), so neither the sum nor the
+/// squares can overflow (a plain sum of two values near `f64::MAX` is infinite, and `serde_json`
+/// writes infinity as `null`, which no reader takes back). The mean lies within `min..=max`.
+/// A spread wider than an f64 holds (values near `-f64::MAX` and `f64::MAX` together) gives
+/// `f64::MAX`, the largest finite standard deviation.
+fn mean_stddev(v: &[f64]) -> (f64, f64) {
+    let scale = v.iter().fold(0.0_f64, |m, x| m.max(x.abs()));
+    match v {
+        [] => return (0.0, 0.0),
+        [one] => return (*one, 0.0),
+        _ if scale == 0.0 => return (0.0, 0.0),
+        _ => {}
+    }
+    let n = v.len() as f64;
+    // Each term is in -1..=1, so the sum is at most n in magnitude.
+    let scaled_mean = v.iter().map(|x| x / scale).sum::<f64>() / n;
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    // Rounding may step a hair outside the values; a mean never does.
+    let mean = (scaled_mean * scale).clamp(lo, hi);
+    // Each deviation is in -2..=2: x / scale and the scaled mean are both in -1..=1.
+    let var = v
+        .iter()
+        .map(|x| (x / scale - scaled_mean).powi(2))
+        .sum::<f64>()
+        / (n - 1.0);
+    let stddev = var.sqrt() * scale;
+    (mean, if stddev.is_finite() { stddev } else { f64::MAX })
 }
 
 /// The runbook's 36 Hz target bands for a p50 in ms.

@@ -783,6 +783,7 @@ fn cut_off(index: usize, scheduled: Duration, age_ms: f64) -> Sample {
         scheduled_ms: Some(scheduled.as_secs_f64() * 1000.0),
         queue_ms: None,
         itl_ms: Vec::new(),
+        timings_unusable: None,
     }
 }
 
@@ -891,9 +892,9 @@ pub fn markdown(sweeps: &[SweepResult]) -> String {
         let _ = writeln!(
             out,
             "\n## Rate sweep: {} {}\n\n{}; {} steps in {:.1} s.\n",
-            s.target,
-            s.config,
-            s.verdict_line(),
+            crate::text::markdown(&s.target),
+            crate::text::markdown(&s.config),
+            crate::text::markdown(&s.verdict_line()),
             s.steps.len(),
             s.elapsed_s
         );
@@ -1237,6 +1238,7 @@ mod tests {
             scheduled_ms: Some(20.0 * f64::from(i)),
             queue_ms: None,
             itl_ms: Vec::new(),
+            timings_unusable: None,
         };
         // Every answer 20 ms after its send: the server keeps up.
         let flat: Vec<Sample> = (0..10).map(|i| sample(i, 20.0)).collect();

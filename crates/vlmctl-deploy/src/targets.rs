@@ -758,6 +758,7 @@ mod tests {
             server_info: serde_json::Value::Null,
             models: serde_json::Value::Null,
             describe_answer: None,
+            describe_error: None,
             configs: Vec::new(),
         };
         // What the run wrote, measuring `aimed`.

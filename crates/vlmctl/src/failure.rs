@@ -132,6 +132,7 @@ fn bench_code(e: &vlmctl_bench::BenchError) -> u8 {
         | E::PlanFile { .. }
         | E::ImageMismatch { .. }
         | E::BadResults { .. }
+        | E::ImplausibleResults { .. }
         | E::SweepNeedsSlo { .. }
         | E::ApiKeyMissing { .. } => exit_codes::INVALID_INPUT,
     }

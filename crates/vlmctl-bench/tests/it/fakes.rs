@@ -725,3 +725,60 @@ async fn streams_report_inter_token_latency_and_tpot() {
     let itl = r.targets[0].configs[0].summary.itl_ms.unwrap();
     assert!(itl.p95 < 5.0, "{itl:?}");
 }
+
+/// A describe request that gets no answer is a step of its own: started and ended as events
+/// (the CLI shows them), its failure recorded in the results, and the configs still run.
+#[tokio::test]
+async fn a_failed_describe_request_is_reported_and_recorded() {
+    let server = FakeServer::start([Reply::Hang.into()]).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    plan(
+        tmp.path(),
+        &server.endpoint(),
+        "openai",
+        "[\"A\"]",
+        2,
+        0.5,
+        "",
+    );
+    let file = tmp.path().join("plan.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("describe = false", "describe = true")).unwrap();
+    let p = LoadedPlan::load(&file).unwrap();
+    let seen = std::sync::Mutex::new(Vec::new());
+    let events = |e: run::Event<'_>| {
+        let line = match e {
+            run::Event::DescribeStarted { target, timeout } => {
+                format!("{target}: describe started, up to {timeout:?}")
+            }
+            run::Event::DescribeDone {
+                target,
+                error,
+                elapsed,
+            } => {
+                assert!(elapsed >= ms(400), "{elapsed:?}");
+                format!("{target}: describe done: {error:?}")
+            }
+            run::Event::Requests { .. } => return,
+        };
+        seen.lock().unwrap().push(line);
+    };
+    let r = run::run_with(&p, &BTreeMap::new(), &events).await;
+    let seen = seen.into_inner().unwrap();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0], "fake: describe started, up to 500ms");
+    assert!(
+        seen[1].starts_with("fake: describe done: Some(\"timeout: "),
+        "{seen:?}"
+    );
+    let t = &r.targets[0];
+    assert_eq!(t.describe_answer, None);
+    assert!(
+        t.describe_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("timeout: ")),
+        "{:?}",
+        t.describe_error
+    );
+    assert_eq!(t.configs[0].summary.ok, 2, "the configs still ran");
+}

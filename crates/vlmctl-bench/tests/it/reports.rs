@@ -37,6 +37,7 @@ fn sample(i: usize, wall: f64, misses: usize, (prompt, cached): (u64, u64)) -> S
         scheduled_ms: None,
         queue_ms: None,
         itl_ms: Vec::new(),
+        timings_unusable: None,
     }
 }
 
@@ -96,9 +97,16 @@ pub(crate) fn results(name: &str, image: &str, configs: &[Config]) -> Results {
             url: "http://127.0.0.1:11435".into(),
             host: None,
             deployment: None,
-            server_info: serde_json::Value::Null,
-            models: serde_json::Value::Null,
+            // llama-server's /props and /v1/models, cut to what the header shows.
+            server_info: serde_json::json!({
+                "default_generation_settings": {"n_ctx": 4096},
+                "total_slots": 1,
+                "model_path": "/models/gemma-3-270m-it-Q8_0.gguf",
+                "build_info": "b6000-0123abc"
+            }),
+            models: serde_json::json!({"data": [{"id": "gemma-3-270m-it-Q8_0.gguf"}]}),
             describe_answer: Some("A light green floor.".into()),
+            describe_error: None,
             configs,
         }],
         sweep: Vec::new(),
@@ -527,4 +535,182 @@ fn a_results_file_written_before_slo_arrivals_itl_and_tpot_still_loads() {
     }
     assert_eq!(compare::compare(&back, &r).rows.len(), 2);
     assert_eq!(compare::compare(&r, &back).rows.len(), 2);
+}
+
+/// The adversarial pass's two files: a server whose every answer says `predicted_ms` 1.7e308
+/// (results.json as `vlmctl bench` writes it), and a file edited to latencies of 1.7e308 ms.
+#[test]
+fn results_with_extreme_figures_read_back_and_implausible_latencies_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("results.json");
+    let write = |r: &Results| std::fs::write(&path, serde_json::to_vec_pretty(r).unwrap()).unwrap();
+
+    // What the bench writes for the huge-timings server reads back, as it was.
+    let mut r = results("huge", "i", &[Config("A", "nav", 40.0, 0, NAV_IMAGE)]);
+    for v in [1.7e308, f64::MAX, 1e300, -1.0, 0.0, 5e-324] {
+        for c in &mut r.targets[0].configs {
+            for s in &mut c.samples {
+                s.server.predicted_ms = Some(v);
+                s.server.predicted_n = Some(u64::MAX);
+                s.completion_tokens = Some(u64::MAX);
+                s.timings_unusable = run::timings_problem(s);
+            }
+            c.summary = run::summarize(&c.samples, true, None);
+        }
+        write(&r);
+        let back =
+            vlmctl_bench::load_results(&path).unwrap_or_else(|e| panic!("predicted_ms {v:e}: {e}"));
+        assert_eq!(back, r, "predicted_ms {v:e}");
+        // And its reports render.
+        assert!(report::markdown(&back).contains("| A nav |"));
+    }
+
+    // Latencies no request could have had are refused, naming the field.
+    for (v, why) in [
+        (1.7e308, "longer than any run can last"),
+        (-1.0, "a negative time"),
+        (1.1e12, "longer than any run can last"),
+    ] {
+        let mut bad = results("bad", "i", &[Config("A", "nav", 40.0, 0, NAV_IMAGE)]);
+        bad.targets[0].configs[0].samples[3].wall_ms = v;
+        write(&bad);
+        let e = vlmctl_bench::load_results(&path).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            matches!(e, vlmctl_bench::BenchError::ImplausibleResults { .. })
+                && text.contains("targets[0].configs[0].samples[3].wall_ms")
+                && text.contains(why),
+            "{text}"
+        );
+        assert!(e.hint().contains("samples[3].wall_ms"), "{}", e.hint());
+        // A summary edited alone is refused too (the adversarial pass's file had both).
+        let mut bad = results("bad", "i", &[Config("A", "nav", 40.0, 0, NAV_IMAGE)]);
+        if let Some(w) = bad.targets[0].configs[0].summary.wall_ms.as_mut() {
+            w.p50 = v;
+        }
+        let e = bad.validate(&path).unwrap_err().to_string();
+        assert!(e.contains("configs[0].summary.wall_ms.p50"), "{e}");
+    }
+}
+
+/// A server's answer, names and settings from an imported file reach report.md as text, never
+/// as Markdown, HTML or terminal escapes; a failed describe request is a warning in every
+/// rendering; the header names the date, deployment, model and server settings.
+#[test]
+fn reports_escape_what_comes_from_outside_and_say_what_was_measured() {
+    let mut r = results("x", "i", &[Config("A", "nav", 40.0, 0, NAV_IMAGE)]);
+    r.started_unix = 1_796_643_378;
+    let t = &mut r.targets[0];
+    t.name = "T\u{1b}]0;HIJACKED-TITLE\u{7}\u{1b}[2J\u{1b}[31mRED".into();
+    t.deployment = Some("dep\u{1b}[5mBLINK\u{1b}[0m | *x*".into());
+    t.describe_answer = Some("</script><script>alert(1)</script>\n# big [link](http://x)".into());
+    t.server_info["build_info"] = "b1<img src=x onerror=alert(1)>".into();
+    let md = report::markdown(&r);
+    assert!(!md.contains('\u{1b}') && !md.contains('\u{7}'), "{md}");
+    // Every `<` that would open a tag is escaped.
+    let opens_tag = md.match_indices('<').any(|(i, _)| {
+        md[i + 1..].starts_with(|c: char| c.is_ascii_alphabetic() || c == '/')
+            && !md[..i].ends_with('\\')
+    });
+    assert!(!opens_tag, "{md}");
+    assert!(md.contains("`describe` answer: \\</script>\\<script>alert(1)\\</script> \\# big \\[link\\](http://x)"), "{md}");
+    assert!(
+        md.starts_with(
+            "# vlmctl bench: dep\\\\u{1b}\\[5mBLINK\\\\u{1b}\\[0m \\| \\*x\\*, 2026-12-07 "
+        ),
+        "{md}"
+    );
+    assert!(md.contains("model **gemma-3-270m-it-Q8_0.gguf**"), "{md}");
+    assert!(md.contains("context **4096**, slots **1**"), "{md}");
+    let table = report::table(&r);
+    assert!(!table.contains('\u{1b}'), "{table}");
+    let html = report::html(&r, None);
+    assert!(
+        !html.contains('\u{1b}') && !html.contains("<img") && !html.contains("<script>alert"),
+        "{html}"
+    );
+    assert!(html.contains("context <strong>4096</strong>"), "{html}");
+    assert!(html.contains("2026-12-07 "), "{html}");
+
+    // The describe request failed: said in every rendering, and kept in results.json.
+    r.targets[0].describe_answer = None;
+    r.targets[0].describe_error = Some("timeout: operation timed out".into());
+    let warning = "the describe request failed (timeout: operation timed out)";
+    assert!(report::markdown(&r).contains(warning));
+    assert!(report::html(&r, None).contains(warning));
+    assert!(report::table(&r).contains(warning));
+    let json = serde_json::to_string(&r).unwrap();
+    assert!(json.contains("\"describe_error\":\"timeout: operation timed out\""));
+    // A file from before `describe_error` still loads.
+    let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    v["targets"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("describe_error");
+    let old: Results = serde_json::from_value(v).unwrap();
+    assert_eq!(old.targets[0].describe_error, None);
+}
+
+/// The report a person opens, written to the temp folder for a look in a browser
+/// (`vlmctl-report-test.html`: six configs, one 6.8 s outlier, a baseline, a date and the
+/// server's settings), and the properties the new-user review asked of it: the CDF on a log
+/// axis that says so, the header with date, deployment, model and context.
+#[test]
+fn a_report_with_an_outlier_reads_well() {
+    let mut r = results(
+        "llamacpp",
+        "a",
+        &[
+            Config("A", "full nav prompt + image", 960.0, 0, NAV_IMAGE),
+            Config("B", "full prompt repeat (cache warm)", 700.0, 0, NAV_IMAGE),
+            Config(
+                "C",
+                "full nav prompt + image, streamed",
+                980.0,
+                0,
+                NAV_IMAGE,
+            ),
+            Config("D", "short nav prompt + image", 600.0, 1, SHORT_IMAGE),
+            Config("E", "short prompt, streamed", 620.0, 0, SHORT_IMAGE),
+            Config("T", "text-only nav (no image)", 300.0, 0, NAV_TEXT),
+        ],
+    );
+    r.started_unix = 1_796_643_378;
+    r.targets[0].deployment = Some("panda-llamacpp".into());
+    // One outlier of 6.8 s in D.
+    let d = &mut r.targets[0].configs[3];
+    d.samples[0].wall_ms = 6800.0;
+    d.summary = run::summarize(&d.samples, true, None);
+    let base = scaled(&r, 1.1);
+    let html = report::html(&r, Some(&base));
+    std::fs::write(std::env::temp_dir().join("vlmctl-report-test.html"), &html).unwrap();
+    assert!(
+        html.contains("latency (ms, log scale)"),
+        "the outlier gets a log axis"
+    );
+    assert!(html.contains("<title>vlmctl bench: panda-llamacpp, 2026-12-07 11:36 UTC</title>"));
+    assert!(html.contains("model <strong>gemma-3-270m-it-Q8_0.gguf</strong>"));
+    assert!(html.contains("context <strong>4096</strong>"));
+}
+
+/// A results.json written before means were computed without overflow holds `"mean": null`
+/// where the server's TPOT overflowed: it loads, its summaries recomputed from its samples.
+#[test]
+fn a_file_with_null_means_from_an_earlier_vlmctl_loads() {
+    let mut r = results("old", "i", &[Config("A", "nav", 40.0, 0, NAV_IMAGE)]);
+    for s in &mut r.targets[0].configs[0].samples {
+        s.server.predicted_ms = Some(1.7e308);
+        s.server.predicted_n = Some(3);
+    }
+    let mut v = serde_json::to_value(&r).unwrap();
+    v["targets"][0]["configs"][0]["summary"]["tpot_ms"] = serde_json::json!({"n": 20,
+        "min": 5.7e307, "p50": 5.7e307, "p95": 5.7e307, "p99": 5.7e307, "max": 5.7e307,
+        "mean": null, "stddev": null});
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("results.json");
+    std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+    let back = vlmctl_bench::load_results(&path).unwrap();
+    let s = &back.targets[0].configs[0].summary;
+    assert_eq!(s.tpot_ms, None, "recomputed: the huge timings are left out");
+    assert_eq!(s.wall_ms, r.targets[0].configs[0].summary.wall_ms);
 }

@@ -25,6 +25,7 @@ pub(crate) fn sample(i: usize, wall: f64) -> Sample {
         scheduled_ms: None,
         queue_ms: None,
         itl_ms: Vec::new(),
+        timings_unusable: None,
     }
 }
 
@@ -66,6 +67,7 @@ pub(crate) fn results(started: u64, p50: f64) -> Results {
             server_info: serde_json::Value::Null,
             models: serde_json::Value::Null,
             describe_answer: None,
+            describe_error: None,
             configs: vec![config("A", p50), config("T", p50 * 2.0)],
         }],
         sweep: Vec::new(),

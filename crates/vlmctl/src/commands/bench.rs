@@ -57,9 +57,9 @@ pub async fn bench(args: &BenchArgs, out: &mut Output) -> Result<u8, Failure> {
     let state = args.state.dir();
     let mut rec = Recorder::open(&args.record, &state, out);
     let id = rec.begin_run(plan_path, &placed, &state, out);
-    let bars = crate::render::BenchProgress::new();
-    let progress = |t: &str, c: &str, done: usize, total: usize| bars.update(t, c, done, total);
-    let mut results = measured(run::run(plan, &keys, &progress), &mut rec, out).await?;
+    let steps = Steps::new();
+    let events = |e: run::Event<'_>| steps.event(e);
+    let mut results = measured(run::run_with(plan, &keys, &events), &mut rec, out).await?;
     placed.restore(&mut results);
     if let Err(f) = write_results(&dir, &results, baseline.as_ref()) {
         rec.fail_run(id, &first_line(&f), out);
@@ -85,6 +85,94 @@ pub async fn bench(args: &BenchArgs, out: &mut Output) -> Result<u8, Failure> {
         );
         rec.fail_run(id, &first_line(&f), out);
         Err(f)
+    }
+}
+
+/// Bench progress on stderr, per step: the `describe` request (a spinner with its elapsed time
+/// on a terminal, then how it ended; anywhere else a line when it starts; a failure is a
+/// warning either way), then each config's requests ([`crate::render::BenchProgress`]).
+struct Steps {
+    bars: crate::render::BenchProgress,
+    spinner: std::sync::Mutex<Option<indicatif::ProgressBar>>,
+    terminal: bool,
+}
+
+impl Steps {
+    fn new() -> Self {
+        use std::io::IsTerminal as _;
+        Self {
+            bars: crate::render::BenchProgress::new(),
+            spinner: std::sync::Mutex::new(None),
+            terminal: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn event(&self, e: run::Event<'_>) {
+        match e {
+            run::Event::Requests {
+                target,
+                config,
+                done,
+                total,
+            } => self.bars.update(target, config, done, total),
+            run::Event::DescribeStarted { .. } if self.terminal => {
+                let bar = crate::render::spinner();
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                );
+                bar.set_message(describe_line(e).unwrap_or_default());
+                if let Ok(mut slot) = self.spinner.lock() {
+                    *slot = Some(bar);
+                }
+            }
+            run::Event::DescribeStarted { .. } | run::Event::DescribeDone { .. } => {
+                if let Some(bar) = self.spinner.lock().ok().and_then(|mut s| s.take()) {
+                    bar.finish_and_clear();
+                }
+                // Off a terminal one line a step: its start (what the log is waiting on), and
+                // its end only when it failed.
+                let quiet =
+                    !self.terminal && matches!(e, run::Event::DescribeDone { error: None, .. });
+                if let Some(line) = describe_line(e).filter(|_| !quiet) {
+                    crate::redact::write_line(true, &line);
+                }
+            }
+        }
+    }
+}
+
+/// What the terminal says of a `describe` step: `cpu: describe request… (up to 30 s)` when it
+/// starts, `cpu: describe answered in 2.1 s`, or a warning when it failed.
+fn describe_line(e: run::Event<'_>) -> Option<String> {
+    let name = |t: &str| vlmctl_bench::text::printable(t).into_owned();
+    match e {
+        run::Event::DescribeStarted { target, timeout } => Some(format!(
+            "{}: describe request… (up to {:.0} s)",
+            name(target),
+            timeout.as_secs_f64()
+        )),
+        run::Event::DescribeDone {
+            target,
+            elapsed,
+            error: None,
+        } => Some(format!(
+            "{}: describe answered in {:.1} s",
+            name(target),
+            elapsed.as_secs_f64()
+        )),
+        run::Event::DescribeDone {
+            target,
+            elapsed,
+            error: Some(why),
+        } => Some(format!(
+            "warning: {}: the describe request failed after {:.1} s ({}); measuring goes on \
+             without its answer (recorded as describe_error in results.json and in the reports)",
+            name(target),
+            elapsed.as_secs_f64(),
+            vlmctl_bench::text::printable(why)
+        )),
+        run::Event::Requests { .. } => None,
     }
 }
 
@@ -274,4 +362,45 @@ async fn place(host: Option<&str>, plan: &LoadedPlan) -> Result<Placed, Failure>
         &vlmctl_lifecycle::hosts::docker_config_dir(),
     )
     .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn the_describe_step_is_said_and_its_failure_is_a_warning() {
+        let started = run::Event::DescribeStarted {
+            target: "cpu",
+            timeout: Duration::from_secs(30),
+        };
+        assert_eq!(
+            describe_line(started).as_deref(),
+            Some("cpu: describe request… (up to 30 s)")
+        );
+        let ok = run::Event::DescribeDone {
+            target: "cpu",
+            elapsed: Duration::from_millis(2100),
+            error: None,
+        };
+        assert_eq!(
+            describe_line(ok).as_deref(),
+            Some("cpu: describe answered in 2.1 s")
+        );
+        let failed = run::Event::DescribeDone {
+            target: "cpu\u{1b}[2J",
+            elapsed: Duration::from_secs(30),
+            error: Some("timeout: operation timed out"),
+        };
+        let line = describe_line(failed).unwrap_or_default();
+        assert!(
+            line.starts_with(
+                "warning: cpu\\u{1b}[2J: the describe request failed after 30.0 s \
+                 (timeout: operation timed out)"
+            ),
+            "{line}"
+        );
+    }
 }

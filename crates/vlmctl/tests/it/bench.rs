@@ -102,3 +102,124 @@ fn a_missing_prompt_is_a_plan_error_naming_the_field_and_path() {
     assert_eq!(code, 3, "{err}");
     insta::assert_snapshot!(redact(&err, tmp.path()));
 }
+
+/// Issue #21 item 14: the describe request is a step with its own line, and its failure is a
+/// warning on the terminal and a field of results.json and the reports, not a silent `null`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_describe_request_that_fails_is_a_step_and_a_warning() {
+    let server = FakeServer::start([Reply::Hang.into()]).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let plan = crate::common::fake_plan(tmp.path(), &server.endpoint(), 1, "");
+    std::fs::write(tmp.path().join("prompts/describe.txt"), "describe").unwrap();
+    let text = std::fs::read_to_string(&plan).unwrap();
+    std::fs::write(&plan, text.replace("describe = false", "describe = true")).unwrap();
+    let out_dir = tmp.path().join("out");
+    let (code, _, err) = run(vlmctl()
+        .args(["bench", "--no-record", "--plan"])
+        .arg(&plan)
+        .arg("--out")
+        .arg(&out_dir));
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines[0], "fake: describe request… (up to 1 s)", "{err}");
+    assert!(
+        lines[1].starts_with("warning: fake: the describe request failed after 1.")
+            && lines[1].contains("(timeout: "),
+        "{err}"
+    );
+    assert_eq!(
+        lines[2..4],
+        ["fake A: 3/3 requests", "fake C: 3/3 requests"],
+        "{err}"
+    );
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("results.json")).unwrap()).unwrap();
+    let t = &results["targets"][0];
+    assert!(
+        t["describe_error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("timeout: ")),
+        "{t}"
+    );
+    let md = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
+    assert!(
+        md.contains("**Warning:** the describe request failed (timeout: "),
+        "{md}"
+    );
+
+    // Answered (the fake's script is used up: default answers): one line in a log.
+    let (code, _, err) = run(vlmctl()
+        .args(["bench", "--no-record", "--plan"])
+        .arg(&plan)
+        .arg("--out")
+        .arg(tmp.path().join("again")));
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines[..3],
+        [
+            "fake: describe request… (up to 1 s)",
+            "fake A: 3/3 requests",
+            "fake C: 3/3 requests"
+        ],
+        "{err}"
+    );
+}
+
+/// Issue #21 item 2 (F1): a baseline whose latencies no chart can place (1.7e308 ms) used to
+/// hang `bench` for good in the chart's tick search after measuring. It is refused before the
+/// first request, naming the field, within seconds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_baseline_with_impossible_latencies_is_refused_not_a_hang() {
+    let server = FakeServer::start([]).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let plan = plan(tmp.path(), &server.endpoint(), "");
+    let first = tmp.path().join("first");
+    let (code, _, err) = run(vlmctl()
+        .args(["bench", "--no-record", "--plan"])
+        .arg(&plan)
+        .arg("--out")
+        .arg(&first));
+    assert_eq!(code, 0, "{err}");
+    // The adversarial pass's file: every sample and summary of every config at 1.7e308 ms.
+    let mut r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(first.join("results.json")).unwrap()).unwrap();
+    for c in r["targets"][0]["configs"].as_array_mut().unwrap() {
+        for s in c["samples"].as_array_mut().unwrap() {
+            s["wall_ms"] = 1.7e308.into();
+        }
+        c["summary"]["wall_ms"] = serde_json::json!({"n": 3, "min": 1.7e308, "p50": 1.7e308,
+            "p95": 1.7e308, "p99": 1.7e308, "max": 1.7e308, "mean": 1.7e308, "stddev": 0.0});
+    }
+    let big = tmp.path().join("big.json");
+    std::fs::write(&big, serde_json::to_vec(&r).unwrap()).unwrap();
+    let mut child = vlmctl()
+        .args(["bench", "--no-record", "--plan"])
+        .arg(&plan)
+        .arg("--baseline")
+        .arg(&big)
+        .arg("--out")
+        .arg(tmp.path().join("second"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("bench --baseline with 1.7e308 ms did not end within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("targets[0].configs[0].samples[0].wall_ms is 1.7e308"),
+        "{err}"
+    );
+}
