@@ -560,7 +560,9 @@ pub struct EventFilter {
 fn concerns(a: &Activity, run: Option<i64>) -> bool {
     let Some(want) = run else { return true };
     match a {
-        Activity::Progress { run, .. } | Activity::Run { run, .. } => *run == want,
+        Activity::Progress { run, .. } | Activity::Step { run, .. } | Activity::Run { run, .. } => {
+            *run == want
+        }
         Activity::Queued { run, .. } => *run == Some(want),
         Activity::Job { .. } | Activity::JobDone { .. } => false,
     }

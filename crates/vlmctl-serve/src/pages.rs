@@ -95,6 +95,8 @@ function follow(run){
   es.onmessage=(m)=>{const a=JSON.parse(m.data);
     if(a.kind==='progress'){const p=document.getElementById('progress');
       if(p)p.textContent=a.target+' config '+a.config+': '+a.done+' / '+a.total;}
+    else if(a.kind==='step'){const p=document.getElementById('progress');
+      if(p)p.textContent=a.target+': '+a.message;say('run '+a.run+': '+a.target+': '+a.message);}
     else if(a.kind==='run'){say('run '+a.run+': '+a.state+(a.message?' ('+a.message+')':''));
       if(run&&a.state!=='running'){es.close();location.reload();}}
     else if(a.kind==='queued'){say(a.action+' '+a.deployment+' queued ('+a.ahead+' ahead)');}

@@ -44,6 +44,16 @@ pub enum Activity {
         /// Requests in this config.
         total: usize,
     },
+    /// A bench run began or ended a step that is not a request of a config: the `describe`
+    /// request, which may take up to the plan's timeout (shown so that the page is not silent).
+    Step {
+        /// The run.
+        run: i64,
+        /// Target.
+        target: String,
+        /// What is happening, or how it ended.
+        message: String,
+    },
     /// A bench run changed state.
     Run {
         /// The run.
@@ -323,17 +333,49 @@ async fn bench(app: &Arc<App>, run: i64, plan: &LoadedPlan, keys: &BTreeMap<Stri
         return;
     }
     let sender = app.activity.clone();
-    let progress = move |target: &str, config: &str, done: usize, total: usize| {
-        let _ = sender.send(Activity::Progress {
-            run,
-            target: target.to_owned(),
-            config: config.to_owned(),
-            done,
-            total,
-        });
+    let events = move |e: vlmctl_bench::run::Event<'_>| {
+        use vlmctl_bench::run::Event;
+        let activity = match e {
+            Event::Requests {
+                target,
+                config,
+                done,
+                total,
+            } => Activity::Progress {
+                run,
+                target: target.to_owned(),
+                config: config.to_owned(),
+                done,
+                total,
+            },
+            Event::DescribeStarted { target, timeout } => Activity::Step {
+                run,
+                target: target.to_owned(),
+                message: format!("describe request… (up to {} s)", timeout.as_secs()),
+            },
+            Event::DescribeDone {
+                target,
+                elapsed,
+                error,
+            } => Activity::Step {
+                run,
+                target: target.to_owned(),
+                message: match error {
+                    None => format!(
+                        "describe request answered in {:.1} s",
+                        elapsed.as_secs_f64()
+                    ),
+                    Some(why) => format!(
+                        "warning: the describe request failed after {:.1} s ({why}); the run goes on",
+                        elapsed.as_secs_f64()
+                    ),
+                },
+            },
+        };
+        let _ = sender.send(activity);
     };
     let mut results = tokio::select! {
-        r = vlmctl_bench::run::run(plan, keys, &progress) => r,
+        r = vlmctl_bench::run::run_with(plan, keys, &events) => r,
         // The caller marks the run interrupted once the queue has stopped.
         _ = app.shutdown.cancelled() => return,
     };
