@@ -171,10 +171,13 @@ fn deploy_code(e: &vlmctl_deploy::DeployError) -> u8 {
         | E::NotADeploymentName { .. }
         | E::NotPinned { .. }
         | E::LockedChange { .. }
-        | E::TuneFileInvalid { .. } => exit_codes::INVALID_INPUT,
-        E::ModelsDir { .. } | E::Record { .. } | E::TuneFileRead { .. } | E::TuneJournal { .. } => {
-            exit_codes::ENVIRONMENT
-        }
+        | E::TuneFileInvalid { .. }
+        | E::ParkedByTune { .. } => exit_codes::INVALID_INPUT,
+        E::ModelsDir { .. }
+        | E::Record { .. }
+        | E::TuneFileRead { .. }
+        | E::TuneJournal { .. }
+        | E::TuneJournalRead { .. } => exit_codes::ENVIRONMENT,
         E::GateFailed { .. } => exit_codes::GATE_FAILED,
         E::SmokeFailed { .. }
         | E::ThinkingLeaked { .. }
