@@ -369,28 +369,7 @@ impl DeployError {
                  deployment back from its journal"
                     .to_owned(),
             ),
-            Self::TuneJournalRead {
-                path,
-                deployment,
-                damaged,
-                ..
-            } => Some(format!(
-                "{}; the original container may still be parked as {}: `docker ps -a` shows it. \
-                 Once {deployment} is as it should be (`docker rename` it back and start it, or \
-                 `vlmctl provision` it afresh), remove {} and run `vlmctl restore` for the rest",
-                if *damaged {
-                    "look at the file: it names the original container's id (`id`)"
-                } else {
-                    "check the file's permissions"
-                },
-                crate::tune::parked_name(deployment),
-                path.display()
-            )),
-            Self::ParkedByTune { deployment, .. } => Some(format!(
-                "leave it to the tune, which puts it back under the name {deployment} when it \
-                 ends; if the tune died, `vlmctl restore` puts it back; then act on \
-                 {deployment} itself (`vlmctl teardown {deployment}`)"
-            )),
+            Self::TuneJournalRead { .. } | Self::ParkedByTune { .. } => self.tune_hint(),
             Self::Interrupted { .. } => None,
             Self::RestoreIncomplete { source, .. } => Some(if source.daemon_gone() {
                 "the Docker daemon went away: start it again, then run `vlmctl restore`, which \
@@ -415,6 +394,35 @@ impl DeployError {
                 },
                 journal.display()
             )),
+        }
+    }
+
+    /// The hints of the tune's own errors.
+    fn tune_hint(&self) -> Option<String> {
+        match self {
+            Self::TuneJournalRead {
+                path,
+                deployment,
+                damaged,
+                ..
+            } => Some(format!(
+                "{}; the original container may still be parked as {}: `docker ps -a` shows it. \
+                 Once {deployment} is as it should be (`docker rename` it back and start it, or \
+                 `vlmctl provision` it afresh), remove {} and run `vlmctl restore` for the rest",
+                if *damaged {
+                    "look at the file: it names the original container's id (`id`)"
+                } else {
+                    "check the file's permissions"
+                },
+                crate::tune::parked_name(deployment),
+                path.display()
+            )),
+            Self::ParkedByTune { deployment, .. } => Some(format!(
+                "leave it to the tune, which puts it back under the name {deployment} when it \
+                 ends; if the tune died, `vlmctl restore` puts it back; then act on \
+                 {deployment} itself (`vlmctl teardown {deployment}`)"
+            )),
+            _ => None,
         }
     }
 

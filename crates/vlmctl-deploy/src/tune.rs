@@ -453,34 +453,13 @@ pub async fn tune(
         (Ok((r, n)), None) => (r, n, None),
     };
     // Checked, not assumed: someone may have removed or replaced it meanwhile.
-    let back = match &original {
-        None => Back::NoneBefore,
-        Some(o) => {
-            let found = containers::find(&docker, &name).await?;
-            judge(
-                o,
-                &name,
-                found.as_ref().map(|f| (f.id.as_str(), f.running)),
-                not_ready.as_deref(),
-            )
-        }
-    };
+    let back = check_back(&docker, original.as_ref(), &name, not_ready.as_deref()).await?;
     let gate = opts
         .max_memory_mib
         .or(file.max_memory_mib)
         .or(plan.spec.memory.max_process_mib);
     let mut rows = rows;
-    for r in &mut rows {
-        r.verdict = verdict(&r.outcome, gate);
-    }
-    let pairs: Vec<(Outcome, Verdict)> = rows
-        .iter()
-        .map(|r| (r.outcome.clone(), r.verdict))
-        .collect();
-    let winner = choose(&pairs);
-    if let Some(w) = winner {
-        rows[w].verdict = Verdict::Winner;
-    }
+    let winner = judge_rows(&mut rows, gate);
     Ok(Tuned {
         deployment: name,
         adopt: winner.and_then(|w| adopt(&plan.spec, &rows[w].variant)),
@@ -497,6 +476,41 @@ pub async fn tune(
         back,
         interrupted,
     })
+}
+
+/// Pure: every row's verdict against the gates, the winner marked; its index.
+fn judge_rows(rows: &mut [Row], gate: Option<u64>) -> Option<usize> {
+    for r in rows.iter_mut() {
+        r.verdict = verdict(&r.outcome, gate);
+    }
+    let pairs: Vec<(Outcome, Verdict)> = rows
+        .iter()
+        .map(|r| (r.outcome.clone(), r.verdict))
+        .collect();
+    let winner = choose(&pairs);
+    if let Some(w) = winner {
+        rows[w].verdict = Verdict::Winner;
+    }
+    winner
+}
+
+/// [`judge`] of what is under the deployment's name now.
+async fn check_back(
+    docker: &Docker,
+    original: Option<&journal::Original>,
+    name: &str,
+    not_ready: Option<&str>,
+) -> Result<Back, DeployError> {
+    let Some(o) = original else {
+        return Ok(Back::NoneBefore);
+    };
+    let found = containers::find(docker, name).await?;
+    Ok(judge(
+        o,
+        name,
+        found.as_ref().map(|f| (f.id.as_str(), f.running)),
+        not_ready,
+    ))
 }
 
 /// What every variant's run shares.
