@@ -176,14 +176,43 @@ pub enum DeployError {
         #[source]
         source: std::io::Error,
     },
-    /// The tune journal cannot be written or read.
-    #[error("cannot update the tune journal {}", path.display())]
+    /// The tune journal cannot be written (or removed).
+    #[error("cannot write the tune journal {}", path.display())]
     TuneJournal {
         /// The journal.
         path: PathBuf,
         /// Why.
         #[source]
         source: std::io::Error,
+    },
+    /// The tune journal is there and cannot be read: damaged (not the JSON vlmctl writes), or
+    /// unreadable.
+    #[error(
+        "cannot read the tune journal {}{}",
+        path.display(),
+        if *.damaged { ": it is damaged" } else { "" }
+    )]
+    TuneJournalRead {
+        /// The journal.
+        path: PathBuf,
+        /// The deployment it is for (its file name).
+        deployment: String,
+        /// Whether it was read and is not a tune journal (rather than unreadable).
+        damaged: bool,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A container a tune parked aside was named as a deployment to act on.
+    #[error(
+        "{name} is not a deployment: it is {deployment}'s own container, set aside by a tune of \
+         {deployment} while the variants run under that name"
+    )]
+    ParkedByTune {
+        /// The name given.
+        name: String,
+        /// The deployment under tune.
+        deployment: String,
     },
     /// A restore (of a journal, or in a teardown) stopped part-way.
     #[error("{}", restore_incomplete(.still_stopped, .journal))]
@@ -340,6 +369,7 @@ impl DeployError {
                  deployment back from its journal"
                     .to_owned(),
             ),
+            Self::TuneJournalRead { .. } | Self::ParkedByTune { .. } => self.tune_hint(),
             Self::Interrupted { .. } => None,
             Self::RestoreIncomplete { source, .. } => Some(if source.daemon_gone() {
                 "the Docker daemon went away: start it again, then run `vlmctl restore`, which \
@@ -364,6 +394,35 @@ impl DeployError {
                 },
                 journal.display()
             )),
+        }
+    }
+
+    /// The hints of the tune's own errors.
+    fn tune_hint(&self) -> Option<String> {
+        match self {
+            Self::TuneJournalRead {
+                path,
+                deployment,
+                damaged,
+                ..
+            } => Some(format!(
+                "{}; the original container may still be parked as {}: `docker ps -a` shows it. \
+                 Once {deployment} is as it should be (`docker rename` it back and start it, or \
+                 `vlmctl provision` it afresh), remove {} and run `vlmctl restore` for the rest",
+                if *damaged {
+                    "look at the file: it names the original container's id (`id`)"
+                } else {
+                    "check the file's permissions"
+                },
+                crate::tune::parked_name(deployment),
+                path.display()
+            )),
+            Self::ParkedByTune { deployment, .. } => Some(format!(
+                "leave it to the tune, which puts it back under the name {deployment} when it \
+                 ends; if the tune died, `vlmctl restore` puts it back; then act on \
+                 {deployment} itself (`vlmctl teardown {deployment}`)"
+            )),
+            _ => None,
         }
     }
 

@@ -151,6 +151,8 @@ pub enum Event {
     VariantStarting {
         /// Its name.
         name: String,
+        /// What it changes in the spec (`Variant::describe`).
+        settings: String,
         /// 0-based.
         index: usize,
         /// How many.

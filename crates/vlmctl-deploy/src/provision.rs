@@ -33,9 +33,10 @@ pub struct Options {
     pub yes: bool,
     /// Wait for another command that holds the deployment instead of failing.
     pub wait: bool,
-    /// Set by `tune` for its variants, which run under the tune's own lock; any other
-    /// provision or relaunch also takes that lock, so that it cannot run in the middle of a
-    /// tune (which has the deployment's container parked aside).
+    /// Set by `tune` for its variants, which run under the tune's locks (the tune's own and
+    /// the deployment's, held for the whole sweep): neither is taken again. Any other provision
+    /// or relaunch takes both, so that it cannot run in the middle of a tune (which has the
+    /// deployment's container parked aside).
     pub within_tune: bool,
 }
 
@@ -123,13 +124,15 @@ pub async fn provision(
         "provision"
     };
     // One command per deployment, for the whole job; the kernel drops it however we end. Not
-    // in the middle of a tune of it either.
-    let _tune = if opts.within_tune {
+    // in the middle of a tune of it either (a tune's variant runs under the tune's locks).
+    let _locks = if opts.within_tune {
         None
     } else {
-        Some(crate::lock::tune_guard(state, &spec.name, command, opts.wait, sink, cancel).await?)
+        let tune =
+            crate::lock::tune_guard(state, &spec.name, command, opts.wait, sink, cancel).await?;
+        let own = crate::lock::lock(state, &spec.name, command, opts.wait, sink, cancel).await?;
+        Some((tune, own))
     };
-    let _lock = crate::lock::lock(state, &spec.name, command, opts.wait, sink, cancel).await?;
 
     // A run that died part-way (we hold the lock, so it is not running) left its work to undo:
     // that comes first, or this run's journal would overwrite what the undo needs. Only that

@@ -5,8 +5,13 @@
 //!   [`parked_name`], stopped) for the sweep, each variant is provisioned as the deployment
 //!   through [`crate::provision::provision`] (relaunch: nothing else is stopped), benchmarked and
 //!   torn down, and the original container (the same id) is put back and waited for, also on an
-//!   error or a cancel. The tune is journalled before the first move ([`journal`]), so that
+//!   error or a cancel; then it is checked ([`Back`]): the same id, running if it ran, healthy.
+//!   The tune is journalled before the first move ([`journal`]), so that
 //!   [`crate::undo::restore_all`] (`vlmctl restore`) finishes it after a `kill -9`.
+//! - The tune holds the deployment's own lock (the one `provision`, `relaunch`, `teardown` and
+//!   `restore` take) for its whole run, its variants' provisions run under it; so no other
+//!   command, from the CLI or the service, acts on the deployment meanwhile. The parked
+//!   original is never a deployment of its own ([`parked_of`]).
 //! - [`verdict`], [`choose`] and [`order`] are the pure decisions: which variants meet the plan's
 //!   SLO and the memory gate, the fastest of those, the table's order; [`adopt`] writes the spec
 //!   change that adopts the winner.
@@ -33,6 +38,26 @@ use crate::DeployError;
 use crate::events::{Cancel, Event, NoOne, Sink};
 use crate::plan::Plan;
 use crate::provision::{self, Ctx, Options, Provisioned};
+
+/// Where a variant's bench stands: for a progress display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step<'a> {
+    /// The variant, 0-based.
+    pub index: usize,
+    /// How many variants.
+    pub total: usize,
+    /// Its name.
+    pub variant: &'a str,
+    /// The bench config being run.
+    pub config: &'a str,
+    /// Requests of that config done (warm-up included).
+    pub done: usize,
+    /// Of how many.
+    pub requests: usize,
+}
+
+/// Receives [`Step`]s while a variant is benchmarked (from the bench's tasks: shared).
+pub type OnStep<'a> = &'a (dyn Fn(&Step<'_>) + Send + Sync);
 
 /// What the caller asks for beyond the plan and the tune file.
 #[derive(Debug, Clone, Default)]
@@ -163,6 +188,61 @@ pub struct Tuned {
     pub restored: Restored,
     /// The original container's id (the same before and after), if there was one.
     pub original_id: Option<String>,
+    /// Whether the original is back as it was, checked after putting it back.
+    pub back: Back,
+    /// The sweep was stopped (a signal) before every variant was measured: why. `rows` has the
+    /// variants measured until then.
+    pub interrupted: Option<String>,
+}
+
+/// The deployment after the tune, as checked (not as intended).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Back {
+    /// The same container (same id), running if it ran, healthy.
+    AsItWas,
+    /// There was no container before the tune, and none is left.
+    NoneBefore,
+    /// It is not back as it was.
+    NotBack {
+        /// What is wrong, in words.
+        why: String,
+    },
+}
+
+/// Pure: the original against what is found under its name after putting it back
+/// (`(id, running)`), and why it is not ready (a sentence) when the readiness wait failed.
+#[must_use]
+pub fn judge(
+    original: &journal::Original,
+    name: &str,
+    found: Option<(&str, bool)>,
+    not_ready: Option<&str>,
+) -> Back {
+    let short = |id: &str| id.get(..12).unwrap_or(id).to_owned();
+    let why = match found {
+        None => format!(
+            "no container is named {name} any more: the original ({}) was removed during the tune",
+            short(&original.id)
+        ),
+        Some((id, _)) if id != original.id => format!(
+            "{name} is container {}, not the original {}",
+            short(id),
+            short(&original.id)
+        ),
+        Some((_, running)) if running != original.running => {
+            if original.running {
+                format!("{name} is back but not running")
+            } else {
+                format!("{name} is back and running; it was stopped before the tune")
+            }
+        }
+        _ => match not_ready {
+            Some(why) if original.running => why.to_owned(),
+            _ => return Back::AsItWas,
+        },
+    };
+    Back::NotBack { why }
 }
 
 /// The name the deployment's container waits under while a tune runs.
@@ -171,11 +251,31 @@ pub fn parked_name(name: &str) -> String {
     format!("{name}-vlmctl-tune")
 }
 
-/// The lock a tune holds for its whole run (each variant's provision takes the deployment's
-/// own lock, which the tune therefore cannot hold).
+/// The deployment whose tune parked `name` ([`parked_name`]), if `name` is such a name.
+#[must_use]
+pub fn parked_of(name: &str) -> Option<&str> {
+    name.strip_suffix("-vlmctl-tune").filter(|d| !d.is_empty())
+}
+
+/// The lock a tune holds for its whole run besides the deployment's own (which it takes
+/// second; `provision`, `relaunch` and `teardown` take both in that order, see
+/// [`crate::lock::tune_guard`]; a tune's variants take neither: they run under the tune's).
 #[must_use]
 pub fn lock_name(name: &str) -> String {
     format!("{name}.tune")
+}
+
+/// Whether the deployment's own lock is held by the caller already (a tune), or is to be
+/// taken (`vlmctl restore`), waiting for it or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    /// The caller holds it.
+    Yes,
+    /// To be taken.
+    No {
+        /// Wait for another holder.
+        wait: bool,
+    },
 }
 
 /// Pure: a measured variant against the gates (never [`Verdict::Winner`]: see [`choose`]).
@@ -270,6 +370,7 @@ pub async fn tune(
     file: &TuneFile,
     opts: &TuneOptions,
     hub: &HubClient,
+    on_step: OnStep<'_>,
     ctx: Ctx<'_>,
 ) -> Result<Tuned, DeployError> {
     let Ctx {
@@ -283,11 +384,14 @@ pub async fn tune(
     let name = plan.spec.name.clone();
     let _tune_lock =
         crate::lock::lock(state, &lock_name(&name), "tune", opts.wait, sink, cancel).await?;
+    // The deployment's own lock for the whole run: no provision, relaunch, teardown or restore
+    // of it (from the CLI or the service) in the middle of the sweep.
+    let _lock = crate::lock::lock(state, &name, "tune", opts.wait, sink, cancel).await?;
     let docker = vlmctl_lifecycle::connect().await?;
     let jpath = journal::path(state, &name);
     // A tune of this deployment that died: its original comes back first.
     if journal::read(&jpath)?.is_some() {
-        let restored = restore(&docker, state, &jpath, opts.wait, sink, cancel).await?;
+        let restored = restore(&docker, state, &jpath, Held::Yes, sink, cancel).await?;
         sink.event(Event::Warning {
             message: format!(
                 "a tune of {name} died before it finished; put its deployment back first ({})",
@@ -319,7 +423,15 @@ pub async fn tune(
         if let Some(o) = &original {
             containers::park(&docker, &o.id, &name, &parked_name(&name)).await?;
         }
-        sweep(&docker, plan, bench, file, hub, state, &mut *sink, cancel).await
+        let sweep = Sweep {
+            docker: &docker,
+            plan,
+            bench,
+            hub,
+            state,
+            on_step,
+        };
+        sweep.run(file, &mut *sink, cancel).await
     }
     .await;
     sink.event(Event::RestoringOriginal {
@@ -327,29 +439,27 @@ pub async fn tune(
         container: original.as_ref().map(|o| o.id.clone()),
     });
     // Put back whatever happened; a cancel does not cut this short.
-    let restored = restore(&docker, state, &jpath, true, sink, &Cancel::new()).await;
+    let restored = put_back(&docker, state, &jpath, Held::Yes, sink, &Cancel::new()).await;
     let (rows, stop) = swept.unwrap_or_else(|e| (Vec::new(), Some(e)));
-    let restored = match (restored, stop) {
+    let (restored, not_ready, interrupted) = match (restored, stop) {
         // Putting the original back failing is the error that matters most.
-        (Err(e), _) | (Ok(_), Some(e)) => return Err(e),
-        (Ok(r), None) => r,
+        (Err(e), _) => return Err(e),
+        // A signal: what was measured until then is the result (and the caller's exit code
+        // says it was cut short).
+        (Ok((r, n)), Some(e)) => match e.root() {
+            DeployError::Interrupted { why } => (r, n, Some(why.clone())),
+            _ => return Err(e),
+        },
+        (Ok((r, n)), None) => (r, n, None),
     };
+    // Checked, not assumed: someone may have removed or replaced it meanwhile.
+    let back = check_back(&docker, original.as_ref(), &name, not_ready.as_deref()).await?;
     let gate = opts
         .max_memory_mib
         .or(file.max_memory_mib)
         .or(plan.spec.memory.max_process_mib);
     let mut rows = rows;
-    for r in &mut rows {
-        r.verdict = verdict(&r.outcome, gate);
-    }
-    let pairs: Vec<(Outcome, Verdict)> = rows
-        .iter()
-        .map(|r| (r.outcome.clone(), r.verdict))
-        .collect();
-    let winner = choose(&pairs);
-    if let Some(w) = winner {
-        rows[w].verdict = Verdict::Winner;
-    }
+    let winner = judge_rows(&mut rows, gate);
     Ok(Tuned {
         deployment: name,
         adopt: winner.and_then(|w| adopt(&plan.spec, &rows[w].variant)),
@@ -363,73 +473,116 @@ pub async fn tune(
         },
         restored,
         original_id: original.map(|o| o.id),
+        back,
+        interrupted,
     })
 }
 
-/// Every variant in turn. Returns the rows, and the error that ended the sweep early (a
-/// cancel, the daemon gone) with the rows so far.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the job's context, passed through"
-)]
-async fn sweep(
+/// Pure: every row's verdict against the gates, the winner marked; its index.
+fn judge_rows(rows: &mut [Row], gate: Option<u64>) -> Option<usize> {
+    for r in rows.iter_mut() {
+        r.verdict = verdict(&r.outcome, gate);
+    }
+    let pairs: Vec<(Outcome, Verdict)> = rows
+        .iter()
+        .map(|r| (r.outcome.clone(), r.verdict))
+        .collect();
+    let winner = choose(&pairs);
+    if let Some(w) = winner {
+        rows[w].verdict = Verdict::Winner;
+    }
+    winner
+}
+
+/// [`judge`] of what is under the deployment's name now.
+async fn check_back(
     docker: &Docker,
-    plan: &Plan,
-    bench: &LoadedPlan,
-    file: &TuneFile,
-    hub: &HubClient,
-    state: &Path,
-    sink: &mut dyn Sink,
-    cancel: &Cancel,
-) -> Result<(Vec<Row>, Option<DeployError>), DeployError> {
-    let variants = file.all();
-    let total = variants.len();
-    let mut rows = Vec::new();
-    for (index, variant) in variants.into_iter().enumerate() {
-        if let Some(why) = cancel.reason() {
-            return Ok((rows, Some(DeployError::Interrupted { why })));
-        }
-        sink.event(Event::VariantStarting {
-            name: variant.name.clone(),
-            index,
-            total,
-        });
-        let vplan = Plan {
-            spec: variant.apply(&plan.spec),
-            ..plan.clone()
-        };
-        let measured = one(docker, &vplan, bench, hub, state, &mut *sink, cancel).await;
-        let (outcome, results, stop) = match measured {
-            Ok((o, r)) => (o, r, None),
-            Err(e) if stops_the_sweep(&e) => {
+    original: Option<&journal::Original>,
+    name: &str,
+    not_ready: Option<&str>,
+) -> Result<Back, DeployError> {
+    let Some(o) = original else {
+        return Ok(Back::NoneBefore);
+    };
+    let found = containers::find(docker, name).await?;
+    Ok(judge(
+        o,
+        name,
+        found.as_ref().map(|f| (f.id.as_str(), f.running)),
+        not_ready,
+    ))
+}
+
+/// What every variant's run shares.
+struct Sweep<'a> {
+    docker: &'a Docker,
+    plan: &'a Plan,
+    bench: &'a LoadedPlan,
+    hub: &'a HubClient,
+    state: &'a Path,
+    on_step: OnStep<'a>,
+}
+
+impl Sweep<'_> {
+    /// Every variant in turn. Returns the rows, and the error that ended the sweep early (a
+    /// cancel, the daemon gone) with the rows so far.
+    async fn run(
+        &self,
+        file: &TuneFile,
+        sink: &mut dyn Sink,
+        cancel: &Cancel,
+    ) -> Result<(Vec<Row>, Option<DeployError>), DeployError> {
+        let variants = file.all();
+        let total = variants.len();
+        let mut rows = Vec::new();
+        for (index, variant) in variants.into_iter().enumerate() {
+            if let Some(why) = cancel.reason() {
+                return Ok((rows, Some(DeployError::Interrupted { why })));
+            }
+            sink.event(Event::VariantStarting {
+                name: variant.name.clone(),
+                settings: variant.describe(),
+                index,
+                total,
+            });
+            let vplan = Plan {
+                spec: variant.apply(&self.plan.spec),
+                ..self.plan.clone()
+            };
+            let at = (index, total, variant.name.as_str());
+            let measured = self.one(&vplan, at, &mut *sink, cancel).await;
+            let (outcome, results, stop) = match measured {
+                Ok((o, r)) => (o, r, None),
+                Err(e) if stops_the_sweep(&e) => {
+                    return Ok((rows, Some(e)));
+                }
+                // Its own undo removed what it started: the reason is the cause, not the undo.
+                Err(e) => (
+                    Outcome::Failed {
+                        stage: Stage::Launch,
+                        why: chain(e.root()),
+                    },
+                    None,
+                    None::<DeployError>,
+                ),
+            };
+            sink.event(Event::VariantDone {
+                name: variant.name.clone(),
+                outcome: outcome.clone(),
+            });
+            rows.push(Row {
+                spec_sha256: vplan.spec.sha256(),
+                variant,
+                outcome,
+                verdict: Verdict::Failed,
+                results,
+            });
+            if let Some(e) = stop {
                 return Ok((rows, Some(e)));
             }
-            // Its own undo removed what it started: the reason is the cause, not the undo.
-            Err(e) => (
-                Outcome::Failed {
-                    stage: Stage::Launch,
-                    why: chain(e.root()),
-                },
-                None,
-                None::<DeployError>,
-            ),
-        };
-        sink.event(Event::VariantDone {
-            name: variant.name.clone(),
-            outcome: outcome.clone(),
-        });
-        rows.push(Row {
-            spec_sha256: vplan.spec.sha256(),
-            variant,
-            outcome,
-            verdict: Verdict::Failed,
-            results,
-        });
-        if let Some(e) = stop {
-            return Ok((rows, Some(e)));
         }
+        Ok((rows, None))
     }
-    Ok((rows, None))
 }
 
 /// A cancel, or an undo that could not finish: the sweep ends (and the original is put back).
@@ -452,63 +605,85 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// One variant: provisioned, benchmarked, measured, torn down.
-async fn one(
-    docker: &Docker,
-    vplan: &Plan,
-    bench: &LoadedPlan,
-    hub: &HubClient,
-    state: &Path,
-    sink: &mut dyn Sink,
-    cancel: &Cancel,
-) -> Result<(Outcome, Option<Box<Results>>), DeployError> {
-    let spec = &vplan.spec;
-    let opts = Options {
-        relaunch: true,
-        wait: true,
-        within_tune: true,
-        ..Options::default()
-    };
-    let done = provision::provision(
-        vplan,
-        &opts,
-        hub,
-        Ctx {
+impl Sweep<'_> {
+    /// One variant (`at`: its index, how many, its name): provisioned, benchmarked, measured,
+    /// torn down.
+    async fn one(
+        &self,
+        vplan: &Plan,
+        at: (usize, usize, &str),
+        sink: &mut dyn Sink,
+        cancel: &Cancel,
+    ) -> Result<(Outcome, Option<Box<Results>>), DeployError> {
+        let Self {
+            docker,
+            bench,
+            hub,
             state,
-            sink,
-            confirm: &mut NoOne,
-            cancel,
-        },
-    )
-    .await?;
-    let (id, startup_s) = match &done {
-        Provisioned::Ready { record, .. } => (record.container_id.clone(), Some(record.startup_s)),
-        Provisioned::Unchanged { container_id, .. } => (container_id.clone(), None),
-    };
-    let mut lp = bench.clone();
-    lp.plan.targets.truncate(1);
-    let mut keys = BTreeMap::new();
-    if let Some(t) = lp.plan.targets.first_mut() {
-        // The deployment under tune, whatever server the plan's target named; measured
-        // through a forward on another host (its server listens on that host's loopback).
-        t.url = vplan.reach_url().await?;
-        t.host = None;
-        t.deployment = Some(vplan.spec.name.clone());
-        if let Some(k) = &vplan.api_key {
-            keys.insert(t.name.clone(), k.clone());
+            on_step,
+            ..
+        } = *self;
+        let spec = &vplan.spec;
+        let opts = Options {
+            relaunch: true,
+            wait: true,
+            within_tune: true,
+            ..Options::default()
+        };
+        let done = provision::provision(
+            vplan,
+            &opts,
+            hub,
+            Ctx {
+                state,
+                sink,
+                confirm: &mut NoOne,
+                cancel,
+            },
+        )
+        .await?;
+        let (id, startup_s) = match &done {
+            Provisioned::Ready { record, .. } => {
+                (record.container_id.clone(), Some(record.startup_s))
+            }
+            Provisioned::Unchanged { container_id, .. } => (container_id.clone(), None),
+        };
+        let mut lp = bench.clone();
+        lp.plan.targets.truncate(1);
+        let mut keys = BTreeMap::new();
+        if let Some(t) = lp.plan.targets.first_mut() {
+            // The deployment under tune, whatever server the plan's target named; measured
+            // through a forward on another host (its server listens on that host's loopback).
+            t.url = vplan.reach_url().await?;
+            t.host = None;
+            t.deployment = Some(vplan.spec.name.clone());
+            if let Some(k) = &vplan.api_key {
+                keys.insert(t.name.clone(), k.clone());
+            }
         }
+        let (index, total, variant) = at;
+        let progress = |_: &str, config: &str, done: usize, requests: usize| {
+            on_step(&Step {
+                index,
+                total,
+                variant,
+                config,
+                done,
+                requests,
+            });
+        };
+        let ran = tokio::select! {
+            r = vlmctl_bench::run::run(&lp, &keys, &progress) => Ok(r),
+            why = cancel.cancelled() => Err(DeployError::Interrupted { why }),
+        };
+        let memory = match ran {
+            Ok(_) => memory_mib(docker, spec, &id).await,
+            Err(_) => None,
+        };
+        containers::teardown(docker, &spec.name).await?;
+        let results = ran?;
+        Ok(outcome_of(&results, &lp, memory, startup_s))
     }
-    let ran = tokio::select! {
-        r = vlmctl_bench::run::run(&lp, &keys, &|_, _, _, _| {}) => Ok(r),
-        why = cancel.cancelled() => Err(DeployError::Interrupted { why }),
-    };
-    let memory = match ran {
-        Ok(_) => memory_mib(docker, spec, &id).await,
-        Err(_) => None,
-    };
-    containers::teardown(docker, &spec.name).await?;
-    let results = ran?;
-    Ok(outcome_of(&results, &lp, memory, startup_s))
 }
 
 /// The server's memory: the GPU figure on a GPU deployment, the container's on a CPU one.
@@ -576,22 +751,44 @@ fn outcome_of(
 
 /// Puts a tune's deployment back as its journal says: the variant running under the
 /// deployment's name (one vlmctl created, not the original) removed, the original renamed back
-/// and started again if it ran, and waited for; then the journal goes. Idempotent. Holds the
-/// deployment's lock meanwhile.
+/// and started again if it ran, and waited for (a warning when it does not get ready); then the
+/// journal goes. Idempotent. Holds the deployment's lock meanwhile (taking it unless `held`).
 pub async fn restore(
     docker: &Docker,
     state: &Path,
     jpath: &Path,
-    wait: bool,
+    held: Held,
     sink: &mut dyn Sink,
     cancel: &Cancel,
 ) -> Result<Restored, DeployError> {
+    let (restored, not_ready) = put_back(docker, state, jpath, held, sink, cancel).await?;
+    if let Some(why) = not_ready {
+        sink.event(Event::Warning { message: why });
+    }
+    Ok(restored)
+}
+
+/// [`restore`], saying why the original did not get ready (`None`: ready, or not to run).
+async fn put_back(
+    docker: &Docker,
+    state: &Path,
+    jpath: &Path,
+    held: Held,
+    sink: &mut dyn Sink,
+    cancel: &Cancel,
+) -> Result<(Restored, Option<String>), DeployError> {
     let mut out = Restored::default();
     let Some(j) = journal::read(jpath)? else {
-        return Ok(out);
+        return Ok((out, None));
     };
     let name = &j.deployment;
-    let _lock = crate::lock::lock(state, name, "tune", wait, sink, cancel).await?;
+    let _lock = match held {
+        Held::Yes => None,
+        Held::No { wait } => {
+            Some(crate::lock::lock(state, name, "tune", wait, sink, cancel).await?)
+        }
+    };
+    let mut not_ready = None;
     // A variant's launch that died half-way is in the deployment's own journal: undone first.
     // Only that launch: what an earlier provision stopped for the deployment stays stopped.
     let lj = vlmctl_lifecycle::journal::path(state, name);
@@ -634,13 +831,11 @@ pub async fn restore(
             )
             .await
         {
-            sink.event(Event::Warning {
-                message: format!("{name} is back, but not ready: {}", chain(&e)),
-            });
+            not_ready = Some(format!("{name} is back, but not ready: {}", chain(&e)));
         }
     }
     journal::remove(jpath)?;
-    Ok(out)
+    Ok((out, not_ready))
 }
 
 /// Where this process reaches the server a journal names by its host's own URL: through a
@@ -724,6 +919,56 @@ mod tests {
         assert_eq!(choose(&v), Some(0));
         // None eligible: no winner.
         assert_eq!(choose(&[(failed(), Verdict::Failed)]), None);
+    }
+
+    #[test]
+    fn the_original_is_back_only_when_the_same_container_runs_as_before_and_is_ready() {
+        let o = journal::Original {
+            id: "0123456789abcdef".into(),
+            running: true,
+            since_unix: 1,
+        };
+        assert_eq!(judge(&o, "d", Some((&o.id, true)), None), Back::AsItWas);
+        let not_back = |b: Back| match b {
+            Back::NotBack { why } => why,
+            other => panic!("{other:?}"),
+        };
+        let why = not_back(judge(&o, "d", None, Some("d is back, but not ready: 404")));
+        assert!(
+            why.contains("no container is named d") && why.contains("0123456789ab"),
+            "{why}"
+        );
+        let why = not_back(judge(&o, "d", Some(("ffffffffffff0000", true)), None));
+        assert!(why.contains("not the original 0123456789ab"), "{why}");
+        let why = not_back(judge(&o, "d", Some((&o.id, false)), None));
+        assert!(why.contains("not running"), "{why}");
+        let why = not_back(judge(
+            &o,
+            "d",
+            Some((&o.id, true)),
+            Some("d is back, but not ready: x"),
+        ));
+        assert_eq!(why, "d is back, but not ready: x");
+        // One that was stopped before stays stopped, and is not waited for.
+        let stopped = journal::Original {
+            running: false,
+            ..o.clone()
+        };
+        assert_eq!(
+            judge(&stopped, "d", Some((&o.id, false)), None),
+            Back::AsItWas
+        );
+        assert!(matches!(
+            judge(&stopped, "d", Some((&o.id, true)), None),
+            Back::NotBack { .. }
+        ));
+    }
+
+    #[test]
+    fn a_parked_name_names_its_deployment() {
+        assert_eq!(parked_of(&parked_name("web")), Some("web"));
+        assert_eq!(parked_of("web"), None);
+        assert_eq!(parked_of("-vlmctl-tune"), None);
     }
 
     #[test]

@@ -35,6 +35,13 @@ pub async fn teardown(
             name: name.to_owned(),
         });
     }
+    // A tune's parked original is the deployment itself, set aside: never torn down as one.
+    if let Some(deployment) = crate::tune::parked_of(name) {
+        return Err(DeployError::ParkedByTune {
+            name: name.to_owned(),
+            deployment: deployment.to_owned(),
+        });
+    }
     // Not in the middle of a tune of it (its container is parked aside then).
     let _tune = crate::lock::tune_guard(state, name, "teardown", wait, sink, cancel).await?;
     let _lock = crate::lock::lock(state, name, "teardown", wait, sink, cancel).await?;
@@ -100,7 +107,15 @@ pub async fn restore_all(
                 cancel,
             )
             .await?;
-            crate::tune::restore(&docker, state, &j, wait, sink, cancel).await
+            crate::tune::restore(
+                &docker,
+                state,
+                &j,
+                crate::tune::Held::No { wait },
+                sink,
+                cancel,
+            )
+            .await
         }
         .await;
         out.push(JournalRestore {
@@ -144,4 +159,31 @@ pub fn still_stopped(j: &Path) -> Vec<String> {
         .flatten()
         .map(|j| j.entries.iter().map(|e| e.name.clone()).collect())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_tunes_parked_original_is_refused_before_anything_is_touched() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut events = Vec::new();
+        let e = teardown(
+            tmp.path(),
+            &crate::tune::parked_name("web"),
+            false,
+            &mut events,
+            &Cancel::new(),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&e, DeployError::ParkedByTune { name, deployment } if name == "web-vlmctl-tune" && deployment == "web"),
+            "{e:?}"
+        );
+        assert!(e.hint().unwrap().contains("vlmctl teardown web"), "{e}");
+        // Refused before any lock was taken (nor the daemon reached).
+        assert!(!tmp.path().join("locks").exists());
+    }
 }

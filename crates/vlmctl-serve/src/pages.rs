@@ -180,6 +180,31 @@ fn runs_table(rows: &[RunRow]) -> Markup {
     }
 }
 
+/// A deployment's action buttons on the dashboard. A tune's parked original
+/// (`NAME-vlmctl-tune`) is the deployment itself, set aside while variants run under its name:
+/// it is never offered an action, only said what it is.
+fn actions(name: &str, state: &str, spec: bool, plans: &[String]) -> Markup {
+    html! {
+        @if let Some(of) = vlmctl_deploy::tune::parked_of(name) {
+            span.muted.parked { "parked by a tune of " (of) ": put back when the tune ends ("
+                code { "vlmctl restore" } " if it died)" }
+        } @else {
+            @if state == "running" && !plans.is_empty() {
+                select.plan {
+                    @for p in plans { option value=(p) { (p) } }
+                }
+                button.bench data-action="bench" data-deployment=(name) { "Run bench" }
+            }
+            @if spec {
+                button data-action="relaunch" data-deployment=(name) { "Relaunch" }
+            }
+            button data-action="teardown" data-deployment=(name) { "Teardown" }
+            " "
+            a href={ "/trends?deployment=" (name) } { "trend" }
+        }
+    }
+}
+
 async fn dashboard(State(app): State<Arc<App>>) -> Response {
     let deployments = app.deployments().await;
     let recent = app
@@ -217,20 +242,7 @@ async fn dashboard(State(app): State<Arc<App>>) -> Response {
                             td { (x.container.docker_health.as_deref().unwrap_or("-")) }
                             td { (x.drift.to_string()) }
                             td { (x.url.as_deref().unwrap_or("-")) }
-                            td {
-                                @if x.container.state == "running" && !plans.is_empty() {
-                                    select.plan {
-                                        @for p in &plans { option value=(p) { (p) } }
-                                    }
-                                    button.bench data-action="bench" data-deployment=(name) { "Run bench" }
-                                }
-                                @if x.spec {
-                                    button data-action="relaunch" data-deployment=(name) { "Relaunch" }
-                                }
-                                button data-action="teardown" data-deployment=(name) { "Teardown" }
-                                " "
-                                a href={ "/trends?deployment=" (name) } { "trend" }
-                            }
+                            td { (actions(name, &x.container.state, x.spec, &plans)) }
                         }
                     }
                 }
@@ -603,4 +615,20 @@ fn latency_chart(
         });
     }
     charts::trend(&series, markers, "latency (ms)", fmt)
+}
+
+#[cfg(test)]
+mod parked_tests {
+    use super::actions;
+
+    #[test]
+    fn a_tunes_parked_original_gets_no_teardown_or_other_button() {
+        let plans = vec!["examples/cpu-bench.toml".to_owned()];
+        let parked = actions("web-vlmctl-tune", "exited", true, &plans).into_string();
+        assert!(!parked.contains("<button"), "{parked}");
+        assert!(parked.contains("parked by a tune of web"), "{parked}");
+        let own = actions("web", "running", true, &plans).into_string();
+        assert!(own.contains("data-action=\"teardown\""), "{own}");
+        assert!(own.contains("data-action=\"relaunch\""), "{own}");
+    }
 }

@@ -239,9 +239,22 @@ pub struct TuneArgs {
     /// memory.max_process_mib): GPU memory on a GPU deployment, the container's memory on CPU.
     #[arg(long, value_name = "MIB")]
     pub max_memory_mib: Option<u64>,
-    /// Directory for tune.json and each variant's results.json (default: none written).
+    /// Directory for tune.json, tune.html and each variant's results.json (default: none
+    /// written). Written also when a signal stops the tune, for the variants measured by then.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Requests per config for each variant, instead of the plan's `runs` (a shorter tune).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub runs: Option<u32>,
+    /// Only these variants, by name (`baseline` for the spec as it is), in the tune file's
+    /// order.
+    #[arg(long, value_name = "VARIANT,...", value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Only these of the plan's configs (the table shows the first one's p50).
+    #[arg(long, value_name = "CONFIG,...", value_delimiter = ',')]
+    pub configs: Vec<String>,
+    #[command(flatten)]
+    pub record: RecordArgs,
 }
 
 /// The deployment to act on.

@@ -28,7 +28,14 @@ pub const INVESTIGATE: u8 = 9;
 /// Another vlmctl command holds the deployment's lock (`provision`, `relaunch`, `teardown`,
 /// `restore`); nothing was done. `--wait` waits for it instead.
 pub const BUSY: u8 = 10;
+/// `tune` could not verify that the deployment's original container is back as it was (the
+/// same container id, running if it ran, healthy): it was removed, replaced, or did not come
+/// back up during or after the tune. The table and `--out` files were written; look at the
+/// deployment before anything else.
+pub const ORIGINAL_NOT_BACK: u8 = 11;
 /// Interrupted by a signal (SIGINT/Ctrl-C, SIGTERM, SIGHUP, SIGQUIT) during provision or
 /// relaunch; what the run had done (stopped containers, a half-started server) was undone.
 /// During bench's requests: nothing written, the run recorded `interrupted` in the history.
+/// During `tune`: the variants measured by then are shown, written (`--out`) and recorded, and
+/// the original is put back.
 pub const INTERRUPTED: u8 = 130;

@@ -166,16 +166,19 @@ fn deploy_code(e: &vlmctl_deploy::DeployError) -> u8 {
         E::Bench(b) => bench_code(b),
         // A deployment that is not there is the plan's fault; one that is stopped, the host's.
         E::TargetDeployment(u) if u.problem.is_plan_error() => exit_codes::INVALID_INPUT,
-        E::TargetDeployment(_) => exit_codes::ENVIRONMENT,
+        E::TargetDeployment(_)
+        | E::ModelsDir { .. }
+        | E::Record { .. }
+        | E::TuneFileRead { .. }
+        | E::TuneJournal { .. }
+        | E::TuneJournalRead { .. } => exit_codes::ENVIRONMENT,
         E::ApiKeyMissing { .. }
         | E::ApiKeyTooShort { .. }
         | E::NotADeploymentName { .. }
         | E::NotPinned { .. }
         | E::LockedChange { .. }
-        | E::TuneFileInvalid { .. } => exit_codes::INVALID_INPUT,
-        E::ModelsDir { .. } | E::Record { .. } | E::TuneFileRead { .. } | E::TuneJournal { .. } => {
-            exit_codes::ENVIRONMENT
-        }
+        | E::TuneFileInvalid { .. }
+        | E::ParkedByTune { .. } => exit_codes::INVALID_INPUT,
         E::GateFailed { .. } => exit_codes::GATE_FAILED,
         E::SmokeFailed { .. }
         | E::ThinkingLeaked { .. }

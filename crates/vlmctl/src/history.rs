@@ -110,6 +110,18 @@ impl Recorder {
         self.write(out, |s| s.begin_run(&run))
     }
 
+    /// A run that is over, recorded at once with its results (`tune`'s variants); its id.
+    pub(crate) fn record_finished(
+        &mut self,
+        run: &NewRun,
+        results: &Results,
+        out: &mut Output,
+    ) -> Option<i64> {
+        let id = self.write(out, |s| s.begin_run(run))?;
+        self.write(out, |s| s.finish_run(id, results))?;
+        Some(id)
+    }
+
     /// The run's results, once written to disk.
     pub(crate) fn finish_run(&mut self, id: Option<i64>, results: &Results, out: &mut Output) {
         if let Some(id) = id {

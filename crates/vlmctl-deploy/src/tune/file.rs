@@ -56,6 +56,27 @@ pub struct Variant {
 }
 
 impl Variant {
+    /// What it changes, as `llama-server` arguments (`the spec as it is` for the baseline).
+    #[must_use]
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(c) = self.ctx_size {
+            parts.push(format!("--ctx-size {c}"));
+        }
+        if let Some(t) = self.threads {
+            parts.push(format!("--threads {t}"));
+        }
+        if let Some(n) = self.n_gpu_layers {
+            parts.push(format!("--n-gpu-layers {n}"));
+        }
+        parts.extend(self.extra_args.iter().cloned());
+        if parts.is_empty() {
+            "the spec as it is".to_owned()
+        } else {
+            parts.join(" ")
+        }
+    }
+
     /// The spec as it is.
     #[must_use]
     pub fn baseline() -> Self {

@@ -61,18 +61,24 @@ pub fn write(path: &Path, j: &TuneJournal) -> Result<(), DeployError> {
     })
 }
 
-/// Reads it; `None` when there is none.
+/// Reads it; `None` when there is none. One that is there and cannot be read is a read
+/// error ([`DeployError::TuneJournalRead`]), `damaged` when its bytes are not a journal.
 pub fn read(path: &Path) -> Result<Option<TuneJournal>, DeployError> {
-    let bad = |source| DeployError::TuneJournal {
+    let bad = |damaged, source| DeployError::TuneJournalRead {
         path: path.to_owned(),
+        deployment: vlmctl_lifecycle::journal::deployment_of(path),
+        damaged,
         source,
     };
     match std::fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map(Some)
-            .map_err(|e| bad(std::io::Error::new(std::io::ErrorKind::InvalidData, e))),
+        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
+            bad(
+                true,
+                std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            )
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(bad(e)),
+        Err(e) => Err(bad(false, e)),
     }
 }
 
@@ -115,5 +121,44 @@ mod tests {
         remove(&p).unwrap();
         remove(&p).unwrap();
         assert!(all(tmp.path()).is_empty());
+    }
+
+    #[test]
+    fn a_damaged_journal_is_a_read_error_that_says_so_not_a_write_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = path(tmp.path(), "d");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, b"{\"version\": 1, \"deploym").unwrap();
+        let e = read(&p).unwrap_err();
+        assert!(
+            matches!(&e, DeployError::TuneJournalRead { damaged: true, deployment, .. } if deployment == "d"),
+            "{e:?}"
+        );
+        let text = e.to_string();
+        assert!(
+            text.starts_with("cannot read the tune journal ") && text.ends_with(": it is damaged"),
+            "{text}"
+        );
+        let hint = e.hint().unwrap();
+        assert!(
+            hint.contains("d-vlmctl-tune") && hint.contains("vlmctl restore"),
+            "{hint}"
+        );
+        assert!(!hint.contains("writable"), "{hint}");
+        // Writing is still the write error: its parent is a file here.
+        std::fs::write(tmp.path().join("file-not-dir"), b"").unwrap();
+        let j = TuneJournal {
+            version: VERSION,
+            deployment: "d".into(),
+            original: None,
+            base_url: String::new(),
+            health_timeout_s: 1,
+            created_unix: 0,
+        };
+        let w = write(&tmp.path().join("file-not-dir").join("x.json"), &j).unwrap_err();
+        assert!(
+            w.to_string().starts_with("cannot write the tune journal"),
+            "{w}"
+        );
     }
 }

@@ -243,6 +243,11 @@ impl<'a> Progress<'a> {
         }
     }
 
+    /// A line of its own (a caller's summary of an event it keeps short).
+    pub(crate) fn note(&mut self, line: &str) {
+        self.out.progress(line);
+    }
+
     /// Clears any bar or spinner still drawn.
     pub(crate) fn finish(&mut self) {
         if let Some(b) = self.bar.take() {

@@ -273,3 +273,67 @@ fn provision_relaunch_and_teardown_wait_for_a_running_tune() {
         );
     }
 }
+
+/// A tune's parked original (`NAME-vlmctl-tune`) is the deployment itself, set aside: `teardown`
+/// of it is refused (exit 3) with a hint naming the deployment, before any lock or the daemon.
+#[test]
+fn teardown_of_a_tunes_parked_original_is_refused_with_a_hint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, out, err) = run(vlmctl()
+        .args(["teardown", "web-vlmctl-tune"])
+        .env("VLMCTL_STATE_DIR", tmp.path()));
+    assert_eq!(code, 3, "{out}\n{err}");
+    assert!(
+        err.contains("web-vlmctl-tune is not a deployment: it is web's own container"),
+        "{err}"
+    );
+    assert!(
+        err.contains("vlmctl restore") && err.contains("vlmctl teardown web`"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("locks").exists(), "no lock taken");
+}
+
+/// `tune --only`, `--configs` and `--runs` are checked against the tune file and the plan before
+/// anything else: the spec here does not exist, and is never read.
+#[test]
+fn tune_shortening_flags_are_checked_before_anything_is_touched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let variants = tmp.path().join("tune.toml");
+    fs::write(
+        &variants,
+        "[[variant]]\nname = \"fa-on\"\nextra_args = [\"--flash-attn\", \"on\"]\n",
+    )
+    .unwrap();
+    let base = |extra: &[&str]| {
+        let mut c = vlmctl();
+        c.args(["tune", "--spec"])
+            .arg(tmp.path().join("no-such-spec.toml"))
+            .arg("--plan")
+            .arg(repo_file("examples/cpu-bench.toml"))
+            .arg("--variants")
+            .arg(&variants)
+            .args(extra)
+            .env("VLMCTL_STATE_DIR", tmp.path().join("state"));
+        run(&mut c)
+    };
+    let (code, _, err) = base(&["--only", "baseline,fa-of"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("has no variant named \"fa-of\"") && err.contains("baseline, fa-on"),
+        "{err}"
+    );
+    let (code, _, err) = base(&["--configs", "T,Z"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("has no config \"Z\"") && err.contains("A, B, C, D, E, T"),
+        "{err}"
+    );
+    let (code, _, err) = base(&["--runs", "0"]);
+    assert_eq!(code, 2, "{err}");
+    // Valid ones pass the check and reach the spec, which is missing.
+    let (code, _, err) = base(&["--only", "fa-on", "--configs", "T", "--runs", "1"]);
+    assert_ne!(code, 2, "{err}");
+    assert!(err.contains("no-such-spec.toml"), "{err}");
+    assert!(!tmp.path().join("state").exists(), "{err}");
+}

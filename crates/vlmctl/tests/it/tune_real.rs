@@ -122,14 +122,22 @@ impl Deployed {
 
     /// Starts a tune and returns once a variant (not the original) serves under the name.
     fn tune_until_a_variant_runs(&self, hub: &FakeHub) -> Child {
+        self.tune_until_variant(hub, 1, &[])
+    }
+
+    /// Starts a tune (with `extra` arguments) and returns once its `n`th variant (counted by
+    /// the distinct containers seen under the name, the original aside) runs.
+    fn tune_until_variant(&self, hub: &FakeHub, n: usize, extra: &[&str]) -> Child {
         let child = self
             .tune(hub)
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        poll_until("a variant to run", Duration::from_secs(120), || {
-            docker(&[
+        let mut seen = std::collections::BTreeSet::new();
+        poll_until("the variant to run", Duration::from_secs(300), || {
+            for id in docker(&[
                 "ps",
                 "-q",
                 "--no-trunc",
@@ -137,9 +145,24 @@ impl Deployed {
                 &format!("name=^{}$", self.server),
             ])
             .lines()
-            .any(|id| id != self.before.0)
+            {
+                if id != self.before.0 {
+                    seen.insert(id.to_owned());
+                }
+            }
+            seen.len() >= n
         });
         child
+    }
+
+    /// The history's runs (`vlmctl runs list --json`) in the deployment's state directory.
+    fn history(&self) -> String {
+        let mut c = vlmctl();
+        c.args(["runs", "list", "--json"])
+            .env("VLMCTL_STATE_DIR", self.r.path("state"));
+        let (code, out, err) = run(&mut c);
+        assert_eq!(code, 0, "{out}\n{err}");
+        out
     }
 }
 
@@ -160,6 +183,27 @@ async fn tune_prints_the_table_picks_a_winner_and_puts_the_original_back() {
         .unwrap();
     eprintln!("tune of 4 variants took {:?}\n{out}", started.elapsed());
     assert_eq!(code, 0, "{out}\n{err}");
+    // Progress off a terminal: each variant with its settings, one line per bench config done
+    // (how far), the gates on one line.
+    for want in [
+        "variant 2/4: fa-on (--flash-attn on): relaunching",
+        "variant 3/4: ctx-2k (--ctx-size 2048): relaunching",
+        "variant 2/4 fa-on: config T: 4/4 requests",
+        "variant 1/4 baseline: config T: 4/4 requests",
+        " passed",
+    ] {
+        assert!(err.contains(want), "{want:?} in {err}");
+    }
+    assert!(!err.contains("PASS "), "no gates table per variant: {err}");
+    // Each measured variant is a run in the history, linked to the deployment.
+    let history = d.history();
+    for v in ["baseline", "fa-on", "ctx-2k"] {
+        assert!(
+            history.contains(&format!("tune {}: variant {v} (", d.server)),
+            "{v}: {history}"
+        );
+    }
+    assert!(!history.contains("variant broken"), "{history}");
     assert!(
         out.contains("variant") && out.contains("p50 ms") && out.contains("mem MiB"),
         "{out}"
@@ -210,24 +254,105 @@ async fn tune_prints_the_table_picks_a_winner_and_puts_the_original_back() {
         "p50 latency (ms)",
         "fa-on",
         "chosen: ",
+        "<table id=\"tune\">",
+        "is back as it was (container ",
     ] {
         assert!(page.contains(want), "{want:?} in tune.html");
     }
     d.assert_back("after a tune");
 }
 
+/// Ctrl-C while the second variant runs: the first one's figures are kept (the table, the
+/// `--out` files, the history), the original is put back, exit 130.
 #[tokio::test(flavor = "multi_thread")]
-async fn ctrl_c_mid_tune_puts_the_original_back_and_exits_130() {
+async fn ctrl_c_mid_tune_keeps_what_was_measured_puts_the_original_back_and_exits_130() {
     let hub = hub().await;
     let d = deployed(&hub, "tune-int", "");
-    let child = d.tune_until_a_variant_runs(&hub);
+    let dir = d.r.path("int-out");
+    let dir_arg = dir.display().to_string();
+    let child = d.tune_until_variant(&hub, 2, &["--out", &dir_arg]);
     let pid = child.id().to_string();
     crate::common::signal("INT", &pid);
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{err}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(130), "{stdout}\n{err}");
     assert!(err.contains("putting") && err.contains("back"), "{err}");
+    assert!(
+        stdout.starts_with("stopped by ") && stdout.contains("baseline"),
+        "the partial table: {stdout}"
+    );
+    assert!(err.contains("after 1 measured variant(s)"), "{err}");
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("tune.json")).unwrap()).unwrap();
+    assert_eq!(doc["rows"].as_array().map(Vec::len), Some(1), "{doc}");
+    assert!(doc["interrupted"].is_string(), "{doc}");
+    assert!(dir.join("baseline/results.json").exists());
+    assert!(dir.join("tune.html").exists());
+    assert!(
+        d.history()
+            .contains(&format!("tune {}: variant baseline (", d.server)),
+        "recorded"
+    );
     d.assert_back(&err);
+}
+
+/// While a tune runs, its deployment is held: teardown of the parked original is refused with a
+/// hint (exit 3), teardown and relaunch of the deployment wait for it (exit 10), and the
+/// deployment's own lock names the tune. Then the parked original is removed behind vlmctl's
+/// back: the tune does not call it back; it says what it found and exits 11.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_tune_holds_its_deployment_and_never_calls_a_removed_original_back() {
+    let hub = hub().await;
+    let d = deployed(&hub, "tune-gone", "");
+    let dir = d.r.path("gone-out");
+    let dir_arg = dir.display().to_string();
+    let child = d.tune_until_variant(
+        &hub,
+        1,
+        &["--only", "baseline,fa-on", "--runs", "1", "--out", &dir_arg],
+    );
+    let parked = vlmctl_deploy::tune::parked_name(&d.server);
+    let held = std::fs::read_to_string(d.r.path("state/locks").join(format!("{}.lock", d.server)))
+        .unwrap();
+    assert!(
+        held.contains("command vlmctl tune"),
+        "the tune holds it: {held}"
+    );
+    let mut c = vlmctl();
+    c.args(["teardown", &parked])
+        .env("VLMCTL_STATE_DIR", d.r.path("state"));
+    let (code, _, err) = run(&mut c);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains(&format!("vlmctl teardown {}", d.server)),
+        "{err}"
+    );
+    for cmd in ["teardown", "relaunch"] {
+        let (code, _, err) = run(&mut d.r.cmd(&hub, &[cmd], &d.spec, &d.lock));
+        assert_eq!(code, 10, "{cmd}: {err}");
+    }
+    assert!(!docker(&["ps", "-aq", "--filter", &format!("name=^{parked}$")]).is_empty());
+    docker(&["rm", "-f", &parked]);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(11), "{stdout}\n{err}");
+    assert!(!stdout.contains("back as it was ("), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "{} is NOT back as it was: no container is named",
+            d.server
+        )),
+        "{stdout}"
+    );
+    let page = std::fs::read_to_string(dir.join("tune.html")).unwrap();
+    assert!(!page.contains("back as it was ("), "{page}");
+    assert!(page.contains("NOT back as it was"), "{page}");
+    assert!(
+        docker(&["ps", "-aq", "--filter", &format!("name=^{}$", d.server)]).is_empty(),
+        "nothing put back under the name"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
