@@ -243,13 +243,7 @@ impl LifecycleError {
             Self::DaemonUnreachable { source, .. } | Self::Docker { source, .. }
                 if crate::transport::answer_too_large(source) =>
             {
-                format!(
-                    "a Docker engine answers in a few KiB to a few MiB: check that DOCKER_HOST \
-                     (or --host) names a Docker engine and not another service or a broken \
-                     proxy; `docker version` against the same address shows what answers there \
-                     (vlmctl reads at most {} MiB of an answer)",
-                    crate::MAX_ENGINE_ANSWER >> 20
-                )
+                crate::transport::too_large_hint()
             }
             Self::Docker { source, .. } if lost_link(source).is_some() => {
                 lost_link(source).map(Self::hint).unwrap_or_default()

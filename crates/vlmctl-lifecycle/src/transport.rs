@@ -39,13 +39,24 @@ pub(crate) fn answer_too_large(err: &(dyn std::error::Error + 'static)) -> bool 
         if e.is::<AnswerTooLarge>()
             || e.downcast_ref::<io::Error>()
                 .and_then(io::Error::get_ref)
-                .is_some_and(|inner| inner.is::<AnswerTooLarge>())
+                .is_some_and(<dyn std::error::Error + Send + Sync>::is::<AnswerTooLarge>)
         {
             return true;
         }
         cause = e.source();
     }
     false
+}
+
+/// What to do about [`AnswerTooLarge`].
+pub(crate) fn too_large_hint() -> String {
+    format!(
+        "a Docker engine answers in a few KiB to a few MiB: check that DOCKER_HOST (or --host) \
+         names a Docker engine and not another service or a broken proxy; `docker version` \
+         against the same address shows what answers there (vlmctl reads at most {} MiB of an \
+         answer)",
+        MAX_ENGINE_ANSWER >> 20
+    )
 }
 
 /// A connection that fails its reads once `left` bytes were read.
