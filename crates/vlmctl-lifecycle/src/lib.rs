@@ -93,15 +93,7 @@ pub async fn connect_to(host: &hosts::Host) -> Result<bollard::Docker, Lifecycle
                 .ok()
                 .filter(|h| !h.starts_with("ssh://"))
                 .unwrap_or_else(|| hosts::DEFAULT_SOCKET.to_owned());
-            match address.strip_prefix("unix://") {
-                Some(path) => transport::unix_engine(
-                    transport::fixed(std::path::PathBuf::from(path)),
-                    MAX_ENGINE_ANSWER,
-                ),
-                // tcp:// and https:// (with DOCKER_TLS_VERIFY): bollard's own transports, whose
-                // answers are not bounded (see the README).
-                None => bollard::Docker::connect_with_host(&address),
-            }
+            engine_at(&address, MAX_ENGINE_ANSWER)
         }
         hosts::Host::Ssh { target, .. } => {
             let session = hosts::session(target).await?;
@@ -121,21 +113,36 @@ pub async fn connect_to(host: &hosts::Host) -> Result<bollard::Docker, Lifecycle
         })
 }
 
-/// [`connect_to`] the engine on the Unix socket at `path`, reading at most `limit` bytes of
-/// each answer (tests give a small one).
-pub async fn connect_unix(
-    path: &std::path::Path,
-    limit: u64,
-) -> Result<bollard::Docker, LifecycleError> {
-    let host = format!("unix://{}", path.display());
-    transport::unix_engine(transport::fixed(path.to_owned()), limit)
+/// A client for the engine at `address` (`unix://PATH`, `tcp://HOST:PORT`, `http://...`),
+/// reading at most `limit` bytes of each answer.
+fn engine_at(address: &str, limit: u64) -> Result<bollard::Docker, bollard::errors::Error> {
+    match address.strip_prefix("unix://") {
+        Some(path) => {
+            transport::unix_engine(transport::fixed(std::path::PathBuf::from(path)), limit)
+        }
+        // bollard is built without TLS: tcp:// is plain HTTP, as in its own transport.
+        None if address.starts_with("tcp://") || address.starts_with("http://") => {
+            transport::tcp_engine(address, limit)
+        }
+        // Whatever else: bollard's answer (an unsupported scheme).
+        None => bollard::Docker::connect_with_host(address),
+    }
+}
+
+/// [`connect_to`] the engine at `address` (as `DOCKER_HOST` names one), reading at most `limit`
+/// bytes of each answer (tests give a small one).
+pub async fn connect_address(address: &str, limit: u64) -> Result<bollard::Docker, LifecycleError> {
+    engine_at(address, limit)
         .map_err(|source| LifecycleError::DaemonUnreachable {
-            host: host.clone(),
+            host: address.to_owned(),
             source,
         })?
         .negotiate_version()
         .await
-        .map_err(|source| LifecycleError::DaemonUnreachable { host, source })
+        .map_err(|source| LifecycleError::DaemonUnreachable {
+            host: address.to_owned(),
+            source,
+        })
 }
 
 /// A client for the engine behind a session's forwarded socket: every request first makes sure

@@ -1,6 +1,6 @@
 //! How vlmctl talks to a Docker engine on a Unix socket (the local one, or one forwarded over
-//! SSH): bollard's own Unix transport, rebuilt as a custom one whose connections stop reading
-//! after [`MAX_ENGINE_ANSWER`] bytes.
+//! SSH) or at `tcp://` (`http://`): bollard's own Unix and HTTP transports, rebuilt as custom
+//! ones whose connections stop reading after [`MAX_ENGINE_ANSWER`] bytes.
 //!
 //! Why here: bollard collects a whole answer into memory before it decodes it
 //! (`Docker::decode_response`), and hands a custom transport's answer on as hyper's `Incoming`,
@@ -122,14 +122,20 @@ impl<S> Connection for Limited<S> {
     }
 }
 
-/// hyperlocal's connector, with each connection [`Limited`] to `limit` bytes read.
+/// What a connection runs over.
+trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
+/// hyperlocal's connector for `unix:` URIs, a TCP connection for the others (as bollard's HTTP
+/// transport, no TLS: bollard is built without it), each connection [`Limited`] to `limit`
+/// bytes read.
 #[derive(Clone, Copy)]
-struct LimitedUnixConnector {
+struct LimitedConnector {
     limit: u64,
 }
 
-impl tower_service::Service<hyper::Uri> for LimitedUnixConnector {
-    type Response = TokioIo<Limited<hyperlocal::UnixStream>>;
+impl tower_service::Service<hyper::Uri> for LimitedConnector {
+    type Response = TokioIo<Limited<Box<dyn Io>>>;
     type Error = io::Error;
     type Future = Pin<Box<dyn Future<Output = io::Result<Self::Response>> + Send>>;
 
@@ -138,15 +144,70 @@ impl tower_service::Service<hyper::Uri> for LimitedUnixConnector {
     }
 
     fn call(&mut self, uri: hyper::Uri) -> Self::Future {
-        let connect = hyperlocal::UnixConnector.call(uri);
         let limit = self.limit;
+        let unix =
+            (uri.scheme_str() == Some("unix")).then(|| hyperlocal::UnixConnector.call(uri.clone()));
         Box::pin(async move {
-            Ok(TokioIo::new(Limited {
-                inner: connect.await?,
-                left: limit,
-            }))
+            let inner: Box<dyn Io> = if let Some(connect) = unix {
+                Box::new(connect.await?)
+            } else {
+                let host = uri.host().ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidInput, "no host in the engine's URL")
+                })?;
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let port = uri.port_u16().unwrap_or(80);
+                let tcp = tokio::net::TcpStream::connect((host, port)).await?;
+                tcp.set_nodelay(true)?;
+                Box::new(tcp)
+            };
+            Ok(TokioIo::new(Limited { inner, left: limit }))
         })
     }
+}
+
+fn limited_client<B>(
+    limit: u64,
+) -> std::sync::Arc<hyper_util::client::legacy::Client<LimitedConnector, B>>
+where
+    B: hyper::body::Body + Send,
+    B::Data: Send,
+{
+    // As bollard's transports: no idle connections kept (one per request), which is also what
+    // makes the per-connection limit a per-answer one.
+    std::sync::Arc::new(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build(LimitedConnector { limit }),
+    )
+}
+
+/// A client for the engine at `tcp://` or `http://` `address`, reading at most `limit` bytes of
+/// each answer.
+pub(crate) fn tcp_engine(
+    address: &str,
+    limit: u64,
+) -> Result<bollard::Docker, bollard::errors::Error> {
+    let client = limited_client(limit);
+    let base = format!(
+        "http://{}",
+        address
+            .trim_start_matches("tcp://")
+            .trim_start_matches("http://")
+    );
+    bollard::Docker::connect_with_custom_transport(
+        move |req: bollard::BollardRequest| {
+            let client = std::sync::Arc::clone(&client);
+            async move {
+                client
+                    .request(req)
+                    .await
+                    .map_err(bollard::errors::Error::from)
+            }
+        },
+        Some(base),
+        120,
+        bollard::API_DEFAULT_VERSION,
+    )
 }
 
 /// Where a request goes: a fixed socket, or whatever the hook says before each request (the
@@ -164,13 +225,7 @@ pub(crate) fn unix_engine(
     socket: SocketOf,
     limit: u64,
 ) -> Result<bollard::Docker, bollard::errors::Error> {
-    // As bollard's Unix transport: no idle connections kept (one per request), which is also
-    // what makes the per-connection limit a per-answer one.
-    let client = std::sync::Arc::new(
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .pool_max_idle_per_host(0)
-            .build(LimitedUnixConnector { limit }),
-    );
+    let client = limited_client(limit);
     bollard::Docker::connect_with_custom_transport(
         move |req: bollard::BollardRequest| {
             let client = std::sync::Arc::clone(&client);
