@@ -305,6 +305,14 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_template_passes_the_extra_args_allow_list() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/tune.toml");
+        let text = std::fs::read_to_string(&path).expect("examples/tune.toml");
+        let f = TuneFile::parse(&text, &path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(f.variants.iter().any(|v| !v.extra_args.is_empty()));
+    }
+
+    #[test]
     fn variants_cannot_enable_tools_agents_mcp_rpc_or_files_and_never_echo_a_value() {
         for (args, want) in [
             (r#""--tools", "all""#, "agent tools"),
