@@ -77,6 +77,9 @@ impl DeploymentProblem {
     /// What to do next.
     #[must_use]
     pub fn hint(&self, host: &str) -> String {
+        // A plan's host or a context's name, in commands to paste: quoted when a shell would
+        // act on it.
+        let host = vlmctl_lifecycle::remote::sh_word(host);
         match self {
             Self::Missing { .. } => format!(
                 "correct the name (`vlmctl status --host {host}` lists the deployments there), \

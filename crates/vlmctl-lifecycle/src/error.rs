@@ -213,7 +213,12 @@ impl LifecycleError {
                     .to_owned()
             }
             Self::SshFailed { host, said } => {
-                let login = format!("`ssh -o BatchMode=yes {host} true` must work without a prompt");
+                // `host` may come from a plan, a Docker context or an engine: quoted, so that
+                // the command is safe to paste whatever it holds.
+                let login = format!(
+                    "`ssh -o BatchMode=yes {} true` must work without a prompt",
+                    crate::remote::sh_word(host)
+                );
                 if said.contains("Permission denied") {
                     format!(
                         "the host refused every key ssh offered: add your public key to its \
@@ -235,13 +240,19 @@ impl LifecycleError {
                 }
                 .hint()
             ),
+            Self::DaemonUnreachable { source, .. } | Self::Docker { source, .. }
+                if crate::transport::answer_too_large(source) =>
+            {
+                crate::transport::too_large_hint()
+            }
             Self::Docker { source, .. } if lost_link(source).is_some() => {
                 lost_link(source).map(Self::hint).unwrap_or_default()
             }
             Self::DaemonUnreachable { host, .. } if host.starts_with("ssh://") => format!(
                 "ssh reached the host, but no Docker daemon answered on its /var/run/docker.sock: \
                  is Docker installed and running there, and may that user use its socket \
-                 (the `docker` group)? `ssh {host} docker info` should answer"
+                 (the `docker` group)? `ssh {} docker info` should answer",
+                crate::remote::sh_word(host)
             ),
             Self::DaemonUnreachable { source, .. } => {
                 if is_permission_denied(source) {
@@ -444,6 +455,44 @@ mod tests {
             },
         };
         assert!(refused.daemon_gone() && !refused.host_lost());
+    }
+
+    /// F14: a host that reached an error another way (a Docker context's endpoint, an engine's
+    /// answer) is quoted in the commands a hint offers to paste.
+    #[test]
+    fn hints_quote_the_host_in_commands_to_paste() {
+        let host = "ssh://$(touch${IFS}x)@127.0.0.1:22".to_owned();
+        let failed = LifecycleError::SshFailed {
+            host: host.clone(),
+            said: "Permission denied".into(),
+        }
+        .hint();
+        assert!(
+            failed.contains("`ssh -o BatchMode=yes 'ssh://$(touch${IFS}x)@127.0.0.1:22' true`"),
+            "{failed}"
+        );
+        let daemon = LifecycleError::DaemonUnreachable {
+            host,
+            source: bollard::errors::Error::IOError {
+                err: io::Error::from(io::ErrorKind::ConnectionRefused),
+            },
+        }
+        .hint();
+        assert!(
+            daemon.contains("`ssh 'ssh://$(touch${IFS}x)@127.0.0.1:22' docker info`"),
+            "{daemon}"
+        );
+        // A plain address stays as it is.
+        let plain = LifecycleError::SshFailed {
+            host: "ssh://me@beast".into(),
+            said: String::new(),
+        }
+        .hint();
+        assert!(
+            plain.contains("`ssh -o BatchMode=yes ssh://me@beast true`"),
+            "{plain}"
+        );
+        assert_eq!(crate::remote::sh_word("it's"), "'it'\\''s'");
     }
 
     #[test]

@@ -168,6 +168,19 @@ pub fn parse_ssh(url: &str) -> Result<SshHost, LifecycleError> {
             "the user name is empty, has a password (user:pass), or starts with '-'",
         ));
     }
+    // The address goes into ssh's command line and into hints a user copies into a shell:
+    // letters, digits and `._-` (and `@+` in a user name) only, as OpenSSH >= 9.6 itself refuses
+    // shell metacharacters in user and host names.
+    if let Some(u) = user
+        && !u
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | '+'))
+    {
+        return Err(bad(
+            "the user name may have only letters, digits and . _ - @ + (no shell \
+             metacharacters, spaces or control characters)",
+        ));
+    }
     let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
         let (h, after) = v6
             .split_once(']')
@@ -182,6 +195,15 @@ pub fn parse_ssh(url: &str) -> Result<SshHost, LifecycleError> {
     if host.is_empty() || host.starts_with('-') || host.chars().any(char::is_whitespace) {
         return Err(bad(
             "no host name, or one that starts with '-' or has spaces",
+        ));
+    }
+    let v6 = hostport.starts_with('[');
+    if !host.chars().all(|c| {
+        c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') || (v6 && matches!(c, ':' | '%'))
+    }) {
+        return Err(bad(
+            "a host name may have only letters, digits and . _ - (an IPv6 address goes in \
+             [brackets]; no shell metacharacters)",
         ));
     }
     let port = port
@@ -1084,6 +1106,40 @@ mod tests {
             "ssh://[::1",
         ] {
             assert!(p(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// F14 of the adversarial pass: a user or host name that a shell would run is refused at
+    /// parse time (it would reach ssh's command line and the hints a user pastes).
+    #[test]
+    fn shell_metacharacters_in_user_and_host_names_are_refused() {
+        for bad in [
+            "ssh://$(touch${IFS}x)@127.0.0.1:22",
+            "ssh://`id`@127.0.0.1",
+            "ssh://a;b@127.0.0.1",
+            "ssh://a'b@127.0.0.1",
+            "ssh://a\"b@host",
+            "ssh://a|b@host",
+            "ssh://a&b@host",
+            "ssh://a\nb@host",
+            "ssh://me@$(id)",
+            "ssh://me@ho;st:22",
+            "ssh://me@host$x",
+            "ssh://me@[::1;id]:22",
+        ] {
+            let err = parse_ssh(bad).expect_err(bad);
+            assert!(
+                matches!(err, LifecycleError::HostInvalid { .. }),
+                "{bad}: {err:?}"
+            );
+        }
+        for good in [
+            "ssh://first.last@beast-01.lan",
+            "ssh://me@[fe80::1%eth0]:22",
+            "ssh://ci_user+x@host_1",
+            "ssh://a@b@host",
+        ] {
+            parse_ssh(good).expect(good);
         }
     }
 

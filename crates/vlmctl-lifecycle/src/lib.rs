@@ -29,9 +29,11 @@ pub mod platform;
 pub mod ports;
 pub mod remote;
 pub mod spec;
+mod transport;
 
 pub use bollard::Docker;
 pub use error::LifecycleError;
+pub use transport::{AnswerTooLarge, MAX_ENGINE_ANSWER};
 
 /// Label put on every container and image vlmctl (or its tests) creates.
 pub const MANAGED_LABEL: &str = "org.vlmctl.managed";
@@ -86,12 +88,13 @@ pub async fn connect_to(host: &hosts::Host) -> Result<bollard::Docker, Lifecycle
     };
     let docker = match host {
         // `--host local` while DOCKER_HOST names an SSH host: this machine's socket.
-        hosts::Host::Local
-            if std::env::var("DOCKER_HOST").is_ok_and(|h| h.starts_with("ssh://")) =>
-        {
-            bollard::Docker::connect_with_socket_defaults()
+        hosts::Host::Local => {
+            let address = std::env::var("DOCKER_HOST")
+                .ok()
+                .filter(|h| !h.starts_with("ssh://"))
+                .unwrap_or_else(|| hosts::DEFAULT_SOCKET.to_owned());
+            engine_at(&address, MAX_ENGINE_ANSWER)
         }
-        hosts::Host::Local => bollard::Docker::connect_with_defaults(),
         hosts::Host::Ssh { target, .. } => {
             let session = hosts::session(target).await?;
             through_forward(session)
@@ -110,47 +113,59 @@ pub async fn connect_to(host: &hosts::Host) -> Result<bollard::Docker, Lifecycle
         })
 }
 
-/// A client for the engine behind a session's forwarded socket: bollard's own Unix transport,
-/// except that every request first makes sure the forward is up ([`hosts::Session::docker_usable`]):
-/// one whose `ssh` ended is started again on the same socket path before the request goes, and
-/// a host that stays unreachable fails the request with [`LifecycleError::HostLost`] inside.
+/// A client for the engine at `address` (`unix://PATH`, `tcp://HOST:PORT`, `http://...`),
+/// reading at most `limit` bytes of each answer.
+fn engine_at(address: &str, limit: u64) -> Result<bollard::Docker, bollard::errors::Error> {
+    match address.strip_prefix("unix://") {
+        Some(path) => {
+            transport::unix_engine(transport::fixed(std::path::PathBuf::from(path)), limit)
+        }
+        // bollard is built without TLS: tcp:// is plain HTTP, as in its own transport.
+        None if address.starts_with("tcp://") || address.starts_with("http://") => {
+            transport::tcp_engine(address, limit)
+        }
+        // Whatever else: bollard's answer (an unsupported scheme).
+        None => bollard::Docker::connect_with_host(address),
+    }
+}
+
+/// [`connect_to`] the engine at `address` (as `DOCKER_HOST` names one), reading at most `limit`
+/// bytes of each answer (tests give a small one).
+pub async fn connect_address(address: &str, limit: u64) -> Result<bollard::Docker, LifecycleError> {
+    engine_at(address, limit)
+        .map_err(|source| LifecycleError::DaemonUnreachable {
+            host: address.to_owned(),
+            source,
+        })?
+        .negotiate_version()
+        .await
+        .map_err(|source| LifecycleError::DaemonUnreachable {
+            host: address.to_owned(),
+            source,
+        })
+}
+
+/// A client for the engine behind a session's forwarded socket: every request first makes sure
+/// the forward is up ([`hosts::Session::docker_usable`]): one whose `ssh` ended is started again
+/// on the same socket path before the request goes, and a host that stays unreachable fails the
+/// request with [`LifecycleError::HostLost`] inside.
 fn through_forward(
     session: std::sync::Arc<hosts::Session>,
 ) -> Result<bollard::Docker, bollard::errors::Error> {
-    // As bollard's Unix transport: no idle connections kept (one per request).
-    let client = std::sync::Arc::new(
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .pool_max_idle_per_host(0)
-            .build(hyperlocal::UnixConnector),
-    );
-    bollard::Docker::connect_with_custom_transport(
-        move |req: bollard::BollardRequest| {
-            let client = std::sync::Arc::clone(&client);
+    transport::unix_engine(
+        std::sync::Arc::new(move || {
             let session = std::sync::Arc::clone(&session);
-            async move {
+            Box::pin(async move {
                 session
                     .docker_usable()
                     .await
                     .map_err(|e| bollard::errors::Error::IOError {
                         err: std::io::Error::new(std::io::ErrorKind::ConnectionAborted, e),
                     })?;
-                let (mut parts, body) = req.into_parts();
-                let path = parts
-                    .uri
-                    .path_and_query()
-                    .map_or("/", hyper::http::uri::PathAndQuery::as_str)
-                    .to_owned();
-                parts.uri = hyperlocal::Uri::new(session.docker_socket(), &path).into();
-                client
-                    .request(hyper::Request::from_parts(parts, body))
-                    .await
-                    .map_err(bollard::errors::Error::from)
-            }
-        },
-        // Only the path of the URLs bollard builds is used.
-        Some("http://docker"),
-        120,
-        bollard::API_DEFAULT_VERSION,
+                Ok(session.docker_socket().to_owned())
+            })
+        }),
+        MAX_ENGINE_ANSWER,
     )
 }
 

@@ -137,6 +137,18 @@ pub fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
+/// Pure: `s` as one word of a command a user may paste into a POSIX shell: as it is when it has
+/// only characters no shell treats specially (an address, a name), else [`sh_quote`]d.
+#[must_use]
+pub fn sh_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(c, '.' | '_' | '-' | '/' | ':' | '@' | '+' | ',' | '=' | '%')
+        });
+    if plain { s.to_owned() } else { sh_quote(s) }
+}
+
 impl<'a> Helper<'a> {
     /// Starts a helper from `image` with `dir` (a path on the host) mounted at `/models`,
     /// created when missing. The image needs a POSIX shell with `sha256sum`, `cat`, `mv` and

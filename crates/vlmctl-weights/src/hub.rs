@@ -131,25 +131,35 @@ impl HubClient {
                     endpoint: self.endpoint.clone(),
                     source,
                 })?;
-        info["sha"]
-            .as_str()
-            .filter(|s| s.len() == 40)
-            .map(str::to_owned)
-            .ok_or_else(|| WeightsError::HubProtocol {
+        // The commit goes into URLs and into the lock: anything but a commit id is the hub's
+        // fault (a `../..` would leave the repository's namespace), never the user's lock.
+        match info["sha"].as_str() {
+            Some(sha) if is_commit(sha) => Ok(sha.to_owned()),
+            Some(sha) => Err(WeightsError::HubProtocol {
                 url,
-                what: "model info has no 40-hex `sha`".to_owned(),
-            })
+                what: format!(
+                    "model info's `sha` is not a commit id (40 lowercase hex digits): {}",
+                    shown(sha)
+                ),
+            }),
+            None => Err(WeightsError::HubProtocol {
+                url,
+                what: "model info has no `sha`".to_owned(),
+            }),
+        }
     }
 
     /// A lock entry for `request`: its revision resolved to a commit, each file's size and
     /// sha256 read from the hub's metadata at that commit. Nothing is downloaded.
     pub async fn resolve(&self, request: &PinRequest) -> Result<ModelEntry, WeightsError> {
+        for (path, _) in &request.files {
+            check_repo_path(path).map_err(|why| WeightsError::BadRepoPath {
+                file: path.clone(),
+                why,
+            })?;
+        }
         let commit = self.commit_of(&request.repo, &request.revision).await?;
-        let is_commit = request.revision.len() == 40
-            && request
-                .revision
-                .chars()
-                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
+        let is_commit = is_commit(&request.revision);
         if is_commit && commit != request.revision {
             return Err(WeightsError::HubProtocol {
                 url: format!(
@@ -200,9 +210,29 @@ impl HubClient {
         revision: &str,
         file: &str,
     ) -> Result<RemoteFile, WeightsError> {
+        // The lock and the spec refuse paths that could change the URL (`%`, `?`, `#`, `..`);
+        // checked again here, as this is where the path becomes part of a URL.
+        check_repo_path(file).map_err(|why| WeightsError::BadRepoPath {
+            file: file.to_owned(),
+            why,
+        })?;
         let url = format!("{}/{repo}/resolve/{revision}/{file}", self.endpoint);
         let resp = self.send(self.get(&url), repo, Some(file)).await?;
-        parse_meta(resp.headers()).map_err(|what| WeightsError::HubProtocol { url, what })
+        let meta = parse_meta(resp.headers()).map_err(|what| WeightsError::HubProtocol {
+            url: url.clone(),
+            what,
+        })?;
+        // Asked at a commit, the answer must be about that commit: the lock pins repo@commit.
+        if is_commit(revision) && meta.commit != revision {
+            return Err(WeightsError::HubProtocol {
+                url,
+                what: format!(
+                    "asked for commit {revision}, the hub's x-repo-commit is {}",
+                    meta.commit
+                ),
+            });
+        }
+        Ok(meta)
     }
 
     async fn send(
@@ -254,18 +284,84 @@ pub(crate) fn status_error(
     }
 }
 
+/// The largest file vlmctl pins: 2 TiB, twice the largest GGUF published so far. A bigger
+/// `x-linked-size` is a broken or hostile hub, not a model.
+pub const MAX_FILE_SIZE: u64 = 2 << 40;
+
+/// A commit id as the hub writes it: 40 lowercase hex digits.
+#[must_use]
+pub fn is_commit(s: &str) -> bool {
+    s.len() == 40
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// A path inside a repository, as it may go into a resolve URL: relative, plain components
+/// (no `.`, `..`), and none of `%`, `?`, `#` (a URL parser reads `%2e%2e` as `..`, and `?`, `#`
+/// end the path), backslashes or control characters.
+pub fn check_repo_path(p: &str) -> Result<(), &'static str> {
+    crate::lock::check_relative_path(p)
+}
+
+/// A value from the hub, as a message may show it: quoted, escaped, at most 80 characters.
+fn shown(v: &str) -> String {
+    let mut s: String = v.chars().take(80).collect();
+    if s.len() < v.len() {
+        s.push('…');
+    }
+    format!("{s:?}")
+}
+
 fn parse_meta(h: &HeaderMap) -> Result<RemoteFile, String> {
-    let get = |k: &str| {
+    let get = |k: &str| -> Result<Option<String>, String> {
         h.get(k)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.trim_matches('"').to_owned())
+            .map(|v| {
+                v.to_str()
+                    .map(|v| v.trim_matches('"').to_owned())
+                    .map_err(|_| format!("malformed {k}: not visible ASCII"))
+            })
+            .transpose()
     };
-    let commit = get("x-repo-commit").ok_or("no x-repo-commit header")?;
-    let sha256 = get("x-linked-etag").and_then(|e| e.parse().ok());
-    let size = get("x-linked-size")
-        .or_else(|| get(CONTENT_LENGTH.as_str()))
-        .and_then(|s| s.parse().ok())
-        .ok_or("no x-linked-size or content-length header")?;
+    let commit = get("x-repo-commit")?.ok_or("no x-repo-commit header")?;
+    if !is_commit(&commit) {
+        return Err(format!(
+            "malformed x-repo-commit (not 40 lowercase hex digits): {}",
+            shown(&commit)
+        ));
+    }
+    // No x-linked-etag: not an LFS file (the caller says so); one that is not a sha256 is the
+    // hub's error, not the file's.
+    let sha256 = match get("x-linked-etag")? {
+        None => None,
+        Some(e) => Some(
+            e.parse::<Sha256Digest>()
+                .map_err(|why| format!("malformed x-linked-etag: {} ({why})", shown(&e)))?,
+        ),
+    };
+    let (key, value) = match get("x-linked-size")? {
+        Some(v) => ("x-linked-size", v),
+        None => (
+            CONTENT_LENGTH.as_str(),
+            get(CONTENT_LENGTH.as_str())?.ok_or("no x-linked-size or content-length header")?,
+        ),
+    };
+    // Digits only: u64's parser would take a leading `+`.
+    let size = value
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| value.parse::<u64>().ok())
+        .flatten()
+        .ok_or_else(|| format!("malformed {key}: {}", shown(&value)))?;
+    if sha256.is_some() && size == 0 {
+        return Err(format!(
+            "{key} is 0: an LFS file of no bytes cannot be a GGUF"
+        ));
+    }
+    if size > MAX_FILE_SIZE {
+        return Err(format!(
+            "{key} {size} is more than {MAX_FILE_SIZE} bytes (2 TiB): no model file is that big"
+        ));
+    }
     Ok(RemoteFile {
         commit,
         sha256,

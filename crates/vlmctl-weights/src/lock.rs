@@ -445,8 +445,13 @@ pub(crate) fn check_relative_path(p: &str) -> Result<(), &'static str> {
     if p.is_empty() {
         return Err("empty path");
     }
-    if p.contains('\\') || p.contains('\0') {
-        return Err("backslashes and NUL are not allowed");
+    if p.contains('\\') || p.chars().any(char::is_control) {
+        return Err("backslashes and control characters are not allowed");
+    }
+    // In a URL `%2e%2e` is `..`, `?` and `#` end the path: such a path could name another
+    // repository's file (or another revision) while the lock says this one's.
+    if p.contains(['%', '?', '#']) {
+        return Err("'%', '?' and '#' are not allowed: they would change the hub URL of the file");
     }
     let path = Path::new(p);
     if path.is_absolute() {
@@ -591,7 +596,18 @@ sha256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
     #[test]
     fn relative_path_rules() {
         assert!(check_relative_path("a/b.gguf").is_ok());
-        for bad in ["", "/a", "../a", "a/../b", "./a", "a\\b"] {
+        for bad in [
+            "",
+            "/a",
+            "../a",
+            "a/../b",
+            "./a",
+            "a\\b",
+            "%2e%2e/%2e%2e/evil/repo/resolve/main/m.gguf",
+            "a.gguf?x=1",
+            "a#b.gguf",
+            "a\nb",
+        ] {
             assert!(check_relative_path(bad).is_err(), "{bad}");
         }
     }

@@ -64,9 +64,10 @@ fn weights_code(e: &vlmctl_weights::WeightsError) -> u8 {
     use vlmctl_weights::WeightsError as E;
     match e {
         E::LockRead { .. } | E::Io { .. } => exit_codes::ENVIRONMENT,
-        E::LockInvalid { .. } | E::UnknownModel { .. } | E::NotLfs { .. } => {
-            exit_codes::INVALID_INPUT
-        }
+        E::LockInvalid { .. }
+        | E::UnknownModel { .. }
+        | E::NotLfs { .. }
+        | E::BadRepoPath { .. } => exit_codes::INVALID_INPUT,
         E::UpstreamChanged { .. }
         | E::DigestMismatch { .. }
         | E::BadContent { .. }

@@ -251,7 +251,7 @@ impl TuneFile {
                     return Err(invalid(
                         key_at("extra_args"),
                         &format!("variant[{i}].extra_args[{j}]"),
-                        format!("{arg:?}: {why}"),
+                        format!("{}: {why}", vlmctl_lifecycle::spec::shown_extra_arg(arg)),
                     ));
                 }
             }
@@ -326,10 +326,48 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_template_passes_the_extra_args_allow_list() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/tune.toml");
+        let text = std::fs::read_to_string(&path).expect("examples/tune.toml");
+        let f = TuneFile::parse(&text, &path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(f.variants.iter().any(|v| !v.extra_args.is_empty()));
+    }
+
+    #[test]
+    fn variants_cannot_enable_tools_agents_mcp_rpc_or_files_and_never_echo_a_value() {
+        for (args, want) in [
+            (r#""--tools", "all""#, "agent tools"),
+            (r#""-ag""#, "agent tools"),
+            (r#""--mcp_servers_json", "{}""#, "agent tools"),
+            (r#""--rpc", "127.0.0.1:50052""#, "RPC servers"),
+            (r#""--slot-save-path", "/tmp""#, "reads or writes files"),
+            (r#""--cors-origins", "*""#, "browser"),
+            (
+                r#""--no-such-option""#,
+                "not an option extra_args may carry",
+            ),
+        ] {
+            let got = parse(&format!(
+                "[[variant]]\nname = \"v\"\n\nextra_args = [\"-fa\", \"on\", {args}]\n"
+            ))
+            .unwrap_err();
+            assert!(
+                got.starts_with("tune.toml:4: variant[0].extra_args[2]: "),
+                "{args}: {got}"
+            );
+            assert!(got.contains(want), "{args}: want {want:?} in {got}");
+        }
+        let got = parse("[[variant]]\nname = \"k\"\nextra_args = [\"--api-key=sk-SECRET\"]\n")
+            .unwrap_err();
+        assert!(got.contains("\"--api-key=…\": pass the API key"), "{got}");
+        assert!(!got.contains("SECRET"), "{got}");
+    }
+
+    #[test]
     fn errors_name_the_file_line_and_field() {
         let cases = [
             (
-                "[[variant]]\nname = \"a\"\nextra_args = [\"-x\"]\n[[variant]]\nname = \"a\"\nthreads = 2\n",
+                "[[variant]]\nname = \"a\"\nextra_args = [\"--no-warmup\"]\n[[variant]]\nname = \"a\"\nthreads = 2\n",
                 "tune.toml:5: variant[1].name: \"a\" is taken",
             ),
             (
@@ -338,7 +376,7 @@ mod tests {
             ),
             (
                 "[[variant]]\nname = \"h\"\nextra_args = [\"--host=0.0.0.0\"]\n",
-                "tune.toml:3: variant[0].extra_args[0]: \"--host=0.0.0.0\": vlmctl owns the bind address",
+                "tune.toml:3: variant[0].extra_args[0]: \"--host=…\": vlmctl owns the bind address",
             ),
             (
                 "[[variant]]\nname = \"n\"\n",

@@ -13,6 +13,7 @@
 
 #[cfg(feature = "test-docker")]
 mod common;
+mod engine_answers;
 #[cfg(feature = "test-docker")]
 mod environment;
 #[cfg(feature = "test-docker")]

@@ -6,5 +6,6 @@
 
 mod common;
 mod fetch;
+mod hostile;
 #[cfg(feature = "test-env")]
 mod real;

@@ -86,7 +86,7 @@ async fn all_hosts(args: &StatusArgs, out: &mut Output) -> Result<u8, Failure> {
                             h.name(),
                             path.display(),
                             names.join(", "),
-                            h.name()
+                            vlmctl_lifecycle::remote::sh_word(h.name())
                         );
                     }
                 }

@@ -351,7 +351,7 @@ async fn one_command_per_deployment_and_a_failed_run_undoes_only_its_own_work() 
     // ... and a later run that fails (a server that exits at once) must not restore it; the
     // working server it tried to replace is put back, as it was.
     let working = docker(&["inspect", "-f", "{{.Id}}", &server]);
-    add_server_line(&spec, "extra_args = [\"--no-such-option\"]");
+    add_server_line(&spec, "extra_args = [\"--flash-attn\", \"sideways\"]");
     let (code, _, err) = run(&mut r.cmd(&hub, &["relaunch"], &spec, &lock));
     assert_eq!(code, 8, "{err}");
     assert!(!running(&conflict), "not this run's to restore: {err}");

@@ -221,3 +221,27 @@ async fn adopt_places_a_verified_copy_without_downloading() {
     let (code, out, _) = env.run(&hub, &["weights", "verify"], None).await;
     assert_eq!(code, 0, "{out}");
 }
+
+/// F8 and F12 of the 2026-12-07 adversarial pass, as a user meets them: a hub whose commit is
+/// not 40 lowercase hex digits, or whose file metadata is malformed, is a hub error (exit 6),
+/// never blamed on the user's lock (exit 3), and no lock is written.
+#[tokio::test]
+async fn a_hostile_hubs_answers_are_hub_errors_and_write_no_lock() {
+    let hub = hub(None).await;
+    let env = Env::new();
+    hub.answer_sha(&"A".repeat(40));
+    let (code, _, err) = env.run(&hub, &["weights", "lock", REPO, FILE], None).await;
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("is not a commit id"), "{err}");
+    assert!(!env.lock().exists());
+    hub.answer_sha(COMMIT);
+    hub.set_fault(
+        FILE,
+        Fault::Headers(vec![("x-linked-etag".into(), Some("abc123".into()))]),
+    );
+    let (code, _, err) = env.run(&hub, &["weights", "lock", REPO, FILE], None).await;
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("malformed x-linked-etag: \"abc123\""), "{err}");
+    assert!(!err.contains("Git LFS"), "{err}");
+    assert!(!env.lock().exists());
+}
