@@ -171,6 +171,10 @@ fn deploy_code(e: &vlmctl_deploy::DeployError) -> u8 {
         | E::NotADeploymentName { .. }
         | E::NotPinned { .. }
         | E::LockedChange { .. }
+        | E::ModelNotInLock { .. }
+        | E::BenchPlanAsSpec { .. }
+        | E::DefaultNotDeployed { .. }
+        | E::NotOurs { .. }
         | E::TuneFileInvalid { .. } => exit_codes::INVALID_INPUT,
         E::ModelsDir { .. } | E::Record { .. } | E::TuneFileRead { .. } | E::TuneJournal { .. } => {
             exit_codes::ENVIRONMENT
