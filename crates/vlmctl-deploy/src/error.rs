@@ -242,6 +242,18 @@ pub enum DeployError {
         /// The container.
         container: String,
     },
+    /// The model files under the deployment's running server failed verification and could not
+    /// be put right: the server still serves what it mapped when it started.
+    #[error(
+        "{deployment} is running on model files that no longer verify, and keeps serving them: {source}"
+    )]
+    WeightsBadUnderServer {
+        /// The deployment.
+        deployment: String,
+        /// Why they could not be put right.
+        #[source]
+        source: Box<DeployError>,
+    },
     /// The job failed after changing something, and what it did was undone.
     #[error("the run failed; {}", undone_summary(.undone))]
     Undone {
@@ -421,6 +433,13 @@ impl DeployError {
             )),
             Self::NotOurs { container } => Some(format!(
                 "vlmctl never removes a container it did not create (it has no org.vlmctl.managed                  label); if it is yours to remove, `docker rm -f {container}`; to tear down a                  vlmctl deployment, give its name (`vlmctl status` lists them)"
+            )),
+            Self::WeightsBadUnderServer { deployment, source } => Some(format!(
+                "{}; then `vlmctl relaunch` replaces {deployment} so that it serves the verified \
+                 files (`vlmctl teardown {deployment}` stops it serving them now)",
+                source
+                    .hint()
+                    .unwrap_or_else(|| "put the locked files in place".to_owned())
             )),
             Self::Interrupted { .. } => None,
             Self::RestoreIncomplete { source, .. } => Some(if source.daemon_gone() {

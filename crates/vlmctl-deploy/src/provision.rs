@@ -297,7 +297,11 @@ async fn prepare(
     sink.event(Event::Gates {
         results: report.results.clone(),
     });
-    let mut repaired = fetched?;
+    let mut repaired = match fetched {
+        Ok(r) => r,
+        // The files under a running server are bad and stay so: say that it still serves them.
+        Err(e) => return Err(bad_under_server(&docker, &spec.name, e).await),
+    };
     let docker = docker?;
     let blocking = blocking_gates(&report, opts.relaunch);
     if !blocking.is_empty() {
@@ -380,6 +384,33 @@ async fn fetch_if_needed(
         *r = again;
     }
     Ok(placed)
+}
+
+/// `e` (the model files could not be put right), said of the deployment's running server when
+/// one runs: it keeps serving what it mapped.
+async fn bad_under_server(
+    docker: &Result<Docker, vlmctl_lifecycle::LifecycleError>,
+    name: &str,
+    e: DeployError,
+) -> DeployError {
+    let Ok(docker) = docker else {
+        return e;
+    };
+    let running = docker
+        .inspect_container(name, None)
+        .await
+        .ok()
+        .and_then(|i| i.state)
+        .and_then(|s| s.running)
+        .unwrap_or(false);
+    if running {
+        DeployError::WeightsBadUnderServer {
+            deployment: name.to_owned(),
+            source: Box::new(e),
+        }
+    } else {
+        e
+    }
 }
 
 /// What one run works with.

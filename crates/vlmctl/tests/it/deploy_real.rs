@@ -335,6 +335,14 @@ async fn provision_relaunch_change_teardown() {
         "{out}"
     );
     assert!(
+        out.lines()
+            .next()
+            .is_some_and(|h| h.contains("URL") && h.contains("MODEL"))
+            && line.contains("http://127.0.0.1:")
+            && line.contains(&format!("/models/{FILE}")),
+        "endpoint and model columns: {out}"
+    );
+    assert!(
         out.contains(&format!("stopped {conflict}")),
         "open journal listed: {out}"
     );
@@ -368,6 +376,39 @@ async fn provision_relaunch_change_teardown() {
     let (code, out, _) = run(&mut r.cmd(&hub, &["teardown"], &spec, &lock));
     assert_eq!(code, 0);
     assert!(out.contains("already torn down"), "{out}");
+
+    // Asked about by its spec (twice, with another spec beside it), the deployment that is gone
+    // has a row saying so, once.
+    let other = r.path("other.toml");
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(&spec)
+            .unwrap()
+            .replace(&server, &r.name("other")),
+    )
+    .unwrap();
+    let mut c = r.cmd(&hub, &["status"], &spec, &lock);
+    c.arg("--spec").arg(&other);
+    let (code, out, err) = run(&mut c);
+    assert_eq!(code, 0, "{err}");
+    for name in [&server, &r.name("other")] {
+        assert!(
+            out.lines().any(|l| l.starts_with(name.as_str())
+                && l.contains("absent")
+                && l.contains("not running")),
+            "{out}"
+        );
+    }
+    let mut c = r.cmd(&hub, &["status", "--json"], &spec, &lock);
+    c.arg("--spec").arg(&other);
+    let (code, out, err) = run(&mut c);
+    assert_eq!(code, 0, "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        doc["missing"],
+        serde_json::json!([server, r.name("other")]),
+        "{out}"
+    );
 }
 
 /// The model file damaged in place under the running server: the relaunch fetches a good copy
@@ -393,11 +434,33 @@ fn relaunch_after_damage_serves_the_verified_file(
         Some(SHA),
         "the running server sees the damage"
     );
+    // Here the damaged file is not overwritten (it may be the user's): the relaunch fails,
+    // saying that the server still serves it.
     let (code, out, err) = run(&mut r.cmd(hub, &["relaunch"], spec, lock));
+    assert_eq!(code, 4, "{out}\n{err}");
+    assert!(
+        err.contains(&format!(
+            "{server} is running on model files that no longer verify, and keeps serving them"
+        )) && err.contains("then `vlmctl relaunch` replaces"),
+        "{err}"
+    );
+    assert_eq!(docker(&["inspect", "-f", "{{.Id}}", server]), id_before);
+    // Moved aside as the hint says: the relaunch fetches a good copy (a new inode) and replaces
+    // the server, which would otherwise keep mapping the damaged one.
+    let damaged = r.path("models").join(FILE);
+    std::fs::rename(&damaged, r.path("damaged.gguf")).unwrap();
+    let (code, out, err) = run(&mut r.cmd(hub, &["relaunch", "--json"], spec, lock));
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(
         err.contains("changed since it started") && err.contains(&format!("replaced {server}")),
         "{err}"
+    );
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["launch"]["action"], "started", "{out}");
+    assert_eq!(doc["launch"]["replaced"], true, "{out}");
+    assert!(
+        doc["url"].as_str().is_some_and(|u| u.ends_with("/v1")),
+        "{out}"
     );
     assert!(!err.contains("nothing to do"), "{err}");
     assert_ne!(docker(&["inspect", "-f", "{{.Id}}", server]), id_before);
@@ -407,9 +470,11 @@ fn relaunch_after_damage_serves_the_verified_file(
         "the server maps the verified file"
     );
     // Nothing changed since: the next relaunch keeps it.
-    let (code, _, err) = run(&mut r.cmd(hub, &["relaunch"], spec, lock));
+    let (code, out, err) = run(&mut r.cmd(hub, &["relaunch", "--json"], spec, lock));
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("nothing to do"), "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["launch"]["action"], "unchanged", "{out}");
 }
 
 /// Without confirmation (no `--stop`, no `--yes`) and without a terminal (stdin is null), a real
