@@ -225,7 +225,7 @@ pub enum DeployError {
     /// `teardown` without a name or `--spec`: the embedded default's deployment has no
     /// container, while other vlmctl deployments are there.
     #[error(
-        "no NAME or --spec given, and the default deployment {name} (docker/panda-llamacpp.toml)          has no container; the vlmctl deployments here are: {}",
+        "no NAME or --spec given, and the default deployment {name} (docker/panda-llamacpp.toml) has no container; the vlmctl deployments here are: {}",
         others.join(", ")
     )]
     DefaultNotDeployed {
@@ -402,7 +402,7 @@ impl DeployError {
                 model, candidates, ..
             } => Some(if candidates.is_empty() {
                 format!(
-                    "pass --lock FILE that pins {model:?} (VLMCTL_LOCK), or pin it into this lock                      with `vlmctl weights lock ORG/REPO FILE... --name {model}`"
+                    "pass --lock FILE that pins {model:?} (VLMCTL_LOCK), or pin it into this lock with `vlmctl weights lock ORG/REPO FILE... --name {model}`"
                 )
             } else {
                 format!(
@@ -420,7 +420,7 @@ impl DeployError {
                 )
             }),
             Self::BenchPlanAsSpec { path } => Some(format!(
-                "run it with `vlmctl bench --plan {}`; --spec takes a deployment spec such as                  docker/cpu-test.toml (name, image, model, [server])",
+                "run it with `vlmctl bench --plan {}`; --spec takes a deployment spec such as docker/cpu-test.toml (name, image, model, [server])",
                 path.display()
             )),
             Self::DefaultNotDeployed { names, .. } => Some(format!(
@@ -432,7 +432,7 @@ impl DeployError {
                     .join(", ")
             )),
             Self::NotOurs { container } => Some(format!(
-                "vlmctl never removes a container it did not create (it has no org.vlmctl.managed                  label); if it is yours to remove, `docker rm -f {container}`; to tear down a                  vlmctl deployment, give its name (`vlmctl status` lists them)"
+                "vlmctl never removes a container it did not create (it has no org.vlmctl.managed label); if it is yours to remove, `docker rm -f {container}`; to tear down a vlmctl deployment, give its name (`vlmctl status` lists them)"
             )),
             Self::WeightsBadUnderServer { deployment, source } => Some(format!(
                 "{}; then `vlmctl relaunch` replaces {deployment} so that it serves the verified \

@@ -149,7 +149,7 @@ impl TuneState {
     pub fn hint(&self) -> String {
         match self {
             Self::Running { deployment, .. } => format!(
-                "{deployment} is parked aside as {} until the tune ends; if that tune is stuck,                  stop it (Ctrl-C) and it puts {deployment} back, or `vlmctl restore` once it is gone",
+                "{deployment} is parked aside as {} until the tune ends; if that tune is stuck, stop it (Ctrl-C) and it puts {deployment} back, or `vlmctl restore` once it is gone",
                 crate::tune::parked_name(deployment)
             ),
             Self::Interrupted { deployment, .. } => format!(
@@ -158,7 +158,7 @@ impl TuneState {
             Self::Unreadable {
                 deployment, path, ..
             } => format!(
-                "check `docker ps -a` for {} and start it as {deployment}, then move {} aside;                  `vlmctl restore` refuses while it is there",
+                "check `docker ps -a` for {} and start it as {deployment}, then move {} aside; `vlmctl restore` refuses while it is there",
                 crate::tune::parked_name(deployment),
                 path.display()
             ),
