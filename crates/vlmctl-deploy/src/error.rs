@@ -398,6 +398,41 @@ impl DeployError {
                  deployment back from its journal"
                     .to_owned(),
             ),
+            Self::ModelNotInLock { .. }
+            | Self::BenchPlanAsSpec { .. }
+            | Self::DefaultNotDeployed { .. }
+            | Self::NotOurs { .. }
+            | Self::WeightsBadUnderServer { .. } => self.mistake_hint(),
+            Self::Interrupted { .. } => None,
+            Self::RestoreIncomplete { source, .. } => Some(if source.daemon_gone() {
+                "the Docker daemon went away: start it again, then run `vlmctl restore`, which \
+                 finishes the job from the journal"
+                    .to_owned()
+            } else {
+                source.hint()
+            }),
+            Self::Undone { cause, .. } => cause.hint(),
+            Self::UndoFailed {
+                undo_error,
+                deployment,
+                journal,
+                ..
+            } => Some(format!(
+                "{}; then run `vlmctl restore` (or `vlmctl teardown {deployment}`), which \
+                 finishes the job from the journal {}",
+                if undo_error.daemon_gone() {
+                    "the Docker daemon went away: start it again (`systemctl start docker`)"
+                } else {
+                    "see the error above"
+                },
+                journal.display()
+            )),
+        }
+    }
+
+    /// The hints of the errors that name a user's likely mistake (or what is left running).
+    fn mistake_hint(&self) -> Option<String> {
+        match self {
             Self::ModelNotInLock {
                 model, candidates, ..
             } => Some(if candidates.is_empty() {
@@ -441,30 +476,7 @@ impl DeployError {
                     .hint()
                     .unwrap_or_else(|| "put the locked files in place".to_owned())
             )),
-            Self::Interrupted { .. } => None,
-            Self::RestoreIncomplete { source, .. } => Some(if source.daemon_gone() {
-                "the Docker daemon went away: start it again, then run `vlmctl restore`, which \
-                 finishes the job from the journal"
-                    .to_owned()
-            } else {
-                source.hint()
-            }),
-            Self::Undone { cause, .. } => cause.hint(),
-            Self::UndoFailed {
-                undo_error,
-                deployment,
-                journal,
-                ..
-            } => Some(format!(
-                "{}; then run `vlmctl restore` (or `vlmctl teardown {deployment}`), which \
-                 finishes the job from the journal {}",
-                if undo_error.daemon_gone() {
-                    "the Docker daemon went away: start it again (`systemctl start docker`)"
-                } else {
-                    "see the error above"
-                },
-                journal.display()
-            )),
+            _ => None,
         }
     }
 

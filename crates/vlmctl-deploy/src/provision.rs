@@ -541,37 +541,7 @@ async fn launch_and_check(
     // A server already running this spec maps the files it opened when it started: when they
     // were damaged, repaired or replaced since, it serves other bytes than the verified ones,
     // and is replaced (set aside, put back if the new one fails) instead of kept.
-    let stale = stale_weights(docker, plan, repaired).await;
-    let launch = match stale {
-        Some(why) => {
-            sink.event(Event::WeightsChangedUnderServer {
-                deployment: spec.name.clone(),
-                why,
-            });
-            containers::launch_replacing(
-                docker,
-                spec,
-                &plan.mount,
-                plan.api_key.as_deref(),
-                &run.id,
-                &std::collections::HashMap::new(),
-                &mut record,
-            )
-            .await?
-        }
-        None => {
-            containers::launch(
-                docker,
-                spec,
-                &plan.mount,
-                plan.api_key.as_deref(),
-                &run.id,
-                &std::collections::HashMap::new(),
-                &mut record,
-            )
-            .await?
-        }
-    };
+    let launch = launch_fresh(run, repaired, &mut record, sink).await?;
     sink.event(Event::Launched {
         launch: launch.clone(),
     });
@@ -627,6 +597,42 @@ async fn launch_and_check(
         record: Box::new(record),
         record_path,
         base_url: base,
+    })
+}
+
+/// The launch: a server already running this spec maps the files it opened when it started;
+/// when they were damaged, repaired or replaced since, it serves other bytes than the verified
+/// ones, and is replaced (set aside, put back if the new one fails) instead of kept.
+async fn launch_fresh(
+    run: &Run<'_>,
+    repaired: &[String],
+    record: &mut dyn FnMut(LaunchStep<'_>) -> Result<(), vlmctl_lifecycle::LifecycleError>,
+    sink: &mut dyn Sink,
+) -> Result<Launch, DeployError> {
+    let Run { docker, plan, .. } = *run;
+    let spec = &plan.spec;
+    let no_labels = std::collections::HashMap::new();
+    let key = plan.api_key.as_deref();
+    Ok(match stale_weights(docker, plan, repaired).await {
+        Some(why) => {
+            sink.event(Event::WeightsChangedUnderServer {
+                deployment: spec.name.clone(),
+                why,
+            });
+            containers::launch_replacing(
+                docker,
+                spec,
+                &plan.mount,
+                key,
+                &run.id,
+                &no_labels,
+                record,
+            )
+            .await?
+        }
+        None => {
+            containers::launch(docker, spec, &plan.mount, key, &run.id, &no_labels, record).await?
+        }
     })
 }
 

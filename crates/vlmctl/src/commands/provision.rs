@@ -302,6 +302,49 @@ impl<'a> Progress<'a> {
     }
 }
 
+impl Progress<'_> {
+    /// The conflicts' stop: a line and, on a terminal, a spinner with the time it has taken; a
+    /// cancel during it is said at once, with what the run now waits for.
+    fn stop_event(&mut self, event: Event) {
+        match event {
+            Event::Stopping { names, journal } => {
+                self.out.progress(&format!(
+                    "stopping {} (journal: {})",
+                    names.join(", "),
+                    journal.display()
+                ));
+                // A stop takes up to the container's stop timeout (30 s by default): the time
+                // it has taken so far, on a terminal.
+                let spinner = render::spinner_elapsed();
+                spinner.set_message(format!("stopping {}", names.join(", ")));
+                self.spinner = Some(spinner);
+            }
+            Event::InterruptedDuringStop {
+                name,
+                stop_timeout_s,
+            } => {
+                if let Some(s) = self.spinner.take() {
+                    s.finish_and_clear();
+                }
+                self.out.progress(&format!(
+                    "interrupted: waiting for the stop of {name} (up to {stop_timeout_s} s), \
+                     then restoring it"
+                ));
+                let spinner = render::spinner_elapsed();
+                spinner.set_message(format!("waiting for {name} to stop, then restoring it"));
+                self.spinner = Some(spinner);
+            }
+            Event::Stopped { names } => {
+                if let Some(s) = self.spinner.take() {
+                    s.finish_and_clear();
+                }
+                self.out.progress(&format!("stopped {}", names.join(", ")));
+            }
+            _ => {}
+        }
+    }
+}
+
 /// The line that ends a file's bar (fetched, or pushed to a host), the bar cleared first.
 fn after_bar(bar: &mut Option<Arc<Bar>>, out: &mut Output, line: &str) {
     if let Some(b) = bar.take() {
@@ -386,39 +429,9 @@ impl Sink for Progress<'_> {
                 out.progress(&format!("--stop {name}: no such running conflict; ignored"));
             }
             Event::Warning { message } => out.progress(&format!("warning: {message}")),
-            Event::Stopping { names, journal } => {
-                out.progress(&format!(
-                    "stopping {} (journal: {})",
-                    names.join(", "),
-                    journal.display()
-                ));
-                // A stop takes up to the container's stop timeout (30 s by default): the time
-                // it has taken so far, on a terminal.
-                let spinner = render::spinner_elapsed();
-                spinner.set_message(format!("stopping {}", names.join(", ")));
-                self.spinner = Some(spinner);
-            }
-            Event::InterruptedDuringStop {
-                name,
-                stop_timeout_s,
-            } => {
-                if let Some(s) = self.spinner.take() {
-                    s.finish_and_clear();
-                }
-                out.progress(&format!(
-                    "interrupted: waiting for the stop of {name} (up to {stop_timeout_s} s), \
-                     then restoring it"
-                ));
-                let spinner = render::spinner_elapsed();
-                spinner.set_message(format!("waiting for {name} to stop, then restoring it"));
-                self.spinner = Some(spinner);
-            }
-            Event::Stopped { names } => {
-                if let Some(s) = self.spinner.take() {
-                    s.finish_and_clear();
-                }
-                out.progress(&format!("stopped {}", names.join(", ")));
-            }
+            e @ (Event::Stopping { .. }
+            | Event::InterruptedDuringStop { .. }
+            | Event::Stopped { .. }) => self.stop_event(e),
             Event::WeightsChangedUnderServer { deployment, why } => out.progress(&format!(
                 "the weights under the running {deployment} changed since it started ({why}): \
                  it still maps the earlier bytes, so it is replaced to serve the verified files"

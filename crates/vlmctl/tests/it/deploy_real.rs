@@ -377,21 +377,33 @@ async fn provision_relaunch_change_teardown() {
     assert_eq!(code, 0);
     assert!(out.contains("already torn down"), "{out}");
 
+    gone_deployment_is_a_not_running_row(&r, &hub, &spec, &lock, &server);
+}
+
+/// Asked about by its spec (with another spec beside it), a deployment that is gone has a row
+/// saying so, in the table and in `--json`.
+fn gone_deployment_is_a_not_running_row(
+    r: &Run,
+    hub: &FakeHub,
+    spec: &Path,
+    lock: &Path,
+    server: &str,
+) {
     // Asked about by its spec (twice, with another spec beside it), the deployment that is gone
     // has a row saying so, once.
     let other = r.path("other.toml");
     std::fs::write(
         &other,
-        std::fs::read_to_string(&spec)
+        std::fs::read_to_string(spec)
             .unwrap()
-            .replace(&server, &r.name("other")),
+            .replace(server, &r.name("other")),
     )
     .unwrap();
-    let mut c = r.cmd(&hub, &["status"], &spec, &lock);
+    let mut c = r.cmd(hub, &["status"], spec, lock);
     c.arg("--spec").arg(&other);
     let (code, out, err) = run(&mut c);
     assert_eq!(code, 0, "{err}");
-    for name in [&server, &r.name("other")] {
+    for name in [server.to_owned(), r.name("other")] {
         assert!(
             out.lines().any(|l| l.starts_with(name.as_str())
                 && l.contains("absent")
@@ -399,7 +411,7 @@ async fn provision_relaunch_change_teardown() {
             "{out}"
         );
     }
-    let mut c = r.cmd(&hub, &["status", "--json"], &spec, &lock);
+    let mut c = r.cmd(hub, &["status", "--json"], spec, lock);
     c.arg("--spec").arg(&other);
     let (code, out, err) = run(&mut c);
     assert_eq!(code, 0, "{err}");

@@ -452,26 +452,7 @@ async fn an_offline_pin_hashes_local_files_and_says_it_was_not_checked_against_t
     std::fs::write(models.join("notes.gguf"), b"not a gguf at all").unwrap();
     let dir = models.to_str().unwrap();
 
-    // Not a GGUF: refused, nothing written.
-    let before = env.lock_bytes();
-    let (code, out) = env
-        .run(
-            &offline,
-            &[
-                "weights",
-                "lock",
-                REPO,
-                "notes.gguf",
-                "--name",
-                "pin",
-                "--local",
-                dir,
-            ],
-            &[],
-        )
-        .await;
-    assert_eq!(code, 4, "{out}");
-    assert_eq!(env.lock_bytes(), before, "nothing written");
+    a_file_that_is_not_gguf_is_not_pinned(&env, &offline, dir).await;
 
     let (code, out) = env
         .run(
@@ -553,4 +534,28 @@ async fn an_offline_pin_hashes_local_files_and_says_it_was_not_checked_against_t
     );
     let text = String::from_utf8(env.lock_bytes()).unwrap();
     assert!(!text.contains("pinned_from"), "{text}");
+}
+
+/// `weights lock --local` of a file that is not a GGUF: refused (exit 4), nothing written.
+async fn a_file_that_is_not_gguf_is_not_pinned(env: &Env, offline: &str, dir: &str) {
+    // Not a GGUF: refused, nothing written.
+    let before = env.lock_bytes();
+    let (code, out) = env
+        .run(
+            offline,
+            &[
+                "weights",
+                "lock",
+                REPO,
+                "notes.gguf",
+                "--name",
+                "pin",
+                "--local",
+                dir,
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(code, 4, "{out}");
+    assert_eq!(env.lock_bytes(), before, "nothing written");
 }
