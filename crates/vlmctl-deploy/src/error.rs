@@ -225,6 +225,64 @@ pub enum DeployError {
         /// The journal.
         journal: PathBuf,
     },
+    /// The spec names its model by name only (no `[model]` table), and the lock has no entry
+    /// of that name: the usual cause is a forgotten `--lock`.
+    #[error(
+        "{} names its model {model:?} by name only (no [model] table), and {} has no entry for it",
+        spec.display(),
+        lock.display()
+    )]
+    ModelNotInLock {
+        /// The model's name.
+        model: String,
+        /// The spec.
+        spec: PathBuf,
+        /// The lock read.
+        lock: PathBuf,
+        /// Lock files nearby that pin it.
+        candidates: Vec<PathBuf>,
+    },
+    /// A bench plan was given where a deployment spec goes.
+    #[error(
+        "{} looks like a bench plan (it has [[target]]), not a deployment spec",
+        path.display()
+    )]
+    BenchPlanAsSpec {
+        /// The file.
+        path: PathBuf,
+    },
+    /// `teardown` without a name or `--spec`: the embedded default's deployment has no
+    /// container, while other vlmctl deployments are there.
+    #[error(
+        "no NAME or --spec given, and the default deployment {name} (docker/panda-llamacpp.toml) has no container; the vlmctl deployments here are: {}",
+        others.join(", ")
+    )]
+    DefaultNotDeployed {
+        /// The default's name.
+        name: String,
+        /// The others, `name (state)`.
+        others: Vec<String>,
+        /// Their bare names, for the hint.
+        names: Vec<String>,
+    },
+    /// `teardown` of a container vlmctl did not create.
+    #[error("{container} was not created by vlmctl: teardown removes only vlmctl's own containers")]
+    NotOurs {
+        /// The container.
+        container: String,
+    },
+    /// The model files under the deployment's running server failed verification and could not
+    /// be put right: the server still serves what it mapped when it started.
+    #[error(
+        "{deployment} is running on model files that no longer verify, and keeps serving them: {source}"
+    )]
+    WeightsBadUnderServer {
+        /// The deployment.
+        deployment: String,
+        /// Why they could not be put right.
+        #[source]
+        source: Box<DeployError>,
+    },
     /// The job failed after changing something, and what it did was undone.
     #[error("the run failed; {}", undone_summary(.undone))]
     Undone {
@@ -370,6 +428,11 @@ impl DeployError {
                     .to_owned(),
             ),
             Self::TuneJournalRead { .. } | Self::ParkedByTune { .. } => self.tune_hint(),
+            Self::ModelNotInLock { .. }
+            | Self::BenchPlanAsSpec { .. }
+            | Self::DefaultNotDeployed { .. }
+            | Self::NotOurs { .. }
+            | Self::WeightsBadUnderServer { .. } => self.mistake_hint(),
             Self::Interrupted { .. } => None,
             Self::RestoreIncomplete { source, .. } => Some(if source.daemon_gone() {
                 "the Docker daemon went away: start it again, then run `vlmctl restore`, which \
@@ -421,6 +484,56 @@ impl DeployError {
                 "leave it to the tune, which puts it back under the name {deployment} when it \
                  ends; if the tune died, `vlmctl restore` puts it back; then act on \
                  {deployment} itself (`vlmctl teardown {deployment}`)"
+            )),
+            _ => None,
+        }
+    }
+
+    /// The hints of the errors that name a user's likely mistake (or what is left running).
+    fn mistake_hint(&self) -> Option<String> {
+        match self {
+            Self::ModelNotInLock {
+                model, candidates, ..
+            } => Some(if candidates.is_empty() {
+                format!(
+                    "pass --lock FILE that pins {model:?} (VLMCTL_LOCK), or pin it into this lock with `vlmctl weights lock ORG/REPO FILE... --name {model}`"
+                )
+            } else {
+                format!(
+                    "pass --lock FILE that pins it; {} here: {}",
+                    if candidates.len() == 1 {
+                        "this lock pins it"
+                    } else {
+                        "these locks pin it"
+                    },
+                    candidates
+                        .iter()
+                        .map(|c| format!("--lock {}", c.display()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }),
+            Self::BenchPlanAsSpec { path } => Some(format!(
+                "run it with `vlmctl bench --plan {}`; --spec takes a deployment spec such as docker/cpu-test.toml (name, image, model, [server])",
+                path.display()
+            )),
+            Self::DefaultNotDeployed { names, .. } => Some(format!(
+                "name the one to tear down: {}; or pass --spec FILE",
+                names
+                    .iter()
+                    .map(|n| format!("`vlmctl teardown {n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            Self::NotOurs { container } => Some(format!(
+                "vlmctl never removes a container it did not create (it has no org.vlmctl.managed label); if it is yours to remove, `docker rm -f {container}`; to tear down a vlmctl deployment, give its name (`vlmctl status` lists them)"
+            )),
+            Self::WeightsBadUnderServer { deployment, source } => Some(format!(
+                "{}; then `vlmctl relaunch` replaces {deployment} so that it serves the verified \
+                 files (`vlmctl teardown {deployment}` stops it serving them now)",
+                source
+                    .hint()
+                    .unwrap_or_else(|| "put the locked files in place".to_owned())
             )),
             _ => None,
         }

@@ -127,10 +127,26 @@ pub enum Event {
         /// The journal.
         journal: std::path::PathBuf,
     },
+    /// A cancel came while this conflict was stopping: the run waits for that stop to end
+    /// (dockerd finishes it), then starts the container again.
+    InterruptedDuringStop {
+        /// The container.
+        name: String,
+        /// Its stop timeout: the longest the wait takes.
+        stop_timeout_s: u64,
+    },
     /// Stopped.
     Stopped {
         /// Names.
         names: Vec<String>,
+    },
+    /// The deployment's running container serves files that were damaged, repaired or replaced
+    /// since it started: it is replaced so that the server maps the verified files.
+    WeightsChangedUnderServer {
+        /// The deployment.
+        deployment: String,
+        /// What changed, in words.
+        why: String,
     },
     /// The container was created and started, or found running unchanged.
     Launched {

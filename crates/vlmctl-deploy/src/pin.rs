@@ -303,6 +303,7 @@ port = 1
             revision: "a".repeat(40),
             tracks: Some("main".into()),
             dir: Some("~/models/m".into()),
+            pinned_from: None,
             files: files
                 .iter()
                 .map(|(p, role)| vlmctl_weights::LockedFile {

@@ -51,12 +51,75 @@ pub struct Dirs {
     pub models_root: PathBuf,
 }
 
-/// The spec at `path`, or the embedded default.
+/// The spec at `path`, or the embedded default. A file that does not parse as a spec but has
+/// a bench plan's `[[target]]` tables is said to be one.
 pub fn load_spec(path: Option<&Path>) -> Result<Spec, DeployError> {
     Ok(match path {
-        Some(p) => Spec::load(p)?,
+        Some(p) => match Spec::load(p) {
+            Err(e @ vlmctl_lifecycle::LifecycleError::SpecInvalid { .. }) => {
+                return Err(if looks_like_bench_plan(p) {
+                    DeployError::BenchPlanAsSpec { path: p.to_owned() }
+                } else {
+                    e.into()
+                });
+            }
+            other => other?,
+        },
         None => Spec::parse(DEFAULT_SPEC, Path::new(DEFAULT_SPEC_NAME))?,
     })
+}
+
+/// Whether the TOML file at `p` has an array of `[[target]]` tables, as a bench plan has.
+fn looks_like_bench_plan(p: &Path) -> bool {
+    std::fs::read_to_string(p)
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .is_some_and(|t| t.get("target").is_some_and(toml::Value::is_array))
+}
+
+/// Lock files near the spec and the working directory (`*.lock` in either, and in an
+/// `examples/` folder beside either or one level up) that have an entry named `model`, other
+/// than `lock` itself: what a forgotten `--lock` should have named.
+#[must_use]
+pub fn locks_pinning(model: &str, spec: Option<&Path>, lock: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = vec![PathBuf::from("."), PathBuf::from("examples")];
+    if let Some(d) = spec.and_then(Path::parent) {
+        let d = if d.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            d
+        };
+        dirs.push(d.to_owned());
+        dirs.push(d.join("examples"));
+        dirs.push(d.join("..").join("examples"));
+    }
+    let own = std::fs::canonicalize(lock).ok();
+    let mut seen = Vec::new();
+    let mut out = Vec::new();
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut files: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "lock") && p.is_file())
+            .collect();
+        files.sort();
+        for f in files {
+            let Ok(real) = std::fs::canonicalize(&f) else {
+                continue;
+            };
+            if own.as_ref() == Some(&real) || seen.contains(&real) {
+                continue;
+            }
+            seen.push(real);
+            if vlmctl_weights::Lock::load(&f).is_ok_and(|l| l.model(model).is_some()) {
+                out.push(f.strip_prefix("./").map(Path::to_owned).unwrap_or(f));
+            }
+        }
+    }
+    out
 }
 
 impl Plan {
@@ -65,8 +128,24 @@ impl Plan {
     /// does not pin gives a plan with [`Plan::unpinned`] set; one that names an entry the lock
     /// does not have is an error.
     pub fn load(spec: Option<&Path>, lock: &Path, dirs: &Dirs) -> Result<Self, DeployError> {
+        let spec_path = spec;
         let spec = load_spec(spec)?;
-        let lock_data = crate::pin::load_lock(&spec, lock)?;
+        // A spec that names its model by name only needs a lock with that entry: without one
+        // (a forgotten --lock, most often), say which locks nearby have it.
+        let not_in_lock = |spec: &Spec| DeployError::ModelNotInLock {
+            model: spec.model.clone(),
+            spec: spec_path.map_or_else(|| PathBuf::from(DEFAULT_SPEC_NAME), Path::to_owned),
+            lock: lock.to_owned(),
+            candidates: locks_pinning(&spec.model, spec_path, lock),
+        };
+        let lock_data = match crate::pin::load_lock(&spec, lock) {
+            Err(DeployError::Weights(vlmctl_weights::WeightsError::LockRead {
+                source, ..
+            })) if source.kind() == std::io::ErrorKind::NotFound && spec.model_intent.is_none() => {
+                return Err(not_in_lock(&spec));
+            }
+            other => other?,
+        };
         if let Some(need) = crate::pin::need(&spec, &lock_data, lock) {
             let model = ModelEntry {
                 name: need.request.name.clone(),
@@ -74,6 +153,7 @@ impl Plan {
                 revision: need.request.revision.clone(),
                 tracks: None,
                 dir: need.request.dir.clone(),
+                pinned_from: None,
                 files: need
                     .request
                     .files
@@ -92,13 +172,9 @@ impl Plan {
             plan.unpinned = Some(need);
             return Ok(plan);
         }
-        let model = lock_data.model(&spec.model).cloned().ok_or_else(|| {
-            vlmctl_weights::WeightsError::UnknownModel {
-                name: spec.model.clone(),
-                lock: lock.to_owned(),
-                known: lock_data.models.iter().map(|m| m.name.clone()).collect(),
-            }
-        })?;
+        let Some(model) = lock_data.model(&spec.model).cloned() else {
+            return Err(not_in_lock(&spec));
+        };
         Self::with_model(spec, model, dirs)
     }
 
@@ -206,6 +282,7 @@ impl Plan {
                 revision: "0".repeat(40),
                 tracks: None,
                 dir: None,
+                pinned_from: None,
                 files: Vec::new(),
             },
             mount: ModelMount {

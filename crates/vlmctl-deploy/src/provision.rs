@@ -142,7 +142,7 @@ pub async fn provision(
 
     // Read-only until the first stop: a cancel simply ends the job.
     let prepared = prepare(plan, opts, hub, state, sink);
-    let (docker, report) = tokio::select! {
+    let (docker, report, repaired) = tokio::select! {
         r = prepared => r?,
         why = cancel.cancelled() => return Err(DeployError::Interrupted { why }),
     };
@@ -157,7 +157,7 @@ pub async fn provision(
         started,
     };
     let result = match stop_conflicts(&run, &to_stop, sink, cancel).await {
-        Ok(()) => launch_and_check(&run, report.results, sink, cancel).await,
+        Ok(()) => launch_and_check(&run, report.results, &repaired, sink, cancel).await,
         Err(e) => Err(e),
     };
     match result {
@@ -276,14 +276,17 @@ async fn undo_dead_run(jpath: &Path, sink: &mut dyn Sink) -> Result<(), DeployEr
     Ok(())
 }
 
-/// Gates (fetching missing weights), the blocking check, the image: nothing changes here.
+/// Gates (fetching missing weights), the blocking check, the image: nothing changes here but
+/// the model files. Returns, beside the daemon and the gates, the files that were put in place
+/// now (fetched here, or pushed to the host): a server already running on that directory maps
+/// the earlier bytes, not these.
 async fn prepare(
     plan: &Plan,
     opts: &Options,
     hub: &HubClient,
     state: &Path,
     sink: &mut dyn Sink,
-) -> Result<(Docker, GateReport), DeployError> {
+) -> Result<(Docker, GateReport, Vec<String>), DeployError> {
     let spec = &plan.spec;
     sink.event(Event::GatesStarted {
         deployment: spec.name.clone(),
@@ -291,10 +294,17 @@ async fn prepare(
         port: spec.server.port,
     });
     let (docker, mut report) = crate::gates::run(plan, Some(state)).await;
-    fetch_if_needed(plan, hub, &mut report, sink).await?;
+    let fetched = fetch_if_needed(plan, hub, &mut report, sink).await;
+    // Shown also when the fetch failed (the hub unreachable): every other gate's result comes
+    // with that error, not one problem per run.
     sink.event(Event::Gates {
         results: report.results.clone(),
     });
+    let mut repaired = match fetched {
+        Ok(r) => r,
+        // The files under a running server are bad and stay so: say that it still serves them.
+        Err(e) => return Err(bad_under_server(&docker, &spec.name, e).await),
+    };
     let docker = docker?;
     let blocking = blocking_gates(&report, opts.relaunch);
     if !blocking.is_empty() {
@@ -320,7 +330,7 @@ async fn prepare(
         vlmctl_lifecycle::hosts::selected(),
         vlmctl_lifecycle::hosts::Host::Ssh { .. }
     ) {
-        crate::push::to_host(
+        let placed = crate::push::to_host(
             &docker,
             &spec.image,
             &plan.mount.dir,
@@ -329,23 +339,31 @@ async fn prepare(
             sink,
         )
         .await?;
+        repaired.extend(
+            placed
+                .into_iter()
+                .filter(|f| !f.already)
+                .map(|f| format!("{} pushed to the host", f.name)),
+        );
     }
-    Ok((docker, report))
+    Ok((docker, report, repaired))
 }
 
 /// The weights gate failing for missing files is what `provision` fixes: fetch, then verify.
+/// Returns the files put in place (not those found already there).
 async fn fetch_if_needed(
     plan: &Plan,
     hub: &HubClient,
     report: &mut GateReport,
     sink: &mut dyn Sink,
-) -> Result<(), DeployError> {
+) -> Result<Vec<String>, DeployError> {
+    let mut placed = Vec::new();
     if !report
         .results
         .iter()
         .any(|r| r.name == "weights" && r.status == GateStatus::Fail)
     {
-        return Ok(());
+        return Ok(placed);
     }
     sink.event(Event::Fetching {
         model: plan.model.name.clone(),
@@ -355,6 +373,9 @@ async fn fetch_if_needed(
         let outcome = hub
             .fetch(&plan.model, file, &plan.mount.dir, progress)
             .await?;
+        if outcome != vlmctl_weights::FetchOutcome::AlreadyPresent {
+            placed.push(format!("{} fetched again", file.path));
+        }
         sink.event(Event::Fetched {
             file: file.path.clone(),
             size: file.size,
@@ -365,7 +386,34 @@ async fn fetch_if_needed(
     if let Some(r) = report.results.iter_mut().find(|r| r.name == "weights") {
         *r = again;
     }
-    Ok(())
+    Ok(placed)
+}
+
+/// `e` (the model files could not be put right), said of the deployment's running server when
+/// one runs: it keeps serving what it mapped.
+async fn bad_under_server(
+    docker: &Result<Docker, vlmctl_lifecycle::LifecycleError>,
+    name: &str,
+    e: DeployError,
+) -> DeployError {
+    let Ok(docker) = docker else {
+        return e;
+    };
+    let running = docker
+        .inspect_container(name, None)
+        .await
+        .ok()
+        .and_then(|i| i.state)
+        .and_then(|s| s.running)
+        .unwrap_or(false);
+    if running {
+        DeployError::WeightsBadUnderServer {
+            deployment: name.to_owned(),
+            source: Box::new(e),
+        }
+    } else {
+        e
+    }
 }
 
 /// What one run works with.
@@ -432,7 +480,15 @@ async fn stop_conflicts(
         cancelled(cancel)?;
         tokio::select! {
             r = journal::stop_one(run.docker, &run.jpath, e) => r?,
-            why = cancel.cancelled() => return Err(DeployError::Interrupted { why }),
+            why = cancel.cancelled() => {
+                // Said at once: the undo waits for dockerd to finish this stop (up to the
+                // container's stop timeout) before it can start it again.
+                sink.event(Event::InterruptedDuringStop {
+                    name: e.name.clone(),
+                    stop_timeout_s: e.stop_timeout_s,
+                });
+                return Err(DeployError::Interrupted { why });
+            }
         }
     }
     sink.event(Event::Stopped { names });
@@ -449,6 +505,7 @@ fn cancelled(cancel: &Cancel) -> Result<(), DeployError> {
 async fn launch_and_check(
     run: &Run<'_>,
     gates: Vec<GateResult>,
+    repaired: &[String],
     sink: &mut dyn Sink,
     cancel: &Cancel,
 ) -> Result<Provisioned, DeployError> {
@@ -484,16 +541,10 @@ async fn launch_and_check(
         }
         journal::record_launch(&run.jpath, &spec.name, rec.clone())
     };
-    let launch = containers::launch(
-        docker,
-        spec,
-        &plan.mount,
-        plan.api_key.as_deref(),
-        &run.id,
-        &std::collections::HashMap::new(),
-        &mut record,
-    )
-    .await?;
+    // A server already running this spec maps the files it opened when it started: when they
+    // were damaged, repaired or replaced since, it serves other bytes than the verified ones,
+    // and is replaced (set aside, put back if the new one fails) instead of kept.
+    let launch = launch_fresh(run, repaired, &mut record, sink).await?;
     sink.event(Event::Launched {
         launch: launch.clone(),
     });
@@ -550,6 +601,88 @@ async fn launch_and_check(
         record_path,
         base_url: base,
     })
+}
+
+/// The launch: a server already running this spec maps the files it opened when it started;
+/// when they were damaged, repaired or replaced since, it serves other bytes than the verified
+/// ones, and is replaced (set aside, put back if the new one fails) instead of kept.
+async fn launch_fresh(
+    run: &Run<'_>,
+    repaired: &[String],
+    record: &mut dyn FnMut(LaunchStep<'_>) -> Result<(), vlmctl_lifecycle::LifecycleError>,
+    sink: &mut dyn Sink,
+) -> Result<Launch, DeployError> {
+    let Run { docker, plan, .. } = *run;
+    let spec = &plan.spec;
+    let no_labels = std::collections::HashMap::new();
+    let key = plan.api_key.as_deref();
+    Ok(match stale_weights(docker, plan, repaired).await {
+        Some(why) => {
+            sink.event(Event::WeightsChangedUnderServer {
+                deployment: spec.name.clone(),
+                why,
+            });
+            containers::launch_replacing(
+                docker,
+                spec,
+                &plan.mount,
+                key,
+                &run.id,
+                &no_labels,
+                record,
+            )
+            .await?
+        }
+        None => {
+            containers::launch(docker, spec, &plan.mount, key, &run.id, &no_labels, record).await?
+        }
+    })
+}
+
+/// Why the running container of the deployment (if one runs) may serve other bytes than the
+/// verified files: some were put in place by this run (`repaired`: fetched again, pushed to
+/// the host), or, on this machine, a file's status changed (ctime) after the container started
+/// (written in place, or replaced by another file). `None` when none runs or nothing changed.
+async fn stale_weights(docker: &Docker, plan: &Plan, repaired: &[String]) -> Option<String> {
+    let inspected = docker.inspect_container(&plan.spec.name, None).await.ok()?;
+    let state = inspected.state?;
+    if state.running != Some(true) {
+        return None;
+    }
+    if !repaired.is_empty() {
+        return Some(repaired.join(", "));
+    }
+    if !matches!(
+        vlmctl_lifecycle::hosts::selected(),
+        vlmctl_lifecycle::hosts::Host::Local
+    ) {
+        return None;
+    }
+    let started = state
+        .started_at
+        .as_deref()?
+        .parse::<jiff::Timestamp>()
+        .ok()?;
+    plan.jobs.iter().find_map(|j| {
+        let changed = file_changed_at(&j.location)?;
+        (changed > started).then(|| {
+            format!(
+                "{} changed at {}, after the server started at {}",
+                j.file.path,
+                changed.strftime("%H:%M:%S UTC"),
+                started.strftime("%H:%M:%S UTC")
+            )
+        })
+    })
+}
+
+/// When the file's status (content, inode) last changed: its ctime, which no user can set
+/// back (unlike mtime).
+fn file_changed_at(path: &Path) -> Option<jiff::Timestamp> {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::metadata(path).ok()?;
+    let nanos = i32::try_from(m.ctime_nsec()).ok()?;
+    jiff::Timestamp::new(m.ctime(), nanos).ok()
 }
 
 /// How much of the server's log is read for the proof: it is all logged while the model loads

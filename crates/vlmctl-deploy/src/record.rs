@@ -12,7 +12,7 @@ use crate::offload::GpuProof;
 use crate::smoke::Smoke;
 
 /// Record format version.
-pub const RECORD_VERSION: u32 = 1;
+pub const RECORD_VERSION: u32 = 2;
 
 /// `<state>/records/<deployment>.json`, written after a provision passed its checks.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -72,5 +72,26 @@ impl ProvisionRecord {
             source,
         })?;
         Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vlmctl_lifecycle::containers::Launch;
+
+    #[test]
+    fn the_launch_reads_as_an_action_not_a_rust_enum_tag() {
+        let started = Launch::Started {
+            id: "abc".into(),
+            replaced: true,
+        };
+        assert_eq!(
+            serde_json::to_value(&started).unwrap(),
+            serde_json::json!({"action": "started", "id": "abc", "replaced": true})
+        );
+        assert_eq!(
+            serde_json::to_value(Launch::Unchanged { id: "abc".into() }).unwrap(),
+            serde_json::json!({"action": "unchanged", "id": "abc"})
+        );
     }
 }

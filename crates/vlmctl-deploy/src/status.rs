@@ -1,5 +1,7 @@
-//! `status`: every container vlmctl created, its health, its drift from the given spec and
-//! lock, and every restore journal (an unreadable one too: it may name stopped containers).
+//! `status`: every container vlmctl created (its endpoint, model, health and drift from the
+//! given specs and lock), a "not running" row for each deployment asked about that has no
+//! container, every restore journal and every tune journal (running, interrupted or
+//! unreadable: each may leave a deployment parked aside).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -10,6 +12,7 @@ use vlmctl_lifecycle::journal::{self, Journal};
 
 use crate::DeployError;
 use crate::plan::Plan;
+use crate::tune::journal::TuneJournal;
 
 /// How a running container differs from the spec and lock given. Serialized as the text
 /// `status` shows (`none`, `spec changed (relaunch recreates it)`, ...).
@@ -50,6 +53,12 @@ impl Serialize for Drift {
     }
 }
 
+/// Pure: the drift of `m` against whichever of `plans` is for that container.
+#[must_use]
+pub fn drift_among(m: &Managed, plans: &[Plan]) -> Drift {
+    drift(m, plans.iter().find(|p| p.spec.name == m.name))
+}
+
 /// Pure: the drift of `m` against `plan` (when the plan is for that container).
 #[must_use]
 pub fn drift(m: &Managed, plan: Option<&Plan>) -> Drift {
@@ -70,6 +79,8 @@ pub fn drift(m: &Managed, plan: Option<&Plan>) -> Drift {
 pub struct StatusRow {
     /// What Docker says.
     pub container: Managed,
+    /// `http://host:port` of its server, as clients on its host reach it (`None`: unknown).
+    pub url: Option<String>,
     /// `/health` in a word (`ok`, `loading (503)`, `HTTP n`, `down`, `-` when not running).
     pub health: String,
     /// Against the spec and lock given.
@@ -96,13 +107,115 @@ pub enum JournalState {
     },
 }
 
+/// A tune journal (`<state>/tunes/NAME.json`): a tune of that deployment is running, or one
+/// died and left the deployment's container parked aside (`vlmctl restore` puts it back).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum TuneState {
+    /// A tune holds the deployment's tune lock now.
+    Running {
+        /// The deployment.
+        deployment: String,
+        /// The journal.
+        path: PathBuf,
+        /// Who holds the lock (pid, command, since).
+        holder: String,
+        /// Its content.
+        journal: TuneJournal,
+    },
+    /// No tune holds the lock: one was interrupted (killed) before it put things back.
+    Interrupted {
+        /// The deployment.
+        deployment: String,
+        /// The journal.
+        path: PathBuf,
+        /// Its content.
+        journal: TuneJournal,
+    },
+    /// Cannot be read: it may still name a parked container.
+    Unreadable {
+        /// The deployment (from the file's name).
+        deployment: String,
+        /// The journal.
+        path: PathBuf,
+        /// Why.
+        error: String,
+    },
+}
+
+impl TuneState {
+    /// What to do about it, in one sentence.
+    #[must_use]
+    pub fn hint(&self) -> String {
+        match self {
+            Self::Running { deployment, .. } => format!(
+                "{deployment} is parked aside as {} until the tune ends; if that tune is stuck, stop it (Ctrl-C) and it puts {deployment} back, or `vlmctl restore` once it is gone",
+                crate::tune::parked_name(deployment)
+            ),
+            Self::Interrupted { deployment, .. } => format!(
+                "a tune of {deployment} died before it put things back: `vlmctl restore` puts                  {deployment} back"
+            ),
+            Self::Unreadable {
+                deployment, path, ..
+            } => format!(
+                "check `docker ps -a` for {} and start it as {deployment}, then move {} aside; `vlmctl restore` refuses while it is there",
+                crate::tune::parked_name(deployment),
+                path.display()
+            ),
+        }
+    }
+}
+
 /// What `status` shows.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Status {
     /// Every container vlmctl created.
     pub containers: Vec<StatusRow>,
+    /// The deployments asked about (`--spec`) that have no container at all: not running.
+    pub missing: Vec<String>,
     /// Every journal under the state dir.
     pub journals: Vec<JournalState>,
+    /// Every tune journal under the state dir.
+    pub tunes: Vec<TuneState>,
+}
+
+/// Every tune journal under `state`: running (its lock held), interrupted, or unreadable.
+#[must_use]
+pub fn tunes(state: &Path) -> Vec<TuneState> {
+    crate::tune::journal::all(state)
+        .into_iter()
+        .filter_map(|path| {
+            let deployment = vlmctl_lifecycle::journal::deployment_of(&path);
+            Some(match crate::tune::journal::read(&path) {
+                Ok(Some(journal)) => {
+                    // Probed by trying the tune's lock (released at once when free).
+                    let lock = crate::tune::lock_name(&deployment);
+                    match vlmctl_lifecycle::lockfile::try_acquire(state, &lock, "status") {
+                        Err(vlmctl_lifecycle::LifecycleError::Busy { holder, .. }) => {
+                            TuneState::Running {
+                                deployment,
+                                path,
+                                holder,
+                                journal,
+                            }
+                        }
+                        _ => TuneState::Interrupted {
+                            deployment,
+                            path,
+                            journal,
+                        },
+                    }
+                }
+                // Gone between the listing and the read: the tune just ended.
+                Ok(None) => return None,
+                Err(e) => TuneState::Unreadable {
+                    deployment,
+                    path,
+                    error: vlmctl_lifecycle::error_chain(&e),
+                },
+            })
+        })
+        .collect()
 }
 
 /// Every journal under `state`, readable or not.
@@ -123,13 +236,20 @@ pub fn journals(state: &Path) -> Vec<JournalState> {
 
 /// Status of every managed container (drift judged against `plan` when given) and journal.
 pub async fn status(plan: Option<&Plan>, state: &Path) -> Result<Status, DeployError> {
-    status_on(vlmctl_lifecycle::hosts::selected(), plan, state).await
+    let plans: Vec<Plan> = plan.into_iter().cloned().collect();
+    status_on(vlmctl_lifecycle::hosts::selected(), &plans, state).await
 }
 
-/// [`status`] of a given engine (`state` being that host's state dir).
+/// [`status`] with drift judged against each of `plans` (a deployment none of them names:
+/// unknown), and a "not running" entry for each of them that has no container.
+pub async fn status_of(plans: &[Plan], state: &Path) -> Result<Status, DeployError> {
+    status_on(vlmctl_lifecycle::hosts::selected(), plans, state).await
+}
+
+/// [`status_of`] of a given engine (`state` being that host's state dir).
 pub async fn status_on(
     host: &vlmctl_lifecycle::hosts::Host,
-    plan: Option<&Plan>,
+    plans: &[Plan],
     state: &Path,
 ) -> Result<Status, DeployError> {
     let engine = host;
@@ -145,17 +265,37 @@ pub async fn status_on(
             }
             _ => "-".to_owned(),
         };
-        let drift = drift(&m, plan);
+        let drift = drift_among(&m, plans);
+        let url = m
+            .endpoint
+            .as_ref()
+            .map(|(h, p)| vlmctl_lifecycle::spec::http_base(h, *p));
         rows.push(StatusRow {
             container: m,
+            url,
             health,
             drift,
         });
     }
     Ok(Status {
+        missing: missing(&rows, plans),
         containers: rows,
         journals: journals(state),
+        tunes: tunes(state),
     })
+}
+
+/// Pure: the deployments of `plans` (in order, once each) that no row is for.
+#[must_use]
+pub fn missing(rows: &[StatusRow], plans: &[Plan]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for p in plans {
+        let name = &p.spec.name;
+        if !rows.iter().any(|r| &r.container.name == name) && !out.contains(name) {
+            out.push(name.clone());
+        }
+    }
+    out
 }
 
 /// [`status_on`] of every host at once (each with its state folder under `base_state`), in
@@ -163,13 +303,13 @@ pub async fn status_on(
 /// [`vlmctl_lifecycle::hosts::SSH_TIMEOUT`] for `ssh`), not one after another's.
 pub async fn status_all(
     hosts: &[vlmctl_lifecycle::hosts::Host],
-    plan: Option<&Plan>,
+    plans: &[Plan],
     base_state: &Path,
 ) -> Vec<Result<Status, DeployError>> {
     futures::future::join_all(
         hosts
             .iter()
-            .map(|h| async move { status_on(h, plan, &h.state_dir(base_state)).await }),
+            .map(|h| async move { status_on(h, plans, &h.state_dir(base_state)).await }),
     )
     .await
 }
@@ -187,6 +327,7 @@ mod tests {
             spec_sha256: spec.map(str::to_owned),
             lock_sha256: lock.map(str::to_owned),
             endpoint: None,
+            model: None,
             docker_health: None,
         }
     }
@@ -218,6 +359,76 @@ mod tests {
             Drift::Unknown,
             "another deployment's container is not judged by this spec"
         );
+    }
+
+    #[test]
+    fn a_deployment_asked_about_without_a_container_is_missing_once() {
+        let plan = Plan::fixture("L");
+        let name = plan.spec.name.clone();
+        let row = |n: &str| StatusRow {
+            container: managed(n, None, None),
+            url: None,
+            health: "-".into(),
+            drift: Drift::Unknown,
+        };
+        let plans = vec![plan.clone(), plan];
+        assert_eq!(missing(&[row("other")], &plans), vec![name.clone()]);
+        assert!(missing(&[row(&name)], &plans).is_empty());
+        assert!(missing(&[row("other")], &[]).is_empty());
+    }
+
+    #[test]
+    fn tune_journals_are_running_interrupted_or_unreadable() {
+        use crate::tune::journal::{self as tj, TuneJournal, VERSION};
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path();
+        let write = |d: &str| {
+            tj::write(
+                &tj::path(state, d),
+                &TuneJournal {
+                    version: VERSION,
+                    deployment: d.into(),
+                    original: None,
+                    base_url: "http://127.0.0.1:9".into(),
+                    health_timeout_s: 5,
+                    created_unix: 1,
+                },
+            )
+            .unwrap();
+        };
+        // Names no real deployment has: the host-wide lock is shared by the whole machine.
+        let (busy, dead) = ("vlmctl-unit-tune-busy", "vlmctl-unit-tune-dead");
+        write(busy);
+        write(dead);
+        std::fs::write(tj::path(state, "vlmctl-unit-tune-bad"), b"{ not json").unwrap();
+        let _held =
+            vlmctl_lifecycle::lockfile::try_acquire(state, &crate::tune::lock_name(busy), "tune")
+                .unwrap();
+        let got = tunes(state);
+        let kind = |d: &str| {
+            got.iter()
+                .find_map(|t| match t {
+                    TuneState::Running { deployment, .. } if deployment == d => Some("running"),
+                    TuneState::Interrupted { deployment, .. } if deployment == d => {
+                        Some("interrupted")
+                    }
+                    TuneState::Unreadable { deployment, .. } if deployment == d => {
+                        Some("unreadable")
+                    }
+                    _ => None,
+                })
+                .unwrap_or("absent")
+        };
+        assert_eq!(kind(busy), "running", "{got:?}");
+        assert_eq!(kind(dead), "interrupted", "{got:?}");
+        assert_eq!(kind("vlmctl-unit-tune-bad"), "unreadable", "{got:?}");
+        let dead_state = got
+            .iter()
+            .find(|t| matches!(t, TuneState::Interrupted { .. }))
+            .unwrap();
+        assert!(dead_state.hint().contains("`vlmctl restore`"));
+        let json = serde_json::to_value(dead_state).unwrap();
+        assert_eq!(json["state"], "interrupted");
     }
 
     #[test]

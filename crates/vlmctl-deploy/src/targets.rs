@@ -624,6 +624,7 @@ mod tests {
             spec_sha256: Some("s".repeat(64)),
             lock_sha256: Some("l".repeat(64)),
             endpoint: endpoint.map(|(h, p)| (h.to_owned(), p)),
+            model: None,
             docker_health: None,
         }
     }

@@ -46,7 +46,12 @@ pub async fn teardown(
     let _tune = crate::lock::tune_guard(state, name, "teardown", wait, sink, cancel).await?;
     let _lock = crate::lock::lock(state, name, "teardown", wait, sink, cancel).await?;
     let docker = vlmctl_lifecycle::connect().await?;
-    let removed = containers::teardown(&docker, name).await?;
+    let removed = match containers::teardown(&docker, name).await {
+        Err(LifecycleError::NameTaken { container }) => {
+            return Err(DeployError::NotOurs { container });
+        }
+        other => other?,
+    };
     let jpath = journal::path(state, name);
     // A run that died while replacing the deployment's container had set the old one aside: a
     // teardown ends the deployment, so that one goes too, never started again first.

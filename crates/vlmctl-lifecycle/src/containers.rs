@@ -159,6 +159,7 @@ async fn health_config(docker: &Docker, spec: &Spec) -> Option<bollard::models::
 
 /// What `launch` did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
 pub enum Launch {
     /// A container with the same spec hash is running: nothing was done.
     Unchanged {
@@ -264,6 +265,52 @@ pub async fn launch(
     extra_labels: &HashMap<String, String>,
     record: &mut dyn FnMut(LaunchStep<'_>) -> Result<(), LifecycleError>,
 ) -> Result<Launch, LifecycleError> {
+    launch_inner(
+        docker,
+        spec,
+        mount,
+        api_key,
+        (run_id, extra_labels),
+        false,
+        record,
+    )
+    .await
+}
+
+/// [`launch`], except that a running container serving the same spec, lock entry and models
+/// directory is replaced as well (set aside, then put back if the new one fails): the caller
+/// found that the files under it changed since it started (damaged, repaired or replaced), so
+/// that the running server may map other bytes than the verified ones.
+pub async fn launch_replacing(
+    docker: &Docker,
+    spec: &Spec,
+    mount: &ModelMount,
+    api_key: Option<&str>,
+    run_id: &str,
+    extra_labels: &HashMap<String, String>,
+    record: &mut dyn FnMut(LaunchStep<'_>) -> Result<(), LifecycleError>,
+) -> Result<Launch, LifecycleError> {
+    launch_inner(
+        docker,
+        spec,
+        mount,
+        api_key,
+        (run_id, extra_labels),
+        true,
+        record,
+    )
+    .await
+}
+
+async fn launch_inner(
+    docker: &Docker,
+    spec: &Spec,
+    mount: &ModelMount,
+    api_key: Option<&str>,
+    (run_id, extra_labels): (&str, &HashMap<String, String>),
+    replace_same: bool,
+    record: &mut dyn FnMut(LaunchStep<'_>) -> Result<(), LifecycleError>,
+) -> Result<Launch, LifecycleError> {
     let mut replaced = false;
     if let Some(e) = existing(docker, &spec.name).await? {
         if !e.managed {
@@ -272,7 +319,7 @@ pub async fn launch(
             });
         }
         // A changed lock entry or models directory is a change too, not only the spec.
-        if e.serves(spec, mount) {
+        if e.serves(spec, mount) && !replace_same {
             return Ok(Launch::Unchanged { id: e.id });
         }
         // Kept, not removed, until the new one proves itself: a failing relaunch puts it back.
@@ -802,6 +849,8 @@ pub struct Managed {
     pub lock_sha256: Option<String>,
     /// `--host` and `--port` from its command line.
     pub endpoint: Option<(String, u16)>,
+    /// The model it serves: `--model` (`-m`) from its command line, the id clients name.
+    pub model: Option<String>,
     /// Docker's own health check: `starting`, `healthy`, `unhealthy`; `None` without one.
     pub docker_health: Option<String>,
 }
@@ -865,6 +914,7 @@ pub async fn managed(docker: &Docker) -> Result<Vec<Managed>, LifecycleError> {
             lock_sha256: labels.get(crate::LOCK_LABEL).cloned(),
             endpoint: published
                 .or_else(|| arg("--host").zip(arg("--port").and_then(|p| p.parse().ok()))),
+            model: arg("--model").or_else(|| arg("-m")),
             docker_health,
         });
     }

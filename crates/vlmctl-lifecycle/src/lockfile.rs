@@ -116,7 +116,40 @@ fn holder(file: &mut File) -> String {
     if fields.is_empty() {
         "another vlmctl process".to_owned()
     } else {
-        fields.join(", ")
+        fields
+            .iter()
+            .map(|f| {
+                f.strip_prefix("since unix ")
+                    .and_then(|t| t.parse::<u64>().ok())
+                    .map_or_else(|| (*f).to_owned(), |t| since(t, crate::now_unix()))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// `since 11:36 UTC, 2 min ago` for a holder that wrote `since unix T` (the date too when it
+/// is not today's).
+fn since(t: u64, now: u64) -> String {
+    const DAY: u64 = 86_400;
+    let age = now.saturating_sub(t);
+    let ago = match age {
+        0..60 => format!("{age} s ago"),
+        60..3600 => format!("{} min ago", age / 60),
+        3600..DAY => format!("{} h {} min ago", age / 3600, (age % 3600) / 60),
+        _ => format!("{} days ago", age / DAY),
+    };
+    let format = if t / DAY == now / DAY {
+        "%H:%M UTC"
+    } else {
+        "%Y-%m-%d %H:%M UTC"
+    };
+    match i64::try_from(t)
+        .ok()
+        .and_then(|s| jiff::Timestamp::from_second(s).ok())
+    {
+        Some(ts) => format!("since {}, {ago}", ts.strftime(format)),
+        None => format!("since unix {t}"),
     }
 }
 
@@ -208,6 +241,18 @@ pub fn acquire_blocking(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_holders_since_reads_as_a_time_and_an_age() {
+        // 2026-12-07 11:36:18 UTC.
+        let t = 1_796_643_378;
+        assert_eq!(since(t, t + 130), "since 11:36 UTC, 2 min ago");
+        assert_eq!(since(t, t + 5), "since 11:36 UTC, 5 s ago");
+        assert_eq!(
+            since(t, t + 86_400 * 2),
+            "since 2026-12-07 11:36 UTC, 2 days ago"
+        );
+    }
 
     /// A deployment name no other test (nor a real deployment) uses: the host-wide lock is
     /// shared by everything on this machine.

@@ -76,6 +76,8 @@ pub struct Deployments {
     pub deployments: Vec<Deployment>,
     /// Restore journals still open.
     pub journals: Vec<JournalState>,
+    /// Tune journals: tunes running, interrupted (`vlmctl restore`) or unreadable.
+    pub tunes: Vec<vlmctl_deploy::status::TuneState>,
 }
 
 /// 503: the engine did not answer.
@@ -126,6 +128,7 @@ impl App {
         Ok(Deployments {
             deployments,
             journals: status.journals,
+            tunes: status.tunes,
         })
     }
 }

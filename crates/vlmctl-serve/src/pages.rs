@@ -252,6 +252,12 @@ async fn dashboard(State(app): State<Arc<App>>) -> Response {
                         code { "vlmctl restore" } " does." }
                     ul { @for j in &d.journals { li { (serde_json::to_string(j).unwrap_or_default()) } } }
                 }
+                @if !d.tunes.is_empty() {
+                    h2 { "Tunes" }
+                    p.note { "A tune parks its deployment's container aside while it runs; one that "
+                        "was interrupted left it there, and " code { "vlmctl restore" } " puts it back." }
+                    ul { @for t in &d.tunes { li { (serde_json::to_string(t).unwrap_or_default()) ": " (t.hint()) } } }
+                }
             }
         }
         h2 { "Activity" }

@@ -103,12 +103,24 @@ impl HubClient {
         }
         let repo_dir = repo_cache_dir(&self.cache_dir, &model.repo);
         let blob = repo_dir.join("blobs").join(file.sha256.to_string());
-        let (digest, outcome) =
+        let cached =
             if blob.is_file() && fs::metadata(&blob).map(|m| m.len()).ok() == Some(file.size) {
-                (hash_path(&blob)?, FetchOutcome::FromCache)
+                Some(hash_path(&blob)?).filter(|d| {
+                    // A damaged cached copy is a miss: the models directory's file is a hard link to
+                    // it, so that damage to one (a stray write in place) is damage to both.
+                    let good = *d == file.sha256;
+                    if !good {
+                        remove_cached(&repo_dir, &model.revision, &file.path, &blob);
+                    }
+                    good
+                })
             } else {
-                self.download(model, file, &blob, progress).await?
+                None
             };
+        let (digest, outcome) = match cached {
+            Some(d) => (d, FetchOutcome::FromCache),
+            None => self.download(model, file, &blob, progress).await?,
+        };
         if digest != file.sha256 {
             // Never keep bad bytes in the cache, where the next run would trust them.
             remove_cached(&repo_dir, &model.revision, &file.path, &blob);

@@ -199,6 +199,7 @@ impl HubClient {
                 .clone()
                 .or_else(|| (!is_commit).then(|| request.revision.clone())),
             dir: request.dir.clone(),
+            pinned_from: None,
             files,
         })
     }

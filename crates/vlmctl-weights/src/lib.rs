@@ -33,7 +33,8 @@ pub use hub::{
     DEFAULT_ENDPOINT, HubClient, PinRequest, RemoteFile, endpoint_password, repo_cache_dir,
 };
 pub use lock::{
-    LOCK_VERSION, Lock, LockedFile, ModelEntry, Role, Sha256Digest, expand_home, leading_comments,
+    LOCK_VERSION, Lock, LockedFile, ModelEntry, PINNED_FROM_LOCAL, Role, Sha256Digest,
+    UNKNOWN_REVISION, expand_home, leading_comments,
 };
 pub use verify::{
     FileReport, FileStamp, FileStatus, VerifyJob, sha256_file, verify_all, verify_all_cached,

@@ -37,9 +37,22 @@ pub struct ModelEntry {
     /// Default directory the files live in (and that is mounted into the container); `~/` is
     /// the user's home.
     pub dir: Option<String>,
+    /// `Some("local")` when the sizes and sha256 were computed from files on a machine
+    /// (`vlmctl weights lock --local DIR`, for a host without the hub), not read from the hub:
+    /// the revision is as the user gave it (all zeros when unknown) and nothing was checked
+    /// against the hub. Pinning it again from the hub (`weights lock` without `--local`, or
+    /// `weights update` of the branch it tracks) replaces it with the hub's answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pinned_from: Option<String>,
     /// The files, sorted by path.
     pub files: Vec<LockedFile>,
 }
+
+/// The [`ModelEntry::pinned_from`] of an entry pinned from local files.
+pub const PINNED_FROM_LOCAL: &str = "local";
+
+/// The revision written for an entry pinned from local files whose commit is not known.
+pub const UNKNOWN_REVISION: &str = "0000000000000000000000000000000000000000";
 
 /// One `[[model.file]]`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -132,6 +145,7 @@ struct RawModel {
     revision: Spanned<String>,
     tracks: Option<Spanned<String>>,
     dir: Option<Spanned<String>>,
+    pinned_from: Option<Spanned<String>>,
     #[serde(default)]
     file: Vec<Spanned<RawFile>>,
 }
@@ -238,6 +252,9 @@ impl Lock {
             if let Some(dir) = &m.dir {
                 let _ = writeln!(out, "dir = {}", quote(dir));
             }
+            if let Some(from) = &m.pinned_from {
+                let _ = writeln!(out, "pinned_from = {}", quote(from));
+            }
             for f in &m.files {
                 let _ = writeln!(out, "\n[[model.file]]");
                 let _ = writeln!(out, "path = {}", quote(&f.path));
@@ -310,6 +327,19 @@ impl Cx<'_> {
                 ),
             ));
         }
+        if let Some(from) = &m.pinned_from
+            && from.get_ref() != PINNED_FROM_LOCAL
+        {
+            return Err(self.invalid(
+                from.span(),
+                at("pinned_from"),
+                format!(
+                    "{:?} is not a pin source (the one there is: {PINNED_FROM_LOCAL:?}, for files \
+                     hashed on a machine instead of read from the hub)",
+                    from.get_ref()
+                ),
+            ));
+        }
         let mut paths = BTreeSet::new();
         let mut files = Vec::new();
         for (j, f) in m.file.into_iter().enumerate() {
@@ -340,6 +370,7 @@ impl Cx<'_> {
                 revision: rev.clone(),
                 tracks: m.tracks.map(Spanned::into_inner),
                 dir: m.dir.map(Spanned::into_inner),
+                pinned_from: m.pinned_from.map(Spanned::into_inner),
                 files,
             },
         })

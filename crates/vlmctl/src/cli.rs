@@ -166,7 +166,7 @@ impl Command {
             Self::Provision(a) => Some(&a.deploy.state),
             Self::Relaunch(a) => Some(&a.deploy.state),
             Self::Gates(a) => Some(&a.state),
-            Self::Status(a) => Some(&a.deploy.state),
+            Self::Status(a) => Some(&a.state),
             Self::Teardown(a) => Some(&a.state),
             Self::Restore(a) => Some(&a.state),
             Self::Tune(a) => Some(&a.deploy.state),
@@ -290,8 +290,20 @@ pub struct PinArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
+    /// A deployment spec to report on (repeatable): drift is judged against each, and one
+    /// whose deployment has no container gets a "not running" row (default: the embedded
+    /// docker/panda-llamacpp.toml, for drift only).
+    #[arg(long = "spec", env = env_vars::VLMCTL_SPEC, value_name = "FILE")]
+    pub specs: Vec<PathBuf>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
-    pub deploy: DeployArgs,
+    pub dirs: DirArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
+    #[command(flatten)]
+    pub state: StateArgs,
     /// Every host at once: this machine and every Docker context that is an SSH host, one
     /// table with a HOST column (a host that does not answer is a row saying why).
     #[arg(long, conflicts_with = "host")]
@@ -481,6 +493,14 @@ pub struct LockCmdArgs {
     /// Directory the files live in on the host (written as the entry's `dir`).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<String>,
+    /// Pin from the files already in DIR on this machine, without the hub (a host that has the
+    /// runbook's files but no network): each file's size and sha256 are computed here and its
+    /// GGUF structure checked. The entry says `pinned_from = "local"`: its revision is
+    /// --revision when that is a commit (recorded as given, not checked), else unknown (all
+    /// zeros, tracking --revision); nothing ties the files to the hub's. `weights lock` without
+    /// --local (or `weights update`) pins it from the hub later. `dir` defaults to DIR.
+    #[arg(long, value_name = "DIR")]
+    pub local: Option<PathBuf>,
     /// Machine-readable output: the entry as written.
     #[arg(long)]
     pub json: bool,

@@ -178,6 +178,10 @@ fn deploy_code(e: &vlmctl_deploy::DeployError) -> u8 {
         | E::NotADeploymentName { .. }
         | E::NotPinned { .. }
         | E::LockedChange { .. }
+        | E::ModelNotInLock { .. }
+        | E::BenchPlanAsSpec { .. }
+        | E::DefaultNotDeployed { .. }
+        | E::NotOurs { .. }
         | E::TuneFileInvalid { .. }
         | E::ParkedByTune { .. } => exit_codes::INVALID_INPUT,
         E::GateFailed { .. } => exit_codes::GATE_FAILED,
@@ -192,6 +196,7 @@ fn deploy_code(e: &vlmctl_deploy::DeployError) -> u8 {
         // unreachable-daemon one.
         E::UndoFailed { undo_error, .. } if undo_error.daemon_gone() => exit_codes::ENVIRONMENT,
         E::Undone { cause, .. } | E::UndoFailed { cause, .. } => deploy_code(cause),
+        E::WeightsBadUnderServer { source, .. } => deploy_code(source),
         // A bench target's host unreachable (ssh, Docker): as for --host.
         E::RestoreIncomplete { source, .. } | E::TargetHost { source, .. } => {
             lifecycle_code(source)

@@ -155,6 +155,59 @@ pub fn pinned(p: &vlmctl_deploy::pin::Pinned) -> String {
     for line in table(&["FILE", "ROLE", "SIZE", "CONTENT"], &rows).lines() {
         let _ = write!(out, "\n  {line}");
     }
+    // A local pin checked against the hub's answer now: same bytes or not, file by file.
+    if let Change::Updated { previous } = &p.change
+        && previous.pinned_from.as_deref() == Some(vlmctl_weights::PINNED_FROM_LOCAL)
+        && e.pinned_from.is_none()
+    {
+        let differ: Vec<&str> = e
+            .files
+            .iter()
+            .filter(|f| {
+                !previous
+                    .files
+                    .iter()
+                    .any(|o| o.path == f.path && o.sha256 == f.sha256 && o.size == f.size)
+            })
+            .map(|f| f.path.as_str())
+            .collect();
+        let _ = if differ.is_empty() {
+            write!(
+                out,
+                "\nthe hub's files are the ones pinned from local files before (same sizes and sha256)"
+            )
+        } else {
+            write!(
+                out,
+                "\nthe hub's files DIFFER from the ones pinned from local files before: {} \
+                 (`vlmctl weights verify` now fails for the local copies: fetch the hub's)",
+                differ.join(", ")
+            )
+        };
+    }
+    if e.pinned_from.as_deref() == Some(vlmctl_weights::PINNED_FROM_LOCAL) {
+        let revision = if e.revision == vlmctl_weights::UNKNOWN_REVISION {
+            format!(
+                "the commit is unknown (written as all zeros, tracking {})",
+                e.tracks.as_deref().unwrap_or("main")
+            )
+        } else {
+            format!("the commit {} is as given", e.revision)
+        };
+        let _ = write!(
+            out,
+            "\npinned from local files (sizes and sha256 computed here, GGUF checked), NOT checked \
+             against the hub: {revision}; once the hub is reachable, `vlmctl weights lock {} {} \
+             --name {}` pins it from the hub's answer (and says if the files differ)",
+            e.repo,
+            e.files
+                .iter()
+                .map(|f| f.path.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            e.name
+        );
+    }
     if p.change != Change::Unchanged {
         let _ = write!(
             out,
@@ -210,6 +263,19 @@ pub fn spinner() -> ProgressBar {
     let bar = ProgressBar::new_spinner();
     bar.set_style(
         ProgressStyle::with_template("{spinner} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// A spinner on stderr with the time spent so far (`stopping X 12s`), for a wait of unknown
+/// length; hidden when stderr is not a terminal.
+#[must_use]
+pub fn spinner_elapsed() -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {elapsed}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     bar.enable_steady_tick(Duration::from_millis(200));

@@ -28,6 +28,7 @@ pub fn entry(content: &[u8], revision: &str) -> ModelEntry {
         revision: revision.to_owned(),
         tracks: None,
         dir: None,
+        pinned_from: None,
         files: vec![LockedFile {
             path: FILE.to_owned(),
             role: Role::Model,

@@ -74,7 +74,10 @@ async fn provision_job(
     out: &mut Output,
 ) -> Result<String, Failure> {
     let d = &args.deploy;
-    let plan = d.pinned_plan(out).await?;
+    let plan = match d.pinned_plan(out).await {
+        Ok(p) => p,
+        Err(f) => return Err(with_other_gates(d, f, out).await),
+    };
     *hashes = Some((plan.spec.sha256(), plan.mount.lock_sha256.clone()));
     let hub = super::hub_client(&d.hub)?;
     let cancel = Cancel::new();
@@ -112,7 +115,10 @@ async fn provision_job(
         } => {
             let name = &plan.spec.name;
             if d.json {
-                let doc = serde_json::json!({"deployment": name, "unchanged": true, "container_id": container_id, "url": format!("{base}/v1"), "model": model});
+                let launch = Launch::Unchanged {
+                    id: container_id.clone(),
+                };
+                let doc = serde_json::json!({"deployment": name, "unchanged": true, "container_id": container_id, "launch": launch, "url": format!("{base}/v1"), "model": model});
                 out.stdout(&serde_json::to_string_pretty(&doc).unwrap_or_default());
             } else {
                 out.stdout(&format!("{name} unchanged and healthy\n\nclient settings:\nNAV_VLLM_URL={base}/v1\nNAV_VLLM_MODEL={model}"));
@@ -125,7 +131,12 @@ async fn provision_job(
             ..
         } => {
             if d.json {
-                out.stdout(&serde_json::to_string_pretty(&record).unwrap_or_default());
+                // The record, with the URL clients use (as `relaunch --json` gives it).
+                let mut doc = serde_json::to_value(&record).unwrap_or_default();
+                if let Some(o) = doc.as_object_mut() {
+                    o.insert("url".to_owned(), format!("{base}/v1").into());
+                }
+                out.stdout(&serde_json::to_string_pretty(&doc).unwrap_or_default());
             } else {
                 let smoke = &record.smoke;
                 let gpu = match &record.gpu_proof {
@@ -163,6 +174,43 @@ async fn provision_job(
         }
     };
     Ok(detail)
+}
+
+/// A provision that stopped before its gates because its model could not be pinned (the hub
+/// unreachable, `--locked`): the read-only gates run anyway (as `vlmctl gates` does, in well
+/// under a second), their table is shown, and the failure's hint ends with the other gates that
+/// fail, so that a fresh host shows every problem at once, not one per run.
+async fn with_other_gates(d: &crate::cli::DeployArgs, mut f: Failure, out: &mut Output) -> Failure {
+    use vlmctl_lifecycle::gates::GateStatus;
+    let Ok(plan) = super::plan(d.spec.as_deref(), &d.lock.lock, &d.dirs) else {
+        return f;
+    };
+    if plan.unpinned.is_none() {
+        return f;
+    }
+    let (_, report) = vlmctl_deploy::gates::run(&plan, None).await;
+    let failing: Vec<&str> = report
+        .results
+        .iter()
+        .filter(|r| r.status == GateStatus::Fail && r.name != "weights")
+        .map(|r| r.name.as_str())
+        .collect();
+    if failing.is_empty() {
+        return f;
+    }
+    out.progress(&format!(
+        "the read-only gates meanwhile (what `vlmctl gates` shows):\n{}",
+        render::gates_table(&report.results)
+    ));
+    let also = format!(
+        "then the gates: {} fail too (each with its hint above; `vlmctl gates` checks them again)",
+        failing.join(", ")
+    );
+    f.hint = Some(match f.hint {
+        Some(h) => format!("{h}\n{also}"),
+        None => also,
+    });
+    f
 }
 
 /// SIGINT, SIGTERM, SIGHUP and SIGQUIT, registered now (unlike `tokio::signal::ctrl_c`, which
@@ -259,6 +307,49 @@ impl<'a> Progress<'a> {
     }
 }
 
+impl Progress<'_> {
+    /// The conflicts' stop: a line and, on a terminal, a spinner with the time it has taken; a
+    /// cancel during it is said at once, with what the run now waits for.
+    fn stop_event(&mut self, event: Event) {
+        match event {
+            Event::Stopping { names, journal } => {
+                self.out.progress(&format!(
+                    "stopping {} (journal: {})",
+                    names.join(", "),
+                    journal.display()
+                ));
+                // A stop takes up to the container's stop timeout (30 s by default): the time
+                // it has taken so far, on a terminal.
+                let spinner = render::spinner_elapsed();
+                spinner.set_message(format!("stopping {}", names.join(", ")));
+                self.spinner = Some(spinner);
+            }
+            Event::InterruptedDuringStop {
+                name,
+                stop_timeout_s,
+            } => {
+                if let Some(s) = self.spinner.take() {
+                    s.finish_and_clear();
+                }
+                self.out.progress(&format!(
+                    "interrupted: waiting for the stop of {name} (up to {stop_timeout_s} s), \
+                     then restoring it"
+                ));
+                let spinner = render::spinner_elapsed();
+                spinner.set_message(format!("waiting for {name} to stop, then restoring it"));
+                self.spinner = Some(spinner);
+            }
+            Event::Stopped { names } => {
+                if let Some(s) = self.spinner.take() {
+                    s.finish_and_clear();
+                }
+                self.out.progress(&format!("stopped {}", names.join(", ")));
+            }
+            _ => {}
+        }
+    }
+}
+
 /// The line that ends a file's bar (fetched, or pushed to a host), the bar cleared first.
 fn after_bar(bar: &mut Option<Arc<Bar>>, out: &mut Output, line: &str) {
     if let Some(b) = bar.take() {
@@ -343,12 +434,13 @@ impl Sink for Progress<'_> {
                 out.progress(&format!("--stop {name}: no such running conflict; ignored"));
             }
             Event::Warning { message } => out.progress(&format!("warning: {message}")),
-            Event::Stopping { names, journal } => out.progress(&format!(
-                "stopping {} (journal: {})",
-                names.join(", "),
-                journal.display()
+            e @ (Event::Stopping { .. }
+            | Event::InterruptedDuringStop { .. }
+            | Event::Stopped { .. }) => self.stop_event(e),
+            Event::WeightsChangedUnderServer { deployment, why } => out.progress(&format!(
+                "the weights under the running {deployment} changed since it started ({why}): \
+                 it still maps the earlier bytes, so it is replaced to serve the verified files"
             )),
-            Event::Stopped { names } => out.progress(&format!("stopped {}", names.join(", "))),
             Event::Launched { launch } => out.progress(&match launch {
                 Launch::Unchanged { .. } => format!(
                     "{} is already running this spec: nothing to do",

@@ -15,6 +15,7 @@ use crate::{Output, exit_codes};
 
 /// `vlmctl teardown`.
 pub async fn teardown(args: &TeardownArgs, out: &mut Output) -> Result<u8, Failure> {
+    let defaulted = args.name.is_none() && args.spec.is_none();
     // The spec's hash is the deployment's only when the spec named it.
     let (name, spec_sha256) = if let Some(n) = &args.name {
         (n.clone(), None)
@@ -31,6 +32,15 @@ pub async fn teardown(args: &TeardownArgs, out: &mut Output) -> Result<u8, Failu
         vlmctl_deploy::undo::teardown(&state, &name, args.state.wait, &mut sink, &Cancel::new())
             .await
             .map_err(Failure::from)
+    };
+    // Without a name or a spec, the embedded default is meant; when it has no container but
+    // other vlmctl deployments are there, the user most likely forgot which one: saying
+    // "already torn down" with success would hide that they still run.
+    let done = match done {
+        Ok(d) if defaulted && !d.removed && restored_names(&d.restored).is_empty() => {
+            others_or(d, &name).await
+        }
+        other => other,
     };
     let detail = done.as_ref().map(|d| {
         let mut what = if d.removed {
@@ -57,6 +67,35 @@ pub async fn teardown(args: &TeardownArgs, out: &mut Output) -> Result<u8, Failu
     });
     report_restored(&done.restored, out);
     Ok(exit_codes::SUCCESS)
+}
+
+/// `done` (the default deployment had nothing to tear down), unless other vlmctl deployments
+/// are there: then an error naming them.
+async fn others_or(
+    done: vlmctl_deploy::undo::TornDown,
+    default: &str,
+) -> Result<vlmctl_deploy::undo::TornDown, Failure> {
+    let Ok(docker) = vlmctl_lifecycle::connect().await else {
+        return Ok(done);
+    };
+    let Ok(managed) = vlmctl_lifecycle::containers::managed(&docker).await else {
+        return Ok(done);
+    };
+    let others: Vec<&vlmctl_lifecycle::containers::Managed> =
+        managed.iter().filter(|m| m.name != default).collect();
+    if others.is_empty() {
+        return Ok(done);
+    }
+    Err(Failure::from(
+        vlmctl_deploy::DeployError::DefaultNotDeployed {
+            name: default.to_owned(),
+            others: others
+                .iter()
+                .map(|m| format!("{} ({})", m.name, m.state))
+                .collect(),
+            names: others.iter().map(|m| m.name.clone()).collect(),
+        },
+    ))
 }
 
 /// The containers a restore brought back (started again or already running).

@@ -135,13 +135,6 @@ pub async fn lock(args: &LockCmdArgs, out: &mut Output) -> Result<u8, Failure> {
     } else {
         None
     };
-    let hub = super::hub_client(&args.hub)?;
-    out.progress(&format!(
-        "resolving {}@{} on {}",
-        args.repo,
-        args.revision,
-        hub.endpoint()
-    ));
     let files: Vec<(String, Role)> = args
         .files
         .iter()
@@ -161,16 +154,26 @@ pub async fn lock(args: &LockCmdArgs, out: &mut Output) -> Result<u8, Failure> {
             .and_then(|l| l.model(&name))
             .and_then(|m| m.dir.clone())
     });
-    let entry = hub
-        .resolve(&PinRequest {
-            name,
-            repo: args.repo.clone(),
-            revision: args.revision.clone(),
-            files,
-            dir,
-            tracks: None,
-        })
-        .await?;
+    let request = PinRequest {
+        name,
+        repo: args.repo.clone(),
+        revision: args.revision.clone(),
+        files,
+        dir,
+        tracks: None,
+    };
+    let entry = if let Some(local) = &args.local {
+        local_entry(request, local, out)?
+    } else {
+        let hub = super::hub_client(&args.hub)?;
+        out.progress(&format!(
+            "resolving {}@{} on {}",
+            args.repo,
+            args.revision,
+            hub.endpoint()
+        ));
+        hub.resolve(&request).await?
+    };
     let change = vlmctl_deploy::pin::write_entries(path, std::slice::from_ref(&entry))?
         .pop()
         .unwrap_or(Change::Unchanged);
@@ -185,6 +188,61 @@ pub async fn lock(args: &LockCmdArgs, out: &mut Output) -> Result<u8, Failure> {
         out.stdout(&crate::render::pinned(&pinned));
     }
     Ok(exit_codes::SUCCESS)
+}
+
+/// The entry for `request` from the files in `local` (no hub): each file's size and sha256
+/// computed here, its GGUF structure checked; the revision as given when it is a commit, else
+/// unknown (all zeros) tracking it; `dir` defaults to `local`; marked
+/// [`vlmctl_weights::PINNED_FROM_LOCAL`].
+fn local_entry(
+    request: PinRequest,
+    local: &Path,
+    out: &mut Output,
+) -> Result<vlmctl_weights::ModelEntry, Failure> {
+    let mut files = Vec::new();
+    for (name, role) in &request.files {
+        let at = local.join(name);
+        let io = |source| vlmctl_weights::WeightsError::Io {
+            path: at.clone(),
+            source,
+        };
+        let size = std::fs::metadata(&at).map_err(io)?.len();
+        out.progress(&format!(
+            "hashing {} ({})",
+            at.display(),
+            crate::render::human_bytes(size)
+        ));
+        vlmctl_weights::gguf::check_file(&at).map_err(|e| {
+            vlmctl_weights::WeightsError::BadContent {
+                file: at.display().to_string(),
+                reason: e.to_string(),
+            }
+        })?;
+        let sha256 = vlmctl_weights::sha256_file(&at).map_err(io)?;
+        files.push(vlmctl_weights::LockedFile {
+            path: name.clone(),
+            role: *role,
+            size,
+            sha256,
+        });
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    let r = &request.revision;
+    let is_commit = r.len() == 40 && r.chars().all(|c| c.is_ascii_hexdigit());
+    let (revision, tracks) = if is_commit {
+        (r.to_ascii_lowercase(), None)
+    } else {
+        (vlmctl_weights::UNKNOWN_REVISION.to_owned(), Some(r.clone()))
+    };
+    Ok(vlmctl_weights::ModelEntry {
+        name: request.name,
+        repo: request.repo,
+        revision,
+        tracks,
+        dir: request.dir.or_else(|| Some(local.display().to_string())),
+        pinned_from: Some(vlmctl_weights::PINNED_FROM_LOCAL.to_owned()),
+        files,
+    })
 }
 
 /// `vlmctl weights update [NAME...]`: the branch or tag each entry tracks, resolved again; the

@@ -337,3 +337,103 @@ fn tune_shortening_flags_are_checked_before_anything_is_touched() {
     assert!(err.contains("no-such-spec.toml"), "{err}");
     assert!(!tmp.path().join("state").exists(), "{err}");
 }
+
+/// A spec that names its model by name only, run with the default lock (a forgotten
+/// `--lock`): the error says so and names the lock nearby that pins it.
+#[test]
+fn a_forgotten_lock_is_named_with_the_lock_that_pins_the_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lock = tmp.path().join("weights.lock");
+    fs::write(&lock, "version = 1\n").unwrap();
+    let (code, _, err) = run(vlmctl()
+        .args([
+            "provision",
+            "--dry-run",
+            "--spec",
+            "docker/cpu-test.toml",
+            "--lock",
+        ])
+        .arg(&lock)
+        .current_dir(repo_file("")));
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains(
+            "docker/cpu-test.toml names its model \"gemma-3-270m-q4km\" by name only (no [model] \
+             table)"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: pass --lock FILE that pins it; this lock pins it here: --lock examples/cpu-test.lock"),
+        "{err}"
+    );
+    // No lock file at all: the same.
+    let (code, _, err) = run(vlmctl()
+        .args([
+            "provision",
+            "--dry-run",
+            "--spec",
+            "docker/cpu-test.toml",
+            "--lock",
+        ])
+        .arg(tmp.path().join("nope.lock"))
+        .current_dir(repo_file("")));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("--lock examples/cpu-test.lock"), "{err}");
+}
+
+/// A bench plan given as a deployment spec is called one, not "unknown field 'configs'".
+#[test]
+fn a_bench_plan_given_as_a_spec_is_called_a_bench_plan() {
+    let (code, _, err) = run(vlmctl()
+        .args([
+            "provision",
+            "--dry-run",
+            "--spec",
+            "examples/cpu-bench.toml",
+            "--lock",
+            "examples/cpu-test.lock",
+        ])
+        .current_dir(repo_file("")));
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains(
+            "examples/cpu-bench.toml looks like a bench plan (it has [[target]]), not a deployment spec"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("vlmctl bench --plan examples/cpu-bench.toml"),
+        "{err}"
+    );
+}
+
+/// A fresh host: the hub cannot be reached (pinning fails, exit 6) and neither can Docker. The
+/// error still comes with the read-only gates' table and names the other failing gates, so that
+/// the user meets every problem at once, not one per run.
+#[test]
+fn a_provision_that_cannot_pin_still_shows_the_other_gates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap();
+    let (code, _, err) = run(vlmctl()
+        .args(["provision", "--lock"])
+        .arg(tmp.path().join("weights.lock"))
+        .env("VLMCTL_STATE_DIR", tmp.path().join("state"))
+        .env("HF_ENDPOINT", format!("http://{closed}"))
+        .env(
+            "DOCKER_HOST",
+            format!("unix://{}", tmp.path().join("no-docker.sock").display()),
+        )
+        .env("HOME", tmp.path()));
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("cannot reach the Hugging Face hub"), "{err}");
+    assert!(
+        err.contains("the read-only gates meanwhile (what `vlmctl gates` shows):"),
+        "{err}"
+    );
+    assert!(err.contains("GATE") && err.contains("daemon"), "{err}");
+    assert!(err.contains("then the gates: daemon"), "{err}");
+    assert!(!tmp.path().join("weights.lock").exists(), "nothing written");
+}

@@ -184,6 +184,68 @@ impl Run {
     }
 }
 
+/// The sha256 of the bytes the server in the container whose host PID is `pid` maps as
+/// `file` (through `/proc/PID/map_files`, which opens the mapped file itself, also once it was
+/// deleted or replaced on disk), looked for in that process and its descendants. `None` when no
+/// such mapping is found.
+pub(crate) fn mapped_sha256(pid: u32, file: &str) -> Option<String> {
+    use sha2::Digest as _;
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        let dir = PathBuf::from(format!("/proc/{p}/map_files"));
+        let found = std::fs::read_dir(&dir).ok().and_then(|entries| {
+            entries.flatten().map(|e| e.path()).find(|m| {
+                std::fs::read_link(m).is_ok_and(|t| {
+                    t.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(file))
+                })
+            })
+        });
+        if let Some(m) = found {
+            use std::io::Read as _;
+            let mut f = std::fs::File::open(&m).expect("open the mapped file");
+            let mut h = sha2::Sha256::new();
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = f.read(&mut buf).expect("read the mapped file");
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+            }
+            return Some(hex::encode(h.finalize()));
+        }
+        for task in std::fs::read_dir(format!("/proc/{p}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            todo.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+    }
+    None
+}
+
+/// Overwrites 4 KiB in the middle of `path` in place (same inode, same size): what a bad disk
+/// or a stray write does to a model file under a running server.
+pub(crate) fn damage_in_place(path: &Path) {
+    use std::io::{Seek as _, SeekFrom, Write as _};
+    let len = std::fs::metadata(path).expect("the file").len();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open for writing");
+    f.seek(SeekFrom::Start(len / 2)).expect("seek");
+    f.write_all(&[0x5a; 4096]).expect("write");
+    f.sync_all().expect("sync");
+}
+
 pub(crate) fn running(name: &str) -> bool {
     docker(&["inspect", "-f", "{{.State.Running}}", name]) == "true"
 }
@@ -259,6 +321,8 @@ async fn provision_relaunch_change_teardown() {
     );
     eprintln!("no-op relaunch took {took:?} (debug build, includes re-verifying 253 MB)");
 
+    relaunch_after_damage_serves_the_verified_file(&r, &hub, &spec, &lock, &server);
+
     let (code, out, err) = run(&mut r.cmd(&hub, &["status"], &spec, &lock));
     assert_eq!(code, 0, "{err}");
     let line = out
@@ -269,6 +333,14 @@ async fn provision_relaunch_change_teardown() {
     assert!(
         line.contains("running") && line.contains(" ok ") && line.ends_with("none"),
         "{out}"
+    );
+    assert!(
+        out.lines()
+            .next()
+            .is_some_and(|h| h.contains("URL") && h.contains("MODEL"))
+            && line.contains("http://127.0.0.1:")
+            && line.contains(&format!("/models/{FILE}")),
+        "endpoint and model columns: {out}"
     );
     assert!(
         out.contains(&format!("stopped {conflict}")),
@@ -287,6 +359,7 @@ async fn provision_relaunch_change_teardown() {
     assert!(err.contains(&format!("replaced {server}")), "{err}");
     assert_ne!(docker(&["inspect", "-f", "{{.Id}}", &server]), id_before);
 
+    teardown_mistakes_are_named(&r, &server, &conflict);
     let (code, out, err) = run(&mut r.cmd(&hub, &["teardown"], &spec, &lock));
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains(&format!("restored: {conflict}")), "{out}");
@@ -303,6 +376,117 @@ async fn provision_relaunch_change_teardown() {
     let (code, out, _) = run(&mut r.cmd(&hub, &["teardown"], &spec, &lock));
     assert_eq!(code, 0);
     assert!(out.contains("already torn down"), "{out}");
+
+    gone_deployment_is_a_not_running_row(&r, &hub, &spec, &lock, &server);
+}
+
+/// Asked about by its spec (with another spec beside it), a deployment that is gone has a row
+/// saying so, in the table and in `--json`.
+fn gone_deployment_is_a_not_running_row(
+    r: &Run,
+    hub: &FakeHub,
+    spec: &Path,
+    lock: &Path,
+    server: &str,
+) {
+    // Asked about by its spec (twice, with another spec beside it), the deployment that is gone
+    // has a row saying so, once.
+    let other = r.path("other.toml");
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(spec)
+            .unwrap()
+            .replace(server, &r.name("other")),
+    )
+    .unwrap();
+    let mut c = r.cmd(hub, &["status"], spec, lock);
+    c.arg("--spec").arg(&other);
+    let (code, out, err) = run(&mut c);
+    assert_eq!(code, 0, "{err}");
+    for name in [server.to_owned(), r.name("other")] {
+        assert!(
+            out.lines().any(|l| l.starts_with(name.as_str())
+                && l.contains("absent")
+                && l.contains("not running")),
+            "{out}"
+        );
+    }
+    let mut c = r.cmd(hub, &["status", "--json"], spec, lock);
+    c.arg("--spec").arg(&other);
+    let (code, out, err) = run(&mut c);
+    assert_eq!(code, 0, "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        doc["missing"],
+        serde_json::json!([server, r.name("other")]),
+        "{out}"
+    );
+}
+
+/// The model file damaged in place under the running server: the relaunch fetches a good copy
+/// (another inode) and must then replace the server, which otherwise keeps mapping the damaged
+/// bytes; what the new server maps hashes to the locked sha256.
+fn relaunch_after_damage_serves_the_verified_file(
+    r: &Run,
+    hub: &FakeHub,
+    spec: &Path,
+    lock: &Path,
+    server: &str,
+) {
+    let pid = |name: &str| -> u32 {
+        docker(&["inspect", "-f", "{{.State.Pid}}", name])
+            .parse()
+            .expect("a pid")
+    };
+    assert_eq!(mapped_sha256(pid(server), FILE).as_deref(), Some(SHA));
+    let id_before = docker(&["inspect", "-f", "{{.Id}}", server]);
+    damage_in_place(&r.path("models").join(FILE));
+    assert_ne!(
+        mapped_sha256(pid(server), FILE).as_deref(),
+        Some(SHA),
+        "the running server sees the damage"
+    );
+    // Here the damaged file is not overwritten (it may be the user's): the relaunch fails,
+    // saying that the server still serves it.
+    let (code, out, err) = run(&mut r.cmd(hub, &["relaunch"], spec, lock));
+    assert_eq!(code, 4, "{out}\n{err}");
+    assert!(
+        err.contains(&format!(
+            "{server} is running on model files that no longer verify, and keeps serving them"
+        )) && err.contains("then `vlmctl relaunch` replaces"),
+        "{err}"
+    );
+    assert_eq!(docker(&["inspect", "-f", "{{.Id}}", server]), id_before);
+    // Moved aside as the hint says: the relaunch fetches a good copy (a new inode) and replaces
+    // the server, which would otherwise keep mapping the damaged one.
+    let damaged = r.path("models").join(FILE);
+    std::fs::rename(&damaged, r.path("damaged.gguf")).unwrap();
+    let (code, out, err) = run(&mut r.cmd(hub, &["relaunch", "--json"], spec, lock));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains("changed since it started") && err.contains(&format!("replaced {server}")),
+        "{err}"
+    );
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["launch"]["action"], "started", "{out}");
+    assert_eq!(doc["launch"]["replaced"], true, "{out}");
+    assert!(
+        doc["url"].as_str().is_some_and(|u| u.ends_with("/v1")),
+        "{out}"
+    );
+    assert!(!err.contains("nothing to do"), "{err}");
+    assert_ne!(docker(&["inspect", "-f", "{{.Id}}", server]), id_before);
+    assert_eq!(
+        mapped_sha256(pid(server), FILE).as_deref(),
+        Some(SHA),
+        "the server maps the verified file"
+    );
+    // Nothing changed since: the next relaunch keeps it.
+    let (code, out, err) = run(&mut r.cmd(hub, &["relaunch", "--json"], spec, lock));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("nothing to do"), "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["launch"]["action"], "unchanged", "{out}");
 }
 
 /// Without confirmation (no `--stop`, no `--yes`) and without a terminal (stdin is null), a real
@@ -449,6 +633,117 @@ async fn ctrl_c_after_stopping_a_conflict_restores_it_and_exits_130() {
             .exists(),
         "journal cleared"
     );
+}
+
+/// Ctrl-C while dockerd is still stopping a conflict (a 6 s stop timeout): the user is told at
+/// once what the run waits for (not 6 s of silence), then the conflict is back and the exit is
+/// 130.
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_while_a_conflict_stops_says_at_once_what_it_waits_for() {
+    use std::io::BufRead as _;
+    let hub = hub().await;
+    let r = Run::new("stopint");
+    let conflict = r.conflict_stopping_in(6);
+    let server = r.name("server");
+    let _server_guard = Guard(server.clone());
+    let spec = r.write_spec(&server, free_port(), &conflict, 1024);
+    let lock = r.write_lock();
+    r.fetch(&hub, &lock);
+    let mut child = r
+        .cmd(&hub, &["provision", "--stop", &conflict], &spec, &lock)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Each stderr line with the time it arrived.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel::<(Instant, String)>();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send((Instant::now(), line));
+        }
+    });
+    let journal = r.path("state/journals").join(format!("{server}.json"));
+    poll_until(
+        "the stop marked as issued in the journal",
+        Duration::from_secs(60),
+        || {
+            std::fs::read(&journal)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .is_some_and(|j| !j["entries"][0]["stop_issued_unix"].is_null())
+        },
+    );
+    assert!(running(&conflict), "dockerd is still stopping it (6 s)");
+    let signalled = Instant::now();
+    crate::common::signal("INT", &child.id().to_string());
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    let lines: Vec<(Instant, String)> = lines.try_iter().collect();
+    let all: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
+    let said = lines
+        .iter()
+        .find(|(_, l)| {
+            l.contains(&format!(
+                "interrupted: waiting for the stop of {conflict} (up to 6 s), then restoring it"
+            ))
+        })
+        .unwrap_or_else(|| panic!("no word of the wait: {all:#?}"));
+    let after = said.0.duration_since(signalled);
+    eprintln!("the wait was announced {after:?} after SIGINT");
+    assert!(
+        after < Duration::from_secs(2),
+        "announced {after:?} after SIGINT, not at once: {all:#?}"
+    );
+    assert_eq!(status.code(), Some(130), "{all:#?}");
+    assert!(running(&conflict), "the conflict was restored: {all:#?}");
+}
+
+/// `teardown` of a container vlmctl did not create: refused (exit 3) with a teardown's hint,
+/// not provision's "rename the deployment"; `teardown` with neither NAME nor `--spec` while the
+/// embedded default has no container names the vlmctl deployments that are there (exit 3),
+/// instead of "already torn down" with success.
+fn teardown_mistakes_are_named(r: &Run, server: &str, conflict: &str) {
+    let (code, out, err) = run(vlmctl()
+        .args(["teardown", conflict])
+        .env("VLMCTL_STATE_DIR", r.path("state")));
+    assert_eq!(code, 3, "{out}\n{err}");
+    assert!(
+        err.contains(&format!("{conflict} was not created by vlmctl")),
+        "{err}"
+    );
+    assert!(err.contains(&format!("docker rm -f {conflict}")), "{err}");
+    assert!(!err.contains("rename the deployment"), "{err}");
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.Name}}", conflict]),
+        format!("/{conflict}"),
+        "left alone"
+    );
+
+    // Only where the embedded default's container is not there (it would be torn down).
+    if Command::new("docker")
+        .args(["inspect", "panda-llamacpp"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        eprintln!("panda-llamacpp exists on this daemon: the default teardown is not tried");
+        return;
+    }
+    let (code, out, err) = run(vlmctl()
+        .arg("teardown")
+        .env("VLMCTL_STATE_DIR", r.path("state")));
+    assert_eq!(code, 3, "{out}\n{err}");
+    assert!(!out.contains("already torn down"), "{out}");
+    assert!(
+        err.contains("the default deployment panda-llamacpp")
+            && err.contains(&format!("{server} (running)"))
+            && err.contains(&format!("`vlmctl teardown {server}`")),
+        "{err}"
+    );
+    assert!(running(server), "nothing torn down");
 }
 
 /// Removes an image tag on drop.

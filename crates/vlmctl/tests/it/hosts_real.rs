@@ -318,6 +318,7 @@ fn provision_pushes_the_weights_then_bench_and_teardown_through_ssh() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("nothing to do"), "{err}");
     assert!(!err.contains("pushed "), "nothing pushed again: {err}");
+    relaunch_after_damage_on_beast_serves_the_verified_file(&mut || job("relaunch"), &there);
     let (code, out, err) = run(cmd(state.path(), &good).args(["status", "--host", &host]));
     assert_eq!(code, 0, "{err}");
     assert!(
@@ -363,6 +364,44 @@ fn provision_pushes_the_weights_then_bench_and_teardown_through_ssh() {
         .expect("docker ps on beast");
     assert!(listed.stdout.is_empty(), "torn down on beast");
     assert!(ssh_left(&beast_port()).is_empty(), "no ssh left behind");
+}
+
+/// The model file damaged in place on beast under the running server: the relaunch finds it,
+/// pushes a good copy (another inode) and must then replace the server, which otherwise keeps
+/// mapping the damaged, deleted file; what the new server maps hashes to the locked sha256.
+fn relaunch_after_damage_on_beast_serves_the_verified_file(
+    relaunch: &mut dyn FnMut() -> Command,
+    there: &Path,
+) {
+    use crate::deploy_real::{FILE, SHA, damage_in_place, mapped_sha256};
+    let server = || -> (String, u32) {
+        let out = beast_docker()
+            .args(["inspect", "-f", "{{.Id}} {{.State.Pid}}", "vlmctl-cpu-test"])
+            .output()
+            .expect("docker inspect on beast");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (id, pid) = text.trim().split_once(' ').expect("id and pid");
+        (id.to_owned(), pid.parse().expect("a pid"))
+    };
+    let (id_before, pid) = server();
+    assert_eq!(mapped_sha256(pid, FILE).as_deref(), Some(SHA));
+    damage_in_place(&there.join(FILE));
+    assert_ne!(mapped_sha256(pid, FILE).as_deref(), Some(SHA));
+    let (code, out, err) = run(&mut relaunch());
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(err.contains(&format!("pushed {FILE} (")), "{err}");
+    assert!(
+        err.contains("changed since it started") && err.contains("replaced vlmctl-cpu-test"),
+        "{err}"
+    );
+    assert!(!err.contains("nothing to do"), "{err}");
+    let (id_after, pid) = server();
+    assert_ne!(id_after, id_before);
+    assert_eq!(
+        mapped_sha256(pid, FILE).as_deref(),
+        Some(SHA),
+        "the server on beast maps the verified file"
+    );
 }
 
 /// `weights push` to beast through its engine: a push killed with SIGKILL in the middle leaves

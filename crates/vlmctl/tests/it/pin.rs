@@ -434,3 +434,128 @@ async fn weights_update_follows_the_tracked_branch() {
     );
     assert!(text.starts_with(HEADER), "{text}");
 }
+
+/// A host with the files but without the hub (its endpoint a closed port): `weights lock
+/// --local DIR` pins from the files themselves (sha256 and size computed here, GGUF checked),
+/// says so in the lock and the output, and a spec's `[model]` then runs from that lock with no
+/// hub. Later, with the hub, `weights lock` pins from its answer and says the files match.
+#[tokio::test]
+async fn an_offline_pin_hashes_local_files_and_says_it_was_not_checked_against_the_hub() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap();
+    let offline = format!("http://{closed}");
+    let env = Env::new();
+    let models = env.path("models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::fs::write(models.join(FILE), model(1)).unwrap();
+    std::fs::write(models.join("notes.gguf"), b"not a gguf at all").unwrap();
+    let dir = models.to_str().unwrap();
+
+    a_file_that_is_not_gguf_is_not_pinned(&env, &offline, dir).await;
+
+    let (code, out) = env
+        .run(
+            &offline,
+            &[
+                "weights", "lock", REPO, FILE, "--name", "pin", "--local", dir,
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("pinned from local files (sizes and sha256 computed here, GGUF checked), NOT checked against the hub")
+            && out.contains("the commit is unknown (written as all zeros, tracking main)"),
+        "{out}"
+    );
+    let text = String::from_utf8(env.lock_bytes()).unwrap();
+    assert!(text.contains("pinned_from = \"local\""), "{text}");
+    let lock = vlmctl_weights::Lock::parse(&text, &env.lock()).unwrap();
+    let entry = lock.model("pin").expect("the entry");
+    assert_eq!(entry.revision, vlmctl_weights::UNKNOWN_REVISION);
+    assert_eq!(entry.tracks.as_deref(), Some("main"));
+    assert_eq!(entry.dir.as_deref(), Some(dir));
+    assert_eq!(
+        entry.files[0].sha256.to_string(),
+        hex::encode(sha2::Sha256::digest(model(1)))
+    );
+
+    // A spec whose [model] names these files runs from that lock: no pinning, no hub.
+    let spec = env.spec(&table(&format!("\"{FILE}\"")));
+    let (code, out) = env
+        .run(
+            &offline,
+            &["provision", "--dry-run", "--spec", spec.to_str().unwrap()],
+            &[],
+        )
+        .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("not pinned"), "{out}");
+
+    // A commit given is recorded as given (and still said to be unchecked).
+    let (code, out) = env
+        .run(
+            &offline,
+            &[
+                "weights",
+                "lock",
+                REPO,
+                FILE,
+                "--name",
+                "pin",
+                "--local",
+                dir,
+                "--revision",
+                COMMIT,
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("the commit {COMMIT} is as given")),
+        "{out}"
+    );
+
+    // With the hub: pinned from its answer, the mark gone, and the files compared.
+    let hub = hub().await;
+    let (code, out) = env
+        .run(
+            &hub.endpoint(),
+            &["weights", "lock", REPO, FILE, "--name", "pin"],
+            &[],
+        )
+        .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("the hub's files are the ones pinned from local files before"),
+        "{out}"
+    );
+    let text = String::from_utf8(env.lock_bytes()).unwrap();
+    assert!(!text.contains("pinned_from"), "{text}");
+}
+
+/// `weights lock --local` of a file that is not a GGUF: refused (exit 4), nothing written.
+async fn a_file_that_is_not_gguf_is_not_pinned(env: &Env, offline: &str, dir: &str) {
+    // Not a GGUF: refused, nothing written.
+    let before = env.lock_bytes();
+    let (code, out) = env
+        .run(
+            offline,
+            &[
+                "weights",
+                "lock",
+                REPO,
+                "notes.gguf",
+                "--name",
+                "pin",
+                "--local",
+                dir,
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(code, 4, "{out}");
+    assert_eq!(env.lock_bytes(), before, "nothing written");
+}
