@@ -283,6 +283,53 @@ async fn work(app: Arc<App>, mut rx: mpsc::UnboundedReceiver<Action>) {
     }
 }
 
+/// What a bench run reports, as the pages see it: each config's requests as progress, the
+/// `describe` request as a step (it may take up to the plan's timeout, so it is said).
+fn bench_events(app: &Arc<App>, run: i64) -> impl Fn(vlmctl_bench::run::Event<'_>) + Send + Sync {
+    let sender = app.activity.clone();
+    move |e: vlmctl_bench::run::Event<'_>| {
+        use vlmctl_bench::run::Event;
+        let activity = match e {
+            Event::Requests {
+                target,
+                config,
+                done,
+                total,
+            } => Activity::Progress {
+                run,
+                target: target.to_owned(),
+                config: config.to_owned(),
+                done,
+                total,
+            },
+            Event::DescribeStarted { target, timeout } => Activity::Step {
+                run,
+                target: target.to_owned(),
+                message: format!("describe request… (up to {} s)", timeout.as_secs()),
+            },
+            Event::DescribeDone {
+                target,
+                elapsed,
+                error,
+            } => Activity::Step {
+                run,
+                target: target.to_owned(),
+                message: match error {
+                    None => format!(
+                        "describe request answered in {:.1} s",
+                        elapsed.as_secs_f64()
+                    ),
+                    Some(why) => format!(
+                        "warning: the describe request failed after {:.1} s ({why}); the run goes on",
+                        elapsed.as_secs_f64()
+                    ),
+                },
+            },
+        };
+        let _ = sender.send(activity);
+    }
+}
+
 async fn bench(app: &Arc<App>, run: i64, plan: &LoadedPlan, keys: &BTreeMap<String, String>) {
     if app.shutdown.reason().is_some() {
         return;
@@ -332,48 +379,7 @@ async fn bench(app: &Arc<App>, run: i64, plan: &LoadedPlan, keys: &BTreeMap<Stri
         .await;
         return;
     }
-    let sender = app.activity.clone();
-    let events = move |e: vlmctl_bench::run::Event<'_>| {
-        use vlmctl_bench::run::Event;
-        let activity = match e {
-            Event::Requests {
-                target,
-                config,
-                done,
-                total,
-            } => Activity::Progress {
-                run,
-                target: target.to_owned(),
-                config: config.to_owned(),
-                done,
-                total,
-            },
-            Event::DescribeStarted { target, timeout } => Activity::Step {
-                run,
-                target: target.to_owned(),
-                message: format!("describe request… (up to {} s)", timeout.as_secs()),
-            },
-            Event::DescribeDone {
-                target,
-                elapsed,
-                error,
-            } => Activity::Step {
-                run,
-                target: target.to_owned(),
-                message: match error {
-                    None => format!(
-                        "describe request answered in {:.1} s",
-                        elapsed.as_secs_f64()
-                    ),
-                    Some(why) => format!(
-                        "warning: the describe request failed after {:.1} s ({why}); the run goes on",
-                        elapsed.as_secs_f64()
-                    ),
-                },
-            },
-        };
-        let _ = sender.send(activity);
-    };
+    let events = bench_events(app, run);
     let mut results = tokio::select! {
         r = vlmctl_bench::run::run_with(plan, keys, &events) => r,
         // The caller marks the run interrupted once the queue has stopped.
