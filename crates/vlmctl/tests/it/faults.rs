@@ -280,7 +280,7 @@ async fn one_corrupt_journal_does_not_block_the_others() {
     assert!(out.contains("0-broken.json: NOT restored"), "{out}");
     assert!(out.contains(&format!("restored: {conflict}")), "{out}");
     assert!(
-        err.contains("1 of 2 journal(s) could not be restored"),
+        err.contains("1 of 2 journals could not be restored") && err.contains("the other one was"),
         "{err}"
     );
     assert!(running(&conflict));
