@@ -225,3 +225,36 @@ impl From<vlmctl_store::StoreError> for Failure {
         Self::new(e, hint, code)
     }
 }
+/// The error line of a command where `failed` of `total` items (`noun`s) could not be `done`
+/// (each was named as it failed): the others are said to be done only when there are others.
+pub fn some_failed(failed: usize, total: usize, noun: &str, done: &str) -> String {
+    match (failed, total.saturating_sub(failed)) {
+        (1, 0) => format!("the {noun} could not be {done} (named above)"),
+        (n, 0) => format!("none of the {n} {noun}s could be {done} (each is named above)"),
+        (n, 1) => format!(
+            "{n} of {total} {noun}s could not be {done} (each is named above); the other one was"
+        ),
+        (n, m) => format!(
+            "{n} of {total} {noun}s could not be {done} (each is named above); the other {m} were"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_others_are_mentioned_only_when_there_are_others() {
+        use super::some_failed;
+        assert_eq!(
+            some_failed(1, 1, "journal", "restored"),
+            "the journal could not be restored (named above)"
+        );
+        assert!(!some_failed(2, 2, "journal", "restored").contains("other"));
+        assert!(some_failed(1, 2, "journal", "restored").ends_with("the other one was"));
+        assert!(some_failed(1, 3, "file", "imported").ends_with("the other 2 were"));
+        assert_eq!(
+            some_failed(1, 1, "file", "imported"),
+            "the file could not be imported (named above)"
+        );
+    }
+}

@@ -73,7 +73,7 @@ async fn restore_journals(
     if args.json {
         out.stdout(&serde_json::to_string_pretty(&json!({"journals": done})).unwrap_or_default());
     }
-    let message = not_restored(failed.len(), done.len());
+    let message = crate::failure::some_failed(failed.len(), done.len(), "journal", "restored");
     if let Some(f) = Failure::of_many(failed, message) {
         return Err(f);
     }
@@ -87,33 +87,4 @@ async fn restore_journals(
         }
     );
     Ok((exit_codes::SUCCESS, detail))
-}
-
-/// The error line of a restore where `failed` of `total` journals could not be restored: the
-/// others are said to be restored only when there are others.
-fn not_restored(failed: usize, total: usize) -> String {
-    match (failed, total - failed.min(total)) {
-        (1, 0) => "the journal could not be restored (named above)".to_owned(),
-        (n, 0) => format!("none of the {n} journals could be restored (each is named above)"),
-        (n, 1) => format!(
-            "{n} of {total} journals could not be restored (each is named above); the other one was"
-        ),
-        (n, m) => format!(
-            "{n} of {total} journals could not be restored (each is named above); the other {m} were"
-        ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_others_are_mentioned_only_when_there_are_others() {
-        assert_eq!(
-            super::not_restored(1, 1),
-            "the journal could not be restored (named above)"
-        );
-        assert!(!super::not_restored(2, 2).contains("other"));
-        assert!(super::not_restored(1, 2).ends_with("the other one was"));
-        assert!(super::not_restored(1, 3).ends_with("the other 2 were"));
-    }
 }

@@ -87,11 +87,7 @@ pub fn import(args: &RunsImportArgs, out: &mut Output) -> Result<u8, Failure> {
     if args.json {
         out.stdout(&serde_json::to_string_pretty(&outcomes).unwrap_or_default());
     }
-    let message = format!(
-        "{} of {} file(s) could not be imported (each is named above); the others were",
-        failed.len(),
-        outcomes.len()
-    );
+    let message = crate::failure::some_failed(failed.len(), outcomes.len(), "file", "imported");
     Failure::of_many(failed, message).map_or(Ok(exit_codes::SUCCESS), Err)
 }
 
