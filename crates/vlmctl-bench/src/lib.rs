@@ -52,7 +52,19 @@ pub const MAX_RESULTS_BYTES: u64 = 256 << 20;
 /// # Errors
 /// [`BenchError::Read`] when it cannot be read, else as [`parse_results`].
 pub fn load_results(path: &std::path::Path) -> Result<run::Results, BenchError> {
-    let bytes = read_regular(path, MAX_RESULTS_BYTES)?;
+    let bytes = vlmctl_files::read_regular(path, MAX_RESULTS_BYTES, "a results file").map_err(
+        |source| match vlmctl_files::refusal(&source) {
+            // What is not a results file is bad input (as before), not an unreadable file.
+            Some(refused) => BenchError::BadResults {
+                path: path.to_owned(),
+                why: refused.to_string(),
+            },
+            None => BenchError::Read {
+                path: path.to_owned(),
+                source,
+            },
+        },
+    )?;
     parse_results(&bytes, path)
 }
 
@@ -119,100 +131,31 @@ mod tests {
     }
 }
 
-/// The bytes of the regular file at `path`, at most `max` of them. Its kind is checked before
-/// it is opened (a device is never opened) and again on what was opened (it may have been
-/// replaced in between), which is opened with `O_NONBLOCK` so that a FIFO cannot block.
-fn read_regular(path: &std::path::Path, max: u64) -> Result<Vec<u8>, BenchError> {
-    use std::io::Read as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let read_err = |source| BenchError::Read {
-        path: path.to_owned(),
-        source,
-    };
-    let refuse = |meta: &std::fs::Metadata| -> Result<(), BenchError> {
-        let why = if meta.is_file() {
-            if meta.len() <= max {
-                return Ok(());
-            }
-            format!(
-                "{} bytes, more than the {} MiB a results file may have",
-                meta.len(),
-                max >> 20
-            )
-        } else {
-            format!(
-                "not a regular file but {}: only results files written by `vlmctl bench` are read",
-                file_kind(meta.file_type())
-            )
-        };
-        Err(BenchError::BadResults {
-            path: path.to_owned(),
-            why,
-        })
-    };
-    refuse(&std::fs::metadata(path).map_err(read_err)?)?;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits().cast_signed())
-        .open(path)
-        .map_err(read_err)?;
-    let meta = file.metadata().map_err(read_err)?;
-    refuse(&meta)?;
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    // Bounded even if the file grows while it is read.
-    file.take(max + 1)
-        .read_to_end(&mut bytes)
-        .map_err(read_err)?;
-    if bytes.len() as u64 > max {
-        return Err(BenchError::BadResults {
-            path: path.to_owned(),
-            why: format!(
-                "it grew past the {} MiB a results file may have while it was read",
-                max >> 20
-            ),
-        });
-    }
-    Ok(bytes)
-}
-
-/// `a FIFO (named pipe)`, `a character device`...
-fn file_kind(t: std::fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt as _;
-    if t.is_dir() {
-        "a folder"
-    } else if t.is_fifo() {
-        "a FIFO (named pipe)"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else if t.is_socket() {
-        "a socket"
-    } else {
-        "a special file"
-    }
-}
-
 #[cfg(test)]
 mod read_tests {
     use super::*;
 
-    /// `read_regular(p, max)` must refuse, within seconds, with `needle` in its error.
-    fn refused(p: &std::path::Path, max: u64, needle: &str) {
+    /// `load_results(p)` must refuse, within seconds, as bad results with `needle` in its
+    /// error.
+    fn refused(p: &std::path::Path, needle: &str) {
         let (tx, rx) = std::sync::mpsc::channel();
         let path = p.to_owned();
         // On a thread: a read that blocks (a FIFO) fails the test instead of hanging it.
         std::thread::spawn(move || {
-            let _ = tx.send(read_regular(&path, max).map(|b| b.len()));
+            let _ = tx.send(load_results(&path).map(|_| ()));
         });
         let got = rx
             .recv_timeout(std::time::Duration::from_secs(10))
             .unwrap_or_else(|_| panic!("{}: still reading after 10 s", p.display()));
         let e = got.expect_err("refused");
+        assert!(matches!(e, BenchError::BadResults { .. }), "{e:?}");
         let text = format!("{e} {e:?}");
         assert!(text.contains(needle), "{text}");
     }
 
+    /// The results file goes through the one bounded reader (`vlmctl_files`, whose own tests
+    /// cover links, growth and the size bound); its refusals are bad results, not unreadable
+    /// files.
     #[test]
     fn only_regular_files_of_bounded_size_are_read() {
         let tmp = tempfile::tempdir().expect("tmp");
@@ -223,20 +166,16 @@ mod read_tests {
             .status()
             .expect("mkfifo");
         assert!(made.success());
-        refused(&fifo, MAX_RESULTS_BYTES, "a FIFO");
-        refused(tmp.path(), MAX_RESULTS_BYTES, "a folder");
-        // A regular file over the bound.
-        let big = tmp.path().join("big.json");
-        std::fs::write(&big, vec![b' '; 2048]).expect("write");
-        refused(&big, 1024, "2048 bytes");
-        assert_eq!(read_regular(&big, 4096).expect("read").len(), 2048);
-        // A link to a regular file is followed.
-        let link = tmp.path().join("link.json");
-        std::os::unix::fs::symlink(&big, &link).expect("link");
-        assert_eq!(read_regular(&link, 4096).expect("read").len(), 2048);
+        refused(&fifo, "a FIFO");
+        refused(tmp.path(), "a folder");
+        let sparse = tmp.path().join("sparse.json");
+        std::fs::File::create(&sparse)
+            .and_then(|f| f.set_len(MAX_RESULTS_BYTES + 1))
+            .expect("sparse");
+        refused(&sparse, "more than the 256 MiB a results file may have");
         // A link to a device: refused, not read (it would never end).
         let zero = tmp.path().join("zero.json");
         std::os::unix::fs::symlink("/dev/zero", &zero).expect("link");
-        refused(&zero, MAX_RESULTS_BYTES, "a character device");
+        refused(&zero, "a character device");
     }
 }

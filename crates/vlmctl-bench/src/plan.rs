@@ -1004,18 +1004,25 @@ impl LoadedPlan {
 
     /// Reads the plan at `path`, its prompts and image, and checks them.
     pub fn load(path: &Path) -> Result<Self, BenchError> {
-        let bytes = std::fs::read(path).map_err(|source| BenchError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let bytes = vlmctl_files::read_regular(path, vlmctl_files::MAX_TEXT_BYTES, "a bench plan")
+            .map_err(|source| BenchError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
         let (plan, target_lines) = Plan::parse_with_lines(&String::from_utf8_lossy(&bytes), path)?;
         let configs = plan.configs.iter().filter_map(|c| config_def(c)).collect();
         let base = path.parent().unwrap_or_else(|| Path::new("."));
         // A file the plan names is part of the plan: a missing one is the plan's error (which
         // field, which path it resolved to), not an unusable environment.
+        // Regular files only, bounded: a prompt is text, the image a camera frame.
         let read = |field: &'static str, p: &Path| {
             let full = base.join(p);
-            std::fs::read(&full).map_err(|source| BenchError::PlanFile {
+            let (max, what) = if field == "image" {
+                (vlmctl_files::MAX_IMAGE_BYTES, "a plan's image")
+            } else {
+                (vlmctl_files::MAX_TEXT_BYTES, "a prompt file")
+            };
+            vlmctl_files::read_regular(&full, max, what).map_err(|source| BenchError::PlanFile {
                 plan: path.to_owned(),
                 field,
                 path: full,

@@ -240,11 +240,13 @@ pub fn write_entries(path: &Path, entries: &[ModelEntry]) -> Result<Vec<Change>,
     std::fs::create_dir_all(&dir).map_err(io)?;
     let guard = std::fs::File::open(&dir).map_err(io)?;
     guard.lock().map_err(io)?;
-    let old = match std::fs::read_to_string(path) {
-        Ok(text) => Some(text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(io(e)),
-    };
+    let old =
+        match vlmctl_files::read_regular_text(path, vlmctl_files::MAX_TEXT_BYTES, "a weights.lock")
+        {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io(e)),
+        };
     let mut lock = match &old {
         Some(text) => Lock::parse(text, path)?,
         None => Lock { models: Vec::new() },

@@ -71,7 +71,7 @@ pub fn load_spec(path: Option<&Path>) -> Result<Spec, DeployError> {
 
 /// Whether the TOML file at `p` has an array of `[[target]]` tables, as a bench plan has.
 fn looks_like_bench_plan(p: &Path) -> bool {
-    std::fs::read_to_string(p)
+    vlmctl_files::read_regular_text(p, vlmctl_files::MAX_TEXT_BYTES, "a deployment spec")
         .ok()
         .and_then(|t| t.parse::<toml::Table>().ok())
         .is_some_and(|t| t.get("target").is_some_and(toml::Value::is_array))

@@ -367,10 +367,12 @@ fn check_image(image: &str) -> Result<(), String> {
 impl Spec {
     /// Reads and validates the spec at `path`.
     pub fn load(path: &Path) -> Result<Self, LifecycleError> {
-        let bytes = std::fs::read(path).map_err(|source| LifecycleError::SpecRead {
-            path: path.to_owned(),
-            source,
-        })?;
+        let bytes =
+            vlmctl_files::read_regular(path, vlmctl_files::MAX_TEXT_BYTES, "a deployment spec")
+                .map_err(|source| LifecycleError::SpecRead {
+                    path: path.to_owned(),
+                    source,
+                })?;
         // Bad bytes are bad input (exit 3), not an unreadable file.
         let text = String::from_utf8(bytes).map_err(|e| {
             let at = e.utf8_error().valid_up_to();

@@ -445,7 +445,8 @@ pub fn stored_token(hf_home: Option<&Path>) -> Option<String> {
         || crate::expand_home("~/.cache/huggingface/token"),
         |h| h.join("token"),
     );
-    fs::read_to_string(path)
+    // Bounded and regular only, like every file vlmctl reads: a token is under 100 bytes.
+    vlmctl_files::read_regular_text(&path, 64 << 10, "a token file")
         .ok()
         .map(|t| t.trim().to_owned())
         .filter(|t| !t.is_empty())

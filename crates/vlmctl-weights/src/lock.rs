@@ -162,10 +162,12 @@ struct RawFile {
 impl Lock {
     /// Reads and validates the lock file at `path`.
     pub fn load(path: &Path) -> Result<Self, WeightsError> {
-        let bytes = std::fs::read(path).map_err(|source| WeightsError::LockRead {
-            path: path.to_owned(),
-            source,
-        })?;
+        let bytes =
+            vlmctl_files::read_regular(path, vlmctl_files::MAX_TEXT_BYTES, "a weights.lock")
+                .map_err(|source| WeightsError::LockRead {
+                    path: path.to_owned(),
+                    source,
+                })?;
         // Bad bytes are bad input (exit 3), not an unreadable file.
         let text = String::from_utf8(bytes).map_err(|e| {
             let at = e.utf8_error().valid_up_to();

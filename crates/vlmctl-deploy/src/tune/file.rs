@@ -148,7 +148,12 @@ struct RawVariant {
 impl TuneFile {
     /// Reads and checks the tune file at `path`.
     pub fn load(path: &Path) -> Result<Self, DeployError> {
-        let text = std::fs::read_to_string(path).map_err(|source| DeployError::TuneFileRead {
+        let text = vlmctl_files::read_regular_text(
+            path,
+            vlmctl_files::MAX_TEXT_BYTES,
+            "a tune variants file",
+        )
+        .map_err(|source| DeployError::TuneFileRead {
             path: path.to_owned(),
             source,
         })?;

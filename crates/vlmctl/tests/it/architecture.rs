@@ -1,6 +1,7 @@
 //! The architecture, enforced: bench and weights never depend on bollard (Docker); lifecycle
 //! never depends on hf-hub (the network fetch); the store is a database only, and the CLI
-//! reaches SQLite through it. Checked over `cargo metadata`'s resolved graph,
+//! reaches SQLite through it; the one reader of users' files (`vlmctl-files`) is shared by the
+//! libraries and depends on none of them. Checked over `cargo metadata`'s resolved graph,
 //! transitively.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -122,6 +123,25 @@ fn crate_boundaries_hold() {
         assert!(
             !deps.contains(banned),
             "{krate} must not depend on {banned} (DESIGN.md layout)"
+        );
+    }
+    // The one bounded reader of users' files is a tiny shared crate: every library may use
+    // it, and it uses none of them (nor Docker, the hub or HTTP).
+    let files = closure(&meta, "vlmctl-files");
+    assert!(
+        !files.iter().any(|d| d.starts_with("vlmctl")
+            || ["bollard", "hf-hub", "reqwest", "hyper", "rusqlite"].contains(&d.as_str())),
+        "vlmctl-files depends on no vlmctl crate nor any client: {files:?}"
+    );
+    for lib in [
+        "vlmctl-lifecycle",
+        "vlmctl-weights",
+        "vlmctl-bench",
+        "vlmctl-deploy",
+    ] {
+        assert!(
+            direct(&meta, lib).contains("vlmctl-files"),
+            "{lib} reads users' files through vlmctl-files"
         );
     }
     // The jobs use the three capability crates; the CLI renders the jobs and never talks to

@@ -33,6 +33,7 @@ mod serve_cli;
 mod serve_real;
 #[cfg(feature = "test-env")]
 mod tune_real;
+mod user_files;
 mod weights_hub;
 #[cfg(feature = "test-env")]
 mod weights_real;
