@@ -245,3 +245,30 @@ async fn a_hostile_hubs_answers_are_hub_errors_and_write_no_lock() {
     assert!(!err.contains("Git LFS"), "{err}");
     assert!(!env.lock().exists());
 }
+
+/// Issue #21: the repository id, revision and file paths given to `weights lock` go into the
+/// hub's URLs (with the token): each is checked before any request, and refused with exit 3
+/// naming the argument; nothing is written to the lock.
+#[tokio::test]
+async fn lock_arguments_that_would_change_the_hub_url_are_refused_before_any_request() {
+    let hub = hub(Some("hf_secret_token_abcdef")).await;
+    let env = Env::new();
+    let cases: [(&[&str], &str); 6] = [
+        (&["../../../etc/passwd#", FILE], "repo \"../../../etc/passwd#\""),
+        (&["org/%2e%2e", FILE], "repo \"org/%2e%2e\""),
+        (&["org/..", FILE], "repo \"org/..\""),
+        (&[REPO, FILE, "--revision", "%2e%2e"], "revision \"%2e%2e\""),
+        (&[REPO, FILE, "--revision", "../main"], "revision \"../main\""),
+        (&[REPO, "a/./b.gguf"], "\"a/./b.gguf\" is not a path"),
+    ];
+    for (args, want) in cases {
+        let mut all = vec!["weights", "lock"];
+        all.extend_from_slice(args);
+        let (code, out, err) = env.run(&hub, &all, Some("hf_secret_token_abcdef")).await;
+        assert_eq!(code, 3, "{args:?}: {out}\n{err}");
+        assert!(err.contains(want), "{args:?}: want {want:?} in {err}");
+        assert!(!err.contains("hf_secret_token"), "{err}");
+        assert!(hub.requests().is_empty(), "{args:?}: {:?}", hub.requests());
+        assert!(!env.lock().exists(), "{args:?}: nothing written");
+    }
+}
