@@ -47,8 +47,8 @@ pub async fn teardown(
     let (name, _tune, _lock) = match resolved {
         Some(actual) if actual != name => {
             refuse_parked(&actual)?;
-            let tune = crate::lock::tune_guard(state, &actual, "teardown", wait, sink, cancel)
-                .await?;
+            let tune =
+                crate::lock::tune_guard(state, &actual, "teardown", wait, sink, cancel).await?;
             let lock = crate::lock::lock(state, &actual, "teardown", wait, sink, cancel).await?;
             (actual, Some(tune), Some(lock))
         }

@@ -142,13 +142,12 @@ impl HubClient {
             revision.replace('/', "%2F")
         );
         let resp = self.send(self.get(&url), repo, None).await?;
+        let body = self.read_bounded(resp, &url).await?;
         let info: serde_json::Value =
-            resp.json()
-                .await
-                .map_err(|source| WeightsError::HubUnreachable {
-                    endpoint: self.endpoint.clone(),
-                    source,
-                })?;
+            serde_json::from_slice(&body).map_err(|e| WeightsError::HubProtocol {
+                url: url.clone(),
+                what: format!("model info is not JSON: {e}"),
+            })?;
         // The commit goes into URLs and into the lock: anything but a commit id is the hub's
         // fault (a `../..` would leave the repository's namespace), never the user's lock.
         match info["sha"].as_str() {
@@ -251,6 +250,44 @@ impl HubClient {
         Ok(meta)
     }
 
+    /// A metadata answer's body, read in pieces up to [`MAX_METADATA_BYTES`]: a hub that sends
+    /// more (or does not stop) is refused before it fills the memory. By hand because reqwest's
+    /// `bytes()`/`json()` read the whole body, whatever its size.
+    async fn read_bounded(
+        &self,
+        mut resp: reqwest::Response,
+        url: &str,
+    ) -> Result<Vec<u8>, WeightsError> {
+        let too_big = || WeightsError::HubProtocol {
+            url: url.to_owned(),
+            what: format!(
+                "the answer is longer than {} MiB: no model info is that big",
+                MAX_METADATA_BYTES >> 20
+            ),
+        };
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_METADATA_BYTES as u64)
+        {
+            return Err(too_big());
+        }
+        let mut body = Vec::new();
+        while let Some(piece) =
+            resp.chunk()
+                .await
+                .map_err(|source| WeightsError::HubUnreachable {
+                    endpoint: self.endpoint.clone(),
+                    source,
+                })?
+        {
+            if body.len() + piece.len() > MAX_METADATA_BYTES {
+                return Err(too_big());
+            }
+            body.extend_from_slice(&piece);
+        }
+        Ok(body)
+    }
+
     async fn send(
         &self,
         req: reqwest::RequestBuilder,
@@ -299,6 +336,10 @@ pub(crate) fn status_error(
         sent_token,
     }
 }
+
+/// The most vlmctl reads of one metadata answer (model info): 16 MiB, hundreds of times a real
+/// one (a repository with thousands of files lists them in a few hundred KiB).
+pub const MAX_METADATA_BYTES: usize = 16 << 20;
 
 /// The largest file vlmctl pins: 2 TiB, twice the largest GGUF published so far. A bigger
 /// `x-linked-size` is a broken or hostile hub, not a model.
@@ -464,16 +505,27 @@ mod tests {
             "org/.hidden",
         ] {
             assert!(
-                matches!(check_repo_id(bad), Err(WeightsError::BadPinArgument { field: "repo", .. })),
+                matches!(
+                    check_repo_id(bad),
+                    Err(WeightsError::BadPinArgument { field: "repo", .. })
+                ),
                 "{bad}"
             );
         }
         for good in ["main", "v1.2", "refs/pr/1", &"ab".repeat(20)] {
             assert!(check_revision(good).is_ok(), "{good}");
         }
-        for bad in ["", "%2e%2e", "..", "../main", "a/../b", "-x", "/x", "x/", "a?b", "a#b"] {
+        for bad in [
+            "", "%2e%2e", "..", "../main", "a/../b", "-x", "/x", "x/", "a?b", "a#b",
+        ] {
             assert!(
-                matches!(check_revision(bad), Err(WeightsError::BadPinArgument { field: "revision", .. })),
+                matches!(
+                    check_revision(bad),
+                    Err(WeightsError::BadPinArgument {
+                        field: "revision",
+                        ..
+                    })
+                ),
                 "{bad}"
             );
         }
