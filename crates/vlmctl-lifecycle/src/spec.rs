@@ -309,6 +309,23 @@ fn health_default() -> Spanned<Health> {
     )
 }
 
+/// A spec's `name`: a container name, and not one a tune's parked original carries.
+fn check_deployment_name(name: &str) -> Result<(), String> {
+    if !is_container_name(name) {
+        return Err(format!(
+            "{name:?} is not a valid container name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)"
+        ));
+    }
+    if name.ends_with(TUNE_PARKED_SUFFIX) {
+        return Err(format!(
+            "{name:?} ends in {TUNE_PARKED_SUFFIX:?}, which is reserved for the name a \
+             `vlmctl tune` parks the deployment's own container under: pick a name without \
+             that ending"
+        ));
+    }
+    Ok(())
+}
+
 /// The ending of the name a `vlmctl tune` parks the deployment's own container under
 /// (`NAME-vlmctl-tune`, see `vlmctl_deploy::tune::parked_name`): reserved, no spec may name a
 /// deployment so.
@@ -408,23 +425,8 @@ impl Spec {
         let raw: RawSpec = toml::from_str(text)
             .map_err(|e| invalid(e.span().unwrap_or(0..0), "", e.message().to_owned()))?;
         let name = raw.name.get_ref();
-        if !is_container_name(name) {
-            return Err(invalid(
-                raw.name.span(),
-                "name",
-                format!("{name:?} is not a valid container name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)"),
-            ));
-        }
-        if name.ends_with(TUNE_PARKED_SUFFIX) {
-            return Err(invalid(
-                raw.name.span(),
-                "name",
-                format!(
-                    "{name:?} ends in {TUNE_PARKED_SUFFIX:?}, which is reserved for the name a \
-                     `vlmctl tune` parks the deployment's own container under: pick a name \
-                     without that ending"
-                ),
-            ));
+        if let Err(message) = check_deployment_name(name) {
+            return Err(invalid(raw.name.span(), "name", message));
         }
         if let Err(why) = check_image(raw.image.get_ref()) {
             return Err(invalid(raw.image.span(), "image", why));
