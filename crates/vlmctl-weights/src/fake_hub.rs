@@ -67,9 +67,10 @@ pub enum Fault {
     /// Answer resolve requests with these headers set (`Some`) or removed (`None`), as a broken
     /// or hostile hub would. Persistent.
     Headers(Vec<(String, Option<String>)>),
-    /// Answer CDN requests with the right status and `Content-Range` but a body that does not
-    /// end (chunked, [`ENDLESS_BYTES`] of zeros before it stops). Persistent.
-    Endless,
+    /// Answer CDN requests with the right status and `Content-Range` (or this one instead,
+    /// e.g. `bytes 0-4/5`) but a body that does not end (chunked, [`ENDLESS_BYTES`] of spaces
+    /// before it stops). Persistent.
+    Endless(Option<String>),
 }
 
 /// How much an "endless" body ([`Fault::Endless`], [`FakeHub::endless_model_info`]) serves
@@ -467,12 +468,15 @@ fn cdn(
     if method == Method::HEAD || len == 0 {
         return builder.body(Body::empty()).unwrap_or_default();
     }
-    if fault == Some(Fault::Endless) {
+    if let Some(Fault::Endless(range)) = &fault {
         // No content-length: a chunked body that does not stop where Content-Range says.
         let mut r = builder
             .body(endless_body(b"", state.clone()))
             .unwrap_or_default();
         r.headers_mut().remove(header::CONTENT_LENGTH);
+        if let Some(v) = range.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+            r.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
         return r;
     }
     let slice = content.slice(usize_of(start)..usize_of(end + 1));
