@@ -248,13 +248,14 @@ pub fn judge(
 /// The name the deployment's container waits under while a tune runs.
 #[must_use]
 pub fn parked_name(name: &str) -> String {
-    format!("{name}-vlmctl-tune")
+    format!("{name}{}", vlmctl_lifecycle::spec::TUNE_PARKED_SUFFIX)
 }
 
 /// The deployment whose tune parked `name` ([`parked_name`]), if `name` is such a name.
 #[must_use]
 pub fn parked_of(name: &str) -> Option<&str> {
-    name.strip_suffix("-vlmctl-tune").filter(|d| !d.is_empty())
+    name.strip_suffix(vlmctl_lifecycle::spec::TUNE_PARKED_SUFFIX)
+        .filter(|d| !d.is_empty())
 }
 
 /// The lock a tune holds for its whole run besides the deployment's own (which it takes

@@ -36,16 +36,25 @@ pub async fn teardown(
         });
     }
     // A tune's parked original is the deployment itself, set aside: never torn down as one.
-    if let Some(deployment) = crate::tune::parked_of(name) {
-        return Err(DeployError::ParkedByTune {
-            name: name.to_owned(),
-            deployment: deployment.to_owned(),
-        });
-    }
+    refuse_parked(name)?;
     // Not in the middle of a tune of it (its container is parked aside then).
     let _tune = crate::lock::tune_guard(state, name, "teardown", wait, sink, cancel).await?;
     let _lock = crate::lock::lock(state, name, "teardown", wait, sink, cancel).await?;
     let docker = vlmctl_lifecycle::connect().await?;
+    // Docker also takes an id (or an id prefix) for a name: what the argument names is the
+    // container's own name, and that is what is checked, locked and torn down.
+    let resolved = containers::name_of(&docker, name).await?;
+    let (name, _tune, _lock) = match resolved {
+        Some(actual) if actual != name => {
+            refuse_parked(&actual)?;
+            let tune =
+                crate::lock::tune_guard(state, &actual, "teardown", wait, sink, cancel).await?;
+            let lock = crate::lock::lock(state, &actual, "teardown", wait, sink, cancel).await?;
+            (actual, Some(tune), Some(lock))
+        }
+        _ => (name.to_owned(), None, None),
+    };
+    let name = name.as_str();
     let removed = match containers::teardown(&docker, name).await {
         Err(LifecycleError::NameTaken { container }) => {
             return Err(DeployError::NotOurs { container });
@@ -65,6 +74,17 @@ pub async fn teardown(
         removed,
         restored,
     })
+}
+
+/// [`DeployError::ParkedByTune`] when `name` is a tune's parked original.
+fn refuse_parked(name: &str) -> Result<(), DeployError> {
+    match crate::tune::parked_of(name) {
+        Some(deployment) => Err(DeployError::ParkedByTune {
+            name: name.to_owned(),
+            deployment: deployment.to_owned(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// One journal's restore.

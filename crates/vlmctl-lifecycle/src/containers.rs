@@ -228,6 +228,21 @@ async fn existing(docker: &Docker, name: &str) -> Result<Option<Existing>, Lifec
     }
 }
 
+/// The name of the container `name_or_id` names (Docker resolves a name, a full id or an id
+/// prefix), without its leading `/`; `None` when there is none.
+pub async fn name_of(docker: &Docker, name_or_id: &str) -> Result<Option<String>, LifecycleError> {
+    match docker.inspect_container(name_or_id, None).await {
+        Ok(i) => Ok(i.name.map(|n| n.trim_start_matches('/').to_owned())),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(None),
+        Err(source) => Err(LifecycleError::Docker {
+            action: format!("inspect container {name_or_id}"),
+            source,
+        }),
+    }
+}
+
 /// What `launch` is about to do or has just done, for the caller to record before the next
 /// await point (the restore journal), so that a run that dies there can be undone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

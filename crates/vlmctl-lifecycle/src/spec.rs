@@ -309,6 +309,28 @@ fn health_default() -> Spanned<Health> {
     )
 }
 
+/// A spec's `name`: a container name, and not one a tune's parked original carries.
+fn check_deployment_name(name: &str) -> Result<(), String> {
+    if !is_container_name(name) {
+        return Err(format!(
+            "{name:?} is not a valid container name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)"
+        ));
+    }
+    if name.ends_with(TUNE_PARKED_SUFFIX) {
+        return Err(format!(
+            "{name:?} ends in {TUNE_PARKED_SUFFIX:?}, which is reserved for the name a \
+             `vlmctl tune` parks the deployment's own container under: pick a name without \
+             that ending"
+        ));
+    }
+    Ok(())
+}
+
+/// The ending of the name a `vlmctl tune` parks the deployment's own container under
+/// (`NAME-vlmctl-tune`, see `vlmctl_deploy::tune::parked_name`): reserved, no spec may name a
+/// deployment so.
+pub const TUNE_PARKED_SUFFIX: &str = "-vlmctl-tune";
+
 /// Docker's container name rule (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`): also what keeps a deployment
 /// name safe as a file name under the state directory (no `/`, no leading `.`).
 #[must_use]
@@ -405,12 +427,8 @@ impl Spec {
         let raw: RawSpec = toml::from_str(text)
             .map_err(|e| invalid(e.span().unwrap_or(0..0), "", e.message().to_owned()))?;
         let name = raw.name.get_ref();
-        if !is_container_name(name) {
-            return Err(invalid(
-                raw.name.span(),
-                "name",
-                format!("{name:?} is not a valid container name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)"),
-            ));
+        if let Err(message) = check_deployment_name(name) {
+            return Err(invalid(raw.name.span(), "name", message));
         }
         if let Err(why) = check_image(raw.image.get_ref()) {
             return Err(invalid(raw.image.span(), "image", why));
@@ -1635,6 +1653,26 @@ name = "vllm-nemotron-super"
         Spec::parse(text, Path::new("docker/x.toml"))
             .unwrap_err()
             .to_string()
+    }
+
+    /// The name a tune parks the deployment under is reserved: a spec named so would replace
+    /// a parked original (issue #21).
+    #[test]
+    fn a_name_ending_in_the_tune_suffix_is_refused_with_its_line() {
+        let got = err(&PANDA.replace(
+            "name = \"panda-llamacpp\"",
+            "\nname = \"adv-tune-vlmctl-tune\"",
+        ));
+        assert!(
+            got.contains("docker/x.toml:3: name:") && got.contains("reserved"),
+            "{got}"
+        );
+        // The suffix alone inside a name is fine.
+        Spec::parse(
+            &PANDA.replace("panda-llamacpp", "panda-vlmctl-tune-2"),
+            Path::new("p"),
+        )
+        .unwrap();
     }
 
     #[test]

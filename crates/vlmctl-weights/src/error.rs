@@ -80,6 +80,17 @@ pub enum WeightsError {
         /// What is wrong.
         why: &'static str,
     },
+    /// A repository id or revision that could change the hub URL it goes into (from the command
+    /// line: the spec and the lock check theirs when they are read).
+    #[error("{field} {value} is not {what}; nothing was requested from the hub")]
+    BadPinArgument {
+        /// `repo` or `revision`.
+        field: &'static str,
+        /// What was given (shown escaped).
+        value: String,
+        /// What it must be.
+        what: &'static str,
+    },
     /// The hub's answer lacks what the protocol promises.
     #[error("unexpected answer from {url}: {what}")]
     HubProtocol {
@@ -169,6 +180,8 @@ impl WeightsError {
                 _ => "check the repository id and revision (the spec's [model] table, or the lock)".to_owned(),
             },
             Self::HubStatus { status, .. } if *status >= 500 => "the hub is having trouble: try again later; completed chunks are kept and the next run resumes".to_owned(),
+            Self::BadPinArgument { field: "repo", .. } => "give the hub repository id as `org/name` (letters, digits, '.', '_', '-'; neither part starting with '.')".to_owned(),
+            Self::BadPinArgument { .. } => "give a branch, tag or commit name: letters, digits, '.', '_', '-' and '/', not starting with '-', '/' or '.', without '..' (e.g. `main`, `v1.2`, `refs/pr/1`)".to_owned(),
             Self::BadRepoPath { .. } => "give the file's path in the repository as the hub lists it (`org/name` tree), without `%`, `?`, `#` or `..`".to_owned(),
             Self::NotLfs { .. } => "GGUF weights are LFS files: check the file name (the spec's [model] files, or the files given to `weights lock`)".to_owned(),
             Self::HubStatus { .. } | Self::HubProtocol { .. } => "check HF_ENDPOINT: it must point at a Hugging Face hub (or a faithful mirror)".to_owned(),

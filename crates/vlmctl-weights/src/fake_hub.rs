@@ -26,7 +26,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -67,6 +67,30 @@ pub enum Fault {
     /// Answer resolve requests with these headers set (`Some`) or removed (`None`), as a broken
     /// or hostile hub would. Persistent.
     Headers(Vec<(String, Option<String>)>),
+    /// Answer CDN requests with the right status and `Content-Range` (or this one instead,
+    /// e.g. `bytes 0-4/5`) but a body that does not end (chunked, [`ENDLESS_BYTES`] of spaces
+    /// before it stops). Persistent.
+    Endless(Option<String>),
+}
+
+/// How much an "endless" body ([`Fault::Endless`], [`FakeHub::endless_model_info`]) serves
+/// before it stops after all: far more than any client should read, little enough that a test
+/// of a client that reads it all does not exhaust the machine.
+pub const ENDLESS_BYTES: u64 = 256 << 20;
+
+/// A body of [`ENDLESS_BYTES`] (beginning with `prefix`), counted in `served` as it goes.
+fn endless_body(prefix: &'static [u8], state: Arc<HubState>) -> Body {
+    let piece = Bytes::from(vec![b' '; 64 << 10]);
+    let n = usize_of(ENDLESS_BYTES / (64 << 10));
+    let stream = futures::stream::once(async move { Bytes::from_static(prefix) })
+        .chain(futures::stream::iter(std::iter::repeat_n(piece, n)))
+        .map(move |c| {
+            state
+                .bytes_served
+                .fetch_add(c.len() as u64, Ordering::SeqCst);
+            Ok::<_, std::io::Error>(c)
+        });
+    Body::from_stream(stream)
 }
 
 struct HubState {
@@ -78,6 +102,8 @@ struct HubState {
     requests: Mutex<Vec<String>>,
     /// What model info answers as `sha` instead of the commit, if set.
     sha: Mutex<Option<String>>,
+    /// Model info answers with a JSON body that does not end.
+    endless_info: AtomicBool,
 }
 
 /// A running fake hub. Dropping it stops the server.
@@ -108,6 +134,7 @@ impl FakeHub {
             bytes_served: AtomicU64::new(0),
             requests: Mutex::new(Vec::new()),
             sha: Mutex::new(None),
+            endless_info: AtomicBool::new(false),
         });
         let app = Router::new().fallback(handle).with_state(state.clone());
         let tasks = [listener, cdn_listener]
@@ -136,6 +163,12 @@ impl FakeHub {
     /// Model info answers `sha` with this instead of the commit (a broken or hostile hub).
     pub fn answer_sha(&self, sha: &str) {
         *lock(&self.state.sha) = Some(sha.to_owned());
+    }
+
+    /// Model info (`/api/models/...`) answers with a JSON body that does not end (a hostile
+    /// hub), [`ENDLESS_BYTES`] long.
+    pub fn endless_model_info(&self) {
+        self.state.endless_info.store(true, Ordering::SeqCst);
     }
 
     /// Removes every fault.
@@ -228,6 +261,12 @@ async fn handle(State(state): State<Arc<HubState>>, req: Request) -> Response {
                 ["revision", rev] => rev,
                 _ => return StatusCode::NOT_FOUND.into_response(),
             };
+            if state.endless_info.load(Ordering::SeqCst) {
+                return Response::builder()
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(endless_body(b"{\"id\": \"", state.clone()))
+                    .unwrap_or_default();
+            }
             model_info(&state, &format!("{org}/{name}"), rev, token.as_deref())
         }
         ["cdn", commit, org, name, file @ ..] => cdn(
@@ -428,6 +467,17 @@ fn cdn(
     }
     if method == Method::HEAD || len == 0 {
         return builder.body(Body::empty()).unwrap_or_default();
+    }
+    if let Some(Fault::Endless(range)) = &fault {
+        // No content-length: a chunked body that does not stop where Content-Range says.
+        let mut r = builder
+            .body(endless_body(b"", state.clone()))
+            .unwrap_or_default();
+        r.headers_mut().remove(header::CONTENT_LENGTH);
+        if let Some(v) = range.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+            r.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+        return r;
     }
     let slice = content.slice(usize_of(start)..usize_of(end + 1));
     // One-shot faults are consumed by the request that hits them.

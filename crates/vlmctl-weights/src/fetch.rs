@@ -59,18 +59,58 @@ pub enum FetchOutcome {
     },
 }
 
-#[derive(Clone)]
-struct ProgressAdapter(Arc<dyn FetchProgress>, String, u64);
+/// The size of hf-hub's ranged requests (its own default, set here so that the bound below
+/// knows it).
+const CHUNK_BYTES: usize = 10_000_000;
+
+/// Passes hf-hub's progress on, and bounds what one ranged request may deliver: hf-hub 0.4 reads
+/// each chunk's whole body into memory before writing it (`download_chunk`), whatever the
+/// server sends, so a hub that does not stop would fill the memory. hf-hub clones its progress
+/// once per chunk request: each clone counts that request's bytes; past `limit` it tells
+/// `over` and stops that request where it is (its `update` never returns), and the download is
+/// abandoned with an error. (The original, never used for a request, counts nothing: hf-hub
+/// reports the resumed prefix through it.)
+struct ProgressAdapter {
+    progress: Arc<dyn FetchProgress>,
+    file: String,
+    resumed: u64,
+    /// This request's bytes; `None` for the original.
+    received: Option<u64>,
+    /// The most one request may deliver: the chunk size, or the locked size if smaller.
+    limit: u64,
+    over: Arc<tokio::sync::Notify>,
+}
+
+impl Clone for ProgressAdapter {
+    fn clone(&self) -> Self {
+        Self {
+            progress: self.progress.clone(),
+            file: self.file.clone(),
+            resumed: self.resumed,
+            received: Some(0),
+            limit: self.limit,
+            over: self.over.clone(),
+        }
+    }
+}
 
 impl hf_hub::api::tokio::Progress for ProgressAdapter {
     async fn init(&mut self, size: usize, _filename: &str) {
-        self.0.start(&self.1, size as u64, self.2);
+        self.progress.start(&self.file, size as u64, self.resumed);
     }
     async fn update(&mut self, size: usize) {
-        self.0.advance(size as u64);
+        if let Some(received) = &mut self.received {
+            *received += size as u64;
+            if *received > self.limit {
+                self.over.notify_one();
+                // Read no further: the download that waits on this request is dropped.
+                std::future::pending::<()>().await;
+            }
+        }
+        self.progress.advance(size as u64);
     }
     async fn finish(&mut self) {
-        self.0.finish(&self.1);
+        self.progress.finish(&self.file);
     }
 }
 
@@ -161,6 +201,7 @@ impl HubClient {
             // prefix. hf-hub spawns a task per chunk: on a current-thread runtime (the CLI's)
             // they run in order; on a multi-threaded one they race and fewer bytes are kept.
             .with_max_files(1)
+            .with_chunk_size(Some(CHUNK_BYTES))
             .build()
             .map_err(|e| self.api_error(model, file, e))?;
         let repo = api.repo(Repo::with_revision(
@@ -173,11 +214,35 @@ impl HubClient {
             let (part, done, size) = (part.clone(), done.clone(), file.size);
             tokio::task::spawn_blocking(move || follow_hash(&part, size, &done))
         };
-        let adapter = ProgressAdapter(progress, file.path.clone(), resumed_from);
-        let result = repo.download_with_progress(&file.path, adapter).await;
+        let over = Arc::new(tokio::sync::Notify::new());
+        let limit = file.size.min(CHUNK_BYTES as u64);
+        let adapter = ProgressAdapter {
+            progress,
+            file: file.path.clone(),
+            resumed: resumed_from,
+            received: None,
+            limit,
+            over: over.clone(),
+        };
+        let result = tokio::select! {
+            r = repo.download_with_progress(&file.path, adapter) => {
+                r.map_err(|e| self.api_error(model, file, e))
+            }
+            () = over.notified() => Err(WeightsError::HubProtocol {
+                url: format!(
+                    "{}/{}/resolve/{}/{}",
+                    self.endpoint, model.repo, model.revision, file.path
+                ),
+                what: format!(
+                    "one ranged request of the download sent more than the {limit} bytes it asked \
+                     for (the lock pins {} bytes): the download was stopped there",
+                    file.size
+                ),
+            }),
+        };
         done.store(true, Ordering::SeqCst);
         let follower_digest = follower.await.ok().and_then(Result::ok).flatten();
-        result.map_err(|e| self.api_error(model, file, e))?;
+        result?;
         let digest = match follower_digest {
             Some(d) => d,
             // The follower could not keep up with a rename race: hash the finished blob.

@@ -57,6 +57,22 @@ pub struct PinRequest {
     pub tracks: Option<String>,
 }
 
+impl PinRequest {
+    /// Checks what goes into the hub's URLs before any request: the repository id, the
+    /// revision and each file's path, by the rules the spec and the lock apply to theirs.
+    pub fn check(&self) -> Result<(), WeightsError> {
+        check_repo_id(&self.repo)?;
+        check_revision(&self.revision)?;
+        for (path, _) in &self.files {
+            check_repo_path(path).map_err(|why| WeightsError::BadRepoPath {
+                file: path.clone(),
+                why,
+            })?;
+        }
+        Ok(())
+    }
+}
+
 /// What the hub says about one file at one revision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteFile {
@@ -117,6 +133,8 @@ impl HubClient {
 
     /// Resolves `revision` (branch, tag or commit) of `repo` to a commit sha.
     pub async fn commit_of(&self, repo: &str, revision: &str) -> Result<String, WeightsError> {
+        check_repo_id(repo)?;
+        check_revision(revision)?;
         // A branch like `refs/pr/1` is one path segment to the hub.
         let url = format!(
             "{}/api/models/{repo}/revision/{}",
@@ -124,13 +142,12 @@ impl HubClient {
             revision.replace('/', "%2F")
         );
         let resp = self.send(self.get(&url), repo, None).await?;
+        let body = self.read_bounded(resp, &url).await?;
         let info: serde_json::Value =
-            resp.json()
-                .await
-                .map_err(|source| WeightsError::HubUnreachable {
-                    endpoint: self.endpoint.clone(),
-                    source,
-                })?;
+            serde_json::from_slice(&body).map_err(|e| WeightsError::HubProtocol {
+                url: url.clone(),
+                what: format!("model info is not JSON: {e}"),
+            })?;
         // The commit goes into URLs and into the lock: anything but a commit id is the hub's
         // fault (a `../..` would leave the repository's namespace), never the user's lock.
         match info["sha"].as_str() {
@@ -152,12 +169,7 @@ impl HubClient {
     /// A lock entry for `request`: its revision resolved to a commit, each file's size and
     /// sha256 read from the hub's metadata at that commit. Nothing is downloaded.
     pub async fn resolve(&self, request: &PinRequest) -> Result<ModelEntry, WeightsError> {
-        for (path, _) in &request.files {
-            check_repo_path(path).map_err(|why| WeightsError::BadRepoPath {
-                file: path.clone(),
-                why,
-            })?;
-        }
+        request.check()?;
         let commit = self.commit_of(&request.repo, &request.revision).await?;
         let is_commit = is_commit(&request.revision);
         if is_commit && commit != request.revision {
@@ -213,6 +225,8 @@ impl HubClient {
     ) -> Result<RemoteFile, WeightsError> {
         // The lock and the spec refuse paths that could change the URL (`%`, `?`, `#`, `..`);
         // checked again here, as this is where the path becomes part of a URL.
+        check_repo_id(repo)?;
+        check_revision(revision)?;
         check_repo_path(file).map_err(|why| WeightsError::BadRepoPath {
             file: file.to_owned(),
             why,
@@ -234,6 +248,44 @@ impl HubClient {
             });
         }
         Ok(meta)
+    }
+
+    /// A metadata answer's body, read in pieces up to [`MAX_METADATA_BYTES`]: a hub that sends
+    /// more (or does not stop) is refused before it fills the memory. By hand because reqwest's
+    /// `bytes()`/`json()` read the whole body, whatever its size.
+    async fn read_bounded(
+        &self,
+        mut resp: reqwest::Response,
+        url: &str,
+    ) -> Result<Vec<u8>, WeightsError> {
+        let too_big = || WeightsError::HubProtocol {
+            url: url.to_owned(),
+            what: format!(
+                "the answer is longer than {} MiB: no model info is that big",
+                MAX_METADATA_BYTES >> 20
+            ),
+        };
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_METADATA_BYTES as u64)
+        {
+            return Err(too_big());
+        }
+        let mut body = Vec::new();
+        while let Some(piece) =
+            resp.chunk()
+                .await
+                .map_err(|source| WeightsError::HubUnreachable {
+                    endpoint: self.endpoint.clone(),
+                    source,
+                })?
+        {
+            if body.len() + piece.len() > MAX_METADATA_BYTES {
+                return Err(too_big());
+            }
+            body.extend_from_slice(&piece);
+        }
+        Ok(body)
     }
 
     async fn send(
@@ -285,6 +337,10 @@ pub(crate) fn status_error(
     }
 }
 
+/// The most vlmctl reads of one metadata answer (model info): 16 MiB, hundreds of times a real
+/// one (a repository with thousands of files lists them in a few hundred KiB).
+pub const MAX_METADATA_BYTES: usize = 16 << 20;
+
 /// The largest file vlmctl pins: 2 TiB, twice the largest GGUF published so far. A bigger
 /// `x-linked-size` is a broken or hostile hub, not a model.
 pub const MAX_FILE_SIZE: u64 = 2 << 40;
@@ -302,6 +358,47 @@ pub fn is_commit(s: &str) -> bool {
 /// end the path), backslashes or control characters.
 pub fn check_repo_path(p: &str) -> Result<(), &'static str> {
     crate::lock::check_relative_path(p)
+}
+
+/// A hub repository id as it may go into a URL: `org/name`, each part letters, digits, '.',
+/// '_', '-' and not starting with '.' (the lock's rule, and the spec's: `vlmctl_lifecycle::spec`
+/// checks `[model] repo` the same way), at most 200 characters.
+pub fn check_repo_id(repo: &str) -> Result<(), WeightsError> {
+    let ok = repo.len() <= 200
+        && repo.split('/').count() == 2
+        && repo.split('/').all(crate::lock::valid_name);
+    if ok {
+        Ok(())
+    } else {
+        Err(WeightsError::BadPinArgument {
+            field: "repo",
+            value: shown(repo),
+            what: "a hub repository id of the form \"org/name\"",
+        })
+    }
+}
+
+/// A revision as it may go into a URL: a branch, tag or commit name as the spec's `[model]
+/// revision` allows (`vlmctl_lifecycle::spec`, the same rule): letters, digits, '.', '_', '-',
+/// '/', not starting with '-', '/' or '.', not ending with '/', no "..", at most 255 characters.
+pub fn check_revision(revision: &str) -> Result<(), WeightsError> {
+    let ok = !revision.is_empty()
+        && revision.len() <= 255
+        && !revision.starts_with(['-', '/', '.'])
+        && !revision.ends_with('/')
+        && !revision.contains("..")
+        && revision
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'));
+    if ok {
+        Ok(())
+    } else {
+        Err(WeightsError::BadPinArgument {
+            field: "revision",
+            value: shown(revision),
+            what: "a branch, tag or commit name",
+        })
+    }
 }
 
 /// A value from the hub, as a message may show it: quoted, escaped, at most 80 characters.
@@ -384,4 +481,53 @@ pub fn endpoint_password(endpoint: &str) -> Option<String> {
 #[must_use]
 pub fn repo_cache_dir(cache_dir: &Path, repo: &str) -> PathBuf {
     cache_dir.join(format!("models--{}", repo.replace('/', "--")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue #21: what goes into the hub's URLs from the command line obeys the spec's and the
+    /// lock's rules.
+    #[test]
+    fn repo_ids_and_revisions_that_would_change_a_url_are_refused() {
+        for good in ["org/name", "unsloth/gemma-4-E2B-it-GGUF", "a.b/c_d-1"] {
+            assert!(check_repo_id(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "../../../etc/passwd#",
+            "org/%2e%2e",
+            "org/..",
+            "org",
+            "a/b/c",
+            "/name",
+            "org/na me",
+            "org/.hidden",
+        ] {
+            assert!(
+                matches!(
+                    check_repo_id(bad),
+                    Err(WeightsError::BadPinArgument { field: "repo", .. })
+                ),
+                "{bad}"
+            );
+        }
+        for good in ["main", "v1.2", "refs/pr/1", &"ab".repeat(20)] {
+            assert!(check_revision(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "", "%2e%2e", "..", "../main", "a/../b", "-x", "/x", "x/", "a?b", "a#b",
+        ] {
+            assert!(
+                matches!(
+                    check_revision(bad),
+                    Err(WeightsError::BadPinArgument {
+                        field: "revision",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
+    }
 }

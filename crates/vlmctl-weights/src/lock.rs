@@ -329,6 +329,16 @@ impl Cx<'_> {
                 ),
             ));
         }
+        // `weights update` resolves the branch an entry tracks: it goes into the hub's URLs.
+        if let Some(t) = &m.tracks
+            && crate::hub::check_revision(t.get_ref()).is_err()
+        {
+            return Err(self.invalid(
+                t.span(),
+                at("tracks"),
+                format!("{:?} is not a branch or tag name", t.get_ref()),
+            ));
+        }
         if let Some(from) = &m.pinned_from
             && from.get_ref() != PINNED_FROM_LOCAL
         {
@@ -466,7 +476,7 @@ fn quote(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
 }
 
-fn valid_name(s: &str) -> bool {
+pub(crate) fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
@@ -487,6 +497,13 @@ pub(crate) fn check_relative_path(p: &str) -> Result<(), &'static str> {
         return Err("'%', '?' and '#' are not allowed: they would change the hub URL of the file");
     }
     let path = Path::new(p);
+    // `Path::components` drops a `.` inside a path and empty components (`a/./b`, `a//b`) and
+    // the hub URL keeps them: each component between '/' is checked as written.
+    if !path.is_absolute() && p.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+        return Err(
+            "'..' and '.' components (and empty ones) are not allowed: a file must stay inside the model directory",
+        );
+    }
     if path.is_absolute() {
         return Err("absolute paths are not allowed: paths are relative to the model directory");
     }
@@ -584,6 +601,10 @@ sha256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
                 "weights.lock:6: model[0].revision: \"main\" is not a commit sha",
             ),
             (
+                GOOD.replace("dir =", "tracks = \"%2e%2e\"\ndir ="),
+                "weights.lock:7: model[0].tracks: \"%2e%2e\" is not a branch or tag name",
+            ),
+            (
                 GOOD.replace("dir =", "colour = \"red\"\ndir ="),
                 "weights.lock:7",
             ),
@@ -640,6 +661,10 @@ sha256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
             "a.gguf?x=1",
             "a#b.gguf",
             "a\nb",
+            // `Path::components` drops these; the hub URL keeps them (issue #21).
+            "a/./b.gguf",
+            "a//b.gguf",
+            "a/.",
         ] {
             assert!(check_relative_path(bad).is_err(), "{bad}");
         }

@@ -67,7 +67,8 @@ fn weights_code(e: &vlmctl_weights::WeightsError) -> u8 {
         E::LockInvalid { .. }
         | E::UnknownModel { .. }
         | E::NotLfs { .. }
-        | E::BadRepoPath { .. } => exit_codes::INVALID_INPUT,
+        | E::BadRepoPath { .. }
+        | E::BadPinArgument { .. } => exit_codes::INVALID_INPUT,
         E::UpstreamChanged { .. }
         | E::DigestMismatch { .. }
         | E::BadContent { .. }

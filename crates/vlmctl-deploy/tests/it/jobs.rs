@@ -466,3 +466,31 @@ async fn a_cancel_after_the_stop_undoes_the_run() {
     assert!(!vlmctl_lifecycle::journal::path(&w.state(), &plan.spec.name).exists());
     assert_eq!(kinds(&seen).last().map(String::as_str), Some("undone"));
 }
+
+/// Issue #21: the id of a tune's parked original names it as well as its name does: `teardown`
+/// by id resolves the container's own name and refuses it, leaving the container in place.
+#[tokio::test(flavor = "multi_thread")]
+async fn teardown_by_id_of_a_tunes_parked_original_is_refused() {
+    let image = required_env("VLMCTL_TEST_LLAMA_IMAGE");
+    let parked = format!("vlmctl-test-parkid-{}-vlmctl-tune", std::process::id());
+    let _ = Command::new("docker").args(["rm", "-f", &parked]).output();
+    let id = docker(&[
+        "create",
+        "--name",
+        &parked,
+        "--label",
+        "org.vlmctl.managed=true",
+        &image,
+    ]);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut events: Vec<Event> = Vec::new();
+    let got = undo::teardown(tmp.path(), &id, false, &mut events, &Cancel::new()).await;
+    let still = exists(&parked);
+    let _ = Command::new("docker").args(["rm", "-f", &parked]).output();
+    let e = got.expect_err("the parked original is not a deployment");
+    assert!(
+        matches!(&e, DeployError::ParkedByTune { name, .. } if *name == parked),
+        "{e:?}"
+    );
+    assert!(still, "the parked original is still there");
+}

@@ -162,6 +162,8 @@ pub async fn lock(args: &LockCmdArgs, out: &mut Output) -> Result<u8, Failure> {
         dir,
         tracks: None,
     };
+    // What goes into the hub's URLs (and into the lock) is checked before any request.
+    request.check()?;
     let entry = if let Some(local) = &args.local {
         local_entry(request, local, out)?
     } else {

@@ -245,3 +245,96 @@ async fn a_hostile_hubs_answers_are_hub_errors_and_write_no_lock() {
     assert!(!err.contains("Git LFS"), "{err}");
     assert!(!env.lock().exists());
 }
+
+/// Issue #21: the repository id, revision and file paths given to `weights lock` go into the
+/// hub's URLs (with the token): each is checked before any request, and refused with exit 3
+/// naming the argument; nothing is written to the lock.
+#[tokio::test]
+async fn lock_arguments_that_would_change_the_hub_url_are_refused_before_any_request() {
+    let hub = hub(Some("hf_secret_token_abcdef")).await;
+    let env = Env::new();
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["../../../etc/passwd#", FILE],
+            "repo \"../../../etc/passwd#\"",
+        ),
+        (&["org/%2e%2e", FILE], "repo \"org/%2e%2e\""),
+        (&["org/..", FILE], "repo \"org/..\""),
+        (&[REPO, FILE, "--revision", "%2e%2e"], "revision \"%2e%2e\""),
+        (
+            &[REPO, FILE, "--revision", "../main"],
+            "revision \"../main\"",
+        ),
+        (&[REPO, "a/./b.gguf"], "\"a/./b.gguf\" is not a path"),
+    ];
+    for (args, want) in cases {
+        let mut all = vec!["weights", "lock"];
+        all.extend_from_slice(args);
+        let (code, out, err) = env.run(&hub, &all, Some("hf_secret_token_abcdef")).await;
+        assert_eq!(code, 3, "{args:?}: {out}\n{err}");
+        assert!(err.contains(want), "{args:?}: want {want:?} in {err}");
+        assert!(!err.contains("hf_secret_token"), "{err}");
+        assert!(hub.requests().is_empty(), "{args:?}: {:?}", hub.requests());
+        assert!(!env.lock().exists(), "{args:?}: nothing written");
+    }
+}
+
+/// Issue #21: a hostile hub whose model info does not end is refused after 16 MiB (exit 6, a
+/// hub protocol error), not read until the memory runs out. The fake hub's "endless" body stops
+/// after `ENDLESS_BYTES` (256 MiB), so a client that reads it all fails the byte bound below
+/// without exhausting the machine.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endless_model_info_is_refused_after_a_bound() {
+    let hub = hub(None).await;
+    hub.endless_model_info();
+    let env = Env::new();
+    let (code, out, err) = tokio::time::timeout(
+        Duration::from_secs(120),
+        env.run(&hub, &["weights", "lock", REPO, FILE], None),
+    )
+    .await
+    .expect("a clean error within the deadline");
+    assert_eq!(code, 6, "{out}\n{err}");
+    assert!(err.contains("longer than 16 MiB"), "{err}");
+    assert!(
+        hub.bytes_served() < 32 << 20,
+        "read {} bytes of an endless answer",
+        hub.bytes_served()
+    );
+    assert!(!env.lock().exists());
+}
+
+/// Issue #21: a download whose ranged answer does not stop where it should (hf-hub 0.4 reads a
+/// chunk's whole body into memory) is stopped once one request delivered more than it asked
+/// for, with a hub error, instead of growing until the memory runs out.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endless_download_answer_is_stopped_at_the_requested_size() {
+    // The ranges as asked, and the adversarial report's lie (`bytes 0-4/5`, then no end).
+    for range in [None, Some("bytes 0-4/5")] {
+        let hub = hub(None).await;
+        let env = Env::new();
+        env.pin(&hub).await;
+        hub.set_fault(FILE, Fault::Endless(range.map(str::to_owned)));
+        let (code, out, err) = tokio::time::timeout(
+            Duration::from_secs(120),
+            env.run(&hub, &["weights", "fetch"], None),
+        )
+        .await
+        .expect("a clean error within the deadline");
+        assert_eq!(code, 6, "{range:?}: {out}\n{err}");
+        assert!(
+            err.contains("more than the 10000000 bytes it asked for"),
+            "{range:?}: {err}"
+        );
+        assert!(
+            hub.bytes_served() < 64 << 20,
+            "{range:?}: read {} bytes of an endless answer",
+            hub.bytes_served()
+        );
+        assert!(
+            files_in(&env.models()).is_empty(),
+            "{range:?}: {:?}",
+            files_in(&env.models())
+        );
+    }
+}
