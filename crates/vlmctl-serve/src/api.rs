@@ -229,7 +229,7 @@ pub(crate) async fn read_body(
         Ok(Ok(b)) => Ok(b),
         Ok(Err(e)) => {
             let too_big = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+                .is_some_and(<dyn std::error::Error>::is::<http_body_util::LengthLimitError>);
             Err(ApiError {
                 status: if too_big {
                     StatusCode::PAYLOAD_TOO_LARGE

@@ -537,6 +537,9 @@ fn a_results_file_written_before_slo_arrivals_itl_and_tpot_still_loads() {
     assert_eq!(compare::compare(&r, &back).rows.len(), 2);
 }
 
+/// One figure of a summary set to a value.
+type SummaryEdit = fn(&mut run::ConfigSummary, f64);
+
 /// The adversarial pass's two files: a server whose every answer says `predicted_ms` 1.7e308
 /// (results.json as `vlmctl bench` writes it), and a file edited to latencies of 1.7e308 ms.
 #[test]
@@ -594,8 +597,7 @@ fn results_with_extreme_figures_read_back_and_implausible_latencies_are_refused(
 
     // Every other summary figure is bounded too (the re-test imported tpot_ms, effective_hz
     // and schema_pass_rate of ±1.7e308 and `runs show` printed 300-digit numbers).
-    type Edit = fn(&mut run::ConfigSummary, f64);
-    let edits: [(&str, Edit, &[f64]); 8] = [
+    let edits: [(&str, SummaryEdit, &[f64]); 8] = [
         (
             "tpot_ms.p50",
             |s, v| s.tpot_ms.as_mut().unwrap().p50 = v,

@@ -452,7 +452,9 @@ fn a_newer_or_foreign_database_is_checked_before_anything_writes_and_left_as_it_
         Store::open as fn(&std::path::Path) -> Result<Store, StoreError>,
         Store::open_read,
     ] {
-        let e = open(&wal).err().expect("refused");
+        let Err(e) = open(&wal) else {
+            panic!("{} was opened", wal.display());
+        };
         assert!(matches!(e, StoreError::TooNew { found: 4, .. }), "{e:?}");
         assert!(
             !beside("shm").exists() && !beside("wal").exists(),
@@ -546,7 +548,9 @@ fn a_read_only_history_can_be_read_and_is_not_written() {
     assert_eq!(digest(&path), before);
     // The writable open fails there, as it must (it would write), saying why (`vlmctl serve
     // --store` of such a file said "unable to open database file").
-    let e = Store::open(&path).err().expect("refused");
+    let Err(e) = Store::open(&path) else {
+        panic!("{} was opened for writing", path.display());
+    };
     assert!(matches!(e, StoreError::ReadOnly { .. }), "{e:?}");
     assert!(e.to_string().contains("cannot be written"), "{e}");
     assert!(e.hint().is_some_and(|h| h.contains("--store")), "{e}");
