@@ -545,21 +545,25 @@ impl Store {
             && access(dir, Access::WRITE_OK | Access::EXEC_OK).is_ok()
     }
 
-    /// The schema version checked from the file alone (`immutable=1`: SQLite creates no
-    /// `-shm` or `-wal` beside it, even for a WAL database), so that a newer history or
-    /// another program's database is refused with nothing created. A version still in another
-    /// process's uncheckpointed log is not seen here; the check on the real connection sees it.
-    fn check_untouched(path: &Path) -> Result<usize, StoreError> {
+    /// A newer history or another program's database refused from the file alone
+    /// (`immutable=1`: SQLite creates no `-shm` or `-wal` beside it, even for a WAL database),
+    /// so that nothing is created beside it. Only those two refusals count here: anything else
+    /// this look meets (a file that is no database, a page read while another process
+    /// checkpoints) is left to the check on the real connection, as is a version still in
+    /// another process's uncheckpointed log.
+    fn check_untouched(path: &Path) -> Result<(), StoreError> {
         use rusqlite::OpenFlags;
         let uri = format!("file:{}?immutable=1", uri_path(path));
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_URI;
-        let c = Connection::open_with_flags(uri, flags).map_err(|source| StoreError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
-        migrations::check(&c, path)
+        let Ok(c) = Connection::open_with_flags(uri, flags) else {
+            return Ok(());
+        };
+        match migrations::check(&c, path) {
+            Err(e @ (StoreError::TooNew { .. } | StoreError::NotOurs { .. })) => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// A connection that cannot write, and the checked schema version.
