@@ -72,7 +72,7 @@ pub enum BenchError {
     },
     /// A results file holds a value no request could have had (a negative or endless
     /// latency, a figure that is not a number): [`crate::run::Results::validate`].
-    #[error("{}: {field} is {value:e}, {why}: not a latency vlmctl bench measures", path.display())]
+    #[error("{}: {field} is {value:e}, {why}: not a figure vlmctl bench measures", path.display())]
     ImplausibleResults {
         /// The file.
         path: PathBuf,
@@ -105,7 +105,7 @@ impl BenchError {
             Self::Unreachable { .. } => "check that the server is running and the plan's target url (host, port, http/https) is right: `curl URL/health`; `vlmctl status` shows what vlmctl started".to_owned(),
             Self::SweepNeedsSlo { .. } => "add a bound to the plan, e.g. `[slo]` with `p95_ms = 500`; the sweep reports the highest rate that meets it".to_owned(),
             Self::BadResults { .. } => "pass results JSON files written by `vlmctl bench`".to_owned(),
-            Self::ImplausibleResults { field, .. } => format!("this file was not written by `vlmctl bench` as it stands (or was edited): fix or remove `{field}` (latencies are milliseconds, 0 to 1e12), or measure again with `vlmctl bench`"),
+            Self::ImplausibleResults { field, .. } => format!("this file was not written by `vlmctl bench` as it stands (or was edited): fix or remove `{field}` (latencies are milliseconds, 0 to 1e12; rates per second, 0 to 1e9; shares 0 to 1; percentages 0 to 100), or measure again with `vlmctl bench`"),
             Self::ApiKeyMissing { var, .. } => format!("export {var}=... in the environment of the process that runs the bench"),
         }
     }

@@ -263,7 +263,9 @@ impl Results {
     /// Checks that every latency this file holds is one a request could have had: each
     /// sample's `wall_ms`, `ttft_ms`, `queue_ms`, `scheduled_ms` and `itl_ms`, and each
     /// latency summary (warm-ups, sweeps included), is finite and within `0..=`
-    /// [`MAX_LATENCY_MS`], and every other figure is finite. `path` names the file in the
+    /// [`MAX_LATENCY_MS`], shares (`schema_pass_rate`, `slo.goodput`) within `0..=1`,
+    /// `deadline_miss_pct` within `0..=100`, and rates (Hz, tokens/s) within `0..=`
+    /// [`MAX_PER_SECOND`]. `path` names the file in the
     /// error, which names the first offending field (`targets[0].configs[1].samples[3].wall_ms`).
     ///
     /// [`crate::load_results`] calls it; so should anything else that takes results from
@@ -287,20 +289,11 @@ impl Results {
     /// The first implausible value: (its field, the value, why).
     fn implausible(&self) -> Option<(String, f64, &'static str)> {
         let mut found = None;
-        let mut check = |field: &dyn Fn() -> String, v: f64, latency: bool| {
+        let mut check = |field: &dyn Fn() -> String, v: f64, kind: Figure| {
             if found.is_some() {
                 return;
             }
-            let why = if !v.is_finite() {
-                Some("not a finite number")
-            } else if latency && v < 0.0 {
-                Some("a negative time")
-            } else if latency && v > MAX_LATENCY_MS {
-                Some("longer than any run can last (1e12 ms)")
-            } else {
-                None
-            };
-            if let Some(why) = why {
+            if let Some(why) = kind.problem(v) {
                 found = Some((field(), v, why));
             }
         };
@@ -310,12 +303,12 @@ impl Results {
                 for (kind, list) in [("warmup", &c.warmup), ("samples", &c.samples)] {
                     for (si, smp) in list.iter().enumerate() {
                         sample_values(smp, &mut |name, v| {
-                            check(&|| format!("{at}.{kind}[{si}].{name}"), v, true);
+                            check(&|| format!("{at}.{kind}[{si}].{name}"), v, Figure::Latency);
                         });
                     }
                 }
-                summary_values(&c.summary, &mut |name, v, latency| {
-                    check(&|| format!("{at}.summary.{name}"), v, latency);
+                summary_values(&c.summary, &mut |name, v, kind| {
+                    check(&|| format!("{at}.summary.{name}"), v, kind);
                 });
             }
         }
@@ -324,21 +317,21 @@ impl Results {
                 let at = format!("sweep[{wi}].steps[{pi}]");
                 for (si, smp) in step.samples.iter().enumerate() {
                     sample_values(smp, &mut |name, v| {
-                        check(&|| format!("{at}.samples[{si}].{name}"), v, true);
+                        check(&|| format!("{at}.samples[{si}].{name}"), v, Figure::Latency);
                     });
                 }
                 if let Some(w) = &step.wall_ms {
                     summary_fields(w, &mut |name, v| {
-                        check(&|| format!("{at}.wall_ms.{name}"), v, true);
+                        check(&|| format!("{at}.wall_ms.{name}"), v, Figure::Latency);
                     });
                 }
-                for (name, v) in [
-                    ("offered_hz", Some(step.offered_hz)),
-                    ("achieved_hz", step.achieved_hz),
-                    ("elapsed_s", Some(step.elapsed_s)),
+                for (name, v, kind) in [
+                    ("offered_hz", Some(step.offered_hz), Figure::PerSecond),
+                    ("achieved_hz", step.achieved_hz, Figure::PerSecond),
+                    ("elapsed_s", Some(step.elapsed_s), Figure::Seconds),
                 ] {
                     if let Some(v) = v {
-                        check(&|| format!("{at}.{name}"), v, false);
+                        check(&|| format!("{at}.{name}"), v, kind);
                     }
                 }
             }
@@ -364,34 +357,93 @@ fn sample_values(s: &Sample, f: &mut dyn FnMut(&str, f64)) {
     }
 }
 
-/// Each figure of a summary, named as in the file, and whether it is a latency.
-fn summary_values(s: &ConfigSummary, f: &mut dyn FnMut(&str, f64, bool)) {
-    // TPOT is the server's figure, not a latency vlmctl measured: only finite.
-    for (name, v, latency) in [
-        ("wall_ms", s.wall_ms, true),
-        ("ttft_ms", s.ttft_ms, true),
-        ("queue_ms", s.queue_ms, true),
-        ("itl_ms", s.itl_ms, true),
-        ("tpot_ms", s.tpot_ms, false),
+/// Largest plausible rate (Hz, tokens/s): no server answers or generates 1e9 a second.
+pub const MAX_PER_SECOND: f64 = 1e9;
+
+/// What a figure of a results file measures, and so which values it may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Figure {
+    /// Milliseconds: `0..=`[`MAX_LATENCY_MS`].
+    Latency,
+    /// Seconds: `0..=`[`MAX_LATENCY_MS`] / 1000.
+    Seconds,
+    /// Per second (Hz, tokens/s): `0..=`[`MAX_PER_SECOND`].
+    PerSecond,
+    /// A share: `0..=1`.
+    Rate,
+    /// A percentage: `0..=100`.
+    Percent,
+}
+
+impl Figure {
+    /// Why `v` cannot be this figure, if it cannot.
+    fn problem(self, v: f64) -> Option<&'static str> {
+        let (max, too_big) = match self {
+            Self::Latency => (MAX_LATENCY_MS, "longer than any run can last (1e12 ms)"),
+            Self::Seconds => (
+                MAX_LATENCY_MS / 1000.0,
+                "longer than any run can last (1e9 s)",
+            ),
+            Self::PerSecond => (MAX_PER_SECOND, "faster than any server (1e9 per second)"),
+            Self::Rate => (1.0, "a share above 1"),
+            Self::Percent => (100.0, "a percentage above 100"),
+        };
+        if !v.is_finite() {
+            Some("not a finite number")
+        } else if v < 0.0 {
+            Some(match self {
+                Self::Latency | Self::Seconds => "a negative time",
+                Self::PerSecond => "a negative rate",
+                Self::Rate | Self::Percent => "a negative share",
+            })
+        } else if v > max {
+            Some(too_big)
+        } else {
+            None
+        }
+    }
+}
+
+/// Each figure of a summary, named as in the file, with what it measures.
+fn summary_values(s: &ConfigSummary, f: &mut dyn FnMut(&str, f64, Figure)) {
+    // TPOT is the server's figure, but a time per token all the same: bounded like a latency.
+    for (name, v) in [
+        ("wall_ms", s.wall_ms),
+        ("ttft_ms", s.ttft_ms),
+        ("queue_ms", s.queue_ms),
+        ("itl_ms", s.itl_ms),
+        ("tpot_ms", s.tpot_ms),
     ] {
         if let Some(v) = v {
             summary_fields(&v, &mut |field, x| {
-                f(&format!("{name}.{field}"), x, latency);
+                f(&format!("{name}.{field}"), x, Figure::Latency);
             });
         }
     }
-    for (name, v) in [
-        ("effective_hz", s.effective_hz),
-        ("client_tokens_per_s", s.client_tokens_per_s),
-        ("server_tokens_per_s", s.server_tokens_per_s),
-        ("schema_pass_rate", s.schema_pass_rate),
-        ("deadline_miss_pct", s.deadline_miss_pct),
-        ("offered_hz", s.offered_hz),
-        ("achieved_hz", s.achieved_hz),
-        ("slo.goodput", s.slo.as_ref().and_then(|o| o.goodput)),
+    for (name, v, kind) in [
+        ("effective_hz", s.effective_hz, Figure::PerSecond),
+        (
+            "client_tokens_per_s",
+            s.client_tokens_per_s,
+            Figure::PerSecond,
+        ),
+        (
+            "server_tokens_per_s",
+            s.server_tokens_per_s,
+            Figure::PerSecond,
+        ),
+        ("schema_pass_rate", s.schema_pass_rate, Figure::Rate),
+        ("deadline_miss_pct", s.deadline_miss_pct, Figure::Percent),
+        ("offered_hz", s.offered_hz, Figure::PerSecond),
+        ("achieved_hz", s.achieved_hz, Figure::PerSecond),
+        (
+            "slo.goodput",
+            s.slo.as_ref().and_then(|o| o.goodput),
+            Figure::Rate,
+        ),
     ] {
         if let Some(v) = v {
-            f(name, v, false);
+            f(name, v, kind);
         }
     }
 }
@@ -435,7 +487,7 @@ pub fn summarize(samples: &[Sample], nav: bool, period_ms: Option<f64>) -> Confi
             .filter_map(|s| Some(s.completion_tokens? as f64 / (s.wall_ms / 1000.0)))
             .collect::<Vec<_>>(),
     )
-    .map(|s| s.p50);
+    .and_then(|s| per_second(s.p50));
     let (server_tokens_per_s, tpot_ms) = server_figures(&ok);
     let mut schema = BTreeMap::new();
     if nav {
@@ -457,7 +509,9 @@ pub fn summarize(samples: &[Sample], nav: bool, period_ms: Option<f64>) -> Confi
     ConfigSummary {
         ok: ok.len(),
         errors,
-        effective_hz: wall.filter(|_| !open).and_then(|w| finite(1000.0 / w.p50)),
+        effective_hz: wall
+            .filter(|_| !open)
+            .and_then(|w| per_second(1000.0 / w.p50)),
         wall_ms: wall,
         ttft_ms: ttft,
         client_tokens_per_s: client_tps,
@@ -487,7 +541,7 @@ pub fn summarize(samples: &[Sample], nav: bool, period_ms: Option<f64>) -> Confi
         }),
         offered_hz: period_ms
             .filter(|p| *p > 0.0)
-            .and_then(|p| finite(1000.0 / p)),
+            .and_then(|p| per_second(1000.0 / p)),
         achieved_hz: period_ms.and_then(|_| achieved_hz(&ok)),
         queue_ms: stats::summarize(
             &samples
@@ -518,7 +572,7 @@ fn server_figures(ok: &[&Sample]) -> (Option<f64>, Option<Summary>) {
     });
     let tokens_per_s = (pms > 0.0)
         .then(|| pn as f64 / (pms / 1000.0))
-        .and_then(finite);
+        .and_then(per_second);
     let tpot = stats::summarize(
         &timed
             .iter()
@@ -542,12 +596,14 @@ fn achieved_hz(ok: &[&Sample]) -> Option<f64> {
     let last = done.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     (done.len() >= 2 && last > first)
         .then(|| (done.len() - 1) as f64 * 1000.0 / (last - first))
-        .and_then(finite)
+        .and_then(per_second)
 }
 
-/// `v` when it is finite: what JSON can hold and this crate's reader takes back.
-fn finite(v: f64) -> Option<f64> {
-    v.is_finite().then_some(v)
+/// `v` when it is a rate [`Results::validate`] takes back (finite, `0..=`[`MAX_PER_SECOND`]):
+/// a server that claims `u64::MAX` tokens, or a wall time of 1e-300 ms, gives no rate rather
+/// than one no server has.
+fn per_second(v: f64) -> Option<f64> {
+    Figure::PerSecond.problem(v).is_none().then_some(v)
 }
 
 /// Pure: the summary of a config's measured samples under `plan`: [`summarize`] with the

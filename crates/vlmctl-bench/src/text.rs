@@ -8,11 +8,22 @@ use std::borrow::Cow;
 
 /// Whether `c` must not reach a terminal or a document raw: control characters (C0, DEL, C1:
 /// escape sequences start with ESC or CSI) other than `\n` and `\t`, and the bidirectional
-/// overrides and isolates that reorder what a reader sees ("Trojan Source").
+/// overrides and isolates that reorder what a reader sees ("Trojan Source": U+202A..U+202E,
+/// U+2066..U+2069), and the invisible direction marks (LRM U+200E, RLM U+200F, ALM U+061C),
+/// which reorder the punctuation and digits around them just as unseen. The CLI's
+/// `render::visible` uses this same set, so that tables and every other line agree.
 #[must_use]
 pub fn is_unsafe(c: char) -> bool {
-    (c.is_control() && c != '\n' && c != '\t')
-        || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    (c.is_control() && c != '\n' && c != '\t') || is_bidi(c)
+}
+
+/// Whether `c` is a bidirectional override, isolate or mark (see [`is_unsafe`]).
+#[must_use]
+pub fn is_bidi(c: char) -> bool {
+    matches!(
+        c,
+        '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}'
+    )
 }
 
 /// `s` with every [`is_unsafe`] character written as its Rust escape (`\u{1b}`), so that a
@@ -88,12 +99,13 @@ mod tests {
 
     #[test]
     fn escape_sequences_are_shown_not_obeyed() {
-        let hostile = "T\u{1b}]0;HIJACKED-TITLE\u{7}\u{1b}[2J\u{1b}[31mRED\u{9b}1m\u{202e}cba";
+        let hostile =
+            "T\u{1b}]0;HIJACKED-TITLE\u{7}\u{1b}[2J\u{1b}[31mRED\u{9b}1m\u{202e}cba\u{200f}";
         let p = printable(hostile);
         assert!(!p.chars().any(is_unsafe), "{p}");
         assert_eq!(
             p,
-            "T\\u{1b}]0;HIJACKED-TITLE\\u{7}\\u{1b}[2J\\u{1b}[31mRED\\u{9b}1m\\u{202e}cba"
+            "T\\u{1b}]0;HIJACKED-TITLE\\u{7}\\u{1b}[2J\\u{1b}[31mRED\\u{9b}1m\\u{202e}cba\\u{200f}"
         );
         // Lines and tabs stay; plain text is borrowed as it is.
         assert!(matches!(printable("a\tb\nc é"), Cow::Borrowed("a\tb\nc é")));

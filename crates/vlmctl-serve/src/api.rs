@@ -214,14 +214,44 @@ pub struct StartRun {
 /// The largest `runs` a request may ask for.
 pub const MAX_RUNS: i64 = 1000;
 
-/// A body that could not be read (over axum's 2 MB limit: 413), as the API's other errors.
-fn body_refused(e: &axum::extract::rejection::BytesRejection) -> ApiError {
-    ApiError {
-        status: e.status(),
-        message: format!("the request body could not be read: {}", e.body_text()),
-        hint: Some(
-            "an action's body is a small JSON object (see the README's API table)".to_owned(),
-        ),
+/// The most an action's body may hold (axum's own default limit).
+pub const MAX_BODY: usize = 2 << 20;
+
+/// The whole body, within `within` (else 408, and the connection is closed: a client that
+/// drips its body holds it no longer) and [`MAX_BODY`] (else 413).
+pub(crate) async fn read_body(
+    body: axum::body::Body,
+    within: std::time::Duration,
+) -> Result<Bytes, ApiError> {
+    let hint =
+        || Some("an action's body is a small JSON object (see the README's API table)".to_owned());
+    match tokio::time::timeout(within, axum::body::to_bytes(body, MAX_BODY)).await {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(e)) => {
+            let too_big = std::error::Error::source(&e)
+                .is_some_and(<dyn std::error::Error>::is::<http_body_util::LengthLimitError>);
+            Err(ApiError {
+                status: if too_big {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                } else {
+                    StatusCode::BAD_REQUEST
+                },
+                message: if too_big {
+                    format!("the request body could not be read: it is over {MAX_BODY} bytes")
+                } else {
+                    format!("the request body could not be read: {e}")
+                },
+                hint: hint(),
+            })
+        }
+        Err(_) => Err(ApiError {
+            status: StatusCode::REQUEST_TIMEOUT,
+            message: format!(
+                "the request body did not arrive within {} s",
+                within.as_secs_f64()
+            ),
+            hint: hint(),
+        }),
     }
 }
 
@@ -240,7 +270,8 @@ impl App {
                 "runs: {n} is out of range: 1 to {MAX_RUNS} measured requests per config"
             )));
         }
-        // A full queue is said before anything is recorded.
+        // A full queue is said before the plan is read (and taken for good, atomically, in
+        // `record_and_queue` before anything is recorded).
         self.queue_room()?;
         let path = self.bench_plan(req.plan.as_deref())?.to_owned();
         let mut plan = LoadedPlan::load(&path).map_err(|e| {
@@ -308,17 +339,31 @@ impl App {
             targets,
             state: RunState::Queued,
         };
+        self.record_and_queue(new, move |run| Action::Bench {
+            run,
+            deployment: req.deployment,
+            plan: Box::new(plan),
+            keys,
+        })
+        .await
+    }
+
+    /// Takes a place in the queue, then records `new` as `queued` and queues `action(its id)`
+    /// there; returns the run's id and how many are ahead. A full queue (429) refuses before
+    /// anything is recorded, however many requests arrive at once: the place is checked and
+    /// taken in one step, and given back if recording fails.
+    pub(crate) async fn record_and_queue(
+        self: &Arc<Self>,
+        new: NewRun,
+        action: impl FnOnce(i64) -> Action + Send + 'static,
+    ) -> Result<(i64, usize), ApiError> {
+        let place = self.reserve()?;
         // Recorded and queued in a task of its own: a client that goes away in between must
         // not leave a run recorded `queued` that nothing will run.
         let app = Arc::clone(self);
         tokio::spawn(async move {
             let id = app.db(move |s| s.begin_run(&new)).await?;
-            let queued = app.enqueue(Action::Bench {
-                run: id,
-                deployment: req.deployment,
-                plan: Box::new(plan),
-                keys,
-            });
+            let queued = app.enqueue_at(place, action(id));
             match queued {
                 Ok(ahead) => Ok((id, ahead)),
                 Err(e) => {
@@ -344,9 +389,10 @@ fn list_or_none<'a>(names: impl Iterator<Item = &'a str>) -> String {
 
 async fn start_run(
     State(app): State<Arc<App>>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
-    let req: StartRun = parse_body(&body.map_err(|e| body_refused(&e))?)?;
+    let body = read_body(body, app.config().limits.body_read_timeout).await?;
+    let req: StartRun = parse_body(&body)?;
     let (id, ahead) = app.start_run(req).await?;
     Ok((
         StatusCode::ACCEPTED,

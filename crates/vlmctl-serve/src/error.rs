@@ -125,10 +125,22 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut r = (
             self.status,
             axum::Json(serde_json::json!({ "error": self.message, "hint": self.hint })),
         )
-            .into_response()
+            .into_response();
+        // A body that came too slowly or was too large was not read to its end: the
+        // connection closes after the answer rather than wait for the rest.
+        if matches!(
+            self.status,
+            axum::http::StatusCode::REQUEST_TIMEOUT | axum::http::StatusCode::PAYLOAD_TOO_LARGE
+        ) {
+            r.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        r
     }
 }

@@ -75,24 +75,133 @@ pub struct Config {
 /// connection), or it is closed: a client that never finishes (or never starts) its headers
 /// holds a connection for that long at most. Off loopback the API key is checked when the
 /// headers have arrived, so an unauthenticated client is bounded by the same timeout.
+/// A request's whole body must arrive within `body_read_timeout` of the handler asking for it,
+/// or the request is answered 408 (JSON) and the connection closed: a client that drips its
+/// body a byte at a time holds a connection that long at most. A connection whose answer
+/// makes no progress (the client reads none of it: not one byte is taken by the socket) for
+/// `write_stall_timeout` is closed, and the answer's memory freed with it.
 /// At most `max_connections` connections are served at once; one more is answered 503 (JSON)
 /// and closed at once, so it never waits behind the ones held.
+///
+/// There is no share per client address: on loopback (no key needed) every client has the
+/// same address, so a share would starve the browser as much as the one holding connections;
+/// off loopback only a client with the API key gets past its headers. The timeouts bound how
+/// long anyone holds a place instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// See above.
     pub header_read_timeout: std::time::Duration,
     /// See above.
+    pub body_read_timeout: std::time::Duration,
+    /// See above.
+    pub write_stall_timeout: std::time::Duration,
+    /// See above.
     pub max_connections: usize,
 }
 
-/// 10 s for headers (a browser sends them at once), 256 connections (a page opens a handful;
-/// well under the usual 1024 descriptors).
+/// 10 s for headers and for a body (a browser sends them at once, and an action's body is a
+/// small JSON object), 30 s for an answer that no byte of is read, 256 connections (a page
+/// opens a handful; well under the usual 1024 descriptors).
 impl Default for Limits {
     fn default() -> Self {
         Self {
             header_read_timeout: std::time::Duration::from_secs(10),
+            body_read_timeout: std::time::Duration::from_secs(10),
+            write_stall_timeout: std::time::Duration::from_secs(30),
             max_connections: 256,
         }
+    }
+}
+
+/// A connection whose writes may stall (the socket takes no byte) for `limit` at most: the
+/// next write after that fails (`TimedOut`) and hyper closes the connection. Hand-written:
+/// hyper has no write timeout, and tokio-io-timeout's does the same over a crate more.
+struct StallLimited<S> {
+    inner: S,
+    limit: std::time::Duration,
+    /// Armed when a write first finds the socket full; disarmed when one goes through.
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> StallLimited<S> {
+    fn new(inner: S, limit: std::time::Duration) -> Self {
+        Self {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// After a write's `poll`: `Pending` arms (or checks) the deadline, anything else disarms.
+    fn watch<T>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        r: std::task::Poll<std::io::Result<T>>,
+    ) -> std::task::Poll<std::io::Result<T>> {
+        if r.is_ready() {
+            self.stalled = None;
+            return r;
+        }
+        let limit = self.limit;
+        let sleep = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if sleep.as_mut().poll(cx).is_ready() {
+            return std::task::Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "the client read nothing of the answer for {} s",
+                    limit.as_secs()
+                ),
+            )));
+        }
+        std::task::Poll::Pending
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for StallLimited<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for StallLimited<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(cx, r)
+    }
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch(cx, r)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, r)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.watch(cx, r)
     }
 }
 
@@ -400,7 +509,8 @@ async fn accept(
             _ = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let io = hyper_util::rt::TokioIo::new(stream);
+        let io =
+            hyper_util::rt::TokioIo::new(StallLimited::new(stream, limits.write_stall_timeout));
         let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
             if let Ok(refuser) = Arc::clone(&refusing).try_acquire_owned() {
                 let mut http = http.clone();
@@ -619,6 +729,7 @@ mod tests {
         let s = start(Limits {
             header_read_timeout: timeout,
             max_connections: max,
+            ..Limits::default()
         });
         let half = |n: usize| -> Vec<TcpStream> {
             (0..n)
@@ -682,6 +793,112 @@ mod tests {
         });
     }
 
+    /// The re-test's drip: `Content-Length: 100000`, then a byte now and then, on 256
+    /// connections. Each is answered 408 (JSON) once its body is late, and closed.
+    #[test]
+    fn a_body_that_drips_is_answered_408_and_closed() {
+        let within = Duration::from_secs(1);
+        let s = start(Limits {
+            body_read_timeout: within,
+            ..Limits::default()
+        });
+        let started = Instant::now();
+        let mut c = TcpStream::connect(s.addr).expect("connect");
+        c.write_all(
+            b"POST /api/runs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+              Content-Length: 100000\r\n\r\n{",
+        )
+        .expect("head");
+        c.set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Drip one byte every 200 ms (a write may fail once the service has closed).
+        loop {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "no answer after {:?}",
+                started.elapsed()
+            );
+            let _ = c.write_all(b" ");
+            match c.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => break,
+            }
+        }
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "{answer}"
+        );
+        let json = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(json).expect(json);
+        assert!(
+            v["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("did not arrive")),
+            "{v}"
+        );
+        assert!(v["hint"].is_string(), "{v}");
+        assert!(
+            started.elapsed() < within + Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        s.stop.cancel("test");
+    }
+
+    /// A client that never reads its answer: the write stalls, and the connection (with the
+    /// answer's memory) is given up after the limit.
+    #[test]
+    fn a_connection_whose_answer_is_never_read_is_closed() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            use tokio::io::AsyncWriteExt as _;
+            // The other end never reads: 64 KiB fit, then every write waits.
+            let (near, _far) = tokio::io::duplex(64 << 10);
+            let mut io = StallLimited::new(near, Duration::from_millis(300));
+            let big = vec![0u8; 1 << 20];
+            let t = Instant::now();
+            let r = tokio::time::timeout(Duration::from_secs(10), io.write_all(&big)).await;
+            let e = r
+                .expect("the stalled write gave up within 10 s")
+                .expect_err("stalled");
+            assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+            assert!(
+                t.elapsed() >= Duration::from_millis(300),
+                "{:?}",
+                t.elapsed()
+            );
+            // A write that goes through disarms it: a slow reader is not cut off.
+            let (near, mut far) = tokio::io::duplex(1024);
+            let mut io = StallLimited::new(near, Duration::from_millis(300));
+            let reader = tokio::spawn(async move {
+                use tokio::io::AsyncReadExt as _;
+                let mut got = 0;
+                let mut buf = [0u8; 256];
+                while got < 8192 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    got += far.read(&mut buf).await.expect("read");
+                }
+            });
+            io.write_all(&[1u8; 8192])
+                .await
+                .expect("a slow reader is served");
+            reader.await.expect("reader");
+        });
+    }
+
     #[test]
     fn an_oversized_body_is_refused_in_json() {
         let s = start(Limits::default());
@@ -701,6 +918,82 @@ mod tests {
         );
         assert!(v["hint"].is_string(), "{v}");
         s.stop.cancel("test");
+    }
+
+    fn test_app(tmp: &Path) -> (App, tokio::sync::mpsc::UnboundedReceiver<queue::Action>) {
+        let cfg = config(tmp, Limits::default());
+        let store = Store::open(&cfg.store).expect("store");
+        let readers = vec![Mutex::new(Store::open(&cfg.store).expect("store"))];
+        let (queue, rx) = queue::Queue::new();
+        let app = App {
+            cfg,
+            store: Arc::new(Mutex::new(store)),
+            readers: readers.into(),
+            activity: broadcast::channel(16).0,
+            queue,
+            shutdown: Cancel::new(),
+            renders: Arc::new(tokio::sync::Semaphore::new(RENDER_SLOTS)),
+        };
+        (app, rx)
+    }
+
+    /// The re-test's race: 130 bench requests at once against a queue with room for fewer
+    /// left 10 refused ones in the history as `failed`. Now a refused request records nothing.
+    #[test]
+    fn requests_the_full_queue_refuses_leave_no_run_behind() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let (app, _rx) = test_app(tmp.path());
+        let app = Arc::new(app);
+        for _ in 0..queue::MAX_QUEUED - 20 {
+            app.enqueue(queue::Action::Teardown {
+                deployment: "d".to_owned(),
+            })
+            .expect("room");
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let answers: Vec<Result<(i64, usize), ApiError>> = rt.block_on(async {
+            let tasks: Vec<_> = (0..60)
+                .map(|_| {
+                    let app = Arc::clone(&app);
+                    tokio::spawn(async move {
+                        let new = vlmctl_store::NewRun {
+                            source: vlmctl_store::Source::Serve,
+                            host: "local".to_owned(),
+                            plan: "plan.toml".to_owned(),
+                            plan_json: serde_json::json!({}),
+                            targets: Vec::new(),
+                            state: vlmctl_store::State::Queued,
+                        };
+                        app.record_and_queue(new, |_| queue::Action::Teardown {
+                            deployment: "d".to_owned(),
+                        })
+                        .await
+                    })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.expect("task"));
+            }
+            out
+        });
+        let queued = answers.iter().filter(|a| a.is_ok()).count();
+        let refused = answers
+            .iter()
+            .filter(|a| matches!(a, Err(e) if e.status.as_u16() == 429))
+            .count();
+        assert_eq!((queued, refused), (20, 40));
+        let runs = Store::open(&tmp.path().join("history.sqlite"))
+            .and_then(|s| s.runs(&vlmctl_store::RunFilter::default()))
+            .expect("runs");
+        let states: Vec<&str> = runs.iter().map(|r| r.state.as_str()).collect();
+        assert_eq!(runs.len(), 20, "{states:?}");
+        assert!(states.iter().all(|s| *s == "queued"), "{states:?}");
+        assert_eq!(app.queue.waiting(), queue::MAX_QUEUED);
     }
 
     #[test]

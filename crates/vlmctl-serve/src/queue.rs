@@ -133,7 +133,7 @@ impl Action {
 /// The sending side.
 pub struct Queue {
     tx: mpsc::UnboundedSender<Action>,
-    waiting: AtomicUsize,
+    waiting: Arc<AtomicUsize>,
     busy: std::sync::atomic::AtomicBool,
 }
 
@@ -143,7 +143,7 @@ impl Queue {
         (
             Self {
                 tx,
-                waiting: AtomicUsize::new(0),
+                waiting: Arc::new(AtomicUsize::new(0)),
                 busy: std::sync::atomic::AtomicBool::new(false),
             },
             rx,
@@ -156,22 +156,58 @@ impl Queue {
     }
 }
 
+/// A place in the queue, taken before anything is recorded (so that a request the full queue
+/// refuses leaves no run in the history, however many arrive at once); given back when
+/// dropped unused.
+#[must_use = "a place not used is given back at once"]
+pub struct Place {
+    waiting: Option<Arc<AtomicUsize>>,
+    /// Actions waiting before this one took its place.
+    before: usize,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        if let Some(w) = self.waiting.take() {
+            w.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
 impl App {
-    /// Puts `action` in the queue and says so; returns how many actions are before it (the
-    /// one going on included). A stopping service takes no more (503).
-    pub fn enqueue(&self, action: Action) -> Result<usize, ApiError> {
+    /// Takes a place in the queue: 429 when [`MAX_QUEUED`] actions wait, 503 when the service
+    /// is stopping. Check and take are one atomic step, so that two requests at once cannot
+    /// both pass the bound.
+    pub fn reserve(&self) -> Result<Place, ApiError> {
         if self.shutdown.reason().is_some() {
             return Err(stopping());
         }
-        // Taken only while below the bound, so that two requests at once cannot both pass it.
-        let waiting = self
+        let before = self
             .queue
             .waiting
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
                 (n < MAX_QUEUED).then_some(n + 1)
             })
             .map_err(|_| full())?;
-        let ahead = waiting + usize::from(self.queue.busy.load(Ordering::SeqCst));
+        Ok(Place {
+            waiting: Some(Arc::clone(&self.queue.waiting)),
+            before,
+        })
+    }
+
+    /// Puts `action` in the queue and says so; returns how many actions are before it (the
+    /// one going on included). A stopping service takes no more (503).
+    pub fn enqueue(&self, action: Action) -> Result<usize, ApiError> {
+        let place = self.reserve()?;
+        self.enqueue_at(place, action)
+    }
+
+    /// [`Self::enqueue`] at a place taken before ([`Self::reserve`]).
+    pub fn enqueue_at(&self, mut place: Place, action: Action) -> Result<usize, ApiError> {
+        if self.shutdown.reason().is_some() {
+            return Err(stopping());
+        }
+        let ahead = place.before + usize::from(self.queue.busy.load(Ordering::SeqCst));
         let activity = Activity::Queued {
             action: action.name().to_owned(),
             deployment: action.deployment().to_owned(),
@@ -182,10 +218,12 @@ impl App {
             ahead,
         };
         if self.queue.tx.send(action).is_err() {
-            // The worker has ended (stopping, or it died): nothing would ever run this.
-            self.queue.waiting.fetch_sub(1, Ordering::SeqCst);
+            // The worker has ended (stopping, or it died): nothing would ever run this (the
+            // place is given back as it drops).
             return Err(stopping());
         }
+        // The worker gives the place back when it takes the action.
+        place.waiting = None;
         self.publish(activity);
         Ok(ahead)
     }

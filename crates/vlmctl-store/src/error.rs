@@ -72,6 +72,16 @@ pub enum StoreError {
         /// This vlmctl's.
         want: usize,
     },
+    /// The database file, or its folder, cannot be written (a read-only file, folder or
+    /// mount), where a command must record in it (`vlmctl serve`, `bench`, `runs import`).
+    #[error(
+        "the history database {} cannot be written (a read-only file, folder or mount)",
+        path.display()
+    )]
+    ReadOnly {
+        /// The database file.
+        path: PathBuf,
+    },
     /// A query or write failed.
     #[error("history database {}: {what}", path.display())]
     Sql {
@@ -150,6 +160,11 @@ impl StoreError {
                  up to date), or read it with the vlmctl that wrote it"
                     .to_owned()
             }
+            Self::ReadOnly { path } => format!(
+                "point --store (VLMCTL_STORE) at a writable file (a copy of it: `cp {0} ~/history.sqlite`), \
+                 or make it writable; `vlmctl runs list --store {0}` reads it as it is",
+                path.display()
+            ),
             Self::NotFound { .. } => "`vlmctl runs list` shows the runs there are".to_owned(),
             Self::NotRunning { .. } => return None,
         })

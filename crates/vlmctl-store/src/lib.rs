@@ -460,6 +460,16 @@ impl Store {
                 source,
             })?;
         }
+        // SQLite would say "unable to open database file" (or fail at the first write):
+        // said plainly, with what to do, instead.
+        if path.exists() {
+            Self::check_untouched(path)?;
+            if !Self::writable(path) {
+                return Err(StoreError::ReadOnly {
+                    path: path.to_owned(),
+                });
+            }
+        }
         let open_err = |source| StoreError::Open {
             path: path.to_owned(),
             source,
@@ -484,6 +494,17 @@ impl Store {
         };
         store.mark_orphans()?;
         Ok(store)
+    }
+
+    /// Whether `path` holds no history: no file, or an empty one (0 bytes, and no
+    /// write-ahead log beside it with anything in it). The read commands treat it as "no runs
+    /// yet" and leave it as it is, rather than make a history of it.
+    #[must_use]
+    pub fn is_absent_or_empty(path: &Path) -> bool {
+        let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).ok();
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        matches!(len(path), None | Some(0)) && matches!(len(Path::new(&wal)), None | Some(0))
     }
 
     /// Opens an existing history for reading (`vlmctl runs list`, `runs show`). It is checked
@@ -524,6 +545,27 @@ impl Store {
             && access(dir, Access::WRITE_OK | Access::EXEC_OK).is_ok()
     }
 
+    /// A newer history or another program's database refused from the file alone
+    /// (`immutable=1`: SQLite creates no `-shm` or `-wal` beside it, even for a WAL database),
+    /// so that nothing is created beside it. Only those two refusals count here: anything else
+    /// this look meets (a file that is no database, a page read while another process
+    /// checkpoints) is left to the check on the real connection, as is a version still in
+    /// another process's uncheckpointed log.
+    fn check_untouched(path: &Path) -> Result<(), StoreError> {
+        use rusqlite::OpenFlags;
+        let uri = format!("file:{}?immutable=1", uri_path(path));
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        let Ok(c) = Connection::open_with_flags(uri, flags) else {
+            return Ok(());
+        };
+        match migrations::check(&c, path) {
+            Err(e @ (StoreError::TooNew { .. } | StoreError::NotOurs { .. })) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// A connection that cannot write, and the checked schema version.
     fn read_only(path: &Path) -> Result<(Connection, usize), StoreError> {
         use rusqlite::OpenFlags;
@@ -532,6 +574,8 @@ impl Store {
             source,
         };
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        Self::check_untouched(path)?;
+        let uri = format!("file:{}?immutable=1", uri_path(path));
         let plain = Connection::open_with_flags(path, flags).and_then(|c| {
             c.busy_timeout(BUSY_TIMEOUT)?;
             // Reading something makes SQLite find (or fail to create) the WAL index.
@@ -551,7 +595,6 @@ impl Store {
         let conn = if let Err(e) = &plain
             && cannot_share(e)
         {
-            let uri = format!("file:{}?immutable=1", uri_path(path));
             let c = Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)
                 .map_err(open_err)?;
             c.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;

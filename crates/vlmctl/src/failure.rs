@@ -218,6 +218,7 @@ impl From<vlmctl_store::StoreError> for Failure {
             | E::TooNew { .. }
             | E::NotOurs { .. }
             | E::ReadOnlyOld { .. }
+            | E::ReadOnly { .. }
             | E::Sql { .. }
             | E::Corrupt { .. } => exit_codes::ENVIRONMENT,
             E::NotRunning { .. } => exit_codes::FAILURE,

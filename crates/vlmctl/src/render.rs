@@ -14,16 +14,19 @@ use vlmctl_weights::{FetchOutcome, FetchProgress};
 pub use vlmctl_deploy::human_bytes;
 
 /// `text` as it may reach a terminal: each control character other than `\n` and `\t` is
-/// written visibly, in caret notation for C0 (`^[` for ESC, `^G` for BEL, `^M` for CR) and as
-/// `\u007f`, `\u009b` for DEL and C1 (as JSON escapes them, so that JSON output stays valid:
-/// `serde_json` escapes C0 itself but writes DEL and C1 raw), so that a string from outside (an imported results file, a
+/// written visibly, in caret notation for C0 (`^[` for ESC, `^G` for BEL, `^M` for CR), and
+/// DEL, C1 and the bidirectional overrides, isolates and marks ("Trojan Source") as JSON
+/// escapes them (`\u007f`, `\u009b`, `\u202e`), so that JSON output stays valid (`serde_json`
+/// escapes C0 itself but writes the others raw). The set is the bench tables' own,
+/// [`vlmctl_bench::text::is_unsafe`]. So a string from outside (an imported results file, a
 /// server's answer, a history written by someone else) cannot set the terminal's title, clear
-/// the screen, colour what follows or overwrite a line. Every line the CLI prints passes
-/// through it ([`crate::redact::write_line`]); tables apply it to their cells first, so that
-/// columns stay aligned.
+/// the screen, colour what follows, overwrite a line or reorder what a reader sees. Every line
+/// the CLI prints passes through it ([`crate::redact::write_line`]); tables apply it to their
+/// cells first, so that columns stay aligned.
 #[must_use]
 pub fn visible(text: &str) -> std::borrow::Cow<'_, str> {
-    let hidden = |c: char| c.is_control() && c != '\n' && c != '\t';
+    // The bench tables' set (`vlmctl_bench::text::is_unsafe`), so that the two cannot drift.
+    let hidden = vlmctl_bench::text::is_unsafe;
     if !text.chars().any(hidden) {
         return std::borrow::Cow::Borrowed(text);
     }
@@ -35,7 +38,8 @@ pub fn visible(text: &str) -> std::borrow::Cow<'_, str> {
                 out.push('^');
                 out.push(char::from(b'@' + u8::try_from(n).unwrap_or(0)));
             }
-            // DEL and C1 as JSON writes them: `--json` output stays valid JSON.
+            // DEL, C1 and the bidirectional overrides as JSON writes them: `--json` output
+            // stays valid JSON.
             n => {
                 let _ = write!(out, "\\u{n:04x}");
             }
@@ -446,6 +450,11 @@ mod tests {
         assert_eq!(
             visible("a\rb\u{8}c\u{7f}d\u{9b}31m"),
             "a^Mb^Hc\\u007fd\\u009b31m"
+        );
+        // Bidirectional overrides, isolates and marks cannot reorder what follows.
+        assert_eq!(
+            visible("run\u{202e}1 \u{202a}\u{202d}\u{2066}\u{2069}\u{200e}\u{200f}"),
+            "run\\u202e1 \\u202a\\u202d\\u2066\\u2069\\u200e\\u200f"
         );
         assert!(matches!(
             visible("run 1: done\n\tplain, é, 漢"),

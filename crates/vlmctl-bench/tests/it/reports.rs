@@ -537,6 +537,9 @@ fn a_results_file_written_before_slo_arrivals_itl_and_tpot_still_loads() {
     assert_eq!(compare::compare(&r, &back).rows.len(), 2);
 }
 
+/// One figure of a summary set to a value.
+type SummaryEdit = fn(&mut run::ConfigSummary, f64);
+
 /// The adversarial pass's two files: a server whose every answer says `predicted_ms` 1.7e308
 /// (results.json as `vlmctl bench` writes it), and a file edited to latencies of 1.7e308 ms.
 #[test]
@@ -591,6 +594,61 @@ fn results_with_extreme_figures_read_back_and_implausible_latencies_are_refused(
         let e = bad.validate(&path).unwrap_err().to_string();
         assert!(e.contains("configs[0].summary.wall_ms.p50"), "{e}");
     }
+
+    // Every other summary figure is bounded too (the re-test imported tpot_ms, effective_hz
+    // and schema_pass_rate of ±1.7e308 and `runs show` printed 300-digit numbers).
+    let edits: [(&str, SummaryEdit, &[f64]); 8] = [
+        (
+            "tpot_ms.p50",
+            |s, v| s.tpot_ms.as_mut().unwrap().p50 = v,
+            &[1.7e308, -1.7e308, -1.0],
+        ),
+        (
+            "effective_hz",
+            |s, v| s.effective_hz = Some(v),
+            &[1.7e308, -1.7e308, -1.0, 2e9],
+        ),
+        (
+            "client_tokens_per_s",
+            |s, v| s.client_tokens_per_s = Some(v),
+            &[1e308, -3.0],
+        ),
+        (
+            "server_tokens_per_s",
+            |s, v| s.server_tokens_per_s = Some(v),
+            &[f64::INFINITY],
+        ),
+        (
+            "schema_pass_rate",
+            |s, v| s.schema_pass_rate = Some(v),
+            &[1e308, 1.5, -0.1],
+        ),
+        (
+            "deadline_miss_pct",
+            |s, v| s.deadline_miss_pct = Some(v),
+            &[100.5, -1.0],
+        ),
+        ("offered_hz", |s, v| s.offered_hz = Some(v), &[1e308]),
+        ("achieved_hz", |s, v| s.achieved_hz = Some(v), &[-1e308]),
+    ];
+    for (field, edit, values) in edits {
+        for &v in values {
+            let mut bad = results("bad", "i", &[Config("A", "nav", 40.0, 0, NAV_IMAGE)]);
+            let s = &mut bad.targets[0].configs[0].summary;
+            if s.tpot_ms.is_none() {
+                s.tpot_ms = s.wall_ms;
+            }
+            edit(s, v);
+            let e = bad.validate(&path).map_err(|e| e.to_string());
+            assert!(
+                matches!(&e, Err(t) if t.contains(&format!("configs[0].summary.{field}"))),
+                "{field} = {v:e}: {e:?}"
+            );
+        }
+    }
+    // The figures a bench writes stay within those bounds.
+    let good = results("good", "i", &[Config("A", "nav", 40.0, 0, NAV_IMAGE)]);
+    assert!(good.validate(&path).is_ok());
 }
 
 /// A server's answer, names and settings from an imported file reach report.md as text, never

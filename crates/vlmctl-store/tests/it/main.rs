@@ -435,6 +435,50 @@ fn a_newer_or_foreign_database_is_checked_before_anything_writes_and_left_as_it_
         )
         .expect("count");
     assert_eq!(tables, 1, "no vlmctl table was added");
+
+    // A newer history in WAL mode: refused with no `-shm` or `-wal` made beside it.
+    let wal = dir.path().join("newer-wal.db");
+    {
+        let c = rusqlite::Connection::open(&wal).expect("wal");
+        c.execute_batch(
+            "PRAGMA journal_mode=wal; CREATE TABLE runs(id INTEGER PRIMARY KEY, future TEXT); \
+             PRAGMA user_version=4;",
+        )
+        .expect("wal");
+    }
+    let beside = |ext: &str| dir.path().join(format!("newer-wal.db-{ext}"));
+    assert!(!beside("shm").exists() && !beside("wal").exists());
+    for open in [
+        Store::open as fn(&std::path::Path) -> Result<Store, StoreError>,
+        Store::open_read,
+    ] {
+        let Err(e) = open(&wal) else {
+            panic!("{} was opened", wal.display());
+        };
+        assert!(matches!(e, StoreError::TooNew { found: 4, .. }), "{e:?}");
+        assert!(
+            !beside("shm").exists() && !beside("wal").exists(),
+            "{e}: -shm or -wal made beside it"
+        );
+    }
+}
+
+/// The re-test's `runs list --store empty.db` made a 45 KB history of a 0-byte file: the
+/// read commands take an empty (or missing) file as "no runs yet" and leave it.
+#[test]
+fn an_empty_or_missing_file_holds_no_history() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, b"").expect("empty");
+    assert!(Store::is_absent_or_empty(&empty));
+    assert!(Store::is_absent_or_empty(&dir.path().join("missing.db")));
+    assert_eq!(std::fs::metadata(&empty).expect("meta").len(), 0);
+    // A history is not empty; nor is a 0-byte file whose log holds something.
+    let full = dir.path().join("full.db");
+    drop(Store::open(&full).expect("open"));
+    assert!(!Store::is_absent_or_empty(&full));
+    std::fs::write(dir.path().join("empty.db-wal"), b"x").expect("wal");
+    assert!(!Store::is_absent_or_empty(&empty));
 }
 
 /// `dir` mounted read-only at `at` for as long as it lives (a backup's read-only mount); as
@@ -502,6 +546,12 @@ fn a_read_only_history_can_be_read_and_is_not_written() {
     assert_eq!(s.run(rows[1].id).expect("run").row.state, State::Done);
     drop(s);
     assert_eq!(digest(&path), before);
-    // The writable open fails there, as it must (it would write).
-    assert!(Store::open(&path).is_err());
+    // The writable open fails there, as it must (it would write), saying why (`vlmctl serve
+    // --store` of such a file said "unable to open database file").
+    let Err(e) = Store::open(&path) else {
+        panic!("{} was opened for writing", path.display());
+    };
+    assert!(matches!(e, StoreError::ReadOnly { .. }), "{e:?}");
+    assert!(e.to_string().contains("cannot be written"), "{e}");
+    assert!(e.hint().is_some_and(|h| h.contains("--store")), "{e}");
 }

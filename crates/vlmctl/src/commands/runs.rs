@@ -16,12 +16,13 @@ use crate::{Output, exit_codes};
 /// What to run when the history is empty.
 const HOW_TO_RECORD: &str = "`vlmctl bench --plan FILE` records each run; `vlmctl runs import DIR` loads earlier results.json files";
 
-/// The database of `--store`/`--state-dir`, opened only when it exists (`None`: no history yet):
+/// The database of `--store`/`--state-dir`, opened only when it exists and is not empty
+/// (`None`: no history yet; a 0-byte file is left as it is, [`Store::is_absent_or_empty`]):
 /// checked before anything is changed (a newer one, another program's, is refused untouched),
 /// and read-only where it cannot be written ([`Store::open_read`]).
 fn existing(store: &StoreArgs, state: &StateDirArgs) -> Result<(PathBuf, Option<Store>), Failure> {
     let path = store_path(store, &state.dir());
-    if !path.exists() {
+    if Store::is_absent_or_empty(&path) {
         return Ok((path, None));
     }
     let s = Store::open_read(&path)?;
