@@ -120,13 +120,7 @@ pub(crate) fn check(conn: &Connection, path: &Path) -> Result<usize, StoreError>
         })?;
     let conn: &Connection = &tx;
     let found = user_version(conn, path)?;
-    if found > SCHEMA_VERSION {
-        return Err(StoreError::TooNew {
-            path: path.to_owned(),
-            found,
-            want: SCHEMA_VERSION,
-        });
-    }
+    refuse_newer(found, path)?;
     if found == 0 {
         let tables: Vec<String> = conn
             .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
@@ -148,9 +142,8 @@ pub(crate) fn check(conn: &Connection, path: &Path) -> Result<usize, StoreError>
     Ok(found)
 }
 
-/// Brings `conn` to [`SCHEMA_VERSION`]; refuses a newer one.
-pub(crate) fn apply(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
-    let found = user_version(conn, path)?;
+/// A history written by a newer vlmctl (schema `found` above ours) is refused, untouched.
+fn refuse_newer(found: usize, path: &Path) -> Result<(), StoreError> {
     if found > SCHEMA_VERSION {
         return Err(StoreError::TooNew {
             path: path.to_owned(),
@@ -158,6 +151,13 @@ pub(crate) fn apply(conn: &mut Connection, path: &Path) -> Result<(), StoreError
             want: SCHEMA_VERSION,
         });
     }
+    Ok(())
+}
+
+/// Brings `conn` to [`SCHEMA_VERSION`]; refuses a newer one.
+pub(crate) fn apply(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let found = user_version(conn, path)?;
+    refuse_newer(found, path)?;
     match MIGRATIONS.to_latest(conn) {
         Ok(()) => Ok(()),
         // Another process (a bench starting while `vlmctl runs list` or the service opens the
