@@ -999,19 +999,7 @@ mod tests {
     #[test]
     fn the_queue_takes_a_bounded_number_of_actions_then_answers_429() {
         let tmp = tempfile::tempdir().expect("tmp");
-        let cfg = config(tmp.path(), Limits::default());
-        let store = Store::open(&cfg.store).expect("store");
-        let readers = vec![Mutex::new(Store::open(&cfg.store).expect("store"))];
-        let (queue, _rx) = queue::Queue::new();
-        let app = App {
-            cfg,
-            store: Arc::new(Mutex::new(store)),
-            readers: readers.into(),
-            activity: broadcast::channel(16).0,
-            queue,
-            shutdown: Cancel::new(),
-            renders: Arc::new(tokio::sync::Semaphore::new(RENDER_SLOTS)),
-        };
+        let (app, _rx) = test_app(tmp.path());
         let teardown = || queue::Action::Teardown {
             deployment: "d".to_owned(),
         };
