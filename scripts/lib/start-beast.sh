@@ -46,7 +46,7 @@ if ! alive; then
   # process's now): the door is the socat naming our namespace, the rest run in it.
   ours() {
     case $1 in
-      door) tr '\0' ' ' <"/proc/$2/cmdline" 2>/dev/null | grep -q "netns/$ns" ;;
+      door) tr '\0' ' ' 2>/dev/null <"/proc/$2/cmdline" | grep -q "netns/$ns" ;;
       *) ip netns identify "$2" 2>/dev/null | grep -qx "$ns" ;;
     esac
   }
