@@ -13,8 +13,11 @@ use crate::plan::Plan;
 /// Where the GPUs are looked at: this machine's `nvidia-smi`, or, on another host, one in a
 /// short-lived container from the deployment's image with the GPUs requested.
 #[must_use]
-pub fn gpu_probe(spec: &vlmctl_lifecycle::spec::Spec) -> vlmctl_lifecycle::gpu::Probe {
-    match vlmctl_lifecycle::hosts::selected() {
+pub fn gpu_probe(
+    engine: &vlmctl_lifecycle::Engine,
+    spec: &vlmctl_lifecycle::spec::Spec,
+) -> vlmctl_lifecycle::gpu::Probe {
+    match engine.host() {
         vlmctl_lifecycle::hosts::Host::Local => {
             vlmctl_lifecycle::gpu::Probe::Local(which("nvidia-smi"))
         }
@@ -104,13 +107,15 @@ fn linked_elsewhere(j: &VerifyJob) -> Option<String> {
     }
 }
 
-/// Every gate, concurrently. `state`: use the verified-files cache there (`None`: hash
-/// everything, the thorough check of `vlmctl gates`).
+/// Every gate on `engine`, concurrently. `cached`: use the verified-files cache in the
+/// engine's state folder (`false`: hash everything, the thorough check of `vlmctl gates`).
 pub async fn run(
+    engine: &vlmctl_lifecycle::Engine,
     plan: &Plan,
-    state: Option<&Path>,
+    cached: bool,
 ) -> (Result<Docker, LifecycleError>, GateReport) {
-    let docker = vlmctl_lifecycle::connect().await;
+    let docker = engine.connect().await;
+    let state = cached.then(|| engine.state_dir());
     let weights = async {
         match &plan.unpinned {
             // Read-only: say what the first provision will pin.
@@ -127,7 +132,14 @@ pub async fn run(
             None => weights_gate(plan.jobs.clone(), state.map(|s| s.join("verified.json"))).await,
         }
     };
-    let report = gates::run(docker.as_ref(), &plan.spec, gpu_probe(&plan.spec), weights).await;
+    let report = gates::run(
+        engine,
+        docker.as_ref(),
+        &plan.spec,
+        gpu_probe(engine, &plan.spec),
+        weights,
+    )
+    .await;
     (docker, report)
 }
 

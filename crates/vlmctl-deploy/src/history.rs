@@ -9,10 +9,10 @@ use vlmctl_lifecycle::containers::Managed;
 use vlmctl_lifecycle::hosts::Host;
 use vlmctl_store::TargetLink;
 
-/// The name runs and jobs of the selected host are recorded under ([`name_of`]).
+/// The name runs and jobs of `engine`'s host are recorded under ([`name_of`]).
 #[must_use]
-pub fn host_name() -> String {
-    name_of(vlmctl_lifecycle::hosts::selected())
+pub fn host_name(engine: &vlmctl_lifecycle::Engine) -> String {
+    name_of(engine.host())
 }
 
 /// The name a host's runs, jobs and bench targets are recorded under: another host's own

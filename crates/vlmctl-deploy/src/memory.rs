@@ -43,13 +43,17 @@ pub struct Reading {
 }
 
 /// Measures with `nvidia-smi` and checks the ceiling; empty when there is no GPU to measure.
-pub async fn measure(spec: &Spec, container_id: &str) -> Result<Reading, DeployError> {
+pub async fn measure(
+    engine: &vlmctl_lifecycle::Engine,
+    spec: &Spec,
+    container_id: &str,
+) -> Result<Reading, DeployError> {
     if spec.gpus == Gpus::None {
         return Ok(Reading::default());
     }
-    let docker = vlmctl_lifecycle::connect().await.ok();
+    let docker = engine.connect().await.ok();
     let Ok(GpuState::Gpus { gpus, processes }) =
-        gpu::probe(&crate::gates::gpu_probe(spec), docker.as_ref()).await
+        gpu::probe(&crate::gates::gpu_probe(engine, spec), docker.as_ref()).await
     else {
         return Ok(Reading::default());
     };

@@ -251,9 +251,12 @@ impl Plan {
 
     /// Where this process reaches the server: [`Self::base_url`] on this machine; on a remote
     /// host (the server bound to that host's loopback), a local port forwarded there over SSH.
-    pub async fn reach_url(&self) -> Result<String, crate::DeployError> {
+    pub async fn reach_url(
+        &self,
+        engine: &vlmctl_lifecycle::Engine,
+    ) -> Result<String, crate::DeployError> {
         let s = &self.spec.server;
-        let (host, port) = vlmctl_lifecycle::hosts::reach(&s.host, s.port).await?;
+        let (host, port) = engine.reach(&s.host, s.port).await?;
         Ok(vlmctl_lifecycle::spec::http_base(&host, port))
     }
 }

@@ -42,8 +42,9 @@ pub struct Options {
 
 /// Who the job talks to while it runs.
 pub struct Ctx<'a> {
-    /// The state directory (journals, locks, records, the verified-files cache).
-    pub state: &'a Path,
+    /// The engine the job changes; its state directory holds the journals, locks, records and
+    /// the verified-files cache.
+    pub engine: &'a vlmctl_lifecycle::Engine,
     /// Events go here.
     pub sink: &'a mut dyn Sink,
     /// Asked before a conflict the spec names is stopped (unless `yes`).
@@ -109,11 +110,12 @@ pub async fn provision(
     ctx: Ctx<'_>,
 ) -> Result<Provisioned, DeployError> {
     let Ctx {
-        state,
+        engine,
         sink,
         confirm,
         cancel,
     } = ctx;
+    let state = engine.state_dir();
     let started = Instant::now();
     let spec = &plan.spec;
     plan.require_pinned()?;
@@ -138,10 +140,10 @@ pub async fn provision(
     // that comes first, or this run's journal would overwrite what the undo needs. Only that
     // run's work: what an earlier successful run stopped stays stopped.
     let jpath = journal::path(state, &spec.name);
-    undo_dead_run(&jpath, sink).await?;
+    undo_dead_run(engine, &jpath, sink).await?;
 
     // Read-only until the first stop: a cancel simply ends the job.
-    let prepared = prepare(plan, opts, hub, state, sink);
+    let prepared = prepare(engine, plan, opts, hub, sink);
     let (docker, report, repaired) = tokio::select! {
         r = prepared => r?,
         why = cancel.cancelled() => return Err(DeployError::Interrupted { why }),
@@ -149,9 +151,9 @@ pub async fn provision(
 
     let to_stop = conflicts_to_stop(&report.conflicts, opts, sink, confirm, cancel).await?;
     let run = Run {
+        engine,
         docker: &docker,
         plan,
-        state,
         jpath,
         id: new_run_id(),
         started,
@@ -251,14 +253,18 @@ async fn settle(run: &Run<'_>, sink: &mut dyn Sink) {
 /// Undoes the work of a run of this deployment that died before it finished (its half-started
 /// container removed, the container it set aside put back, what it stopped started), and says
 /// so.
-async fn undo_dead_run(jpath: &Path, sink: &mut dyn Sink) -> Result<(), DeployError> {
+async fn undo_dead_run(
+    engine: &vlmctl_lifecycle::Engine,
+    jpath: &Path,
+    sink: &mut dyn Sink,
+) -> Result<(), DeployError> {
     let Ok(Some(j)) = journal::read(jpath) else {
         return Ok(());
     };
     let Some(dead) = j.launch.filter(|l| !l.completed) else {
         return Ok(());
     };
-    let docker = vlmctl_lifecycle::connect().await?;
+    let docker = engine.connect().await?;
     let undone = journal::restore(&docker, jpath, Scope::Run(&dead.run_id))
         .await
         .map_err(|e| DeployError::RestoreIncomplete {
@@ -281,10 +287,10 @@ async fn undo_dead_run(jpath: &Path, sink: &mut dyn Sink) -> Result<(), DeployEr
 /// now (fetched here, or pushed to the host): a server already running on that directory maps
 /// the earlier bytes, not these.
 async fn prepare(
+    engine: &vlmctl_lifecycle::Engine,
     plan: &Plan,
     opts: &Options,
     hub: &HubClient,
-    state: &Path,
     sink: &mut dyn Sink,
 ) -> Result<(Docker, GateReport, Vec<String>), DeployError> {
     let spec = &plan.spec;
@@ -293,7 +299,7 @@ async fn prepare(
         image: spec.image.clone(),
         port: spec.server.port,
     });
-    let (docker, mut report) = crate::gates::run(plan, Some(state)).await;
+    let (docker, mut report) = crate::gates::run(engine, plan, true).await;
     let fetched = fetch_if_needed(plan, hub, &mut report, sink).await;
     // Shown also when the fetch failed (the hub unreachable): every other gate's result comes
     // with that error, not one problem per run.
@@ -326,11 +332,9 @@ async fn prepare(
         pulled,
     });
     // On another host the weights must be there too: checked there, pushed where missing.
-    if matches!(
-        vlmctl_lifecycle::hosts::selected(),
-        vlmctl_lifecycle::hosts::Host::Ssh { .. }
-    ) {
+    if engine.is_remote() {
         let placed = crate::push::to_host(
+            engine,
             &docker,
             &spec.image,
             &plan.mount.dir,
@@ -418,9 +422,9 @@ async fn bad_under_server(
 
 /// What one run works with.
 struct Run<'a> {
+    engine: &'a vlmctl_lifecycle::Engine,
     docker: &'a Docker,
     plan: &'a Plan,
-    state: &'a Path,
     /// The deployment's journal.
     jpath: PathBuf,
     /// This run's id (container label, journal entries).
@@ -511,12 +515,17 @@ async fn launch_and_check(
 ) -> Result<Provisioned, DeployError> {
     // A cancel that came during the stops is acted on now.
     cancelled(cancel)?;
-    let Run { docker, plan, .. } = *run;
+    let Run {
+        engine,
+        docker,
+        plan,
+        ..
+    } = *run;
     let spec = &plan.spec;
     let base = plan.base_url();
     // The server as this process reaches it (through SSH on a remote host); `base` is what
     // clients on that host use, and what the record says.
-    let here = plan.reach_url().await?;
+    let here = plan.reach_url(engine).await?;
     // Not raced against a cancel: the journal learns of the container before the create call
     // and again with its id before the start, and the launch runs to its end so that what it
     // did is known; a cancel meanwhile is acted on right after.
@@ -570,7 +579,7 @@ async fn launch_and_check(
             return Ok(Err(model));
         }
         let smoke = checked_smoke(docker, plan, &here).await?;
-        let reading = memory::measure(spec, &id).await?;
+        let reading = memory::measure(engine, spec, &id).await?;
         let proof = prove(docker, plan, &reading).await?;
         Ok::<_, DeployError>(Ok((ready, smoke, reading.process_mib, proof)))
     };
@@ -595,7 +604,7 @@ async fn launch_and_check(
         smoke: smoke.clone(),
     });
     let record = record_of(run, launch, id, gates, ready, smoke, (memory, proof)).await;
-    let record_path = record.write(run.state)?;
+    let record_path = record.write(run.engine.state_dir())?;
     Ok(Provisioned::Ready {
         record: Box::new(record),
         record_path,
@@ -612,11 +621,16 @@ async fn launch_fresh(
     record: &mut dyn FnMut(LaunchStep<'_>) -> Result<(), vlmctl_lifecycle::LifecycleError>,
     sink: &mut dyn Sink,
 ) -> Result<Launch, DeployError> {
-    let Run { docker, plan, .. } = *run;
+    let Run {
+        engine,
+        docker,
+        plan,
+        ..
+    } = *run;
     let spec = &plan.spec;
     let no_labels = std::collections::HashMap::new();
     let key = plan.api_key.as_deref();
-    Ok(match stale_weights(docker, plan, repaired).await {
+    Ok(match stale_weights(engine, docker, plan, repaired).await {
         Some(why) => {
             sink.event(Event::WeightsChangedUnderServer {
                 deployment: spec.name.clone(),
@@ -643,7 +657,12 @@ async fn launch_fresh(
 /// verified files: some were put in place by this run (`repaired`: fetched again, pushed to
 /// the host), or, on this machine, a file's status changed (ctime) after the container started
 /// (written in place, or replaced by another file). `None` when none runs or nothing changed.
-async fn stale_weights(docker: &Docker, plan: &Plan, repaired: &[String]) -> Option<String> {
+async fn stale_weights(
+    engine: &vlmctl_lifecycle::Engine,
+    docker: &Docker,
+    plan: &Plan,
+    repaired: &[String],
+) -> Option<String> {
     let inspected = docker.inspect_container(&plan.spec.name, None).await.ok()?;
     let state = inspected.state?;
     if state.running != Some(true) {
@@ -652,10 +671,7 @@ async fn stale_weights(docker: &Docker, plan: &Plan, repaired: &[String]) -> Opt
     if !repaired.is_empty() {
         return Some(repaired.join(", "));
     }
-    if !matches!(
-        vlmctl_lifecycle::hosts::selected(),
-        vlmctl_lifecycle::hosts::Host::Local
-    ) {
+    if engine.is_remote() {
         return None;
     }
     let started = state

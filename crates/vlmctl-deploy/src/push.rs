@@ -58,6 +58,7 @@ const RESUMES: u32 = 2;
 /// folders there for a sha256 neither in `files` nor in `keep` (the rest of the lock) are
 /// removed unless another push is writing them.
 pub async fn to_host(
+    engine: &vlmctl_lifecycle::Engine,
     docker: &Docker,
     image: &str,
     dir: &Path,
@@ -65,7 +66,7 @@ pub async fn to_host(
     keep: &BTreeSet<String>,
     sink: &mut dyn Sink,
 ) -> Result<Vec<FileOnHost>, DeployError> {
-    let helper = Helper::start(docker, image, dir).await?;
+    let helper = Helper::start(docker, engine.sessions(), image, dir).await?;
     let done = tidy_then_place(&helper, files, keep, sink).await;
     helper.stop().await;
     done

@@ -10,6 +10,8 @@ use serde::Serialize;
 use vlmctl_lifecycle::containers::{self, Managed};
 use vlmctl_lifecycle::journal::{self, Journal};
 
+use vlmctl_lifecycle::Engine;
+
 use crate::DeployError;
 use crate::plan::Plan;
 use crate::tune::journal::TuneJournal;
@@ -234,35 +236,25 @@ pub fn journals(state: &Path) -> Vec<JournalState> {
         .collect()
 }
 
-/// Status of every managed container (drift judged against `plan` when given) and journal.
-pub async fn status(plan: Option<&Plan>, state: &Path) -> Result<Status, DeployError> {
+/// Status of `engine`'s managed containers (drift judged against `plan` when given) and of the
+/// journals in its state folder.
+pub async fn status(engine: &Engine, plan: Option<&Plan>) -> Result<Status, DeployError> {
     let plans: Vec<Plan> = plan.into_iter().cloned().collect();
-    status_on(vlmctl_lifecycle::hosts::selected(), &plans, state).await
+    status_of(engine, &plans).await
 }
 
 /// [`status`] with drift judged against each of `plans` (a deployment none of them names:
 /// unknown), and a "not running" entry for each of them that has no container.
-pub async fn status_of(plans: &[Plan], state: &Path) -> Result<Status, DeployError> {
-    status_on(vlmctl_lifecycle::hosts::selected(), plans, state).await
-}
-
-/// [`status_of`] of a given engine (`state` being that host's state dir).
-pub async fn status_on(
-    host: &vlmctl_lifecycle::hosts::Host,
-    plans: &[Plan],
-    state: &Path,
-) -> Result<Status, DeployError> {
-    let engine = host;
-    let docker = vlmctl_lifecycle::connect_to(engine).await?;
+pub async fn status_of(engine: &Engine, plans: &[Plan]) -> Result<Status, DeployError> {
+    let state = engine.state_dir();
+    let docker = engine.connect().await?;
     let mut rows = Vec::new();
     for m in containers::managed(&docker).await? {
         let health = match &m.endpoint {
-            Some((host, port)) if m.state == "running" => {
-                match vlmctl_lifecycle::hosts::reach_on(engine, host, *port).await {
-                    Ok((h, p)) => containers::probe_health(&h, p).await,
-                    Err(_) => "unreachable (ssh forward failed)".to_owned(),
-                }
-            }
+            Some((host, port)) if m.state == "running" => match engine.reach(host, *port).await {
+                Ok((h, p)) => containers::probe_health(&h, p).await,
+                Err(_) => "unreachable (ssh forward failed)".to_owned(),
+            },
             _ => "-".to_owned(),
         };
         let drift = drift_among(&m, plans);
@@ -298,19 +290,18 @@ pub fn missing(rows: &[StatusRow], plans: &[Plan]) -> Vec<String> {
     out
 }
 
-/// [`status_on`] of every host at once (each with its state folder under `base_state`), in
-/// the order given: a host that does not answer costs its own wait (up to
-/// [`vlmctl_lifecycle::hosts::SSH_TIMEOUT`] for `ssh`), not one after another's.
+/// [`status_of`] of every host at once (each an engine beside `engine`, sharing its pool and
+/// base state folder), in the order given: a host that does not answer costs its own wait (up
+/// to [`vlmctl_lifecycle::hosts::SSH_TIMEOUT`] for `ssh`), not one after another's.
 pub async fn status_all(
+    engine: &Engine,
     hosts: &[vlmctl_lifecycle::hosts::Host],
     plans: &[Plan],
-    base_state: &Path,
 ) -> Vec<Result<Status, DeployError>> {
-    futures::future::join_all(
-        hosts
-            .iter()
-            .map(|h| async move { status_on(h, plans, &h.state_dir(base_state)).await }),
-    )
+    futures::future::join_all(hosts.iter().map(|h| async move {
+        let on = engine.on(h.clone());
+        status_of(&on, plans).await
+    }))
     .await
 }
 

@@ -6,7 +6,7 @@
 //! else this machine). Its URL is the one the plan wrote, as that host sees it, or, for a
 //! target that names a `deployment`, the one of that deployment's container there (its labels
 //! and `--host`/`--port`, as `status` finds them). A loopback URL on another host is reached
-//! through a local SSH forward ([`hosts::reach_on`]); the results and the history name the URL
+//! through a local SSH forward ([`Engine::reach`]); the results and the history name the URL
 //! as the host sees it, never the forward's port ([`Placed::restore`]).
 //!
 //! [`check`] is pure (names, before any I/O); [`place`] asks each host's engine once and opens
@@ -19,9 +19,9 @@ use std::time::Duration;
 use vlmctl_bench::BenchError;
 use vlmctl_bench::plan::LoadedPlan;
 use vlmctl_bench::run::Results;
-use vlmctl_lifecycle::LifecycleError;
 use vlmctl_lifecycle::containers::{self, Managed};
 use vlmctl_lifecycle::hosts::{self, Host};
+use vlmctl_lifecycle::{Engine, LifecycleError};
 use vlmctl_store::TargetLink;
 
 use crate::DeployError;
@@ -321,14 +321,15 @@ impl Placed {
 
 /// Places every target of `plan` ([`check`], then each host's engine asked once, then the
 /// forwards), before any request: a deployment that is not on its host or not running, or a
-/// host that cannot be reached, is an error naming the target's line.
+/// host that cannot be reached, is an error naming the target's line. `default` is the engine
+/// of the targets that name no host; another host's is built beside it (its pool shared).
 pub async fn place(
     plan: &LoadedPlan,
-    default: &Host,
+    default: &Engine,
     docker_config: &Path,
 ) -> Result<Placed, DeployError> {
-    let on = check(plan, default, docker_config)?;
-    let listed = list(plan, &on).await?;
+    let on = check(plan, default.host(), docker_config)?;
+    let listed = list(plan, &on, default).await?;
     let mut seen = plan.clone();
     let mut aimed = plan.clone();
     let mut places = Vec::new();
@@ -342,7 +343,8 @@ pub async fn place(
         let mut through = url.clone();
         let mut forwarded = false;
         if let (Host::Ssh { .. }, Some((https, h, p, path))) = (host, loopback_endpoint(&url)) {
-            let (lh, lp) = hosts::reach_on(host, &h, p)
+            let (lh, lp) = engine_on(default, host)
+                .reach(&h, p)
                 .await
                 .map_err(|e| unreachable(plan, i, host, e))?;
             let base = vlmctl_lifecycle::spec::http_base(&lh, lp);
@@ -368,12 +370,22 @@ pub async fn place(
     })
 }
 
+/// `host`'s engine: `default` itself, or one beside it sharing its pool.
+fn engine_on(default: &Engine, host: &Host) -> Engine {
+    if default.host() == host {
+        default.clone()
+    } else {
+        default.on(host.clone())
+    }
+}
+
 /// The managed containers of each host in `on` (once per host): required where a target names
 /// a deployment there (a host that cannot be reached is then an error), else only said for the
 /// history's links, and not waited for beyond [`LINK_TIMEOUT`].
 async fn list(
     plan: &LoadedPlan,
     on: &[Host],
+    default: &Engine,
 ) -> Result<Vec<(Host, Option<Vec<Managed>>)>, DeployError> {
     let mut listed: Vec<(Host, Option<Vec<Managed>>)> = Vec::new();
     for host in on {
@@ -387,7 +399,8 @@ async fn list(
             .zip(on)
             .position(|(t, h)| h == host && t.deployment.is_some());
         let managed = if let Some(k) = needed_by {
-            let docker = vlmctl_lifecycle::connect_to(host)
+            let docker = engine_on(default, host)
+                .connect()
                 .await
                 .map_err(|e| unreachable(plan, k, host, e))?;
             Some(
@@ -397,7 +410,7 @@ async fn list(
             )
         } else {
             let ask = async {
-                let docker = vlmctl_lifecycle::connect_to(host).await.ok()?;
+                let docker = engine_on(default, host).connect().await.ok()?;
                 containers::managed(&docker).await.ok()
             };
             tokio::time::timeout(LINK_TIMEOUT, ask).await.ok().flatten()
@@ -847,7 +860,7 @@ mod tests {
         // An unknown context: refused without a connection to anything.
         let config = contexts();
         let (_d, plan) = load("[[target]]\nname = \"a\"\ndeployment = \"d\"\nhost = \"titan\"\n");
-        let err = place(&plan, &Host::Local, config.path())
+        let err = place(&plan, &Engine::local(config.path()), config.path())
             .await
             .expect_err("no such host");
         assert!(

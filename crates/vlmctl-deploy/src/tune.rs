@@ -375,11 +375,12 @@ pub async fn tune(
     ctx: Ctx<'_>,
 ) -> Result<Tuned, DeployError> {
     let Ctx {
-        state,
+        engine,
         sink,
         cancel,
         ..
     } = ctx;
+    let state = engine.state_dir();
     plan.require_pinned()?;
     plan.require_api_key()?;
     let name = plan.spec.name.clone();
@@ -388,11 +389,11 @@ pub async fn tune(
     // The deployment's own lock for the whole run: no provision, relaunch, teardown or restore
     // of it (from the CLI or the service) in the middle of the sweep.
     let _lock = crate::lock::lock(state, &name, "tune", opts.wait, sink, cancel).await?;
-    let docker = vlmctl_lifecycle::connect().await?;
+    let docker = engine.connect().await?;
     let jpath = journal::path(state, &name);
     // A tune of this deployment that died: its original comes back first.
     if journal::read(&jpath)?.is_some() {
-        let restored = restore(&docker, state, &jpath, Held::Yes, sink, cancel).await?;
+        let restored = restore(engine, &docker, &jpath, Held::Yes, sink, cancel).await?;
         sink.event(Event::Warning {
             message: format!(
                 "a tune of {name} died before it finished; put its deployment back first ({})",
@@ -425,11 +426,11 @@ pub async fn tune(
             containers::park(&docker, &o.id, &name, &parked_name(&name)).await?;
         }
         let sweep = Sweep {
+            engine,
             docker: &docker,
             plan,
             bench,
             hub,
-            state,
             on_step,
         };
         sweep.run(file, &mut *sink, cancel).await
@@ -440,7 +441,7 @@ pub async fn tune(
         container: original.as_ref().map(|o| o.id.clone()),
     });
     // Put back whatever happened; a cancel does not cut this short.
-    let restored = put_back(&docker, state, &jpath, Held::Yes, sink, &Cancel::new()).await;
+    let restored = put_back(engine, &docker, &jpath, Held::Yes, sink, &Cancel::new()).await;
     let (rows, stop) = swept.unwrap_or_else(|e| (Vec::new(), Some(e)));
     let (restored, not_ready, interrupted) = match (restored, stop) {
         // Putting the original back failing is the error that matters most.
@@ -516,11 +517,11 @@ async fn check_back(
 
 /// What every variant's run shares.
 struct Sweep<'a> {
+    engine: &'a vlmctl_lifecycle::Engine,
     docker: &'a Docker,
     plan: &'a Plan,
     bench: &'a LoadedPlan,
     hub: &'a HubClient,
-    state: &'a Path,
     on_step: OnStep<'a>,
 }
 
@@ -617,10 +618,10 @@ impl Sweep<'_> {
         cancel: &Cancel,
     ) -> Result<(Outcome, Option<Box<Results>>), DeployError> {
         let Self {
+            engine,
             docker,
             bench,
             hub,
-            state,
             on_step,
             ..
         } = *self;
@@ -636,7 +637,7 @@ impl Sweep<'_> {
             &opts,
             hub,
             Ctx {
-                state,
+                engine,
                 sink,
                 confirm: &mut NoOne,
                 cancel,
@@ -655,7 +656,7 @@ impl Sweep<'_> {
         if let Some(t) = lp.plan.targets.first_mut() {
             // The deployment under tune, whatever server the plan's target named; measured
             // through a forward on another host (its server listens on that host's loopback).
-            t.url = vplan.reach_url().await?;
+            t.url = vplan.reach_url(engine).await?;
             t.host = None;
             t.deployment = Some(vplan.spec.name.clone());
             if let Some(k) = &vplan.api_key {
@@ -678,7 +679,7 @@ impl Sweep<'_> {
             why = cancel.cancelled() => Err(DeployError::Interrupted { why }),
         };
         let memory = match ran {
-            Ok(_) => memory_mib(docker, spec, &id).await,
+            Ok(_) => memory_mib(engine, docker, spec, &id).await,
             Err(_) => None,
         };
         containers::teardown(docker, &spec.name).await?;
@@ -688,14 +689,19 @@ impl Sweep<'_> {
 }
 
 /// The server's memory: the GPU figure on a GPU deployment, the container's on a CPU one.
-async fn memory_mib(docker: &Docker, spec: &Spec, id: &str) -> Option<u64> {
+async fn memory_mib(
+    engine: &vlmctl_lifecycle::Engine,
+    docker: &Docker,
+    spec: &Spec,
+    id: &str,
+) -> Option<u64> {
     if spec.gpus == Gpus::None {
         containers::memory_mib(docker, &spec.name)
             .await
             .ok()
             .flatten()
     } else {
-        crate::memory::measure(spec, id)
+        crate::memory::measure(engine, spec, id)
             .await
             .ok()
             .and_then(|r| r.process_mib)
@@ -755,14 +761,14 @@ fn outcome_of(
 /// and started again if it ran, and waited for (a warning when it does not get ready); then the
 /// journal goes. Idempotent. Holds the deployment's lock meanwhile (taking it unless `held`).
 pub async fn restore(
+    engine: &vlmctl_lifecycle::Engine,
     docker: &Docker,
-    state: &Path,
     jpath: &Path,
     held: Held,
     sink: &mut dyn Sink,
     cancel: &Cancel,
 ) -> Result<Restored, DeployError> {
-    let (restored, not_ready) = put_back(docker, state, jpath, held, sink, cancel).await?;
+    let (restored, not_ready) = put_back(engine, docker, jpath, held, sink, cancel).await?;
     if let Some(why) = not_ready {
         sink.event(Event::Warning { message: why });
     }
@@ -771,8 +777,8 @@ pub async fn restore(
 
 /// [`restore`], saying why the original did not get ready (`None`: ready, or not to run).
 async fn put_back(
+    engine: &vlmctl_lifecycle::Engine,
     docker: &Docker,
-    state: &Path,
     jpath: &Path,
     held: Held,
     sink: &mut dyn Sink,
@@ -786,13 +792,13 @@ async fn put_back(
     let _lock = match held {
         Held::Yes => None,
         Held::No { wait } => {
-            Some(crate::lock::lock(state, name, "tune", wait, sink, cancel).await?)
+            Some(crate::lock::lock(engine.state_dir(), name, "tune", wait, sink, cancel).await?)
         }
     };
     let mut not_ready = None;
     // A variant's launch that died half-way is in the deployment's own journal: undone first.
     // Only that launch: what an earlier provision stopped for the deployment stays stopped.
-    let lj = vlmctl_lifecycle::journal::path(state, name);
+    let lj = vlmctl_lifecycle::journal::path(engine.state_dir(), name);
     if let Some(open) = vlmctl_lifecycle::journal::read(&lj)?
         .and_then(|l| l.launch)
         .filter(|l| !l.completed)
@@ -827,7 +833,7 @@ async fn put_back(
             && let Err(e) = containers::wait_ready(
                 docker,
                 name,
-                &reach_base(&j.base_url).await,
+                &reach_base(engine, &j.base_url).await,
                 Duration::from_secs(j.health_timeout_s),
             )
             .await
@@ -842,7 +848,7 @@ async fn put_back(
 /// Where this process reaches the server a journal names by its host's own URL: through a
 /// forward when the engine is another host's; the URL itself when it cannot be parsed or
 /// reached (then the readiness wait that follows says why).
-async fn reach_base(base: &str) -> String {
+async fn reach_base(engine: &vlmctl_lifecycle::Engine, base: &str) -> String {
     let Ok(u) = reqwest::Url::parse(base) else {
         return base.to_owned();
     };
@@ -850,7 +856,7 @@ async fn reach_base(base: &str) -> String {
         return base.to_owned();
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    match vlmctl_lifecycle::hosts::reach(host, port).await {
+    match engine.reach(host, port).await {
         Ok((h, p)) => vlmctl_lifecycle::spec::http_base(&h, p),
         Err(_) => base.to_owned(),
     }

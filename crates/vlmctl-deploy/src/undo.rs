@@ -24,7 +24,7 @@ pub struct TornDown {
 /// Stops and removes the deployment's container (only one vlmctl created) and restores what
 /// its journal says was stopped.
 pub async fn teardown(
-    state: &Path,
+    engine: &vlmctl_lifecycle::Engine,
     name: &str,
     wait: bool,
     sink: &mut dyn Sink,
@@ -37,10 +37,11 @@ pub async fn teardown(
     }
     // A tune's parked original is the deployment itself, set aside: never torn down as one.
     refuse_parked(name)?;
+    let state = engine.state_dir();
     // Not in the middle of a tune of it (its container is parked aside then).
     let _tune = crate::lock::tune_guard(state, name, "teardown", wait, sink, cancel).await?;
     let _lock = crate::lock::lock(state, name, "teardown", wait, sink, cancel).await?;
-    let docker = vlmctl_lifecycle::connect().await?;
+    let docker = engine.connect().await?;
     // Docker also takes an id (or an id prefix) for a name: what the argument names is the
     // container's own name, and that is what is checked, locked and torn down.
     let resolved = containers::name_of(&docker, name).await?;
@@ -96,20 +97,21 @@ pub struct JournalRestore {
     pub outcome: Result<Restored, DeployError>,
 }
 
-/// Replays every journal under `state`, each under its deployment's lock; one that cannot be
-/// read or restored does not stop the others.
+/// Replays every journal in `engine`'s state folder, each under its deployment's lock; one that
+/// cannot be read or restored does not stop the others.
 pub async fn restore_all(
-    state: &Path,
+    engine: &vlmctl_lifecycle::Engine,
     wait: bool,
     sink: &mut dyn Sink,
     cancel: &Cancel,
 ) -> Result<Vec<JournalRestore>, DeployError> {
+    let state = engine.state_dir();
     let paths = journal::all(state);
     let tunes = crate::tune::journal::all(state);
     if paths.is_empty() && tunes.is_empty() {
         return Ok(Vec::new());
     }
-    let docker = vlmctl_lifecycle::connect().await?;
+    let docker = engine.connect().await?;
     let mut out = Vec::new();
     for j in paths {
         let outcome = restore_one(&docker, state, &j, wait, sink, cancel).await;
@@ -133,8 +135,8 @@ pub async fn restore_all(
             )
             .await?;
             crate::tune::restore(
+                engine,
                 &docker,
-                state,
                 &j,
                 crate::tune::Held::No { wait },
                 sink,
@@ -195,7 +197,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let mut events = Vec::new();
         let e = teardown(
-            tmp.path(),
+            &vlmctl_lifecycle::Engine::local(tmp.path()),
             &crate::tune::parked_name("web"),
             false,
             &mut events,

@@ -75,18 +75,19 @@ impl GateReport {
     }
 }
 
-/// Runs all gates concurrently. `docker` is the connection attempt (its failure is the daemon
-/// gate's evidence); `nvidia_smi` the binary's path if on PATH; `weights` the weights gate,
+/// Runs all gates concurrently on `engine`. `docker` is the connection attempt (its failure is
+/// the daemon gate's evidence); `nvidia_smi` the binary's path if on PATH; `weights` the weights gate,
 /// computed by the caller with the weights crate.
 pub async fn run(
+    engine: &crate::Engine,
     docker: Result<&Docker, &LifecycleError>,
     spec: &Spec,
     nvidia_smi: gpu::Probe,
     weights: impl Future<Output = GateResult>,
 ) -> GateReport {
-    let daemon = daemon_gate(docker);
+    let daemon = daemon_gate(engine, docker);
     let platform = platform_gate(docker.ok(), spec);
-    let port = port_gate(docker.ok(), spec);
+    let port = port_gate(engine, docker.ok(), spec);
     let gpu = gpu::probe(&nvidia_smi, docker.ok());
     let (daemon, platform, port, gpu_state, weights) =
         futures::join!(daemon, platform, port, gpu, weights);
@@ -132,7 +133,10 @@ pub async fn run(
     }
 }
 
-async fn daemon_gate(docker: Result<&Docker, &LifecycleError>) -> GateResult {
+async fn daemon_gate(
+    engine: &crate::Engine,
+    docker: Result<&Docker, &LifecycleError>,
+) -> GateResult {
     match docker {
         Ok(d) => match d.version().await {
             Ok(v) => GateResult::new(
@@ -142,13 +146,13 @@ async fn daemon_gate(docker: Result<&Docker, &LifecycleError>) -> GateResult {
                     "Docker {} (API {}) at {}",
                     v.version.unwrap_or_default(),
                     v.api_version.unwrap_or_default(),
-                    crate::docker_host()
+                    engine.docker_host()
                 ),
                 None,
             ),
             Err(source) => {
                 let e = LifecycleError::DaemonUnreachable {
-                    host: crate::docker_host(),
+                    host: engine.docker_host(),
                     source,
                 };
                 GateResult::new("daemon", GateStatus::Fail, e.to_string(), Some(&e.hint()))
@@ -240,12 +244,12 @@ async fn platform_gate(docker: Option<&Docker>, spec: &Spec) -> GateResult {
     }
 }
 
-async fn port_gate(docker: Option<&Docker>, spec: &Spec) -> GateResult {
+async fn port_gate(engine: &crate::Engine, docker: Option<&Docker>, spec: &Spec) -> GateResult {
     let Ok(host) = spec.server.host.parse::<IpAddr>() else {
         return GateResult::new("port", GateStatus::Fail, "bad host", None);
     };
     let port = spec.server.port;
-    match ports::holder(docker, host, port).await {
+    match ports::holder(engine.host(), docker, host, port).await {
         None => GateResult::new(
             "port",
             GateStatus::Pass,

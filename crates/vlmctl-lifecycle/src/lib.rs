@@ -1,7 +1,9 @@
 //! The Docker side of vlmctl, through the Engine API with [`bollard`] (never the docker CLI).
 //!
-//! - [`connect`]: a version-negotiated [`bollard::Docker`], or a [`LifecycleError`] whose hint
-//!   tells a not-running daemon from a permission problem.
+//! - [`Engine`]: which engine a job changes (this machine's, or another host's over SSH,
+//!   [`hosts`]), built once by the front-end; [`Engine::connect`] gives a version-negotiated
+//!   [`bollard::Docker`], or a [`LifecycleError`] whose hint tells a not-running daemon from a
+//!   permission problem.
 //! - [`spec::Spec`]: a deployment spec, validated before any I/O; llama-server arguments, labels
 //!   and the equivalent `docker run` line derive from it.
 //! - [`gates`]: daemon, platform ([`platform`]), port ([`ports`]), GPU memory ([`gpu`]),
@@ -19,6 +21,7 @@
 //! found, and removed, by label.
 
 pub mod containers;
+mod engine;
 mod error;
 pub mod gates;
 pub mod gpu;
@@ -32,6 +35,7 @@ pub mod spec;
 mod transport;
 
 pub use bollard::Docker;
+pub use engine::Engine;
 pub use error::LifecycleError;
 pub use transport::{AnswerTooLarge, MAX_ENGINE_ANSWER};
 
@@ -68,54 +72,12 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// Connects to the Docker daemon the way the docker CLI does (`DOCKER_HOST`, else the local
-/// socket) and negotiates the API version.
-///
-/// bollard sends requests unversioned unless told otherwise, so negotiating is what keeps us
-/// from relying on fields newer than the daemon (Debian's dockerd 20.10 speaks API 1.41).
-///
-/// The engine is the one the front-end chose ([`hosts::select`]): for another host, its
-/// Docker socket forwarded over SSH ([`hosts::session`]).
-pub async fn connect() -> Result<bollard::Docker, LifecycleError> {
-    connect_to(hosts::selected()).await
-}
-
-/// [`connect`] to a given engine (`status --all-hosts` visits several).
-pub async fn connect_to(host: &hosts::Host) -> Result<bollard::Docker, LifecycleError> {
-    let named = |h: &hosts::Host| match h {
-        hosts::Host::Ssh { target, .. } => target.to_string(),
-        hosts::Host::Local => docker_host(),
-    };
-    let docker = match host {
-        // `--host local` while DOCKER_HOST names an SSH host: this machine's socket.
-        hosts::Host::Local => {
-            let address = std::env::var("DOCKER_HOST")
-                .ok()
-                .filter(|h| !h.starts_with("ssh://"))
-                .unwrap_or_else(|| hosts::DEFAULT_SOCKET.to_owned());
-            engine_at(&address, MAX_ENGINE_ANSWER)
-        }
-        hosts::Host::Ssh { target, .. } => {
-            let session = hosts::session(target).await?;
-            through_forward(session)
-        }
-    }
-    .map_err(|source| LifecycleError::DaemonUnreachable {
-        host: named(host),
-        source,
-    })?;
-    docker
-        .negotiate_version()
-        .await
-        .map_err(|source| LifecycleError::DaemonUnreachable {
-            host: named(host),
-            source,
-        })
-}
-
 /// A client for the engine at `address` (`unix://PATH`, `tcp://HOST:PORT`, `http://...`),
 /// reading at most `limit` bytes of each answer.
-fn engine_at(address: &str, limit: u64) -> Result<bollard::Docker, bollard::errors::Error> {
+pub(crate) fn engine_at(
+    address: &str,
+    limit: u64,
+) -> Result<bollard::Docker, bollard::errors::Error> {
     match address.strip_prefix("unix://") {
         Some(path) => {
             transport::unix_engine(transport::fixed(std::path::PathBuf::from(path)), limit)
@@ -129,7 +91,7 @@ fn engine_at(address: &str, limit: u64) -> Result<bollard::Docker, bollard::erro
     }
 }
 
-/// [`connect_to`] the engine at `address` (as `DOCKER_HOST` names one), reading at most `limit`
+/// A client for the engine at `address` (as `DOCKER_HOST` names one), reading at most `limit`
 /// bytes of each answer (tests give a small one).
 pub async fn connect_address(address: &str, limit: u64) -> Result<bollard::Docker, LifecycleError> {
     engine_at(address, limit)
@@ -143,41 +105,4 @@ pub async fn connect_address(address: &str, limit: u64) -> Result<bollard::Docke
             host: address.to_owned(),
             source,
         })
-}
-
-/// A client for the engine behind a session's forwarded socket: every request first makes sure
-/// the forward is up ([`hosts::Session::docker_usable`]): one whose `ssh` ended is started again
-/// on the same socket path before the request goes, and a host that stays unreachable fails the
-/// request with [`LifecycleError::HostLost`] inside.
-fn through_forward(
-    session: std::sync::Arc<hosts::Session>,
-) -> Result<bollard::Docker, bollard::errors::Error> {
-    transport::unix_engine(
-        std::sync::Arc::new(move || {
-            let session = std::sync::Arc::clone(&session);
-            Box::pin(async move {
-                session
-                    .docker_usable()
-                    .await
-                    .map_err(|e| bollard::errors::Error::IOError {
-                        err: std::io::Error::new(std::io::ErrorKind::ConnectionAborted, e),
-                    })?;
-                Ok(session.docker_socket().to_owned())
-            })
-        }),
-        MAX_ENGINE_ANSWER,
-    )
-}
-
-/// Where the daemon is expected, for messages: the selected SSH host, `DOCKER_HOST`, or the
-/// default socket.
-#[must_use]
-pub fn docker_host() -> String {
-    match hosts::selected() {
-        hosts::Host::Ssh { target, .. } => target.to_string(),
-        hosts::Host::Local => std::env::var("DOCKER_HOST")
-            .ok()
-            .filter(|h| !h.starts_with("ssh://"))
-            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned()),
-    }
 }

@@ -22,11 +22,16 @@ pub enum PortHolder {
     Unknown,
 }
 
-/// `None` when `host:port` can be bound now; else who holds it.
-pub async fn holder(docker: Option<&Docker>, host: IpAddr, port: u16) -> Option<PortHolder> {
+/// `None` when `host:port` can be bound now on `engine`'s host; else who holds it.
+pub async fn holder(
+    engine: &crate::hosts::Host,
+    docker: Option<&Docker>,
+    host: IpAddr,
+    port: u16,
+) -> Option<PortHolder> {
     // On another host this machine's sockets and processes say nothing: the host's containers
     // are what can be seen (a plain process holding the port there shows at launch).
-    if matches!(crate::hosts::selected(), crate::hosts::Host::Ssh { .. }) {
+    if matches!(engine, crate::hosts::Host::Ssh { .. }) {
         let d = docker?;
         return container_on_port(d, port).await.map(PortHolder::Container);
     }
@@ -133,27 +138,6 @@ pub fn listening_inodes(table: &str, port: u16) -> Vec<String> {
         .collect()
 }
 
-/// Local addresses listening on `port` (IPv4 table), e.g. `127.0.0.1`: how a test proves a
-/// server is bound to loopback without sending traffic anywhere else.
-#[must_use]
-pub fn listening_addresses(table: &str, port: u16) -> Vec<std::net::Ipv4Addr> {
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let (addr, p) = f.get(1)?.split_once(':')?;
-            let p = u16::from_str_radix(p, 16).ok()?;
-            if p != port || f.get(3) != Some(&"0A") {
-                return None;
-            }
-            // The kernel prints the address as a native-endian u32 in hex.
-            let raw = u32::from_str_radix(addr, 16).ok()?;
-            Some(std::net::Ipv4Addr::from(raw.to_le_bytes()))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,14 +147,7 @@ mod tests {
     #[test]
     fn proc_net_tcp_is_read_right() {
         assert_eq!(listening_inodes(TABLE, 11435), vec!["123456"]);
-        assert_eq!(
-            listening_addresses(TABLE, 11435),
-            vec![std::net::Ipv4Addr::LOCALHOST]
-        );
-        assert_eq!(
-            listening_addresses(TABLE, 8080),
-            vec![std::net::Ipv4Addr::UNSPECIFIED]
-        );
+        assert_eq!(listening_inodes(TABLE, 8080), vec!["777"]);
         assert!(listening_inodes(TABLE, 1).is_empty());
     }
 
@@ -178,12 +155,27 @@ mod tests {
     async fn a_port_we_hold_is_reported_with_our_pid() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
-        let h = holder(None, "127.0.0.1".parse().unwrap(), port).await;
+        let h = holder(
+            &crate::hosts::Host::Local,
+            None,
+            "127.0.0.1".parse().unwrap(),
+            port,
+        )
+        .await;
         assert!(
             matches!(&h, Some(PortHolder::Process { pid, .. }) if *pid == std::process::id()),
             "{h:?}"
         );
         drop(l);
-        assert_eq!(holder(None, "127.0.0.1".parse().unwrap(), port).await, None);
+        assert_eq!(
+            holder(
+                &crate::hosts::Host::Local,
+                None,
+                "127.0.0.1".parse().unwrap(),
+                port
+            )
+            .await,
+            None
+        );
     }
 }

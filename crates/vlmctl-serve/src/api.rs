@@ -96,7 +96,7 @@ impl App {
         let lifecycle = |e: vlmctl_lifecycle::LifecycleError| {
             unavailable(vlmctl_lifecycle::error_chain(&e), Some(e.hint()))
         };
-        let docker = vlmctl_lifecycle::connect().await.map_err(lifecycle)?;
+        let docker = self.cfg.engine.connect().await.map_err(lifecycle)?;
         vlmctl_lifecycle::containers::managed(&docker)
             .await
             .map_err(lifecycle)
@@ -104,7 +104,7 @@ impl App {
 
     /// Every managed container, its health and drift against the configured specs.
     pub async fn deployments(&self) -> Result<Deployments, ApiError> {
-        let status = vlmctl_deploy::status::status(None, &self.cfg.state)
+        let status = vlmctl_deploy::status::status(&self.cfg.engine, None)
             .await
             .map_err(|e| unavailable(vlmctl_lifecycle::error_chain(&e), e.hint()))?;
         let deployments = status
@@ -328,7 +328,7 @@ impl App {
         let targets = vlmctl_deploy::history::link(
             &plan.plan.targets,
             &managed,
-            &self.cfg.state,
+            self.cfg.engine.state_dir(),
             &self.cfg.host,
         );
         let new = NewRun {

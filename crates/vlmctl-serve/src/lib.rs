@@ -45,8 +45,9 @@ pub struct Config {
     pub api_key: Option<String>,
     /// The history database.
     pub store: PathBuf,
-    /// vlmctl's state dir (journals, records, locks).
-    pub state: PathBuf,
+    /// The engine the service's actions change; its state dir holds the journals, records and
+    /// locks.
+    pub engine: vlmctl_lifecycle::Engine,
     /// Deployment specs the service may relaunch and judges drift against.
     pub specs: Vec<PathBuf>,
     /// `weights.lock`.
@@ -609,7 +610,7 @@ mod tests {
             bind: "127.0.0.1:0".parse().expect("addr"),
             api_key: None,
             store: tmp.join("history.sqlite"),
-            state: tmp.join("state"),
+            engine: vlmctl_lifecycle::Engine::local(&tmp.join("state")),
             specs: Vec::new(),
             lock: tmp.join("weights.lock"),
             dirs: Dirs {

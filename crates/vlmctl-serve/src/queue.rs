@@ -395,7 +395,7 @@ async fn bench(app: &Arc<App>, run: i64, plan: &LoadedPlan, keys: &BTreeMap<Stri
     // another machine), as `vlmctl bench` places its targets.
     let placed = match vlmctl_deploy::targets::place(
         plan,
-        vlmctl_lifecycle::hosts::selected(),
+        &app.cfg.engine,
         &vlmctl_lifecycle::hosts::docker_config_dir(),
     )
     .await
@@ -445,7 +445,8 @@ async fn bench(app: &Arc<App>, run: i64, plan: &LoadedPlan, keys: &BTreeMap<Stri
             // history, which `vlmctl runs import` loads.
             let path = app
                 .cfg
-                .state
+                .engine
+                .state_dir()
                 .join("unrecorded-runs")
                 .join(format!("run-{run}.json"));
             let saved = path
@@ -656,7 +657,7 @@ async fn relaunch(app: &Arc<App>, deployment: &str) {
             within_tune: false,
         };
         let ctx = Ctx {
-            state: &app.cfg.state,
+            engine: &app.cfg.engine,
             sink,
             confirm: &mut NoOne,
             cancel: &app.shutdown,
@@ -670,7 +671,7 @@ async fn relaunch(app: &Arc<App>, deployment: &str) {
 
 async fn teardown(app: &Arc<App>, deployment: &str) {
     job(app, JobKind::Teardown, deployment, None, async |sink| {
-        vlmctl_deploy::undo::teardown(&app.cfg.state, deployment, false, sink, &app.shutdown)
+        vlmctl_deploy::undo::teardown(&app.cfg.engine, deployment, false, sink, &app.shutdown)
             .await
             .map_err(|e| chain_with_hint(&e))
     })

@@ -94,6 +94,7 @@ impl Recorder {
         plan_path: &Path,
         placed: &Placed,
         state: &Path,
+        host: &str,
         out: &mut Output,
     ) -> Option<i64> {
         if !self.on() {
@@ -101,7 +102,7 @@ impl Recorder {
         }
         let run = NewRun {
             source: Source::Cli,
-            host: vlmctl_deploy::history::host_name(),
+            host: host.to_owned(),
             plan: plan_path.display().to_string(),
             plan_json: serde_json::to_value(&placed.seen.plan).unwrap_or_default(),
             targets: placed.links(state),
@@ -147,11 +148,12 @@ impl Recorder {
         kind: JobKind,
         deployment: Option<&str>,
         spec_sha256: Option<String>,
+        host: &str,
         out: &mut Output,
     ) -> Option<i64> {
         let job = NewJob {
             kind,
-            host: vlmctl_deploy::history::host_name(),
+            host: host.to_owned(),
             deployment: deployment.map(str::to_owned),
             spec_sha256,
             lock_sha256: None,

@@ -40,10 +40,6 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitC
         }
     };
     init_logging(cli.verbose);
-    // A forward to another host that ended and was opened again is said on stderr.
-    vlmctl_lifecycle::hosts::on_link_notice(|n| {
-        redact::write_line(true, &render::link_notice(n));
-    });
     let mut out = Output;
     match execute(&cli, &mut out) {
         Ok(code) => ExitCode::from(code),
@@ -56,33 +52,56 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitC
 
 fn execute(cli: &Cli, out: &mut Output) -> Result<u8, Failure> {
     let rt = runtime()?;
-    let code = rt.block_on(execute_async(cli, out));
-    // Helper containers a cancelled job left on another host, removed while its forward is
-    // still open (bounded: a host that went away is not waited for).
-    rt.block_on(async {
-        let _ = tokio::time::timeout(
-            std::time::Duration::from_secs(20),
-            vlmctl_lifecycle::remote::remove_dropped(),
-        )
-        .await;
+    // What this command holds open to other hosts (SSH forwards, helper containers), and what
+    // happens to it: a forward that ended and was opened again is said on stderr.
+    let (sessions, mut notices) = vlmctl_lifecycle::hosts::Sessions::with_notices();
+    let say = |n: &vlmctl_lifecycle::hosts::LinkNotice| {
+        redact::write_line(true, &render::link_notice(n));
+    };
+    let code = rt.block_on(async {
+        let job = execute_async(cli, &sessions, out);
+        tokio::pin!(job);
+        loop {
+            tokio::select! {
+                code = &mut job => break code,
+                Some(n) = notices.recv() => say(&n),
+            }
+        }
     });
-    // SSH forwards to another host: ended now, their folders removed.
-    vlmctl_lifecycle::hosts::close_all();
+    // Helper containers a cancelled job left on another host, removed while its forward is
+    // still open (bounded: a host that went away is not waited for); then the SSH forwards
+    // end and their folders go.
+    rt.block_on(sessions.close());
+    while let Ok(n) = notices.try_recv() {
+        say(&n);
+    }
     // A job cancelled while a blocking task runs (hashing a large file, waiting for a lock)
     // must not keep the process alive: those threads end with it.
     rt.shutdown_timeout(std::time::Duration::from_millis(200));
     code
 }
 
-async fn execute_async(cli: &Cli, out: &mut Output) -> Result<u8, Failure> {
+async fn execute_async(
+    cli: &Cli,
+    sessions: &vlmctl_lifecycle::hosts::Sessions,
+    out: &mut Output,
+) -> Result<u8, Failure> {
     use commands::{
         bench, export, gates, provision, restore, runs, serve, status, teardown, tune, weights,
     };
-    if let Some(state) = cli.command.state_args() {
-        commands::select_host(state.host.as_deref())?;
-    }
+    // The engine every job of this command changes: `--host`, else `DOCKER_HOST`, else the
+    // current Docker context, else this machine's.
+    let engine = match cli.command.state_args() {
+        Some(state) => commands::engine(state, sessions)?,
+        None => vlmctl_lifecycle::Engine::new(
+            vlmctl_lifecycle::hosts::Host::Local,
+            &commands::default_state_dir(),
+            sessions.clone(),
+        ),
+    };
+    let engine = &engine;
     match &cli.command {
-        Command::Provision(args) => provision::provision(args, false, out).await,
+        Command::Provision(args) => provision::provision(args, false, engine, out).await,
         Command::Relaunch(args) => {
             provision::provision(
                 &cli::ProvisionArgs {
@@ -93,24 +112,25 @@ async fn execute_async(cli: &Cli, out: &mut Output) -> Result<u8, Failure> {
                     record: args.record.clone(),
                 },
                 true,
+                engine,
                 out,
             )
             .await
         }
-        Command::Gates(args) => gates::gates(args, out).await,
-        Command::Status(args) => status::status(args, out).await,
-        Command::Teardown(args) => teardown::teardown(args, out).await,
-        Command::Restore(args) => restore::restore(args, out).await,
+        Command::Gates(args) => gates::gates(args, engine, out).await,
+        Command::Status(args) => status::status(args, engine, out).await,
+        Command::Teardown(args) => teardown::teardown(args, engine, out).await,
+        Command::Restore(args) => restore::restore(args, engine, out).await,
         Command::Export(args) => export::export(args, out),
         Command::Weights(WeightsCommand::Verify(args)) => weights::verify(args, out),
         Command::Weights(WeightsCommand::Adopt(args)) => weights::adopt(args, out),
         Command::Weights(WeightsCommand::Lock(args)) => weights::lock(args, out).await,
         Command::Weights(WeightsCommand::Fetch(args)) => weights::fetch(args, out).await,
         Command::Weights(WeightsCommand::Update(args)) => weights::update(args, out).await,
-        Command::Weights(WeightsCommand::Push(args)) => weights::push(args, out).await,
-        Command::Bench(args) => bench::bench(args, out).await,
-        Command::Tune(args) => Box::pin(tune::tune(args, out)).await,
-        Command::Serve(args) => serve::serve(args, out).await,
+        Command::Weights(WeightsCommand::Push(args)) => weights::push(args, engine, out).await,
+        Command::Bench(args) => bench::bench(args, sessions, out).await,
+        Command::Tune(args) => Box::pin(tune::tune(args, engine, out)).await,
+        Command::Serve(args) => serve::serve(args, engine, out).await,
         Command::Runs(RunsCommand::Import(args)) => runs::import(args, out),
         Command::Runs(RunsCommand::List(args)) => runs::list(args, out),
         Command::Runs(RunsCommand::Show(args)) => runs::show(args, out),

@@ -187,6 +187,11 @@ impl World {
         HubClient::new(&self.hub.endpoint(), None, self.path("hf-cache")).expect("hub client")
     }
 
+    /// This machine's engine, its state in the workspace's.
+    fn engine(&self) -> vlmctl_lifecycle::Engine {
+        vlmctl_lifecycle::Engine::local(&self.state())
+    }
+
     fn state(&self) -> PathBuf {
         self.path("state")
     }
@@ -205,7 +210,7 @@ impl World {
             opts,
             &self.hub_client(),
             Ctx {
-                state: &self.state(),
+                engine: &self.engine(),
                 sink,
                 confirm,
                 cancel,
@@ -393,7 +398,7 @@ async fn provision_status_teardown_from_the_library() {
     assert!(record_path.exists() && record.deployment == server);
     assert!(!running(&conflict) && running(&server));
 
-    let s = status::status(Some(&plan), &w.state()).await.unwrap();
+    let s = status::status(&w.engine(), Some(&plan)).await.unwrap();
     let row = s
         .containers
         .iter()
@@ -407,7 +412,7 @@ async fn provision_status_teardown_from_the_library() {
     a_new_models_dir_is_a_change(&w, &plan).await;
 
     // The thorough gates from the library: the weights hashed, the port held by our own server.
-    let (_, report) = vlmctl_deploy::gates::run(&plan, None).await;
+    let (_, report) = vlmctl_deploy::gates::run(&w.engine(), &plan, false).await;
     let gate = |n: &str| report.results.iter().find(|r| r.name == n).unwrap().clone();
     assert_eq!(gate("weights").status, GateStatus::Pass, "{report:?}");
     assert!(
@@ -420,14 +425,14 @@ async fn provision_status_teardown_from_the_library() {
     // restore_all brings the conflict back (the server stays); teardown then has nothing to
     // restore and removes the server.
     let mut none: Vec<Event> = Vec::new();
-    let restored = undo::restore_all(&w.state(), false, &mut none, &Cancel::new())
+    let restored = undo::restore_all(&w.engine(), false, &mut none, &Cancel::new())
         .await
         .unwrap();
     assert_eq!(restored.len(), 1);
     let back = restored[0].outcome.as_ref().unwrap();
     assert_eq!(back.started, std::slice::from_ref(&conflict));
     assert!(running(&conflict) && running(&server));
-    let torn = undo::teardown(&w.state(), &server, false, &mut none, &Cancel::new())
+    let torn = undo::teardown(&w.engine(), &server, false, &mut none, &Cancel::new())
         .await
         .unwrap();
     assert!(torn.removed && torn.restored.started.is_empty(), "{torn:?}");
@@ -484,7 +489,14 @@ async fn teardown_by_id_of_a_tunes_parked_original_is_refused() {
     ]);
     let tmp = tempfile::tempdir().unwrap();
     let mut events: Vec<Event> = Vec::new();
-    let got = undo::teardown(tmp.path(), &id, false, &mut events, &Cancel::new()).await;
+    let got = undo::teardown(
+        &vlmctl_lifecycle::Engine::local(tmp.path()),
+        &id,
+        false,
+        &mut events,
+        &Cancel::new(),
+    )
+    .await;
     let still = exists(&parked);
     let _ = Command::new("docker").args(["rm", "-f", &parked]).output();
     let e = got.expect_err("the parked original is not a deployment");

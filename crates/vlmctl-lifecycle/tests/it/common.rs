@@ -27,8 +27,33 @@ pub fn required_env(name: &str) -> String {
     }
 }
 
+/// This machine's engine (the tests' dockerd, through `DOCKER_HOST`), state in the temp dir.
+pub fn local_engine() -> vlmctl_lifecycle::Engine {
+    vlmctl_lifecycle::Engine::local(&std::env::temp_dir().join("vlmctl-lifecycle-tests"))
+}
+
+/// Local addresses listening on `port` in a `/proc/net/tcp` table (IPv4), e.g. `127.0.0.1`: how
+/// a test proves a server is bound to loopback without sending traffic anywhere else.
+pub fn listening_addresses(table: &str, port: u16) -> Vec<std::net::Ipv4Addr> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (addr, p) = f.get(1)?.split_once(':')?;
+            let p = u16::from_str_radix(p, 16).ok()?;
+            if p != port || f.get(3) != Some(&"0A") {
+                return None;
+            }
+            // The kernel prints the address as a native-endian u32 in hex.
+            let raw = u32::from_str_radix(addr, 16).ok()?;
+            Some(std::net::Ipv4Addr::from(raw.to_le_bytes()))
+        })
+        .collect()
+}
+
 pub async fn docker() -> Docker {
-    match vlmctl_lifecycle::connect().await {
+    match local_engine().connect().await {
         Ok(d) => d,
         Err(e) => panic!("{e}: {}", e.hint()),
     }

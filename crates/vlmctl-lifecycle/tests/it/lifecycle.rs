@@ -235,6 +235,7 @@ async fn port_held_by_a_container_is_named_by_the_gate() {
                 let (docker, spec) = (&docker, &spec);
                 async move {
                     let r = gates::run(
+                        &crate::common::local_engine(),
                         Ok(docker),
                         spec,
                         vlmctl_lifecycle::gpu::Probe::Local(None),
@@ -416,7 +417,7 @@ async fn launch_is_loopback_read_only_labelled_and_relaunch_is_idempotent() {
         // Bound to loopback only, seen from outside the container in the kernel's socket table
         // (host network: the host's table), without sending traffic to any other address.
         let table = std::fs::read_to_string("/proc/net/tcp")?;
-        let addrs = vlmctl_lifecycle::ports::listening_addresses(&table, port);
+        let addrs = crate::common::listening_addresses(&table, port);
         assert_eq!(addrs, vec![std::net::Ipv4Addr::LOCALHOST]);
 
         let started = std::time::Instant::now();
@@ -673,6 +674,7 @@ async fn platform_gate_reads_single_and_multi_arch_images_through_the_daemon() {
             "platform = \"linux/arm64\"",
         );
         let report = gates::run(
+            &crate::common::local_engine(),
             Ok(&docker),
             &spec,
             vlmctl_lifecycle::gpu::Probe::Local(None),

@@ -16,7 +16,11 @@ use crate::history::{Recorder, first_line};
 use crate::{Output, exit_codes};
 
 /// Dispatches `bench` / `bench compare`.
-pub async fn bench(args: &BenchArgs, out: &mut Output) -> Result<u8, Failure> {
+pub async fn bench(
+    args: &BenchArgs,
+    sessions: &vlmctl_lifecycle::hosts::Sessions,
+    out: &mut Output,
+) -> Result<u8, Failure> {
     if let Some(BenchCommand::Compare { base, new, json }) = &args.compare {
         return compare_cmd(base, new, *json, out);
     }
@@ -31,7 +35,14 @@ pub async fn bench(args: &BenchArgs, out: &mut Output) -> Result<u8, Failure> {
     let original = LoadedPlan::load(plan_path)?;
     // Each target on its host (the plan's, else --host, else this machine), by URL or by
     // deployment; another host's loopback servers through SSH forwards.
-    let placed = place(args.host.as_deref(), &original).await?;
+    let engine = default_engine(args, sessions)?;
+    let host = vlmctl_deploy::history::host_name(&engine);
+    let placed = targets::place(
+        &original,
+        &engine,
+        &vlmctl_lifecycle::hosts::docker_config_dir(),
+    )
+    .await?;
     let plan = &placed.aimed;
     let baseline = args
         .baseline
@@ -46,7 +57,14 @@ pub async fn bench(args: &BenchArgs, out: &mut Output) -> Result<u8, Failure> {
             }
             .into());
         }
-        return sweep_cmd(args, (plan_path, &placed), &keys, baseline.as_ref(), out).await;
+        return sweep_cmd(
+            args,
+            (plan_path, &placed, &host),
+            &keys,
+            baseline.as_ref(),
+            out,
+        )
+        .await;
     }
     let dir = out_dir(args);
     // Each target answers within seconds, or nothing is run: an unreachable one would cost
@@ -56,7 +74,7 @@ pub async fn bench(args: &BenchArgs, out: &mut Output) -> Result<u8, Failure> {
         .map_err(|e| placed.explain(e))?;
     let state = args.state.dir();
     let mut rec = Recorder::open(&args.record, &state, out);
-    let id = rec.begin_run(plan_path, &placed, &state, out);
+    let id = rec.begin_run(plan_path, &placed, &state, &host, out);
     let steps = Steps::new();
     let events = |e: run::Event<'_>| steps.event(e);
     let mut results = measured(run::run_with(plan, &keys, &events), &mut rec, out).await?;
@@ -205,7 +223,7 @@ async fn measured<T>(
 /// the steps table and the verdict on stdout, results.json / report.md / report.html.
 async fn sweep_cmd(
     args: &BenchArgs,
-    (plan_path, placed): (&Path, &Placed),
+    (plan_path, placed, host): (&Path, &Placed, &str),
     keys: &BTreeMap<String, String>,
     baseline: Option<&run::Results>,
     out: &mut Output,
@@ -238,7 +256,7 @@ async fn sweep_cmd(
     };
     let state = args.state.dir();
     let mut rec = Recorder::open(&args.record, &state, out);
-    let id = rec.begin_run(plan_path, placed, &state, out);
+    let id = rec.begin_run(plan_path, placed, &state, host, out);
     let mut results = measured(
         sweep::run(&placed.aimed, args.sweep_rate, keys, &mut log),
         &mut rec,
@@ -349,19 +367,24 @@ fn api_keys(plan: &LoadedPlan) -> Result<BTreeMap<String, String>, Failure> {
     Ok(keys)
 }
 
-/// Every target placed on its host ([`targets::place`]): `--host` (selected for the whole
-/// command, so that the run is recorded under its name) is the default host of the targets
-/// that name none; without it, this machine.
-async fn place(host: Option<&str>, plan: &LoadedPlan) -> Result<Placed, Failure> {
-    if let Some(flag) = host {
-        super::select_host(Some(flag))?;
-    }
-    Ok(targets::place(
-        plan,
-        vlmctl_lifecycle::hosts::selected(),
-        &vlmctl_lifecycle::hosts::docker_config_dir(),
-    )
-    .await?)
+/// The engine of the targets that name no host ([`targets::place`]): `--host` (the run is
+/// recorded under its name); without it, this machine.
+fn default_engine(
+    args: &BenchArgs,
+    sessions: &vlmctl_lifecycle::hosts::Sessions,
+) -> Result<vlmctl_lifecycle::Engine, Failure> {
+    let host = match args.host.as_deref() {
+        Some(flag) => vlmctl_lifecycle::hosts::resolve(
+            Some(flag),
+            &vlmctl_lifecycle::hosts::docker_config_dir(),
+        )?,
+        None => vlmctl_lifecycle::hosts::Host::Local,
+    };
+    Ok(vlmctl_lifecycle::Engine::new(
+        host,
+        &args.state.dir(),
+        sessions.clone(),
+    ))
 }
 
 #[cfg(test)]

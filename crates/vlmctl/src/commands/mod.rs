@@ -33,26 +33,31 @@ pub(crate) fn xdg_dir(var: &str, fallback: &str) -> std::path::PathBuf {
         .join("vlmctl")
 }
 
-/// Where the selected host's journals, records and locks live: `--state-dir` (else the XDG
-/// state directory) for this machine, its `hosts/<name>` folder for another
-/// ([`vlmctl_lifecycle::hosts::Host::state_dir`]).
-pub(crate) fn state_dir(args: &StateArgs) -> PathBuf {
-    vlmctl_lifecycle::hosts::selected().state_dir(&base_state_dir(args))
-}
-
 /// `--state-dir`, else the XDG state directory: this machine's, whatever the host (the history
 /// lives here).
 pub(crate) fn base_state_dir(args: &StateArgs) -> PathBuf {
     state_dir_or_default(args.state_dir.as_deref())
 }
 
-/// Resolves `--host` (else `DOCKER_HOST`, else the current Docker context) and selects it for
-/// every Docker call of this process.
-pub(crate) fn select_host(flag: Option<&str>) -> Result<(), Failure> {
-    let host =
-        vlmctl_lifecycle::hosts::resolve(flag, &vlmctl_lifecycle::hosts::docker_config_dir())?;
-    vlmctl_lifecycle::hosts::select(host);
-    Ok(())
+/// The engine the command's jobs change: `--host` (else `DOCKER_HOST`, else the current Docker
+/// context) resolved, its journals, records and locks under `--state-dir` (else the XDG state
+/// directory) for this machine, in its `hosts/<name>` folder there for another
+/// ([`vlmctl_lifecycle::hosts::Host::state_dir`]).
+pub(crate) fn engine(
+    args: &StateArgs,
+    sessions: &vlmctl_lifecycle::hosts::Sessions,
+) -> Result<vlmctl_lifecycle::Engine, Failure> {
+    Ok(vlmctl_lifecycle::Engine::resolve(
+        args.host.as_deref(),
+        &vlmctl_lifecycle::hosts::docker_config_dir(),
+        &base_state_dir(args),
+        sessions.clone(),
+    )?)
+}
+
+/// The XDG state directory (no `--state-dir` to take).
+pub(crate) fn default_state_dir() -> PathBuf {
+    state_dir_or_default(None)
 }
 
 fn state_dir_or_default(dir: Option<&std::path::Path>) -> PathBuf {
@@ -63,7 +68,7 @@ fn state_dir_or_default(dir: Option<&std::path::Path>) -> PathBuf {
 }
 
 impl crate::cli::StateDirArgs {
-    /// `--state-dir`, else the XDG state directory, as [`state_dir`] resolves it.
+    /// `--state-dir`, else the XDG state directory, as [`base_state_dir`] resolves it.
     pub(crate) fn dir(&self) -> PathBuf {
         state_dir_or_default(self.state_dir.as_deref())
     }

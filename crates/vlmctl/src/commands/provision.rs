@@ -24,6 +24,7 @@ use crate::{Output, exit_codes};
 pub async fn provision(
     args: &ProvisionArgs,
     relaunch: bool,
+    engine: &vlmctl_lifecycle::Engine,
     out: &mut Output,
 ) -> Result<u8, Failure> {
     let d = &args.deploy;
@@ -40,7 +41,6 @@ pub async fn provision(
         out.stdout(&plan.spec.docker_run_line(&plan.mount));
         return Ok(exit_codes::SUCCESS);
     }
-    let state = super::state_dir(&d.state);
     // The deployment is known before anything changes (pinning writes the lock): the job is
     // recorded from here on, its hashes once the plan has them.
     let spec = vlmctl_deploy::plan::load_spec(d.spec.as_deref())?;
@@ -50,9 +50,10 @@ pub async fn provision(
     } else {
         JobKind::Provision
     };
-    let job = rec.begin_job(kind, Some(&spec.name), Some(spec.sha256()), out);
+    let host = vlmctl_deploy::history::host_name(engine);
+    let job = rec.begin_job(kind, Some(&spec.name), Some(spec.sha256()), &host, out);
     let mut hashes = None;
-    let done = provision_job(args, relaunch, &state, &mut hashes, out).await;
+    let done = provision_job(args, relaunch, engine, &mut hashes, out).await;
     rec.finish_job(
         job,
         done.as_deref(),
@@ -69,14 +70,14 @@ pub async fn provision(
 async fn provision_job(
     args: &ProvisionArgs,
     relaunch: bool,
-    state: &std::path::Path,
+    engine: &vlmctl_lifecycle::Engine,
     hashes: &mut Option<(String, String)>,
     out: &mut Output,
 ) -> Result<String, Failure> {
     let d = &args.deploy;
     let plan = match d.pinned_plan(out).await {
         Ok(p) => p,
-        Err(f) => return Err(with_other_gates(d, f, out).await),
+        Err(f) => return Err(with_other_gates(d, engine, f, out).await),
     };
     *hashes = Some((plan.spec.sha256(), plan.mount.lock_sha256.clone()));
     let hub = super::hub_client(&d.hub)?;
@@ -97,7 +98,7 @@ async fn provision_job(
         &opts,
         &hub,
         Ctx {
-            state,
+            engine,
             sink: &mut sink,
             confirm: &mut Terminal,
             cancel: &cancel,
@@ -180,7 +181,12 @@ async fn provision_job(
 /// unreachable, `--locked`): the read-only gates run anyway (as `vlmctl gates` does, in well
 /// under a second), their table is shown, and the failure's hint ends with the other gates that
 /// fail, so that a fresh host shows every problem at once, not one per run.
-async fn with_other_gates(d: &crate::cli::DeployArgs, mut f: Failure, out: &mut Output) -> Failure {
+async fn with_other_gates(
+    d: &crate::cli::DeployArgs,
+    engine: &vlmctl_lifecycle::Engine,
+    mut f: Failure,
+    out: &mut Output,
+) -> Failure {
     use vlmctl_lifecycle::gates::GateStatus;
     let Ok(plan) = super::plan(d.spec.as_deref(), &d.lock.lock, &d.dirs) else {
         return f;
@@ -188,7 +194,7 @@ async fn with_other_gates(d: &crate::cli::DeployArgs, mut f: Failure, out: &mut 
     if plan.unpinned.is_none() {
         return f;
     }
-    let (_, report) = vlmctl_deploy::gates::run(&plan, None).await;
+    let (_, report) = vlmctl_deploy::gates::run(engine, &plan, false).await;
     let failing: Vec<&str> = report
         .results
         .iter()

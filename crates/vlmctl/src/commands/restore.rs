@@ -12,11 +12,15 @@ use crate::history::Recorder;
 use crate::{Output, exit_codes};
 
 /// `vlmctl restore`.
-pub async fn restore(args: &RestoreArgs, out: &mut Output) -> Result<u8, Failure> {
-    let state = super::state_dir(&args.state);
+pub async fn restore(
+    args: &RestoreArgs,
+    engine: &vlmctl_lifecycle::Engine,
+    out: &mut Output,
+) -> Result<u8, Failure> {
     let mut rec = Recorder::open(&args.record, &super::base_state_dir(&args.state), out);
-    let job = rec.begin_job(JobKind::Restore, None, None, out);
-    let done = restore_journals(args, &state, out).await;
+    let host = vlmctl_deploy::history::host_name(engine);
+    let job = rec.begin_job(JobKind::Restore, None, None, &host, out);
+    let done = restore_journals(args, engine, out).await;
     rec.finish_job(job, done.as_ref().map(|(_, d)| d.as_str()), None, out);
     done.map(|(code, _)| code)
 }
@@ -24,12 +28,13 @@ pub async fn restore(args: &RestoreArgs, out: &mut Output) -> Result<u8, Failure
 /// Every journal replayed; returns the exit code and what was done, in one line.
 async fn restore_journals(
     args: &RestoreArgs,
-    state: &std::path::Path,
+    engine: &vlmctl_lifecycle::Engine,
     out: &mut Output,
 ) -> Result<(u8, String), Failure> {
+    let state = engine.state_dir();
     let results = {
         let mut sink = Progress::new(out, "the deployment");
-        vlmctl_deploy::undo::restore_all(state, args.state.wait, &mut sink, &Cancel::new()).await?
+        vlmctl_deploy::undo::restore_all(engine, args.state.wait, &mut sink, &Cancel::new()).await?
     };
     if results.is_empty() {
         if args.json {

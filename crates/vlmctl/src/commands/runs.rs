@@ -36,7 +36,7 @@ pub fn import(args: &RunsImportArgs, out: &mut Output) -> Result<u8, Failure> {
     let host = args
         .host
         .clone()
-        .unwrap_or_else(vlmctl_deploy::history::host_name);
+        .unwrap_or_else(|| vlmctl_deploy::history::name_of(&vlmctl_lifecycle::hosts::Host::Local));
     let mut outcomes = Vec::new();
     let mut failed: Vec<Failure> = Vec::new();
     for given in &args.paths {

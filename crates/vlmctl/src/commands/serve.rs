@@ -10,7 +10,11 @@ use crate::failure::Failure;
 use crate::{Output, env_vars, exit_codes};
 
 /// `vlmctl serve`.
-pub async fn serve(args: &ServeArgs, out: &mut Output) -> Result<u8, Failure> {
+pub async fn serve(
+    args: &ServeArgs,
+    engine: &vlmctl_lifecycle::Engine,
+    out: &mut Output,
+) -> Result<u8, Failure> {
     let cancel = Cancel::new();
     let _signals = cancel_on_signals(&cancel)?;
     let api_key = std::env::var(env_vars::VLMCTL_SERVE_API_KEY)
@@ -27,7 +31,6 @@ pub async fn serve(args: &ServeArgs, out: &mut Output) -> Result<u8, Failure> {
     for plan in &args.plans {
         vlmctl_bench::plan::LoadedPlan::load(plan)?;
     }
-    let state = super::state_dir(&args.state);
     let base = super::base_state_dir(&args.state);
     let cfg = vlmctl_serve::Config {
         bind: std::net::SocketAddr::new(args.bind, args.port),
@@ -37,7 +40,7 @@ pub async fn serve(args: &ServeArgs, out: &mut Output) -> Result<u8, Failure> {
             .store
             .clone()
             .unwrap_or_else(|| vlmctl_store::default_path(&base)),
-        state,
+        engine: engine.clone(),
         specs: args.specs.clone(),
         lock: args.lock.lock.clone(),
         dirs: Dirs {
@@ -46,7 +49,7 @@ pub async fn serve(args: &ServeArgs, out: &mut Output) -> Result<u8, Failure> {
         },
         hub: super::hub_client(&args.hub)?,
         plans: args.plans.clone(),
-        host: vlmctl_deploy::history::host_name(),
+        host: vlmctl_deploy::history::host_name(engine),
         scrub: |text| crate::redact::scrub(text).into_owned(),
         secret: crate::redact::api_key,
         limits: vlmctl_serve::Limits::default(),

@@ -138,10 +138,13 @@ fn notes(s: &status::Status, host: Option<&str>) -> String {
 }
 
 /// `vlmctl status --all-hosts`: this machine and every SSH context, one table.
-async fn all_hosts(args: &StatusArgs, out: &mut Output) -> Result<u8, Failure> {
+async fn all_hosts(
+    args: &StatusArgs,
+    engine: &vlmctl_lifecycle::Engine,
+    out: &mut Output,
+) -> Result<u8, Failure> {
     use vlmctl_lifecycle::hosts::{self, Host};
     let (plans, _) = plans(args)?;
-    let base = super::base_state_dir(&args.state);
     let mut all = vec![Host::Local];
     for c in hosts::contexts(&hosts::docker_config_dir()) {
         if let Ok(h @ Host::Ssh { .. }) = hosts::resolve(Some(&c.name), &hosts::docker_config_dir())
@@ -155,7 +158,7 @@ async fn all_hosts(args: &StatusArgs, out: &mut Output) -> Result<u8, Failure> {
     let mut unreachable = 0;
     // All at once (a host that does not answer costs its own ssh timeout, not the others'),
     // shown in the order above.
-    let answers = status::status_all(&all, &plans, &base).await;
+    let answers = status::status_all(engine, &all, &plans).await;
     for (h, answer) in all.iter().zip(answers) {
         match answer {
             Ok(s) => {
@@ -219,14 +222,17 @@ async fn all_hosts(args: &StatusArgs, out: &mut Output) -> Result<u8, Failure> {
 }
 
 /// `vlmctl status`.
-pub async fn status(args: &StatusArgs, out: &mut Output) -> Result<u8, Failure> {
+pub async fn status(
+    args: &StatusArgs,
+    engine: &vlmctl_lifecycle::Engine,
+    out: &mut Output,
+) -> Result<u8, Failure> {
     if args.all_hosts {
-        return all_hosts(args, out).await;
+        return all_hosts(args, engine, out).await;
     }
     // Drift is judged against the specs and lock given (or the defaults, when they load).
     let (plans, _) = plans(args)?;
-    let state = super::state_dir(&args.state);
-    let s = status::status_of(&plans, &state).await?;
+    let s = status::status_of(engine, &plans).await?;
     if args.json {
         out.stdout(&serde_json::to_string_pretty(&s).unwrap_or_default());
         return Ok(exit_codes::SUCCESS);
@@ -238,8 +244,7 @@ pub async fn status(args: &StatusArgs, out: &mut Output) -> Result<u8, Failure> 
     } else {
         render::table(&COLUMNS, &rows)
     };
-    let selected = vlmctl_lifecycle::hosts::selected();
-    let host = match selected {
+    let host = match engine.host() {
         vlmctl_lifecycle::hosts::Host::Local => None,
         h @ vlmctl_lifecycle::hosts::Host::Ssh { .. } => Some(h.name()),
     };

@@ -14,7 +14,11 @@ use crate::history::Recorder;
 use crate::{Output, exit_codes};
 
 /// `vlmctl teardown`.
-pub async fn teardown(args: &TeardownArgs, out: &mut Output) -> Result<u8, Failure> {
+pub async fn teardown(
+    args: &TeardownArgs,
+    engine: &vlmctl_lifecycle::Engine,
+    out: &mut Output,
+) -> Result<u8, Failure> {
     let defaulted = args.name.is_none() && args.spec.is_none();
     // The spec's hash is the deployment's only when the spec named it.
     let (name, spec_sha256) = if let Some(n) = &args.name {
@@ -24,12 +28,12 @@ pub async fn teardown(args: &TeardownArgs, out: &mut Output) -> Result<u8, Failu
         let sha = spec.sha256();
         (spec.name, Some(sha))
     };
-    let state = super::state_dir(&args.state);
     let mut rec = Recorder::open(&args.record, &super::base_state_dir(&args.state), out);
-    let job = rec.begin_job(JobKind::Teardown, Some(&name), spec_sha256, out);
+    let host = vlmctl_deploy::history::host_name(engine);
+    let job = rec.begin_job(JobKind::Teardown, Some(&name), spec_sha256, &host, out);
     let done = {
         let mut sink = Progress::new(out, &name);
-        vlmctl_deploy::undo::teardown(&state, &name, args.state.wait, &mut sink, &Cancel::new())
+        vlmctl_deploy::undo::teardown(engine, &name, args.state.wait, &mut sink, &Cancel::new())
             .await
             .map_err(Failure::from)
     };
@@ -38,7 +42,7 @@ pub async fn teardown(args: &TeardownArgs, out: &mut Output) -> Result<u8, Failu
     // "already torn down" with success would hide that they still run.
     let done = match done {
         Ok(d) if defaulted && !d.removed && restored_names(&d.restored).is_empty() => {
-            others_or(d, &name).await
+            others_or(engine, d, &name).await
         }
         other => other,
     };
@@ -72,10 +76,11 @@ pub async fn teardown(args: &TeardownArgs, out: &mut Output) -> Result<u8, Failu
 /// `done` (the default deployment had nothing to tear down), unless other vlmctl deployments
 /// are there: then an error naming them.
 async fn others_or(
+    engine: &vlmctl_lifecycle::Engine,
     done: vlmctl_deploy::undo::TornDown,
     default: &str,
 ) -> Result<vlmctl_deploy::undo::TornDown, Failure> {
-    let Ok(docker) = vlmctl_lifecycle::connect().await else {
+    let Ok(docker) = engine.connect().await else {
         return Ok(done);
     };
     let Ok(managed) = vlmctl_lifecycle::containers::managed(&docker).await else {

@@ -22,14 +22,17 @@ use crate::history::Recorder;
 use crate::{Output, exit_codes};
 
 /// `vlmctl tune`.
-pub async fn tune(args: &TuneArgs, out: &mut Output) -> Result<u8, Failure> {
+pub async fn tune(
+    args: &TuneArgs,
+    engine: &vlmctl_lifecycle::Engine,
+    out: &mut Output,
+) -> Result<u8, Failure> {
     let d = &args.deploy;
     // Every input read and checked before the deployment is touched.
     let file = TuneFile::load(&args.variants)?;
     let bench = LoadedPlan::load(&args.plan)?;
     let (file, bench) = shorten(file, bench, args)?;
     let plan = d.pinned_plan(out).await?;
-    let state = super::state_dir(&d.state);
     let hub = super::hub_client(&d.hub)?;
     let cancel = Cancel::new();
     let listener = cancel_on_signals(&cancel)?;
@@ -55,7 +58,7 @@ pub async fn tune(args: &TuneArgs, out: &mut Output) -> Result<u8, Failure> {
         &hub,
         &on_step,
         Ctx {
-            state: &state,
+            engine,
             sink: &mut OneLineGates(&mut progress),
             confirm: &mut NoOne,
             cancel: &cancel,
@@ -65,7 +68,7 @@ pub async fn tune(args: &TuneArgs, out: &mut Output) -> Result<u8, Failure> {
     listener.abort();
     progress.finish();
     let tuned = done?;
-    record(&args.record, &state, &args.plan, &bench, &tuned, out);
+    record(&args.record, engine, &args.plan, &bench, &tuned, out);
     if let Some(dir) = &args.out {
         write_results(dir, &tuned)?;
         out.progress(&format!(
@@ -188,7 +191,7 @@ fn shorten(
 /// warning.
 fn record(
     args: &crate::cli::RecordArgs,
-    state: &Path,
+    engine: &vlmctl_lifecycle::Engine,
     plan_path: &Path,
     bench: &LoadedPlan,
     tuned: &Tuned,
@@ -198,7 +201,7 @@ fn record(
     if rows.is_empty() {
         return;
     }
-    let mut rec = Recorder::open(args, state, out);
+    let mut rec = Recorder::open(args, engine.state_dir(), out);
     let mut ids = Vec::new();
     for r in rows {
         let Some(results) = r.results.as_deref() else {
@@ -219,7 +222,7 @@ fn record(
             .collect();
         let run = NewRun {
             source: Source::Cli,
-            host: vlmctl_deploy::history::host_name(),
+            host: vlmctl_deploy::history::host_name(engine),
             plan: format!(
                 "tune {}: variant {} ({})",
                 tuned.deployment,

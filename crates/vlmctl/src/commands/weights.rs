@@ -572,9 +572,13 @@ fn print_pushed(all: &[vlmctl_deploy::push::FileOnHost], json: bool, out: &mut O
 }
 
 /// `vlmctl weights push`: the locked files, verified here, onto the selected host.
-pub async fn push(args: &crate::cli::PushArgs, out: &mut Output) -> Result<u8, Failure> {
-    let host = vlmctl_lifecycle::hosts::selected();
-    if matches!(host, vlmctl_lifecycle::hosts::Host::Local) {
+pub async fn push(
+    args: &crate::cli::PushArgs,
+    engine: &vlmctl_lifecycle::Engine,
+    out: &mut Output,
+) -> Result<u8, Failure> {
+    let host = engine.host();
+    if !engine.is_remote() {
         return Err(Failure::new(
             anyhow::anyhow!("weights push needs another host: this one is where the files are"),
             Some("name it: --host beast, or --host ssh://user@host[:port]".to_owned()),
@@ -610,7 +614,7 @@ pub async fn push(args: &crate::cli::PushArgs, out: &mut Output) -> Result<u8, F
         Some(i) => i.clone(),
         None => vlmctl_deploy::plan::load_spec(None)?.image,
     };
-    let docker = vlmctl_lifecycle::connect().await?;
+    let docker = engine.connect().await?;
     vlmctl_lifecycle::containers::ensure_image(&docker, &image, None, &mut |_| {}).await?;
     let by_dir = by_dir(&jobs, args.to.as_deref())?;
     let mut all = Vec::new();
@@ -623,7 +627,7 @@ pub async fn push(args: &crate::cli::PushArgs, out: &mut Output) -> Result<u8, F
         .collect();
     let mut sink = PushProgress::default();
     // A signal ends the push between two awaits: its helper is removed on the way out
-    // (`remove_dropped`), and the whole pieces stay on the host for the next push.
+    // (the command's `Sessions::close`), and the whole pieces stay on the host for the next push.
     let cancel = vlmctl_deploy::events::Cancel::new();
     let listener = crate::commands::provision::cancel_on_signals(&cancel)?;
     for (dir, files) in &by_dir {
@@ -634,7 +638,7 @@ pub async fn push(args: &crate::cli::PushArgs, out: &mut Output) -> Result<u8, F
             dir.display()
         ));
         let done = tokio::select! {
-            done = vlmctl_deploy::push::to_host(&docker, &image, dir, files, &keep, &mut sink) => done,
+            done = vlmctl_deploy::push::to_host(engine, &docker, &image, dir, files, &keep, &mut sink) => done,
             why = cancel.cancelled() => {
                 sink.finish();
                 listener.abort();

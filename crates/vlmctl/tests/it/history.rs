@@ -355,7 +355,10 @@ fn a_job_records_itself_and_no_record_skips_it() {
     assert_eq!(jobs[0].kind, vlmctl_store::JobKind::Restore);
     assert_eq!(jobs[0].state, vlmctl_store::State::Done);
     assert_eq!(jobs[0].detail.as_deref(), Some("nothing to restore"));
-    assert_eq!(jobs[0].host, vlmctl_deploy::history::host_name());
+    assert_eq!(
+        jobs[0].host,
+        vlmctl_deploy::history::name_of(&vlmctl_lifecycle::hosts::Host::Local)
+    );
 }
 
 /// A results file of a real bench, written once for tests that only need one to import.

@@ -302,15 +302,15 @@ fn stale_staging_folders_are_removed_but_not_one_another_push_is_writing() {
     // one) and a folder named after it, backdated as a resumed push's folder would be.
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let writing_sha = "2".repeat(64);
-    let docker = rt
-        .block_on(vlmctl_lifecycle::connect_to(
-            &vlmctl_lifecycle::hosts::Host::Local,
-        ))
-        .expect("the test engine");
+    let engine = vlmctl_lifecycle::Engine::local(state.path());
+    let docker = rt.block_on(engine.connect()).expect("the test engine");
     let image = required_env("VLMCTL_TEST_LLAMA_IMAGE");
     let helper = rt
         .block_on(vlmctl_lifecycle::remote::Helper::start(
-            &docker, &image, &to,
+            &docker,
+            engine.sessions(),
+            &image,
+            &to,
         ))
         .expect("a helper");
     let writing = format!(".vlmctl-push-{writing_sha}.live-{}", helper.id());
