@@ -2,9 +2,10 @@
 //! runbooks' tables, and a self-contained HTML report with real tables and inline SVG charts
 //! ([`crate::charts`]).
 
+pub mod charts;
+
 use std::fmt::Write as _;
 
-use crate::charts;
 use crate::plan::Arrivals;
 use crate::run::{ConfigResult, ConfigSummary, Results, TargetResult};
 use crate::stats;
