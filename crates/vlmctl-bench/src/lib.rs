@@ -32,10 +32,12 @@ pub mod fake_server;
 pub mod plan;
 pub mod preflight;
 pub mod report;
+pub mod results;
 pub mod run;
 pub mod schema;
 pub mod slo;
 pub mod stats;
+pub mod summary;
 pub mod sweep;
 pub mod text;
 

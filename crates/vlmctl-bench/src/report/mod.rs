@@ -3,6 +3,7 @@
 //! ([`crate::charts`]).
 
 pub mod charts;
+pub mod sweep;
 
 use std::fmt::Write as _;
 
@@ -585,7 +586,7 @@ pub fn markdown(r: &Results) -> String {
             let _ = write!(out, "\n**Warning:** {}\n", md(&d));
         }
     }
-    out.push_str(&crate::sweep::markdown(&r.sweep));
+    out.push_str(&sweep::markdown(&r.sweep));
     out
 }
 
@@ -640,14 +641,18 @@ fn sweep_figures(out: &mut String, r: &Results) {
             "<figure id=chart-sweep-{i}>{}<figcaption>{} {}: latency against offered rate \
              ({})</figcaption></figure>",
             crate::charts::latency_vs_rate(&p50, &p95, None),
-            esc(&sw.target),
-            esc(&sw.config),
-            esc(&sw.verdict_line())
+            html_escape(&sw.target),
+            html_escape(&sw.config),
+            html_escape(&sw.verdict_line())
         );
     }
 }
 
-fn esc(s: &str) -> String {
+/// Text made safe inside HTML, in an element or a quoted attribute: characters a terminal would
+/// obey shown as escapes ([`text::printable`]), then `&`, `<`, `>` and `"` escaped. The one
+/// HTML escape of the reports (the charts' SVG text included).
+#[must_use]
+pub fn html_escape(s: &str) -> String {
     text::printable(s)
         .replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -671,8 +676,8 @@ pub fn html(r: &Results, baseline: Option<&Results>) -> String {
     let mut out = format!(
         "<!doctype html><html lang=en><meta charset=utf-8><title>vlmctl bench: {title}, {date}</title>\
          <style>{STYLE}</style><h1>vlmctl bench: {title}</h1>\n<p class=started>{date}</p>\n",
-        title = esc(&title_names(r)),
-        date = esc(&started_utc(r)),
+        title = html_escape(&title_names(r)),
+        date = html_escape(&started_utc(r)),
     );
     out.push_str("<table class=servers><thead><tr><th scope=col>target</th><th scope=col>server</th><th scope=col>settings</th></tr></thead><tbody>\n");
     for t in &r.targets {
@@ -680,16 +685,16 @@ pub fn html(r: &Results, baseline: Option<&Results>) -> String {
         let _ = write!(
             out,
             "<tr><td>{}</td><td>{} <code>{}</code></td><td>",
-            esc(&t.name),
+            html_escape(&t.name),
             t.backend,
-            esc(&t.url)
+            html_escape(&t.url)
         );
         if facts.is_empty() {
             out.push_str("no server settings reported");
         }
         for (i, (what, v)) in facts.iter().enumerate() {
             let sep = if i == 0 { "" } else { ", " };
-            let _ = write!(out, "{sep}{what} <strong>{}</strong>", esc(v));
+            let _ = write!(out, "{sep}{what} <strong>{}</strong>", html_escape(v));
         }
         out.push_str("</td></tr>\n");
     }
@@ -699,11 +704,11 @@ pub fn html(r: &Results, baseline: Option<&Results>) -> String {
         "<p>plan sha256 <code>{}</code>, image sha256 \
          <code>{}</code>, host {} ({}), GPU {}. Percentiles: nearest rank over measured samples \
          ({} runs, {} warm-up excluded).</p>",
-        esc(r.plan_sha256.get(..12).unwrap_or(&r.plan_sha256)),
-        esc(r.image_sha256.get(..12).unwrap_or(&r.image_sha256)),
-        esc(&r.environment.arch),
-        esc(r.environment.cpu.as_deref().unwrap_or("?")),
-        esc(r.environment.gpu.as_deref().unwrap_or("none")),
+        html_escape(r.plan_sha256.get(..12).unwrap_or(&r.plan_sha256)),
+        html_escape(r.image_sha256.get(..12).unwrap_or(&r.image_sha256)),
+        html_escape(&r.environment.arch),
+        html_escape(r.environment.cpu.as_deref().unwrap_or("?")),
+        html_escape(r.environment.gpu.as_deref().unwrap_or("none")),
         r.plan.runs,
         r.plan.warmup,
     );
@@ -712,13 +717,13 @@ pub fn html(r: &Results, baseline: Option<&Results>) -> String {
             let _ = writeln!(
                 out,
                 "<p class=warning><strong>Warning:</strong> {}: {}</p>",
-                esc(&t.name),
-                esc(&d)
+                html_escape(&t.name),
+                html_escape(&d)
             );
         }
     }
     for l in load_line(r).into_iter().chain(slo_line(r)) {
-        let _ = writeln!(out, "<p>{}.</p>", esc(&capitalize(&l)));
+        let _ = writeln!(out, "<p>{}.</p>", html_escape(&capitalize(&l)));
     }
     out.push_str("<h2>Results</h2>\n");
     html_table(&mut out, r);
@@ -736,21 +741,21 @@ pub fn html(r: &Results, baseline: Option<&Results>) -> String {
     if !notes.is_empty() {
         out.push_str("<ul class=notes>");
         for n in &notes {
-            let _ = write!(out, "<li>{}</li>", esc(n));
+            let _ = write!(out, "<li>{}</li>", html_escape(n));
         }
         out.push_str("</ul>\n");
     }
     cdf_figure(&mut out, r);
     p50_figure(&mut out, r, baseline);
-    crate::sweep::html(&mut out, &r.sweep);
+    sweep::html(&mut out, &r.sweep);
     sweep_figures(&mut out, r);
     for t in &r.targets {
         if let Some(d) = &t.describe_answer {
             let _ = writeln!(
                 out,
                 "<p><code>describe</code> answer ({}): {}</p>",
-                esc(&t.name),
-                esc(d)
+                html_escape(&t.name),
+                html_escape(d)
             );
         }
     }
@@ -763,14 +768,14 @@ fn html_table(out: &mut String, r: &Results) {
     let cols = Columns::of(r);
     out.push_str("<table class=results><thead><tr>");
     for h in head(cols) {
-        let _ = write!(out, "<th scope=col>{}</th>", esc(&h));
+        let _ = write!(out, "<th scope=col>{}</th>", html_escape(&h));
     }
     out.push_str("</tr></thead><tbody>\n");
     for t in &r.targets {
         for c in &t.configs {
             out.push_str("<tr>");
             for cell in row(cols, &t.name, c, "evaluated") {
-                let _ = write!(out, "<td>{}</td>", esc(&cell));
+                let _ = write!(out, "<td>{}</td>", html_escape(&cell));
             }
             out.push_str("</tr>\n");
         }
@@ -862,6 +867,6 @@ fn figure(out: &mut String, id: &str, caption: &str, svg: &str) {
     let _ = writeln!(
         out,
         "<figure id={id}><figcaption><h2>{}</h2></figcaption>\n{svg}</figure>",
-        esc(caption)
+        html_escape(caption)
     );
 }
