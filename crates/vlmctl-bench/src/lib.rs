@@ -24,7 +24,6 @@
 //!
 //! This crate never talks to Docker: it measures whatever server a plan points at.
 
-pub mod charts;
 pub mod client;
 pub mod compare;
 mod error;
@@ -33,14 +32,18 @@ pub mod fake_server;
 pub mod plan;
 pub mod preflight;
 pub mod report;
+pub mod results;
 pub mod run;
 pub mod schema;
 pub mod slo;
 pub mod stats;
+pub mod summary;
 pub mod sweep;
 pub mod text;
 
 pub use error::BenchError;
+/// The charts moved under [`report`]; kept at their old path for callers.
+pub use report::charts;
 
 /// The largest results file read: 256 MiB (100,000 samples per config take about 26 MB).
 pub const MAX_RESULTS_BYTES: u64 = 256 << 20;

@@ -23,32 +23,14 @@
 //! bound on the highest percentile N given means at least N % of the requests succeeded within
 //! it, so goodput falls below N % only through schema misses or, streamed, TTFT misses.
 
-use serde::{Deserialize, Serialize};
-
-use crate::run::Sample;
+use crate::results::Sample;
+/// The report types, where they were before they moved to [`crate::results`].
+pub use crate::results::{SloCheck, SloReport};
 use crate::schema::Strategy;
 use crate::stats;
 
-/// The plan's `[slo]` table: any of these bounds (at least one).
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Slo {
-    /// Bound on the p50 wall time, ms.
-    #[serde(default)]
-    pub p50_ms: Option<f64>,
-    /// Bound on the p95 wall time, ms.
-    #[serde(default)]
-    pub p95_ms: Option<f64>,
-    /// Bound on the p99 wall time, ms.
-    #[serde(default)]
-    pub p99_ms: Option<f64>,
-    /// Bound on the p95 TTFT of streamed configs, ms.
-    #[serde(default)]
-    pub ttft_ms: Option<f64>,
-    /// Lowest share (0..=1) of requests whose answer passes the schema.
-    #[serde(default)]
-    pub schema_pass: Option<f64>,
-}
+/// The plan's `[slo]` table, defined with the plan (the report types are in [`crate::results`]).
+pub use crate::plan::Slo;
 
 impl Slo {
     /// The wall-time bound a single request must meet to be good: the highest percentile's.
@@ -81,77 +63,6 @@ impl Slo {
     }
 }
 
-/// One bound, checked.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SloCheck {
-    /// The plan's key: `p50_ms`, `p95_ms`, `p99_ms`, `ttft_ms` (at p95) or `schema_pass`.
-    pub name: String,
-    /// The bound.
-    pub bound: f64,
-    /// The measured figure (ms, or the pass share); `None` when the percentile falls on a
-    /// failed request or there was no measured request.
-    pub actual: Option<f64>,
-    /// Within the bound (a latency at most, a pass share at least).
-    pub met: bool,
-}
-
-/// A config against the plan's SLO.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SloReport {
-    /// Every bound that applies to the config, in the plan's order.
-    pub checks: Vec<SloCheck>,
-    /// Every check met (and at least one request measured).
-    pub met: bool,
-    /// Good requests.
-    pub good: usize,
-    /// Measured requests.
-    pub total: usize,
-    /// `good / total` (`None` without requests).
-    pub goodput: Option<f64>,
-}
-
-impl SloReport {
-    /// The checks not met, as `p95 41.2 ms > 30.0 ms`, for a line under a table.
-    #[must_use]
-    pub fn describe(&self) -> String {
-        self.checks
-            .iter()
-            .map(SloCheck::describe)
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-}
-
-impl SloCheck {
-    /// `p95 25.1 ms <= 30.0 ms`, `schema pass 90% < 95%`, `p99 failed requests > 50.0 ms`.
-    #[must_use]
-    pub fn describe(&self) -> String {
-        let (label, pct) = match self.name.as_str() {
-            "schema_pass" => ("schema pass", true),
-            "ttft_ms" => ("TTFT p95", false),
-            other => (other.trim_end_matches("_ms"), false),
-        };
-        let show = |v: f64| {
-            if pct {
-                format!("{:.0}%", v * 100.0)
-            } else {
-                format!("{v:.1} ms")
-            }
-        };
-        let op = match (pct, self.met) {
-            (false, true) => "<=",
-            (false, false) => ">",
-            (true, true) => ">=",
-            (true, false) => "<",
-        };
-        let actual = self
-            .actual
-            .map_or_else(|| "on a failed request".to_owned(), &show);
-        format!("{label} {actual} {op} {}", show(self.bound))
-    }
-}
-
-/// Pure: `samples` (a config's measured requests; `streamed` when the config streams) against
 /// `slo`.
 #[must_use]
 pub fn evaluate(samples: &[Sample], slo: &Slo, streamed: bool) -> SloReport {

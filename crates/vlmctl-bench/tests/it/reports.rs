@@ -179,7 +179,6 @@ fn table_markdown_and_compare() {
             }
         }
     }
-    std::fs::write(std::env::temp_dir().join("vlmctl-report-test.html"), &html).unwrap();
 }
 
 /// `r` with every wall time multiplied by `factor`, summaries recomputed.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use vlmctl_bench::fake_server::{DEFAULT_ANSWER, FakeServer, Options, Reply};
 use vlmctl_bench::plan::{Arrivals, Load, LoadedPlan};
 use vlmctl_bench::run::Results;
-use vlmctl_bench::sweep::{self, SweepEvent, Verdict};
+use vlmctl_bench::sweep::{self, SweepEvent, SweepVerdict};
 
 /// A text-only plan (config T) against `url` with `extra` TOML (its `[slo]`, `[sweep]`, `[load]`).
 fn plan(dir: &Path, url: &str, extra: &str) -> LoadedPlan {
@@ -48,7 +48,7 @@ async fn sweep_of(p: &LoadedPlan) -> Results {
 
 fn sustained(r: &Results) -> f64 {
     match r.sweep[0].verdict {
-        Verdict::Sustains { hz, precise, .. } => {
+        SweepVerdict::Sustains { hz, precise, .. } => {
             assert!(precise, "{}", sweep::table(&r.sweep));
             hz
         }
@@ -193,7 +193,7 @@ async fn a_step_that_fails_badly_stops_early() {
     let r = sweep_of(&p).await;
     let took = started.elapsed();
     let s = &r.sweep[0];
-    assert_eq!(s.verdict, Verdict::BelowRange { hz: 50.0 });
+    assert_eq!(s.verdict, SweepVerdict::BelowRange { hz: 50.0 });
     assert_eq!(s.steps.len(), 1);
     assert!(s.steps[0].stopped_early && !s.steps[0].met);
     assert!(

@@ -1,19 +1,31 @@
-//! Bench plans (`examples/nav-bench.toml` is the commented template), validated before any I/O.
+//! Bench plans (`examples/nav-bench.toml` is the commented template): the types, at the bottom
+//! of the crate. Each table's `Raw*` twin (the same keys, numbers as written with their
+//! place in the file, for the error messages) sits beside the type it shadows, so a new key
+//! is added in one file.
+//!
+//! - here: [`Plan`] and its tables ([`Load`], [`Target`], [`Slo`], [`SweepSpec`]), the
+//!   configs ([`CONFIGS`]) and the allowed ranges;
+//! - `check`: [`Plan::parse`], every value against its range, with the offending key's line;
+//! - `load`: [`LoadedPlan`], the plan with its prompts and image read and hashed (the I/O);
+//! - `num`: a number as written, whatever it is, for the range checks' messages.
 
-use std::collections::BTreeMap;
-use std::ops::{Range, RangeInclusive};
-use std::path::{Path, PathBuf};
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
-use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use toml::Spanned;
 
-use crate::BenchError;
 use crate::schema::NavSchema;
-use crate::slo::Slo;
-use crate::sweep::SweepSpec;
+
+mod check;
+mod load;
+mod num;
+
+pub use load::LoadedPlan;
+use num::Num;
 
 /// A bench plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,6 +80,23 @@ pub struct Plan {
     pub targets: Vec<Target>,
 }
 
+/// Where the checked keys are, with numbers as written: a lenient parse of the plan text (no
+/// unknown-field or type checks beyond structure; [`Plan`] does those).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawPlan {
+    version: Option<Spanned<Num>>,
+    runs: Option<Spanned<Num>>,
+    warmup: Option<Spanned<Num>>,
+    max_tokens: Option<Spanned<Num>>,
+    timeout_s: Option<Spanned<Num>>,
+    configs: Option<Vec<Spanned<IgnoredAny>>>,
+    load: Option<RawLoad>,
+    slo: Option<Spanned<RawSlo>>,
+    sweep: Option<Spanned<RawSweep>>,
+    target: Option<Spanned<Vec<Spanned<RawTarget>>>>,
+}
+
 /// Prompt files.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -120,6 +149,14 @@ impl Default for Load {
     }
 }
 
+#[derive(Deserialize, Default)]
+#[serde(default, expecting = "struct Load")] // as `Plan`'s messages say
+struct RawLoad {
+    rate_hz: Option<Spanned<Num>>,
+    arrivals: Option<Spanned<toml::Value>>,
+    seed: Option<Spanned<Num>>,
+}
+
 /// Open-loop arrivals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -166,68 +203,13 @@ pub struct Target {
     pub keep_alive: Option<String>,
 }
 
-impl Target {
-    /// Pure: what is wrong with where the target is (its `url`, `host`, `deployment`), as the
-    /// key to blame and the message. `url_written`: the plan wrote a `url` (an empty one
-    /// included). A host's own syntax (`ssh://...`, a context's name) and a deployment's name
-    /// are checked where hosts are known (`vlmctl_deploy::targets`).
-    fn place_problem(&self, url_written: bool) -> Option<(&'static str, String)> {
-        let name = &self.name;
-        if let Some(h) = &self.host
-            && h.trim().is_empty()
-        {
-            return Some((
-                "host",
-                format!(
-                    "target.host: empty (target {name:?}); leave it out for the default host \
-                     (bench --host, else this machine), or write local, a Docker context's name \
-                     or ssh://[user@]host[:port]"
-                ),
-            ));
-        }
-        match &self.deployment {
-            Some(d) if url_written => Some((
-                "deployment",
-                format!(
-                    "target.deployment: target {name:?} names deployment {d:?} and a url too; \
-                     keep one (a deployment's URL is found from its container on its host)"
-                ),
-            )),
-            Some(d) if d.trim().is_empty() => Some((
-                "deployment",
-                format!(
-                    "target.deployment: empty (target {name:?}); name a deployment vlmctl \
-                     manages (its container's name, as `vlmctl status` lists it), or give a url"
-                ),
-            )),
-            Some(d) if self.backend == Backend::Ollama => Some((
-                "backend",
-                format!(
-                    "target.backend: target {name:?} names deployment {d:?}, a llama-server that \
-                     vlmctl manages, which speaks backend = \"openai\"; leave backend out, or \
-                     give an Ollama server by its url"
-                ),
-            )),
-            None if !url_written => Some((
-                "target",
-                format!(
-                    "target.url: target {name:?} has neither a url nor a deployment; give url = \
-                     \"http://127.0.0.1:11435\" (the server as its host sees it) or deployment = \
-                     \"NAME\" (a vlmctl deployment: its URL is found from its container)"
-                ),
-            )),
-            None if !(self.url.starts_with("http://") || self.url.starts_with("https://")) => {
-                Some((
-                    "url",
-                    format!(
-                        "target.url: {:?} (target {name:?}) must start with http:// or https://",
-                        self.url
-                    ),
-                ))
-            }
-            Some(_) | None => None,
-        }
-    }
+#[derive(Deserialize, Default)]
+#[serde(default, expecting = "struct Target")]
+struct RawTarget {
+    url: Option<Spanned<IgnoredAny>>,
+    host: Option<Spanned<IgnoredAny>>,
+    deployment: Option<Spanned<IgnoredAny>>,
+    backend: Option<Spanned<IgnoredAny>>,
 }
 
 /// Where a target's keys are in its plan file: the lines of the messages of checks made after
@@ -375,172 +357,16 @@ fn config_def(name: &str) -> Option<ConfigDef> {
     CONFIGS.iter().find(|d| d.name == name).copied()
 }
 
+/// Allowed `sweep.requests_per_step` (warm-up included).
+pub const SWEEP_REQUESTS: RangeInclusive<u64> = 10..=100_000;
+/// Allowed `sweep.max_steps`.
+pub const SWEEP_STEPS: RangeInclusive<u64> = 1..=100;
+/// Allowed `load.seed`.
+pub const SEED: RangeInclusive<u64> = 0..=u64::MAX;
+/// Largest SLO latency bound, ms: a bound above the longest timeout could never matter.
+pub const SLO_MAX_MS: f64 = TIMEOUT_MAX_S * 1000.0;
+
 impl Plan {
-    /// Parses and checks plan text; `path` is used in messages only. Every error names the line
-    /// of the offending key and, for numbers, the allowed range.
-    pub fn parse(text: &str, path: &Path) -> Result<Self, BenchError> {
-        Self::parse_with_lines(text, path).map(|(plan, _)| plan)
-    }
-
-    /// [`Self::parse`], with where each target's keys are (for checks made later, where hosts
-    /// are known).
-    fn parse_with_lines(text: &str, path: &Path) -> Result<(Self, Vec<TargetLines>), BenchError> {
-        let invalid = |span: Option<Range<usize>>, message: String| BenchError::PlanInvalid {
-            path: path.to_owned(),
-            line: span.map_or(1, |s| line_of(text, s.start)),
-            message,
-        };
-        let toml_error = |e: toml::de::Error| invalid(e.span(), e.message().to_owned());
-        // Numbers are checked on a lenient, spanned parse first, so that `runs = -5` or
-        // `timeout_s = "x"` read like `runs = 0` (field, line, range) instead of serde's words.
-        let raw: RawPlan = toml::from_str(text).map_err(toml_error)?;
-        raw.check_numbers()
-            .map_err(|(span, message)| invalid(Some(span), message))?;
-        let plan: Self = toml::from_str(text).map_err(toml_error)?;
-        // After the strict parse, so that a misspelt bound is named as unknown, not missing.
-        if plan.slo.is_some_and(|s| s == Slo::default()) {
-            return Err(invalid(
-                raw.slo.as_ref().map(Spanned::span),
-                "slo: an [slo] table needs at least one of p50_ms, p95_ms, p99_ms, ttft_ms, \
-                 schema_pass"
-                    .to_owned(),
-            ));
-        }
-        let targets_span = raw.target.as_ref().map(Spanned::span);
-        if plan.targets.is_empty() {
-            return Err(invalid(
-                targets_span,
-                "target: a plan needs at least one [[target]]".to_owned(),
-            ));
-        }
-        for (i, c) in plan.configs.iter().enumerate() {
-            if config_def(c).is_none() {
-                let span = raw
-                    .configs
-                    .as_ref()
-                    .and_then(|v| v.get(i))
-                    .map(Spanned::span);
-                return Err(invalid(
-                    span,
-                    format!("configs: unknown config {c:?}, expected one of A, B, C, D, E, T"),
-                ));
-            }
-        }
-        let raw_targets = raw
-            .target
-            .as_ref()
-            .map_or(&[][..], |t| t.get_ref().as_slice());
-        for (i, t) in plan.targets.iter().enumerate() {
-            let raw_t = raw_targets.get(i);
-            let span_of = |key: fn(&RawTarget) -> &Option<Spanned<IgnoredAny>>| {
-                raw_t
-                    .and_then(|r| key(r.get_ref()).as_ref().map(Spanned::span))
-                    .or_else(|| raw_t.map(Spanned::span))
-                    .or_else(|| targets_span.clone())
-            };
-            if let Some((key, message)) =
-                t.place_problem(raw_t.is_some_and(|r| r.get_ref().url.is_some()))
-            {
-                let span = match key {
-                    "url" => span_of(|r| &r.url),
-                    "host" => span_of(|r| &r.host),
-                    "deployment" => span_of(|r| &r.deployment),
-                    "backend" => span_of(|r| &r.backend),
-                    // The table itself: its `[[target]]`.
-                    _ => raw_t.map(Spanned::span).or_else(|| targets_span.clone()),
-                };
-                return Err(invalid(span, message));
-            }
-            if t.backend == Backend::Ollama && t.model.is_none() {
-                return Err(invalid(
-                    span_of(|r| &r.backend),
-                    format!(
-                        "target.model: target {:?} uses the ollama backend, which needs `model`",
-                        t.name
-                    ),
-                ));
-            }
-        }
-        if let Some((span, message)) = plan.sweep_problem(&raw) {
-            return Err(invalid(span, message));
-        }
-        let lines = (0..plan.targets.len())
-            .map(|i| {
-                let raw_t = raw_targets.get(i);
-                let line = |key: fn(&RawTarget) -> &Option<Spanned<IgnoredAny>>| {
-                    raw_t
-                        .and_then(|r| key(r.get_ref()).as_ref().map(Spanned::span))
-                        .or_else(|| raw_t.map(Spanned::span))
-                        .map_or(1, |s| line_of(text, s.start))
-                };
-                TargetLines {
-                    table: raw_t.map_or(1, |r| line_of(text, r.span().start)),
-                    host: line(|r| &r.host),
-                    deployment: line(|r| &r.deployment),
-                }
-            })
-            .collect();
-        Ok((plan, lines))
-    }
-
-    /// The `[sweep]` checks that need the rest of the plan: an `[slo]` to decide by, a swept
-    /// config the plan runs, a `decide` bound the `[slo]` has (TTFT on a streamed config).
-    fn sweep_problem(&self, raw: &RawPlan) -> Option<(Option<Range<usize>>, String)> {
-        let sw = self.sweep.as_ref()?;
-        let raw_sw = raw.sweep.as_ref();
-        let span = |key: fn(&RawSweep) -> Option<Range<usize>>| {
-            raw_sw
-                .and_then(|r| key(r.get_ref()))
-                .or_else(|| raw_sw.map(Spanned::span))
-        };
-        let Some(slo) = &self.slo else {
-            return Some((
-                span(|_| None),
-                "sweep: a rate sweep needs an [slo] table to decide which rates pass (e.g. \
-                 p95_ms = 500)"
-                    .to_owned(),
-            ));
-        };
-        if let Some(c) = &sw.config
-            && !self.configs.contains(c)
-        {
-            return Some((
-                span(|r| r.config.as_ref().map(Spanned::span)),
-                format!(
-                    "sweep.config: {c:?} is not one of the plan's configs {:?}",
-                    self.configs
-                ),
-            ));
-        }
-        if let Some(d) = &sw.decide {
-            let given = match d.as_str() {
-                "p50_ms" => slo.p50_ms.is_some(),
-                "p95_ms" => slo.p95_ms.is_some(),
-                "p99_ms" => slo.p99_ms.is_some(),
-                "ttft_ms" => slo.ttft_ms.is_some(),
-                "schema_pass" => slo.schema_pass.is_some(),
-                _ => false,
-            };
-            if !given {
-                return Some((
-                    span(|r| r.decide.as_ref().map(Spanned::span)),
-                    format!("sweep.decide: {d:?} is not a bound in the plan's [slo]"),
-                ));
-            }
-            let swept = sw.config.as_ref().or(self.configs.first());
-            if d == "ttft_ms" && swept.and_then(|c| config_def(c)).is_some_and(|c| !c.stream) {
-                return Some((
-                    span(|r| r.decide.as_ref().map(Spanned::span)),
-                    format!(
-                        "sweep.decide: \"ttft_ms\" needs a streamed config (C or E), and the sweep runs {:?}",
-                        swept.map_or("", String::as_str)
-                    ),
-                ));
-            }
-        }
-        None
-    }
-
     /// The per-request timeout. Total over any `timeout_s` (a hand-built plan skips
     /// [`Plan::parse`]): clamped to 1 ms ..= [`TIMEOUT_MAX_S`], NaN gives the default.
     #[must_use]
@@ -588,27 +414,105 @@ impl Load {
     }
 }
 
-/// 1-based line of byte `offset` in `text`.
-fn line_of(text: &str, offset: usize) -> usize {
-    text.get(..offset)
-        .map_or(1, |t| t.matches('\n').count() + 1)
+/// The plan's `[slo]` table: any of these bounds (at least one).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Slo {
+    /// Bound on the p50 wall time, ms.
+    #[serde(default)]
+    pub p50_ms: Option<f64>,
+    /// Bound on the p95 wall time, ms.
+    #[serde(default)]
+    pub p95_ms: Option<f64>,
+    /// Bound on the p99 wall time, ms.
+    #[serde(default)]
+    pub p99_ms: Option<f64>,
+    /// Bound on the p95 TTFT of streamed configs, ms.
+    #[serde(default)]
+    pub ttft_ms: Option<f64>,
+    /// Lowest share (0..=1) of requests whose answer passes the schema.
+    #[serde(default)]
+    pub schema_pass: Option<f64>,
 }
 
-/// Where the checked keys are, with numbers as written: a lenient parse of the plan text (no
-/// unknown-field or type checks beyond structure; [`Plan`] does those).
 #[derive(Deserialize, Default)]
-#[serde(default)]
-struct RawPlan {
-    version: Option<Spanned<Num>>,
-    runs: Option<Spanned<Num>>,
-    warmup: Option<Spanned<Num>>,
-    max_tokens: Option<Spanned<Num>>,
-    timeout_s: Option<Spanned<Num>>,
-    configs: Option<Vec<Spanned<IgnoredAny>>>,
-    load: Option<RawLoad>,
-    slo: Option<Spanned<RawSlo>>,
-    sweep: Option<Spanned<RawSweep>>,
-    target: Option<Spanned<Vec<Spanned<RawTarget>>>>,
+#[serde(default, expecting = "struct Slo")]
+struct RawSlo {
+    p50_ms: Option<Spanned<Num>>,
+    p95_ms: Option<Spanned<Num>>,
+    p99_ms: Option<Spanned<Num>>,
+    ttft_ms: Option<Spanned<Num>>,
+    schema_pass: Option<Spanned<Num>>,
+}
+
+/// Default seconds of load per step.
+pub const DEFAULT_STEP_S: f64 = 5.0;
+/// Default relative precision of the answer: bisection stops when the lowest failing rate is
+/// within 5 % above the highest passing one.
+pub const DEFAULT_PRECISION: f64 = 0.05;
+/// Default growth between geometric steps.
+pub const DEFAULT_FACTOR: f64 = 2.0;
+/// Default most steps per sweep.
+pub const DEFAULT_MAX_STEPS: usize = 16;
+
+/// The plan's `[sweep]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepSpec {
+    /// Lowest rate tried, requests per second (the first step).
+    pub min_hz: f64,
+    /// Highest rate tried.
+    pub max_hz: f64,
+    /// Seconds of load per step (default [`DEFAULT_STEP_S`]).
+    #[serde(default)]
+    pub step_s: Option<f64>,
+    /// Requests per step, instead of `rate × step_s` (warm-up included).
+    #[serde(default)]
+    pub requests_per_step: Option<usize>,
+    /// The config swept (default: the plan's first).
+    #[serde(default)]
+    pub config: Option<String>,
+    /// The `[slo]` key that decides whether a step passes (`p50_ms`, `p95_ms`, `p99_ms`,
+    /// `ttft_ms`, `schema_pass`); default: every bound in `[slo]`.
+    #[serde(default)]
+    pub decide: Option<String>,
+    /// Relative precision of the answer (default [`DEFAULT_PRECISION`]).
+    #[serde(default = "d_precision")]
+    pub precision: f64,
+    /// Growth between geometric steps (default [`DEFAULT_FACTOR`]).
+    #[serde(default = "d_factor")]
+    pub factor: f64,
+    /// Most steps (default [`DEFAULT_MAX_STEPS`]).
+    #[serde(default = "d_max_steps")]
+    pub max_steps: usize,
+}
+
+fn d_precision() -> f64 {
+    DEFAULT_PRECISION
+}
+fn d_factor() -> f64 {
+    DEFAULT_FACTOR
+}
+fn d_max_steps() -> usize {
+    DEFAULT_MAX_STEPS
+}
+
+impl SweepSpec {
+    /// A sweep over `range` with every other setting at its default.
+    #[must_use]
+    pub fn over(range: RateRange) -> Self {
+        Self {
+            min_hz: range.lo,
+            max_hz: range.hi,
+            step_s: None,
+            requests_per_step: None,
+            config: None,
+            decide: None,
+            precision: DEFAULT_PRECISION,
+            factor: DEFAULT_FACTOR,
+            max_steps: DEFAULT_MAX_STEPS,
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -625,488 +529,50 @@ struct RawSweep {
     max_steps: Option<Spanned<Num>>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default, expecting = "struct Load")] // as `Plan`'s messages say
-struct RawLoad {
-    rate_hz: Option<Spanned<Num>>,
-    arrivals: Option<Spanned<toml::Value>>,
-    seed: Option<Spanned<Num>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default, expecting = "struct Slo")]
-struct RawSlo {
-    p50_ms: Option<Spanned<Num>>,
-    p95_ms: Option<Spanned<Num>>,
-    p99_ms: Option<Spanned<Num>>,
-    ttft_ms: Option<Spanned<Num>>,
-    schema_pass: Option<Spanned<Num>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default, expecting = "struct Target")]
-struct RawTarget {
-    url: Option<Spanned<IgnoredAny>>,
-    host: Option<Spanned<IgnoredAny>>,
-    deployment: Option<Spanned<IgnoredAny>>,
-    backend: Option<Spanned<IgnoredAny>>,
-}
-
-type Problem = (Range<usize>, String);
-
-impl RawPlan {
-    fn check_numbers(&self) -> Result<(), Problem> {
-        if let Some(v) = &self.version
-            && !matches!(v.get_ref(), Num::Int(1))
-        {
-            return Err(problem(
-                v,
-                "version",
-                "1 (the only plan format this vlmctl reads)",
-            ));
-        }
-        whole(self.runs.as_ref(), "runs", &RUNS)?;
-        whole(self.warmup.as_ref(), "warmup", &WARMUP)?;
-        whole(self.max_tokens.as_ref(), "max_tokens", &MAX_TOKENS)?;
-        if let Some(v) = &self.timeout_s
-            && !v
-                .get_ref()
-                .as_f64()
-                .is_some_and(|t| t > 0.0 && t <= TIMEOUT_MAX_S)
-        {
-            return Err(problem(
-                v,
-                "timeout_s",
-                &format!("a finite number of seconds above 0 and at most {TIMEOUT_MAX_S}"),
-            ));
-        }
-        if let Some(v) = self.load.as_ref().and_then(|l| l.rate_hz.as_ref())
-            && !v.get_ref().as_f64().is_some_and(|r| RATE_HZ.contains(&r))
-        {
-            return Err(problem(
-                v,
-                "load.rate_hz",
-                &format!(
-                    "a finite rate from {} to {} requests per second (leave it out for closed loop)",
-                    RATE_HZ.start(),
-                    RATE_HZ.end()
-                ),
-            ));
-        }
-        if let Some(load) = &self.load {
-            load.check_arrivals()?;
-        }
-        if let Some(slo) = &self.slo {
-            check_slo(slo)?;
-        }
-        if let Some(sweep) = &self.sweep {
-            check_sweep(sweep.get_ref())?;
-        }
-        Ok(())
-    }
-}
-
-/// Allowed `sweep.requests_per_step` (warm-up included).
-pub const SWEEP_REQUESTS: RangeInclusive<u64> = 10..=100_000;
-/// Allowed `sweep.max_steps`.
-pub const SWEEP_STEPS: RangeInclusive<u64> = 1..=100;
-
-/// The `[sweep]` numbers, each in its range (the rest is checked against the parsed plan).
-fn check_sweep(r: &RawSweep) -> Result<(), Problem> {
-    let real =
-        |v: &Option<Spanned<Num>>, field: &str, ok: &dyn Fn(f64) -> bool, expected: &str| match v {
-            Some(v) if !v.get_ref().as_f64().is_some_and(ok) => Err(problem(v, field, expected)),
-            _ => Ok(()),
-        };
-    let rate = format!(
-        "a finite rate from {} to {} requests per second",
-        RATE_HZ.start(),
-        RATE_HZ.end()
-    );
-    real(&r.min_hz, "sweep.min_hz", &|x| RATE_HZ.contains(&x), &rate)?;
-    real(&r.max_hz, "sweep.max_hz", &|x| RATE_HZ.contains(&x), &rate)?;
-    real(
-        &r.step_s,
-        "sweep.step_s",
-        &|x| x > 0.0 && x <= 3600.0,
-        "a finite number of seconds above 0 and at most 3600",
-    )?;
-    real(
-        &r.precision,
-        "sweep.precision",
-        &|x| (0.001..1.0).contains(&x),
-        "a relative precision from 0.001 to below 1 (0.05: within 5 %)",
-    )?;
-    real(
-        &r.factor,
-        "sweep.factor",
-        &|x| (1.1..=10.0).contains(&x),
-        "a growth factor from 1.1 to 10",
-    )?;
-    whole(
-        r.requests_per_step.as_ref(),
-        "sweep.requests_per_step",
-        &SWEEP_REQUESTS,
-    )?;
-    whole(r.max_steps.as_ref(), "sweep.max_steps", &SWEEP_STEPS)?;
-    if let (Some(lo), Some(hi)) = (&r.min_hz, &r.max_hz)
-        && lo.get_ref().as_f64() >= hi.get_ref().as_f64()
-    {
-        return Err(problem(
-            hi,
-            "sweep.max_hz",
-            &format!("a rate above sweep.min_hz = {}", lo.get_ref()),
-        ));
-    }
-    Ok(())
-}
-
-/// Allowed `load.seed`.
-pub const SEED: RangeInclusive<u64> = 0..=u64::MAX;
-/// Largest SLO latency bound, ms: a bound above the longest timeout could never matter.
-pub const SLO_MAX_MS: f64 = TIMEOUT_MAX_S * 1000.0;
-
-impl RawLoad {
-    fn check_arrivals(&self) -> Result<(), Problem> {
-        whole(self.seed.as_ref(), "load.seed", &SEED)?;
-        let Some(a) = &self.arrivals else {
-            return Ok(());
-        };
-        match a.get_ref().as_str() {
-            Some("constant") => Ok(()),
-            Some("poisson") if self.rate_hz.is_some() => Ok(()),
-            Some("poisson") => Err((
-                a.span(),
-                "load.arrivals: \"poisson\" needs load.rate_hz (its mean rate); without a rate \
-                 the load is closed loop"
-                    .to_owned(),
-            )),
-            _ => Err((
-                a.span(),
-                format!(
-                    "load.arrivals: got {}, expected \"constant\" or \"poisson\"",
-                    a.get_ref()
-                ),
-            )),
-        }
-    }
-}
-
-/// The `[slo]` bounds: each in range, and no percentile's bound below a lower
-/// percentile's (p50 <= p95 <= p99: a distribution cannot have it otherwise).
-fn check_slo(slo: &Spanned<RawSlo>) -> Result<(), Problem> {
-    let r = slo.get_ref();
-    let latency = [
-        (&r.p50_ms, "slo.p50_ms"),
-        (&r.p95_ms, "slo.p95_ms"),
-        (&r.p99_ms, "slo.p99_ms"),
-        (&r.ttft_ms, "slo.ttft_ms"),
-    ];
-    for (v, field) in latency {
-        if let Some(v) = v
-            && !v
-                .get_ref()
-                .as_f64()
-                .is_some_and(|x| x > 0.0 && x <= SLO_MAX_MS)
-        {
-            return Err(problem(
-                v,
-                field,
-                &format!("a finite number of milliseconds above 0 and at most {SLO_MAX_MS}"),
-            ));
-        }
-    }
-    if let Some(v) = &r.schema_pass
-        && !v
-            .get_ref()
-            .as_f64()
-            .is_some_and(|x| (0.0..=1.0).contains(&x))
-    {
-        return Err(problem(
-            v,
-            "slo.schema_pass",
-            "a share from 0 to 1 (0.95: at least 95 % of the answers pass)",
-        ));
-    }
-    let given: Vec<_> = latency[..3]
-        .iter()
-        .filter_map(|(v, field)| {
-            let v = v.as_ref()?;
-            Some(((v, v.get_ref().as_f64()?), *field))
-        })
-        .collect();
-    for pair in given.windows(2) {
-        let (((low_v, low), low_field), ((v, high), field)) = (pair[0], pair[1]);
-        if high < low {
-            return Err((
-                v.span(),
-                format!(
-                    "{field}: got {}, below {low_field} = {}; a higher percentile cannot be \
-                     faster",
-                    v.get_ref(),
-                    low_v.get_ref()
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// `v` must be a whole number in `range` (absent: the default, which is).
-fn whole(
-    v: Option<&Spanned<Num>>,
-    field: &str,
-    range: &RangeInclusive<u64>,
-) -> Result<(), Problem> {
-    match v {
-        Some(v)
-            if !matches!(v.get_ref(), Num::Int(i)
-                if u64::try_from(*i).is_ok_and(|i| range.contains(&i))) =>
-        {
-            Err(problem(
-                v,
-                field,
-                &format!("a whole number from {} to {}", range.start(), range.end()),
-            ))
-        }
-        _ => Ok(()),
-    }
-}
-
-fn problem(v: &Spanned<Num>, field: &str, expected: &str) -> Problem {
-    (
-        v.span(),
-        format!("{field}: got {}, expected {expected}", v.get_ref()),
-    )
-}
-
-/// A plan value where a number belongs, whatever was written, so that range checks can say what
-/// they got.
+/// `LO:HI`, requests per second (`--sweep-rate 5:80`).
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Num {
-    Int(i128),
-    Float(f64),
-    /// Not a number: what it is ("a string").
-    Other(&'static str),
+pub struct RateRange {
+    /// Lowest rate.
+    pub lo: f64,
+    /// Highest rate.
+    pub hi: f64,
 }
 
-impl Num {
-    fn as_f64(self) -> Option<f64> {
-        match self {
-            // Only compared with small bounds: precision above 2^53 does not matter.
-            Self::Int(i) => Some(i as f64),
-            Self::Float(f) if f.is_finite() => Some(f),
-            Self::Float(_) | Self::Other(_) => None,
-        }
-    }
-}
+impl FromStr for RateRange {
+    type Err = String;
 
-impl std::fmt::Display for Num {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Int(i) => write!(f, "{i}"),
-            // Debug, not Display: `1e-300`, not three hundred zeros.
-            Self::Float(x) => write!(f, "{x:?}"),
-            Self::Other(what) => f.write_str(what),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Num {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Num;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("any value")
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Num, E> {
-                Ok(Num::Int(v.into()))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Num, E> {
-                Ok(Num::Int(v.into()))
-            }
-            fn visit_i128<E>(self, v: i128) -> Result<Num, E> {
-                Ok(Num::Int(v))
-            }
-            fn visit_u128<E>(self, v: u128) -> Result<Num, E> {
-                Ok(Num::Int(i128::try_from(v).unwrap_or(i128::MAX)))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Num, E> {
-                Ok(Num::Float(v))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Num, E> {
-                Ok(Num::Other("a boolean"))
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Num, E> {
-                Ok(Num::Other("a string"))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Num, A::Error> {
-                while a.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Num::Other("an array"))
-            }
-            // toml hands date-times over as maps too.
-            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Num, A::Error> {
-                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Num::Other("a table or date-time"))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// Everything a run needs, loaded and checked: plan, prompt texts, image bytes, hashes.
-#[derive(Debug, Clone)]
-pub struct LoadedPlan {
-    /// The plan.
-    pub plan: Plan,
-    /// sha256 of the plan file's bytes.
-    pub plan_sha256: String,
-    /// Prompt texts by role (`nav`, `nav_short`, `describe`).
-    pub prompts: BTreeMap<String, String>,
-    /// sha256 of each prompt.
-    pub prompt_sha256: BTreeMap<String, String>,
-    /// Image bytes (`None`: text-only run).
-    pub image: Option<Vec<u8>>,
-    /// sha256 of the image (empty for a text-only run).
-    pub image_sha256: String,
-    /// The configs to run.
-    pub configs: Vec<ConfigDef>,
-    /// The plan file, as given (for messages).
-    pub path: PathBuf,
-    /// Per target, where its keys are in the file.
-    pub target_lines: Vec<TargetLines>,
-}
-
-fn sha(b: &[u8]) -> String {
-    hex::encode(Sha256::digest(b))
-}
-
-impl LoadedPlan {
-    /// The API key of each target that names one (`api_key_env`), read from the environment
-    /// before the first request. Never recorded anywhere: the caller registers them as secrets.
-    pub fn api_keys(&self) -> Result<BTreeMap<String, String>, BenchError> {
-        let mut keys = BTreeMap::new();
-        for t in &self.plan.targets {
-            if let Some(var) = &t.api_key_env {
-                let k = std::env::var(var)
-                    .ok()
-                    .filter(|v| !v.is_empty())
-                    .ok_or_else(|| BenchError::ApiKeyMissing {
-                        target: t.name.clone(),
-                        var: var.clone(),
-                    })?;
-                keys.insert(t.name.clone(), k);
-            }
-        }
-        Ok(keys)
-    }
-
-    /// Reads the plan at `path`, its prompts and image, and checks them.
-    pub fn load(path: &Path) -> Result<Self, BenchError> {
-        let bytes = vlmctl_files::read_regular(path, vlmctl_files::MAX_TEXT_BYTES, "a bench plan")
-            .map_err(|source| BenchError::Read {
-                path: path.to_owned(),
-                source,
-            })?;
-        let (plan, target_lines) = Plan::parse_with_lines(&String::from_utf8_lossy(&bytes), path)?;
-        let configs = plan.configs.iter().filter_map(|c| config_def(c)).collect();
-        let base = path.parent().unwrap_or_else(|| Path::new("."));
-        // A file the plan names is part of the plan: a missing one is the plan's error (which
-        // field, which path it resolved to), not an unusable environment.
-        // Regular files only, bounded: a prompt is text, the image a camera frame.
-        let read = |field: &'static str, p: &Path| {
-            let full = base.join(p);
-            let (max, what) = if field == "image" {
-                (vlmctl_files::MAX_IMAGE_BYTES, "a plan's image")
-            } else {
-                (vlmctl_files::MAX_TEXT_BYTES, "a prompt file")
-            };
-            vlmctl_files::read_regular(&full, max, what).map_err(|source| BenchError::PlanFile {
-                plan: path.to_owned(),
-                field,
-                path: full,
-                source,
-            })
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (lo, hi) = s
+            .split_once(':')
+            .ok_or_else(|| format!("{s:?}: expected LO:HI in requests per second, e.g. 5:80"))?;
+        let rate = |v: &str| {
+            v.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|r| RATE_HZ.contains(r))
+                .ok_or_else(|| {
+                    format!(
+                        "{v:?}: expected a rate from {} to {} requests per second",
+                        RATE_HZ.start(),
+                        RATE_HZ.end()
+                    )
+                })
         };
-        let mut prompts = BTreeMap::new();
-        let mut prompt_sha256 = BTreeMap::new();
-        for (k, field, p, needed) in [
-            ("nav", "prompts.nav", &plan.prompts.nav, true),
-            (
-                "nav_short",
-                "prompts.nav_short",
-                &plan.prompts.nav_short,
-                true,
-            ),
-            // Only the `describe` request reads it.
-            (
-                "describe",
-                "prompts.describe",
-                &plan.prompts.describe,
-                plan.describe,
-            ),
-        ] {
-            if !needed {
-                continue;
-            }
-            let b = read(field, p)?;
-            prompt_sha256.insert(k.to_owned(), sha(&b));
-            prompts.insert(k.to_owned(), String::from_utf8_lossy(&b).into_owned());
+        let (lo, hi) = (rate(lo)?, rate(hi)?);
+        if lo >= hi {
+            return Err(format!("{s:?}: LO must be below HI"));
         }
-        let image = plan
-            .image
-            .as_deref()
-            .map(|p| read("image", p))
-            .transpose()?;
-        let image_sha256 = image.as_deref().map(sha).unwrap_or_default();
-        if let Some(want) = &plan.image_sha256
-            && !want.eq_ignore_ascii_case(&image_sha256)
-        {
-            return Err(BenchError::ImageMismatch {
-                path: base.join(plan.image.as_deref().unwrap_or(Path::new("(no image)"))),
-                expected: want.clone(),
-                actual: image_sha256,
-            });
-        }
-        Ok(Self {
-            plan_sha256: sha(&bytes),
-            plan,
-            prompts,
-            prompt_sha256,
-            image,
-            image_sha256,
-            configs,
-            path: path.to_owned(),
-            target_lines,
-        })
-    }
-
-    /// A plan error at `line` of this plan's file, in [`Plan::parse`]'s words (`file:line:
-    /// field: ...`), for a check made after loading.
-    #[must_use]
-    pub fn invalid(&self, line: usize, message: String) -> BenchError {
-        BenchError::PlanInvalid {
-            path: self.path.clone(),
-            line,
-            message,
-        }
-    }
-
-    /// Where target `i`'s keys are (line 1 for a target added after loading).
-    #[must_use]
-    pub fn lines_of(&self, i: usize) -> TargetLines {
-        self.target_lines.get(i).copied().unwrap_or(TargetLines {
-            table: 1,
-            host: 1,
-            deployment: 1,
-        })
+        Ok(Self { lo, hi })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
+    use super::load::sha;
     use super::*;
+    use crate::BenchError;
 
     const TARGET: &str = "[[target]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\n";
 
@@ -1754,6 +1220,109 @@ mod tests {
                 p.is_none_or(|p| p >= Duration::from_micros(100) && p <= Duration::from_secs(1000)),
                 "{r}: {p:?}"
             );
+        }
+    }
+
+    #[test]
+    fn rate_ranges_parse() {
+        assert_eq!(
+            "5:80".parse::<RateRange>(),
+            Ok(RateRange { lo: 5.0, hi: 80.0 })
+        );
+        for bad in ["80:5", "5", "0:5", "x:5", "5:1e9"] {
+            assert!(bad.parse::<RateRange>().is_err(), "{bad}");
+        }
+    }
+
+    fn parse_sweep(sweep: &str, slo: &str) -> Result<crate::plan::Plan, String> {
+        let text = format!(
+            "version = 1\nconfigs = [\"T\", \"A\"]\n{slo}\n{sweep}\n[[target]]\nname = \"t\"\nurl = \"http://x\"\n"
+        );
+        crate::plan::Plan::parse(&text, std::path::Path::new("p.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_sweep_table_parses_with_defaults() {
+        let p = parse_sweep("[sweep]\nmin_hz = 2\nmax_hz = 40", "[slo]\np95_ms = 50").unwrap();
+        let s = p.sweep.unwrap();
+        assert_eq!(s, SweepSpec::over(RateRange { lo: 2.0, hi: 40.0 }));
+        let p = parse_sweep(
+            "[sweep]\nmin_hz = 2\nmax_hz = 40\nstep_s = 2.5\nrequests_per_step = 80\nconfig = \"A\"\n\
+             decide = \"p95_ms\"\nprecision = 0.02\nfactor = 1.5\nmax_steps = 20",
+            "[slo]\np50_ms = 20\np95_ms = 50",
+        )
+        .unwrap();
+        let s = p.sweep.unwrap();
+        assert_eq!(
+            (
+                s.step_s,
+                s.requests_per_step,
+                s.config.as_deref(),
+                s.decide.as_deref()
+            ),
+            (Some(2.5), Some(80), Some("A"), Some("p95_ms"))
+        );
+        assert_eq!((s.precision, s.factor, s.max_steps), (0.02, 1.5, 20));
+    }
+
+    #[test]
+    fn bad_sweep_tables_name_line_and_field() {
+        let slo = "[slo]\np95_ms = 50";
+        for (sweep, slo, want) in [
+            (
+                "[sweep]\nmin_hz = 2\nmax_hz = 40",
+                "",
+                "p.toml:4: sweep: a rate sweep needs an [slo]",
+            ),
+            (
+                "[sweep]\nmin_hz = 0\nmax_hz = 40",
+                slo,
+                "p.toml:6: sweep.min_hz: got 0, expected a finite rate",
+            ),
+            (
+                "[sweep]\nmin_hz = 40\nmax_hz = 4",
+                slo,
+                "p.toml:7: sweep.max_hz: got 4, expected a rate above sweep.min_hz = 40",
+            ),
+            (
+                "[sweep]\nmin_hz = 4\nmax_hz = 4",
+                slo,
+                "p.toml:7: sweep.max_hz: got 4, expected a rate above sweep.min_hz = 4",
+            ),
+            (
+                "[sweep]\nmin_hz = 1\nmax_hz = 4\nprecision = 1",
+                slo,
+                "p.toml:8: sweep.precision: got 1",
+            ),
+            (
+                "[sweep]\nmin_hz = 1\nmax_hz = 4\nfactor = 1",
+                slo,
+                "p.toml:8: sweep.factor: got 1",
+            ),
+            (
+                "[sweep]\nmin_hz = 1\nmax_hz = 4\nrequests_per_step = 5",
+                slo,
+                "p.toml:8: sweep.requests_per_step: got 5, expected a whole number from 10",
+            ),
+            (
+                "[sweep]\nmin_hz = 1\nmax_hz = 4\nconfig = \"C\"",
+                slo,
+                "p.toml:8: sweep.config: \"C\" is not one of the plan's configs",
+            ),
+            (
+                "[sweep]\nmin_hz = 1\nmax_hz = 4\ndecide = \"p99_ms\"",
+                slo,
+                "p.toml:8: sweep.decide: \"p99_ms\" is not a bound in the plan's [slo]",
+            ),
+            ("[sweep]\nmin_hz = 1", slo, "missing field `max_hz`"),
+            (
+                "[sweep]\nmin_hz = 1\nmax_hz = 4\ndecide = \"ttft_ms\"",
+                "[slo]\nttft_ms = 50",
+                "p.toml:8: sweep.decide: \"ttft_ms\" needs a streamed config (C or E), and the sweep runs \"T\"",
+            ),
+        ] {
+            let e = parse_sweep(sweep, slo).unwrap_err();
+            assert!(e.contains(want), "{sweep:?}: {e}");
         }
     }
 }

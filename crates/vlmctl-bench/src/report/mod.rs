@@ -1,10 +1,21 @@
-//! Human-facing renderings of a results file: a terminal table, Markdown shaped like the
-//! runbooks' tables, and a self-contained HTML report with real tables and inline SVG charts
-//! ([`crate::charts`]).
+//! Human-facing renderings of results: the terminal table (`terminal`), Markdown shaped like
+//! the runbooks' tables (`markdown`), a self-contained HTML report with real tables and inline
+//! SVG charts (`html`, [`charts`]), and a rate sweep's verdict and steps in all three
+//! ([`sweep`]). What they share is here: the facts and lines every rendering shows, and the one
+//! HTML escape ([`html_escape`]).
+
+pub mod charts;
+mod html;
+mod markdown;
+pub mod sweep;
+mod terminal;
+
+pub use html::html;
+pub use markdown::markdown;
+pub use terminal::table;
 
 use std::fmt::Write as _;
 
-use crate::charts;
 use crate::plan::Arrivals;
 use crate::run::{ConfigResult, ConfigSummary, Results, TargetResult};
 use crate::stats;
@@ -377,67 +388,6 @@ fn slo_details(t: &TargetResult) -> impl Iterator<Item = String> + '_ {
     })
 }
 
-/// The terminal table.
-#[must_use]
-pub fn table(r: &Results) -> String {
-    let cols = Columns::of(r);
-    let rows: Vec<Vec<String>> = r
-        .targets
-        .iter()
-        .flat_map(|t| t.configs.iter().map(move |c| row(cols, &t.name, c, "eval")))
-        .collect();
-    let head = head(cols);
-    let mut widths: Vec<usize> = head.iter().map(String::len).collect();
-    for row in &rows {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.len());
-        }
-    }
-    let line = |cells: &[String]| {
-        cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{:<w$}", text::printable(c)))
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_owned()
-    };
-    let mut out = line(&head);
-    for row in &rows {
-        out.push('\n');
-        out.push_str(&line(row));
-    }
-    for l in load_line(r)
-        .into_iter()
-        .chain(slo_line(r))
-        .chain(r.targets.iter().flat_map(slo_details))
-    {
-        out.push('\n');
-        out.push_str(&l);
-    }
-    for t in &r.targets {
-        if let Some(cost) = image_cost(r, t) {
-            let _ = write!(out, "\n{}: {}", t.name, image_cost_line(&cost));
-        }
-    }
-    for t in &r.targets {
-        for c in &t.configs {
-            for (k, n) in &c.summary.errors {
-                let _ = write!(out, "\n{} {}: {n} x {k}", t.name, c.name);
-            }
-        }
-        if let Some(d) = describe_failed(t) {
-            let _ = write!(out, "\n{}: {d}", t.name);
-        }
-    }
-    for h in error_hints(r) {
-        let _ = write!(out, "\nhint: {h}");
-    }
-    // Names, URLs and error details come from the plan, the server or an imported file.
-    text::printable(&out).into_owned()
-}
-
 /// What to do about the errors a run counted, once per target and kind: today the thinking
 /// leak, whose cause (and fix) is in how the server was started, not in the plan.
 #[must_use]
@@ -460,132 +410,6 @@ pub fn error_hints(r: &Results) -> Vec<String> {
             ),
         })
         .collect()
-}
-
-/// report.md's title (deployments, date), a line per target with its server's settings, and the
-/// run's provenance.
-fn markdown_header(r: &Results) -> String {
-    let md = text::markdown;
-    let short = |h: &str| text::markdown_code(h.get(..12).unwrap_or(h));
-    let mut out = format!(
-        "# vlmctl bench: {}, {}\n\n",
-        md(&title_names(r)),
-        started_utc(r)
-    );
-    for t in &r.targets {
-        let facts = facts_line(r, t, |v| format!("**{}**", md(v)));
-        let _ = writeln!(
-            out,
-            "- {} ({}, {}): {}",
-            md(&t.name),
-            t.backend,
-            md(&t.url),
-            if facts.is_empty() {
-                "no server settings reported".to_owned()
-            } else {
-                facts
-            }
-        );
-    }
-    let _ = write!(
-        out,
-        "\nplan sha256 {}, image sha256 {}, host {} ({}), GPU {}.\nPercentiles: nearest rank over measured samples ({} runs, {} warm-up excluded).\n",
-        short(&r.plan_sha256),
-        // A text-only run has no frame.
-        if r.image_sha256.is_empty() {
-            "`none`".to_owned()
-        } else {
-            short(&r.image_sha256)
-        },
-        md(&r.environment.arch),
-        md(r.environment.cpu.as_deref().unwrap_or("?")),
-        md(r.environment.gpu.as_deref().unwrap_or("none")),
-        r.plan.runs,
-        r.plan.warmup,
-    );
-    out
-}
-
-/// Markdown shaped like the runbooks' tables (p50 ms, p95, eff Hz, TTFT, prompt tokens, schema,
-/// notes), and per target the camera frame's cost ([`image_cost`]).
-#[must_use]
-///
-/// Every string from outside (names, URLs, the server's answer and settings, an imported
-/// file's anything) goes through [`text::markdown`]: it reads as the text it is, never as
-/// Markdown, HTML or a terminal escape.
-pub fn markdown(r: &Results) -> String {
-    let md = text::markdown;
-    let mut out = markdown_header(r);
-    for l in load_line(r).into_iter().chain(slo_line(r)) {
-        let _ = writeln!(out, "{}.", capitalize(&l));
-    }
-    let cols = Columns::of(r);
-    let mut heads = vec!["Test", "p50 ms", "p95 ms"];
-    heads.extend(cols.rate_heads(true));
-    heads.push("TTFT p50 ms");
-    heads.extend(cols.token_heads(true));
-    heads.extend(["prompt tok", "schema pass"]);
-    heads.extend(cols.slo_heads(true));
-    heads.push("notes");
-    let table_head = format!(
-        "| {} |\n|---|{}---|\n",
-        heads.join(" | "),
-        "---:|".repeat(heads.len() - 2)
-    );
-    for t in &r.targets {
-        let _ = write!(
-            out,
-            "\n## {} ({}, {}{})\n\n{table_head}",
-            md(&t.name),
-            t.backend,
-            md(&t.url),
-            md(&where_served(t))
-        );
-        for c in &t.configs {
-            let s = &c.summary;
-            let mut notes = vec![s.wall_ms.map_or("no successful sample".to_owned(), |w| {
-                stats::target_band(w.p50).to_owned()
-            })];
-            if s.cache_hits > 0 {
-                notes.push(format!("cache hits {}/{}", s.cache_hits, s.ok));
-            }
-            for (k, n) in &s.errors {
-                notes.push(format!("{n} {k}"));
-            }
-            let mut cells = vec![
-                md(&format!("{} {}", c.name, c.description)),
-                ms(s.wall_ms.map(|w| w.p50)),
-                ms(s.wall_ms.map(|w| w.p95)),
-            ];
-            cells.extend(cols.rate_cells(s));
-            cells.push(ms(s.ttft_ms.map(|t| t.p50)));
-            cells.extend(cols.token_cells(s));
-            cells.extend([
-                prompt_tokens(s, "evaluated"),
-                s.schema_pass_rate
-                    .map_or("-".to_owned(), |p| format!("{:.0}%", p * 100.0)),
-            ]);
-            cells.extend(cols.slo_cells(s));
-            cells.push(md(&notes.join("; ")));
-            let _ = writeln!(out, "| {} |", cells.join(" | "));
-        }
-        let details: Vec<String> = slo_details(t).collect();
-        if !details.is_empty() {
-            let details: Vec<String> = details.iter().map(|d| md(d)).collect();
-            let _ = write!(out, "\n{}\n", details.join("  \n"));
-        }
-        if let Some(cost) = image_cost(r, t) {
-            let _ = write!(out, "\n{}\n", md(&capitalize(&image_cost_line(&cost))));
-        }
-        if let Some(d) = &t.describe_answer {
-            let _ = write!(out, "\n`describe` answer: {}\n", md(d));
-        }
-        if let Some(d) = describe_failed(t) {
-            let _ = write!(out, "\n**Warning:** {}\n", md(&d));
-        }
-    }
-    out.push_str(&crate::sweep::markdown(&r.sweep));
-    out
 }
 
 /// The targets' deployments (else their names) for a report's title: `panda-llamacpp`.
@@ -622,245 +446,14 @@ fn capitalize(s: &str) -> String {
         .map_or_else(String::new, |f| f.to_uppercase().chain(c).collect())
 }
 
-/// Latency against offered rate, per sweep (plotters, through [`crate::charts`]).
-fn sweep_figures(out: &mut String, r: &Results) {
-    for (i, sw) in r.sweep.iter().enumerate() {
-        let pts = sw.series();
-        let p50: Vec<(f64, f64)> = pts
-            .iter()
-            .filter_map(|p| Some((p.offered_hz, p.p50_ms?)))
-            .collect();
-        let p95: Vec<(f64, f64)> = pts
-            .iter()
-            .filter_map(|p| Some((p.offered_hz, p.p95_ms?)))
-            .collect();
-        let _ = writeln!(
-            out,
-            "<figure id=chart-sweep-{i}>{}<figcaption>{} {}: latency against offered rate \
-             ({})</figcaption></figure>",
-            crate::charts::latency_vs_rate(&p50, &p95, None),
-            esc(&sw.target),
-            esc(&sw.config),
-            esc(&sw.verdict_line())
-        );
-    }
-}
-
-fn esc(s: &str) -> String {
+/// Text made safe inside HTML, in an element or a quoted attribute: characters a terminal would
+/// obey shown as escapes ([`text::printable`]), then `&`, `<`, `>` and `"` escaped. The one
+/// HTML escape of the reports (the charts' SVG text included).
+#[must_use]
+pub fn html_escape(s: &str) -> String {
     text::printable(s)
         .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
-}
-
-const STYLE: &str = "body{font:14px sans-serif;margin:2em;max-width:1200px}\
-table{border-collapse:collapse;margin:1em 0}\
-td,th{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap}\
-th{background:#f3f3f3}td:nth-child(-n+2),th:nth-child(-n+2){text-align:left}\
-figure{margin:1em 0}svg{max-width:100%;height:auto}code{font-size:13px}\
-table.servers td,table.servers th{text-align:left;white-space:normal}.started{color:#555}\
-.warning{background:#fff4e5;border-left:4px solid #e69f00;padding:6px 10px}";
-
-/// A self-contained HTML page (nothing fetched): the terminal table's columns as a real
-/// `<table>`, the lines beside it, a latency CDF per config and p50 bars against the 27.8 ms
-/// (36 Hz) target line, beside `baseline`'s when given ([`charts`], inline SVG).
-#[must_use]
-pub fn html(r: &Results, baseline: Option<&Results>) -> String {
-    let mut out = format!(
-        "<!doctype html><html lang=en><meta charset=utf-8><title>vlmctl bench: {title}, {date}</title>\
-         <style>{STYLE}</style><h1>vlmctl bench: {title}</h1>\n<p class=started>{date}</p>\n",
-        title = esc(&title_names(r)),
-        date = esc(&started_utc(r)),
-    );
-    out.push_str("<table class=servers><thead><tr><th scope=col>target</th><th scope=col>server</th><th scope=col>settings</th></tr></thead><tbody>\n");
-    for t in &r.targets {
-        let facts = server_facts(r, t);
-        let _ = write!(
-            out,
-            "<tr><td>{}</td><td>{} <code>{}</code></td><td>",
-            esc(&t.name),
-            t.backend,
-            esc(&t.url)
-        );
-        if facts.is_empty() {
-            out.push_str("no server settings reported");
-        }
-        for (i, (what, v)) in facts.iter().enumerate() {
-            let sep = if i == 0 { "" } else { ", " };
-            let _ = write!(out, "{sep}{what} <strong>{}</strong>", esc(v));
-        }
-        out.push_str("</td></tr>\n");
-    }
-    out.push_str("</tbody></table>\n");
-    let _ = writeln!(
-        out,
-        "<p>plan sha256 <code>{}</code>, image sha256 \
-         <code>{}</code>, host {} ({}), GPU {}. Percentiles: nearest rank over measured samples \
-         ({} runs, {} warm-up excluded).</p>",
-        esc(r.plan_sha256.get(..12).unwrap_or(&r.plan_sha256)),
-        esc(r.image_sha256.get(..12).unwrap_or(&r.image_sha256)),
-        esc(&r.environment.arch),
-        esc(r.environment.cpu.as_deref().unwrap_or("?")),
-        esc(r.environment.gpu.as_deref().unwrap_or("none")),
-        r.plan.runs,
-        r.plan.warmup,
-    );
-    for t in &r.targets {
-        if let Some(d) = describe_failed(t) {
-            let _ = writeln!(
-                out,
-                "<p class=warning><strong>Warning:</strong> {}: {}</p>",
-                esc(&t.name),
-                esc(&d)
-            );
-        }
-    }
-    for l in load_line(r).into_iter().chain(slo_line(r)) {
-        let _ = writeln!(out, "<p>{}.</p>", esc(&capitalize(&l)));
-    }
-    out.push_str("<h2>Results</h2>\n");
-    html_table(&mut out, r);
-    let mut notes: Vec<String> = r.targets.iter().flat_map(slo_details).collect();
-    for t in &r.targets {
-        if let Some(cost) = image_cost(r, t) {
-            notes.push(format!("{}: {}", t.name, image_cost_line(&cost)));
-        }
-        for c in &t.configs {
-            for (k, n) in &c.summary.errors {
-                notes.push(format!("{} {}: {n} x {k}", t.name, c.name));
-            }
-        }
-    }
-    if !notes.is_empty() {
-        out.push_str("<ul class=notes>");
-        for n in &notes {
-            let _ = write!(out, "<li>{}</li>", esc(n));
-        }
-        out.push_str("</ul>\n");
-    }
-    cdf_figure(&mut out, r);
-    p50_figure(&mut out, r, baseline);
-    crate::sweep::html(&mut out, &r.sweep);
-    sweep_figures(&mut out, r);
-    for t in &r.targets {
-        if let Some(d) = &t.describe_answer {
-            let _ = writeln!(
-                out,
-                "<p><code>describe</code> answer ({}): {}</p>",
-                esc(&t.name),
-                esc(d)
-            );
-        }
-    }
-    out.push_str("</html>\n");
-    out
-}
-
-/// The terminal table's columns as an HTML table (the PROMPT column says "evaluated" in full).
-fn html_table(out: &mut String, r: &Results) {
-    let cols = Columns::of(r);
-    out.push_str("<table class=results><thead><tr>");
-    for h in head(cols) {
-        let _ = write!(out, "<th scope=col>{}</th>", esc(&h));
-    }
-    out.push_str("</tr></thead><tbody>\n");
-    for t in &r.targets {
-        for c in &t.configs {
-            out.push_str("<tr>");
-            for cell in row(cols, &t.name, c, "evaluated") {
-                let _ = write!(out, "<td>{}</td>", esc(&cell));
-            }
-            out.push_str("</tr>\n");
-        }
-    }
-    out.push_str("</tbody></table>\n");
-}
-
-/// The latency CDF per config: successful samples only.
-fn cdf_figure(out: &mut String, r: &Results) {
-    let samples: Vec<(String, Vec<f64>)> = r
-        .targets
-        .iter()
-        .flat_map(|t| {
-            t.configs.iter().map(move |c| {
-                let mut v: Vec<f64> = c
-                    .samples
-                    .iter()
-                    .filter(|s| s.error.is_none())
-                    .map(|s| s.wall_ms)
-                    .collect();
-                v.sort_by(f64::total_cmp);
-                (format!("{} {}", t.name, c.name), v)
-            })
-        })
-        .collect();
-    let series: Vec<charts::CdfSeries<'_>> = samples
-        .iter()
-        .map(|(name, v)| charts::CdfSeries { name, sorted_ms: v })
-        .collect();
-    figure(
-        out,
-        "chart-cdf",
-        "Latency CDF per config (successful requests; circle: p50, triangle: p95)",
-        &charts::latency_cdf(&series),
-    );
-}
-
-/// p50 bars per config, beside `baseline`'s for the same target and config.
-fn p50_figure(out: &mut String, r: &Results, baseline: Option<&Results>) {
-    let labels: Vec<(String, Option<f64>, Option<f64>)> = r
-        .targets
-        .iter()
-        .flat_map(|t| {
-            t.configs.iter().map(move |c| {
-                let base = baseline.and_then(|b| {
-                    b.targets
-                        .iter()
-                        .find(|x| x.name == t.name)?
-                        .configs
-                        .iter()
-                        .find(|x| x.name == c.name)?
-                        .summary
-                        .wall_ms
-                        .map(|s| s.p50)
-                });
-                (
-                    format!("{} {} {}", t.name, c.name, c.description),
-                    c.summary.wall_ms.map(|s| s.p50),
-                    base,
-                )
-            })
-        })
-        .collect();
-    let bars: Vec<charts::Bar<'_>> = labels
-        .iter()
-        .map(|(label, p50_ms, baseline_ms)| charts::Bar {
-            label,
-            p50_ms: *p50_ms,
-            baseline_ms: *baseline_ms,
-        })
-        .collect();
-    figure(
-        out,
-        "chart-p50",
-        &format!(
-            "p50 per config against the 27.8 ms (36 Hz) target{}",
-            if baseline.is_some() {
-                "; grey: the baseline run"
-            } else {
-                ""
-            }
-        ),
-        &charts::p50_bars(&bars, baseline.map(|_| "the --baseline run")),
-    );
-}
-
-/// A chart under its heading; `id` names it for tests and links.
-fn figure(out: &mut String, id: &str, caption: &str, svg: &str) {
-    let _ = writeln!(
-        out,
-        "<figure id={id}><figcaption><h2>{}</h2></figcaption>\n{svg}</figure>",
-        esc(caption)
-    );
 }
