@@ -101,7 +101,7 @@ async fn execute_async(cli: &Cli, out: &mut Output) -> Result<u8, Failure> {
         Command::Status(args) => status::status(args, out).await,
         Command::Teardown(args) => teardown::teardown(args, out).await,
         Command::Restore(args) => restore::restore(args, out).await,
-        Command::Export(args) => export::export(args, out),
+        Command::Export(args) => export::export(args, out).await,
         Command::Weights(WeightsCommand::Verify(args)) => weights::verify(args, out),
         Command::Weights(WeightsCommand::Adopt(args)) => weights::adopt(args, out),
         Command::Weights(WeightsCommand::Lock(args)) => weights::lock(args, out).await,
