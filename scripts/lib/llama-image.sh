@@ -5,7 +5,8 @@
 # only when the binary or this recipe changes. Usage: llama-image.sh PATH/TO/llama-server BUSYBOX
 # Like llama.cpp's published images, it has a HEALTHCHECK that probes port 8080 whatever --port
 # says (their `curl -f http://localhost:8080/health`; busybox wget here, as there is no curl):
-# vlmctl must aim it at the deployment's port.
+# vlmctl must aim it at the deployment's port. Like theirs, it has a /bin/sh (busybox's): `docker run
+# --health-cmd`, as `vlmctl export --format docker-run` writes it, always runs through the shell.
 # Not labelled org.vlmctl.managed: containers inherit image labels, and that label must mean
 # "this container was created by vlmctl".
 set -euo pipefail
@@ -13,7 +14,7 @@ bin=$1
 busybox=$2
 image=${VLMCTL_TEST_LLAMA_IMAGE:-vlmctl-test/llama-server:cpu}
 log() { printf '[image] %s\n' "$*" >&2; }
-recipe=3
+recipe=4
 sum=$(sha256sum "$bin" | cut -d' ' -f1)-r$recipe
 have=$(docker image inspect --format '{{ index .Config.Labels "org.vlmctl.llama-server-sha256" }}' "$image" 2>/dev/null || true)
 if [ "$have" = "$sum" ]; then
@@ -39,6 +40,7 @@ FROM scratch
 COPY rootfs/ /
 COPY llama-server /usr/local/bin/llama-server
 COPY busybox /bin/busybox
+COPY busybox /bin/sh
 HEALTHCHECK CMD [ "/bin/busybox", "wget", "-q", "-O", "/dev/null", "http://localhost:8080/health" ]
 LABEL org.vlmctl.test-image=llama-server org.vlmctl.llama-server-sha256=$sum
 ENTRYPOINT ["/usr/local/bin/llama-server"]

@@ -569,64 +569,6 @@ impl Spec {
             (crate::NAME_LABEL.to_owned(), self.name.clone()),
         ])
     }
-
-    /// The `docker run` line equivalent to what `launch` creates (for `--dry-run` and for
-    /// people who keep deployments elsewhere). The API key is referenced, never expanded.
-    #[must_use]
-    pub fn docker_run_line(&self, mount: &ModelMount) -> String {
-        let mut parts = vec!["docker run -d".to_owned(), format!("--name {}", self.name)];
-        parts.push(format!("--restart {}", self.restart));
-        match &self.gpus {
-            Gpus::All => parts.push("--gpus all".to_owned()),
-            Gpus::None => {}
-            Gpus::Count(n) => parts.push(format!("--gpus {n}")),
-            Gpus::Devices(d) => parts.push(format!(
-                "--gpus {}",
-                shell_quote(&format!("\"device={}\"", d.join(",")))
-            )),
-        }
-        if self.network == Network::Host {
-            parts.push("--network host".to_owned());
-        } else {
-            parts.push(format!(
-                "-p {}:{}",
-                host_port(&self.server.host, self.server.port),
-                self.server.port
-            ));
-        }
-        parts.push(format!(
-            "--mount {}",
-            shell_quote(&format!(
-                "type=bind,source={},target=/models,readonly",
-                mount.dir.display()
-            ))
-        ));
-        parts.push("--cap-drop ALL".to_owned());
-        parts.push("--security-opt no-new-privileges".to_owned());
-        parts.push("--log-driver json-file".to_owned());
-        for (k, v) in crate::containers::LOG_OPTS {
-            parts.push(format!("--log-opt {k}={v}"));
-        }
-        if self.gpus != Gpus::None {
-            parts.push(format!(
-                "-e {}={}",
-                crate::containers::LOG_VERBOSITY_ENV,
-                crate::containers::GPU_LOG_VERBOSITY
-            ));
-        }
-        if let Some(var) = &self.server.api_key_env {
-            parts.push(format!("-e LLAMA_API_KEY=\"${var}\""));
-        }
-        for (k, v) in self.labels(mount) {
-            parts.push(format!("--label {k}={v}"));
-        }
-        parts.push(self.image.clone());
-        let mut line = parts.join(" \\\n  ");
-        for a in self.server_args(mount) {
-            let _ = write!(line, " {}", shell_quote(&a));
-        }
-        line
-    }
 }
 
 /// The `HEALTHCHECK` of llama.cpp's published server images (its `.devops/*.Dockerfile`): it
@@ -646,10 +588,6 @@ pub enum HealthProbe {
     /// The image has no check: none is added (only the image knows what tools it carries).
     None,
 }
-
-/// Seconds between Docker's health checks of a deployment (the image's 30 s default leaves a
-/// fresh server "starting" for half a minute).
-pub const HEALTH_INTERVAL_S: u64 = 5;
 
 impl Spec {
     /// Pure: the image's health check (`image_test`, Docker's `Healthcheck.Test`), its URL
@@ -1603,20 +1541,14 @@ fn parse_gpus(v: &toml::Value) -> Result<Gpus, String> {
     }
 }
 
-fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-:=,@".contains(c))
-    {
-        s.to_owned()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `docker run` line of `spec` with [`mount`] (the image's health check not inspected).
+    fn run_line(spec: &Spec) -> String {
+        crate::containers::ContainerPlan::of(spec, &mount(), None).docker_run_line()
+    }
 
     pub(crate) const PANDA: &str = r#"
 name = "panda-llamacpp"
@@ -1685,7 +1617,7 @@ name = "vllm-nemotron-super"
             "--model /models/gemma-4-E2B-it-Q4_K_M.gguf --mmproj /models/mmproj-F16.gguf \
              --host 127.0.0.1 --port 11435 --ctx-size 4096 -ngl 999 --jinja"
         );
-        let line = spec.docker_run_line(&mount());
+        let line = run_line(&spec);
         assert!(line.contains("--gpus all"), "{line}");
         assert!(
             line.contains(
@@ -1790,7 +1722,7 @@ name = "vllm-nemotron-super"
         assert!(err(&exposed).contains("server.api_key_env"));
         let ok = exposed.replace("jinja = true", "jinja = true\napi_key_env = \"PANDA_KEY\"");
         let spec = Spec::parse(&ok, Path::new("p")).unwrap();
-        let line = spec.docker_run_line(&mount());
+        let line = run_line(&spec);
         assert!(line.contains("-e LLAMA_API_KEY=\"$PANDA_KEY\""), "{line}");
         assert!(!spec.server_args(&mount()).iter().any(|a| a.contains("api")));
         let smuggled = PANDA.replace(
@@ -2018,7 +1950,7 @@ name = "vllm-nemotron-super"
             Path::new("p"),
         )
         .unwrap();
-        let line = spec.docker_run_line(&mount());
+        let line = run_line(&spec);
         assert!(line.contains("-p [::1]:11435:11435"), "{line}");
         // Inside its own network namespace the server listens on every address; the published
         // binding above is what keeps it on loopback.
@@ -2062,7 +1994,7 @@ name = "vllm-nemotron-super"
             assert!(err(&with(bad)).contains("docker/x.toml:5: gpus:"), "{bad}");
         }
         let s = Spec::parse(&with(r#"["0", "GPU-8e2f:1.a_b"]"#), Path::new("p")).unwrap();
-        let line = s.docker_run_line(&mount());
+        let line = run_line(&s);
         assert!(
             line.contains(r#"--gpus '"device=0,GPU-8e2f:1.a_b"'"#),
             "{line}"

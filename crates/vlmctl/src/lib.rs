@@ -121,7 +121,7 @@ async fn execute_async(
         Command::Status(args) => status::status(args, engine, out).await,
         Command::Teardown(args) => teardown::teardown(args, engine, out).await,
         Command::Restore(args) => restore::restore(args, engine, out).await,
-        Command::Export(args) => export::export(args, out),
+        Command::Export(args) => export::export(args, engine, out).await,
         Command::Weights(WeightsCommand::Verify(args)) => weights::verify(args, out),
         Command::Weights(WeightsCommand::Adopt(args)) => weights::adopt(args, out),
         Command::Weights(WeightsCommand::Lock(args)) => weights::lock(args, out).await,

@@ -17,6 +17,8 @@ mod engine_answers;
 #[cfg(feature = "test-docker")]
 mod environment;
 #[cfg(feature = "test-docker")]
+mod exported;
+#[cfg(feature = "test-docker")]
 mod lifecycle;
 mod nvidia_smi;
 #[cfg(feature = "test-docker")]

@@ -5,7 +5,11 @@ use crate::failure::Failure;
 use crate::{Output, exit_codes};
 
 /// `vlmctl export`.
-pub fn export(args: &ExportArgs, out: &mut Output) -> Result<u8, Failure> {
+pub async fn export(
+    args: &ExportArgs,
+    engine: &vlmctl_lifecycle::Engine,
+    out: &mut Output,
+) -> Result<u8, Failure> {
     let plan = super::plan(args.spec.as_deref(), &args.lock.lock, &args.dirs)?;
     if let Some(need) = &plan.unpinned {
         out.progress(&format!(
@@ -13,9 +17,14 @@ pub fn export(args: &ExportArgs, out: &mut Output) -> Result<u8, Failure> {
             vlmctl_deploy::plan::UNPINNED
         ));
     }
+    let (container, note) =
+        vlmctl_deploy::export::container_plan(engine, &plan.spec, &plan.mount).await;
+    if let Some(note) = note {
+        out.progress(&note);
+    }
     let text = match args.format {
-        ExportFormat::DockerRun => plan.spec.docker_run_line(&plan.mount),
-        ExportFormat::Compose => vlmctl_deploy::export::compose(&plan.spec, &plan.mount),
+        ExportFormat::DockerRun => container.docker_run_line(),
+        ExportFormat::Compose => vlmctl_deploy::export::compose(&container),
     };
     out.stdout(&text);
     Ok(exit_codes::SUCCESS)

@@ -38,7 +38,12 @@ pub async fn provision(
             };
             out.progress(&format!("not pinned yet: {need}\n{then}"));
         }
-        out.stdout(&plan.spec.docker_run_line(&plan.mount));
+        let (container, note) =
+            vlmctl_deploy::export::container_plan(engine, &plan.spec, &plan.mount).await;
+        if let Some(note) = note {
+            out.progress(&note);
+        }
+        out.stdout(&container.docker_run_line());
         return Ok(exit_codes::SUCCESS);
     }
     // The deployment is known before anything changes (pinning writes the lock): the job is

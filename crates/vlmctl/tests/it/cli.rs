@@ -80,8 +80,14 @@ fn export_gives_the_docker_run_line_and_a_compose_file() {
             .arg(repo_file("docker/cpu-test.toml"))
             .arg("--lock")
             .arg(repo_file("examples/cpu-test.lock"))
-            .env("HOME", "/home/user"));
+            .env("HOME", "/home/user")
+            // No daemon to inspect the image: llama.cpp's health check is assumed, and said.
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock"));
         assert_eq!(code, 0, "{err}");
+        assert!(
+            err.contains("could not be inspected here: its health check is assumed"),
+            "{err}"
+        );
         insta::assert_snapshot!(format!("export-{format}"), out);
     }
 }
@@ -110,6 +116,9 @@ fn provision_dry_run_of_the_embedded_spec_needs_no_lock_entry_and_no_network() {
         "--security-opt no-new-privileges",
         "--model /models/gemma-4-E2B-it-Q4_K_M.gguf --mmproj /models/mmproj-F16.gguf --host 127.0.0.1 --port 11435",
         "--jinja",
+        // The image's check, aimed at the spec's port (llama.cpp's images probe 8080).
+        "--health-cmd 'curl -f http://127.0.0.1:11435/health'",
+        "--health-start-period ",
     ] {
         assert!(out.contains(want), "want {want:?} in:\n{out}");
     }

@@ -5,156 +5,30 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
-use bollard::models::{
-    ContainerCreateBody, DeviceRequest, HostConfig, Mount, MountType, PortBinding, RestartPolicy,
-    RestartPolicyNameEnum,
-};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
     RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use futures::StreamExt;
 
-use crate::spec::{self, Gpus, ModelMount, Network, Spec};
+use crate::spec::{ModelMount, Spec};
+
+mod plan;
 use crate::{LifecycleError, MANAGED_LABEL, SPEC_LABEL};
+pub use plan::{
+    API_KEY_ENV, BindMount, ContainerPlan, EnvValue, EnvVar, GPU_LOG_VERBOSITY, HEALTH_INTERVAL_S,
+    HEALTH_RETRIES, HEALTH_TIMEOUT_S, HealthCheck, LOG_DRIVER, LOG_OPTS, LOG_VERBOSITY_ENV,
+    LogConfig, MODELS_TARGET, Published, shell_quote,
+};
 
-/// Environment variable llama-server reads its API key from (kept out of its arguments).
-pub const API_KEY_ENV: &str = "LLAMA_API_KEY";
-
-/// Environment variable setting llama-server's log verbosity.
-pub const LOG_VERBOSITY_ENV: &str = "LLAMA_ARG_LOG_VERBOSITY";
-
-/// The verbosity at which llama-server logs the CUDA devices it found (`ggml_cuda_init: found
-/// N CUDA devices`) and the offloaded layers (`load_tensors: offloaded N/M layers to GPU`), the
-/// evidence that the model runs on the GPU. In the llama.cpp the tests run (build 11434) both
-/// are library INFO messages, which the server's log maps to level 4 (trace) and hides at its
-/// default of 3; they also add about 28 lines per request. Set through the environment, not an
-/// argument: llama.cpp reads the environment before the arguments, so it applies before `-ngl`
-/// makes it look for GPUs, and a `-lv` in `server.extra_args` still wins.
-pub const GPU_LOG_VERBOSITY: &str = "4";
-
-/// Docker's log options for a deployment: `json-file`, at most 3 files of 10 MB. A server that
-/// answers tens of requests a second, at the verbosity above, would otherwise fill the disk of
-/// a host that also carries production services (Docker's default keeps every line).
-pub const LOG_OPTS: [(&str, &str); 2] = [("max-size", "10m"), ("max-file", "3")];
-
-/// The create body for `spec`: read-only model mount, loopback-first networking, GPU request,
-/// restart policy, no capabilities, no privilege escalation, labels.
-#[must_use]
-pub fn create_body(spec: &Spec, mount: &ModelMount, api_key: Option<&str>) -> ContainerCreateBody {
-    let port_key = format!("{}/tcp", spec.server.port);
-    let (network_mode, port_bindings, exposed) = if spec.network == Network::Host {
-        ("host".to_owned(), None, None)
-    } else {
-        (
-            "bridge".to_owned(),
-            Some(HashMap::from([(
-                port_key.clone(),
-                Some(vec![PortBinding {
-                    host_ip: Some(spec.server.host.clone()),
-                    host_port: Some(spec.server.port.to_string()),
-                }]),
-            )])),
-            Some(vec![port_key]),
-        )
-    };
-    let device_requests = match &spec.gpus {
-        Gpus::None => None,
-        gpus => Some(vec![DeviceRequest {
-            driver: Some(String::new()),
-            count: match gpus {
-                Gpus::All => Some(-1),
-                Gpus::Count(n) => Some(i64::from(*n)),
-                _ => None,
-            },
-            device_ids: match gpus {
-                Gpus::Devices(d) => Some(d.clone()),
-                _ => None,
-            },
-            capabilities: Some(vec![vec!["gpu".to_owned()]]),
-            options: None,
-        }]),
-    };
-    let restart = match spec.restart {
-        spec::RestartPolicy::Always => RestartPolicyNameEnum::ALWAYS,
-        spec::RestartPolicy::UnlessStopped => RestartPolicyNameEnum::UNLESS_STOPPED,
-        spec::RestartPolicy::OnFailure => RestartPolicyNameEnum::ON_FAILURE,
-        spec::RestartPolicy::No => RestartPolicyNameEnum::NO,
-    };
-    ContainerCreateBody {
-        image: Some(spec.image.clone()),
-        cmd: Some(spec.server_args(mount)),
-        env: {
-            let mut env: Vec<String> = api_key
-                .map(|k| format!("{API_KEY_ENV}={k}"))
-                .into_iter()
-                .collect();
-            if spec.gpus != Gpus::None {
-                env.push(format!("{LOG_VERBOSITY_ENV}={GPU_LOG_VERBOSITY}"));
-            }
-            (!env.is_empty()).then_some(env)
-        },
-        labels: Some(spec.labels(mount).into_iter().collect()),
-        exposed_ports: exposed,
-        host_config: Some(HostConfig {
-            // A bind mount of exactly the directory that was verified: unlike `Binds`
-            // ("dir:/models:ro"), a relative or missing source is an error here, never a named
-            // volume that happens to have that name.
-            mounts: Some(vec![Mount {
-                target: Some("/models".to_owned()),
-                source: Some(mount.dir.display().to_string()),
-                typ: Some(MountType::BIND),
-                read_only: Some(true),
-                ..Mount::default()
-            }]),
-            network_mode: Some(network_mode),
-            port_bindings,
-            device_requests,
-            restart_policy: Some(RestartPolicy {
-                name: Some(restart),
-                maximum_retry_count: None,
-            }),
-            cap_drop: Some(vec!["ALL".to_owned()]),
-            security_opt: Some(vec!["no-new-privileges".to_owned()]),
-            log_config: Some(bollard::models::HostConfigLogConfig {
-                typ: Some("json-file".to_owned()),
-                config: Some(
-                    LOG_OPTS
-                        .iter()
-                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                        .collect(),
-                ),
-            }),
-            ..HostConfig::default()
-        }),
-        ..ContainerCreateBody::default()
-    }
-}
-
-/// Docker's health check for the deployment: the image's own, aimed at the spec's port
-/// ([`Spec::health_probe`]); failures while the model loads (up to `health.timeout_s`) do not
-/// count. An image that cannot be inspected keeps its own.
-async fn health_config(docker: &Docker, spec: &Spec) -> Option<bollard::models::HealthConfig> {
-    const NS: i64 = 1_000_000_000;
-    let image = docker.inspect_image(&spec.image).await.ok()?;
-    let test = image
+/// The image's own health check (Docker's `Healthcheck.Test`), which the plan aims at the
+/// spec's port; `None` when it has none or cannot be inspected (it then keeps its own).
+pub async fn image_health_test(docker: &Docker, image: &str) -> Option<Vec<String>> {
+    let image = docker.inspect_image(image).await.ok()?;
+    image
         .config
         .and_then(|c| c.healthcheck)
-        .and_then(|h| h.test);
-    let test = match spec.health_probe(test.as_deref()) {
-        spec::HealthProbe::Probe(t) => t,
-        spec::HealthProbe::Disabled => vec!["NONE".to_owned()],
-        spec::HealthProbe::None => return None,
-    };
-    let secs = |s: u64| i64::try_from(s).map_or(i64::MAX, |s| s.saturating_mul(NS));
-    Some(bollard::models::HealthConfig {
-        test: Some(test),
-        interval: Some(secs(spec::HEALTH_INTERVAL_S)),
-        timeout: Some(secs(5)),
-        retries: Some(3),
-        start_period: Some(secs(spec.health.timeout_s)),
-        ..Default::default()
-    })
+        .and_then(|h| h.test)
 }
 
 /// What `launch` did.
@@ -345,8 +219,8 @@ async fn launch_inner(
         set_aside(docker, &e.id, &spec.name, e.running).await?;
         replaced = true;
     }
-    let mut body = create_body(spec, mount, api_key);
-    body.healthcheck = health_config(docker, spec).await;
+    let image_test = image_health_test(docker, &spec.image).await;
+    let mut body = ContainerPlan::of(spec, mount, image_test.as_deref()).to_bollard(api_key);
     if let Some(labels) = body.labels.as_mut() {
         labels.extend(extra_labels.clone());
         labels.insert(crate::RUN_LABEL.to_owned(), run_id.to_owned());
@@ -1046,9 +920,10 @@ mod tests {
 
     use super::*;
 
-    fn spec(gpus: &str) -> Spec {
+    fn spec(gpus: &str, key: bool) -> Spec {
+        let key = if key { "api_key_env = \"K\"\n" } else { "" };
         let text = format!(
-            "name = \"x\"\nimage = \"i:1\"\nmodel = \"m\"\ngpus = {gpus}\n[server]\nhost = \"127.0.0.1\"\nport = 8080\n"
+            "name = \"x\"\nimage = \"i:1\"\nmodel = \"m\"\ngpus = {gpus}\n[server]\nhost = \"127.0.0.1\"\nport = 8080\n{key}"
         );
         Spec::parse(&text, std::path::Path::new("x.toml")).unwrap()
     }
@@ -1061,21 +936,24 @@ mod tests {
             mmproj_file: None,
             lock_sha256: String::new(),
         };
-        let env = |s: &Spec, key: Option<&str>| create_body(s, &mount, key).env;
+        let env =
+            |s: &Spec, key: Option<&str>| ContainerPlan::of(s, &mount, None).to_bollard(key).env;
         assert_eq!(
-            env(&spec("\"all\""), Some("k")),
+            env(&spec("\"all\"", true), Some("k")),
             Some(vec![
                 "LLAMA_API_KEY=k".to_owned(),
                 "LLAMA_ARG_LOG_VERBOSITY=4".to_owned()
             ])
         );
         assert_eq!(
-            env(&spec("\"all\""), None),
+            env(&spec("\"all\"", false), None),
             Some(vec!["LLAMA_ARG_LOG_VERBOSITY=4".to_owned()])
         );
-        assert_eq!(env(&spec("\"none\""), None), None);
+        assert_eq!(env(&spec("\"none\"", false), None), None);
+        // A key named but not set in the starter's environment: no empty value.
+        assert_eq!(env(&spec("\"none\"", true), None), None);
         assert_eq!(
-            env(&spec("\"none\""), Some("k")),
+            env(&spec("\"none\"", true), Some("k")),
             Some(vec!["LLAMA_API_KEY=k".to_owned()])
         );
     }
