@@ -10,9 +10,9 @@ use vlmctl_deploy::events::Cancel;
 use vlmctl_deploy::targets::{self, Placed};
 
 use crate::cli::{BenchArgs, BenchCommand};
-use crate::commands::provision::cancel_on_signals;
 use crate::failure::Failure;
 use crate::history::{Recorder, first_line};
+use crate::signals::cancel_on_signals;
 use crate::{Output, exit_codes};
 
 /// Dispatches `bench` / `bench compare`.

@@ -18,6 +18,7 @@ use crate::cli::ProvisionArgs;
 use crate::failure::Failure;
 use crate::history::Recorder;
 use crate::render::{self, Bar};
+use crate::signals::cancel_on_signals;
 use crate::{Output, exit_codes};
 
 /// `vlmctl provision` (and `relaunch`, which never stops anything).
@@ -211,37 +212,6 @@ async fn with_other_gates(d: &crate::cli::DeployArgs, mut f: Failure, out: &mut 
         None => also,
     });
     f
-}
-
-/// SIGINT, SIGTERM, SIGHUP and SIGQUIT, registered now (unlike `tokio::signal::ctrl_c`, which
-/// registers on first poll), each cancelling the job with its name. SIGHUP is what a dropped
-/// SSH session sends, the runbooks' normal way to run this; SIGQUIT (Ctrl-\) would otherwise
-/// dump core with containers down. Later signals are absorbed: the undo runs to its end.
-pub(crate) fn cancel_on_signals(cancel: &Cancel) -> Result<tokio::task::JoinHandle<()>, Failure> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let fail = |e: std::io::Error| {
-        Failure::new(
-            anyhow::Error::new(e).context("cannot install signal handlers"),
-            None,
-            exit_codes::FAILURE,
-        )
-    };
-    let mut int = signal(SignalKind::interrupt()).map_err(fail)?;
-    let mut term = signal(SignalKind::terminate()).map_err(fail)?;
-    let mut hup = signal(SignalKind::hangup()).map_err(fail)?;
-    let mut quit = signal(SignalKind::quit()).map_err(fail)?;
-    let cancel = cancel.clone();
-    Ok(tokio::spawn(async move {
-        loop {
-            let why = tokio::select! {
-                _ = int.recv() => "Ctrl-C (SIGINT)",
-                _ = term.recv() => "SIGTERM",
-                _ = hup.recv() => "SIGHUP (the terminal or SSH session went away)",
-                _ = quit.recv() => "SIGQUIT",
-            };
-            cancel.cancel(why);
-        }
-    }))
 }
 
 /// Asks at the terminal; without one (stdin not a terminal) the answer is no. The line is read

@@ -16,9 +16,10 @@ use vlmctl_deploy::tune::{
 use vlmctl_store::{NewRun, Source, State, TargetLink};
 
 use crate::cli::TuneArgs;
-use crate::commands::provision::{Progress, cancel_on_signals};
+use crate::commands::provision::Progress;
 use crate::failure::Failure;
 use crate::history::Recorder;
+use crate::signals::cancel_on_signals;
 use crate::{Output, exit_codes};
 
 /// `vlmctl tune`.
