@@ -92,7 +92,7 @@ async fn provision_job(
         wait: d.state.wait,
         within_tune: false,
     };
-    let mut sink = Progress::new(out, &plan.spec.name);
+    let mut sink = Progress::new(out);
     let done = provision::provision(
         &plan,
         &opts,
@@ -246,16 +246,14 @@ impl Confirm for Terminal {
 /// Renders a job's events on stderr.
 pub(crate) struct Progress<'a> {
     out: &'a mut Output,
-    deployment: String,
     bar: Option<Arc<Bar>>,
     spinner: Option<ProgressBar>,
 }
 
 impl<'a> Progress<'a> {
-    pub(crate) fn new(out: &'a mut Output, deployment: &str) -> Self {
+    pub(crate) fn new(out: &'a mut Output) -> Self {
         Self {
             out,
-            deployment: deployment.to_owned(),
             bar: None,
             spinner: None,
         }
@@ -282,38 +280,34 @@ impl Progress<'_> {
     /// cancel during it is said at once, with what the run now waits for.
     fn stop_event(&mut self, event: Event) {
         match event {
-            Event::Stopping { names, journal } => {
-                self.out.progress(&format!(
-                    "stopping {} (journal: {})",
-                    names.join(", "),
-                    journal.display()
-                ));
+            e @ Event::Stopping { .. } => {
+                self.out.progress(&e.to_string());
+                let Event::Stopping { names, .. } = e else {
+                    return;
+                };
                 // A stop takes up to the container's stop timeout (30 s by default): the time
                 // it has taken so far, on a terminal.
                 let spinner = render::spinner_elapsed();
                 spinner.set_message(format!("stopping {}", names.join(", ")));
                 self.spinner = Some(spinner);
             }
-            Event::InterruptedDuringStop {
-                name,
-                stop_timeout_s,
-            } => {
+            e @ Event::InterruptedDuringStop { .. } => {
                 if let Some(s) = self.spinner.take() {
                     s.finish_and_clear();
                 }
-                self.out.progress(&format!(
-                    "interrupted: waiting for the stop of {name} (up to {stop_timeout_s} s), \
-                     then restoring it"
-                ));
+                self.out.progress(&e.to_string());
+                let Event::InterruptedDuringStop { name, .. } = e else {
+                    return;
+                };
                 let spinner = render::spinner_elapsed();
                 spinner.set_message(format!("waiting for {name} to stop, then restoring it"));
                 self.spinner = Some(spinner);
             }
-            Event::Stopped { names } => {
+            e @ Event::Stopped { .. } => {
                 if let Some(s) = self.spinner.take() {
                     s.finish_and_clear();
                 }
-                self.out.progress(&format!("stopped {}", names.join(", ")));
+                self.out.progress(&e.to_string());
             }
             _ => {}
         }
@@ -336,126 +330,41 @@ impl Sink for Progress<'_> {
     }
 
     fn event(&mut self, event: Event) {
+        // Each event's line is the event's own (`Display`); what is added here is the
+        // terminal's: the gates as a table, bars for files, spinners for pulls and stops.
         let out = &mut *self.out;
         match event {
-            Event::WaitingForLock { deployment, holder } => {
-                out.progress(&format!(
-                    "waiting for {holder} to finish with {deployment} ..."
-                ));
-            }
-            Event::GatesStarted {
-                deployment,
-                image,
-                port,
-            } => out.progress(&format!("gates for {deployment} ({image} on port {port})")),
             Event::Gates { results } => out.progress(&render::gates_table(&results)),
-            Event::Fetching { model } => out.progress(&format!("fetching {model} from the hub")),
-            Event::Fetched {
-                file,
-                size,
-                outcome,
-            } => after_bar(
-                &mut self.bar,
-                out,
-                &format!("  {file}: {}", render::describe(&outcome, size)),
-            ),
-            Event::Pulling { image, step } => {
-                let spinner = self.spinner.get_or_insert_with(render::spinner);
-                let bytes = step
-                    .bytes
-                    .map(|(done, total)| {
-                        format!(
-                            " {}/{}",
-                            render::human_bytes(done),
-                            render::human_bytes(total)
-                        )
-                    })
-                    .unwrap_or_default();
-                spinner.set_message(format!(
-                    "pulling {image}: {}{}{bytes}",
-                    step.layer
-                        .as_deref()
-                        .map(|l| format!("{l} "))
-                        .unwrap_or_default(),
-                    step.status
-                ));
+            e @ (Event::Fetched { .. }
+            | Event::PushedToHost { .. }
+            | Event::VerifiedOnHost { .. }
+            | Event::StagingRemoved { .. }
+            | Event::StagingInUse { .. }) => {
+                let indent = if matches!(e, Event::Fetched { .. }) {
+                    "  "
+                } else {
+                    ""
+                };
+                after_bar(&mut self.bar, out, &format!("{indent}{e}"));
             }
-            Event::Pulled { image, pulled } => {
+            e @ Event::Pulling { .. } => {
+                let spinner = self.spinner.get_or_insert_with(render::spinner);
+                spinner.set_message(e.to_string());
+            }
+            e @ Event::Pulled { pulled, .. } => {
                 if let Some(s) = self.spinner.take() {
                     s.finish_and_clear();
                 }
                 if pulled {
-                    out.progress(&format!("pulled {image}"));
+                    out.progress(&e.to_string());
                 }
             }
-            e @ (Event::PushedToHost { .. }
-            | Event::VerifiedOnHost { .. }
-            | Event::StagingRemoved { .. }
-            | Event::StagingInUse { .. }) => {
-                if let Some(line) = render::on_host(&e) {
-                    after_bar(&mut self.bar, out, &line);
-                }
-            }
-            Event::ConflictFound { conflict: c } => out.progress(&conflict_text(&c)),
-            Event::NotStopping { name } => out.progress(&format!(
-                "not stopping {name} (not confirmed: answer the prompt, or pass --stop {name})"
-            )),
-            Event::StopIgnored { name } => {
-                out.progress(&format!("--stop {name}: no such running conflict; ignored"));
-            }
-            Event::Warning { message } => out.progress(&format!("warning: {message}")),
             e @ (Event::Stopping { .. }
             | Event::InterruptedDuringStop { .. }
             | Event::Stopped { .. }) => self.stop_event(e),
-            Event::WeightsChangedUnderServer { deployment, why } => out.progress(&format!(
-                "the weights under the running {deployment} changed since it started ({why}): \
-                 it still maps the earlier bytes, so it is replaced to serve the verified files"
-            )),
-            Event::Launched { launch } => out.progress(&match launch {
-                Launch::Unchanged { .. } => format!(
-                    "{} is already running this spec: nothing to do",
-                    self.deployment
-                ),
-                Launch::Started { replaced, .. } => format!(
-                    "{} {}; waiting for /health",
-                    if replaced { "replaced" } else { "started" },
-                    self.deployment
-                ),
-            }),
-            e @ (Event::VariantStarting { .. }
-            | Event::VariantDone { .. }
-            | Event::RestoringOriginal { .. }) => {
-                out.progress(&super::tune::event_text(e, &self.deployment));
-            }
             // Shown in the result or in the error.
             Event::Ready { .. } | Event::SmokeDone { .. } | Event::Undone { .. } => {}
+            e => out.progress(&e.to_string()),
         }
     }
-}
-
-/// One conflict as a person needs to judge it: state, image, restart policy, GPU memory,
-/// command and the last log lines.
-fn conflict_text(c: &ConflictInfo) -> String {
-    let tail: Vec<&str> = c
-        .logs
-        .lines()
-        .rev()
-        .take(5)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    format!(
-        "conflict: {} [{}] {} image {} restart {}{}\n  command: {}\n  last log lines:\n    {}",
-        c.name,
-        c.state,
-        c.status,
-        c.image,
-        c.restart_policy,
-        c.gpu_mib
-            .map(|m| format!(", {m} MiB GPU"))
-            .unwrap_or_default(),
-        c.command,
-        tail.join("\n    ")
-    )
 }

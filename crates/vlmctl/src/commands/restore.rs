@@ -28,7 +28,7 @@ async fn restore_journals(
     out: &mut Output,
 ) -> Result<(u8, String), Failure> {
     let results = {
-        let mut sink = Progress::new(out, "the deployment");
+        let mut sink = Progress::new(out);
         vlmctl_deploy::undo::restore_all(state, args.state.wait, &mut sink, &Cancel::new()).await?
     };
     if results.is_empty() {

@@ -28,7 +28,7 @@ pub async fn teardown(args: &TeardownArgs, out: &mut Output) -> Result<u8, Failu
     let mut rec = Recorder::open(&args.record, &super::base_state_dir(&args.state), out);
     let job = rec.begin_job(JobKind::Teardown, Some(&name), spec_sha256, out);
     let done = {
-        let mut sink = Progress::new(out, &name);
+        let mut sink = Progress::new(out);
         vlmctl_deploy::undo::teardown(&state, &name, args.state.wait, &mut sink, &Cancel::new())
             .await
             .map_err(Failure::from)

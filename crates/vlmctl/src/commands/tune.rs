@@ -47,7 +47,7 @@ pub async fn tune(args: &TuneArgs, out: &mut Output) -> Result<u8, Failure> {
             s.requests,
         );
     };
-    let mut progress = Progress::new(out, &plan.spec.name);
+    let mut progress = Progress::new(out);
     let done = tune::tune(
         &plan,
         &bench,
@@ -231,7 +231,7 @@ fn record(
             targets: links,
             state: State::Running,
         };
-        if let Some(id) = rec.record_finished(&run, results, out) {
+        if let Some(id) = rec.record_finished(run, results, out) {
             ids.push(id.to_string());
         }
     }
@@ -557,45 +557,6 @@ fn cells(r: &Row) -> [String; 8] {
                 first_line(why, 100)
             ),
         ],
-    }
-}
-
-/// A tune's progress event as a line on stderr.
-pub(crate) fn event_text(e: Event, deployment: &str) -> String {
-    match e {
-        Event::VariantStarting {
-            name,
-            settings,
-            index,
-            total,
-        } => format!(
-            "variant {}/{total}: {name} ({settings}): relaunching {deployment}",
-            index + 1
-        ),
-        Event::VariantDone { name, outcome } => match outcome {
-            Outcome::Measured(m) => format!(
-                "variant {name}: p50 {:.1} ms ({}), {} ok, {} errors{}",
-                m.p50_ms,
-                m.config,
-                m.ok,
-                m.errors,
-                m.memory_mib
-                    .map(|v| format!(", {v} MiB"))
-                    .unwrap_or_default()
-            ),
-            Outcome::Failed { why, .. } => format!("variant {name}: FAILED: {why}"),
-        },
-        Event::RestoringOriginal {
-            deployment,
-            container,
-        } => match container {
-            Some(id) => format!(
-                "putting {deployment} back (container {})",
-                id.get(..12).unwrap_or(&id)
-            ),
-            None => format!("removing the last variant ({deployment} had no container)"),
-        },
-        other => format!("{other:?}"),
     }
 }
 
