@@ -416,7 +416,13 @@ fn history(app: &Arc<App>) -> History {
     )
 }
 
-async fn bench(app: &Arc<App>, run: i64, plan: &LoadedPlan, keys: &BTreeMap<String, String>) {
+/// A queued bench run, as the bench job runs it; its end published.
+pub(crate) async fn bench(
+    app: &Arc<App>,
+    run: i64,
+    plan: &LoadedPlan,
+    keys: &BTreeMap<String, String>,
+) {
     if app.shutdown.reason().is_some() {
         return;
     }
@@ -492,7 +498,7 @@ fn summary(d: &Benched) -> Option<String> {
 }
 
 /// Runs a job with a sink that publishes its lines; records it; publishes its end.
-async fn job<F, T>(
+pub(crate) async fn job<F, T>(
     app: &Arc<App>,
     kind: JobKind,
     deployment: &str,
@@ -532,7 +538,7 @@ async fn job<F, T>(
 }
 
 /// What a finished job says it did.
-trait JobOutcome {
+pub(crate) trait JobOutcome {
     fn detail(&self) -> String;
 }
 
