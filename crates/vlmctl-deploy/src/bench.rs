@@ -303,22 +303,136 @@ fn write_results(dir: &Path, results: &Results, baseline: Option<&Results>) -> s
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::Event;
+
+    fn results() -> Results {
+        serde_json::from_value(serde_json::json!({
+            "format": run::FORMAT, "started_unix": 0, "plan": {"version": 1, "target": []},
+            "plan_sha256": "", "prompt_sha256": {}, "image_sha256": "",
+            "environment": {"arch": "x86_64", "vlmctl": "0"}, "targets": []
+        }))
+        .unwrap_or_else(|e| panic!("results: {e}"))
+    }
 
     #[test]
-    fn a_run_without_answers_says_its_error_counts_and_the_first_error() {
-        let mut r: Results = serde_json::from_value(serde_json::json!({
-            "format": run::FORMAT, "started_unix": 0, "plan": {"targets": []},
-            "plan_sha256": "", "prompt_sha256": {}, "image_sha256": "",
-            "environment": {}, "targets": []
-        }))
-        .unwrap_or_else(|e| panic!("results: {e}"));
+    fn a_run_without_answers_says_so_and_is_not_answered() {
+        let r = results();
         assert_eq!(why_not(&r, false), "no request succeeded: nothing was sent");
         assert!(!answered(&r, false));
         assert!(!answered(&r, true));
-        r.sweep.clear();
         assert_eq!(
             why_not(&r, true),
             "no request of the sweep succeeded (see results.json)"
         );
+    }
+
+    /// "A write that fails is one warning, never the job's outcome": three writes after the
+    /// first failure make no second warning, and the results go to the spill folder.
+    #[test]
+    fn a_failed_history_write_is_one_warning_and_the_results_are_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut events: Vec<Event> = Vec::new();
+        let mut h = History::open(
+            &tmp.path().join("history.sqlite"),
+            Source::Serve,
+            "local".to_owned(),
+            |s| s.replace("sekrit", "***"),
+            &mut events,
+        )
+        .spill_to(tmp.path().join("unrecorded"));
+        assert!(h.on() && events.is_empty());
+        // No run 999: the write fails.
+        let why = h
+            .finish_run(Some(999), &results(), &mut events)
+            .unwrap_err();
+        assert!(why.contains("run-999.json"), "{why}");
+        assert!(tmp.path().join("unrecorded/run-999.json").is_file());
+        assert!(!h.on());
+        h.fail_run(Some(1), "sekrit", &mut events);
+        h.interrupted("why", &mut events);
+        assert_eq!(
+            h.begin_job(
+                vlmctl_store::JobKind::Teardown,
+                None,
+                None,
+                None,
+                &mut events
+            ),
+            None
+        );
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert!(
+            events[0]
+                .to_string()
+                .starts_with("warning: not recorded in the history: "),
+            "{}",
+            events[0]
+        );
+    }
+
+    #[test]
+    fn a_plan_is_aimed_at_a_deployment_by_its_first_target_only() {
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let plan = LoadedPlan::load(&examples.join("cpu-bench.toml")).unwrap();
+        let aimed = aim_at(&plan, "vlmctl-cpu", "http://127.0.0.1:1".to_owned()).unwrap();
+        let [t] = aimed.plan.targets.as_slice() else {
+            panic!("{:?}", aimed.plan.targets)
+        };
+        assert_eq!(t.name, plan.plan.targets[0].name, "its name kept");
+        assert_eq!(
+            (t.url.as_str(), t.host.as_deref(), t.deployment.as_deref()),
+            ("http://127.0.0.1:1", None, Some("vlmctl-cpu"))
+        );
+        assert_eq!(aimed.plan_sha256, plan.plan_sha256, "where, not what");
+    }
+
+    /// A plan in `dir` whose first lines are `head` and last `tail`, beside the repository's
+    /// prompts.
+    fn plan_with(dir: &Path, head: &str, tail: &str) -> LoadedPlan {
+        let e = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let path = dir.join("plan.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "{head}\nconfigs = [\"T\"]\ndescribe = false\n[prompts]\n\
+                 nav = \"{e}/prompts/nav.txt\"\nnav_short = \"{e}/prompts/nav-short.txt\"\n\
+                 [[target]]\nname = \"t\"\nurl = \"http://127.0.0.1:9\"\n{tail}",
+                e = e.display()
+            ),
+        )
+        .unwrap();
+        LoadedPlan::load(&path).unwrap()
+    }
+
+    /// One rule for `plan_sha256` (it was the file's bytes in the CLI and the serialized plan
+    /// when the service overrode `runs`): the plan as JSON. A comment does not change it, the
+    /// service's `runs` gives the hash of a file that says the same.
+    #[test]
+    fn a_plans_hash_is_what_it_measures_whoever_sets_runs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let five = plan_with(tmp.path(), "version = 1\nruns = 5", "");
+        let commented = plan_with(tmp.path(), "# the same plan\nversion = 1\nruns = 5", "");
+        assert_eq!(five.plan_sha256, commented.plan_sha256);
+        let seven = plan_with(tmp.path(), "version = 1\nruns = 7", "");
+        assert_ne!(five.plan_sha256, seven.plan_sha256);
+        let mut served = five.clone();
+        served.set_runs(7);
+        assert_eq!(served.plan_sha256, seven.plan_sha256);
+    }
+
+    /// "A sweep needs an SLO" holds for a sweep asked for (`--sweep-rate`) as for `[sweep]`
+    /// (refused when the plan is parsed).
+    #[test]
+    fn a_sweep_asked_of_a_plan_without_an_slo_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let plan = plan_with(tmp.path(), "version = 1", "");
+        let range = Some(RateRange { lo: 1.0, hi: 10.0 });
+        assert!(matches!(
+            plan.is_sweep(range),
+            Err(vlmctl_bench::BenchError::SweepNeedsSlo { .. })
+        ));
+        assert!(!plan.is_sweep(None).unwrap());
+        let with_slo = plan_with(tmp.path(), "version = 1", "[slo]\np95_ms = 500\n");
+        assert!(with_slo.is_sweep(range).unwrap());
     }
 }
