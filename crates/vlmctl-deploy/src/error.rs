@@ -149,6 +149,15 @@ pub enum DeployError {
         #[source]
         source: std::io::Error,
     },
+    /// A bench run's results could not be written to its folder.
+    #[error("cannot write results to {}", dir.display())]
+    ResultsNotWritten {
+        /// The folder.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The job was cancelled (a signal, in the CLI).
     #[error("interrupted by {why}")]
     Interrupted {
@@ -434,6 +443,10 @@ impl DeployError {
             | Self::NotOurs { .. }
             | Self::WeightsBadUnderServer { .. } => self.mistake_hint(),
             Self::Interrupted { .. } => None,
+            Self::ResultsNotWritten { dir, .. } => Some(format!(
+                "check that {} can be created and written, or pass --out with another folder",
+                dir.display()
+            )),
             Self::RestoreIncomplete { source, .. } => Some(if source.daemon_gone() {
                 "the Docker daemon went away: start it again, then run `vlmctl restore`, which \
                  finishes the job from the journal"

@@ -10,6 +10,7 @@ use vlmctl_lifecycle::gates::GateResult;
 use vlmctl_lifecycle::journal::Restored;
 use vlmctl_weights::{FetchOutcome, FetchProgress};
 
+use crate::human_bytes;
 use crate::smoke::Smoke;
 
 /// What a job did or found, in the order it happened.
@@ -150,6 +151,8 @@ pub enum Event {
     },
     /// The container was created and started, or found running unchanged.
     Launched {
+        /// The deployment.
+        deployment: String,
         /// What happened.
         launch: Launch,
     },
@@ -165,6 +168,8 @@ pub enum Event {
     },
     /// `tune`: a variant is about to be launched.
     VariantStarting {
+        /// The deployment relaunched with it.
+        deployment: String,
         /// Its name.
         name: String,
         /// What it changes in the spec (`Variant::describe`).
@@ -193,6 +198,240 @@ pub enum Event {
         /// What the undo did.
         restored: Restored,
     },
+}
+
+/// One line of text per event (a conflict, a few): what the terminal and the service's pages
+/// show. Front-ends add bars, spinners or server-sent events around it; an event added later
+/// shows everywhere without another edit.
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use vlmctl_lifecycle::gates::GateStatus;
+        let names = |n: &[String]| n.join(", ");
+        match self {
+            Self::WaitingForLock { deployment, holder } => {
+                write!(f, "waiting for {holder} to finish with {deployment} ...")
+            }
+            Self::GatesStarted {
+                deployment,
+                image,
+                port,
+            } => write!(f, "gates for {deployment} ({image} on port {port})"),
+            Self::Gates { results } => {
+                let failed: Vec<&str> = results
+                    .iter()
+                    .filter(|g| g.status == GateStatus::Fail)
+                    .map(|g| g.name.as_str())
+                    .collect();
+                if failed.is_empty() {
+                    write!(f, "gates: {} passed", results.len())
+                } else {
+                    write!(f, "gates failed: {}", failed.join(", "))
+                }
+            }
+            Self::Fetching { model } => write!(f, "fetching {model} from the hub"),
+            Self::Fetched {
+                file,
+                size,
+                outcome,
+            } => write!(f, "{file}: {}", fetched(outcome, *size)),
+            Self::Pulling { image, step } => {
+                write!(f, "pulling {image}: ")?;
+                if let Some(l) = &step.layer {
+                    write!(f, "{l} ")?;
+                }
+                write!(f, "{}", step.status)?;
+                if let Some((done, total)) = step.bytes {
+                    write!(f, " {}/{}", human_bytes(done), human_bytes(total))?;
+                }
+                Ok(())
+            }
+            Self::Pulled { image, pulled } => {
+                if *pulled {
+                    write!(f, "pulled {image}")
+                } else {
+                    write!(f, "{image} is here already")
+                }
+            }
+            Self::PushedToHost {
+                file,
+                bytes,
+                kept,
+                sent,
+            } => {
+                write!(
+                    f,
+                    "pushed {file} ({}) to the host, verified there",
+                    human_bytes(*bytes)
+                )?;
+                if *kept > 0 {
+                    write!(
+                        f,
+                        "; resumed: {kept} piece(s) were already there, {sent} sent"
+                    )?;
+                }
+                Ok(())
+            }
+            Self::VerifiedOnHost { file, stamped } => write!(
+                f,
+                "{file}: on the host, verified there {}",
+                how_verified(*stamped)
+            ),
+            Self::StagingRemoved { folder, bytes } => write!(
+                f,
+                "removed {folder} from the host ({}): a cut-off push's pieces of a file no lock \
+                 here names",
+                human_bytes(*bytes)
+            ),
+            Self::StagingInUse { folder, bytes } => write!(
+                f,
+                "left {folder} on the host ({} so far): another push is writing it",
+                human_bytes(*bytes)
+            ),
+            Self::ConflictFound { conflict: c } => {
+                let lines: Vec<&str> = c.logs.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(5)..];
+                write!(
+                    f,
+                    "conflict: {} [{}] {} image {} restart {}{}\n  command: {}\n  last log \
+                     lines:\n    {}",
+                    c.name,
+                    c.state,
+                    c.status,
+                    c.image,
+                    c.restart_policy,
+                    c.gpu_mib
+                        .map(|m| format!(", {m} MiB GPU"))
+                        .unwrap_or_default(),
+                    c.command,
+                    tail.join("\n    ")
+                )
+            }
+            Self::NotStopping { name } => write!(
+                f,
+                "not stopping {name} (not confirmed: answer the prompt, or pass --stop {name})"
+            ),
+            Self::StopIgnored { name } => {
+                write!(f, "--stop {name}: no such running conflict; ignored")
+            }
+            Self::Warning { message } => write!(f, "warning: {message}"),
+            Self::Stopping { names: n, journal } => {
+                write!(f, "stopping {} (journal: {})", names(n), journal.display())
+            }
+            Self::InterruptedDuringStop {
+                name,
+                stop_timeout_s,
+            } => write!(
+                f,
+                "interrupted: waiting for the stop of {name} (up to {stop_timeout_s} s), then \
+                 restoring it"
+            ),
+            Self::Stopped { names: n } => write!(f, "stopped {}", names(n)),
+            Self::WeightsChangedUnderServer { deployment, why } => write!(
+                f,
+                "the weights under the running {deployment} changed since it started ({why}): \
+                 it still maps the earlier bytes, so it is replaced to serve the verified files"
+            ),
+            Self::Launched { deployment, launch } => match launch {
+                Launch::Unchanged { .. } => write!(
+                    f,
+                    "{deployment} is already running this spec: nothing to do"
+                ),
+                Launch::Started { replaced, .. } => write!(
+                    f,
+                    "{} {deployment}; waiting for /health",
+                    if *replaced { "replaced" } else { "started" }
+                ),
+            },
+            Self::Ready { startup_s } => write!(f, "ready after {startup_s:.1} s"),
+            Self::SmokeDone { smoke } => write!(
+                f,
+                "smoke request answered by {} in {:.0} ms{}",
+                smoke.model,
+                smoke.wall_ms,
+                if smoke.vision { " (with an image)" } else { "" }
+            ),
+            Self::VariantStarting {
+                deployment,
+                name,
+                settings,
+                index,
+                total,
+            } => write!(
+                f,
+                "variant {}/{total}: {name} ({settings}): relaunching {deployment}",
+                index + 1
+            ),
+            Self::VariantDone { name, outcome } => match outcome {
+                crate::tune::Outcome::Measured(m) => write!(
+                    f,
+                    "variant {name}: p50 {:.1} ms ({}), {} ok, {} errors{}",
+                    m.p50_ms,
+                    m.config,
+                    m.ok,
+                    m.errors,
+                    m.memory_mib
+                        .map(|v| format!(", {v} MiB"))
+                        .unwrap_or_default()
+                ),
+                crate::tune::Outcome::Failed { why, .. } => {
+                    write!(f, "variant {name}: FAILED: {why}")
+                }
+            },
+            Self::RestoringOriginal {
+                deployment,
+                container,
+            } => match container {
+                Some(id) => write!(
+                    f,
+                    "putting {deployment} back (container {})",
+                    id.get(..12).unwrap_or(id)
+                ),
+                None => write!(
+                    f,
+                    "removing the last variant ({deployment} had no container)"
+                ),
+            },
+            Self::Undone { restored } => {
+                write!(f, "undone: the earlier state is back")?;
+                let back: Vec<&String> =
+                    restored.started.iter().chain(&restored.put_back).collect();
+                if !back.is_empty() {
+                    let back: Vec<&str> = back.iter().map(|s| s.as_str()).collect();
+                    write!(f, " ({})", back.join(", "))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// What a fetch did to one file, in words.
+#[must_use]
+pub fn fetched(outcome: &FetchOutcome, size: u64) -> String {
+    match outcome {
+        FetchOutcome::AlreadyPresent => "already present, verified".to_owned(),
+        FetchOutcome::FromCache => format!("verified from the hub cache ({})", human_bytes(size)),
+        FetchOutcome::Downloaded { resumed_from: 0 } => {
+            format!("downloaded and verified ({})", human_bytes(size))
+        }
+        FetchOutcome::Downloaded { resumed_from } => format!(
+            "downloaded and verified ({}, resumed after {})",
+            human_bytes(size),
+            human_bytes(*resumed_from)
+        ),
+        FetchOutcome::Adopted { linked: true } => "adopted (hard link), verified".to_owned(),
+        FetchOutcome::Adopted { linked: false } => "adopted (copied), verified".to_owned(),
+    }
+}
+
+/// `(stamp: ...)` or `(hashed there)`: how a file on another host was found to be the locked one.
+#[must_use]
+pub fn how_verified(stamped: bool) -> &'static str {
+    if stamped {
+        "(stamp: unchanged since the host hashed it, not hashed again)"
+    } else {
+        "(hashed there)"
+    }
 }
 
 /// Where a job's events go.

@@ -15,6 +15,8 @@
 //! - [`targets::place`]: where a bench plan's targets are (each on its host, by URL or by
 //!   deployment), reached through SSH forwards; [`targets::Placed::restore`] makes the results
 //!   name what the hosts see.
+//! - [`bench::bench`]: a bench plan measured (placed, checked, swept or run as the plan says,
+//!   written, recorded in the [`history::History`]), for the CLI, the service and `tune`.
 //! - [`tune::tune`]: the deployment relaunched with each variant of its server settings
 //!   ([`tune::TuneFile`]), benchmarked, measured, and put back as it was (journalled).
 //!
@@ -23,6 +25,7 @@
 //! read stdin and never install signal handlers; errors are one [`DeployError`] with a
 //! `hint()`.
 
+pub mod bench;
 pub mod events;
 pub mod export;
 pub mod gates;

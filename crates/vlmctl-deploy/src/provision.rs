@@ -555,6 +555,7 @@ async fn launch_and_check(
     // and is replaced (set aside, put back if the new one fails) instead of kept.
     let launch = launch_fresh(run, repaired, &mut record, sink).await?;
     sink.event(Event::Launched {
+        deployment: spec.name.clone(),
         launch: launch.clone(),
     });
     cancelled(cancel)?;

@@ -36,6 +36,7 @@ pub use file::{BASELINE, TuneFile, Variant};
 
 use crate::DeployError;
 use crate::events::{Cancel, Event, NoOne, Sink};
+use crate::history::History;
 use crate::plan::Plan;
 use crate::provision::{self, Ctx, Options, Provisioned};
 
@@ -542,6 +543,7 @@ impl Sweep<'_> {
                 return Ok((rows, Some(DeployError::Interrupted { why })));
             }
             sink.event(Event::VariantStarting {
+                deployment: self.plan.spec.name.clone(),
                 name: variant.name.clone(),
                 settings: variant.describe(),
                 index,
@@ -650,34 +652,50 @@ impl Sweep<'_> {
             }
             Provisioned::Unchanged { container_id, .. } => (container_id.clone(), None),
         };
-        let mut lp = bench.clone();
-        lp.plan.targets.truncate(1);
+        // The deployment under tune, whatever server the plan's target named; measured
+        // through a forward on another host (its server listens on that host's loopback).
+        let url = vplan.reach_url(engine).await?;
+        let mut lp = crate::bench::aim_at(bench, &spec.name, url).ok_or_else(|| {
+            DeployError::Bench(bench.invalid(1, "the plan has no [[target]]".to_owned()))
+        })?;
+        // Variants are compared on the plan's configs (a `[sweep]` is `vlmctl bench`'s).
+        lp.plan.sweep = None;
         let mut keys = BTreeMap::new();
-        if let Some(t) = lp.plan.targets.first_mut() {
-            // The deployment under tune, whatever server the plan's target named; measured
-            // through a forward on another host (its server listens on that host's loopback).
-            t.url = vplan.reach_url(engine).await?;
-            t.host = None;
-            t.deployment = Some(vplan.spec.name.clone());
-            if let Some(k) = &vplan.api_key {
-                keys.insert(t.name.clone(), k.clone());
-            }
+        if let (Some(t), Some(k)) = (lp.plan.targets.first(), &vplan.api_key) {
+            keys.insert(t.name.clone(), k.clone());
         }
         let (index, total, variant) = at;
-        let progress = |_: &str, config: &str, done: usize, requests: usize| {
-            on_step(&Step {
-                index,
-                total,
-                variant,
+        let progress = |p: crate::bench::Progress<'_>| {
+            if let crate::bench::Progress::Run(vlmctl_bench::run::Event::Requests {
                 config,
                 done,
-                requests,
-            });
+                total: requests,
+                ..
+            }) = p
+            {
+                on_step(&Step {
+                    index,
+                    total,
+                    variant,
+                    config,
+                    done,
+                    requests,
+                });
+            }
         };
-        let ran = tokio::select! {
-            r = vlmctl_bench::run::run(&lp, &keys, &progress) => Ok(r),
-            why = cancel.cancelled() => Err(DeployError::Interrupted { why }),
+        let job = crate::bench::BenchJob {
+            plan: &lp,
+            engine,
+            docker_config: &vlmctl_lifecycle::hosts::docker_config_dir(),
+            keys: &keys,
+            sweep_rate: None,
+            out: None,
+            baseline: None,
+            record: crate::bench::Record::No,
         };
+        let ran = crate::bench::bench(&job, &mut History::off(), &progress, sink, cancel)
+            .await
+            .map(|b| b.results);
         let memory = match ran {
             Ok(_) => memory_mib(engine, docker, spec, &id).await,
             Err(_) => None,

@@ -27,7 +27,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tokio::sync::broadcast::error::RecvError;
 use vlmctl_bench::plan::LoadedPlan;
 use vlmctl_deploy::status::{Drift, JournalState};
@@ -293,27 +292,20 @@ impl App {
             ))
             .with_hint(Some("relaunch it first".to_owned())));
         };
+        if let Some(n) = req.runs {
+            // Not the file's plan any more: its hash follows (`LoadedPlan::set_runs`), so that
+            // `compare` warns when it meets a run of the file as written.
+            plan.set_runs(usize::try_from(n).unwrap_or(1));
+        }
         // The plan's first target, aimed at the deployment on the service's host (its name
         // kept, so that runs of the same plan compare across the CLI and the service). The
         // queue finds its URL again when the run starts (`vlmctl_deploy::targets::place`).
-        let Some(mut target) = plan.plan.targets.first().cloned() else {
+        let Some(plan) = vlmctl_deploy::bench::aim_at(&plan, &req.deployment, url) else {
             return Err(ApiError::bad_request(format!(
                 "{}: the plan has no [[target]]",
                 path.display()
             )));
         };
-        target.url = url;
-        target.host = None;
-        target.deployment = Some(req.deployment.clone());
-        plan.plan.targets = vec![target];
-        if let Some(n) = req.runs {
-            plan.plan.runs = usize::try_from(n).unwrap_or(1);
-            // Not the file's plan any more: its hash says so, so that `compare` warns when it
-            // meets a run of the file as written.
-            plan.plan_sha256 = hex::encode(Sha256::digest(
-                serde_json::to_vec(&plan.plan).unwrap_or_default(),
-            ));
-        }
         let keys = plan.api_keys().map_err(|e| {
             ApiError::bad_request(format!(
                 "{}: {} in vlmctl serve's environment",

@@ -10,9 +10,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use vlmctl_bench::plan::LoadedPlan;
+use vlmctl_deploy::bench::{BenchJob, Benched, Progress, Record};
 use vlmctl_deploy::events::{Event, NoOne};
+use vlmctl_deploy::history::History;
 use vlmctl_deploy::provision::{self, Ctx, Options, Provisioned};
-use vlmctl_store::{JobKind, NewJob, State};
+use vlmctl_store::{JobKind, Source, State};
 
 use crate::{ApiError, App};
 
@@ -322,37 +324,43 @@ async fn work(app: Arc<App>, mut rx: mpsc::UnboundedReceiver<Action>) {
 }
 
 /// What a bench run reports, as the pages see it: each config's requests as progress, the
-/// `describe` request as a step (it may take up to the plan's timeout, so it is said).
-fn bench_events(app: &Arc<App>, run: i64) -> impl Fn(vlmctl_bench::run::Event<'_>) + Send + Sync {
+/// `describe` request and a sweep's steps as steps (they may take their time, so they are said).
+fn bench_progress(app: &Arc<App>, run: i64) -> impl Fn(Progress<'_>) + Send + Sync {
+    use vlmctl_bench::run::Event;
+    use vlmctl_bench::sweep::{self, SweepEvent};
     let sender = app.activity.clone();
-    move |e: vlmctl_bench::run::Event<'_>| {
-        use vlmctl_bench::run::Event;
-        let activity = match e {
-            Event::Requests {
+    // A sweep step's end does not name its target: the one whose step began last.
+    let stepping = std::sync::Mutex::new(String::new());
+    move |p: Progress<'_>| {
+        let step = |target: &str, message: String| Activity::Step {
+            run,
+            target: target.to_owned(),
+            message,
+        };
+        let activity = match p {
+            Progress::Run(Event::Requests {
                 target,
                 config,
                 done,
                 total,
-            } => Activity::Progress {
+            }) => Activity::Progress {
                 run,
                 target: target.to_owned(),
                 config: config.to_owned(),
                 done,
                 total,
             },
-            Event::DescribeStarted { target, timeout } => Activity::Step {
-                run,
-                target: target.to_owned(),
-                message: format!("describe request… (up to {} s)", timeout.as_secs()),
-            },
-            Event::DescribeDone {
+            Progress::Run(Event::DescribeStarted { target, timeout }) => step(
+                target,
+                format!("describe request… (up to {} s)", timeout.as_secs()),
+            ),
+            Progress::Run(Event::DescribeDone {
                 target,
                 elapsed,
                 error,
-            } => Activity::Step {
-                run,
-                target: target.to_owned(),
-                message: match error {
+            }) => step(
+                target,
+                match error {
                     None => format!(
                         "describe request answered in {:.1} s",
                         elapsed.as_secs_f64()
@@ -362,18 +370,60 @@ fn bench_events(app: &Arc<App>, run: i64) -> impl Fn(vlmctl_bench::run::Event<'_
                         elapsed.as_secs_f64()
                     ),
                 },
-            },
+            ),
+            Progress::Sweep(SweepEvent::Step {
+                target,
+                index,
+                hz,
+                requests,
+            }) => {
+                if let Ok(mut t) = stepping.lock() {
+                    target.clone_into(&mut t);
+                }
+                step(
+                    target,
+                    format!(
+                        "sweep step {index}: {} Hz, {requests} requests ...",
+                        sweep::hz_text(hz)
+                    ),
+                )
+            }
+            Progress::Sweep(SweepEvent::Done(s)) => step(
+                &stepping.lock().map(|t| t.clone()).unwrap_or_default(),
+                format!(
+                    "sweep step at {} Hz: {}{}",
+                    sweep::hz_text(s.offered_hz),
+                    if s.met { "met" } else { "not met" },
+                    if s.stopped_early {
+                        " (stopped early)"
+                    } else {
+                        ""
+                    }
+                ),
+            ),
         };
         let _ = sender.send(activity);
     }
 }
 
-async fn bench(app: &Arc<App>, run: i64, plan: &LoadedPlan, keys: &BTreeMap<String, String>) {
+/// The history handle of the service's jobs: its one writer, its host's name, its scrubber.
+fn history(app: &Arc<App>) -> History {
+    History::shared(
+        Arc::clone(&app.store),
+        Source::Serve,
+        app.cfg.host.clone(),
+        app.cfg.scrub,
+    )
+}
+
+/// A queued bench run, as the bench job runs it; its end published.
+pub(crate) async fn bench(
+    app: &Arc<App>,
+    run: i64,
+    plan: &LoadedPlan,
+    keys: &BTreeMap<String, String>,
+) {
     if app.shutdown.reason().is_some() {
-        return;
-    }
-    if let Err(e) = app.db(move |s| s.start_run(run)).await {
-        tracing::warn!("run {run}: {}", e.message);
         return;
     }
     app.publish(Activity::Run {
@@ -381,157 +431,74 @@ async fn bench(app: &Arc<App>, run: i64, plan: &LoadedPlan, keys: &BTreeMap<Stri
         state: State::Running,
         message: None,
     });
-    let fail = |message: String| async move {
-        let message = (app.cfg.scrub)(&message);
-        let m = message.clone();
-        app.db(move |s| s.fail_run(run, &m)).await.ok();
+    // The measurements are not lost with a failed write: they go to a file beside the
+    // history, which `vlmctl runs import` loads.
+    let mut history = history(app).spill_to(app.cfg.engine.state_dir().join("unrecorded-runs"));
+    // Where the deployment is now, on the service's host (through a forward when that host is
+    // another machine), as `vlmctl bench` places its targets.
+    let job = BenchJob {
+        plan,
+        engine: &app.cfg.engine,
+        docker_config: &vlmctl_lifecycle::hosts::docker_config_dir(),
+        keys,
+        sweep_rate: None,
+        out: None,
+        baseline: None,
+        record: Record::Queued(run),
+    };
+    let progress = bench_progress(app, run);
+    let mut sink = |e: Event| {
+        app.publish(Activity::Step {
+            run,
+            target: String::new(),
+            message: (app.cfg.scrub)(&e.to_string()),
+        });
+    };
+    let done =
+        vlmctl_deploy::bench::bench(&job, &mut history, &progress, &mut sink, &app.shutdown).await;
+    let fail = |message: String| {
         app.publish(Activity::Run {
             run,
             state: State::Failed,
-            message: Some(message),
+            message: Some((app.cfg.scrub)(&message)),
         });
     };
-    // Where the deployment is now, on the service's host (through a forward when that host is
-    // another machine), as `vlmctl bench` places its targets.
-    let placed = match vlmctl_deploy::targets::place(
-        plan,
-        &app.cfg.engine,
-        &vlmctl_lifecycle::hosts::docker_config_dir(),
-    )
-    .await
-    {
-        Ok(p) => p,
-        Err(e) => {
-            fail(chain_with_hint(&e)).await;
-            return;
-        }
-    };
-    let plan = &placed.aimed;
-    if let Err(e) = vlmctl_bench::preflight::check_all(&plan.plan.targets, keys).await {
-        let e = placed.explain(e);
-        fail(format!(
-            "{} (hint: {})",
-            vlmctl_lifecycle::error_chain(&e),
-            e.hint()
-        ))
-        .await;
-        return;
-    }
-    let events = bench_events(app, run);
-    let mut results = tokio::select! {
-        r = vlmctl_bench::run::run_with(plan, keys, &events) => r,
+    match done {
         // The caller marks the run interrupted once the queue has stopped.
-        _ = app.shutdown.cancelled() => return,
-    };
-    placed.restore(&mut results);
-    if !results.any_succeeded() {
-        fail(nothing_succeeded(&results)).await;
-        return;
+        Err(vlmctl_deploy::DeployError::Interrupted { .. }) => {}
+        Err(e) => fail(chain_with_hint(&e)),
+        Ok(d) if !d.answered() => fail(d.why_not()),
+        Ok(d) => match d.unrecorded {
+            Some(why) => fail(why),
+            None => app.publish(Activity::Run {
+                run,
+                state: State::Done,
+                message: summary(&d),
+            }),
+        },
     }
-    let p50 = results
+}
+
+/// What a finished run measured, in a few words: the first config's median, or the first
+/// target's sweep verdict.
+fn summary(d: &Benched) -> Option<String> {
+    if d.sweep {
+        return d.results.sweep.first().map(|s| s.verdict_line());
+    }
+    d.results
         .targets
         .first()
         .and_then(|t| t.configs.first())
-        .and_then(|c| c.summary.wall_ms.as_ref().map(|w| (c.name.clone(), w.p50)));
-    let kept = serde_json::to_vec_pretty(&results).unwrap_or_default();
-    match app.db(move |s| s.finish_run(run, &results)).await {
-        Ok(()) => app.publish(Activity::Run {
-            run,
-            state: State::Done,
-            message: p50.map(|(c, ms)| format!("config {c}: p50 {ms:.1} ms")),
-        }),
-        Err(e) => {
-            // The measurements are not lost with the write: they go to a file beside the
-            // history, which `vlmctl runs import` loads.
-            let path = app
-                .cfg
-                .engine
-                .state_dir()
-                .join("unrecorded-runs")
-                .join(format!("run-{run}.json"));
-            let saved = path
-                .parent()
-                .map_or(Ok(()), std::fs::create_dir_all)
-                .and_then(|()| vlmctl_deploy::write_atomically(&path, &kept));
-            let whereto = match saved {
-                Ok(()) => format!(
-                    "; the results are in {} (`vlmctl runs import` loads them)",
-                    path.display()
-                ),
-                Err(w) => format!("; and they could not be saved to {}: {w}", path.display()),
-            };
-            fail(format!("{}{whereto}", e.message)).await;
-        }
-    }
-}
-
-/// Why a run without one successful request failed: its error counts and the first error's
-/// detail (the results are not kept: a run is done with results, or failed with this).
-fn nothing_succeeded(r: &vlmctl_bench::run::Results) -> String {
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut first = None;
-    for c in r.targets.iter().flat_map(|t| &t.configs) {
-        for (k, n) in &c.summary.errors {
-            *counts.entry(k.as_str()).or_default() += n;
-        }
-        first = first.or_else(|| c.samples.iter().find_map(|s| s.error_detail.clone()));
-    }
-    let counts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} x {k}")).collect();
-    format!(
-        "no request succeeded: {}{}",
-        if counts.is_empty() {
-            "nothing was sent".to_owned()
-        } else {
-            counts.join(", ")
-        },
-        first
-            .map(|d| format!("; first error: {d}"))
-            .unwrap_or_default()
-    )
-}
-
-/// One line for a page: what a relaunch or teardown just did.
-fn event_line(e: &Event) -> Option<String> {
-    Some(match e {
-        Event::WaitingForLock { holder, .. } => format!("waiting for {holder}"),
-        Event::GatesStarted { .. } => "running the gates".to_owned(),
-        Event::Gates { results } => {
-            let failed: Vec<String> = results
-                .iter()
-                .filter(|g| g.status == vlmctl_lifecycle::gates::GateStatus::Fail)
-                .map(|g| g.name.clone())
-                .collect();
-            if failed.is_empty() {
-                format!("gates: {} passed or warned", results.len())
-            } else {
-                format!("gates failed: {}", failed.join(", "))
-            }
-        }
-        Event::Fetching { model } => format!("fetching {model}"),
-        Event::Pulling { image, .. } => format!("pulling {image}"),
-        Event::NotStopping { name } => format!("not stopping {name} (a relaunch never does)"),
-        Event::Warning { message } => format!("warning: {message}"),
-        Event::Launched { launch } => match launch {
-            vlmctl_lifecycle::containers::Launch::Unchanged { .. } => {
-                "running unchanged: nothing to do".to_owned()
-            }
-            vlmctl_lifecycle::containers::Launch::Started { replaced, .. } => {
-                if *replaced {
-                    "replaced the container; waiting for /health".to_owned()
-                } else {
-                    "started the container; waiting for /health".to_owned()
-                }
-            }
-        },
-        Event::Ready { startup_s } => format!("ready after {startup_s:.1} s"),
-        Event::SmokeDone { .. } => "smoke request answered".to_owned(),
-        Event::Undone { .. } => "undone: the earlier state is back".to_owned(),
-        _ => return None,
-    })
+        .and_then(|c| {
+            c.summary
+                .wall_ms
+                .as_ref()
+                .map(|w| format!("config {}: p50 {:.1} ms", c.name, w.p50))
+        })
 }
 
 /// Runs a job with a sink that publishes its lines; records it; publishes its end.
-async fn job<F, T>(
+pub(crate) async fn job<F, T>(
     app: &Arc<App>,
     kind: JobKind,
     deployment: &str,
@@ -542,14 +509,6 @@ async fn job<F, T>(
     T: JobOutcome,
 {
     let action = kind.as_str().to_owned();
-    let new = NewJob {
-        kind,
-        host: app.cfg.host.clone(),
-        deployment: Some(deployment.to_owned()),
-        spec_sha256: hashes.as_ref().map(|h| h.0.clone()),
-        lock_sha256: hashes.as_ref().map(|h| h.1.clone()),
-    };
-    let id = app.db(move |s| s.begin_job(&new)).await.ok();
     let publish = |line: String| {
         app.publish(Activity::Job {
             action: action.clone(),
@@ -557,11 +516,10 @@ async fn job<F, T>(
             line: (app.cfg.scrub)(&line),
         });
     };
-    let mut sink = |e: Event| {
-        if let Some(line) = event_line(&e) {
-            publish(line);
-        }
-    };
+    let mut sink = |e: Event| publish(e.to_string());
+    let mut history = history(app);
+    let (spec, lock) = hashes.unzip();
+    let id = history.begin_job(kind, Some(deployment), spec, lock, &mut sink);
     let outcome = run(&mut sink).await;
     let (state, detail) = match &outcome {
         Ok(t) => (State::Done, t.detail()),
@@ -569,24 +527,18 @@ async fn job<F, T>(
         Err(e) if app.shutdown.reason().is_some() => (State::Interrupted, e.clone()),
         Err(e) => (State::Failed, e.clone()),
     };
-    let detail = (app.cfg.scrub)(&detail);
-    if let Some(id) = id {
-        let d = detail.clone();
-        app.db(move |s| s.finish_job(id, state, &d, None))
-            .await
-            .ok();
-    }
+    history.finish_job(id, state, &detail, None, &mut sink);
     app.publish(Activity::JobDone {
         job: id,
         action,
         deployment: deployment.to_owned(),
         state,
-        detail,
+        detail: (app.cfg.scrub)(&detail),
     });
 }
 
 /// What a finished job says it did.
-trait JobOutcome {
+pub(crate) trait JobOutcome {
     fn detail(&self) -> String;
 }
 

@@ -173,7 +173,8 @@ fn deploy_code(e: &vlmctl_deploy::DeployError) -> u8 {
         | E::Record { .. }
         | E::TuneFileRead { .. }
         | E::TuneJournal { .. }
-        | E::TuneJournalRead { .. } => exit_codes::ENVIRONMENT,
+        | E::TuneJournalRead { .. }
+        | E::ResultsNotWritten { .. } => exit_codes::ENVIRONMENT,
         E::ApiKeyMissing { .. }
         | E::ApiKeyTooShort { .. }
         | E::NotADeploymentName { .. }

@@ -15,6 +15,7 @@ mod history;
 pub mod output;
 pub mod redact;
 pub mod render;
+mod signals;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

@@ -91,6 +91,16 @@ pub fn write_line(to_stderr: bool, text: &str) {
     };
 }
 
+/// Writes the start of a line to stderr, as [`write_line`] does (a step whose end is written
+/// when it ends).
+pub fn write_part(text: &str) {
+    let text = crate::render::visible(text);
+    let text = scrub(&text);
+    let mut err = io::stderr().lock();
+    let _ = write!(err, "{text}");
+    let _ = err.flush();
+}
+
 /// A `tracing` writer: stderr, scrubbed. The fmt layer writes each event with one
 /// `write_all`, so a secret is never split across two calls.
 pub struct Stderr;

@@ -99,23 +99,12 @@ pub fn gates_table(results: &[GateResult]) -> String {
     out
 }
 
-/// What a fetch did to one file, in words.
+/// What a fetch did to one file, in words (the [`Event::Fetched`] line's).
+///
+/// [`Event::Fetched`]: vlmctl_deploy::events::Event::Fetched
 #[must_use]
 pub fn describe(outcome: &FetchOutcome, size: u64) -> String {
-    match outcome {
-        FetchOutcome::AlreadyPresent => "already present, verified".to_owned(),
-        FetchOutcome::FromCache => format!("verified from the hub cache ({})", human_bytes(size)),
-        FetchOutcome::Downloaded { resumed_from: 0 } => {
-            format!("downloaded and verified ({})", human_bytes(size))
-        }
-        FetchOutcome::Downloaded { resumed_from } => format!(
-            "downloaded and verified ({}, resumed after {})",
-            human_bytes(size),
-            human_bytes(*resumed_from)
-        ),
-        FetchOutcome::Adopted { linked: true } => "adopted (hard link), verified".to_owned(),
-        FetchOutcome::Adopted { linked: false } => "adopted (copied), verified".to_owned(),
-    }
+    vlmctl_deploy::events::fetched(outcome, size)
 }
 
 /// What pinning wrote into the lock: the entry, each file's size and hash, and the reminder to
@@ -341,42 +330,10 @@ impl Default for BenchProgress {
     }
 }
 
-/// A file found on another host, before any push: `NAME: on the host, verified there` and
-/// how (hashed there now, or by the stamp the host wrote when it last hashed it).
-#[must_use]
-pub fn verified_on_host(file: &str, stamped: bool) -> String {
-    format!(
-        "{file}: on the host, verified there {}",
-        how_verified(stamped)
-    )
-}
-
 /// `(stamp: ...)` or `(hashed there)`.
 #[must_use]
 pub fn how_verified(stamped: bool) -> &'static str {
-    if stamped {
-        "(stamp: unchanged since the host hashed it, not hashed again)"
-    } else {
-        "(hashed there)"
-    }
-}
-
-/// A staging folder a killed push had left on the host, removed.
-#[must_use]
-pub fn staging_removed(folder: &str, bytes: u64) -> String {
-    format!(
-        "removed {folder} from the host ({}): a cut-off push's pieces of a file no lock here names",
-        vlmctl_deploy::human_bytes(bytes)
-    )
-}
-
-/// A staging folder left alone because another push is writing it.
-#[must_use]
-pub fn staging_in_use(folder: &str, bytes: u64) -> String {
-    format!(
-        "left {folder} on the host ({} so far): another push is writing it",
-        vlmctl_deploy::human_bytes(bytes)
-    )
+    vlmctl_deploy::events::how_verified(stamped)
 }
 
 /// A forward to another host that ended under us, reopened, or lost.
@@ -408,33 +365,14 @@ pub fn link_notice(n: &vlmctl_lifecycle::hosts::LinkNotice) -> String {
 #[must_use]
 pub fn on_host(e: &vlmctl_deploy::events::Event) -> Option<String> {
     use vlmctl_deploy::events::Event;
-    Some(match e {
-        Event::PushedToHost {
-            file,
-            bytes,
-            kept,
-            sent,
-        } => pushed(file, *bytes, *kept, *sent),
-        Event::VerifiedOnHost { file, stamped } => verified_on_host(file, *stamped),
-        Event::StagingRemoved { folder, bytes } => staging_removed(folder, *bytes),
-        Event::StagingInUse { folder, bytes } => staging_in_use(folder, *bytes),
-        _ => return None,
-    })
-}
-
-/// One file pushed to another host: `pushed NAME (SIZE) to the host, verified there` and, for
-/// a push that resumed, how much an earlier one had left.
-#[must_use]
-pub fn pushed(file: &str, bytes: u64, kept: u64, sent: u64) -> String {
-    let resumed = if kept > 0 {
-        format!("; resumed: {kept} piece(s) were already there, {sent} sent")
-    } else {
-        String::new()
-    };
-    format!(
-        "pushed {file} ({}) to the host, verified there{resumed}",
-        vlmctl_deploy::human_bytes(bytes)
+    matches!(
+        e,
+        Event::PushedToHost { .. }
+            | Event::VerifiedOnHost { .. }
+            | Event::StagingRemoved { .. }
+            | Event::StagingInUse { .. }
     )
+    .then(|| e.to_string())
 }
 
 #[cfg(test)]

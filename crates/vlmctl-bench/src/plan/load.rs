@@ -14,7 +14,8 @@ use crate::BenchError;
 pub struct LoadedPlan {
     /// The plan.
     pub plan: Plan,
-    /// sha256 of the plan file's bytes.
+    /// [`Plan::sha256`] of [`Self::plan`] as loaded, or as changed by [`Self::set_runs`]
+    /// (never by where its targets are aimed).
     pub plan_sha256: String,
     /// Prompt texts by role (`nav`, `nav_short`, `describe`).
     pub prompts: BTreeMap<String, String>,
@@ -37,6 +38,26 @@ pub(super) fn sha(b: &[u8]) -> String {
 }
 
 impl LoadedPlan {
+    /// `runs` measured requests per config instead of the file's (`vlmctl serve`'s `runs`):
+    /// the hash follows, so that it equals the hash of a file that says so.
+    pub fn set_runs(&mut self, runs: usize) {
+        self.plan.runs = runs;
+        self.plan_sha256 = self.plan.sha256();
+    }
+
+    /// Is this run a rate sweep: the plan has `[sweep]`, or the caller asks for one over
+    /// `range` (`--sweep-rate`). A sweep needs an `[slo]` to decide its steps: a `[sweep]`
+    /// without one is refused when the plan is parsed, a range asked for here.
+    pub fn is_sweep(&self, range: Option<crate::sweep::RateRange>) -> Result<bool, BenchError> {
+        let sweep = self.plan.sweep.is_some() || range.is_some();
+        if sweep && self.plan.slo.is_none() {
+            return Err(BenchError::SweepNeedsSlo {
+                path: self.path.clone(),
+            });
+        }
+        Ok(sweep)
+    }
+
     /// The API key of each target that names one (`api_key_env`), read from the environment
     /// before the first request. Never recorded anywhere: the caller registers them as secrets.
     pub fn api_keys(&self) -> Result<BTreeMap<String, String>, BenchError> {
@@ -124,7 +145,7 @@ impl LoadedPlan {
             });
         }
         Ok(Self {
-            plan_sha256: sha(&bytes),
+            plan_sha256: plan.sha256(),
             plan,
             prompts,
             prompt_sha256,

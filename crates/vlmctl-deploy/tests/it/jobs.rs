@@ -317,7 +317,8 @@ async fn a_new_models_dir_is_a_change(w: &World, plan: &Plan) {
         events.iter().any(|e| matches!(
             e,
             Event::Launched {
-                launch: Launch::Started { replaced: true, .. }
+                launch: Launch::Started { replaced: true, .. },
+                ..
             }
         )),
         "{events:?}"
@@ -384,7 +385,8 @@ async fn provision_status_teardown_from_the_library() {
             launch: Launch::Started {
                 replaced: false,
                 ..
-            }
+            },
+            ..
         })
     ));
     let Provisioned::Ready {

@@ -1,18 +1,17 @@
-//! `vlmctl bench` and `vlmctl bench compare`.
+//! `vlmctl bench` and `vlmctl bench compare`: the plan, host and folder chosen from the
+//! arguments, the job ([`vlmctl_deploy::bench::bench`]) run, its progress and results rendered.
 
-use std::collections::BTreeMap;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use vlmctl_bench::plan::LoadedPlan;
 use vlmctl_bench::{compare, report, run, sweep};
+use vlmctl_deploy::DeployError;
+use vlmctl_deploy::bench::{self, BenchJob, Progress, Record};
 use vlmctl_deploy::events::Cancel;
-use vlmctl_deploy::targets::{self, Placed};
 
 use crate::cli::{BenchArgs, BenchCommand};
-use crate::commands::provision::cancel_on_signals;
 use crate::failure::Failure;
-use crate::history::{Recorder, first_line};
+use crate::signals::cancel_on_signals;
 use crate::{Output, exit_codes};
 
 /// Dispatches `bench` / `bench compare`.
@@ -32,77 +31,117 @@ pub async fn bench(
         ));
     };
     // Everything read and checked before the first request.
-    let original = LoadedPlan::load(plan_path)?;
-    // Each target on its host (the plan's, else --host, else this machine), by URL or by
-    // deployment; another host's loopback servers through SSH forwards.
+    let plan = LoadedPlan::load(plan_path)?;
+    // `--host` is the default host of the targets that name none (the run is recorded under
+    // its name); without it, this machine.
     let engine = default_engine(args, sessions)?;
-    let host = vlmctl_deploy::history::host_name(&engine);
-    let placed = targets::place(
-        &original,
-        &engine,
-        &vlmctl_lifecycle::hosts::docker_config_dir(),
-    )
-    .await?;
-    let plan = &placed.aimed;
     let baseline = args
         .baseline
         .as_deref()
         .map(vlmctl_bench::load_results)
         .transpose()?;
-    let keys = api_keys(plan)?;
-    if args.sweep_rate.is_some() || plan.plan.sweep.is_some() {
-        if plan.plan.slo.is_none() {
-            return Err(vlmctl_bench::BenchError::SweepNeedsSlo {
-                path: plan_path.clone(),
-            }
-            .into());
-        }
-        return sweep_cmd(
-            args,
-            (plan_path, &placed, &host),
-            &keys,
-            baseline.as_ref(),
-            out,
-        )
-        .await;
+    let keys = plan.api_keys()?;
+    for k in keys.values() {
+        crate::redact::api_key(k);
     }
     let dir = out_dir(args);
-    // Each target answers within seconds, or nothing is run: an unreachable one would cost
-    // every request a connect error or, on a host that drops packets, a whole timeout.
-    vlmctl_bench::preflight::check_all(&plan.plan.targets, &keys)
-        .await
-        .map_err(|e| placed.explain(e))?;
     let state = args.state.dir();
-    let mut rec = Recorder::open(&args.record, &state, out);
-    let id = rec.begin_run(plan_path, &placed, &state, &host, out);
+    let mut history = crate::history::open(
+        &args.record,
+        &state,
+        vlmctl_deploy::history::host_name(&engine),
+        out,
+    );
     let steps = Steps::new();
-    let events = |e: run::Event<'_>| steps.event(e);
-    let mut results = measured(run::run_with(plan, &keys, &events), &mut rec, out).await?;
-    placed.restore(&mut results);
-    if let Err(f) = write_results(&dir, &results, baseline.as_ref()) {
-        rec.fail_run(id, &first_line(&f), out);
-        return Err(f);
-    }
-    out.stdout(&report::table(&results));
+    let progress = |p: Progress<'_>| match p {
+        Progress::Run(e) => steps.event(e),
+        Progress::Sweep(e) => sweep_line(e),
+    };
+    let job = BenchJob {
+        plan: &plan,
+        engine: &engine,
+        docker_config: &vlmctl_lifecycle::hosts::docker_config_dir(),
+        keys: &keys,
+        sweep_rate: args.sweep_rate,
+        out: Some(&dir),
+        baseline: baseline.as_ref(),
+        record: Record::Begin {
+            plan_path,
+            state: &state,
+        },
+    };
+    // Stopped by SIGINT, SIGTERM, SIGHUP or SIGQUIT: the run is then recorded `interrupted`
+    // (at once, rather than at the next open of the history) and nothing is written.
+    let cancel = Cancel::new();
+    let listener = cancel_on_signals(&cancel)?;
+    let done = bench::bench(
+        &job,
+        &mut history,
+        &progress,
+        &mut crate::history::warnings(out),
+        &cancel,
+    )
+    .await;
+    listener.abort();
+    let done = match done {
+        Ok(d) => d,
+        Err(DeployError::Interrupted { why }) => {
+            return Err(Failure::new(
+                anyhow::anyhow!("bench stopped by {why}; no results were written"),
+                None,
+                exit_codes::INTERRUPTED,
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    out.stdout(&if done.sweep {
+        sweep::table(&done.results.sweep)
+    } else {
+        report::table(&done.results)
+    });
     out.progress(&format!(
         "results: {}/results.json, report.md, report.html",
         dir.display()
     ));
-    if results.any_succeeded() {
-        rec.finish_run(id, &results, out);
-        Ok(exit_codes::SUCCESS)
-    } else {
-        let f = Failure::new(
-            anyhow::anyhow!(
-                "no request succeeded (see the error counts above and in results.json)"
+    if done.answered() {
+        return Ok(exit_codes::SUCCESS);
+    }
+    Err(Failure::new(
+        anyhow::anyhow!(if done.sweep {
+            "no request of the sweep succeeded (see results.json)"
+        } else {
+            "no request succeeded (see the error counts above and in results.json)"
+        }),
+        Some("check that the target URLs answer (`vlmctl gates`, `curl URL/health`)".to_owned()),
+        exit_codes::SERVER,
+    ))
+}
+
+/// One line per sweep step on stderr: `cpu step 1: 2 Hz, 40 requests ... met`, its start
+/// written when it starts (a step takes its time), its end when it ends.
+fn sweep_line(e: sweep::SweepEvent<'_>) {
+    match e {
+        sweep::SweepEvent::Step {
+            target,
+            index,
+            hz,
+            requests,
+        } => crate::redact::write_part(&format!(
+            "{target} step {index}: {} Hz, {requests} requests ... ",
+            sweep::hz_text(hz)
+        )),
+        sweep::SweepEvent::Done(s) => crate::redact::write_line(
+            true,
+            &format!(
+                "{}{}",
+                if s.met { "met" } else { "not met" },
+                if s.stopped_early {
+                    " (stopped early)"
+                } else {
+                    ""
+                }
             ),
-            Some(
-                "check that the target URLs answer (`vlmctl gates`, `curl URL/health`)".to_owned(),
-            ),
-            exit_codes::SERVER,
-        );
-        rec.fail_run(id, &first_line(&f), out);
-        Err(f)
+        ),
     }
 }
 
@@ -194,108 +233,6 @@ fn describe_line(e: run::Event<'_>) -> Option<String> {
     }
 }
 
-/// The measurement, stopped by SIGINT, SIGTERM, SIGHUP or SIGQUIT: the run is then recorded
-/// `interrupted` (at once, rather than at the next open of the history) and nothing is written.
-async fn measured<T>(
-    work: impl std::future::Future<Output = T>,
-    rec: &mut Recorder,
-    out: &mut Output,
-) -> Result<T, Failure> {
-    let cancel = Cancel::new();
-    let listener = cancel_on_signals(&cancel)?;
-    let why = tokio::select! {
-        done = work => {
-            listener.abort();
-            return Ok(done);
-        }
-        why = cancel.cancelled() => why,
-    };
-    listener.abort();
-    rec.interrupted(&format!("stopped by {why}"), out);
-    Err(Failure::new(
-        anyhow::anyhow!("bench stopped by {why}; no results were written"),
-        None,
-        exit_codes::INTERRUPTED,
-    ))
-}
-
-/// `vlmctl bench --sweep-rate LO:HI` (or a plan with `[sweep]`): one line per step on stderr,
-/// the steps table and the verdict on stdout, results.json / report.md / report.html.
-async fn sweep_cmd(
-    args: &BenchArgs,
-    (plan_path, placed, host): (&Path, &Placed, &str),
-    keys: &BTreeMap<String, String>,
-    baseline: Option<&run::Results>,
-    out: &mut Output,
-) -> Result<u8, Failure> {
-    let dir = out_dir(args);
-    let mut log = |e: sweep::SweepEvent<'_>| {
-        let mut err = std::io::stderr().lock();
-        let _ = match e {
-            sweep::SweepEvent::Step {
-                target,
-                index,
-                hz,
-                requests,
-            } => write!(
-                err,
-                "{target} step {index}: {} Hz, {requests} requests ... ",
-                sweep::hz_text(hz)
-            ),
-            sweep::SweepEvent::Done(s) => writeln!(
-                err,
-                "{}{}",
-                if s.met { "met" } else { "not met" },
-                if s.stopped_early {
-                    " (stopped early)"
-                } else {
-                    ""
-                }
-            ),
-        };
-    };
-    let state = args.state.dir();
-    let mut rec = Recorder::open(&args.record, &state, out);
-    let id = rec.begin_run(plan_path, placed, &state, host, out);
-    let mut results = measured(
-        sweep::run(&placed.aimed, args.sweep_rate, keys, &mut log),
-        &mut rec,
-        out,
-    )
-    .await?;
-    placed.restore(&mut results);
-    if let Err(f) = write_results(&dir, &results, baseline) {
-        rec.fail_run(id, &first_line(&f), out);
-        return Err(f);
-    }
-    out.stdout(&sweep::table(&results.sweep));
-    out.progress(&format!(
-        "results: {}/results.json, report.md, report.html",
-        dir.display()
-    ));
-    // A server too slow for the lowest rate still answers the question (the verdict says so);
-    // one that never answered does not.
-    let answered = results
-        .sweep
-        .iter()
-        .flat_map(|s| &s.steps)
-        .any(|s| s.wall_ms.is_some() || s.stopped_early);
-    if answered {
-        rec.finish_run(id, &results, out);
-        Ok(exit_codes::SUCCESS)
-    } else {
-        let f = Failure::new(
-            anyhow::anyhow!("no request of the sweep succeeded (see results.json)"),
-            Some(
-                "check that the target URLs answer (`vlmctl gates`, `curl URL/health`)".to_owned(),
-            ),
-            exit_codes::SERVER,
-        );
-        rec.fail_run(id, &first_line(&f), out);
-        Err(f)
-    }
-}
-
 /// `vlmctl bench compare BASE NEW`.
 fn compare_cmd(
     base: &std::path::Path,
@@ -331,60 +268,6 @@ fn out_dir(args: &BenchArgs) -> PathBuf {
             .map_or(0, |d| d.as_secs());
         PathBuf::from(format!("bench-results/{now}"))
     })
-}
-
-/// results.json, report.md and report.html in `dir`.
-fn write_results(
-    dir: &std::path::Path,
-    results: &run::Results,
-    baseline: Option<&run::Results>,
-) -> Result<(), Failure> {
-    std::fs::create_dir_all(dir)
-        .and_then(|()| {
-            std::fs::write(
-                dir.join("results.json"),
-                serde_json::to_vec_pretty(results).unwrap_or_default(),
-            )
-        })
-        .and_then(|()| std::fs::write(dir.join("report.md"), report::markdown(results)))
-        .and_then(|()| std::fs::write(dir.join("report.html"), report::html(results, baseline)))
-        .map_err(|e| {
-            Failure::new(
-                anyhow::Error::new(e).context(format!("cannot write results to {}", dir.display())),
-                None,
-                exit_codes::ENVIRONMENT,
-            )
-        })
-}
-
-/// API keys of the targets that name one, read before the first request and registered as
-/// secrets.
-fn api_keys(plan: &LoadedPlan) -> Result<BTreeMap<String, String>, Failure> {
-    let keys = plan.api_keys()?;
-    for k in keys.values() {
-        crate::redact::api_key(k);
-    }
-    Ok(keys)
-}
-
-/// The engine of the targets that name no host ([`targets::place`]): `--host` (the run is
-/// recorded under its name); without it, this machine.
-fn default_engine(
-    args: &BenchArgs,
-    sessions: &vlmctl_lifecycle::hosts::Sessions,
-) -> Result<vlmctl_lifecycle::Engine, Failure> {
-    let host = match args.host.as_deref() {
-        Some(flag) => vlmctl_lifecycle::hosts::resolve(
-            Some(flag),
-            &vlmctl_lifecycle::hosts::docker_config_dir(),
-        )?,
-        None => vlmctl_lifecycle::hosts::Host::Local,
-    };
-    Ok(vlmctl_lifecycle::Engine::new(
-        host,
-        &args.state.dir(),
-        sessions.clone(),
-    ))
 }
 
 #[cfg(test)]
@@ -426,4 +309,24 @@ mod tests {
             "{line}"
         );
     }
+}
+
+/// The engine of the targets that name no host ([`vlmctl_deploy::targets::place`]): `--host`
+/// (the run is recorded under its name); without it, this machine.
+fn default_engine(
+    args: &BenchArgs,
+    sessions: &vlmctl_lifecycle::hosts::Sessions,
+) -> Result<vlmctl_lifecycle::Engine, Failure> {
+    let host = match args.host.as_deref() {
+        Some(flag) => vlmctl_lifecycle::hosts::resolve(
+            Some(flag),
+            &vlmctl_lifecycle::hosts::docker_config_dir(),
+        )?,
+        None => vlmctl_lifecycle::hosts::Host::Local,
+    };
+    Ok(vlmctl_lifecycle::Engine::new(
+        host,
+        &args.state.dir(),
+        sessions.clone(),
+    ))
 }

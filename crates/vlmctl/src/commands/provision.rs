@@ -18,6 +18,7 @@ use crate::cli::ProvisionArgs;
 use crate::failure::Failure;
 use crate::history::Recorder;
 use crate::render::{self, Bar};
+use crate::signals::cancel_on_signals;
 use crate::{Output, exit_codes};
 
 /// `vlmctl provision` (and `relaunch`, which never stops anything).
@@ -49,14 +50,18 @@ pub async fn provision(
     // The deployment is known before anything changes (pinning writes the lock): the job is
     // recorded from here on, its hashes once the plan has them.
     let spec = vlmctl_deploy::plan::load_spec(d.spec.as_deref())?;
-    let mut rec = Recorder::open(&args.record, &super::base_state_dir(&d.state), out);
+    let mut rec = Recorder::open(
+        &args.record,
+        &super::base_state_dir(&d.state),
+        vlmctl_deploy::history::host_name(engine),
+        out,
+    );
     let kind = if relaunch {
         JobKind::Relaunch
     } else {
         JobKind::Provision
     };
-    let host = vlmctl_deploy::history::host_name(engine);
-    let job = rec.begin_job(kind, Some(&spec.name), Some(spec.sha256()), &host, out);
+    let job = rec.begin_job(kind, Some(&spec.name), Some(spec.sha256()), out);
     let mut hashes = None;
     let done = provision_job(args, relaunch, engine, &mut hashes, out).await;
     rec.finish_job(
@@ -97,7 +102,7 @@ async fn provision_job(
         wait: d.state.wait,
         within_tune: false,
     };
-    let mut sink = Progress::new(out, &plan.spec.name);
+    let mut sink = Progress::new(out);
     let done = provision::provision(
         &plan,
         &opts,
@@ -224,37 +229,6 @@ async fn with_other_gates(
     f
 }
 
-/// SIGINT, SIGTERM, SIGHUP and SIGQUIT, registered now (unlike `tokio::signal::ctrl_c`, which
-/// registers on first poll), each cancelling the job with its name. SIGHUP is what a dropped
-/// SSH session sends, the runbooks' normal way to run this; SIGQUIT (Ctrl-\) would otherwise
-/// dump core with containers down. Later signals are absorbed: the undo runs to its end.
-pub(crate) fn cancel_on_signals(cancel: &Cancel) -> Result<tokio::task::JoinHandle<()>, Failure> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let fail = |e: std::io::Error| {
-        Failure::new(
-            anyhow::Error::new(e).context("cannot install signal handlers"),
-            None,
-            exit_codes::FAILURE,
-        )
-    };
-    let mut int = signal(SignalKind::interrupt()).map_err(fail)?;
-    let mut term = signal(SignalKind::terminate()).map_err(fail)?;
-    let mut hup = signal(SignalKind::hangup()).map_err(fail)?;
-    let mut quit = signal(SignalKind::quit()).map_err(fail)?;
-    let cancel = cancel.clone();
-    Ok(tokio::spawn(async move {
-        loop {
-            let why = tokio::select! {
-                _ = int.recv() => "Ctrl-C (SIGINT)",
-                _ = term.recv() => "SIGTERM",
-                _ = hup.recv() => "SIGHUP (the terminal or SSH session went away)",
-                _ = quit.recv() => "SIGQUIT",
-            };
-            cancel.cancel(why);
-        }
-    }))
-}
-
 /// Asks at the terminal; without one (stdin not a terminal) the answer is no. The line is read
 /// on a blocking thread, so that Ctrl-C at the prompt ends the job at once, with nothing changed.
 struct Terminal;
@@ -287,16 +261,14 @@ impl Confirm for Terminal {
 /// Renders a job's events on stderr.
 pub(crate) struct Progress<'a> {
     out: &'a mut Output,
-    deployment: String,
     bar: Option<Arc<Bar>>,
     spinner: Option<ProgressBar>,
 }
 
 impl<'a> Progress<'a> {
-    pub(crate) fn new(out: &'a mut Output, deployment: &str) -> Self {
+    pub(crate) fn new(out: &'a mut Output) -> Self {
         Self {
             out,
-            deployment: deployment.to_owned(),
             bar: None,
             spinner: None,
         }
@@ -323,38 +295,34 @@ impl Progress<'_> {
     /// cancel during it is said at once, with what the run now waits for.
     fn stop_event(&mut self, event: Event) {
         match event {
-            Event::Stopping { names, journal } => {
-                self.out.progress(&format!(
-                    "stopping {} (journal: {})",
-                    names.join(", "),
-                    journal.display()
-                ));
+            e @ Event::Stopping { .. } => {
+                self.out.progress(&e.to_string());
+                let Event::Stopping { names, .. } = e else {
+                    return;
+                };
                 // A stop takes up to the container's stop timeout (30 s by default): the time
                 // it has taken so far, on a terminal.
                 let spinner = render::spinner_elapsed();
                 spinner.set_message(format!("stopping {}", names.join(", ")));
                 self.spinner = Some(spinner);
             }
-            Event::InterruptedDuringStop {
-                name,
-                stop_timeout_s,
-            } => {
+            e @ Event::InterruptedDuringStop { .. } => {
                 if let Some(s) = self.spinner.take() {
                     s.finish_and_clear();
                 }
-                self.out.progress(&format!(
-                    "interrupted: waiting for the stop of {name} (up to {stop_timeout_s} s), \
-                     then restoring it"
-                ));
+                self.out.progress(&e.to_string());
+                let Event::InterruptedDuringStop { name, .. } = e else {
+                    return;
+                };
                 let spinner = render::spinner_elapsed();
                 spinner.set_message(format!("waiting for {name} to stop, then restoring it"));
                 self.spinner = Some(spinner);
             }
-            Event::Stopped { names } => {
+            e @ Event::Stopped { .. } => {
                 if let Some(s) = self.spinner.take() {
                     s.finish_and_clear();
                 }
-                self.out.progress(&format!("stopped {}", names.join(", ")));
+                self.out.progress(&e.to_string());
             }
             _ => {}
         }
@@ -377,126 +345,41 @@ impl Sink for Progress<'_> {
     }
 
     fn event(&mut self, event: Event) {
+        // Each event's line is the event's own (`Display`); what is added here is the
+        // terminal's: the gates as a table, bars for files, spinners for pulls and stops.
         let out = &mut *self.out;
         match event {
-            Event::WaitingForLock { deployment, holder } => {
-                out.progress(&format!(
-                    "waiting for {holder} to finish with {deployment} ..."
-                ));
-            }
-            Event::GatesStarted {
-                deployment,
-                image,
-                port,
-            } => out.progress(&format!("gates for {deployment} ({image} on port {port})")),
             Event::Gates { results } => out.progress(&render::gates_table(&results)),
-            Event::Fetching { model } => out.progress(&format!("fetching {model} from the hub")),
-            Event::Fetched {
-                file,
-                size,
-                outcome,
-            } => after_bar(
-                &mut self.bar,
-                out,
-                &format!("  {file}: {}", render::describe(&outcome, size)),
-            ),
-            Event::Pulling { image, step } => {
-                let spinner = self.spinner.get_or_insert_with(render::spinner);
-                let bytes = step
-                    .bytes
-                    .map(|(done, total)| {
-                        format!(
-                            " {}/{}",
-                            render::human_bytes(done),
-                            render::human_bytes(total)
-                        )
-                    })
-                    .unwrap_or_default();
-                spinner.set_message(format!(
-                    "pulling {image}: {}{}{bytes}",
-                    step.layer
-                        .as_deref()
-                        .map(|l| format!("{l} "))
-                        .unwrap_or_default(),
-                    step.status
-                ));
+            e @ (Event::Fetched { .. }
+            | Event::PushedToHost { .. }
+            | Event::VerifiedOnHost { .. }
+            | Event::StagingRemoved { .. }
+            | Event::StagingInUse { .. }) => {
+                let indent = if matches!(e, Event::Fetched { .. }) {
+                    "  "
+                } else {
+                    ""
+                };
+                after_bar(&mut self.bar, out, &format!("{indent}{e}"));
             }
-            Event::Pulled { image, pulled } => {
+            e @ Event::Pulling { .. } => {
+                let spinner = self.spinner.get_or_insert_with(render::spinner);
+                spinner.set_message(e.to_string());
+            }
+            e @ Event::Pulled { pulled, .. } => {
                 if let Some(s) = self.spinner.take() {
                     s.finish_and_clear();
                 }
                 if pulled {
-                    out.progress(&format!("pulled {image}"));
+                    out.progress(&e.to_string());
                 }
             }
-            e @ (Event::PushedToHost { .. }
-            | Event::VerifiedOnHost { .. }
-            | Event::StagingRemoved { .. }
-            | Event::StagingInUse { .. }) => {
-                if let Some(line) = render::on_host(&e) {
-                    after_bar(&mut self.bar, out, &line);
-                }
-            }
-            Event::ConflictFound { conflict: c } => out.progress(&conflict_text(&c)),
-            Event::NotStopping { name } => out.progress(&format!(
-                "not stopping {name} (not confirmed: answer the prompt, or pass --stop {name})"
-            )),
-            Event::StopIgnored { name } => {
-                out.progress(&format!("--stop {name}: no such running conflict; ignored"));
-            }
-            Event::Warning { message } => out.progress(&format!("warning: {message}")),
             e @ (Event::Stopping { .. }
             | Event::InterruptedDuringStop { .. }
             | Event::Stopped { .. }) => self.stop_event(e),
-            Event::WeightsChangedUnderServer { deployment, why } => out.progress(&format!(
-                "the weights under the running {deployment} changed since it started ({why}): \
-                 it still maps the earlier bytes, so it is replaced to serve the verified files"
-            )),
-            Event::Launched { launch } => out.progress(&match launch {
-                Launch::Unchanged { .. } => format!(
-                    "{} is already running this spec: nothing to do",
-                    self.deployment
-                ),
-                Launch::Started { replaced, .. } => format!(
-                    "{} {}; waiting for /health",
-                    if replaced { "replaced" } else { "started" },
-                    self.deployment
-                ),
-            }),
-            e @ (Event::VariantStarting { .. }
-            | Event::VariantDone { .. }
-            | Event::RestoringOriginal { .. }) => {
-                out.progress(&super::tune::event_text(e, &self.deployment));
-            }
             // Shown in the result or in the error.
             Event::Ready { .. } | Event::SmokeDone { .. } | Event::Undone { .. } => {}
+            e => out.progress(&e.to_string()),
         }
     }
-}
-
-/// One conflict as a person needs to judge it: state, image, restart policy, GPU memory,
-/// command and the last log lines.
-fn conflict_text(c: &ConflictInfo) -> String {
-    let tail: Vec<&str> = c
-        .logs
-        .lines()
-        .rev()
-        .take(5)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    format!(
-        "conflict: {} [{}] {} image {} restart {}{}\n  command: {}\n  last log lines:\n    {}",
-        c.name,
-        c.state,
-        c.status,
-        c.image,
-        c.restart_policy,
-        c.gpu_mib
-            .map(|m| format!(", {m} MiB GPU"))
-            .unwrap_or_default(),
-        c.command,
-        tail.join("\n    ")
-    )
 }

@@ -17,9 +17,13 @@ pub async fn restore(
     engine: &vlmctl_lifecycle::Engine,
     out: &mut Output,
 ) -> Result<u8, Failure> {
-    let mut rec = Recorder::open(&args.record, &super::base_state_dir(&args.state), out);
-    let host = vlmctl_deploy::history::host_name(engine);
-    let job = rec.begin_job(JobKind::Restore, None, None, &host, out);
+    let mut rec = Recorder::open(
+        &args.record,
+        &super::base_state_dir(&args.state),
+        vlmctl_deploy::history::host_name(engine),
+        out,
+    );
+    let job = rec.begin_job(JobKind::Restore, None, None, out);
     let done = restore_journals(args, engine, out).await;
     rec.finish_job(job, done.as_ref().map(|(_, d)| d.as_str()), None, out);
     done.map(|(code, _)| code)
@@ -33,7 +37,7 @@ async fn restore_journals(
 ) -> Result<(u8, String), Failure> {
     let state = engine.state_dir();
     let results = {
-        let mut sink = Progress::new(out, "the deployment");
+        let mut sink = Progress::new(out);
         vlmctl_deploy::undo::restore_all(engine, args.state.wait, &mut sink, &Cancel::new()).await?
     };
     if results.is_empty() {

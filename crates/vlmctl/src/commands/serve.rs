@@ -5,8 +5,8 @@ use vlmctl_deploy::Dirs;
 use vlmctl_deploy::events::Cancel;
 
 use crate::cli::ServeArgs;
-use crate::commands::provision::cancel_on_signals;
 use crate::failure::Failure;
+use crate::signals::cancel_on_signals;
 use crate::{Output, env_vars, exit_codes};
 
 /// `vlmctl serve`.

@@ -28,11 +28,15 @@ pub async fn teardown(
         let sha = spec.sha256();
         (spec.name, Some(sha))
     };
-    let mut rec = Recorder::open(&args.record, &super::base_state_dir(&args.state), out);
-    let host = vlmctl_deploy::history::host_name(engine);
-    let job = rec.begin_job(JobKind::Teardown, Some(&name), spec_sha256, &host, out);
+    let mut rec = Recorder::open(
+        &args.record,
+        &super::base_state_dir(&args.state),
+        vlmctl_deploy::history::host_name(engine),
+        out,
+    );
+    let job = rec.begin_job(JobKind::Teardown, Some(&name), spec_sha256, out);
     let done = {
-        let mut sink = Progress::new(out, &name);
+        let mut sink = Progress::new(out);
         vlmctl_deploy::undo::teardown(engine, &name, args.state.wait, &mut sink, &Cancel::new())
             .await
             .map_err(Failure::from)

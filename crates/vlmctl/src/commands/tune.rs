@@ -16,9 +16,10 @@ use vlmctl_deploy::tune::{
 use vlmctl_store::{NewRun, Source, State, TargetLink};
 
 use crate::cli::TuneArgs;
-use crate::commands::provision::{Progress, cancel_on_signals};
+use crate::commands::provision::Progress;
 use crate::failure::Failure;
 use crate::history::Recorder;
+use crate::signals::cancel_on_signals;
 use crate::{Output, exit_codes};
 
 /// `vlmctl tune`.
@@ -49,7 +50,7 @@ pub async fn tune(
             s.requests,
         );
     };
-    let mut progress = Progress::new(out, &plan.spec.name);
+    let mut progress = Progress::new(out);
     let done = tune::tune(
         &plan,
         &bench,
@@ -201,7 +202,12 @@ fn record(
     if rows.is_empty() {
         return;
     }
-    let mut rec = Recorder::open(args, engine.state_dir(), out);
+    let mut rec = Recorder::open(
+        args,
+        engine.state_dir(),
+        vlmctl_deploy::history::host_name(engine),
+        out,
+    );
     let mut ids = Vec::new();
     for r in rows {
         let Some(results) = r.results.as_deref() else {
@@ -233,7 +239,7 @@ fn record(
             targets: links,
             state: State::Running,
         };
-        if let Some(id) = rec.record_finished(&run, results, out) {
+        if let Some(id) = rec.record_finished(run, results, out) {
             ids.push(id.to_string());
         }
     }
@@ -559,45 +565,6 @@ fn cells(r: &Row) -> [String; 8] {
                 first_line(why, 100)
             ),
         ],
-    }
-}
-
-/// A tune's progress event as a line on stderr.
-pub(crate) fn event_text(e: Event, deployment: &str) -> String {
-    match e {
-        Event::VariantStarting {
-            name,
-            settings,
-            index,
-            total,
-        } => format!(
-            "variant {}/{total}: {name} ({settings}): relaunching {deployment}",
-            index + 1
-        ),
-        Event::VariantDone { name, outcome } => match outcome {
-            Outcome::Measured(m) => format!(
-                "variant {name}: p50 {:.1} ms ({}), {} ok, {} errors{}",
-                m.p50_ms,
-                m.config,
-                m.ok,
-                m.errors,
-                m.memory_mib
-                    .map(|v| format!(", {v} MiB"))
-                    .unwrap_or_default()
-            ),
-            Outcome::Failed { why, .. } => format!("variant {name}: FAILED: {why}"),
-        },
-        Event::RestoringOriginal {
-            deployment,
-            container,
-        } => match container {
-            Some(id) => format!(
-                "putting {deployment} back (container {})",
-                id.get(..12).unwrap_or(&id)
-            ),
-            None => format!("removing the last variant ({deployment} had no container)"),
-        },
-        other => format!("{other:?}"),
     }
 }
 

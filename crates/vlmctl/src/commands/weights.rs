@@ -629,7 +629,7 @@ pub async fn push(
     // A signal ends the push between two awaits: its helper is removed on the way out
     // (the command's `Sessions::close`), and the whole pieces stay on the host for the next push.
     let cancel = vlmctl_deploy::events::Cancel::new();
-    let listener = crate::commands::provision::cancel_on_signals(&cancel)?;
+    let listener = crate::signals::cancel_on_signals(&cancel)?;
     for (dir, files) in &by_dir {
         out.progress(&format!(
             "{} file(s) to {}:{}",
