@@ -345,15 +345,32 @@ impl App {
         .map_err(|e| ApiError::internal(format!("drawing the page failed: {e}")))
     }
 
-    /// The spec file for a deployment, among the configured ones: its plan, or why not.
+    /// The spec file for a deployment, among the configured ones: its plan, or why not. Each
+    /// spec is parsed once.
     pub fn plan_for(&self, deployment: &str) -> Option<Result<Plan, String>> {
         self.cfg.specs.iter().find_map(|p| {
             let spec = vlmctl_deploy::plan::load_spec(Some(p)).ok()?;
-            (spec.name == deployment).then(|| {
-                Plan::load(Some(p), &self.cfg.lock, &self.cfg.dirs)
-                    .map_err(|e| vlmctl_lifecycle::error_chain(&e))
-            })
+            (spec.name == deployment).then(|| self.plan_of(spec, p))
         })
+    }
+
+    /// Every configured spec's deployment name and plan (or why not), each spec parsed once:
+    /// for a page that shows every deployment (one parse per spec per request, not one per
+    /// spec per row).
+    pub fn plans(&self) -> Vec<(String, Result<Plan, String>)> {
+        self.cfg
+            .specs
+            .iter()
+            .filter_map(|p| {
+                let spec = vlmctl_deploy::plan::load_spec(Some(p)).ok()?;
+                Some((spec.name.clone(), self.plan_of(spec, p)))
+            })
+            .collect()
+    }
+
+    fn plan_of(&self, spec: vlmctl_lifecycle::spec::Spec, path: &Path) -> Result<Plan, String> {
+        Plan::for_spec(spec, Some(path), &self.cfg.lock, &self.cfg.dirs)
+            .map_err(|e| vlmctl_lifecycle::error_chain(&e))
     }
 
     /// The plan file a request names (a file name or path among the configured ones), or the
