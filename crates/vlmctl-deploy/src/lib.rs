@@ -40,6 +40,7 @@ pub mod status;
 pub mod targets;
 pub mod tune;
 pub mod undo;
+pub mod weights;
 
 pub(crate) mod error;
 

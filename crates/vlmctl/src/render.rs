@@ -422,6 +422,37 @@ pub fn on_host(e: &vlmctl_deploy::events::Event) -> Option<String> {
     })
 }
 
+/// The line of an event of the weights jobs and of pin-on-first-use, as the commands show it
+/// while they go (`None` for the other events).
+#[must_use]
+pub fn job_line(e: &vlmctl_deploy::events::Event) -> Option<String> {
+    use vlmctl_deploy::events::Event;
+    Some(match e {
+        Event::Pinning { need, endpoint } => format!("pinning {need}; asking {endpoint}"),
+        Event::Pinned { pinned: p } => pinned(p),
+        Event::Resolving {
+            repo,
+            revision,
+            endpoint,
+        } => format!("resolving {repo}@{revision} on {endpoint}"),
+        Event::Verifying {
+            files,
+            bytes,
+            threads,
+        } => format!(
+            "verifying {files} file(s), {}, on up to {threads} thread(s)",
+            human_bytes(*bytes)
+        ),
+        Event::Adopting { path, bytes } => {
+            format!("verifying {} ({})", path.display(), human_bytes(*bytes))
+        }
+        Event::PushingTo { files, host, dir } => {
+            format!("{files} file(s) to {host}:{}", dir.display())
+        }
+        _ => return None,
+    })
+}
+
 /// One file pushed to another host: `pushed NAME (SIZE) to the host, verified there` and, for
 /// a push that resumed, how much an earlier one had left.
 #[must_use]

@@ -52,7 +52,8 @@ pub async fn provision(
     };
     let job = rec.begin_job(kind, Some(&spec.name), Some(spec.sha256()), out);
     let mut hashes = None;
-    let done = provision_job(args, relaunch, &state, &mut hashes, out).await;
+    // Parsed once: the plan is built from this spec, not read again.
+    let done = provision_job(args, relaunch, spec, &state, &mut hashes, out).await;
     rec.finish_job(
         job,
         done.as_deref(),
@@ -69,17 +70,18 @@ pub async fn provision(
 async fn provision_job(
     args: &ProvisionArgs,
     relaunch: bool,
+    spec: vlmctl_lifecycle::spec::Spec,
     state: &std::path::Path,
     hashes: &mut Option<(String, String)>,
     out: &mut Output,
 ) -> Result<String, Failure> {
     let d = &args.deploy;
-    let plan = match d.pinned_plan(out).await {
+    let hub = super::hub_client(&d.hub)?;
+    let plan = match d.pinned_plan_of(spec, &hub, out).await {
         Ok(p) => p,
         Err(f) => return Err(with_other_gates(d, f, out).await),
     };
     *hashes = Some((plan.spec.sha256(), plan.mount.lock_sha256.clone()));
-    let hub = super::hub_client(&d.hub)?;
     let cancel = Cancel::new();
     // Listening from the start: a signal at any point ends the job through its undo, never by
     // killing the process with containers down.
@@ -459,6 +461,16 @@ impl Sink for Progress<'_> {
             }
             // Shown in the result or in the error.
             Event::Ready { .. } | Event::SmokeDone { .. } | Event::Undone { .. } => {}
+            e @ (Event::Pinning { .. }
+            | Event::Pinned { .. }
+            | Event::Resolving { .. }
+            | Event::Verifying { .. }
+            | Event::Adopting { .. }
+            | Event::PushingTo { .. }) => {
+                if let Some(line) = render::job_line(&e) {
+                    out.progress(&line);
+                }
+            }
         }
     }
 }

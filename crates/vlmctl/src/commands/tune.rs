@@ -28,9 +28,9 @@ pub async fn tune(args: &TuneArgs, out: &mut Output) -> Result<u8, Failure> {
     let file = TuneFile::load(&args.variants)?;
     let bench = LoadedPlan::load(&args.plan)?;
     let (file, bench) = shorten(file, bench, args)?;
-    let plan = d.pinned_plan(out).await?;
-    let state = super::state_dir(&d.state);
     let hub = super::hub_client(&d.hub)?;
+    let plan = d.pinned_plan(&hub, out).await?;
+    let state = super::state_dir(&d.state);
     let cancel = Cancel::new();
     let listener = cancel_on_signals(&cancel)?;
     let opts = TuneOptions {
