@@ -158,6 +158,41 @@ pub enum DeployError {
         #[source]
         source: std::io::Error,
     },
+    /// A lock (or the entries named) has no file to verify or push.
+    #[error("{} locks no files", lock.display())]
+    LockHasNoFiles {
+        /// The lock.
+        lock: PathBuf,
+    },
+    /// `--locked` (or `VLMCTL_LOCKED`), and the command would change the lock.
+    #[error("{what}, and --locked (VLMCTL_LOCKED) forbids changing {}", lock.display())]
+    LockedRefusal {
+        /// The lock.
+        lock: PathBuf,
+        /// What would change.
+        what: String,
+    },
+    /// `weights push` to this machine.
+    #[error("weights push needs another host: this one is where the files are")]
+    PushToLocal,
+    /// `weights push --to` a folder Docker would not read as a host folder.
+    #[error("--to {}: the host's folder must be an absolute path without ':'", to.display())]
+    PushFolder {
+        /// The folder given.
+        to: PathBuf,
+    },
+    /// The files here do not verify: nothing was pushed.
+    #[error("the files here do not verify: nothing was pushed")]
+    PushUnverified {
+        /// Every file's report (the failed among them).
+        reports: Vec<vlmctl_weights::FileReport>,
+    },
+    /// A push was cancelled (a signal, in the CLI).
+    #[error("weights push stopped by {why}")]
+    PushInterrupted {
+        /// What asked for it.
+        why: String,
+    },
     /// The job was cancelled (a signal, in the CLI).
     #[error("interrupted by {why}")]
     Interrupted {
@@ -447,6 +482,23 @@ impl DeployError {
                 "check that {} can be created and written, or pass --out with another folder",
                 dir.display()
             )),
+            Self::LockHasNoFiles { .. } => Some(
+                "add a [[model]] entry with its [[model.file]] tables (README, \"weights.lock\")"
+                    .to_owned(),
+            ),
+            Self::LockedRefusal { .. } => {
+                Some("run without --locked (and unset VLMCTL_LOCKED) to change the lock".to_owned())
+            }
+            Self::PushToLocal => {
+                Some("name it: --host beast, or --host ssh://user@host[:port]".to_owned())
+            }
+            Self::PushFolder { .. } => Some("--to /var/lib/models/gemma, say".to_owned()),
+            Self::PushUnverified { .. } => {
+                Some("`vlmctl weights fetch` puts the locked files here first".to_owned())
+            }
+            Self::PushInterrupted { .. } => {
+                Some("push again: the whole pieces already on the host are kept".to_owned())
+            }
             Self::RestoreIncomplete { source, .. } => Some(if source.daemon_gone() {
                 "the Docker daemon went away: start it again, then run `vlmctl restore`, which \
                  finishes the job from the journal"

@@ -198,6 +198,56 @@ pub enum Event {
         /// What the undo did.
         restored: Restored,
     },
+    /// A spec's `[model]` is not pinned in the lock: it is resolved against the hub now.
+    /// Text: `pinning NEED; asking ENDPOINT`.
+    Pinning {
+        /// What is pinned and why ([`crate::pin::PinNeed`]'s text).
+        need: String,
+        /// The hub asked.
+        endpoint: String,
+    },
+    /// The lock has the entry now (or already had it). Text: `pinned NAME in LOCK: REPO@COMMIT`.
+    Pinned {
+        /// The entry and what happened to the lock.
+        pinned: crate::pin::Pinned,
+    },
+    /// `weights update`: a branch or tag is resolved again.
+    /// Text: `resolving REPO@REVISION on ENDPOINT`.
+    Resolving {
+        /// The repository.
+        repo: String,
+        /// The branch or tag.
+        revision: String,
+        /// The hub asked.
+        endpoint: String,
+    },
+    /// `weights verify`: the files are being checked.
+    /// Text: `verifying N file(s), SIZE, on up to T thread(s)`.
+    Verifying {
+        /// How many files.
+        files: usize,
+        /// Their bytes.
+        bytes: u64,
+        /// Threads at most.
+        threads: usize,
+    },
+    /// `weights adopt`: a file given is being checked against the lock.
+    /// Text: `verifying PATH (SIZE)`.
+    Adopting {
+        /// The file given.
+        path: std::path::PathBuf,
+        /// Its locked size.
+        bytes: u64,
+    },
+    /// `weights push`: files go to one folder of the host. Text: `N file(s) to HOST:DIR`.
+    PushingTo {
+        /// How many files.
+        files: usize,
+        /// The host's name.
+        host: String,
+        /// The folder there.
+        dir: std::path::PathBuf,
+    },
 }
 
 /// One line of text per event (a conflict, a few): what the terminal and the service's pages
@@ -400,6 +450,43 @@ impl std::fmt::Display for Event {
                     write!(f, " ({})", back.join(", "))?;
                 }
                 Ok(())
+            }
+            Self::Pinning { need, endpoint } => write!(f, "pinning {need}; asking {endpoint}"),
+            Self::Pinned { pinned } => {
+                let what = match &pinned.change {
+                    crate::pin::Change::Added => "pinned",
+                    crate::pin::Change::Updated { .. } => "re-pinned",
+                    crate::pin::Change::Unchanged => "already pinned",
+                };
+                let e = &pinned.entry;
+                write!(
+                    f,
+                    "{what} {} in {}: {}@{}",
+                    e.name,
+                    pinned.lock.display(),
+                    e.repo,
+                    e.revision
+                )
+            }
+            Self::Resolving {
+                repo,
+                revision,
+                endpoint,
+            } => write!(f, "resolving {repo}@{revision} on {endpoint}"),
+            Self::Verifying {
+                files,
+                bytes,
+                threads,
+            } => write!(
+                f,
+                "verifying {files} file(s), {}, on up to {threads} thread(s)",
+                human_bytes(*bytes)
+            ),
+            Self::Adopting { path, bytes } => {
+                write!(f, "verifying {} ({})", path.display(), human_bytes(*bytes))
+            }
+            Self::PushingTo { files, host, dir } => {
+                write!(f, "{files} file(s) to {host}:{}", dir.display())
             }
         }
     }

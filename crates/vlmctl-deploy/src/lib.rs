@@ -43,10 +43,9 @@ pub mod status;
 pub mod targets;
 pub mod tune;
 pub mod undo;
+pub mod weights;
 
 pub(crate) mod error;
-
-use std::path::Path;
 
 pub use error::DeployError;
 pub use plan::{Dirs, Plan};
@@ -70,57 +69,13 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
-/// Writes `bytes` to `path` so that a reader sees the old file or the new one, never a part,
-/// and the new one survives a power cut: temp file, fsync, rename, fsync the directory
-/// (`atomic-write-file` does exactly that; the directory is created first).
-/// A path that is a symbolic link is written through to its target (the link stays a link); the
-/// file keeps its mode, a new one gets 0644 (the crate would copy a link's own 0777).
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::PermissionsExt as _;
-    let path = match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(path)?,
-        _ => path.to_owned(),
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mode = std::fs::metadata(&path).map_or(0o644, |m| m.permissions().mode() & 0o7777);
-    let mut f = atomic_write_file::AtomicWriteFile::open(&path)?;
-    f.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(mode))?;
-    f.write_all(bytes)?;
-    f.commit()
-}
+/// The one atomic write of every state file (`vlmctl_files::write_atomic`: follows a symbolic
+/// link, keeps the mode), under the name this crate's callers use.
+pub use vlmctl_files::write_atomic as write_atomically;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_linked_file_is_written_through_its_link_keeping_its_mode() {
-        use std::os::unix::fs::PermissionsExt as _;
-        let tmp = tempfile::tempdir().unwrap();
-        let real = tmp.path().join("real.lock");
-        std::fs::write(&real, "old").unwrap();
-        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o640)).unwrap();
-        let link = tmp.path().join("weights.lock");
-        std::os::unix::fs::symlink(&real, &link).unwrap();
-        write_atomically(&link, b"new").unwrap();
-        assert!(
-            std::fs::symlink_metadata(&link)
-                .unwrap()
-                .file_type()
-                .is_symlink()
-        );
-        assert_eq!(std::fs::read_to_string(&real).unwrap(), "new");
-        let mode = std::fs::metadata(&real).unwrap().permissions().mode() & 0o7777;
-        assert_eq!(mode, 0o640);
-        let fresh = tmp.path().join("sub/new.lock");
-        write_atomically(&fresh, b"x").unwrap();
-        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o7777;
-        assert_eq!(mode, 0o644);
-    }
 
     #[test]
     fn sizes_read_as_disks_count_them() {

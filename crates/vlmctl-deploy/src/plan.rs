@@ -128,8 +128,18 @@ impl Plan {
     /// does not pin gives a plan with [`Plan::unpinned`] set; one that names an entry the lock
     /// does not have is an error.
     pub fn load(spec: Option<&Path>, lock: &Path, dirs: &Dirs) -> Result<Self, DeployError> {
-        let spec_path = spec;
-        let spec = load_spec(spec)?;
+        Self::for_spec(load_spec(spec)?, spec, lock, dirs)
+    }
+
+    /// [`Plan::load`] for a spec already parsed (from `spec_path`, `None` for the embedded
+    /// default): a job that parsed it once (to record it, to find a deployment by name) does not
+    /// parse it again.
+    pub fn for_spec(
+        spec: Spec,
+        spec_path: Option<&Path>,
+        lock: &Path,
+        dirs: &Dirs,
+    ) -> Result<Self, DeployError> {
         // A spec that names its model by name only needs a lock with that entry: without one
         // (a forgotten --lock, most often), say which locks nearby have it.
         let not_in_lock = |spec: &Spec| DeployError::ModelNotInLock {

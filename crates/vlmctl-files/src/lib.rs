@@ -10,6 +10,10 @@
 //! The refusals come back as [`std::io::Error`]s wrapping a [`Refused`], so that each caller's
 //! existing "cannot read PATH" error (and its exit code) carries them unchanged; [`refusal`]
 //! finds the [`Refused`] again where a caller treats it differently.
+//!
+//! And the one way vlmctl replaces a state file (a journal, a provision record, a
+//! `weights.lock`, the verified-files cache): [`write_atomic`], so that a reader sees the old
+//! file or the new one, never a part (uv has `uv-fs::write_atomic` for the same reason).
 
 use std::io::{self, Read as _};
 use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
@@ -148,6 +152,31 @@ fn file_kind(t: std::fs::FileType) -> &'static str {
     }
 }
 
+/// Writes `bytes` to `path` so that a reader sees the old file or the new one, never a part,
+/// and the new one survives a power cut: temp file, fsync, rename, fsync the directory
+/// (`atomic-write-file` does exactly that; the directory is created first).
+///
+/// A path that is a symbolic link is written through to its target (the link stays a link: a
+/// `weights.lock` kept elsewhere and linked into a checkout stays shared); the file keeps its
+/// mode, a new one gets 0644 (the crate alone would give the link's own 0777, or 0600).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(path)?,
+        _ => path.to_owned(),
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mode = std::fs::metadata(&path).map_or(0o644, |m| m.permissions().mode() & 0o7777);
+    let mut f = atomic_write_file::AtomicWriteFile::open(&path)?;
+    f.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))?;
+    f.write_all(bytes)?;
+    f.commit()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,5 +238,31 @@ mod tests {
         let missing = read_regular(&tmp.path().join("nope"), 10, "x").expect_err("missing");
         assert_eq!(missing.kind(), io::ErrorKind::NotFound);
         assert!(refusal(&missing).is_none());
+    }
+
+    #[test]
+    fn a_linked_file_is_written_through_its_link_keeping_its_mode() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let tmp = tempfile::tempdir().unwrap();
+        let real = tmp.path().join("real.lock");
+        std::fs::write(&real, "old").unwrap();
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let link = tmp.path().join("weights.lock");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        write_atomic(&link, b"new").unwrap();
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read_to_string(&real).unwrap(), "new");
+        let mode = std::fs::metadata(&real).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o640);
+        let fresh = tmp.path().join("sub/new.lock");
+        write_atomic(&fresh, b"x").unwrap();
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o644);
+        assert_eq!(std::fs::read_to_string(&fresh).unwrap(), "x");
     }
 }

@@ -15,7 +15,6 @@
 //! the holder of that deployment's lock ([`crate::lockfile`]).
 
 use std::fs::{self, File};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -173,20 +172,14 @@ pub fn deployment_of(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Writes `journal` to `path`: temp file, fsync, rename, fsync the directory.
+/// Writes `journal` to `path`: temp file, fsync, rename, fsync the directory
+/// (`vlmctl_files::write_atomic`).
 pub fn write(path: &Path, journal: &Journal) -> Result<(), LifecycleError> {
     let text = serde_json::to_vec_pretty(journal).unwrap_or_default();
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    fs::create_dir_all(dir)
-        .and_then(|()| {
-            let mut f = atomic_write_file::AtomicWriteFile::open(path)?;
-            f.write_all(&text)?;
-            f.commit()
-        })
-        .map_err(|source| LifecycleError::Journal {
-            path: path.to_owned(),
-            source,
-        })
+    vlmctl_files::write_atomic(path, &text).map_err(|source| LifecycleError::Journal {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Reads a journal; `None` if there is none.

@@ -106,11 +106,16 @@ impl App {
         let status = vlmctl_deploy::status::status(&self.cfg.engine, None)
             .await
             .map_err(|e| unavailable(vlmctl_lifecycle::error_chain(&e), e.hint()))?;
+        // Each configured spec parsed once for the whole page, not once per row.
+        let plans = self.plans();
         let deployments = status
             .containers
             .into_iter()
             .map(|row| {
-                let plan = self.plan_for(&row.container.name);
+                let plan = plans
+                    .iter()
+                    .find(|(name, _)| *name == row.container.name)
+                    .map(|(_, plan)| plan.clone());
                 let drift = match &plan {
                     Some(Ok(p)) => vlmctl_deploy::status::drift(&row.container, Some(p)),
                     _ => row.drift,

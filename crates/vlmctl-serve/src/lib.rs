@@ -346,15 +346,32 @@ impl App {
         .map_err(|e| ApiError::internal(format!("drawing the page failed: {e}")))
     }
 
-    /// The spec file for a deployment, among the configured ones: its plan, or why not.
+    /// The spec file for a deployment, among the configured ones: its plan, or why not. Each
+    /// spec is parsed once.
     pub fn plan_for(&self, deployment: &str) -> Option<Result<Plan, String>> {
         self.cfg.specs.iter().find_map(|p| {
             let spec = vlmctl_deploy::plan::load_spec(Some(p)).ok()?;
-            (spec.name == deployment).then(|| {
-                Plan::load(Some(p), &self.cfg.lock, &self.cfg.dirs)
-                    .map_err(|e| vlmctl_lifecycle::error_chain(&e))
-            })
+            (spec.name == deployment).then(|| self.plan_of(spec, p))
         })
+    }
+
+    /// Every configured spec's deployment name and plan (or why not), each spec parsed once:
+    /// for a page that shows every deployment (one parse per spec per request, not one per
+    /// spec per row).
+    pub fn plans(&self) -> Vec<(String, Result<Plan, String>)> {
+        self.cfg
+            .specs
+            .iter()
+            .filter_map(|p| {
+                let spec = vlmctl_deploy::plan::load_spec(Some(p)).ok()?;
+                Some((spec.name.clone(), self.plan_of(spec, p)))
+            })
+            .collect()
+    }
+
+    fn plan_of(&self, spec: vlmctl_lifecycle::spec::Spec, path: &Path) -> Result<Plan, String> {
+        Plan::for_spec(spec, Some(path), &self.cfg.lock, &self.cfg.dirs)
+            .map_err(|e| vlmctl_lifecycle::error_chain(&e))
     }
 
     /// The plan file a request names (a file name or path among the configured ones), or the
@@ -1148,6 +1165,44 @@ mod tests {
             Event::Undone {
                 restored: vlmctl_lifecycle::journal::Restored::default(),
             },
+            Event::Pinning {
+                need: s("gemma"),
+                endpoint: s("https://hub"),
+            },
+            Event::Pinned {
+                pinned: vlmctl_deploy::pin::Pinned {
+                    entry: vlmctl_weights::ModelEntry {
+                        name: s("gemma"),
+                        repo: s("org/gemma"),
+                        revision: "a".repeat(40),
+                        tracks: None,
+                        dir: None,
+                        pinned_from: None,
+                        files: Vec::new(),
+                    },
+                    change: vlmctl_deploy::pin::Change::Added,
+                    lock: PathBuf::from("weights.lock"),
+                },
+            },
+            Event::Resolving {
+                repo: s("org/gemma"),
+                revision: s("main"),
+                endpoint: s("https://hub"),
+            },
+            Event::Verifying {
+                files: 1,
+                bytes: 2,
+                threads: 1,
+            },
+            Event::Adopting {
+                path: PathBuf::from("f.gguf"),
+                bytes: 1,
+            },
+            Event::PushingTo {
+                files: 1,
+                host: s("beast"),
+                dir: PathBuf::from("/models"),
+            },
         ];
         for e in &all {
             match e {
@@ -1176,7 +1231,13 @@ mod tests {
                 | Event::VariantStarting { .. }
                 | Event::VariantDone { .. }
                 | Event::RestoringOriginal { .. }
-                | Event::Undone { .. } => {}
+                | Event::Undone { .. }
+                | Event::Pinning { .. }
+                | Event::Pinned { .. }
+                | Event::Resolving { .. }
+                | Event::Verifying { .. }
+                | Event::Adopting { .. }
+                | Event::PushingTo { .. } => {}
             }
         }
         all

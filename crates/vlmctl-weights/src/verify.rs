@@ -390,15 +390,7 @@ fn verify_all_cached_with(
     }
     // Best effort: without the cache the next run hashes again, nothing worse.
     let text = serde_json::to_vec_pretty(&stamps).unwrap_or_default();
-    let _ = cache
-        .parent()
-        .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|()| {
-            use std::io::Write as _;
-            let mut f = atomic_write_file::AtomicWriteFile::open(cache)?;
-            f.write_all(&text)?;
-            f.commit()
-        });
+    let _ = vlmctl_files::write_atomic(cache, &text);
     (reports, fast_count)
 }
 

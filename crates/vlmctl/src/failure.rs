@@ -185,7 +185,12 @@ fn deploy_code(e: &vlmctl_deploy::DeployError) -> u8 {
         | E::DefaultNotDeployed { .. }
         | E::NotOurs { .. }
         | E::TuneFileInvalid { .. }
-        | E::ParkedByTune { .. } => exit_codes::INVALID_INPUT,
+        | E::ParkedByTune { .. }
+        | E::LockHasNoFiles { .. }
+        | E::LockedRefusal { .. } => exit_codes::INVALID_INPUT,
+        E::PushToLocal | E::PushFolder { .. } => exit_codes::USAGE,
+        E::PushUnverified { .. } => exit_codes::VERIFY_FAILED,
+        E::PushInterrupted { .. } => exit_codes::INTERRUPTED,
         E::GateFailed { .. } => exit_codes::GATE_FAILED,
         E::SmokeFailed { .. }
         | E::ThinkingLeaked { .. }

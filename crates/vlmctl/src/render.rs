@@ -375,6 +375,23 @@ pub fn on_host(e: &vlmctl_deploy::events::Event) -> Option<String> {
     .then(|| e.to_string())
 }
 
+/// The line of an event of the weights jobs and of pin-on-first-use, as the commands show it
+/// while they go (`None` for the other events): the event's own line, and for a pin the
+/// entry's files as a table.
+#[must_use]
+pub fn job_line(e: &vlmctl_deploy::events::Event) -> Option<String> {
+    use vlmctl_deploy::events::Event;
+    match e {
+        Event::Pinned { pinned: p } => Some(pinned(p)),
+        Event::Pinning { .. }
+        | Event::Resolving { .. }
+        | Event::Verifying { .. }
+        | Event::Adopting { .. }
+        | Event::PushingTo { .. } => Some(e.to_string()),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

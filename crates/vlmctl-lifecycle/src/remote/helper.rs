@@ -225,23 +225,38 @@ impl<'a> Helper<'a> {
 
 /// Labels every helper container.
 pub const HELPER_LABEL: &str = "org.vlmctl.helper";
-/// Who started a helper: `HOSTNAME/PID`.
+/// Who started a helper: `HOSTNAME/PID/START/MACHINE` (the hostname for people, then
+/// `vlmctl_base::owner::Owner::to_label`); helpers of older vlmctls say `HOSTNAME/PID`.
 const OWNER_LABEL: &str = "org.vlmctl.helper-owner";
 
 fn owner() -> String {
     format!(
         "{}/{}",
         crate::hosts::machine_name().unwrap_or_default(),
-        std::process::id()
+        vlmctl_base::owner::Owner::this_process().to_label()
     )
 }
 
-/// Whether a process of this machine is still running (a zombie is not).
-fn alive(pid: &str) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        s.rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
-    })
+/// Whether a helper's owner label names a process of this machine that is gone (the one rule
+/// of `vlmctl_base::owner`: pid + start time + boot id + pid namespace, so a reused pid does not
+/// keep a dead push's helper). A label of an older vlmctl (`HOSTNAME/PID`) is judged by
+/// hostname and pid alone; another machine's owner is never gone from here.
+fn owner_gone(label: &str, me: &str) -> bool {
+    let Some((host, rest)) = label.split_once('/') else {
+        return false;
+    };
+    if let Some(owner) = vlmctl_base::owner::Owner::from_label(rest) {
+        return owner.is_dead();
+    }
+    host == me
+        && rest.parse().is_ok_and(|pid| {
+            !vlmctl_base::owner::Owner {
+                pid,
+                start: None,
+                machine: None,
+            }
+            .is_alive()
+        })
 }
 
 /// Helpers that a vlmctl of this machine started and that outlived it (killed mid-push): gone.
@@ -259,11 +274,7 @@ async fn remove_stale(docker: &Docker) {
             .and_then(|l| l.get(OWNER_LABEL))
             .cloned()
             .unwrap_or_default();
-        let Some((host, pid)) = owner.split_once('/') else {
-            continue;
-        };
-        if host == me
-            && !alive(pid)
+        if owner_gone(&owner, &me)
             && let Some(id) = c.id
         {
             let _ = remove(docker, &id).await;
@@ -294,4 +305,39 @@ pub(super) async fn alive_helpers(
             .filter_map(|c| c.id)
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_helper_whose_owner_pid_was_reused_is_gone() {
+        use vlmctl_base::owner::Owner;
+        let me = Owner::this_process();
+        let label = |o: &Owner| format!("somehost/{}", o.to_label());
+        assert!(
+            !owner_gone(&label(&me), "elsewhere"),
+            "a live owner keeps it"
+        );
+        // The same pid, alive, but started at another time: the push that started the helper
+        // is gone and its pid was reused.
+        let before = Owner {
+            start: me.start.map(|s| s - 1),
+            ..me.clone()
+        };
+        assert!(owner_gone(&label(&before), "elsewhere"));
+        let elsewhere = Owner {
+            machine: Some("another-boot/pid:[1]".to_owned()),
+            ..before
+        };
+        assert!(
+            !owner_gone(&label(&elsewhere), "elsewhere"),
+            "not judged from here"
+        );
+        // An older vlmctl's `HOSTNAME/PID`: by hostname and pid.
+        assert!(!owner_gone(&format!("h/{}", me.pid), "h"));
+        assert!(owner_gone("h/4294967295", "h"));
+        assert!(!owner_gone("h/4294967295", "other"));
+    }
 }

@@ -378,6 +378,28 @@ fn rows_of_another_machine_or_namespace_are_left_alone_and_an_owner_finishes_its
     assert_eq!(d.row.error, None);
 }
 
+#[test]
+fn a_row_whose_pid_was_reused_is_marked_interrupted() {
+    // The owner's pid now names a live process (this one) that started at another time: the
+    // owner is gone (vlmctl_base::owner's rule), and its row is not left `running`.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("h.sqlite");
+    let mut s = Store::open(&path).expect("open");
+    let reused = s.begin_run(&new_run("d")).expect("begin");
+    let live = s.begin_run(&new_run("d")).expect("begin");
+    drop(s);
+    let c = rusqlite::Connection::open(&path).expect("open");
+    c.execute(
+        "UPDATE runs SET owner_start = owner_start - 1 WHERE id = ?1",
+        [reused],
+    )
+    .expect("update");
+    drop(c);
+    let s = Store::open(&path).expect("open");
+    assert_eq!(s.run(reused).expect("run").row.state, State::Interrupted);
+    assert_eq!(s.run(live).expect("run").row.state, State::Running);
+}
+
 /// SHA-256 of a file's bytes.
 fn digest(path: &std::path::Path) -> Vec<u8> {
     use sha2::Digest as _;

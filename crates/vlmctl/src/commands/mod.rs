@@ -14,7 +14,7 @@ pub mod weights;
 
 use std::path::PathBuf;
 
-use vlmctl_deploy::{Dirs, Plan};
+use vlmctl_deploy::Plan;
 use vlmctl_weights::HubClient;
 
 use crate::cli::{DirArgs, HubArgs, StateArgs};
@@ -81,14 +81,7 @@ pub(crate) fn plan(
     lock: &std::path::Path,
     dirs: &DirArgs,
 ) -> Result<Plan, Failure> {
-    let plan = Plan::load(
-        spec,
-        lock,
-        &Dirs {
-            dir: dirs.dir.clone(),
-            models_root: dirs.models_root(),
-        },
-    )?;
+    let plan = Plan::load(spec, lock, &dirs.dirs())?;
     // A key too short to be one is refused before it is used (`require_api_key`).
     if let Some(k) = &plan.api_key {
         crate::redact::api_key(k);
@@ -97,45 +90,83 @@ pub(crate) fn plan(
 }
 
 /// The plan for a spec, its `[model]` pinned into the lock first when the lock does not pin it
-/// (yet, or any more): resolved against the hub, written, and said on stderr with a reminder
-/// to commit the lock. With `locked`, such a change is refused instead (exit 3).
+/// (yet, or any more): the library's [`vlmctl_deploy::weights::pinned_plan`], its progress on
+/// stderr with a reminder to commit the lock. With `locked`, such a change is refused (exit 3).
 pub(crate) async fn pinned_plan(
     spec: Option<&std::path::Path>,
     lock: &std::path::Path,
     dirs: &DirArgs,
-    hub: &HubArgs,
+    hub: &HubClient,
     locked: bool,
     out: &mut crate::Output,
 ) -> Result<Plan, Failure> {
-    let first = plan(spec, lock, dirs)?;
-    let Some(need) = &first.unpinned else {
-        return Ok(first);
-    };
-    if locked {
-        return Err(vlmctl_deploy::DeployError::LockedChange {
-            need: Box::new(need.clone()),
-        }
-        .into());
+    let parsed = vlmctl_deploy::plan::load_spec(spec)?;
+    pinned_plan_of(parsed, spec, lock, dirs, hub, locked, out).await
+}
+
+/// [`pinned_plan`] for a spec already parsed (from `spec_path`): it is not parsed again.
+pub(crate) async fn pinned_plan_of(
+    spec: vlmctl_lifecycle::spec::Spec,
+    spec_path: Option<&std::path::Path>,
+    lock: &std::path::Path,
+    dirs: &DirArgs,
+    hub: &HubClient,
+    locked: bool,
+    out: &mut crate::Output,
+) -> Result<Plan, Failure> {
+    let plan = vlmctl_deploy::weights::pinned_plan(
+        spec,
+        spec_path,
+        lock,
+        &dirs.dirs(),
+        hub,
+        locked,
+        &mut |e: vlmctl_deploy::events::Event| {
+            if let Some(line) = crate::render::job_line(&e) {
+                out.progress(&line);
+            }
+        },
+    )
+    .await?;
+    // A key too short to be one is refused before it is used (`require_api_key`).
+    if let Some(k) = &plan.api_key {
+        crate::redact::api_key(k);
     }
-    let client = hub_client(hub)?;
-    out.progress(&format!("pinning {need}; asking {}", client.endpoint()));
-    let pinned = vlmctl_deploy::pin::pin(&client, need).await?;
-    out.progress(&crate::render::pinned(&pinned));
-    let again = plan(spec, lock, dirs)?;
-    // Someone changed the lock between our write and this read.
-    again.require_pinned()?;
-    Ok(again)
+    Ok(plan)
 }
 
 impl crate::cli::DeployArgs {
     /// The plan for this deployment's arguments, its model pinned first when the lock does
     /// not pin it ([`pinned_plan`]).
-    pub(crate) async fn pinned_plan(&self, out: &mut crate::Output) -> Result<Plan, Failure> {
+    pub(crate) async fn pinned_plan(
+        &self,
+        hub: &HubClient,
+        out: &mut crate::Output,
+    ) -> Result<Plan, Failure> {
         pinned_plan(
             self.spec.as_deref(),
             &self.lock.lock,
             &self.dirs,
-            &self.hub,
+            hub,
+            self.pin.locked,
+            out,
+        )
+        .await
+    }
+
+    /// [`Self::pinned_plan`] for its spec already parsed.
+    pub(crate) async fn pinned_plan_of(
+        &self,
+        spec: vlmctl_lifecycle::spec::Spec,
+        hub: &HubClient,
+        out: &mut crate::Output,
+    ) -> Result<Plan, Failure> {
+        pinned_plan_of(
+            spec,
+            self.spec.as_deref(),
+            &self.lock.lock,
+            &self.dirs,
+            hub,
             self.pin.locked,
             out,
         )

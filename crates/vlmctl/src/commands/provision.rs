@@ -63,7 +63,8 @@ pub async fn provision(
     };
     let job = rec.begin_job(kind, Some(&spec.name), Some(spec.sha256()), out);
     let mut hashes = None;
-    let done = provision_job(args, relaunch, engine, &mut hashes, out).await;
+    // Parsed once: the plan is built from this spec, not read again.
+    let done = provision_job(args, relaunch, engine, spec, &mut hashes, out).await;
     rec.finish_job(
         job,
         done.as_deref(),
@@ -81,16 +82,17 @@ async fn provision_job(
     args: &ProvisionArgs,
     relaunch: bool,
     engine: &vlmctl_lifecycle::Engine,
+    spec: vlmctl_lifecycle::spec::Spec,
     hashes: &mut Option<(String, String)>,
     out: &mut Output,
 ) -> Result<String, Failure> {
     let d = &args.deploy;
-    let plan = match d.pinned_plan(out).await {
+    let hub = super::hub_client(&d.hub)?;
+    let plan = match d.pinned_plan_of(spec, &hub, out).await {
         Ok(p) => p,
         Err(f) => return Err(with_other_gates(d, engine, f, out).await),
     };
     *hashes = Some((plan.spec.sha256(), plan.mount.lock_sha256.clone()));
-    let hub = super::hub_client(&d.hub)?;
     let cancel = Cancel::new();
     // Listening from the start: a signal at any point ends the job through its undo, never by
     // killing the process with containers down.

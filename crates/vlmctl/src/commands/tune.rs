@@ -33,8 +33,8 @@ pub async fn tune(
     let file = TuneFile::load(&args.variants)?;
     let bench = LoadedPlan::load(&args.plan)?;
     let (file, bench) = shorten(file, bench, args)?;
-    let plan = d.pinned_plan(out).await?;
     let hub = super::hub_client(&d.hub)?;
+    let plan = d.pinned_plan(&hub, out).await?;
     let cancel = Cancel::new();
     let listener = cancel_on_signals(&cancel)?;
     let opts = TuneOptions {

@@ -4,8 +4,10 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use vlmctl_deploy::events::{Event, Sink};
 use vlmctl_deploy::pin::{Change, Pinned};
-use vlmctl_weights::{FileReport, Lock, PinRequest, Role, jobs_for, verify_all};
+use vlmctl_deploy::weights::UpdateResult;
+use vlmctl_weights::{FileReport, Lock, PinRequest, Role};
 
 use crate::cli::{AdoptArgs, DirArgs, FetchArgs, LockCmdArgs, UpdateArgs, VerifyArgs};
 use crate::failure::Failure;
@@ -13,38 +15,14 @@ use crate::{Output, env_vars, exit_codes};
 
 /// `vlmctl weights verify`: a table (or JSON), exit 4 if any file fails.
 pub fn verify(args: &VerifyArgs, out: &mut Output) -> Result<u8, Failure> {
-    let lock = Lock::load(&args.lock.lock)?;
-    let root = args.dirs.models_root();
-    let jobs = jobs_for(
-        &lock,
+    let started = std::time::Instant::now();
+    let reports = vlmctl_deploy::weights::verify(
         &args.lock.lock,
         &args.names,
-        args.dirs.dir.as_deref(),
-        &root,
+        &args.dirs.dirs(),
+        args.jobs,
+        &mut |e: Event| progress_line(&e).iter().for_each(|l| out.progress(l)),
     )?;
-    if jobs.is_empty() {
-        return Err(Failure::new(
-            anyhow::anyhow!("{} locks no files", args.lock.lock.display()),
-            Some(
-                "add a [[model]] entry with its [[model.file]] tables (README, \"weights.lock\")"
-                    .to_owned(),
-            ),
-            exit_codes::INVALID_INPUT,
-        ));
-    }
-    let total: u64 = jobs.iter().map(|j| j.file.size).sum();
-    out.progress(&format!(
-        "verifying {} file(s), {}, on up to {} thread(s)",
-        jobs.len(),
-        crate::render::human_bytes(total),
-        if args.jobs == 0 {
-            std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
-        } else {
-            args.jobs
-        }
-    ));
-    let started = std::time::Instant::now();
-    let reports = verify_all(&jobs, args.jobs);
     tracing::debug!(elapsed = ?started.elapsed(), "verified");
     let failed = reports.iter().filter(|r| !r.ok()).count();
     if args.json {
@@ -58,6 +36,11 @@ pub fn verify(args: &VerifyArgs, out: &mut Output) -> Result<u8, Failure> {
     } else {
         exit_codes::VERIFY_FAILED
     })
+}
+
+/// The progress line of a weights job's event (the table comes at the end).
+fn progress_line(e: &Event) -> Option<String> {
+    crate::render::job_line(e)
 }
 
 /// The human table: one row per file, OK or the precise failure.
@@ -120,6 +103,14 @@ impl DirArgs {
     /// `--models-dir`, else the default root.
     pub(crate) fn models_root(&self) -> PathBuf {
         self.models_dir.clone().unwrap_or_else(default_models_root)
+    }
+
+    /// Where the model files go, as the jobs take it.
+    pub(crate) fn dirs(&self) -> vlmctl_deploy::Dirs {
+        vlmctl_deploy::Dirs {
+            dir: self.dir.clone(),
+            models_root: self.models_root(),
+        }
     }
 }
 
@@ -251,94 +242,60 @@ fn local_entry(
 /// entries whose commit or files changed are rewritten (in one write).
 pub async fn update(args: &UpdateArgs, out: &mut Output) -> Result<u8, Failure> {
     let path = &args.lock.lock;
-    let lock = Lock::load(path)?;
-    let models = vlmctl_weights::select_models(&lock, path, &args.names)?;
-    if models.is_empty() {
+    let hub = super::hub_client(&args.hub)?;
+    let updated = vlmctl_deploy::weights::update(
+        &hub,
+        path,
+        &args.names,
+        args.pin.locked,
+        &mut |e: Event| progress_line(&e).iter().for_each(|l| out.progress(l)),
+    )
+    .await?;
+    if updated.rows.is_empty() {
         out.stdout(&format!(
             "{} has no entries: nothing to update",
             path.display()
         ));
         return Ok(exit_codes::SUCCESS);
     }
-    let hub = super::hub_client(&args.hub)?;
-    let mut rows = Vec::new();
-    let mut report = Vec::new();
-    let mut changed = Vec::new();
-    for m in models {
-        let Some(tracks) = &m.tracks else {
-            rows.push([
-                m.name.clone(),
-                "-".to_owned(),
-                m.revision.clone(),
-                "pinned to a commit, not a branch or tag: nothing to resolve".to_owned(),
-            ]);
-            report.push(serde_json::json!({"name": m.name, "result": "not_tracking"}));
-            continue;
-        };
-        out.progress(&format!(
-            "resolving {}@{tracks} on {}",
-            m.repo,
-            hub.endpoint()
-        ));
-        let entry = hub
-            .resolve(&PinRequest {
-                name: m.name.clone(),
-                repo: m.repo.clone(),
-                revision: tracks.clone(),
-                files: m.files.iter().map(|f| (f.path.clone(), f.role)).collect(),
-                dir: m.dir.clone(),
-                tracks: None,
-            })
-            .await?;
-        let result = if entry == *m {
-            "unchanged".to_owned()
-        } else {
-            let files = entry
-                .files
-                .iter()
-                .zip(&m.files)
-                .filter(|(a, b)| a != b)
-                .count();
-            if files == 0 {
-                "new commit, same files".to_owned()
-            } else {
-                format!("new commit, {files} file(s) changed")
-            }
-        };
-        rows.push([
-            m.name.clone(),
-            tracks.clone(),
-            if entry.revision == m.revision {
-                m.revision.clone()
-            } else {
-                format!("{} -> {}", m.revision, entry.revision)
-            },
-            result.clone(),
-        ]);
-        report.push(serde_json::json!({"name": m.name, "result": result, "from": m.revision, "to": entry.revision}));
-        if entry != *m {
-            changed.push(entry);
-        }
-    }
-    if args.pin.locked && !changed.is_empty() {
-        let names: Vec<&str> = changed.iter().map(|e| e.name.as_str()).collect();
-        return Err(locked_refusal(
-            path,
-            &format!("upstream moved: {} would be updated", names.join(", ")),
-        ));
-    }
-    vlmctl_deploy::pin::write_entries(path, &changed)?;
+    let changed = updated.changed.len();
     if args.json {
-        let doc = serde_json::json!({"lock": path, "updated": changed.len(), "entries": report});
+        let report: Vec<serde_json::Value> = updated
+            .rows
+            .iter()
+            .map(|r| match r.result {
+                UpdateResult::NotTracking => {
+                    serde_json::json!({"name": r.name, "result": r.result.json_word()})
+                }
+                _ => serde_json::json!({"name": r.name, "result": r.result.json_word(), "from": r.from, "to": r.to}),
+            })
+            .collect();
+        let doc = serde_json::json!({"lock": path, "updated": changed, "entries": report});
         out.stdout(&serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else {
+        let rows: Vec<[String; 4]> = updated
+            .rows
+            .iter()
+            .map(|r| {
+                [
+                    r.name.clone(),
+                    r.tracks.clone().unwrap_or_else(|| "-".to_owned()),
+                    if r.from == r.to {
+                        r.from.clone()
+                    } else {
+                        format!("{} -> {}", r.from, r.to)
+                    },
+                    r.result.to_string(),
+                ]
+            })
+            .collect();
         let mut text = crate::render::table(&["MODEL", "TRACKS", "COMMIT", "RESULT"], &rows);
-        if !changed.is_empty() {
+        if changed > 0 {
             let _ = write!(
                 text,
                 "\n{} entr{} updated in {}: fetch and verify the new files (`vlmctl weights fetch`), then commit the lock",
-                changed.len(),
-                if changed.len() == 1 { "y" } else { "ies" },
+                changed,
+                if changed == 1 { "y" } else { "ies" },
                 path.display()
             );
         }
@@ -349,14 +306,11 @@ pub async fn update(args: &UpdateArgs, out: &mut Output) -> Result<u8, Failure> 
 
 /// Exit 3: `--locked` (or `VLMCTL_LOCKED`) and the command would change the lock.
 fn locked_refusal(path: &Path, what: &str) -> Failure {
-    Failure::new(
-        anyhow::anyhow!(
-            "{what}, and --locked (VLMCTL_LOCKED) forbids changing {}",
-            path.display()
-        ),
-        Some("run without --locked (and unset VLMCTL_LOCKED) to change the lock".to_owned()),
-        exit_codes::INVALID_INPUT,
-    )
+    vlmctl_deploy::DeployError::LockedRefusal {
+        lock: path.to_owned(),
+        what: what.to_owned(),
+    }
+    .into()
 }
 
 fn default_name(files: &[(String, Role)]) -> String {
@@ -376,48 +330,49 @@ fn default_name(files: &[(String, Role)]) -> String {
 
 /// `vlmctl weights fetch`: every locked file of the named models, one after another.
 pub async fn fetch(args: &FetchArgs, out: &mut Output) -> Result<u8, Failure> {
+    let hub = super::hub_client(&args.hub)?;
     let mut names = args.names.clone();
     if let Some(spec) = &args.spec {
         let plan = super::pinned_plan(
             Some(spec),
             &args.lock.lock,
             &args.dirs,
-            &args.hub,
+            &hub,
             args.pin.locked,
             out,
         )
         .await?;
         names = vec![plan.model.name];
     }
-    let lock = Lock::load(&args.lock.lock)?;
-    let root = args.dirs.models_root();
-    // Validates the names before any network traffic.
-    let models = vlmctl_weights::select_models(&lock, &args.lock.lock, &names)?;
-    let hub = super::hub_client(&args.hub)?;
-    let mut rows = Vec::new();
-    let mut results = Vec::new();
-    for model in models {
-        let dir = vlmctl_weights::model_dir(model, args.dirs.dir.as_deref(), &root);
-        for file in &model.files {
-            let bar = Arc::new(crate::render::Bar::default());
-            let outcome = hub.fetch(model, file, &dir, bar.clone()).await;
-            bar.clear();
-            let outcome = outcome?;
-            rows.push([
-                model.name.clone(),
-                file.path.clone(),
-                crate::render::describe(&outcome, file.size),
-            ]);
-            results.push(serde_json::json!({
-                "model": model.name, "path": file.path, "location": dir.join(&file.path),
-                "result": outcome,
-            }));
-        }
-    }
+    let mut sink = Bars::default();
+    let fetched =
+        vlmctl_deploy::weights::fetch(&hub, &args.lock.lock, &names, &args.dirs.dirs(), &mut sink)
+            .await;
+    sink.finish();
+    let fetched = fetched?;
     if args.json {
+        let results: Vec<serde_json::Value> = fetched
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "model": f.model, "path": f.path, "location": f.location,
+                    "result": f.outcome,
+                })
+            })
+            .collect();
         let doc = serde_json::json!({ "ok": true, "files": results });
         out.stdout(&serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else {
+        let rows: Vec<[String; 3]> = fetched
+            .iter()
+            .map(|f| {
+                [
+                    f.model.clone(),
+                    f.path.clone(),
+                    crate::render::describe(&f.outcome, f.size),
+                ]
+            })
+            .collect();
         out.stdout(&crate::render::table(&["MODEL", "FILE", "RESULT"], &rows));
     }
     Ok(exit_codes::SUCCESS)
@@ -425,30 +380,24 @@ pub async fn fetch(args: &FetchArgs, out: &mut Output) -> Result<u8, Failure> {
 
 /// `vlmctl weights adopt PATH...`.
 pub fn adopt(args: &AdoptArgs, out: &mut Output) -> Result<u8, Failure> {
-    let lock = Lock::load(&args.lock.lock)?;
-    if let Some(n) = &args.name {
-        vlmctl_weights::select_models(&lock, &args.lock.lock, std::slice::from_ref(n))?;
-    }
-    let root = args.dirs.models_root();
-    let mut rows = Vec::new();
-    let mut results = Vec::new();
-    for src in &args.paths {
-        let (model, file) = vlmctl_weights::match_adoptee(&lock, args.name.as_deref(), src)?;
-        let dir = vlmctl_weights::model_dir(model, args.dirs.dir.as_deref(), &root);
-        out.progress(&format!(
-            "verifying {} ({})",
-            src.display(),
-            crate::render::human_bytes(file.size)
-        ));
-        let outcome = vlmctl_weights::adopt(model, file, src, &dir)?;
-        results.push(serde_json::json!({"model": model.name, "source": src, "location": dir.join(&file.path), "result": outcome}));
-        rows.push([
-            model.name.clone(),
-            file.role.to_string(),
-            dir.join(&file.path).display().to_string(),
-            crate::render::describe(&outcome, file.size),
-        ]);
-    }
+    let adopted = vlmctl_deploy::weights::adopt(
+        &args.lock.lock,
+        args.name.as_deref(),
+        &args.paths,
+        &args.dirs.dirs(),
+        &mut |e: Event| progress_line(&e).iter().for_each(|l| out.progress(l)),
+    )?;
+    let rows: Vec<[String; 4]> = adopted
+        .iter()
+        .map(|a| {
+            [
+                a.model.clone(),
+                a.role.to_string(),
+                a.location.display().to_string(),
+                crate::render::describe(&a.outcome, a.size),
+            ]
+        })
+        .collect();
     out.stdout(&crate::render::table(
         &["MODEL", "ROLE", "PLACED AT", "RESULT"],
         &rows,
@@ -462,22 +411,24 @@ fn default_models_root() -> PathBuf {
 }
 
 /// What a push says on stderr as it goes (files already there are listed at the end).
-fn push_line(e: &vlmctl_deploy::events::Event) -> Option<String> {
-    use vlmctl_deploy::events::Event;
+fn push_line(e: &Event) -> Option<String> {
     match e {
         Event::Warning { message } => Some(format!("warning: {message}")),
         Event::VerifiedOnHost { .. } => None,
-        e => crate::render::on_host(e),
+        e => crate::render::on_host(e).or_else(|| crate::render::job_line(e)),
     }
 }
 
-/// What a push shows as it goes: a bar per file being sent, a line per outcome.
+/// What a fetch or a push shows as it goes: a bar per file being sent, and (a push) a line per
+/// outcome; a fetch's outcomes are the table at the end.
 #[derive(Default)]
-struct PushProgress {
-    bar: Option<std::sync::Arc<crate::render::Bar>>,
+struct Bars {
+    bar: Option<Arc<crate::render::Bar>>,
+    /// Lines for the events (a push), or none (a fetch).
+    lines: bool,
 }
 
-impl PushProgress {
+impl Bars {
     /// Clears a bar still drawn.
     fn finish(&mut self) {
         if let Some(b) = self.bar.take() {
@@ -486,67 +437,21 @@ impl PushProgress {
     }
 }
 
-impl vlmctl_deploy::events::Sink for PushProgress {
-    fn download(&mut self, _file: &str) -> std::sync::Arc<dyn vlmctl_weights::FetchProgress> {
-        let bar = std::sync::Arc::new(crate::render::Bar::default());
+impl Sink for Bars {
+    fn download(&mut self, _file: &str) -> Arc<dyn vlmctl_weights::FetchProgress> {
+        let bar = Arc::new(crate::render::Bar::default());
         self.bar = Some(bar.clone());
         bar
     }
 
-    fn event(&mut self, e: vlmctl_deploy::events::Event) {
-        if let Some(b) = self.bar.take() {
-            b.clear();
-        }
-        if let Some(line) = push_line(&e) {
+    fn event(&mut self, e: Event) {
+        self.finish();
+        if self.lines
+            && let Some(line) = push_line(&e)
+        {
             crate::redact::write_line(true, &line);
         }
     }
-}
-
-/// The files to push, by the host's directory they go to (one helper each): the same absolute
-/// path as here, or `to`. A relative `to`, or one with a `:`, would be read by Docker as a
-/// volume name or a bind's options: refused.
-fn by_dir(
-    jobs: &[vlmctl_weights::VerifyJob],
-    to: Option<&std::path::Path>,
-) -> Result<
-    std::collections::BTreeMap<
-        std::path::PathBuf,
-        Vec<(vlmctl_lifecycle::remote::Want, std::path::PathBuf)>,
-    >,
-    Failure,
-> {
-    if let Some(t) = to
-        && (!t.is_absolute() || t.to_string_lossy().contains(':'))
-    {
-        return Err(Failure::new(
-            anyhow::anyhow!(
-                "--to {}: the host's folder must be an absolute path without ':'",
-                t.display()
-            ),
-            Some("--to /var/lib/models/gemma, say".to_owned()),
-            exit_codes::USAGE,
-        ));
-    }
-    let mut by_dir: std::collections::BTreeMap<std::path::PathBuf, Vec<_>> =
-        std::collections::BTreeMap::new();
-    for j in jobs {
-        let here = j
-            .location
-            .to_string_lossy()
-            .strip_suffix(&j.file.path)
-            .map_or_else(|| j.location.clone(), std::path::PathBuf::from);
-        let there = to.map_or(here, std::path::Path::to_path_buf);
-        by_dir.entry(there).or_default().push((
-            vlmctl_lifecycle::remote::Want {
-                name: j.file.path.clone(),
-                size: j.file.size,
-                sha256: j.file.sha256.to_string(),
-            },
-            j.location.clone(),
-        ));
-    }
-    Ok(by_dir)
 }
 
 /// What a push did, per file (JSON with `--json`).
@@ -577,82 +482,35 @@ pub async fn push(
     engine: &vlmctl_lifecycle::Engine,
     out: &mut Output,
 ) -> Result<u8, Failure> {
-    let host = engine.host();
-    if !engine.is_remote() {
-        return Err(Failure::new(
-            anyhow::anyhow!("weights push needs another host: this one is where the files are"),
-            Some("name it: --host beast, or --host ssh://user@host[:port]".to_owned()),
-            exit_codes::USAGE,
-        ));
-    }
-    let lock = Lock::load(&args.lock.lock)?;
-    let jobs = jobs_for(
-        &lock,
-        &args.lock.lock,
-        &args.names,
-        args.dirs.dir.as_deref(),
-        &args.dirs.models_root(),
-    )?;
-    if jobs.is_empty() {
-        return Err(Failure::new(
-            anyhow::anyhow!("{} locks no files", args.lock.lock.display()),
-            None,
-            exit_codes::INVALID_INPUT,
-        ));
-    }
-    // Only the locked bytes leave this machine.
-    let reports = verify_all(&jobs, 0);
-    if reports.iter().any(|r| !r.ok()) {
-        out.stdout(&verify_table(&reports));
-        return Err(Failure::new(
-            anyhow::anyhow!("the files here do not verify: nothing was pushed"),
-            Some("`vlmctl weights fetch` puts the locked files here first".to_owned()),
-            exit_codes::VERIFY_FAILED,
-        ));
-    }
-    let image = match &args.image {
-        Some(i) => i.clone(),
-        None => vlmctl_deploy::plan::load_spec(None)?.image,
+    let dirs = args.dirs.dirs();
+    let request = vlmctl_deploy::weights::PushRequest {
+        lock: &args.lock.lock,
+        names: &args.names,
+        dirs: &dirs,
+        to: args.to.as_deref(),
+        image: args.image.as_deref(),
     };
-    let docker = engine.connect().await?;
-    vlmctl_lifecycle::containers::ensure_image(&docker, &image, None, &mut |_| {}).await?;
-    let by_dir = by_dir(&jobs, args.to.as_deref())?;
-    let mut all = Vec::new();
-    // Staging folders no lock entry names any more may go; every file the lock names is kept
-    // resumable, whichever models this push is for.
-    let keep: std::collections::BTreeSet<String> = lock
-        .models
-        .iter()
-        .flat_map(|m| m.files.iter().map(|f| f.sha256.to_string()))
-        .collect();
-    let mut sink = PushProgress::default();
+    let mut sink = Bars {
+        bar: None,
+        lines: true,
+    };
     // A signal ends the push between two awaits: its helper is removed on the way out
     // (the command's `Sessions::close`), and the whole pieces stay on the host for the next push.
     let cancel = vlmctl_deploy::events::Cancel::new();
     let listener = crate::signals::cancel_on_signals(&cancel)?;
-    for (dir, files) in &by_dir {
-        out.progress(&format!(
-            "{} file(s) to {}:{}",
-            files.len(),
-            host.name(),
-            dir.display()
-        ));
-        let done = tokio::select! {
-            done = vlmctl_deploy::push::to_host(engine, &docker, &image, dir, files, &keep, &mut sink) => done,
-            why = cancel.cancelled() => {
-                sink.finish();
-                listener.abort();
-                return Err(Failure::new(
-                    anyhow::anyhow!("weights push stopped by {why}"),
-                    Some("push again: the whole pieces already on the host are kept".to_owned()),
-                    exit_codes::INTERRUPTED,
-                ));
-            }
-        };
-        all.extend(done.inspect_err(|_| sink.finish())?);
-    }
+    let done = vlmctl_deploy::weights::push(engine, &request, &mut sink, &cancel).await;
     sink.finish();
     listener.abort();
-    print_pushed(&all, args.json, out);
-    Ok(exit_codes::SUCCESS)
+    match done {
+        Ok(all) => {
+            print_pushed(&all, args.json, out);
+            Ok(exit_codes::SUCCESS)
+        }
+        Err(e) => {
+            if let vlmctl_deploy::DeployError::PushUnverified { reports } = &e {
+                out.stdout(&verify_table(reports));
+            }
+            Err(e.into())
+        }
+    }
 }
