@@ -10,15 +10,9 @@ use std::time::{Duration, Instant};
 use vlmctl_bench::report;
 use vlmctl_bench::run::Results;
 use vlmctl_bench::{charts, charts::Bar, charts::CdfSeries};
+use vlmctl_test::Env;
 
 use crate::reports::{Config, NAV_IMAGE, NAV_TEXT, SHORT_IMAGE, open_loop_with_slo, results};
-
-fn required_env(name: &str) -> String {
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => v,
-        _ => panic!("{name} is not set: run these tests through `scripts/test`, which provides it"),
-    }
-}
 
 /// The DOM Chromium builds from `html` (written to a file and loaded as `file://`).
 fn rendered_dom(html: &str) -> String {
@@ -26,7 +20,7 @@ fn rendered_dom(html: &str) -> String {
     let page = tmp.path().join("report.html");
     std::fs::write(&page, html).unwrap();
     let dom_path = tmp.path().join("dom.html");
-    let mut child = Command::new(required_env("VLMCTL_TEST_CHROMIUM"))
+    let mut child = Command::new(Env::require("VLMCTL_TEST_CHROMIUM"))
         .args(["--headless", "--disable-gpu", "--no-sandbox"])
         // Its own profile: parallel runs do not share (or lock) one.
         .arg(format!(

@@ -167,39 +167,27 @@ async fn an_unreachable_target_fails_the_check_in_seconds() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    // A blackhole: accepts the connection and never answers (a host that drops packets
-    // delays the connect instead; either way no answer comes).
-    let hole = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hole_url = format!("http://{}", hole.local_addr().unwrap());
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((s, _)) = hole.accept().await {
-            held.push(s);
-        }
-    });
-    let http = reqwest::Client::new();
-    for (url, why) in [
-        (format!("http://{closed}"), "Connection refused"),
-        (hole_url, "no answer within 5 s"),
-    ] {
-        let t0 = Instant::now();
-        let err = preflight::check(&http, &target(&url), None)
-            .await
-            .unwrap_err();
-        let took = t0.elapsed();
-        assert!(took < Duration::from_secs(7), "{url}: {took:?}");
-        let BenchError::Unreachable {
-            url: asked,
-            why: said,
-            ..
-        } = &err
-        else {
-            panic!("{err:?}");
-        };
-        assert_eq!(*asked, format!("{url}/health"));
-        assert!(said.contains(why), "{said}");
-        assert!(err.hint().contains("curl URL/health"), "{}", err.hint());
-    }
+    // A blackhole (accepts the connection and never answers) fails after the check's own 5 s
+    // bound: the CLI's `bench::an_unreachable_target_fails_in_seconds_with_its_url_and_a_hint`
+    // checks that, with the words a user sees; here only what needs no wait.
+    let url = format!("http://{closed}");
+    let t0 = Instant::now();
+    let err = preflight::check(&reqwest::Client::new(), &target(&url), None)
+        .await
+        .unwrap_err();
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(2), "{url}: {took:?}");
+    let BenchError::Unreachable {
+        url: asked,
+        why: said,
+        ..
+    } = &err
+    else {
+        panic!("{err:?}");
+    };
+    assert_eq!(*asked, format!("{url}/health"));
+    assert!(said.contains("Connection refused"), "{said}");
+    assert!(err.hint().contains("curl URL/health"), "{}", err.hint());
 }
 
 #[tokio::test]

@@ -10,13 +10,7 @@ use serde_json::{Value, json};
 use vlmctl_bench::fake_server::{FakeServer, IMAGE_TOKENS};
 use vlmctl_bench::plan::LoadedPlan;
 use vlmctl_bench::run;
-
-fn required_env(name: &str) -> String {
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => v,
-        _ => panic!("{name} is not set: run these tests through `scripts/test`, which provides it"),
-    }
-}
+use vlmctl_test::Env;
 
 /// The server process, killed when dropped (also when a test fails).
 struct Server(Child);
@@ -37,10 +31,10 @@ async fn start_with(extra: &[&str]) -> (Server, String) {
         .local_addr()
         .unwrap()
         .port();
-    let child = Command::new(required_env("VLMCTL_TEST_LLAMA_SERVER"))
+    let child = Command::new(Env::require("VLMCTL_TEST_LLAMA_SERVER"))
         .args([
             "--model",
-            &required_env("VLMCTL_TEST_MODEL"),
+            &Env::require("VLMCTL_TEST_MODEL"),
             "--host",
             "127.0.0.1",
             "--port",
@@ -279,7 +273,7 @@ async fn fake_server_speaks_llama_servers_json() {
 /// compared.)
 #[tokio::test]
 async fn the_fakes_image_tokens_and_cache_are_llama_servers() {
-    let mmproj = required_env("VLMCTL_TEST_MMPROJ");
+    let mmproj = Env::require("VLMCTL_TEST_MMPROJ");
     // One slot: the repeat lands on the slot that holds its prompt, as in the fake.
     let (_server, real) = start_with(&["--mmproj", &mmproj, "--parallel", "1"]).await;
     let fake = FakeServer::start([]).await.unwrap();

@@ -9,6 +9,7 @@ use vlmctl_deploy::status::{self, Drift, JournalState};
 use vlmctl_deploy::{DeployError, Dirs, Plan, undo};
 use vlmctl_lifecycle::containers::{ConflictInfo, Launch};
 use vlmctl_lifecycle::gates::GateStatus;
+use vlmctl_test::{Env, LabelGuard, free_port};
 use vlmctl_weights::HubClient;
 use vlmctl_weights::fake_hub::{FakeHub, FakeRepo};
 
@@ -16,13 +17,6 @@ const REPO: &str = "vlmctl-test/gemma-3-270m-GGUF";
 const COMMIT: &str = "0000000000000000000000000000000000000001";
 const FILE: &str = "gemma-3-270m-q4_k_m.gguf";
 const SHA: &str = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818";
-
-fn required_env(name: &str) -> String {
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => v,
-        _ => panic!("{name} is not set: run these tests through `scripts/test`, which provides it"),
-    }
-}
 
 fn docker(args: &[&str]) -> String {
     let out = Command::new("docker")
@@ -48,48 +42,19 @@ fn exists(name: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// One test's world: names, a temp dir, a conflict container, cleanup by label on drop.
+/// One test's world: names, a temp dir, a conflict container, cleanup by label on drop (the
+/// guard also removes the server and its aside copy, which vlmctl names and labels itself).
 struct World {
+    /// First, so that it is dropped first: containers go before the folders they mount.
+    guard: LabelGuard,
     id: String,
     tmp: tempfile::TempDir,
     hub: FakeHub,
 }
 
-impl Drop for World {
-    fn drop(&mut self) {
-        let label = format!("label=org.vlmctl.test-run={}", self.id);
-        for (list, rm) in [(["ps", "-aq"], "rm"), (["images", "-q"], "rmi")] {
-            let out = Command::new("docker")
-                .args(list)
-                .args(["--filter", &label])
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default();
-            for id in out.split_whitespace() {
-                let _ = Command::new("docker").args([rm, "-f", id]).output();
-            }
-        }
-        let server = self.name("server");
-        let aside = vlmctl_lifecycle::containers::aside_name(&server);
-        let _ = Command::new("docker")
-            .args(["rm", "-f", &server, &aside])
-            .output();
-    }
-}
-
 impl World {
     async fn new(what: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let model = Bytes::from(std::fs::read(required_env("VLMCTL_TEST_MODEL")).expect("model"));
+        let model = Bytes::from(std::fs::read(Env::require("VLMCTL_TEST_MODEL")).expect("model"));
         let hub = FakeHub::start(vec![FakeRepo {
             id: REPO.into(),
             commit: COMMIT.into(),
@@ -98,15 +63,20 @@ impl World {
         }])
         .await
         .expect("hub");
+        let mut guard = LabelGuard::new(&format!("lib-{what}"));
+        let server = guard.name("server");
+        guard.also_remove(vlmctl_lifecycle::containers::aside_name(&server));
+        guard.also_remove(server);
         Self {
-            id: format!("lib-{what}-{}-{nanos:08x}", std::process::id()),
+            id: guard.id().to_owned(),
             tmp: tempfile::tempdir().expect("tempdir"),
             hub,
+            guard,
         }
     }
 
     fn name(&self, s: &str) -> String {
-        format!("vlmctl-test-{}-{s}", self.id)
+        self.guard.name(s)
     }
 
     fn path(&self, s: &str) -> PathBuf {
@@ -117,14 +87,14 @@ impl World {
     fn conflict(&self) -> String {
         let ctx = self.path("ctx");
         std::fs::create_dir_all(&ctx).unwrap();
-        std::fs::copy(required_env("VLMCTL_TEST_BUSYBOX"), ctx.join("busybox")).unwrap();
+        std::fs::copy(Env::require("VLMCTL_TEST_BUSYBOX"), ctx.join("busybox")).unwrap();
         std::fs::write(
             ctx.join("Dockerfile"),
             "FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT [\"/bin/busybox\"]\n",
         )
         .unwrap();
         let tag = format!("vlmctl-test/busybox:{}", self.id);
-        let label = format!("org.vlmctl.test-run={}", self.id);
+        let label = self.guard.label();
         let built = Command::new("docker")
             .args(["build", "-q", "-t", &tag, "--label", &label])
             .arg(&ctx)
@@ -165,7 +135,7 @@ impl World {
                  [server]\nhost = \"127.0.0.1\"\nport = {}\nctx_size = 1024\nn_gpu_layers = 0\nthreads = 2\n\
                  [health]\ntimeout_s = 90\n[[conflict]]\nname = \"{conflict}\"\n",
                 self.name("server"),
-                required_env("VLMCTL_TEST_LLAMA_IMAGE"),
+                Env::require("VLMCTL_TEST_LLAMA_IMAGE"),
                 free_port()
             ),
         )
@@ -478,7 +448,7 @@ async fn a_cancel_after_the_stop_undoes_the_run() {
 /// by id resolves the container's own name and refuses it, leaving the container in place.
 #[tokio::test(flavor = "multi_thread")]
 async fn teardown_by_id_of_a_tunes_parked_original_is_refused() {
-    let image = required_env("VLMCTL_TEST_LLAMA_IMAGE");
+    let image = Env::require("VLMCTL_TEST_LLAMA_IMAGE");
     let parked = format!("vlmctl-test-parkid-{}-vlmctl-tune", std::process::id());
     let _ = Command::new("docker").args(["rm", "-f", &parked]).output();
     let id = docker(&[

@@ -11,21 +11,7 @@ use bollard::query_parameters::{
 };
 use vlmctl_lifecycle::MANAGED_LABEL;
 
-/// Label naming the test run that created a container or image.
-pub const RUN_LABEL: &str = "org.vlmctl.test-run";
-
-/// A variable `scripts/test` exports. Missing means the environment was not set up: fail and
-/// say how to set it up, rather than skip.
-pub fn required_env(name: &str) -> String {
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => v,
-        _ => panic!(
-            "{name} is not set: these tests need the real components that `scripts/test` \
-             installs and starts (dockerd, a local registry, the llama-server image, the model); \
-             run `scripts/test`, or export {name} yourself"
-        ),
-    }
-}
+pub use vlmctl_test::{Env, RUN_LABEL, free_port};
 
 /// This machine's engine (the tests' dockerd, through `DOCKER_HOST`), state in the temp dir.
 pub fn local_engine() -> vlmctl_lifecycle::Engine {
@@ -154,12 +140,6 @@ impl TestRun {
             }
         }
     }
-}
-
-/// A port that was free on 127.0.0.1 a moment ago.
-pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local addr").port()
 }
 
 /// Polls `check` until it returns `Some`, or fails after `timeout`. The only way tests wait.

@@ -10,12 +10,12 @@ use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::CreateContainerOptionsBuilder;
 use serde_json::{Value, json};
 
-use crate::common::{TestRun, docker, free_port, poll_until, required_env};
+use crate::common::{Env, TestRun, docker, free_port, poll_until};
 
 #[tokio::test]
 async fn llama_server_image_serves_the_real_model() {
-    let image = required_env("VLMCTL_TEST_LLAMA_IMAGE");
-    let model = required_env("VLMCTL_TEST_MODEL");
+    let image = Env::require("VLMCTL_TEST_LLAMA_IMAGE");
+    let model = Env::require("VLMCTL_TEST_MODEL");
     let docker = docker().await;
     let run = TestRun::new(&docker, "serve");
     run.guard(serve_and_chat(&docker, &run, &image, Path::new(&model)))

@@ -10,15 +10,15 @@ use bollard::models::HealthStatusEnum;
 use vlmctl_lifecycle::containers::{self, ContainerPlan, HEALTH_INTERVAL_S};
 use vlmctl_lifecycle::spec::{ModelMount, Spec};
 
-use crate::common::{RUN_LABEL, TestRun, docker, free_port, poll_until, required_env};
+use crate::common::{Env, RUN_LABEL, TestRun, docker, free_port, poll_until};
 
 #[tokio::test]
 async fn a_container_from_the_exported_docker_run_line_becomes_healthy_on_the_spec_port() {
     let docker = docker().await;
     let run = TestRun::new(&docker, "exported");
     run.guard(async {
-        let image = required_env("VLMCTL_TEST_LLAMA_IMAGE");
-        let model = PathBuf::from(required_env("VLMCTL_TEST_MODEL"));
+        let image = Env::require("VLMCTL_TEST_LLAMA_IMAGE");
+        let model = PathBuf::from(Env::require("VLMCTL_TEST_MODEL"));
         let port = free_port();
         anyhow::ensure!(
             port != 8080,

@@ -17,7 +17,7 @@ use vlmctl_lifecycle::platform::{self, Platform, PlatformVerdict};
 use vlmctl_lifecycle::spec::{ModelMount, Spec};
 use vlmctl_lifecycle::{LifecycleError, journal};
 
-use crate::common::{TestRun, docker, free_port, poll_until, required_env};
+use crate::common::{Env, TestRun, docker, free_port, poll_until};
 
 /// Runs `body`, then removes everything the run created (also after a panic), then reports.
 macro_rules! with_run {
@@ -32,7 +32,7 @@ macro_rules! with_run {
 
 /// A `FROM scratch` image holding the static busybox `scripts/test` provides.
 async fn busybox(docker: &Docker, run: &TestRun) -> anyhow::Result<String> {
-    let bin = std::fs::read(required_env("VLMCTL_TEST_BUSYBOX")).context("read busybox")?;
+    let bin = std::fs::read(Env::require("VLMCTL_TEST_BUSYBOX")).context("read busybox")?;
     let mut tar = tar::Builder::new(Vec::new());
     let dockerfile = b"FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT [\"/bin/busybox\"]\n";
     for (name, data, mode) in [
@@ -114,7 +114,7 @@ fn spec(name: &str, image: &str, port: u16, extra: &str) -> Spec {
 }
 
 fn model_mount() -> ModelMount {
-    let model = PathBuf::from(required_env("VLMCTL_TEST_MODEL"));
+    let model = PathBuf::from(Env::require("VLMCTL_TEST_MODEL"));
     ModelMount {
         dir: model.parent().expect("model dir").to_owned(),
         model_file: model
@@ -273,7 +273,7 @@ async fn port_held_by_a_container_is_named_by_the_gate() {
 #[tokio::test]
 async fn server_that_exits_while_loading_fails_with_code_and_logs() {
     with_run!("early-exit", |docker, run| {
-        let image = required_env("VLMCTL_TEST_LLAMA_IMAGE");
+        let image = Env::require("VLMCTL_TEST_LLAMA_IMAGE");
         let spec = spec(&run.name("server"), &image, free_port(), "");
         let empty = tempfile::tempdir()?;
         let mount = ModelMount {
@@ -371,7 +371,7 @@ fn assert_bind_mount(mounts: Option<Vec<bollard::models::Mount>>, dir: &Path) {
 #[tokio::test]
 async fn launch_is_loopback_read_only_labelled_and_relaunch_is_idempotent() {
     with_run!("launch", |docker, run| {
-        let image = required_env("VLMCTL_TEST_LLAMA_IMAGE");
+        let image = Env::require("VLMCTL_TEST_LLAMA_IMAGE");
         let port = free_port();
         let spec = spec(&run.name("server"), &image, port, "");
         let mount = model_mount();
@@ -615,7 +615,7 @@ impl RegistryPush {
 
 #[tokio::test]
 async fn platform_gate_reads_single_and_multi_arch_images_through_the_daemon() {
-    let registry = required_env("VLMCTL_TEST_REGISTRY");
+    let registry = Env::require("VLMCTL_TEST_REGISTRY");
     let docker = docker().await;
     let run = TestRun::new(&docker, "platform");
     let push = RegistryPush {

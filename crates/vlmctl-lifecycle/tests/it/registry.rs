@@ -7,11 +7,11 @@ use bollard::query_parameters::{
 };
 use futures::StreamExt;
 
-use crate::common::{TestRun, docker, required_env};
+use crate::common::{Env, TestRun, docker};
 
 #[tokio::test]
 async fn pushed_image_platforms_read_back_through_the_daemon() {
-    let registry = required_env("VLMCTL_TEST_REGISTRY");
+    let registry = Env::require("VLMCTL_TEST_REGISTRY");
     let docker = docker().await;
     let run = TestRun::new(&docker, "registry");
     run.guard(push_and_inspect(&docker, &run, &registry)).await;

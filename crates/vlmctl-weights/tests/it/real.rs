@@ -5,20 +5,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use vlmctl_test::Env;
 use vlmctl_weights::fake_hub::{FakeHub, Fault};
 use vlmctl_weights::{FetchOutcome, HubClient, NoProgress};
 
 use crate::common::{COMMIT, FILE, REPO, entry, repo, tree};
 
-fn required_env(name: &str) -> String {
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => v,
-        _ => panic!("{name} is not set: run these tests through `scripts/test`, which provides it"),
-    }
-}
-
 fn real_model() -> Bytes {
-    Bytes::from(std::fs::read(required_env("VLMCTL_TEST_MODEL")).expect("read VLMCTL_TEST_MODEL"))
+    Bytes::from(std::fs::read(Env::require("VLMCTL_TEST_MODEL")).expect("read VLMCTL_TEST_MODEL"))
 }
 
 /// On the current-thread runtime the CLI uses (hf-hub's chunk tasks then run in order; on a
@@ -72,7 +66,7 @@ async fn real_model_download_cut_at_60_percent_resumes() {
 /// cache layout.
 #[tokio::test(flavor = "multi_thread")]
 async fn official_python_client_downloads_through_the_fake_hub() {
-    let python = required_env("VLMCTL_TEST_PYTHON");
+    let python = Env::require("VLMCTL_TEST_PYTHON");
     let content = crate::common::tiny_model();
     let hub = FakeHub::start(vec![repo(content.clone(), None)])
         .await

@@ -4,6 +4,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "test-env")]
+pub use vlmctl_test::Env;
+pub use vlmctl_test::free_port;
+
 /// The binary under test, started with none of the variables vlmctl reads
 /// ([`vlmctl::env_vars::ALL`]) set, so that a developer's `VLMCTL_SPEC`, `HF_TOKEN` or
 /// `XDG_STATE_HOME` cannot change what a test sees: each test sets what it needs on the command.
@@ -45,18 +49,6 @@ pub fn redact(text: &str, tmp: &Path) -> String {
     text.replace(&tmp.display().to_string(), "[TMP]")
 }
 
-/// A variable `scripts/test` exports; missing is a failure that says how to get it.
-#[cfg_attr(
-    not(feature = "test-env"),
-    expect(dead_code, reason = "used by the test-env tests")
-)]
-pub fn required_env(name: &str) -> String {
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => v,
-        _ => panic!("{name} is not set: run these tests through `scripts/test`, which provides it"),
-    }
-}
-
 /// Calls `f` every 20 ms until it holds; panics naming `what` once `within` has passed. It blocks
 /// the thread: from a tokio test, use the multi-thread flavour so that servers keep running.
 pub fn poll_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
@@ -68,14 +60,6 @@ pub fn poll_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// A TCP port on the loopback that was free a moment ago (the OS picks it).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a free port")
-        .port()
 }
 
 /// A bench plan in `dir` against the fake server at `url`: configs A (kept-alive) and C

@@ -9,9 +9,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use vlmctl_test::LabelGuard;
 use vlmctl_weights::fake_hub::{FakeHub, FakeRepo};
 
-use crate::common::{free_port, poll_until, required_env, run, vlmctl};
+use crate::common::{Env, free_port, poll_until, run, vlmctl};
 
 pub(crate) const REPO: &str = "vlmctl-test/gemma-3-270m-GGUF";
 pub(crate) const COMMIT: &str = "0000000000000000000000000000000000000001";
@@ -31,45 +32,26 @@ pub(crate) fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// A test run: unique names, a label, cleanup on drop (also after a panic).
+/// A test run: unique names, a label, cleanup on drop (also after a panic): its containers
+/// and images carry the run label, which the guard removes by.
 pub(crate) struct Run {
+    /// First, so that it is dropped first: containers go before the folders they mount.
+    guard: LabelGuard,
     pub(crate) id: String,
     pub(crate) tmp: tempfile::TempDir,
 }
 
-impl Drop for Run {
-    fn drop(&mut self) {
-        let label = format!("label=org.vlmctl.test-run={}", self.id);
-        for kind in [
-            &["ps", "-aq", "--filter"][..],
-            &["images", "-q", "--filter"][..],
-        ] {
-            let ids = Command::new("docker")
-                .args(kind)
-                .arg(&label)
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default();
-            for id in ids.split_whitespace() {
-                let rm = if kind[0] == "ps" { "rm" } else { "rmi" };
-                let _ = Command::new("docker").args([rm, "-f", id]).output();
-            }
-        }
-    }
-}
-
 impl Run {
     pub(crate) fn new(what: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
+        let guard = LabelGuard::new(what);
         Self {
-            id: format!("{what}-{}-{nanos:08x}", std::process::id()),
+            id: guard.id().to_owned(),
             tmp: tempfile::tempdir().expect("tempdir"),
+            guard,
         }
     }
     pub(crate) fn name(&self, s: &str) -> String {
-        format!("vlmctl-test-{}-{s}", self.id)
+        self.guard.name(s)
     }
     pub(crate) fn path(&self, s: &str) -> PathBuf {
         self.tmp.path().join(s)
@@ -85,14 +67,14 @@ impl Run {
     pub(crate) fn conflict_stopping_in(&self, stop_timeout_s: u32) -> String {
         let ctx = self.path("busybox-ctx");
         std::fs::create_dir_all(&ctx).unwrap();
-        std::fs::copy(required_env("VLMCTL_TEST_BUSYBOX"), ctx.join("busybox")).unwrap();
+        std::fs::copy(Env::require("VLMCTL_TEST_BUSYBOX"), ctx.join("busybox")).unwrap();
         std::fs::write(
             ctx.join("Dockerfile"),
             "FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT [\"/bin/busybox\"]\n",
         )
         .unwrap();
         let tag = self.build_image("busybox", &ctx);
-        let label = format!("org.vlmctl.test-run={}", self.id);
+        let label = self.guard.label();
         let name = self.name("conflict");
         docker(&[
             "run",
@@ -118,7 +100,7 @@ impl Run {
         let tag = format!("vlmctl-test/{what}:{}", self.id);
         let out = Command::new("docker")
             .args(["build", "-q", "-t", &tag, "--label"])
-            .arg(format!("org.vlmctl.test-run={}", self.id))
+            .arg(self.guard.label())
             .arg(ctx)
             .env("DOCKER_BUILDKIT", "0")
             .output()
@@ -139,7 +121,7 @@ impl Run {
                 "name = \"{name}\"\nimage = \"{}\"\nmodel = \"gemma-3-270m-q4km\"\ngpus = \"none\"\nrestart = \"no\"\n\
                  [server]\nhost = \"127.0.0.1\"\nport = {port}\nctx_size = {ctx}\nn_gpu_layers = 0\nthreads = 2\n\
                  [health]\ntimeout_s = 90\n[[conflict]]\nname = \"{conflict}\"\n",
-                required_env("VLMCTL_TEST_LLAMA_IMAGE")
+                Env::require("VLMCTL_TEST_LLAMA_IMAGE")
             ),
         )
         .unwrap();
@@ -251,7 +233,7 @@ pub(crate) fn running(name: &str) -> bool {
 }
 
 pub(crate) async fn hub() -> FakeHub {
-    let model = Bytes::from(std::fs::read(required_env("VLMCTL_TEST_MODEL")).expect("model"));
+    let model = Bytes::from(std::fs::read(Env::require("VLMCTL_TEST_MODEL")).expect("model"));
     FakeHub::start(vec![FakeRepo {
         id: REPO.into(),
         commit: COMMIT.into(),
@@ -758,10 +740,10 @@ impl Drop for ImageGuard {
 async fn provision_pulls_a_missing_image_from_the_registry() {
     let hub = hub().await;
     let r = Run::new("pull");
-    let registry = required_env("VLMCTL_TEST_REGISTRY");
+    let registry = Env::require("VLMCTL_TEST_REGISTRY");
     let remote = format!("{registry}/vlmctl-test/llama-server:{}", r.id);
     let _image_guard = ImageGuard(remote.clone());
-    docker(&["tag", &required_env("VLMCTL_TEST_LLAMA_IMAGE"), &remote]);
+    docker(&["tag", &Env::require("VLMCTL_TEST_LLAMA_IMAGE"), &remote]);
     docker(&["push", &remote]);
     docker(&["rmi", &remote]);
     let server = r.name("server");
@@ -769,7 +751,7 @@ async fn provision_pulls_a_missing_image_from_the_registry() {
     let spec = r.write_spec(&server, free_port(), &r.name("no-conflict"), 1024);
     let text = std::fs::read_to_string(&spec)
         .unwrap()
-        .replace(&required_env("VLMCTL_TEST_LLAMA_IMAGE"), &remote);
+        .replace(&Env::require("VLMCTL_TEST_LLAMA_IMAGE"), &remote);
     std::fs::write(&spec, text).unwrap();
     let lock = r.write_lock();
     let mut c = r.cmd(&hub, &["provision"], &spec, &lock);
@@ -898,7 +880,7 @@ async fn provision_pins_on_first_use_then_serves_from_the_lock() {
                  [model]\nname = \"g3\"\nrepo = \"{REPO}\"\nfiles = [{files}]\ndir = \"{}\"\n\
                  [server]\nhost = \"127.0.0.1\"\nport = {}\nctx_size = 1024\nn_gpu_layers = 0\nthreads = 2\n\
                  [health]\ntimeout_s = 90\n",
-                required_env("VLMCTL_TEST_LLAMA_IMAGE"),
+                Env::require("VLMCTL_TEST_LLAMA_IMAGE"),
                 r.path("models").display(),
                 free_port()
             ),
@@ -1006,7 +988,7 @@ fn docker_health_is_aimed_at_the_port(
 /// What the README says to add to the commands that take `--lock examples/cpu-test.lock`: the
 /// lock names ~/.cache/vlmctl/models/...; with `VLMCTL_CACHE` elsewhere, `--dir` to the model.
 pub(crate) fn readme_dir_args() -> Vec<String> {
-    let model_dir = Path::new(&required_env("VLMCTL_TEST_MODEL"))
+    let model_dir = Path::new(&Env::require("VLMCTL_TEST_MODEL"))
         .parent()
         .expect("the model's directory")
         .to_owned();
@@ -1127,7 +1109,7 @@ fn a_projector_the_server_cannot_load_is_a_readiness_error_quoting_its_log() {
     let _guard = Guard(server.clone());
     let dir = r.path("models");
     std::fs::create_dir_all(&dir).unwrap();
-    let model = PathBuf::from(required_env("VLMCTL_TEST_MODEL"));
+    let model = PathBuf::from(Env::require("VLMCTL_TEST_MODEL"));
     if std::fs::hard_link(&model, dir.join(FILE)).is_err() {
         std::fs::copy(&model, dir.join(FILE)).unwrap();
     }

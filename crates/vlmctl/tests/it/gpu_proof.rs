@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::Stdio;
 
-use crate::common::{free_port, required_env, run, vlmctl};
+use crate::common::{Env, free_port, run, vlmctl};
 use crate::deploy_real::{Guard, Run, docker, running};
 
 /// A stand-in `nvidia-smi` on vlmctl's PATH, answering the two queries vlmctl makes
@@ -53,7 +53,7 @@ fn provision_gpu_spec(r: &Run, image: &str) -> (i32, String, String, String, Str
     )
     .unwrap();
     // The 270M lock (as examples/cpu-test.lock), served from where scripts/test put the GGUF.
-    let model = required_env("VLMCTL_TEST_MODEL");
+    let model = Env::require("VLMCTL_TEST_MODEL");
     let model = Path::new(&model);
     let lock = r.path("weights.lock");
     std::fs::write(
@@ -98,7 +98,7 @@ fn provision_gpu_spec(r: &Run, image: &str) -> (i32, String, String, String, Str
 fn a_gpu_spec_whose_server_runs_on_the_cpu_fails_with_the_evidence_and_is_undone() {
     let r = Run::new("gpuproof");
     let (code, out, err, server, conflict) =
-        provision_gpu_spec(&r, &required_env("VLMCTL_TEST_LLAMA_IMAGE"));
+        provision_gpu_spec(&r, &Env::require("VLMCTL_TEST_LLAMA_IMAGE"));
     let _server_guard = Guard(server.clone());
     assert_eq!(code, 8, "exit 8 (server), got {code}\n{out}\n{err}");
     // The evidence, quoted from the real server's log, and what to do.
@@ -118,7 +118,7 @@ fn a_gpu_spec_whose_server_runs_on_the_cpu_fails_with_the_evidence_and_is_undone
         err.contains(&format!(
             "hint: the container sees no GPU, or the image has no CUDA backend: check the NVIDIA \
              container toolkit: `docker run --rm --gpus all {} nvidia-smi` must list the GPU",
-            required_env("VLMCTL_TEST_LLAMA_IMAGE")
+            Env::require("VLMCTL_TEST_LLAMA_IMAGE")
         )),
         "{err}"
     );
@@ -148,7 +148,7 @@ fn a_gpu_server_that_dies_of_a_cuda_error_gets_the_kernels_hint_and_is_undone() 
     let r = Run::new("gpuabort");
     let ctx = r.path("abort-ctx");
     std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::copy(required_env("VLMCTL_TEST_BUSYBOX"), ctx.join("busybox")).unwrap();
+    std::fs::copy(Env::require("VLMCTL_TEST_BUSYBOX"), ctx.join("busybox")).unwrap();
     let script = "echo 'ggml_cuda_init: found 1 CUDA devices (Total VRAM: 124546 MiB):' >&2; \
                   echo '  Device 0: NVIDIA GB10, compute capability 12.1, VMM: yes, VRAM: 124546 MiB' >&2; \
                   echo 'load_tensors: offloaded 19/19 layers to GPU' >&2; \

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 use vlmctl_bench::fake_server::FakeServer;
 
-use crate::common::{required_env, run, vlmctl};
+use crate::common::{Env, run, vlmctl};
 
 fn cmd(state: &Path, ssh_config: &str) -> Command {
     let mut c = vlmctl();
@@ -207,7 +207,7 @@ fn refused_before_any_request(
     // A host without Docker: exit 5, the line of its `host`, and what ssh found.
     let nodocker = format!(
         "ssh://root@127.0.0.1:{}",
-        required_env("VLMCTL_TEST_SSH_NODOCKER_PORT")
+        Env::require("VLMCTL_TEST_SSH_NODOCKER_PORT")
     );
     let dead = write_plan(
         dir,

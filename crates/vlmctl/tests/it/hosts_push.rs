@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{poll_until, required_env, run, vlmctl};
+use crate::common::{Env, poll_until, run, vlmctl};
 use crate::deploy_real::readme_dir_args;
 
 const MODEL: &str = "gemma-3-270m-q4_k_m.gguf";
@@ -21,7 +21,7 @@ const MMPROJ_SHA: &str = "1f710d09473f8ca0944d9ec9963aee6758b106dd27db3ad498a609
 const MODEL_SHA: &str = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818";
 
 fn port() -> String {
-    required_env("VLMCTL_TEST_SSH_PORT")
+    Env::require("VLMCTL_TEST_SSH_PORT")
 }
 
 fn remote() -> String {
@@ -36,7 +36,7 @@ fn repo_root() -> PathBuf {
 fn push(state: &Path, lock: &Path, to: &Path) -> Command {
     let mut c = vlmctl();
     c.env("VLMCTL_STATE_DIR", state)
-        .env("VLMCTL_SSH_CONFIG", required_env("VLMCTL_TEST_SSH_CONFIG"))
+        .env("VLMCTL_SSH_CONFIG", Env::require("VLMCTL_TEST_SSH_CONFIG"))
         .current_dir(repo_root())
         .stdin(Stdio::null())
         .args(["weights", "push", "--host", &remote(), "--lock"])
@@ -44,7 +44,7 @@ fn push(state: &Path, lock: &Path, to: &Path) -> Command {
         .args(readme_dir_args())
         .arg("--to")
         .arg(to)
-        .args(["--image", &required_env("VLMCTL_TEST_LLAMA_IMAGE")]);
+        .args(["--image", &Env::require("VLMCTL_TEST_LLAMA_IMAGE")]);
     c
 }
 
@@ -247,7 +247,7 @@ fn a_file_verified_on_the_host_is_not_hashed_again_until_it_changes() {
 /// A lock that names only the projector (as the model's file): what the host is asked for once
 /// the lock no longer names the model's sha256.
 fn projector_only_lock(dir: &Path) -> PathBuf {
-    let model_dir = Path::new(&required_env("VLMCTL_TEST_MMPROJ"))
+    let model_dir = Path::new(&Env::require("VLMCTL_TEST_MMPROJ"))
         .parent()
         .expect("the projector's directory")
         .to_owned();
@@ -304,7 +304,7 @@ fn stale_staging_folders_are_removed_but_not_one_another_push_is_writing() {
     let writing_sha = "2".repeat(64);
     let engine = vlmctl_lifecycle::Engine::local(state.path());
     let docker = rt.block_on(engine.connect()).expect("the test engine");
-    let image = required_env("VLMCTL_TEST_LLAMA_IMAGE");
+    let image = Env::require("VLMCTL_TEST_LLAMA_IMAGE");
     let helper = rt
         .block_on(vlmctl_lifecycle::remote::Helper::start(
             &docker,
@@ -489,7 +489,7 @@ async fn a_bench_target_forward_killed_mid_bench_is_opened_again() {
     let err_file = state.path().join("stderr");
     let mut child = vlmctl()
         .env("VLMCTL_STATE_DIR", state.path())
-        .env("VLMCTL_SSH_CONFIG", required_env("VLMCTL_TEST_SSH_CONFIG"))
+        .env("VLMCTL_SSH_CONFIG", Env::require("VLMCTL_TEST_SSH_CONFIG"))
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out_file).expect("stdout"))
         .stderr(std::fs::File::create(&err_file).expect("stderr"))
@@ -561,7 +561,7 @@ fn a_host_that_stays_unreachable_after_its_forward_drops_is_a_clear_error() {
     let to = state.path().join("on-the-host");
     // Our own copy of the ssh configuration, so that it can change under the push.
     let config = state.path().join("ssh_config");
-    std::fs::copy(required_env("VLMCTL_TEST_SSH_CONFIG"), &config).expect("config");
+    std::fs::copy(Env::require("VLMCTL_TEST_SSH_CONFIG"), &config).expect("config");
     let err_file = state.path().join("stderr");
     let mut pushing = push(state.path(), &cpu_lock(), &to);
     pushing
@@ -571,7 +571,7 @@ fn a_host_that_stays_unreachable_after_its_forward_drops_is_a_clear_error() {
     let mut child = until_a_whole_piece(pushing, &to);
     let ssh = docker_forward_of(child.id()).expect("the push's forward runs");
     // From now on every new ssh offers a key the host refuses.
-    std::fs::copy(required_env("VLMCTL_TEST_SSH_STRANGER_CONFIG"), &config).expect("config");
+    std::fs::copy(Env::require("VLMCTL_TEST_SSH_STRANGER_CONFIG"), &config).expect("config");
     crate::common::signal("9", &ssh.to_string());
     let code = wait_for(&mut child, Duration::from_secs(300));
     let err = std::fs::read_to_string(&err_file).expect("stderr");

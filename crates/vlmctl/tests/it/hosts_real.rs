@@ -9,20 +9,20 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::common::{required_env, run, vlmctl};
+use crate::common::{Env, run, vlmctl};
 use crate::deploy_real::readme_dir_args;
 
 /// A host in front of this machine's dockerd (same disk, same loopback).
 pub(crate) fn remote() -> String {
     format!(
         "ssh://root@127.0.0.1:{}",
-        required_env("VLMCTL_TEST_SSH_PORT")
+        Env::require("VLMCTL_TEST_SSH_PORT")
     )
 }
 
 /// beast's address.
 pub(crate) fn beast() -> String {
-    required_env("VLMCTL_TEST_BEAST")
+    Env::require("VLMCTL_TEST_BEAST")
 }
 
 /// beast's port on this machine's loopback (what its `ssh` processes name with `-p`).
@@ -33,13 +33,13 @@ fn beast_port() -> String {
 /// Where this machine sees beast's `path` (its mount namespace, through /proc/PID/root): what
 /// the tests look at and damage there; vlmctl never uses it.
 pub(crate) fn on_beast(path: &Path) -> std::path::PathBuf {
-    Path::new(&required_env("VLMCTL_TEST_BEAST_ROOT")).join(path.strip_prefix("/").unwrap_or(path))
+    Path::new(&Env::require("VLMCTL_TEST_BEAST_ROOT")).join(path.strip_prefix("/").unwrap_or(path))
 }
 
 /// The docker CLI talking to beast's daemon (through a socket vlmctl does not know of).
 pub(crate) fn beast_docker() -> Command {
     let mut c = Command::new("docker");
-    c.args(["-H", &required_env("VLMCTL_TEST_BEAST_DOCKER")]);
+    c.args(["-H", &Env::require("VLMCTL_TEST_BEAST_DOCKER")]);
     c
 }
 
@@ -95,8 +95,8 @@ pub(crate) fn ssh_left(port: &str) -> Vec<String> {
 #[test]
 fn a_refused_key_an_unknown_name_and_a_host_without_docker_are_clear_errors() {
     let state = tempfile::tempdir().expect("state");
-    let good = required_env("VLMCTL_TEST_SSH_CONFIG");
-    let stranger = required_env("VLMCTL_TEST_SSH_STRANGER_CONFIG");
+    let good = Env::require("VLMCTL_TEST_SSH_CONFIG");
+    let stranger = Env::require("VLMCTL_TEST_SSH_STRANGER_CONFIG");
 
     let (code, _, err) = run(cmd(state.path(), &stranger).args(["status", "--host", &remote()]));
     assert_eq!(code, 5, "{err}");
@@ -108,7 +108,7 @@ fn a_refused_key_an_unknown_name_and_a_host_without_docker_are_clear_errors() {
 
     let nodocker = format!(
         "ssh://root@127.0.0.1:{}",
-        required_env("VLMCTL_TEST_SSH_NODOCKER_PORT")
+        Env::require("VLMCTL_TEST_SSH_NODOCKER_PORT")
     );
     let (code, _, err) = run(cmd(state.path(), &good).args(["status", "--host", &nodocker]));
     assert_eq!(code, 5, "{err}");
@@ -155,13 +155,13 @@ fn a_refused_key_an_unknown_name_and_a_host_without_docker_are_clear_errors() {
         out.contains("cannot run nvidia-smi in a container from"),
         "the GPU gate ran on the host: {out}"
     );
-    assert!(ssh_left(&required_env("VLMCTL_TEST_SSH_PORT")).is_empty());
+    assert!(ssh_left(&Env::require("VLMCTL_TEST_SSH_PORT")).is_empty());
 }
 
 #[test]
 fn contexts_and_docker_host_name_the_remote_as_the_docker_cli_does() {
     let state = tempfile::tempdir().expect("state");
-    let good = required_env("VLMCTL_TEST_SSH_CONFIG");
+    let good = Env::require("VLMCTL_TEST_SSH_CONFIG");
     // A Docker context named beast, as `docker context create` writes it.
     let config = tempfile::tempdir().expect("docker config");
     let meta = config.path().join("contexts/meta/0123");
@@ -186,7 +186,7 @@ fn contexts_and_docker_host_name_the_remote_as_the_docker_cli_does() {
         titan.join("meta.json"),
         format!(
             r#"{{"Name":"titan","Metadata":{{}},"Endpoints":{{"docker":{{"Host":"ssh://root@127.0.0.1:{}","SkipTLSVerify":false}}}}}}"#,
-            required_env("VLMCTL_TEST_SSH_NODOCKER_PORT")
+            Env::require("VLMCTL_TEST_SSH_NODOCKER_PORT")
         ),
     )
     .expect("meta.json");
@@ -225,7 +225,7 @@ fn contexts_and_docker_host_name_the_remote_as_the_docker_cli_does() {
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("the Docker contexts are: beast"), "{err}");
     // DOCKER_HOST=ssh://... as the docker CLI takes it.
-    let stranger = required_env("VLMCTL_TEST_SSH_STRANGER_CONFIG");
+    let stranger = Env::require("VLMCTL_TEST_SSH_STRANGER_CONFIG");
     let (code, _, err) = run(cmd(state.path(), &stranger)
         .arg("status")
         .env("DOCKER_HOST", remote()));
@@ -235,7 +235,7 @@ fn contexts_and_docker_host_name_the_remote_as_the_docker_cli_does() {
 
 /// The folder the test model is in here (and, on beast, where vlmctl must put it).
 fn model_dir() -> std::path::PathBuf {
-    Path::new(&required_env("VLMCTL_TEST_MODEL"))
+    Path::new(&Env::require("VLMCTL_TEST_MODEL"))
         .parent()
         .expect("the model's directory")
         .to_owned()
@@ -272,7 +272,7 @@ fn beasts_state_is_its_own(state: &Path) {
 #[test]
 fn provision_pushes_the_weights_then_bench_and_teardown_through_ssh() {
     let state = tempfile::tempdir().expect("state");
-    let good = required_env("VLMCTL_TEST_SSH_CONFIG");
+    let good = Env::require("VLMCTL_TEST_SSH_CONFIG");
     let _guard = BeastGuard::new("vlmctl-cpu-test");
     let host = beast();
     // beast starts without the weights, whatever an earlier run left there.
@@ -411,7 +411,7 @@ fn relaunch_after_damage_on_beast_serves_the_verified_file(
 #[test]
 fn weights_push_resumes_after_kill_9_and_verifies_on_the_host() {
     let state = tempfile::tempdir().expect("state");
-    let good = required_env("VLMCTL_TEST_SSH_CONFIG");
+    let good = Env::require("VLMCTL_TEST_SSH_CONFIG");
     // A folder on beast (its /tmp is its own); this machine has no such folder.
     let to = state.path().join("on-the-host");
     let _cleanup = BeastDir(state.path().to_owned());
@@ -429,7 +429,7 @@ fn weights_push_resumes_after_kill_9_and_verifies_on_the_host() {
         .args(readme_dir_args())
         .arg("--to")
         .arg(&to)
-        .args(["--image", &required_env("VLMCTL_TEST_LLAMA_IMAGE")]);
+        .args(["--image", &Env::require("VLMCTL_TEST_LLAMA_IMAGE")]);
         c
     };
     // Killed once a piece is whole on the host (and before the file is).
@@ -581,7 +581,7 @@ fn spec_with_conflict(dir: &Path, conflict: &str) -> std::path::PathBuf {
     let started = beast_docker()
         .args(["run", "-d", "--name", conflict, "--network", "none"])
         .args(["--entrypoint", "/bin/busybox"])
-        .arg(required_env("VLMCTL_TEST_LLAMA_IMAGE"))
+        .arg(Env::require("VLMCTL_TEST_LLAMA_IMAGE"))
         .args(["sleep", "3600"])
         .output()
         .expect("docker run on beast");
@@ -610,7 +610,7 @@ fn back_as_before(conflict: &str, context: &str) {
 fn ctrl_c_or_kill_9_mid_provision_on_beast_brings_its_conflict_back() {
     use std::os::unix::process::CommandExt as _;
     let state = tempfile::tempdir().expect("state");
-    let good = required_env("VLMCTL_TEST_SSH_CONFIG");
+    let good = Env::require("VLMCTL_TEST_SSH_CONFIG");
     let conflict = "beast-conflict";
     let _guard = BeastGuard::new("vlmctl-cpu-test");
     let _conflict = BeastGuard::new(conflict);
@@ -667,7 +667,7 @@ fn ctrl_c_or_kill_9_mid_provision_on_beast_brings_its_conflict_back() {
 #[test]
 fn tune_on_beast_measures_through_the_forward_and_puts_the_original_back() {
     let state = tempfile::tempdir().expect("state");
-    let good = required_env("VLMCTL_TEST_SSH_CONFIG");
+    let good = Env::require("VLMCTL_TEST_SSH_CONFIG");
     let _guard = BeastGuard::new("vlmctl-cpu-test");
     let _parked = BeastGuard::new(&vlmctl_deploy::tune::parked_name("vlmctl-cpu-test"));
     let job = |what: &str| {

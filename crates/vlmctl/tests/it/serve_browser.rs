@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 
-use crate::common::{free_port, poll_until, required_env, run, vlmctl};
+use crate::common::{Env, free_port, poll_until, run, vlmctl};
 use crate::deploy_real::{Guard, readme_dir_args};
 use crate::serve_real::{post, spawn_serve, wait_run};
 
@@ -28,7 +28,7 @@ impl Drop for Driver {
 async fn browser() -> (Driver, Client) {
     let port = free_port();
     let driver = Driver(
-        Command::new(required_env("VLMCTL_TEST_CHROMEDRIVER"))
+        Command::new(Env::require("VLMCTL_TEST_CHROMEDRIVER"))
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -43,7 +43,7 @@ async fn browser() -> (Driver, Client) {
     caps.insert(
         "goog:chromeOptions".to_owned(),
         serde_json::json!({
-            "binary": required_env("VLMCTL_TEST_CHROMIUM"),
+            "binary": Env::require("VLMCTL_TEST_CHROMIUM"),
             "args": [
                 "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
                 "--no-first-run", "--disable-background-networking",

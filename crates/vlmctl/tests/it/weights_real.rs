@@ -6,7 +6,7 @@ use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use crate::common::{required_env, run, vlmctl};
+use crate::common::{Env, run, vlmctl};
 
 const SHA256: &str = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818";
 const SIZE: u64 = 253_113_024;
@@ -23,7 +23,7 @@ fn lock_text(dir: &Path) -> String {
 
 /// A model dir holding `FILE` made by `make` from the real model, and its lock.
 fn setup(make: impl FnOnce(&Path, &Path)) -> (tempfile::TempDir, PathBuf) {
-    let model = PathBuf::from(required_env("VLMCTL_TEST_MODEL"));
+    let model = PathBuf::from(Env::require("VLMCTL_TEST_MODEL"));
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("models");
     fs::create_dir(&dir).unwrap();
@@ -139,8 +139,8 @@ fn one_flipped_byte_fails_sha256() {
 /// `weights verify` shows both files with their architectures.
 #[test]
 fn the_projector_is_adopted_and_verified_as_a_clip_gguf() {
-    let mmproj = PathBuf::from(required_env("VLMCTL_TEST_MMPROJ"));
-    let model = PathBuf::from(required_env("VLMCTL_TEST_MODEL"));
+    let mmproj = PathBuf::from(Env::require("VLMCTL_TEST_MMPROJ"));
+    let model = PathBuf::from(Env::require("VLMCTL_TEST_MODEL"));
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("models");
     let lock = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/cpu-test.lock");
