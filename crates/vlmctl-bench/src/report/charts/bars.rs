@@ -1,6 +1,14 @@
 //! p50 per config as bars against the 36 Hz line, a baseline run's p50 beside each.
 
-use super::*;
+use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
+use plotters::coord::types::RangedCoordf64;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use super::{
+    BASELINE, Drawn, FONT, NOTE, Swatch, TARGET_COLOR, TARGET_MS, TICK, TITLE, color, placeable,
+    printable, render, tick,
+};
 
 /// A vertical axis of `n` rows, `0.0..n`, with one tick at the middle of each row (where its
 /// label goes) rather than at round numbers.

@@ -1,6 +1,9 @@
 //! The latency CDF per config, p50 and p95 marked; a log axis when the spread asks for one.
 
-use super::*;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use super::{Axis, Entry, FONT, GUIDE, NOTE, Swatch, color, placeable, render, span, xy_chart};
 
 /// One config's successful latencies for [`latency_cdf`].
 #[derive(Debug, Clone, Copy)]

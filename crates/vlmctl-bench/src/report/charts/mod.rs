@@ -22,8 +22,6 @@ pub use cdf::{CDF_LOG_SPREAD, CdfSeries, latency_cdf};
 pub use trend::{Marker, TrendPoint, TrendSeries, trend};
 pub use xy::{latency_vs_rate, p50_vs_memory};
 
-use std::fmt::Write as _;
-
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
 use plotters::coord::types::RangedCoordf64;

@@ -1,6 +1,14 @@
 //! Figures over time (the service's history), with events such as relaunches marked.
 
-use super::*;
+use std::fmt::Write as _;
+
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use super::{
+    Axis, Entry, FONT, GUIDE, NOTE, Swatch, color, placeable, printable, render, span, tick,
+    xy_chart,
+};
 use crate::report::html_escape as xml_escape;
 
 /// One point of a [`trend`]: when (seconds since the epoch), the value, and the run it is from.

@@ -1,7 +1,13 @@
 //! Latency against offered rate (a sweep, with its SLO) and p50 against memory (`vlmctl tune`,
 //! the chosen variant ringed).
 
-use super::*;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use super::{
+    Axis, FONT, NOTE, Swatch, TARGET_COLOR, TARGET_MS, color, placeable, printable, render, span,
+    tick, xy_chart,
+};
 
 /// Latency against offered rate (a rate sweep): `p50` and `p95` as `(offered Hz, ms)` points,
 /// in any order, and the SLO's latency bound as a labelled dashed line when given.
