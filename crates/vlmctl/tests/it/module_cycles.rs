@@ -593,7 +593,7 @@ fn use_trees(t: &[String]) -> Vec<(bool, Vec<String>)> {
         let end = (i..t.len()).find(|&j| t[j] == ";").unwrap_or(t.len());
         let mut pos = i + 1;
         tree(&t[..end], &mut pos, &[], &mut |leaf| {
-            out.push((public, leaf))
+            out.push((public, leaf));
         });
     }
     out
