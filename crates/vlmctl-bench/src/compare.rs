@@ -19,7 +19,7 @@ use crate::stats;
 
 /// One compared config.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Row {
+pub struct ComparisonRow {
     /// Target name.
     pub target: String,
     /// Config letter.
@@ -131,7 +131,7 @@ pub fn verdict(change_pct: f64, schema_pass: Option<f64>) -> Verdict {
     }
 }
 
-impl Row {
+impl ComparisonRow {
     /// `investigate (latency, schema)`, or `within noise`.
     #[must_use]
     pub fn verdict_text(&self) -> String {
@@ -161,7 +161,7 @@ pub struct Comparison {
     /// Not apples-to-apples because...
     pub warnings: Vec<String>,
     /// Matched configs.
-    pub rows: Vec<Row>,
+    pub rows: Vec<ComparisonRow>,
 }
 
 /// Pure comparison of two results files.
@@ -216,7 +216,7 @@ pub fn compare(base: &Results, new: &Results) -> Comparison {
                 .unwrap_or((f64::NAN, f64::NAN));
             let change_pct = (nw.p50 - bw.p50) / bw.p50 * 100.0;
             let schema_pass = c.summary.schema_pass_rate;
-            rows.push(Row {
+            rows.push(ComparisonRow {
                 target: t.name.clone(),
                 config: c.name.clone(),
                 base_p50: bw.p50,
@@ -250,7 +250,7 @@ pub fn render(c: &Comparison) -> String {
     for w in &c.warnings {
         let _ = writeln!(out, "warning: {w}");
     }
-    let verdicts: Vec<String> = c.rows.iter().map(Row::verdict_text).collect();
+    let verdicts: Vec<String> = c.rows.iter().map(ComparisonRow::verdict_text).collect();
     let vw = verdicts.iter().map(String::len).max().unwrap_or(0).max(7);
     let _ = writeln!(
         out,

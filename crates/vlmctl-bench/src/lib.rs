@@ -1,22 +1,25 @@
 //! The benchmark instrument behind `vlmctl bench`.
 //!
-//! - [`plan::LoadedPlan`]: a plan (targets, configs A-E/T, runs, warm-up, load) with its prompts
-//!   and camera image, hashed; a pinned image that differs is refused. [`plan::Plan::parse`]
-//!   checks every value against its range and names the offending key's line.
+//! Types at the bottom, behaviour above (no module imports one that imports it back; checked
+//! by the CLI's `module_cycles` test):
+//! - [`plan`]: the plan's types (targets, configs A-E/T, runs, warm-up, load, [`plan::Slo`],
+//!   [`plan::SweepSpec`]); [`plan::Plan::parse`] checks every value against its range and names
+//!   the offending key's line; [`plan::LoadedPlan`] reads its prompts and camera image, hashed
+//!   (a pinned image that differs is refused).
+//! - [`results`]: the results file's types (versioned JSON with raw samples), plain serde data.
 //! - [`client`]: the OpenAI-compatible (`/v1/chat/completions`, SSE) and Ollama (`/api/chat`,
 //!   NDJSON) protocols, timed on a monotonic clock; TTFT from the first non-empty delta.
 //! - [`schema::NavSchema`]: the nav answer check (strategies 1/2 pass, 3 is a miss).
 //! - [`stats`]: nearest-rank percentiles, bootstrap intervals, the 36 Hz bands.
-//! - [`slo::Slo`]: the plan's service-level objectives; [`slo::evaluate`] checks a config
-//!   against them and counts its goodput.
+//! - [`slo::evaluate`] checks a config against the plan's service-level objectives and counts
+//!   its goodput; [`summary::summarize`] computes a config's figures from its samples.
 //! - [`preflight::check`]: each target answers `/health` (or `/v1/models`, `/api/tags`) within
 //!   seconds, before a run that would otherwise spend a timeout on every request.
-//! - [`charts`]: the HTML report's charts as inline SVG, drawn by `plotters`.
 //! - [`sweep::run`] finds the highest open-loop rate at which the SLO holds (steps, then
-//!   bisection; [`sweep::next`] is the pure search) into [`run::Results::sweep`].
-//! - [`run::run`] produces [`run::Results`] (versioned JSON with raw samples; summaries are
-//!   recomputable with [`run::summarize`]); [`report`] renders them; [`compare`] applies the
-//!   runbook's rule to two runs ([`compare::verdict`]).
+//!   bisection; [`sweep::next`] is the pure search) into [`results::Results::sweep`].
+//! - [`run::run`] produces [`results::Results`]; [`report`] renders them (terminal, Markdown,
+//!   HTML with [`report::charts`] as inline SVG drawn by `plotters`, a sweep's table); [`compare`]
+//!   applies the runbook's rule to two runs ([`compare::verdict`]).
 //! - `fake_server` (feature `fake-server`) is an in-process llama-server / Ollama for tests,
 //!   scripted per request.
 //! - [`text`]: text from outside made safe for a terminal ([`text::printable`]) and for
@@ -54,7 +57,7 @@ pub const MAX_RESULTS_BYTES: u64 = 256 << 20;
 ///
 /// # Errors
 /// [`BenchError::Read`] when it cannot be read, else as [`parse_results`].
-pub fn load_results(path: &std::path::Path) -> Result<run::Results, BenchError> {
+pub fn load_results(path: &std::path::Path) -> Result<results::Results, BenchError> {
     let bytes = vlmctl_files::read_regular(path, MAX_RESULTS_BYTES, "a results file").map_err(
         |source| match vlmctl_files::refusal(&source) {
             // What is not a results file is bad input (as before), not an unreadable file.
@@ -71,25 +74,25 @@ pub fn load_results(path: &std::path::Path) -> Result<run::Results, BenchError> 
     parse_results(&bytes, path)
 }
 
-/// A results file's `bytes` (read from `path`, which errors name) as [`run::Results`]: JSON
-/// of this format, whose latencies are all plausible ([`run::Results::validate`]). A summary
+/// A results file's `bytes` (read from `path`, which errors name) as [`results::Results`]: JSON
+/// of this format, whose latencies are all plausible ([`results::Results::validate`]). A summary
 /// stored with `null` figures (an overflowed mean, as an earlier vlmctl wrote) is recomputed
-/// from its samples ([`run::Results::repair_summaries`]). What `bench compare`, `--baseline`
+/// from its samples ([`results::Results::repair_summaries`]). What `bench compare`, `--baseline`
 /// and `runs import` read with.
 ///
 /// # Errors
 /// [`BenchError::BadResults`] for what is not a results file of this format,
 /// [`BenchError::ImplausibleResults`] for a latency no request could have had.
-pub fn parse_results(bytes: &[u8], path: &std::path::Path) -> Result<run::Results, BenchError> {
-    let mut r: run::Results =
+pub fn parse_results(bytes: &[u8], path: &std::path::Path) -> Result<results::Results, BenchError> {
+    let mut r: results::Results =
         serde_json::from_slice(bytes).map_err(|e| BenchError::BadResults {
             path: path.to_owned(),
             why: e.to_string(),
         })?;
-    if r.format != run::FORMAT {
+    if r.format != results::FORMAT {
         return Err(BenchError::BadResults {
             path: path.to_owned(),
-            why: format!("format {:?}, expected {:?}", r.format, run::FORMAT),
+            why: format!("format {:?}, expected {:?}", r.format, results::FORMAT),
         });
     }
     r.repair_summaries();

@@ -63,6 +63,7 @@ impl Slo {
     }
 }
 
+/// Pure: `samples` (a config's measured requests; `streamed` when the config streams) against
 /// `slo`.
 #[must_use]
 pub fn evaluate(samples: &[Sample], slo: &Slo, streamed: bool) -> SloReport {

@@ -3,7 +3,11 @@
 
 use std::fmt::Write as _;
 
-use super::*;
+use super::{
+    Columns, capitalize, charts, describe_failed, head, html_escape, image_cost, image_cost_line,
+    load_line, row, server_facts, slo_details, slo_line, started_utc, sweep, title_names,
+};
+use crate::results::Results;
 
 /// Latency against offered rate, per sweep (plotters, through [`crate::charts`]).
 fn sweep_figures(out: &mut String, r: &Results) {

@@ -3,7 +3,12 @@
 
 use std::fmt::Write as _;
 
-use super::*;
+use super::{
+    Columns, capitalize, describe_failed, facts_line, image_cost, image_cost_line, load_line, ms,
+    prompt_tokens, slo_details, slo_line, started_utc, sweep, title_names, where_served,
+};
+use crate::results::Results;
+use crate::{stats, text};
 
 /// report.md's title (deployments, date), a line per target with its server's settings, and the
 /// run's provenance.

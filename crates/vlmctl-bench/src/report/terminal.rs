@@ -3,7 +3,12 @@
 
 use std::fmt::Write as _;
 
-use super::*;
+use super::{
+    Columns, describe_failed, error_hints, head, image_cost, image_cost_line, load_line, row,
+    slo_details, slo_line,
+};
+use crate::results::Results;
+use crate::text;
 
 /// The terminal table.
 #[must_use]

@@ -334,8 +334,6 @@ impl SloCheck {
     }
 }
 
-/// Pure: `samples` (a config's measured requests; `streamed` when the config streams) against
-
 /// The sweep's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

@@ -25,6 +25,7 @@ mod hosts_push;
 mod hosts_real;
 #[cfg(feature = "test-env")]
 mod hosts_status;
+mod module_cycles;
 mod pin;
 #[cfg(feature = "test-env")]
 mod serve_browser;
