@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::io::AsyncReadExt as _;
 
-use super::SshHost;
+use super::host::SshHost;
 use crate::LifecycleError;
 
 /// How long `ssh` gets to log in and set a forward up.
