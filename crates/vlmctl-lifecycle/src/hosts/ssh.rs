@@ -166,12 +166,11 @@ impl Notices {
     }
 
     fn send(&self, n: LinkNotice) {
-        match &self.0 {
+        if let Some(tx) = &self.0 {
             // A front-end that stopped listening loses nothing it still wants.
-            Some(tx) => {
-                let _ = tx.send(n);
-            }
-            None => tracing::warn!(?n, "ssh forward"),
+            let _ = tx.send(n);
+        } else {
+            tracing::warn!(?n, "ssh forward");
         }
     }
 }
