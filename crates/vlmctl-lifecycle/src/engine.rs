@@ -31,7 +31,7 @@ impl Engine {
         }
     }
 
-    /// The engine the user named, as the docker CLI would pick it ([`hosts::resolve`]: `flag`,
+    /// The engine the user named, as the docker CLI would pick it ([`hosts::resolve()`]: `flag`,
     /// else `DOCKER_HOST`, else the current context in `docker_config`, else this machine's).
     pub fn resolve(
         flag: Option<&str>,

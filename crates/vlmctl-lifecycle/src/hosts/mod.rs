@@ -26,18 +26,18 @@
 //! and which engine a job talks to is the [`crate::Engine`] it is given.
 //!
 //! - `host`: what an engine is ([`Host`], [`SshHost`]) and where its state lives.
-//! - [`resolve`]: which engine the user named (pure but for reading the docker CLI's folder).
+//! - `resolve`: which engine the user named (pure but for reading the docker CLI's folder).
 //! - `ssh`: one supervised `ssh -L` forward, started again when it ends under us.
 //! - `sessions`: the [`Sessions`] pool (one [`Session`] per host, its TCP forwards).
 //! - `relay`: the local port in front of a TCP forward, which outlives the `ssh` behind it.
 
 mod host;
 mod relay;
-pub mod resolve;
+mod resolve;
 mod sessions;
 mod ssh;
 
 pub use host::{DEFAULT_SOCKET, Host, SshHost, machine_name, path_safe};
 pub use resolve::{Context, contexts, current_context, docker_config_dir, parse_ssh, resolve};
-pub use sessions::{Session, Sessions};
+pub use sessions::{HELPERS_PATIENCE, Session, Sessions};
 pub use ssh::{LinkNotice, REOPEN_TRIES, SSH_TIMEOUT};
