@@ -31,7 +31,7 @@ impl Engine {
         }
     }
 
-    /// The engine the user named, as the docker CLI would pick it ([`hosts::resolve`]: `flag`,
+    /// The engine the user named, as the docker CLI would pick it ([`hosts::resolve()`]: `flag`,
     /// else `DOCKER_HOST`, else the current context in `docker_config`, else this machine's).
     pub fn resolve(
         flag: Option<&str>,
@@ -168,4 +168,31 @@ fn through_forward(
         }),
         MAX_ENGINE_ANSWER,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two engines live side by side in one process: each says its own host, state folder and
+    /// daemon, and one built beside another shares its pool and base state folder.
+    #[test]
+    fn engines_side_by_side_keep_their_own_host_and_state() {
+        let base = Path::new("/s");
+        let here = Engine::local(base);
+        let beast = here.on(Host::Ssh {
+            name: "beast".into(),
+            target: hosts::parse_ssh("ssh://me@beast:2200").expect("an ssh URL"),
+        });
+        assert!(!here.is_remote());
+        assert!(beast.is_remote());
+        assert_eq!(here.state_dir(), base);
+        assert_eq!(beast.state_dir(), beast.host().state_dir(base));
+        assert_ne!(beast.state_dir(), here.state_dir());
+        assert_eq!(beast.base_state_dir(), base);
+        assert_eq!((here.name(), beast.name()), ("local", "beast"));
+        assert_eq!(beast.docker_host(), "ssh://me@beast:2200");
+        assert!(here.sessions().is(beast.sessions()));
+        assert!(!here.sessions().is(Engine::local(base).sessions()));
+    }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::{DEFAULT_SOCKET, Host, SshHost};
+use super::host::{DEFAULT_SOCKET, Host, SshHost};
 use crate::LifecycleError;
 
 /// Pure: parses `ssh://[user@]host[:port]` (IPv6 in brackets); anything after the authority

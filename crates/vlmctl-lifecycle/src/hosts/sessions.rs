@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use super::host::{Host, SshHost};
+use super::ssh::LinkNotice;
 use super::ssh::{Forward, Notices, Probe};
-use super::{Host, LinkNotice, SshHost};
 use crate::LifecycleError;
 
 /// What vlmctl holds open to one host.
@@ -162,6 +163,12 @@ impl Sessions {
         })
         .await;
         self.pool.close_sessions();
+    }
+
+    /// Whether `other` is this very pool (a clone of it), not another one.
+    #[must_use]
+    pub fn is(&self, other: &Sessions) -> bool {
+        Arc::ptr_eq(&self.pool, &other.pool)
     }
 
     /// Remembers a helper container dropped without being stopped, for [`Sessions::close`].

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::io::AsyncReadExt as _;
 
-use super::SshHost;
+use super::host::SshHost;
 use crate::LifecycleError;
 
 /// How long `ssh` gets to log in and set a forward up.
@@ -166,12 +166,11 @@ impl Notices {
     }
 
     fn send(&self, n: LinkNotice) {
-        match &self.0 {
+        if let Some(tx) = &self.0 {
             // A front-end that stopped listening loses nothing it still wants.
-            Some(tx) => {
-                let _ = tx.send(n);
-            }
-            None => tracing::warn!(?n, "ssh forward"),
+            let _ = tx.send(n);
+        } else {
+            tracing::warn!(?n, "ssh forward");
         }
     }
 }

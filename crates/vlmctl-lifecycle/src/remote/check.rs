@@ -10,8 +10,9 @@ use super::stamp::{
 use super::want::{Found, Want, sh_quote};
 use crate::LifecycleError;
 
+/// Each wanted file as the host has it: missing, of another size, unchanged since it verified
 /// there (its stamp matches: not hashed), or hashed there now. Stamps are written for files
-/// that verified (see [`HostStamp`]) and removed from files that did not.
+/// that verified (see [`super::HostStamp`]) and removed from files that did not.
 pub async fn check(helper: &Helper<'_>, wants: &[Want]) -> Result<Vec<Found>, LifecycleError> {
     // 1. stat and stamp of every file.
     let mut script = String::new();

@@ -221,8 +221,6 @@ pub(super) fn judge_hash(want: &Want, h: &Hashed) -> (Found, Option<HostStamp>) 
     (Found::Verified, stamp)
 }
 
-/// Each wanted file as the host has it: missing, of another size, unchanged since it verified
-
 #[cfg(test)]
 mod tests {
     use super::*;

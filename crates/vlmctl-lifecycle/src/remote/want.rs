@@ -49,8 +49,6 @@ impl Found {
     }
 }
 
-/// A running helper container on the host.
-
 /// Pure: `s` quoted for a POSIX shell.
 #[must_use]
 pub fn sh_quote(s: &str) -> String {

@@ -23,4 +23,6 @@ mod lifecycle;
 mod nvidia_smi;
 #[cfg(feature = "test-docker")]
 mod registry;
+#[cfg(feature = "test-docker")]
+mod sessions;
 mod specs;
