@@ -184,4 +184,16 @@ fn crate_boundaries_hold() {
             "{lib} must not depend on the service"
         );
     }
+    // The test support crate is a dev-dependency only: no shipped crate links it.
+    for p in meta
+        .packages
+        .iter()
+        .filter(|p| p.name.starts_with("vlmctl"))
+    {
+        assert!(
+            !direct(&meta, &p.name).contains("vlmctl-test"),
+            "{} depends on vlmctl-test outside [dev-dependencies]",
+            p.name
+        );
+    }
 }
