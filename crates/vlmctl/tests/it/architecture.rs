@@ -184,4 +184,20 @@ fn crate_boundaries_hold() {
             "{lib} must not depend on the service"
         );
     }
+    test_support_is_a_dev_dependency_only(&meta);
+}
+
+/// No shipped crate links `vlmctl-test`: it is in `[dev-dependencies]` only.
+fn test_support_is_a_dev_dependency_only(meta: &Metadata) {
+    for p in meta
+        .packages
+        .iter()
+        .filter(|p| p.name.starts_with("vlmctl"))
+    {
+        assert!(
+            !direct(meta, &p.name).contains("vlmctl-test"),
+            "{} depends on vlmctl-test outside [dev-dependencies]",
+            p.name
+        );
+    }
 }
