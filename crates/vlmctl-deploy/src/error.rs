@@ -407,6 +407,28 @@ fn still_to_undo(left: &[String]) -> String {
 }
 
 impl DeployError {
+    /// The hints of the weights jobs' own errors.
+    fn weights_hint(&self) -> Option<String> {
+        let hint = match self {
+            Self::LockHasNoFiles { .. } => {
+                "add a [[model]] entry with its [[model.file]] tables (README, \"weights.lock\")"
+            }
+            Self::LockedRefusal { .. } => {
+                "run without --locked (and unset VLMCTL_LOCKED) to change the lock"
+            }
+            Self::PushToLocal => "name it: --host beast, or --host ssh://user@host[:port]",
+            Self::PushFolder { .. } => "--to /var/lib/models/gemma, say",
+            Self::PushUnverified { .. } => {
+                "`vlmctl weights fetch` puts the locked files here first"
+            }
+            Self::PushInterrupted { .. } => {
+                "push again: the whole pieces already on the host are kept"
+            }
+            _ => return None,
+        };
+        Some(hint.to_owned())
+    }
+
     /// What the user should do next.
     #[must_use]
     pub fn hint(&self) -> Option<String> {
@@ -482,23 +504,12 @@ impl DeployError {
                 "check that {} can be created and written, or pass --out with another folder",
                 dir.display()
             )),
-            Self::LockHasNoFiles { .. } => Some(
-                "add a [[model]] entry with its [[model.file]] tables (README, \"weights.lock\")"
-                    .to_owned(),
-            ),
-            Self::LockedRefusal { .. } => {
-                Some("run without --locked (and unset VLMCTL_LOCKED) to change the lock".to_owned())
-            }
-            Self::PushToLocal => {
-                Some("name it: --host beast, or --host ssh://user@host[:port]".to_owned())
-            }
-            Self::PushFolder { .. } => Some("--to /var/lib/models/gemma, say".to_owned()),
-            Self::PushUnverified { .. } => {
-                Some("`vlmctl weights fetch` puts the locked files here first".to_owned())
-            }
-            Self::PushInterrupted { .. } => {
-                Some("push again: the whole pieces already on the host are kept".to_owned())
-            }
+            Self::LockHasNoFiles { .. }
+            | Self::LockedRefusal { .. }
+            | Self::PushToLocal
+            | Self::PushFolder { .. }
+            | Self::PushUnverified { .. }
+            | Self::PushInterrupted { .. } => self.weights_hint(),
             Self::RestoreIncomplete { source, .. } => Some(if source.daemon_gone() {
                 "the Docker daemon went away: start it again, then run `vlmctl restore`, which \
                  finishes the job from the journal"

@@ -190,7 +190,6 @@ fn deploy_code(e: &vlmctl_deploy::DeployError) -> u8 {
         | E::LockedRefusal { .. } => exit_codes::INVALID_INPUT,
         E::PushToLocal | E::PushFolder { .. } => exit_codes::USAGE,
         E::PushUnverified { .. } => exit_codes::VERIFY_FAILED,
-        E::PushInterrupted { .. } => exit_codes::INTERRUPTED,
         E::GateFailed { .. } => exit_codes::GATE_FAILED,
         E::SmokeFailed { .. }
         | E::ThinkingLeaked { .. }
@@ -198,7 +197,7 @@ fn deploy_code(e: &vlmctl_deploy::DeployError) -> u8 {
         | E::NotOnGpu(_)
         | E::CudaFailedAtLoad { .. }
         | E::ImageIgnored { .. } => exit_codes::SERVER,
-        E::Interrupted { .. } => exit_codes::INTERRUPTED,
+        E::Interrupted { .. } | E::PushInterrupted { .. } => exit_codes::INTERRUPTED,
         // The daemon went away: what is still to undo is said, and the exit code is the
         // unreachable-daemon one.
         E::UndoFailed { undo_error, .. } if undo_error.daemon_gone() => exit_codes::ENVIRONMENT,

@@ -43,3 +43,83 @@ pub async fn pinned_plan(
     again.require_pinned()?;
     Ok(again)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use vlmctl_weights::fake_hub::{FakeHub, FakeRepo};
+
+    use super::*;
+    use crate::pin::Change;
+
+    const SPEC: &str = r#"
+name = "d"
+image = "img"
+[model]
+name = "m"
+repo = "org/repo"
+files = ["m.gguf"]
+[server]
+host = "127.0.0.1"
+port = 1
+"#;
+
+    #[tokio::test]
+    async fn a_spec_is_pinned_on_first_use_refused_under_locked_then_read_from_the_lock() {
+        let tmp = tempfile::tempdir().unwrap();
+        let hub = FakeHub::start(vec![FakeRepo {
+            id: "org/repo".into(),
+            commit: "1".repeat(40),
+            token: None,
+            files: BTreeMap::from([("m.gguf".into(), bytes::Bytes::from_static(b"GGUF-ish"))]),
+        }])
+        .await
+        .unwrap();
+        let client = HubClient::new(&hub.endpoint(), None, tmp.path().join("cache")).unwrap();
+        let spec = Spec::parse(SPEC, Path::new("d.toml")).unwrap();
+        let lock = tmp.path().join("weights.lock");
+        let dirs = Dirs {
+            dir: None,
+            models_root: tmp.path().join("models"),
+        };
+        let mut events: Vec<Event> = Vec::new();
+        let refused =
+            pinned_plan(spec.clone(), None, &lock, &dirs, &client, true, &mut events).await;
+        assert!(matches!(refused, Err(DeployError::LockedChange { .. })));
+        assert!(
+            !lock.exists() && events.is_empty(),
+            "nothing asked, nothing written"
+        );
+
+        let plan = pinned_plan(
+            spec.clone(),
+            None,
+            &lock,
+            &dirs,
+            &client,
+            false,
+            &mut events,
+        )
+        .await
+        .unwrap();
+        assert!(plan.unpinned.is_none());
+        assert_eq!(plan.model.revision, "1".repeat(40));
+        assert_eq!(plan.model.files[0].size, 8);
+        assert!(
+            matches!(&events[0], Event::Pinning { need, .. } if need.starts_with("m: org/repo@main"))
+        );
+        assert!(matches!(&events[1], Event::Pinned { pinned } if pinned.change == Change::Added));
+        assert_eq!(events.len(), 2);
+
+        events.clear();
+        let again = pinned_plan(spec, None, &lock, &dirs, &client, true, &mut events)
+            .await
+            .unwrap();
+        assert_eq!(again.model, plan.model);
+        assert!(
+            events.is_empty(),
+            "pinned: the lock decides, even under --locked"
+        );
+    }
+}
