@@ -8,6 +8,7 @@
 //! [`Benched`].
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use vlmctl_bench::plan::LoadedPlan;
@@ -284,7 +285,7 @@ fn chain_with_hint(e: &DeployError) -> String {
         src = c.source();
     }
     if let Some(h) = e.hint() {
-        s.push_str(&format!(" (hint: {h})"));
+        let _ = write!(s, " (hint: {h})");
     }
     s
 }

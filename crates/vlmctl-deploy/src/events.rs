@@ -254,6 +254,10 @@ pub enum Event {
 /// show. Front-ends add bars, spinners or server-sent events around it; an event added later
 /// shows everywhere without another edit.
 impl std::fmt::Display for Event {
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one arm per variant: a table of the lines, read top to bottom"
+    )]
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use vlmctl_lifecycle::gates::GateStatus;
         let names = |n: &[String]| n.join(", ");

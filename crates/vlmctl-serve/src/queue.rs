@@ -483,7 +483,11 @@ pub(crate) async fn bench(
 /// target's sweep verdict.
 fn summary(d: &Benched) -> Option<String> {
     if d.sweep {
-        return d.results.sweep.first().map(|s| s.verdict_line());
+        return d
+            .results
+            .sweep
+            .first()
+            .map(vlmctl_bench::sweep::SweepResult::verdict_line);
     }
     d.results
         .targets

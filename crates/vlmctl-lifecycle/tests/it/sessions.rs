@@ -5,11 +5,11 @@
 use vlmctl_lifecycle::hosts::Sessions;
 use vlmctl_lifecycle::remote::Helper;
 
-use crate::common::{docker, required_env};
+use crate::common::{Env, docker};
 
 #[test]
 fn a_helper_dropped_without_stop_is_removed_by_its_pools_close() {
-    let image = required_env("VLMCTL_TEST_LLAMA_IMAGE");
+    let image = Env::require("VLMCTL_TEST_LLAMA_IMAGE");
     let dir = tempfile::tempdir().expect("temp dir");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
