@@ -14,12 +14,12 @@ use futures::StreamExt;
 use crate::spec::{ModelMount, Spec};
 
 mod plan;
+use crate::{LifecycleError, MANAGED_LABEL, SPEC_LABEL};
 pub use plan::{
     API_KEY_ENV, BindMount, ContainerPlan, EnvValue, EnvVar, GPU_LOG_VERBOSITY, HEALTH_INTERVAL_S,
     HEALTH_RETRIES, HEALTH_TIMEOUT_S, HealthCheck, LOG_DRIVER, LOG_OPTS, LOG_VERBOSITY_ENV,
     LogConfig, MODELS_TARGET, Published, shell_quote,
 };
-use crate::{LifecycleError, MANAGED_LABEL, SPEC_LABEL};
 
 /// The image's own health check (Docker's `Healthcheck.Test`), which the plan aims at the
 /// spec's port; `None` when it has none or cannot be inspected (it then keeps its own).
@@ -936,7 +936,8 @@ mod tests {
             mmproj_file: None,
             lock_sha256: String::new(),
         };
-        let env = |s: &Spec, key: Option<&str>| ContainerPlan::of(s, &mount, None).to_bollard(key).env;
+        let env =
+            |s: &Spec, key: Option<&str>| ContainerPlan::of(s, &mount, None).to_bollard(key).env;
         assert_eq!(
             env(&spec("\"all\"", true), Some("k")),
             Some(vec![

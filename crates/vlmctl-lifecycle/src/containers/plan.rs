@@ -375,7 +375,11 @@ impl ContainerPlan {
             None => parts.push("--network host".to_owned()),
             Some(p) => parts.push(format!("-p {}:{}", host_port(&p.host_ip, p.port), p.port)),
         }
-        let ro = if self.models.read_only { ",readonly" } else { "" };
+        let ro = if self.models.read_only {
+            ",readonly"
+        } else {
+            ""
+        };
         parts.push(format!(
             "--mount {}",
             shell_quote(&format!(

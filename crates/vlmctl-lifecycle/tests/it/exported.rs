@@ -20,7 +20,10 @@ async fn a_container_from_the_exported_docker_run_line_becomes_healthy_on_the_sp
         let image = required_env("VLMCTL_TEST_LLAMA_IMAGE");
         let model = PathBuf::from(required_env("VLMCTL_TEST_MODEL"));
         let port = free_port();
-        anyhow::ensure!(port != 8080, "the image's own check probes 8080: pick another port");
+        anyhow::ensure!(
+            port != 8080,
+            "the image's own check probes 8080: pick another port"
+        );
         let name = run.name("exported");
         let text = format!(
             "name = \"{name}\"\nimage = \"{image}\"\nmodel = \"gemma-3-270m\"\ngpus = \"none\"\n\
@@ -73,12 +76,15 @@ async fn a_container_from_the_exported_docker_run_line_becomes_healthy_on_the_sp
                 Some(HealthStatusEnum::HEALTHY) => Ok(Some(())),
                 Some(HealthStatusEnum::UNHEALTHY) => anyhow::bail!(
                     "unhealthy: {:?}",
-                    health.log.unwrap_or_default().last().and_then(|l| l.output.clone())
+                    health
+                        .log
+                        .unwrap_or_default()
+                        .last()
+                        .and_then(|l| l.output.clone())
                 ),
-                _ if state.running == Some(false) => anyhow::bail!(
-                    "exited: {}",
-                    containers::log_tail(&docker, &name, 20).await
-                ),
+                _ if state.running == Some(false) => {
+                    anyhow::bail!("exited: {}", containers::log_tail(&docker, &name, 20).await)
+                }
                 _ => Ok(None),
             }
         })
