@@ -20,11 +20,11 @@ const INSPECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 pub async fn container_plan(spec: &Spec, mount: &ModelMount) -> (ContainerPlan, Option<String>) {
     let inspected = tokio::time::timeout(INSPECT_TIMEOUT, async {
         let docker = vlmctl_lifecycle::connect().await.ok()?;
-        docker.inspect_image(&spec.image).await.ok().map(|i| {
-            i.config
-                .and_then(|c| c.healthcheck)
-                .and_then(|h| h.test)
-        })
+        docker
+            .inspect_image(&spec.image)
+            .await
+            .ok()
+            .map(|i| i.config.and_then(|c| c.healthcheck).and_then(|h| h.test))
     })
     .await
     .ok()
@@ -32,7 +32,10 @@ pub async fn container_plan(spec: &Spec, mount: &ModelMount) -> (ContainerPlan, 
     match inspected {
         Some(test) => (ContainerPlan::of(spec, mount, test.as_deref()), None),
         None => {
-            let assumed: Vec<String> = LLAMA_CPP_HEALTHCHECK.iter().map(|s| (*s).to_owned()).collect();
+            let assumed: Vec<String> = LLAMA_CPP_HEALTHCHECK
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect();
             (
                 ContainerPlan::of(spec, mount, Some(&assumed)),
                 Some(format!(
@@ -383,7 +386,10 @@ timeout_s = 120
             .replace("jinja = true", "jinja = true\napi_key_env = \"PANDA_KEY\"");
         let s = spec(&text);
         let m = mount();
-        let image_test: Vec<String> = LLAMA_CPP_HEALTHCHECK.iter().map(|t| (*t).to_owned()).collect();
+        let image_test: Vec<String> = LLAMA_CPP_HEALTHCHECK
+            .iter()
+            .map(|t| (*t).to_owned())
+            .collect();
         let plan = ContainerPlan::of(&s, &m, Some(&image_test));
         let aimed = ["CMD", "curl", "-f", "http://127.0.0.1:11435/health"];
         assert_eq!(
@@ -419,11 +425,18 @@ timeout_s = 120
             (flags, words[i..].to_vec())
         };
         let flag = |name: &str| -> Vec<String> {
-            flags.iter().filter(|(f, _)| f == name).map(|(_, v)| v.clone()).collect()
+            flags
+                .iter()
+                .filter(|(f, _)| f == name)
+                .map(|(_, v)| v.clone())
+                .collect()
         };
 
         // image, name, command
-        assert_eq!(body.image.as_deref(), Some("ghcr.io/ggml-org/llama.cpp:server-cuda"));
+        assert_eq!(
+            body.image.as_deref(),
+            Some("ghcr.io/ggml-org/llama.cpp:server-cuda")
+        );
         assert_eq!(rest[0], "ghcr.io/ggml-org/llama.cpp:server-cuda");
         assert_eq!(svc["image"], "ghcr.io/ggml-org/llama.cpp:server-cuda");
         assert_eq!(flag("--name"), ["panda-llamacpp"]);
@@ -487,7 +500,10 @@ timeout_s = 120
                 "LLAMA_ARG_LOG_VERBOSITY=4".to_owned()
             ])
         );
-        assert_eq!(flag("-e"), ["LLAMA_API_KEY=$PANDA_KEY", "LLAMA_ARG_LOG_VERBOSITY=4"]);
+        assert_eq!(
+            flag("-e"),
+            ["LLAMA_API_KEY=$PANDA_KEY", "LLAMA_ARG_LOG_VERBOSITY=4"]
+        );
         assert!(line.contains("-e LLAMA_API_KEY=\"$PANDA_KEY\""), "{line}");
         assert_eq!(
             svc["environment"],
@@ -497,7 +513,14 @@ timeout_s = 120
 
         // labels
         let labels = s.labels(&m);
-        assert_eq!(body.labels.clone().unwrap().into_iter().collect::<BTreeMap<_, _>>(), labels);
+        assert_eq!(
+            body.labels
+                .clone()
+                .unwrap()
+                .into_iter()
+                .collect::<BTreeMap<_, _>>(),
+            labels
+        );
         let run_labels: BTreeMap<String, String> = flag("--label")
             .iter()
             .map(|l| {
@@ -517,10 +540,16 @@ timeout_s = 120
             ("max-file".to_owned(), "3".to_owned()),
             ("max-size".to_owned(), "10m".to_owned()),
         ]);
-        assert_eq!(log.config.unwrap().into_iter().collect::<BTreeMap<_, _>>(), opts);
+        assert_eq!(
+            log.config.unwrap().into_iter().collect::<BTreeMap<_, _>>(),
+            opts
+        );
         assert_eq!(flag("--log-driver"), ["json-file"]);
         assert_eq!(flag("--log-opt"), ["max-size=10m", "max-file=3"]);
-        assert_eq!(svc["logging"], json!({"driver": "json-file", "options": opts}));
+        assert_eq!(
+            svc["logging"],
+            json!({"driver": "json-file", "options": opts})
+        );
 
         // the GPU request
         let gpu = &host.device_requests.unwrap()[0];
@@ -534,10 +563,18 @@ timeout_s = 120
 
         // the health check, aimed at the spec's port (the image's checks 8080)
         let hc = body.healthcheck.unwrap();
-        assert_eq!(hc.test, Some(aimed.iter().map(|t| (*t).to_owned()).collect()));
+        assert_eq!(
+            hc.test,
+            Some(aimed.iter().map(|t| (*t).to_owned()).collect())
+        );
         assert_eq!(
             (hc.interval, hc.timeout, hc.retries, hc.start_period),
-            (Some(5_000_000_000), Some(5_000_000_000), Some(3), Some(120_000_000_000))
+            (
+                Some(5_000_000_000),
+                Some(5_000_000_000),
+                Some(3),
+                Some(120_000_000_000)
+            )
         );
         let cmd = flag("--health-cmd");
         assert_eq!(cmd.len(), 1, "{line}");
@@ -554,9 +591,23 @@ timeout_s = 120
 
         // and nothing else: every flag of the line was checked above
         let known = [
-            "-d", "--name", "--restart", "--gpus", "-p", "--mount", "--cap-drop", "--security-opt",
-            "--log-driver", "--log-opt", "--health-cmd", "--health-interval", "--health-timeout",
-            "--health-retries", "--health-start-period", "-e", "--label",
+            "-d",
+            "--name",
+            "--restart",
+            "--gpus",
+            "-p",
+            "--mount",
+            "--cap-drop",
+            "--security-opt",
+            "--log-driver",
+            "--log-opt",
+            "--health-cmd",
+            "--health-interval",
+            "--health-timeout",
+            "--health-retries",
+            "--health-start-period",
+            "-e",
+            "--label",
         ];
         for (f, _) in &flags {
             assert!(known.contains(&f.as_str()), "unchecked flag {f} in {line}");
@@ -566,7 +617,10 @@ timeout_s = 120
     #[test]
     fn a_health_check_without_a_url_is_switched_off_in_all_three() {
         let s = spec(SPEC);
-        let pgrep: Vec<String> = ["CMD", "pgrep", "llama-server"].iter().map(|t| (*t).to_owned()).collect();
+        let pgrep: Vec<String> = ["CMD", "pgrep", "llama-server"]
+            .iter()
+            .map(|t| (*t).to_owned())
+            .collect();
         let plan = ContainerPlan::of(&s, &mount(), Some(&pgrep));
         assert_eq!(plan.health, Some(HealthCheck::Disabled));
         assert_eq!(
@@ -580,7 +634,11 @@ timeout_s = 120
         let plan = ContainerPlan::of(&s, &mount(), None);
         assert!(plan.to_bollard(None).healthcheck.is_none());
         assert!(!plan.docker_run_line().contains("health"));
-        assert!(service(&compose(&plan), "panda-llamacpp").get("healthcheck").is_none());
+        assert!(
+            service(&compose(&plan), "panda-llamacpp")
+                .get("healthcheck")
+                .is_none()
+        );
     }
 
     #[test]
@@ -650,7 +708,10 @@ timeout_s = 120
         };
         let mut m = mount();
         m.dir = "models/gemma".into();
-        let svc = service(&compose_of(&spec(&bridge("::1", "2")), &m), "panda-llamacpp");
+        let svc = service(
+            &compose_of(&spec(&bridge("::1", "2")), &m),
+            "panda-llamacpp",
+        );
         assert!(svc.get("network_mode").is_none());
         assert_eq!(svc["ports"], json!(["[::1]:11435:11435"]));
         assert_eq!(
