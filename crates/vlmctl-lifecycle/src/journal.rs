@@ -28,9 +28,8 @@ use crate::LifecycleError;
 /// record) still read: their missing fields take the defaults below.
 pub const JOURNAL_VERSION: u32 = 2;
 
-/// Stop timeout when the container sets none of its own (`docker stop` would use 10 s; the
-/// services on these hosts unload models, which takes longer).
-pub const DEFAULT_STOP_TIMEOUT_S: u64 = 30;
+/// Stop timeout when the container sets none of its own (owned by [`crate::containers`]).
+pub use crate::containers::DEFAULT_STOP_TIMEOUT_S;
 
 /// Slack on top of a stop timeout before a container still running after a stop was issued
 /// counts as running (dockerd's SIGKILL after the timeout and the exit take a moment).

@@ -261,23 +261,7 @@ impl ContainerPlan {
                 )
             }
         };
-        let device_requests = match &self.gpus {
-            Gpus::None => None,
-            gpus => Some(vec![DeviceRequest {
-                driver: Some(String::new()),
-                count: match gpus {
-                    Gpus::All => Some(-1),
-                    Gpus::Count(n) => Some(i64::from(*n)),
-                    _ => None,
-                },
-                device_ids: match gpus {
-                    Gpus::Devices(d) => Some(d.clone()),
-                    _ => None,
-                },
-                capabilities: Some(vec![vec!["gpu".to_owned()]]),
-                options: None,
-            }]),
-        };
+        let device_requests = device_requests(&self.gpus);
         let restart = match self.restart {
             RestartPolicy::Always => RestartPolicyNameEnum::ALWAYS,
             RestartPolicy::UnlessStopped => RestartPolicyNameEnum::UNLESS_STOPPED,
@@ -293,33 +277,13 @@ impl ContainerPlan {
             })
             .collect();
         let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-        let secs = |s: u64| i64::try_from(s).map_or(i64::MAX, |s| s.saturating_mul(1_000_000_000));
         ContainerCreateBody {
             image: Some(self.image.clone()),
             cmd: Some(self.cmd.clone()),
             env: (!env.is_empty()).then_some(env),
             labels: Some(self.labels.clone().into_iter().collect()),
             exposed_ports: exposed,
-            healthcheck: self.health.as_ref().map(|h| match h {
-                HealthCheck::Probe {
-                    test,
-                    interval_s,
-                    timeout_s,
-                    retries,
-                    start_period_s,
-                } => HealthConfig {
-                    test: Some(test.clone()),
-                    interval: Some(secs(*interval_s)),
-                    timeout: Some(secs(*timeout_s)),
-                    retries: Some(i64::from(*retries)),
-                    start_period: Some(secs(*start_period_s)),
-                    ..HealthConfig::default()
-                },
-                HealthCheck::Disabled => HealthConfig {
-                    test: Some(vec!["NONE".to_owned()]),
-                    ..HealthConfig::default()
-                },
-            }),
+            healthcheck: self.health.as_ref().map(health_config),
             host_config: Some(HostConfig {
                 // A bind mount of exactly the directory that was verified: unlike `Binds`
                 // ("dir:/models:ro"), a relative or missing source is an error here, never a
@@ -436,6 +400,52 @@ impl ContainerPlan {
             let _ = write!(line, " {}", shell_quote(a));
         }
         line
+    }
+}
+
+/// Docker's GPU request: every GPU, a count, or device ids; the `gpu` capability.
+fn device_requests(gpus: &Gpus) -> Option<Vec<DeviceRequest>> {
+    match gpus {
+        Gpus::None => None,
+        gpus => Some(vec![DeviceRequest {
+            driver: Some(String::new()),
+            count: match gpus {
+                Gpus::All => Some(-1),
+                Gpus::Count(n) => Some(i64::from(*n)),
+                _ => None,
+            },
+            device_ids: match gpus {
+                Gpus::Devices(d) => Some(d.clone()),
+                _ => None,
+            },
+            capabilities: Some(vec![vec!["gpu".to_owned()]]),
+            options: None,
+        }]),
+    }
+}
+
+/// The health check as the Engine API takes it (nanoseconds; `NONE` switches it off).
+fn health_config(h: &HealthCheck) -> HealthConfig {
+    let secs = |s: u64| i64::try_from(s).map_or(i64::MAX, |s| s.saturating_mul(1_000_000_000));
+    match h {
+        HealthCheck::Probe {
+            test,
+            interval_s,
+            timeout_s,
+            retries,
+            start_period_s,
+        } => HealthConfig {
+            test: Some(test.clone()),
+            interval: Some(secs(*interval_s)),
+            timeout: Some(secs(*timeout_s)),
+            retries: Some(i64::from(*retries)),
+            start_period: Some(secs(*start_period_s)),
+            ..HealthConfig::default()
+        },
+        HealthCheck::Disabled => HealthConfig {
+            test: Some(vec!["NONE".to_owned()]),
+            ..HealthConfig::default()
+        },
     }
 }
 

@@ -1,0 +1,251 @@
+//! Deployment specs (`docker/*.toml`): parsed and validated into a [`Spec`] before any I/O, with
+//! file, line and field in every error. This file holds the types; [`parse`] reads the TOML
+//! (the `Raw*` twins with spans), [`check`] holds the rules (names, images, `[server]`, the
+//! refused llama-server arguments), [`intent`] the `[model]` table, and [`render`] what derives
+//! from a validated spec (llama-server's arguments, labels, the aimed health probe). The
+//! container itself is planned in [`crate::containers::ContainerPlan`].
+
+mod check;
+mod intent;
+mod parse;
+mod render;
+
+#[allow(clippy::wildcard_imports)]
+use check::*;
+#[allow(clippy::wildcard_imports)]
+use intent::*;
+#[allow(clippy::wildcard_imports)]
+use parse::*;
+
+pub use check::{
+    MAX_HEALTH_TIMEOUT_S, TUNE_PARKED_SUFFIX, is_container_name, refused_extra_arg, shown_extra_arg,
+};
+pub use render::{HealthProbe, LLAMA_CPP_HEALTHCHECK, host_port, http_base};
+
+use serde::{Deserialize, Serialize};
+
+/// Where a deployment's model files are, and what they are: the lock entry, resolved by the
+/// caller (the weights crate is not a dependency of this one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ModelMount {
+    /// Host directory mounted read-only at `/models`.
+    pub dir: std::path::PathBuf,
+    /// Model file, relative to `dir`.
+    pub model_file: String,
+    /// Vision projector, relative to `dir`, if the model has one.
+    pub mmproj_file: Option<String>,
+    /// sha256 of the lock entry, for the `org.vlmctl.lock-sha256` label.
+    pub lock_sha256: String,
+}
+
+/// A validated deployment spec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Spec {
+    /// Container name.
+    pub name: String,
+    /// Image reference.
+    pub image: String,
+    /// `host` or `os/arch[/variant]`.
+    pub platform: String,
+    /// `weights.lock` entry mounted at `/models`.
+    pub model: String,
+    /// `[model]`: where the model comes from, when the spec says (pinned into the lock on first
+    /// use); `None` for the `model = "name"` form, which names an entry already in the lock.
+    /// Left out of the canonical form when absent, so that such specs keep their hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_intent: Option<ModelIntent>,
+    /// GPU request.
+    pub gpus: Gpus,
+    /// Docker restart policy.
+    pub restart: RestartPolicy,
+    /// The host's network, or a bridge publishing on the bind address only.
+    pub network: Network,
+    /// Whether binding a non-loopback address is allowed (needs an API key).
+    pub expose: bool,
+    /// llama-server settings.
+    pub server: Server,
+    /// Readiness.
+    pub health: Health,
+    /// Memory gate and ceiling.
+    pub memory: Memory,
+    /// Containers that may be stopped (with confirmation) and restored.
+    pub conflicts: Vec<String>,
+}
+
+/// `[model]`: the files a deployment serves, named by their source: a hub repository, a
+/// revision (branch, tag or commit) and file names. The lock entry `name` pins them (commit,
+/// sizes, sha256) on first use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ModelIntent {
+    /// Hub repository, `org/name`.
+    pub repo: String,
+    /// Branch, tag or commit (default `main`).
+    pub revision: String,
+    /// The model file and, optionally, the vision projector.
+    pub files: Vec<IntentFile>,
+    /// Where the files live on the host (the lock entry's `dir`; `~/` is the home directory).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+}
+
+/// One file of a [`ModelIntent`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IntentFile {
+    /// Path in the repository (and in the model directory).
+    pub path: String,
+    /// What llama-server does with it: stated, else inferred from the name.
+    pub role: FileRole,
+}
+
+/// What a model file is for (the lock's `role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileRole {
+    /// The language model (`--model`).
+    Model,
+    /// The vision projector (`--mmproj`).
+    Mmproj,
+}
+
+impl FileRole {
+    /// The role a file name implies, as `weights lock` infers it: a name containing "mmproj"
+    /// is the projector.
+    #[must_use]
+    pub fn infer(path: &str) -> Self {
+        if path.to_ascii_lowercase().contains("mmproj") {
+            Self::Mmproj
+        } else {
+            Self::Model
+        }
+    }
+}
+
+/// Docker's restart policies, spelled as in `docker run --restart`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Never restarted.
+    No,
+    /// Always, also after a daemon restart.
+    Always,
+    /// Always, unless stopped by hand.
+    UnlessStopped,
+    /// When it exits non-zero.
+    OnFailure,
+}
+
+impl RestartPolicy {
+    /// The name `docker run --restart` takes.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::No => "no",
+            Self::Always => "always",
+            Self::UnlessStopped => "unless-stopped",
+            Self::OnFailure => "on-failure",
+        }
+    }
+}
+
+impl std::fmt::Display for RestartPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where the server's port lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// The host's network namespace: the server binds `server.host` itself.
+    Host,
+    /// Docker's bridge: the port is published on `server.host`.
+    Bridge,
+}
+
+/// GPU request: `"all"`, `"none"`, a count, or device ids.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Gpus {
+    /// Every GPU (`--gpus all`).
+    All,
+    /// CPU only.
+    None,
+    /// This many GPUs.
+    Count(u32),
+    /// These device ids.
+    Devices(Vec<String>),
+}
+
+/// `[server]`: becomes llama-server's arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// Bind address (`--host`).
+    pub host: String,
+    /// Port (`--port`), always explicit.
+    pub port: u16,
+    /// `--ctx-size`.
+    #[serde(default = "default_ctx")]
+    pub ctx_size: u32,
+    /// `-ngl`.
+    #[serde(default = "default_ngl")]
+    pub n_gpu_layers: u32,
+    /// `--jinja` (needed for `chat_template_kwargs`, i.e. to disable thinking).
+    #[serde(default = "yes")]
+    pub jinja: bool,
+    /// `--threads`, when set.
+    #[serde(default)]
+    pub threads: Option<u32>,
+    /// Environment variable holding the API key (required with `expose = true`).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Appended verbatim.
+    #[serde(default)]
+    pub extra_args: Vec<String>,
+}
+
+/// `[health]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    /// Seconds to wait for `/health` to answer 200.
+    #[serde(default = "default_timeout")]
+    pub timeout_s: u64,
+}
+
+/// `[memory]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Memory {
+    /// Free GPU memory needed before launch.
+    #[serde(default)]
+    pub need_free_mib: Option<u64>,
+    /// Ceiling for the server process's GPU memory after launch.
+    #[serde(default)]
+    pub max_process_mib: Option<u64>,
+    /// Floor for the server process's GPU memory after launch (proof that the model is on the
+    /// GPU); unset: 80 % of the locked files' sizes; 0: no floor, the server's log decides.
+    /// Left out of the canonical form when unset, so that specs written before it keep their
+    /// hash (and a relaunch finds their container unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_process_mib: Option<u64>,
+}
+
+fn default_ctx() -> u32 {
+    4096
+}
+fn default_ngl() -> u32 {
+    999
+}
+fn yes() -> bool {
+    true
+}
+fn default_timeout() -> u64 {
+    120
+}
+
+#[cfg(test)]
+mod intent_tests;
+#[cfg(test)]
+mod tests;
