@@ -55,19 +55,6 @@ pub fn now_unix() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// An error and its causes in one line (`error: cause: cause`), for evidence and reports.
-#[must_use]
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cause = c.source();
-    }
-    s
-}
-
 /// Connects to the Docker daemon the way the docker CLI does (`DOCKER_HOST`, else the local
 /// socket) and negotiates the API version.
 ///
@@ -89,7 +76,7 @@ pub async fn connect_to(host: &hosts::Host) -> Result<bollard::Docker, Lifecycle
     let docker = match host {
         // `--host local` while DOCKER_HOST names an SSH host: this machine's socket.
         hosts::Host::Local => {
-            let address = std::env::var("DOCKER_HOST")
+            let address = std::env::var(vlmctl_base::env::DOCKER_HOST)
                 .ok()
                 .filter(|h| !h.starts_with("ssh://"))
                 .unwrap_or_else(|| hosts::DEFAULT_SOCKET.to_owned());
@@ -175,7 +162,7 @@ fn through_forward(
 pub fn docker_host() -> String {
     match hosts::selected() {
         hosts::Host::Ssh { target, .. } => target.to_string(),
-        hosts::Host::Local => std::env::var("DOCKER_HOST")
+        hosts::Host::Local => std::env::var(vlmctl_base::env::DOCKER_HOST)
             .ok()
             .filter(|h| !h.starts_with("ssh://"))
             .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned()),

@@ -382,7 +382,7 @@ async fn bench(app: &Arc<App>, run: i64, plan: &LoadedPlan, keys: &BTreeMap<Stri
         message: None,
     });
     let fail = |message: String| async move {
-        let message = (app.cfg.scrub)(&message);
+        let message = app.cfg.secrets.scrub(&message).into_owned();
         let m = message.clone();
         app.db(move |s| s.fail_run(run, &m)).await.ok();
         app.publish(Activity::Run {
@@ -411,7 +411,7 @@ async fn bench(app: &Arc<App>, run: i64, plan: &LoadedPlan, keys: &BTreeMap<Stri
         let e = placed.explain(e);
         fail(format!(
             "{} (hint: {})",
-            vlmctl_lifecycle::error_chain(&e),
+            vlmctl_base::chain::one_line(&e),
             e.hint()
         ))
         .await;
@@ -553,7 +553,7 @@ async fn job<F, T>(
         app.publish(Activity::Job {
             action: action.clone(),
             deployment: deployment.to_owned(),
-            line: (app.cfg.scrub)(&line),
+            line: app.cfg.secrets.scrub(&line).into_owned(),
         });
     };
     let mut sink = |e: Event| {
@@ -568,7 +568,7 @@ async fn job<F, T>(
         Err(e) if app.shutdown.reason().is_some() => (State::Interrupted, e.clone()),
         Err(e) => (State::Failed, e.clone()),
     };
-    let detail = (app.cfg.scrub)(&detail);
+    let detail = app.cfg.secrets.scrub(&detail).into_owned();
     if let Some(id) = id {
         let d = detail.clone();
         app.db(move |s| s.finish_job(id, state, &d, None))
@@ -627,7 +627,7 @@ fn chain_with_hint(e: &vlmctl_deploy::DeployError) -> String {
         .hint()
         .map(|h| format!(" (hint: {h})"))
         .unwrap_or_default();
-    format!("{}{hint}", vlmctl_lifecycle::error_chain(e))
+    format!("{}{hint}", vlmctl_base::chain::one_line(e))
 }
 
 async fn relaunch(app: &Arc<App>, deployment: &str) {

@@ -464,7 +464,7 @@ pub fn leading_comments(text: &str) -> &str {
 /// `~` or `~/x` under `$HOME`; anything else unchanged.
 #[must_use]
 pub fn expand_home(p: &str) -> PathBuf {
-    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let home = std::env::var_os(vlmctl_base::env::HOME).map(PathBuf::from);
     match (p.strip_prefix('~'), home) {
         (Some(""), Some(h)) => h,
         (Some(rest), Some(h)) if rest.starts_with('/') => h.join(&rest[1..]),

@@ -21,12 +21,10 @@ pub(crate) fn store_path(args: &StoreArgs, state: &Path) -> PathBuf {
 
 /// `warning: not recorded in the history: <error chain>` and the error's hint.
 fn warning(e: &StoreError) -> String {
-    let mut text = format!("warning: not recorded in the history: {e}");
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        let _ = write!(text, ": {c}");
-        cause = c.source();
-    }
+    let mut text = format!(
+        "warning: not recorded in the history: {}",
+        vlmctl_base::chain::one_line(e)
+    );
     if let Some(h) = e.hint() {
         let _ = write!(text, "\nhint: {h}");
     }

@@ -1,7 +1,6 @@
 //! `vlmctl bench` and `vlmctl bench compare`.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use vlmctl_bench::plan::LoadedPlan;
@@ -211,21 +210,20 @@ async fn sweep_cmd(
     out: &mut Output,
 ) -> Result<u8, Failure> {
     let dir = out_dir(args);
-    let mut log = |e: sweep::SweepEvent<'_>| {
-        let mut err = std::io::stderr().lock();
-        let _ = match e {
-            sweep::SweepEvent::Step {
-                target,
-                index,
-                hz,
-                requests,
-            } => write!(
-                err,
-                "{target} step {index}: {} Hz, {requests} requests ... ",
-                sweep::hz_text(hz)
-            ),
-            sweep::SweepEvent::Done(s) => writeln!(
-                err,
+    // Through the redactor like every other line (a step's target name comes from the plan).
+    let mut log = |e: sweep::SweepEvent<'_>| match e {
+        sweep::SweepEvent::Step {
+            target,
+            index,
+            hz,
+            requests,
+        } => crate::redact::write_unfinished(&format!(
+            "{target} step {index}: {} Hz, {requests} requests ... ",
+            sweep::hz_text(hz)
+        )),
+        sweep::SweepEvent::Done(s) => crate::redact::write_line(
+            true,
+            &format!(
                 "{}{}",
                 if s.met { "met" } else { "not met" },
                 if s.stopped_early {
@@ -234,7 +232,7 @@ async fn sweep_cmd(
                     ""
                 }
             ),
-        };
+        ),
     };
     let state = args.state.dir();
     let mut rec = Recorder::open(&args.record, &state, out);
