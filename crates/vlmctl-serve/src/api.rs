@@ -223,8 +223,9 @@ pub(crate) async fn read_body(
     body: axum::body::Body,
     within: std::time::Duration,
 ) -> Result<Bytes, ApiError> {
-    let hint =
-        || Some("an action's body is a small JSON object (see the README's API table)".to_owned());
+    let hint = || {
+        Some("an action's body is a small JSON object (see \"API\" in docs/serve.md)".to_owned())
+    };
     match tokio::time::timeout(within, axum::body::to_bytes(body, MAX_BODY)).await {
         Ok(Ok(b)) => Ok(b),
         Ok(Err(e)) => {

@@ -919,7 +919,9 @@ mod tests {
         s.stop.cancel("test");
     }
 
-    fn test_app(tmp: &Path) -> (App, tokio::sync::mpsc::UnboundedReceiver<queue::Action>) {
+    pub(super) fn test_app(
+        tmp: &Path,
+    ) -> (App, tokio::sync::mpsc::UnboundedReceiver<queue::Action>) {
         let cfg = config(tmp, Limits::default());
         let store = Store::open(&cfg.store).expect("store");
         let readers = vec![Mutex::new(Store::open(&cfg.store).expect("store"))];

@@ -676,3 +676,51 @@ async fn teardown(app: &Arc<App>, deployment: &str) {
     })
     .await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The service scrubs with its own `Secrets` (no function pointer from the CLI): a key added
+    /// to it is neither stored in a failed job's detail nor published to the pages.
+    #[test]
+    fn a_failed_jobs_detail_is_scrubbed_with_the_services_own_secrets() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let (app, _rx) = crate::tests::test_app(tmp.path());
+        app.cfg.secrets.add("sk-service-held-0123456789");
+        let app = Arc::new(app);
+        let mut pages = app.activity.subscribe();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(job(
+            &app,
+            JobKind::Teardown,
+            "d",
+            None,
+            async |_sink| -> Result<vlmctl_deploy::undo::TornDown, String> {
+                Err("refused with key sk-service-held-0123456789".to_owned())
+            },
+        ));
+        let jobs = vlmctl_store::Store::open(&tmp.path().join("history.sqlite"))
+            .and_then(|s| s.jobs(None))
+            .expect("jobs");
+        assert_eq!(
+            jobs[0].detail.as_deref(),
+            Some("refused with key [REDACTED]"),
+            "{jobs:?}"
+        );
+        let mut published = Vec::new();
+        while let Ok(a) = pages.try_recv() {
+            published.push(format!("{a:?}"));
+        }
+        assert!(
+            published
+                .iter()
+                .any(|a| a.contains("refused with key [REDACTED]"))
+                && !published.iter().any(|a| a.contains("sk-service-held")),
+            "{published:?}"
+        );
+    }
+}

@@ -231,7 +231,9 @@ impl Lock {
     /// Canonical text: sorted, one table per model and file, stable for diffs.
     #[must_use]
     pub fn to_toml(&self) -> String {
-        self.to_toml_with_header("# weights.lock: see README \"weights.lock\" for the format.\n")
+        self.to_toml_with_header(
+            "# weights.lock: see docs/weights.md (\"weights.lock\") for the format.\n",
+        )
     }
 
     /// Canonical text under `header` (comment lines, kept as they are: what a person wrote at

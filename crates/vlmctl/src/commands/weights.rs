@@ -26,7 +26,7 @@ pub fn verify(args: &VerifyArgs, out: &mut Output) -> Result<u8, Failure> {
         return Err(Failure::new(
             anyhow::anyhow!("{} locks no files", args.lock.lock.display()),
             Some(
-                "add a [[model]] entry with its [[model.file]] tables (README, \"weights.lock\")"
+                "add a [[model]] entry with its [[model.file]] tables (docs/weights.md, \"weights.lock\")"
                     .to_owned(),
             ),
             exit_codes::INVALID_INPUT,

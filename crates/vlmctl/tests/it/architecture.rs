@@ -312,3 +312,54 @@ fn front_ends_never_talk_to_docker_or_the_hub_in_their_sources() {
         wrong.join("\n")
     );
 }
+
+/// The writes in `text` that bypass the redactor: `print!`-family macros, or stdout/stderr
+/// used for anything but asking whether it is a terminal.
+fn unscrubbed_writes(text: &str) -> Vec<String> {
+    let code = text.split("#[cfg(test)]\nmod ").next().unwrap_or_default();
+    code.lines()
+        .enumerate()
+        .filter(|(_, l)| {
+            let l = l.split("//").next().unwrap_or_default();
+            ["print!(", "println!(", "eprint!(", "eprintln!("]
+                .iter()
+                .any(|m| l.contains(m))
+                || ["io::stdout()", "io::stderr()"].iter().any(|s| {
+                    l.match_indices(s)
+                        .any(|(at, _)| !l[at + s.len()..].starts_with(".is_terminal()"))
+                })
+        })
+        .map(|(n, l)| format!("{}: {}", n + 1, l.trim()))
+        .collect()
+}
+
+/// Every line the CLI writes goes through `src/redact.rs` (scrubbed of secrets, control
+/// characters made visible): no other file writes to stdout or stderr itself. The prompt and
+/// the sweep's step lines did (review 2026-12-07, defect 10).
+#[test]
+fn the_cli_writes_only_through_the_redactor() {
+    assert_eq!(
+        unscrubbed_writes(
+            "let mut err = std::io::stderr().lock();\nlet t = std::io::stderr().is_terminal();\neprintln!(\"x\");\n"
+        ),
+        [
+            "1: let mut err = std::io::stderr().lock();",
+            "3: eprintln!(\"x\");"
+        ]
+    );
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut wrong = Vec::new();
+    for f in files.iter().filter(|f| !f.ends_with("redact.rs")) {
+        let text = std::fs::read_to_string(f).expect("utf-8 source");
+        for w in unscrubbed_writes(&text) {
+            wrong.push(format!("{}:{w}", f.display()));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "write through crate::redact (write_line, write_unfinished, output::Output):\n{}",
+        wrong.join("\n")
+    );
+}
