@@ -12,6 +12,7 @@
 //! `server.api_key_env` or a bench plan's `api_key_env` names (read by name from the file).
 
 use std::ffi::OsStr;
+use std::fmt::Write as _;
 
 /// Who sets a variable, which says whether the CLI tests clear it: a developer's own vlmctl or
 /// hub settings must not leak into a test, while the system's and Docker's are what the tests
@@ -256,10 +257,7 @@ pub fn cleared_in_tests() -> impl Iterator<Item = &'static Var> {
 pub fn markdown_table() -> String {
     let mut out = String::from("| variable | read by | used for |\n|---|---|---|\n");
     for v in ALL {
-        out.push_str(&format!(
-            "| `{}` | {} | {} |\n",
-            v.name, v.read_by, v.meaning
-        ));
+        let _ = writeln!(out, "| `{}` | {} | {} |", v.name, v.read_by, v.meaning);
     }
     out
 }

@@ -9,6 +9,7 @@
 //! crate offers as such.
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// What a secret is replaced with.
@@ -92,7 +93,7 @@ impl std::fmt::Debug for Secrets {
     }
 }
 
-/// `value` as it appears between the quotes of a JSON string (serde_json's escaping: `"`, `\`
+/// `value` as it appears between the quotes of a JSON string (`serde_json`'s escaping: `"`, `\`
 /// and control characters; everything else as is).
 fn json_escaped(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
@@ -105,7 +106,9 @@ fn json_escaped(value: &str) -> String {
             '\t' => out.push_str("\\t"),
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
-            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
             c => out.push(c),
         }
     }

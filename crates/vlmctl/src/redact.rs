@@ -19,6 +19,7 @@ pub use vlmctl_base::redact::{REDACTED, Secrets};
 static SECRETS: LazyLock<Secrets> = LazyLock::new(Secrets::new);
 
 /// The CLI's secrets, for a front-end (the service) that must scrub with the same set.
+#[must_use]
 pub fn secrets() -> &'static Secrets {
     &SECRETS
 }
