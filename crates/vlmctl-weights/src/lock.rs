@@ -231,9 +231,10 @@ impl Lock {
     /// Canonical text: sorted, one table per model and file, stable for diffs.
     #[must_use]
     pub fn to_toml(&self) -> String {
-        self.to_toml_with_header(
-            "# weights.lock: see docs/weights.md (\"weights.lock\") for the format.\n",
-        )
+        // The header is part of each entry's sha256 (the `org.vlmctl.lock-sha256` label), so it
+        // stays as it is: changing it would show every running deployment as drifted. The
+        // format is now described in docs/weights.md, which the README links as "weights.lock".
+        self.to_toml_with_header("# weights.lock: see README \"weights.lock\" for the format.\n")
     }
 
     /// Canonical text under `header` (comment lines, kept as they are: what a person wrote at
