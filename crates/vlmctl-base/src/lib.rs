@@ -1,7 +1,7 @@
 //! Cross-cutting rules that every vlmctl crate shares, each written once (STYLE.md: cross-cutting
 //! rules live in tiny shared crates, as uv has `uv-static`, `uv-redacted`):
 //!
-//! - [`env`]: every environment variable vlmctl reads, declared once and read through that
+//! - [`env`](mod@env): every environment variable vlmctl reads, declared once and read through that
 //!   declaration (the README's table is checked against it);
 //! - [`redact`]: a [`redact::Secrets`] value each front-end holds and scrubs its output with;
 //! - [`owner`]: "is the process that wrote this still alive" (pid + start time + boot id);

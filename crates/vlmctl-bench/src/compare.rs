@@ -326,7 +326,7 @@ mod tests {
         assert_eq!(
             (MAX_P50_CHANGE_PCT, MIN_SCHEMA_PASS),
             (20.0, 0.95),
-            "the runbook's numbers; README and `bench compare --help` quote them"
+            "the runbook's numbers; docs/bench.md and `bench compare --help` quote them"
         );
     }
 

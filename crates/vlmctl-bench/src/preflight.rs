@@ -61,7 +61,8 @@ pub async fn check(
             Ok(Err(e)) => {
                 last = Some(Unreachable {
                     url,
-                    why: error_chain(&e),
+                    // reqwest's message and its causes (`error sending request ...: connection refused`).
+                    why: vlmctl_base::chain::one_line(&e),
                 });
                 // Refused or unresolvable: asking another path of the same host cannot help.
                 break;
@@ -88,16 +89,4 @@ pub async fn check(
 struct Unreachable {
     url: String,
     why: String,
-}
-
-/// reqwest's message and its causes (`error sending request ...: connection refused`).
-fn error_chain(e: &reqwest::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cause = c.source();
-    }
-    out
 }

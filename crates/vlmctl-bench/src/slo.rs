@@ -1,7 +1,7 @@
 //! Service-level objectives: the plan's `[slo]` table ([`Slo`]), checked per config
 //! ([`evaluate`] gives an [`SloReport`]), and **goodput**.
 //!
-//! Definitions (the README repeats them):
+//! Definitions (docs/bench.md repeats them):
 //! - A latency bound `pN_ms` is met when the nearest-rank N-th percentile of the config's
 //!   measured requests is within it, where a **failed request counts as slower than any bound**:
 //!   percentiles over successful requests alone would let a server that times out on half its

@@ -337,7 +337,11 @@ mod tests {
             &tmp.path().join("history.sqlite"),
             Source::Serve,
             "local".to_owned(),
-            |s| s.replace("sekrit", "***"),
+            {
+                let secrets = vlmctl_base::redact::Secrets::new();
+                secrets.add("sekrit");
+                secrets
+            },
             &mut events,
         )
         .spill_to(tmp.path().join("unrecorded"));

@@ -411,7 +411,7 @@ impl DeployError {
     fn weights_hint(&self) -> Option<String> {
         let hint = match self {
             Self::LockHasNoFiles { .. } => {
-                "add a [[model]] entry with its [[model.file]] tables (README, \"weights.lock\")"
+                "add a [[model]] entry with its [[model.file]] tables (docs/weights.md, \"weights.lock\")"
             }
             Self::LockedRefusal { .. } => {
                 "run without --locked (and unset VLMCTL_LOCKED) to change the lock"

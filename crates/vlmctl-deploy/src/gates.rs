@@ -30,7 +30,7 @@ pub fn gpu_probe(
 /// `name` on `PATH`, if it is there.
 #[must_use]
 pub fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
+    std::env::var_os(vlmctl_base::env::PATH)?
         .to_string_lossy()
         .split(':')
         .map(|d| Path::new(d).join(name))

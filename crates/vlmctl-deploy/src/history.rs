@@ -24,7 +24,7 @@ pub struct History {
     store: Option<Arc<Mutex<Store>>>,
     source: Source,
     host: String,
-    scrub: fn(&str) -> String,
+    secrets: vlmctl_base::redact::Secrets,
     spill: Option<PathBuf>,
 }
 
@@ -61,23 +61,23 @@ impl History {
             store: None,
             source: Source::Cli,
             host: String::new(),
-            scrub: str::to_owned,
+            secrets: vlmctl_base::redact::Secrets::new(),
             spill: None,
         }
     }
 
     /// Opens the database at `path`; a failure to open is the warning (sent to `sink`) and a
     /// handle that records nothing. `host`: what runs and jobs are recorded under
-    /// ([`name_of`]); `scrub`: the front-end's redactor.
+    /// ([`name_of`]); `secrets`: the front-end's secrets, which every stored text is scrubbed of.
     pub fn open(
         path: &Path,
         source: Source,
         host: String,
-        scrub: fn(&str) -> String,
+        secrets: vlmctl_base::redact::Secrets,
         sink: &mut dyn Sink,
     ) -> Self {
         match Store::open(path) {
-            Ok(store) => Self::shared(Arc::new(Mutex::new(store)), source, host, scrub),
+            Ok(store) => Self::shared(Arc::new(Mutex::new(store)), source, host, secrets),
             Err(e) => {
                 sink.event(Event::Warning {
                     message: not_recorded(&e),
@@ -85,7 +85,7 @@ impl History {
                 Self {
                     source,
                     host,
-                    scrub,
+                    secrets,
                     ..Self::off()
                 }
             }
@@ -98,13 +98,13 @@ impl History {
         store: Arc<Mutex<Store>>,
         source: Source,
         host: String,
-        scrub: fn(&str) -> String,
+        secrets: vlmctl_base::redact::Secrets,
     ) -> Self {
         Self {
             store: Some(store),
             source,
             host,
-            scrub,
+            secrets,
             spill: None,
         }
     }
@@ -214,14 +214,14 @@ impl History {
     /// The run ended in an error.
     pub fn fail_run(&mut self, id: Option<i64>, error: &str, sink: &mut dyn Sink) {
         if let Some(id) = id {
-            let error = (self.scrub)(error);
+            let error = self.secrets.scrub(error).into_owned();
             let _ = self.write(sink, |s| s.fail_run(id, &error));
         }
     }
 
     /// This process's unfinished runs and jobs, stopped: `interrupted`, with why.
     pub fn interrupted(&mut self, why: &str, sink: &mut dyn Sink) {
-        let why = (self.scrub)(why);
+        let why = self.secrets.scrub(why).into_owned();
         let _ = self.write(sink, |s| s.interrupt_own(&why));
     }
 
@@ -256,7 +256,7 @@ impl History {
         sink: &mut dyn Sink,
     ) {
         let Some(id) = id else { return };
-        let detail = (self.scrub)(detail);
+        let detail = self.secrets.scrub(detail).into_owned();
         let _ = self.write(sink, |s| s.finish_job(id, state, &detail, hashes));
     }
 }

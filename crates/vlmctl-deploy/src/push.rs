@@ -104,7 +104,7 @@ async fn tidy_then_place(
                     message: format!(
                         "the connection to the host broke during the push ({}); going on from \
                          what is there",
-                        vlmctl_lifecycle::error_chain(&e)
+                        vlmctl_base::chain::one_line(&e)
                     ),
                 });
             }

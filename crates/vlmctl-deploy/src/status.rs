@@ -213,7 +213,7 @@ pub fn tunes(state: &Path) -> Vec<TuneState> {
                 Err(e) => TuneState::Unreadable {
                     deployment,
                     path,
-                    error: vlmctl_lifecycle::error_chain(&e),
+                    error: vlmctl_base::chain::one_line(&e),
                 },
             })
         })
@@ -229,7 +229,7 @@ pub fn journals(state: &Path) -> Vec<JournalState> {
             Ok(Some(journal)) => Some(JournalState::Open { path, journal }),
             Ok(None) => None,
             Err(e) => Some(JournalState::Unreadable {
-                error: vlmctl_lifecycle::error_chain(&e),
+                error: vlmctl_base::chain::one_line(&e),
                 path,
             }),
         })

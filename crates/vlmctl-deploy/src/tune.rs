@@ -564,7 +564,7 @@ impl Sweep<'_> {
                 Err(e) => (
                     Outcome::Failed {
                         stage: Stage::Launch,
-                        why: chain(e.root()),
+                        why: vlmctl_base::chain::one_line(e.root()),
                     },
                     None,
                     None::<DeployError>,
@@ -595,18 +595,6 @@ fn stops_the_sweep(e: &DeployError) -> bool {
         e.root(),
         DeployError::Interrupted { .. } | DeployError::UndoFailed { .. }
     ) || matches!(e, DeployError::Lifecycle(l) if l.daemon_gone())
-}
-
-/// `error: cause: cause`, on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
 }
 
 impl Sweep<'_> {
@@ -856,7 +844,10 @@ async fn put_back(
             )
             .await
         {
-            not_ready = Some(format!("{name} is back, but not ready: {}", chain(&e)));
+            not_ready = Some(format!(
+                "{name} is back, but not ready: {}",
+                vlmctl_base::chain::one_line(&e)
+            ));
         }
     }
     journal::remove(jpath)?;

@@ -140,7 +140,7 @@ impl Engine {
 
 /// This machine's engine: `DOCKER_HOST` unless it names an SSH host, else the local socket.
 fn local_address() -> String {
-    std::env::var("DOCKER_HOST")
+    std::env::var(vlmctl_base::env::DOCKER_HOST)
         .ok()
         .filter(|h| !h.starts_with("ssh://"))
         .unwrap_or_else(|| hosts::DEFAULT_SOCKET.to_owned())

@@ -161,7 +161,7 @@ async fn daemon_gate(
         Err(e) => GateResult::new(
             "daemon",
             GateStatus::Fail,
-            crate::error_chain(e),
+            vlmctl_base::chain::one_line(e),
             Some(&e.hint()),
         ),
     }
@@ -201,7 +201,7 @@ async fn platform_gate(docker: Option<&Docker>, spec: &Spec) -> GateResult {
                 return GateResult::new(
                     "platform",
                     GateStatus::Fail,
-                    crate::error_chain(&registry_err),
+                    vlmctl_base::chain::one_line(&registry_err),
                     Some(&registry_err.hint()),
                 );
             }

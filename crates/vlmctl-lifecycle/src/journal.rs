@@ -377,7 +377,7 @@ pub async fn restore(
     let note = |r: Result<(), LifecycleError>, out: &mut Restored| {
         if let Err(e) = r {
             out.journal_error
-                .get_or_insert_with(|| crate::error_chain(&e));
+                .get_or_insert_with(|| vlmctl_base::chain::one_line(&e));
         }
     };
     // The half-started server first, so that what it displaced comes back to a free GPU.

@@ -59,19 +59,6 @@ pub fn now_unix() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// An error and its causes in one line (`error: cause: cause`), for evidence and reports.
-#[must_use]
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cause = c.source();
-    }
-    s
-}
-
 /// A client for the engine at `address` (`unix://PATH`, `tcp://HOST:PORT`, `http://...`),
 /// reading at most `limit` bytes of each answer.
 pub(crate) fn engine_at(

@@ -93,7 +93,7 @@ impl App {
     /// deployment (no `/health` probe of each, which the dashboard's [`App::deployments`] does).
     async fn managed(&self) -> Result<Vec<Managed>, ApiError> {
         let lifecycle = |e: vlmctl_lifecycle::LifecycleError| {
-            unavailable(vlmctl_lifecycle::error_chain(&e), Some(e.hint()))
+            unavailable(vlmctl_base::chain::one_line(&e), Some(e.hint()))
         };
         let docker = self.cfg.engine.connect().await.map_err(lifecycle)?;
         vlmctl_lifecycle::containers::managed(&docker)
@@ -105,7 +105,7 @@ impl App {
     pub async fn deployments(&self) -> Result<Deployments, ApiError> {
         let status = vlmctl_deploy::status::status(&self.cfg.engine, None)
             .await
-            .map_err(|e| unavailable(vlmctl_lifecycle::error_chain(&e), e.hint()))?;
+            .map_err(|e| unavailable(vlmctl_base::chain::one_line(&e), e.hint()))?;
         // Each configured spec parsed once for the whole page, not once per row.
         let plans = self.plans();
         let deployments = status
@@ -227,8 +227,9 @@ pub(crate) async fn read_body(
     body: axum::body::Body,
     within: std::time::Duration,
 ) -> Result<Bytes, ApiError> {
-    let hint =
-        || Some("an action's body is a small JSON object (see the README's API table)".to_owned());
+    let hint = || {
+        Some("an action's body is a small JSON object (see \"API\" in docs/serve.md)".to_owned())
+    };
     match tokio::time::timeout(within, axum::body::to_bytes(body, MAX_BODY)).await {
         Ok(Ok(b)) => Ok(b),
         Ok(Err(e)) => {
@@ -279,7 +280,7 @@ impl App {
         self.queue_room()?;
         let path = self.bench_plan(req.plan.as_deref())?.to_owned();
         let mut plan = LoadedPlan::load(&path).map_err(|e| {
-            ApiError::bad_request(vlmctl_lifecycle::error_chain(&e)).with_hint(Some(e.hint()))
+            ApiError::bad_request(vlmctl_base::chain::one_line(&e)).with_hint(Some(e.hint()))
         })?;
         let managed = self.managed().await?;
         let Some(d) = managed.iter().find(|m| m.name == req.deployment) else {
@@ -315,12 +316,14 @@ impl App {
             ApiError::bad_request(format!(
                 "{}: {} in vlmctl serve's environment",
                 path.display(),
-                vlmctl_lifecycle::error_chain(&e)
+                vlmctl_base::chain::one_line(&e)
             ))
             .with_hint(Some(e.hint()))
         })?;
         for k in keys.values() {
-            (self.cfg.secret)(k);
+            self.cfg
+                .secrets
+                .add_key(k, vlmctl_deploy::plan::MIN_API_KEY_LEN);
         }
         let targets = vlmctl_deploy::history::link(
             &plan.plan.targets,

@@ -118,7 +118,7 @@ impl From<StoreError> for ApiError {
         Self {
             status,
             hint: e.hint(),
-            message: vlmctl_lifecycle::error_chain(&e),
+            message: vlmctl_base::chain::one_line(&e),
         }
     }
 }

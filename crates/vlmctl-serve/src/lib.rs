@@ -22,6 +22,7 @@ pub mod queue;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use vlmctl_base::redact::Secrets;
 
 use tokio::sync::broadcast;
 use vlmctl_deploy::events::Cancel;
@@ -60,11 +61,10 @@ pub struct Config {
     pub plans: Vec<PathBuf>,
     /// The host name runs and jobs are recorded under.
     pub host: String,
-    /// Removes secrets (the hub token, a mirror's password, API keys) from a text before it
-    /// is stored or sent to a page: the front-end's own scrubber.
-    pub scrub: fn(&str) -> String,
-    /// Registers a secret read on the way (a bench target's API key) with that scrubber.
-    pub secret: fn(&str),
+    /// The service's secrets (the hub token, a mirror's password, API keys): every text it
+    /// stores or sends to a page is scrubbed with them, and a secret it reads on the way (a
+    /// bench target's API key) is added to them.
+    pub secrets: Secrets,
     /// How long a client may take over its headers, how many connections are served at once.
     pub limits: Limits,
 }
@@ -371,7 +371,7 @@ impl App {
 
     fn plan_of(&self, spec: vlmctl_lifecycle::spec::Spec, path: &Path) -> Result<Plan, String> {
         Plan::for_spec(spec, Some(path), &self.cfg.lock, &self.cfg.dirs)
-            .map_err(|e| vlmctl_lifecycle::error_chain(&e))
+            .map_err(|e| vlmctl_base::chain::one_line(&e))
     }
 
     /// The plan file a request names (a file name or path among the configured ones), or the
@@ -639,8 +639,7 @@ mod tests {
             hub: HubClient::new("http://127.0.0.1:9", None, tmp.join("hub")).expect("hub"),
             plans: Vec::new(),
             host: "test".to_owned(),
-            scrub: str::to_owned,
-            secret: |_| {},
+            secrets: Secrets::new(),
             limits,
         }
     }

@@ -412,7 +412,7 @@ fn history(app: &Arc<App>) -> History {
         Arc::clone(&app.store),
         Source::Serve,
         app.cfg.host.clone(),
-        app.cfg.scrub,
+        app.cfg.secrets.clone(),
     )
 }
 
@@ -451,7 +451,7 @@ pub(crate) async fn bench(
         app.publish(Activity::Step {
             run,
             target: String::new(),
-            message: (app.cfg.scrub)(&e.to_string()),
+            message: app.cfg.secrets.scrub(&e.to_string()).into_owned(),
         });
     };
     let done =
@@ -460,7 +460,7 @@ pub(crate) async fn bench(
         app.publish(Activity::Run {
             run,
             state: State::Failed,
-            message: Some((app.cfg.scrub)(&message)),
+            message: Some(app.cfg.secrets.scrub(&message).into_owned()),
         });
     };
     match done {
@@ -517,7 +517,7 @@ pub(crate) async fn job<F, T>(
         app.publish(Activity::Job {
             action: action.clone(),
             deployment: deployment.to_owned(),
-            line: (app.cfg.scrub)(&line),
+            line: app.cfg.secrets.scrub(&line).into_owned(),
         });
     };
     let mut sink = |e: Event| publish(e.to_string());
@@ -537,7 +537,7 @@ pub(crate) async fn job<F, T>(
         action,
         deployment: deployment.to_owned(),
         state,
-        detail: (app.cfg.scrub)(&detail),
+        detail: app.cfg.secrets.scrub(&detail).into_owned(),
     });
 }
 
@@ -584,7 +584,7 @@ fn chain_with_hint(e: &vlmctl_deploy::DeployError) -> String {
         .hint()
         .map(|h| format!(" (hint: {h})"))
         .unwrap_or_default();
-    format!("{}{hint}", vlmctl_lifecycle::error_chain(e))
+    format!("{}{hint}", vlmctl_base::chain::one_line(e))
 }
 
 async fn relaunch(app: &Arc<App>, deployment: &str) {
@@ -632,4 +632,52 @@ async fn teardown(app: &Arc<App>, deployment: &str) {
             .map_err(|e| chain_with_hint(&e))
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The service scrubs with its own `Secrets` (no function pointer from the CLI): a key added
+    /// to it is neither stored in a failed job's detail nor published to the pages.
+    #[test]
+    fn a_failed_jobs_detail_is_scrubbed_with_the_services_own_secrets() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let (app, _rx) = crate::tests::test_app(tmp.path());
+        app.cfg.secrets.add("sk-service-held-0123456789");
+        let app = Arc::new(app);
+        let mut pages = app.activity.subscribe();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(job(
+            &app,
+            JobKind::Teardown,
+            "d",
+            None,
+            async |_sink| -> Result<vlmctl_deploy::undo::TornDown, String> {
+                Err("refused with key sk-service-held-0123456789".to_owned())
+            },
+        ));
+        let jobs = vlmctl_store::Store::open(&tmp.path().join("history.sqlite"))
+            .and_then(|s| s.jobs(None))
+            .expect("jobs");
+        assert_eq!(
+            jobs[0].detail.as_deref(),
+            Some("refused with key [REDACTED]"),
+            "{jobs:?}"
+        );
+        let mut published = Vec::new();
+        while let Ok(a) = pages.try_recv() {
+            published.push(format!("{a:?}"));
+        }
+        assert!(
+            published
+                .iter()
+                .any(|a| a.contains("refused with key [REDACTED]"))
+                && !published.iter().any(|a| a.contains("sk-service-held")),
+            "{published:?}"
+        );
+    }
 }

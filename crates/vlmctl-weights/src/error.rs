@@ -160,12 +160,12 @@ impl WeightsError {
                 "run from the repository root or pass --lock PATH (env VLMCTL_LOCK)".to_owned()
             }
             Self::LockInvalid { .. } => {
-                "fix that line; the format is described in the README under \"weights.lock\""
+                "fix that line; the format is described in docs/weights.md under \"weights.lock\""
                     .to_owned()
             }
             Self::UnknownModel { known, .. } => {
                 if known.is_empty() {
-                    "the lock has no models yet: add a [[model]] entry (README, \"weights.lock\")"
+                    "the lock has no models yet: add a [[model]] entry (docs/weights.md, \"weights.lock\")"
                         .to_owned()
                 } else {
                     format!("the lock has: {}", known.join(", "))
@@ -185,7 +185,7 @@ impl WeightsError {
             Self::BadRepoPath { .. } => "give the file's path in the repository as the hub lists it (`org/name` tree), without `%`, `?`, `#` or `..`".to_owned(),
             Self::NotLfs { .. } => "GGUF weights are LFS files: check the file name (the spec's [model] files, or the files given to `weights lock`)".to_owned(),
             Self::HubStatus { .. } | Self::HubProtocol { .. } => "check HF_ENDPOINT: it must point at a Hugging Face hub (or a faithful mirror)".to_owned(),
-            Self::UpstreamChanged { .. } => "upstream changed the file for this revision, or the lock is wrong: check why it changed, then re-pin the entry (`vlmctl weights update NAME`, README \"Pinning on first use\")".to_owned(),
+            Self::UpstreamChanged { .. } => "upstream changed the file for this revision, or the lock is wrong: check why it changed, then re-pin the entry (`vlmctl weights update NAME`, docs/weights.md \"Pinning on first use\")".to_owned(),
             Self::DigestMismatch(m) => {
                 if m.hub_sha256.is_some_and(|h| h != m.expected) {
                     "the hub's etag differs from the lock: upstream changed, re-pin the lock after checking why".to_owned()

@@ -231,6 +231,9 @@ impl Lock {
     /// Canonical text: sorted, one table per model and file, stable for diffs.
     #[must_use]
     pub fn to_toml(&self) -> String {
+        // The header is part of each entry's sha256 (the `org.vlmctl.lock-sha256` label), so it
+        // stays as it is: changing it would show every running deployment as drifted. The
+        // format is now described in docs/weights.md, which the README links as "weights.lock".
         self.to_toml_with_header("# weights.lock: see README \"weights.lock\" for the format.\n")
     }
 
@@ -464,7 +467,7 @@ pub fn leading_comments(text: &str) -> &str {
 /// `~` or `~/x` under `$HOME`; anything else unchanged.
 #[must_use]
 pub fn expand_home(p: &str) -> PathBuf {
-    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let home = std::env::var_os(vlmctl_base::env::HOME).map(PathBuf::from);
     match (p.strip_prefix('~'), home) {
         (Some(""), Some(h)) => h,
         (Some(rest), Some(h)) if rest.starts_with('/') => h.join(&rest[1..]),

@@ -70,7 +70,7 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
     /// The history database (default: <state dir>/history.sqlite).
-    #[arg(long, env = env_vars::VLMCTL_STORE, value_name = "FILE")]
+    #[arg(long, env = env_vars::VLMCTL_STORE.name, value_name = "FILE")]
     pub store: Option<PathBuf>,
 }
 
@@ -78,7 +78,7 @@ pub struct StoreArgs {
 #[derive(Debug, Clone, Args)]
 pub struct RecordArgs {
     /// Record nothing in the history (the database is not opened, nor created).
-    #[arg(long, env = env_vars::VLMCTL_NO_RECORD, value_parser = clap::builder::FalseyValueParser::new())]
+    #[arg(long, env = env_vars::VLMCTL_NO_RECORD.name, value_parser = clap::builder::FalseyValueParser::new())]
     pub no_record: bool,
     #[command(flatten)]
     pub store: StoreArgs,
@@ -88,7 +88,7 @@ pub struct RecordArgs {
 #[derive(Debug, Clone, Args)]
 pub struct StateDirArgs {
     /// State directory (default: $XDG_STATE_HOME/vlmctl, else ~/.local/state/vlmctl).
-    #[arg(long, env = env_vars::VLMCTL_STATE_DIR, value_name = "DIR")]
+    #[arg(long, env = env_vars::VLMCTL_STATE_DIR.name, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 }
 
@@ -261,7 +261,7 @@ pub struct TuneArgs {
 #[derive(Debug, Clone, Args)]
 pub struct DeployArgs {
     /// Deployment spec (default: the embedded docker/panda-llamacpp.toml).
-    #[arg(long, env = env_vars::VLMCTL_SPEC, value_name = "FILE")]
+    #[arg(long, env = env_vars::VLMCTL_SPEC.name, value_name = "FILE")]
     pub spec: Option<PathBuf>,
     /// Machine-readable output.
     #[arg(long)]
@@ -284,7 +284,7 @@ pub struct PinArgs {
     /// Refuse to change weights.lock: a spec whose [model] is not pinned there (or no longer
     /// matches its entry) fails with exit 3 and the change it would have made, as `cargo
     /// --locked` does. For CI and for hosts that must serve exactly what was committed.
-    #[arg(long, env = env_vars::VLMCTL_LOCKED, value_parser = clap::builder::FalseyValueParser::new())]
+    #[arg(long, env = env_vars::VLMCTL_LOCKED.name, value_parser = clap::builder::FalseyValueParser::new())]
     pub locked: bool,
 }
 
@@ -293,7 +293,7 @@ pub struct StatusArgs {
     /// A deployment spec to report on (repeatable): drift is judged against each, and one
     /// whose deployment has no container gets a "not running" row (default: the embedded
     /// docker/panda-llamacpp.toml, for drift only).
-    #[arg(long = "spec", env = env_vars::VLMCTL_SPEC, value_name = "FILE")]
+    #[arg(long = "spec", env = env_vars::VLMCTL_SPEC.name, value_name = "FILE")]
     pub specs: Vec<PathBuf>,
     /// Machine-readable output.
     #[arg(long)]
@@ -341,7 +341,7 @@ pub struct RelaunchArgs {
 #[derive(Debug, Clone, Args)]
 pub struct StateArgs {
     /// State directory (default: $XDG_STATE_HOME/vlmctl, else ~/.local/state/vlmctl).
-    #[arg(long, env = env_vars::VLMCTL_STATE_DIR, value_name = "DIR")]
+    #[arg(long, env = env_vars::VLMCTL_STATE_DIR.name, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// When another vlmctl command holds the deployment (provision, relaunch, teardown,
     /// restore), wait for it to finish instead of failing at once (exit 10).
@@ -374,7 +374,7 @@ pub struct TeardownArgs {
     #[arg(long)]
     pub json: bool,
     /// Deployment spec (default: the embedded docker/panda-llamacpp.toml).
-    #[arg(long, env = env_vars::VLMCTL_SPEC, value_name = "FILE")]
+    #[arg(long, env = env_vars::VLMCTL_SPEC.name, value_name = "FILE")]
     pub spec: Option<PathBuf>,
     #[command(flatten)]
     pub state: StateArgs,
@@ -385,7 +385,7 @@ pub struct TeardownArgs {
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// Deployment spec (default: the embedded docker/panda-llamacpp.toml).
-    #[arg(long, env = env_vars::VLMCTL_SPEC, value_name = "FILE")]
+    #[arg(long, env = env_vars::VLMCTL_SPEC.name, value_name = "FILE")]
     pub spec: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value = "docker-run")]
@@ -470,10 +470,10 @@ pub struct UpdateArgs {
 #[derive(Debug, Clone, Args)]
 pub struct HubArgs {
     /// Hugging Face hub endpoint.
-    #[arg(long, env = env_vars::HF_ENDPOINT, default_value = vlmctl_weights::DEFAULT_ENDPOINT)]
+    #[arg(long, env = env_vars::HF_ENDPOINT.name, default_value = vlmctl_weights::DEFAULT_ENDPOINT)]
     pub endpoint: String,
     /// Hub cache directory (default: $HF_HOME/hub, else ~/.cache/huggingface/hub).
-    #[arg(long, env = env_vars::HF_HUB_CACHE, value_name = "DIR")]
+    #[arg(long, env = env_vars::HF_HUB_CACHE.name, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
 }
 
@@ -519,7 +519,7 @@ pub struct DirArgs {
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
     /// Root for models whose lock entry has no `dir`.
-    #[arg(long, env = env_vars::VLMCTL_MODELS_DIR, value_name = "DIR")]
+    #[arg(long, env = env_vars::VLMCTL_MODELS_DIR.name, value_name = "DIR")]
     pub models_dir: Option<PathBuf>,
 }
 
@@ -565,7 +565,7 @@ pub struct AdoptArgs {
 #[derive(Debug, Clone, Args)]
 pub struct LockArgs {
     /// The lock file.
-    #[arg(long, env = env_vars::VLMCTL_LOCK, default_value = vlmctl_weights::LOCK_FILE)]
+    #[arg(long, env = env_vars::VLMCTL_LOCK.name, default_value = vlmctl_weights::LOCK_FILE)]
     pub lock: PathBuf,
 }
 

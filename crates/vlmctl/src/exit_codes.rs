@@ -1,4 +1,5 @@
-//! Exit codes, documented in the README ("Exit codes"). Scripts may rely on them.
+//! Exit codes, documented in docs/reference.md ("Exit codes", checked against this file by a
+//! test). Scripts may rely on them.
 
 /// Everything asked for was done and every check passed.
 pub const SUCCESS: u8 = 0;

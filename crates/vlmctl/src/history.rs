@@ -40,7 +40,7 @@ pub(crate) fn open(args: &RecordArgs, state: &Path, host: String, out: &mut Outp
         &store_path(&args.store, state),
         Source::Cli,
         host,
-        |s| redact::scrub(s).into_owned(),
+        redact::secrets().clone(),
         &mut warnings(out),
     )
 }

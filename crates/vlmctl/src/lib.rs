@@ -8,7 +8,8 @@
 
 mod cli;
 pub mod commands;
-pub mod env_vars;
+/// Every environment variable vlmctl reads, declared once (in `vlmctl-base`).
+pub use vlmctl_base::env as env_vars;
 pub mod exit_codes;
 mod failure;
 mod history;

@@ -1,79 +1,43 @@
-//! Secrets never reach the terminal or the log, at any verbosity. Each secret vlmctl reads (a
-//! deployment's API key, the Hugging Face token) is registered here the moment it is read, and
-//! everything the CLI writes (results, progress, errors, and every `tracing` line, including
-//! what bollard and hyper log about request bodies at debug level) passes through [`scrub`].
+//! Secrets never reach the terminal or the log, at any verbosity. The CLI holds one
+//! [`Secrets`] set ([`secrets`]): each secret vlmctl reads (a deployment's API key, the Hugging
+//! Face token, a mirror's password) is added the moment it is read, and everything the CLI
+//! writes (results, progress, errors, and every `tracing` line, including what bollard and
+//! hyper log about request bodies at debug level) passes through [`scrub`]. `vlmctl serve`
+//! hands the service a clone of the same set, which it scrubs what it stores and sends with.
 //!
 //! This is the last line of defence, not the only one: keys travel in the environment, never
 //! in arguments, and the debug filter keeps bollard's request dumps out (see `init_logging`).
-//! Written by hand: it is a substring replacement over a process-wide list, which no logging
-//! crate offers as such.
+//! The rule itself (the escaped forms, longest first) is `vlmctl_base::redact`'s.
 
 use std::borrow::Cow;
 use std::io::{self, Write};
-use std::sync::Mutex;
+use std::sync::LazyLock;
 
-static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+pub use vlmctl_base::redact::{REDACTED, Secrets};
 
-/// What a secret is replaced with.
-pub const REDACTED: &str = "[REDACTED]";
+/// The CLI's one set: its output is the process's stdout and stderr, so there is one.
+static SECRETS: LazyLock<Secrets> = LazyLock::new(Secrets::new);
 
-/// Registers an API key as a secret ([`secret`]) when it is long enough to be one
-/// ([`vlmctl_deploy::plan::MIN_API_KEY_LEN`]): a shorter one is refused before it is used, and
-/// scrubbing it would mangle every message that happens to contain it.
+/// The CLI's secrets, for a front-end (the service) that must scrub with the same set.
+#[must_use]
+pub fn secrets() -> &'static Secrets {
+    &SECRETS
+}
+
+/// Adds an API key to the CLI's secrets when it is long enough to be one
+/// ([`vlmctl_deploy::plan::MIN_API_KEY_LEN`], [`Secrets::add_key`]).
 pub fn api_key(value: &str) {
-    if value.chars().count() >= vlmctl_deploy::plan::MIN_API_KEY_LEN {
-        secret(value);
-    }
+    SECRETS.add_key(value, vlmctl_deploy::plan::MIN_API_KEY_LEN);
 }
 
-/// Registers a secret; from now on [`scrub`] replaces it wherever it appears, also in the
-/// escaped forms logs write it in: inside a JSON string (a request body), in Rust's `{:?}`, and
-/// byte by byte as `\xNN` (an HTTP request line at trace level).
+/// Adds a secret to the CLI's set ([`Secrets::add`]).
 pub fn secret(value: &str) {
-    if value.is_empty() {
-        return;
-    }
-    let json = serde_json::to_string(value).unwrap_or_default();
-    let debug = format!("{value:?}");
-    let bytes: String = value
-        .bytes()
-        .flat_map(std::ascii::escape_default)
-        .map(char::from)
-        .collect();
-    let forms = [
-        value.to_owned(),
-        json.get(1..json.len().saturating_sub(1))
-            .unwrap_or_default()
-            .to_owned(),
-        debug
-            .get(1..debug.len().saturating_sub(1))
-            .unwrap_or_default()
-            .to_owned(),
-        bytes,
-    ];
-    if let Ok(mut s) = SECRETS.lock() {
-        for f in forms {
-            if !f.is_empty() && !s.contains(&f) {
-                s.push(f);
-            }
-        }
-        // Longest first, so a secret containing another is replaced whole.
-        s.sort_by_key(|v| std::cmp::Reverse(v.len()));
-    }
+    SECRETS.add(value);
 }
 
-/// `text` with every registered secret replaced by [`REDACTED`].
+/// `text` with every secret the CLI has read replaced by [`REDACTED`].
 pub fn scrub(text: &str) -> Cow<'_, str> {
-    let Ok(secrets) = SECRETS.lock() else {
-        return Cow::Borrowed(text);
-    };
-    let mut out = Cow::Borrowed(text);
-    for s in secrets.iter() {
-        if out.contains(s.as_str()) {
-            out = Cow::Owned(out.replace(s.as_str(), REDACTED));
-        }
-    }
-    out
+    SECRETS.scrub(text)
 }
 
 /// Writes one line (or block) to stdout or stderr, scrubbed and with its control characters
@@ -91,13 +55,13 @@ pub fn write_line(to_stderr: bool, text: &str) {
     };
 }
 
-/// Writes the start of a line to stderr, as [`write_line`] does (a step whose end is written
-/// when it ends).
-pub fn write_part(text: &str) {
+/// Writes the start of a line to stderr (a prompt, or a step whose end follows), scrubbed,
+/// made visible and flushed, without ending the line; errors ignored as in [`write_line`].
+pub fn write_unfinished(text: &str) {
     let text = crate::render::visible(text);
     let text = scrub(&text);
     let mut err = io::stderr().lock();
-    let _ = write!(err, "{text}");
+    let _ = err.write_all(text.as_bytes());
     let _ = err.flush();
 }
 
@@ -123,30 +87,15 @@ impl Write for Stderr {
 mod tests {
     use super::*;
 
+    /// The CLI's set is the one the service is handed: a key either adds is scrubbed by both.
     #[test]
-    fn registered_secrets_are_replaced_everywhere_longest_first() {
-        secret("sk-live-123");
-        secret("sk-live-123-extended");
-        secret("");
-        assert_eq!(
-            scrub("env=[\"LLAMA_API_KEY=sk-live-123-extended\"] key sk-live-123."),
-            "env=[\"LLAMA_API_KEY=[REDACTED]\"] key [REDACTED]."
-        );
-        assert!(matches!(scrub("nothing here"), Cow::Borrowed(_)));
-    }
-
-    #[test]
-    fn escaped_forms_of_a_secret_are_scrubbed_too() {
-        secret("pa\"ss\\wordZK91-clé");
-        let json = serde_json::json!({"Env": ["LLAMA_API_KEY=pa\"ss\\wordZK91-clé"]}).to_string();
-        assert_eq!(scrub(&json), r#"{"Env":["LLAMA_API_KEY=[REDACTED]"]}"#);
-        assert_eq!(
-            scrub(r#"GET /x?k=pa\"ss\\wordZK91-cl\xc3\xa9 HTTP/1.1"#),
-            "GET /x?k=[REDACTED] HTTP/1.1"
-        );
-        assert_eq!(
-            scrub(&format!("{:?}", "pa\"ss\\wordZK91-clé")),
-            "\"[REDACTED]\""
-        );
+    fn the_cli_and_the_service_scrub_with_one_set() {
+        let service = secrets().clone();
+        service.add("sk-added-by-the-service-0001");
+        api_key("sk-added-by-the-cli-000000002");
+        api_key("short");
+        assert_eq!(scrub("sk-added-by-the-service-0001"), REDACTED);
+        assert_eq!(service.scrub("sk-added-by-the-cli-000000002"), REDACTED);
+        assert_eq!(scrub("short"), "short");
     }
 }

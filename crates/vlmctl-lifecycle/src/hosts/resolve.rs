@@ -98,11 +98,11 @@ pub struct Context {
 /// The docker CLI's configuration folder: `DOCKER_CONFIG`, else `~/.docker`.
 #[must_use]
 pub fn docker_config_dir() -> PathBuf {
-    std::env::var_os("DOCKER_CONFIG")
+    std::env::var_os(vlmctl_base::env::DOCKER_CONFIG)
         .filter(|v| !v.is_empty())
         .map_or_else(
             || {
-                std::env::var_os("HOME")
+                std::env::var_os(vlmctl_base::env::HOME)
                     .map_or_else(|| PathBuf::from("."), PathBuf::from)
                     .join(".docker")
             },
@@ -140,7 +140,7 @@ pub fn contexts(config: &Path) -> Vec<Context> {
 /// The docker CLI's current context: `DOCKER_CONTEXT`, else `currentContext` in `config.json`.
 #[must_use]
 pub fn current_context(config: &Path) -> Option<String> {
-    std::env::var("DOCKER_CONTEXT")
+    std::env::var(vlmctl_base::env::DOCKER_CONTEXT)
         .ok()
         .filter(|c| !c.is_empty())
         .or_else(|| {
@@ -189,7 +189,10 @@ pub fn resolve(flag: Option<&str>, config: &Path) -> Result<Host, LifecycleError
             }),
         };
     }
-    if let Some(h) = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()) {
+    if let Some(h) = std::env::var(vlmctl_base::env::DOCKER_HOST)
+        .ok()
+        .filter(|h| !h.is_empty())
+    {
         // Any other DOCKER_HOST (tcp://, another socket) is bollard's own to follow.
         return if h.starts_with("ssh://") {
             from_endpoint(&h, &h)

@@ -39,7 +39,9 @@ fn ssh_args(target: &SshHost) -> Vec<String> {
     .iter()
     .flat_map(|o| ["-o".to_owned(), (*o).to_owned()])
     .collect();
-    if let Some(cfg) = std::env::var_os("VLMCTL_SSH_CONFIG").filter(|v| !v.is_empty()) {
+    if let Some(cfg) =
+        std::env::var_os(vlmctl_base::env::VLMCTL_SSH_CONFIG).filter(|v| !v.is_empty())
+    {
         a.push("-F".to_owned());
         a.push(cfg.to_string_lossy().into_owned());
     }
@@ -414,7 +416,7 @@ impl Forward {
                     });
                     return Ok(());
                 }
-                Err(e) => last = crate::error_chain(&e),
+                Err(e) => last = vlmctl_base::chain::one_line(&e),
             }
         }
         {

@@ -636,7 +636,7 @@ pub fn refused_extra_arg(arg: &str) -> Option<&'static str> {
              (threads, batching, KV cache, offload, sampling defaults, speculative decoding \
              without a second model, multimodal limits, console logging); options that read or \
              write files, run tools, talk MCP or RPC, change how the server listens or load \
-             weights are refused (see `extra_args` in the README)",
+             weights are refused (see `extra_args` in docs/provision.md)",
         );
     }
     if value.is_some() {

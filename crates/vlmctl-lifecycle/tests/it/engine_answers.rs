@@ -111,7 +111,7 @@ async fn endless(tcp: bool) {
         matches!(err, LifecycleError::DaemonUnreachable { .. }),
         "{err:?}"
     );
-    let chain = vlmctl_lifecycle::error_chain(&err);
+    let chain = vlmctl_base::chain::one_line(&err);
     assert!(chain.contains("stopped reading it"), "{chain}");
     let hint = err.hint();
     assert!(hint.contains("names a Docker engine"), "{hint}");

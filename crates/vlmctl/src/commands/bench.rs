@@ -126,7 +126,7 @@ fn sweep_line(e: sweep::SweepEvent<'_>) {
             index,
             hz,
             requests,
-        } => crate::redact::write_part(&format!(
+        } => crate::redact::write_unfinished(&format!(
             "{target} step {index}: {} Hz, {requests} requests ... ",
             sweep::hz_text(hz)
         )),

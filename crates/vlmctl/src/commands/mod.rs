@@ -23,7 +23,7 @@ use crate::failure::Failure;
 
 /// `$VAR/vlmctl` for an XDG base directory variable, else `~/<fallback>/vlmctl` (the XDG
 /// default when the variable is unset or empty).
-pub(crate) fn xdg_dir(var: &str, fallback: &str) -> std::path::PathBuf {
+pub(crate) fn xdg_dir(var: env_vars::Var, fallback: &str) -> std::path::PathBuf {
     std::env::var_os(var)
         .filter(|v| !v.is_empty())
         .map_or_else(
@@ -177,8 +177,8 @@ impl crate::cli::DeployArgs {
 /// The hub client from `--endpoint`, `--cache-dir`, `HF_HOME` and the token (registered as a
 /// secret).
 pub(crate) fn hub_client(args: &HubArgs) -> Result<HubClient, Failure> {
-    let env_path = |k: &str| {
-        std::env::var_os(k)
+    let env_path = |var: env_vars::Var| {
+        std::env::var_os(var)
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
     };

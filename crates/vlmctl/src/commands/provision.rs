@@ -2,7 +2,7 @@
 //! lines, download bars and a pull spinner on stderr; conflicts are confirmed at a terminal
 //! prompt; SIGINT, SIGTERM, SIGHUP and SIGQUIT cancel the job, which then undoes what it did.
 
-use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::io::{BufRead as _, IsTerminal as _};
 use std::sync::Arc;
 
 use indicatif::ProgressBar;
@@ -241,14 +241,10 @@ impl Confirm for Terminal {
             if !std::io::stdin().is_terminal() {
                 return false;
             }
-            let mut err = std::io::stderr().lock();
-            let _ = write!(
-                err,
+            crate::redact::write_unfinished(&format!(
                 "stop {} now and restore it after teardown? [y/N] ",
                 c.name
-            );
-            let _ = err.flush();
-            drop(err);
+            ));
             tokio::task::spawn_blocking(|| {
                 let mut line = String::new();
                 std::io::stdin().lock().read_line(&mut line).is_ok()

@@ -50,8 +50,7 @@ pub async fn serve(
         hub: super::hub_client(&args.hub)?,
         plans: args.plans.clone(),
         host: vlmctl_deploy::history::host_name(engine),
-        scrub: |text| crate::redact::scrub(text).into_owned(),
-        secret: crate::redact::api_key,
+        secrets: crate::redact::secrets().clone(),
         limits: vlmctl_serve::Limits::default(),
     };
     let store = cfg.store.clone();

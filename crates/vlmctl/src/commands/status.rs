@@ -195,7 +195,7 @@ async fn all_hosts(
             }
             Err(e) => {
                 unreachable += 1;
-                let why = vlmctl_lifecycle::error_chain(&e);
+                let why = vlmctl_base::chain::one_line(&e);
                 rows.push(std::array::from_fn(|i| match i {
                     0 => h.name().to_owned(),
                     1 => "-".to_owned(),

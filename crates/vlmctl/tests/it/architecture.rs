@@ -1,8 +1,11 @@
 //! The architecture, enforced: bench and weights never depend on bollard (Docker); lifecycle
 //! never depends on hf-hub (the network fetch); the store is a database only, and the CLI
 //! reaches SQLite through it; the one reader of users' files (`vlmctl-files`) is shared by the
-//! libraries and depends on none of them. Checked over `cargo metadata`'s resolved graph,
-//! transitively.
+//! libraries and depends on none of them; the rules every crate shares (`vlmctl-base`) depend
+//! on nothing at all. Checked over `cargo metadata`'s resolved graph, transitively. And in the
+//! sources, since a call through a library's re-export is invisible to the graph: the
+//! front-ends (the CLI, the service) never connect to Docker, call a container function or ask
+//! the hub anything themselves.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -79,8 +82,7 @@ fn direct(meta: &Metadata, root: &str) -> BTreeSet<String> {
     deps(meta, root, false)
 }
 
-#[test]
-fn crate_boundaries_hold() {
+fn metadata() -> Metadata {
     let out = Command::new(env!("CARGO"))
         .args([
             "metadata",
@@ -99,7 +101,12 @@ fn crate_boundaries_hold() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let meta: Metadata = serde_json::from_slice(&out.stdout).expect("metadata json");
+    serde_json::from_slice(&out.stdout).expect("metadata json")
+}
+
+#[test]
+fn crate_boundaries_hold() {
+    let meta = metadata();
     for (krate, banned) in [
         ("vlmctl-bench", "bollard"),
         ("vlmctl-weights", "bollard"),
@@ -200,4 +207,184 @@ fn test_support_is_a_dev_dependency_only(meta: &Metadata) {
             p.name
         );
     }
+}
+
+/// The shared rules (env, redact, owner, chain) are std only, so every crate may use them.
+#[test]
+fn the_shared_rules_depend_on_nothing() {
+    let meta = metadata();
+    let base = closure(&meta, "vlmctl-base");
+    assert!(base.is_empty(), "vlmctl-base depends on nothing: {base:?}");
+    for user in [
+        "vlmctl",
+        "vlmctl-serve",
+        "vlmctl-deploy",
+        "vlmctl-lifecycle",
+    ] {
+        assert!(
+            direct(&meta, user).contains("vlmctl-base"),
+            "{user} reads its environment variables through vlmctl-base"
+        );
+    }
+}
+
+/// What a front-end's source may not do itself, with why: each is Docker or the hub reached
+/// from the front-end rather than through a job of `vlmctl-deploy` (`crates/README.md`: "the
+/// front-ends render the jobs and never talk to Docker or the hub themselves"). Types
+/// (`containers::Launch`, `Managed`) may be named, to render them; calls may not. Building the
+/// capability a job is handed (`HubClient::new`, the engine value) is the front-end's part.
+const FRONT_END_BANNED: &[(&str, &str)] = &[
+    ("vlmctl_lifecycle::connect", "connects to a Docker daemon"),
+    ("bollard::", "is the Docker client"),
+    ("hf_hub::", "is the hub client"),
+    (
+        "containers::",
+        "calls a container function (lowercase after `containers::`)",
+    ),
+    (
+        ".resolve(",
+        "asks the hub for a revision (HubClient::resolve)",
+    ),
+    (".fetch(", "downloads from the hub (HubClient::fetch)"),
+    (
+        ".commit_of(",
+        "asks the hub for a commit (HubClient::commit_of)",
+    ),
+    (
+        ".file_meta(",
+        "asks the hub for a file's metadata (HubClient::file_meta)",
+    ),
+];
+
+/// Each line of `text` (comments and `#[cfg(test)]` modules left out) that does what
+/// [`FRONT_END_BANNED`] forbids, as `line: why`.
+fn front_end_violations(text: &str) -> Vec<String> {
+    let code = text.split("#[cfg(test)]\nmod ").next().unwrap_or_default();
+    let mut out = Vec::new();
+    for (n, line) in code.lines().enumerate() {
+        let line = line.split("//").next().unwrap_or_default();
+        for (pattern, why) in FRONT_END_BANNED {
+            let hit = line.match_indices(pattern).any(|(at, _)| {
+                // `containers::Type` names a type; `containers::function(` calls Docker.
+                *pattern != "containers::"
+                    || line[at + pattern.len()..]
+                        .chars()
+                        .next()
+                        .is_some_and(|c| c.is_ascii_lowercase())
+            });
+            if hit {
+                out.push(format!("{}: `{}` {why}", n + 1, line.trim()));
+            }
+        }
+    }
+    out
+}
+
+fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).expect("source dir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// The rule can fail: each banned shape is caught, a type named under `containers::` is not.
+#[test]
+fn the_front_end_rule_catches_each_banned_call() {
+    let text = "let d = vlmctl_lifecycle::connect().await?;\n\
+                vlmctl_lifecycle::containers::ensure_image(&d, &i, None, &mut |_| {}).await?;\n\
+                use vlmctl_lifecycle::containers::{ConflictInfo, Launch};\n\
+                // vlmctl_lifecycle::connect() in a comment\n\
+                let e = hub.resolve(&request).await?;\n\
+                let o = hub.fetch(model, file, &dir, bar).await;\n";
+    let found = front_end_violations(text);
+    assert_eq!(found.len(), 4, "{found:#?}");
+    assert!(found[1].starts_with("2: ") && found[1].contains("container function"));
+}
+
+/// The claim `crates/README.md` makes, checked in the sources (the Cargo graph above cannot
+/// see calls made through the libraries' re-exports): the CLI and the service never connect to
+/// Docker, call a container function, or ask the hub anything; the jobs do.
+#[test]
+#[ignore = "switched on by the lead once issue #22's moves are merged: today commands/weights.rs \
+            (connect, containers::ensure_image, hub.resolve, hub.fetch), commands/teardown.rs \
+            (connect, containers::managed) and serve api.rs (connect, containers::managed) still \
+            call them; helpers W, E and B move these into vlmctl-deploy"]
+fn front_ends_never_talk_to_docker_or_the_hub_in_their_sources() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut files = Vec::new();
+    for front_end in ["crates/vlmctl/src", "crates/vlmctl-serve/src"] {
+        rust_files(&root.join(front_end), &mut files);
+    }
+    files.sort();
+    assert!(files.len() > 10, "{files:?}");
+    let mut wrong = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).expect("utf-8 source");
+        for v in front_end_violations(&text) {
+            wrong.push(format!(
+                "{}:{v}",
+                f.strip_prefix(&root).unwrap_or(f).display()
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "front-ends must reach Docker and the hub through vlmctl-deploy's jobs:\n{}",
+        wrong.join("\n")
+    );
+}
+
+/// The writes in `text` that bypass the redactor: `print!`-family macros, or stdout/stderr
+/// used for anything but asking whether it is a terminal.
+fn unscrubbed_writes(text: &str) -> Vec<String> {
+    let code = text.split("#[cfg(test)]\nmod ").next().unwrap_or_default();
+    code.lines()
+        .enumerate()
+        .filter(|(_, l)| {
+            let l = l.split("//").next().unwrap_or_default();
+            ["print!(", "println!(", "eprint!(", "eprintln!("]
+                .iter()
+                .any(|m| l.contains(m))
+                || ["io::stdout()", "io::stderr()"].iter().any(|s| {
+                    l.match_indices(s)
+                        .any(|(at, _)| !l[at + s.len()..].starts_with(".is_terminal()"))
+                })
+        })
+        .map(|(n, l)| format!("{}: {}", n + 1, l.trim()))
+        .collect()
+}
+
+/// Every line the CLI writes goes through `src/redact.rs` (scrubbed of secrets, control
+/// characters made visible): no other file writes to stdout or stderr itself. The prompt and
+/// the sweep's step lines did (review 2026-12-07, defect 10).
+#[test]
+fn the_cli_writes_only_through_the_redactor() {
+    assert_eq!(
+        unscrubbed_writes(
+            "let mut err = std::io::stderr().lock();\nlet t = std::io::stderr().is_terminal();\neprintln!(\"x\");\n"
+        ),
+        [
+            "1: let mut err = std::io::stderr().lock();",
+            "3: eprintln!(\"x\");"
+        ]
+    );
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut wrong = Vec::new();
+    for f in files.iter().filter(|f| !f.ends_with("redact.rs")) {
+        let text = std::fs::read_to_string(f).expect("utf-8 source");
+        for w in unscrubbed_writes(&text) {
+            wrong.push(format!("{}:{w}", f.display()));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "write through crate::redact (write_line, write_unfinished, output::Output):\n{}",
+        wrong.join("\n")
+    );
 }

@@ -8,17 +8,16 @@ use std::time::{Duration, Instant};
 pub use vlmctl_test::Env;
 pub use vlmctl_test::free_port;
 
-/// The binary under test, started with none of the variables vlmctl reads
-/// ([`vlmctl::env_vars::ALL`]) set, so that a developer's `VLMCTL_SPEC`, `HF_TOKEN` or
+/// The binary under test, started with none of vlmctl's, the hub's and XDG's variables
+/// ([`vlmctl::env_vars::cleared_in_tests`]) set, so that a developer's `VLMCTL_SPEC`, `HF_TOKEN` or
 /// `XDG_STATE_HOME` cannot change what a test sees: each test sets what it needs on the command.
 ///
-/// `DOCKER_HOST` is deliberately passed through (it is not in that list: bollard reads it, in
-/// vlmctl-lifecycle). The tests create, inspect and remove their containers with the docker CLI,
+/// `DOCKER_HOST` is deliberately passed through (as are the other Docker and system variables). The tests create, inspect and remove their containers with the docker CLI,
 /// which reads it as well, so vlmctl and the tests must follow the same variable to meet the same
 /// daemon: clearing it only for vlmctl would split them when it points at, say, a rootless daemon.
 pub fn vlmctl() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vlmctl"));
-    for var in vlmctl::env_vars::ALL {
+    for var in vlmctl::env_vars::cleared_in_tests() {
         cmd.env_remove(var);
     }
     // The default state dir (journals, records, the history) under the build's temp dir, never

@@ -12,6 +12,7 @@ mod common;
 mod deploy_real;
 #[cfg(feature = "test-env")]
 mod docker_proxy;
+mod docs;
 #[cfg(feature = "test-env")]
 mod faults;
 #[cfg(feature = "test-env")]

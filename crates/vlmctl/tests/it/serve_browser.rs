@@ -2,7 +2,7 @@
 //! chromedriver, `fantoccini`) opens the dashboard, clicks "Run bench" for the deployment, waits
 //! for the run page to show the finished run, reads its p50, and finds that p50 as the newest
 //! point of the trend chart. Screenshots of the pages are written to `$CARGO_TARGET_TMPDIR`
-//! (and to `$VLMCTL_SCREENSHOTS` when set: the README's come from there).
+//! (and to `$VLMCTL_SCREENSHOTS` when set: docs/serve.md's come from there).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -79,8 +79,8 @@ async fn wait_for(c: &Client, css: &str, within: Duration) -> fantoccini::elemen
         .unwrap_or_else(|e| panic!("no {css} within {within:?}: {e}"))
 }
 
-/// The README's service flow as a user runs it (`vlmctl provision` of the CPU deployment, then
-/// `vlmctl serve` with the README's flags, on a free port and a temporary state dir), then the
+/// The service flow of docs/serve.md as a user runs it (`vlmctl provision` of the CPU deployment, then
+/// `vlmctl serve` with the page's flags, on a free port and a temporary state dir), then the
 /// browser: the dashboard shows `vlmctl-cpu-test`, "Run bench" runs `examples/cpu-bench.toml`
 /// (camera frame and all), and the run is on its page and the newest point of the trend.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,18 +205,18 @@ async fn newest_point(web: &Client) -> (i64, f64) {
     (run, y)
 }
 
-/// The README's service section, run as a user runs it: its `vlmctl provision` line, then its
+/// The service's page (docs/serve.md), run as a user runs it: its `vlmctl provision` line, then its
 /// `vlmctl serve` line on a free port; both with a temporary state dir (returned with the
 /// service and the guard that removes the container).
 fn readme_service(name: &str) -> (Guard, tempfile::TempDir, crate::serve_real::Serve) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
+    let readme = std::fs::read_to_string(root.join("docs/serve.md")).expect("docs/serve.md");
     let section = readme
         .split("## The benchmark service (vlmctl serve)")
         .nth(1)
         .and_then(|s| s.split("```sh\n").nth(1))
         .and_then(|s| s.split("```").next())
-        .expect("the README's service flow");
+        .expect("docs/serve.md's service flow");
     let lines: Vec<&str> = section
         .lines()
         .filter(|l| l.starts_with("vlmctl "))
