@@ -77,7 +77,7 @@ fn without_test_modules(text: &str) -> String {
 /// [`super::Var`] as their argument: `(file, argument)`.
 const DYNAMIC: &[(&str, &str)] = &[
     // The bench plan's `api_key_env`.
-    ("vlmctl-bench/src/plan.rs", "var"),
+    ("vlmctl-bench/src/plan/load.rs", "var"),
     // The spec's `server.api_key_env`.
     ("vlmctl-deploy/src/plan.rs", "var"),
     // `xdg_dir(var: Var, ..)` and `env_path(var: Var)`.

@@ -37,6 +37,18 @@ pub(super) fn sha(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
 }
 
+impl Plan {
+    /// The plan's hash, one rule for every front-end: the sha256 of the plan as JSON (its
+    /// fields in their declared order, defaults filled in). What the plan measures decides it,
+    /// not how the file is written (a comment, the order of keys): a plan edited to `runs = 50`
+    /// and the same file run by the service with `runs` 50 compare as one plan. Target URLs
+    /// are part of it as written (not as a front-end aims them at a deployment or a forward).
+    #[must_use]
+    pub fn sha256(&self) -> String {
+        sha(&serde_json::to_vec(self).unwrap_or_default())
+    }
+}
+
 impl LoadedPlan {
     /// `runs` measured requests per config instead of the file's (`vlmctl serve`'s `runs`):
     /// the hash follows, so that it equals the hash of a file that says so.

@@ -367,16 +367,6 @@ pub const SEED: RangeInclusive<u64> = 0..=u64::MAX;
 pub const SLO_MAX_MS: f64 = TIMEOUT_MAX_S * 1000.0;
 
 impl Plan {
-    /// The plan's hash, one rule for every front-end: the sha256 of the plan as JSON (its
-    /// fields in their declared order, defaults filled in). What the plan measures decides it,
-    /// not how the file is written (a comment, the order of keys): a plan edited to `runs = 50`
-    /// and the same file run by the service with `runs` 50 compare as one plan. Target URLs
-    /// are part of it as written (not as a front-end aims them at a deployment or a forward).
-    #[must_use]
-    pub fn sha256(&self) -> String {
-        load::sha(&serde_json::to_vec(self).unwrap_or_default())
-    }
-
     /// The per-request timeout. Total over any `timeout_s` (a hand-built plan skips
     /// [`Plan::parse`]): clamped to 1 ms ..= [`TIMEOUT_MAX_S`], NaN gives the default.
     #[must_use]
