@@ -236,6 +236,14 @@ pub fn journals(state: &Path) -> Vec<JournalState> {
         .collect()
 }
 
+/// Every container vlmctl manages on `engine`'s host (running or not), without a `/health`
+/// probe of each ([`status`] probes): what `teardown` names when the default deployment is not
+/// there, and the service's list of what it may act on.
+pub async fn managed(engine: &Engine) -> Result<Vec<Managed>, vlmctl_lifecycle::LifecycleError> {
+    let docker = engine.connect().await?;
+    containers::managed(&docker).await
+}
+
 /// Status of `engine`'s managed containers (drift judged against `plan` when given) and of the
 /// journals in its state folder.
 pub async fn status(engine: &Engine, plan: Option<&Plan>) -> Result<Status, DeployError> {

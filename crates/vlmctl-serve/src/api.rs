@@ -95,8 +95,7 @@ impl App {
         let lifecycle = |e: vlmctl_lifecycle::LifecycleError| {
             unavailable(vlmctl_base::chain::one_line(&e), Some(e.hint()))
         };
-        let docker = self.cfg.engine.connect().await.map_err(lifecycle)?;
-        vlmctl_lifecycle::containers::managed(&docker)
+        vlmctl_deploy::status::managed(&self.cfg.engine)
             .await
             .map_err(lifecycle)
     }

@@ -22,5 +22,5 @@ pub use adopt::{Adopted, adopt};
 pub use fetch::{Fetched, fetch};
 pub use pinned::pinned_plan;
 pub use push::{PushRequest, by_dir, keep_set, push};
-pub use update::{UpdateResult, UpdateRow, Updated, classify, update};
+pub use update::{UpdateResult, UpdateRow, Updated, classify, resolve, update};
 pub use verify::verify;

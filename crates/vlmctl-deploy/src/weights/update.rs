@@ -198,3 +198,18 @@ mod tests {
         assert_eq!(UpdateResult::NotTracking.json_word(), "not_tracking");
     }
 }
+
+/// `weights lock`: the entry `request` names, resolved on the hub ([`Event::Resolving`] first):
+/// the commit its revision points at, each file's size and sha256.
+pub async fn resolve(
+    hub: &HubClient,
+    request: &PinRequest,
+    sink: &mut dyn Sink,
+) -> Result<ModelEntry, DeployError> {
+    sink.event(Event::Resolving {
+        repo: request.repo.clone(),
+        revision: request.revision.clone(),
+        endpoint: hub.endpoint().to_owned(),
+    });
+    Ok(hub.resolve(request).await?)
+}

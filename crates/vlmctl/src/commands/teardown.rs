@@ -84,10 +84,7 @@ async fn others_or(
     done: vlmctl_deploy::undo::TornDown,
     default: &str,
 ) -> Result<vlmctl_deploy::undo::TornDown, Failure> {
-    let Ok(docker) = engine.connect().await else {
-        return Ok(done);
-    };
-    let Ok(managed) = vlmctl_lifecycle::containers::managed(&docker).await else {
+    let Ok(managed) = vlmctl_deploy::status::managed(engine).await else {
         return Ok(done);
     };
     let others: Vec<&vlmctl_lifecycle::containers::Managed> =

@@ -159,13 +159,10 @@ pub async fn lock(args: &LockCmdArgs, out: &mut Output) -> Result<u8, Failure> {
         local_entry(request, local, out)?
     } else {
         let hub = super::hub_client(&args.hub)?;
-        out.progress(&format!(
-            "resolving {}@{} on {}",
-            args.repo,
-            args.revision,
-            hub.endpoint()
-        ));
-        hub.resolve(&request).await?
+        vlmctl_deploy::weights::resolve(&hub, &request, &mut |e: Event| {
+            out.progress(&e.to_string());
+        })
+        .await?
     };
     let change = vlmctl_deploy::pin::write_entries(path, std::slice::from_ref(&entry))?
         .pop()

@@ -235,6 +235,10 @@ fn the_shared_rules_depend_on_nothing() {
 /// capability a job is handed (`HubClient::new`, the engine value) is the front-end's part.
 const FRONT_END_BANNED: &[(&str, &str)] = &[
     ("vlmctl_lifecycle::connect", "connects to a Docker daemon"),
+    (
+        ".connect()",
+        "connects to a Docker daemon (Engine::connect)",
+    ),
     ("bollard::", "is the Docker client"),
     ("hf_hub::", "is the hub client"),
     (
@@ -299,9 +303,11 @@ fn the_front_end_rule_catches_each_banned_call() {
                 use vlmctl_lifecycle::containers::{ConflictInfo, Launch};\n\
                 // vlmctl_lifecycle::connect() in a comment\n\
                 let e = hub.resolve(&request).await?;\n\
-                let o = hub.fetch(model, file, &dir, bar).await;\n";
+                let o = hub.fetch(model, file, &dir, bar).await;\n\
+                let docker = engine.connect().await?;\n";
     let found = front_end_violations(text);
-    assert_eq!(found.len(), 4, "{found:#?}");
+    assert_eq!(found.len(), 5, "{found:#?}");
+    assert!(found[4].starts_with("7: ") && found[4].contains("Engine::connect"));
     assert!(found[1].starts_with("2: ") && found[1].contains("container function"));
 }
 
@@ -309,10 +315,6 @@ fn the_front_end_rule_catches_each_banned_call() {
 /// see calls made through the libraries' re-exports): the CLI and the service never connect to
 /// Docker, call a container function, or ask the hub anything; the jobs do.
 #[test]
-#[ignore = "switched on by the lead once issue #22's moves are merged: today commands/weights.rs \
-            (connect, containers::ensure_image, hub.resolve, hub.fetch), commands/teardown.rs \
-            (connect, containers::managed) and serve api.rs (connect, containers::managed) still \
-            call them; helpers W, E and B move these into vlmctl-deploy"]
 fn front_ends_never_talk_to_docker_or_the_hub_in_their_sources() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut files = Vec::new();
