@@ -4,15 +4,16 @@
 //!   [`hosts`]), built once by the front-end; [`Engine::connect`] gives a version-negotiated
 //!   [`bollard::Docker`], or a [`LifecycleError`] whose hint tells a not-running daemon from a
 //!   permission problem.
-//! - [`spec::Spec`]: a deployment spec, validated before any I/O; llama-server arguments, labels
-//!   and the equivalent `docker run` line derive from it.
+//! - [`spec::Spec`]: a deployment spec, validated before any I/O; llama-server arguments and
+//!   labels derive from it.
 //! - [`gates`]: daemon, platform ([`platform`]), port ([`ports`]), GPU memory ([`gpu`]),
 //!   weights (supplied by the caller) and conflicts, concurrently, read-only.
 //! - [`journal`]: the restore journal, written before anything is stopped; [`journal::restore`]
 //!   brings stopped containers back, idempotently, and removes a half-started server.
 //! - [`lockfile`]: one command at a time per deployment.
-//! - [`containers`]: launch from a spec (idempotent by spec hash), readiness on `/health`,
-//!   teardown, conflict discovery.
+//! - [`containers`]: the [`containers::ContainerPlan`] built once from a spec (the bollard body
+//!   `launch` sends, the `docker run` line and compose are its renderings), launch (idempotent by
+//!   spec hash), readiness on `/health`, teardown, conflict discovery.
 //!
 //! This crate does not depend on the weights crate (so not on the hub client): the weights gate
 //! result and the model's files arrive as plain data ([`spec::ModelMount`]).
