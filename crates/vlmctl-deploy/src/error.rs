@@ -500,10 +500,7 @@ impl DeployError {
             | Self::NotOurs { .. }
             | Self::WeightsBadUnderServer { .. } => self.mistake_hint(),
             Self::Interrupted { .. } => None,
-            Self::ResultsNotWritten { dir, .. } => Some(format!(
-                "check that {} can be created and written, or pass --out with another folder",
-                dir.display()
-            )),
+            Self::ResultsNotWritten { dir, .. } => Some(results_hint(dir)),
             Self::LockHasNoFiles { .. }
             | Self::LockedRefusal { .. }
             | Self::PushToLocal
@@ -623,4 +620,12 @@ impl DeployError {
             other => other,
         }
     }
+}
+
+/// What to do when a bench run's results folder cannot be written.
+fn results_hint(dir: &std::path::Path) -> String {
+    format!(
+        "check that {} can be created and written, or pass --out with another folder",
+        dir.display()
+    )
 }

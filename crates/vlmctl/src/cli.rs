@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::env_vars;
+use vlmctl_base::env as env_vars;
 
 /// Serve a vision-language model with llama.cpp on a GPU host: verified weights, safe launch
 /// next to production services, honest benchmarks.

@@ -10,6 +10,7 @@
 //! The rule itself (the escaped forms, longest first) is `vlmctl_base::redact`'s.
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::sync::LazyLock;
 
@@ -46,7 +47,7 @@ pub fn scrub(text: &str) -> Cow<'_, str> {
 /// restore.
 pub fn write_line(to_stderr: bool, text: &str) {
     // Control characters from outside (an escape sequence in an imported file) made visible.
-    let text = crate::render::visible(text);
+    let text = visible(text);
     let text = scrub(&text);
     let _ = if to_stderr {
         writeln!(io::stderr().lock(), "{text}")
@@ -58,7 +59,7 @@ pub fn write_line(to_stderr: bool, text: &str) {
 /// Writes the start of a line to stderr (a prompt, or a step whose end follows), scrubbed,
 /// made visible and flushed, without ending the line; errors ignored as in [`write_line`].
 pub fn write_unfinished(text: &str) {
-    let text = crate::render::visible(text);
+    let text = visible(text);
     let text = scrub(&text);
     let mut err = io::stderr().lock();
     let _ = err.write_all(text.as_bytes());
@@ -81,6 +82,41 @@ impl Write for Stderr {
         let _ = io::stderr().flush();
         Ok(())
     }
+}
+
+/// `text` as it may reach a terminal: each control character other than `\n` and `\t` is
+/// written visibly, in caret notation for C0 (`^[` for ESC, `^G` for BEL, `^M` for CR), and
+/// DEL, C1 and the bidirectional overrides, isolates and marks ("Trojan Source") as JSON
+/// escapes them (`\u007f`, `\u009b`, `\u202e`), so that JSON output stays valid (`serde_json`
+/// escapes C0 itself but writes the others raw). The set is the bench tables' own,
+/// [`vlmctl_bench::text::is_unsafe`]. So a string from outside (an imported results file, a
+/// server's answer, a history written by someone else) cannot set the terminal's title, clear
+/// the screen, colour what follows, overwrite a line or reorder what a reader sees. Every line
+/// the CLI prints passes through it ([`write_line`]); tables apply it to their
+/// cells first, so that columns stay aligned.
+#[must_use]
+pub fn visible(text: &str) -> std::borrow::Cow<'_, str> {
+    // The bench tables' set (`vlmctl_bench::text::is_unsafe`), so that the two cannot drift.
+    let hidden = vlmctl_bench::text::is_unsafe;
+    if !text.chars().any(hidden) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match u32::from(c) {
+            _ if !hidden(c) => out.push(c),
+            n @ 0..=0x1f => {
+                out.push('^');
+                out.push(char::from(b'@' + u8::try_from(n).unwrap_or(0)));
+            }
+            // DEL, C1 and the bidirectional overrides as JSON writes them: `--json` output
+            // stays valid JSON.
+            n => {
+                let _ = write!(out, "\\u{n:04x}");
+            }
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 #[cfg(test)]

@@ -153,6 +153,21 @@ pub async fn update(
     Ok(Updated { rows, changed })
 }
 
+/// `weights lock`: the entry `request` names, resolved on the hub ([`Event::Resolving`] first):
+/// the commit its revision points at, each file's size and sha256.
+pub async fn resolve(
+    hub: &HubClient,
+    request: &PinRequest,
+    sink: &mut dyn Sink,
+) -> Result<ModelEntry, DeployError> {
+    sink.event(Event::Resolving {
+        repo: request.repo.clone(),
+        revision: request.revision.clone(),
+        endpoint: hub.endpoint().to_owned(),
+    });
+    Ok(hub.resolve(request).await?)
+}
+
 #[cfg(test)]
 mod tests {
     use vlmctl_weights::{LockedFile, Role, Sha256Digest};
@@ -197,19 +212,4 @@ mod tests {
         );
         assert_eq!(UpdateResult::NotTracking.json_word(), "not_tracking");
     }
-}
-
-/// `weights lock`: the entry `request` names, resolved on the hub ([`Event::Resolving`] first):
-/// the commit its revision points at, each file's size and sha256.
-pub async fn resolve(
-    hub: &HubClient,
-    request: &PinRequest,
-    sink: &mut dyn Sink,
-) -> Result<ModelEntry, DeployError> {
-    sink.event(Event::Resolving {
-        repo: request.repo.clone(),
-        revision: request.revision.clone(),
-        endpoint: hub.endpoint().to_owned(),
-    });
-    Ok(hub.resolve(request).await?)
 }

@@ -270,6 +270,26 @@ fn out_dir(args: &BenchArgs) -> PathBuf {
     })
 }
 
+/// The engine of the targets that name no host ([`vlmctl_deploy::targets::place`]): `--host`
+/// (the run is recorded under its name); without it, this machine.
+fn default_engine(
+    args: &BenchArgs,
+    sessions: &vlmctl_lifecycle::hosts::Sessions,
+) -> Result<vlmctl_lifecycle::Engine, Failure> {
+    let host = match args.host.as_deref() {
+        Some(flag) => vlmctl_lifecycle::hosts::resolve(
+            Some(flag),
+            &vlmctl_lifecycle::hosts::docker_config_dir(),
+        )?,
+        None => vlmctl_lifecycle::hosts::Host::Local,
+    };
+    Ok(vlmctl_lifecycle::Engine::new(
+        host,
+        &args.state.dir(),
+        sessions.clone(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -309,24 +329,4 @@ mod tests {
             "{line}"
         );
     }
-}
-
-/// The engine of the targets that name no host ([`vlmctl_deploy::targets::place`]): `--host`
-/// (the run is recorded under its name); without it, this machine.
-fn default_engine(
-    args: &BenchArgs,
-    sessions: &vlmctl_lifecycle::hosts::Sessions,
-) -> Result<vlmctl_lifecycle::Engine, Failure> {
-    let host = match args.host.as_deref() {
-        Some(flag) => vlmctl_lifecycle::hosts::resolve(
-            Some(flag),
-            &vlmctl_lifecycle::hosts::docker_config_dir(),
-        )?,
-        None => vlmctl_lifecycle::hosts::Host::Local,
-    };
-    Ok(vlmctl_lifecycle::Engine::new(
-        host,
-        &args.state.dir(),
-        sessions.clone(),
-    ))
 }

@@ -18,8 +18,8 @@ use vlmctl_deploy::Plan;
 use vlmctl_weights::HubClient;
 
 use crate::cli::{DirArgs, HubArgs, StateArgs};
-use crate::env_vars;
 use crate::failure::Failure;
+use vlmctl_base::env as env_vars;
 
 /// `$VAR/vlmctl` for an XDG base directory variable, else `~/<fallback>/vlmctl` (the XDG
 /// default when the variable is unset or empty).

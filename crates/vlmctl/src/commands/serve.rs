@@ -7,7 +7,8 @@ use vlmctl_deploy::events::Cancel;
 use crate::cli::ServeArgs;
 use crate::failure::Failure;
 use crate::signals::cancel_on_signals;
-use crate::{Output, env_vars, exit_codes};
+use crate::{Output, exit_codes};
+use vlmctl_base::env as env_vars;
 
 /// `vlmctl serve`.
 pub async fn serve(

@@ -11,7 +11,8 @@ use vlmctl_weights::{FileReport, Lock, PinRequest, Role};
 
 use crate::cli::{AdoptArgs, DirArgs, FetchArgs, LockCmdArgs, UpdateArgs, VerifyArgs};
 use crate::failure::Failure;
-use crate::{Output, env_vars, exit_codes};
+use crate::{Output, exit_codes};
+use vlmctl_base::env as env_vars;
 
 /// `vlmctl weights verify`: a table (or JSON), exit 4 if any file fails.
 pub fn verify(args: &VerifyArgs, out: &mut Output) -> Result<u8, Failure> {
