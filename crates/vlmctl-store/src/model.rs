@@ -304,7 +304,7 @@ pub struct TrendPoint {
     pub point: Point,
 }
 
-/// What [`Store::import`] did with one file.
+/// What [`crate::Store::import`] did with one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Imported {
     /// Stored as this run.

@@ -30,15 +30,15 @@ impl Results {
     /// Checks that every latency this file holds is one a request could have had: each
     /// sample's `wall_ms`, `ttft_ms`, `queue_ms`, `scheduled_ms` and `itl_ms`, and each
     /// latency summary (warm-ups, sweeps included), is finite and within `0..=`
-    /// [`MAX_LATENCY_MS`], shares (`schema_pass_rate`, `slo.goodput`) within `0..=1`,
+    /// `MAX_LATENCY_MS`, shares (`schema_pass_rate`, `slo.goodput`) within `0..=1`,
     /// `deadline_miss_pct` within `0..=100`, and rates (Hz, tokens/s) within `0..=`
-    /// [`MAX_PER_SECOND`]. `path` names the file in the
+    /// `MAX_PER_SECOND`. `path` names the file in the
     /// error, which names the first offending field (`targets[0].configs[1].samples[3].wall_ms`).
     ///
     /// [`crate::load_results`] calls it; so should anything else that takes results from
     /// outside (`vlmctl runs import`). A file `vlmctl bench` wrote always passes: a server's
     /// own timings are not checked here (they are kept as sent and left out of the summaries
-    /// when implausible, see [`timings_problem`]).
+    /// when implausible, see `timings_problem`).
     ///
     /// # Errors
     /// [`crate::BenchError::ImplausibleResults`] for the first value out of range.

@@ -48,7 +48,7 @@ pub struct Sample {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub itl_ms: Vec<f64>,
     /// Why the server's [`Self::server`] timings are left out of TPOT and server tokens/s
-    /// ([`timings_problem`]: a time that is negative, or longer than the client waited), when
+    /// (`timings_problem`: a time that is negative, or longer than the client waited), when
     /// they are. The figures themselves are kept as the server sent them. Absent when they are
     /// usable, and in results written before it existed (summaries recompute it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -59,7 +59,7 @@ pub struct Sample {
 /// time their own phases on their own clock, and round.
 pub const TIMINGS_SLACK_MS: f64 = 1000.0;
 
-/// Derived per-config figures; recomputable from the samples by [`summarize_for`].
+/// Derived per-config figures; recomputable from the samples by `summarize_for`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConfigSummary {
     /// Successful samples.
@@ -378,7 +378,7 @@ pub struct SweepStep {
     pub met: bool,
     /// Cut short by the early stop (then `met` is false).
     pub stopped_early: bool,
-    /// [`keeps_up`]: below [`KEEPS_UP`] the step fails whatever its percentiles say.
+    /// `keeps_up`: below `KEEPS_UP` the step fails whatever its percentiles say.
     #[serde(default)]
     pub keeps_up: Option<f64>,
     /// Seconds the step took, from its first scheduled request to its end.

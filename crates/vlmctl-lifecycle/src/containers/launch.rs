@@ -23,7 +23,7 @@ pub enum Launch {
         id: String,
     },
     /// Created and started; `replaced` when an older managed container was set aside first
-    /// (renamed to [`aside_name`] and stopped; the caller removes it once the new one passed its
+    /// (renamed to `aside_name` and stopped; the caller removes it once the new one passed its
     /// checks, or puts it back).
     Started {
         /// New id.
@@ -37,7 +37,7 @@ pub enum Launch {
 /// await point (the restore journal), so that a run that dies there can be undone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LaunchStep<'a> {
-    /// About to set the deployment's current container aside (renamed to [`aside_name`],
+    /// About to set the deployment's current container aside (renamed to `aside_name`,
     /// stopped) to make room for the new one; it is put back if the new one fails.
     SettingAside {
         /// Its id.

@@ -1,7 +1,7 @@
 //! Containers: the plan of the one a deployment is ([`ContainerPlan`], pure), and what touches
-//! containers through the Engine API: the image ([`image`]), launch and teardown ([`launch`]),
-//! set-aside and put-back ([`aside`], the journal's other half), readiness ([`ready`]),
-//! conflicts ([`conflicts`]) and the listing ([`list`]).
+//! containers through the Engine API: the image (`image`), launch and teardown ([`launch`]),
+//! set-aside and put-back (`aside`, the journal's other half), readiness (`ready`),
+//! conflicts ([`conflicts`]) and the listing (`list`).
 
 mod aside;
 mod conflicts;

@@ -1,7 +1,7 @@
 //! Deployment specs (`docker/*.toml`): parsed and validated into a [`Spec`] before any I/O, with
-//! file, line and field in every error. This file holds the types; [`parse`] reads the TOML
-//! (the `Raw*` twins with spans), [`check`] holds the rules (names, images, `[server]`, the
-//! refused llama-server arguments), [`intent`] the `[model]` table, and [`render`] what derives
+//! file, line and field in every error. This file holds the types; `parse` reads the TOML
+//! (the `Raw*` twins with spans), `check` holds the rules (names, images, `[server]`, the
+//! refused llama-server arguments), `intent` the `[model]` table, and `render` what derives
 //! from a validated spec (llama-server's arguments, labels, the aimed health probe). The
 //! container itself is planned in [`crate::containers::ContainerPlan`].
 
