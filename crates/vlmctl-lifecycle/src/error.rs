@@ -217,7 +217,7 @@ impl LifecycleError {
                 // the command is safe to paste whatever it holds.
                 let login = format!(
                     "`ssh -o BatchMode=yes {} true` must work without a prompt",
-                    crate::remote::sh_word(host)
+                    crate::shell::sh_word(host)
                 );
                 if said.contains("Permission denied") {
                     format!(
@@ -252,7 +252,7 @@ impl LifecycleError {
                 "ssh reached the host, but no Docker daemon answered on its /var/run/docker.sock: \
                  is Docker installed and running there, and may that user use its socket \
                  (the `docker` group)? `ssh {} docker info` should answer",
-                crate::remote::sh_word(host)
+                crate::shell::sh_word(host)
             ),
             Self::DaemonUnreachable { source, .. } => {
                 if is_permission_denied(source) {
@@ -372,7 +372,7 @@ fn io_hint(source: &io::Error, path: &std::path::Path) -> String {
              VLMCTL_STATE_DIR elsewhere) and run the command again"
         ),
         io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
-            if path.starts_with(crate::lockfile::host_dir()) =>
+            if path.starts_with(crate::shell::host_dir()) =>
         {
             format!(
                 "{dir} holds every user's deployment locks: it must be a directory writable by \
@@ -492,7 +492,7 @@ mod tests {
             plain.contains("`ssh -o BatchMode=yes ssh://me@beast true`"),
             "{plain}"
         );
-        assert_eq!(crate::remote::sh_word("it's"), "'it'\\''s'");
+        assert_eq!(crate::shell::sh_word("it's"), "'it'\\''s'");
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub mod lockfile;
 pub mod platform;
 pub mod ports;
 pub mod remote;
+mod shell;
 pub mod spec;
 mod transport;
 

@@ -43,16 +43,7 @@ pub fn path(state_dir: &Path, deployment: &str) -> PathBuf {
     state_dir.join("locks").join(format!("{deployment}.lock"))
 }
 
-/// Where the host-wide lock files live.
-#[must_use]
-pub fn host_dir() -> PathBuf {
-    let run_lock = Path::new("/run/lock");
-    if run_lock.is_dir() {
-        run_lock.join("vlmctl")
-    } else {
-        std::env::temp_dir().join("vlmctl-locks")
-    }
-}
+pub use crate::shell::host_dir;
 
 fn invalid(path: &Path, why: String) -> LifecycleError {
     LifecycleError::State {

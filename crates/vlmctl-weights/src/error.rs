@@ -1,7 +1,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use crate::Sha256Digest;
+use crate::digest::Sha256Digest;
 
 /// Everything that can go wrong with weights, with the fields a message and a hint need.
 #[derive(Debug, thiserror::Error)]

@@ -382,15 +382,7 @@ pub fn check_repo_id(repo: &str) -> Result<(), WeightsError> {
 /// revision` allows (`vlmctl_lifecycle::spec`, the same rule): letters, digits, '.', '_', '-',
 /// '/', not starting with '-', '/' or '.', not ending with '/', no "..", at most 255 characters.
 pub fn check_revision(revision: &str) -> Result<(), WeightsError> {
-    let ok = !revision.is_empty()
-        && revision.len() <= 255
-        && !revision.starts_with(['-', '/', '.'])
-        && !revision.ends_with('/')
-        && !revision.contains("..")
-        && revision
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'));
-    if ok {
+    if crate::lock::valid_revision(revision) {
         Ok(())
     } else {
         Err(WeightsError::BadPinArgument {

@@ -15,6 +15,7 @@
 //!   file under its final name only once it verified ([`HubClient::fetch`], [`adopt`]).
 //! - `fake_hub` (feature `fake-hub`) is an in-process hub for tests.
 
+mod digest;
 mod error;
 #[cfg(feature = "fake-hub")]
 pub mod fake_hub;

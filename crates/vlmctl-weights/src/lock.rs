@@ -4,12 +4,12 @@
 use std::collections::BTreeSet;
 use std::fmt::{self, Write as _};
 use std::path::{Component, Path, PathBuf};
-use std::str::FromStr;
 
 use serde::Deserialize;
 use toml::Spanned;
 
 use crate::WeightsError;
+pub use crate::digest::Sha256Digest;
 
 /// The lock format version this vlmctl reads and writes.
 pub const LOCK_VERSION: u32 = 1;
@@ -83,49 +83,6 @@ impl fmt::Display for Role {
             Self::Model => "model",
             Self::Mmproj => "mmproj",
         })
-    }
-}
-
-/// A sha256 digest, written as 64 lowercase hex digits.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Sha256Digest(pub [u8; 32]);
-
-impl fmt::Display for Sha256Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
-
-impl fmt::Debug for Sha256Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{self}")
-    }
-}
-
-impl FromStr for Sha256Digest {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if s.len() != 64 {
-            return Err(format!(
-                "expected 64 hex digits, found {} characters",
-                s.len()
-            ));
-        }
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(s, &mut out).map_err(|_| {
-            let bad = s.chars().find(|c| !c.is_ascii_hexdigit()).unwrap_or('?');
-            format!("not hexadecimal (found {bad:?})")
-        })?;
-        if s.chars().any(|c| c.is_ascii_uppercase()) {
-            return Err("write hex digits in lowercase".to_owned());
-        }
-        Ok(Self(out))
-    }
-}
-
-impl serde::Serialize for Sha256Digest {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
     }
 }
 
@@ -334,7 +291,7 @@ impl Cx<'_> {
         }
         // `weights update` resolves the branch an entry tracks: it goes into the hub's URLs.
         if let Some(t) = &m.tracks
-            && crate::hub::check_revision(t.get_ref()).is_err()
+            && !valid_revision(t.get_ref())
         {
             return Err(self.invalid(
                 t.span(),
@@ -524,6 +481,22 @@ pub(crate) fn check_relative_path(p: &str) -> Result<(), &'static str> {
 fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset)
         .map_or(1, |t| t.matches('\n').count() + 1)
+}
+
+/// Whether `revision` may go into a hub URL: a branch, tag or commit name as the spec's `[model]
+/// revision` allows (`vlmctl_lifecycle::spec`, the same rule): letters, digits, '.', '_', '-',
+/// '/', not starting with '-', '/' or '.', not ending with '/', no "..", at most 255 characters.
+/// The hub client refuses anything else before a request (its `check_revision`).
+#[must_use]
+pub fn valid_revision(revision: &str) -> bool {
+    !revision.is_empty()
+        && revision.len() <= 255
+        && !revision.starts_with(['-', '/', '.'])
+        && !revision.ends_with('/')
+        && !revision.contains("..")
+        && revision
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'))
 }
 
 #[cfg(test)]

@@ -7,8 +7,9 @@ use super::helper::Helper;
 use super::stamp::{
     FirstLook, Hashed, Looked, STAT_FORMAT, by_index, judge_hash, judge_look, stamp_path,
 };
-use super::want::{Found, Want, sh_quote};
+use super::want::{Found, Want};
 use crate::LifecycleError;
+use crate::shell::sh_quote;
 
 /// Each wanted file as the host has it: missing, of another size, unchanged since it verified
 /// there (its stamp matches: not hashed), or hashed there now. Stamps are written for files

@@ -9,8 +9,9 @@ use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 
 use super::helper::{Helper, alive_helpers};
 use super::stamp::stamp_path;
-use super::want::{SEGMENT, Want, remote_failed, sh_quote};
+use super::want::{SEGMENT, Want, remote_failed};
 use crate::LifecycleError;
+use crate::shell::sh_quote;
 
 /// Pure: the staging folders of a push, and who may use them.
 ///

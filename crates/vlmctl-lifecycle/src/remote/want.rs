@@ -49,39 +49,9 @@ impl Found {
     }
 }
 
-/// Pure: `s` quoted for a POSIX shell.
-#[must_use]
-pub fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
-/// Pure: `s` as one word of a command a user may paste into a POSIX shell: as it is when it has
-/// only characters no shell treats specially (an address, a name), else [`sh_quote`]d.
-#[must_use]
-pub fn sh_word(s: &str) -> String {
-    let plain = !s.is_empty()
-        && s.chars().all(|c| {
-            c.is_ascii_alphanumeric()
-                || matches!(c, '.' | '_' | '-' | '/' | ':' | '@' | '+' | ',' | '=' | '%')
-        });
-    if plain { s.to_owned() } else { sh_quote(s) }
-}
-
 pub(super) fn remote_failed(want: &Want, said: &str) -> LifecycleError {
     LifecycleError::RemoteFile {
         file: want.name.clone(),
         said: said.trim().chars().take(400).collect(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_quoted_for_the_shell() {
-        assert_eq!(sh_quote("a b"), "'a b'");
-        assert_eq!(sh_quote("it's"), "'it'\\''s'");
-        assert_eq!(sh_quote("$(rm -rf /)"), "'$(rm -rf /)'");
     }
 }

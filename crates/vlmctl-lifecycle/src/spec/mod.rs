@@ -10,13 +10,6 @@ mod intent;
 mod parse;
 mod render;
 
-#[allow(clippy::wildcard_imports)]
-use check::*;
-#[allow(clippy::wildcard_imports)]
-use intent::*;
-#[allow(clippy::wildcard_imports)]
-use parse::*;
-
 pub use check::{
     MAX_HEALTH_TIMEOUT_S, TUNE_PARKED_SUFFIX, is_container_name, refused_extra_arg, shown_extra_arg,
 };
@@ -243,6 +236,31 @@ fn yes() -> bool {
 }
 fn default_timeout() -> u64 {
     120
+}
+
+/// The span of `key = ...` in the table that starts at `table` (toml spans a table by its
+/// header): searched up to the next table header. The table's span if the key is absent.
+pub(super) fn key_span(
+    text: &str,
+    table: &std::ops::Range<usize>,
+    key: &str,
+) -> std::ops::Range<usize> {
+    let body = text.get(table.start..).unwrap_or("");
+    let mut offset = 0;
+    for (i, line) in body.split_inclusive('\n').enumerate() {
+        let t = line.trim_start();
+        if i > 0 && t.starts_with('[') {
+            break;
+        }
+        if t.strip_prefix(key)
+            .is_some_and(|r| r.trim_start().starts_with('='))
+        {
+            let start = table.start + offset;
+            return start..start + line.len();
+        }
+        offset += line.len();
+    }
+    table.clone()
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@ use toml::Spanned;
 
 use crate::LifecycleError;
 
+use super::check::{check_deployment_name, check_image, check_server};
+use super::intent::parse_model;
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
@@ -214,31 +216,6 @@ impl Spec {
                 .collect(),
         })
     }
-}
-
-/// The span of `key = ...` in the table that starts at `table` (toml spans a table by its
-/// header): searched up to the next table header. The table's span if the key is absent.
-pub(super) fn key_span(
-    text: &str,
-    table: &std::ops::Range<usize>,
-    key: &str,
-) -> std::ops::Range<usize> {
-    let body = text.get(table.start..).unwrap_or("");
-    let mut offset = 0;
-    for (i, line) in body.split_inclusive('\n').enumerate() {
-        let t = line.trim_start();
-        if i > 0 && t.starts_with('[') {
-            break;
-        }
-        if t.strip_prefix(key)
-            .is_some_and(|r| r.trim_start().starts_with('='))
-        {
-            let start = table.start + offset;
-            return start..start + line.len();
-        }
-        offset += line.len();
-    }
-    table.clone()
 }
 
 pub(super) fn parse_gpus(v: &toml::Value) -> Result<Gpus, String> {
