@@ -16,7 +16,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 
-use crate::{App, MIN_API_KEY_LEN, ServeError};
+use crate::{App, ServeError};
+use vlmctl_deploy::plan::MIN_API_KEY_LEN;
 
 /// Pure: may the service listen on `addr` with `key`?
 pub fn check_exposure(addr: SocketAddr, key: Option<&str>) -> Result<(), ServeError> {

@@ -45,7 +45,7 @@ impl ServeError {
                 "set VLMCTL_SERVE_API_KEY to a secret of at least {} characters (clients send \
                  it as `Authorization: Bearer KEY`; a browser asks for it as the password), or \
                  keep the default --bind 127.0.0.1",
-                crate::MIN_API_KEY_LEN
+                vlmctl_deploy::plan::MIN_API_KEY_LEN
             )),
             Self::Bind { source, .. } if source.kind() == std::io::ErrorKind::AddrInUse => {
                 Some("another process listens there: pick another --port".to_owned())
