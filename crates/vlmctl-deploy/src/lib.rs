@@ -42,6 +42,7 @@ pub mod smoke;
 pub mod status;
 pub mod targets;
 pub mod tune;
+pub mod types;
 pub mod undo;
 pub mod weights;
 

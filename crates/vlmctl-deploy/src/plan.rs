@@ -8,15 +8,13 @@ use vlmctl_weights::{ModelEntry, Role, VerifyJob};
 
 use crate::DeployError;
 use crate::pin::PinNeed;
+pub use crate::types::MIN_API_KEY_LEN;
 
 /// The `org.vlmctl.lock-sha256` label of a deployment shown before its model is pinned.
 pub const UNPINNED: &str = "unpinned";
 
 /// The spec used without `--spec`: the runbook's deployment.
 pub const DEFAULT_SPEC: &str = include_str!("../../../docker/panda-llamacpp.toml");
-
-/// The shortest API key accepted.
-pub const MIN_API_KEY_LEN: usize = 16;
 
 /// How [`DEFAULT_SPEC`] is named in messages.
 pub const DEFAULT_SPEC_NAME: &str = "docker/panda-llamacpp.toml (embedded)";

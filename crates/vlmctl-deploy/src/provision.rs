@@ -268,7 +268,7 @@ async fn undo_dead_run(
     let undone = journal::restore(&docker, jpath, Scope::Run(&dead.run_id))
         .await
         .map_err(|e| DeployError::RestoreIncomplete {
-            still_stopped: crate::undo::still_stopped(jpath),
+            still_stopped: vlmctl_lifecycle::journal::still_stopped(jpath),
             journal: jpath.to_owned(),
             source: Box::new(e),
         })?;

@@ -13,7 +13,7 @@
 //! the forwards, so that a deployment missing or stopped, or a host that cannot be reached, is
 //! an error naming the plan's line before any request is sent.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use vlmctl_bench::BenchError;
@@ -26,113 +26,12 @@ use vlmctl_store::TargetLink;
 
 use crate::DeployError;
 use crate::history;
+pub use crate::types::{DeploymentProblem, Unmeasurable};
 
 /// How long [`place`] waits for a host's engine that no target needs (it only says which
 /// deployment a URL is, for the history): a bench needs no Docker, so neither does recording
 /// one, and bollard's own timeout is two minutes.
 pub const LINK_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Why a deployment a target names cannot be measured on its host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeploymentProblem {
-    /// No container vlmctl manages has that name there.
-    Missing {
-        /// The deployments there are.
-        known: Vec<String>,
-    },
-    /// It is there, but not running.
-    NotRunning {
-        /// Docker's state (`exited`, `created`).
-        state: String,
-        /// Docker's status line (`Exited (0) 3 hours ago`).
-        status: String,
-    },
-    /// It runs, but its container does not say where it listens.
-    NoEndpoint,
-}
-
-impl DeploymentProblem {
-    /// The message, after `target.deployment: target "NAME": `.
-    #[must_use]
-    pub fn text(&self, deployment: &str, host: &str) -> String {
-        match self {
-            Self::Missing { known } => format!(
-                "no deployment {deployment:?} on host {host} ({})",
-                if known.is_empty() {
-                    "vlmctl manages none there".to_owned()
-                } else {
-                    format!("vlmctl manages {} there", known.join(", "))
-                }
-            ),
-            Self::NotRunning { state, status } => format!(
-                "deployment {deployment:?} on host {host} is {state} ({status}): nothing to measure"
-            ),
-            Self::NoEndpoint => format!(
-                "deployment {deployment:?} on host {host} runs, but its container does not say \
-                 where it listens (no --host/--port, no published port)"
-            ),
-        }
-    }
-
-    /// What to do next.
-    #[must_use]
-    pub fn hint(&self, host: &str) -> String {
-        // A plan's host or a context's name, in commands to paste: quoted when a shell would
-        // act on it.
-        let host = vlmctl_lifecycle::remote::sh_word(host);
-        match self {
-            Self::Missing { .. } => format!(
-                "correct the name (`vlmctl status --host {host}` lists the deployments there), \
-                 or provision it there first: `vlmctl provision --host {host} --spec SPEC`"
-            ),
-            Self::NotRunning { .. } => {
-                format!("start it again: `vlmctl relaunch --host {host} --spec SPEC`, then bench")
-            }
-            Self::NoEndpoint => format!(
-                "relaunch it with vlmctl (`vlmctl relaunch --host {host} --spec SPEC`), or give \
-                 the target's url instead of its deployment"
-            ),
-        }
-    }
-
-    /// Whether the plan is at fault (it names what is not there), rather than the host's
-    /// state.
-    #[must_use]
-    pub fn is_plan_error(&self) -> bool {
-        matches!(self, Self::Missing { .. })
-    }
-}
-
-/// A deployment a plan's target names that cannot be measured on its host
-/// ([`DeployError::TargetDeployment`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unmeasurable {
-    /// The plan.
-    pub plan: PathBuf,
-    /// The line of the target's `deployment`.
-    pub line: usize,
-    /// The target's name.
-    pub target: String,
-    /// The deployment, as named.
-    pub deployment: String,
-    /// Its host, as named.
-    pub host: String,
-    /// What is wrong with it there.
-    pub problem: DeploymentProblem,
-}
-
-impl std::fmt::Display for Unmeasurable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}:{}: target.deployment: target {:?}: {}",
-            self.plan.display(),
-            self.line,
-            self.target,
-            self.problem.text(&self.deployment, &self.host)
-        )
-    }
-}
 
 /// Pure (but for reading the Docker contexts in `docker_config`): each target's host, its
 /// `host` as `--host` would take it, else `default`; and the name of each deployment a target
@@ -504,6 +403,7 @@ mod tests {
     use vlmctl_bench::run::{Environment, TargetResult};
 
     use super::*;
+    use std::path::PathBuf;
 
     /// A plan file in a temp folder with these `[[target]]` tables (prompts beside it), loaded.
     fn load(targets: &str) -> (tempfile::TempDir, LoadedPlan) {

@@ -39,6 +39,7 @@ use crate::events::{Cancel, Event, NoOne, Sink};
 use crate::history::History;
 use crate::plan::Plan;
 use crate::provision::{self, Ctx, Options, Provisioned};
+pub use crate::types::{Measured, MemorySource, Outcome, Stage, lock_name, parked_name, parked_of};
 
 /// Where a variant's bench stands: for a progress display.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,62 +69,6 @@ pub struct TuneOptions {
     /// The memory gate in MiB (`--max-memory-mib`); else the tune file's, else the spec's
     /// `memory.max_process_mib`.
     pub max_memory_mib: Option<u64>,
-}
-
-/// Where a variant's memory figure comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MemorySource {
-    /// The server's processes in `nvidia-smi --query-compute-apps`.
-    Gpu,
-    /// The container's memory as `docker stats` shows it (a CPU deployment).
-    Container,
-}
-
-/// One variant's figures.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Measured {
-    /// The config the row shows (the plan's first).
-    pub config: String,
-    /// Its p50 (ms).
-    pub p50_ms: f64,
-    /// Its p95 (ms).
-    pub p95_ms: f64,
-    /// Requests that succeeded, over every config.
-    pub ok: usize,
-    /// Requests that failed, over every config.
-    pub errors: usize,
-    /// Whether every config met the plan's `[slo]`; `None` without one.
-    pub slo_met: Option<bool>,
-    /// The server's memory after the run (MiB); `None` when it could not be read.
-    pub memory_mib: Option<u64>,
-    /// Seconds from start to `/health` 200.
-    pub startup_s: Option<f64>,
-}
-
-/// What stopped a variant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stage {
-    /// It did not come up (exited, not ready, smoke request failed).
-    Launch,
-    /// It came up, but no request succeeded.
-    Bench,
-}
-
-/// How one variant did.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum Outcome {
-    /// Benchmarked.
-    Measured(Measured),
-    /// Not benchmarked.
-    Failed {
-        /// Where it stopped.
-        stage: Stage,
-        /// Why (the error and its causes).
-        why: String,
-    },
 }
 
 /// Where a variant stands against the gates.
@@ -244,27 +189,6 @@ pub fn judge(
         },
     };
     Back::NotBack { why }
-}
-
-/// The name the deployment's container waits under while a tune runs.
-#[must_use]
-pub fn parked_name(name: &str) -> String {
-    format!("{name}{}", vlmctl_lifecycle::spec::TUNE_PARKED_SUFFIX)
-}
-
-/// The deployment whose tune parked `name` ([`parked_name`]), if `name` is such a name.
-#[must_use]
-pub fn parked_of(name: &str) -> Option<&str> {
-    name.strip_suffix(vlmctl_lifecycle::spec::TUNE_PARKED_SUFFIX)
-        .filter(|d| !d.is_empty())
-}
-
-/// The lock a tune holds for its whole run besides the deployment's own (which it takes
-/// second; `provision`, `relaunch` and `teardown` take both in that order, see
-/// [`crate::lock::tune_guard`]; a tune's variants take neither: they run under the tune's).
-#[must_use]
-pub fn lock_name(name: &str) -> String {
-    format!("{name}.tune")
 }
 
 /// Whether the deployment's own lock is held by the caller already (a tune), or is to be

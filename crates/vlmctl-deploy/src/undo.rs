@@ -173,19 +173,9 @@ async fn restore_one(
 fn incomplete(source: LifecycleError, j: &Path) -> DeployError {
     DeployError::RestoreIncomplete {
         source: Box::new(source),
-        still_stopped: still_stopped(j),
+        still_stopped: journal::still_stopped(j),
         journal: j.to_owned(),
     }
-}
-
-/// The names a journal still lists as stopped (empty when it cannot be read).
-#[must_use]
-pub fn still_stopped(j: &Path) -> Vec<String> {
-    journal::read(j)
-        .ok()
-        .flatten()
-        .map(|j| j.entries.iter().map(|e| e.name.clone()).collect())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -500,6 +500,16 @@ async fn remove_launched(docker: &Docker, l: &LaunchRecord) -> Result<bool, Life
     Ok(removed)
 }
 
+/// The names a journal still lists as stopped (empty when it cannot be read).
+#[must_use]
+pub fn still_stopped(j: &Path) -> Vec<String> {
+    read(j)
+        .ok()
+        .flatten()
+        .map(|j| j.entries.iter().map(|e| e.name.clone()).collect())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
