@@ -38,6 +38,7 @@ pub mod plan;
 pub mod provision;
 pub mod push;
 pub mod record;
+pub mod server_checks;
 pub mod smoke;
 pub mod status;
 pub mod targets;

@@ -12,9 +12,10 @@ use vlmctl_lifecycle::journal::{self, JournalEntry, LaunchRecord, Scope};
 use vlmctl_weights::HubClient;
 
 use crate::events::{Cancel, Confirm, Event, Sink};
-use crate::offload::{self, GpuProof};
+use crate::offload::GpuProof;
 use crate::plan::Plan;
 use crate::record::{ProvisionRecord, RECORD_VERSION};
+use crate::server_checks::{checked_smoke, cuda_failure_at_load, prove, stale_weights};
 use crate::smoke::{self, Smoke};
 use crate::{DeployError, memory};
 
@@ -652,147 +653,6 @@ async fn launch_fresh(
             containers::launch(docker, spec, &plan.mount, key, &run.id, &no_labels, record).await?
         }
     })
-}
-
-/// Why the running container of the deployment (if one runs) may serve other bytes than the
-/// verified files: some were put in place by this run (`repaired`: fetched again, pushed to
-/// the host), or, on this machine, a file's status changed (ctime) after the container started
-/// (written in place, or replaced by another file). `None` when none runs or nothing changed.
-async fn stale_weights(
-    engine: &vlmctl_lifecycle::Engine,
-    docker: &Docker,
-    plan: &Plan,
-    repaired: &[String],
-) -> Option<String> {
-    let inspected = docker.inspect_container(&plan.spec.name, None).await.ok()?;
-    let state = inspected.state?;
-    if state.running != Some(true) {
-        return None;
-    }
-    if !repaired.is_empty() {
-        return Some(repaired.join(", "));
-    }
-    if engine.is_remote() {
-        return None;
-    }
-    let started = state
-        .started_at
-        .as_deref()?
-        .parse::<jiff::Timestamp>()
-        .ok()?;
-    plan.jobs.iter().find_map(|j| {
-        let changed = file_changed_at(&j.location)?;
-        (changed > started).then(|| {
-            format!(
-                "{} changed at {}, after the server started at {}",
-                j.file.path,
-                changed.strftime("%H:%M:%S UTC"),
-                started.strftime("%H:%M:%S UTC")
-            )
-        })
-    })
-}
-
-/// When the file's status (content, inode) last changed: its ctime, which no user can set
-/// back (unlike mtime).
-fn file_changed_at(path: &Path) -> Option<jiff::Timestamp> {
-    use std::os::unix::fs::MetadataExt as _;
-    let m = std::fs::metadata(path).ok()?;
-    let nanos = i32::try_from(m.ctime_nsec()).ok()?;
-    jiff::Timestamp::new(m.ctime(), nanos).ok()
-}
-
-/// How much of the server's log is read for the proof: it is all logged while the model loads
-/// (about 150 lines for a small model at verbosity 4), before any request.
-const PROOF_LOG_LINES: usize = 5000;
-const PROOF_LOG_BYTES: usize = 1 << 20;
-
-/// The proof that the model runs on the GPU the spec asks for: the server's log (from its
-/// start) and `nvidia-smi`'s figure, weighed by [`offload::decide`].
-async fn prove(
-    docker: &Docker,
-    plan: &Plan,
-    reading: &memory::Reading,
-) -> Result<GpuProof, DeployError> {
-    let spec = &plan.spec;
-    if spec.gpus == vlmctl_lifecycle::spec::Gpus::None {
-        return Ok(GpuProof::NotChecked {
-            why: "the spec asks for no GPU (gpus = \"none\")".to_owned(),
-        });
-    }
-    let log = containers::log_head(docker, &spec.name, PROOF_LOG_LINES, PROOF_LOG_BYTES).await;
-    let evidence = offload::parse(&log);
-    let expect = offload::Expect {
-        n_gpu_layers: spec.server.n_gpu_layers,
-        min_process_mib: spec.memory.min_process_mib,
-        model_bytes: plan.model.files.iter().map(|f| f.size).sum(),
-        image: &spec.image,
-    };
-    offload::decide(&evidence, &expect, reading.process_mib)
-        .map(GpuProof::Proven)
-        .map_err(|shortfall| {
-            DeployError::NotOnGpu(Box::new(offload::NotOnGpu {
-                container: spec.name.clone(),
-                shortfall,
-                compute_cap: evidence
-                    .devices
-                    .first()
-                    .map(|d| d.compute_cap.clone())
-                    .or_else(|| reading.compute_caps.first().cloned()),
-                evidence: evidence.lines,
-                image: spec.image.clone(),
-            }))
-        })
-}
-
-/// The smoke request (with the camera frame when the model has a projector); when it fails,
-/// the server's own last log lines go with the error (an image the server could not encode, or
-/// ignored, is told there).
-async fn checked_smoke(docker: &Docker, plan: &Plan, base: &str) -> Result<Smoke, DeployError> {
-    let logs = || containers::log_tail(docker, &plan.spec.name, 15);
-    match smoke::smoke(
-        base,
-        plan.api_key.as_deref(),
-        plan.mount.mmproj_file.is_some(),
-    )
-    .await
-    {
-        Err(DeployError::ImageIgnored {
-            url, with, without, ..
-        }) => Err(DeployError::ImageIgnored {
-            url,
-            with,
-            without,
-            logs: logs().await,
-        }),
-        Err(DeployError::SmokeFailed { url, why }) => Err(DeployError::SmokeFailed {
-            url,
-            why: format!("{why}; the server's log ends:\n{}", logs().await),
-        }),
-        other => other,
-    }
-}
-
-/// A GPU server that exited while loading: when its log says CUDA failed (a CUDA image without
-/// kernels for the GPU aborts with `CUDA error: no kernel image is available ...`), the error
-/// carries the GPU proof's hint for it; anything else passes through.
-async fn cuda_failure_at_load(
-    docker: &Docker,
-    spec: &vlmctl_lifecycle::spec::Spec,
-    e: vlmctl_lifecycle::LifecycleError,
-) -> DeployError {
-    use vlmctl_lifecycle::LifecycleError as L;
-    if spec.gpus == vlmctl_lifecycle::spec::Gpus::None || !matches!(e, L::ExitedDuringLoad { .. }) {
-        return e.into();
-    }
-    let log = containers::log_head(docker, &spec.name, 5000, 1 << 20).await;
-    match crate::offload::cuda_failure_hint(&crate::offload::parse(&log), &spec.image) {
-        Some(hint) => DeployError::CudaFailedAtLoad {
-            source: Box::new(e),
-            hint,
-        },
-        None => e.into(),
-    }
 }
 
 async fn record_of(
