@@ -80,7 +80,7 @@ impl DeploymentProblem {
 }
 
 /// A deployment a plan's target names that cannot be measured on its host
-/// ([`DeployError::TargetDeployment`]).
+/// (`DeployError::TargetDeployment`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unmeasurable {
     /// The plan.

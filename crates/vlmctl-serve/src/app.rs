@@ -15,7 +15,7 @@ use vlmctl_weights::HubClient;
 use crate::ApiError;
 use crate::activity::{Activity, Queue};
 
-/// Everything `vlmctl serve` needs, checked by [`serve`] before it listens.
+/// Everything `vlmctl serve` needs, checked by [`crate::serve`] before it listens.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Address to listen on (127.0.0.1 unless an API key is given).
