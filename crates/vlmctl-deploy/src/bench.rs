@@ -8,7 +8,6 @@
 //! [`Benched`].
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use vlmctl_bench::plan::LoadedPlan;
@@ -175,7 +174,7 @@ pub async fn bench(
     let (placed, id, mut results, sweep) = match measured {
         Ok(m) => m,
         Err(Stop::Before(e)) => {
-            history.fail_run(queued, &chain_with_hint(&e), sink);
+            history.fail_run(queued, &e.line_with_hint(), sink);
             return Err(e);
         }
         Err(Stop::Cancelled(why)) => {
@@ -192,7 +191,7 @@ pub async fn bench(
             dir: dir.clone(),
             source,
         };
-        history.fail_run(id, &chain_with_hint(&e), sink);
+        history.fail_run(id, &e.line_with_hint(), sink);
         return Err(e);
     }
     let mut done = Benched {
@@ -273,21 +272,6 @@ async fn measure(
         }
     };
     Ok((placed, id, results, sweep))
-}
-
-/// `error: cause: cause (hint: ...)`, on one line: what a failed run is recorded with.
-fn chain_with_hint(e: &DeployError) -> String {
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    if let Some(h) = e.hint() {
-        let _ = write!(s, " (hint: {h})");
-    }
-    s
 }
 
 /// results.json, report.md and report.html in `dir` (a sweep's tables are in the reports).

@@ -407,6 +407,17 @@ fn still_to_undo(left: &[String]) -> String {
 }
 
 impl DeployError {
+    /// `error: cause: cause (hint: ...)` on one line: what a failed run or job is recorded with
+    /// and what the service shows of it.
+    #[must_use]
+    pub fn line_with_hint(&self) -> String {
+        let hint = self
+            .hint()
+            .map(|h| format!(" (hint: {h})"))
+            .unwrap_or_default();
+        format!("{}{hint}", vlmctl_base::chain::one_line(self))
+    }
+
     /// The hints of the weights jobs' own errors.
     fn weights_hint(&self) -> Option<String> {
         let hint = match self {

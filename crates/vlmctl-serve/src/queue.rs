@@ -309,7 +309,7 @@ pub(crate) async fn bench(
     match done {
         // The caller marks the run interrupted once the queue has stopped.
         Err(vlmctl_deploy::DeployError::Interrupted { .. }) => {}
-        Err(e) => fail(chain_with_hint(&e)),
+        Err(e) => fail(e.line_with_hint()),
         Ok(d) if !d.answered() => fail(d.why_not()),
         Ok(d) => match d.unrecorded {
             Some(why) => fail(why),
@@ -422,14 +422,6 @@ impl JobOutcome for vlmctl_deploy::undo::TornDown {
     }
 }
 
-fn chain_with_hint(e: &vlmctl_deploy::DeployError) -> String {
-    let hint = e
-        .hint()
-        .map(|h| format!(" (hint: {h})"))
-        .unwrap_or_default();
-    format!("{}{hint}", vlmctl_base::chain::one_line(e))
-}
-
 async fn relaunch(app: &Arc<App>, deployment: &str) {
     let plan = app.plan_for(deployment).unwrap_or_else(|| {
         Err(format!(
@@ -463,7 +455,7 @@ async fn relaunch(app: &Arc<App>, deployment: &str) {
         };
         provision::provision(&plan, &opts, &app.cfg.hub, ctx)
             .await
-            .map_err(|e| chain_with_hint(&e))
+            .map_err(|e| e.line_with_hint())
     })
     .await;
 }
@@ -472,7 +464,7 @@ async fn teardown(app: &Arc<App>, deployment: &str) {
     job(app, JobKind::Teardown, deployment, None, async |sink| {
         vlmctl_deploy::undo::teardown(&app.cfg.engine, deployment, false, sink, &app.shutdown)
             .await
-            .map_err(|e| chain_with_hint(&e))
+            .map_err(|e| e.line_with_hint())
     })
     .await;
 }
