@@ -12,16 +12,16 @@ fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
 
-/// What the `real-env` filter holds: crate name -> `None` for the whole `it` binary, or the
-/// module names of that binary it lists.
-fn grouped(config: &str) -> BTreeMap<String, Option<BTreeSet<String>>> {
-    let start = config
-        .find("filter = '''")
-        .expect("the real-env override's filter");
-    let end = start
-        + config[start..]
-            .find("'''\ntest-group = \"real-env\"")
-            .expect("its end");
+/// What the filter of the override that puts tests in `group` holds: crate name -> `None` for
+/// the whole `it` binary, or the module names of that binary it lists (a line naming tests of
+/// one module, `test(/^MODULE::(a|b)$/)`, counts as that module).
+fn grouped(config: &str, group: &str) -> BTreeMap<String, Option<BTreeSet<String>>> {
+    let end = config
+        .find(&format!("'''\ntest-group = \"{group}\"\n"))
+        .unwrap_or_else(|| panic!("an override that sets test-group = \"{group}\""));
+    let start = config[..end]
+        .rfind("filter = '''")
+        .expect("the override's filter");
     let mut out = BTreeMap::new();
     for line in config[start..end].lines().skip(1) {
         let line = line.trim().trim_start_matches('|').trim();
@@ -34,18 +34,27 @@ fn grouped(config: &str) -> BTreeMap<String, Option<BTreeSet<String>>> {
             .and_then(|r| r.split("::it)").next())
             .unwrap_or_else(|| panic!("one binary per line: {line}"))
             .to_owned();
-        let modules = line.split("test(/^(").nth(1).map(|r| {
-            r.split(")::/)")
-                .next()
-                .expect("a module list")
-                .split('|')
-                .map(str::to_owned)
-                .collect()
-        });
-        assert!(
-            out.insert(krate, modules).is_none(),
-            "a binary twice: {line}"
-        );
+        let modules: Option<BTreeSet<String>> = if let Some(r) = line.split("test(/^(").nth(1) {
+            Some(
+                r.split(")::")
+                    .next()
+                    .expect("a module list")
+                    .split('|')
+                    .map(str::to_owned)
+                    .collect(),
+            )
+        } else {
+            line.split("test(/^")
+                .nth(1)
+                .map(|r| BTreeSet::from([r.split("::").next().expect("a module").to_owned()]))
+        };
+        match (out.get_mut(&krate), modules) {
+            (None, m) => {
+                out.insert(krate, m);
+            }
+            (Some(Some(have)), Some(more)) => have.extend(more),
+            _ => panic!("a whole binary and its modules both listed: {line}"),
+        }
     }
     out
 }
@@ -101,7 +110,7 @@ fn gated_binary(main: &str) -> bool {
 fn every_gated_test_module_is_in_the_real_env_group() {
     let config =
         std::fs::read_to_string(root().join(".config/nextest.toml")).expect("nextest.toml");
-    let grouped = grouped(&config);
+    let grouped = grouped(&config, "real-env");
     let gated = gated();
     assert!(
         gated.contains_key("vlmctl") && gated.contains_key("vlmctl-deploy"),
@@ -114,10 +123,46 @@ fn every_gated_test_module_is_in_the_real_env_group() {
     );
 }
 
+/// The second lane (`real-env-apart`) takes some of those tests out of the first: its override
+/// comes first and may name only gated modules (a module that is not gated at all there is a
+/// typo, or a test that needs nothing held back for nothing).
+#[test]
+fn the_apart_lane_holds_only_gated_tests() {
+    let config =
+        std::fs::read_to_string(root().join(".config/nextest.toml")).expect("nextest.toml");
+    let apart = grouped(&config, "real-env-apart");
+    let gated = gated();
+    assert!(
+        apart.contains_key("vlmctl"),
+        "the reader finds the lane: {apart:?}"
+    );
+    for (krate, modules) in &apart {
+        let Some(gate) = gated.get(krate) else {
+            panic!("{krate}: no gated tests, yet in the real-env-apart lane")
+        };
+        if let (Some(listed), Some(gated_modules)) = (modules, gate) {
+            let stray: Vec<_> = listed.difference(gated_modules).collect();
+            assert!(
+                stray.is_empty(),
+                "{krate}: {stray:?} not gated, yet in the real-env-apart lane"
+            );
+        }
+    }
+    assert!(
+        config.find("test-group = \"real-env-apart\"") < config.find("test-group = \"real-env\"\n"),
+        "the apart lane's override comes first (the first override that sets the group wins)"
+    );
+}
+
 #[test]
 fn the_readers_see_modules_and_whole_binaries() {
-    let config = "filter = '''\n    binary_id(a::it)\n  | (binary_id(b::it) & test(/^(x|y)::/))\n'''\ntest-group = \"real-env\"\n";
-    let g = grouped(config);
+    let config = "filter = '''\n    binary_id(a::it)\n  | (binary_id(b::it) & test(/^(x|y)::/))\n'''\ntest-group = \"real-env\"\n\
+                  filter = '''\n    (binary_id(b::it) & test(/^z::(one|two)$/))\n'''\ntest-group = \"apart\"\n";
+    let g = grouped(config, "real-env");
+    assert_eq!(
+        grouped(config, "apart")["b"],
+        Some(BTreeSet::from(["z".to_owned()]))
+    );
     assert_eq!(g["a"], None);
     assert_eq!(
         g["b"],

@@ -66,20 +66,27 @@ fn loopback_ports(text: &str) -> Vec<&str> {
 /// port), the host and the deployment, and the history links both targets to the deployment
 /// on that host. A deployment that is not there, and a host without Docker, are errors that
 /// name the plan's line before any request is sent.
-pub(crate) fn bench_by_deployment(state: &Path, ssh_config: &str, host: &str) {
+pub(crate) fn bench_by_deployment(state: &Path, ssh_config: &str, host: &str, port: u16) {
     let dir = tempfile::tempdir().expect("plan dir");
-    let run_id = measured_through_the_forward(state, ssh_config, host, dir.path());
+    let run_id = measured_through_the_forward(state, ssh_config, host, port, dir.path());
     refused_before_any_request(state, ssh_config, host, dir.path(), &run_id);
 }
 
 /// The plan by deployment and by the host's URL, benched; the id of the run it recorded.
-fn measured_through_the_forward(state: &Path, ssh_config: &str, host: &str, dir: &Path) -> Value {
+fn measured_through_the_forward(
+    state: &Path,
+    ssh_config: &str,
+    host: &str,
+    port: u16,
+    dir: &Path,
+) -> Value {
+    let url = format!("http://127.0.0.1:{port}");
     let plan = write_plan(
         dir,
         "by-deployment.toml",
         &format!(
             "[[target]]\nname = \"by-deployment\"\nhost = \"{host}\"\ndeployment = \"vlmctl-cpu-test\"\n\
-             [[target]]\nname = \"by-url\"\nhost = \"{host}\"\nurl = \"http://127.0.0.1:18435\"\n"
+             [[target]]\nname = \"by-url\"\nhost = \"{host}\"\nurl = \"{url}\"\n"
         ),
     );
     let out_dir = dir.join("results");
@@ -99,7 +106,7 @@ fn measured_through_the_forward(state: &Path, ssh_config: &str, host: &str, dir:
         .enumerate()
     {
         assert_eq!(
-            t["url"], "http://127.0.0.1:18435",
+            t["url"], url,
             "target {i}: the deployment's address as the host sees it, not the local forward"
         );
         assert_eq!(t["host"], host, "target {i}");
@@ -109,10 +116,10 @@ fn measured_through_the_forward(state: &Path, ssh_config: &str, host: &str, dir:
             "target {i} was measured: {t}"
         );
     }
-    assert_eq!(doc["plan"]["target"][0]["url"], "http://127.0.0.1:18435");
+    assert_eq!(doc["plan"]["target"][0]["url"], url);
     assert_eq!(doc["plan"]["target"][0]["deployment"], "vlmctl-cpu-test");
     assert!(
-        loopback_ports(&text).iter().all(|p| *p == "18435"),
+        loopback_ports(&text).iter().all(|p| *p == port.to_string()),
         "no forward's port is recorded: {:?}",
         loopback_ports(&text)
     );
@@ -120,7 +127,7 @@ fn measured_through_the_forward(state: &Path, ssh_config: &str, host: &str, dir:
         std::fs::read_to_string(out_dir.join("report.md"))
             .expect("report.md")
             .contains(&format!(
-                "## by-deployment (OpenAI, http://127.0.0.1:18435, on {host}, deployment vlmctl-cpu-test)"
+                "## by-deployment (OpenAI, {url}, on {host}, deployment vlmctl-cpu-test)"
             )),
         "the report says where"
     );
@@ -135,7 +142,7 @@ fn measured_through_the_forward(state: &Path, ssh_config: &str, host: &str, dir:
     {
         assert_eq!(t["host"], host, "target {i}: {newest}");
         assert_eq!(t["deployment"], "vlmctl-cpu-test", "target {i}: {newest}");
-        assert_eq!(t["url"], "http://127.0.0.1:18435", "target {i}: {newest}");
+        assert_eq!(t["url"], url, "target {i}: {newest}");
         assert!(
             t["spec_sha256"].as_str().is_some_and(|s| s.len() == 64),
             "the deployment's labels, read on its host: {newest}"

@@ -241,6 +241,25 @@ fn model_dir() -> std::path::PathBuf {
         .to_owned()
 }
 
+/// `docker/cpu-test.toml` (the README's CPU deployment) written into `dir` with a port free on
+/// this machine instead of its 18435; the spec and the port.
+fn spec_on_a_free_port(dir: &Path) -> (std::path::PathBuf, u16) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let text = std::fs::read_to_string(root.join("docker/cpu-test.toml")).expect("spec");
+    assert!(
+        text.contains("\nport = 18435\n"),
+        "the README's spec names its port"
+    );
+    let port = vlmctl_test::free_port();
+    let spec = dir.join("cpu-test.toml");
+    std::fs::write(
+        &spec,
+        text.replace("\nport = 18435\n", &format!("\nport = {port}\n")),
+    )
+    .expect("spec");
+    (spec, port)
+}
+
 /// beast's journals, records and locks are in a folder of its own, named after its address.
 fn beasts_state_is_its_own(state: &Path) {
     let host_dir = std::fs::read_dir(state.join("hosts"))
@@ -280,9 +299,13 @@ fn provision_pushes_the_weights_then_bench_and_teardown_through_ssh() {
     if there.exists() {
         std::fs::remove_dir_all(&there).expect("beast's copy removed");
     }
+    // The README's spec on a port of its own: the other real-environment lane may serve the
+    // README's deployment on this machine's 18435 meanwhile (.config/nextest.toml).
+    let (spec, port) = spec_on_a_free_port(state.path());
     let job = |what: &str| {
         let mut c = cmd(state.path(), &good);
-        c.args([what, "--host", &host, "--spec", "docker/cpu-test.toml"])
+        c.args([what, "--host", &host, "--spec"])
+            .arg(&spec)
             .args(["--lock", "examples/cpu-test.lock"])
             .args(readme_dir_args());
         c
@@ -305,8 +328,8 @@ fn provision_pushes_the_weights_then_bench_and_teardown_through_ssh() {
     );
     // The server listens on beast's loopback only: from here, nothing answers on its port.
     assert!(
-        std::net::TcpStream::connect(("127.0.0.1", 18435)).is_err(),
-        "port 18435 answers on this machine: the deployment is not beast's alone"
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "port {port} answers on this machine: the deployment is not beast's alone"
     );
     let listed = beast_docker()
         .args(["ps", "-q", "--filter", "name=^vlmctl-cpu-test$"])
@@ -342,7 +365,8 @@ fn provision_pushes_the_weights_then_bench_and_teardown_through_ssh() {
         serde_json::from_slice(&std::fs::read(results.join("results.json")).expect("results.json"))
             .expect("json");
     assert_eq!(
-        doc["targets"][0]["url"], "http://127.0.0.1:18435",
+        doc["targets"][0]["url"],
+        format!("http://127.0.0.1:{port}"),
         "the results name the host's own address, not the local forward"
     );
     assert!(doc["targets"][0]["configs"][0]["summary"]["ok"].as_u64() > Some(0));
@@ -354,7 +378,7 @@ fn provision_pushes_the_weights_then_bench_and_teardown_through_ssh() {
         runs[0]["targets"][0]["deployment"], "vlmctl-cpu-test",
         "linked to the deployment on that host"
     );
-    crate::hosts_bench::bench_by_deployment(state.path(), &good, &host);
+    crate::hosts_bench::bench_by_deployment(state.path(), &good, &host, port);
     let (code, out, err) =
         run(cmd(state.path(), &good).args(["teardown", "vlmctl-cpu-test", "--host", &host]));
     assert_eq!(code, 0, "{out}\n{err}");
