@@ -40,7 +40,7 @@ async fn start_with(extra: &[&str]) -> (Server, String) {
             "--port",
             &port.to_string(),
         ])
-        .args(["--ctx-size", "2048", "--threads", "2", "--jinja"])
+        .args(["--ctx-size", "2048", "--threads", "1", "--jinja"])
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -132,7 +132,7 @@ impl World {
             &spec,
             format!(
                 "name = \"{}\"\nimage = \"{}\"\nmodel = \"m\"\ngpus = \"none\"\nrestart = \"no\"\n\
-                 [server]\nhost = \"127.0.0.1\"\nport = {}\nctx_size = 1024\nn_gpu_layers = 0\nthreads = 2\n\
+                 [server]\nhost = \"127.0.0.1\"\nport = {}\nctx_size = 1024\nn_gpu_layers = 0\nthreads = 1\n\
                  [health]\ntimeout_s = 90\n[[conflict]]\nname = \"{conflict}\"\n",
                 self.name("server"),
                 Env::require("VLMCTL_TEST_LLAMA_IMAGE"),

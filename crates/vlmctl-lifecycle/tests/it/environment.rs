@@ -45,7 +45,7 @@ async fn serve_and_chat(
                 "--ctx-size",
                 "2048",
                 "--threads",
-                "2",
+                "1",
                 "--jinja",
             ]
             .map(str::to_owned)

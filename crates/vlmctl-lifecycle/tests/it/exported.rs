@@ -28,7 +28,7 @@ async fn a_container_from_the_exported_docker_run_line_becomes_healthy_on_the_sp
         let text = format!(
             "name = \"{name}\"\nimage = \"{image}\"\nmodel = \"gemma-3-270m\"\ngpus = \"none\"\n\
              restart = \"no\"\n[server]\nhost = \"127.0.0.1\"\nport = {port}\nctx_size = 1024\n\
-             n_gpu_layers = 0\nthreads = 2\n[health]\ntimeout_s = 90\n"
+             n_gpu_layers = 0\nthreads = 1\n[health]\ntimeout_s = 90\n"
         );
         let spec = Spec::parse(&text, Path::new("exported.toml"))?;
         let mount = ModelMount {

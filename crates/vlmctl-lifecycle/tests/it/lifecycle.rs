@@ -104,7 +104,7 @@ async fn run_container(
 fn spec(name: &str, image: &str, port: u16, extra: &str) -> Spec {
     let text = format!(
         "name = \"{name}\"\nimage = \"{image}\"\nmodel = \"gemma-3-270m\"\ngpus = \"none\"\nrestart = \"no\"\n{extra}\n\
-         [server]\nhost = \"127.0.0.1\"\nport = {port}\nctx_size = 1024\nn_gpu_layers = 0\nthreads = 2\n\
+         [server]\nhost = \"127.0.0.1\"\nport = {port}\nctx_size = 1024\nn_gpu_layers = 0\nthreads = 1\n\
          [health]\ntimeout_s = 90\n"
     );
     match Spec::parse(&text, Path::new("test.toml")) {

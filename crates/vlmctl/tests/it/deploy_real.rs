@@ -113,13 +113,16 @@ impl Run {
         tag
     }
 
+    /// The test deployment's spec. One thread (here and in every test spec): the two
+    /// real-environment lanes (.config/nextest.toml) may each run a server on the 2-core
+    /// machine, and llama.cpp's threads spin-wait for one another when they outnumber the cores.
     pub(crate) fn write_spec(&self, name: &str, port: u16, conflict: &str, ctx: u32) -> PathBuf {
         let p = self.path("spec.toml");
         std::fs::write(
             &p,
             format!(
                 "name = \"{name}\"\nimage = \"{}\"\nmodel = \"gemma-3-270m-q4km\"\ngpus = \"none\"\nrestart = \"no\"\n\
-                 [server]\nhost = \"127.0.0.1\"\nport = {port}\nctx_size = {ctx}\nn_gpu_layers = 0\nthreads = 2\n\
+                 [server]\nhost = \"127.0.0.1\"\nport = {port}\nctx_size = {ctx}\nn_gpu_layers = 0\nthreads = 1\n\
                  [health]\ntimeout_s = 90\n[[conflict]]\nname = \"{conflict}\"\n",
                 Env::require("VLMCTL_TEST_LLAMA_IMAGE")
             ),
@@ -878,7 +881,7 @@ async fn provision_pins_on_first_use_then_serves_from_the_lock() {
             format!(
                 "name = \"{server}\"\nimage = \"{}\"\ngpus = \"none\"\nrestart = \"no\"\n\
                  [model]\nname = \"g3\"\nrepo = \"{REPO}\"\nfiles = [{files}]\ndir = \"{}\"\n\
-                 [server]\nhost = \"127.0.0.1\"\nport = {}\nctx_size = 1024\nn_gpu_layers = 0\nthreads = 2\n\
+                 [server]\nhost = \"127.0.0.1\"\nport = {}\nctx_size = 1024\nn_gpu_layers = 0\nthreads = 1\n\
                  [health]\ntimeout_s = 90\n",
                 Env::require("VLMCTL_TEST_LLAMA_IMAGE"),
                 r.path("models").display(),
