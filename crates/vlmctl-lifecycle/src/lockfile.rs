@@ -3,9 +3,12 @@
 //! - `<state>/locks/<deployment>.lock`, beside the deployment's journal;
 //! - a host-wide one, `/run/lock/vlmctl/<deployment>.lock` (else under the temp directory), so
 //!   that two commands with different state directories (`sudo` and a user, another
-//!   `XDG_STATE_HOME`) still cannot work on one container at the same time. That directory is
-//!   shared like `/tmp` (mode 1777) and its files are readable and writable by all: a lock is
-//!   taken on a read-only descriptor too.
+//!   `XDG_STATE_HOME`) still cannot work on one container at the same time. A deployment on
+//!   another host (whose state folder is `<state>/hosts/<key>`, [`crate::hosts::Host::state_dir`])
+//!   has its own, `/run/lock/vlmctl/hosts/<key>/<deployment>.lock`: `vlmctl-cpu-test` here and
+//!   `vlmctl-cpu-test` on beast are two deployments, which two commands may change at once.
+//!   These directories are shared like `/tmp` (mode 1777) and their files are readable and
+//!   writable by all: a lock is taken on a read-only descriptor too.
 //!
 //! The locks are `flock(2)` through the standard library's [`File::try_lock`]: the kernel drops
 //! them when the holder dies in any way (`kill -9` included), so a crashed run never leaves a
@@ -59,10 +62,15 @@ fn open(p: &Path, shared: bool) -> Result<File, LifecycleError> {
         source,
     };
     if let Some(dir) = p.parent() {
-        if shared && !dir.exists() {
-            let _ = fs::DirBuilder::new().mode(0o1777).create(dir);
-            // The umask took bits off: put them back, as on /tmp.
-            let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o1777));
+        if shared {
+            // Every level shared like /tmp (`hosts/<key>/` too), for whichever user comes first.
+            let mut levels: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
+            levels.reverse();
+            for level in levels {
+                let _ = fs::DirBuilder::new().mode(0o1777).create(level);
+                // The umask took bits off: put them back, as on /tmp.
+                let _ = fs::set_permissions(level, fs::Permissions::from_mode(0o1777));
+            }
         }
         fs::create_dir_all(dir).map_err(err)?;
     }
@@ -178,8 +186,23 @@ fn open_both(state_dir: &Path, deployment: &str) -> Result<[(File, PathBuf); 2],
             format!("{deployment:?} is not a deployment (container) name"),
         ));
     }
-    let host = host_dir().join(format!("{deployment}.lock"));
+    let host = host_wide(state_dir).join(format!("{deployment}.lock"));
     Ok([(open(&host, true)?, host), (open(&p, false)?, p)])
+}
+
+/// The host-wide lock folder for the host whose state folder is `state_dir`: [`host_dir`] for
+/// this machine, `host_dir()/hosts/<key>` for another host (its state folder is
+/// `<state>/hosts/<key>`, the key made of its address: the same host from two state folders
+/// meets the same lock).
+fn host_wide(state_dir: &Path) -> PathBuf {
+    let parent = state_dir.parent();
+    match (
+        parent.and_then(Path::file_name),
+        state_dir.file_name().and_then(|k| k.to_str()),
+    ) {
+        (Some(hosts), Some(key)) if hosts == "hosts" => host_dir().join("hosts").join(key),
+        _ => host_dir(),
+    }
 }
 
 /// Takes the deployment's locks, or fails at once with [`LifecycleError::Busy`] naming the
@@ -303,6 +326,33 @@ mod tests {
         assert!(matches!(e, LifecycleError::Busy { .. }), "{e}");
         drop(first);
         try_acquire(b.path(), &d, "provision").unwrap();
+    }
+
+    /// A deployment of one name on this machine and on another host (its state folder is
+    /// `<state>/hosts/<key>`) are two deployments: both locks at once. The same other host seen
+    /// from two state folders is one.
+    #[test]
+    fn the_same_name_on_two_hosts_is_two_locks_and_one_host_from_two_state_dirs_is_one() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let d = unique("hosts");
+        let key = unique("root-127.0.0.1-22");
+        let here = try_acquire(a.path(), &d, "provision").unwrap();
+        let there = a.path().join("hosts").join(&key);
+        let remote = try_acquire(&there, &d, "provision").unwrap();
+        assert_eq!(
+            host_wide(&there),
+            host_dir().join("hosts").join(&key),
+            "{}",
+            there.display()
+        );
+        let again = b.path().join("hosts").join(&key);
+        let e = try_acquire(&again, &d, "teardown").unwrap_err();
+        assert!(
+            matches!(&e, LifecycleError::Busy { lock, .. } if lock.starts_with(host_dir().join("hosts"))),
+            "{e}"
+        );
+        drop((here, remote));
+        try_acquire(&again, &d, "teardown").unwrap();
     }
 
     #[test]

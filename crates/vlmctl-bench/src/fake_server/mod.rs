@@ -98,12 +98,10 @@ use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};
 
 mod wire;
-use wire::{PromptCount, ollama_json, ollama_ndjson, openai_json, openai_sse, prompt_tokens};
-
-/// Prompt tokens one image adds, as llama-server counted `examples/camera.png` with the test
-/// environment's projector for Gemma 3 270M (64 image embeddings and the image markers around
-/// them): 693 prompt tokens for the nav prompt alone, 759 with the frame.
-pub const IMAGE_TOKENS: u64 = 66;
+pub use wire::IMAGE_TOKENS;
+use wire::{
+    PromptCount, Protocol, ollama_json, ollama_ndjson, openai_json, openai_sse, prompt_tokens,
+};
 
 /// What [`Options::then`] answers by default: a nav answer that passes the schema as whole JSON.
 pub const DEFAULT_ANSWER: &str = r#"{"action": "forward", "reason": "open floor"}"#;
@@ -289,12 +287,6 @@ impl FakeServer {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Protocol {
-    Openai,
-    Ollama,
 }
 
 fn respond(status: StatusCode, content_type: &str, body: impl Into<Body>) -> Response {

@@ -9,7 +9,17 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 use serde_json::{Value, json};
 
-use super::{IMAGE_TOKENS, Protocol};
+/// Prompt tokens one image adds, as llama-server counted `examples/camera.png` with the test
+/// environment's projector for Gemma 3 270M (64 image embeddings and the image markers around
+/// them): 693 prompt tokens for the nav prompt alone, 759 with the frame.
+pub const IMAGE_TOKENS: u64 = 66;
+
+/// Which server's wire format a request is answered in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Protocol {
+    Openai,
+    Ollama,
+}
 
 /// A prompt's size and how much of it the cache served.
 #[derive(Clone, Copy, Debug)]

@@ -43,13 +43,13 @@ fn restore(r: &Run) -> (i32, String, String) {
     run(&mut c)
 }
 
-/// A spec with one more line in `[server]` (after `threads = 2`).
+/// A spec with one more line in `[server]` (after `threads = 1`).
 fn add_server_line(spec: &Path, line: &str) {
     let text = std::fs::read_to_string(spec).unwrap();
-    assert!(text.contains("threads = 2\n"));
+    assert!(text.contains("threads = 1\n"));
     std::fs::write(
         spec,
-        text.replace("threads = 2\n", &format!("threads = 2\n{line}\n")),
+        text.replace("threads = 1\n", &format!("threads = 1\n{line}\n")),
     )
     .unwrap();
 }

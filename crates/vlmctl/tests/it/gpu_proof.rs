@@ -46,7 +46,7 @@ fn provision_gpu_spec(r: &Run, image: &str) -> (i32, String, String, String, Str
         format!(
             "name = \"{server}\"\nimage = \"{image}\"\nmodel = \"gemma-3-270m-q4km\"\ngpus = \"all\"\n\
              restart = \"no\"\n[server]\nhost = \"127.0.0.1\"\nport = {}\nctx_size = 1024\n\
-             n_gpu_layers = 999\nthreads = 2\n[health]\ntimeout_s = 90\n\
+             n_gpu_layers = 999\nthreads = 1\n[health]\ntimeout_s = 90\n\
              [[conflict]]\nname = \"{conflict}\"\n",
             free_port()
         ),

@@ -260,6 +260,20 @@ fn spec_on_a_free_port(dir: &Path) -> (std::path::PathBuf, u16) {
     (spec, port)
 }
 
+/// `examples/cpu-bench.toml` (the README's CPU bench) written into `dir` aimed at `port`
+/// instead of 18435, with its camera frame beside it.
+fn plan_on_port(dir: &Path, port: u16) -> std::path::PathBuf {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let text = std::fs::read_to_string(examples.join("cpu-bench.toml")).expect("plan");
+    let url = "url = \"http://127.0.0.1:18435\"";
+    assert!(text.contains(url), "the README's plan names its url");
+    std::fs::copy(examples.join("camera.png"), dir.join("camera.png")).expect("camera.png");
+    let plan = dir.join("cpu-bench.toml");
+    let aimed = text.replace(url, &format!("url = \"http://127.0.0.1:{port}\""));
+    std::fs::write(&plan, aimed).expect("plan");
+    plan
+}
+
 /// beast's journals, records and locks are in a folder of its own, named after its address.
 fn beasts_state_is_its_own(state: &Path) {
     let host_dir = std::fs::read_dir(state.join("hosts"))
@@ -351,14 +365,9 @@ fn provision_pushes_the_weights_then_bench_and_teardown_through_ssh() {
     // The CPU bench against beast's loopback server, through a forward vlmctl opens.
     let results = state.path().join("bench");
     let (code, out, err) = run(cmd(state.path(), &good)
-        .args([
-            "bench",
-            "--plan",
-            "examples/cpu-bench.toml",
-            "--host",
-            &host,
-            "--out",
-        ])
+        .args(["bench", "--plan"])
+        .arg(plan_on_port(state.path(), port))
+        .args(["--host", &host, "--out"])
         .arg(&results));
     assert_eq!(code, 0, "{out}\n{err}");
     let doc: serde_json::Value =
