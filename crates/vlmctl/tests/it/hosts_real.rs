@@ -261,13 +261,18 @@ fn spec_on_a_free_port(dir: &Path) -> (std::path::PathBuf, u16) {
 }
 
 /// `examples/cpu-bench.toml` (the README's CPU bench) written into `dir` aimed at `port`
-/// instead of 18435, with its camera frame beside it.
+/// instead of 18435, with its camera frame and prompts beside it.
 fn plan_on_port(dir: &Path, port: u16) -> std::path::PathBuf {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     let text = std::fs::read_to_string(examples.join("cpu-bench.toml")).expect("plan");
     let url = "url = \"http://127.0.0.1:18435\"";
     assert!(text.contains(url), "the README's plan names its url");
     std::fs::copy(examples.join("camera.png"), dir.join("camera.png")).expect("camera.png");
+    std::fs::create_dir_all(dir.join("prompts")).expect("prompts");
+    for prompt in std::fs::read_dir(examples.join("prompts")).expect("examples/prompts") {
+        let prompt = prompt.expect("a prompt");
+        std::fs::copy(prompt.path(), dir.join("prompts").join(prompt.file_name())).expect("copy");
+    }
     let plan = dir.join("cpu-bench.toml");
     let aimed = text.replace(url, &format!("url = \"http://127.0.0.1:{port}\""));
     std::fs::write(&plan, aimed).expect("plan");
