@@ -25,7 +25,9 @@ pub struct Config {
     /// The history database.
     pub store: PathBuf,
     /// The engine the service's actions change; its state dir holds the journals, records and
-    /// locks.
+    /// locks. [`crate::serve`] reaches its host through an SSH pool of its own (whatever pool
+    /// this one has is not used), so that the forwards' link notices join the events of the
+    /// action that runs, and closes that pool when it stops.
     pub engine: vlmctl_lifecycle::Engine,
     /// Deployment specs the service may relaunch and judges drift against.
     pub specs: Vec<PathBuf>,
