@@ -37,7 +37,7 @@ pub struct ComparisonRow {
     /// New schema pass rate.
     pub schema_pass: Option<f64>,
     /// The runbook's rule applied to `change_pct` and `schema_pass`.
-    pub verdict: Verdict,
+    pub verdict: ComparisonVerdict,
     /// Why the verdict is "investigate" (empty when within noise).
     pub reasons: Vec<Reason>,
     /// Target band of the new p50.
@@ -53,7 +53,7 @@ pub const MIN_SCHEMA_PASS: f64 = 0.95;
 /// Whether a compared config needs a look. Serialised as the words the reports print
 /// (`"within noise"`, `"investigate"`), which results consumers already read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Verdict {
+pub enum ComparisonVerdict {
     /// The p50 moved by at most [`MAX_P50_CHANGE_PCT`] and the schema pass rate is at least
     /// [`MIN_SCHEMA_PASS`].
     #[serde(rename = "within noise")]
@@ -63,7 +63,7 @@ pub enum Verdict {
     Investigate,
 }
 
-impl Verdict {
+impl ComparisonVerdict {
     /// The word reports print.
     #[must_use]
     pub fn as_str(self) -> &'static str {
@@ -74,7 +74,7 @@ impl Verdict {
     }
 }
 
-impl std::fmt::Display for Verdict {
+impl std::fmt::Display for ComparisonVerdict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // `pad`, so table columns (`{:<13}`) line up.
         f.pad(self.as_str())
@@ -123,11 +123,11 @@ pub fn reasons(change_pct: f64, schema_pass: Option<f64>) -> Vec<Reason> {
 
 /// The runbook's rule ([`reasons`]): within noise when there is no reason to investigate.
 #[must_use]
-pub fn verdict(change_pct: f64, schema_pass: Option<f64>) -> Verdict {
+pub fn verdict(change_pct: f64, schema_pass: Option<f64>) -> ComparisonVerdict {
     if reasons(change_pct, schema_pass).is_empty() {
-        Verdict::WithinNoise
+        ComparisonVerdict::WithinNoise
     } else {
-        Verdict::Investigate
+        ComparisonVerdict::Investigate
     }
 }
 
@@ -293,11 +293,11 @@ pub fn render(c: &Comparison) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{MAX_P50_CHANGE_PCT, MIN_SCHEMA_PASS, Verdict, verdict};
+    use super::{ComparisonVerdict, MAX_P50_CHANGE_PCT, MIN_SCHEMA_PASS, verdict};
 
     #[test]
     fn the_rule_at_its_boundaries() {
-        use Verdict::{Investigate, WithinNoise};
+        use ComparisonVerdict::{Investigate, WithinNoise};
         for (change, pass, want) in [
             (0.0, Some(1.0), WithinNoise),
             (20.0, Some(1.0), WithinNoise),
@@ -333,12 +333,12 @@ mod tests {
     #[test]
     fn verdicts_serialise_as_the_words_reports_print() {
         for (v, word) in [
-            (Verdict::WithinNoise, "within noise"),
-            (Verdict::Investigate, "investigate"),
+            (ComparisonVerdict::WithinNoise, "within noise"),
+            (ComparisonVerdict::Investigate, "investigate"),
         ] {
             assert_eq!(serde_json::to_value(v).unwrap(), serde_json::json!(word));
             assert_eq!(
-                serde_json::from_value::<Verdict>(serde_json::json!(word)).unwrap(),
+                serde_json::from_value::<ComparisonVerdict>(serde_json::json!(word)).unwrap(),
                 v
             );
             assert_eq!(v.to_string(), word);

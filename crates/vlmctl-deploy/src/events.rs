@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use vlmctl_lifecycle::containers::{ConflictInfo, Launch, PullStep};
 use vlmctl_lifecycle::gates::GateResult;
+use vlmctl_lifecycle::hosts::LinkNotice;
 use vlmctl_lifecycle::journal::Restored;
 use vlmctl_weights::{FetchOutcome, FetchProgress};
 
@@ -247,6 +248,13 @@ pub enum Event {
         host: String,
         /// The folder there.
         dir: std::path::PathBuf,
+    },
+    /// An SSH forward to another host ended under the job, was opened again, or is lost. It
+    /// comes from the engine's `Sessions` pool, not from the job: the front-end that holds the
+    /// pool's channel puts it among the events of what runs. Text: the notice's own line.
+    Link {
+        /// What happened to the forward.
+        notice: LinkNotice,
     },
 }
 
@@ -492,6 +500,7 @@ impl std::fmt::Display for Event {
             Self::PushingTo { files, host, dir } => {
                 write!(f, "{files} file(s) to {host}:{}", dir.display())
             }
+            Self::Link { notice } => write!(f, "{notice}"),
         }
     }
 }

@@ -8,7 +8,7 @@ use vlmctl_lifecycle::{Docker, LifecycleError};
 use vlmctl_weights::{VerifyJob, verify_all};
 
 use crate::human_bytes;
-use crate::plan::Plan;
+use crate::plan::DeploymentPlan;
 
 /// Where the GPUs are looked at: this machine's `nvidia-smi`, or, on another host, one in a
 /// short-lived container from the deployment's image with the GPUs requested.
@@ -111,7 +111,7 @@ fn linked_elsewhere(j: &VerifyJob) -> Option<String> {
 /// engine's state folder (`false`: hash everything, the thorough check of `vlmctl gates`).
 pub async fn run(
     engine: &vlmctl_lifecycle::Engine,
-    plan: &Plan,
+    plan: &DeploymentPlan,
     cached: bool,
 ) -> (Result<Docker, LifecycleError>, GateReport) {
     let docker = engine.connect().await;

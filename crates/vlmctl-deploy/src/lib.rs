@@ -4,7 +4,7 @@
 //! fetch, verify), `vlmctl-lifecycle` (Docker) and `vlmctl-bench` (the smoke request is one
 //! bench-client request).
 //!
-//! - [`Plan`]: spec + lock entry + models directory + API key, validated before any I/O.
+//! - [`DeploymentPlan`]: spec + lock entry + models directory + API key, validated before any I/O.
 //! - [`gates::run`]: every read-only gate, the weights gate included.
 //! - [`provision::provision`]: gates, fetch, pull, conflicts ([`provision::choose_conflicts`]),
 //!   the journalled stop, launch, readiness, smoke, memory ceiling ([`memory::check`]), the
@@ -50,7 +50,7 @@ pub mod weights;
 pub(crate) mod error;
 
 pub use error::DeployError;
-pub use plan::{Dirs, Plan};
+pub use plan::{DeploymentPlan, Dirs};
 pub use record::ProvisionRecord;
 
 /// `253.1 MB` style sizes (decimal units, as disks and the hub count).

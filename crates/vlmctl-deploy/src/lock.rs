@@ -20,7 +20,7 @@ pub async fn tune_guard(
     cancel: &Cancel,
 ) -> Result<DeploymentLock, DeployError> {
     let name = crate::tune::lock_name(deployment);
-    lock(state, &name, command, wait, sink, cancel)
+    acquire(state, &name, command, wait, sink, cancel)
         .await
         .map_err(|e| match e {
             DeployError::Lifecycle(LifecycleError::Busy { holder, lock, .. }) => {
@@ -36,7 +36,7 @@ pub async fn tune_guard(
 
 /// Takes `deployment`'s lock for `command`: fails at once when another command holds it, or,
 /// with `wait`, says whom it waits for and waits (until `cancel`).
-pub async fn lock(
+pub async fn acquire(
     state: &Path,
     deployment: &str,
     command: &str,

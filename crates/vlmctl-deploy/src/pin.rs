@@ -8,19 +8,19 @@
 use std::path::{Path, PathBuf};
 
 use vlmctl_lifecycle::spec::{FileRole, Spec};
-use vlmctl_weights::{HubClient, Lock, ModelEntry, PinRequest, Role, WeightsError};
+use vlmctl_weights::{HubClient, ModelEntry, PinRequest, Role, WeightsError, WeightsLock};
 
 use crate::DeployError;
 pub use crate::types::{Change, PinNeed, Pinned, Reason};
 
 /// The lock at `path` for `spec`: a missing file is an empty lock when the spec says where its
 /// model comes from (a fresh checkout pins into a new lock); else it is the error it always was.
-pub fn load_lock(spec: &Spec, path: &Path) -> Result<Lock, DeployError> {
-    match Lock::load(path) {
+pub fn load_lock(spec: &Spec, path: &Path) -> Result<WeightsLock, DeployError> {
+    match WeightsLock::load(path) {
         Err(WeightsError::LockRead { source, .. })
             if source.kind() == std::io::ErrorKind::NotFound && spec.model_intent.is_some() =>
         {
-            Ok(Lock { models: Vec::new() })
+            Ok(WeightsLock { models: Vec::new() })
         }
         other => Ok(other?),
     }
@@ -29,7 +29,7 @@ pub fn load_lock(spec: &Spec, path: &Path) -> Result<Lock, DeployError> {
 /// Pure: whether `spec`'s model must be pinned into `lock` (at `lock_path`). `None` when the
 /// spec has no intent (it names an entry) or the entry matches the intent.
 #[must_use]
-pub fn need(spec: &Spec, lock: &Lock, lock_path: &Path) -> Option<PinNeed> {
+pub fn need(spec: &Spec, lock: &WeightsLock, lock_path: &Path) -> Option<PinNeed> {
     let intent = spec.model_intent.as_ref()?;
     let mut request = PinRequest {
         name: spec.model.clone(),
@@ -169,8 +169,8 @@ pub fn write_entries(path: &Path, entries: &[ModelEntry]) -> Result<Vec<Change>,
             Err(e) => return Err(io(e)),
         };
     let mut lock = match &old {
-        Some(text) => Lock::parse(text, path)?,
-        None => Lock { models: Vec::new() },
+        Some(text) => WeightsLock::parse(text, path)?,
+        None => WeightsLock { models: Vec::new() },
     };
     let mut changes = Vec::new();
     for entry in entries {
@@ -193,7 +193,7 @@ pub fn write_entries(path: &Path, entries: &[ModelEntry]) -> Result<Vec<Change>,
     };
     if old.as_deref() != Some(text.as_str()) {
         // What we write must be a lock we accept.
-        Lock::parse(&text, path)?;
+        WeightsLock::parse(&text, path)?;
         crate::write_atomically(path, text.as_bytes()).map_err(io)?;
     }
     Ok(changes)
@@ -239,8 +239,8 @@ port = 1
         }
     }
 
-    fn lock_with(e: ModelEntry) -> Lock {
-        Lock { models: vec![e] }
+    fn lock_with(e: ModelEntry) -> WeightsLock {
+        WeightsLock { models: vec![e] }
     }
 
     #[test]
@@ -260,7 +260,7 @@ port = 1
             "model = \"m\"\n",
         ));
         assert_eq!(
-            need(&named, &Lock { models: vec![] }, Path::new("w.lock")),
+            need(&named, &WeightsLock { models: vec![] }, Path::new("w.lock")),
             None,
             "model = \"name\" never pins"
         );
@@ -269,7 +269,7 @@ port = 1
     #[test]
     fn a_missing_or_different_entry_needs_a_pin_saying_what_differs() {
         let s = spec(INTENT);
-        let n = need(&s, &Lock { models: vec![] }, Path::new("w.lock")).unwrap();
+        let n = need(&s, &WeightsLock { models: vec![] }, Path::new("w.lock")).unwrap();
         assert_eq!(n.reason, Reason::NoEntry);
         assert_eq!(n.request.revision, "main");
         assert_eq!(
@@ -364,7 +364,7 @@ port = 1
         );
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.starts_with("# ours\n"), "{text}");
-        assert_eq!(Lock::parse(&text, &path).unwrap().models, [b]);
+        assert_eq!(WeightsLock::parse(&text, &path).unwrap().models, [b]);
     }
 
     #[test]
@@ -385,7 +385,7 @@ port = 1
         for t in threads {
             assert_eq!(t.join().unwrap(), [Change::Added]);
         }
-        let lock = Lock::load(&path).unwrap();
+        let lock = WeightsLock::load(&path).unwrap();
         assert_eq!(lock.models.len(), 8, "every entry is there: {lock:?}");
     }
 

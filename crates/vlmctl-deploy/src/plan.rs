@@ -1,5 +1,5 @@
-//! The plan: a deployment spec, its lock entry, where the files are and the API key, all
-//! validated before any I/O.
+//! The deployment plan ([`DeploymentPlan`]): a deployment spec, its lock entry, where the files
+//! are and the API key, all validated before any I/O. (A bench plan is `vlmctl_bench::plan::Plan`.)
 
 use std::path::{Path, PathBuf};
 
@@ -21,7 +21,7 @@ pub const DEFAULT_SPEC_NAME: &str = "docker/panda-llamacpp.toml (embedded)";
 
 /// Everything validated before any I/O: spec, lock entry, where the files are, the API key.
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub struct DeploymentPlan {
     /// The deployment.
     pub spec: Spec,
     /// Its model's lock entry.
@@ -112,7 +112,7 @@ pub fn locks_pinning(model: &str, spec: Option<&Path>, lock: &Path) -> Vec<PathB
                 continue;
             }
             seen.push(real);
-            if vlmctl_weights::Lock::load(&f).is_ok_and(|l| l.model(model).is_some()) {
+            if vlmctl_weights::WeightsLock::load(&f).is_ok_and(|l| l.model(model).is_some()) {
                 out.push(f.strip_prefix("./").map(Path::to_owned).unwrap_or(f));
             }
         }
@@ -120,16 +120,16 @@ pub fn locks_pinning(model: &str, spec: Option<&Path>, lock: &Path) -> Vec<PathB
     out
 }
 
-impl Plan {
+impl DeploymentPlan {
     /// Loads and validates the spec and the lock, resolves the models directory and reads the
     /// API key from the environment variable the spec names. A spec whose `[model]` the lock
-    /// does not pin gives a plan with [`Plan::unpinned`] set; one that names an entry the lock
+    /// does not pin gives a plan with [`DeploymentPlan::unpinned`] set; one that names an entry the lock
     /// does not have is an error.
     pub fn load(spec: Option<&Path>, lock: &Path, dirs: &Dirs) -> Result<Self, DeployError> {
         Self::for_spec(load_spec(spec)?, spec, lock, dirs)
     }
 
-    /// [`Plan::load`] for a spec already parsed (from `spec_path`, `None` for the embedded
+    /// [`DeploymentPlan::load`] for a spec already parsed (from `spec_path`, `None` for the embedded
     /// default): a job that parsed it once (to record it, to find a deployment by name) does not
     /// parse it again.
     pub fn for_spec(
@@ -281,7 +281,7 @@ pub fn mount_source(dir: &Path) -> Result<PathBuf, DeployError> {
 }
 
 #[cfg(test)]
-impl Plan {
+impl DeploymentPlan {
     /// The embedded spec with an empty model entry whose lock hash is `lock_sha256`: for unit
     /// tests of decisions over a plan.
     pub(crate) fn fixture(lock_sha256: &str) -> Self {
@@ -331,7 +331,7 @@ mod tests {
 
     #[test]
     fn a_server_needs_its_key_present_and_long_enough() {
-        let mut plan = Plan::fixture("");
+        let mut plan = DeploymentPlan::fixture("");
         plan.require_api_key().unwrap();
         plan.spec.server.api_key_env = Some("K".into());
         assert!(matches!(

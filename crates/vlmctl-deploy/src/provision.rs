@@ -13,7 +13,7 @@ use vlmctl_weights::HubClient;
 
 use crate::events::{Cancel, Confirm, Event, Sink};
 use crate::offload::GpuProof;
-use crate::plan::Plan;
+use crate::plan::DeploymentPlan;
 use crate::record::{ProvisionRecord, RECORD_VERSION};
 use crate::server_checks::{checked_smoke, cuda_failure_at_load, prove, stale_weights};
 use crate::smoke::{self, Smoke};
@@ -105,7 +105,7 @@ pub fn blocking_gates(report: &GateReport, relaunch: bool) -> Vec<&GateResult> {
 
 /// Provisions (or, with `opts.relaunch`, relaunches) the plan's deployment.
 pub async fn provision(
-    plan: &Plan,
+    plan: &DeploymentPlan,
     opts: &Options,
     hub: &HubClient,
     ctx: Ctx<'_>,
@@ -133,7 +133,7 @@ pub async fn provision(
     } else {
         let tune =
             crate::lock::tune_guard(state, &spec.name, command, opts.wait, sink, cancel).await?;
-        let own = crate::lock::lock(state, &spec.name, command, opts.wait, sink, cancel).await?;
+        let own = crate::lock::acquire(state, &spec.name, command, opts.wait, sink, cancel).await?;
         Some((tune, own))
     };
 
@@ -289,7 +289,7 @@ async fn undo_dead_run(
 /// the earlier bytes, not these.
 async fn prepare(
     engine: &vlmctl_lifecycle::Engine,
-    plan: &Plan,
+    plan: &DeploymentPlan,
     opts: &Options,
     hub: &HubClient,
     sink: &mut dyn Sink,
@@ -357,7 +357,7 @@ async fn prepare(
 /// The weights gate failing for missing files is what `provision` fixes: fetch, then verify.
 /// Returns the files put in place (not those found already there).
 async fn fetch_if_needed(
-    plan: &Plan,
+    plan: &DeploymentPlan,
     hub: &HubClient,
     report: &mut GateReport,
     sink: &mut dyn Sink,
@@ -425,7 +425,7 @@ async fn bad_under_server(
 struct Run<'a> {
     engine: &'a vlmctl_lifecycle::Engine,
     docker: &'a Docker,
-    plan: &'a Plan,
+    plan: &'a DeploymentPlan,
     /// The deployment's journal.
     jpath: PathBuf,
     /// This run's id (container label, journal entries).

@@ -13,7 +13,7 @@ use serde::Serialize;
 use vlmctl_lifecycle::remote::{self, Found, Helper, Want};
 
 use crate::events::{Event, Sink};
-use crate::{DeployError, Plan};
+use crate::{DeployError, DeploymentPlan};
 
 /// One file's outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -34,7 +34,7 @@ pub struct FileOnHost {
 /// What a plan's files are: name in the directory, size, sha256, and where the verified local
 /// copy is.
 #[must_use]
-pub fn wants(plan: &Plan) -> Vec<(Want, PathBuf)> {
+pub fn wants(plan: &DeploymentPlan) -> Vec<(Want, PathBuf)> {
     plan.jobs
         .iter()
         .map(|j| {

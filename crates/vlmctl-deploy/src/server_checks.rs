@@ -9,7 +9,7 @@ use vlmctl_lifecycle::Docker;
 use vlmctl_lifecycle::containers;
 
 use crate::offload::{self, GpuProof};
-use crate::plan::Plan;
+use crate::plan::DeploymentPlan;
 use crate::smoke::{self, Smoke};
 use crate::{DeployError, memory};
 
@@ -20,7 +20,7 @@ use crate::{DeployError, memory};
 pub(crate) async fn stale_weights(
     engine: &vlmctl_lifecycle::Engine,
     docker: &Docker,
-    plan: &Plan,
+    plan: &DeploymentPlan,
     repaired: &[String],
 ) -> Option<String> {
     let inspected = docker.inspect_container(&plan.spec.name, None).await.ok()?;
@@ -71,7 +71,7 @@ const PROOF_LOG_BYTES: usize = 1 << 20;
 /// start) and `nvidia-smi`'s figure, weighed by [`offload::decide`].
 pub(crate) async fn prove(
     docker: &Docker,
-    plan: &Plan,
+    plan: &DeploymentPlan,
     reading: &memory::Reading,
 ) -> Result<GpuProof, DeployError> {
     let spec = &plan.spec;
@@ -110,7 +110,7 @@ pub(crate) async fn prove(
 /// ignored, is told there).
 pub(crate) async fn checked_smoke(
     docker: &Docker,
-    plan: &Plan,
+    plan: &DeploymentPlan,
     base: &str,
 ) -> Result<Smoke, DeployError> {
     let logs = || containers::log_tail(docker, &plan.spec.name, 15);

@@ -13,7 +13,7 @@ use vlmctl_lifecycle::journal::{self, Journal};
 use vlmctl_lifecycle::Engine;
 
 use crate::DeployError;
-use crate::plan::Plan;
+use crate::plan::DeploymentPlan;
 use crate::tune::journal::TuneJournal;
 
 /// How a running container differs from the spec and lock given. Serialized as the text
@@ -57,13 +57,13 @@ impl Serialize for Drift {
 
 /// Pure: the drift of `m` against whichever of `plans` is for that container.
 #[must_use]
-pub fn drift_among(m: &Managed, plans: &[Plan]) -> Drift {
+pub fn drift_among(m: &Managed, plans: &[DeploymentPlan]) -> Drift {
     drift(m, plans.iter().find(|p| p.spec.name == m.name))
 }
 
 /// Pure: the drift of `m` against `plan` (when the plan is for that container).
 #[must_use]
-pub fn drift(m: &Managed, plan: Option<&Plan>) -> Drift {
+pub fn drift(m: &Managed, plan: Option<&DeploymentPlan>) -> Drift {
     let Some(p) = plan.filter(|p| p.spec.name == m.name) else {
         return Drift::Unknown;
     };
@@ -246,14 +246,14 @@ pub async fn managed(engine: &Engine) -> Result<Vec<Managed>, vlmctl_lifecycle::
 
 /// Status of `engine`'s managed containers (drift judged against `plan` when given) and of the
 /// journals in its state folder.
-pub async fn status(engine: &Engine, plan: Option<&Plan>) -> Result<Status, DeployError> {
-    let plans: Vec<Plan> = plan.into_iter().cloned().collect();
+pub async fn status(engine: &Engine, plan: Option<&DeploymentPlan>) -> Result<Status, DeployError> {
+    let plans: Vec<DeploymentPlan> = plan.into_iter().cloned().collect();
     status_of(engine, &plans).await
 }
 
 /// [`status`] with drift judged against each of `plans` (a deployment none of them names:
 /// unknown), and a "not running" entry for each of them that has no container.
-pub async fn status_of(engine: &Engine, plans: &[Plan]) -> Result<Status, DeployError> {
+pub async fn status_of(engine: &Engine, plans: &[DeploymentPlan]) -> Result<Status, DeployError> {
     let state = engine.state_dir();
     let docker = engine.connect().await?;
     let mut rows = Vec::new();
@@ -287,7 +287,7 @@ pub async fn status_of(engine: &Engine, plans: &[Plan]) -> Result<Status, Deploy
 
 /// Pure: the deployments of `plans` (in order, once each) that no row is for.
 #[must_use]
-pub fn missing(rows: &[StatusRow], plans: &[Plan]) -> Vec<String> {
+pub fn missing(rows: &[StatusRow], plans: &[DeploymentPlan]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for p in plans {
         let name = &p.spec.name;
@@ -304,7 +304,7 @@ pub fn missing(rows: &[StatusRow], plans: &[Plan]) -> Vec<String> {
 pub async fn status_all(
     engine: &Engine,
     hosts: &[vlmctl_lifecycle::hosts::Host],
-    plans: &[Plan],
+    plans: &[DeploymentPlan],
 ) -> Vec<Result<Status, DeployError>> {
     futures::future::join_all(hosts.iter().map(|h| async move {
         let on = engine.on(h.clone());
@@ -333,7 +333,7 @@ mod tests {
 
     #[test]
     fn drift_compares_both_hashes_of_the_same_deployment_only() {
-        let plan = Plan::fixture("L");
+        let plan = DeploymentPlan::fixture("L");
         let spec = &plan.spec;
         let s = spec.sha256();
         let m = |sp, lk| managed(&spec.name, sp, lk);
@@ -362,7 +362,7 @@ mod tests {
 
     #[test]
     fn a_deployment_asked_about_without_a_container_is_missing_once() {
-        let plan = Plan::fixture("L");
+        let plan = DeploymentPlan::fixture("L");
         let name = plan.spec.name.clone();
         let row = |n: &str| StatusRow {
             container: managed(n, None, None),

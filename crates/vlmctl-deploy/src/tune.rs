@@ -31,13 +31,13 @@ use vlmctl_lifecycle::spec::{Gpus, Spec};
 use vlmctl_lifecycle::{Docker, LifecycleError, containers};
 use vlmctl_weights::HubClient;
 
-pub use decide::{Back, Row, Tuned, Verdict, adopt, choose, judge, order, verdict};
+pub use decide::{Back, Row, Tuned, VariantVerdict, adopt, choose, judge, order, verdict};
 pub use file::{BASELINE, TuneFile, Variant};
 
 use crate::DeployError;
 use crate::events::{Cancel, Event, NoOne, Sink};
 use crate::history::History;
-use crate::plan::Plan;
+use crate::plan::DeploymentPlan;
 use crate::provision::{self, Ctx, Options, Provisioned};
 pub use crate::types::{Measured, MemorySource, Outcome, Stage, lock_name, parked_name, parked_of};
 
@@ -87,7 +87,7 @@ pub enum Held {
 /// Runs the sweep: see the module documentation. `bench`'s first target is pointed at the
 /// deployment (its URL and API key replaced); the others are left out.
 pub async fn tune(
-    plan: &Plan,
+    plan: &DeploymentPlan,
     bench: &LoadedPlan,
     file: &TuneFile,
     opts: &TuneOptions,
@@ -106,10 +106,10 @@ pub async fn tune(
     plan.require_api_key()?;
     let name = plan.spec.name.clone();
     let _tune_lock =
-        crate::lock::lock(state, &lock_name(&name), "tune", opts.wait, sink, cancel).await?;
+        crate::lock::acquire(state, &lock_name(&name), "tune", opts.wait, sink, cancel).await?;
     // The deployment's own lock for the whole run: no provision, relaunch, teardown or restore
     // of it (from the CLI or the service) in the middle of the sweep.
-    let _lock = crate::lock::lock(state, &name, "tune", opts.wait, sink, cancel).await?;
+    let _lock = crate::lock::acquire(state, &name, "tune", opts.wait, sink, cancel).await?;
     let docker = engine.connect().await?;
     let jpath = journal::path(state, &name);
     // A tune of this deployment that died: its original comes back first.
@@ -206,13 +206,13 @@ fn judge_rows(rows: &mut [Row], gate: Option<u64>) -> Option<usize> {
     for r in rows.iter_mut() {
         r.verdict = verdict(&r.outcome, gate);
     }
-    let pairs: Vec<(Outcome, Verdict)> = rows
+    let pairs: Vec<(Outcome, VariantVerdict)> = rows
         .iter()
         .map(|r| (r.outcome.clone(), r.verdict))
         .collect();
     let winner = choose(&pairs);
     if let Some(w) = winner {
-        rows[w].verdict = Verdict::Winner;
+        rows[w].verdict = VariantVerdict::Winner;
     }
     winner
 }
@@ -240,7 +240,7 @@ async fn check_back(
 struct Sweep<'a> {
     engine: &'a vlmctl_lifecycle::Engine,
     docker: &'a Docker,
-    plan: &'a Plan,
+    plan: &'a DeploymentPlan,
     bench: &'a LoadedPlan,
     hub: &'a HubClient,
     on_step: OnStep<'a>,
@@ -269,7 +269,7 @@ impl Sweep<'_> {
                 index,
                 total,
             });
-            let vplan = Plan {
+            let vplan = DeploymentPlan {
                 spec: variant.apply(&self.plan.spec),
                 ..self.plan.clone()
             };
@@ -298,7 +298,7 @@ impl Sweep<'_> {
                 spec_sha256: vplan.spec.sha256(),
                 variant,
                 outcome,
-                verdict: Verdict::Failed,
+                verdict: VariantVerdict::Failed,
                 results,
             });
             if let Some(e) = stop {
@@ -322,7 +322,7 @@ impl Sweep<'_> {
     /// torn down.
     async fn one(
         &self,
-        vplan: &Plan,
+        vplan: &DeploymentPlan,
         at: (usize, usize, &str),
         sink: &mut dyn Sink,
         cancel: &Cancel,
@@ -518,7 +518,7 @@ async fn put_back(
     let _lock = match held {
         Held::Yes => None,
         Held::No { wait } => {
-            Some(crate::lock::lock(engine.state_dir(), name, "tune", wait, sink, cancel).await?)
+            Some(crate::lock::acquire(engine.state_dir(), name, "tune", wait, sink, cancel).await?)
         }
     };
     let mut not_ready = None;
@@ -628,21 +628,21 @@ mod tests {
             failed(),
             m(5.0, 0, Some(true), None), // memory unknown under a gate
         ];
-        let v: Vec<(Outcome, Verdict)> = outcomes
+        let v: Vec<(Outcome, VariantVerdict)> = outcomes
             .iter()
             .map(|o| (o.clone(), verdict(o, gate)))
             .collect();
-        assert_eq!(v[1].1, Verdict::SloMissed);
+        assert_eq!(v[1].1, VariantVerdict::SloMissed);
         assert_eq!(
             v[2].1,
-            Verdict::OverMemory {
+            VariantVerdict::OverMemory {
                 used_mib: 900,
                 max_mib: 500
             }
         );
-        assert_eq!(v[3].1, Verdict::Errors { errors: 2 });
-        assert_eq!(v[6].1, Verdict::Failed);
-        assert_eq!(v[7].1, Verdict::MemoryUnknown);
+        assert_eq!(v[3].1, VariantVerdict::Errors { errors: 2 });
+        assert_eq!(v[6].1, VariantVerdict::Failed);
+        assert_eq!(v[7].1, VariantVerdict::MemoryUnknown);
         assert_eq!(choose(&v), Some(4));
         // Without a gate or an SLO, the fastest without errors wins, memory unknown or not.
         let v: Vec<_> = [m(9.0, 0, None, None), m(8.0, 1, None, None)]
@@ -654,7 +654,7 @@ mod tests {
             .collect();
         assert_eq!(choose(&v), Some(0));
         // None eligible: no winner.
-        assert_eq!(choose(&[(failed(), Verdict::Failed)]), None);
+        assert_eq!(choose(&[(failed(), VariantVerdict::Failed)]), None);
     }
 
     #[test]
@@ -713,7 +713,7 @@ mod tests {
             variant: Variant::baseline(),
             spec_sha256: String::new(),
             outcome: o,
-            verdict: Verdict::Failed,
+            verdict: VariantVerdict::Failed,
             results: None,
         };
         let rows = [

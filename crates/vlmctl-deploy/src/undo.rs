@@ -40,7 +40,7 @@ pub async fn teardown(
     let state = engine.state_dir();
     // Not in the middle of a tune of it (its container is parked aside then).
     let _tune = crate::lock::tune_guard(state, name, "teardown", wait, sink, cancel).await?;
-    let _lock = crate::lock::lock(state, name, "teardown", wait, sink, cancel).await?;
+    let _lock = crate::lock::acquire(state, name, "teardown", wait, sink, cancel).await?;
     let docker = engine.connect().await?;
     // Docker also takes an id (or an id prefix) for a name: what the argument names is the
     // container's own name, and that is what is checked, locked and torn down.
@@ -50,7 +50,7 @@ pub async fn teardown(
             refuse_parked(&actual)?;
             let tune =
                 crate::lock::tune_guard(state, &actual, "teardown", wait, sink, cancel).await?;
-            let lock = crate::lock::lock(state, &actual, "teardown", wait, sink, cancel).await?;
+            let lock = crate::lock::acquire(state, &actual, "teardown", wait, sink, cancel).await?;
             (actual, Some(tune), Some(lock))
         }
         _ => (name.to_owned(), None, None),
@@ -125,7 +125,7 @@ pub async fn restore_all(
     for j in tunes {
         let deployment = journal::deployment_of(&j);
         let outcome = async {
-            let _lock = crate::lock::lock(
+            let _lock = crate::lock::acquire(
                 state,
                 &crate::tune::lock_name(&deployment),
                 "restore",
@@ -162,7 +162,7 @@ async fn restore_one(
     cancel: &Cancel,
 ) -> Result<Restored, DeployError> {
     let deployment = journal::deployment_of(j);
-    let _lock = crate::lock::lock(state, &deployment, "restore", wait, sink, cancel).await?;
+    let _lock = crate::lock::acquire(state, &deployment, "restore", wait, sink, cancel).await?;
     journal::read(j)?;
     journal::restore(docker, j, Scope::All)
         .await

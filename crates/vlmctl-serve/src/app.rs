@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 use vlmctl_base::redact::Secrets;
 use vlmctl_deploy::events::Cancel;
-use vlmctl_deploy::{Dirs, Plan};
+use vlmctl_deploy::{DeploymentPlan, Dirs};
 use vlmctl_store::{Store, StoreError};
 use vlmctl_weights::HubClient;
 
@@ -25,7 +25,9 @@ pub struct Config {
     /// The history database.
     pub store: PathBuf,
     /// The engine the service's actions change; its state dir holds the journals, records and
-    /// locks.
+    /// locks. [`crate::serve`] reaches its host through an SSH pool of its own (whatever pool
+    /// this one has is not used), so that the forwards' link notices join the events of the
+    /// action that runs, and closes that pool when it stops.
     pub engine: vlmctl_lifecycle::Engine,
     /// Deployment specs the service may relaunch and judges drift against.
     pub specs: Vec<PathBuf>,
@@ -234,7 +236,7 @@ impl App {
 
     /// The spec file for a deployment, among the configured ones: its plan, or why not. Each
     /// spec is parsed once.
-    pub fn plan_for(&self, deployment: &str) -> Option<Result<Plan, String>> {
+    pub fn plan_for(&self, deployment: &str) -> Option<Result<DeploymentPlan, String>> {
         self.cfg.specs.iter().find_map(|p| {
             let spec = vlmctl_deploy::plan::load_spec(Some(p)).ok()?;
             (spec.name == deployment).then(|| self.plan_of(spec, p))
@@ -244,7 +246,7 @@ impl App {
     /// Every configured spec's deployment name and plan (or why not), each spec parsed once:
     /// for a page that shows every deployment (one parse per spec per request, not one per
     /// spec per row).
-    pub fn plans(&self) -> Vec<(String, Result<Plan, String>)> {
+    pub fn plans(&self) -> Vec<(String, Result<DeploymentPlan, String>)> {
         self.cfg
             .specs
             .iter()
@@ -255,8 +257,12 @@ impl App {
             .collect()
     }
 
-    fn plan_of(&self, spec: vlmctl_lifecycle::spec::Spec, path: &Path) -> Result<Plan, String> {
-        Plan::for_spec(spec, Some(path), &self.cfg.lock, &self.cfg.dirs)
+    fn plan_of(
+        &self,
+        spec: vlmctl_lifecycle::spec::Spec,
+        path: &Path,
+    ) -> Result<DeploymentPlan, String> {
+        DeploymentPlan::for_spec(spec, Some(path), &self.cfg.lock, &self.cfg.dirs)
             .map_err(|e| vlmctl_base::chain::one_line(&e))
     }
 

@@ -162,6 +162,15 @@ pub async fn serve(
     })?;
     let (activity, _) = broadcast::channel(1024);
     let (queue, rx) = queue::Queue::new();
+    // The service's own pool on the configured engine's host: its link notices (a forward
+    // that ended, reopened, lost) join the events of the action that runs.
+    let (sessions, notices) = vlmctl_lifecycle::hosts::Sessions::with_notices();
+    let mut cfg = cfg;
+    cfg.engine = vlmctl_lifecycle::Engine::new(
+        cfg.engine.host().clone(),
+        cfg.engine.base_state_dir(),
+        sessions.clone(),
+    );
     let app = Arc::new(App {
         cfg,
         store: Arc::new(Mutex::new(store)),
@@ -171,7 +180,8 @@ pub async fn serve(
         shutdown: shutdown.clone(),
         renders: Arc::new(tokio::sync::Semaphore::new(RENDER_SLOTS)),
     });
-    let worker = queue::start(Arc::clone(&app), rx).map_err(|e| ServeError::Task(e.to_string()))?;
+    let worker =
+        queue::start(Arc::clone(&app), rx, notices).map_err(|e| ServeError::Task(e.to_string()))?;
     tokio::spawn(watch_orphans(Arc::clone(&app)));
     let router = api::router(Arc::clone(&app))
         .merge(pages::router(Arc::clone(&app)))
@@ -197,6 +207,8 @@ pub async fn serve(
     let worker_cut_off = tokio::time::timeout(WORKER_GRACE, worker).await.is_err();
     let msg = format!("vlmctl serve stopped during the run ({why})");
     app.db(move |s| s.interrupt_own(&msg)).await.ok();
+    // What the pool handed out: helper containers first, then the forwards.
+    sessions.close().await;
     served.map_err(|source| ServeError::Bind { addr, source })?;
     Ok(Stopped { worker_cut_off })
 }

@@ -449,7 +449,7 @@ async fn compare(
     let investigate = c
         .rows
         .iter()
-        .any(|r| r.verdict == vlmctl_bench::compare::Verdict::Investigate);
+        .any(|r| r.verdict == vlmctl_bench::compare::ComparisonVerdict::Investigate);
     let body = html! {
         h1 { "Run " (ia) " → run " (ib) }
         (form(&a, &b))
@@ -469,7 +469,7 @@ async fn compare(
                     td.num { (format!("{:+.1} %", r.change_pct)) }
                     td.num { (format!("{:+.1} … {:+.1} %", r.change_ci_pct.0, r.change_ci_pct.1)) }
                     td.num { (pct(r.schema_pass)) } td { (r.band) }
-                    td class=(if r.verdict == vlmctl_bench::compare::Verdict::Investigate { "bad" } else { "ok" }) { (r.verdict_text()) }
+                    td class=(if r.verdict == vlmctl_bench::compare::ComparisonVerdict::Investigate { "bad" } else { "ok" }) { (r.verdict_text()) }
                 }
             }
         }

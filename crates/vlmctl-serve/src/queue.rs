@@ -1,7 +1,8 @@
 //! The service's one queue: bench runs, relaunches and teardowns, one at a time (a relaunch in
 //! the middle of a bench would measure the restart; two benches at once would measure each
 //! other). Whatever the current action does is published as [`Activity`], which the pages get
-//! as server-sent events.
+//! as server-sent events: its job's events, and the link notices of the service's SSH forwards
+//! while it runs.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use vlmctl_deploy::bench::{BenchJob, Benched, Progress, Record};
 use vlmctl_deploy::events::{Event, NoOne};
 use vlmctl_deploy::history::History;
 use vlmctl_deploy::provision::{self, Ctx, Options, Provisioned};
+use vlmctl_lifecycle::hosts::LinkNotice;
 use vlmctl_store::{JobKind, Source, State};
 
 use crate::{ApiError, App};
@@ -128,6 +130,7 @@ fn stopping() -> ApiError {
 pub(crate) fn start(
     app: Arc<App>,
     rx: mpsc::UnboundedReceiver<Action>,
+    notices: mpsc::UnboundedReceiver<LinkNotice>,
 ) -> std::io::Result<tokio::sync::oneshot::Receiver<()>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -136,33 +139,110 @@ pub(crate) fn start(
     std::thread::Builder::new()
         .name("vlmctl-serve-queue".to_owned())
         .spawn(move || {
-            rt.block_on(work(app, rx));
+            rt.block_on(work(app, rx, notices));
             let _ = done.send(());
         })?;
     Ok(ended)
 }
 
-/// The worker: one action at a time until shutdown.
-async fn work(app: Arc<App>, mut rx: mpsc::UnboundedReceiver<Action>) {
+/// The worker: one action at a time until shutdown. The link notices of the service's SSH
+/// forwards join the events of the action that runs; between actions there is no event
+/// stream to join, and they go to the log.
+async fn work(
+    app: Arc<App>,
+    mut rx: mpsc::UnboundedReceiver<Action>,
+    mut notices: mpsc::UnboundedReceiver<LinkNotice>,
+) {
     loop {
         let next = tokio::select! {
             a = rx.recv() => a,
+            Some(n) = notices.recv() => {
+                tracing::warn!("{}", app.cfg.secrets.scrub(&n.to_string()));
+                continue;
+            }
             _ = app.shutdown.cancelled() => None,
         };
         let Some(action) = next else { break };
         app.queue.busy.store(true, Ordering::SeqCst);
         app.queue.waiting.fetch_sub(1, Ordering::SeqCst);
+        run_action(&app, action, &mut notices).await;
+        app.queue.busy.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Runs `action`; a link notice that arrives meanwhile is one more of its events
+/// ([`Event::Link`]), on its stream as its other events are. Notices come first: one already
+/// there is said before the action goes on.
+pub(crate) async fn run_action(
+    app: &Arc<App>,
+    action: Action,
+    notices: &mut mpsc::UnboundedReceiver<LinkNotice>,
+) {
+    let stream = Stream::of(&action);
+    let running = async {
         match action {
             Action::Bench {
                 run,
                 deployment: _,
                 plan,
                 keys,
-            } => bench(&app, run, &plan, &keys).await,
-            Action::Relaunch { deployment } => relaunch(&app, &deployment).await,
-            Action::Teardown { deployment } => teardown(&app, &deployment).await,
+            } => bench(app, run, &plan, &keys).await,
+            Action::Relaunch { deployment } => relaunch(app, &deployment).await,
+            Action::Teardown { deployment } => teardown(app, &deployment).await,
         }
-        app.queue.busy.store(false, Ordering::SeqCst);
+    };
+    tokio::pin!(running);
+    loop {
+        tokio::select! {
+            biased;
+            Some(notice) = notices.recv() => stream.publish(app, &Event::Link { notice }),
+            () = &mut running => return,
+        }
+    }
+}
+
+/// Where an action's events go on the pages: a bench run's steps, or a relaunch's or
+/// teardown's lines. Each is the event's one line, scrubbed with the service's secrets.
+enum Stream {
+    /// [`Activity::Step`] of the run.
+    Bench {
+        /// The run.
+        run: i64,
+    },
+    /// [`Activity::Job`].
+    Job {
+        /// `relaunch`, `teardown`.
+        action: String,
+        /// The deployment.
+        deployment: String,
+    },
+}
+
+impl Stream {
+    fn of(action: &Action) -> Self {
+        match action {
+            Action::Bench { run, .. } => Self::Bench { run: *run },
+            Action::Relaunch { .. } | Action::Teardown { .. } => Self::Job {
+                action: action.name().to_owned(),
+                deployment: action.deployment().to_owned(),
+            },
+        }
+    }
+
+    fn publish(&self, app: &App, e: &Event) {
+        let line = app.cfg.secrets.scrub(&e.to_string()).into_owned();
+        app.publish(match self {
+            Self::Bench { run } => Activity::Step {
+                run: *run,
+                target: String::new(),
+                message: line,
+            },
+            Self::Job { action, deployment } => Activity::Job {
+                action: action.clone(),
+                deployment: deployment.clone(),
+                line,
+            },
+        });
     }
 }
 
@@ -290,13 +370,8 @@ pub(crate) async fn bench(
         record: Record::Queued(run),
     };
     let progress = bench_progress(app, run);
-    let mut sink = |e: Event| {
-        app.publish(Activity::Step {
-            run,
-            target: String::new(),
-            message: app.cfg.secrets.scrub(&e.to_string()).into_owned(),
-        });
-    };
+    let stream = Stream::Bench { run };
+    let mut sink = |e: Event| stream.publish(app, &e);
     let done =
         vlmctl_deploy::bench::bench(&job, &mut history, &progress, &mut sink, &app.shutdown).await;
     let fail = |message: String| {
@@ -356,14 +431,11 @@ pub(crate) async fn job<F, T>(
     T: JobOutcome,
 {
     let action = kind.as_str().to_owned();
-    let publish = |line: String| {
-        app.publish(Activity::Job {
-            action: action.clone(),
-            deployment: deployment.to_owned(),
-            line: app.cfg.secrets.scrub(&line).into_owned(),
-        });
+    let stream = Stream::Job {
+        action: action.clone(),
+        deployment: deployment.to_owned(),
     };
-    let mut sink = |e: Event| publish(e.to_string());
+    let mut sink = |e: Event| stream.publish(app, &e);
     let mut history = history(app);
     let (spec, lock) = hashes.unzip();
     let id = history.begin_job(kind, Some(deployment), spec, lock, &mut sink);

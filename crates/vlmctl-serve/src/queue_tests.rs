@@ -258,6 +258,13 @@ fn every_event() -> Vec<vlmctl_deploy::events::Event> {
             host: s("beast"),
             dir: PathBuf::from("/models"),
         },
+        Event::Link {
+            notice: vlmctl_lifecycle::hosts::LinkNotice::Reopened {
+                host: s("beast"),
+                forward: s("/tmp/d.sock:/run/docker.sock"),
+                tries: 2,
+            },
+        },
     ];
     for e in &all {
         match e {
@@ -292,7 +299,8 @@ fn every_event() -> Vec<vlmctl_deploy::events::Event> {
             | Event::Resolving { .. }
             | Event::Verifying { .. }
             | Event::Adopting { .. }
-            | Event::PushingTo { .. } => {}
+            | Event::PushingTo { .. }
+            | Event::Link { .. } => {}
         }
     }
     all
@@ -336,4 +344,54 @@ fn every_event_a_job_sends_is_a_line_on_the_event_stream() {
     let want: Vec<String> = events.iter().map(ToString::to_string).collect();
     assert_eq!(lines, want);
     assert!(lines.iter().all(|l| !l.is_empty()), "{lines:?}");
+}
+
+/// A link notice of the service's SSH forwards (here sent by hand, as the pool would) while an
+/// action runs is one of that action's events: a line of its job on the event stream, said
+/// before the job's end, scrubbed with the service's secrets.
+#[test]
+fn a_link_notice_joins_the_event_stream_of_the_running_job() {
+    use vlmctl_lifecycle::hosts::LinkNotice;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (app, _rx) = test_app(tmp.path());
+    app.cfg.secrets.add("sk-forward-secret-0123456789");
+    let app = Arc::new(app);
+    let mut heard = app.subscribe();
+    let (tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
+    let notice = LinkNotice::Ended {
+        host: "beast".to_owned(),
+        forward: "/tmp/d.sock:/run/docker.sock".to_owned(),
+        said: "exit status 255 (sk-forward-secret-0123456789)".to_owned(),
+    };
+    tx.send(notice.clone()).expect("sent");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    // A relaunch of a deployment no spec names: it fails at once, with no Docker call.
+    rt.block_on(queue::run_action(
+        &app,
+        queue::Action::Relaunch {
+            deployment: "nowhere".to_owned(),
+        },
+        &mut notices,
+    ));
+    let mut heard_all = Vec::new();
+    while let Ok(a) = heard.try_recv() {
+        heard_all.push(a);
+    }
+    let line = vlmctl_deploy::events::Event::Link { notice }
+        .to_string()
+        .replace("sk-forward-secret-0123456789", "[REDACTED]");
+    let at = heard_all.iter().position(|a| {
+        matches!(a, queue::Activity::Job { action, deployment, line: l }
+            if action == "relaunch" && deployment == "nowhere" && *l == line)
+    });
+    let done = heard_all
+        .iter()
+        .position(|a| matches!(a, queue::Activity::JobDone { .. }));
+    assert!(
+        at.is_some() && done.is_some() && at < done,
+        "{heard_all:#?}"
+    );
 }

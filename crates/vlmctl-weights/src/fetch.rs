@@ -447,7 +447,7 @@ pub fn adopt(
 
 /// The locked file that `src` is a copy of, matched by file name, within `model` if given.
 pub fn match_adoptee<'a>(
-    lock: &'a crate::Lock,
+    lock: &'a crate::WeightsLock,
     model: Option<&str>,
     src: &Path,
 ) -> Result<(&'a ModelEntry, &'a LockedFile), WeightsError> {

@@ -1,6 +1,6 @@
 //! Weights that are exact and checkable: nothing unverified ever reaches a container.
 //!
-//! - [`Lock`] is `weights.lock`: per model, the hub repository, the pinned commit, and each
+//! - [`WeightsLock`] is `weights.lock`: per model, the hub repository, the pinned commit, and each
 //!   file's path, [`Role`], size and [`Sha256Digest`]. Parsing rejects malformed input with file,
 //!   line and field ([`WeightsError::LockInvalid`]).
 //! - [`gguf::check_file`] checks GGUF structure (magic, version, metadata, tensor infos,
@@ -34,8 +34,8 @@ pub use hub::{
     DEFAULT_ENDPOINT, HubClient, PinRequest, RemoteFile, endpoint_password, repo_cache_dir,
 };
 pub use lock::{
-    LOCK_VERSION, Lock, LockedFile, ModelEntry, PINNED_FROM_LOCAL, Role, Sha256Digest,
-    UNKNOWN_REVISION, expand_home, leading_comments,
+    LOCK_VERSION, LockedFile, ModelEntry, PINNED_FROM_LOCAL, Role, Sha256Digest, UNKNOWN_REVISION,
+    WeightsLock, expand_home, leading_comments,
 };
 pub use verify::{
     FileReport, FileStamp, FileStatus, VerifyJob, sha256_file, verify_all, verify_all_cached,
@@ -48,7 +48,7 @@ pub const LOCK_FILE: &str = "weights.lock";
 /// Verification jobs for the named models (all models when `names` is empty), with the model
 /// directory resolved per [`ModelEntry::resolve_dir`].
 pub fn jobs_for(
-    lock: &Lock,
+    lock: &WeightsLock,
     lock_path: &std::path::Path,
     names: &[String],
     override_dir: Option<&std::path::Path>,
@@ -63,7 +63,7 @@ pub fn jobs_for(
 /// The named models (all when `names` is empty), in the order named; an unknown name is an
 /// error listing the names the lock has.
 pub fn select_models<'a>(
-    lock: &'a Lock,
+    lock: &'a WeightsLock,
     lock_path: &std::path::Path,
     names: &[String],
 ) -> Result<Vec<&'a ModelEntry>, WeightsError> {

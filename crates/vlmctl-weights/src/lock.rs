@@ -16,7 +16,7 @@ pub const LOCK_VERSION: u32 = 1;
 
 /// A parsed, validated `weights.lock`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lock {
+pub struct WeightsLock {
     /// Models, sorted by name.
     pub models: Vec<ModelEntry>,
 }
@@ -116,7 +116,7 @@ struct RawFile {
     sha256: Spanned<String>,
 }
 
-impl Lock {
+impl WeightsLock {
     /// Reads and validates the lock file at `path`.
     pub fn load(path: &Path) -> Result<Self, WeightsError> {
         let bytes =
@@ -385,7 +385,7 @@ impl ModelEntry {
     #[must_use]
     pub fn sha256(&self) -> String {
         use sha2::Digest as _;
-        let text = Lock {
+        let text = WeightsLock {
             models: vec![self.clone()],
         }
         .to_toml();
@@ -508,7 +508,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("weights.lock");
         std::fs::write(&p, b"version = 1\n# caf\xe9\n").unwrap();
-        let e = Lock::load(&p).unwrap_err();
+        let e = WeightsLock::load(&p).unwrap_err();
         assert!(
             matches!(e, WeightsError::LockInvalid { line: 2, .. }),
             "{e:?}"
@@ -532,16 +532,16 @@ sha256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 "#;
 
     fn err(text: &str) -> String {
-        Lock::parse(text, Path::new("weights.lock"))
+        WeightsLock::parse(text, Path::new("weights.lock"))
             .unwrap_err()
             .to_string()
     }
 
     #[test]
     fn good_lock_round_trips_through_canonical_text() {
-        let lock = Lock::parse(GOOD, Path::new("weights.lock")).unwrap();
+        let lock = WeightsLock::parse(GOOD, Path::new("weights.lock")).unwrap();
         assert_eq!(lock.models[0].files[0].size, 253_113_024);
-        let again = Lock::parse(&lock.to_toml(), Path::new("x")).unwrap();
+        let again = WeightsLock::parse(&lock.to_toml(), Path::new("x")).unwrap();
         assert_eq!(lock, again);
     }
 
@@ -609,7 +609,7 @@ sha256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
             "# pinned for panda\n#   by hand\n\n{}",
             GOOD.replace("dir =", "tracks = \"main\"\ndir =")
         );
-        let lock = Lock::parse(&text, Path::new("weights.lock")).unwrap();
+        let lock = WeightsLock::parse(&text, Path::new("weights.lock")).unwrap();
         assert_eq!(lock.models[0].tracks.as_deref(), Some("main"));
         let again = lock.to_toml_with_header(leading_comments(&text));
         assert!(

@@ -263,20 +263,17 @@ pub struct FileStamp {
     pub sha256: String,
 }
 
-/// How much older than a check a file's last change must be for the check to be remembered:
-/// well above the kernel's timestamp tick (1/HZ: 1 to 10 ms).
-const RACY_WINDOW_NS: i128 = 100_000_000;
-
 fn wall_clock_ns() -> i128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX))
 }
 
-/// Whether the file's timestamps were settled when the check started (not "racily clean").
+/// Whether the file's timestamps were settled when the check started (not "racily clean"):
+/// the rule [`vlmctl_base::stamp::settled`]. A stamp without a ctime never is.
 fn settled_before(s: &FileStamp, started_ns: i128) -> bool {
-    let limit = started_ns - RACY_WINDOW_NS;
-    s.mtime_ns < limit && s.ctime_ns.is_some_and(|c| c < limit)
+    s.ctime_ns
+        .is_some_and(|c| vlmctl_base::stamp::settled(s.mtime_ns, c, started_ns))
 }
 
 fn stamp(path: &Path, sha256: &Sha256Digest) -> Option<FileStamp> {
@@ -439,7 +436,8 @@ mod tests {
 
     /// Timestamps come from a coarse clock (one tick is up to 10 ms): a pause makes the edit's
     /// ctime differ from the write's, and lets the file's last change fall out of the window in
-    /// which a check is not remembered ([`RACY_WINDOW_NS`]). Not synchronisation.
+    /// which a check is not remembered ([`vlmctl_base::stamp::RACY_WINDOW_NS`]). Not
+    /// synchronisation.
     fn next_clock_tick() {
         std::thread::sleep(Duration::from_millis(150));
     }

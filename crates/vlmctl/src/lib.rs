@@ -55,18 +55,17 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitC
 fn execute(cli: &Cli, out: &mut Output) -> Result<u8, Failure> {
     let rt = runtime()?;
     // What this command holds open to other hosts (SSH forwards, helper containers), and what
-    // happens to it: a forward that ended and was opened again is said on stderr.
+    // happens to it: a forward that ended and was opened again is an event (`Event::Link`),
+    // said on stderr as the command's other events are.
     let (sessions, mut notices) = vlmctl_lifecycle::hosts::Sessions::with_notices();
-    let say = |n: &vlmctl_lifecycle::hosts::LinkNotice| {
-        redact::write_line(true, &render::link_notice(n));
-    };
+    let say = |notice| Output.event(&vlmctl_deploy::events::Event::Link { notice });
     let code = rt.block_on(async {
         let job = execute_async(cli, &sessions, out);
         tokio::pin!(job);
         loop {
             tokio::select! {
                 code = &mut job => break code,
-                Some(n) = notices.recv() => say(&n),
+                Some(n) = notices.recv() => say(n),
             }
         }
     });
@@ -75,7 +74,7 @@ fn execute(cli: &Cli, out: &mut Output) -> Result<u8, Failure> {
     // end and their folders go.
     rt.block_on(sessions.close());
     while let Ok(n) = notices.try_recv() {
-        say(&n);
+        say(n);
     }
     // A job cancelled while a blocking task runs (hashing a large file, waiting for a lock)
     // must not keep the process alive: those threads end with it.

@@ -15,4 +15,9 @@ impl Output {
     pub fn progress(&mut self, text: &str) {
         redact::write_line(true, text);
     }
+
+    /// A job's event as a progress note: its line ([`crate::render::event`]), on stderr.
+    pub fn event(&mut self, e: &vlmctl_deploy::events::Event) {
+        self.progress(&crate::render::event(e));
+    }
 }

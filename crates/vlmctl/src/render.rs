@@ -303,28 +303,12 @@ pub fn how_verified(stamped: bool) -> &'static str {
     vlmctl_deploy::events::how_verified(stamped)
 }
 
-/// A forward to another host that ended under us, reopened, or lost.
+/// An event's line as a plain progress note: its own line (`Display`, the one the service's
+/// pages show too). Commands that draw a table, a bar or a spinner for some events show every
+/// other event through this, and a forward's link notice (`Event::Link`) goes the same way.
 #[must_use]
-pub fn link_notice(n: &vlmctl_lifecycle::hosts::LinkNotice) -> String {
-    use vlmctl_lifecycle::hosts::LinkNotice;
-    match n {
-        LinkNotice::Ended {
-            host,
-            forward,
-            said,
-        } => format!(
-            "warning: the SSH forward to {host} ({forward}) ended: {said}; opening it again"
-        ),
-        LinkNotice::Reopened { host, tries, .. } => format!(
-            "warning: the SSH forward to {host} is open again (try {tries} of {})",
-            vlmctl_lifecycle::hosts::REOPEN_TRIES
-        ),
-        LinkNotice::Lost {
-            host, tries, said, ..
-        } => format!(
-            "warning: the SSH forward to {host} could not be opened again in {tries} tries: {said}"
-        ),
-    }
+pub fn event(e: &vlmctl_deploy::events::Event) -> String {
+    e.to_string()
 }
 
 /// The line for an event of the weights on another host (pushed, verified there, a staging
@@ -362,6 +346,54 @@ pub fn job_line(e: &vlmctl_deploy::events::Event) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A forward's link notice is shown as an event (`Event::Link`), with the words the terminal
+    /// showed before it was one.
+    #[test]
+    fn a_link_event_is_the_notices_line() {
+        use vlmctl_deploy::events::Event;
+        use vlmctl_lifecycle::hosts::{LinkNotice, REOPEN_TRIES};
+        let s = |v: &str| v.to_owned();
+        let lines = [
+            (
+                LinkNotice::Ended {
+                    host: s("beast"),
+                    forward: s("/tmp/d.sock:/run/docker.sock"),
+                    said: s("exit status 255"),
+                },
+                s(
+                    "warning: the SSH forward to beast (/tmp/d.sock:/run/docker.sock) ended: \
+                   exit status 255; opening it again",
+                ),
+            ),
+            (
+                LinkNotice::Reopened {
+                    host: s("beast"),
+                    forward: s("f"),
+                    tries: 2,
+                },
+                format!(
+                    "warning: the SSH forward to beast is open again (try 2 of {REOPEN_TRIES})"
+                ),
+            ),
+            (
+                LinkNotice::Lost {
+                    host: s("beast"),
+                    forward: s("f"),
+                    tries: 4,
+                    said: s("Connection refused"),
+                },
+                s(
+                    "warning: the SSH forward to beast could not be opened again in 4 tries: \
+                   Connection refused",
+                ),
+            ),
+        ];
+        for (notice, line) in lines {
+            assert_eq!(notice.to_string(), line);
+            assert_eq!(event(&Event::Link { notice }), line);
+        }
+    }
 
     #[test]
     fn control_characters_are_made_visible_and_plain_text_kept() {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use vlmctl_bench::client::ServerTimings;
-use vlmctl_bench::compare::{self, Verdict};
+use vlmctl_bench::compare::{self, ComparisonVerdict};
 use vlmctl_bench::plan::{Backend, Plan};
 use vlmctl_bench::report;
 use vlmctl_bench::run::{self, ConfigResult, Environment, Results, Sample, TargetResult};
@@ -140,7 +140,7 @@ fn table_markdown_and_compare() {
         ],
     );
     let comparison = compare::compare(&panda, &beast);
-    let verdicts: Vec<(&str, Verdict)> = comparison
+    let verdicts: Vec<(&str, ComparisonVerdict)> = comparison
         .rows
         .iter()
         .map(|r| (r.config.as_str(), r.verdict))
@@ -148,10 +148,10 @@ fn table_markdown_and_compare() {
     assert_eq!(
         verdicts,
         [
-            ("A", Verdict::WithinNoise),
-            ("B", Verdict::WithinNoise),
-            ("D", Verdict::Investigate),
-            ("T", Verdict::Investigate)
+            ("A", ComparisonVerdict::WithinNoise),
+            ("B", ComparisonVerdict::WithinNoise),
+            ("D", ComparisonVerdict::Investigate),
+            ("T", ComparisonVerdict::Investigate)
         ]
     );
     insta::assert_snapshot!("compare", compare::render(&comparison));
@@ -207,7 +207,7 @@ fn compare_gives_reasons_and_an_interval_of_the_change_the_verdict_judges() {
     let c = compare::compare(&base, &scaled(&base, 1.5));
     for r in &c.rows {
         assert!((r.change_pct - 50.0).abs() < 1e-9, "{r:?}");
-        assert_eq!(r.verdict, Verdict::Investigate);
+        assert_eq!(r.verdict, ComparisonVerdict::Investigate);
         // The interval is of the change the verdict judges: it holds the measured change and,
         // on these tight samples, lies wholly beyond the tolerance, as the verdict says.
         let (lo, hi) = r.change_ci_pct;
@@ -246,7 +246,7 @@ fn compare_gives_reasons_and_an_interval_of_the_change_the_verdict_judges() {
         run::summarize(&wide.targets[0].configs[0].samples, true, None);
     let c = compare::compare(&wide, &scaled(&wide, 1.5));
     let r = &c.rows[0];
-    assert_eq!(r.verdict, Verdict::Investigate);
+    assert_eq!(r.verdict, ComparisonVerdict::Investigate);
     assert!((r.change_pct - 50.0).abs() < 1e-9, "{r:?}");
     assert!(
         r.ci_ms.0 < 0.0,

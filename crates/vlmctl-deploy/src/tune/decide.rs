@@ -1,4 +1,4 @@
-//! The pure decisions of a tune: each variant's [`Verdict`] against the gates, the winner
+//! The pure decisions of a tune: each variant's [`VariantVerdict`] against the gates, the winner
 //! ([`choose`]), the table's order, the line that adopts a winner into the spec, whether the
 //! original is back ([`judge`]); and the rows they decide over. No I/O; imports nothing of the
 //! tune job.
@@ -17,7 +17,7 @@ use crate::types::{MemorySource, Outcome};
 /// Where a variant stands against the gates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(tag = "verdict", rename_all = "snake_case")]
-pub enum Verdict {
+pub enum VariantVerdict {
     /// The fastest that meets every gate.
     Winner,
     /// Meets every gate, slower than the winner.
@@ -52,7 +52,7 @@ pub struct Row {
     /// What happened.
     pub outcome: Outcome,
     /// Against the gates.
-    pub verdict: Verdict,
+    pub verdict: VariantVerdict,
     /// The bench results, when it was benchmarked.
     #[serde(skip)]
     pub results: Option<Box<Results>>,
@@ -134,34 +134,34 @@ pub fn judge(
     Back::NotBack { why }
 }
 
-/// Pure: a measured variant against the gates (never [`Verdict::Winner`]: see [`choose`]).
+/// Pure: a measured variant against the gates (never [`VariantVerdict::Winner`]: see [`choose`]).
 #[must_use]
-pub fn verdict(outcome: &Outcome, gate_mib: Option<u64>) -> Verdict {
+pub fn verdict(outcome: &Outcome, gate_mib: Option<u64>) -> VariantVerdict {
     let Outcome::Measured(m) = outcome else {
-        return Verdict::Failed;
+        return VariantVerdict::Failed;
     };
     if m.errors > 0 {
-        return Verdict::Errors { errors: m.errors };
+        return VariantVerdict::Errors { errors: m.errors };
     }
     if m.slo_met == Some(false) {
-        return Verdict::SloMissed;
+        return VariantVerdict::SloMissed;
     }
     match (gate_mib, m.memory_mib) {
-        (Some(max), Some(used)) if used > max => Verdict::OverMemory {
+        (Some(max), Some(used)) if used > max => VariantVerdict::OverMemory {
             used_mib: used,
             max_mib: max,
         },
-        (Some(_), None) => Verdict::MemoryUnknown,
-        _ => Verdict::Eligible,
+        (Some(_), None) => VariantVerdict::MemoryUnknown,
+        _ => VariantVerdict::Eligible,
     }
 }
 
 /// Pure: the fastest (lowest p50; the earlier on a tie) of the rows that meet every gate.
 #[must_use]
-pub fn choose(rows: &[(Outcome, Verdict)]) -> Option<usize> {
+pub fn choose(rows: &[(Outcome, VariantVerdict)]) -> Option<usize> {
     rows.iter()
         .enumerate()
-        .filter(|(_, (_, v))| matches!(v, Verdict::Eligible | Verdict::Winner))
+        .filter(|(_, (_, v))| matches!(v, VariantVerdict::Eligible | VariantVerdict::Winner))
         .filter_map(|(i, (o, _))| match o {
             Outcome::Measured(m) => Some((i, m.p50_ms)),
             Outcome::Failed { .. } => None,

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use vlmctl_weights::{FetchOutcome, Lock, Role};
+use vlmctl_weights::{FetchOutcome, Role, WeightsLock};
 
 use crate::events::{Event, Sink};
 use crate::{DeployError, Dirs};
@@ -35,7 +35,7 @@ pub fn adopt(
     dirs: &Dirs,
     sink: &mut dyn Sink,
 ) -> Result<Vec<Adopted>, DeployError> {
-    let data = Lock::load(lock)?;
+    let data = WeightsLock::load(lock)?;
     if let Some(n) = name {
         vlmctl_weights::select_models(&data, lock, &[n.to_owned()])?;
     }

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use vlmctl_weights::{FetchOutcome, HubClient, Lock};
+use vlmctl_weights::{FetchOutcome, HubClient, WeightsLock};
 
 use crate::events::{Event, Sink};
 use crate::{DeployError, Dirs};
@@ -34,7 +34,7 @@ pub async fn fetch(
     dirs: &Dirs,
     sink: &mut dyn Sink,
 ) -> Result<Vec<Fetched>, DeployError> {
-    let data = Lock::load(lock)?;
+    let data = WeightsLock::load(lock)?;
     let models = vlmctl_weights::select_models(&data, lock, names)?;
     let mut done = Vec::new();
     for model in models {

@@ -9,7 +9,7 @@ use vlmctl_lifecycle::spec::Spec;
 use vlmctl_weights::HubClient;
 
 use crate::events::{Event, Sink};
-use crate::{DeployError, Dirs, Plan};
+use crate::{DeployError, DeploymentPlan, Dirs};
 
 /// The plan for `spec` (read from `spec_path`, `None`: the embedded default) with the lock at
 /// `lock`, pinned first when needed: plan, need, `locked`, hub, pin, plan again, and an error if
@@ -22,8 +22,8 @@ pub async fn pinned_plan(
     hub: &HubClient,
     locked: bool,
     sink: &mut dyn Sink,
-) -> Result<Plan, DeployError> {
-    let first = Plan::for_spec(spec.clone(), spec_path, lock, dirs)?;
+) -> Result<DeploymentPlan, DeployError> {
+    let first = DeploymentPlan::for_spec(spec.clone(), spec_path, lock, dirs)?;
     let Some(need) = &first.unpinned else {
         return Ok(first);
     };
@@ -38,7 +38,7 @@ pub async fn pinned_plan(
     });
     let pinned = crate::pin::pin(hub, need).await?;
     sink.event(Event::Pinned { pinned });
-    let again = Plan::for_spec(spec, spec_path, lock, dirs)?;
+    let again = DeploymentPlan::for_spec(spec, spec_path, lock, dirs)?;
     // Someone changed the lock between our write and this read.
     again.require_pinned()?;
     Ok(again)

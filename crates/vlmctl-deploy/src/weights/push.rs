@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use vlmctl_lifecycle::remote::Want;
-use vlmctl_weights::{Lock, VerifyJob, jobs_for, verify_all};
+use vlmctl_weights::{VerifyJob, WeightsLock, jobs_for, verify_all};
 
 use crate::events::{Cancel, Event, Sink};
 use crate::push::FileOnHost;
@@ -41,7 +41,7 @@ pub async fn push(
     if !engine.is_remote() {
         return Err(DeployError::PushToLocal);
     }
-    let lock = Lock::load(req.lock)?;
+    let lock = WeightsLock::load(req.lock)?;
     let jobs = jobs_for(
         &lock,
         req.lock,
@@ -86,7 +86,7 @@ pub async fn push(
 /// Pure: the sha256 of every file the lock names. Staging folders for them are kept resumable,
 /// whichever models this push is for; those of files no entry names any more may go.
 #[must_use]
-pub fn keep_set(lock: &Lock) -> BTreeSet<String> {
+pub fn keep_set(lock: &WeightsLock) -> BTreeSet<String> {
     lock.models
         .iter()
         .flat_map(|m| m.files.iter().map(|f| f.sha256.to_string()))
@@ -153,7 +153,7 @@ mod tests {
 
     #[test]
     fn files_go_by_folder_and_the_whole_lock_is_kept() {
-        let lock = Lock {
+        let lock = WeightsLock {
             models: vec![
                 model("a", "/m/a", &[("a.gguf", 1), ("mmproj.gguf", 2)]),
                 model("b", "/m/b", &[("b.gguf", 3)]),

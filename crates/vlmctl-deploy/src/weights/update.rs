@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use vlmctl_weights::{HubClient, Lock, ModelEntry, PinRequest};
+use vlmctl_weights::{HubClient, ModelEntry, PinRequest, WeightsLock};
 
 use crate::DeployError;
 use crate::events::{Event, Sink};
@@ -101,7 +101,7 @@ pub async fn update(
     locked: bool,
     sink: &mut dyn Sink,
 ) -> Result<Updated, DeployError> {
-    let data = Lock::load(lock)?;
+    let data = WeightsLock::load(lock)?;
     let models = vlmctl_weights::select_models(&data, lock, names)?;
     let mut rows = Vec::new();
     let mut changed = Vec::new();

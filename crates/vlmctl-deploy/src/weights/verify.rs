@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use vlmctl_weights::{FileReport, Lock, jobs_for, verify_all};
+use vlmctl_weights::{FileReport, WeightsLock, jobs_for, verify_all};
 
 use crate::events::{Event, Sink};
 use crate::{DeployError, Dirs};
@@ -18,7 +18,7 @@ pub fn verify(
     threads: usize,
     sink: &mut dyn Sink,
 ) -> Result<Vec<FileReport>, DeployError> {
-    let data = Lock::load(lock)?;
+    let data = WeightsLock::load(lock)?;
     let jobs = jobs_for(&data, lock, names, dirs.dir.as_deref(), &dirs.models_root)?;
     if jobs.is_empty() {
         return Err(DeployError::LockHasNoFiles {

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use vlmctl_deploy::events::{Cancel, Confirm, Event, Sink};
 use vlmctl_deploy::provision::{self, Ctx, Options, Provisioned};
 use vlmctl_deploy::status::{self, Drift, JournalState};
-use vlmctl_deploy::{DeployError, Dirs, Plan, undo};
+use vlmctl_deploy::{DeployError, DeploymentPlan, Dirs, undo};
 use vlmctl_lifecycle::containers::{ConflictInfo, Launch};
 use vlmctl_lifecycle::gates::GateStatus;
 use vlmctl_test::{Env, LabelGuard, free_port};
@@ -126,7 +126,7 @@ impl World {
     }
 
     /// The plan for a CPU deployment of the test model that names `conflict`.
-    fn plan(&self, conflict: &str) -> Plan {
+    fn plan(&self, conflict: &str) -> DeploymentPlan {
         let spec = self.path("spec.toml");
         std::fs::write(
             &spec,
@@ -150,7 +150,7 @@ impl World {
             ),
         )
         .unwrap();
-        Plan::load(Some(&spec), &lock, &Dirs::default()).expect("plan")
+        DeploymentPlan::load(Some(&spec), &lock, &Dirs::default()).expect("plan")
     }
 
     fn hub_client(&self) -> HubClient {
@@ -169,7 +169,7 @@ impl World {
     /// Runs `provision` from the library, here.
     async fn job(
         &self,
-        plan: &Plan,
+        plan: &DeploymentPlan,
         opts: &Options,
         sink: &mut dyn Sink,
         confirm: &mut dyn Confirm,
@@ -235,7 +235,7 @@ fn kinds(events: &[Event]) -> Vec<String> {
 }
 
 /// Relaunch of an unchanged, healthy deployment: nothing stopped, nothing created.
-async fn relaunch_is_the_fast_path(w: &World, plan: &Plan) {
+async fn relaunch_is_the_fast_path(w: &World, plan: &DeploymentPlan) {
     let mut confirm = Answer {
         answer: true,
         asked: Vec::new(),
@@ -259,11 +259,11 @@ async fn relaunch_is_the_fast_path(w: &World, plan: &Plan) {
 
 /// The same spec and lock with the files in another directory: relaunch recreates the
 /// container (the spec hash alone would call it unchanged and keep the old mount).
-async fn a_new_models_dir_is_a_change(w: &World, plan: &Plan) {
+async fn a_new_models_dir_is_a_change(w: &World, plan: &DeploymentPlan) {
     let other = w.path("models-2");
     std::fs::create_dir_all(&other).unwrap();
     std::fs::hard_link(w.path("models").join(FILE), other.join(FILE)).unwrap();
-    let moved = Plan::load(
+    let moved = DeploymentPlan::load(
         Some(&w.path("spec.toml")),
         &w.path("weights.lock"),
         &Dirs {

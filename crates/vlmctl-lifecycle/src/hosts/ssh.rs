@@ -122,6 +122,8 @@ struct ForwardState {
 
 /// What happened to a forward while vlmctl ran: for the front-end to show (a library never
 /// prints): sent on the channel of [`super::Sessions::with_notices`], else logged at warn level.
+/// Its line is its `Display`; a job's events carry it as `Event::Link` (vlmctl-deploy), so that
+/// a front-end shows it as it shows any event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum LinkNotice {
@@ -154,6 +156,33 @@ pub enum LinkNotice {
         /// What the last try said.
         said: String,
     },
+}
+
+/// One line of text per notice (a warning): what the terminal and the service's pages show of
+/// it, as the line of the job event that carries it (`vlmctl_deploy::events::Event::Link`).
+impl std::fmt::Display for LinkNotice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Ended {
+                host,
+                forward,
+                said,
+            } => write!(
+                f,
+                "warning: the SSH forward to {host} ({forward}) ended: {said}; opening it again"
+            ),
+            Self::Reopened { host, tries, .. } => write!(
+                f,
+                "warning: the SSH forward to {host} is open again (try {tries} of {REOPEN_TRIES})"
+            ),
+            Self::Lost {
+                host, tries, said, ..
+            } => write!(
+                f,
+                "warning: the SSH forward to {host} could not be opened again in {tries} tries: {said}"
+            ),
+        }
+    }
 }
 
 /// Where a forward's [`LinkNotice`]s go: the front-end's channel ([`super::Sessions::with_notices`]),

@@ -110,7 +110,7 @@ pub mod staging {
 
     /// What [`judge`] makes of a folder.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum Verdict {
+    pub enum StagingVerdict {
         /// The lock names its file: a later push resumes from it.
         Wanted,
         /// A living helper writes it.
@@ -130,12 +130,12 @@ pub mod staging {
         alive: &std::collections::BTreeSet<String>,
         newest_s: u64,
         now_s: u64,
-    ) -> Verdict {
+    ) -> StagingVerdict {
         match &f.helper {
-            Some(h) if alive.contains(h) => Verdict::InUse,
-            _ if !f.trash && keep.contains(&f.sha256) => Verdict::Wanted,
-            None if now_s.saturating_sub(newest_s) < super::UNOWNED_AGE_S => Verdict::Recent,
-            _ => Verdict::Remove,
+            Some(h) if alive.contains(h) => StagingVerdict::InUse,
+            _ if !f.trash && keep.contains(&f.sha256) => StagingVerdict::Wanted,
+            None if now_s.saturating_sub(newest_s) < super::UNOWNED_AGE_S => StagingVerdict::Recent,
+            _ => StagingVerdict::Remove,
         }
     }
 }
@@ -225,9 +225,9 @@ pub async fn tidy(
         };
         match staging::judge(&f, keep, &alive, newest, now) {
             // Another tidy's trash, being removed now.
-            staging::Verdict::InUse if f.trash => {}
-            staging::Verdict::InUse => done.in_use.push(staged),
-            staging::Verdict::Remove => {
+            staging::StagingVerdict::InUse if f.trash => {}
+            staging::StagingVerdict::InUse => done.in_use.push(staged),
+            staging::StagingVerdict::Remove => {
                 let name = sh_quote(&f.name);
                 if f.trash {
                     let _ = write!(script, "rm -rf {name} && echo gone {n}; ");
@@ -242,7 +242,7 @@ pub async fn tidy(
                 }
                 doomed.push((n, staged));
             }
-            staging::Verdict::Wanted | staging::Verdict::Recent => {}
+            staging::StagingVerdict::Wanted | staging::StagingVerdict::Recent => {}
         }
     }
     if !doomed.is_empty() {
@@ -411,7 +411,7 @@ mod tests {
 
     #[test]
     fn staging_folders_are_judged_by_lock_helper_and_age() {
-        use staging::{Verdict, judge, parse, resumable};
+        use staging::{StagingVerdict, judge, parse, resumable};
         let a = "a".repeat(64);
         let b = "b".repeat(64);
         let (live, dead) = ("1234abcd".to_owned(), "dead0000".to_owned());
@@ -436,24 +436,33 @@ mod tests {
         // A killed push's folder for a file no lock here names: removed, however fresh.
         assert_eq!(
             j(format!(".vlmctl-push-{b}.live-{dead}"), fresh),
-            Verdict::Remove
+            StagingVerdict::Remove
         );
         // Another push writing it: never, however old.
         assert_eq!(
             j(format!(".vlmctl-push-{b}.live-{live}"), 0),
-            Verdict::InUse
+            StagingVerdict::InUse
         );
         // The lock names it: resumable.
         assert_eq!(
             j(format!(".vlmctl-push-{a}.live-{dead}"), 0),
-            Verdict::Wanted
+            StagingVerdict::Wanted
         );
         // An earlier version's folder: only once it is old.
-        assert_eq!(j(format!(".vlmctl-push-{b}"), fresh), Verdict::Recent);
-        assert_eq!(j(format!(".vlmctl-push-{b}"), old), Verdict::Remove);
+        assert_eq!(
+            j(format!(".vlmctl-push-{b}"), fresh),
+            StagingVerdict::Recent
+        );
+        assert_eq!(j(format!(".vlmctl-push-{b}"), old), StagingVerdict::Remove);
         // Trash of a tidy cut off.
-        assert_eq!(j(format!(".vlmctl-trash-{dead}-3"), fresh), Verdict::Remove);
-        assert_eq!(j(format!(".vlmctl-trash-{live}-3"), fresh), Verdict::InUse);
+        assert_eq!(
+            j(format!(".vlmctl-trash-{dead}-3"), fresh),
+            StagingVerdict::Remove
+        );
+        assert_eq!(
+            j(format!(".vlmctl-trash-{live}-3"), fresh),
+            StagingVerdict::InUse
+        );
         // Resuming: its own first, then a dead helper's, then an old unowned one; never a
         // living helper's or a recent unowned one.
         let me = "feed".to_owned();

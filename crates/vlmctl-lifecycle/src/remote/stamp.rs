@@ -1,5 +1,6 @@
 //! The stamps that spare a hash on the host (pure): what `stat` says of a file, what a first
-//! look and a hash found, and when a stamp is trusted or written ([`RACY_WINDOW_NS`]).
+//! look and a hash found, and when a stamp is written (the trust rule itself, the racy window,
+//! is [`vlmctl_base::stamp`], shared with the local verify cache).
 
 use std::collections::HashMap;
 
@@ -25,9 +26,9 @@ pub struct HostStat {
 /// changed, its content did not either: the mtime alone would not do (whoever can write the
 /// file can set it back after an edit), but the ctime cannot be set back, and a file replaced
 /// by a rename has another inode. Written only for a file whose `stat` was the same just before
-/// and just after it was hashed, and whose last change was more than [`RACY_WINDOW_NS`] older
-/// than the hash (timestamps come from a coarse clock: a same-size change within one tick of
-/// the previous one would leave them as they were). A file that does not verify loses its
+/// and just after it was hashed, and whose last change was settled when the hash started
+/// ([`vlmctl_base::stamp::settled`]: timestamps come from a coarse clock, so a same-size change
+/// within one tick of the previous one would leave them as they were). A file that does not verify loses its
 /// stamp. `weights verify` on the host itself, or removing the stamp, forces a hash.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HostStamp {
@@ -57,10 +58,6 @@ impl HostStamp {
         }
     }
 }
-
-/// How much older than a hash a file's last change must be for the hash to be stamped: well
-/// above the kernel's timestamp tick (1/HZ: 1 to 10 ms), as for the local cache.
-pub const RACY_WINDOW_NS: i128 = 100_000_000;
 
 /// `stat` format of a [`HostStat`]: GNU coreutils' and busybox's `stat` both print `%y` and
 /// `%z` with nanoseconds (`2026-01-02 03:04:05.123456789 +0000`), where `%.9Y` is GNU's alone.
@@ -184,8 +181,8 @@ pub(super) fn judge_look(want: &Want, look: &Looked) -> FirstLook {
 }
 
 /// Pure: a hashed file judged, and the stamp to write for it (`None`: remove any). Stamped only
-/// when it verified, nothing moved while it was hashed, and its last change was settled
-/// ([`RACY_WINDOW_NS`]) when the hash started.
+/// when it verified, nothing moved while it was hashed, and its last change was settled when the
+/// hash started ([`vlmctl_base::stamp::settled`]).
 pub(super) fn judge_hash(want: &Want, h: &Hashed) -> (Found, Option<HostStamp>) {
     let before = h.before.as_deref().and_then(parse_stat);
     let size = h
@@ -210,9 +207,7 @@ pub(super) fn judge_hash(want: &Want, h: &Hashed) -> (Found, Option<HostStamp>) 
     let after = h.after.as_deref().and_then(parse_stat);
     let stamp = match (before, after, clock) {
         (Some(b), Some(a), Some(clock))
-            if a == b
-                && b.mtime_ns < clock - RACY_WINDOW_NS
-                && b.ctime_ns < clock - RACY_WINDOW_NS =>
+            if a == b && vlmctl_base::stamp::settled(b.mtime_ns, b.ctime_ns, clock) =>
         {
             Some(HostStamp::of(b, &want.sha256))
         }

@@ -257,7 +257,7 @@ async fn adopt_links_a_good_copy_and_rejects_a_bad_one() {
     let s = Setup::new(None, None).await;
     let copy = s.tmp.path().join(FILE);
     std::fs::write(&copy, tiny_model()).unwrap();
-    let lock = vlmctl_weights::Lock {
+    let lock = vlmctl_weights::WeightsLock {
         models: vec![s.model.clone()],
     };
     let (m, f) = vlmctl_weights::match_adoptee(&lock, None, &copy).unwrap();

@@ -252,7 +252,7 @@ fn compare_cmd(
     let investigate = c
         .rows
         .iter()
-        .any(|r| r.verdict == compare::Verdict::Investigate);
+        .any(|r| r.verdict == compare::ComparisonVerdict::Investigate);
     Ok(if investigate {
         exit_codes::INVESTIGATE
     } else {

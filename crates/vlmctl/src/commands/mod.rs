@@ -14,7 +14,7 @@ pub mod weights;
 
 use std::path::PathBuf;
 
-use vlmctl_deploy::Plan;
+use vlmctl_deploy::DeploymentPlan;
 use vlmctl_weights::HubClient;
 
 use crate::cli::{DirArgs, HubArgs, StateArgs};
@@ -80,8 +80,8 @@ pub(crate) fn plan(
     spec: Option<&std::path::Path>,
     lock: &std::path::Path,
     dirs: &DirArgs,
-) -> Result<Plan, Failure> {
-    let plan = Plan::load(spec, lock, &dirs.dirs())?;
+) -> Result<DeploymentPlan, Failure> {
+    let plan = DeploymentPlan::load(spec, lock, &dirs.dirs())?;
     // A key too short to be one is refused before it is used (`require_api_key`).
     if let Some(k) = &plan.api_key {
         crate::redact::api_key(k);
@@ -99,7 +99,7 @@ pub(crate) async fn pinned_plan(
     hub: &HubClient,
     locked: bool,
     out: &mut crate::Output,
-) -> Result<Plan, Failure> {
+) -> Result<DeploymentPlan, Failure> {
     let parsed = vlmctl_deploy::plan::load_spec(spec)?;
     pinned_plan_of(parsed, spec, lock, dirs, hub, locked, out).await
 }
@@ -113,7 +113,7 @@ pub(crate) async fn pinned_plan_of(
     hub: &HubClient,
     locked: bool,
     out: &mut crate::Output,
-) -> Result<Plan, Failure> {
+) -> Result<DeploymentPlan, Failure> {
     let plan = vlmctl_deploy::weights::pinned_plan(
         spec,
         spec_path,
@@ -142,7 +142,7 @@ impl crate::cli::DeployArgs {
         &self,
         hub: &HubClient,
         out: &mut crate::Output,
-    ) -> Result<Plan, Failure> {
+    ) -> Result<DeploymentPlan, Failure> {
         pinned_plan(
             self.spec.as_deref(),
             &self.lock.lock,
@@ -160,7 +160,7 @@ impl crate::cli::DeployArgs {
         spec: vlmctl_lifecycle::spec::Spec,
         hub: &HubClient,
         out: &mut crate::Output,
-    ) -> Result<Plan, Failure> {
+    ) -> Result<DeploymentPlan, Failure> {
         pinned_plan_of(
             spec,
             self.spec.as_deref(),

@@ -377,7 +377,7 @@ impl Sink for Progress<'_> {
             | Event::Stopped { .. }) => self.stop_event(e),
             // Shown in the result or in the error.
             Event::Ready { .. } | Event::SmokeDone { .. } | Event::Undone { .. } => {}
-            e => out.progress(&e.to_string()),
+            e => out.event(&e),
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use vlmctl_deploy::Plan;
+use vlmctl_deploy::DeploymentPlan;
 use vlmctl_deploy::status::{self, JournalState, TuneState};
 
 use crate::cli::StatusArgs;
@@ -53,7 +53,7 @@ fn missing_row(name: &str) -> [String; 8] {
 
 /// The plans of the specs given (each must load: one asked about by name is not skipped in
 /// silence), else the embedded default's, for drift only (when it loads).
-fn plans(args: &StatusArgs) -> Result<(Vec<Plan>, bool), Failure> {
+fn plans(args: &StatusArgs) -> Result<(Vec<DeploymentPlan>, bool), Failure> {
     if args.specs.is_empty() {
         let default = super::plan(None, &args.lock.lock, &args.dirs).ok();
         return Ok((default.into_iter().collect(), false));

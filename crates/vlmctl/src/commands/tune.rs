@@ -11,7 +11,7 @@ use vlmctl_bench::plan::LoadedPlan;
 use vlmctl_deploy::events::{Cancel, Event, NoOne, Sink};
 use vlmctl_deploy::provision::Ctx;
 use vlmctl_deploy::tune::{
-    self, Back, MemorySource, Outcome, Row, Step, TuneFile, TuneOptions, Tuned, Verdict,
+    self, Back, MemorySource, Outcome, Row, Step, TuneFile, TuneOptions, Tuned, VariantVerdict,
 };
 use vlmctl_store::{NewRun, Source, State, TargetLink};
 
@@ -517,21 +517,21 @@ pub fn render(t: &Tuned) -> String {
 
 /// One row's cells.
 fn cells(r: &Row) -> [String; 8] {
-    let mark = if r.verdict == Verdict::Winner {
+    let mark = if r.verdict == VariantVerdict::Winner {
         "*"
     } else {
         ""
     };
     let verdict = match r.verdict {
-        Verdict::Winner => "fastest within the gates".to_owned(),
-        Verdict::Eligible => "within the gates".to_owned(),
-        Verdict::Errors { errors } => format!("{errors} request(s) failed"),
-        Verdict::SloMissed => "SLO missed".to_owned(),
-        Verdict::OverMemory { used_mib, max_mib } => {
+        VariantVerdict::Winner => "fastest within the gates".to_owned(),
+        VariantVerdict::Eligible => "within the gates".to_owned(),
+        VariantVerdict::Errors { errors } => format!("{errors} request(s) failed"),
+        VariantVerdict::SloMissed => "SLO missed".to_owned(),
+        VariantVerdict::OverMemory { used_mib, max_mib } => {
             format!("over the memory gate ({used_mib} > {max_mib} MiB)")
         }
-        Verdict::MemoryUnknown => "memory not measured".to_owned(),
-        Verdict::Failed => String::new(),
+        VariantVerdict::MemoryUnknown => "memory not measured".to_owned(),
+        VariantVerdict::Failed => String::new(),
     };
     match &r.outcome {
         Outcome::Measured(m) => [
@@ -584,7 +584,7 @@ mod tests {
 
     use super::*;
 
-    fn row(name: &str, outcome: Outcome, verdict: Verdict) -> Row {
+    fn row(name: &str, outcome: Outcome, verdict: VariantVerdict) -> Row {
         Row {
             variant: Variant {
                 name: name.into(),
@@ -615,17 +615,17 @@ mod tests {
         let t = Tuned {
             deployment: "d".into(),
             rows: vec![
-                row("baseline", m(30.0, 400, true), Verdict::Eligible),
+                row("baseline", m(30.0, 400, true), VariantVerdict::Eligible),
                 row(
                     "bad",
                     Outcome::Failed {
                         stage: Stage::Launch,
                         why: "container d exited (code 1) while loading\nlog".into(),
                     },
-                    Verdict::Failed,
+                    VariantVerdict::Failed,
                 ),
-                row("fa-on", m(20.0, 410, true), Verdict::Winner),
-                row("p4", m(10.0, 900, false), Verdict::SloMissed),
+                row("fa-on", m(20.0, 410, true), VariantVerdict::Winner),
+                row("p4", m(10.0, 900, false), VariantVerdict::SloMissed),
             ],
             winner: Some(2),
             memory_gate_mib: Some(800),
@@ -676,14 +676,14 @@ tune of d (p50 of config T; memory: the container's memory (docker stats))
         Tuned {
             deployment: "d".into(),
             rows: vec![
-                row("baseline", m(30.0, 400, true), Verdict::Winner),
+                row("baseline", m(30.0, 400, true), VariantVerdict::Winner),
                 row(
                     "odd",
                     Outcome::Failed {
                         stage: Stage::Launch,
                         why: "error: <script>alert(1)</script> & more".into(),
                     },
-                    Verdict::Failed,
+                    VariantVerdict::Failed,
                 ),
             ],
             winner: Some(0),

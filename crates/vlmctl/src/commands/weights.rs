@@ -7,7 +7,7 @@ use std::sync::Arc;
 use vlmctl_deploy::events::{Event, Sink};
 use vlmctl_deploy::pin::{Change, Pinned};
 use vlmctl_deploy::weights::UpdateResult;
-use vlmctl_weights::{FileReport, Lock, PinRequest, Role};
+use vlmctl_weights::{FileReport, PinRequest, Role, WeightsLock};
 
 use crate::cli::{AdoptArgs, DirArgs, FetchArgs, LockCmdArgs, UpdateArgs, VerifyArgs};
 use crate::failure::Failure;
@@ -123,7 +123,7 @@ pub async fn lock(args: &LockCmdArgs, out: &mut Output) -> Result<u8, Failure> {
     }
     // Validated before any network traffic; a missing lock is created.
     let existing = if path.exists() {
-        Some(Lock::load(path)?)
+        Some(WeightsLock::load(path)?)
     } else {
         None
     };

@@ -919,7 +919,7 @@ async fn provision_pins_on_first_use_then_serves_from_the_lock() {
         "{out}"
     );
     let text = std::fs::read_to_string(&lock).unwrap();
-    let entry = vlmctl_weights::Lock::parse(&text, &lock)
+    let entry = vlmctl_weights::WeightsLock::parse(&text, &lock)
         .unwrap()
         .model("g3")
         .cloned()

@@ -138,7 +138,7 @@ async fn fetch_with_a_spec_pins_on_first_use_then_the_lock_decides() {
         "{out}"
     );
     let text = String::from_utf8(env.lock_bytes()).unwrap();
-    let lock = vlmctl_weights::Lock::parse(&text, &env.lock()).unwrap();
+    let lock = vlmctl_weights::WeightsLock::parse(&text, &env.lock()).unwrap();
     let entry = lock.model("pin").expect("the entry");
     assert_eq!(entry.revision, COMMIT, "the commit main resolved to");
     assert_eq!(entry.tracks.as_deref(), Some("main"));
@@ -419,7 +419,7 @@ async fn weights_update_follows_the_tracked_branch() {
         "{out}"
     );
     let text = String::from_utf8(env.lock_bytes()).unwrap();
-    let lock = vlmctl_weights::Lock::parse(&text, Path::new("x")).unwrap();
+    let lock = vlmctl_weights::WeightsLock::parse(&text, Path::new("x")).unwrap();
     let entry = lock.model("pin").unwrap();
     assert_eq!(entry.revision, next);
     assert_eq!(
@@ -471,7 +471,7 @@ async fn an_offline_pin_hashes_local_files_and_says_it_was_not_checked_against_t
     );
     let text = String::from_utf8(env.lock_bytes()).unwrap();
     assert!(text.contains("pinned_from = \"local\""), "{text}");
-    let lock = vlmctl_weights::Lock::parse(&text, &env.lock()).unwrap();
+    let lock = vlmctl_weights::WeightsLock::parse(&text, &env.lock()).unwrap();
     let entry = lock.model("pin").expect("the entry");
     assert_eq!(entry.revision, vlmctl_weights::UNKNOWN_REVISION);
     assert_eq!(entry.tracks.as_deref(), Some("main"));
