@@ -153,9 +153,10 @@ pub struct Filter {
     /// Config letter or description.
     #[serde(default)]
     pub config: Option<String>,
-    /// At most.
+    /// At most this many runs, 1 or more (as `runs list --limit`): `limit=0` is a 400, not
+    /// an empty list.
     #[serde(default)]
-    pub limit: Option<u32>,
+    pub limit: Option<std::num::NonZeroU32>,
 }
 
 impl From<Filter> for RunFilter {
@@ -165,7 +166,7 @@ impl From<Filter> for RunFilter {
             deployment: some(f.deployment),
             host: some(f.host),
             config: some(f.config),
-            limit: f.limit,
+            limit: f.limit.map(std::num::NonZeroU32::get),
         }
     }
 }

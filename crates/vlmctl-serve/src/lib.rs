@@ -183,12 +183,7 @@ pub async fn serve(
     let worker =
         queue::start(Arc::clone(&app), rx, notices).map_err(|e| ServeError::Task(e.to_string()))?;
     tokio::spawn(watch_orphans(Arc::clone(&app)));
-    let router = api::router(Arc::clone(&app))
-        .merge(pages::router(Arc::clone(&app)))
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&app),
-            auth::guard,
-        ));
+    let router = router(&app);
     ready(addr);
     let served = accept(listener, router, app.cfg.limits, shutdown.clone());
     // Open requests get their grace; then the server is dropped with them.
@@ -211,6 +206,16 @@ pub async fn serve(
     sessions.close().await;
     served.map_err(|source| ServeError::Bind { addr, source })?;
     Ok(Stopped { worker_cut_off })
+}
+
+/// Every route (the API and the pages) behind the guard ([`auth::guard`]).
+fn router(app: &Arc<App>) -> axum::Router {
+    api::router(Arc::clone(app))
+        .merge(pages::router(Arc::clone(app)))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(app),
+            auth::guard,
+        ))
 }
 
 /// Serves connections from `listener` until `shutdown`, then waits for the open ones to end
@@ -322,6 +327,8 @@ async fn watch_orphans(app: Arc<App>) {
 }
 
 #[cfg(test)]
+mod api_tests;
+#[cfg(test)]
 mod queue_tests;
 #[cfg(test)]
 mod tests {
@@ -348,7 +355,7 @@ mod tests {
         }
     }
 
-    fn config(tmp: &Path, limits: Limits) -> Config {
+    pub(crate) fn config(tmp: &Path, limits: Limits) -> Config {
         Config {
             bind: "127.0.0.1:0".parse().expect("addr"),
             api_key: None,
@@ -666,7 +673,14 @@ mod tests {
     pub(crate) fn test_app(
         tmp: &Path,
     ) -> (App, tokio::sync::mpsc::UnboundedReceiver<queue::Action>) {
-        let cfg = config(tmp, Limits::default());
+        app_with(config(tmp, Limits::default()))
+    }
+
+    /// The service's state for `cfg`, its queue's worker not started (the receiver is its
+    /// side of the queue).
+    pub(crate) fn app_with(
+        cfg: Config,
+    ) -> (App, tokio::sync::mpsc::UnboundedReceiver<queue::Action>) {
         let store = Store::open(&cfg.store).expect("store");
         let readers = vec![Mutex::new(Store::open(&cfg.store).expect("store"))];
         let (queue, rx) = queue::Queue::new();
