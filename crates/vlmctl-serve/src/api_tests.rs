@@ -72,7 +72,9 @@ impl Service {
 
     fn start_worker(&mut self) {
         let rx = self.worker.take().expect("the worker starts once");
-        queue::start(Arc::clone(&self.app), rx).expect("worker");
+        // No SSH forwards here: a notice channel that is closed from the start.
+        let (_, notices) = tokio::sync::mpsc::unbounded_channel();
+        queue::start(Arc::clone(&self.app), rx, notices).expect("worker");
     }
 
     /// One request through the whole router; the answer.

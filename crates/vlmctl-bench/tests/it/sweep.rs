@@ -161,7 +161,7 @@ async fn poisson_arrivals_find_the_rate_queueing_theory_predicts() {
         &server.endpoint(),
         &format!(
             "[load]\narrivals = \"poisson\"\nrate_hz = 1\nseed = {SEED}\n[slo]\np95_ms = 100\n\
-             [sweep]\nmin_hz = 20\nmax_hz = 200\nrequests_per_step = 100"
+             [sweep]\nmin_hz = 20\nmax_hz = 200\nrequests_per_step = 60"
         ),
     );
     let r = sweep_of(&p).await;
