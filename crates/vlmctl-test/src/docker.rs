@@ -27,6 +27,30 @@ pub fn deployment_containers(name: &str) -> Vec<String> {
         .collect()
 }
 
+/// Runs the docker CLI with `args` against the daemon the environment names (`DOCKER_HOST`) and
+/// returns its stdout, trimmed.
+///
+/// # Panics
+/// When the docker CLI cannot run or fails; the message quotes its stderr.
+#[expect(
+    clippy::must_use_candidate,
+    reason = "run for its effect as often as for its output (`docker rm`, `docker push`)"
+)]
+pub fn docker(args: &[&str]) -> String {
+    checked(Command::new("docker"), args)
+}
+
+/// `cmd` (a docker CLI) run with `args`, its stdout trimmed; panics when it fails.
+fn checked(mut cmd: Command, args: &[&str]) -> String {
+    let out = cmd.args(args).output().expect("docker CLI");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 /// One test's identity in Docker: a run id unique to this process and moment, the names and
 /// label derived from it, and removal of everything labelled with it on drop.
 ///
@@ -172,17 +196,9 @@ impl LabelGuard {
                 "3600",
             ],
         ] {
-            let out = self
-                .docker()
-                .args(args)
-                .env("DOCKER_BUILDKIT", "0")
-                .output()
-                .expect("docker CLI");
-            assert!(
-                out.status.success(),
-                "docker {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let mut c = self.docker();
+            c.env("DOCKER_BUILDKIT", "0");
+            checked(c, args);
         }
         name
     }

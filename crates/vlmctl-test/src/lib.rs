@@ -1,5 +1,5 @@
 //! What every vlmctl test binary needs and used to copy: the variables `scripts/test` exports
-//! ([`Env`]), a free loopback port ([`free_port`]), the cleanup of what a test created in Docker,
+//! ([`Env`]), a free loopback port ([`free_port`]), the docker CLI ([`docker`]), the cleanup of what a test created in Docker,
 //! found by its run label or by a deployment's names, on this machine's daemon or another's
 //! ([`LabelGuard`]), the busybox "conflict" a deployment stops ([`LabelGuard::conflict`]), and
 //! the test model the fake hub serves with the lock that pins it ([`model`]).
@@ -25,7 +25,7 @@ mod docker;
 mod env;
 pub mod model;
 
-pub use docker::{DEPLOYMENT_SUFFIXES, LabelGuard, RUN_LABEL, deployment_containers};
+pub use docker::{DEPLOYMENT_SUFFIXES, LabelGuard, RUN_LABEL, deployment_containers, docker};
 pub use env::Env;
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it). Another process may

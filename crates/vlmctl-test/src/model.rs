@@ -1,4 +1,4 @@
-//! The test model every crate's real-environment tests deploy: Gemma 3 270M (Q4_K_M GGUF, the
+//! The test model every crate's real-environment tests deploy: Gemma 3 270M (`Q4_K_M` GGUF, the
 //! file `scripts/test` downloads and exports as `VLMCTL_TEST_MODEL`), served by the fake hub
 //! under a made-up repository and commit, and the weights lock that pins it.
 

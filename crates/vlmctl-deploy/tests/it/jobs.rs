@@ -10,22 +10,9 @@ use vlmctl_deploy::{DeployError, Dirs, Plan, undo};
 use vlmctl_lifecycle::containers::{ConflictInfo, Launch};
 use vlmctl_lifecycle::gates::GateStatus;
 use vlmctl_test::model::{self, COMMIT, FILE, REPO};
-use vlmctl_test::{Env, LabelGuard, free_port};
+use vlmctl_test::{Env, LabelGuard, docker, free_port};
 use vlmctl_weights::HubClient;
 use vlmctl_weights::fake_hub::{FakeHub, FakeRepo};
-
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .expect("docker CLI");
-    assert!(
-        out.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 fn running(name: &str) -> bool {
     docker(&["inspect", "-f", "{{.State.Running}}", name]) == "true"

@@ -14,20 +14,8 @@ use vlmctl_weights::fake_hub::{FakeHub, FakeRepo};
 
 use crate::common::{Env, free_port, poll_until, run, vlmctl};
 
+pub(crate) use vlmctl_test::docker;
 pub(crate) use vlmctl_test::model::{COMMIT, FILE, REPO, SHA256 as SHA};
-
-pub(crate) fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .expect("docker CLI");
-    assert!(
-        out.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 /// A test run: unique names, a label, cleanup on drop (also after a panic): its containers
 /// and images carry the run label, which the guard removes by.
