@@ -1,8 +1,9 @@
 //! What every vlmctl test binary needs and used to copy: the variables `scripts/test` exports
-//! ([`Env`]), a free loopback port ([`free_port`]), the docker CLI ([`docker`]), the cleanup of what a test created in Docker,
-//! found by its run label or by a deployment's names, on this machine's daemon or another's
-//! ([`LabelGuard`]), the busybox "conflict" a deployment stops ([`LabelGuard::conflict`]), and
-//! the test model the fake hub serves with the lock that pins it ([`model`]).
+//! ([`Env`]), a free loopback port ([`free_port`]), the docker CLI ([`docker`]), the cleanup of
+//! what a test created in Docker, found by its run label or by a deployment's names, on this
+//! machine's daemon or another's ([`LabelGuard`]), the busybox "conflict" a deployment stops
+//! ([`LabelGuard::conflict`]), and the test model the fake hub serves with the lock that pins it
+//! ([`model`]).
 //!
 //! A dev-dependency only (`publish = false`); standard library only, and no vlmctl crate, so that
 //! every crate's tests, the lowest included, can use it. Hence what needs a crate's types stays
@@ -21,11 +22,11 @@
 //! The names vlmctl gives a deployment's other containers ([`DEPLOYMENT_SUFFIXES`]) are copied
 //! from vlmctl-lifecycle for the same reason; its unit tests check that the copies agree.
 
-mod docker;
+mod cleanup;
 mod env;
 pub mod model;
 
-pub use docker::{DEPLOYMENT_SUFFIXES, LabelGuard, RUN_LABEL, deployment_containers, docker};
+pub use cleanup::{DEPLOYMENT_SUFFIXES, LabelGuard, RUN_LABEL, deployment_containers, docker};
 pub use env::Env;
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it). Another process may
