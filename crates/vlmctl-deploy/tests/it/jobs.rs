@@ -9,27 +9,10 @@ use vlmctl_deploy::status::{self, Drift, JournalState};
 use vlmctl_deploy::{DeployError, DeploymentPlan, Dirs, undo};
 use vlmctl_lifecycle::containers::{ConflictInfo, Launch};
 use vlmctl_lifecycle::gates::GateStatus;
-use vlmctl_test::{Env, LabelGuard, free_port};
+use vlmctl_test::model::{self, COMMIT, FILE, REPO};
+use vlmctl_test::{Env, LabelGuard, docker, free_port};
 use vlmctl_weights::HubClient;
 use vlmctl_weights::fake_hub::{FakeHub, FakeRepo};
-
-const REPO: &str = "vlmctl-test/gemma-3-270m-GGUF";
-const COMMIT: &str = "0000000000000000000000000000000000000001";
-const FILE: &str = "gemma-3-270m-q4_k_m.gguf";
-const SHA: &str = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818";
-
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .expect("docker CLI");
-    assert!(
-        out.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 fn running(name: &str) -> bool {
     docker(&["inspect", "-f", "{{.State.Running}}", name]) == "true"
@@ -42,33 +25,29 @@ fn exists(name: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// One test's world: names, a temp dir, a conflict container, cleanup by label on drop (the
-/// guard also removes the server and its aside copy, which vlmctl names and labels itself).
+/// One test's world, the library's "provisioned CPU deployment plus its cleanup": names, a temp
+/// dir, the fake hub with the test model, a conflict container, cleanup by label on drop (the
+/// guard also removes the server under every name vlmctl gives it, which vlmctl labels itself).
 struct World {
     /// First, so that it is dropped first: containers go before the folders they mount.
     guard: LabelGuard,
-    id: String,
     tmp: tempfile::TempDir,
     hub: FakeHub,
 }
 
 impl World {
     async fn new(what: &str) -> Self {
-        let model = Bytes::from(std::fs::read(Env::require("VLMCTL_TEST_MODEL")).expect("model"));
         let hub = FakeHub::start(vec![FakeRepo {
             id: REPO.into(),
             commit: COMMIT.into(),
             token: None,
-            files: BTreeMap::from([(FILE.into(), model)]),
+            files: BTreeMap::from([(FILE.into(), Bytes::from(model::bytes()))]),
         }])
         .await
         .expect("hub");
         let mut guard = LabelGuard::new(&format!("lib-{what}"));
-        let server = guard.name("server");
-        guard.also_remove(vlmctl_lifecycle::containers::aside_name(&server));
-        guard.also_remove(server);
+        guard.also_remove_deployment(&guard.name("server"));
         Self {
-            id: guard.id().to_owned(),
             tmp: tempfile::tempdir().expect("tempdir"),
             hub,
             guard,
@@ -85,44 +64,7 @@ impl World {
 
     /// A running busybox container (restart `always`, a 1 s stop timeout) the spec names.
     fn conflict(&self) -> String {
-        let ctx = self.path("ctx");
-        std::fs::create_dir_all(&ctx).unwrap();
-        std::fs::copy(Env::require("VLMCTL_TEST_BUSYBOX"), ctx.join("busybox")).unwrap();
-        std::fs::write(
-            ctx.join("Dockerfile"),
-            "FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT [\"/bin/busybox\"]\n",
-        )
-        .unwrap();
-        let tag = format!("vlmctl-test/busybox:{}", self.id);
-        let label = self.guard.label();
-        let built = Command::new("docker")
-            .args(["build", "-q", "-t", &tag, "--label", &label])
-            .arg(&ctx)
-            .env("DOCKER_BUILDKIT", "0")
-            .output()
-            .unwrap();
-        assert!(
-            built.status.success(),
-            "{}",
-            String::from_utf8_lossy(&built.stderr)
-        );
-        let name = self.name("conflict");
-        docker(&[
-            "run",
-            "-d",
-            "--name",
-            &name,
-            "--label",
-            &label,
-            "--restart",
-            "always",
-            "--stop-timeout",
-            "1",
-            &tag,
-            "sleep",
-            "3600",
-        ]);
-        name
+        self.guard.conflict(&self.path("ctx"), 1)
     }
 
     /// The plan for a CPU deployment of the test model that names `conflict`.
@@ -141,15 +83,7 @@ impl World {
         )
         .unwrap();
         let lock = self.path("weights.lock");
-        std::fs::write(
-            &lock,
-            format!(
-                "version = 1\n[[model]]\nname = \"m\"\nrepo = \"{REPO}\"\nrevision = \"{COMMIT}\"\ndir = \"{}\"\n\
-                 [[model.file]]\npath = \"{FILE}\"\nrole = \"model\"\nsize = 253113024\nsha256 = \"{SHA}\"\n",
-                self.path("models").display()
-            ),
-        )
-        .unwrap();
+        std::fs::write(&lock, model::lock("m", &self.path("models"))).unwrap();
         DeploymentPlan::load(Some(&spec), &lock, &Dirs::default()).expect("plan")
     }
 

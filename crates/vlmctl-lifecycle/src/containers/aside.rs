@@ -232,3 +232,21 @@ pub(crate) async fn remove(docker: &Docker, id: &str, name: &str) -> Result<bool
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// vlmctl-test removes a test deployment's other containers by these names without
+    /// depending on this crate (it is below every crate's tests): its copy must follow ours.
+    #[test]
+    fn the_test_cleanup_knows_every_name_a_deployment_leaves() {
+        let name = "srv";
+        assert_eq!(
+            vlmctl_test::deployment_containers(name),
+            [
+                name.to_owned(),
+                super::aside_name(name),
+                format!("{name}{}", crate::spec::TUNE_PARKED_SUFFIX),
+            ]
+        );
+    }
+}

@@ -9,28 +9,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use vlmctl_test::LabelGuard;
+use vlmctl_test::{LabelGuard, model};
 use vlmctl_weights::fake_hub::{FakeHub, FakeRepo};
 
 use crate::common::{Env, free_port, poll_until, run, vlmctl};
 
-pub(crate) const REPO: &str = "vlmctl-test/gemma-3-270m-GGUF";
-pub(crate) const COMMIT: &str = "0000000000000000000000000000000000000001";
-pub(crate) const FILE: &str = "gemma-3-270m-q4_k_m.gguf";
-pub(crate) const SHA: &str = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818";
-
-pub(crate) fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .expect("docker CLI");
-    assert!(
-        out.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
+pub(crate) use vlmctl_test::docker;
+pub(crate) use vlmctl_test::model::{COMMIT, FILE, REPO, SHA256 as SHA};
 
 /// A test run: unique names, a label, cleanup on drop (also after a panic): its containers
 /// and images carry the run label, which the guard removes by.
@@ -62,36 +47,11 @@ impl Run {
         self.conflict_stopping_in(1)
     }
 
-    /// A conflict that ignores SIGTERM (busybox `sleep` as PID 1), so that a stop takes
-    /// `stop_timeout_s` (dockerd's SIGKILL after its own `--stop-timeout`).
+    /// A conflict that ignores SIGTERM, so that a stop takes `stop_timeout_s`
+    /// ([`LabelGuard::conflict`]).
     pub(crate) fn conflict_stopping_in(&self, stop_timeout_s: u32) -> String {
-        let ctx = self.path("busybox-ctx");
-        std::fs::create_dir_all(&ctx).unwrap();
-        std::fs::copy(Env::require("VLMCTL_TEST_BUSYBOX"), ctx.join("busybox")).unwrap();
-        std::fs::write(
-            ctx.join("Dockerfile"),
-            "FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT [\"/bin/busybox\"]\n",
-        )
-        .unwrap();
-        let tag = self.build_image("busybox", &ctx);
-        let label = self.guard.label();
-        let name = self.name("conflict");
-        docker(&[
-            "run",
-            "-d",
-            "--name",
-            &name,
-            "--label",
-            &label,
-            "--restart",
-            "always",
-            "--stop-timeout",
-            &stop_timeout_s.to_string(),
-            &tag,
-            "sleep",
-            "3600",
-        ]);
-        name
+        self.guard
+            .conflict(&self.path("busybox-ctx"), stop_timeout_s)
     }
 
     /// Builds the image whose context is `ctx` as `vlmctl-test/<what>:<run id>`, labelled with
@@ -133,15 +93,7 @@ impl Run {
 
     pub(crate) fn write_lock(&self) -> PathBuf {
         let p = self.path("weights.lock");
-        std::fs::write(
-            &p,
-            format!(
-                "version = 1\n[[model]]\nname = \"gemma-3-270m-q4km\"\nrepo = \"{REPO}\"\nrevision = \"{COMMIT}\"\ndir = \"{}\"\n\
-                 [[model.file]]\npath = \"{FILE}\"\nrole = \"model\"\nsize = 253113024\nsha256 = \"{SHA}\"\n",
-                self.path("models").display()
-            ),
-        )
-        .unwrap();
+        std::fs::write(&p, model::lock("gemma-3-270m-q4km", &self.path("models"))).unwrap();
         p
     }
 
@@ -166,6 +118,39 @@ impl Run {
             .env("HF_HUB_CACHE", self.path("hf-cache"))
             .stdin(Stdio::null());
         c
+    }
+}
+
+/// A provisioned CPU deployment of the test model (no conflict to stop): the run it belongs
+/// to, the fake hub that served its weights, its name, spec and lock. Its cleanup is the run's
+/// guard, which also removes the deployment under every name vlmctl gives its containers (set
+/// aside by a relaunch, parked by a tune), passed or failed.
+pub(crate) struct Deployed {
+    pub(crate) r: Run,
+    pub(crate) hub: FakeHub,
+    pub(crate) name: String,
+    pub(crate) spec: PathBuf,
+    pub(crate) lock: PathBuf,
+}
+
+/// The one "provisioned CPU deployment plus its cleanup" of the CLI's tests: `vlmctl weights
+/// fetch`, then `vlmctl provision`, as a user runs them.
+pub(crate) async fn deployed(what: &str) -> Deployed {
+    let hub = hub().await;
+    let mut r = Run::new(what);
+    let name = r.name("server");
+    r.guard.also_remove_deployment(&name);
+    let spec = r.write_spec(&name, free_port(), &r.name("no-conflict"), 1024);
+    let lock = r.write_lock();
+    r.fetch(&hub, &lock);
+    let (code, out, err) = run(&mut r.cmd(&hub, &["provision"], &spec, &lock));
+    assert_eq!(code, 0, "provision: {out}\n{err}");
+    Deployed {
+        r,
+        hub,
+        name,
+        spec,
+        lock,
     }
 }
 
@@ -236,12 +221,11 @@ pub(crate) fn running(name: &str) -> bool {
 }
 
 pub(crate) async fn hub() -> FakeHub {
-    let model = Bytes::from(std::fs::read(Env::require("VLMCTL_TEST_MODEL")).expect("model"));
     FakeHub::start(vec![FakeRepo {
         id: REPO.into(),
         commit: COMMIT.into(),
         token: None,
-        files: BTreeMap::from([(FILE.into(), model)]),
+        files: BTreeMap::from([(FILE.into(), Bytes::from(model::bytes()))]),
     }])
     .await
     .expect("hub")
@@ -263,7 +247,7 @@ async fn provision_relaunch_change_teardown() {
     assert!(running(&conflict));
 
     // Tear the server down even if an assertion below fails.
-    let _server_guard = Guard(server.clone());
+    let _server_guard = LabelGuard::deployment(&server);
     unconfirmed_provision_leaves_the_conflict_running(&r, &hub, &spec, &lock, (&server, &conflict));
 
     // Confirmed with `--stop`: the conflict is stopped, and restored by the teardown below.
@@ -506,18 +490,6 @@ fn unconfirmed_provision_leaves_the_conflict_running(
     assert!(left.is_empty(), "teardown removed the server: {out}");
 }
 
-/// Removes the server container (and one set aside for it) by name on drop.
-pub(crate) struct Guard(pub(crate) String);
-impl Drop for Guard {
-    fn drop(&mut self) {
-        // The container, and the one a replacing run may have set aside.
-        let aside = vlmctl_lifecycle::containers::aside_name(&self.0);
-        let _ = Command::new("docker")
-            .args(["rm", "-f", &self.0, &aside])
-            .output();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_after_stopping_a_conflict_then_restore_brings_it_back() {
     let hub = hub().await;
@@ -630,7 +602,7 @@ async fn ctrl_c_while_a_conflict_stops_says_at_once_what_it_waits_for() {
     let r = Run::new("stopint");
     let conflict = r.conflict_stopping_in(6);
     let server = r.name("server");
-    let _server_guard = Guard(server.clone());
+    let _server_guard = LabelGuard::deployment(&server);
     let spec = r.write_spec(&server, free_port(), &conflict, 1024);
     let lock = r.write_lock();
     r.fetch(&hub, &lock);
@@ -731,26 +703,18 @@ fn teardown_mistakes_are_named(r: &Run, server: &str, conflict: &str) {
     assert!(running(server), "nothing torn down");
 }
 
-/// Removes an image tag on drop.
-struct ImageGuard(String);
-impl Drop for ImageGuard {
-    fn drop(&mut self) {
-        let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn provision_pulls_a_missing_image_from_the_registry() {
     let hub = hub().await;
     let r = Run::new("pull");
     let registry = Env::require("VLMCTL_TEST_REGISTRY");
     let remote = format!("{registry}/vlmctl-test/llama-server:{}", r.id);
-    let _image_guard = ImageGuard(remote.clone());
+    let server = r.name("server");
+    let mut guard = LabelGuard::deployment(&server);
+    guard.also_remove_image(&remote);
     docker(&["tag", &Env::require("VLMCTL_TEST_LLAMA_IMAGE"), &remote]);
     docker(&["push", &remote]);
     docker(&["rmi", &remote]);
-    let server = r.name("server");
-    let _server_guard = Guard(server.clone());
     let spec = r.write_spec(&server, free_port(), &r.name("no-conflict"), 1024);
     let text = std::fs::read_to_string(&spec)
         .unwrap()
@@ -778,7 +742,7 @@ pub(crate) struct Stopped {
     pub(crate) conflict: String,
     pub(crate) server: String,
     pub(crate) child: std::process::Child,
-    pub(crate) _server_guard: Guard,
+    pub(crate) _server_guard: LabelGuard,
 }
 
 /// Puts the weights in place first (so the window after the stop is the launch), then starts
@@ -789,7 +753,7 @@ pub(crate) fn provision_until_conflict_stopped(hub: &FakeHub, what: &str) -> Sto
     let server = r.name("server");
     let spec = r.write_spec(&server, free_port(), &conflict, 1024);
     let lock = r.write_lock();
-    let server_guard = Guard(server.clone());
+    let server_guard = LabelGuard::deployment(&server);
     r.fetch(hub, &lock);
     let child = r
         .cmd(hub, &["provision", "--stop", &conflict], &spec, &lock)
@@ -819,7 +783,7 @@ async fn bridge_network_on_ipv6_loopback_serves_on_that_address_only() {
     let hub = hub().await;
     let r = Run::new("v6");
     let server = r.name("server");
-    let _server_guard = Guard(server.clone());
+    let _server_guard = LabelGuard::deployment(&server);
     let port = free_port();
     let spec = r.write_spec(&server, port, &r.name("no-conflict"), 1024);
     let text = std::fs::read_to_string(&spec)
@@ -873,7 +837,7 @@ async fn provision_pins_on_first_use_then_serves_from_the_lock() {
     let hub = hub().await;
     let r = Run::new("pin");
     let server = r.name("server");
-    let _guard = Guard(server.clone());
+    let _guard = LabelGuard::deployment(&server);
     let write_spec = |files: &str| {
         let p = r.path("spec.toml");
         std::fs::write(
@@ -1021,7 +985,7 @@ fn the_readmes_cpu_flow_serves_and_benchmarks_the_camera_frame() {
         .and_then(|s| s.split("```").next())
         .expect("the README's CPU flow");
     let r = Run::new("readme");
-    let _guard = Guard("vlmctl-cpu-test".to_owned());
+    let _guard = LabelGuard::deployment("vlmctl-cpu-test");
     let extra = readme_dir_args();
     let mut outputs = Vec::new();
     for line in section.lines().filter(|l| l.starts_with("vlmctl ")) {
@@ -1109,7 +1073,7 @@ fn a_projector_the_server_cannot_load_is_a_readiness_error_quoting_its_log() {
     let r = Run::new("badproj");
     let conflict = r.conflict();
     let server = r.name("server");
-    let _guard = Guard(server.clone());
+    let _guard = LabelGuard::deployment(&server);
     let dir = r.path("models");
     std::fs::create_dir_all(&dir).unwrap();
     let model = PathBuf::from(Env::require("VLMCTL_TEST_MODEL"));
@@ -1122,10 +1086,8 @@ fn a_projector_the_server_cannot_load_is_a_readiness_error_quoting_its_log() {
     std::fs::write(
         &lock,
         format!(
-            "version = 1\n[[model]]\nname = \"gemma-3-270m-q4km\"\nrepo = \"{REPO}\"\nrevision = \"{COMMIT}\"\ndir = \"{}\"\n\
-             [[model.file]]\npath = \"{FILE}\"\nrole = \"model\"\nsize = 253113024\nsha256 = \"{SHA}\"\n\
-             [[model.file]]\npath = \"mmproj-bad.gguf\"\nrole = \"mmproj\"\nsize = {}\nsha256 = \"{}\"\n",
-            dir.display(),
+            "{}[[model.file]]\npath = \"mmproj-bad.gguf\"\nrole = \"mmproj\"\nsize = {}\nsha256 = \"{}\"\n",
+            model::lock("gemma-3-270m-q4km", &dir),
             bad.len(),
             hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bad))
         ),

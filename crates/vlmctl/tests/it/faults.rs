@@ -8,10 +8,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::common::{free_port, poll_until, run, vlmctl};
-use crate::deploy_real::{
-    Guard, Run, Stopped, docker, hub, provision_until_conflict_stopped, running,
-};
+use crate::deploy_real::{Run, Stopped, docker, hub, provision_until_conflict_stopped, running};
 use crate::docker_proxy::DockerProxy;
+use vlmctl_test::LabelGuard;
 use vlmctl_weights::fake_hub::FakeHub;
 
 fn exists(name: &str) -> bool {
@@ -63,7 +62,7 @@ async fn restore_waits_out_a_stop_still_in_flight_after_provision_was_killed() {
     let r = Run::new("inflight");
     let conflict = r.conflict_stopping_in(6);
     let server = r.name("server");
-    let _server_guard = Guard(server.clone());
+    let _server_guard = LabelGuard::deployment(&server);
     let spec = r.write_spec(&server, free_port(), &conflict, 1024);
     let lock = r.write_lock();
     r.fetch(&hub, &lock);
@@ -111,14 +110,14 @@ struct HeldAtStart {
     server: String,
     proxy: DockerProxy,
     child: std::process::Child,
-    _server_guard: Guard,
+    _server_guard: LabelGuard,
 }
 
 fn provision_held_at_start(hub: &FakeHub, what: &str) -> HeldAtStart {
     let r = Run::new(what);
     let conflict = r.conflict();
     let server = r.name("server");
-    let server_guard = Guard(server.clone());
+    let server_guard = LabelGuard::deployment(&server);
     let spec = r.write_spec(&server, free_port(), &conflict, 1024);
     let lock = r.write_lock();
     r.fetch(hub, &lock);
@@ -296,7 +295,7 @@ async fn one_command_per_deployment_and_a_failed_run_undoes_only_its_own_work() 
     let r = Run::new("lock");
     let conflict = r.conflict();
     let server = r.name("server");
-    let _server_guard = Guard(server.clone());
+    let _server_guard = LabelGuard::deployment(&server);
     let spec = r.write_spec(&server, free_port(), &conflict, 1024);
     let lock = r.write_lock();
     r.fetch(&hub, &lock);
@@ -385,7 +384,7 @@ async fn the_api_key_never_appears_at_any_verbosity() {
     let hub = hub().await;
     let r = Run::new("secret");
     let server = r.name("server");
-    let _server_guard = Guard(server.clone());
+    let _server_guard = LabelGuard::deployment(&server);
     let port = free_port();
     let spec = r.write_spec(&server, port, &r.name("no-conflict"), 1024);
     add_server_line(&spec, "api_key_env = \"VLMCTL_TEST_API_KEY\"");
@@ -454,7 +453,7 @@ async fn a_relative_models_dir_is_bind_mounted_as_the_path_that_was_verified() {
     let hub = hub().await;
     let r = Run::new("reldir");
     let server = r.name("server");
-    let _server_guard = Guard(server.clone());
+    let _server_guard = LabelGuard::deployment(&server);
     let spec = r.write_spec(&server, free_port(), &r.name("no-conflict"), 1024);
     let lock = r.write_lock();
     let in_tmp = |args: &[&str]| {
@@ -554,7 +553,7 @@ async fn at_the_prompt_ctrl_c_changes_nothing_and_y_goes_ahead() {
     let r = Run::new("prompt");
     let conflict = r.conflict();
     let server = r.name("server");
-    let _server_guard = Guard(server.clone());
+    let _server_guard = LabelGuard::deployment(&server);
     let spec = r.write_spec(&server, free_port(), &conflict, 1024);
     let lock = r.write_lock();
     r.fetch(&hub, &lock);
@@ -605,7 +604,7 @@ async fn a_relaunch_killed_mid_replacement_is_undone_by_the_next_run() {
     let r = Run::new("replace-kill");
     let conflict = r.conflict();
     let server = r.name("server");
-    let _server_guard = Guard(server.clone());
+    let _server_guard = LabelGuard::deployment(&server);
     let port = free_port();
     let spec = r.write_spec(&server, port, &conflict, 1024);
     let lock = r.write_lock();

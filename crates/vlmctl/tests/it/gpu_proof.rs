@@ -12,7 +12,8 @@ use std::path::Path;
 use std::process::Stdio;
 
 use crate::common::{Env, free_port, run, vlmctl};
-use crate::deploy_real::{Guard, Run, docker, running};
+use crate::deploy_real::{Run, docker, running};
+use vlmctl_test::LabelGuard;
 
 /// A stand-in `nvidia-smi` on vlmctl's PATH, answering the two queries vlmctl makes
 /// (`vlmctl_lifecycle::gpu::GPU_QUERY`, `APPS_QUERY`) like the real tool on a host with an idle
@@ -58,16 +59,7 @@ fn provision_gpu_spec(r: &Run, image: &str) -> (i32, String, String, String, Str
     let lock = r.path("weights.lock");
     std::fs::write(
         &lock,
-        format!(
-            "version = 1\n[[model]]\nname = \"gemma-3-270m-q4km\"\nrepo = \"{}\"\n\
-             revision = \"{}\"\ndir = \"{}\"\n[[model.file]]\npath = \"{}\"\nrole = \"model\"\n\
-             size = 253113024\nsha256 = \"{}\"\n",
-            crate::deploy_real::REPO,
-            crate::deploy_real::COMMIT,
-            model.parent().unwrap().display(),
-            crate::deploy_real::FILE,
-            crate::deploy_real::SHA,
-        ),
+        vlmctl_test::model::lock("gemma-3-270m-q4km", model.parent().unwrap()),
     )
     .unwrap();
     let bin = r.path("bin");
@@ -99,7 +91,7 @@ fn a_gpu_spec_whose_server_runs_on_the_cpu_fails_with_the_evidence_and_is_undone
     let r = Run::new("gpuproof");
     let (code, out, err, server, conflict) =
         provision_gpu_spec(&r, &Env::require("VLMCTL_TEST_LLAMA_IMAGE"));
-    let _server_guard = Guard(server.clone());
+    let _server_guard = LabelGuard::deployment(&server);
     assert_eq!(code, 8, "exit 8 (server), got {code}\n{out}\n{err}");
     // The evidence, quoted from the real server's log, and what to do.
     assert!(
@@ -167,7 +159,7 @@ fn a_gpu_server_that_dies_of_a_cuda_error_gets_the_kernels_hint_and_is_undone() 
     let tag = r.build_image("cuda-abort", &ctx);
 
     let (code, out, err, server, conflict) = provision_gpu_spec(&r, &tag);
-    let _server_guard = Guard(server.clone());
+    let _server_guard = LabelGuard::deployment(&server);
     assert_eq!(code, 8, "{out}\n{err}");
     assert!(err.contains("exited") && err.contains("134"), "{err}");
     assert!(

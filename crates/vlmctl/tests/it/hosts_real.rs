@@ -9,6 +9,8 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use vlmctl_test::LabelGuard;
+
 use crate::common::{Env, run, vlmctl};
 use crate::deploy_real::readme_dir_args;
 
@@ -43,23 +45,12 @@ pub(crate) fn beast_docker() -> Command {
     c
 }
 
-/// Removes a container from beast when made (whatever an earlier run left) and when dropped.
-pub(crate) struct BeastGuard(pub(crate) String);
-impl BeastGuard {
-    pub(crate) fn new(name: &str) -> Self {
-        let g = Self(name.to_owned());
-        g.remove();
-        g
-    }
-    fn remove(&self) {
-        let aside = vlmctl_lifecycle::containers::aside_name(&self.0);
-        let _ = beast_docker().args(["rm", "-f", &self.0, &aside]).output();
-    }
-}
-impl Drop for BeastGuard {
-    fn drop(&mut self) {
-        self.remove();
-    }
+/// The cleanup of the deployment `name` (its containers under every name vlmctl gives them) on
+/// beast's daemon: removed now, whatever an earlier run left, and when dropped.
+pub(crate) fn beast_guard(name: &str) -> LabelGuard {
+    LabelGuard::deployment(name)
+        .on(&Env::require("VLMCTL_TEST_BEAST_DOCKER"))
+        .cleared()
 }
 
 /// Removes a folder from beast's disk when dropped.
@@ -311,7 +302,7 @@ fn beasts_state_is_its_own(state: &Path) {
 fn provision_pushes_the_weights_then_bench_and_teardown_through_ssh() {
     let state = tempfile::tempdir().expect("state");
     let good = Env::require("VLMCTL_TEST_SSH_CONFIG");
-    let _guard = BeastGuard::new("vlmctl-cpu-test");
+    let _guard = beast_guard("vlmctl-cpu-test");
     let host = beast();
     // beast starts without the weights, whatever an earlier run left there.
     let there = on_beast(&model_dir());
@@ -650,8 +641,8 @@ fn ctrl_c_or_kill_9_mid_provision_on_beast_brings_its_conflict_back() {
     let state = tempfile::tempdir().expect("state");
     let good = Env::require("VLMCTL_TEST_SSH_CONFIG");
     let conflict = "beast-conflict";
-    let _guard = BeastGuard::new("vlmctl-cpu-test");
-    let _conflict = BeastGuard::new(conflict);
+    let _guard = beast_guard("vlmctl-cpu-test");
+    let _conflict = beast_guard(conflict);
     let spec = spec_with_conflict(state.path(), conflict);
     let provision = || {
         let mut c = cmd(state.path(), &good);
@@ -706,8 +697,7 @@ fn ctrl_c_or_kill_9_mid_provision_on_beast_brings_its_conflict_back() {
 fn tune_on_beast_measures_through_the_forward_and_puts_the_original_back() {
     let state = tempfile::tempdir().expect("state");
     let good = Env::require("VLMCTL_TEST_SSH_CONFIG");
-    let _guard = BeastGuard::new("vlmctl-cpu-test");
-    let _parked = BeastGuard::new(&vlmctl_deploy::tune::parked_name("vlmctl-cpu-test"));
+    let _guard = beast_guard("vlmctl-cpu-test");
     let job = |what: &str| {
         let mut c = cmd(state.path(), &good);
         c.args([what, "--host", &beast(), "--spec", "docker/cpu-test.toml"])

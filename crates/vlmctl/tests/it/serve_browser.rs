@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 
 use crate::common::{Env, free_port, poll_until, run, vlmctl};
-use crate::deploy_real::{Guard, readme_dir_args};
+use crate::deploy_real::readme_dir_args;
 use crate::serve_real::{post, spawn_serve, wait_run};
+use vlmctl_test::LabelGuard;
 
 struct Driver(Child);
 
@@ -208,7 +209,7 @@ async fn newest_point(web: &Client) -> (i64, f64) {
 /// The service's page (docs/serve.md), run as a user runs it: its `vlmctl provision` line, then its
 /// `vlmctl serve` line on a free port; both with a temporary state dir (returned with the
 /// service and the guard that removes the container).
-fn readme_service(name: &str) -> (Guard, tempfile::TempDir, crate::serve_real::Serve) {
+fn readme_service(name: &str) -> (LabelGuard, tempfile::TempDir, crate::serve_real::Serve) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let readme = std::fs::read_to_string(root.join("docs/serve.md")).expect("docs/serve.md");
     let section = readme
@@ -222,7 +223,7 @@ fn readme_service(name: &str) -> (Guard, tempfile::TempDir, crate::serve_real::S
         .filter(|l| l.starts_with("vlmctl "))
         .collect();
     assert_eq!(lines.len(), 2, "provision, then serve: {section}");
-    let guard = Guard(name.to_owned());
+    let guard = LabelGuard::deployment(name);
     let state = tempfile::tempdir().expect("state");
     let extra = readme_dir_args();
     let command = |line: &str| {

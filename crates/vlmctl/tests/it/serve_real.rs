@@ -11,48 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use vlmctl_store::{RunFilter, State, Store};
-use vlmctl_weights::fake_hub::FakeHub;
 
-use crate::common::{free_port, poll_until, run};
-use crate::deploy_real::{Run, hub};
-
-/// A deployment provisioned for the test, and where its files are.
-pub(crate) struct Deployed {
-    pub(crate) r: Run,
-    pub(crate) hub: FakeHub,
-    pub(crate) name: String,
-    pub(crate) spec: PathBuf,
-    pub(crate) lock: PathBuf,
-}
-
-/// Provisions a CPU deployment of the real model (no conflict to stop).
-pub(crate) async fn deployed(what: &str) -> Deployed {
-    let r = Run::new(what);
-    let hub = hub().await;
-    let name = r.name("srv");
-    let spec = r.write_spec(&name, free_port(), "vlmctl-test-no-such-conflict", 1024);
-    let lock = r.write_lock();
-    r.fetch(&hub, &lock);
-    let (code, _, err) = run(&mut r.cmd(&hub, &["provision"], &spec, &lock));
-    assert_eq!(code, 0, "provision: {err}");
-    Deployed {
-        r,
-        hub,
-        name,
-        spec,
-        lock,
-    }
-}
-
-/// The deployment's container goes with the test, passed or failed (the run's label cleanup
-/// does not reach it: vlmctl created it, from the spec).
-impl Drop for Deployed {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("docker")
-            .args(["rm", "-f", &self.name])
-            .output();
-    }
-}
+use crate::common::{free_port, poll_until};
+use crate::deploy_real::{Deployed, deployed};
 
 /// A bench plan in the run's folder: config T (the text-only nav prompt: the test deployment
 /// has no projector), `runs` requests, the real prompts and frame (copied beside it, as a

@@ -9,21 +9,25 @@ use std::time::{Duration, Instant};
 
 use vlmctl_weights::fake_hub::FakeHub;
 
-use crate::common::{free_port, poll_until, run, vlmctl};
-use crate::deploy_real::{Guard, Run, docker, hub, running};
+use crate::common::{poll_until, run, vlmctl};
+use crate::deploy_real::{Deployed, deployed, docker, running};
 
-/// A provisioned deployment to tune, and what it must look like afterwards.
-struct Deployed {
-    r: Run,
+/// A provisioned deployment to tune ([`deployed`], whose cleanup also removes a parked
+/// original), and what it must look like afterwards.
+struct Tuned {
+    d: Deployed,
     server: String,
-    spec: PathBuf,
-    lock: PathBuf,
     plan: PathBuf,
     variants: PathBuf,
     /// Container id and spec-hash label before the tune.
     before: (String, String),
-    _guard: Guard,
-    _parked: Guard,
+}
+
+impl std::ops::Deref for Tuned {
+    type Target = Deployed;
+    fn deref(&self) -> &Deployed {
+        &self.d
+    }
 }
 
 fn identity(name: &str) -> (String, String) {
@@ -55,19 +59,12 @@ pub(crate) fn write_plan(plan: &Path) {
 
 /// Provisions the deployment (gpus = "none"), writes a small text-only plan with an `[slo]` and
 /// a tune file: baseline, two variants that run, and `variants_extra` appended.
-fn deployed(hub: &FakeHub, what: &str, variants_extra: &str) -> Deployed {
-    let r = Run::new(what);
-    let server = r.name("server");
-    let spec = r.write_spec(&server, free_port(), &r.name("no-conflict"), 1024);
-    let lock = r.write_lock();
-    let guard = Guard(server.clone());
-    let parked = Guard(vlmctl_deploy::tune::parked_name(&server));
-    r.fetch(hub, &lock);
-    let (code, out, err) = run(&mut r.cmd(hub, &["provision"], &spec, &lock));
-    assert_eq!(code, 0, "{out}\n{err}");
-    let plan = r.path("plan.toml");
+async fn tuned(what: &str, variants_extra: &str) -> Tuned {
+    let d = deployed(what).await;
+    let server = d.name.clone();
+    let plan = d.r.path("plan.toml");
     write_plan(&plan);
-    let variants = r.path("tune.toml");
+    let variants = d.r.path("tune.toml");
     std::fs::write(
         &variants,
         format!(
@@ -77,20 +74,16 @@ fn deployed(hub: &FakeHub, what: &str, variants_extra: &str) -> Deployed {
     )
     .unwrap();
     let before = identity(&server);
-    Deployed {
-        r,
+    Tuned {
+        d,
         server,
-        spec,
-        lock,
         plan,
         variants,
         before,
-        _guard: guard,
-        _parked: parked,
     }
 }
 
-impl Deployed {
+impl Tuned {
     fn tune(&self, hub: &FakeHub) -> std::process::Command {
         let mut c = self.r.cmd(hub, &["tune"], &self.spec, &self.lock);
         c.arg("--plan")
@@ -168,15 +161,15 @@ impl Deployed {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tune_prints_the_table_picks_a_winner_and_puts_the_original_back() {
-    let hub = hub().await;
     // llama-server refuses an unknown --flash-attn value and exits while starting.
-    let d = deployed(
-        &hub,
+    let d = tuned(
         "tune",
         "[[variant]]\nname = \"broken\"\nextra_args = [\"--flash-attn\", \"sideways\"]\n",
-    );
+    )
+    .await;
+    let hub = &d.hub;
     let started = Instant::now();
-    let mut c = d.tune(&hub);
+    let mut c = d.tune(hub);
     c.arg("--out").arg(d.r.path("tune-out"));
     let (code, out, err) = tokio::task::spawn_blocking(move || run(&mut c))
         .await
@@ -266,11 +259,11 @@ async fn tune_prints_the_table_picks_a_winner_and_puts_the_original_back() {
 /// `--out` files, the history), the original is put back, exit 130.
 #[tokio::test(flavor = "multi_thread")]
 async fn ctrl_c_mid_tune_keeps_what_was_measured_puts_the_original_back_and_exits_130() {
-    let hub = hub().await;
-    let d = deployed(&hub, "tune-int", "");
+    let d = tuned("tune-int", "").await;
+    let hub = &d.hub;
     let dir = d.r.path("int-out");
     let dir_arg = dir.display().to_string();
-    let child = d.tune_until_variant(&hub, 2, &["--out", &dir_arg]);
+    let child = d.tune_until_variant(hub, 2, &["--out", &dir_arg]);
     let pid = child.id().to_string();
     crate::common::signal("INT", &pid);
     let out = child.wait_with_output().unwrap();
@@ -303,12 +296,12 @@ async fn ctrl_c_mid_tune_keeps_what_was_measured_puts_the_original_back_and_exit
 /// back: the tune does not call it back; it says what it found and exits 11.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_running_tune_holds_its_deployment_and_never_calls_a_removed_original_back() {
-    let hub = hub().await;
-    let d = deployed(&hub, "tune-gone", "");
+    let d = tuned("tune-gone", "").await;
+    let hub = &d.hub;
     let dir = d.r.path("gone-out");
     let dir_arg = dir.display().to_string();
     let child = d.tune_until_variant(
-        &hub,
+        hub,
         1,
         &["--only", "baseline,fa-on", "--runs", "1", "--out", &dir_arg],
     );
@@ -329,7 +322,7 @@ async fn a_running_tune_holds_its_deployment_and_never_calls_a_removed_original_
         "{err}"
     );
     for cmd in ["teardown", "relaunch"] {
-        let (code, _, err) = run(&mut d.r.cmd(&hub, &[cmd], &d.spec, &d.lock));
+        let (code, _, err) = run(&mut d.r.cmd(hub, &[cmd], &d.spec, &d.lock));
         assert_eq!(code, 10, "{cmd}: {err}");
     }
     assert!(!docker(&["ps", "-aq", "--filter", &format!("name=^{parked}$")]).is_empty());
@@ -357,9 +350,9 @@ async fn a_running_tune_holds_its_deployment_and_never_calls_a_removed_original_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_mid_tune_then_restore_puts_the_original_back() {
-    let hub = hub().await;
-    let d = deployed(&hub, "tune-kill", "");
-    let mut child = d.tune_until_a_variant_runs(&hub);
+    let d = tuned("tune-kill", "").await;
+    let hub = &d.hub;
+    let mut child = d.tune_until_a_variant_runs(hub);
     child.kill().unwrap();
     let _ = child.wait();
     assert!(
