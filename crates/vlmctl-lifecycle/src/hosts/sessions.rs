@@ -13,10 +13,75 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use vlmctl_base::owner::{Owner, this_machine};
+
 use super::host::{Host, SshHost};
 use super::ssh::LinkNotice;
 use super::ssh::{Forward, Notices, Probe};
 use crate::LifecycleError;
+
+/// The start of a session folder's name: `vlmctl-ssh-PID-START-MACHINE-`, its owner (pid, start
+/// time, and a short hash of where pids mean something, [`this_machine`]) for
+/// [`remove_dead_folders`].
+fn folder_prefix(owner: &Owner) -> String {
+    format!(
+        "vlmctl-ssh-{}-{}-{}-",
+        owner.pid,
+        owner.start.unwrap_or(0),
+        machine_tag(owner.machine.as_deref())
+    )
+}
+
+fn machine_tag(machine: Option<&str>) -> String {
+    machine.map_or_else(
+        || "nomachine".to_owned(),
+        |m| hex::encode(Sha256::digest(m.as_bytes()))[..8].to_owned(),
+    )
+}
+
+/// Removes the session folders in `temp` whose vlmctl is gone: a process killed with SIGKILL
+/// cannot remove its own (the socket of a forward that ended with it). Only folders named
+/// by [`folder_prefix`] for this machine, boot and pid namespace, owned by this user and not a
+/// link, whose owner is dead by the one rule ([`Owner::is_dead`]: pid and start time); a
+/// folder of a live vlmctl, of another user, or of a process this one cannot see (another
+/// pid namespace sharing `/tmp`) is left alone.
+pub(crate) fn remove_dead_folders(temp: &Path) {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(me) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
+        return;
+    };
+    let here = this_machine();
+    let tag = machine_tag(here.as_deref());
+    let Ok(entries) = std::fs::read_dir(temp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("vlmctl-ssh-")) else {
+            continue;
+        };
+        let mut parts = rest.splitn(4, '-');
+        let (Some(pid), Some(start), Some(machine)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let (Ok(pid), Ok(start)) = (pid.parse::<u32>(), start.parse::<i64>()) else {
+            continue;
+        };
+        let owner = Owner {
+            pid,
+            start: (start != 0).then_some(start),
+            machine: here.clone(),
+        };
+        let ours = entry
+            .path()
+            .symlink_metadata()
+            .is_ok_and(|m| m.is_dir() && m.uid() == me);
+        if machine == tag && ours && owner.is_dead() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
 
 /// What vlmctl holds open to one host.
 pub struct Session {
@@ -202,9 +267,11 @@ impl Sessions {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let dir = std::env::temp_dir().join(format!(
-            "vlmctl-ssh-{}-{}-{now:x}-{:x}-{}",
-            std::process::id(),
+        let temp = std::env::temp_dir();
+        remove_dead_folders(&temp);
+        let dir = temp.join(format!(
+            "{}-{}-{now:x}-{:x}-{}",
+            folder_prefix(&Owner::this_process()),
             &hex::encode(Sha256::digest(key.as_bytes()))[..8],
             // Two pools alive at once in one process (tests) never share a folder.
             Arc::as_ptr(&self.pool) as usize,
@@ -302,5 +369,55 @@ impl Sessions {
         tokio::spawn(super::relay::relay(front, behind, Arc::downgrade(&f)));
         lock(&s.forwards).insert(key, (local, f));
         Ok(("127.0.0.1".to_owned(), local))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An owner that was alive and is gone: a child, seen running, then killed and reaped.
+    fn dead_owner() -> Owner {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep");
+        let owner = Owner {
+            pid: child.id(),
+            start: vlmctl_base::owner::process_start(child.id()),
+            machine: this_machine(),
+        };
+        assert!(owner.start.is_some(), "read while it ran");
+        child.kill().expect("kill");
+        child.wait().expect("reaped");
+        owner
+    }
+
+    #[test]
+    fn only_the_folders_of_dead_owners_of_this_machine_are_removed() {
+        let temp = tempfile::tempdir().expect("temp");
+        let dead = dead_owner();
+        let folder =
+            |owner: &Owner, rest: &str| temp.path().join(format!("{}{rest}", folder_prefix(owner)));
+        let gone = folder(&dead, "aa-1-2-0");
+        let live = folder(&Owner::this_process(), "bb-1-2-0");
+        let elsewhere = temp.path().join(format!(
+            "vlmctl-ssh-{}-{}-{}-cc-1-2-0",
+            dead.pid,
+            dead.start.unwrap_or(0),
+            machine_tag(Some("another-boot/pid:[1]"))
+        ));
+        let not_a_folder = folder(&dead, "dd-1-2-0");
+        let unrelated = temp.path().join("vlmctl-ssh-notapid-x");
+        for d in [&gone, &live, &elsewhere, &unrelated] {
+            std::fs::create_dir(d).expect("folder");
+            std::fs::write(d.join("docker.sock"), b"").expect("a file in it");
+        }
+        std::fs::write(&not_a_folder, b"").expect("file");
+        remove_dead_folders(temp.path());
+        assert!(!gone.exists(), "a dead vlmctl's folder is removed");
+        for kept in [&live, &elsewhere, &not_a_folder, &unrelated] {
+            assert!(kept.exists(), "{} is kept", kept.display());
+        }
     }
 }
