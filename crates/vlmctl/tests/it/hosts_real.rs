@@ -233,7 +233,7 @@ fn model_dir() -> std::path::PathBuf {
 }
 
 /// `docker/cpu-test.toml` (the README's CPU deployment) written into `dir` with a port free on
-/// this machine instead of its 18435, and one thread; the spec and the port.
+/// this machine instead of its 18435; the spec and the port.
 fn spec_on_a_free_port(dir: &Path) -> (std::path::PathBuf, u16) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let text = std::fs::read_to_string(root.join("docker/cpu-test.toml")).expect("spec");
@@ -243,10 +243,7 @@ fn spec_on_a_free_port(dir: &Path) -> (std::path::PathBuf, u16) {
     );
     let port = vlmctl_test::free_port();
     let spec = dir.join("cpu-test.toml");
-    // One thread, as in every test spec (`deploy_real::Run::write_spec`).
-    let text = text
-        .replace("\nport = 18435\n", &format!("\nport = {port}\n"))
-        .replace("\nthreads = 2\n", "\nthreads = 1\n");
+    let text = text.replace("\nport = 18435\n", &format!("\nport = {port}\n"));
     std::fs::write(&spec, text).expect("spec");
     (spec, port)
 }
