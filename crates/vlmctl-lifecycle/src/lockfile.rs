@@ -23,6 +23,7 @@ use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt 
 use std::path::{Path, PathBuf};
 
 use crate::LifecycleError;
+use crate::hosts::HOSTS_FOLDER;
 
 /// Held deployment locks; released on drop (and by the kernel on any death).
 #[derive(Debug)]
@@ -200,7 +201,9 @@ fn host_wide(state_dir: &Path) -> PathBuf {
         parent.and_then(Path::file_name),
         state_dir.file_name().and_then(|k| k.to_str()),
     ) {
-        (Some(hosts), Some(key)) if hosts == "hosts" => host_dir().join("hosts").join(key),
+        (Some(hosts), Some(key)) if hosts == HOSTS_FOLDER => {
+            host_dir().join(HOSTS_FOLDER).join(key)
+        }
         _ => host_dir(),
     }
 }

@@ -73,14 +73,26 @@ impl Host {
             Self::Ssh { target, .. } => {
                 let address = target.to_string();
                 let bare = address.trim_start_matches("ssh://");
-                state.join("hosts").join(format!(
+                state.join(HOSTS_FOLDER).join(format!(
                     "{}-{}",
                     path_safe(bare),
-                    &hex::encode(Sha256::digest(address.as_bytes()))[..8]
+                    short_sha256(&address, 8)
                 ))
             }
         }
     }
+}
+
+/// The folder of a state folder that holds the other hosts' ([`Host::state_dir`]); the
+/// host-wide locks mirror it (`crate::lockfile`).
+pub(crate) const HOSTS_FOLDER: &str = "hosts";
+
+/// The first `hex_chars` hex digits of `text`'s sha256: a short tag that keeps two names apart
+/// where a made-safe or bare name could meet another.
+pub(crate) fn short_sha256(text: &str, hex_chars: usize) -> String {
+    let mut hex = hex::encode(Sha256::digest(text.as_bytes()));
+    hex.truncate(hex_chars);
+    hex
 }
 
 /// This machine's host name (`/proc/sys/kernel/hostname`), when it has one.
@@ -109,10 +121,7 @@ pub fn path_safe(name: &str) -> String {
     }
     let out = out.trim_matches('-').to_owned();
     if out.is_empty() || out == "." || out == ".." {
-        format!(
-            "host-{}",
-            &hex::encode(Sha256::digest(name.as_bytes()))[..12]
-        )
+        format!("host-{}", short_sha256(name, 12))
     } else {
         out
     }

@@ -37,6 +37,7 @@ mod resolve;
 mod sessions;
 mod ssh;
 
+pub(crate) use host::HOSTS_FOLDER;
 pub use host::{DEFAULT_SOCKET, Host, SshHost, machine_name, path_safe};
 pub use resolve::{Context, contexts, current_context, docker_config_dir, parse_ssh, resolve};
 pub use sessions::{HELPERS_PATIENCE, Session, Sessions};

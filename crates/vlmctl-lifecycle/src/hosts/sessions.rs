@@ -11,11 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
 use vlmctl_base::owner::{Owner, this_machine};
 
-use super::host::{Host, SshHost};
+use super::host::{Host, SshHost, short_sha256};
 use super::ssh::LinkNotice;
 use super::ssh::{Forward, Notices, Probe};
 use crate::LifecycleError;
@@ -33,10 +31,7 @@ fn folder_prefix(owner: &Owner) -> String {
 }
 
 fn machine_tag(machine: Option<&str>) -> String {
-    machine.map_or_else(
-        || "nomachine".to_owned(),
-        |m| hex::encode(Sha256::digest(m.as_bytes()))[..8].to_owned(),
-    )
+    machine.map_or_else(|| "nomachine".to_owned(), |m| short_sha256(m, 8))
 }
 
 /// Removes the session folders in `temp` whose vlmctl is gone: a process killed with SIGKILL
@@ -272,7 +267,7 @@ impl Sessions {
         let dir = temp.join(format!(
             "{}-{}-{now:x}-{:x}-{}",
             folder_prefix(&Owner::this_process()),
-            &hex::encode(Sha256::digest(key.as_bytes()))[..8],
+            short_sha256(&key, 8),
             // Two pools alive at once in one process (tests) never share a folder.
             Arc::as_ptr(&self.pool) as usize,
             self.pool.folders.fetch_add(1, Ordering::Relaxed)
