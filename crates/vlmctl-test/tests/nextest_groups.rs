@@ -97,6 +97,11 @@ fn gated() -> BTreeMap<String, Option<BTreeSet<String>>> {
     out
 }
 
+/// The repository's `.config/nextest.toml`.
+fn nextest_toml() -> String {
+    std::fs::read_to_string(root().join(".config/nextest.toml")).expect("nextest.toml")
+}
+
 fn is_env_gate(cfg: &str) -> bool {
     cfg.contains("feature = \"test-env\"") || cfg.contains("feature = \"test-docker\"")
 }
@@ -108,8 +113,7 @@ fn gated_binary(main: &str) -> bool {
 
 #[test]
 fn every_gated_test_module_is_in_the_real_env_group() {
-    let config =
-        std::fs::read_to_string(root().join(".config/nextest.toml")).expect("nextest.toml");
+    let config = nextest_toml();
     let grouped = grouped(&config, "real-env");
     let gated = gated();
     assert!(
@@ -128,8 +132,7 @@ fn every_gated_test_module_is_in_the_real_env_group() {
 /// typo, or a test that needs nothing held back for nothing).
 #[test]
 fn the_apart_lane_holds_only_gated_tests() {
-    let config =
-        std::fs::read_to_string(root().join(".config/nextest.toml")).expect("nextest.toml");
+    let config = nextest_toml();
     let apart = grouped(&config, "real-env-apart");
     let gated = gated();
     assert!(

@@ -316,7 +316,7 @@ fn the_front_end_rule_catches_each_banned_call() {
 /// Docker, call a container function, or ask the hub anything; the jobs do.
 #[test]
 fn front_ends_never_talk_to_docker_or_the_hub_in_their_sources() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = crate::common::repo_root();
     let mut files = Vec::new();
     for front_end in ["crates/vlmctl/src", "crates/vlmctl-serve/src"] {
         rust_files(&root.join(front_end), &mut files);

@@ -2,7 +2,7 @@
 
 use std::fs;
 
-use crate::common::{redact, run, vlmctl};
+use crate::common::{redact, repo_file, run, vlmctl};
 
 #[test]
 fn help_lists_the_commands() {
@@ -64,12 +64,6 @@ fn unknown_model_lists_the_known_ones() {
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("no model named \"gemma\""), "{err}");
     assert!(err.contains("hint: the lock has no models yet"), "{err}");
-}
-
-fn repo_file(p: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(p)
 }
 
 #[test]

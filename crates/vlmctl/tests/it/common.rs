@@ -8,6 +8,16 @@ use std::time::{Duration, Instant};
 pub use vlmctl_test::Env;
 pub use vlmctl_test::free_port;
 
+/// The repository's root (the tests run the README's files from there).
+pub fn repo_root() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A file of the repository (`docker/cpu-test.toml`, `examples/…`).
+pub fn repo_file(p: &str) -> std::path::PathBuf {
+    repo_root().join(p)
+}
+
 /// The binary under test, started with none of vlmctl's, the hub's and XDG's variables
 /// ([`vlmctl::env_vars::cleared_in_tests`]) set, so that a developer's `VLMCTL_SPEC`, `HF_TOKEN` or
 /// `XDG_STATE_HOME` cannot change what a test sees: each test sets what it needs on the command.

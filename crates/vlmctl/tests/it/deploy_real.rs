@@ -538,7 +538,7 @@ fn bench_provisioned(r: &Run, provision_out: &str) {
         .and_then(|s| s.split('/').next())
         .unwrap_or_default()
         .to_owned();
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let examples = crate::common::repo_root().join("examples");
     let plan = r.path("plan.toml");
     std::fs::write(
         &plan,
@@ -976,7 +976,7 @@ pub(crate) fn readme_dir_args() -> Vec<String> {
 /// and the state directory is a temporary one.
 #[test]
 fn the_readmes_cpu_flow_serves_and_benchmarks_the_camera_frame() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = crate::common::repo_root();
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     let section = readme
         .split("## Try it without a GPU")

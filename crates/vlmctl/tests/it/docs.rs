@@ -4,14 +4,12 @@
 //! `CONTRIBUTING.md` and `docs/` pointing at a file that exists.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use crate::common::repo_root;
 
 fn read(path: &str) -> String {
-    std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+    std::fs::read_to_string(repo_root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// `pub const NAME: u8 = N;` in `exit_codes.rs`, by code.
@@ -81,7 +79,7 @@ fn the_readme_is_a_front_page_linking_every_docs_page() {
         lines <= 250,
         "README.md has {lines} lines; move detail under docs/"
     );
-    let mut pages: Vec<String> = std::fs::read_dir(root().join("docs"))
+    let mut pages: Vec<String> = std::fs::read_dir(repo_root().join("docs"))
         .expect("docs/")
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -120,7 +118,7 @@ fn every_relative_link_in_the_docs_resolves() {
         "crates/README.md".to_owned(),
         "examples/README.md".to_owned(),
     ];
-    for e in std::fs::read_dir(root().join("docs"))
+    for e in std::fs::read_dir(repo_root().join("docs"))
         .expect("docs/")
         .flatten()
     {
@@ -135,7 +133,7 @@ fn every_relative_link_in_the_docs_resolves() {
         let dir = Path::new(f).parent().unwrap_or(Path::new(""));
         for link in relative_links(&read(f)) {
             seen += 1;
-            if !root().join(dir).join(link).exists() {
+            if !repo_root().join(dir).join(link).exists() {
                 broken.push(format!("{f}: {link}"));
             }
         }

@@ -15,7 +15,7 @@ fn cmd(state: &Path, ssh_config: &str) -> Command {
     let mut c = vlmctl();
     c.env("VLMCTL_STATE_DIR", state)
         .env("VLMCTL_SSH_CONFIG", ssh_config)
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+        .current_dir(crate::common::repo_root())
         .stdin(Stdio::null());
     c
 }
@@ -23,7 +23,7 @@ fn cmd(state: &Path, ssh_config: &str) -> Command {
 /// A plan `dir/name` (the repository's camera frame and prompts; configs A and T, 3 runs after
 /// one warm-up, 8 tokens) with these `[[target]]` tables.
 fn write_plan(dir: &Path, name: &str, targets: &str) -> PathBuf {
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let examples = crate::common::repo_root().join("examples");
     let path = dir.join(name);
     std::fs::write(
         &path,

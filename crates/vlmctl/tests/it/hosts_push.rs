@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{Env, poll_until, run, vlmctl};
+use crate::common::{Env, poll_until, repo_root, run, vlmctl};
 use crate::deploy_real::readme_dir_args;
 
 const MODEL: &str = "gemma-3-270m-q4_k_m.gguf";
@@ -26,10 +26,6 @@ fn port() -> String {
 
 fn remote() -> String {
     format!("ssh://root@127.0.0.1:{}", port())
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// `vlmctl weights push --host <the test host> --lock LOCK --to TO` with the test image.

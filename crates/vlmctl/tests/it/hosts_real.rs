@@ -65,7 +65,7 @@ pub(crate) fn cmd(state: &Path, config: &str) -> Command {
     let mut c = vlmctl();
     c.env("VLMCTL_STATE_DIR", state)
         .env("VLMCTL_SSH_CONFIG", config)
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+        .current_dir(crate::common::repo_root())
         .stdin(Stdio::null());
     c
 }
@@ -121,7 +121,7 @@ fn a_refused_key_an_unknown_name_and_a_host_without_docker_are_clear_errors() {
     // A GPU spec's gate on another host looks at that host's GPUs, from a container there
     // (this machine's nvidia-smi would describe the wrong host). The test engine gives the
     // container no nvidia-smi, as a host without the NVIDIA toolkit would.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = crate::common::repo_root();
     let gpu_spec = state.path().join("gpu.toml");
     std::fs::write(
         &gpu_spec,
@@ -235,7 +235,7 @@ fn model_dir() -> std::path::PathBuf {
 /// `docker/cpu-test.toml` (the README's CPU deployment) written into `dir` with a port free on
 /// this machine instead of its 18435; the spec and the port.
 fn spec_on_a_free_port(dir: &Path) -> (std::path::PathBuf, u16) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = crate::common::repo_root();
     let text = std::fs::read_to_string(root.join("docker/cpu-test.toml")).expect("spec");
     assert!(
         text.contains("\nport = 18435\n"),
@@ -251,16 +251,11 @@ fn spec_on_a_free_port(dir: &Path) -> (std::path::PathBuf, u16) {
 /// `examples/cpu-bench.toml` (the README's CPU bench) written into `dir` aimed at `port`
 /// instead of 18435, with its camera frame and prompts beside it.
 fn plan_on_port(dir: &Path, port: u16) -> std::path::PathBuf {
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
-    let text = std::fs::read_to_string(examples.join("cpu-bench.toml")).expect("plan");
+    let text = std::fs::read_to_string(crate::common::repo_root().join("examples/cpu-bench.toml"))
+        .expect("plan");
     let url = "url = \"http://127.0.0.1:18435\"";
     assert!(text.contains(url), "the README's plan names its url");
-    std::fs::copy(examples.join("camera.png"), dir.join("camera.png")).expect("camera.png");
-    std::fs::create_dir_all(dir.join("prompts")).expect("prompts");
-    for prompt in std::fs::read_dir(examples.join("prompts")).expect("examples/prompts") {
-        let prompt = prompt.expect("a prompt");
-        std::fs::copy(prompt.path(), dir.join("prompts").join(prompt.file_name())).expect("copy");
-    }
+    crate::serve_real::frame_and_prompts_into(dir);
     let plan = dir.join("cpu-bench.toml");
     let aimed = text.replace(url, &format!("url = \"http://127.0.0.1:{port}\""));
     std::fs::write(&plan, aimed).expect("plan");
@@ -509,7 +504,7 @@ fn weights_push_resumes_after_kill_9_and_verifies_on_the_host() {
             "--dir",
         ])
         .arg(&there)
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")));
+        .current_dir(crate::common::repo_root()));
     assert_eq!(
         code, 0,
         "the host's files are the locked ones: {out}\n{err}"
@@ -593,7 +588,7 @@ fn running_on_beast(name: &str) -> bool {
 
 /// The CPU spec with a conflict on beast to stop: a container of the test image that sleeps.
 fn spec_with_conflict(dir: &Path, conflict: &str) -> std::path::PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = crate::common::repo_root();
     let spec = dir.join("spec.toml");
     std::fs::write(
         &spec,

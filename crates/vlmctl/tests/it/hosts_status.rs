@@ -5,7 +5,6 @@
 
 use std::io::Read as _;
 use std::net::TcpListener;
-use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -76,7 +75,7 @@ fn all_hosts_are_visited_at_once_and_listed_in_order() {
         .env("DOCKER_CONFIG", config.path())
         .env("VLMCTL_SSH_CONFIG", &ssh_config)
         .env("VLMCTL_STATE_DIR", state.path())
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+        .current_dir(crate::common::repo_root())
         .stdin(Stdio::null()));
     assert_eq!(code, 5, "hosts did not answer\n{out}\n{err}");
     // One after another, a host's connection closes before the next one opens: at most one at

@@ -4,7 +4,7 @@
 //! point of the trend chart. Screenshots of the pages are written to `$CARGO_TARGET_TMPDIR`
 //! (and to `$VLMCTL_SCREENSHOTS` when set: docs/serve.md's come from there).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -210,7 +210,7 @@ async fn newest_point(web: &Client) -> (i64, f64) {
 /// `vlmctl serve` line on a free port; both with a temporary state dir (returned with the
 /// service and the guard that removes the container).
 fn readme_service(name: &str) -> (LabelGuard, tempfile::TempDir, crate::serve_real::Serve) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = crate::common::repo_root();
     let readme = std::fs::read_to_string(root.join("docs/serve.md")).expect("docs/serve.md");
     let section = readme
         .split("## The benchmark service (vlmctl serve)")

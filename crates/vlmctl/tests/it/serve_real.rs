@@ -15,12 +15,10 @@ use vlmctl_store::{RunFilter, State, Store};
 use crate::common::{free_port, poll_until};
 use crate::deploy_real::{Deployed, deployed};
 
-/// A bench plan in the run's folder: config T (the text-only nav prompt: the test deployment
-/// has no projector), `runs` requests, the real prompts and frame (copied beside it, as a
-/// user's plan has them).
-pub(crate) fn plan(d: &Deployed, file: &str, runs: usize) -> PathBuf {
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
-    let dir = d.r.path("plans");
+/// The repository's camera frame and prompts copied into `dir`, where a plan written there
+/// finds them by its default relative paths (`camera.png`, `prompts/*.txt`), as a user's does.
+pub(crate) fn frame_and_prompts_into(dir: &Path) {
+    let examples = crate::common::repo_root().join("examples");
     std::fs::create_dir_all(dir.join("prompts")).expect("plans dir");
     std::fs::copy(examples.join("camera.png"), dir.join("camera.png")).expect("camera");
     for p in ["nav.txt", "nav-short.txt", "describe.txt"] {
@@ -30,6 +28,14 @@ pub(crate) fn plan(d: &Deployed, file: &str, runs: usize) -> PathBuf {
         )
         .expect("prompt");
     }
+}
+
+/// A bench plan in the run's folder: config T (the text-only nav prompt: the test deployment
+/// has no projector), `runs` requests, the real prompts and frame (copied beside it, as a
+/// user's plan has them).
+pub(crate) fn plan(d: &Deployed, file: &str, runs: usize) -> PathBuf {
+    let dir = d.r.path("plans");
+    frame_and_prompts_into(&dir);
     let path = dir.join(file);
     std::fs::write(
         &path,

@@ -44,7 +44,7 @@ fn identity(name: &str) -> (String, String) {
 
 /// A small text-only plan with an `[slo]`; its target's URL is the deployment's under tune.
 pub(crate) fn write_plan(plan: &Path) {
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let examples = crate::common::repo_root().join("examples");
     std::fs::write(
         plan,
         format!(

@@ -7,11 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::vlmctl;
-
-fn repo_file(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(p)
-}
+use crate::common::{repo_file, vlmctl};
 
 /// Runs `cmd` with a deadline and 4 GiB of address space: one that blocks (on a FIFO) is
 /// killed and one that reads without end (`/dev/zero`) runs out of memory, either failing the

@@ -143,7 +143,7 @@ fn the_projector_is_adopted_and_verified_as_a_clip_gguf() {
     let model = PathBuf::from(Env::require("VLMCTL_TEST_MODEL"));
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("models");
-    let lock = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/cpu-test.lock");
+    let lock = crate::common::repo_root().join("examples/cpu-test.lock");
     let (code, out, err) = run(vlmctl()
         .args(["weights", "adopt"])
         .arg(&mmproj)
