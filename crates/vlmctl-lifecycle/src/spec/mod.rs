@@ -6,12 +6,16 @@
 //! container itself is planned in [`crate::containers::ContainerPlan`].
 
 mod check;
+mod conflict;
 mod intent;
 mod parse;
 mod render;
 
 pub use check::{
     MAX_HEALTH_TIMEOUT_S, TUNE_PARKED_SUFFIX, is_container_name, refused_extra_arg, shown_extra_arg,
+};
+pub use conflict::{
+    ConflictCheck, ConflictRule, DEFAULT_CHECK_TIMEOUT_S, RestoreWhen, check_probe_url, probe_host,
 };
 pub use render::{HealthProbe, LLAMA_CPP_HEALTHCHECK, host_port, http_base};
 
@@ -63,6 +67,24 @@ pub struct Spec {
     pub memory: Memory,
     /// Containers that may be stopped (with confirmation) and restored.
     pub conflicts: Vec<String>,
+    /// What the `[[conflict]]` tables state beyond the name (a check after restore, whether a
+    /// teardown restarts it), for the conflicts that state anything: [`Spec::conflict_rule`].
+    /// Left out of the canonical form when empty, so that specs without any keep their hash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflict_rules: Vec<ConflictRule>,
+}
+
+impl Spec {
+    /// The rule for the container `name` stops: the spec's, else [`ConflictRule::plain`] (also
+    /// for a container stopped with `--stop NAME` that the spec does not list).
+    #[must_use]
+    pub fn conflict_rule(&self, name: &str) -> ConflictRule {
+        self.conflict_rules
+            .iter()
+            .find(|r| r.name == name)
+            .cloned()
+            .unwrap_or_else(|| ConflictRule::plain(name))
+    }
 }
 
 /// `[model]`: the files a deployment serves, named by their source: a hub repository, a

@@ -10,6 +10,7 @@ use toml::Spanned;
 use crate::LifecycleError;
 
 use super::check::{check_deployment_name, check_image, check_server};
+use super::conflict::{RawConflict, parse_conflicts};
 use super::intent::parse_model;
 #[allow(clippy::wildcard_imports)]
 use super::*;
@@ -39,11 +40,6 @@ pub(super) struct RawSpec {
     conflict: Vec<Spanned<RawConflict>>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawConflict {
-    name: String,
-}
 
 pub(super) fn host_platform() -> Spanned<String> {
     Spanned::new(0..0, "host".to_owned())
@@ -196,6 +192,8 @@ impl Spec {
                 ),
             ));
         }
+        let (conflicts, conflict_rules) =
+            parse_conflicts(text, raw.conflict).map_err(|(at, field, m)| invalid(at, &field, m))?;
         Ok(Self {
             name: name.clone(),
             image: raw.image.into_inner(),
@@ -209,11 +207,8 @@ impl Spec {
             server,
             health: raw.health.into_inner(),
             memory: memory(text, raw.memory).map_err(|(at, m)| invalid(at, MIN_FIELD, m))?,
-            conflicts: raw
-                .conflict
-                .into_iter()
-                .map(|c| c.into_inner().name)
-                .collect(),
+            conflicts,
+            conflict_rules,
         })
     }
 }
