@@ -328,13 +328,33 @@ pub enum DeployError {
         source: Box<DeployError>,
     },
     /// The job failed after changing something, and what it did was undone.
-    #[error("the run failed; {}", undone_summary(.undone))]
+    #[error("the run failed; {}{}", undone_summary(.undone), crate::liveness::undone_note(.undone))]
     Undone {
         /// Why it failed.
         #[source]
         cause: Box<DeployError>,
         /// What the undo did.
         undone: Box<Restored>,
+    },
+    /// A conflict the spec lists was not confirmed at the prompt (answered no, or no terminal
+    /// to ask at): the provision is cancelled before anything was stopped or started.
+    #[error(
+        "cancelled: stopping {name} was not confirmed (answered no, or no terminal to ask at); \
+         nothing was changed"
+    )]
+    Declined {
+        /// The conflict.
+        name: String,
+    },
+    /// Containers were started again, but their check did not pass: not proven alive.
+    #[error("{done}, but not proven alive: {}", crate::liveness::failed_list(failed))]
+    ConflictCheckFailed {
+        /// The checks that failed.
+        failed: Vec<vlmctl_lifecycle::journal::CheckOutcome>,
+        /// What the command did otherwise.
+        done: String,
+        /// The journal that keeps them.
+        journal: PathBuf,
     },
     /// The job failed, and undoing what it did failed too: some of it is still to undo.
     #[error("the run failed, and undoing it failed too ({undo_error}); still to undo: {}", still_to_undo(.left))]
@@ -525,7 +545,16 @@ impl DeployError {
             } else {
                 source.hint()
             }),
+            Self::Undone { undone, .. } if undone.failed_checks().next().is_some() => {
+                Some(crate::liveness::HINT.to_owned())
+            }
             Self::Undone { cause, .. } => cause.hint(),
+            Self::ConflictCheckFailed { .. } => Some(crate::liveness::HINT.to_owned()),
+            Self::Declined { name } => Some(format!(
+                "answer y at the prompt, or pass --yes (stops what the spec's [[conflict]] \
+                 tables list) or --stop {name}; to run beside it, take its [[conflict]] out of \
+                 the spec"
+            )),
             Self::UndoFailed {
                 undo_error,
                 deployment,

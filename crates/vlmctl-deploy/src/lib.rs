@@ -30,6 +30,7 @@ pub mod events;
 pub mod export;
 pub mod gates;
 pub mod history;
+pub mod liveness;
 pub mod lock;
 pub mod memory;
 pub mod offload;

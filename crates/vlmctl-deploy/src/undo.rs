@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use vlmctl_lifecycle::journal::{self, Restored, Scope};
+use vlmctl_lifecycle::journal::{self, RestoreOptions, Restored, Scope};
 use vlmctl_lifecycle::{Docker, LifecycleError, containers};
 
 use crate::DeployError;
@@ -21,6 +21,62 @@ pub struct TornDown {
     pub restored: Restored,
 }
 
+/// What a teardown leaves stopped, beyond what the journal's entries say.
+#[derive(Debug, Clone, Default)]
+pub struct TeardownOptions {
+    /// Wait for another command that holds the deployment.
+    pub wait: bool,
+    /// Leave these stopped (`--keep-stopped NAME`), whatever their `restore` says.
+    pub keep_stopped: Vec<String>,
+    /// Answer yes to every `restore = "ask"` question (`--yes`): restart them.
+    pub yes: bool,
+}
+
+/// "Start this stopped conflict again?", asked at teardown for a conflict whose spec says
+/// `restore = "ask"` (the Beast runbook: restart nemotron only if the user confirms it was
+/// production).
+pub trait AskRestart {
+    /// The answer: yes restarts it, no leaves it stopped (recorded).
+    fn restart<'a>(&'a mut self, entry: &'a journal::JournalEntry) -> crate::events::Answer<'a>;
+}
+
+/// Nobody to ask: a `restore = "ask"` conflict is left stopped (recorded, shown by `status`,
+/// `vlmctl restore --start NAME` brings it back).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoOneToAsk;
+
+impl AskRestart for NoOneToAsk {
+    fn restart<'a>(&'a mut self, _entry: &'a journal::JournalEntry) -> crate::events::Answer<'a> {
+        Box::pin(std::future::ready(false))
+    }
+}
+
+/// Pure: which of the journal's entries a teardown leaves stopped: those named with
+/// `--keep-stopped`, those whose spec says `restore = "never"`, and those that say "ask" when
+/// the answer is no (`--yes` answers yes without asking). Entries left stopped before stay so.
+#[must_use]
+pub fn to_leave_stopped(
+    entries: &[journal::JournalEntry],
+    keep: &[String],
+    yes: bool,
+    answers: &dyn Fn(&journal::JournalEntry) -> bool,
+) -> Vec<String> {
+    use vlmctl_lifecycle::spec::RestoreWhen;
+    entries
+        .iter()
+        .filter(|e| {
+            e.left_stopped
+                || keep.contains(&e.name)
+                || match e.restore {
+                    RestoreWhen::Always => false,
+                    RestoreWhen::Never => true,
+                    RestoreWhen::Ask => !yes && !answers(e),
+                }
+        })
+        .map(|e| e.name.clone())
+        .collect()
+}
+
 /// Stops and removes the deployment's container (only one vlmctl created) and restores what
 /// its journal says was stopped.
 pub async fn teardown(
@@ -30,6 +86,26 @@ pub async fn teardown(
     sink: &mut dyn Sink,
     cancel: &Cancel,
 ) -> Result<TornDown, DeployError> {
+    let opts = TeardownOptions {
+        wait,
+        ..TeardownOptions::default()
+    };
+    teardown_with(engine, name, &opts, &mut NoOneToAsk, sink, cancel).await
+}
+
+/// [`teardown`], leaving stopped what `opts` and the answers of `ask` say
+/// ([`to_leave_stopped`]); every container brought back is checked ([`crate::liveness`]):
+/// one not proven alive fails the teardown ([`DeployError::ConflictCheckFailed`]) after
+/// everything else was done.
+pub async fn teardown_with(
+    engine: &vlmctl_lifecycle::Engine,
+    name: &str,
+    opts: &TeardownOptions,
+    ask: &mut dyn AskRestart,
+    sink: &mut dyn Sink,
+    cancel: &Cancel,
+) -> Result<TornDown, DeployError> {
+    let wait = opts.wait;
     if !vlmctl_lifecycle::spec::is_container_name(name) {
         return Err(DeployError::NotADeploymentName {
             name: name.to_owned(),
@@ -56,6 +132,7 @@ pub async fn teardown(
         _ => (name.to_owned(), None, None),
     };
     let name = name.as_str();
+    let leave = choose_left_stopped(&journal::path(state, name), opts, ask, sink).await?;
     let removed = match containers::teardown(&docker, name).await {
         Err(LifecycleError::NameTaken { container }) => {
             return Err(DeployError::NotOurs { container });
@@ -66,15 +143,80 @@ pub async fn teardown(
     // A run that died while replacing the deployment's container had set the old one aside: a
     // teardown ends the deployment, so that one goes too, never started again first.
     journal::drop_previous(&docker, &jpath).await?;
-    let restored = journal::restore(&docker, &jpath, Scope::All)
+    journal::leave_stopped(&jpath, &leave)?;
+    let mut restored = journal::restore(&docker, &jpath, Scope::All)
         .await
         .map_err(|e| incomplete(e, &jpath))?;
     containers::remove_aside_of(&docker, name).await?;
-    Ok(TornDown {
+    crate::liveness::check_restored(engine, &docker, &jpath, &mut restored).await;
+    let done = TornDown {
         container: name.to_owned(),
         removed,
         restored,
-    })
+    };
+    match crate::liveness::failure(&done.restored, torn_down_line(&done), &jpath) {
+        Some(e) => Err(e),
+        None => Ok(done),
+    }
+}
+
+/// "removed NAME; restored A, B; left stopped C", for a message.
+fn torn_down_line(d: &TornDown) -> String {
+    let mut line = if d.removed {
+        format!("removed {}", d.container)
+    } else {
+        format!("{}: no such container (already torn down)", d.container)
+    };
+    let r = &d.restored;
+    let back: Vec<&str> = r
+        .put_back
+        .iter()
+        .chain(&r.started)
+        .chain(&r.already_running)
+        .map(String::as_str)
+        .collect();
+    if !back.is_empty() {
+        line.push_str(&format!("; restored {}", back.join(", ")));
+    }
+    if !r.left_stopped.is_empty() {
+        line.push_str(&format!("; left stopped {}", r.left_stopped.join(", ")));
+    }
+    line
+}
+
+/// The entries a teardown of the deployment leaves stopped, asking `ask` about those that say
+/// "ask" (before anything is changed, so that an interrupted question changes nothing).
+async fn choose_left_stopped(
+    jpath: &Path,
+    opts: &TeardownOptions,
+    ask: &mut dyn AskRestart,
+    sink: &mut dyn Sink,
+) -> Result<Vec<String>, DeployError> {
+    let entries = journal::read(jpath)?.map(|j| j.entries).unwrap_or_default();
+    for k in &opts.keep_stopped {
+        if !entries.iter().any(|e| &e.name == k) {
+            sink.event(crate::events::Event::Warning {
+                message: format!(
+                    "--keep-stopped {k}: the deployment's journal lists no stopped container of \
+                     that name; ignored"
+                ),
+            });
+        }
+    }
+    let mut yes = Vec::new();
+    for e in entries.iter().filter(|e| {
+        e.restore == vlmctl_lifecycle::spec::RestoreWhen::Ask
+            && !e.left_stopped
+            && !opts.yes
+            && !opts.keep_stopped.contains(&e.name)
+    }) {
+        if ask.restart(e).await {
+            yes.push(e.id.clone());
+        }
+    }
+    Ok(to_leave_stopped(&entries, &opts.keep_stopped, opts.yes, &|e| {
+        yes.contains(&e.id)
+    }))
 }
 
 /// [`DeployError::ParkedByTune`] when `name` is a tune's parked original.
@@ -105,7 +247,36 @@ pub async fn restore_all(
     sink: &mut dyn Sink,
     cancel: &Cancel,
 ) -> Result<Vec<JournalRestore>, DeployError> {
+    restore_all_with(engine, &RestoreOptions::default(), wait, sink, cancel).await
+}
+
+/// [`restore_all`], starting also the containers a teardown left stopped that `opts` names
+/// (`vlmctl restore --start NAME`); every container brought back, and every one an earlier
+/// check found not alive, is checked ([`crate::liveness`]): a journal whose checks fail is an
+/// error of its own ([`DeployError::ConflictCheckFailed`]), the others go on.
+pub async fn restore_all_with(
+    engine: &vlmctl_lifecycle::Engine,
+    opts: &RestoreOptions,
+    wait: bool,
+    sink: &mut dyn Sink,
+    cancel: &Cancel,
+) -> Result<Vec<JournalRestore>, DeployError> {
     let state = engine.state_dir();
+    for name in &opts.start {
+        let listed = journal::all(state).iter().any(|j| {
+            journal::read(j)
+                .ok()
+                .flatten()
+                .is_some_and(|j| j.entries.iter().any(|e| &e.name == name && e.left_stopped))
+        });
+        if !listed {
+            sink.event(crate::events::Event::Warning {
+                message: format!(
+                    "--start {name}: no journal lists {name} as left stopped; ignored"
+                ),
+            });
+        }
+    }
     let paths = journal::all(state);
     let tunes = crate::tune::journal::all(state);
     if paths.is_empty() && tunes.is_empty() {
@@ -114,7 +285,7 @@ pub async fn restore_all(
     let docker = engine.connect().await?;
     let mut out = Vec::new();
     for j in paths {
-        let outcome = restore_one(&docker, state, &j, wait, sink, cancel).await;
+        let outcome = restore_one(engine, &docker, &j, opts, (wait, sink, cancel)).await;
         out.push(JournalRestore {
             journal: j,
             outcome,
@@ -154,19 +325,36 @@ pub async fn restore_all(
 }
 
 async fn restore_one(
+    engine: &vlmctl_lifecycle::Engine,
     docker: &Docker,
-    state: &Path,
     j: &Path,
-    wait: bool,
-    sink: &mut dyn Sink,
-    cancel: &Cancel,
+    opts: &RestoreOptions,
+    (wait, sink, cancel): (bool, &mut dyn Sink, &Cancel),
 ) -> Result<Restored, DeployError> {
+    let state = engine.state_dir();
     let deployment = journal::deployment_of(j);
     let _lock = crate::lock::acquire(state, &deployment, "restore", wait, sink, cancel).await?;
     journal::read(j)?;
-    journal::restore(docker, j, Scope::All)
+    let mut restored = journal::restore_with(docker, j, Scope::All, opts)
         .await
-        .map_err(|e| incomplete(e, j))
+        .map_err(|e| incomplete(e, j))?;
+    crate::liveness::check_restored(engine, docker, j, &mut restored).await;
+    let back: Vec<String> = restored
+        .put_back
+        .iter()
+        .chain(&restored.started)
+        .chain(&restored.already_running)
+        .cloned()
+        .collect();
+    let done = if back.is_empty() {
+        format!("journal {}: nothing started", j.display())
+    } else {
+        format!("journal {}: restored {}", j.display(), back.join(", "))
+    };
+    match crate::liveness::failure(&restored, done, j) {
+        Some(e) => Err(e),
+        None => Ok(restored),
+    }
 }
 
 /// A journal restore that stopped part-way: what it still lists.

@@ -23,6 +23,7 @@ use bollard::query_parameters::StopContainerOptionsBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::LifecycleError;
+use crate::spec::{ConflictCheck, DEFAULT_CHECK_TIMEOUT_S, RestoreWhen};
 
 /// Journal format version written. Version 1 journals (no run ids, no stop marks, no launch
 /// record) still read: their missing fields take the defaults below.
@@ -49,6 +50,54 @@ pub struct Journal {
     /// The deployment's container as the last run that created one left it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launch: Option<LaunchRecord>,
+    /// Containers started again whose check did not pass: kept (and shown by `status`) until a
+    /// restore finds them alive.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_checks: Vec<FailedCheck>,
+}
+
+/// A restored container whose check failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedCheck {
+    /// What to check again.
+    #[serde(flatten)]
+    pub target: ToCheck,
+    /// What the check saw, last.
+    pub why: String,
+    /// When it failed (seconds since the epoch).
+    pub at_unix: u64,
+}
+
+/// A container brought back, and what proves it alive: its Docker health check when it has
+/// one, and the spec's check when it named one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToCheck {
+    /// Container id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// The spec's check, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<ConflictCheck>,
+    /// Seconds the checks may take.
+    #[serde(default = "default_check_timeout")]
+    pub check_timeout_s: u64,
+}
+
+/// A check's outcome, as a restore reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckOutcome {
+    /// The container.
+    pub name: String,
+    /// What was checked (e.g. "running", "Docker health check", "GET URL answers 200").
+    pub what: String,
+    /// Whether it passed.
+    pub passed: bool,
+    /// What was seen, when it did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+    /// Milliseconds it took.
+    pub took_ms: u64,
 }
 
 /// One stopped container.
@@ -72,10 +121,47 @@ pub struct JournalEntry {
     /// Version 1 journals were written just before the stop: treated as issued.
     #[serde(default)]
     pub stop_issued_unix: Option<u64>,
+    /// The spec's check for it after it is started again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<ConflictCheck>,
+    /// Seconds its checks may take.
+    #[serde(default = "default_check_timeout")]
+    pub check_timeout_s: u64,
+    /// Whether a teardown starts it again (the spec's `restore`).
+    #[serde(default)]
+    pub restore: RestoreWhen,
+    /// Left stopped by a teardown: a restore starts it only when asked to by name
+    /// ([`RestoreOptions::start`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub left_stopped: bool,
 }
 
 fn default_stop_timeout() -> u64 {
     DEFAULT_STOP_TIMEOUT_S
+}
+
+fn default_check_timeout() -> u64 {
+    DEFAULT_CHECK_TIMEOUT_S
+}
+
+impl JournalEntry {
+    /// What to check once it is back.
+    #[must_use]
+    pub fn to_check(&self) -> ToCheck {
+        ToCheck {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            check: self.check.clone(),
+            check_timeout_s: self.check_timeout_s,
+        }
+    }
+}
+
+/// What a restore does beyond the journal's entries in its scope.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestoreOptions {
+    /// Start these even though a teardown left them stopped (`vlmctl restore --start NAME`).
+    pub start: Vec<String>,
 }
 
 /// What a journalled container was doing before vlmctl stopped it (only running ones are
@@ -207,6 +293,7 @@ fn read_or_new(path: &Path, deployment: &str) -> Result<Journal, LifecycleError>
         created_unix: crate::now_unix(),
         entries: Vec::new(),
         launch: None,
+        failed_checks: Vec::new(),
     });
     j.version = JOURNAL_VERSION;
     Ok(j)
@@ -215,7 +302,7 @@ fn read_or_new(path: &Path, deployment: &str) -> Result<Journal, LifecycleError>
 /// Writes the journal back, or removes it when nothing is left to undo.
 fn write_or_remove(path: &Path, journal: &Journal) -> Result<(), LifecycleError> {
     let open_launch = journal.launch.as_ref().is_some_and(|l| !l.completed);
-    if journal.entries.is_empty() && !open_launch {
+    if journal.entries.is_empty() && !open_launch && journal.failed_checks.is_empty() {
         match fs::remove_file(path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -268,6 +355,7 @@ pub async fn stop_one(
         created_unix: crate::now_unix(),
         entries: vec![e.clone()],
         launch: None,
+        failed_checks: Vec::new(),
     });
     if let Some(j) = journal.entries.iter_mut().find(|j| j.id == e.id) {
         j.stop_issued_unix = Some(crate::now_unix());
@@ -357,6 +445,22 @@ pub struct Restored {
     /// all the same, and the journal still lists them (a later restore finds them running).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub journal_error: Option<String>,
+    /// Left stopped, as a teardown chose (still in the journal: `vlmctl restore --start NAME`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_stopped: Vec<String>,
+    /// The checks of what came back, once the caller ran them ([`record_checks`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckOutcome>,
+    /// What is to be checked: what came back, and what an earlier check found not alive.
+    #[serde(skip)]
+    pub to_check: Vec<ToCheck>,
+}
+
+impl Restored {
+    /// The checks that failed.
+    pub fn failed_checks(&self) -> impl Iterator<Item = &CheckOutcome> {
+        self.checks.iter().filter(|c| !c.passed)
+    }
 }
 
 /// Undoes what the journal records, within `scope`: removes a container whose launch did not
@@ -367,6 +471,19 @@ pub async fn restore(
     docker: &Docker,
     journal_path: &Path,
     scope: Scope<'_>,
+) -> Result<Restored, LifecycleError> {
+    restore_with(docker, journal_path, scope, &RestoreOptions::default()).await
+}
+
+/// [`restore`], with entries a teardown left stopped skipped unless `opts` names them, and
+/// [`Restored::to_check`] listing what came back and (for [`Scope::All`]) what an earlier
+/// check found not alive. Running the checks is the caller's ([`record_checks`] keeps their
+/// failures).
+pub async fn restore_with(
+    docker: &Docker,
+    journal_path: &Path,
+    scope: Scope<'_>,
+    opts: &RestoreOptions,
 ) -> Result<Restored, LifecycleError> {
     let mut out = Restored::default();
     let Some(mut journal) = read(journal_path)? else {
@@ -410,9 +527,22 @@ pub async fn restore(
         .filter(|e| scope.covers(&e.run_id))
         .cloned()
         .collect();
+    if scope == Scope::All {
+        out.to_check
+            .extend(journal.failed_checks.iter().map(|f| f.target.clone()));
+    }
     for e in todo {
+        if e.left_stopped && !opts.start.contains(&e.name) {
+            out.left_stopped.push(e.name.clone());
+            continue;
+        }
         if e.prior_state == PriorState::Running {
-            match bring_back(docker, &e, journal.created_unix).await? {
+            let back = bring_back(docker, &e, journal.created_unix).await?;
+            if matches!(back, Back::Started | Back::AlreadyRunning) {
+                out.to_check.retain(|t| t.id != e.id);
+                out.to_check.push(e.to_check());
+            }
+            match back {
                 Back::Started => out.started.push(e.name.clone()),
                 Back::AlreadyRunning => out.already_running.push(e.name.clone()),
                 Back::Missing => out.missing.push(e.name.clone()),
@@ -500,6 +630,43 @@ async fn remove_launched(docker: &Docker, l: &LaunchRecord) -> Result<bool, Life
     Ok(removed)
 }
 
+/// Marks the entries named in `names` as left stopped (a teardown's choice): restores skip
+/// them until one is asked to start them by name. Returns the names marked.
+pub fn leave_stopped(journal_path: &Path, names: &[String]) -> Result<Vec<String>, LifecycleError> {
+    let Some(mut journal) = read(journal_path)? else {
+        return Ok(Vec::new());
+    };
+    let mut marked = Vec::new();
+    for e in journal.entries.iter_mut().filter(|e| names.contains(&e.name)) {
+        e.left_stopped = true;
+        marked.push(e.name.clone());
+    }
+    write(journal_path, &journal)?;
+    Ok(marked)
+}
+
+/// Keeps the outcome of the checks in the journal: a failure is added (or replaces the one
+/// before), a pass forgets an earlier failure. The journal is created for a failure when the
+/// restore had removed it, and removed when nothing is left.
+pub fn record_checks(
+    journal_path: &Path,
+    deployment: &str,
+    checked: &[(ToCheck, CheckOutcome)],
+) -> Result<(), LifecycleError> {
+    let mut journal = read_or_new(journal_path, deployment)?;
+    for (target, outcome) in checked {
+        journal.failed_checks.retain(|f| f.target.id != target.id);
+        if !outcome.passed {
+            journal.failed_checks.push(FailedCheck {
+                target: target.clone(),
+                why: outcome.why.clone().unwrap_or_default(),
+                at_unix: crate::now_unix(),
+            });
+        }
+    }
+    write_or_remove(journal_path, &journal)
+}
+
 /// The names a journal still lists as stopped (empty when it cannot be read).
 #[must_use]
 pub fn still_stopped(j: &Path) -> Vec<String> {
@@ -523,7 +690,46 @@ mod tests {
             run_id: run.into(),
             stop_timeout_s: 5,
             stop_issued_unix: Some(1),
+            check: None,
+            check_timeout_s: 60,
+            restore: RestoreWhen::Always,
+            left_stopped: false,
         }
+    }
+
+    #[test]
+    fn a_failed_check_keeps_the_journal_until_a_check_passes_and_left_stopped_is_marked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = path(tmp.path(), "d");
+        let target = entry("a", "r1").to_check();
+        let outcome = |passed: bool| CheckOutcome {
+            name: target.name.clone(),
+            what: "running".into(),
+            passed,
+            why: (!passed).then(|| "exited (code 1)".to_owned()),
+            took_ms: 100,
+        };
+        record_checks(&p, "d", &[(target.clone(), outcome(false))]).unwrap();
+        let j = read(&p).unwrap().expect("kept for the failed check");
+        assert_eq!(j.failed_checks.len(), 1);
+        assert_eq!(j.failed_checks[0].why, "exited (code 1)");
+        // Read back as it was written (the target flattened beside why and when).
+        assert_eq!(j.failed_checks[0].target, target);
+        record_checks(&p, "d", &[(target.clone(), outcome(true))]).unwrap();
+        assert!(!p.exists(), "nothing left once it passed");
+
+        let mut j = Journal {
+            version: JOURNAL_VERSION,
+            deployment: "d".into(),
+            created_unix: 1,
+            entries: vec![entry("a", "r1"), entry("b", "r1")],
+            launch: None,
+            failed_checks: Vec::new(),
+        };
+        write(&p, &j).unwrap();
+        assert_eq!(leave_stopped(&p, &["name-b".into()]).unwrap(), ["name-b"]);
+        j.entries[1].left_stopped = true;
+        assert_eq!(read(&p).unwrap(), Some(j));
     }
 
     #[test]
@@ -543,6 +749,7 @@ mod tests {
                 completed: false,
                 previous: None,
             }),
+            failed_checks: Vec::new(),
         };
         write(&p, &j).unwrap();
         assert_eq!(read(&p).unwrap(), Some(j));
@@ -598,6 +805,7 @@ mod tests {
                 created_unix: 1,
                 entries: vec![entry("a", "r1")],
                 launch: None,
+                failed_checks: Vec::new(),
             },
         )
         .unwrap();

@@ -34,6 +34,12 @@ pub const BUSY: u8 = 10;
 /// back up during or after the tune. The table and `--out` files were written; look at the
 /// deployment before anything else.
 pub const ORIGINAL_NOT_BACK: u8 = 11;
+/// A container vlmctl started again (a conflict restored by `teardown`, `restore`, or the undo
+/// of a failed or interrupted run) is not proven alive: it is not running, its Docker health
+/// check is not healthy, or the spec's `[[conflict]]` check (HTTP probe or command) did not
+/// pass within its `check_timeout_s`. Every other restore was still done; the failure is kept
+/// in the journal and shown by `status` until `vlmctl restore` finds it alive.
+pub const CONFLICT_NOT_ALIVE: u8 = 12;
 /// Interrupted by a signal (SIGINT/Ctrl-C, SIGTERM, SIGHUP, SIGQUIT) during provision or
 /// relaunch; what the run had done (stopped containers, a half-started server) was undone.
 /// During bench's requests: nothing written, the run recorded `interrupted` in the history.

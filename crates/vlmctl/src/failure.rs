@@ -197,7 +197,16 @@ fn deploy_code(e: &vlmctl_deploy::DeployError) -> u8 {
         | E::NotOnGpu(_)
         | E::CudaFailedAtLoad { .. }
         | E::ImageIgnored { .. } => exit_codes::SERVER,
-        E::Interrupted { .. } | E::PushInterrupted { .. } => exit_codes::INTERRUPTED,
+        // A "no" at the stop prompt cancels as Ctrl-C there does: nothing changed.
+        E::Interrupted { .. } | E::PushInterrupted { .. } | E::Declined { .. } => {
+            exit_codes::INTERRUPTED
+        }
+        // A restored service not proven alive outranks the run's own failure: production is
+        // down, and the run's cause is in the message.
+        E::ConflictCheckFailed { .. } => exit_codes::CONFLICT_NOT_ALIVE,
+        E::Undone { undone, .. } if undone.failed_checks().next().is_some() => {
+            exit_codes::CONFLICT_NOT_ALIVE
+        }
         // The daemon went away: what is still to undo is said, and the exit code is the
         // unreachable-daemon one.
         E::UndoFailed { undo_error, .. } if undo_error.daemon_gone() => exit_codes::ENVIRONMENT,

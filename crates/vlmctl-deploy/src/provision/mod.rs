@@ -173,9 +173,14 @@ async fn conflicts_to_stop(
                 a = confirm.stop(c) => a,
                 why = cancel.cancelled() => return Err(DeployError::Interrupted { why }),
             };
-            if answer {
-                yes_to.push(c.id.clone());
+            if !answer {
+                // A "no" cancels the provision, as Ctrl-C at the prompt does: nothing was
+                // stopped or started yet (the runbook's Gate 1: stop it, or cancel).
+                return Err(DeployError::Declined {
+                    name: c.name.clone(),
+                });
             }
+            yes_to.push(c.id.clone());
         }
     }
     let to_stop: Vec<ConflictInfo> = choose_conflicts(conflicts, &opts.stop, opts.yes, &mut |c| {
@@ -244,13 +249,21 @@ async fn undo_dead_run(
         return Ok(());
     };
     let docker = engine.connect().await?;
-    let undone = journal::restore(&docker, jpath, Scope::Run(&dead.run_id))
+    let mut undone = journal::restore(&docker, jpath, Scope::Run(&dead.run_id))
         .await
         .map_err(|e| DeployError::RestoreIncomplete {
             still_stopped: vlmctl_lifecycle::journal::still_stopped(jpath),
             journal: jpath.to_owned(),
             source: Box::new(e),
         })?;
+    crate::liveness::check_restored(engine, &docker, jpath, &mut undone).await;
+    if let Some(e) = crate::liveness::failure(
+        &undone,
+        format!("undid the work of a run of {} that died", dead.container),
+        jpath,
+    ) {
+        return Err(e);
+    }
     sink.event(Event::Warning {
         message: format!(
             "a run of {} died before it finished; undid its work first ({})",
@@ -431,14 +444,23 @@ async fn stop_conflicts(
     }
     let entries: Vec<JournalEntry> = to_stop
         .iter()
-        .map(|c| JournalEntry {
-            id: c.id.clone(),
-            name: c.name.clone(),
-            prior_state: vlmctl_lifecycle::journal::PriorState::Running,
-            restart_policy: c.restart_policy.clone(),
-            run_id: run.id.clone(),
-            stop_timeout_s: c.stop_timeout_s,
-            stop_issued_unix: None,
+        .map(|c| {
+            // What proves it alive once back, and whether a teardown restarts it: recorded
+            // now, so that a restore needs no spec.
+            let rule = run.plan.spec.conflict_rule(&c.name);
+            JournalEntry {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                prior_state: vlmctl_lifecycle::journal::PriorState::Running,
+                restart_policy: c.restart_policy.clone(),
+                run_id: run.id.clone(),
+                stop_timeout_s: c.stop_timeout_s,
+                stop_issued_unix: None,
+                check: rule.check,
+                check_timeout_s: rule.check_timeout_s,
+                restore: rule.restore,
+                left_stopped: false,
+            }
         })
         .collect();
     let names: Vec<String> = to_stop.iter().map(|c| c.name.clone()).collect();
@@ -655,7 +677,9 @@ async fn record_of(
 /// the error says exactly what is still to undo.
 async fn undo_run(run: &Run<'_>, cause: DeployError, sink: &mut dyn Sink) -> DeployError {
     match journal::restore(run.docker, &run.jpath, Scope::Run(&run.id)).await {
-        Ok(undone) => {
+        Ok(mut undone) => {
+            crate::liveness::check_restored(run.engine, run.docker, &run.jpath, &mut undone)
+                .await;
             let nothing = undone.started.is_empty()
                 && undone.already_running.is_empty()
                 && undone.missing.is_empty()
