@@ -360,6 +360,10 @@ pub struct RestoreArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+    /// Also start this container, which a teardown left stopped (`--keep-stopped`, or the
+    /// spec's `restore = "never"`/"ask"); repeatable. Without it, those stay stopped.
+    #[arg(long = "start", value_name = "NAME")]
+    pub start: Vec<String>,
     #[command(flatten)]
     pub state: StateArgs,
     #[command(flatten)]
@@ -376,6 +380,13 @@ pub struct TeardownArgs {
     /// Deployment spec (default: the embedded docker/panda-llamacpp.toml).
     #[arg(long, env = env_vars::VLMCTL_SPEC.name, value_name = "FILE")]
     pub spec: Option<PathBuf>,
+    /// Leave this stopped conflict stopped (repeatable): recorded in the journal, shown by
+    /// `status`; `vlmctl restore --start NAME` brings it back later.
+    #[arg(long = "keep-stopped", value_name = "NAME")]
+    pub keep_stopped: Vec<String>,
+    /// Restart the conflicts whose spec says `restore = "ask"` without asking.
+    #[arg(long)]
+    pub yes: bool,
     #[command(flatten)]
     pub state: StateArgs,
     #[command(flatten)]

@@ -38,7 +38,17 @@ async fn restore_journals(
     let state = engine.state_dir();
     let results = {
         let mut sink = Progress::new(out);
-        vlmctl_deploy::undo::restore_all(engine, args.state.wait, &mut sink, &Cancel::new()).await?
+        let opts = vlmctl_lifecycle::journal::RestoreOptions {
+            start: args.start.clone(),
+        };
+        vlmctl_deploy::undo::restore_all_with(
+            engine,
+            &opts,
+            args.state.wait,
+            &mut sink,
+            &Cancel::new(),
+        )
+        .await?
     };
     if results.is_empty() {
         if args.json {
@@ -68,8 +78,13 @@ async fn restore_journals(
             Err(e) => {
                 let f = Failure::from(e);
                 if !args.json {
+                    let what = if f.code == exit_codes::CONFLICT_NOT_ALIVE {
+                        "restored, NOT proven alive"
+                    } else {
+                        "NOT restored"
+                    };
                     out.stdout(&format!(
-                        "journal {}: NOT restored\n  {}",
+                        "journal {}: {what}\n  {}",
                         j.display(),
                         f.render().replace('\n', "\n  ")
                     ));

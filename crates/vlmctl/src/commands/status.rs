@@ -85,7 +85,30 @@ fn notes(s: &status::Status, host: Option<&str>) -> String {
                 );
             }
             JournalState::Open { path, journal } => {
-                let names: Vec<&str> = journal.entries.iter().map(|e| e.name.as_str()).collect();
+                let names: Vec<&str> = journal
+                    .entries
+                    .iter()
+                    .filter(|e| !e.left_stopped)
+                    .map(|e| e.name.as_str())
+                    .collect();
+                for e in journal.entries.iter().filter(|e| e.left_stopped) {
+                    let _ = write!(
+                        text,
+                        "\n{at}left stopped at teardown: {} (journal {}; `vlmctl restore{on} --start {}` brings it back)",
+                        e.name,
+                        path.display(),
+                        e.name
+                    );
+                }
+                for f in &journal.failed_checks {
+                    let _ = write!(
+                        text,
+                        "\n{at}NOT ALIVE after restore: {}: {} (journal {}; fix it, then `vlmctl restore{on}` checks it again)",
+                        f.target.name,
+                        f.why,
+                        path.display()
+                    );
+                }
                 if !names.is_empty() {
                     let _ = write!(
                         text,

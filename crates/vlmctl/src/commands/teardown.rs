@@ -37,9 +37,21 @@ pub async fn teardown(
     let job = rec.begin_job(JobKind::Teardown, Some(&name), spec_sha256, out);
     let done = {
         let mut sink = Progress::new(out);
-        vlmctl_deploy::undo::teardown(engine, &name, args.state.wait, &mut sink, &Cancel::new())
-            .await
-            .map_err(Failure::from)
+        let opts = vlmctl_deploy::undo::TeardownOptions {
+            wait: args.state.wait,
+            keep_stopped: args.keep_stopped.clone(),
+            yes: args.yes,
+        };
+        vlmctl_deploy::undo::teardown_with(
+            engine,
+            &name,
+            &opts,
+            &mut AskAtTerminal,
+            &mut sink,
+            &Cancel::new(),
+        )
+        .await
+        .map_err(Failure::from)
     };
     // Without a name or a spec, the embedded default is meant; when it has no container but
     // other vlmctl deployments are there, the user most likely forgot which one: saying
@@ -59,6 +71,9 @@ pub async fn teardown(
         let back = restored_names(&d.restored);
         if !back.is_empty() {
             let _ = write!(what, "; restored {}", back.join(", "));
+        }
+        if !d.restored.left_stopped.is_empty() {
+            let _ = write!(what, "; left stopped {}", d.restored.left_stopped.join(", "));
         }
         what
     });
@@ -104,6 +119,35 @@ async fn others_or(
     ))
 }
 
+/// Asks at the terminal whether a `restore = "ask"` conflict starts again; without one the
+/// answer is no (it is left stopped, recorded).
+struct AskAtTerminal;
+
+impl vlmctl_deploy::undo::AskRestart for AskAtTerminal {
+    fn restart<'a>(
+        &'a mut self,
+        e: &'a vlmctl_lifecycle::journal::JournalEntry,
+    ) -> vlmctl_deploy::events::Answer<'a> {
+        Box::pin(async move {
+            use std::io::{BufRead as _, IsTerminal as _};
+            if !std::io::stdin().is_terminal() {
+                return false;
+            }
+            crate::redact::write_unfinished(&format!(
+                "start {} again (was it in production use)? [y/N] ",
+                e.name
+            ));
+            tokio::task::spawn_blocking(|| {
+                let mut line = String::new();
+                std::io::stdin().lock().read_line(&mut line).is_ok()
+                    && line.trim().eq_ignore_ascii_case("y")
+            })
+            .await
+            .unwrap_or(false)
+        })
+    }
+}
+
 /// The containers a restore brought back (started again or already running).
 pub(crate) fn restored_names(r: &Restored) -> Vec<&str> {
     r.put_back
@@ -122,11 +166,23 @@ pub(crate) fn report_restored(r: &Restored, out: &mut Output) {
         ("restored", &r.started),
         ("already running", &r.already_running),
         ("gone (removed by someone; cannot restore)", &r.missing),
+        (
+            "left stopped (`vlmctl restore --start NAME` brings it back)",
+            &r.left_stopped,
+        ),
     ];
     for (what, names) in lines {
         if !names.is_empty() {
             out.stdout(&format!("{what}: {}", names.join(", ")));
         }
+    }
+    for c in r.checks.iter().filter(|c| c.passed) {
+        out.stdout(&format!(
+            "alive: {} ({}, {:.1} s)",
+            c.name,
+            c.what,
+            c.took_ms as f64 / 1000.0
+        ));
     }
     if let Some(e) = &r.journal_error {
         out.stdout(&format!(
