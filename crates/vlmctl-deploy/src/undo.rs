@@ -370,6 +370,50 @@ fn incomplete(source: LifecycleError, j: &Path) -> DeployError {
 mod tests {
     use super::*;
 
+    #[test]
+    fn teardown_leaves_stopped_what_it_is_told_to_and_asks_only_about_ask() {
+        use vlmctl_lifecycle::spec::RestoreWhen;
+        let entry = |name: &str, restore, left_stopped| journal::JournalEntry {
+            id: format!("id-{name}"),
+            name: name.into(),
+            prior_state: journal::PriorState::Running,
+            restart_policy: "no".into(),
+            run_id: "r".into(),
+            stop_timeout_s: 1,
+            stop_issued_unix: Some(1),
+            check: None,
+            check_timeout_s: 60,
+            restore,
+            left_stopped,
+        };
+        let entries = [
+            entry("always", RestoreWhen::Always, false),
+            entry("never", RestoreWhen::Never, false),
+            entry("ask", RestoreWhen::Ask, false),
+            entry("kept-before", RestoreWhen::Always, true),
+        ];
+        let no = |_: &journal::JournalEntry| false;
+        let yes = |_: &journal::JournalEntry| true;
+        assert_eq!(
+            to_leave_stopped(&entries, &[], false, &no),
+            ["never", "ask", "kept-before"]
+        );
+        assert_eq!(
+            to_leave_stopped(&entries, &[], false, &yes),
+            ["never", "kept-before"]
+        );
+        assert_eq!(
+            to_leave_stopped(&entries, &[], true, &no),
+            ["never", "kept-before"],
+            "--yes answers yes"
+        );
+        assert_eq!(
+            to_leave_stopped(&entries, &["always".into()], true, &yes),
+            ["always", "never", "kept-before"],
+            "--keep-stopped wins over everything"
+        );
+    }
+
     #[tokio::test]
     async fn a_tunes_parked_original_is_refused_before_anything_is_touched() {
         let tmp = tempfile::tempdir().unwrap();

@@ -248,7 +248,13 @@ async fn provision_relaunch_change_teardown() {
 
     // Tear the server down even if an assertion below fails.
     let _server_guard = LabelGuard::deployment(&server);
-    unconfirmed_provision_leaves_the_conflict_running(&r, &hub, &spec, &lock, (&server, &conflict));
+    unconfirmed_provision_is_cancelled_with_nothing_changed(
+        &r,
+        &hub,
+        &spec,
+        &lock,
+        (&server, &conflict),
+    );
 
     // Confirmed with `--stop`: the conflict is stopped, and restored by the teardown below.
     let mut c = r.cmd(&hub, &["provision", "--stop", &conflict], &spec, &lock);
@@ -461,33 +467,33 @@ fn relaunch_after_damage_serves_the_verified_file(
 /// Without confirmation (no `--stop`, no `--yes`) and without a terminal (stdin is null), a real
 /// run never stops a conflict: it says so and launches beside it (this one holds neither the
 /// port nor a GPU). Tears the server down after, so that the caller starts from the same state.
-fn unconfirmed_provision_leaves_the_conflict_running(
+fn unconfirmed_provision_is_cancelled_with_nothing_changed(
     r: &Run,
     hub: &FakeHub,
     spec: &Path,
     lock: &Path,
     (server, conflict): (&str, &str),
 ) {
+    // No terminal and no --yes: the conflict the spec lists is not confirmed, and the
+    // provision is cancelled (as a "no" at the prompt): nothing stopped, nothing launched
+    // (issue #23; it used to launch beside the conflict).
     let (code, out, err) = run(&mut r.cmd(hub, &["provision"], spec, lock));
-    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(code, 130, "{out}\n{err}");
     assert!(
         err.contains("fetching gemma-3-270m-q4km from the hub"),
         "{err}"
     );
     assert!(
-        err.contains(&format!("not stopping {conflict} (not confirmed")),
+        err.contains(&format!("cancelled: stopping {conflict} was not confirmed")),
         "{err}"
     );
+    assert!(err.contains(&format!("--stop {conflict}")), "the hint: {err}");
     assert!(
         running(conflict),
         "an unconfirmed conflict was stopped: {err}"
     );
-    assert!(running(server), "the server came up beside it: {err}");
-    let (code, out, err) = run(&mut r.cmd(hub, &["teardown"], spec, lock));
-    assert_eq!(code, 0, "{out}\n{err}");
-    assert!(running(conflict), "{out}");
     let left = docker(&["ps", "-aq", "--filter", &format!("name=^{server}$")]);
-    assert!(left.is_empty(), "teardown removed the server: {out}");
+    assert!(left.is_empty(), "nothing was launched: {err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -548,7 +548,7 @@ fn exit_of(child: &mut std::process::Child, what: &str) -> std::process::ExitSta
 /// The `[y/N]` prompt at a real terminal: Ctrl-C there ends the job at once with nothing
 /// changed (exit 130); `y` stops the conflict, provisions, and teardown brings it back.
 #[tokio::test(flavor = "multi_thread")]
-async fn at_the_prompt_ctrl_c_changes_nothing_and_y_goes_ahead() {
+async fn at_the_prompt_ctrl_c_and_n_change_nothing_and_y_goes_ahead() {
     let hub = hub().await;
     let r = Run::new("prompt");
     let conflict = r.conflict();
@@ -573,6 +573,27 @@ async fn at_the_prompt_ctrl_c_changes_nothing_and_y_goes_ahead() {
     let text = seen.lock().unwrap().clone();
     assert_eq!(status.code(), Some(130), "{text}");
     assert!(text.contains("interrupted by Ctrl-C"), "{text}");
+    assert!(
+        running(&conflict) && !exists(&server),
+        "nothing changed: {text}"
+    );
+    assert!(!journal_path(&r, &server).exists());
+
+    // "n" cancels as Ctrl-C does: the same exit code, nothing changed (issue #23).
+    let (mut child, seen) = at_a_terminal(&r.cmd(&hub, &["provision"], &spec, &lock));
+    poll_until("the prompt", Duration::from_secs(90), || {
+        seen.lock().unwrap().contains(&prompt)
+    });
+    type_at(&mut child, b"n\n");
+    let status = exit_of(&mut child, "n at the prompt");
+    let text = seen.lock().unwrap().clone();
+    assert_eq!(status.code(), Some(130), "{text}");
+    assert!(
+        text.contains(&format!(
+            "cancelled: stopping {conflict} was not confirmed (answered no, or no terminal to ask at); nothing was changed"
+        )),
+        "{text}"
+    );
     assert!(
         running(&conflict) && !exists(&server),
         "nothing changed: {text}"

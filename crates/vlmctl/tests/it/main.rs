@@ -9,6 +9,8 @@ mod bench;
 mod cli;
 mod common;
 #[cfg(feature = "test-env")]
+mod conflict_checks;
+#[cfg(feature = "test-env")]
 mod deploy_real;
 #[cfg(feature = "test-env")]
 mod docker_proxy;

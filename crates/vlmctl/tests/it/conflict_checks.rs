@@ -1,0 +1,265 @@
+//! Restored conflicts proven alive (issue #23 part 5), with busybox stand-ins and the CPU
+//! llama-server: the shipped `panda-e4b` spec stops its Chatterbox and, at teardown, starts
+//! it again and probes it; a stand-in whose probe fails after restore makes `teardown` and
+//! `restore` exit 12 naming it until it works again; `--keep-stopped` leaves one stopped,
+//! `status` shows it and `restore --start` brings it back.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::{free_port, run};
+use crate::deploy_real::{Run, docker, hub, running};
+
+/// A busybox image (`/bin/busybox` as the entrypoint), labelled with the run.
+fn busybox_image(r: &Run) -> String {
+    let ctx = r.path("busybox-httpd");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::copy(
+        vlmctl_test::Env::require("VLMCTL_TEST_BUSYBOX"),
+        ctx.join("busybox"),
+    )
+    .unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT [\"/bin/busybox\"]\n",
+    )
+    .unwrap();
+    r.build_image("busybox-httpd", &ctx)
+}
+
+/// Starts `name` on the host network: it serves `GET /health` (200) on 127.0.0.1:`port` on
+/// its first start; with `once`, a later start (the restore) only sleeps, so that its probe
+/// fails until someone starts the server in it again.
+fn http_stand_in(r: &Run, image: &str, name: &str, port: u16, once: bool) {
+    let serve = format!(
+        "B=/bin/busybox; $B mkdir -p /www; echo ok > /www/health; \
+         exec $B httpd -f -p 127.0.0.1:{port} -h /www"
+    );
+    let script = if once {
+        format!("B=/bin/busybox; if [ -e /started ]; then exec $B sleep 3600; fi; $B touch /started; {serve}")
+    } else {
+        serve
+    };
+    let label = format!("org.vlmctl.test-run={}", r.id);
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--label",
+        &label,
+        "--network",
+        "host",
+        "--restart",
+        "always",
+        "--stop-timeout",
+        "1",
+        image,
+        "sh",
+        "-c",
+        &script,
+    ]);
+    crate::common::poll_until("the stand-in serving", std::time::Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+}
+
+fn lock(r: &Run) -> PathBuf {
+    r.write_lock()
+}
+
+/// The shipped `docker/panda-e4b.toml` on the CPU test stack: only what cannot run here is
+/// rewritten (name made unique, image, model, gpus, port, layers, threads); everything from the
+/// first `[[conflict]]` on is the shipped text, byte for byte.
+fn panda_e4b_on_the_cpu(r: &Run, name: &str, port: u16) -> PathBuf {
+    let shipped = std::fs::read_to_string(crate::common::repo_file("docker/panda-e4b.toml")).unwrap();
+    let at = shipped.find("[[conflict]]").expect("panda-e4b has a [[conflict]]");
+    let (head, conflicts) = shipped.split_at(at);
+    let mut out = String::new();
+    let mut in_model = false;
+    for line in head.lines() {
+        let key = line.split('=').next().unwrap_or("").trim();
+        if line.starts_with('[') {
+            in_model = line.starts_with("[model]");
+            if in_model {
+                continue;
+            }
+        } else if in_model {
+            continue;
+        }
+        let line = match key {
+            "name" if !line.starts_with('#') => format!("name = \"{name}\""),
+            "image" => format!(
+                "image = \"{}\"\nmodel = \"gemma-3-270m-q4km\"",
+                vlmctl_test::Env::require("VLMCTL_TEST_LLAMA_IMAGE")
+            ),
+            "gpus" => "gpus = \"none\"".to_owned(),
+            "port" => format!("port = {port}\nthreads = 1"),
+            "n_gpu_layers" => "n_gpu_layers = 0".to_owned(),
+            _ => line.to_owned(),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out.push_str(conflicts);
+    let p = r.path("panda-e4b.toml");
+    std::fs::write(&p, &out).unwrap();
+    assert!(out.ends_with(conflicts));
+    p
+}
+
+fn cmd(r: &Run, hub: &vlmctl_weights::fake_hub::FakeHub, args: &[&str], spec: &Path, lock: &Path) -> Command {
+    if args.first() == Some(&"restore") {
+        // `restore` takes no spec: every journal of the state folder.
+        let mut c = crate::common::vlmctl();
+        c.args(args)
+            .env("VLMCTL_STATE_DIR", r.path("state"))
+            .stdin(std::process::Stdio::null());
+        return c;
+    }
+    r.cmd(hub, args, spec, lock)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_panda_e4b_spec_stops_chatterbox_and_restores_it_with_its_probe_passing() {
+    let hub = hub().await;
+    let r = Run::new("chatterbox");
+    // The shipped spec names the container and its port: both must be free here.
+    assert!(
+        docker(&["ps", "-aq", "--filter", "name=^chatterbox$"]).is_empty(),
+        "a container named chatterbox exists; this test needs the name"
+    );
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", 8772)).is_ok(),
+        "port 8772 is taken; the shipped spec probes Chatterbox there"
+    );
+    let image = busybox_image(&r);
+    http_stand_in(&r, &image, "chatterbox", 8772, false);
+    let server = r.name("e4b");
+    let _guard = vlmctl_test::LabelGuard::deployment(&server);
+    let spec = panda_e4b_on_the_cpu(&r, &server, free_port());
+    let lock = lock(&r);
+
+    let (code, out, err) = run(&mut cmd(&r, &hub, &["provision", "--yes"], &spec, &lock));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(err.contains("stopped chatterbox"), "{err}");
+    assert!(!running("chatterbox") && running(&server));
+
+    let (code, out, err) = run(&mut cmd(&r, &hub, &["teardown"], &spec, &lock));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("restored: chatterbox"), "{out}");
+    assert!(
+        out.contains("alive: chatterbox (running, GET http://127.0.0.1:8772/health answers 200"),
+        "{out}"
+    );
+    assert!(running("chatterbox"));
+    assert!(!r.path("state/journals").join(format!("{server}.json")).exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_probe_that_fails_after_restore_fails_teardown_and_restore_with_12_until_it_passes() {
+    let hub = hub().await;
+    let r = Run::new("probe-fails");
+    let image = busybox_image(&r);
+    let conflict = r.name("tts");
+    let probe_port = free_port();
+    http_stand_in(&r, &image, &conflict, probe_port, true);
+    let server = r.name("server");
+    let _guard = vlmctl_test::LabelGuard::deployment(&server);
+    let spec = r.write_spec(&server, free_port(), &conflict, 1024);
+    let mut text = std::fs::read_to_string(&spec).unwrap();
+    text.push_str(&format!(
+        "check_http = \"http://127.0.0.1:{probe_port}/health\"\ncheck_timeout_s = 3\n"
+    ));
+    std::fs::write(&spec, text).unwrap();
+    let lock = lock(&r);
+
+    let (code, out, err) = run(&mut cmd(&r, &hub, &["provision", "--yes"], &spec, &lock));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(!running(&conflict));
+
+    let (code, out, err) = run(&mut cmd(&r, &hub, &["teardown"], &spec, &lock));
+    assert_eq!(code, 12, "{out}\n{err}");
+    assert!(
+        err.contains(&format!("removed {server}; restored {conflict}, but not proven alive: {conflict}: GET http://127.0.0.1:{probe_port}/health answers 200: not within 3 s")),
+        "{err}"
+    );
+    assert!(err.contains("vlmctl restore"), "the hint: {err}");
+    assert!(running(&conflict), "it was started, only not alive");
+
+    let (code, out, err) = run(&mut cmd(&r, &hub, &["status"], &spec, &lock));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("NOT ALIVE after restore: {conflict}: GET")),
+        "{out}"
+    );
+
+    let (code, out, err) = run(&mut cmd(&r, &hub, &["restore"], &spec, &lock));
+    assert_eq!(code, 12, "{out}\n{err}");
+    assert!(out.contains("restored, NOT proven alive"), "{out}");
+    assert!(out.contains(&conflict), "{out}");
+
+    // Its server started again by hand: the next restore finds it alive and forgets it.
+    docker(&[
+        "exec",
+        "-d",
+        &conflict,
+        "/bin/busybox",
+        "httpd",
+        "-f",
+        "-p",
+        &format!("127.0.0.1:{probe_port}"),
+        "-h",
+        "/www",
+    ]);
+    let (code, out, err) = run(&mut cmd(&r, &hub, &["restore"], &spec, &lock));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains(&format!("alive: {conflict}")), "{out}");
+    let (_, out, _) = run(&mut cmd(&r, &hub, &["status"], &spec, &lock));
+    assert!(!out.contains("NOT ALIVE"), "{out}");
+    assert!(!r.path("state/journals").join(format!("{server}.json")).exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keep_stopped_leaves_it_stopped_status_shows_it_and_restore_start_brings_it_back() {
+    let hub = hub().await;
+    let r = Run::new("keep-stopped");
+    let conflict = r.conflict();
+    let server = r.name("server");
+    let _guard = vlmctl_test::LabelGuard::deployment(&server);
+    let spec = r.write_spec(&server, free_port(), &conflict, 1024);
+    let lock = lock(&r);
+    let (code, out, err) = run(&mut cmd(&r, &hub, &["provision", "--yes"], &spec, &lock));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(!running(&conflict));
+
+    let (code, out, err) = run(&mut cmd(
+        &r,
+        &hub,
+        &["teardown", "--keep-stopped", &conflict],
+        &spec,
+        &lock,
+    ));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains(&format!("left stopped (`vlmctl restore --start NAME` brings it back): {conflict}")), "{out}");
+    assert!(!running(&conflict), "left stopped");
+
+    let (code, out, err) = run(&mut cmd(&r, &hub, &["status"], &spec, &lock));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("left stopped at teardown: {conflict}"))
+            && out.contains(&format!("vlmctl restore --start {conflict}")),
+        "{out}"
+    );
+    // A plain restore leaves it; named, it comes back (and is checked).
+    let (code, out, err) = run(&mut cmd(&r, &hub, &["restore"], &spec, &lock));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(!running(&conflict), "{out}");
+    let (code, out, err) = run(&mut cmd(&r, &hub, &["restore", "--start", &conflict], &spec, &lock));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains(&format!("restored: {conflict}")), "{out}");
+    assert!(out.contains(&format!("alive: {conflict} (running")), "{out}");
+    assert!(running(&conflict));
+    let j = r.path("state/journals").join(format!("{server}.json"));
+    assert!(!j.exists(), "{:?}", std::fs::read_to_string(&j));
+}
