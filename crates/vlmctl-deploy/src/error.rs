@@ -347,7 +347,10 @@ pub enum DeployError {
         name: String,
     },
     /// Containers were started again, but their check did not pass: not proven alive.
-    #[error("{done}, but not proven alive: {}", crate::liveness::failed_list(failed))]
+    #[error(
+        "{done}, but not proven alive: {}",
+        crate::liveness::failed_list(failed)
+    )]
     ConflictCheckFailed {
         /// The checks that failed.
         failed: Vec<vlmctl_lifecycle::journal::CheckOutcome>,
@@ -462,6 +465,7 @@ impl DeployError {
 
     /// What the user should do next.
     #[must_use]
+    #[expect(clippy::too_many_lines, reason = "one arm per error: a list")]
     pub fn hint(&self) -> Option<String> {
         match self {
             Self::Weights(e) => Some(e.hint()),
@@ -545,16 +549,9 @@ impl DeployError {
             } else {
                 source.hint()
             }),
-            Self::Undone { undone, .. } if undone.failed_checks().next().is_some() => {
-                Some(crate::liveness::HINT.to_owned())
+            Self::Undone { .. } | Self::Declined { .. } | Self::ConflictCheckFailed { .. } => {
+                self.conflict_hint()
             }
-            Self::Undone { cause, .. } => cause.hint(),
-            Self::ConflictCheckFailed { .. } => Some(crate::liveness::HINT.to_owned()),
-            Self::Declined { name } => Some(format!(
-                "answer y at the prompt, or pass --yes (stops what the spec's [[conflict]] \
-                 tables list) or --stop {name}; to run beside it, take its [[conflict]] out of \
-                 the spec"
-            )),
             Self::UndoFailed {
                 undo_error,
                 deployment,

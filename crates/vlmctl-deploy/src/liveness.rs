@@ -24,6 +24,26 @@ pub const HINT: &str = "look at it (`docker logs NAME`, `docker inspect NAME`) a
                         to work; `vlmctl restore` checks it again (exit 0 once it passes), and \
                         `vlmctl status` lists it until then";
 
+impl DeployError {
+    /// The hints of the conflicts' errors: a restored container not alive, a stop declined;
+    /// an undone run's cause otherwise.
+    pub(crate) fn conflict_hint(&self) -> Option<String> {
+        match self {
+            Self::Undone { undone, .. } if undone.failed_checks().next().is_some() => {
+                Some(HINT.to_owned())
+            }
+            Self::Undone { cause, .. } => cause.hint(),
+            Self::ConflictCheckFailed { .. } => Some(HINT.to_owned()),
+            Self::Declined { name } => Some(format!(
+                "answer y at the prompt, or pass --yes (stops what the spec's [[conflict]] \
+                 tables list) or --stop {name}; to run beside it, take its [[conflict]] out of \
+                 the spec"
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// `name (what was checked): why; ...`, for messages.
 #[must_use]
 pub fn failed_list(failed: &[CheckOutcome]) -> String {
@@ -61,12 +81,8 @@ pub async fn check_restored(
         return;
     }
     let targets = std::mem::take(&mut restored.to_check);
-    let outcomes = futures::future::join_all(
-        targets
-            .iter()
-            .map(|t| check_one(engine, docker, t)),
-    )
-    .await;
+    let outcomes =
+        futures::future::join_all(targets.iter().map(|t| check_one(engine, docker, t))).await;
     let checked: Vec<(ToCheck, CheckOutcome)> = targets.into_iter().zip(outcomes).collect();
     let deployment = journal::deployment_of(jpath);
     if let Err(e) = journal::record_checks(jpath, &deployment, &checked) {
@@ -165,11 +181,7 @@ async fn running(docker: &Docker, t: &ToCheck) -> Result<Option<String>, String>
 
 /// Waits for the Docker health check to say healthy, when the container has one; returns
 /// whether it has one.
-async fn wait_healthy(
-    docker: &Docker,
-    t: &ToCheck,
-    deadline: Instant,
-) -> Result<bool, String> {
+async fn wait_healthy(docker: &Docker, t: &ToCheck, deadline: Instant) -> Result<bool, String> {
     loop {
         let Some(status) = running(docker, t).await? else {
             return Ok(false);
@@ -238,7 +250,9 @@ fn own_address(engine: &Engine, host: &str) -> Result<(), String> {
     if host == "localhost" {
         return Ok(());
     }
-    let ip: IpAddr = host.parse().map_err(|_| format!("{host}: not an IP address"))?;
+    let ip: IpAddr = host
+        .parse()
+        .map_err(|_| format!("{host}: not an IP address"))?;
     if ip.is_loopback() {
         return Ok(());
     }
@@ -269,7 +283,9 @@ async fn exec_probe(docker: &Docker, t: &ToCheck, command: &[String]) -> Result<
         .await
         .map_err(|e| format!("cannot exec in it: {e}"))?;
     let mut out = String::new();
-    if let Ok(StartExecResults::Attached { mut output, .. }) = docker.start_exec(&exec.id, None).await {
+    if let Ok(StartExecResults::Attached { mut output, .. }) =
+        docker.start_exec(&exec.id, None).await
+    {
         while let Some(Ok(chunk)) = output.next().await {
             if out.len() < 2000 {
                 out.push_str(&chunk.to_string());
@@ -286,7 +302,21 @@ async fn exec_probe(docker: &Docker, t: &ToCheck, command: &[String]) -> Result<
         Ok(())
     } else {
         let out = out.trim();
-        let tail: String = out.chars().rev().take(300).collect::<Vec<_>>().into_iter().rev().collect();
-        Err(format!("exited {code}{}", if tail.is_empty() { String::new() } else { format!(": {tail}") }))
+        let tail: String = out
+            .chars()
+            .rev()
+            .take(300)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        Err(format!(
+            "exited {code}{}",
+            if tail.is_empty() {
+                String::new()
+            } else {
+                format!(": {tail}")
+            }
+        ))
     }
 }

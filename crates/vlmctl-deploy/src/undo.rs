@@ -162,6 +162,7 @@ pub async fn teardown_with(
 
 /// "removed NAME; restored A, B; left stopped C", for a message.
 fn torn_down_line(d: &TornDown) -> String {
+    use std::fmt::Write as _;
     let mut line = if d.removed {
         format!("removed {}", d.container)
     } else {
@@ -176,10 +177,10 @@ fn torn_down_line(d: &TornDown) -> String {
         .map(String::as_str)
         .collect();
     if !back.is_empty() {
-        line.push_str(&format!("; restored {}", back.join(", ")));
+        let _ = write!(line, "; restored {}", back.join(", "));
     }
     if !r.left_stopped.is_empty() {
-        line.push_str(&format!("; left stopped {}", r.left_stopped.join(", ")));
+        let _ = write!(line, "; left stopped {}", r.left_stopped.join(", "));
     }
     line
 }
@@ -214,9 +215,12 @@ async fn choose_left_stopped(
             yes.push(e.id.clone());
         }
     }
-    Ok(to_leave_stopped(&entries, &opts.keep_stopped, opts.yes, &|e| {
-        yes.contains(&e.id)
-    }))
+    Ok(to_leave_stopped(
+        &entries,
+        &opts.keep_stopped,
+        opts.yes,
+        &|e| yes.contains(&e.id),
+    ))
 }
 
 /// [`DeployError::ParkedByTune`] when `name` is a tune's parked original.

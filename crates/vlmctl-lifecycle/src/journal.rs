@@ -637,7 +637,11 @@ pub fn leave_stopped(journal_path: &Path, names: &[String]) -> Result<Vec<String
         return Ok(Vec::new());
     };
     let mut marked = Vec::new();
-    for e in journal.entries.iter_mut().filter(|e| names.contains(&e.name)) {
+    for e in journal
+        .entries
+        .iter_mut()
+        .filter(|e| names.contains(&e.name))
+    {
         e.left_stopped = true;
         marked.push(e.name.clone());
     }

@@ -678,8 +678,7 @@ async fn record_of(
 async fn undo_run(run: &Run<'_>, cause: DeployError, sink: &mut dyn Sink) -> DeployError {
     match journal::restore(run.docker, &run.jpath, Scope::Run(&run.id)).await {
         Ok(mut undone) => {
-            crate::liveness::check_restored(run.engine, run.docker, &run.jpath, &mut undone)
-                .await;
+            crate::liveness::check_restored(run.engine, run.docker, &run.jpath, &mut undone).await;
             let nothing = undone.started.is_empty()
                 && undone.already_running.is_empty()
                 && undone.missing.is_empty()

@@ -232,7 +232,9 @@ fn parse_check(
                 return Err((
                     at(u, "check_http"),
                     field("check_http"),
-                    format!("{other}: expected a URL string, e.g. \"http://127.0.0.1:8772/health\""),
+                    format!(
+                        "{other}: expected a URL string, e.g. \"http://127.0.0.1:8772/health\""
+                    ),
                 ));
             }
         };
@@ -247,7 +249,9 @@ fn parse_check(
                     return Err((
                         at(s, "check_status"),
                         field("check_status"),
-                        format!("{other}: expected an HTTP status between 100 and 599 (default 200)"),
+                        format!(
+                            "{other}: expected an HTTP status between 100 and 599 (default 200)"
+                        ),
                     ));
                 }
             },
@@ -259,7 +263,9 @@ fn parse_check(
             toml::Value::Array(a) if !a.is_empty() && a.len() <= 64 => a
                 .iter()
                 .map(|w| match w {
-                    toml::Value::String(s) if !s.is_empty() && s.len() <= 4096 && !s.contains('\0') => {
+                    toml::Value::String(s)
+                        if !s.is_empty() && s.len() <= 4096 && !s.contains('\0') =>
+                    {
                         Some(s.clone())
                     }
                     _ => None,
@@ -375,25 +381,52 @@ mod tests {
     fn bad_values_name_the_line_and_the_field() {
         // Line 10 is the second [[conflict]]'s first key.
         let cases = [
-            ("name = \"b\"\ncheck_timeout_s = 0", "docker/x.toml:11: conflict[1].check_timeout_s: 0:"),
-            ("name = \"b\"\ncheck_timeout_s = -5", "docker/x.toml:11: conflict[1].check_timeout_s: -5:"),
+            (
+                "name = \"b\"\ncheck_timeout_s = 0",
+                "docker/x.toml:11: conflict[1].check_timeout_s: 0:",
+            ),
+            (
+                "name = \"b\"\ncheck_timeout_s = -5",
+                "docker/x.toml:11: conflict[1].check_timeout_s: -5:",
+            ),
             (
                 "name = \"b\"\ncheck_timeout_s = 99999999999999",
                 "conflict[1].check_timeout_s: 99999999999999:",
             ),
-            ("name = \"b\"\ncheck_timeout_s = \"60\"", "conflict[1].check_timeout_s: \"60\":"),
-            ("name = \"b\"\nrestore = \"sometimes\"", "docker/x.toml:11: conflict[1].restore:"),
+            (
+                "name = \"b\"\ncheck_timeout_s = \"60\"",
+                "conflict[1].check_timeout_s: \"60\":",
+            ),
+            (
+                "name = \"b\"\nrestore = \"sometimes\"",
+                "docker/x.toml:11: conflict[1].restore:",
+            ),
             ("name = \"b\"\nrestore = true", "conflict[1].restore: true:"),
-            ("name = 5", "docker/x.toml:10: conflict[1].name: 5: not a container name"),
+            (
+                "name = 5",
+                "docker/x.toml:10: conflict[1].name: 5: not a container name",
+            ),
             ("name = \"a\"", "conflict[1].name: \"a\" is listed twice"),
-            ("name = \"b\"\ncheck_http = 8772", "conflict[1].check_http: 8772: expected a URL"),
+            (
+                "name = \"b\"\ncheck_http = 8772",
+                "conflict[1].check_http: 8772: expected a URL",
+            ),
             (
                 "name = \"b\"\ncheck_http = \"http://chatterbox.lan:8772/\"",
                 "must be loopback",
             ),
-            ("name = \"b\"\ncheck_http = \"https://127.0.0.1:1/\"", "expected http://"),
-            ("name = \"b\"\ncheck_http = \"http://127.0.0.1/\"", "with a port"),
-            ("name = \"b\"\ncheck_http = \"http://u:p@127.0.0.1:1/\"", "no credentials"),
+            (
+                "name = \"b\"\ncheck_http = \"https://127.0.0.1:1/\"",
+                "expected http://",
+            ),
+            (
+                "name = \"b\"\ncheck_http = \"http://127.0.0.1/\"",
+                "with a port",
+            ),
+            (
+                "name = \"b\"\ncheck_http = \"http://u:p@127.0.0.1:1/\"",
+                "no credentials",
+            ),
             (
                 "name = \"b\"\ncheck_http = \"http://127.0.0.1:1/\"\ncheck_status = 0",
                 "docker/x.toml:12: conflict[1].check_status: 0:",
@@ -403,9 +436,18 @@ mod tests {
                 "conflict[1].check_status: 70000",
             ),
             ("name = \"b\"\ncheck_status = 200", "set check_http too"),
-            ("name = \"b\"\ncheck_exec = []", "conflict[1].check_exec: []:"),
-            ("name = \"b\"\ncheck_exec = \"true\"", "conflict[1].check_exec: \"true\":"),
-            ("name = \"b\"\ncheck_exec = [\"\"]", "conflict[1].check_exec:"),
+            (
+                "name = \"b\"\ncheck_exec = []",
+                "conflict[1].check_exec: []:",
+            ),
+            (
+                "name = \"b\"\ncheck_exec = \"true\"",
+                "conflict[1].check_exec: \"true\":",
+            ),
+            (
+                "name = \"b\"\ncheck_exec = [\"\"]",
+                "conflict[1].check_exec:",
+            ),
             (
                 "name = \"b\"\ncheck_exec = [\"true\"]\ncheck_http = \"http://127.0.0.1:1/\"",
                 "not both",

@@ -40,7 +40,6 @@ pub(super) struct RawSpec {
     conflict: Vec<Spanned<RawConflict>>,
 }
 
-
 pub(super) fn host_platform() -> Spanned<String> {
     Spanned::new(0..0, "host".to_owned())
 }

@@ -186,6 +186,10 @@ async fn conflict_is_journalled_stopped_and_restored_after_a_crash() {
             run_id: "r1".into(),
             stop_timeout_s: c.stop_timeout_s,
             stop_issued_unix: None,
+            check: None,
+            check_timeout_s: 60,
+            restore: vlmctl_lifecycle::spec::RestoreWhen::Always,
+            left_stopped: false,
         };
         journal::add_stops(&jpath, &spec.name, std::slice::from_ref(&entry))?;
         journal::stop_one(&docker, &jpath, &entry).await?;

@@ -69,7 +69,7 @@ fn shipped_specs_encode_the_runbooks_memory_and_conflicts() {
     // Panda E2B: a ceiling that catches the 6.25 GB "4-bit that isn't" footprint and keeps to
     // the 4.6 GB budget beside the voice pipeline (seed 001 lines 62, 268-269).
     let e2b = load("panda-llamacpp.toml");
-    assert!(e2b.memory.max_process_mib.is_some_and(|m| m < 6250 && m <= 4600));
+    assert!(e2b.memory.max_process_mib.is_some_and(|m| m <= 4600));
     assert_eq!(e2b.memory.need_free_mib, Some(4000));
     assert!(e2b.conflicts.is_empty());
 }

@@ -73,7 +73,11 @@ pub async fn teardown(
             let _ = write!(what, "; restored {}", back.join(", "));
         }
         if !d.restored.left_stopped.is_empty() {
-            let _ = write!(what, "; left stopped {}", d.restored.left_stopped.join(", "));
+            let _ = write!(
+                what,
+                "; left stopped {}",
+                d.restored.left_stopped.join(", ")
+            );
         }
         what
     });

@@ -4,6 +4,7 @@
 //! `restore` exit 12 naming it until it works again; `--keep-stopped` leaves one stopped,
 //! `status` shows it and `restore --start` brings it back.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -36,7 +37,9 @@ fn http_stand_in(r: &Run, image: &str, name: &str, port: u16, once: bool) {
          exec $B httpd -f -p 127.0.0.1:{port} -h /www"
     );
     let script = if once {
-        format!("B=/bin/busybox; if [ -e /started ]; then exec $B sleep 3600; fi; $B touch /started; {serve}")
+        format!(
+            "B=/bin/busybox; if [ -e /started ]; then exec $B sleep 3600; fi; $B touch /started; {serve}"
+        )
     } else {
         serve
     };
@@ -59,9 +62,11 @@ fn http_stand_in(r: &Run, image: &str, name: &str, port: u16, once: bool) {
         "-c",
         &script,
     ]);
-    crate::common::poll_until("the stand-in serving", std::time::Duration::from_secs(30), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    crate::common::poll_until(
+        "the stand-in serving",
+        std::time::Duration::from_secs(30),
+        || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+    );
 }
 
 fn lock(r: &Run) -> PathBuf {
@@ -72,8 +77,11 @@ fn lock(r: &Run) -> PathBuf {
 /// rewritten (name made unique, image, model, gpus, port, layers, threads); everything from the
 /// first `[[conflict]]` on is the shipped text, byte for byte.
 fn panda_e4b_on_the_cpu(r: &Run, name: &str, port: u16) -> PathBuf {
-    let shipped = std::fs::read_to_string(crate::common::repo_file("docker/panda-e4b.toml")).unwrap();
-    let at = shipped.find("[[conflict]]").expect("panda-e4b has a [[conflict]]");
+    let shipped =
+        std::fs::read_to_string(crate::common::repo_file("docker/panda-e4b.toml")).unwrap();
+    let at = shipped
+        .find("[[conflict]]")
+        .expect("panda-e4b has a [[conflict]]");
     let (head, conflicts) = shipped.split_at(at);
     let mut out = String::new();
     let mut in_model = false;
@@ -108,7 +116,13 @@ fn panda_e4b_on_the_cpu(r: &Run, name: &str, port: u16) -> PathBuf {
     p
 }
 
-fn cmd(r: &Run, hub: &vlmctl_weights::fake_hub::FakeHub, args: &[&str], spec: &Path, lock: &Path) -> Command {
+fn cmd(
+    r: &Run,
+    hub: &vlmctl_weights::fake_hub::FakeHub,
+    args: &[&str],
+    spec: &Path,
+    lock: &Path,
+) -> Command {
     if args.first() == Some(&"restore") {
         // `restore` takes no spec: every journal of the state folder.
         let mut c = crate::common::vlmctl();
@@ -153,7 +167,11 @@ async fn the_panda_e4b_spec_stops_chatterbox_and_restores_it_with_its_probe_pass
         "{out}"
     );
     assert!(running("chatterbox"));
-    assert!(!r.path("state/journals").join(format!("{server}.json")).exists());
+    assert!(
+        !r.path("state/journals")
+            .join(format!("{server}.json"))
+            .exists()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -168,9 +186,10 @@ async fn a_probe_that_fails_after_restore_fails_teardown_and_restore_with_12_unt
     let _guard = vlmctl_test::LabelGuard::deployment(&server);
     let spec = r.write_spec(&server, free_port(), &conflict, 1024);
     let mut text = std::fs::read_to_string(&spec).unwrap();
-    text.push_str(&format!(
+    let _ = write!(
+        text,
         "check_http = \"http://127.0.0.1:{probe_port}/health\"\ncheck_timeout_s = 3\n"
-    ));
+    );
     std::fs::write(&spec, text).unwrap();
     let lock = lock(&r);
 
@@ -217,7 +236,11 @@ async fn a_probe_that_fails_after_restore_fails_teardown_and_restore_with_12_unt
     assert!(out.contains(&format!("alive: {conflict}")), "{out}");
     let (_, out, _) = run(&mut cmd(&r, &hub, &["status"], &spec, &lock));
     assert!(!out.contains("NOT ALIVE"), "{out}");
-    assert!(!r.path("state/journals").join(format!("{server}.json")).exists());
+    assert!(
+        !r.path("state/journals")
+            .join(format!("{server}.json"))
+            .exists()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -241,7 +264,12 @@ async fn keep_stopped_leaves_it_stopped_status_shows_it_and_restore_start_brings
         &lock,
     ));
     assert_eq!(code, 0, "{out}\n{err}");
-    assert!(out.contains(&format!("left stopped (`vlmctl restore --start NAME` brings it back): {conflict}")), "{out}");
+    assert!(
+        out.contains(&format!(
+            "left stopped (`vlmctl restore --start NAME` brings it back): {conflict}"
+        )),
+        "{out}"
+    );
     assert!(!running(&conflict), "left stopped");
 
     let (code, out, err) = run(&mut cmd(&r, &hub, &["status"], &spec, &lock));
@@ -255,10 +283,19 @@ async fn keep_stopped_leaves_it_stopped_status_shows_it_and_restore_start_brings
     let (code, out, err) = run(&mut cmd(&r, &hub, &["restore"], &spec, &lock));
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(!running(&conflict), "{out}");
-    let (code, out, err) = run(&mut cmd(&r, &hub, &["restore", "--start", &conflict], &spec, &lock));
+    let (code, out, err) = run(&mut cmd(
+        &r,
+        &hub,
+        &["restore", "--start", &conflict],
+        &spec,
+        &lock,
+    ));
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains(&format!("restored: {conflict}")), "{out}");
-    assert!(out.contains(&format!("alive: {conflict} (running")), "{out}");
+    assert!(
+        out.contains(&format!("alive: {conflict} (running")),
+        "{out}"
+    );
     assert!(running(&conflict));
     let j = r.path("state/journals").join(format!("{server}.json"));
     assert!(!j.exists(), "{:?}", std::fs::read_to_string(&j));

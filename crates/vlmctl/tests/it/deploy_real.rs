@@ -248,13 +248,7 @@ async fn provision_relaunch_change_teardown() {
 
     // Tear the server down even if an assertion below fails.
     let _server_guard = LabelGuard::deployment(&server);
-    unconfirmed_provision_is_cancelled_with_nothing_changed(
-        &r,
-        &hub,
-        &spec,
-        &lock,
-        (&server, &conflict),
-    );
+    unconfirmed_is_cancelled(&r, &hub, &spec, &lock, (&server, &conflict));
 
     // Confirmed with `--stop`: the conflict is stopped, and restored by the teardown below.
     let mut c = r.cmd(&hub, &["provision", "--stop", &conflict], &spec, &lock);
@@ -467,7 +461,7 @@ fn relaunch_after_damage_serves_the_verified_file(
 /// Without confirmation (no `--stop`, no `--yes`) and without a terminal (stdin is null), a real
 /// run never stops a conflict: it says so and launches beside it (this one holds neither the
 /// port nor a GPU). Tears the server down after, so that the caller starts from the same state.
-fn unconfirmed_provision_is_cancelled_with_nothing_changed(
+fn unconfirmed_is_cancelled(
     r: &Run,
     hub: &FakeHub,
     spec: &Path,
@@ -487,7 +481,10 @@ fn unconfirmed_provision_is_cancelled_with_nothing_changed(
         err.contains(&format!("cancelled: stopping {conflict} was not confirmed")),
         "{err}"
     );
-    assert!(err.contains(&format!("--stop {conflict}")), "the hint: {err}");
+    assert!(
+        err.contains(&format!("--stop {conflict}")),
+        "the hint: {err}"
+    );
     assert!(
         running(conflict),
         "an unconfirmed conflict was stopped: {err}"
