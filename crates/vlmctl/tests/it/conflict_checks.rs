@@ -22,7 +22,8 @@ fn busybox_image(r: &Run) -> String {
     .unwrap();
     std::fs::write(
         ctx.join("Dockerfile"),
-        "FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT [\"/bin/busybox\"]\n",
+        // `/bin/sh` too: Docker runs a `--health-cmd` through it.
+        "FROM scratch\nCOPY busybox /bin/busybox\nCOPY busybox /bin/sh\nENTRYPOINT [\"/bin/busybox\"]\n",
     )
     .unwrap();
     r.build_image("busybox-httpd", &ctx)
@@ -44,13 +45,17 @@ fn http_stand_in(r: &Run, image: &str, name: &str, port: u16, once: bool) {
         serve
     };
     let label = format!("org.vlmctl.test-run={}", r.id);
-    docker(&[
-        "run",
-        "-d",
-        "--name",
-        name,
-        "--label",
-        &label,
+    // The one that keeps serving has a Docker health check too: the restore waits for it to
+    // say healthy. (The other's would say unhealthy first; its probe is what is tested.)
+    let health = format!("/bin/busybox wget -q -O /dev/null http://127.0.0.1:{port}/health");
+    let health_args: &[&str] = if once {
+        &["--no-healthcheck"]
+    } else {
+        &["--health-cmd", &health, "--health-interval", "1s"]
+    };
+    let mut args = vec!["run", "-d", "--name", name, "--label", &label];
+    args.extend_from_slice(health_args);
+    args.extend_from_slice(&[
         "--network",
         "host",
         "--restart",
@@ -62,6 +67,7 @@ fn http_stand_in(r: &Run, image: &str, name: &str, port: u16, once: bool) {
         "-c",
         &script,
     ]);
+    docker(&args);
     crate::common::poll_until(
         "the stand-in serving",
         std::time::Duration::from_secs(30),
@@ -163,7 +169,10 @@ async fn the_panda_e4b_spec_stops_chatterbox_and_restores_it_with_its_probe_pass
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("restored: chatterbox"), "{out}");
     assert!(
-        out.contains("alive: chatterbox (running, GET http://127.0.0.1:8772/health answers 200"),
+        out.contains(
+            "alive: chatterbox (running, Docker health check healthy, GET \
+             http://127.0.0.1:8772/health answers 200"
+        ),
         "{out}"
     );
     assert!(running("chatterbox"));
@@ -251,6 +260,10 @@ async fn keep_stopped_leaves_it_stopped_status_shows_it_and_restore_start_brings
     let server = r.name("server");
     let _guard = vlmctl_test::LabelGuard::deployment(&server);
     let spec = r.write_spec(&server, free_port(), &conflict, 1024);
+    // A command run in it is its check this time.
+    let mut text = std::fs::read_to_string(&spec).unwrap();
+    text.push_str("check_exec = [\"/bin/busybox\", \"true\"]\n");
+    std::fs::write(&spec, text).unwrap();
     let lock = lock(&r);
     let (code, out, err) = run(&mut cmd(&r, &hub, &["provision", "--yes"], &spec, &lock));
     assert_eq!(code, 0, "{out}\n{err}");
@@ -293,7 +306,9 @@ async fn keep_stopped_leaves_it_stopped_status_shows_it_and_restore_start_brings
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains(&format!("restored: {conflict}")), "{out}");
     assert!(
-        out.contains(&format!("alive: {conflict} (running")),
+        out.contains(&format!(
+            "alive: {conflict} (running, `/bin/busybox true` exits 0 in it"
+        )),
         "{out}"
     );
     assert!(running(&conflict));
