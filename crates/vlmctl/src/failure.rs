@@ -259,6 +259,55 @@ pub fn some_failed(failed: usize, total: usize, noun: &str, done: &str) -> Strin
 #[cfg(test)]
 mod tests {
     #[test]
+    fn a_restored_conflict_not_alive_is_12_also_after_a_failed_run_and_a_no_is_130() {
+        use vlmctl_deploy::DeployError as E;
+        use vlmctl_lifecycle::journal::{CheckOutcome, Restored};
+        let dead = CheckOutcome {
+            name: "chatterbox".into(),
+            what: "running".into(),
+            passed: false,
+            why: Some("not running (exited, exit code 1)".into()),
+            took_ms: 1,
+        };
+        let code = |e: E| super::Failure::from(e).code;
+        let failed = E::ConflictCheckFailed {
+            failed: vec![dead.clone()],
+            done: "removed x".into(),
+            journal: "j".into(),
+        };
+        assert_eq!(code(failed), crate::exit_codes::CONFLICT_NOT_ALIVE);
+        let smoke = || E::SmokeFailed {
+            url: "u".into(),
+            why: "w".into(),
+        };
+        let undone = |checks: Vec<CheckOutcome>| E::Undone {
+            cause: Box::new(smoke()),
+            undone: Box::new(Restored {
+                started: vec!["chatterbox".into()],
+                checks,
+                ..Restored::default()
+            }),
+        };
+        let e = undone(vec![dead.clone()]);
+        assert!(
+            e.to_string()
+                .contains("NOT proven alive after restore: chatterbox: not running"),
+            "{e}"
+        );
+        assert_eq!(code(e), crate::exit_codes::CONFLICT_NOT_ALIVE);
+        let alive = CheckOutcome {
+            passed: true,
+            why: None,
+            ..dead
+        };
+        assert_eq!(code(undone(vec![alive])), crate::exit_codes::SERVER);
+        assert_eq!(
+            code(E::Declined { name: "n".into() }),
+            crate::exit_codes::INTERRUPTED
+        );
+    }
+
+    #[test]
     fn the_others_are_mentioned_only_when_there_are_others() {
         use super::some_failed;
         assert_eq!(
