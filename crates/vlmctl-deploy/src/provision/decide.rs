@@ -37,6 +37,35 @@ pub fn blocking_gates(report: &GateReport, relaunch: bool) -> Vec<&GateResult> {
         .collect()
 }
 
+/// Pure: the journal entries of the conflicts a run stops, with what proves each alive once
+/// back and whether a teardown restarts it (the spec's `[[conflict]]`, recorded now so that a
+/// restore needs no spec).
+pub(crate) fn journal_entries(
+    spec: &vlmctl_lifecycle::spec::Spec,
+    to_stop: &[ConflictInfo],
+    run_id: &str,
+) -> Vec<journal::JournalEntry> {
+    to_stop
+        .iter()
+        .map(|c| {
+            let rule = spec.conflict_rule(&c.name);
+            journal::JournalEntry {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                prior_state: journal::PriorState::Running,
+                restart_policy: c.restart_policy.clone(),
+                run_id: run_id.to_owned(),
+                stop_timeout_s: c.stop_timeout_s,
+                stop_issued_unix: None,
+                check: rule.check,
+                check_timeout_s: rule.check_timeout_s,
+                restore: rule.restore,
+                left_stopped: false,
+            }
+        })
+        .collect()
+}
+
 /// An id for this run: on the container it creates (label) and on the journal entries it
 /// writes, so that undoing a failed run touches only what that run did.
 pub(crate) fn new_run_id() -> String {
@@ -127,6 +156,29 @@ mod tests {
             false
         });
         assert_eq!(asked, ["nemotron"]);
+    }
+
+    #[test]
+    fn a_stop_journals_the_spec_rule_of_its_conflict_and_the_plain_one_of_others() {
+        let spec = vlmctl_lifecycle::spec::Spec::parse(
+            "name = \"d\"\nimage = \"i:1\"\nmodel = \"m\"\n[server]\nhost = \"127.0.0.1\"\n\
+             port = 1\n[[conflict]]\nname = \"tts\"\nrestore = \"ask\"\n\
+             check_http = \"http://127.0.0.1:8772/health\"\ncheck_timeout_s = 9\n",
+            Path::new("s.toml"),
+        )
+        .unwrap();
+        let entries = journal_entries(&spec, &[info("tts", true), info("other", false)], "r1");
+        let tts = &entries[0];
+        assert_eq!(
+            (tts.check_timeout_s, tts.restore, tts.run_id.as_str()),
+            (9, vlmctl_lifecycle::spec::RestoreWhen::Ask, "r1")
+        );
+        assert!(tts.check.is_some() && !tts.left_stopped);
+        let other = &entries[1];
+        assert_eq!(
+            (other.check.clone(), other.restore),
+            (None, vlmctl_lifecycle::spec::RestoreWhen::Always)
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use vlmctl_lifecycle::Docker;
 use vlmctl_lifecycle::containers::{self, ConflictInfo, Launch, LaunchStep};
 use vlmctl_lifecycle::gates::{GateReport, GateResult, GateStatus};
-use vlmctl_lifecycle::journal::{self, JournalEntry, LaunchRecord, Scope};
+use vlmctl_lifecycle::journal::{self, LaunchRecord, Scope};
 use vlmctl_weights::HubClient;
 
 use crate::events::{Cancel, Confirm, Event, Sink};
@@ -21,7 +21,7 @@ use crate::{DeployError, memory};
 
 mod decide;
 pub use decide::{blocking_gates, choose_conflicts};
-use decide::{cancelled, new_run_id, still_to_undo};
+use decide::{cancelled, journal_entries, new_run_id, still_to_undo};
 
 /// What the caller asks for beyond the plan.
 #[derive(Debug, Clone, Default)]
@@ -442,27 +442,7 @@ async fn stop_conflicts(
             ),
         });
     }
-    let entries: Vec<JournalEntry> = to_stop
-        .iter()
-        .map(|c| {
-            // What proves it alive once back, and whether a teardown restarts it: recorded
-            // now, so that a restore needs no spec.
-            let rule = run.plan.spec.conflict_rule(&c.name);
-            JournalEntry {
-                id: c.id.clone(),
-                name: c.name.clone(),
-                prior_state: vlmctl_lifecycle::journal::PriorState::Running,
-                restart_policy: c.restart_policy.clone(),
-                run_id: run.id.clone(),
-                stop_timeout_s: c.stop_timeout_s,
-                stop_issued_unix: None,
-                check: rule.check,
-                check_timeout_s: rule.check_timeout_s,
-                restore: rule.restore,
-                left_stopped: false,
-            }
-        })
-        .collect();
+    let entries = journal_entries(&run.plan.spec, to_stop, &run.id);
     let names: Vec<String> = to_stop.iter().map(|c| c.name.clone()).collect();
     sink.event(Event::Stopping {
         names: names.clone(),
