@@ -315,3 +315,69 @@ async fn keep_stopped_leaves_it_stopped_status_shows_it_and_restore_start_brings
     let j = r.path("state/journals").join(format!("{server}.json"));
     assert!(!j.exists(), "{:?}", std::fs::read_to_string(&j));
 }
+
+/// Under `--host` the probe is made from that host (through the SSH session): a stand-in on
+/// beast's own loopback, which this machine cannot reach, is found alive after `teardown
+/// --host beast` restores it. (In the second lane with beast's other tests: one at a time
+/// there, as they share beast's model folder.)
+#[test]
+fn under_host_the_probe_is_made_from_that_host() {
+    use crate::hosts_real::{beast, beast_docker, beast_guard, cmd as beast_cmd};
+    let state = tempfile::tempdir().expect("state");
+    let good = vlmctl_test::Env::require("VLMCTL_TEST_SSH_CONFIG");
+    let conflict = "beast-probed-conflict";
+    let _conflict = beast_guard(conflict);
+    let server = format!("vlmctl-test-probe-{}", std::process::id());
+    let _server = beast_guard(&server);
+    let probe_port = free_port();
+    // Nothing answers it here: only a probe made on beast can pass.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", probe_port)).is_err());
+    let started = beast_docker()
+        .args(["run", "-d", "--name", conflict, "--network", "host"])
+        // The image's own health check is llama-server's, which this stand-in would fail.
+        .args(["--no-healthcheck", "--entrypoint", "/bin/busybox"])
+        .arg(vlmctl_test::Env::require("VLMCTL_TEST_LLAMA_IMAGE"))
+        .args([
+            "sh",
+            "-c",
+            &format!(
+                "B=/bin/busybox; $B mkdir -p /www; echo ok > /www/health; \
+                 exec $B httpd -f -p 127.0.0.1:{probe_port} -h /www"
+            ),
+        ])
+        .output()
+        .expect("docker run on beast");
+    assert!(started.status.success(), "{started:?}");
+    let shipped =
+        std::fs::read_to_string(crate::common::repo_file("docker/cpu-test.toml")).unwrap();
+    let spec = state.path().join("spec.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "{}\n[[conflict]]\nname = \"{conflict}\"\ncheck_http = \"http://127.0.0.1:{probe_port}/health\"\ncheck_timeout_s = 20\n",
+            shipped
+                .replace("name = \"vlmctl-cpu-test\"", &format!("name = \"{server}\""))
+                .replace("port = 18435", &format!("port = {}", free_port()))
+        ),
+    )
+    .unwrap();
+    let job = |args: &[&str]| {
+        let mut c = beast_cmd(state.path(), &good);
+        c.args(args).args(["--host", &beast(), "--spec"]).arg(&spec);
+        c
+    };
+    let mut provision = job(&["provision", "--stop", conflict]);
+    provision
+        .args(["--lock", "examples/cpu-test.lock"])
+        .args(crate::deploy_real::readme_dir_args());
+    let (code, out, err) = run(&mut provision);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, err) = run(&mut job(&["teardown"]));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains(&format!(
+            "alive: {conflict} (running, GET http://127.0.0.1:{probe_port}/health answers 200"
+        )),
+        "{out}\n{err}"
+    );
+}
