@@ -381,3 +381,46 @@ fn under_host_the_probe_is_made_from_that_host() {
         "{out}\n{err}"
     );
 }
+
+/// `restore = "ask"` (Beast's nemotron: restarted only when the user confirms it was
+/// production): without a terminal the answer is no and it is left stopped (recorded);
+/// `teardown --yes` starts it again without asking.
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_ask_leaves_it_stopped_without_an_answer_and_yes_restarts_it() {
+    let hub = hub().await;
+    let r = Run::new("restore-ask");
+    let conflict = r.conflict();
+    let server = r.name("server");
+    let _guard = vlmctl_test::LabelGuard::deployment(&server);
+    let spec = r.write_spec(&server, free_port(), &conflict, 1024);
+    let mut text = std::fs::read_to_string(&spec).unwrap();
+    text.push_str("restore = \"ask\"\n");
+    std::fs::write(&spec, text).unwrap();
+    let lock = lock(&r);
+    for (teardown, back) in [
+        (&["teardown"][..], false),
+        (&["teardown", "--yes"][..], true),
+    ] {
+        let (code, out, err) = run(&mut cmd(&r, &hub, &["provision", "--yes"], &spec, &lock));
+        assert_eq!(code, 0, "{out}\n{err}");
+        assert!(!running(&conflict));
+        let (code, out, err) = run(&mut cmd(&r, &hub, teardown, &spec, &lock));
+        assert_eq!(code, 0, "{out}\n{err}");
+        assert_eq!(running(&conflict), back, "{teardown:?}: {out}\n{err}");
+        if !back {
+            assert!(
+                out.contains("left stopped") && out.contains(&conflict),
+                "{out}"
+            );
+            let (code, out, err) = run(&mut cmd(
+                &r,
+                &hub,
+                &["restore", "--start", &conflict],
+                &spec,
+                &lock,
+            ));
+            assert_eq!(code, 0, "{out}\n{err}");
+            assert!(running(&conflict));
+        }
+    }
+}
