@@ -91,11 +91,7 @@ pub async fn run(
     let gpu = gpu::probe(&nvidia_smi, docker.ok());
     let (daemon, platform, port, gpu_state, weights) =
         futures::join!(daemon, platform, port, gpu, weights);
-    let gpu_gate = gpu_gate(
-        spec,
-        &gpu_state,
-        std::fs::read_to_string("/proc/meminfo").ok().as_deref(),
-    );
+    let gpu_gate = gpu_gate(spec, &gpu_state);
     let holders: HashMap<String, u64> = match &gpu_state {
         Ok(GpuState::Gpus { processes, .. }) => processes
             .iter()
@@ -168,22 +164,46 @@ async fn daemon_gate(
 }
 
 /// Platform of the image: from the registry through the daemon; for an image that exists only
-/// locally (built here, never pushed), from the local image.
+/// locally (built here, never pushed), from the local image. `platform = "host"` is the
+/// platform of the engine's host (`docker info`'s architecture): under `--host` the other
+/// machine's.
 async fn platform_gate(docker: Option<&Docker>, spec: &Spec) -> GateResult {
-    let Some(wanted) = Platform::from_spec(&spec.platform) else {
-        return GateResult::new(
-            "platform",
-            GateStatus::Fail,
-            format!("bad platform {:?}", spec.platform),
-            None,
-        );
-    };
     let Some(docker) = docker else {
         return GateResult::new(
             "platform",
             GateStatus::Fail,
             "no daemon",
             Some("see the daemon gate"),
+        );
+    };
+    let wanted = if spec.platform == "host" {
+        match docker.info().await.map(|i| i.architecture) {
+            Ok(Some(arch)) => Platform::of_engine(&arch),
+            Ok(None) => {
+                return GateResult::new(
+                    "platform",
+                    GateStatus::Fail,
+                    "the host's Docker engine reports no architecture",
+                    Some("name the platform in the spec (e.g. platform = \"linux/arm64\")"),
+                );
+            }
+            Err(e) => {
+                return GateResult::new(
+                    "platform",
+                    GateStatus::Fail,
+                    format!("cannot read the host's architecture from its Docker engine: {e}"),
+                    Some("see the daemon gate"),
+                );
+            }
+        }
+    } else if let Some(p) = Platform::parse(&spec.platform) {
+        p
+    } else {
+        return GateResult::new(
+            "platform",
+            GateStatus::Fail,
+            format!("bad platform {:?}", spec.platform),
+            None,
         );
     };
     let (found, source) = match platform::image_platforms(docker, &spec.image).await {
@@ -229,8 +249,13 @@ async fn platform_gate(docker: Option<&Docker>, spec: &Spec) -> GateResult {
             "platform",
             GateStatus::Fail,
             format!(
-                "{} has no {wanted} image; it has: {}",
+                "{} has no {wanted} image{}; it has: {}",
                 spec.image,
+                if spec.platform == "host" {
+                    " (the host's platform, from its Docker engine)"
+                } else {
+                    ""
+                },
                 found
                     .iter()
                     .map(ToString::to_string)
@@ -278,13 +303,10 @@ async fn port_gate(engine: &crate::Engine, docker: Option<&Docker>, spec: &Spec)
     }
 }
 
-/// Pure: the GPU gate from nvidia-smi's answer.
+/// Pure: the GPU gate from nvidia-smi's answer (on a unified-memory GPU, the free memory is
+/// the `MemAvailable` of the host the GPUs are in, which the answer carries).
 #[must_use]
-pub fn gpu_gate(
-    spec: &Spec,
-    state: &Result<GpuState, String>,
-    meminfo: Option<&str>,
-) -> GateResult {
+pub fn gpu_gate(spec: &Spec, state: &Result<GpuState, String>) -> GateResult {
     let name = "gpu";
     if spec.gpus == Gpus::None {
         return GateResult::new(
@@ -294,7 +316,7 @@ pub fn gpu_gate(
             None,
         );
     }
-    let (gpus, processes) = match state {
+    let (gpus, processes, mem_available_mib) = match state {
         Err(e) => {
             return GateResult::new(
                 name,
@@ -313,7 +335,11 @@ pub fn gpu_gate(
                 ),
             );
         }
-        Ok(GpuState::Gpus { gpus, processes }) => (gpus, processes),
+        Ok(GpuState::Gpus {
+            gpus,
+            processes,
+            mem_available_mib,
+        }) => (gpus, processes, *mem_available_mib),
     };
     if gpus.is_empty() {
         return GateResult::new(name, GateStatus::Fail, "nvidia-smi lists no GPU", None);
@@ -338,7 +364,7 @@ pub fn gpu_gate(
     let Some(need) = spec.memory.need_free_mib else {
         return GateResult::new(name, GateStatus::Pass, desc, None);
     };
-    match gpu::free_mib(gpus, meminfo) {
+    match gpu::free_mib(gpus, mem_available_mib) {
         Some((free, how)) if free >= need => GateResult::new(
             name,
             GateStatus::Pass,
@@ -414,10 +440,10 @@ mod tests {
     fn gpu_gate_decisions() {
         let no_driver = Ok(GpuState::NoDriver);
         assert_eq!(
-            gpu_gate(&spec("\"none\"", None), &no_driver, None).status,
+            gpu_gate(&spec("\"none\"", None), &no_driver).status,
             GateStatus::Pass
         );
-        let r = gpu_gate(&spec("\"all\"", None), &no_driver, None);
+        let r = gpu_gate(&spec("\"all\"", None), &no_driver);
         assert_eq!(r.status, GateStatus::Fail);
         assert!(r.hint.unwrap().contains("gpus = \"none\""));
 
@@ -425,12 +451,13 @@ mod tests {
             gpus: parse_gpus("NVIDIA GeForce RTX 5070 Ti, 16303, 8996, 6823, 12.0, 580.126.09")
                 .unwrap(),
             processes: parse_apps("4242, python3, 5158\n5151, chatterbox, 3654").unwrap(),
+            mem_available_mib: Some(100_000),
         });
         assert_eq!(
-            gpu_gate(&spec("\"all\"", Some(4000)), &panda, None).status,
+            gpu_gate(&spec("\"all\"", Some(4000)), &panda).status,
             GateStatus::Pass
         );
-        let r = gpu_gate(&spec("\"all\"", Some(8000)), &panda, None);
+        let r = gpu_gate(&spec("\"all\"", Some(8000)), &panda);
         assert_eq!(r.status, GateStatus::Fail);
         assert!(
             r.evidence.contains("6823 MiB free")
@@ -439,18 +466,27 @@ mod tests {
             r.evidence
         );
 
-        let gb10 = Ok(GpuState::Gpus {
-            gpus: parse_gpus("NVIDIA GB10, [N/A], [Not Supported], [N/A], 12.1, 580.142").unwrap(),
-            processes: parse_apps("77, vllm, 94208").unwrap(),
-        });
-        let r = gpu_gate(
-            &spec("\"all\"", Some(8000)),
-            &gb10,
-            Some("MemAvailable: 10485760 kB\n"),
-        );
+        // A GB10: the free memory is the MemAvailable of the host the GPU is in (the answer
+        // carries it: this machine's locally, the other host's in a container there).
+        let gb10 = |mem_available_mib| {
+            Ok(GpuState::Gpus {
+                gpus: parse_gpus("NVIDIA GB10, [N/A], [Not Supported], [N/A], 12.1, 580.142")
+                    .unwrap(),
+                processes: parse_apps("77, vllm, 94208").unwrap(),
+                mem_available_mib,
+            })
+        };
+        let r = gpu_gate(&spec("\"all\"", Some(8000)), &gb10(Some(10240)));
         assert_eq!(r.status, GateStatus::Pass, "{}", r.evidence);
-        assert!(r.evidence.contains("unified memory"));
-        let r = gpu_gate(&spec("\"all\"", Some(8000)), &gb10, None);
+        assert!(
+            r.evidence
+                .contains("10240 MiB free (unified memory: the host's /proc/meminfo MemAvailable)"),
+            "{}",
+            r.evidence
+        );
+        let r = gpu_gate(&spec("\"all\"", Some(8000)), &gb10(Some(4096)));
+        assert_eq!(r.status, GateStatus::Fail, "{}", r.evidence);
+        let r = gpu_gate(&spec("\"all\"", Some(8000)), &gb10(None));
         assert_eq!(r.status, GateStatus::Warn);
     }
 }
