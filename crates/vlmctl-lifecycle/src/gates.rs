@@ -490,3 +490,94 @@ mod tests {
         assert_eq!(r.status, GateStatus::Warn);
     }
 }
+
+#[cfg(test)]
+mod platform_tests {
+    use super::*;
+
+    /// A Docker engine on a unix socket in `dir` that reports `arch` (`docker info`) and lists
+    /// `platforms` for any image (`docker manifest inspect`): a host of another architecture
+    /// than the machine running the test.
+    async fn engine(dir: &std::path::Path, arch: &'static str, platforms: &'static str) -> Docker {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let socket = dir.join(format!("{arch}.sock"));
+        let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                            buf.drain(..end + 4);
+                            let path = head.split_whitespace().nth(1).unwrap_or_default();
+                            let body = if path.ends_with("/info") {
+                                format!(r#"{{"Architecture":"{arch}","OSType":"linux"}}"#)
+                            } else if path.contains("/distribution/") {
+                                format!(
+                                    r#"{{"Descriptor":{{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"sha256:{}","size":1}},"Platforms":[{platforms}]}}"#,
+                                    "0".repeat(64)
+                                )
+                            } else {
+                                r#"{"message":"not here"}"#.to_owned()
+                            };
+                            let status = if body.contains("not here") {
+                                "404 Not Found"
+                            } else {
+                                "200 OK"
+                            };
+                            let answer = format!(
+                                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                                body.len()
+                            );
+                            if conn.write_all(answer.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                });
+            }
+        });
+        crate::engine_at(&format!("unix://{}", socket.display()), 1 << 20).unwrap()
+    }
+
+    fn spec(platform: &str) -> Spec {
+        Spec::parse(
+            &format!(
+                "name = \"x\"\nimage = \"i\"\nplatform = \"{platform}\"\nmodel = \"m\"\n\
+                 [server]\nhost = \"127.0.0.1\"\nport = 1\n"
+            ),
+            std::path::Path::new("x.toml"),
+        )
+        .unwrap()
+    }
+
+    /// `platform = "host"` is the architecture the engine of the host being provisioned reports,
+    /// whatever machine runs vlmctl: an amd64-only image fails on an aarch64 host (a GB10) and
+    /// passes on an x86_64 one.
+    #[tokio::test]
+    async fn host_is_the_engines_architecture_not_this_machines() {
+        let dir = tempfile::tempdir().unwrap();
+        let amd64_only = r#"{"architecture":"amd64","os":"linux"}"#;
+        let gb10 = engine(dir.path(), "aarch64", amd64_only).await;
+        let r = platform_gate(Some(&gb10), &spec("host")).await;
+        assert_eq!(r.status, GateStatus::Fail, "{r:?}");
+        assert_eq!(
+            r.evidence,
+            "i has no linux/arm64 image (the host's platform, from its Docker engine); it has: \
+             linux/amd64"
+        );
+        let pc = engine(dir.path(), "x86_64", amd64_only).await;
+        let r = platform_gate(Some(&pc), &spec("host")).await;
+        assert_eq!(r.status, GateStatus::Pass, "{r:?}");
+        assert_eq!(r.evidence, "i has linux/amd64 (registry)");
+        // An explicit platform is itself, whatever the host.
+        let r = platform_gate(Some(&gb10), &spec("linux/amd64")).await;
+        assert_eq!(r.status, GateStatus::Pass, "{r:?}");
+    }
+}

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use crate::common::{Env, run};
 use crate::deploy_real::readme_dir_args;
 use crate::hosts_real::{
-    beast, beast_docker, beast_guard, beast_port, cmd, on_beast, running_on_beast, ssh_left,
-    spec_with_conflict,
+    beast, beast_docker, beast_guard, beast_port, cmd, on_beast, running_on_beast,
+    spec_with_conflict, ssh_left,
 };
 
 /// What every `llama-server` holds, by the stand-in's account.
@@ -102,7 +102,14 @@ fn a_ceiling_breach_on_beast_fails_provision_with_exit_8_and_leaves_nothing_ther
     let _driver = Driver::install();
 
     let (code, out, err) = run(cmd(state.path(), &good)
-        .args(["provision", "--host", &beast(), "--stop", conflict, "--spec"])
+        .args([
+            "provision",
+            "--host",
+            &beast(),
+            "--stop",
+            conflict,
+            "--spec",
+        ])
         .arg(&spec)
         .args(["--lock", "examples/cpu-test.lock"])
         .args(readme_dir_args()));
@@ -135,7 +142,10 @@ fn a_ceiling_breach_on_beast_fails_provision_with_exit_8_and_leaves_nothing_ther
         on_beast_listed("label=org.vlmctl.helper").is_empty(),
         "no probe or helper container left on beast: {said}"
     );
-    assert!(running_on_beast(conflict), "the conflict runs again: {said}");
+    assert!(
+        running_on_beast(conflict),
+        "the conflict runs again: {said}"
+    );
     assert!(ssh_left(&beast_port()).is_empty(), "no ssh left behind");
     let records: Vec<_> = std::fs::read_dir(state.path().join("hosts"))
         .into_iter()
@@ -144,5 +154,8 @@ fn a_ceiling_breach_on_beast_fails_provision_with_exit_8_and_leaves_nothing_ther
         .map(|d| d.path().join("records/vlmctl-cpu-test.json"))
         .filter(|r| r.exists())
         .collect();
-    assert!(records.is_empty(), "no record for a failed run: {records:?}");
+    assert!(
+        records.is_empty(),
+        "no record for a failed run: {records:?}"
+    );
 }
