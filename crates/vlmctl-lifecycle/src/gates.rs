@@ -163,6 +163,35 @@ async fn daemon_gate(
     }
 }
 
+/// The platform the image must have: the spec's, where `host` is the platform of the engine's
+/// host (`docker info`'s architecture: under `--host` the other machine's); the failed gate
+/// when it cannot be known.
+async fn wanted_platform(docker: &Docker, spec: &Spec) -> Result<Platform, Box<GateResult>> {
+    let fail = |evidence: String, hint: Option<&str>| {
+        Box::new(GateResult::new(
+            "platform",
+            GateStatus::Fail,
+            evidence,
+            hint,
+        ))
+    };
+    if spec.platform != "host" {
+        return Platform::parse(&spec.platform)
+            .ok_or_else(|| fail(format!("bad platform {:?}", spec.platform), None));
+    }
+    match docker.info().await.map(|i| i.architecture) {
+        Ok(Some(arch)) => Ok(Platform::of_engine(&arch)),
+        Ok(None) => Err(fail(
+            "the host's Docker engine reports no architecture".to_owned(),
+            Some("name the platform in the spec (e.g. platform = \"linux/arm64\")"),
+        )),
+        Err(e) => Err(fail(
+            format!("cannot read the host's architecture from its Docker engine: {e}"),
+            Some("see the daemon gate"),
+        )),
+    }
+}
+
 /// Platform of the image: from the registry through the daemon; for an image that exists only
 /// locally (built here, never pushed), from the local image. `platform = "host"` is the
 /// platform of the engine's host (`docker info`'s architecture): under `--host` the other
@@ -176,35 +205,9 @@ async fn platform_gate(docker: Option<&Docker>, spec: &Spec) -> GateResult {
             Some("see the daemon gate"),
         );
     };
-    let wanted = if spec.platform == "host" {
-        match docker.info().await.map(|i| i.architecture) {
-            Ok(Some(arch)) => Platform::of_engine(&arch),
-            Ok(None) => {
-                return GateResult::new(
-                    "platform",
-                    GateStatus::Fail,
-                    "the host's Docker engine reports no architecture",
-                    Some("name the platform in the spec (e.g. platform = \"linux/arm64\")"),
-                );
-            }
-            Err(e) => {
-                return GateResult::new(
-                    "platform",
-                    GateStatus::Fail,
-                    format!("cannot read the host's architecture from its Docker engine: {e}"),
-                    Some("see the daemon gate"),
-                );
-            }
-        }
-    } else if let Some(p) = Platform::parse(&spec.platform) {
-        p
-    } else {
-        return GateResult::new(
-            "platform",
-            GateStatus::Fail,
-            format!("bad platform {:?}", spec.platform),
-            None,
-        );
+    let wanted = match wanted_platform(docker, spec).await {
+        Ok(w) => w,
+        Err(failed) => return *failed,
     };
     let (found, source) = match platform::image_platforms(docker, &spec.image).await {
         Ok(p) => (p, "registry"),
@@ -498,7 +501,7 @@ mod platform_tests {
     /// A Docker engine on a unix socket in `dir` that reports `arch` (`docker info`) and lists
     /// `platforms` for any image (`docker manifest inspect`): a host of another architecture
     /// than the machine running the test.
-    async fn engine(dir: &std::path::Path, arch: &'static str, platforms: &'static str) -> Docker {
+    fn engine(dir: &std::path::Path, arch: &'static str, platforms: &'static str) -> Docker {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
         let socket = dir.join(format!("{arch}.sock"));
         let listener = tokio::net::UnixListener::bind(&socket).unwrap();
@@ -559,12 +562,12 @@ mod platform_tests {
 
     /// `platform = "host"` is the architecture the engine of the host being provisioned reports,
     /// whatever machine runs vlmctl: an amd64-only image fails on an aarch64 host (a GB10) and
-    /// passes on an x86_64 one.
+    /// passes on an `x86_64` one.
     #[tokio::test]
     async fn host_is_the_engines_architecture_not_this_machines() {
         let dir = tempfile::tempdir().unwrap();
         let amd64_only = r#"{"architecture":"amd64","os":"linux"}"#;
-        let gb10 = engine(dir.path(), "aarch64", amd64_only).await;
+        let gb10 = engine(dir.path(), "aarch64", amd64_only);
         let r = platform_gate(Some(&gb10), &spec("host")).await;
         assert_eq!(r.status, GateStatus::Fail, "{r:?}");
         assert_eq!(
@@ -572,7 +575,7 @@ mod platform_tests {
             "i has no linux/arm64 image (the host's platform, from its Docker engine); it has: \
              linux/amd64"
         );
-        let pc = engine(dir.path(), "x86_64", amd64_only).await;
+        let pc = engine(dir.path(), "x86_64", amd64_only);
         let r = platform_gate(Some(&pc), &spec("host")).await;
         assert_eq!(r.status, GateStatus::Pass, "{r:?}");
         assert_eq!(r.evidence, "i has linux/amd64 (registry)");

@@ -545,8 +545,7 @@ async fn launch_and_check(
         let smoke = checked_smoke(docker, plan, &here).await?;
         let reading = memory::measure(engine, spec, &id).await?;
         let proof = prove(docker, plan, &reading).await?;
-        // After the proof, whose evidence says more about a server that runs on the CPU (and
-        // so holds no GPU memory) than "could not be measured" would.
+        // After the proof: a server on the CPU holds no GPU memory, and the proof says more.
         memory::require_measured(spec, &reading)?;
         Ok::<_, DeployError>(Ok((ready, smoke, reading, proof)))
     };
@@ -573,16 +572,8 @@ async fn launch_and_check(
     sink.event(Event::SmokeDone {
         smoke: smoke.clone(),
     });
-    let record = record_of(
-        run,
-        launch,
-        id,
-        gates,
-        ready,
-        smoke,
-        (reading.process_mib, proof),
-    )
-    .await;
+    let memory = reading.process_mib;
+    let record = record_of(run, launch, id, gates, ready, smoke, (memory, proof)).await;
     let record_path = record.write(run.engine.state_dir())?;
     Ok(Provisioned::Ready {
         record: Box::new(record),
