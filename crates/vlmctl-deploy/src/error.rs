@@ -421,6 +421,13 @@ fn still_to_undo(left: &[String]) -> String {
     }
 }
 
+/// What to do about [`DeployError::MemoryUnmeasured`].
+const UNMEASURED_HINT: &str = "`nvidia-smi --query-compute-apps=pid,used_memory --format=csv` \
+    on the host must list the server's process (vlmctl maps it to the container by \
+    /proc/PID/cgroup; on another host it runs nvidia-smi in a container there, which the NVIDIA \
+    container toolkit gives the driver's nvidia-smi); to deploy without the ceiling, remove \
+    max_process_mib from the spec's [memory]";
+
 impl DeployError {
     /// `error: cause: cause (hint: ...)` on one line: what a failed run or job is recorded with
     /// and what the service shows of it.
@@ -506,7 +513,7 @@ impl DeployError {
                  than it looks; check the model file"
                     .to_owned(),
             ),
-            Self::MemoryUnmeasured { .. } => Some(crate::memory::UNMEASURED_HINT.into()),
+            Self::MemoryUnmeasured { .. } => Some(UNMEASURED_HINT.into()),
             Self::NotOnGpu(e) => Some(e.hint()),
             Self::Record { .. } => Some("check that the state directory is writable".to_owned()),
             Self::TuneFileInvalid { .. } => Some(

@@ -76,13 +76,6 @@ pub struct Reading {
     pub unmeasured: Option<String>,
 }
 
-/// What to do about [`DeployError::MemoryUnmeasured`].
-pub const UNMEASURED_HINT: &str = "`nvidia-smi --query-compute-apps=pid,used_memory --format=csv` \
-    on the host must list the server's process (vlmctl maps it to the container by \
-    /proc/PID/cgroup; on another host it runs nvidia-smi in a container there, which the NVIDIA \
-    container toolkit gives the driver's nvidia-smi); to deploy without the ceiling, remove \
-    max_process_mib from the spec's [memory]";
-
 /// A ceiling in the spec that could not be checked fails the run (exit 8): the runbook's 8 GB
 /// ceiling is an abort gate, and a gate that cannot be evaluated must not pass.
 pub fn require_measured(spec: &Spec, reading: &Reading) -> Result<(), DeployError> {

@@ -175,8 +175,32 @@ pub async fn probe(p: &Probe, docker: Option<&bollard::Docker>) -> Result<GpuSta
     match (p, docker) {
         (Probe::Local(path), _) => query(path.as_deref()).await,
         (Probe::Container { .. }, None) => Err("no Docker engine to run nvidia-smi on".to_owned()),
-        (Probe::Container { image }, Some(d)) => container::probe(d, image).await,
+        (Probe::Container { image }, Some(d)) => {
+            match container::probe(d, image, GPU_QUERY, APPS_QUERY).await? {
+                Some(parts) => state_of(&parts),
+                None => Ok(GpuState::NoDriver),
+            }
+        }
     }
+}
+
+/// Pure: another host's GPU state from what the probe there printed: its GPUs, each compute
+/// process with the container it runs in (from its cgroup, as [`query`] maps them on this
+/// machine), and that host's `MemAvailable`.
+pub fn state_of(parts: &container::Parts) -> Result<GpuState, String> {
+    let gpus = parse_gpus(&parts.gpus)?;
+    let mut processes = parse_apps(&parts.apps)?;
+    for p in &mut processes {
+        p.container_id = parts
+            .cgroups
+            .get(&p.pid)
+            .and_then(|c| container_id_from_cgroup(c));
+    }
+    Ok(GpuState::Gpus {
+        gpus,
+        processes,
+        mem_available_mib: mem_available_mib(&parts.meminfo),
+    })
 }
 
 /// Runs nvidia-smi at `path` (None: not installed) on this machine, maps processes to
@@ -247,6 +271,50 @@ mod tests {
             ))
         );
         assert_eq!(free_mib(&g, None), None);
+    }
+
+    /// On another host: the server's PID, as that host numbers it, maps to its container by the
+    /// cgroup read there, and the free memory is that host's.
+    #[test]
+    fn another_hosts_answer_maps_the_servers_pid_to_its_container_and_reads_its_memory() {
+        let id = "b".repeat(64);
+        let container::Answer::Done(parts) = container::answer(&container::recorded(&id)).unwrap()
+        else {
+            panic!("a complete answer")
+        };
+        let GpuState::Gpus {
+            gpus,
+            processes,
+            mem_available_mib,
+        } = state_of(&parts).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(gpus[0].name, "NVIDIA GB10");
+        assert_eq!(
+            (processes[0].pid, processes[0].used_mib),
+            (4242, Some(9000))
+        );
+        assert_eq!(processes[0].container_id.as_deref(), Some(id.as_str()));
+        assert_eq!(processes[1].container_id, None);
+        assert_eq!(mem_available_mib, Some(61440));
+        assert_eq!(
+            free_mib(&gpus, mem_available_mib),
+            Some((
+                61440,
+                "unified memory: the host's /proc/meminfo MemAvailable"
+            ))
+        );
+        // Docker's default on cgroup v2 is a cgroup namespace of the probe's own: another
+        // container's cgroup reads relative to it, and still maps.
+        let relative = container::Parts {
+            cgroups: [(4242, format!("0::/../docker-{id}.scope\n"))].into(),
+            ..parts
+        };
+        let GpuState::Gpus { processes, .. } = state_of(&relative).unwrap() else {
+            panic!()
+        };
+        assert_eq!(processes[0].container_id.as_deref(), Some(id.as_str()));
     }
 
     #[test]

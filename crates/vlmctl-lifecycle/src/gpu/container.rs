@@ -16,9 +16,10 @@
 //! would `nvidia-smi` list them). A small shell script (the image needs `/bin/sh`, as llama.cpp's
 //! images have; `/bin/busybox sh` is tried next) prints, between marker lines, the GPU query,
 //! the compute-apps query, each listed PID's `/proc/PID/cgroup` (mapped to the container id by
-//! [`super::container_id_from_cgroup`], as locally) and `/proc/meminfo`, which in a container is
-//! the host's (the kernel's figures; only an lxcfs mount would change that, and Docker does not
-//! add one). Parsing that output is pure ([`answer`]).
+//! the parent module, as locally) and `/proc/meminfo`, which in a container is the host's (the
+//! kernel's figures; only an lxcfs mount would change that, and Docker does not add one).
+//! Splitting that output into its [`Parts`] is pure ([`answer`]); this module knows nothing of
+//! what they mean, so that `gpu` uses it and not the other way round.
 //!
 //! The container is as small as it can be: no network, read-only root, every capability
 //! dropped, no new privileges, at most 64 processes, its log in `json-file` (read back whatever
@@ -38,8 +39,6 @@ use bollard::query_parameters::{
 };
 use futures::StreamExt as _;
 
-use super::{APPS_QUERY, GPU_QUERY, GpuState};
-
 /// The label value of the GPU probe's container (`org.vlmctl.helper=gpu`).
 pub const KIND: &str = "gpu";
 
@@ -50,16 +49,16 @@ const DEADLINE: Duration = Duration::from_secs(60);
 /// Marks the start of each part of the script's output.
 const MARK: &str = "@@vlmctl-gpu";
 
-/// The script the container runs (POSIX shell, builtins only besides `nvidia-smi`, so that a
-/// minimal image with a busybox shell runs it too).
+/// The script the container runs, with the two queries (POSIX shell, builtins only besides
+/// `nvidia-smi`, so that a minimal image with a busybox shell runs it too).
 #[must_use]
-pub fn script() -> String {
+pub fn script(gpu_query: &str, apps_query: &str) -> String {
     format!(
         r#"m={MARK}; f=--format=csv,noheader,nounits
 command -v nvidia-smi >/dev/null 2>&1 || {{ echo "$m no-nvidia-smi"; exit 0; }}
 echo "$m gpus"
-nvidia-smi {GPU_QUERY} "$f" || {{ echo "$m failed gpus $?"; exit 0; }}
-apps=$(nvidia-smi {APPS_QUERY} "$f") || {{ echo "$m failed apps $?"; exit 0; }}
+nvidia-smi {gpu_query} "$f" || {{ echo "$m failed gpus $?"; exit 0; }}
+apps=$(nvidia-smi {apps_query} "$f") || {{ echo "$m failed apps $?"; exit 0; }}
 echo "$m apps"
 printf '%s\n' "$apps"
 printf '%s\n' "$apps" | while IFS=', ' read -r pid rest; do
@@ -74,7 +73,20 @@ echo "$m end"
     )
 }
 
-/// What the script printed, in parts.
+/// Everything the script printed, when it ran to its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parts {
+    /// `--query-gpu` output.
+    pub gpus: String,
+    /// `--query-compute-apps` output.
+    pub apps: String,
+    /// `/proc/PID/cgroup` of each listed PID (empty where the process was gone).
+    pub cgroups: BTreeMap<u32, String>,
+    /// The host's `/proc/meminfo`.
+    pub meminfo: String,
+}
+
+/// What the script printed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
     /// The container has no `nvidia-smi` (a toolkit that mounted none into it).
@@ -87,16 +99,7 @@ pub enum Answer {
         code: String,
     },
     /// Every part.
-    Done {
-        /// `--query-gpu` output.
-        gpus: String,
-        /// `--query-compute-apps` output.
-        apps: String,
-        /// `/proc/PID/cgroup` of each listed PID (empty where the process was gone).
-        cgroups: BTreeMap<u32, String>,
-        /// The host's `/proc/meminfo`.
-        meminfo: String,
-    },
+    Done(Parts),
 }
 
 /// Pure: the script's standard output in parts; an error when it is not the script's (cut off,
@@ -141,56 +144,37 @@ pub fn answer(stdout: &str) -> Result<Answer, String> {
         }
     }
     match (gpus, apps, meminfo, ended) {
-        (Some(gpus), Some(apps), Some(meminfo), true) => Ok(Answer::Done {
+        (Some(gpus), Some(apps), Some(meminfo), true) => Ok(Answer::Done(Parts {
             gpus,
             apps,
             cgroups,
             meminfo,
-        }),
+        })),
         _ => Err("the output was cut off (no end mark)".to_owned()),
     }
 }
 
-/// Pure: the host's GPU state from a complete answer: the GPUs, each compute process with the
-/// container it runs in (from its cgroup, as [`super::query`] does on this machine), and the
-/// host's `MemAvailable`.
-pub fn state(
-    gpus: &str,
-    apps: &str,
-    cgroups: &BTreeMap<u32, String>,
-    meminfo: &str,
-) -> Result<GpuState, String> {
-    let gpus = super::parse_gpus(gpus)?;
-    let mut processes = super::parse_apps(apps)?;
-    for p in &mut processes {
-        p.container_id = cgroups
-            .get(&p.pid)
-            .and_then(|c| super::container_id_from_cgroup(c));
-    }
-    Ok(GpuState::Gpus {
-        gpus,
-        processes,
-        mem_available_mib: super::mem_available_mib(meminfo),
-    })
-}
-
-/// Runs the probe on `docker`'s host from `image`. `Ok(NoDriver)` when the host cannot give a
-/// container a GPU; an error, saying what to check, when the container has no `nvidia-smi`, a
-/// query fails, or the container cannot run.
-pub async fn probe(docker: &Docker, image: &str) -> Result<GpuState, String> {
+/// Runs the probe on `docker`'s host from `image` with the two queries. `Ok(None)` when the
+/// host cannot give a container a GPU (no driver, as far as containers are concerned); an
+/// error, saying what to check, when the container has no `nvidia-smi`, a query fails, or the
+/// container cannot run.
+pub async fn probe(
+    docker: &Docker,
+    image: &str,
+    gpu_query: &str,
+    apps_query: &str,
+) -> Result<Option<Parts>, String> {
     crate::remote::remove_stale(docker, KIND).await;
-    let script = script();
+    let script = script(gpu_query, apps_query);
     let mut first_error = None;
     for shell in [vec!["/bin/sh"], vec!["/bin/busybox", "sh"]] {
         match run(docker, image, &shell, &script).await {
-            Ok(Ran::NoDriver) => return Ok(GpuState::NoDriver),
+            Ok(Ran::NoDriver) => return Ok(None),
             Ok(Ran::Exited {
                 code,
                 stdout,
                 stderr,
-            }) => {
-                return judge(image, code, &stdout, &stderr);
-            }
+            }) => return judge(image, code, &stdout, &stderr).map(Some),
             // No such shell in the image: the next one.
             Err(e) => {
                 first_error.get_or_insert(e);
@@ -213,7 +197,7 @@ enum Ran {
 }
 
 /// Pure: the probe's verdict from its exit code and output.
-fn judge(image: &str, code: i64, stdout: &str, stderr: &str) -> Result<GpuState, String> {
+fn judge(image: &str, code: i64, stdout: &str, stderr: &str) -> Result<Parts, String> {
     let what = format!("cannot run nvidia-smi in a container from {image} on the host");
     let said = || {
         let s = stderr.trim();
@@ -236,12 +220,7 @@ fn judge(image: &str, code: i64, stdout: &str, stderr: &str) -> Result<GpuState,
             "nvidia-smi's {query} query in a container from {image} on the host exited {code}{}",
             said()
         )),
-        Answer::Done {
-            gpus,
-            apps,
-            cgroups,
-            meminfo,
-        } => state(&gpus, &apps, &cgroups, &meminfo),
+        Answer::Done(parts) => Ok(parts),
     }
 }
 
@@ -388,67 +367,46 @@ async fn output(docker: &Docker, id: &str) -> (String, String) {
     (out, err)
 }
 
+/// A complete answer as the script prints it on a GB10 host (unified memory, beast's runbook),
+/// with two compute processes: the server in the container `id` (cgroup v2, systemd driver) and
+/// one outside any container.
+#[cfg(test)]
+pub(crate) fn recorded(id: &str) -> String {
+    format!(
+        "{MARK} gpus\nNVIDIA GB10, [N/A], [Not Supported], [N/A], 12.1, 580.142\n\
+         {MARK} apps\n4242, /app/llama-server, 9000\n77, /usr/bin/python3, 1200\n\
+         {MARK} cgroup 4242\n0::/system.slice/docker-{id}.scope\n\
+         {MARK} cgroup 77\n0::/user.slice/user-1000.slice/session-3.scope\n\
+         {MARK} meminfo\nMemTotal:       127535272 kB\nMemFree:         1000000 kB\n\
+         MemAvailable:   62914560 kB\n\
+         {MARK} end\n"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A GB10 host (unified memory, beast's runbook), two compute processes: the server in a
-    /// container (cgroup v2, systemd driver) and one outside any container.
-    fn recorded(id: &str) -> String {
-        format!(
-            "{MARK} gpus\nNVIDIA GB10, [N/A], [Not Supported], [N/A], 12.1, 580.142\n\
-             {MARK} apps\n4242, /app/llama-server, 9000\n77, /usr/bin/python3, 1200\n\
-             {MARK} cgroup 4242\n0::/system.slice/docker-{id}.scope\n\
-             {MARK} cgroup 77\n0::/user.slice/user-1000.slice/session-3.scope\n\
-             {MARK} meminfo\nMemTotal:       127535272 kB\nMemFree:         1000000 kB\n\
-             MemAvailable:   62914560 kB\n\
-             {MARK} end\n"
-        )
-    }
-
+    /// A complete answer (a GB10 host, two compute processes): each part where it belongs.
     #[test]
-    fn the_combined_output_maps_the_servers_pid_to_its_container_and_reads_the_hosts_memory() {
+    fn the_combined_output_splits_into_its_parts() {
         let id = "b".repeat(64);
-        let Answer::Done {
-            gpus,
-            apps,
-            cgroups,
-            meminfo,
-        } = answer(&recorded(&id)).unwrap()
-        else {
+        let Answer::Done(parts) = answer(&recorded(&id)).unwrap() else {
             panic!("a complete answer")
         };
-        let GpuState::Gpus {
-            gpus,
-            processes,
-            mem_available_mib,
-        } = state(&gpus, &apps, &cgroups, &meminfo).unwrap()
-        else {
-            panic!()
-        };
-        assert_eq!(gpus[0].name, "NVIDIA GB10");
-        assert_eq!(processes[0].container_id.as_deref(), Some(id.as_str()));
-        assert_eq!(processes[0].used_mib, Some(9000));
-        assert_eq!(processes[1].container_id, None);
-        assert_eq!(mem_available_mib, Some(61440));
-    }
-
-    #[test]
-    fn a_cgroup_namespace_of_its_own_still_maps() {
-        // Docker's default on cgroup v2 is a private cgroup namespace: another container's
-        // cgroup reads relative to the probe's own.
-        let id = "c".repeat(64);
-        let cg = BTreeMap::from([(9, format!("0::/../docker-{id}.scope\n"))]);
-        let GpuState::Gpus { processes, .. } = state(
-            "GB10, [N/A], [N/A], [N/A], 12.1, 580",
-            "9, llama-server, 10",
-            &cg,
-            "",
-        )
-        .unwrap() else {
-            panic!()
-        };
-        assert_eq!(processes[0].container_id.as_deref(), Some(id.as_str()));
+        assert_eq!(
+            parts.gpus,
+            "NVIDIA GB10, [N/A], [Not Supported], [N/A], 12.1, 580.142\n"
+        );
+        assert_eq!(
+            parts.apps,
+            "4242, /app/llama-server, 9000\n77, /usr/bin/python3, 1200\n"
+        );
+        assert_eq!(
+            parts.cgroups.get(&4242).map(String::as_str),
+            Some(format!("0::/system.slice/docker-{id}.scope\n").as_str())
+        );
+        assert!(parts.meminfo.contains("MemAvailable:   62914560 kB\n"));
     }
 
     #[test]
@@ -531,14 +489,14 @@ mod tests {
         for shell in shells {
             let out = std::process::Command::new(shell[0])
                 .args(&shell[1..])
-                .args(["-c", &script()])
+                .args(["-c", &script("--query-gpu=x", "--query-compute-apps=y")])
                 .env("PATH", format!("{}:/usr/bin:/bin", dir.path().display()))
                 .output()
                 .unwrap();
             let stdout = String::from_utf8_lossy(&out.stdout);
-            let Answer::Done {
+            let Answer::Done(Parts {
                 cgroups, meminfo, ..
-            } = answer(&stdout).unwrap()
+            }) = answer(&stdout).unwrap()
             else {
                 panic!("{shell:?}: {stdout}")
             };
@@ -550,10 +508,7 @@ mod tests {
                 "{shell:?}"
             );
             assert_eq!(cgroups.get(&4_294_967).map(String::as_str), Some(""));
-            assert!(
-                super::super::mem_available_mib(&meminfo).is_some(),
-                "{shell:?}: {meminfo}"
-            );
+            assert!(meminfo.contains("\nMemAvailable:"), "{shell:?}: {meminfo}");
         }
     }
 }
