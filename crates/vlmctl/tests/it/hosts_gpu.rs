@@ -77,7 +77,8 @@ fn on_beast_listed(filter: &str) -> String {
 /// lower here): the gate before launch reads beast's free memory (a GB10: its `MemAvailable`,
 /// read on beast), the server's 9000 MiB, found through its host PID and cgroup, breach the
 /// ceiling, and provision fails with exit 8 naming both; the run is undone on beast: no server,
-/// no probe container, the conflict it stopped running again, no `ssh` left, no record.
+/// no probe container (nor the one a killed vlmctl left), the conflict it stopped running again,
+/// no `ssh` left, no record.
 #[test]
 fn a_ceiling_breach_on_beast_fails_provision_with_exit_8_and_leaves_nothing_there() {
     let state = tempfile::tempdir().expect("state");
@@ -100,6 +101,30 @@ fn a_ceiling_breach_on_beast_fails_provision_with_exit_8_and_leaves_nothing_ther
     )
     .expect("the GPU spec");
     let _driver = Driver::install();
+    // A probe container that a vlmctl of this machine, killed with SIGKILL, left on beast (its
+    // owner, pid 4294967295 here, is gone): the next probe from this machine removes it.
+    let stale = "vlmctl-test-stale-gpu-probe";
+    let _stale = beast_guard(stale);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    let created = beast_docker()
+        .args([
+            "create",
+            "--name",
+            stale,
+            "--label",
+            "org.vlmctl.helper=gpu",
+        ])
+        .arg("--label")
+        .arg(format!(
+            "org.vlmctl.helper-owner={}/4294967295",
+            host.trim()
+        ))
+        .args(["--entrypoint", "/bin/busybox"])
+        .arg(Env::require("VLMCTL_TEST_LLAMA_IMAGE"))
+        .arg("true")
+        .output()
+        .expect("docker create on beast");
+    assert!(created.status.success(), "{created:?}");
 
     let (code, out, err) = run(cmd(state.path(), &good)
         .args([
@@ -140,7 +165,7 @@ fn a_ceiling_breach_on_beast_fails_provision_with_exit_8_and_leaves_nothing_ther
     );
     assert!(
         on_beast_listed("label=org.vlmctl.helper").is_empty(),
-        "no probe or helper container left on beast: {said}"
+        "no probe or helper container left on beast, the killed run's included: {said}"
     );
     assert!(
         running_on_beast(conflict),
