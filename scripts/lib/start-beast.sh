@@ -9,7 +9,10 @@
 #     are not on beast until vlmctl pushes them.
 #   - Its own dockerd (own data root under $VLMCTL_CACHE/beast, own containerd, no bridge, no
 #     iptables: the test deployments use the host network, which is beast's namespace), holding
-#     only the test image, loaded from this machine's daemon (`docker save | docker load`).
+#     only the test image, loaded from this machine's daemon (`docker save | docker load`). With
+#     the no-op NVIDIA hook on its PATH (scripts/lib/fake-nvidia: GPU specs launch there; a test
+#     that puts a stand-in nvidia-smi in beast's /run/vlmctl-fake-nvidia/ gives beast a "driver").
+#     A beast whose dockerd runs without it gets its dockerd restarted (its address stays).
 #   - Its own sshd on its own 127.0.0.1:22, with the keys of scripts/lib/start-sshd.sh, reached
 #     from here as ssh://root@127.0.0.1:PORT: a socat on this machine's 127.0.0.1:PORT hands each
 #     connection to a socat inside the namespace (the way in that a router would be). Only ssh
@@ -25,9 +28,27 @@ dir="$VLMCTL_CACHE/beast"
 ns=vlmctl-beast
 image=${VLMCTL_TEST_LLAMA_IMAGE:?}
 sshd_dir="$VLMCTL_CACHE/sshd"
-mkdir -p "$dir/docker" "$dir/models" "$dir/tmp" "$VLMCTL_CACHE/models"
+hook_dir="$dir/fake-nvidia"
+mkdir -p "$dir/docker" "$dir/models" "$dir/tmp" "$VLMCTL_CACHE/models" "$hook_dir"
+# The hook as this checkout has it (dockerd looks it up on its PATH for each GPU container).
+cp -f "$(dirname "$0")/fake-nvidia/nvidia-container-runtime-hook" "$hook_dir/"
 log() { printf '[beast] %s\n' "$*" >&2; }
 beast_docker() { docker -H "unix://$dir/docker.sock" "$@"; }
+# beast's dockerd, started in beast's namespaces by the caller; records its pid. Without the
+# caller's other file descriptors: a daemon that kept a lock file open (`flock FILE
+# scripts/lib/start-beast.sh`) would hold the lock for as long as it runs.
+dockerd_cmd='PATH="$hook_dir:$PATH" dockerd --data-root "$dir/docker" --exec-root /run/docker --pidfile /run/docker.pid \
+      -H unix:///var/run/docker.sock -H "unix://$dir/docker.sock" \
+      --bridge=none --iptables=false --ip6tables=false --ip-masq=false \
+      >"$dir/dockerd.log" 2>&1 </dev/null 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
+    echo $! >"$dir/dockerd.pid"'
+# Whether beast's dockerd runs with the hook on its PATH (it registers the "nvidia" driver only
+# when it finds the hook as it starts).
+has_hook() {
+  local env
+  env=$(tr '\0' '\n' <"/proc/$(cat "$dir/dockerd.pid")/environ" 2>/dev/null) || return 1
+  grep -qx "PATH=$hook_dir:.*" <<<"$env"
+}
 
 alive() {
   [ -f "$dir/sshd.pid" ] && [ -f "$dir/dockerd.pid" ] && [ -f "$dir/door.pid" ] && [ -f "$dir/port" ] &&
@@ -79,7 +100,7 @@ AllowTcpForwarding yes
 AllowStreamLocalForwarding yes
 CONF
   # The namespaces live while dockerd and sshd do. setsid: not in this script's session.
-  VLMCTL_CACHE=$VLMCTL_CACHE dir=$dir setsid nsenter --net="/run/netns/$ns" unshare --mount --propagation private sh -c '
+  VLMCTL_CACHE=$VLMCTL_CACHE dir=$dir hook_dir=$hook_dir setsid nsenter --net="/run/netns/$ns" unshare --mount --propagation private sh -c '
     set -e
     mount -t tmpfs -o mode=755 beast-run /run
     # /var/run is /run on Debian; where it is a folder of its own, it is masked as well.
@@ -88,11 +109,7 @@ CONF
     mount --bind "$dir/tmp" /tmp
     chmod 1777 /tmp
     mount --bind "$dir/models" "$VLMCTL_CACHE/models"
-    dockerd --data-root "$dir/docker" --exec-root /run/docker --pidfile /run/docker.pid \
-      -H unix:///var/run/docker.sock -H "unix://$dir/docker.sock" \
-      --bridge=none --iptables=false --ip6tables=false --ip-masq=false \
-      >"$dir/dockerd.log" 2>&1 </dev/null &
-    echo $! >"$dir/dockerd.pid"
+    '"$dockerd_cmd"'
     /usr/sbin/sshd -f "$dir/sshd.conf" -E "$dir/sshd.log" </dev/null >/dev/null 2>&1
     for _ in $(seq 100); do [ -s /run/sshd.pid ] && break; sleep 0.1; done
     cp /run/sshd.pid "$dir/sshd.pid"
@@ -104,6 +121,20 @@ CONF
   echo $! >"$dir/door.pid"
   for _ in $(seq 1 60); do alive && break; sleep 0.5; done
   alive || { tail -n 5 "$dir/start.log" "$dir/dockerd.log" "$dir/sshd.log" >&2; log "did not start"; exit 1; }
+fi
+
+if ! has_hook; then
+  # An older beast's dockerd, started without the hook: restarted in beast's namespaces (those of
+  # its sshd), so that its address and root stay what the exports say.
+  log "restarting beast's dockerd with the no-op NVIDIA hook on its PATH"
+  pid=$(cat "$dir/dockerd.pid")
+  ip netns identify "$pid" 2>/dev/null | grep -qx "$ns" || { log "$dir/dockerd.pid names no process of beast"; exit 1; }
+  kill "$pid"
+  for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  dir=$dir hook_dir=$hook_dir setsid nsenter --net="/run/netns/$ns" --mount="/proc/$(cat "$dir/sshd.pid")/ns/mnt" \
+    sh -c "$dockerd_cmd" </dev/null >>"$dir/start.log" 2>&1
+  for _ in $(seq 1 120); do beast_docker info >/dev/null 2>&1 && break; sleep 0.5; done
+  { beast_docker info >/dev/null 2>&1 && has_hook; } || { tail -n 5 "$dir/dockerd.log" >&2; log "its dockerd did not start again"; exit 1; }
 fi
 
 # The test image, as this machine's daemon has it (rebuilt images are loaded again).

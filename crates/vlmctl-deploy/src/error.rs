@@ -137,6 +137,21 @@ pub enum DeployError {
         /// Allowed.
         max_mib: u64,
     },
+    /// The spec sets a GPU memory ceiling (`max_process_mib`) and the server's GPU memory could
+    /// not be measured: the ceiling is an abort gate, and one that cannot be checked does not
+    /// pass.
+    #[error(
+        "{container}'s GPU memory could not be measured on its host ({why}), so max_process_mib = \
+         {max_mib} cannot be checked"
+    )]
+    MemoryUnmeasured {
+        /// Deployment container.
+        container: String,
+        /// The ceiling.
+        max_mib: u64,
+        /// Why there is no figure.
+        why: String,
+    },
     /// The model does not (provably) run on the GPU the spec asks for.
     #[error("{0}")]
     NotOnGpu(Box<crate::offload::NotOnGpu>),
@@ -429,6 +444,13 @@ fn still_to_undo(left: &[String]) -> String {
     }
 }
 
+/// What to do about [`DeployError::MemoryUnmeasured`].
+const UNMEASURED_HINT: &str = "`nvidia-smi --query-compute-apps=pid,used_memory --format=csv` \
+    on the host must list the server's process (vlmctl maps it to the container by \
+    /proc/PID/cgroup; on another host it runs nvidia-smi in a container there, which the NVIDIA \
+    container toolkit gives the driver's nvidia-smi); to deploy without the ceiling, remove \
+    max_process_mib from the spec's [memory]";
+
 impl DeployError {
     /// `error: cause: cause (hint: ...)` on one line: what a failed run or job is recorded with
     /// and what the service shows of it.
@@ -515,6 +537,7 @@ impl DeployError {
                  than it looks; check the model file"
                     .to_owned(),
             ),
+            Self::MemoryUnmeasured { .. } => Some(UNMEASURED_HINT.into()),
             Self::NotOnGpu(e) => Some(e.hint()),
             Self::Record { .. } => Some("check that the state directory is writable".to_owned()),
             Self::TuneFileInvalid { .. } => Some(

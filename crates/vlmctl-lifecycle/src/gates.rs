@@ -91,11 +91,7 @@ pub async fn run(
     let gpu = gpu::probe(&nvidia_smi, docker.ok());
     let (daemon, platform, port, gpu_state, weights) =
         futures::join!(daemon, platform, port, gpu, weights);
-    let gpu_gate = gpu_gate(
-        spec,
-        &gpu_state,
-        std::fs::read_to_string("/proc/meminfo").ok().as_deref(),
-    );
+    let gpu_gate = gpu_gate(spec, &gpu_state);
     let holders: HashMap<String, u64> = match &gpu_state {
         Ok(GpuState::Gpus { processes, .. }) => processes
             .iter()
@@ -167,17 +163,40 @@ async fn daemon_gate(
     }
 }
 
-/// Platform of the image: from the registry through the daemon; for an image that exists only
-/// locally (built here, never pushed), from the local image.
-async fn platform_gate(docker: Option<&Docker>, spec: &Spec) -> GateResult {
-    let Some(wanted) = Platform::from_spec(&spec.platform) else {
-        return GateResult::new(
+/// The platform the image must have: the spec's, where `host` is the platform of the engine's
+/// host (`docker info`'s architecture: under `--host` the other machine's); the failed gate
+/// when it cannot be known.
+async fn wanted_platform(docker: &Docker, spec: &Spec) -> Result<Platform, Box<GateResult>> {
+    let fail = |evidence: String, hint: Option<&str>| {
+        Box::new(GateResult::new(
             "platform",
             GateStatus::Fail,
-            format!("bad platform {:?}", spec.platform),
-            None,
-        );
+            evidence,
+            hint,
+        ))
     };
+    if spec.platform != "host" {
+        return Platform::parse(&spec.platform)
+            .ok_or_else(|| fail(format!("bad platform {:?}", spec.platform), None));
+    }
+    match docker.info().await.map(|i| i.architecture) {
+        Ok(Some(arch)) => Ok(Platform::of_engine(&arch)),
+        Ok(None) => Err(fail(
+            "the host's Docker engine reports no architecture".to_owned(),
+            Some("name the platform in the spec (e.g. platform = \"linux/arm64\")"),
+        )),
+        Err(e) => Err(fail(
+            format!("cannot read the host's architecture from its Docker engine: {e}"),
+            Some("see the daemon gate"),
+        )),
+    }
+}
+
+/// Platform of the image: from the registry through the daemon; for an image that exists only
+/// locally (built here, never pushed), from the local image. `platform = "host"` is the
+/// platform of the engine's host (`docker info`'s architecture): under `--host` the other
+/// machine's.
+async fn platform_gate(docker: Option<&Docker>, spec: &Spec) -> GateResult {
     let Some(docker) = docker else {
         return GateResult::new(
             "platform",
@@ -185,6 +204,10 @@ async fn platform_gate(docker: Option<&Docker>, spec: &Spec) -> GateResult {
             "no daemon",
             Some("see the daemon gate"),
         );
+    };
+    let wanted = match wanted_platform(docker, spec).await {
+        Ok(w) => w,
+        Err(failed) => return *failed,
     };
     let (found, source) = match platform::image_platforms(docker, &spec.image).await {
         Ok(p) => (p, "registry"),
@@ -229,8 +252,13 @@ async fn platform_gate(docker: Option<&Docker>, spec: &Spec) -> GateResult {
             "platform",
             GateStatus::Fail,
             format!(
-                "{} has no {wanted} image; it has: {}",
+                "{} has no {wanted} image{}; it has: {}",
                 spec.image,
+                if spec.platform == "host" {
+                    " (the host's platform, from its Docker engine)"
+                } else {
+                    ""
+                },
                 found
                     .iter()
                     .map(ToString::to_string)
@@ -278,13 +306,10 @@ async fn port_gate(engine: &crate::Engine, docker: Option<&Docker>, spec: &Spec)
     }
 }
 
-/// Pure: the GPU gate from nvidia-smi's answer.
+/// Pure: the GPU gate from nvidia-smi's answer (on a unified-memory GPU, the free memory is
+/// the `MemAvailable` of the host the GPUs are in, which the answer carries).
 #[must_use]
-pub fn gpu_gate(
-    spec: &Spec,
-    state: &Result<GpuState, String>,
-    meminfo: Option<&str>,
-) -> GateResult {
+pub fn gpu_gate(spec: &Spec, state: &Result<GpuState, String>) -> GateResult {
     let name = "gpu";
     if spec.gpus == Gpus::None {
         return GateResult::new(
@@ -294,7 +319,7 @@ pub fn gpu_gate(
             None,
         );
     }
-    let (gpus, processes) = match state {
+    let (gpus, processes, mem_available_mib) = match state {
         Err(e) => {
             return GateResult::new(
                 name,
@@ -313,7 +338,11 @@ pub fn gpu_gate(
                 ),
             );
         }
-        Ok(GpuState::Gpus { gpus, processes }) => (gpus, processes),
+        Ok(GpuState::Gpus {
+            gpus,
+            processes,
+            mem_available_mib,
+        }) => (gpus, processes, *mem_available_mib),
     };
     if gpus.is_empty() {
         return GateResult::new(name, GateStatus::Fail, "nvidia-smi lists no GPU", None);
@@ -338,7 +367,7 @@ pub fn gpu_gate(
     let Some(need) = spec.memory.need_free_mib else {
         return GateResult::new(name, GateStatus::Pass, desc, None);
     };
-    match gpu::free_mib(gpus, meminfo) {
+    match gpu::free_mib(gpus, mem_available_mib) {
         Some((free, how)) if free >= need => GateResult::new(
             name,
             GateStatus::Pass,
@@ -414,10 +443,10 @@ mod tests {
     fn gpu_gate_decisions() {
         let no_driver = Ok(GpuState::NoDriver);
         assert_eq!(
-            gpu_gate(&spec("\"none\"", None), &no_driver, None).status,
+            gpu_gate(&spec("\"none\"", None), &no_driver).status,
             GateStatus::Pass
         );
-        let r = gpu_gate(&spec("\"all\"", None), &no_driver, None);
+        let r = gpu_gate(&spec("\"all\"", None), &no_driver);
         assert_eq!(r.status, GateStatus::Fail);
         assert!(r.hint.unwrap().contains("gpus = \"none\""));
 
@@ -425,12 +454,13 @@ mod tests {
             gpus: parse_gpus("NVIDIA GeForce RTX 5070 Ti, 16303, 8996, 6823, 12.0, 580.126.09")
                 .unwrap(),
             processes: parse_apps("4242, python3, 5158\n5151, chatterbox, 3654").unwrap(),
+            mem_available_mib: Some(100_000),
         });
         assert_eq!(
-            gpu_gate(&spec("\"all\"", Some(4000)), &panda, None).status,
+            gpu_gate(&spec("\"all\"", Some(4000)), &panda).status,
             GateStatus::Pass
         );
-        let r = gpu_gate(&spec("\"all\"", Some(8000)), &panda, None);
+        let r = gpu_gate(&spec("\"all\"", Some(8000)), &panda);
         assert_eq!(r.status, GateStatus::Fail);
         assert!(
             r.evidence.contains("6823 MiB free")
@@ -439,18 +469,118 @@ mod tests {
             r.evidence
         );
 
-        let gb10 = Ok(GpuState::Gpus {
-            gpus: parse_gpus("NVIDIA GB10, [N/A], [Not Supported], [N/A], 12.1, 580.142").unwrap(),
-            processes: parse_apps("77, vllm, 94208").unwrap(),
-        });
-        let r = gpu_gate(
-            &spec("\"all\"", Some(8000)),
-            &gb10,
-            Some("MemAvailable: 10485760 kB\n"),
-        );
+        // A GB10: the free memory is the MemAvailable of the host the GPU is in (the answer
+        // carries it: this machine's locally, the other host's in a container there).
+        let gb10 = |mem_available_mib| {
+            Ok(GpuState::Gpus {
+                gpus: parse_gpus("NVIDIA GB10, [N/A], [Not Supported], [N/A], 12.1, 580.142")
+                    .unwrap(),
+                processes: parse_apps("77, vllm, 94208").unwrap(),
+                mem_available_mib,
+            })
+        };
+        let r = gpu_gate(&spec("\"all\"", Some(8000)), &gb10(Some(10240)));
         assert_eq!(r.status, GateStatus::Pass, "{}", r.evidence);
-        assert!(r.evidence.contains("unified memory"));
-        let r = gpu_gate(&spec("\"all\"", Some(8000)), &gb10, None);
+        assert!(
+            r.evidence
+                .contains("10240 MiB free (unified memory: the host's /proc/meminfo MemAvailable)"),
+            "{}",
+            r.evidence
+        );
+        let r = gpu_gate(&spec("\"all\"", Some(8000)), &gb10(Some(4096)));
+        assert_eq!(r.status, GateStatus::Fail, "{}", r.evidence);
+        let r = gpu_gate(&spec("\"all\"", Some(8000)), &gb10(None));
         assert_eq!(r.status, GateStatus::Warn);
+    }
+}
+
+#[cfg(test)]
+mod platform_tests {
+    use super::*;
+
+    /// A Docker engine on a unix socket in `dir` that reports `arch` (`docker info`) and lists
+    /// `platforms` for any image (`docker manifest inspect`): a host of another architecture
+    /// than the machine running the test.
+    fn engine(dir: &std::path::Path, arch: &'static str, platforms: &'static str) -> Docker {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let socket = dir.join(format!("{arch}.sock"));
+        let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                            buf.drain(..end + 4);
+                            let path = head.split_whitespace().nth(1).unwrap_or_default();
+                            let body = if path.ends_with("/info") {
+                                format!(r#"{{"Architecture":"{arch}","OSType":"linux"}}"#)
+                            } else if path.contains("/distribution/") {
+                                format!(
+                                    r#"{{"Descriptor":{{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"sha256:{}","size":1}},"Platforms":[{platforms}]}}"#,
+                                    "0".repeat(64)
+                                )
+                            } else {
+                                r#"{"message":"not here"}"#.to_owned()
+                            };
+                            let status = if body.contains("not here") {
+                                "404 Not Found"
+                            } else {
+                                "200 OK"
+                            };
+                            let answer = format!(
+                                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                                body.len()
+                            );
+                            if conn.write_all(answer.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                });
+            }
+        });
+        crate::engine_at(&format!("unix://{}", socket.display()), 1 << 20).unwrap()
+    }
+
+    fn spec(platform: &str) -> Spec {
+        Spec::parse(
+            &format!(
+                "name = \"x\"\nimage = \"i\"\nplatform = \"{platform}\"\nmodel = \"m\"\n\
+                 [server]\nhost = \"127.0.0.1\"\nport = 1\n"
+            ),
+            std::path::Path::new("x.toml"),
+        )
+        .unwrap()
+    }
+
+    /// `platform = "host"` is the architecture the engine of the host being provisioned reports,
+    /// whatever machine runs vlmctl: an amd64-only image fails on an aarch64 host (a GB10) and
+    /// passes on an `x86_64` one.
+    #[tokio::test]
+    async fn host_is_the_engines_architecture_not_this_machines() {
+        let dir = tempfile::tempdir().unwrap();
+        let amd64_only = r#"{"architecture":"amd64","os":"linux"}"#;
+        let gb10 = engine(dir.path(), "aarch64", amd64_only);
+        let r = platform_gate(Some(&gb10), &spec("host")).await;
+        assert_eq!(r.status, GateStatus::Fail, "{r:?}");
+        assert_eq!(
+            r.evidence,
+            "i has no linux/arm64 image (the host's platform, from its Docker engine); it has: \
+             linux/amd64"
+        );
+        let pc = engine(dir.path(), "x86_64", amd64_only);
+        let r = platform_gate(Some(&pc), &spec("host")).await;
+        assert_eq!(r.status, GateStatus::Pass, "{r:?}");
+        assert_eq!(r.evidence, "i has linux/amd64 (registry)");
+        // An explicit platform is itself, whatever the host.
+        let r = platform_gate(Some(&gb10), &spec("linux/amd64")).await;
+        assert_eq!(r.status, GateStatus::Pass, "{r:?}");
     }
 }

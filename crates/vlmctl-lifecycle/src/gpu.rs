@@ -4,8 +4,13 @@
 //! Facts designed for: on a GB10 (unified memory) `memory.used` and friends read
 //! `[Not Supported]` or `[N/A]`, while `--query-compute-apps` still lists per-process memory; a
 //! CPU-only host has no `nvidia-smi` at all.
+//!
+//! On another host (`--host`), [`container`] runs the same queries there, in a container in
+//! that host's PID namespace, and reads that host's cgroups and `/proc/meminfo`.
 
 use std::path::Path;
+
+pub mod container;
 
 /// `--query-gpu` fields, in order.
 pub const GPU_QUERY: &str =
@@ -54,6 +59,9 @@ pub enum GpuState {
         gpus: Vec<Gpu>,
         /// Compute processes.
         processes: Vec<GpuProcess>,
+        /// `MemAvailable` of the host the GPUs are in (its `/proc/meminfo`), MiB: the free
+        /// memory of a unified-memory GPU (GB10), which reports no `memory.free`.
+        mem_available_mib: Option<u64>,
     },
 }
 
@@ -132,22 +140,24 @@ pub fn mem_available_mib(meminfo: &str) -> Option<u64> {
 }
 
 /// Free memory for a new server: the GPUs' `memory.free` summed, or on unified-memory GPUs
-/// (no `memory.free`) the host's `MemAvailable`. Returns (MiB, how it was measured).
+/// (no `memory.free`) the `MemAvailable` of their host (`mem_available_mib`). Returns (MiB, how
+/// it was measured).
 #[must_use]
-pub fn free_mib(gpus: &[Gpu], meminfo: Option<&str>) -> Option<(u64, &'static str)> {
+pub fn free_mib(gpus: &[Gpu], mem_available_mib: Option<u64>) -> Option<(u64, &'static str)> {
     if !gpus.is_empty() && gpus.iter().all(|g| g.free_mib.is_some()) {
         return Some((
             gpus.iter().filter_map(|g| g.free_mib).sum(),
             "nvidia-smi memory.free",
         ));
     }
-    mem_available_mib(meminfo?).map(|m| (m, "unified memory: /proc/meminfo MemAvailable"))
+    mem_available_mib.map(|m| (m, "unified memory: the host's /proc/meminfo MemAvailable"))
 }
 
 /// Where `nvidia-smi` runs: on this machine (its path; `None`: not installed), or on the
-/// engine's host in a short-lived container from `image` with every GPU requested (the NVIDIA
-/// container toolkit puts the driver's `nvidia-smi` in it), which is how another host's GPUs
-/// are seen without installing anything there.
+/// engine's host in a short-lived container from `image` with every GPU requested and the
+/// host's PID namespace ([`container`]: the NVIDIA container toolkit puts the driver's
+/// `nvidia-smi` in it), which is how another host's GPUs, the containers its GPU processes run
+/// in and its free memory are seen without installing anything there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Probe {
     /// This machine's `nvidia-smi`.
@@ -159,110 +169,42 @@ pub enum Probe {
     },
 }
 
-/// [`query`] through a [`Probe`]. In a container, processes are not mapped to containers (the
-/// host's `/proc` is not ours).
+/// [`query`] through a [`Probe`]: either way the processes are mapped to the containers they
+/// run in, and the free memory is that of the host the GPUs are in.
 pub async fn probe(p: &Probe, docker: Option<&bollard::Docker>) -> Result<GpuState, String> {
     match (p, docker) {
         (Probe::Local(path), _) => query(path.as_deref()).await,
         (Probe::Container { .. }, None) => Err("no Docker engine to run nvidia-smi on".to_owned()),
         (Probe::Container { image }, Some(d)) => {
-            let gpus = match in_container(d, image, GPU_QUERY).await? {
-                Some(out) => parse_gpus(&out)?,
-                None => return Ok(GpuState::NoDriver),
-            };
-            let processes = in_container(d, image, APPS_QUERY)
-                .await?
-                .map(|o| parse_apps(&o))
-                .transpose()?
-                .unwrap_or_default();
-            Ok(GpuState::Gpus { gpus, processes })
+            match container::probe(d, image, GPU_QUERY, APPS_QUERY).await? {
+                Some(parts) => state_of(&parts),
+                None => Ok(GpuState::NoDriver),
+            }
         }
     }
 }
 
-/// `nvidia-smi QUERY` in a container with every GPU; `None` when the host cannot give one a GPU
-/// (no NVIDIA runtime: no driver there, as far as containers are concerned).
-async fn in_container(
-    docker: &bollard::Docker,
-    image: &str,
-    query: &str,
-) -> Result<Option<String>, String> {
-    use bollard::models::{ContainerCreateBody, DeviceRequest, HostConfig};
-    let body = ContainerCreateBody {
-        image: Some(image.to_owned()),
-        entrypoint: Some(vec!["nvidia-smi".to_owned()]),
-        cmd: Some(vec![
-            query.to_owned(),
-            "--format=csv,noheader,nounits".to_owned(),
-        ]),
-        labels: Some(std::collections::HashMap::from([(
-            crate::remote::HELPER_LABEL.to_owned(),
-            "gpu".to_owned(),
-        )])),
-        host_config: Some(HostConfig {
-            device_requests: Some(vec![DeviceRequest {
-                driver: Some(String::new()),
-                count: Some(-1),
-                capabilities: Some(vec![vec!["gpu".to_owned(), "utility".to_owned()]]),
-                ..Default::default()
-            }]),
-            network_mode: Some("none".to_owned()),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let created = docker
-        .create_container(
-            None::<bollard::query_parameters::CreateContainerOptions>,
-            body,
-        )
-        .await
-        .map_err(|e| format!("cannot create an nvidia-smi container from {image}: {e}"))?;
-    let id = created.id;
-    let started = docker.start_container(&id, None).await;
-    let result = match started {
-        Err(e) if e.to_string().contains("could not select device driver") => Ok(None),
-        Err(e) => Err(format!(
-            "cannot run nvidia-smi in a container from {image}: {e}"
-        )),
-        Ok(()) => {
-            let mut waited =
-                docker.wait_container(&id, None::<bollard::query_parameters::WaitContainerOptions>);
-            let mut code = 0;
-            while let Some(w) = futures::StreamExt::next(&mut waited).await {
-                match w {
-                    Ok(r) => code = r.status_code,
-                    Err(bollard::errors::Error::DockerContainerWaitError { code: c, .. }) => {
-                        code = c;
-                    }
-                    Err(e) => return Err(format!("waiting for nvidia-smi: {e}")),
-                }
-            }
-            let out = crate::containers::log_tail(docker, &id, 1000).await;
-            if code == 0 {
-                Ok(Some(out))
-            } else {
-                Err(format!(
-                    "nvidia-smi {query} in a container exited {code}: {}",
-                    out.trim()
-                ))
-            }
-        }
-    };
-    let _ = docker
-        .remove_container(
-            &id,
-            Some(
-                bollard::query_parameters::RemoveContainerOptionsBuilder::default()
-                    .force(true)
-                    .build(),
-            ),
-        )
-        .await;
-    result
+/// Pure: another host's GPU state from what the probe there printed: its GPUs, each compute
+/// process with the container it runs in (from its cgroup, as [`query`] maps them on this
+/// machine), and that host's `MemAvailable`.
+pub fn state_of(parts: &container::Parts) -> Result<GpuState, String> {
+    let gpus = parse_gpus(&parts.gpus)?;
+    let mut processes = parse_apps(&parts.apps)?;
+    for p in &mut processes {
+        p.container_id = parts
+            .cgroups
+            .get(&p.pid)
+            .and_then(|c| container_id_from_cgroup(c));
+    }
+    Ok(GpuState::Gpus {
+        gpus,
+        processes,
+        mem_available_mib: mem_available_mib(&parts.meminfo),
+    })
 }
 
-/// Runs nvidia-smi at `path` (None: not installed) and maps processes to containers.
+/// Runs nvidia-smi at `path` (None: not installed) on this machine, maps processes to
+/// containers and reads this machine's `MemAvailable`.
 pub async fn query(path: Option<&Path>) -> Result<GpuState, String> {
     let Some(path) = path else {
         return Ok(GpuState::NoDriver);
@@ -289,7 +231,13 @@ pub async fn query(path: Option<&Path>) -> Result<GpuState, String> {
             .ok()
             .and_then(|c| container_id_from_cgroup(&c));
     }
-    Ok(GpuState::Gpus { gpus, processes })
+    Ok(GpuState::Gpus {
+        gpus,
+        processes,
+        mem_available_mib: std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| mem_available_mib(&m)),
+    })
 }
 
 #[cfg(test)]
@@ -313,10 +261,60 @@ mod tests {
         let g = parse_gpus(GB10_GPU).unwrap();
         assert_eq!(g[0].used_mib, None);
         let meminfo = "MemTotal: 128000000 kB\nMemAvailable:   62914560 kB\n";
+        assert_eq!(mem_available_mib(meminfo), Some(61440));
+        assert_eq!(mem_available_mib("MemTotal: 1 kB\n"), None);
         assert_eq!(
-            free_mib(&g, Some(meminfo)),
-            Some((61440, "unified memory: /proc/meminfo MemAvailable"))
+            free_mib(&g, mem_available_mib(meminfo)),
+            Some((
+                61440,
+                "unified memory: the host's /proc/meminfo MemAvailable"
+            ))
         );
+        assert_eq!(free_mib(&g, None), None);
+    }
+
+    /// On another host: the server's PID, as that host numbers it, maps to its container by the
+    /// cgroup read there, and the free memory is that host's.
+    #[test]
+    fn another_hosts_answer_maps_the_servers_pid_to_its_container_and_reads_its_memory() {
+        let id = "b".repeat(64);
+        let container::Answer::Done(parts) = container::answer(&container::recorded(&id)).unwrap()
+        else {
+            panic!("a complete answer")
+        };
+        let GpuState::Gpus {
+            gpus,
+            processes,
+            mem_available_mib,
+        } = state_of(&parts).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(gpus[0].name, "NVIDIA GB10");
+        assert_eq!(
+            (processes[0].pid, processes[0].used_mib),
+            (4242, Some(9000))
+        );
+        assert_eq!(processes[0].container_id.as_deref(), Some(id.as_str()));
+        assert_eq!(processes[1].container_id, None);
+        assert_eq!(mem_available_mib, Some(61440));
+        assert_eq!(
+            free_mib(&gpus, mem_available_mib),
+            Some((
+                61440,
+                "unified memory: the host's /proc/meminfo MemAvailable"
+            ))
+        );
+        // Docker's default on cgroup v2 is a cgroup namespace of the probe's own: another
+        // container's cgroup reads relative to it, and still maps.
+        let relative = container::Parts {
+            cgroups: [(4242, format!("0::/../docker-{id}.scope\n"))].into(),
+            ..parts
+        };
+        let GpuState::Gpus { processes, .. } = state_of(&relative).unwrap() else {
+            panic!()
+        };
+        assert_eq!(processes[0].container_id.as_deref(), Some(id.as_str()));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The platform gate: does the image have a manifest for the platform we will run on?
+//! The platform gate: does the image have a manifest for the platform we will run on (the
+//! engine's host's, for `platform = "host"`)?
 //! Decided by a pure function over the platforms the registry lists; the daemon's distribution
 //! endpoint (what `docker manifest inspect` asks) supplies them.
 
@@ -47,29 +48,25 @@ impl Platform {
         })
     }
 
-    /// This host, in OCI terms (`x86_64` is `amd64`, `aarch64` is `arm64`).
+    /// A host's platform from its Docker engine's `Architecture` (what `docker info` reports:
+    /// the kernel's machine name, `uname -m`), in OCI terms, as containerd normalises it:
+    /// `x86_64` is `amd64`, `aarch64` is `arm64`, `armv7l` is `arm/v7`, `i686` is `386`. The
+    /// spec's `platform = "host"` is this for the host being provisioned: under `--host` the
+    /// other machine, never the one running vlmctl.
     #[must_use]
-    pub fn host() -> Self {
-        let architecture = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            "arm" => "arm",
-            other => other,
+    pub fn of_engine(architecture: &str) -> Self {
+        let (architecture, variant) = match architecture.to_ascii_lowercase().as_str() {
+            "x86_64" | "x86-64" | "amd64" => ("amd64".to_owned(), None),
+            "aarch64" | "arm64" => ("arm64".to_owned(), None),
+            "i386" | "i486" | "i586" | "i686" | "386" => ("386".to_owned(), None),
+            "armv7l" | "armv7" | "armhf" | "arm" => ("arm".to_owned(), Some("v7".to_owned())),
+            "armv6l" | "armv6" | "armel" => ("arm".to_owned(), Some("v6".to_owned())),
+            other => (other.to_owned(), None),
         };
         Self {
             os: "linux".to_owned(),
-            architecture: architecture.to_owned(),
-            variant: None,
-        }
-    }
-
-    /// The spec's `platform` (`host` or an explicit one).
-    #[must_use]
-    pub fn from_spec(s: &str) -> Option<Self> {
-        if s == "host" {
-            Some(Self::host())
-        } else {
-            Self::parse(s)
+            architecture,
+            variant,
         }
     }
 
@@ -197,6 +194,22 @@ mod tests {
             check(&p("linux/amd64"), &[p("unknown/unknown")]),
             PlatformVerdict::Unknown
         );
+    }
+
+    #[test]
+    fn host_is_the_engines_architecture_in_oci_terms() {
+        assert_eq!(Platform::of_engine("x86_64"), p("linux/amd64"));
+        assert_eq!(Platform::of_engine("aarch64"), p("linux/arm64"));
+        assert_eq!(Platform::of_engine("armv7l"), p("linux/arm/v7"));
+        assert_eq!(Platform::of_engine("i686"), p("linux/386"));
+        assert_eq!(Platform::of_engine("ppc64le"), p("linux/ppc64le"));
+        // An amd64-only image on a GB10 host (its engine says aarch64) fails, whatever machine
+        // runs vlmctl.
+        let beast = Platform::of_engine("aarch64");
+        assert!(matches!(
+            check(&beast, &[p("linux/amd64")]),
+            PlatformVerdict::Unsupported(_)
+        ));
     }
 
     #[test]

@@ -194,6 +194,7 @@ fn deploy_code(e: &vlmctl_deploy::DeployError) -> u8 {
         E::SmokeFailed { .. }
         | E::ThinkingLeaked { .. }
         | E::MemoryCeiling { .. }
+        | E::MemoryUnmeasured { .. }
         | E::NotOnGpu(_)
         | E::CudaFailedAtLoad { .. }
         | E::ImageIgnored { .. } => exit_codes::SERVER,

@@ -547,13 +547,15 @@ async fn launch_and_check(
         let smoke = checked_smoke(docker, plan, &here).await?;
         let reading = memory::measure(engine, spec, &id).await?;
         let proof = prove(docker, plan, &reading).await?;
-        Ok::<_, DeployError>(Ok((ready, smoke, reading.process_mib, proof)))
+        // After the proof: a server on the CPU holds no GPU memory, and the proof says more.
+        memory::require_measured(spec, &reading)?;
+        Ok::<_, DeployError>(Ok((ready, smoke, reading, proof)))
     };
     let checked = tokio::select! {
         r = check => r?,
         why = cancel.cancelled() => return Err(DeployError::Interrupted { why }),
     };
-    let (ready, smoke, memory, proof) = match checked {
+    let (ready, smoke, reading, proof) = match checked {
         Ok(c) => c,
         Err(model) => {
             return Ok(Provisioned::Unchanged {
@@ -566,9 +568,13 @@ async fn launch_and_check(
     sink.event(Event::Ready {
         startup_s: ready.as_secs_f64(),
     });
+    if let Some(message) = memory::unmeasured_warning(spec, &reading) {
+        sink.event(Event::Warning { message });
+    }
     sink.event(Event::SmokeDone {
         smoke: smoke.clone(),
     });
+    let memory = reading.process_mib;
     let record = record_of(run, launch, id, gates, ready, smoke, (memory, proof)).await;
     let record_path = record.write(run.engine.state_dir())?;
     Ok(Provisioned::Ready {

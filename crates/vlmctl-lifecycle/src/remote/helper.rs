@@ -65,7 +65,7 @@ impl<'a> Helper<'a> {
         image: &str,
         dir: &Path,
     ) -> Result<Self, LifecycleError> {
-        remove_stale(docker).await;
+        remove_stale(docker, "files").await;
         let mut last = None;
         for shell in [
             vec!["/bin/sh".to_owned()],
@@ -78,10 +78,7 @@ impl<'a> Helper<'a> {
             let body = ContainerCreateBody {
                 image: Some(image.to_owned()),
                 entrypoint: Some(cmd),
-                labels: Some(HashMap::from([
-                    (HELPER_LABEL.to_owned(), "files".to_owned()),
-                    (OWNER_LABEL.to_owned(), owner()),
-                ])),
+                labels: Some(helper_labels("files")),
                 // The image's own health check means nothing for a helper.
                 healthcheck: Some(bollard::models::HealthConfig {
                     test: Some(vec!["NONE".to_owned()]),
@@ -229,6 +226,15 @@ pub const HELPER_LABEL: &str = "org.vlmctl.helper";
 /// `vlmctl_base::owner::Owner::to_label`); helpers of older vlmctls say `HOSTNAME/PID`.
 const OWNER_LABEL: &str = "org.vlmctl.helper-owner";
 
+/// The labels of a helper container of `kind` (`files`; `gpu`: the GPU probe's), started by
+/// this process.
+pub(crate) fn helper_labels(kind: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (HELPER_LABEL.to_owned(), kind.to_owned()),
+        (OWNER_LABEL.to_owned(), owner()),
+    ])
+}
+
 fn owner() -> String {
     format!(
         "{}/{}",
@@ -259,10 +265,11 @@ fn owner_gone(label: &str, me: &str) -> bool {
         })
 }
 
-/// Helpers that a vlmctl of this machine started and that outlived it (killed mid-push): gone.
-/// Another machine's are left alone (its process cannot be seen from here).
-async fn remove_stale(docker: &Docker) {
-    let Ok(list) = crate::containers::labelled(docker, &format!("{HELPER_LABEL}=files")).await
+/// Helpers of `kind` that a vlmctl of this machine started and that outlived it (killed
+/// mid-push, or mid-probe): gone. Another machine's are left alone (its process cannot be seen
+/// from here).
+pub(crate) async fn remove_stale(docker: &Docker, kind: &str) {
+    let Ok(list) = crate::containers::labelled(docker, &format!("{HELPER_LABEL}={kind}")).await
     else {
         return;
     };

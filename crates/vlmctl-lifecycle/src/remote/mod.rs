@@ -31,6 +31,7 @@ mod want;
 pub use crate::shell::{sh_quote, sh_word};
 pub use check::check;
 pub use helper::{HELPER_LABEL, HELPER_LIFE, Helper};
+pub(crate) use helper::{helper_labels, remove_stale};
 pub use push::{Pushed, Staged, Tidied, UNOWNED_AGE_S, push, staging, tidy};
 pub use stamp::{HostStamp, HostStat, parse_stat, stamp_path};
 pub use want::{Found, SEGMENT, Want};

@@ -28,10 +28,17 @@ async fn discrete_card_gb10_broken_and_absent() {
         "4242, /usr/bin/python3, 5158\n5151, python3, 3654\n",
         0,
     );
-    let GpuState::Gpus { gpus, processes } = gpu::query(Some(&p)).await.unwrap() else {
+    let GpuState::Gpus {
+        gpus,
+        processes,
+        mem_available_mib,
+    } = gpu::query(Some(&p)).await.unwrap()
+    else {
         panic!()
     };
     assert_eq!(gpus[0].free_mib, Some(6823));
+    // This machine's MemAvailable (the host the GPUs are in, when nvidia-smi runs here).
+    assert!(mem_available_mib.is_some());
     assert_eq!(
         processes.iter().map(|p| p.used_mib).collect::<Vec<_>>(),
         [Some(5158), Some(3654)]
@@ -47,7 +54,10 @@ async fn discrete_card_gb10_broken_and_absent() {
         "77, vllm, 94208\n",
         0,
     );
-    let GpuState::Gpus { gpus, processes } = gpu::query(Some(&p)).await.unwrap() else {
+    let GpuState::Gpus {
+        gpus, processes, ..
+    } = gpu::query(Some(&p)).await.unwrap()
+    else {
         panic!()
     };
     assert_eq!((gpus[0].used_mib, gpus[0].free_mib), (None, None));

@@ -28,7 +28,7 @@ pub(crate) fn beast() -> String {
 }
 
 /// beast's port on this machine's loopback (what its `ssh` processes name with `-p`).
-fn beast_port() -> String {
+pub(crate) fn beast_port() -> String {
     beast().rsplit(':').next().expect("a port").to_owned()
 }
 
@@ -234,7 +234,7 @@ fn model_dir() -> std::path::PathBuf {
 
 /// `docker/cpu-test.toml` (the README's CPU deployment) written into `dir` with a port free on
 /// this machine instead of its 18435; the spec and the port.
-fn spec_on_a_free_port(dir: &Path) -> (std::path::PathBuf, u16) {
+pub(crate) fn spec_on_a_free_port(dir: &Path) -> (std::path::PathBuf, u16) {
     let root = crate::common::repo_root();
     let text = std::fs::read_to_string(root.join("docker/cpu-test.toml")).expect("spec");
     assert!(
@@ -579,7 +579,7 @@ fn nothing_left(to: &Path) {
 }
 
 /// Whether `name` runs on beast.
-fn running_on_beast(name: &str) -> bool {
+pub(crate) fn running_on_beast(name: &str) -> bool {
     beast_docker()
         .args(["inspect", "-f", "{{.State.Running}}", name])
         .output()
@@ -587,7 +587,7 @@ fn running_on_beast(name: &str) -> bool {
 }
 
 /// The CPU spec with a conflict on beast to stop: a container of the test image that sleeps.
-fn spec_with_conflict(dir: &Path, conflict: &str) -> std::path::PathBuf {
+pub(crate) fn spec_with_conflict(dir: &Path, conflict: &str) -> std::path::PathBuf {
     let root = crate::common::repo_root();
     let spec = dir.join("spec.toml");
     std::fs::write(

@@ -23,6 +23,8 @@ mod history;
 #[cfg(feature = "test-env")]
 mod hosts_bench;
 #[cfg(feature = "test-env")]
+mod hosts_gpu;
+#[cfg(feature = "test-env")]
 mod hosts_push;
 #[cfg(feature = "test-env")]
 mod hosts_real;

@@ -1,0 +1,186 @@
+//! Beast's GPU memory gates over `--host` (issue #23), on the second test host ("beast",
+//! `scripts/lib/start-beast.sh`) given a GPU driver of sorts: a stand-in `nvidia-smi` in beast's
+//! own `/run/vlmctl-fake-nvidia/`, which beast's no-op NVIDIA hook (`scripts/lib/fake-nvidia/`)
+//! bind-mounts at `/usr/bin/nvidia-smi` into each container that asks for GPUs with the
+//! `utility` capability, as the real container toolkit mounts the driver's. vlmctl is told none
+//! of this: it sees beast's GPUs only from a container it runs there.
+//!
+//! The stand-in answers like a GB10 (unified memory: no `memory.free`) on which every
+//! `llama-server` process holds 9000 MiB. It finds those processes in the `/proc` it sees, so it
+//! lists the server only when the container it runs in is in the host's PID namespace, as the
+//! real `nvidia-smi` lists only PIDs it can see; the PIDs it reports are the host's, and only
+//! their cgroups, read there, say which container is the server.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+
+use crate::common::{Env, run};
+use crate::deploy_real::readme_dir_args;
+use crate::hosts_real::{
+    beast, beast_docker, beast_guard, beast_port, cmd, on_beast, running_on_beast,
+    spec_with_conflict, ssh_left,
+};
+
+/// What every `llama-server` holds, by the stand-in's account.
+const SERVER_MIB: u64 = 9000;
+
+/// The stand-in for the driver's `nvidia-smi` (a POSIX shell script, builtins only: the test
+/// image's shell is busybox's).
+fn stand_in() -> String {
+    format!(
+        "#!/bin/sh\n\
+         # vlmctl's test hosts_gpu: a GB10 on which each llama-server holds {SERVER_MIB} MiB.\n\
+         case \"$1\" in\n\
+         \x20 --query-gpu=*) echo 'NVIDIA GB10, [N/A], [Not Supported], [N/A], 12.1, 580.142' ;;\n\
+         \x20 --query-compute-apps=*)\n\
+         \x20   for d in /proc/[0-9]*; do\n\
+         \x20     comm=\n\
+         \x20     read -r comm 2>/dev/null <\"$d/comm\"\n\
+         \x20     case $comm in llama-server) echo \"${{d#/proc/}}, /app/llama-server, {SERVER_MIB}\" ;; esac\n\
+         \x20   done ;;\n\
+         \x20 *) echo \"unexpected: $*\" >&2; exit 64 ;;\n\
+         esac\n"
+    )
+}
+
+/// beast's driver, for as long as it lives: removed when dropped, so that the other tests see a
+/// beast without one.
+struct Driver(PathBuf);
+
+impl Driver {
+    fn install() -> Self {
+        let dir = on_beast(Path::new("/run/vlmctl-fake-nvidia"));
+        std::fs::create_dir_all(&dir).expect("beast's /run/vlmctl-fake-nvidia");
+        let smi = dir.join("nvidia-smi");
+        std::fs::write(&smi, stand_in()).expect("the stand-in nvidia-smi");
+        std::fs::set_permissions(&smi, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        Self(dir)
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Containers on beast that `filter` matches, running or not.
+fn on_beast_listed(filter: &str) -> String {
+    let out = beast_docker()
+        .args(["ps", "-aq", "--filter", filter])
+        .output()
+        .expect("docker ps on beast");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The README's CPU deployment on beast as a GPU spec with the runbook's kind of ceiling (far
+/// lower here): the gate before launch reads beast's free memory (a GB10: its `MemAvailable`,
+/// read on beast), the server's 9000 MiB, found through its host PID and cgroup, breach the
+/// ceiling, and provision fails with exit 8 naming both; the run is undone on beast: no server,
+/// no probe container (nor the one a killed vlmctl left), the conflict it stopped running again,
+/// no `ssh` left, no record.
+#[test]
+fn a_ceiling_breach_on_beast_fails_provision_with_exit_8_and_leaves_nothing_there() {
+    let state = tempfile::tempdir().expect("state");
+    let good = Env::require("VLMCTL_TEST_SSH_CONFIG");
+    let conflict = "beast-gpu-conflict";
+    let _guard = beast_guard("vlmctl-cpu-test");
+    let _conflict = beast_guard(conflict);
+    let spec = spec_with_conflict(state.path(), conflict);
+    let text = std::fs::read_to_string(&spec).expect("spec");
+    assert!(text.contains("gpus = \"none\"\n") && text.contains("\nport = 18435\n"));
+    let text = text
+        .replace("gpus = \"none\"\n", "gpus = \"all\"\n")
+        .replace(
+            "\nport = 18435\n",
+            &format!("\nport = {}\n", vlmctl_test::free_port()),
+        );
+    std::fs::write(
+        &spec,
+        format!("{text}\n[memory]\nneed_free_mib = 1\nmax_process_mib = 64\n"),
+    )
+    .expect("the GPU spec");
+    let _driver = Driver::install();
+    // A probe container that a vlmctl of this machine, killed with SIGKILL, left on beast (its
+    // owner, pid 4294967295 here, is gone): the next probe from this machine removes it.
+    let stale = "vlmctl-test-stale-gpu-probe";
+    let _stale = beast_guard(stale);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    let created = beast_docker()
+        .args([
+            "create",
+            "--name",
+            stale,
+            "--label",
+            "org.vlmctl.helper=gpu",
+        ])
+        .arg("--label")
+        .arg(format!(
+            "org.vlmctl.helper-owner={}/4294967295",
+            host.trim()
+        ))
+        .args(["--entrypoint", "/bin/busybox"])
+        .arg(Env::require("VLMCTL_TEST_LLAMA_IMAGE"))
+        .arg("true")
+        .output()
+        .expect("docker create on beast");
+    assert!(created.status.success(), "{created:?}");
+
+    let (code, out, err) = run(cmd(state.path(), &good)
+        .args([
+            "provision",
+            "--host",
+            &beast(),
+            "--stop",
+            conflict,
+            "--spec",
+        ])
+        .arg(&spec)
+        .args(["--lock", "examples/cpu-test.lock"])
+        .args(readme_dir_args()));
+    let said = format!("{out}\n{err}");
+    assert!(
+        !said.contains("could not select device driver"),
+        "beast's dockerd has no \"nvidia\" driver: scripts/lib/start-beast.sh restarts it with \
+         the no-op hook on its PATH\n{said}"
+    );
+    assert_eq!(code, 8, "exit 8 (server), got {code}\n{said}");
+    assert!(
+        said.contains("MiB free (unified memory: the host's /proc/meminfo MemAvailable), need 1"),
+        "the GPU gate read beast's free memory there: {said}"
+    );
+    assert!(
+        err.contains(&format!(
+            "vlmctl-cpu-test uses {SERVER_MIB} MiB of GPU memory, above max_process_mib = 64"
+        )),
+        "the ceiling and the figure, measured on beast: {said}"
+    );
+    assert!(
+        err.contains(&format!("restored {conflict}")),
+        "the error says what was undone: {said}"
+    );
+    assert!(
+        on_beast_listed("name=^vlmctl-cpu-test$").is_empty(),
+        "the server was removed from beast: {said}"
+    );
+    assert!(
+        on_beast_listed("label=org.vlmctl.helper").is_empty(),
+        "no probe or helper container left on beast, the killed run's included: {said}"
+    );
+    assert!(
+        running_on_beast(conflict),
+        "the conflict runs again: {said}"
+    );
+    assert!(ssh_left(&beast_port()).is_empty(), "no ssh left behind");
+    let records: Vec<_> = std::fs::read_dir(state.path().join("hosts"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|d| d.path().join("records/vlmctl-cpu-test.json"))
+        .filter(|r| r.exists())
+        .collect();
+    assert!(
+        records.is_empty(),
+        "no record for a failed run: {records:?}"
+    );
+}
