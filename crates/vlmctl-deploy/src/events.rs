@@ -152,7 +152,7 @@ pub enum Event {
     },
     /// The GPU probe of the deployment is loading the model (a one-shot container at the
     /// verbosity that logs the devices and offloaded layers, reachable by no one, removed after
-    /// the load): the deployment itself then runs at a verbosity that logs no request bodies.
+    /// the load): the deployment itself then runs at the quiet verbosity (3).
     Probing {
         /// The deployment.
         deployment: String,

@@ -370,7 +370,7 @@ timeout_s = 120
         assert_eq!(
             svc["environment"],
             json!({"LLAMA_ARG_LOG_VERBOSITY": "3"}),
-            "the server runs at a verbosity that logs no request bodies, and says so: {yaml}"
+            "the server runs at the quiet verbosity, and says so: {yaml}"
         );
         assert_eq!(
             svc["deploy"]["resources"]["reservations"]["devices"],

@@ -6,7 +6,7 @@
 //! [`Shortfall`]. All pure; provision reads the logs and nvidia-smi.
 //!
 //! Two logs (issue #23): the devices and layers are logged only at verbosity 4, where
-//! llama-server also logs every request and response body, so the deployment runs at 3 and
+//! llama-server also logs about 35 trace lines per request, so the deployment runs at 3 and
 //! the evidence comes from a one-shot probe that loads the same model in the same image with
 //! the same GPU request and arguments at 4, before the launch
 //! (`vlmctl_lifecycle::containers::ContainerPlan::probe`, which says why that is sound). The

@@ -29,10 +29,12 @@ pub const LOG_VERBOSITY_ENV: &str = "LLAMA_ARG_LOG_VERBOSITY";
 
 /// The verbosity every deployment's server runs at: llama-server's default (3, `info`), set
 /// explicitly so that the `--dry-run` line and the exports say it and an image whose default
-/// differs cannot change it. At 4 (`debug`) llama-server logs each request's and response's
-/// body (`SRV_DBG` in `tools/server`): every base64 camera frame and prompt would go to the
-/// container log (measured with the 525-byte test frame: about 3.6 KB of log per request at 4,
-/// under 1 KB at 3; the README has the figures). At 3 the server still logs what goes wrong
+/// differs cannot change it. Above it the server logs per request: at 4 (`trace`) about 35
+/// lines of slot, sampler and prompt-cache trace (3.4 KB per request with the test frame, 1.05
+/// KB at 3: the README has the figures); at 5 (`debug`, `-v`) every prompt token
+/// (`SLT_DBG` in `tools/server/server-context.cpp`) and, in a build that installs its request
+/// logger (`log_server_request`, switched off in build 11434), each request and response body
+/// with its base64 camera frame. At 3 the server still logs what goes wrong
 /// with the GPU (`warning: no usable GPU found`, `failed to initialize CUDA`, `CUDA error`),
 /// which the GPU check after the smoke request reads; what it found and offloaded is logged
 /// only at 4, and comes from the one-shot probe ([`PROBE_LOG_VERBOSITY`]). Set through the

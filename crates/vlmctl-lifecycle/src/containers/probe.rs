@@ -2,17 +2,22 @@
 //! GPU request, mount and arguments as the deployment, at the verbosity where llama-server says
 //! which CUDA devices it found and how many layers it offloaded ([`PROBE_LOG_VERBOSITY`]), and
 //! is removed once the load is over. The deployment itself then runs at
-//! [`SERVER_LOG_VERBOSITY`], which does not log request bodies.
+//! [`SERVER_LOG_VERBOSITY`], which logs a few lines per request and never a request's content.
 //!
-//! Why this proves what the deployment does: llama.cpp's verbosity only filters what is
-//! printed (`common/log.cpp`: `common_log_set_verbosity_thold` sets the threshold that
-//! `LOG_TMPL` compares each message's level against before formatting it; `common/arg.cpp`'s
-//! `-lv` and `LLAMA_ARG_LOG_VERBOSITY` set nothing else), while device selection and offload
-//! are decided from the arguments and the devices the container sees
-//! (`common_init_from_params`, `llama_model_load`). Same image, same GPU request, same
-//! arguments: same devices, same layers offloaded. What could differ (the GPU taken by someone
-//! else in between, a server that dies later) is caught on the deployment itself after its
-//! smoke request: the failures llama.cpp logs at 3 (`no usable GPU found`, `failed to
+//! Why this proves what the deployment does: llama.cpp's verbosity filters what is printed and
+//! decides nothing about devices or offload. In the llama.cpp the tests build (11434):
+//! `common/log.h`'s `LOG_TMPL` compares each message's verbosity with the threshold before it
+//! formats it, and `common/log.cpp`'s `common_log_default_callback` does the same for the
+//! library's (ggml, llama) messages; `-lv` and `LLAMA_ARG_LOG_VERBOSITY` (`common/arg.cpp`) set
+//! `params.verbosity` and that threshold, nothing else. The other readers of `params.verbosity`
+//! act at 5 and above (`common/common.cpp`'s `common_fit_params` log level, the server's
+//! `verbose` at > 9), except `common_params_print_info`, which at 4 and above lists the devices
+//! with their free memory (a read; on CUDA it opens a context early). Device selection and
+//! offload follow from the arguments and the devices the container sees
+//! (`common_init_from_params`, `llama_model_load_from_file`). Same image, same GPU request, same
+//! arguments: same devices, same layers offloaded. What could still differ (the GPU taken by
+//! someone else in between, a server that fails later) is checked on the deployment itself
+//! after its smoke request: the failures llama.cpp logs at 3 (`no usable GPU found`, `failed to
 //! initialize CUDA`, `CUDA error`) and its GPU memory against the floor.
 //!
 //! The probe cannot be reached by anyone and cannot collide with the deployment's port or an
@@ -93,7 +98,7 @@ impl ContainerPlan {
     }
 }
 
-/// Whether the deployment's server runs at a verbosity that does not log bodies: its plan's
+/// Whether the deployment's server runs at the quiet verbosity: its plan's
 /// verbosity is [`SERVER_LOG_VERBOSITY`].
 #[must_use]
 pub fn quiet(plan: &ContainerPlan) -> bool {

@@ -165,9 +165,10 @@ pub(super) const REFUSED_ARGS: &[(&[&str], &str)] = &[
             "--log-verbosity",
             "--log-disable",
         ],
-        "vlmctl owns the server's log verbosity (3): at 4 and above llama-server logs every \
-         request and response body, camera frames and prompts, to the container log; below 3, \
-         or with the log off, it hides the GPU failures vlmctl checks for",
+        "vlmctl owns the server's log verbosity (3): above it llama-server logs tens of lines \
+         per request (4), then every prompt token and, where its request logger is on, each \
+         request and response body with its camera frame (5, `-v`), to the container log; \
+         below 3, or with the log off, it hides the GPU failures vlmctl checks for",
     ),
     (
         &["--api-key", "--api-key-file"],

@@ -229,13 +229,13 @@ fn extra_args_cannot_rebind_authenticate_or_load_unverified_weights_in_any_spell
         (r#"" --reuse-port""#, "how or where the server listens"),
         (
             r#""-lv", "4""#,
-            "server.extra_args[0]: \"-lv\": vlmctl owns the server's log verbosity (3): at 4 \
-             and above llama-server logs every request and response body",
+            "server.extra_args[0]: \"-lv\": vlmctl owns the server's log verbosity (3): above \
+             it llama-server logs tens of lines per request (4), then every prompt token",
         ),
         (r#""--log_verbosity", "5""#, "log verbosity"),
         (r#""--verbosity=4""#, "log verbosity"),
         (r#""-fa", "on", "-v""#, "server.extra_args[2]: \"-v\": vlmctl owns the server's log"),
-        (r#""--verbose""#, "camera frames and prompts"),
+        (r#""--verbose""#, "each request and response body with its camera frame"),
         (r#""--log-verbose""#, "log verbosity"),
         (r#""--log-disable""#, "hides the GPU failures"),
         (r#""--embd-gemma-default""#, "a llama.cpp preset"),

@@ -49,7 +49,7 @@ pub async fn provision(
                 "before it, provision loads the model once in {}: the same image, GPUs, mount \
                  and arguments, at {}={} (where llama-server logs its CUDA devices and offloaded \
                  layers) with no network, removed after the load; the server below runs at {}, \
-                 which logs no request bodies",
+                 which logs a few lines per request",
                 vlmctl_lifecycle::containers::probe_name(&plan.spec.name),
                 vlmctl_lifecycle::containers::LOG_VERBOSITY_ENV,
                 vlmctl_lifecycle::containers::PROBE_LOG_VERBOSITY,

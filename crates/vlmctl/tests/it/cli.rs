@@ -113,7 +113,7 @@ fn provision_dry_run_of_the_embedded_spec_needs_no_lock_entry_and_no_network() {
         // The image's check, aimed at the spec's port (llama.cpp's images probe 8080).
         "--health-cmd 'curl -f http://127.0.0.1:11435/health'",
         "--health-start-period ",
-        // A GPU spec's server runs at a verbosity that logs no request bodies (issue #23).
+        // A GPU spec's server runs at the quiet verbosity, 3 (issue #23).
         "-e LLAMA_ARG_LOG_VERBOSITY=3",
     ] {
         assert!(out.contains(want), "want {want:?} in:\n{out}");
