@@ -469,7 +469,10 @@ CUDA error: no kernel image is available for execution on the device
             .map(|l| format!("{l}\n"))
             .collect();
         assert_eq!(check_server(&parse(&quiet)), Ok(()));
-        assert!(parse(&quiet).devices.is_empty(), "devices are logged at 4 only");
+        assert!(
+            parse(&quiet).devices.is_empty(),
+            "devices are logged at 4 only"
+        );
     }
 
     #[test]

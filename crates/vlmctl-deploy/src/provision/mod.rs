@@ -23,8 +23,8 @@ use crate::{DeployError, memory};
 mod decide;
 mod probe;
 pub use decide::{blocking_gates, choose_conflicts};
-pub(crate) use probe::sweep as sweep_probes;
 use decide::{cancelled, new_run_id, still_to_undo};
+pub(crate) use probe::sweep as sweep_probes;
 
 /// What the caller asks for beyond the plan.
 #[derive(Debug, Clone, Default)]

@@ -52,12 +52,11 @@ pub(super) async fn launch_fresh(
         }
         None => false,
     };
-    let replaced = match containers::make_room(docker, spec, &plan.mount, replace_same, record)
-        .await?
-    {
-        Room::Unchanged { id } => return Ok((Launch::Unchanged { id }, None)),
-        Room::Free { replaced } => replaced,
-    };
+    let replaced =
+        match containers::make_room(docker, spec, &plan.mount, replace_same, record).await? {
+            Room::Unchanged { id } => return Ok((Launch::Unchanged { id }, None)),
+            Room::Free { replaced } => replaced,
+        };
     let evidence = if spec.gpus == vlmctl_lifecycle::spec::Gpus::None {
         None
     } else {

@@ -334,7 +334,10 @@ mod tests {
             Some(bollard::models::RestartPolicyNameEnum::NO)
         );
         assert_eq!(h.device_requests.unwrap()[0].count, Some(-1));
-        assert_eq!(body.healthcheck.unwrap().test, Some(vec!["NONE".to_owned()]));
+        assert_eq!(
+            body.healthcheck.unwrap().test,
+            Some(vec!["NONE".to_owned()])
+        );
         assert_eq!(
             body.labels,
             Some(HashMap::from([(
@@ -348,7 +351,12 @@ mod tests {
     fn the_load_is_over_at_model_loaded_or_listening_never_before() {
         let lv3 = include_str!("../../../vlmctl-deploy/src/testdata/cpu-server-11434-lv3.log");
         let first = lv3.lines().position(load_finished).unwrap();
-        assert!(lv3.lines().nth(first).unwrap().ends_with("llama_server: model loaded"));
+        assert!(
+            lv3.lines()
+                .nth(first)
+                .unwrap()
+                .ends_with("llama_server: model loaded")
+        );
         let lv4 = include_str!("../../../vlmctl-deploy/src/testdata/cpu-server-11434-lv4.log");
         assert!(
             !lv4.lines().any(load_finished),

@@ -234,8 +234,14 @@ fn extra_args_cannot_rebind_authenticate_or_load_unverified_weights_in_any_spell
         ),
         (r#""--log_verbosity", "5""#, "log verbosity"),
         (r#""--verbosity=4""#, "log verbosity"),
-        (r#""-fa", "on", "-v""#, "server.extra_args[2]: \"-v\": vlmctl owns the server's log"),
-        (r#""--verbose""#, "each request and response body with its camera frame"),
+        (
+            r#""-fa", "on", "-v""#,
+            "server.extra_args[2]: \"-v\": vlmctl owns the server's log",
+        ),
+        (
+            r#""--verbose""#,
+            "each request and response body with its camera frame",
+        ),
         (r#""--log-verbose""#, "log verbosity"),
         (r#""--log-disable""#, "hides the GPU failures"),
         (r#""--embd-gemma-default""#, "a llama.cpp preset"),

@@ -13,7 +13,10 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::Stdio;
 
-use crate::common::{Env, free_port, run, vlmctl};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::common::{Env, free_port, poll_until, run, signal, vlmctl};
 use crate::deploy_real::{Run, docker, running};
 use vlmctl_test::LabelGuard;
 
@@ -63,13 +66,21 @@ fn left_probe(server: &str, image: &str) -> String {
 /// `provision --yes` of a spec that asks for every GPU and every layer on it, with `image`, the
 /// 270M lock, a busybox conflict and the stand-in nvidia-smi: (exit code, stdout, stderr,
 /// server name, conflict name).
-fn provision_gpu_spec(
-    r: &Run,
-    image: &str,
-    server: &str,
-) -> (i32, String, String, String, String) {
+fn provision_gpu_spec(r: &Run, image: &str, server: &str) -> (i32, String, String, String, String) {
+    let (mut cmd, conflict) = gpu_spec_provision(r, image, server);
+    let (code, out, err) = run(&mut cmd);
+    assert!(
+        !err.contains("could not select device driver"),
+        "dockerd has no \"nvidia\" device driver, so no GPU spec can launch here: restart \
+         dockerd through scripts/test, which puts a no-op nvidia-container-runtime-hook on its \
+         PATH (scripts/lib/fake-nvidia/)\n{err}"
+    );
+    (code, out, err, server.to_owned(), conflict)
+}
+
+/// The command of [`provision_gpu_spec`], not run yet, and the conflict's name.
+fn gpu_spec_provision(r: &Run, image: &str, server: &str) -> (Command, String) {
     let conflict = r.conflict();
-    let server = server.to_owned();
     let spec = r.path("spec.toml");
     std::fs::write(
         &spec,
@@ -98,21 +109,55 @@ fn provision_gpu_spec(
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-
-    let (code, out, err) = run(vlmctl()
-        .args(["provision", "--yes", "--spec"])
+    let mut cmd = vlmctl();
+    cmd.args(["provision", "--yes", "--spec"])
         .arg(&spec)
         .env("VLMCTL_LOCK", &lock)
         .env("VLMCTL_STATE_DIR", r.path("state"))
         .env("PATH", &path)
-        .stdin(Stdio::null()));
-    assert!(
-        !err.contains("could not select device driver"),
-        "dockerd has no \"nvidia\" device driver, so no GPU spec can launch here: restart \
-         dockerd through scripts/test, which puts a no-op nvidia-container-runtime-hook on its \
-         PATH (scripts/lib/fake-nvidia/)\n{err}"
-    );
-    (code, out, err, server, conflict)
+        .stdin(Stdio::null());
+    (cmd, conflict)
+}
+
+/// SIGTERM (and SIGINT alike: one `Cancel`) while the probe loads: the wait ends at once, the
+/// probe is removed and the run undone (the conflict it stopped runs again), exit 130. The
+/// probe's "server" is a busybox that never finishes loading.
+#[test]
+fn a_signal_while_the_probe_loads_removes_it_and_undoes_the_run() {
+    let r = Run::new("probesig");
+    let ctx = r.path("slow-ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::copy(Env::require("VLMCTL_TEST_BUSYBOX"), ctx.join("busybox")).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\n\
+         ENTRYPOINT [\"/bin/busybox\", \"sh\", \"-c\", \"echo 'load_model: loading model' >&2; exec /bin/busybox sleep 600\", \"llama-server\"]\n",
+    )
+    .unwrap();
+    let tag = r.build_image("slow-load", &ctx);
+    let server = r.name("server");
+    let _server_guard = LabelGuard::deployment(&server);
+    let (mut cmd, conflict) = gpu_spec_provision(&r, &tag, &server);
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("vlmctl");
+    poll_until("the probe runs", Duration::from_secs(60), || {
+        docker(&[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=org.vlmctl.probe-of={server}"),
+        ]) != ""
+    });
+    signal("TERM", &child.id().to_string());
+    let out = child.wait_with_output().expect("vlmctl ends");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert_eq!(probes_of(&server), "", "the probe was removed: {err}");
+    assert!(running(&conflict), "the conflict runs again: {err}");
+    assert!(err.contains(&format!("restored {conflict}")), "{err}");
 }
 
 #[test]
@@ -138,7 +183,9 @@ fn a_gpu_spec_whose_server_runs_on_the_cpu_fails_with_the_evidence_and_is_undone
     );
     // The probe was said while it loaded, and is gone: by its label, nothing is left.
     assert!(
-        err.contains(&format!("probing the GPU for {server}: loading the model once")),
+        err.contains(&format!(
+            "probing the GPU for {server}: loading the model once"
+        )),
         "{err}"
     );
     assert_eq!(probes_of(&server), "", "no probe is left: {err}");
@@ -215,7 +262,10 @@ fn a_gpu_server_that_dies_of_a_cuda_error_gets_the_kernels_hint_and_is_undone() 
     let (code, out, err, server, conflict) = provision_gpu_spec(&r, &tag, &server);
     assert_eq!(code, 8, "{out}\n{err}");
     // It was the probe that died (the deployment was never created), and it is gone.
-    assert!(err.contains(&format!("{server}-vlmctl-probe exited")), "{err}");
+    assert!(
+        err.contains(&format!("{server}-vlmctl-probe exited")),
+        "{err}"
+    );
     assert_eq!(probes_of(&server), "", "no probe is left: {err}");
     assert!(err.contains("exited") && err.contains("134"), "{err}");
     assert!(
