@@ -150,6 +150,22 @@ pub enum Event {
         /// What changed, in words.
         why: String,
     },
+    /// The GPU probe of the deployment is loading the model (a one-shot container at the
+    /// verbosity that logs the devices and offloaded layers, reachable by no one, removed after
+    /// the load): the deployment itself then runs at the quiet verbosity (3).
+    Probing {
+        /// The deployment.
+        deployment: String,
+        /// Seconds it may take (`health.timeout_s`).
+        timeout_s: u64,
+    },
+    /// The GPU probe loaded the model and was removed; its log is the evidence.
+    Probed {
+        /// The deployment.
+        deployment: String,
+        /// Seconds the load took.
+        load_s: f64,
+    },
     /// The container was created and started, or found running unchanged.
     Launched {
         /// The deployment.
@@ -404,6 +420,18 @@ impl std::fmt::Display for Event {
                     if *replaced { "replaced" } else { "started" }
                 ),
             },
+            Self::Probing {
+                deployment,
+                timeout_s,
+            } => write!(
+                f,
+                "probing the GPU for {deployment}: loading the model once in a container no one \
+                 can reach (up to {timeout_s} s), to read where llama-server puts it"
+            ),
+            Self::Probed { deployment, load_s } => write!(
+                f,
+                "GPU probe of {deployment} loaded the model in {load_s:.1} s and was removed"
+            ),
             Self::Ready { startup_s } => write!(f, "ready after {startup_s:.1} s"),
             Self::SmokeDone { smoke } => write!(
                 f,

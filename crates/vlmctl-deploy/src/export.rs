@@ -369,8 +369,8 @@ timeout_s = 120
         );
         assert_eq!(
             svc["environment"],
-            json!({"LLAMA_ARG_LOG_VERBOSITY": "4"}),
-            "{yaml}"
+            json!({"LLAMA_ARG_LOG_VERBOSITY": "3"}),
+            "the server runs at the quiet verbosity, and says so: {yaml}"
         );
         assert_eq!(
             svc["deploy"]["resources"]["reservations"]["devices"],
@@ -507,17 +507,17 @@ timeout_s = 120
             body.env,
             Some(vec![
                 "LLAMA_API_KEY=the-key".to_owned(),
-                "LLAMA_ARG_LOG_VERBOSITY=4".to_owned()
+                "LLAMA_ARG_LOG_VERBOSITY=3".to_owned()
             ])
         );
         assert_eq!(
             flag("-e"),
-            ["LLAMA_API_KEY=$PANDA_KEY", "LLAMA_ARG_LOG_VERBOSITY=4"]
+            ["LLAMA_API_KEY=$PANDA_KEY", "LLAMA_ARG_LOG_VERBOSITY=3"]
         );
         assert!(line.contains("-e LLAMA_API_KEY=\"$PANDA_KEY\""), "{line}");
         assert_eq!(
             svc["environment"],
-            json!({"LLAMA_API_KEY": "${PANDA_KEY}", "LLAMA_ARG_LOG_VERBOSITY": "4"})
+            json!({"LLAMA_API_KEY": "${PANDA_KEY}", "LLAMA_ARG_LOG_VERBOSITY": "3"})
         );
         assert!(!line.contains("the-key") && !compose(&plan).contains("the-key"));
 
@@ -689,7 +689,7 @@ timeout_s = 120
         let svc = service(&yaml, "panda-llamacpp");
         assert_eq!(
             svc["environment"],
-            json!({"LLAMA_API_KEY": "${PATH}", "LLAMA_ARG_LOG_VERBOSITY": "4"})
+            json!({"LLAMA_API_KEY": "${PATH}", "LLAMA_ARG_LOG_VERBOSITY": "3"})
         );
     }
 

@@ -1,9 +1,19 @@
 //! Proof that the model runs on the GPU (issue #11): a CUDA image without kernels for the GPU,
 //! or a container that gets no GPU, runs llama.cpp on the CPU at a fraction of the speed and
-//! answers every request all the same. After the smoke request, [`parse`] reads the server's
-//! log into [`LogEvidence`] (the CUDA devices it found, the layers it offloaded) and [`decide`]
+//! answers every request all the same. [`parse`] reads a llama-server log into [`LogEvidence`]
+//! (the CUDA devices it found, the layers it offloaded, the failures it logged) and [`decide`]
 //! weighs it, with the server's GPU memory from `nvidia-smi`, into a [`Proof`] or a
-//! [`Shortfall`]. Both are pure; provision reads the log and nvidia-smi.
+//! [`Shortfall`]. All pure; provision reads the logs and nvidia-smi.
+//!
+//! Two logs (issue #23): the devices and layers are logged only at verbosity 4, where
+//! llama-server also logs about 35 trace lines per request, so the deployment runs at 3 and
+//! the evidence comes from a one-shot probe that loads the same model in the same image with
+//! the same GPU request and arguments at 4, before the launch
+//! (`vlmctl_lifecycle::containers::ContainerPlan::probe`, which says why that is sound). The
+//! probe's log goes to [`decide`] (without a memory figure: it fails fast, before the
+//! launch), and again after the deployment's smoke request with the deployment's GPU memory,
+//! after [`check_server`] read the deployment's own log (at 3) for the failures llama.cpp logs
+//! at that verbosity.
 //!
 //! The lines matched are llama.cpp's (build 11434, the one the tests run):
 //! `ggml/src/ggml-cuda/ggml-cuda.cu` (`ggml_cuda_init: found %d CUDA devices (Total VRAM: %zu
@@ -250,6 +260,23 @@ pub fn cuda_failure_hint(ev: &LogEvidence, image: &str) -> Option<String> {
     Some(shortfall.hint(image, cc))
 }
 
+/// Pure: the deployment's own log, at the verbosity it runs at (3), where llama.cpp still logs
+/// the GPU failures: a CUDA error, CUDA that could not start, no usable GPU (`-ngl` ignored).
+/// The probe found the GPU; this says the server that serves found it too.
+pub fn check_server(server: &LogEvidence) -> Result<(), Shortfall> {
+    if let Some(message) = server.cuda_errors.first() {
+        return Err(Shortfall::CudaError {
+            message: message.clone(),
+        });
+    }
+    if server.cuda_init_failed.is_some() || server.no_usable_gpu {
+        return Err(Shortfall::NoDevice {
+            cuda_says: server.cuda_init_failed.clone(),
+        });
+    }
+    Ok(())
+}
+
 /// Pure: the evidence, and the server's GPU memory (`None`: `nvidia-smi` gave no per-process
 /// figure), against what was asked. Expected on the GPU: `min(n_gpu_layers, M)` layers (a spec
 /// that asks for fewer on purpose passes); the memory floor holds only when all are asked for.
@@ -412,6 +439,40 @@ CUDA error: no kernel image is available for execution on the device
             ]
         );
         assert!(parse(CPU_LV3).model_buffers.is_empty());
+    }
+
+    /// The deployment runs at 3: its own log (the real CPU server's, at 3) still shows a CPU
+    /// fallback, whatever the probe said; a server whose log at 3 says nothing of the GPU (what
+    /// a CUDA server that found its device logs at 3) passes on to the probe's evidence.
+    #[test]
+    fn the_servers_own_log_at_verbosity_3_still_fails_a_cpu_fallback() {
+        assert_eq!(
+            check_server(&parse(CPU_LV3)),
+            Err(Shortfall::NoDevice { cuda_says: None })
+        );
+        assert!(matches!(
+            check_server(&parse(GB10_NO_KERNELS)),
+            Err(Shortfall::CudaError { .. })
+        ));
+        let init = "0.00.003.901 E ggml_cuda_init: failed to initialize CUDA: no CUDA-capable \
+                    device is detected\n";
+        assert_eq!(
+            check_server(&parse(init)),
+            Err(Shortfall::NoDevice {
+                cuda_says: Some("no CUDA-capable device is detected".into())
+            })
+        );
+        // At 3 the probe's evidence lines are not there: nothing to object to.
+        let quiet: String = CPU_LV3
+            .lines()
+            .filter(|l| !l.starts_with("warning:"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(check_server(&parse(&quiet)), Ok(()));
+        assert!(
+            parse(&quiet).devices.is_empty(),
+            "devices are logged at 4 only"
+        );
     }
 
     #[test]

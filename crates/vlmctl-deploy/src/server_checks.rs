@@ -61,48 +61,76 @@ fn file_changed_at(path: &Path) -> Option<jiff::Timestamp> {
     jiff::Timestamp::new(m.ctime(), nanos).ok()
 }
 
-/// How much of the server's log is read for the proof: it is all logged while the model loads
-/// (about 150 lines for a small model at verbosity 4), before any request.
+/// How much of the server's log is read for the proof: it runs at verbosity 3, which logs
+/// about 15 lines while the model loads and one or two per request.
 const PROOF_LOG_LINES: usize = 5000;
 
 const PROOF_LOG_BYTES: usize = 1 << 20;
 
-/// The proof that the model runs on the GPU the spec asks for: the server's log (from its
-/// start) and `nvidia-smi`'s figure, weighed by [`offload::decide`].
+/// The proof that the model runs on the GPU the spec asks for: the GPU probe's log (`probe`:
+/// the devices and offloaded layers, logged at verbosity 4 before the launch), the server's own
+/// log (at 3: no GPU failure in it, [`offload::check_server`]) and `nvidia-smi`'s figure,
+/// weighed by [`offload::decide`]. `probe` is `None` only for a spec that asks for no GPU.
 pub(crate) async fn prove(
     docker: &Docker,
     plan: &DeploymentPlan,
     reading: &memory::Reading,
+    probe: Option<&offload::LogEvidence>,
 ) -> Result<GpuProof, DeployError> {
     let spec = &plan.spec;
-    if spec.gpus == vlmctl_lifecycle::spec::Gpus::None {
+    let (true, Some(probe)) = (spec.gpus != vlmctl_lifecycle::spec::Gpus::None, probe) else {
         return Ok(GpuProof::NotChecked {
             why: "the spec asks for no GPU (gpus = \"none\")".to_owned(),
         });
-    }
-    let log = containers::log_head(docker, &spec.name, PROOF_LOG_LINES, PROOF_LOG_BYTES).await;
-    let evidence = offload::parse(&log);
-    let expect = offload::Expect {
-        n_gpu_layers: spec.server.n_gpu_layers,
-        min_process_mib: spec.memory.min_process_mib,
-        model_bytes: plan.model.files.iter().map(|f| f.size).sum(),
-        image: &spec.image,
     };
-    offload::decide(&evidence, &expect, reading.process_mib)
-        .map(GpuProof::Proven)
-        .map_err(|shortfall| {
-            DeployError::NotOnGpu(Box::new(offload::NotOnGpu {
-                container: spec.name.clone(),
-                shortfall,
-                compute_cap: evidence
-                    .devices
-                    .first()
-                    .map(|d| d.compute_cap.clone())
-                    .or_else(|| reading.compute_caps.first().cloned()),
-                evidence: evidence.lines,
-                image: spec.image.clone(),
-            }))
+    let log = containers::log_head(docker, &spec.name, PROOF_LOG_LINES, PROOF_LOG_BYTES).await;
+    let server = offload::parse(&log);
+    // The lines that decided first: the server's own when they show a failure.
+    let checked = offload::check_server(&server);
+    let (first, then) = if checked.is_err() {
+        (&server, probe)
+    } else {
+        (probe, &server)
+    };
+    let lines: Vec<String> = first.lines.iter().chain(&then.lines).cloned().collect();
+    checked
+        .and_then(|()| offload::decide(probe, &expect(plan), reading.process_mib))
+        .map(|mut proof| {
+            proof.log_lines.clone_from(&lines);
+            GpuProof::Proven(proof)
         })
+        .map_err(|shortfall| not_on_gpu(plan, shortfall, probe, reading, lines))
+}
+
+/// What the spec and the lock ask of the server.
+pub(crate) fn expect(plan: &DeploymentPlan) -> offload::Expect<'_> {
+    offload::Expect {
+        n_gpu_layers: plan.spec.server.n_gpu_layers,
+        min_process_mib: plan.spec.memory.min_process_mib,
+        model_bytes: plan.model.files.iter().map(|f| f.size).sum(),
+        image: &plan.spec.image,
+    }
+}
+
+/// The error for a deployment that does not run its model on the GPU, with the log lines read.
+pub(crate) fn not_on_gpu(
+    plan: &DeploymentPlan,
+    shortfall: offload::Shortfall,
+    evidence: &offload::LogEvidence,
+    reading: &memory::Reading,
+    lines: Vec<String>,
+) -> DeployError {
+    DeployError::NotOnGpu(Box::new(offload::NotOnGpu {
+        container: plan.spec.name.clone(),
+        shortfall,
+        compute_cap: evidence
+            .devices
+            .first()
+            .map(|d| d.compute_cap.clone())
+            .or_else(|| reading.compute_caps.first().cloned()),
+        evidence: lines,
+        image: plan.spec.image.clone(),
+    }))
 }
 
 /// The smoke request (with the camera frame when the model has a projector); when it fails,

@@ -446,8 +446,9 @@ impl Shortfall {
                 }
             }
             Self::NoOffloadLine => format!(
-                "llama-server logs its offloaded layers at verbosity 4 (vlmctl starts it with \
-                 {}=4): remove any -lv/--log-verbosity from server.extra_args",
+                "llama-server logs its offloaded layers at verbosity 4 (vlmctl's GPU probe runs \
+                 with {}=4): an image whose llama-server does not log `offloaded N/M layers to \
+                 GPU` there cannot be proven to run on the GPU; read the probe's log lines above",
                 vlmctl_lifecycle::containers::LOG_VERBOSITY_ENV
             ),
             Self::Partial { .. } => "the model does not fit in the GPU memory left to it: free \

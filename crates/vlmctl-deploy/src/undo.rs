@@ -139,6 +139,8 @@ pub async fn teardown_with(
         }
         other => other?,
     };
+    // A GPU probe that a killed provision of it left behind.
+    crate::provision::sweep_probes(&docker, name, sink).await?;
     let jpath = journal::path(state, name);
     // A run that died while replacing the deployment's container had set the old one aside: a
     // teardown ends the deployment, so that one goes too, never started again first.
@@ -283,10 +285,17 @@ pub async fn restore_all_with(
     }
     let paths = journal::all(state);
     let tunes = crate::tune::journal::all(state);
-    if paths.is_empty() && tunes.is_empty() {
-        return Ok(Vec::new());
-    }
-    let docker = engine.connect().await?;
+    let docker = if paths.is_empty() && tunes.is_empty() {
+        // Nothing journalled: only GPU probes left by killed runs may be there, and a daemon
+        // that cannot be reached has none to remove.
+        match engine.connect().await {
+            Ok(d) => d,
+            Err(_) => return Ok(Vec::new()),
+        }
+    } else {
+        engine.connect().await?
+    };
+    sweep_all_probes(&docker, state, sink, cancel).await;
     let mut out = Vec::new();
     for j in paths {
         let outcome = restore_one(engine, &docker, &j, opts, (wait, sink, cancel)).await;
@@ -326,6 +335,28 @@ pub async fn restore_all_with(
         });
     }
     Ok(out)
+}
+
+/// Removes the GPU probes that killed runs left, each under its deployment's lock, taken
+/// without waiting: a deployment whose lock is held is being provisioned, and its probe is that
+/// run's (it removes it itself).
+async fn sweep_all_probes(docker: &Docker, state: &Path, sink: &mut dyn Sink, cancel: &Cancel) {
+    let Ok(deployments) = containers::probed_deployments(docker).await else {
+        return;
+    };
+    for d in deployments {
+        if let Ok(_lock) = crate::lock::acquire(state, &d, "restore", false, sink, cancel).await
+            && let Err(e) = crate::provision::sweep_probes(docker, &d, sink).await
+        {
+            sink.event(crate::events::Event::Warning {
+                message: format!(
+                    "{} could not be removed ({e}): remove it yourself (`docker rm -f {}`)",
+                    containers::probe_name(&d),
+                    containers::probe_name(&d)
+                ),
+            });
+        }
+    }
 }
 
 async fn restore_one(

@@ -181,6 +181,14 @@ fn every_event() -> Vec<vlmctl_deploy::events::Event> {
             deployment: s("d"),
             why: s("repaired"),
         },
+        Event::Probing {
+            deployment: s("d"),
+            timeout_s: 90,
+        },
+        Event::Probed {
+            deployment: s("d"),
+            load_s: 1.5,
+        },
         Event::Launched {
             deployment: s("d"),
             launch: Launch::Started {
@@ -287,6 +295,8 @@ fn every_event() -> Vec<vlmctl_deploy::events::Event> {
             | Event::InterruptedDuringStop { .. }
             | Event::Stopped { .. }
             | Event::WeightsChangedUnderServer { .. }
+            | Event::Probing { .. }
+            | Event::Probed { .. }
             | Event::Launched { .. }
             | Event::Ready { .. }
             | Event::SmokeDone { .. }

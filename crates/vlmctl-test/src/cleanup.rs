@@ -12,14 +12,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub const RUN_LABEL: &str = "org.vlmctl.test-run";
 
 /// The suffixes of the other names vlmctl gives a deployment's containers: the copy a replacing
-/// relaunch sets aside (`vlmctl_lifecycle::containers::aside_name`) and the original a tune parks
-/// (`vlmctl_lifecycle::spec::TUNE_PARKED_SUFFIX`). Copied, not imported: this crate depends on
+/// relaunch sets aside (`vlmctl_lifecycle::containers::aside_name`), the original a tune parks
+/// (`vlmctl_lifecycle::spec::TUNE_PARKED_SUFFIX`) and the GPU probe a provision runs before the
+/// launch (`vlmctl_lifecycle::containers::probe_name`). Copied, not imported: this crate depends on
 /// no vlmctl crate (see the crate doc); a unit test in vlmctl-lifecycle's `containers/aside.rs`
 /// checks that the two agree.
-pub const DEPLOYMENT_SUFFIXES: [&str; 2] = ["-vlmctl-previous", "-vlmctl-tune"];
+pub const DEPLOYMENT_SUFFIXES: [&str; 3] = ["-vlmctl-previous", "-vlmctl-tune", "-vlmctl-probe"];
 
 /// Every container name a deployment named `name` can leave behind: its own, the copy set aside
-/// by a replacing relaunch, the original parked by a tune ([`DEPLOYMENT_SUFFIXES`]).
+/// by a replacing relaunch, the original parked by a tune, the GPU probe
+/// ([`DEPLOYMENT_SUFFIXES`]).
 #[must_use]
 pub fn deployment_containers(name: &str) -> Vec<String> {
     std::iter::once(name.to_owned())
@@ -274,7 +276,12 @@ mod tests {
     fn a_deployment_is_its_container_and_the_copies_vlmctl_keeps() {
         assert_eq!(
             deployment_containers("srv"),
-            ["srv", "srv-vlmctl-previous", "srv-vlmctl-tune"]
+            [
+                "srv",
+                "srv-vlmctl-previous",
+                "srv-vlmctl-tune",
+                "srv-vlmctl-probe"
+            ]
         );
         let mut g = LabelGuard::new("unit").on("unix:///nonexistent/docker.sock");
         g.also_remove_deployment("srv");

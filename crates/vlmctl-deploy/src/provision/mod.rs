@@ -1,6 +1,7 @@
-//! `provision` and `relaunch`: gates, fetch, pull, conflicts, the journalled stop, launch,
-//! readiness, smoke request, memory ceiling, the proof that the model runs on the GPU, record. Every side effect is journalled before it
-//! happens and undone, for this run only, when the run fails or is cancelled.
+//! `provision` and `relaunch`: gates, fetch, pull, conflicts, the journalled stop, the GPU
+//! probe and launch (`probe`), readiness, smoke request, memory ceiling, the proof that the
+//! model runs on the GPU, record. Every side effect is journalled before it happens and undone,
+//! for this run only, when the run fails or is cancelled.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -15,13 +16,15 @@ use crate::events::{Cancel, Confirm, Event, Sink};
 use crate::offload::GpuProof;
 use crate::plan::DeploymentPlan;
 use crate::record::{ProvisionRecord, RECORD_VERSION};
-use crate::server_checks::{checked_smoke, cuda_failure_at_load, prove, stale_weights};
+use crate::server_checks::{checked_smoke, cuda_failure_at_load, prove};
 use crate::smoke::{self, Smoke};
 use crate::{DeployError, memory};
 
 mod decide;
+mod probe;
 pub use decide::{blocking_gates, choose_conflicts};
 use decide::{cancelled, journal_entries, new_run_id, still_to_undo};
+pub(crate) use probe::sweep as sweep_probes;
 
 /// What the caller asks for beyond the plan.
 #[derive(Debug, Clone, Default)]
@@ -127,6 +130,8 @@ pub async fn provision(
         r = prepared => r?,
         why = cancel.cancelled() => return Err(DeployError::Interrupted { why }),
     };
+    // A GPU probe that a killed run of this deployment left behind.
+    probe::sweep(&docker, &spec.name, sink).await?;
 
     let to_stop = conflicts_to_stop(&report.conflicts, opts, sink, confirm, cancel).await?;
     let run = Run {
@@ -518,7 +523,7 @@ async fn launch_and_check(
     // A server already running this spec maps the files it opened when it started: when they
     // were damaged, repaired or replaced since, it serves other bytes than the verified ones,
     // and is replaced (set aside, put back if the new one fails) instead of kept.
-    let launch = launch_fresh(run, repaired, &mut record, sink).await?;
+    let (launch, probed) = probe::launch_fresh(run, repaired, &mut record, sink, cancel).await?;
     sink.event(Event::Launched {
         deployment: spec.name.clone(),
         launch: launch.clone(),
@@ -546,7 +551,7 @@ async fn launch_and_check(
         }
         let smoke = checked_smoke(docker, plan, &here).await?;
         let reading = memory::measure(engine, spec, &id).await?;
-        let proof = prove(docker, plan, &reading).await?;
+        let proof = prove(docker, plan, &reading, probed.as_ref()).await?;
         // After the proof: a server on the CPU holds no GPU memory, and the proof says more.
         memory::require_measured(spec, &reading)?;
         Ok::<_, DeployError>(Ok((ready, smoke, reading, proof)))
@@ -581,47 +586,6 @@ async fn launch_and_check(
         record: Box::new(record),
         record_path,
         base_url: base,
-    })
-}
-
-/// The launch: a server already running this spec maps the files it opened when it started;
-/// when they were damaged, repaired or replaced since, it serves other bytes than the verified
-/// ones, and is replaced (set aside, put back if the new one fails) instead of kept.
-async fn launch_fresh(
-    run: &Run<'_>,
-    repaired: &[String],
-    record: &mut dyn FnMut(LaunchStep<'_>) -> Result<(), vlmctl_lifecycle::LifecycleError>,
-    sink: &mut dyn Sink,
-) -> Result<Launch, DeployError> {
-    let Run {
-        engine,
-        docker,
-        plan,
-        ..
-    } = *run;
-    let spec = &plan.spec;
-    let no_labels = std::collections::HashMap::new();
-    let key = plan.api_key.as_deref();
-    Ok(match stale_weights(engine, docker, plan, repaired).await {
-        Some(why) => {
-            sink.event(Event::WeightsChangedUnderServer {
-                deployment: spec.name.clone(),
-                why,
-            });
-            containers::launch_replacing(
-                docker,
-                spec,
-                &plan.mount,
-                key,
-                &run.id,
-                &no_labels,
-                record,
-            )
-            .await?
-        }
-        None => {
-            containers::launch(docker, spec, &plan.mount, key, &run.id, &no_labels, record).await?
-        }
     })
 }
 

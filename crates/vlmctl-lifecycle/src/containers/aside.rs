@@ -246,6 +246,7 @@ mod tests {
                 name.to_owned(),
                 super::aside_name(name),
                 format!("{name}{}", crate::spec::TUNE_PARKED_SUFFIX),
+                super::super::probe_name(name),
             ]
         );
     }

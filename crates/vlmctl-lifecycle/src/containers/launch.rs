@@ -112,29 +112,79 @@ pub(super) async fn launch_inner(
     spec: &Spec,
     mount: &ModelMount,
     api_key: Option<&str>,
-    (run_id, extra_labels): (&str, &HashMap<String, String>),
+    labels: (&str, &HashMap<String, String>),
     replace_same: bool,
     record: &mut dyn FnMut(LaunchStep<'_>) -> Result<(), LifecycleError>,
 ) -> Result<Launch, LifecycleError> {
-    let mut replaced = false;
-    if let Some(e) = existing(docker, &spec.name).await? {
-        if !e.managed {
-            return Err(LifecycleError::NameTaken {
-                container: spec.name.clone(),
-            });
+    match make_room(docker, spec, mount, replace_same, record).await? {
+        Room::Unchanged { id } => Ok(Launch::Unchanged { id }),
+        Room::Free { replaced } => {
+            create_and_start(docker, spec, mount, api_key, labels, replaced, record).await
         }
-        // A changed lock entry or models directory is a change too, not only the spec.
-        if e.serves(spec, mount) && !replace_same {
-            return Ok(Launch::Unchanged { id: e.id });
-        }
-        // Kept, not removed, until the new one proves itself: a failing relaunch puts it back.
-        record(LaunchStep::SettingAside {
-            id: &e.id,
-            running: e.running,
-        })?;
-        set_aside(docker, &e.id, &spec.name, e.running).await?;
-        replaced = true;
     }
+}
+
+/// What [`make_room`] found or did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Room {
+    /// A container with the same spec hash, lock entry and models directory is running:
+    /// nothing was done (nothing is to be created).
+    Unchanged {
+        /// Its id.
+        id: String,
+    },
+    /// The name is free now; `replaced` when the deployment's earlier container was set aside
+    /// (stopped: its port and memory are free) to make room.
+    Free {
+        /// Whether a container was set aside.
+        replaced: bool,
+    },
+}
+
+/// The first half of [`launch`]: finds the deployment's container and, unless it runs this
+/// spec already (and `replace_same` is false), sets it aside (recorded first). What may run
+/// between the two halves needs the deployment's port and memory free (the GPU probe).
+pub async fn make_room(
+    docker: &Docker,
+    spec: &Spec,
+    mount: &ModelMount,
+    replace_same: bool,
+    record: &mut dyn FnMut(LaunchStep<'_>) -> Result<(), LifecycleError>,
+) -> Result<Room, LifecycleError> {
+    let Some(e) = existing(docker, &spec.name).await? else {
+        return Ok(Room::Free { replaced: false });
+    };
+    if !e.managed {
+        return Err(LifecycleError::NameTaken {
+            container: spec.name.clone(),
+        });
+    }
+    // A changed lock entry or models directory is a change too, not only the spec.
+    if e.serves(spec, mount) && !replace_same {
+        return Ok(Room::Unchanged { id: e.id });
+    }
+    // Kept, not removed, until the new one proves itself: a failing relaunch puts it back.
+    record(LaunchStep::SettingAside {
+        id: &e.id,
+        running: e.running,
+    })?;
+    set_aside(docker, &e.id, &spec.name, e.running).await?;
+    Ok(Room::Free { replaced: true })
+}
+
+/// The second half of [`launch`], after [`make_room`] said [`Room::Free`]: creates and starts
+/// the container (recorded before the create and after it; a created container that cannot be
+/// recorded or started is removed again). `labels` are the run id ([`crate::RUN_LABEL`]) and
+/// the extra labels.
+pub async fn create_and_start(
+    docker: &Docker,
+    spec: &Spec,
+    mount: &ModelMount,
+    api_key: Option<&str>,
+    (run_id, extra_labels): (&str, &HashMap<String, String>),
+    replaced: bool,
+    record: &mut dyn FnMut(LaunchStep<'_>) -> Result<(), LifecycleError>,
+) -> Result<Launch, LifecycleError> {
     let image_test = image_health_test(docker, &spec.image).await;
     let mut body = ContainerPlan::of(spec, mount, image_test.as_deref()).to_bollard(api_key);
     if let Some(labels) = body.labels.as_mut() {

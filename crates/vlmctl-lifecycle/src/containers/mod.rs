@@ -1,7 +1,7 @@
 //! Containers: the plan of the one a deployment is ([`ContainerPlan`], pure), and what touches
 //! containers through the Engine API: the image (`image`), launch and teardown ([`launch`]),
 //! set-aside and put-back (`aside`, the journal's other half), readiness (`ready`),
-//! conflicts ([`conflicts`]) and the listing (`list`).
+//! conflicts ([`conflicts`]), the listing (`list`) and the one-shot GPU probe (`probe`).
 
 mod aside;
 mod conflicts;
@@ -9,6 +9,7 @@ mod image;
 mod launch;
 mod list;
 mod plan;
+mod probe;
 mod ready;
 
 pub use aside::*;
@@ -17,10 +18,11 @@ pub use image::*;
 pub use launch::*;
 pub use list::*;
 pub use plan::{
-    API_KEY_ENV, BindMount, ContainerPlan, EnvValue, EnvVar, GPU_LOG_VERBOSITY, HEALTH_INTERVAL_S,
-    HEALTH_RETRIES, HEALTH_TIMEOUT_S, HealthCheck, LOG_DRIVER, LOG_OPTS, LOG_VERBOSITY_ENV,
-    LogConfig, MODELS_TARGET, Published, shell_quote,
+    API_KEY_ENV, BindMount, ContainerPlan, EnvValue, EnvVar, HEALTH_INTERVAL_S, HEALTH_RETRIES,
+    HEALTH_TIMEOUT_S, HealthCheck, LOG_DRIVER, LOG_OPTS, LOG_VERBOSITY_ENV, LogConfig,
+    MODELS_TARGET, PROBE_LOG_VERBOSITY, Published, SERVER_LOG_VERBOSITY, shell_quote,
 };
+pub use probe::*;
 pub use ready::*;
 
 #[cfg(test)]
@@ -67,7 +69,7 @@ mod tests {
     }
 
     #[test]
-    fn a_gpu_server_logs_its_devices_and_layers_a_cpu_one_as_before() {
+    fn every_server_runs_at_verbosity_3_which_logs_no_request_bodies() {
         let mount = ModelMount {
             dir: "/m".into(),
             model_file: "m.gguf".into(),
@@ -80,19 +82,20 @@ mod tests {
             env(&spec("\"all\"", true), Some("k")),
             Some(vec![
                 "LLAMA_API_KEY=k".to_owned(),
-                "LLAMA_ARG_LOG_VERBOSITY=4".to_owned()
+                "LLAMA_ARG_LOG_VERBOSITY=3".to_owned()
             ])
         );
-        assert_eq!(
-            env(&spec("\"all\"", false), None),
-            Some(vec!["LLAMA_ARG_LOG_VERBOSITY=4".to_owned()])
-        );
-        assert_eq!(env(&spec("\"none\"", false), None), None);
+        let quiet = Some(vec!["LLAMA_ARG_LOG_VERBOSITY=3".to_owned()]);
+        assert_eq!(env(&spec("\"all\"", false), None), quiet);
+        assert_eq!(env(&spec("\"none\"", false), None), quiet);
         // A key named but not set in the starter's environment: no empty value.
-        assert_eq!(env(&spec("\"none\"", true), None), None);
+        assert_eq!(env(&spec("\"none\"", true), None), quiet);
         assert_eq!(
             env(&spec("\"none\"", true), Some("k")),
-            Some(vec!["LLAMA_API_KEY=k".to_owned()])
+            Some(vec![
+                "LLAMA_API_KEY=k".to_owned(),
+                "LLAMA_ARG_LOG_VERBOSITY=3".to_owned()
+            ])
         );
     }
 }

@@ -27,14 +27,29 @@ pub const API_KEY_ENV: &str = "LLAMA_API_KEY";
 /// Environment variable setting llama-server's log verbosity.
 pub const LOG_VERBOSITY_ENV: &str = "LLAMA_ARG_LOG_VERBOSITY";
 
-/// The verbosity at which llama-server logs the CUDA devices it found (`ggml_cuda_init: found
-/// N CUDA devices`) and the offloaded layers (`load_tensors: offloaded N/M layers to GPU`), the
-/// evidence that the model runs on the GPU. In the llama.cpp the tests run (build 11434) both
-/// are library INFO messages, which the server's log maps to level 4 (trace) and hides at its
-/// default of 3; they also add about 28 lines per request. Set through the environment, not an
-/// argument: llama.cpp reads the environment before the arguments, so it applies before `-ngl`
-/// makes it look for GPUs, and a `-lv` in `server.extra_args` still wins.
-pub const GPU_LOG_VERBOSITY: &str = "4";
+/// The verbosity every deployment's server runs at: llama-server's default (3, `info`), set
+/// explicitly so that the `--dry-run` line and the exports say it and an image whose default
+/// differs cannot change it. Above it the server logs per request: at 4 (`trace`) about 35
+/// lines of slot, sampler and prompt-cache trace (3.4 KB per request with the test frame, 1.05
+/// KB at 3: the README has the figures); at 5 (`debug`, `-v`) every prompt token
+/// (`SLT_DBG` in `tools/server/server-context.cpp`) and, in a build that installs its request
+/// logger (`log_server_request`, switched off in build 11434), each request and response body
+/// with its base64 camera frame. At 3 the server still logs what goes wrong
+/// with the GPU (`warning: no usable GPU found`, `failed to initialize CUDA`, `CUDA error`),
+/// which the GPU check after the smoke request reads; what it found and offloaded is logged
+/// only at 4, and comes from the one-shot probe ([`PROBE_LOG_VERBOSITY`]). Set through the
+/// environment, not an argument: llama.cpp reads the environment before the arguments, so it
+/// applies before `-ngl` makes it look for GPUs (the spec check refuses `-lv` and its kin in
+/// `server.extra_args`, which would win).
+pub const SERVER_LOG_VERBOSITY: &str = "3";
+
+/// The verbosity of the GPU probe ([`ContainerPlan::probe`]): at 4 llama-server logs the CUDA
+/// devices it found (`ggml_cuda_init: found N CUDA devices`), the offloaded layers
+/// (`load_tensors: offloaded N/M layers to GPU`) and where the weights went (`model buffer
+/// size`). In the llama.cpp the tests run (build 11434) these are library INFO messages, which
+/// the server's log maps to its level 4 and hides at 3. The probe loads the model and is
+/// removed; no request ever reaches it, so it logs no body.
+pub const PROBE_LOG_VERBOSITY: &str = "4";
 
 /// Docker's log driver for a deployment.
 pub const LOG_DRIVER: &str = "json-file";
@@ -195,12 +210,10 @@ impl ContainerPlan {
                 value: EnvValue::FromEnv(var.clone()),
             });
         }
-        if spec.gpus != Gpus::None {
-            env.push(EnvVar {
-                name: LOG_VERBOSITY_ENV,
-                value: EnvValue::Literal(GPU_LOG_VERBOSITY.to_owned()),
-            });
-        }
+        env.push(EnvVar {
+            name: LOG_VERBOSITY_ENV,
+            value: EnvValue::Literal(SERVER_LOG_VERBOSITY.to_owned()),
+        });
         let health = match spec.health_probe(image_test) {
             HealthProbe::Probe(test) => Some(HealthCheck::Probe {
                 test,

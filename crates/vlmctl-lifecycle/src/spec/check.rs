@@ -156,6 +156,21 @@ pub(super) const REFUSED_ARGS: &[(&[&str], &str)] = &[
     ),
     (&["--port"], "vlmctl owns the port: set `server.port`"),
     (
+        &[
+            "-v",
+            "--verbose",
+            "--log-verbose",
+            "-lv",
+            "--verbosity",
+            "--log-verbosity",
+            "--log-disable",
+        ],
+        "vlmctl owns the server's log verbosity (3): above it llama-server logs tens of lines \
+         per request (4), then every prompt token and, where its request logger is on, each \
+         request and response body with its camera frame (5, `-v`), to the container log; \
+         below 3, or with the log off, it hides the GPU failures vlmctl checks for",
+    ),
+    (
         &["--api-key", "--api-key-file"],
         "pass the API key through `server.api_key_env`, never as an argument",
     ),
@@ -290,8 +305,8 @@ pub(super) const REFUSED_ARGS: &[(&[&str], &str)] = &[
 /// run tools or agents, talk MCP or RPC, change how or where the server listens or who may call
 /// it, load weights, set what vlmctl owns, print and exit, or only serve the router mode. What is
 /// left tunes computation, sampling defaults, the KV cache, offload, speculative decoding without
-/// a second model, multimodal limits and console logging. Grouped one `add_opt` per line, in
-/// arg.cpp's order. A spec cannot set the container's environment, so the `LLAMA_ARG_*`
+/// a second model, multimodal limits and console logging (not its verbosity). Grouped one
+/// `add_opt` per line, in arg.cpp's order. A spec cannot set the container's environment, so the `LLAMA_ARG_*`
 /// variables that mirror these options need no check of their own.
 pub(super) const ALLOWED_ARGS: &[&str] = &[
     "-tb",
@@ -502,17 +517,10 @@ pub(super) const ALLOWED_ARGS: &[&str] = &[
     "-sps",
     "--slot-prompt-similarity",
     "--sleep-idle-seconds",
-    "--log-disable",
     "--log-jsonl",
     "--no-log-jsonl",
     "--log-colors",
-    "-v",
-    "--verbose",
-    "--log-verbose",
     "--offline",
-    "-lv",
-    "--verbosity",
-    "--log-verbosity",
     "--log-prefix",
     "--no-log-prefix",
     "--log-timestamps",

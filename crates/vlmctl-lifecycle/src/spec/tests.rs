@@ -227,6 +227,23 @@ fn extra_args_cannot_rebind_authenticate_or_load_unverified_weights_in_any_spell
         (r#""-ngl", "1""#, "server.n_gpu_layers"),
         (r#""--path", "/""#, "how or where the server listens"),
         (r#"" --reuse-port""#, "how or where the server listens"),
+        (
+            r#""-lv", "4""#,
+            "server.extra_args[0]: \"-lv\": vlmctl owns the server's log verbosity (3): above \
+             it llama-server logs tens of lines per request (4), then every prompt token",
+        ),
+        (r#""--log_verbosity", "5""#, "log verbosity"),
+        (r#""--verbosity=4""#, "log verbosity"),
+        (
+            r#""-fa", "on", "-v""#,
+            "server.extra_args[2]: \"-v\": vlmctl owns the server's log",
+        ),
+        (
+            r#""--verbose""#,
+            "each request and response body with its camera frame",
+        ),
+        (r#""--log-verbose""#, "log verbosity"),
+        (r#""--log-disable""#, "hides the GPU failures"),
         (r#""--embd-gemma-default""#, "a llama.cpp preset"),
         (r#""--vision_gemma_4b_default""#, "a llama.cpp preset"),
         (r#""--fim-qwen-7b-spec""#, "a llama.cpp preset"),
@@ -241,7 +258,7 @@ fn extra_args_cannot_rebind_authenticate_or_load_unverified_weights_in_any_spell
     }
     // Tuning options pass, in llama.cpp's `_` spelling too, with negative numbers as values.
     let ok = with(
-        r#""-fa", "on", "--cache_reuse", "256", "-mmdev", "none", "--seed", "-1", "-lv", "4", "--no-warmup", "-ot", "exps=CPU""#,
+        r#""-fa", "on", "--cache_reuse", "256", "-mmdev", "none", "--seed", "-1", "--no-warmup", "-ot", "exps=CPU""#,
     );
     Spec::parse(&ok, Path::new("p")).unwrap();
     // The short `-m` is not `--m`: llama.cpp maps `_` only in `--long` options, so `-m_` is

@@ -113,9 +113,20 @@ fn provision_dry_run_of_the_embedded_spec_needs_no_lock_entry_and_no_network() {
         // The image's check, aimed at the spec's port (llama.cpp's images probe 8080).
         "--health-cmd 'curl -f http://127.0.0.1:11435/health'",
         "--health-start-period ",
+        // A GPU spec's server runs at the quiet verbosity, 3 (issue #23).
+        "-e LLAMA_ARG_LOG_VERBOSITY=3",
     ] {
         assert!(out.contains(want), "want {want:?} in:\n{out}");
     }
+    assert!(!out.contains("LLAMA_ARG_LOG_VERBOSITY=4"), "{out}");
+    // The probe that proves the GPU is said, with its verbosity.
+    assert!(
+        err.contains(
+            "before it, provision loads the model once in panda-llamacpp-vlmctl-probe: the same \
+             image, GPUs, mount and arguments, at LLAMA_ARG_LOG_VERBOSITY=4"
+        ),
+        "{err}"
+    );
     assert!(
         err.contains(
             "not pinned yet: gemma-4-e2b-it-q4km: unsloth/gemma-4-E2B-it-GGUF@main \

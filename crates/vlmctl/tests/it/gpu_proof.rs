@@ -1,7 +1,9 @@
 //! The proof that the model runs on the GPU (issue #11), end to end with the real daemon and the
 //! real CPU llama-server image: a spec that asks for GPUs gets a server that runs on the CPU,
 //! as on a host whose container toolkit gives the container no GPU, and provision must fail
-//! with exit 8, the log line and a hint, and undo what it did.
+//! with exit 8, the log line and a hint, and undo what it did. Since issue #23 the evidence
+//! comes from the one-shot GPU probe (verbosity 4, no network) that runs before the launch:
+//! it must be gone afterwards, and one that a killed run left must be removed by the next run.
 //!
 //! dockerd must accept `--gpus`: `scripts/test` starts it with a no-op
 //! `nvidia-container-runtime-hook` on its PATH (`scripts/lib/fake-nvidia/`), which registers
@@ -11,7 +13,10 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::Stdio;
 
-use crate::common::{Env, free_port, run, vlmctl};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::common::{Env, free_port, poll_until, run, signal, vlmctl};
 use crate::deploy_real::{Run, docker, running};
 use vlmctl_test::LabelGuard;
 
@@ -35,12 +40,47 @@ fn fake_nvidia_smi(dir: &Path) {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
+/// The ids of the GPU probes of `server`, found by their label, running or not.
+fn probes_of(server: &str) -> String {
+    docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=org.vlmctl.probe-of={server}"),
+    ])
+}
+
+/// Creates (does not start) what a run killed during its GPU probe leaves: a container named
+/// and labelled as that probe. Returns its id.
+fn left_probe(server: &str, image: &str) -> String {
+    docker(&[
+        "create",
+        "--name",
+        &format!("{server}-vlmctl-probe"),
+        "--label",
+        &format!("org.vlmctl.probe-of={server}"),
+        image,
+    ])
+}
+
 /// `provision --yes` of a spec that asks for every GPU and every layer on it, with `image`, the
 /// 270M lock, a busybox conflict and the stand-in nvidia-smi: (exit code, stdout, stderr,
 /// server name, conflict name).
-fn provision_gpu_spec(r: &Run, image: &str) -> (i32, String, String, String, String) {
+fn provision_gpu_spec(r: &Run, image: &str, server: &str) -> (i32, String, String, String, String) {
+    let (mut cmd, conflict) = gpu_spec_provision(r, image, server);
+    let (code, out, err) = run(&mut cmd);
+    assert!(
+        !err.contains("could not select device driver"),
+        "dockerd has no \"nvidia\" device driver, so no GPU spec can launch here: restart \
+         dockerd through scripts/test, which puts a no-op nvidia-container-runtime-hook on its \
+         PATH (scripts/lib/fake-nvidia/)\n{err}"
+    );
+    (code, out, err, server.to_owned(), conflict)
+}
+
+/// The command of [`provision_gpu_spec`], not run yet, and the conflict's name.
+fn gpu_spec_provision(r: &Run, image: &str, server: &str) -> (Command, String) {
     let conflict = r.conflict();
-    let server = r.name("server");
     let spec = r.path("spec.toml");
     std::fs::write(
         &spec,
@@ -69,30 +109,86 @@ fn provision_gpu_spec(r: &Run, image: &str) -> (i32, String, String, String, Str
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-
-    let (code, out, err) = run(vlmctl()
-        .args(["provision", "--yes", "--spec"])
+    let mut cmd = vlmctl();
+    cmd.args(["provision", "--yes", "--spec"])
         .arg(&spec)
         .env("VLMCTL_LOCK", &lock)
         .env("VLMCTL_STATE_DIR", r.path("state"))
         .env("PATH", &path)
-        .stdin(Stdio::null()));
-    assert!(
-        !err.contains("could not select device driver"),
-        "dockerd has no \"nvidia\" device driver, so no GPU spec can launch here: restart \
-         dockerd through scripts/test, which puts a no-op nvidia-container-runtime-hook on its \
-         PATH (scripts/lib/fake-nvidia/)\n{err}"
-    );
-    (code, out, err, server, conflict)
+        .stdin(Stdio::null());
+    (cmd, conflict)
+}
+
+/// SIGTERM (and SIGINT alike: one `Cancel`) while the probe loads: the wait ends at once, the
+/// probe is removed and the run undone (the conflict it stopped runs again), exit 130. The
+/// probe's "server" is a busybox that never finishes loading.
+#[test]
+fn a_signal_while_the_probe_loads_removes_it_and_undoes_the_run() {
+    let r = Run::new("probesig");
+    let ctx = r.path("slow-ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::copy(Env::require("VLMCTL_TEST_BUSYBOX"), ctx.join("busybox")).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\n\
+         ENTRYPOINT [\"/bin/busybox\", \"sh\", \"-c\", \"echo 'load_model: loading model' >&2; exec /bin/busybox sleep 600\", \"llama-server\"]\n",
+    )
+    .unwrap();
+    let tag = r.build_image("slow-load", &ctx);
+    let server = r.name("server");
+    let _server_guard = LabelGuard::deployment(&server);
+    let (mut cmd, conflict) = gpu_spec_provision(&r, &tag, &server);
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("vlmctl");
+    poll_until("the probe runs", Duration::from_secs(60), || {
+        docker(&[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=org.vlmctl.probe-of={server}"),
+        ]) != ""
+    });
+    signal("TERM", &child.id().to_string());
+    let out = child.wait_with_output().expect("vlmctl ends");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert_eq!(probes_of(&server), "", "the probe was removed: {err}");
+    assert!(running(&conflict), "the conflict runs again: {err}");
+    assert!(err.contains(&format!("restored {conflict}")), "{err}");
 }
 
 #[test]
 fn a_gpu_spec_whose_server_runs_on_the_cpu_fails_with_the_evidence_and_is_undone() {
     let r = Run::new("gpuproof");
-    let (code, out, err, server, conflict) =
-        provision_gpu_spec(&r, &Env::require("VLMCTL_TEST_LLAMA_IMAGE"));
+    let image = Env::require("VLMCTL_TEST_LLAMA_IMAGE");
+    let server = r.name("server");
     let _server_guard = LabelGuard::deployment(&server);
+    // What a provision killed with SIGKILL while its probe loaded leaves: the probe, created
+    // (running or not), under its label. This run must remove it, then make its own.
+    let leftover = left_probe(&server, &image);
+    let (code, out, err, server, conflict) = provision_gpu_spec(&r, &image, &server);
     assert_eq!(code, 8, "exit 8 (server), got {code}\n{out}\n{err}");
+    assert!(
+        err.contains(&format!(
+            "warning: removed {server}-vlmctl-probe left by a run that was killed"
+        )),
+        "{err}"
+    );
+    assert!(
+        !docker(&["ps", "-aq", "--no-trunc"]).contains(&leftover),
+        "the leftover probe was removed: {err}"
+    );
+    // The probe was said while it loaded, and is gone: by its label, nothing is left.
+    assert!(
+        err.contains(&format!(
+            "probing the GPU for {server}: loading the model once"
+        )),
+        "{err}"
+    );
+    assert_eq!(probes_of(&server), "", "no probe is left: {err}");
     // The evidence, quoted from the real server's log, and what to do.
     assert!(
         err.contains(&format!(
@@ -101,7 +197,7 @@ fn a_gpu_spec_whose_server_runs_on_the_cpu_fails_with_the_evidence_and_is_undone
         )),
         "{err}"
     );
-    // Where the weights went: logged only at the verbosity vlmctl starts a GPU server with.
+    // Where the weights went: logged only at the verbosity the probe runs at (4).
     assert!(
         err.contains("load_tensors:   CPU_Mapped model buffer size =   235.16 MiB"),
         "{err}"
@@ -120,7 +216,10 @@ fn a_gpu_spec_whose_server_runs_on_the_cpu_fails_with_the_evidence_and_is_undone
         "the error says what was undone: {err}"
     );
     let left = docker(&["ps", "-aq", "--filter", &format!("name=^{server}$")]);
-    assert!(left.is_empty(), "the server container was removed: {err}");
+    assert!(
+        left.is_empty(),
+        "the server container was never created (the probe failed first): {err}"
+    );
     assert!(running(&conflict), "the conflict runs again: {err}");
     assert!(
         !r.path("state/records")
@@ -158,9 +257,16 @@ fn a_gpu_server_that_dies_of_a_cuda_error_gets_the_kernels_hint_and_is_undone() 
     .unwrap();
     let tag = r.build_image("cuda-abort", &ctx);
 
-    let (code, out, err, server, conflict) = provision_gpu_spec(&r, &tag);
+    let server = r.name("server");
     let _server_guard = LabelGuard::deployment(&server);
+    let (code, out, err, server, conflict) = provision_gpu_spec(&r, &tag, &server);
     assert_eq!(code, 8, "{out}\n{err}");
+    // It was the probe that died (the deployment was never created), and it is gone.
+    assert!(
+        err.contains(&format!("{server}-vlmctl-probe exited")),
+        "{err}"
+    );
+    assert_eq!(probes_of(&server), "", "no probe is left: {err}");
     assert!(err.contains("exited") && err.contains("134"), "{err}");
     assert!(
         err.contains(
@@ -171,4 +277,31 @@ fn a_gpu_server_that_dies_of_a_cuda_error_gets_the_kernels_hint_and_is_undone() 
     );
     assert!(err.contains(&format!("restored {conflict}")), "{err}");
     assert!(running(&conflict), "the conflict runs again: {err}");
+}
+
+/// A probe that a killed provision left is removed by the deployment's teardown, and by
+/// `restore` (which finds it by its label, with no journal to go by).
+#[test]
+fn teardown_and_restore_remove_a_probe_that_a_killed_run_left() {
+    let r = Run::new("probeleft");
+    let image = Env::require("VLMCTL_TEST_LLAMA_IMAGE");
+    let server = r.name("server");
+    let _server_guard = LabelGuard::deployment(&server);
+    let state = r.path("state");
+    for args in [vec!["teardown", server.as_str()], vec!["restore"]] {
+        left_probe(&server, &image);
+        assert_ne!(probes_of(&server), "");
+        let (code, out, err) = run(vlmctl()
+            .args(&args)
+            .env("VLMCTL_STATE_DIR", &state)
+            .stdin(Stdio::null()));
+        assert_eq!(code, 0, "{args:?}: {out}\n{err}");
+        assert_eq!(probes_of(&server), "", "{args:?} removed the probe: {err}");
+        assert!(
+            err.contains(&format!(
+                "removed {server}-vlmctl-probe left by a run that was killed"
+            )),
+            "{args:?}: {err}"
+        );
+    }
 }
