@@ -25,7 +25,9 @@
 //! read stdin and never install signal handlers; errors are one [`DeployError`] with a
 //! `hint()`.
 
+pub mod apikey;
 pub mod bench;
+pub mod client;
 pub mod events;
 pub mod export;
 pub mod gates;

@@ -30,8 +30,11 @@ pub struct DeploymentPlan {
     pub mount: ModelMount,
     /// What verifying the model means.
     pub jobs: Vec<VerifyJob>,
-    /// The API key, read from the variable the spec names.
+    /// The API key, read from the variable or the key file the spec names.
     pub api_key: Option<String>,
+    /// Why the spec's key file gave no key (kept until a job needs the key: `export` and
+    /// `status` need none).
+    pub api_key_problem: Option<crate::apikey::KeyFileProblem>,
     /// Set when the spec's `[model]` is not pinned in the lock (yet, or any more): `model`
     /// and `mount` then come from the intent alone (no sizes, no hashes), which is enough to
     /// show the deployment (`--dry-run`, `export`, `gates`) but not to run it: pin first
@@ -207,12 +210,15 @@ impl DeploymentPlan {
         };
         // Read when set; required only by the jobs that start a server (`export` writes the
         // variable's name, `status` needs no key).
-        let api_key = spec
+        let (api_key, api_key_problem) = match spec
             .server
-            .api_key_env
-            .as_ref()
-            .and_then(|var| std::env::var(var).ok())
-            .filter(|v| !v.is_empty());
+            .api_key_source()
+            .map(|source| crate::apikey::read(&source))
+        {
+            None => (None, None),
+            Some(Ok(key)) => (key, None),
+            Some(Err(problem)) => (None, Some(problem)),
+        };
         let jobs = VerifyJob::for_model(&model, &dir);
         Ok(Self {
             spec,
@@ -220,6 +226,7 @@ impl DeploymentPlan {
             mount,
             jobs,
             api_key,
+            api_key_problem,
             unpinned: None,
         })
     }
@@ -238,16 +245,28 @@ impl DeploymentPlan {
     /// The API key the spec asks for, present and long enough to be a key (a short one would
     /// also be scrubbed out of every other word of every message).
     pub fn require_api_key(&self) -> Result<(), DeployError> {
-        let Some(var) = &self.spec.server.api_key_env else {
+        use vlmctl_lifecycle::spec::ApiKeySource;
+        let Some(source) = self.spec.server.api_key_source() else {
             return Ok(());
         };
-        match &self.api_key {
-            None => Err(DeployError::ApiKeyMissing { var: var.clone() }),
-            Some(k) if k.chars().count() < MIN_API_KEY_LEN => Err(DeployError::ApiKeyTooShort {
-                var: var.clone(),
-                len: k.chars().count(),
-            }),
-            Some(_) => Ok(()),
+        let len = self.api_key.as_deref().map(|k| k.chars().count());
+        match source {
+            ApiKeySource::Env(var) => match len {
+                None => Err(DeployError::ApiKeyMissing { var }),
+                Some(len) if len < MIN_API_KEY_LEN => Err(DeployError::ApiKeyTooShort { var, len }),
+                Some(_) => Ok(()),
+            },
+            ApiKeySource::File(path) => {
+                if let Some(problem) = &self.api_key_problem {
+                    return Err(problem.clone().into_error(&path));
+                }
+                match len.unwrap_or(0) {
+                    len if len < MIN_API_KEY_LEN => {
+                        Err(DeployError::ApiKeyFileTooShort { path, len })
+                    }
+                    _ => Ok(()),
+                }
+            }
         }
     }
 
@@ -304,6 +323,7 @@ impl DeploymentPlan {
             },
             jobs: Vec::new(),
             api_key: None,
+            api_key_problem: None,
             unpinned: None,
         }
     }

@@ -174,9 +174,14 @@ fn deploy_code(e: &vlmctl_deploy::DeployError) -> u8 {
         | E::TuneFileRead { .. }
         | E::TuneJournal { .. }
         | E::TuneJournalRead { .. }
+        | E::ApiKeyFileWrite { .. }
         | E::ResultsNotWritten { .. } => exit_codes::ENVIRONMENT,
         E::ApiKeyMissing { .. }
         | E::ApiKeyTooShort { .. }
+        | E::ApiKeyFileUnreadable { .. }
+        | E::ApiKeyFileLoose { .. }
+        | E::ApiKeyFileTooShort { .. }
+        | E::ApiKeyFileExists { .. }
         | E::NotADeploymentName { .. }
         | E::NotPinned { .. }
         | E::LockedChange { .. }

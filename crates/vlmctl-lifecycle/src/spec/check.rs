@@ -91,6 +91,15 @@ pub(super) fn check_server(
             "port 0 is not allowed: give an explicit port".to_owned(),
         ));
     }
+    if server.api_key_env.is_some() && server.api_key_file.is_some() {
+        return Err(invalid(
+            "api_key_file",
+            "server.api_key_file",
+            "give the API key one way: `api_key_env` (a variable) or `api_key_file` (a file), \
+             not both"
+                .to_owned(),
+        ));
+    }
     if !ip.is_loopback() {
         if !expose {
             return Err(invalid(
@@ -98,18 +107,41 @@ pub(super) fn check_server(
                 "server.host",
                 format!(
                     "binding {ip} exposes the server beyond this host; set `expose = true` and \
-                 `server.api_key_env` to do that on purpose"
+                 `server.api_key_env` (or `server.api_key_file`) to do that on purpose"
                 ),
             ));
         }
-        if server.api_key_env.is_none() {
+        if server.api_key_source().is_none() {
             return Err(invalid(
                 "host",
                 "server.api_key_env",
-                "`expose = true` needs an API key: name the environment variable that holds it"
+                "`expose = true` needs an API key: name the environment variable that holds it \
+                 (`api_key_env`), or a file with mode 0600 that does (`api_key_file`; `vlmctl \
+                 key new --file PATH` makes one)"
                     .to_owned(),
             ));
         }
+    }
+    if let Some(file) = &server.api_key_file
+        && !(file.starts_with('/') || file.starts_with("~/"))
+    {
+        return Err(invalid(
+            "api_key_file",
+            "server.api_key_file",
+            format!(
+                "{file:?} is not an absolute path: give the key file as /path or ~/path (it is \
+                 read on the machine vlmctl runs on, whatever the working directory)"
+            ),
+        ));
+    }
+    if let Some(file) = &server.api_key_file
+        && file.chars().any(char::is_control)
+    {
+        return Err(invalid(
+            "api_key_file",
+            "server.api_key_file",
+            "a control character in the key file's path".to_owned(),
+        ));
     }
     if let Some(var) = &server.api_key_env
         && (var.is_empty()

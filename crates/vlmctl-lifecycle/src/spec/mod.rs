@@ -190,12 +190,58 @@ pub struct Server {
     /// `--threads`, when set.
     #[serde(default)]
     pub threads: Option<u32>,
-    /// Environment variable holding the API key (required with `expose = true`).
+    /// Environment variable holding the API key (this or `api_key_file` is required with
+    /// `expose = true` and on a bridge network).
     #[serde(default)]
     pub api_key_env: Option<String>,
+    /// A file holding the API key, instead of `api_key_env`: an absolute path or one under
+    /// `~/`, on the machine vlmctl runs on, readable by its owner only (mode 0600 or 0400;
+    /// `vlmctl key new --file PATH` makes one). Left out of the canonical form when unset, so
+    /// that specs written before it keep their hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_file: Option<String>,
     /// Appended verbatim.
     #[serde(default)]
     pub extra_args: Vec<String>,
+}
+
+/// Where a spec's API key comes from: `server.api_key_env` or `server.api_key_file`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiKeySource {
+    /// This environment variable of whoever runs vlmctl.
+    Env(String),
+    /// This file (`~/` already expanded).
+    File(std::path::PathBuf),
+}
+
+impl std::fmt::Display for ApiKeySource {
+    /// `$VAR`, or `the key file PATH`: where the key is, never the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Env(var) => write!(f, "${var}"),
+            Self::File(path) => write!(f, "the key file {}", path.display()),
+        }
+    }
+}
+
+impl Server {
+    /// Where the API key comes from, if the spec names one (`api_key_file` under `~/` is
+    /// resolved against `$HOME`).
+    #[must_use]
+    pub fn api_key_source(&self) -> Option<ApiKeySource> {
+        if let Some(var) = &self.api_key_env {
+            return Some(ApiKeySource::Env(var.clone()));
+        }
+        self.api_key_file.as_ref().map(|f| {
+            ApiKeySource::File(match f.strip_prefix("~/") {
+                Some(rest) => std::path::PathBuf::from(
+                    std::env::var_os(vlmctl_base::env::HOME).unwrap_or_default(),
+                )
+                .join(rest),
+                None => std::path::PathBuf::from(f),
+            })
+        })
+    }
 }
 
 /// `[health]`.

@@ -6,6 +6,7 @@ use std::io::{BufRead as _, IsTerminal as _};
 use std::sync::Arc;
 
 use indicatif::ProgressBar;
+use vlmctl_deploy::client::ClientSettings;
 use vlmctl_deploy::events::{Answer, Cancel, Confirm, Event, Sink};
 use vlmctl_deploy::offload::GpuProof;
 use vlmctl_deploy::provision::{self, Ctx, Options, Provisioned};
@@ -120,6 +121,8 @@ async fn provision_job(
     listener.abort();
     sink.finish();
     let base = plan.base_url();
+    let host = vlmctl_deploy::history::host_name(engine);
+    let client = |model: &str| ClientSettings::of(&plan.spec, model, &host);
     let detail = match done? {
         Provisioned::Unchanged {
             container_id,
@@ -131,10 +134,13 @@ async fn provision_job(
                 let launch = Launch::Unchanged {
                     id: container_id.clone(),
                 };
-                let doc = serde_json::json!({"deployment": name, "unchanged": true, "container_id": container_id, "launch": launch, "url": format!("{base}/v1"), "model": model});
+                let doc = serde_json::json!({"deployment": name, "unchanged": true, "container_id": container_id, "launch": launch, "url": format!("{base}/v1"), "model": model, "client": client(&model).to_json()});
                 out.stdout(&serde_json::to_string_pretty(&doc).unwrap_or_default());
             } else {
-                out.stdout(&format!("{name} unchanged and healthy\n\nclient settings:\nNAV_VLLM_URL={base}/v1\nNAV_VLLM_MODEL={model}"));
+                out.stdout(&format!(
+                    "{name} unchanged and healthy\n\n{}",
+                    client(&model).render()
+                ));
             }
             format!("{name} unchanged and healthy, serving {model} at {base}")
         }
@@ -148,6 +154,7 @@ async fn provision_job(
                 let mut doc = serde_json::to_value(&record).unwrap_or_default();
                 if let Some(o) = doc.as_object_mut() {
                     o.insert("url".to_owned(), format!("{base}/v1").into());
+                    o.insert("client".to_owned(), client(&record.smoke.model).to_json());
                 }
                 out.stdout(&serde_json::to_string_pretty(&doc).unwrap_or_default());
             } else {
@@ -157,7 +164,7 @@ async fn provision_job(
                     GpuProof::NotChecked { .. } => String::new(),
                 };
                 out.stdout(&format!(
-                    "{} ready in {:.1} s (smoke: {:?} in {:.0} ms{}); record: {}{gpu}\n\nclient settings:\nNAV_VLLM_URL={base}/v1\nNAV_VLLM_MODEL={}",
+                    "{} ready in {:.1} s (smoke: {:?} in {:.0} ms{}); record: {}{gpu}\n\n{}",
                     record.deployment,
                     record.startup_s,
                     smoke.content,
@@ -170,7 +177,7 @@ async fn provision_job(
                         (false, _) => String::new(),
                     },
                     record_path.display(),
-                    smoke.model
+                    client(&smoke.model).render()
                 ));
             }
             format!(
