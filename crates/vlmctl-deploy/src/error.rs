@@ -101,6 +101,25 @@ pub enum DeployError {
         #[source]
         source: std::io::Error,
     },
+    /// The interface a spec's `server.host` names has no address here.
+    #[error("cannot bind the address of interface {name} (the spec's server.host): {why}")]
+    InterfaceAddress {
+        /// The interface.
+        name: String,
+        /// Why.
+        why: String,
+    },
+    /// A spec's `server.host` names an interface, and the deployment is on another host.
+    #[error(
+        "the spec's server.host names interface {name}, which vlmctl resolves on this machine \
+         only, and the deployment is on {host}"
+    )]
+    InterfaceUnderHost {
+        /// The interface.
+        name: String,
+        /// The other host.
+        host: String,
+    },
     /// A name given for a deployment is not one.
     #[error("{name:?} is not a deployment name ([a-zA-Z0-9][a-zA-Z0-9_.-]*, as a container name)")]
     NotADeploymentName {
@@ -517,6 +536,14 @@ impl DeployError {
                 "move {} away and make a long random key there: `vlmctl key new --file {}`",
                 path.display(),
                 path.display()
+            )),
+            Self::InterfaceAddress { name, .. } => Some(format!(
+                "`ip addr show dev {name}` lists this machine's addresses of {name}: give one \
+                 as server.host, or name an interface that has one"
+            )),
+            Self::InterfaceUnderHost { name, host } => Some(format!(
+                "give the address instead: `ssh {host} ip -o addr show dev {name}` shows it \
+                 (server.host = \"ADDRESS\")"
             )),
             Self::ApiKeyFileExists { .. } => Some(
                 "pick another path, or remove the old file first if no client uses its key"

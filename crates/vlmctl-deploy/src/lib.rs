@@ -32,6 +32,7 @@ pub mod events;
 pub mod export;
 pub mod gates;
 pub mod history;
+pub mod interface;
 pub mod lock;
 pub mod memory;
 pub mod offload;

@@ -35,6 +35,9 @@ pub struct DeploymentPlan {
     /// Why the spec's key file gave no key (kept until a job needs the key: `export` and
     /// `status` need none).
     pub api_key_problem: Option<crate::apikey::KeyFileProblem>,
+    /// The interface the spec's `server.host` named, when it named one: `spec.server.host` is
+    /// then its address on this machine ([`crate::interface`]).
+    pub interface: Option<String>,
     /// Set when the spec's `[model]` is not pinned in the lock (yet, or any more): `model`
     /// and `mount` then come from the intent alone (no sizes, no hashes), which is enough to
     /// show the deployment (`--dry-run`, `export`, `gates`) but not to run it: pin first
@@ -189,7 +192,12 @@ impl DeploymentPlan {
         Self::with_model(spec, model, dirs)
     }
 
-    fn with_model(spec: Spec, model: ModelEntry, dirs: &Dirs) -> Result<Self, DeployError> {
+    fn with_model(mut spec: Spec, model: ModelEntry, dirs: &Dirs) -> Result<Self, DeployError> {
+        // An interface's name becomes its address here, before anything reads the host.
+        let interface = spec.server.interface().map(str::to_owned);
+        if let Some(name) = &interface {
+            spec.server.host = crate::interface::address_of(name)?.to_string();
+        }
         let dir = mount_source(&vlmctl_weights::model_dir(
             &model,
             dirs.dir.as_deref(),
@@ -227,6 +235,7 @@ impl DeploymentPlan {
             jobs,
             api_key,
             api_key_problem,
+            interface,
             unpinned: None,
         })
     }
@@ -267,6 +276,18 @@ impl DeploymentPlan {
                     _ => Ok(()),
                 }
             }
+        }
+    }
+
+    /// An error when the spec names an interface and `engine` is another host: the name was
+    /// resolved on this machine, not there.
+    pub fn check_interface_on(&self, engine: &vlmctl_lifecycle::Engine) -> Result<(), DeployError> {
+        match &self.interface {
+            Some(name) if engine.is_remote() => Err(DeployError::InterfaceUnderHost {
+                name: name.clone(),
+                host: engine.name().to_owned(),
+            }),
+            _ => Ok(()),
         }
     }
 
@@ -324,6 +345,7 @@ impl DeploymentPlan {
             jobs: Vec::new(),
             api_key: None,
             api_key_problem: None,
+            interface: None,
             unpinned: None,
         }
     }
@@ -346,6 +368,36 @@ mod tests {
             mount_source(&tmp.path().join("link")).unwrap(),
             std::fs::canonicalize(&real).unwrap(),
             "the mount is the verified target, not a link that could be swapped"
+        );
+    }
+
+    /// An interface's name is resolved here only: under `--host` it is refused, naming it
+    /// and the host, before anything changes.
+    #[test]
+    fn an_interface_name_is_refused_on_another_host() {
+        use vlmctl_lifecycle::hosts::{Host, Sessions, SshHost};
+        let mut plan = DeploymentPlan::fixture("");
+        let tmp = tempfile::tempdir().unwrap();
+        let local = vlmctl_lifecycle::Engine::local(tmp.path());
+        let beast = vlmctl_lifecycle::Engine::new(
+            Host::Ssh {
+                name: "beast".into(),
+                target: SshHost {
+                    user: None,
+                    host: "beast".into(),
+                    port: None,
+                },
+            },
+            tmp.path(),
+            Sessions::default(),
+        );
+        plan.check_interface_on(&beast).unwrap();
+        plan.interface = Some("eth0".into());
+        plan.check_interface_on(&local).unwrap();
+        let e = plan.check_interface_on(&beast).unwrap_err();
+        assert!(
+            matches!(&e, DeployError::InterfaceUnderHost { name, host } if name == "eth0" && host == "beast"),
+            "{e}"
         );
     }
 

@@ -175,6 +175,7 @@ fn deploy_code(e: &vlmctl_deploy::DeployError) -> u8 {
         | E::TuneJournal { .. }
         | E::TuneJournalRead { .. }
         | E::ApiKeyFileWrite { .. }
+        | E::InterfaceAddress { .. }
         | E::ResultsNotWritten { .. } => exit_codes::ENVIRONMENT,
         E::ApiKeyMissing { .. }
         | E::ApiKeyTooShort { .. }
@@ -182,6 +183,7 @@ fn deploy_code(e: &vlmctl_deploy::DeployError) -> u8 {
         | E::ApiKeyFileLoose { .. }
         | E::ApiKeyFileTooShort { .. }
         | E::ApiKeyFileExists { .. }
+        | E::InterfaceUnderHost { .. }
         | E::NotADeploymentName { .. }
         | E::NotPinned { .. }
         | E::LockedChange { .. }

@@ -77,13 +77,23 @@ pub(super) fn check_server(
     expose: bool,
     invalid: &dyn Fn(&str, &str, String) -> LifecycleError,
 ) -> Result<(), LifecycleError> {
-    let ip: IpAddr = server.host.parse().map_err(|_| {
-        invalid(
+    let ip: Option<IpAddr> = server.host.parse().ok();
+    if ip.is_none() && !is_interface_name(&server.host) {
+        return Err(invalid(
             "host",
             "server.host",
-            format!("{:?} is not an IP address", server.host),
-        )
-    })?;
+            format!(
+                "{:?} is not an IP address or a network interface's name (e.g. \"eth0\", \
+                 resolved to its address when vlmctl runs)",
+                server.host
+            ),
+        ));
+    }
+    // What the server would bind, in words: an interface's address is never loopback.
+    let bound = ip.map_or_else(
+        || format!("the address of interface {}", server.host),
+        |ip| ip.to_string(),
+    );
     if server.port == 0 {
         return Err(invalid(
             "port",
@@ -100,13 +110,13 @@ pub(super) fn check_server(
                 .to_owned(),
         ));
     }
-    if !ip.is_loopback() {
+    if !ip.is_some_and(|ip| ip.is_loopback()) {
         if !expose {
             return Err(invalid(
                 "host",
                 "server.host",
                 format!(
-                    "binding {ip} exposes the server beyond this host; set `expose = true` and \
+                    "binding {bound} exposes the server beyond this host; set `expose = true` and \
                  `server.api_key_env` (or `server.api_key_file`) to do that on purpose"
                 ),
             ));
@@ -174,6 +184,19 @@ pub(super) fn check_server(
         }
     }
     Ok(())
+}
+
+/// Whether `name` can be a Linux network interface's name as `server.host` takes one: 1 to 15
+/// characters (the kernel's `IFNAMSIZ` less its NUL) of letters, digits, `_`, `.` and `-`, not
+/// starting with `-` or `.` (never read as an option or a path). An address alias's label
+/// (`eth0:1`) is not an interface.
+#[must_use]
+pub fn is_interface_name(name: &str) -> bool {
+    (1..=15).contains(&name.len())
+        && !name.starts_with(['-', '.'])
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
 /// llama-server options that `extra_args` may not carry, with why. Spellings are compared the

@@ -11,7 +11,8 @@ mod parse;
 mod render;
 
 pub use check::{
-    MAX_HEALTH_TIMEOUT_S, TUNE_PARKED_SUFFIX, is_container_name, refused_extra_arg, shown_extra_arg,
+    MAX_HEALTH_TIMEOUT_S, TUNE_PARKED_SUFFIX, is_container_name, is_interface_name,
+    refused_extra_arg, shown_extra_arg,
 };
 pub use render::{HealthProbe, LLAMA_CPP_HEALTHCHECK, host_port, http_base};
 
@@ -174,7 +175,9 @@ pub enum Gpus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Server {
-    /// Bind address (`--host`).
+    /// Bind address (`--host`): an IP address, or a network interface's name (`expose =
+    /// true` only), which the deployment plan resolves to that interface's address on the
+    /// machine vlmctl runs on, each time it runs (refused under `--host`).
     pub host: String,
     /// Port (`--port`), always explicit.
     pub port: u16,
@@ -225,6 +228,15 @@ impl std::fmt::Display for ApiKeySource {
 }
 
 impl Server {
+    /// The network interface `host` names, when it names one instead of an address.
+    #[must_use]
+    pub fn interface(&self) -> Option<&str> {
+        self.host
+            .parse::<std::net::IpAddr>()
+            .is_err()
+            .then_some(self.host.as_str())
+    }
+
     /// Where the API key comes from, if the spec names one (`api_key_file` under `~/` is
     /// resolved against `$HOME`).
     #[must_use]

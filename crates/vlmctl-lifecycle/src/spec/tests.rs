@@ -215,6 +215,37 @@ fn the_served_model_is_the_file_name_or_the_spec_own_alias() {
     );
 }
 
+/// `server.host` may name a network interface (resolved to its address when vlmctl runs):
+/// only with `expose = true` and a key, since an interface's address is never loopback.
+#[test]
+fn an_interface_name_as_host_needs_expose_and_a_key() {
+    let named = PANDA.replace("\"127.0.0.1\"", "\"eth0\"");
+    let got = err(&named);
+    assert!(
+        got.contains("server.host: binding the address of interface eth0 exposes the server"),
+        "{got}"
+    );
+    let ok = named
+        .replace("network = \"host\"", "network = \"host\"\nexpose = true")
+        .replace("jinja = true", "jinja = true\napi_key_env = \"K\"");
+    let spec = Spec::parse(&ok, Path::new("p")).unwrap();
+    assert_eq!(spec.server.interface(), Some("eth0"));
+    assert_eq!(
+        Spec::parse(PANDA, Path::new("p"))
+            .unwrap()
+            .server
+            .interface(),
+        None
+    );
+    for bad in ["-eth0", "eth0:1", "a-very-long-interface", "eth 0", ""] {
+        let got = err(&ok.replace("\"eth0\"", &format!("{bad:?}")));
+        assert!(
+            got.contains("is not an IP address or a network interface"),
+            "{bad}: {got}"
+        );
+    }
+}
+
 /// The key comes from a variable or a file, never both; a file is named by an absolute path
 /// (or `~/`), and either one satisfies `expose = true` and a bridge network.
 #[test]

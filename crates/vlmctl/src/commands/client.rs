@@ -17,6 +17,7 @@ pub async fn client(
 ) -> Result<u8, Failure> {
     let plan = super::plan(args.spec.as_deref(), &args.lock.lock, &args.dirs)?;
     plan.require_api_key()?;
+    plan.check_interface_on(engine)?;
     let url = plan.reach_url(engine).await?;
     let model = vlmctl_deploy::smoke::served_model(&url, plan.api_key.as_deref()).await?;
     let settings = ClientSettings::of(

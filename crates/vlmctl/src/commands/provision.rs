@@ -32,6 +32,7 @@ pub async fn provision(
     let d = &args.deploy;
     if args.dry_run {
         let plan = super::plan(d.spec.as_deref(), &d.lock.lock, &d.dirs)?;
+        plan.check_interface_on(engine)?;
         if let Some(need) = &plan.unpinned {
             let then = if d.pin.locked {
                 "with --locked (VLMCTL_LOCKED), provision refuses to change the lock (exit 3)"

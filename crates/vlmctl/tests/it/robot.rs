@@ -3,6 +3,7 @@
 //! of TEST-NET-2 (198.51.100.0/24, documentation addresses that no network routes; TEST-NET-1
 //! is this CI machine's own eth0 subnet), the robot's end the next one. The CPU deployment is
 //! provisioned on the host's end with `expose = true` and a key file `vlmctl key new` made, and
+//! the spec names the host's end by its interface's name (resolved to its address at launch);
 //! the robot uses exactly the settings `provision` printed (parsed from its output): the server
 //! answers with the key, 401 without it, and `vlmctl bench` run in the robot's namespace
 //! (`ip netns exec`) measures it with the key from the environment. The same deployment on
@@ -173,9 +174,10 @@ async fn the_robot_reaches_an_exposed_deployment_with_the_key_only_and_never_a_l
     let exposed_text = loopback_text
         .replace(
             "host = \"127.0.0.1\"",
+            // The host's end by its interface's name: resolved to its address at launch.
             &format!(
                 "host = \"{}\"\napi_key_file = \"{}\"",
-                robot.host_ip,
+                robot.host_if,
                 key_file.display()
             ),
         )
@@ -332,6 +334,23 @@ async fn the_robot_reaches_an_exposed_deployment_with_the_key_only_and_never_a_l
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
     let (code, _, err) = run(&mut r.cmd(&hub, &["teardown"], &spec, &lock));
     assert_eq!(code, 0, "{err}");
+    // Nor is the key written anywhere in the state (records, journals, history).
+    let mut dirs = vec![r.path("state")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                let bytes = std::fs::read(&p).unwrap_or_default();
+                assert!(
+                    !String::from_utf8_lossy(&bytes).contains(&key),
+                    "the key is in {}",
+                    p.display()
+                );
+            }
+        }
+    }
     let ns = robot.ns.clone();
     drop(robot);
     let left = Command::new("ip")
