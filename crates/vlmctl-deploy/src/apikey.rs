@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use vlmctl_lifecycle::spec::ApiKeySource;
 
-use crate::DeployError;
+use crate::client_error::ClientError;
 
 /// The largest key file read (a key is a line; anything bigger is not a key file).
 pub const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
@@ -35,13 +35,13 @@ pub enum KeyFileProblem {
 impl KeyFileProblem {
     /// The error a job that needs the key fails with.
     #[must_use]
-    pub fn into_error(self, path: &Path) -> DeployError {
+    pub fn into_error(self, path: &Path) -> ClientError {
         match self {
-            Self::Unreadable(why) => DeployError::ApiKeyFileUnreadable {
+            Self::Unreadable(why) => ClientError::KeyFileUnreadable {
                 path: path.to_owned(),
                 why,
             },
-            Self::Loose(mode) => DeployError::ApiKeyFileLoose {
+            Self::Loose(mode) => ClientError::KeyFileLoose {
                 path: path.to_owned(),
                 mode,
             },
@@ -81,13 +81,13 @@ pub fn read_file(path: &Path) -> Result<String, KeyFileProblem> {
 /// Makes a key file at `path`: [`NEW_KEY_BYTES`] random bytes from the kernel as hex, one
 /// line, mode 0600 from its creation on. Refuses to replace anything at `path` (exit 3); the
 /// folder must exist. Returns the key's length (the key itself is never shown).
-pub fn new_file(path: &Path) -> Result<usize, DeployError> {
-    let write_err = |source: std::io::Error| DeployError::ApiKeyFileWrite {
+pub fn new_file(path: &Path) -> Result<usize, ClientError> {
+    let write_err = |source: std::io::Error| ClientError::KeyFileWrite {
         path: path.to_owned(),
         source,
     };
     if path.symlink_metadata().is_ok() {
-        return Err(DeployError::ApiKeyFileExists {
+        return Err(ClientError::KeyFileExists {
             path: path.to_owned(),
         });
     }
@@ -126,7 +126,7 @@ pub fn new_file(path: &Path) -> Result<usize, DeployError> {
     match written {
         Ok(()) => Ok(key.len()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            Err(DeployError::ApiKeyFileExists {
+            Err(ClientError::KeyFileExists {
                 path: path.to_owned(),
             })
         }
@@ -154,7 +154,7 @@ mod tests {
         assert_ne!(read_file(&q).unwrap(), key);
         assert!(matches!(
             new_file(&p),
-            Err(DeployError::ApiKeyFileExists { .. })
+            Err(ClientError::KeyFileExists { .. })
         ));
         assert_eq!(read_file(&p).unwrap(), key, "left as it was");
         // Nothing else is left in the folder (no temporary file).
@@ -189,7 +189,7 @@ mod tests {
         ));
         let msg = KeyFileProblem::Loose(0o644).into_error(&p).to_string();
         assert!(msg.contains(&p.display().to_string()), "{msg}");
-        let hint = KeyFileProblem::Loose(0o644).into_error(&p).hint().unwrap();
+        let hint = KeyFileProblem::Loose(0o644).into_error(&p).hint();
         assert!(
             hint.contains(&format!("chmod 600 {}", p.display())),
             "{hint}"

@@ -10,12 +10,13 @@
 //! the settings: they name where it is (`$VAR` or the key file) and the variable the client
 //! keeps it in.
 
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use serde::Serialize;
 use vlmctl_lifecycle::spec::{ApiKeySource, Spec};
 
-/// The client's variable for the server's OpenAI base URL (the runbook's robot reads it).
+/// The client's variable for the server's `OpenAI` base URL (the runbook's robot reads it).
 pub const URL_VAR: &str = "NAV_VLLM_URL";
 /// The client's variable for the model name it sends.
 pub const MODEL_VAR: &str = "NAV_VLLM_MODEL";
@@ -40,7 +41,7 @@ pub enum Reach {
 /// A client's settings for one deployment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ClientSettings {
-    /// `NAV_VLLM_URL`: the OpenAI base URL (`http://host:port/v1`).
+    /// `NAV_VLLM_URL`: the `OpenAI` base URL (`http://host:port/v1`).
     pub url: String,
     /// `NAV_VLLM_MODEL`: the model name, as `/v1/models` lists it.
     pub model: String,
@@ -107,10 +108,11 @@ impl ClientSettings {
             self.url, self.model
         );
         if let Some(from) = &self.key_from {
-            out.push_str(&format!(
+            let _ = write!(
+                out,
                 "\n{KEY_VAR}=<the API key in {from}; not shown>\nsend it as: Authorization: \
                  Bearer ${KEY_VAR}"
-            ));
+            );
         }
         out
     }

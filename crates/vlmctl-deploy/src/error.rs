@@ -54,72 +54,9 @@ pub enum DeployError {
         /// Its length.
         len: usize,
     },
-    /// The spec's API key file cannot be read (missing, not a regular file, no permission).
-    #[error("cannot read the API key file {} that the spec names: {why}", path.display())]
-    ApiKeyFileUnreadable {
-        /// The file.
-        path: std::path::PathBuf,
-        /// What the system said.
-        why: String,
-    },
-    /// The spec's API key file may be read or written by others than its owner.
-    #[error(
-        "the API key file {} has mode {mode:04o}: others than its owner may read or change it, \
-         so its key is refused",
-        path.display()
-    )]
-    ApiKeyFileLoose {
-        /// The file.
-        path: std::path::PathBuf,
-        /// Its permission bits.
-        mode: u32,
-    },
-    /// The key in the spec's API key file is too short to be one (also: it has none).
-    #[error(
-        "the API key in {} has {len} characters; at least {} are needed",
-        path.display(),
-        crate::plan::MIN_API_KEY_LEN
-    )]
-    ApiKeyFileTooShort {
-        /// The file.
-        path: std::path::PathBuf,
-        /// The key's length.
-        len: usize,
-    },
-    /// `vlmctl key new` was given a path where something already is.
-    #[error("{} already exists: a key file is never replaced", path.display())]
-    ApiKeyFileExists {
-        /// The path.
-        path: std::path::PathBuf,
-    },
-    /// A new key file could not be written.
-    #[error("cannot write the key file {}", path.display())]
-    ApiKeyFileWrite {
-        /// The path.
-        path: std::path::PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The interface a spec's `server.host` names has no address here.
-    #[error("cannot bind the address of interface {name} (the spec's server.host): {why}")]
-    InterfaceAddress {
-        /// The interface.
-        name: String,
-        /// Why.
-        why: String,
-    },
-    /// A spec's `server.host` names an interface, and the deployment is on another host.
-    #[error(
-        "the spec's server.host names interface {name}, which vlmctl resolves on this machine \
-         only, and the deployment is on {host}"
-    )]
-    InterfaceUnderHost {
-        /// The interface.
-        name: String,
-        /// The other host.
-        host: String,
-    },
+    /// How clients reach the server: its API key file, or the interface it binds.
+    #[error(transparent)]
+    Client(#[from] crate::client_error::ClientError),
     /// A name given for a deployment is not one.
     #[error("{name:?} is not a deployment name ([a-zA-Z0-9][a-zA-Z0-9_.-]*, as a container name)")]
     NotADeploymentName {
@@ -512,6 +449,7 @@ impl DeployError {
         match self {
             Self::Weights(e) => Some(e.hint()),
             Self::Lifecycle(e) => Some(e.hint()),
+            Self::Client(e) => Some(e.hint()),
             Self::Bench(e) => Some(e.hint()),
             Self::TargetHost { source, .. } => Some(source.hint()),
             Self::TargetDeployment(u) => Some(u.problem.hint(&u.host)),
@@ -522,36 +460,6 @@ impl DeployError {
             Self::ApiKeyTooShort { var, .. } => Some(format!(
                 "put a long random key in ${var}, e.g. `export {var}=$(openssl rand -hex 24)`"
             )),
-            Self::ApiKeyFileUnreadable { path, .. } => Some(format!(
-                "make one with `vlmctl key new --file {}` (mode 0600), or fix the spec's \
-                 `server.api_key_file`",
-                path.display()
-            )),
-            Self::ApiKeyFileLoose { path, .. } => Some(format!(
-                "`chmod 600 {}` (and make a new key if others may have read it: `vlmctl key new \
-                 --file PATH`)",
-                path.display()
-            )),
-            Self::ApiKeyFileTooShort { path, .. } => Some(format!(
-                "move {} away and make a long random key there: `vlmctl key new --file {}`",
-                path.display(),
-                path.display()
-            )),
-            Self::InterfaceAddress { name, .. } => Some(format!(
-                "`ip addr show dev {name}` lists this machine's addresses of {name}: give one \
-                 as server.host, or name an interface that has one"
-            )),
-            Self::InterfaceUnderHost { name, host } => Some(format!(
-                "give the address instead: `ssh {host} ip -o addr show dev {name}` shows it \
-                 (server.host = \"ADDRESS\")"
-            )),
-            Self::ApiKeyFileExists { .. } => Some(
-                "pick another path, or remove the old file first if no client uses its key"
-                    .to_owned(),
-            ),
-            Self::ApiKeyFileWrite { .. } => {
-                Some("the folder must exist and be writable by you".to_owned())
-            }
             Self::NotADeploymentName { .. } => Some(
                 "give the deployment's name as its spec's `name` says, or pass --spec".to_owned(),
             ),

@@ -11,11 +11,11 @@
 
 use std::net::IpAddr;
 
-use crate::DeployError;
+use crate::client_error::ClientError;
 
 /// The address of interface `name` on this machine.
-pub fn address_of(name: &str) -> Result<IpAddr, DeployError> {
-    let fail = |why: String| DeployError::InterfaceAddress {
+pub fn address_of(name: &str) -> Result<IpAddr, ClientError> {
+    let fail = |why: String| ClientError::InterfaceAddress {
         name: name.to_owned(),
         why,
     };

@@ -28,6 +28,7 @@
 pub mod apikey;
 pub mod bench;
 pub mod client;
+pub mod client_error;
 pub mod events;
 pub mod export;
 pub mod gates;

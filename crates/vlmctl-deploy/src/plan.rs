@@ -7,6 +7,7 @@ use vlmctl_lifecycle::spec::{ModelMount, Spec};
 use vlmctl_weights::{ModelEntry, Role, VerifyJob};
 
 use crate::DeployError;
+use crate::client_error::ClientError;
 use crate::pin::PinNeed;
 pub use crate::types::MIN_API_KEY_LEN;
 
@@ -267,11 +268,11 @@ impl DeploymentPlan {
             },
             ApiKeySource::File(path) => {
                 if let Some(problem) = &self.api_key_problem {
-                    return Err(problem.clone().into_error(&path));
+                    return Err(problem.clone().into_error(&path).into());
                 }
                 match len.unwrap_or(0) {
                     len if len < MIN_API_KEY_LEN => {
-                        Err(DeployError::ApiKeyFileTooShort { path, len })
+                        Err(ClientError::KeyFileTooShort { path, len }.into())
                     }
                     _ => Ok(()),
                 }
@@ -283,10 +284,11 @@ impl DeploymentPlan {
     /// resolved on this machine, not there.
     pub fn check_interface_on(&self, engine: &vlmctl_lifecycle::Engine) -> Result<(), DeployError> {
         match &self.interface {
-            Some(name) if engine.is_remote() => Err(DeployError::InterfaceUnderHost {
+            Some(name) if engine.is_remote() => Err(ClientError::InterfaceUnderHost {
                 name: name.clone(),
                 host: engine.name().to_owned(),
-            }),
+            }
+            .into()),
             _ => Ok(()),
         }
     }
@@ -396,7 +398,7 @@ mod tests {
         plan.check_interface_on(&local).unwrap();
         let e = plan.check_interface_on(&beast).unwrap_err();
         assert!(
-            matches!(&e, DeployError::InterfaceUnderHost { name, host } if name == "eth0" && host == "beast"),
+            matches!(&e, DeployError::Client(ClientError::InterfaceUnderHost { name, host }) if name == "eth0" && host == "beast"),
             "{e}"
         );
     }

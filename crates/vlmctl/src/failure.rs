@@ -164,6 +164,7 @@ fn deploy_code(e: &vlmctl_deploy::DeployError) -> u8 {
     use vlmctl_deploy::DeployError as E;
     match e {
         E::Weights(w) => weights_code(w),
+        E::Client(c) if c.is_environment() => exit_codes::ENVIRONMENT,
         E::Lifecycle(l) => lifecycle_code(l),
         E::Bench(b) => bench_code(b),
         // A deployment that is not there is the plan's fault; one that is stopped, the host's.
@@ -174,16 +175,10 @@ fn deploy_code(e: &vlmctl_deploy::DeployError) -> u8 {
         | E::TuneFileRead { .. }
         | E::TuneJournal { .. }
         | E::TuneJournalRead { .. }
-        | E::ApiKeyFileWrite { .. }
-        | E::InterfaceAddress { .. }
         | E::ResultsNotWritten { .. } => exit_codes::ENVIRONMENT,
         E::ApiKeyMissing { .. }
         | E::ApiKeyTooShort { .. }
-        | E::ApiKeyFileUnreadable { .. }
-        | E::ApiKeyFileLoose { .. }
-        | E::ApiKeyFileTooShort { .. }
-        | E::ApiKeyFileExists { .. }
-        | E::InterfaceUnderHost { .. }
+        | E::Client(_)
         | E::NotADeploymentName { .. }
         | E::NotPinned { .. }
         | E::LockedChange { .. }

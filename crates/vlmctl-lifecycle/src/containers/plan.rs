@@ -404,7 +404,7 @@ impl ContainerPlan {
                 EnvValue::FromEnv(var) => parts.push(format!("-e {}=\"${var}\"", e.name)),
                 // The shell reads the file when the line runs.
                 EnvValue::FromFile(path) => {
-                    parts.push(format!("-e {}=\"$(cat {})\"", e.name, shell_quote(path)))
+                    parts.push(format!("-e {}=\"$(cat {})\"", e.name, shell_quote(path)));
                 }
             }
         }

@@ -101,15 +101,6 @@ pub(super) fn check_server(
             "port 0 is not allowed: give an explicit port".to_owned(),
         ));
     }
-    if server.api_key_env.is_some() && server.api_key_file.is_some() {
-        return Err(invalid(
-            "api_key_file",
-            "server.api_key_file",
-            "give the API key one way: `api_key_env` (a variable) or `api_key_file` (a file), \
-             not both"
-                .to_owned(),
-        ));
-    }
     if !ip.is_some_and(|ip| ip.is_loopback()) {
         if !expose {
             return Err(invalid(
@@ -132,27 +123,7 @@ pub(super) fn check_server(
             ));
         }
     }
-    if let Some(file) = &server.api_key_file
-        && !(file.starts_with('/') || file.starts_with("~/"))
-    {
-        return Err(invalid(
-            "api_key_file",
-            "server.api_key_file",
-            format!(
-                "{file:?} is not an absolute path: give the key file as /path or ~/path (it is \
-                 read on the machine vlmctl runs on, whatever the working directory)"
-            ),
-        ));
-    }
-    if let Some(file) = &server.api_key_file
-        && file.chars().any(char::is_control)
-    {
-        return Err(invalid(
-            "api_key_file",
-            "server.api_key_file",
-            "a control character in the key file's path".to_owned(),
-        ));
-    }
+    check_api_key_file(server, invalid)?;
     if let Some(var) = &server.api_key_env
         && (var.is_empty()
             || var.starts_with(|c: char| c.is_ascii_digit())
@@ -197,6 +168,45 @@ pub fn is_interface_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// `server.api_key_file`: not beside `api_key_env`, an absolute (or `~/`) path without control
+/// characters.
+fn check_api_key_file(
+    server: &Server,
+    invalid: &dyn Fn(&str, &str, String) -> LifecycleError,
+) -> Result<(), LifecycleError> {
+    if server.api_key_env.is_some() && server.api_key_file.is_some() {
+        return Err(invalid(
+            "api_key_file",
+            "server.api_key_file",
+            "give the API key one way: `api_key_env` (a variable) or `api_key_file` (a file), \
+             not both"
+                .to_owned(),
+        ));
+    }
+    if let Some(file) = &server.api_key_file
+        && !(file.starts_with('/') || file.starts_with("~/"))
+    {
+        return Err(invalid(
+            "api_key_file",
+            "server.api_key_file",
+            format!(
+                "{file:?} is not an absolute path: give the key file as /path or ~/path (it is \
+                 read on the machine vlmctl runs on, whatever the working directory)"
+            ),
+        ));
+    }
+    if let Some(file) = &server.api_key_file
+        && file.chars().any(char::is_control)
+    {
+        return Err(invalid(
+            "api_key_file",
+            "server.api_key_file",
+            "a control character in the key file's path".to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 /// llama-server options that `extra_args` may not carry, with why. Spellings are compared the

@@ -39,7 +39,8 @@ pub async fn client(
 
 /// `vlmctl key new --file PATH`.
 pub fn key_new(args: &KeyNewArgs, out: &mut Output) -> Result<u8, Failure> {
-    let len = vlmctl_deploy::apikey::new_file(&args.file)?;
+    let len =
+        vlmctl_deploy::apikey::new_file(&args.file).map_err(vlmctl_deploy::DeployError::from)?;
     out.stdout(&format!(
         "wrote a new {len}-character API key to {} (mode 0600; not shown)\nname it in the spec: \
          [server] api_key_file = \"{}\"; the client sends it as: Authorization: Bearer \

@@ -122,27 +122,17 @@ async fn provision_job(
     listener.abort();
     sink.finish();
     let base = plan.base_url();
-    let host = vlmctl_deploy::history::host_name(engine);
-    let client = |model: &str| ClientSettings::of(&plan.spec, model, &host);
+    let (spec, host) = (&plan.spec, vlmctl_deploy::history::host_name(engine));
+    let client = |model: &str| ClientSettings::of(spec, model, &host);
     let detail = match done? {
         Provisioned::Unchanged {
             container_id,
             model,
             ..
         } => {
-            let name = &plan.spec.name;
-            if d.json {
-                let launch = Launch::Unchanged {
-                    id: container_id.clone(),
-                };
-                let doc = serde_json::json!({"deployment": name, "unchanged": true, "container_id": container_id, "launch": launch, "url": format!("{base}/v1"), "model": model, "client": client(&model).to_json()});
-                out.stdout(&serde_json::to_string_pretty(&doc).unwrap_or_default());
-            } else {
-                out.stdout(&format!(
-                    "{name} unchanged and healthy\n\n{}",
-                    client(&model).render()
-                ));
-            }
+            let name = &spec.name;
+            let settings = client(&model);
+            out.stdout(&unchanged(d.json, name, &container_id, &base, &settings));
             format!("{name} unchanged and healthy, serving {model} at {base}")
         }
         Provisioned::Ready {
@@ -195,6 +185,26 @@ async fn provision_job(
         }
     };
     Ok(detail)
+}
+
+/// What `provision` prints for a deployment it found running unchanged: a line and the client
+/// settings, or with `json` one object.
+fn unchanged(
+    json: bool,
+    name: &str,
+    container_id: &str,
+    base: &str,
+    client: &ClientSettings,
+) -> String {
+    if json {
+        let launch = Launch::Unchanged {
+            id: container_id.to_owned(),
+        };
+        let doc = serde_json::json!({"deployment": name, "unchanged": true, "container_id": container_id, "launch": launch, "url": format!("{base}/v1"), "model": client.model, "client": client.to_json()});
+        serde_json::to_string_pretty(&doc).unwrap_or_default()
+    } else {
+        format!("{name} unchanged and healthy\n\n{}", client.render())
+    }
 }
 
 /// A provision that stopped before its gates because its model could not be pinned (the hub

@@ -15,6 +15,7 @@
 //! same there. The namespace and the veth pair carry names unique to the run and are removed on
 //! drop, also after a failure.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use vlmctl_test::LabelGuard;
@@ -156,19 +157,7 @@ async fn the_robot_reaches_an_exposed_deployment_with_the_key_only_and_never_a_l
     let port = free_port();
     let lock = r.write_lock();
     r.fetch(&hub, &lock);
-    // The key: a file only its owner reads, made by vlmctl; never printed.
-    let key_file = r.path("robot.key");
-    let (code, out, err) = run(vlmctl().args(["key", "new", "--file"]).arg(&key_file));
-    assert_eq!(code, 0, "{out}\n{err}");
-    let key = std::fs::read_to_string(&key_file)
-        .expect("key")
-        .trim()
-        .to_owned();
-    assert!(key.len() >= 32, "a long key");
-    assert!(
-        !out.contains(&key) && !err.contains(&key),
-        "key new printed the key"
-    );
+    let (key_file, key) = new_key(&r);
     let spec = r.write_spec(&server, port, &r.name("no-conflict"), 1024);
     let loopback_text = std::fs::read_to_string(&spec).expect("spec");
     let exposed_text = loopback_text
@@ -205,10 +194,96 @@ async fn the_robot_reaches_an_exposed_deployment_with_the_key_only_and_never_a_l
         "{out}"
     );
     // The robot's service environment: the printed settings, the key copied from the file.
+    robot_is_served_with_the_key_only(&robot, &url, &model, &key);
+
+    // `vlmctl client` prints the same settings again for the running deployment.
+    let (code, again, err) = run(&mut r.cmd(&hub, &["client"], &spec, &lock));
+    assert_eq!(code, 0, "{again}\n{err}");
+    assert_eq!(settings_block(&again), settings_block(&out));
+    assert!(!again.contains(&key) && !err.contains(&key));
+
+    // `vlmctl bench` on the robot, the key from its environment, the plan from the settings.
+    let plan = bench_plan(&r, &url, &model);
+    let from_robot = bench(&r, Some(&robot), &plan, "bench-robot", Some(&key));
+    assert_eq!(
+        from_robot["targets"][0]["configs"][0]["summary"]["ok"].as_u64(),
+        Some(4),
+        "every request answered: {from_robot}"
+    );
+    let from_host = bench(&r, None, &plan, "bench-host", Some(&key));
+    let p50 = |doc: &serde_json::Value| {
+        doc["targets"][0]["configs"][0]["summary"]["wall_ms"]["p50"].as_f64()
+    };
+    eprintln!(
+        "robot: p50 from the robot's namespace {:?} ms, from the host {:?} ms (config T, 4 requests)",
+        p50(&from_robot),
+        p50(&from_host)
+    );
+
+    // The same deployment on loopback: the settings say it is for this host only, and the robot
+    // reaches it neither at the printed URL nor at the host's address.
+    std::fs::write(&spec, &loopback_text).expect("spec");
+    let (code, out, err) = run(&mut r.cmd(&hub, &["provision"], &spec, &lock));
+    assert_eq!(code, 0, "{out}\n{err}");
+    let local_url = setting(&out, "NAV_VLLM_URL");
+    assert_eq!(local_url, format!("http://127.0.0.1:{port}/v1"));
+    assert!(
+        settings_block(&out).contains("only: the server listens on its loopback"),
+        "{out}"
+    );
+    assert!(!out.contains("NAV_VLLM_API_KEY"), "{out}");
+    for (u, why) in [
+        (&local_url, "the robot's own loopback has no server"),
+        (&url, "the host's address has no server any more"),
+    ] {
+        let (_, code, _) = robot.sh(
+            &[("U", u)],
+            r#"curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$U/models""#,
+        );
+        assert_eq!(code, "000", "{why}");
+    }
+    // The host itself still reaches it.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    let (code, _, err) = run(&mut r.cmd(&hub, &["teardown"], &spec, &lock));
+    assert_eq!(code, 0, "{err}");
+    key_is_nowhere_in(&r.path("state"), &key);
+    let ns = robot.ns.clone();
+    drop(robot);
+    let left = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip");
+    assert!(
+        !String::from_utf8_lossy(&left.stdout).contains(&ns),
+        "the robot's namespace is removed"
+    );
+}
+
+/// A key file made by `vlmctl key new` in the run's folder, and its key; the command never
+/// prints it.
+fn new_key(r: &Run) -> (PathBuf, String) {
+    let key_file = r.path("robot.key");
+    let (code, out, err) = run(vlmctl().args(["key", "new", "--file"]).arg(&key_file));
+    assert_eq!(code, 0, "{out}\n{err}");
+    let key = std::fs::read_to_string(&key_file)
+        .expect("key")
+        .trim()
+        .to_owned();
+    assert!(key.len() >= 32, "a long key");
+    assert!(
+        !out.contains(&key) && !err.contains(&key),
+        "key new printed the key"
+    );
+    (key_file, key)
+}
+
+/// With the settings in its environment, the robot's requests are answered with the key (200,
+/// and `/v1/models` lists the model it sends), and refused without it or with another (401).
+fn robot_is_served_with_the_key_only(robot: &Robot, url: &str, model: &str, key: &str) {
     let env = [
-        ("NAV_VLLM_URL", url.as_str()),
-        ("NAV_VLLM_MODEL", model.as_str()),
-        ("NAV_VLLM_API_KEY", key.as_str()),
+        ("NAV_VLLM_URL", url),
+        ("NAV_VLLM_MODEL", model),
+        ("NAV_VLLM_API_KEY", key),
     ];
     let chat = r#"curl -s -o /dev/null -w '%{http_code}' "$NAV_VLLM_URL/chat/completions" \
         -H 'Content-Type: application/json' -d "{\"model\": \"$NAV_VLLM_MODEL\", \"max_tokens\": 2, \
@@ -225,22 +300,18 @@ async fn the_robot_reaches_an_exposed_deployment_with_the_key_only_and_never_a_l
         &format!("{chat} -H 'Authorization: Bearer not-the-key'"),
     );
     assert_eq!(code, "401", "with another key");
-    // `/v1/models` lists the name the client sends, and the answer carries it.
     let (_, models, err) = robot.sh(
         &env,
         r#"curl -sf "$NAV_VLLM_URL/models" -H "Authorization: Bearer $NAV_VLLM_API_KEY""#,
     );
     let models: serde_json::Value =
         serde_json::from_str(&models).unwrap_or_else(|_| panic!("{models}\n{err}"));
-    assert_eq!(models["data"][0]["id"], model.as_str(), "{models}");
+    assert_eq!(models["data"][0]["id"], model, "{models}");
+}
 
-    // `vlmctl client` prints the same settings again for the running deployment.
-    let (code, again, err) = run(&mut r.cmd(&hub, &["client"], &spec, &lock));
-    assert_eq!(code, 0, "{again}\n{err}");
-    assert_eq!(settings_block(&again), settings_block(&out));
-    assert!(!again.contains(&key) && !err.contains(&key));
-
-    // `vlmctl bench` on the robot, the key from its environment, the plan from the settings.
+/// A bench plan built from the printed settings: the server's base URL (`NAV_VLLM_URL` less
+/// its `/v1`), the model, and the key from `NAV_VLLM_API_KEY`; config T, 4 requests.
+fn bench_plan(r: &Run, url: &str, model: &str) -> PathBuf {
     let plans = r.path("plans");
     crate::serve_real::frame_and_prompts_into(&plans);
     let base = url
@@ -256,86 +327,55 @@ async fn the_robot_reaches_an_exposed_deployment_with_the_key_only_and_never_a_l
         ),
     )
     .expect("plan");
-    let p50 = |doc: &serde_json::Value| {
-        doc["targets"][0]["configs"][0]["summary"]["wall_ms"]["p50"].as_f64()
-    };
-    let bench_in = |dir: &str, from_robot: bool| -> serde_json::Value {
-        let template = vlmctl();
-        let mut c = if from_robot {
-            robot.cmd(template.get_program())
-        } else {
-            Command::new(template.get_program())
-        };
-        for (k, v) in template.get_envs() {
-            match v {
-                Some(v) => c.env(k, v),
-                None => c.env_remove(k),
-            };
-        }
-        c.args(["bench", "--no-record", "--plan"])
-            .arg(&plan)
-            .arg("--out")
-            .arg(r.path(dir))
-            .env("NAV_VLLM_API_KEY", &key);
-        let (code, out, err) = run(&mut c);
-        assert_eq!(code, 0, "bench ({dir}): {out}\n{err}");
-        assert!(
-            !out.contains(&key) && !err.contains(&key),
-            "bench printed the key"
-        );
-        serde_json::from_slice(&std::fs::read(r.path(dir).join("results.json")).expect("results"))
-            .expect("results.json")
-    };
-    let from_robot = bench_in("bench-robot", true);
-    assert_eq!(
-        from_robot["targets"][0]["configs"][0]["summary"]["ok"].as_u64(),
-        Some(4),
-        "every request answered: {from_robot}"
-    );
-    let from_host = bench_in("bench-host", false);
-    eprintln!(
-        "robot: p50 from the robot's namespace {:?} ms, from the host {:?} ms (config T, 4 requests)",
-        p50(&from_robot),
-        p50(&from_host)
-    );
-    // Without the key the robot's bench measures nothing.
-    let mut keyless = robot.cmd(vlmctl().get_program());
-    keyless
-        .args(["bench", "--no-record", "--plan"])
-        .arg(&plan)
-        .arg("--out")
-        .arg(r.path("bench-keyless"));
-    let (code, _, err) = run(&mut keyless);
-    assert_ne!(code, 0, "a bench without the key must fail: {err}");
+    plan
+}
 
-    // The same deployment on loopback: the settings say it is for this host only, and the robot
-    // reaches it neither at the printed URL nor at the host's address.
-    std::fs::write(&spec, &loopback_text).expect("spec");
-    let (code, out, err) = run(&mut r.cmd(&hub, &["provision"], &spec, &lock));
-    assert_eq!(code, 0, "{out}\n{err}");
-    let local_url = setting(&out, "NAV_VLLM_URL");
-    assert_eq!(local_url, format!("http://127.0.0.1:{port}/v1"));
-    assert!(
-        settings_block(&out).contains("only: the server listens on its loopback"),
-        "{out}"
-    );
-    assert!(!out.contains("NAV_VLLM_API_KEY"), "{out}");
-    let probe = |u: &str| {
-        robot.sh(
-            &[("U", u)],
-            r#"curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$U/models""#,
-        )
+/// `vlmctl bench` of `plan` (in the robot's namespace when given one), `key` in
+/// `NAV_VLLM_API_KEY`: its results.json. Without a key the bench must fail (`Null`).
+fn bench(
+    r: &Run,
+    robot: Option<&Robot>,
+    plan: &Path,
+    dir: &str,
+    key: Option<&str>,
+) -> serde_json::Value {
+    let template = vlmctl();
+    let mut c = match robot {
+        Some(robot) => robot.cmd(template.get_program()),
+        None => Command::new(template.get_program()),
     };
-    let (_, code, _) = probe(&local_url);
-    assert_eq!(code, "000", "the robot's own loopback has no server");
-    let (_, code, _) = probe(&url);
-    assert_eq!(code, "000", "the host's address has no server any more");
-    // The host itself still reaches it.
-    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
-    let (code, _, err) = run(&mut r.cmd(&hub, &["teardown"], &spec, &lock));
-    assert_eq!(code, 0, "{err}");
-    // Nor is the key written anywhere in the state (records, journals, history).
-    let mut dirs = vec![r.path("state")];
+    for (k, v) in template.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c.args(["bench", "--no-record", "--plan"])
+        .arg(plan)
+        .arg("--out")
+        .arg(r.path(dir));
+    if let Some(key) = key {
+        c.env("NAV_VLLM_API_KEY", key);
+    }
+    let (code, out, err) = run(&mut c);
+    let Some(key) = key else {
+        assert_ne!(code, 0, "a bench without the key must fail: {err}");
+        return serde_json::Value::Null;
+    };
+    assert_eq!(code, 0, "bench ({dir}): {out}\n{err}");
+    assert!(
+        !out.contains(key) && !err.contains(key),
+        "bench printed the key"
+    );
+    // Without the key the same bench from the same place measures nothing.
+    bench(r, robot, plan, &format!("{dir}-keyless"), None);
+    serde_json::from_slice(&std::fs::read(r.path(dir).join("results.json")).expect("results"))
+        .expect("results.json")
+}
+
+/// No file under `dir` (records, journals, the history) holds the key.
+fn key_is_nowhere_in(dir: &Path, key: &str) {
+    let mut dirs = vec![dir.to_owned()];
     while let Some(dir) = dirs.pop() {
         for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             let p = entry.path();
@@ -344,21 +384,11 @@ async fn the_robot_reaches_an_exposed_deployment_with_the_key_only_and_never_a_l
             } else {
                 let bytes = std::fs::read(&p).unwrap_or_default();
                 assert!(
-                    !String::from_utf8_lossy(&bytes).contains(&key),
+                    !String::from_utf8_lossy(&bytes).contains(key),
                     "the key is in {}",
                     p.display()
                 );
             }
         }
     }
-    let ns = robot.ns.clone();
-    drop(robot);
-    let left = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .expect("ip");
-    assert!(
-        !String::from_utf8_lossy(&left.stdout).contains(&ns),
-        "the robot's namespace is removed"
-    );
 }
