@@ -74,16 +74,27 @@ pub enum ClientError {
         /// The other host.
         host: String,
     },
+    /// `vlmctl client`: the deployment does not answer at its address.
+    #[error("{deployment} does not answer at {url}: {why}")]
+    NotServing {
+        /// The deployment.
+        deployment: String,
+        /// Where it was asked.
+        url: String,
+        /// What the request said.
+        why: String,
+    },
 }
 
 impl ClientError {
     /// Whether the machine lacks something (exit 5: an interface without an address, a key
-    /// file that cannot be written), rather than a file or spec to fix (exit 3).
+    /// file that cannot be written, a deployment not running), rather than a file or spec to
+    /// fix (exit 3).
     #[must_use]
     pub fn is_environment(&self) -> bool {
         matches!(
             self,
-            Self::KeyFileWrite { .. } | Self::InterfaceAddress { .. }
+            Self::KeyFileWrite { .. } | Self::InterfaceAddress { .. } | Self::NotServing { .. }
         )
     }
 
@@ -114,6 +125,10 @@ impl ClientError {
             Self::InterfaceAddress { name, .. } => format!(
                 "`ip addr show dev {name}` lists this machine's addresses of {name}: give one \
                  as server.host, or name an interface that has one"
+            ),
+            Self::NotServing { deployment, .. } => format!(
+                "`vlmctl status` shows whether {deployment} runs; `vlmctl provision` (with the \
+                 same --spec) starts it and prints its client settings"
             ),
             Self::InterfaceUnderHost { name, host } => format!(
                 "give the address instead: `ssh {host} ip -o addr show dev {name}` shows it \

@@ -2,7 +2,9 @@
 //! (a new API key file). The settings are `vlmctl_deploy::client`'s, as provision prints them;
 //! the key is never printed.
 
+use vlmctl_deploy::DeployError;
 use vlmctl_deploy::client::ClientSettings;
+use vlmctl_deploy::client_error::ClientError;
 
 use crate::cli::{ClientArgs, KeyNewArgs};
 use crate::failure::Failure;
@@ -19,7 +21,18 @@ pub async fn client(
     plan.require_api_key()?;
     plan.check_interface_on(engine)?;
     let url = plan.reach_url(engine).await?;
-    let model = vlmctl_deploy::smoke::served_model(&url, plan.api_key.as_deref()).await?;
+    let model = vlmctl_deploy::smoke::served_model(&url, plan.api_key.as_deref())
+        .await
+        .map_err(|e| {
+            DeployError::from(ClientError::NotServing {
+                deployment: plan.spec.name.clone(),
+                url: url.clone(),
+                why: match e {
+                    DeployError::SmokeFailed { why, .. } => why,
+                    other => other.to_string(),
+                },
+            })
+        })?;
     let settings = ClientSettings::of(
         &plan.spec,
         &model,

@@ -501,3 +501,34 @@ fn key_files_are_made_private_and_a_loose_one_is_refused_with_the_chmod_that_fix
     );
     assert!(!err.contains(&key), "{err}");
 }
+
+/// `vlmctl client` asks the running server: a deployment that does not answer is exit 5, named,
+/// with what to run, never settings that may be stale.
+#[test]
+fn client_settings_of_a_deployment_that_does_not_answer_are_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = crate::common::free_port();
+    let spec = tmp.path().join("cpu.toml");
+    fs::write(
+        &spec,
+        fs::read_to_string(repo_file("docker/cpu-test.toml"))
+            .unwrap()
+            .replace("port = 18435", &format!("port = {port}")),
+    )
+    .unwrap();
+    let (code, out, err) = run(vlmctl()
+        .args(["client", "--spec"])
+        .arg(&spec)
+        .arg("--lock")
+        .arg(repo_file("examples/cpu-test.lock"))
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock"));
+    assert_eq!(code, 5, "{out}\n{err}");
+    assert_eq!(out, "");
+    assert!(
+        err.contains(&format!(
+            "error: vlmctl-cpu-test does not answer at http://127.0.0.1:{port}"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("hint: `vlmctl status` shows whether"), "{err}");
+}
