@@ -32,7 +32,7 @@ struct Robot {
 }
 
 impl Robot {
-    /// Creates the namespace and the pair, on the first free /30 of 198.51.100.0/24.
+    /// Creates the namespace and the pair, on a free /30 of 198.51.100.0/24.
     fn new(id: &str) -> Self {
         let short: String = id.chars().filter(char::is_ascii_alphanumeric).collect();
         let short = &short[short.len().saturating_sub(8)..];
@@ -44,8 +44,11 @@ impl Robot {
                 .stdout,
         )
         .into_owned();
+        // Starting at a block of the run's own (its id ends in the clock's nanoseconds), so
+        // that two runs at once (two checkouts on one machine) are unlikely to pick one block.
+        let start = u32::from_str_radix(short, 16).unwrap_or(0) % 64;
         let block = (0..64_u32)
-            .map(|b| b * 4)
+            .map(|b| (start + b) % 64 * 4)
             .find(|b| !used.contains(&format!("198.51.100.{}/", b + 1)))
             .expect("a free /30 of 198.51.100.0/24");
         let robot = Self {
