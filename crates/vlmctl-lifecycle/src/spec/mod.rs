@@ -1,20 +1,22 @@
 //! Deployment specs (`docker/*.toml`): parsed and validated into a [`Spec`] before any I/O, with
 //! file, line and field in every error. This file holds the types; `parse` reads the TOML
-//! (the `Raw*` twins with spans), `check` holds the rules (names, images, `[server]`, the
-//! refused llama-server arguments), `intent` the `[model]` table, and `render` what derives
-//! from a validated spec (llama-server's arguments, labels, the aimed health probe). The
-//! container itself is planned in [`crate::containers::ContainerPlan`].
+//! (the `Raw*` twins with spans), `check` holds the rules (names, images, the refused
+//! llama-server arguments), `server` the `[server]` rules (address, port, API key), `intent`
+//! the `[model]` table, and `render` what derives from a validated spec (llama-server's
+//! arguments, labels, the aimed health probe). The container itself is planned in
+//! [`crate::containers::ContainerPlan`].
 
 mod check;
 mod intent;
 mod parse;
 mod render;
+mod server;
 
 pub use check::{
-    MAX_HEALTH_TIMEOUT_S, TUNE_PARKED_SUFFIX, is_container_name, is_interface_name,
-    refused_extra_arg, shown_extra_arg,
+    MAX_HEALTH_TIMEOUT_S, TUNE_PARKED_SUFFIX, is_container_name, refused_extra_arg, shown_extra_arg,
 };
 pub use render::{HealthProbe, LLAMA_CPP_HEALTHCHECK, host_port, http_base};
+pub use server::is_interface_name;
 
 use serde::{Deserialize, Serialize};
 

@@ -9,8 +9,9 @@ use toml::Spanned;
 
 use crate::LifecycleError;
 
-use super::check::{check_deployment_name, check_image, check_server};
+use super::check::{check_deployment_name, check_image};
 use super::intent::parse_model;
+use super::server::check_server;
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
