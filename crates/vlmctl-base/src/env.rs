@@ -210,7 +210,7 @@ pub const DOCKER_CONFIG: Var = Var {
 pub const HOME: Var = Var {
     name: "HOME",
     read_by: "vlmctl-weights, vlmctl-lifecycle",
-    meaning: "`~` in paths (lock `dir`, defaults), and the default `~/.docker`",
+    meaning: "`~` in paths (lock `dir`, a spec's `server.api_key_file`, defaults), and the default `~/.docker`",
     origin: Origin::System,
 };
 /// The search path, for `nvidia-smi`.

@@ -78,8 +78,8 @@ fn without_test_modules(text: &str) -> String {
 const DYNAMIC: &[(&str, &str)] = &[
     // The bench plan's `api_key_env`.
     ("vlmctl-bench/src/plan/load.rs", "var"),
-    // The spec's `server.api_key_env`.
-    ("vlmctl-deploy/src/plan.rs", "var"),
+    // The spec's `server.api_key_env` (read where key files are read too).
+    ("vlmctl-deploy/src/apikey.rs", "var"),
     // `xdg_dir(var: Var, ..)` and `env_path(var: Var)`.
     ("vlmctl/src/commands/mod.rs", "var"),
 ];

@@ -54,6 +54,9 @@ pub enum DeployError {
         /// Its length.
         len: usize,
     },
+    /// How clients reach the server: its API key file, or the interface it binds.
+    #[error(transparent)]
+    Client(#[from] crate::client_error::ClientError),
     /// A name given for a deployment is not one.
     #[error("{name:?} is not a deployment name ([a-zA-Z0-9][a-zA-Z0-9_.-]*, as a container name)")]
     NotADeploymentName {
@@ -492,6 +495,7 @@ impl DeployError {
         match self {
             Self::Weights(e) => Some(e.hint()),
             Self::Lifecycle(e) => Some(e.hint()),
+            Self::Client(e) => Some(e.hint()),
             Self::Bench(e) => Some(e.hint()),
             Self::TargetHost { source, .. } => Some(source.hint()),
             Self::TargetDeployment(u) => Some(u.problem.hint(&u.host)),

@@ -88,6 +88,15 @@ pub fn compose(plan: &ContainerPlan) -> String {
                 .map(|e| match &e.value {
                     EnvValue::Literal(v) => (e.name, literal(v)),
                     EnvValue::FromEnv(var) => (e.name, format!("${{{var}}}")),
+                    // Compose cannot read a file into a variable: the key is asked for in the
+                    // container's own variable name, and compose stops without it.
+                    EnvValue::FromFile(_) => (
+                        e.name,
+                        format!(
+                            "${{{}:?set it to the content of the key file the spec names}}",
+                            e.name
+                        ),
+                    ),
                 })
                 .collect();
             (!env.is_empty()).then_some(env)

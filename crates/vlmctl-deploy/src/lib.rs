@@ -25,11 +25,15 @@
 //! read stdin and never install signal handlers; errors are one [`DeployError`] with a
 //! `hint()`.
 
+pub mod apikey;
 pub mod bench;
+pub mod client;
+pub mod client_error;
 pub mod events;
 pub mod export;
 pub mod gates;
 pub mod history;
+pub mod interface;
 pub mod liveness;
 pub mod lock;
 pub mod memory;

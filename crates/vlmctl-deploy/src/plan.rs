@@ -7,6 +7,7 @@ use vlmctl_lifecycle::spec::{ModelMount, Spec};
 use vlmctl_weights::{ModelEntry, Role, VerifyJob};
 
 use crate::DeployError;
+use crate::client_error::ClientError;
 use crate::pin::PinNeed;
 pub use crate::types::MIN_API_KEY_LEN;
 
@@ -30,8 +31,14 @@ pub struct DeploymentPlan {
     pub mount: ModelMount,
     /// What verifying the model means.
     pub jobs: Vec<VerifyJob>,
-    /// The API key, read from the variable the spec names.
+    /// The API key, read from the variable or the key file the spec names.
     pub api_key: Option<String>,
+    /// Why the spec's key file gave no key (kept until a job needs the key: `export` and
+    /// `status` need none).
+    pub api_key_problem: Option<crate::apikey::KeyFileProblem>,
+    /// The interface the spec's `server.host` named, when it named one: `spec.server.host` is
+    /// then its address on this machine ([`crate::interface`]).
+    pub interface: Option<String>,
     /// Set when the spec's `[model]` is not pinned in the lock (yet, or any more): `model`
     /// and `mount` then come from the intent alone (no sizes, no hashes), which is enough to
     /// show the deployment (`--dry-run`, `export`, `gates`) but not to run it: pin first
@@ -186,7 +193,12 @@ impl DeploymentPlan {
         Self::with_model(spec, model, dirs)
     }
 
-    fn with_model(spec: Spec, model: ModelEntry, dirs: &Dirs) -> Result<Self, DeployError> {
+    fn with_model(mut spec: Spec, model: ModelEntry, dirs: &Dirs) -> Result<Self, DeployError> {
+        // An interface's name becomes its address here, before anything reads the host.
+        let interface = spec.server.interface().map(str::to_owned);
+        if let Some(name) = &interface {
+            spec.server.host = crate::interface::address_of(name)?.to_string();
+        }
         let dir = mount_source(&vlmctl_weights::model_dir(
             &model,
             dirs.dir.as_deref(),
@@ -207,12 +219,15 @@ impl DeploymentPlan {
         };
         // Read when set; required only by the jobs that start a server (`export` writes the
         // variable's name, `status` needs no key).
-        let api_key = spec
+        let (api_key, api_key_problem) = match spec
             .server
-            .api_key_env
-            .as_ref()
-            .and_then(|var| std::env::var(var).ok())
-            .filter(|v| !v.is_empty());
+            .api_key_source()
+            .map(|source| crate::apikey::read(&source))
+        {
+            None => (None, None),
+            Some(Ok(key)) => (key, None),
+            Some(Err(problem)) => (None, Some(problem)),
+        };
         let jobs = VerifyJob::for_model(&model, &dir);
         Ok(Self {
             spec,
@@ -220,6 +235,8 @@ impl DeploymentPlan {
             mount,
             jobs,
             api_key,
+            api_key_problem,
+            interface,
             unpinned: None,
         })
     }
@@ -238,16 +255,41 @@ impl DeploymentPlan {
     /// The API key the spec asks for, present and long enough to be a key (a short one would
     /// also be scrubbed out of every other word of every message).
     pub fn require_api_key(&self) -> Result<(), DeployError> {
-        let Some(var) = &self.spec.server.api_key_env else {
+        use vlmctl_lifecycle::spec::ApiKeySource;
+        let Some(source) = self.spec.server.api_key_source() else {
             return Ok(());
         };
-        match &self.api_key {
-            None => Err(DeployError::ApiKeyMissing { var: var.clone() }),
-            Some(k) if k.chars().count() < MIN_API_KEY_LEN => Err(DeployError::ApiKeyTooShort {
-                var: var.clone(),
-                len: k.chars().count(),
-            }),
-            Some(_) => Ok(()),
+        let len = self.api_key.as_deref().map(|k| k.chars().count());
+        match source {
+            ApiKeySource::Env(var) => match len {
+                None => Err(DeployError::ApiKeyMissing { var }),
+                Some(len) if len < MIN_API_KEY_LEN => Err(DeployError::ApiKeyTooShort { var, len }),
+                Some(_) => Ok(()),
+            },
+            ApiKeySource::File(path) => {
+                if let Some(problem) = &self.api_key_problem {
+                    return Err(problem.clone().into_error(&path).into());
+                }
+                match len.unwrap_or(0) {
+                    len if len < MIN_API_KEY_LEN => {
+                        Err(ClientError::KeyFileTooShort { path, len }.into())
+                    }
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// An error when the spec names an interface and `engine` is another host: the name was
+    /// resolved on this machine, not there.
+    pub fn check_interface_on(&self, engine: &vlmctl_lifecycle::Engine) -> Result<(), DeployError> {
+        match &self.interface {
+            Some(name) if engine.is_remote() => Err(ClientError::InterfaceUnderHost {
+                name: name.clone(),
+                host: engine.name().to_owned(),
+            }
+            .into()),
+            _ => Ok(()),
         }
     }
 
@@ -304,6 +346,8 @@ impl DeploymentPlan {
             },
             jobs: Vec::new(),
             api_key: None,
+            api_key_problem: None,
+            interface: None,
             unpinned: None,
         }
     }
@@ -326,6 +370,36 @@ mod tests {
             mount_source(&tmp.path().join("link")).unwrap(),
             std::fs::canonicalize(&real).unwrap(),
             "the mount is the verified target, not a link that could be swapped"
+        );
+    }
+
+    /// An interface's name is resolved here only: under `--host` it is refused, naming it
+    /// and the host, before anything changes.
+    #[test]
+    fn an_interface_name_is_refused_on_another_host() {
+        use vlmctl_lifecycle::hosts::{Host, Sessions, SshHost};
+        let mut plan = DeploymentPlan::fixture("");
+        let tmp = tempfile::tempdir().unwrap();
+        let local = vlmctl_lifecycle::Engine::local(tmp.path());
+        let beast = vlmctl_lifecycle::Engine::new(
+            Host::Ssh {
+                name: "beast".into(),
+                target: SshHost {
+                    user: None,
+                    host: "beast".into(),
+                    port: None,
+                },
+            },
+            tmp.path(),
+            Sessions::default(),
+        );
+        plan.check_interface_on(&beast).unwrap();
+        plan.interface = Some("eth0".into());
+        plan.check_interface_on(&local).unwrap();
+        let e = plan.check_interface_on(&beast).unwrap_err();
+        assert!(
+            matches!(&e, DeployError::Client(ClientError::InterfaceUnderHost { name, host }) if name == "eth0" && host == "beast"),
+            "{e}"
         );
     }
 

@@ -104,6 +104,7 @@ pub async fn tune(
     let state = engine.state_dir();
     plan.require_pinned()?;
     plan.require_api_key()?;
+    plan.check_interface_on(engine)?;
     let name = plan.spec.name.clone();
     let _tune_lock =
         crate::lock::acquire(state, &lock_name(&name), "tune", opts.wait, sink, cancel).await?;

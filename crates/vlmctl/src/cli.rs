@@ -44,6 +44,12 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Print the `docker run` line or a compose file equivalent to a spec.
     Export(ExportArgs),
+    /// Print a running deployment's client settings again (NAV_VLLM_URL, NAV_VLLM_MODEL as the
+    /// server lists it, the API key's variable and how it is sent), as provision printed them.
+    Client(ClientArgs),
+    /// API keys: `key new --file PATH` writes a new random key to a file only you can read.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Benchmark servers with a plan (latency percentiles, TTFT, tokens/s, schema pass rate);
     /// `bench compare BASE NEW` applies the runbook's rule to two runs.
     Bench(BenchArgs),
@@ -172,7 +178,10 @@ impl Command {
             Self::Tune(a) => Some(&a.deploy.state),
             Self::Serve(a) => Some(&a.state),
             Self::Weights(WeightsCommand::Push(a)) => Some(&a.state),
-            Self::Export(_) | Self::Bench(_) | Self::Weights(_) | Self::Runs(_) => None,
+            Self::Client(a) => Some(&a.state),
+            Self::Export(_) | Self::Bench(_) | Self::Weights(_) | Self::Runs(_) | Self::Key(_) => {
+                None
+            }
         }
     }
 }
@@ -414,6 +423,36 @@ pub enum ExportFormat {
     DockerRun,
     /// A docker compose file.
     Compose,
+}
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// Deployment spec (default: the embedded docker/panda-llamacpp.toml).
+    #[arg(long, env = env_vars::VLMCTL_SPEC.name, value_name = "FILE")]
+    pub spec: Option<PathBuf>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub dirs: DirArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Write a new API key (32 random bytes as 64 hex digits) to FILE, created with mode 0600
+    /// (never replacing a file), for a spec's `server.api_key_file`. The key is not printed.
+    New(KeyNewArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeyNewArgs {
+    /// The key file to create (its folder must exist).
+    #[arg(long, value_name = "PATH")]
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

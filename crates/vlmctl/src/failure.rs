@@ -164,6 +164,7 @@ fn deploy_code(e: &vlmctl_deploy::DeployError) -> u8 {
     use vlmctl_deploy::DeployError as E;
     match e {
         E::Weights(w) => weights_code(w),
+        E::Client(c) if c.is_environment() => exit_codes::ENVIRONMENT,
         E::Lifecycle(l) => lifecycle_code(l),
         E::Bench(b) => bench_code(b),
         // A deployment that is not there is the plan's fault; one that is stopped, the host's.
@@ -177,6 +178,7 @@ fn deploy_code(e: &vlmctl_deploy::DeployError) -> u8 {
         | E::ResultsNotWritten { .. } => exit_codes::ENVIRONMENT,
         E::ApiKeyMissing { .. }
         | E::ApiKeyTooShort { .. }
+        | E::Client(_)
         | E::NotADeploymentName { .. }
         | E::NotPinned { .. }
         | E::LockedChange { .. }

@@ -88,7 +88,8 @@ async fn execute_async(
     out: &mut Output,
 ) -> Result<u8, Failure> {
     use commands::{
-        bench, export, gates, provision, restore, runs, serve, status, teardown, tune, weights,
+        bench, client, export, gates, provision, restore, runs, serve, status, teardown, tune,
+        weights,
     };
     // The engine every job of this command changes: `--host`, else `DOCKER_HOST`, else the
     // current Docker context, else this machine's.
@@ -123,6 +124,8 @@ async fn execute_async(
         Command::Teardown(args) => teardown::teardown(args, engine, out).await,
         Command::Restore(args) => restore::restore(args, engine, out).await,
         Command::Export(args) => export::export(args, engine, out).await,
+        Command::Client(args) => client::client(args, engine, out).await,
+        Command::Key(cli::KeyCommand::New(args)) => client::key_new(args, out),
         Command::Weights(WeightsCommand::Verify(args)) => weights::verify(args, out),
         Command::Weights(WeightsCommand::Adopt(args)) => weights::adopt(args, out),
         Command::Weights(WeightsCommand::Lock(args)) => weights::lock(args, out).await,

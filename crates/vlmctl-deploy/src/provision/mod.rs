@@ -102,6 +102,7 @@ pub async fn provision(
     let spec = &plan.spec;
     plan.require_pinned()?;
     plan.require_api_key()?;
+    plan.check_interface_on(engine)?;
     let command = if opts.relaunch {
         "relaunch"
     } else {

@@ -19,7 +19,9 @@ use bollard::models::{
     MountType, PortBinding, RestartPolicyNameEnum,
 };
 
-use crate::spec::{Gpus, HealthProbe, ModelMount, Network, RestartPolicy, Spec, host_port};
+use crate::spec::{
+    ApiKeySource, Gpus, HealthProbe, ModelMount, Network, RestartPolicy, Spec, host_port,
+};
 
 /// Environment variable llama-server reads its API key from (kept out of its arguments).
 pub const API_KEY_ENV: &str = "LLAMA_API_KEY";
@@ -142,6 +144,10 @@ pub enum EnvValue {
     /// The value of this variable in the environment of whoever starts the container (`launch`
     /// is handed it; the exports write a reference, never the value).
     FromEnv(String),
+    /// The content of this file (the spec's `api_key_file`), read by vlmctl when it starts the
+    /// container (`launch` is handed it); the `docker run` line reads it with `$(cat ...)`,
+    /// the compose file asks for it in `LLAMA_API_KEY`. Never the value.
+    FromFile(String),
 }
 
 /// Docker's log configuration.
@@ -204,11 +210,16 @@ impl ContainerPlan {
     #[must_use]
     pub fn of(spec: &Spec, mount: &ModelMount, image_test: Option<&[String]>) -> Self {
         let mut env = Vec::new();
-        if let Some(var) = &spec.server.api_key_env {
-            env.push(EnvVar {
+        match spec.server.api_key_source() {
+            Some(ApiKeySource::Env(var)) => env.push(EnvVar {
                 name: API_KEY_ENV,
-                value: EnvValue::FromEnv(var.clone()),
-            });
+                value: EnvValue::FromEnv(var),
+            }),
+            Some(ApiKeySource::File(path)) => env.push(EnvVar {
+                name: API_KEY_ENV,
+                value: EnvValue::FromFile(path.to_string_lossy().into_owned()),
+            }),
+            None => {}
         }
         env.push(EnvVar {
             name: LOG_VERBOSITY_ENV,
@@ -253,8 +264,8 @@ impl ContainerPlan {
         }
     }
 
-    /// The Engine API create body. `api_key` is the value of the API key variable the spec
-    /// names (an [`EnvValue::FromEnv`] entry with no value is left out).
+    /// The Engine API create body. `api_key` is the value of the API key the spec names (an
+    /// [`EnvValue::FromEnv`] or [`EnvValue::FromFile`] entry with no value is left out).
     #[must_use]
     pub fn to_bollard(&self, api_key: Option<&str>) -> ContainerCreateBody {
         let (network_mode, port_bindings, exposed) = match &self.port {
@@ -286,7 +297,9 @@ impl ContainerPlan {
             .iter()
             .filter_map(|e| match &e.value {
                 EnvValue::Literal(v) => Some(format!("{}={v}", e.name)),
-                EnvValue::FromEnv(_) => api_key.map(|k| format!("{}={k}", e.name)),
+                EnvValue::FromEnv(_) | EnvValue::FromFile(_) => {
+                    api_key.map(|k| format!("{}={k}", e.name))
+                }
             })
             .collect();
         let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
@@ -402,6 +415,10 @@ impl ContainerPlan {
                 }
                 // Double quotes: the shell expands the reference when the line runs.
                 EnvValue::FromEnv(var) => parts.push(format!("-e {}=\"${var}\"", e.name)),
+                // The shell reads the file when the line runs.
+                EnvValue::FromFile(path) => {
+                    parts.push(format!("-e {}=\"$(cat {})\"", e.name, shell_quote(path)));
+                }
             }
         }
         for (k, v) in &self.labels {

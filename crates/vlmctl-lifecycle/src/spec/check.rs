@@ -1,13 +1,6 @@
-//! The rules a spec must pass: names, image references, `[server]` (loopback unless exposed
-//! with a key, never the key as an argument) and the llama-server arguments `extra_args` may not
-//! carry (one table, [`REFUSED_ARGS`], and the options known to be harmless).
-
-use std::net::IpAddr;
-
-use crate::LifecycleError;
-
-#[allow(clippy::wildcard_imports)]
-use super::*;
+//! The rules a spec must pass: names, image references and the llama-server arguments
+//! `extra_args` may not carry (one table, [`REFUSED_ARGS`], and the options known to be
+//! harmless). `[server]`'s own rules are in `server`.
 
 /// A spec's `name`: a container name, and not one a tune's parked original carries.
 pub(super) fn check_deployment_name(name: &str) -> Result<(), String> {
@@ -66,80 +59,6 @@ pub(super) fn check_image(image: &str) -> Result<(), String> {
     }
     if image.len() > 512 || image.contains("//") || image.ends_with(['/', ':', '@']) {
         return Err(format!("{image:?} is not an image reference"));
-    }
-    Ok(())
-}
-
-/// `[server]` rules: an IP address, an explicit port, loopback unless exposed on purpose with
-/// an API key, and never the key on the command line.
-pub(super) fn check_server(
-    server: &Server,
-    expose: bool,
-    invalid: &dyn Fn(&str, &str, String) -> LifecycleError,
-) -> Result<(), LifecycleError> {
-    let ip: IpAddr = server.host.parse().map_err(|_| {
-        invalid(
-            "host",
-            "server.host",
-            format!("{:?} is not an IP address", server.host),
-        )
-    })?;
-    if server.port == 0 {
-        return Err(invalid(
-            "port",
-            "server.port",
-            "port 0 is not allowed: give an explicit port".to_owned(),
-        ));
-    }
-    if !ip.is_loopback() {
-        if !expose {
-            return Err(invalid(
-                "host",
-                "server.host",
-                format!(
-                    "binding {ip} exposes the server beyond this host; set `expose = true` and \
-                 `server.api_key_env` to do that on purpose"
-                ),
-            ));
-        }
-        if server.api_key_env.is_none() {
-            return Err(invalid(
-                "host",
-                "server.api_key_env",
-                "`expose = true` needs an API key: name the environment variable that holds it"
-                    .to_owned(),
-            ));
-        }
-    }
-    if let Some(var) = &server.api_key_env
-        && (var.is_empty()
-            || var.starts_with(|c: char| c.is_ascii_digit())
-            || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
-    {
-        return Err(invalid(
-            "api_key_env",
-            "server.api_key_env",
-            format!(
-                "{var:?} is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*); it \
-                 names the variable that holds the key, never the key itself"
-            ),
-        ));
-    }
-    if server.threads == Some(0) {
-        return Err(invalid(
-            "threads",
-            "server.threads",
-            "0 threads: give a count, or leave `threads` out for llama-server's default".to_owned(),
-        ));
-    }
-    for (i, arg) in server.extra_args.iter().enumerate() {
-        if let Some(why) = refused_extra_arg(arg) {
-            return Err(invalid(
-                "extra_args",
-                &format!("server.extra_args[{i}]"),
-                format!("{}: {why}", shown_extra_arg(arg)),
-            ));
-        }
     }
     Ok(())
 }

@@ -1,15 +1,17 @@
 //! Deployment specs (`docker/*.toml`): parsed and validated into a [`Spec`] before any I/O, with
 //! file, line and field in every error. This file holds the types; `parse` reads the TOML
-//! (the `Raw*` twins with spans), `check` holds the rules (names, images, `[server]`, the
-//! refused llama-server arguments), `intent` the `[model]` table, and `render` what derives
-//! from a validated spec (llama-server's arguments, labels, the aimed health probe). The
-//! container itself is planned in [`crate::containers::ContainerPlan`].
+//! (the `Raw*` twins with spans), `check` holds the rules (names, images, the refused
+//! llama-server arguments), `server` the `[server]` rules (address, port, API key), `intent`
+//! the `[model]` table, and `render` what derives from a validated spec (llama-server's
+//! arguments, labels, the aimed health probe). The container itself is planned in
+//! [`crate::containers::ContainerPlan`].
 
 mod check;
 mod conflict;
 mod intent;
 mod parse;
 mod render;
+mod server;
 
 pub use check::{
     MAX_HEALTH_TIMEOUT_S, TUNE_PARKED_SUFFIX, is_container_name, refused_extra_arg, shown_extra_arg,
@@ -18,6 +20,7 @@ pub use conflict::{
     ConflictCheck, ConflictRule, DEFAULT_CHECK_TIMEOUT_S, RestoreWhen, check_probe_url, probe_host,
 };
 pub use render::{HealthProbe, LLAMA_CPP_HEALTHCHECK, host_port, http_base};
+pub use server::is_interface_name;
 
 use serde::{Deserialize, Serialize};
 
@@ -196,7 +199,9 @@ pub enum Gpus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Server {
-    /// Bind address (`--host`).
+    /// Bind address (`--host`): an IP address, or a network interface's name (`expose =
+    /// true` only), which the deployment plan resolves to that interface's address on the
+    /// machine vlmctl runs on, each time it runs (refused under `--host`).
     pub host: String,
     /// Port (`--port`), always explicit.
     pub port: u16,
@@ -212,12 +217,67 @@ pub struct Server {
     /// `--threads`, when set.
     #[serde(default)]
     pub threads: Option<u32>,
-    /// Environment variable holding the API key (required with `expose = true`).
+    /// Environment variable holding the API key (this or `api_key_file` is required with
+    /// `expose = true` and on a bridge network).
     #[serde(default)]
     pub api_key_env: Option<String>,
+    /// A file holding the API key, instead of `api_key_env`: an absolute path or one under
+    /// `~/`, on the machine vlmctl runs on, readable by its owner only (mode 0600 or 0400;
+    /// `vlmctl key new --file PATH` makes one). Left out of the canonical form when unset, so
+    /// that specs written before it keep their hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_file: Option<String>,
     /// Appended verbatim.
     #[serde(default)]
     pub extra_args: Vec<String>,
+}
+
+/// Where a spec's API key comes from: `server.api_key_env` or `server.api_key_file`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiKeySource {
+    /// This environment variable of whoever runs vlmctl.
+    Env(String),
+    /// This file (`~/` already expanded).
+    File(std::path::PathBuf),
+}
+
+impl std::fmt::Display for ApiKeySource {
+    /// `$VAR`, or `the key file PATH`: where the key is, never the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Env(var) => write!(f, "${var}"),
+            Self::File(path) => write!(f, "the key file {}", path.display()),
+        }
+    }
+}
+
+impl Server {
+    /// The network interface `host` names, when it names one instead of an address.
+    #[must_use]
+    pub fn interface(&self) -> Option<&str> {
+        self.host
+            .parse::<std::net::IpAddr>()
+            .is_err()
+            .then_some(self.host.as_str())
+    }
+
+    /// Where the API key comes from, if the spec names one (`api_key_file` under `~/` is
+    /// resolved against `$HOME`).
+    #[must_use]
+    pub fn api_key_source(&self) -> Option<ApiKeySource> {
+        if let Some(var) = &self.api_key_env {
+            return Some(ApiKeySource::Env(var.clone()));
+        }
+        self.api_key_file.as_ref().map(|f| {
+            ApiKeySource::File(match f.strip_prefix("~/") {
+                Some(rest) => std::path::PathBuf::from(
+                    std::env::var_os(vlmctl_base::env::HOME).unwrap_or_default(),
+                )
+                .join(rest),
+                None => std::path::PathBuf::from(f),
+            })
+        })
+    }
 }
 
 /// `[health]`.

@@ -9,9 +9,10 @@ use toml::Spanned;
 
 use crate::LifecycleError;
 
-use super::check::{check_deployment_name, check_image, check_server};
+use super::check::{check_deployment_name, check_image};
 use super::conflict::{RawConflict, parse_conflicts};
 use super::intent::parse_model;
+use super::server::check_server;
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
@@ -170,13 +171,14 @@ impl Spec {
             // Point at the key's own line inside [server] when it is there.
             invalid(key_span(text, &server_span, key), field, message)
         })?;
-        if network == Network::Bridge && server.api_key_env.is_none() {
+        if network == Network::Bridge && server.api_key_source().is_none() {
             return Err(invalid(
                 raw.network.span(),
                 "network",
                 "on a bridge network the server listens on the container's own address, which \
                  every other container on that network can reach whatever `server.host` says: \
-                 name an API key (`server.api_key_env`), or use network = \"host\""
+                 name an API key (`server.api_key_env` or `server.api_key_file`), or use \
+                 network = \"host\""
                     .to_owned(),
             ));
         }

@@ -71,8 +71,30 @@ impl Spec {
         if let Some(t) = s.threads {
             args.extend(["--threads".to_owned(), t.to_string()]);
         }
+        if alias_in(&s.extra_args).is_none() {
+            args.extend(["--alias".to_owned(), self.served_model(mount)]);
+        }
         args.extend(s.extra_args.iter().cloned());
         args
+    }
+
+    /// The model name clients send and `/v1/models` lists: the model file's own name
+    /// (`gemma-4-E2B-it-Q4_K_M.gguf`, as the runbook's client sends it), which vlmctl passes
+    /// as `--alias`; or the first name of an `--alias` in `extra_args`. Without an alias
+    /// llama-server lists the path it loaded (`/models/...gguf`); it serves a request whatever
+    /// its `model` says (one model per server), but a client that checks `/v1/models` or the
+    /// answer's `model` needs the name to match.
+    #[must_use]
+    pub fn served_model(&self, mount: &ModelMount) -> String {
+        if let Some(alias) = alias_in(&self.server.extra_args) {
+            return alias;
+        }
+        mount
+            .model_file
+            .rsplit('/')
+            .next()
+            .unwrap_or(&mount.model_file)
+            .to_owned()
     }
 
     /// Labels put on the container.
@@ -85,6 +107,20 @@ impl Spec {
             (crate::NAME_LABEL.to_owned(), self.name.clone()),
         ])
     }
+}
+
+/// The first name of an `-a`/`--alias` in `extra_args` (llama.cpp takes a comma-separated
+/// list; `/v1/models` lists the first as the model's id).
+fn alias_in(extra_args: &[String]) -> Option<String> {
+    let at = extra_args
+        .iter()
+        .position(|a| matches!(a.trim(), "-a" | "--alias"))?;
+    let names = extra_args.get(at + 1)?;
+    names
+        .split(',')
+        .map(str::trim)
+        .find(|n| !n.is_empty())
+        .map(str::to_owned)
 }
 
 /// The `HEALTHCHECK` of llama.cpp's published server images (its `.devops/*.Dockerfile`): it

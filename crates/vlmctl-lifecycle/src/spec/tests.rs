@@ -75,7 +75,8 @@ fn runbook_spec_gives_the_runbook_command_but_on_loopback() {
     assert_eq!(
         args,
         "--model /models/gemma-4-E2B-it-Q4_K_M.gguf --mmproj /models/mmproj-F16.gguf \
-         --host 127.0.0.1 --port 11435 --ctx-size 4096 -ngl 999 --jinja"
+         --host 127.0.0.1 --port 11435 --ctx-size 4096 -ngl 999 --jinja \
+         --alias gemma-4-E2B-it-Q4_K_M.gguf"
     );
     let line = run_line(&spec);
     assert!(line.contains("--gpus all"), "{line}");
@@ -188,6 +189,99 @@ fn exposing_needs_expose_and_an_api_key_variable() {
         "jinja = true\nextra_args = [\"--api-key\", \"x\"]",
     );
     assert!(err(&smuggled).contains("never as an argument"));
+}
+
+/// Clients send the model file's own name (the runbook's robot sends
+/// `gemma-4-E2B-it-Q4_K_M.gguf`): it is passed as `--alias`, so `/v1/models` lists it and
+/// answers carry it; an alias in `extra_args` wins and is what clients are told.
+#[test]
+fn the_served_model_is_the_file_name_or_the_spec_own_alias() {
+    let spec = Spec::parse(PANDA, Path::new("p")).unwrap();
+    assert_eq!(spec.served_model(&mount()), "gemma-4-E2B-it-Q4_K_M.gguf");
+    let own = Spec::parse(
+        &PANDA.replace(
+            "jinja = true",
+            "jinja = true\nextra_args = [\"--alias\", \"nav, other\"]",
+        ),
+        Path::new("p"),
+    )
+    .unwrap();
+    assert_eq!(own.served_model(&mount()), "nav");
+    let args = own.server_args(&mount());
+    assert_eq!(
+        args.iter().filter(|a| *a == "--alias").count(),
+        1,
+        "the spec's alias only: {args:?}"
+    );
+}
+
+/// `server.host` may name a network interface (resolved to its address when vlmctl runs):
+/// only with `expose = true` and a key, since an interface's address is never loopback.
+#[test]
+fn an_interface_name_as_host_needs_expose_and_a_key() {
+    let named = PANDA.replace("\"127.0.0.1\"", "\"eth0\"");
+    let got = err(&named);
+    assert!(
+        got.contains("server.host: binding the address of interface eth0 exposes the server"),
+        "{got}"
+    );
+    let ok = named
+        .replace("network = \"host\"", "network = \"host\"\nexpose = true")
+        .replace("jinja = true", "jinja = true\napi_key_env = \"K\"");
+    let spec = Spec::parse(&ok, Path::new("p")).unwrap();
+    assert_eq!(spec.server.interface(), Some("eth0"));
+    assert_eq!(
+        Spec::parse(PANDA, Path::new("p"))
+            .unwrap()
+            .server
+            .interface(),
+        None
+    );
+    for bad in ["-eth0", "eth0:1", "a-very-long-interface", "eth 0", ""] {
+        let got = err(&ok.replace("\"eth0\"", &format!("{bad:?}")));
+        assert!(
+            got.contains("is not an IP address or a network interface"),
+            "{bad}: {got}"
+        );
+    }
+}
+
+/// The key comes from a variable or a file, never both; a file is named by an absolute path
+/// (or `~/`), and either one satisfies `expose = true` and a bridge network.
+#[test]
+fn an_api_key_file_is_absolute_and_excludes_api_key_env() {
+    let exposed = PANDA
+        .replace("127.0.0.1", "192.0.2.10")
+        .replace("network = \"host\"", "network = \"host\"\nexpose = true");
+    let with = |line: &str| exposed.replace("jinja = true", &format!("jinja = true\n{line}"));
+    let spec = Spec::parse(
+        &with("api_key_file = \"/etc/vlmctl/robot.key\""),
+        Path::new("p"),
+    )
+    .unwrap();
+    assert_eq!(
+        spec.server.api_key_source(),
+        Some(ApiKeySource::File("/etc/vlmctl/robot.key".into()))
+    );
+    let line = run_line(&spec);
+    assert!(
+        line.contains("-e LLAMA_API_KEY=\"$(cat /etc/vlmctl/robot.key)\""),
+        "{line}"
+    );
+    assert!(
+        err(&with("api_key_file = \"robot.key\""))
+            .contains("server.api_key_file: \"robot.key\" is not an absolute path"),
+        "{}",
+        err(&with("api_key_file = \"robot.key\""))
+    );
+    assert!(err(&with("api_key_file = \"/k\"\napi_key_env = \"K\"")).contains("not both"));
+    // A spec without the new field keeps its hash (the canonical form leaves it out).
+    let plain = Spec::parse(PANDA, Path::new("p")).unwrap();
+    assert!(
+        !serde_json::to_string(&plain)
+            .unwrap()
+            .contains("api_key_file")
+    );
 }
 
 #[test]

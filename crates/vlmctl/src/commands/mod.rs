@@ -1,6 +1,7 @@
 //! One module per command family; shared plumbing (plan, state dir, hub client) here and
 //! shared rendering in [`crate::render`].
 pub mod bench;
+pub mod client;
 pub mod export;
 pub mod gates;
 pub mod provision;

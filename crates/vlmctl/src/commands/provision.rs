@@ -6,6 +6,7 @@ use std::io::{BufRead as _, IsTerminal as _};
 use std::sync::Arc;
 
 use indicatif::ProgressBar;
+use vlmctl_deploy::client::ClientSettings;
 use vlmctl_deploy::events::{Answer, Cancel, Confirm, Event, Sink};
 use vlmctl_deploy::offload::GpuProof;
 use vlmctl_deploy::provision::{self, Ctx, Options, Provisioned};
@@ -31,6 +32,7 @@ pub async fn provision(
     let d = &args.deploy;
     if args.dry_run {
         let plan = super::plan(d.spec.as_deref(), &d.lock.lock, &d.dirs)?;
+        plan.check_interface_on(engine)?;
         if let Some(need) = &plan.unpinned {
             let then = if d.pin.locked {
                 "with --locked (VLMCTL_LOCKED), provision refuses to change the lock (exit 3)"
@@ -132,22 +134,17 @@ async fn provision_job(
     listener.abort();
     sink.finish();
     let base = plan.base_url();
+    let (spec, host) = (&plan.spec, vlmctl_deploy::history::host_name(engine));
+    let client = |model: &str| ClientSettings::of(spec, model, &host);
     let detail = match done? {
         Provisioned::Unchanged {
             container_id,
             model,
             ..
         } => {
-            let name = &plan.spec.name;
-            if d.json {
-                let launch = Launch::Unchanged {
-                    id: container_id.clone(),
-                };
-                let doc = serde_json::json!({"deployment": name, "unchanged": true, "container_id": container_id, "launch": launch, "url": format!("{base}/v1"), "model": model});
-                out.stdout(&serde_json::to_string_pretty(&doc).unwrap_or_default());
-            } else {
-                out.stdout(&format!("{name} unchanged and healthy\n\nclient settings:\nNAV_VLLM_URL={base}/v1\nNAV_VLLM_MODEL={model}"));
-            }
+            let name = &spec.name;
+            let settings = client(&model);
+            out.stdout(&unchanged(d.json, name, &container_id, &base, &settings));
             format!("{name} unchanged and healthy, serving {model} at {base}")
         }
         Provisioned::Ready {
@@ -160,6 +157,7 @@ async fn provision_job(
                 let mut doc = serde_json::to_value(&record).unwrap_or_default();
                 if let Some(o) = doc.as_object_mut() {
                     o.insert("url".to_owned(), format!("{base}/v1").into());
+                    o.insert("client".to_owned(), client(&record.smoke.model).to_json());
                 }
                 out.stdout(&serde_json::to_string_pretty(&doc).unwrap_or_default());
             } else {
@@ -169,7 +167,7 @@ async fn provision_job(
                     GpuProof::NotChecked { .. } => String::new(),
                 };
                 out.stdout(&format!(
-                    "{} ready in {:.1} s (smoke: {:?} in {:.0} ms{}); record: {}{gpu}\n\nclient settings:\nNAV_VLLM_URL={base}/v1\nNAV_VLLM_MODEL={}",
+                    "{} ready in {:.1} s (smoke: {:?} in {:.0} ms{}); record: {}{gpu}\n\n{}",
                     record.deployment,
                     record.startup_s,
                     smoke.content,
@@ -182,7 +180,7 @@ async fn provision_job(
                         (false, _) => String::new(),
                     },
                     record_path.display(),
-                    smoke.model
+                    client(&smoke.model).render()
                 ));
             }
             format!(
@@ -199,6 +197,26 @@ async fn provision_job(
         }
     };
     Ok(detail)
+}
+
+/// What `provision` prints for a deployment it found running unchanged: a line and the client
+/// settings, or with `json` one object.
+fn unchanged(
+    json: bool,
+    name: &str,
+    container_id: &str,
+    base: &str,
+    client: &ClientSettings,
+) -> String {
+    if json {
+        let launch = Launch::Unchanged {
+            id: container_id.to_owned(),
+        };
+        let doc = serde_json::json!({"deployment": name, "unchanged": true, "container_id": container_id, "launch": launch, "url": format!("{base}/v1"), "model": client.model, "client": client.to_json()});
+        serde_json::to_string_pretty(&doc).unwrap_or_default()
+    } else {
+        format!("{name} unchanged and healthy\n\n{}", client.render())
+    }
 }
 
 /// A provision that stopped before its gates because its model could not be pinned (the hub

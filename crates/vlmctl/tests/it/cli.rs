@@ -451,3 +451,95 @@ fn a_provision_that_cannot_pin_still_shows_the_other_gates() {
     assert!(err.contains("then the gates: daemon"), "{err}");
     assert!(!tmp.path().join("weights.lock").exists(), "nothing written");
 }
+
+/// `key new` makes a key file only its owner reads and never replaces one (exit 3); a spec
+/// whose key file others may read is refused before anything starts (exit 3), naming the file
+/// and the `chmod 600` that fixes it, and never showing the key.
+#[test]
+fn key_files_are_made_private_and_a_loose_one_is_refused_with_the_chmod_that_fixes_it() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let key_file = tmp.path().join("robot.key");
+    let (code, out, err) = run(vlmctl().args(["key", "new", "--file"]).arg(&key_file));
+    assert_eq!(code, 0, "{err}");
+    let key = fs::read_to_string(&key_file).unwrap().trim().to_owned();
+    assert_eq!(key.len(), 64);
+    assert!(!out.contains(&key), "{out}");
+    assert!(out.contains("api_key_file = "), "{out}");
+    assert_eq!(
+        fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let (code, _, err) = run(vlmctl().args(["key", "new", "--file"]).arg(&key_file));
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("already exists: a key file is never replaced"),
+        "{err}"
+    );
+    assert_eq!(fs::read_to_string(&key_file).unwrap().trim(), key);
+
+    fs::set_permissions(&key_file, fs::Permissions::from_mode(0o644)).unwrap();
+    let spec = tmp.path().join("exposed.toml");
+    let text = fs::read_to_string(repo_file("docker/cpu-test.toml"))
+        .unwrap()
+        .replace(
+            "host = \"127.0.0.1\"",
+            &format!(
+                "host = \"192.0.2.10\"\napi_key_file = \"{}\"",
+                key_file.display()
+            ),
+        )
+        .replace("network = \"host\"", "network = \"host\"\nexpose = true");
+    fs::write(&spec, text).unwrap();
+    let (code, _, err) = run(vlmctl()
+        .args(["provision", "--no-record", "--spec"])
+        .arg(&spec)
+        .arg("--lock")
+        .arg(repo_file("examples/cpu-test.lock"))
+        .env("VLMCTL_STATE_DIR", tmp.path().join("state"))
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock"));
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains(&format!(
+            "the API key file {} has mode 0644",
+            key_file.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("chmod 600 {}", key_file.display())),
+        "{err}"
+    );
+    assert!(!err.contains(&key), "{err}");
+}
+
+/// `vlmctl client` asks the running server: a deployment that does not answer is exit 5, named,
+/// with what to run, never settings that may be stale.
+#[test]
+fn client_settings_of_a_deployment_that_does_not_answer_are_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = crate::common::free_port();
+    let spec = tmp.path().join("cpu.toml");
+    fs::write(
+        &spec,
+        fs::read_to_string(repo_file("docker/cpu-test.toml"))
+            .unwrap()
+            .replace("port = 18435", &format!("port = {port}")),
+    )
+    .unwrap();
+    let (code, out, err) = run(vlmctl()
+        .args(["client", "--spec"])
+        .arg(&spec)
+        .arg("--lock")
+        .arg(repo_file("examples/cpu-test.lock"))
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock"));
+    assert_eq!(code, 5, "{out}\n{err}");
+    assert_eq!(out, "");
+    assert!(
+        err.contains(&format!(
+            "error: vlmctl-cpu-test does not answer at http://127.0.0.1:{port}"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("hint: `vlmctl status` shows whether"), "{err}");
+}

@@ -258,7 +258,7 @@ async fn provision_relaunch_change_teardown() {
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("NAV_VLLM_URL=http://127.0.0.1:"), "{out}");
     assert!(
-        out.contains("NAV_VLLM_MODEL=/models/gemma-3-270m-q4_k_m.gguf"),
+        out.contains("\nNAV_VLLM_MODEL=gemma-3-270m-q4_k_m.gguf"),
         "{out}"
     );
     assert!(!running(&conflict), "the confirmed conflict was stopped");
@@ -882,7 +882,7 @@ async fn provision_pins_on_first_use_then_serves_from_the_lock() {
     assert!(err.contains(&format!("commit {}", lock.display())), "{err}");
     assert!(err.contains("fetching g3 from the hub"), "{err}");
     assert!(
-        out.contains("NAV_VLLM_MODEL=/models/gemma-3-270m-q4_k_m.gguf"),
+        out.contains("\nNAV_VLLM_MODEL=gemma-3-270m-q4_k_m.gguf"),
         "{out}"
     );
     let text = std::fs::read_to_string(&lock).unwrap();

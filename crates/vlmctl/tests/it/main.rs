@@ -33,6 +33,8 @@ mod hosts_status;
 mod module_cycles;
 mod pin;
 #[cfg(feature = "test-env")]
+mod robot;
+#[cfg(feature = "test-env")]
 mod serve_browser;
 mod serve_cli;
 #[cfg(feature = "test-env")]
