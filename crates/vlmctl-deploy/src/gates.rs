@@ -11,7 +11,9 @@ use crate::human_bytes;
 use crate::plan::DeploymentPlan;
 
 /// Where the GPUs are looked at: this machine's `nvidia-smi`, or, on another host, one in a
-/// short-lived container from the deployment's image with the GPUs requested.
+/// short-lived container there from the deployment's image with the GPUs requested, in that
+/// host's PID namespace (`vlmctl_lifecycle::gpu::container`: processes mapped to containers and
+/// free memory read there, as here).
 #[must_use]
 pub fn gpu_probe(
     engine: &vlmctl_lifecycle::Engine,
