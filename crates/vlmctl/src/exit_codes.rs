@@ -18,7 +18,8 @@ pub const ENVIRONMENT: u8 = 5;
 /// The Hugging Face hub could not be used: unreachable, refused (401/403), not found (404),
 /// failing (5xx), or the transfer broke off (re-running resumes).
 pub const HUB: u8 = 6;
-/// A read-only gate failed (`gates`, `provision`): nothing was changed.
+/// A gate failed (`gates`, `provision`; also a "no" at the stop prompt, Gate 1 answered no):
+/// nothing was changed.
 pub const GATE_FAILED: u8 = 7;
 /// The server did not come up right: launch, readiness, smoke request or memory ceiling.
 /// Anything stopped for it was restored.

@@ -192,7 +192,9 @@ fn deploy_code(e: &vlmctl_deploy::DeployError) -> u8 {
         | E::LockedRefusal { .. } => exit_codes::INVALID_INPUT,
         E::PushToLocal | E::PushFolder { .. } => exit_codes::USAGE,
         E::PushUnverified { .. } => exit_codes::VERIFY_FAILED,
-        E::GateFailed { .. } => exit_codes::GATE_FAILED,
+        // A "no" at the stop prompt is Gate 1 answered no (the runbook's "leave it and cancel"):
+        // a gate failed, nothing was changed.
+        E::GateFailed { .. } | E::Declined { .. } => exit_codes::GATE_FAILED,
         E::SmokeFailed { .. }
         | E::ThinkingLeaked { .. }
         | E::MemoryCeiling { .. }
@@ -200,10 +202,7 @@ fn deploy_code(e: &vlmctl_deploy::DeployError) -> u8 {
         | E::NotOnGpu(_)
         | E::CudaFailedAtLoad { .. }
         | E::ImageIgnored { .. } => exit_codes::SERVER,
-        // A "no" at the stop prompt cancels as Ctrl-C there does: nothing changed.
-        E::Interrupted { .. } | E::PushInterrupted { .. } | E::Declined { .. } => {
-            exit_codes::INTERRUPTED
-        }
+        E::Interrupted { .. } | E::PushInterrupted { .. } => exit_codes::INTERRUPTED,
         // A restored service not proven alive outranks the run's own failure: production is
         // down, and the run's cause is in the message.
         E::ConflictCheckFailed { .. } => exit_codes::CONFLICT_NOT_ALIVE,
@@ -306,7 +305,7 @@ mod tests {
         assert_eq!(code(undone(vec![alive])), crate::exit_codes::SERVER);
         assert_eq!(
             code(E::Declined { name: "n".into() }),
-            crate::exit_codes::INTERRUPTED
+            crate::exit_codes::GATE_FAILED
         );
     }
 

@@ -472,7 +472,7 @@ fn unconfirmed_is_cancelled(
     // provision is cancelled (as a "no" at the prompt): nothing stopped, nothing launched
     // (issue #23; it used to launch beside the conflict).
     let (code, out, err) = run(&mut r.cmd(hub, &["provision"], spec, lock));
-    assert_eq!(code, 130, "{out}\n{err}");
+    assert_eq!(code, 7, "{out}\n{err}");
     assert!(
         err.contains("fetching gemma-3-270m-q4km from the hub"),
         "{err}"

@@ -579,7 +579,7 @@ async fn at_the_prompt_ctrl_c_and_n_change_nothing_and_y_goes_ahead() {
     );
     assert!(!journal_path(&r, &server).exists());
 
-    // "n" cancels as Ctrl-C does: the same exit code, nothing changed (issue #23).
+    // "n" cancels: Gate 1 answered no, exit 7 (a gate failed), nothing changed (issue #23).
     let (mut child, seen) = at_a_terminal(&r.cmd(&hub, &["provision"], &spec, &lock));
     poll_until("the prompt", Duration::from_secs(90), || {
         seen.lock().unwrap().contains(&prompt)
@@ -587,7 +587,7 @@ async fn at_the_prompt_ctrl_c_and_n_change_nothing_and_y_goes_ahead() {
     type_at(&mut child, b"n\n");
     let status = exit_of(&mut child, "n at the prompt");
     let text = seen.lock().unwrap().clone();
-    assert_eq!(status.code(), Some(130), "{text}");
+    assert_eq!(status.code(), Some(7), "{text}");
     assert!(
         text.contains(&format!(
             "cancelled: stopping {conflict} was not confirmed (answered no, or no terminal to ask at); nothing was changed"
