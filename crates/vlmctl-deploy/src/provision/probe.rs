@@ -16,12 +16,21 @@ use std::time::Duration;
 use vlmctl_lifecycle::containers::{self, ContainerPlan, Launch, LaunchStep, ProbeEnd, Room};
 use vlmctl_lifecycle::{Docker, LifecycleError};
 
-use super::Run;
 use crate::DeployError;
 use crate::events::{Cancel, Event, Sink};
 use crate::offload::{self, LogEvidence};
 use crate::plan::DeploymentPlan;
 use crate::server_checks::{expect, not_on_gpu, stale_weights};
+
+/// What a launch acts on: the engine and its client, the plan, the run's id (its containers'
+/// label and journal entries).
+#[derive(Clone, Copy)]
+pub(super) struct Target<'a> {
+    pub(super) engine: &'a vlmctl_lifecycle::Engine,
+    pub(super) docker: &'a Docker,
+    pub(super) plan: &'a DeploymentPlan,
+    pub(super) run_id: &'a str,
+}
 
 /// The launch: a server already running this spec maps the files it opened when it started;
 /// when they were damaged, repaired or replaced since, it serves other bytes than the verified
@@ -29,18 +38,18 @@ use crate::server_checks::{expect, not_on_gpu, stale_weights};
 /// container of a GPU spec is preceded by the GPU probe, whose evidence is returned (`None`:
 /// no GPU asked for, or the running container kept).
 pub(super) async fn launch_fresh(
-    run: &Run<'_>,
+    at: &Target<'_>,
     repaired: &[String],
     record: &mut dyn FnMut(LaunchStep<'_>) -> Result<(), LifecycleError>,
     sink: &mut dyn Sink,
     cancel: &Cancel,
 ) -> Result<(Launch, Option<LogEvidence>), DeployError> {
-    let Run {
+    let Target {
         engine,
         docker,
         plan,
-        ..
-    } = *run;
+        run_id,
+    } = *at;
     let spec = &plan.spec;
     let replace_same = match stale_weights(engine, docker, plan, repaired).await {
         Some(why) => {
@@ -60,7 +69,7 @@ pub(super) async fn launch_fresh(
     let evidence = if spec.gpus == vlmctl_lifecycle::spec::Gpus::None {
         None
     } else {
-        Some(probe(docker, plan, &run.id, sink, cancel).await?)
+        Some(probe(docker, plan, run_id, sink, cancel).await?)
     };
     let labels = std::collections::HashMap::new();
     let launch = containers::create_and_start(
@@ -68,7 +77,7 @@ pub(super) async fn launch_fresh(
         spec,
         &plan.mount,
         plan.api_key.as_deref(),
-        (&run.id, &labels),
+        (run_id, &labels),
         replaced,
         record,
     )

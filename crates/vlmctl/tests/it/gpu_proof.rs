@@ -50,6 +50,16 @@ fn probes_of(server: &str) -> String {
     ])
 }
 
+/// The ids of the running GPU probes of `server`.
+fn probes_running(server: &str) -> String {
+    docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=org.vlmctl.probe-of={server}"),
+    ])
+}
+
 /// Creates (does not start) what a run killed during its GPU probe leaves: a container named
 /// and labelled as that probe. Returns its id.
 fn left_probe(server: &str, image: &str) -> String {
@@ -144,12 +154,7 @@ fn a_signal_while_the_probe_loads_removes_it_and_undoes_the_run() {
         .spawn()
         .expect("vlmctl");
     poll_until("the probe runs", Duration::from_secs(60), || {
-        docker(&[
-            "ps",
-            "-q",
-            "--filter",
-            &format!("label=org.vlmctl.probe-of={server}"),
-        ]) != ""
+        !probes_running(&server).is_empty()
     });
     signal("TERM", &child.id().to_string());
     let out = child.wait_with_output().expect("vlmctl ends");
