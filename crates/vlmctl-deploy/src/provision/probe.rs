@@ -69,6 +69,10 @@ pub(super) async fn launch_fresh(
     let evidence = if spec.gpus == vlmctl_lifecycle::spec::Gpus::None {
         None
     } else {
+        // Journalled first, as the create is: a run killed while its probe loads is then a dead
+        // run, which the next run undoes (the conflicts it stopped started again, its probe
+        // found by the run's label and removed) before anything else.
+        record(LaunchStep::Creating)?;
         Some(probe(docker, plan, run_id, sink, cancel).await?)
     };
     let labels = std::collections::HashMap::new();
