@@ -363,7 +363,7 @@ mod tests {
 
     /// Real: the first 150 lines of stderr of the CPU llama-server the tests run (llama.cpp
     /// build 11434, `scripts/test`'s static CPU build) with the 270M GGUF, `-ngl 999
-    /// -lv 4` (the verbosity vlmctl sets for a GPU spec).
+    /// -lv 4` (the verbosity of vlmctl's GPU probe).
     const CPU_LV4: &str = include_str!("testdata/cpu-server-11434-lv4.log");
     /// Real: the same server at its default verbosity (3), up to "listening".
     const CPU_LV3: &str = include_str!("testdata/cpu-server-11434-lv3.log");

@@ -7,9 +7,11 @@
 //! created; the run's undo puts back what it set aside and stopped.
 //!
 //! The probe never outlives its run: removed when its load ends, fails, times out or is
-//! interrupted (a cancel from SIGINT or SIGTERM ends the wait at once); one left by a run
-//! killed with SIGKILL is removed by the next run of the deployment ([`sweep`]), its teardown
-//! and `restore`.
+//! interrupted (a cancel from SIGINT or SIGTERM ends the wait at once). The launch is
+//! journalled before the probe starts, so a run killed with SIGKILL meanwhile is a dead run,
+//! which the next run undoes first (the journal's undo removes the containers carrying the
+//! run's label, the probe included); [`sweep`] (at every provision and relaunch, teardown and
+//! `restore`) removes any probe of the deployment still left.
 
 use std::time::Duration;
 
