@@ -2,8 +2,7 @@
 //! old container is set aside first (its port and GPU memory free), then a GPU spec's probe
 //! loads the model once at the verbosity that logs devices and offloaded layers and is removed
 //! ([`vlmctl_lifecycle::containers::ContainerPlan::probe`] says why its log proves what the
-//! deployment does), then the deployment is created at the verbosity that logs no request
-//! bodies. A probe whose log shows a CPU fallback fails the run before the deployment is
+//! deployment does), then the deployment is created at the quiet verbosity (3). A probe whose log shows a CPU fallback fails the run before the deployment is
 //! created; the run's undo puts back what it set aside and stopped.
 //!
 //! The probe never outlives its run: removed when its load ends, fails, times out or is
