@@ -51,6 +51,25 @@ pub async fn container_plan(
     )
 }
 
+/// For `provision --dry-run` of a spec that asks for GPUs: a line saying that `provision` runs
+/// the one-shot GPU probe before the container printed, and at which verbosities the two run;
+/// `None` for a CPU spec (no probe).
+#[must_use]
+pub fn probe_note(spec: &Spec) -> Option<String> {
+    use vlmctl_lifecycle::containers::{
+        LOG_VERBOSITY_ENV, PROBE_LOG_VERBOSITY, SERVER_LOG_VERBOSITY, probe_name,
+    };
+    (spec.gpus != Gpus::None).then(|| {
+        format!(
+            "before it, provision loads the model once in {}: the same image, GPUs, mount and \
+             arguments, at {LOG_VERBOSITY_ENV}={PROBE_LOG_VERBOSITY} (where llama-server logs its \
+             CUDA devices and offloaded layers) with no network, removed after the load; the \
+             server below runs at {SERVER_LOG_VERBOSITY}, which logs a few lines per request",
+            probe_name(&spec.name)
+        )
+    })
+}
+
 /// The compose file for `plan`: the container `vlmctl provision` creates (same arguments,
 /// labels, read-only bind mount, dropped capabilities, GPU request, health check), the API key
 /// as a compose variable reference (`${VAR}`, never its value).

@@ -363,7 +363,7 @@ mod tests {
 
     /// Real: the first 150 lines of stderr of the CPU llama-server the tests run (llama.cpp
     /// build 11434, `scripts/test`'s static CPU build) with the 270M GGUF, `-ngl 999
-    /// -lv 4` (the verbosity vlmctl sets for a GPU spec).
+    /// -lv 4` (the verbosity of vlmctl's GPU probe).
     const CPU_LV4: &str = include_str!("testdata/cpu-server-11434-lv4.log");
     /// Real: the same server at its default verbosity (3), up to "listening".
     const CPU_LV3: &str = include_str!("testdata/cpu-server-11434-lv3.log");
@@ -464,9 +464,8 @@ CUDA error: no kernel image is available for execution on the device
         );
         // At 3 the probe's evidence lines are not there: nothing to object to.
         let quiet: String = CPU_LV3
-            .lines()
+            .split_inclusive('\n')
             .filter(|l| !l.starts_with("warning:"))
-            .map(|l| format!("{l}\n"))
             .collect();
         assert_eq!(check_server(&parse(&quiet)), Ok(()));
         assert!(

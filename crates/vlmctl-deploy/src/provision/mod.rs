@@ -524,7 +524,13 @@ async fn launch_and_check(
     // A server already running this spec maps the files it opened when it started: when they
     // were damaged, repaired or replaced since, it serves other bytes than the verified ones,
     // and is replaced (set aside, put back if the new one fails) instead of kept.
-    let (launch, probed) = probe::launch_fresh(run, repaired, &mut record, sink, cancel).await?;
+    let at = probe::Target {
+        engine,
+        docker,
+        plan,
+        run_id: &run.id,
+    };
+    let (launch, probed) = probe::launch_fresh(&at, repaired, &mut record, sink, cancel).await?;
     sink.event(Event::Launched {
         deployment: spec.name.clone(),
         launch: launch.clone(),

@@ -2,26 +2,36 @@
 //! old container is set aside first (its port and GPU memory free), then a GPU spec's probe
 //! loads the model once at the verbosity that logs devices and offloaded layers and is removed
 //! ([`vlmctl_lifecycle::containers::ContainerPlan::probe`] says why its log proves what the
-//! deployment does), then the deployment is created at the verbosity that logs no request
-//! bodies. A probe whose log shows a CPU fallback fails the run before the deployment is
+//! deployment does), then the deployment is created at the quiet verbosity (3). A probe whose log shows a CPU fallback fails the run before the deployment is
 //! created; the run's undo puts back what it set aside and stopped.
 //!
 //! The probe never outlives its run: removed when its load ends, fails, times out or is
-//! interrupted (a cancel from SIGINT or SIGTERM ends the wait at once); one left by a run
-//! killed with SIGKILL is removed by the next run of the deployment ([`sweep`]), its teardown
-//! and `restore`.
+//! interrupted (a cancel from SIGINT or SIGTERM ends the wait at once). The launch is
+//! journalled before the probe starts, so a run killed with SIGKILL meanwhile is a dead run,
+//! which the next run undoes first (the journal's undo removes the containers carrying the
+//! run's label, the probe included); [`sweep`] (at every provision and relaunch, teardown and
+//! `restore`) removes any probe of the deployment still left.
 
 use std::time::Duration;
 
 use vlmctl_lifecycle::containers::{self, ContainerPlan, Launch, LaunchStep, ProbeEnd, Room};
 use vlmctl_lifecycle::{Docker, LifecycleError};
 
-use super::Run;
 use crate::DeployError;
 use crate::events::{Cancel, Event, Sink};
 use crate::offload::{self, LogEvidence};
 use crate::plan::DeploymentPlan;
 use crate::server_checks::{expect, not_on_gpu, stale_weights};
+
+/// What a launch acts on: the engine and its client, the plan, the run's id (its containers'
+/// label and journal entries).
+#[derive(Clone, Copy)]
+pub(super) struct Target<'a> {
+    pub(super) engine: &'a vlmctl_lifecycle::Engine,
+    pub(super) docker: &'a Docker,
+    pub(super) plan: &'a DeploymentPlan,
+    pub(super) run_id: &'a str,
+}
 
 /// The launch: a server already running this spec maps the files it opened when it started;
 /// when they were damaged, repaired or replaced since, it serves other bytes than the verified
@@ -29,18 +39,18 @@ use crate::server_checks::{expect, not_on_gpu, stale_weights};
 /// container of a GPU spec is preceded by the GPU probe, whose evidence is returned (`None`:
 /// no GPU asked for, or the running container kept).
 pub(super) async fn launch_fresh(
-    run: &Run<'_>,
+    at: &Target<'_>,
     repaired: &[String],
     record: &mut dyn FnMut(LaunchStep<'_>) -> Result<(), LifecycleError>,
     sink: &mut dyn Sink,
     cancel: &Cancel,
 ) -> Result<(Launch, Option<LogEvidence>), DeployError> {
-    let Run {
+    let Target {
         engine,
         docker,
         plan,
-        ..
-    } = *run;
+        run_id,
+    } = *at;
     let spec = &plan.spec;
     let replace_same = match stale_weights(engine, docker, plan, repaired).await {
         Some(why) => {
@@ -60,7 +70,11 @@ pub(super) async fn launch_fresh(
     let evidence = if spec.gpus == vlmctl_lifecycle::spec::Gpus::None {
         None
     } else {
-        Some(probe(docker, plan, &run.id, sink, cancel).await?)
+        // Journalled first, as the create is: a run killed while its probe loads is then a dead
+        // run, which the next run undoes (the conflicts it stopped started again, its probe
+        // found by the run's label and removed) before anything else.
+        record(LaunchStep::Creating)?;
+        Some(probe(docker, plan, run_id, sink, cancel).await?)
     };
     let labels = std::collections::HashMap::new();
     let launch = containers::create_and_start(
@@ -68,7 +82,7 @@ pub(super) async fn launch_fresh(
         spec,
         &plan.mount,
         plan.api_key.as_deref(),
-        (&run.id, &labels),
+        (run_id, &labels),
         replaced,
         record,
     )

@@ -23,9 +23,10 @@
 //! The probe cannot be reached by anyone and cannot collide with the deployment's port or an
 //! old server still on it: it has no network (`none`; the bind address is loopback inside its
 //! own namespace), no restart policy, no API key, no health check. It carries [`PROBE_LABEL`]
-//! with the deployment's name: the run that made it removes it on every path, and a probe
-//! left by a killed run is removed by the next provision, relaunch, teardown or restore of
-//! that deployment ([`remove_probes`]).
+//! with the deployment's name (and the run's [`crate::RUN_LABEL`]): the run that made it
+//! removes it on every path, and a probe left by a killed run is removed by the next
+//! provision, relaunch, teardown or restore of that deployment ([`remove_probes`], or the
+//! journal's undo of the dead run, by its run label).
 
 use std::time::{Duration, Instant};
 

@@ -46,17 +46,8 @@ pub async fn provision(
         if let Some(note) = note {
             out.progress(&note);
         }
-        if plan.spec.gpus != vlmctl_lifecycle::spec::Gpus::None {
-            out.progress(&format!(
-                "before it, provision loads the model once in {}: the same image, GPUs, mount \
-                 and arguments, at {}={} (where llama-server logs its CUDA devices and offloaded \
-                 layers) with no network, removed after the load; the server below runs at {}, \
-                 which logs a few lines per request",
-                vlmctl_lifecycle::containers::probe_name(&plan.spec.name),
-                vlmctl_lifecycle::containers::LOG_VERBOSITY_ENV,
-                vlmctl_lifecycle::containers::PROBE_LOG_VERBOSITY,
-                vlmctl_lifecycle::containers::SERVER_LOG_VERBOSITY,
-            ));
+        if let Some(note) = vlmctl_deploy::export::probe_note(&plan.spec) {
+            out.progress(&note);
         }
         out.stdout(&container.docker_run_line());
         return Ok(exit_codes::SUCCESS);

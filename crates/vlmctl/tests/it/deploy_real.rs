@@ -992,13 +992,6 @@ fn the_readmes_cpu_flow_serves_and_benchmarks_the_camera_frame() {
     let extra = readme_dir_args();
     let mut outputs = Vec::new();
     // The deployment's log around the bench (issue #23): its size before and after.
-    let log_bytes = || {
-        let out = std::process::Command::new("docker")
-            .args(["logs", "vlmctl-cpu-test"])
-            .output()
-            .expect("docker logs");
-        out.stdout.len() + out.stderr.len()
-    };
     let mut bench_log = 0;
     for line in section.lines().filter(|l| l.starts_with("vlmctl ")) {
         let line = line.split(" # ").next().unwrap_or(line).trim();
@@ -1018,7 +1011,9 @@ fn the_readmes_cpu_flow_serves_and_benchmarks_the_camera_frame() {
         } else {
             &[]
         };
-        let before = line.starts_with("vlmctl bench").then(log_bytes);
+        let before = line
+            .starts_with("vlmctl bench")
+            .then(|| log_bytes("vlmctl-cpu-test"));
         let (code, out, err) = run(vlmctl()
             .args(&args)
             .args(dir_args)
@@ -1027,7 +1022,7 @@ fn the_readmes_cpu_flow_serves_and_benchmarks_the_camera_frame() {
             .stdin(Stdio::null()));
         assert_eq!(code, 0, "`{line}` failed:\n{out}\n{err}");
         if let Some(before) = before {
-            bench_log = log_bytes().saturating_sub(before);
+            bench_log = log_bytes("vlmctl-cpu-test").saturating_sub(before);
             let env = docker(&["inspect", "-f", "{{json .Config.Env}}", "vlmctl-cpu-test"]);
             assert!(env.contains("\"LLAMA_ARG_LOG_VERBOSITY=3\""), "{env}");
         }
@@ -1080,28 +1075,36 @@ fn the_readmes_cpu_flow_serves_and_benchmarks_the_camera_frame() {
         results["image_sha256"],
         "67c697265bba04bce549eb8e1915f343d79eeef8d584bad08535109ac21ed3e4"
     );
-    // Quiet logs (issue #23): the server ran at verbosity 3, and its log grew by less than
-    // 1.5 KB per request (at 4, about 35 trace lines per request: 3.4 KB).
+    assert_quiet_log(bench_log, &results);
+    assert!(said("vlmctl teardown").contains("removed vlmctl-cpu-test"));
+}
+
+/// The size of the container `name`'s log as `docker logs` gives it (stdout and stderr).
+fn log_bytes(name: &str) -> usize {
+    let out = std::process::Command::new("docker")
+        .args(["logs", name])
+        .output()
+        .expect("docker logs");
+    out.stdout.len() + out.stderr.len()
+}
+
+/// Quiet logs (issue #23): a server at verbosity 3 grew its log by less than 1.5 KB per request
+/// of the bench whose `results` these are (at 4, about 35 trace lines per request: 3.4 KB).
+fn assert_quiet_log(grew: usize, results: &serde_json::Value) {
     let t = &results["targets"][0];
+    let sent = |c: &serde_json::Value| {
+        c["warmup"].as_array().map_or(0, Vec::len) + c["samples"].as_array().map_or(0, Vec::len)
+    };
     let requests: usize = t["configs"]
         .as_array()
-        .map(|cs| {
-            cs.iter()
-                .map(|c| {
-                    c["warmup"].as_array().map_or(0, Vec::len)
-                        + c["samples"].as_array().map_or(0, Vec::len)
-                })
-                .sum()
-        })
-        .unwrap_or(0)
+        .map_or(0, |cs| cs.iter().map(sent).sum::<usize>())
         + usize::from(!t["describe_answer"].is_null() || !t["describe_error"].is_null());
     assert!(requests >= 30, "{requests} requests in {results}");
     assert!(
-        bench_log < 1500 * requests,
-        "the log grew by {bench_log} bytes over {requests} requests: {} per request",
-        bench_log / requests
+        grew < 1500 * requests,
+        "the log grew by {grew} bytes over {requests} requests: {} per request",
+        grew / requests
     );
-    assert!(said("vlmctl teardown").contains("removed vlmctl-cpu-test"));
 }
 
 /// A projector llama-server cannot load (a GGUF that verifies against the lock but is no

@@ -50,6 +50,16 @@ fn probes_of(server: &str) -> String {
     ])
 }
 
+/// The ids of the running GPU probes of `server`.
+fn probes_running(server: &str) -> String {
+    docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=org.vlmctl.probe-of={server}"),
+    ])
+}
+
 /// Creates (does not start) what a run killed during its GPU probe leaves: a container named
 /// and labelled as that probe. Returns its id.
 fn left_probe(server: &str, image: &str) -> String {
@@ -125,16 +135,7 @@ fn gpu_spec_provision(r: &Run, image: &str, server: &str) -> (Command, String) {
 #[test]
 fn a_signal_while_the_probe_loads_removes_it_and_undoes_the_run() {
     let r = Run::new("probesig");
-    let ctx = r.path("slow-ctx");
-    std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::copy(Env::require("VLMCTL_TEST_BUSYBOX"), ctx.join("busybox")).unwrap();
-    std::fs::write(
-        ctx.join("Dockerfile"),
-        "FROM scratch\nCOPY busybox /bin/busybox\n\
-         ENTRYPOINT [\"/bin/busybox\", \"sh\", \"-c\", \"echo 'load_model: loading model' >&2; exec /bin/busybox sleep 600\", \"llama-server\"]\n",
-    )
-    .unwrap();
-    let tag = r.build_image("slow-load", &ctx);
+    let tag = slow_loading_image(&r);
     let server = r.name("server");
     let _server_guard = LabelGuard::deployment(&server);
     let (mut cmd, conflict) = gpu_spec_provision(&r, &tag, &server);
@@ -144,12 +145,7 @@ fn a_signal_while_the_probe_loads_removes_it_and_undoes_the_run() {
         .spawn()
         .expect("vlmctl");
     poll_until("the probe runs", Duration::from_secs(60), || {
-        docker(&[
-            "ps",
-            "-q",
-            "--filter",
-            &format!("label=org.vlmctl.probe-of={server}"),
-        ]) != ""
+        !probes_running(&server).is_empty()
     });
     signal("TERM", &child.id().to_string());
     let out = child.wait_with_output().expect("vlmctl ends");
@@ -277,6 +273,60 @@ fn a_gpu_server_that_dies_of_a_cuda_error_gets_the_kernels_hint_and_is_undone() 
     );
     assert!(err.contains(&format!("restored {conflict}")), "{err}");
     assert!(running(&conflict), "the conflict runs again: {err}");
+}
+
+/// `kill -9` while the probe loads leaves it running, and the conflict stopped: the next
+/// provision undoes that dead run first (the conflict started again, the probe removed by the
+/// run's label), then runs its own (here on the CPU image: exit 8, undone), and nothing is left.
+#[test]
+fn a_probe_left_by_kill_9_is_removed_by_the_next_provision() {
+    let r = Run::new("probekill");
+    let tag = slow_loading_image(&r);
+    let server = r.name("server");
+    let _server_guard = LabelGuard::deployment(&server);
+    let (mut cmd, conflict) = gpu_spec_provision(&r, &tag, &server);
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("vlmctl");
+    poll_until("the probe runs", Duration::from_secs(60), || {
+        !probes_running(&server).is_empty()
+    });
+    signal("9", &child.id().to_string());
+    child.wait().expect("vlmctl ends");
+    assert_ne!(
+        probes_running(&server),
+        "",
+        "kill -9 left the probe running"
+    );
+    assert!(!running(&conflict), "and the conflict stopped");
+    // The next provision of the deployment, on the CPU image (the spec written again).
+    let spec = r.path("spec.toml");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(
+        &spec,
+        text.replace(&tag, &Env::require("VLMCTL_TEST_LLAMA_IMAGE")),
+    )
+    .unwrap();
+    let (code, out, err) = run(cmd.stdout(Stdio::piped()).stderr(Stdio::piped()));
+    assert_eq!(code, 8, "{out}\n{err}");
+    assert_eq!(probes_of(&server), "", "no probe is left: {err}");
+    assert!(running(&conflict), "the conflict runs again: {err}");
+}
+
+/// An image whose "llama-server" says it is loading and never finishes.
+fn slow_loading_image(r: &Run) -> String {
+    let ctx = r.path("slow-ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::copy(Env::require("VLMCTL_TEST_BUSYBOX"), ctx.join("busybox")).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\n\
+         ENTRYPOINT [\"/bin/busybox\", \"sh\", \"-c\", \"echo 'load_model: loading model' >&2; exec /bin/busybox sleep 600\", \"llama-server\"]\n",
+    )
+    .unwrap();
+    r.build_image("slow-load", &ctx)
 }
 
 /// A probe that a killed provision left is removed by the deployment's teardown, and by
