@@ -477,6 +477,37 @@ async fn stop_conflicts(
     Ok(())
 }
 
+/// What the launch tells the journal, step by step. Not raced against a cancel: the journal
+/// learns of the container before the create call and again with its id before the start, and
+/// the launch runs to its end so that what it did is known; a cancel meanwhile is acted on
+/// right after.
+fn launch_recorder<'a>(
+    run: &'a Run<'_>,
+) -> impl FnMut(LaunchStep<'_>) -> Result<(), vlmctl_lifecycle::LifecycleError> + 'a {
+    let name = &run.plan.spec.name;
+    let mut rec = LaunchRecord {
+        run_id: run.id.clone(),
+        container: name.clone(),
+        id: None,
+        completed: false,
+        previous: None,
+    };
+    move |step: LaunchStep<'_>| {
+        match step {
+            LaunchStep::SettingAside { id, running } => {
+                rec.previous = Some(journal::Previous {
+                    id: id.to_owned(),
+                    running,
+                    since_unix: vlmctl_lifecycle::now_unix(),
+                });
+            }
+            LaunchStep::Creating => {}
+            LaunchStep::Created { id } => rec.id = Some(id.to_owned()),
+        }
+        journal::record_launch(&run.jpath, name, rec.clone())
+    }
+}
+
 async fn launch_and_check(
     run: &Run<'_>,
     gates: Vec<GateResult>,
@@ -497,30 +528,7 @@ async fn launch_and_check(
     // The server as this process reaches it (through SSH on a remote host); `base` is what
     // clients on that host use, and what the record says.
     let here = plan.reach_url(engine).await?;
-    // Not raced against a cancel: the journal learns of the container before the create call
-    // and again with its id before the start, and the launch runs to its end so that what it
-    // did is known; a cancel meanwhile is acted on right after.
-    let mut rec = LaunchRecord {
-        run_id: run.id.clone(),
-        container: spec.name.clone(),
-        id: None,
-        completed: false,
-        previous: None,
-    };
-    let mut record = |step: LaunchStep<'_>| {
-        match step {
-            LaunchStep::SettingAside { id, running } => {
-                rec.previous = Some(journal::Previous {
-                    id: id.to_owned(),
-                    running,
-                    since_unix: vlmctl_lifecycle::now_unix(),
-                });
-            }
-            LaunchStep::Creating => {}
-            LaunchStep::Created { id } => rec.id = Some(id.to_owned()),
-        }
-        journal::record_launch(&run.jpath, &spec.name, rec.clone())
-    };
+    let mut record = launch_recorder(run);
     // A server already running this spec maps the files it opened when it started: when they
     // were damaged, repaired or replaced since, it serves other bytes than the verified ones,
     // and is replaced (set aside, put back if the new one fails) instead of kept.

@@ -103,14 +103,14 @@ fn a_ceiling_breach_on_beast_fails_provision_with_exit_8_and_leaves_nothing_ther
     let _driver = Driver::install();
     // A probe container that a vlmctl of this machine, killed with SIGKILL, left on beast (its
     // owner, pid 4294967295 here, is gone): the next probe from this machine removes it.
-    let stale = "vlmctl-test-stale-gpu-probe";
-    let _stale = beast_guard(stale);
+    let leftover = "vlmctl-test-leftover-gpu-probe";
+    let _leftover = beast_guard(leftover);
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
     let created = beast_docker()
         .args([
             "create",
             "--name",
-            stale,
+            leftover,
             "--label",
             "org.vlmctl.helper=gpu",
         ])
