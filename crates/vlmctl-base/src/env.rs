@@ -217,7 +217,7 @@ pub const HOME: Var = Var {
 pub const PATH: Var = Var {
     name: "PATH",
     read_by: "vlmctl-deploy",
-    meaning: "where the GPU gate looks for `nvidia-smi`",
+    meaning: "where the GPU gate looks for `nvidia-smi` on this machine (under `--host` it runs in a container on that host)",
     origin: Origin::System,
 };
 

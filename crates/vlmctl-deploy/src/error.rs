@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use vlmctl_lifecycle::LifecycleError;
-use vlmctl_lifecycle::journal::Restored;
+use vlmctl_lifecycle::journal::{CheckOutcome, Restored};
 use vlmctl_weights::WeightsError;
 
 /// Everything a job can fail with. Errors of the capability crates pass through whole, so the
@@ -346,7 +346,7 @@ pub enum DeployError {
         source: Box<DeployError>,
     },
     /// The job failed after changing something, and what it did was undone.
-    #[error("the run failed; {}{}", undone_summary(.undone), crate::liveness::undone_note(.undone))]
+    #[error("the run failed; {}{}", undone_summary(.undone), undone_note(.undone))]
     Undone {
         /// Why it failed.
         #[source]
@@ -367,7 +367,7 @@ pub enum DeployError {
     /// Containers were started again, but their check did not pass: not proven alive.
     #[error(
         "{done}, but not proven alive: {}",
-        crate::liveness::failed_list(failed)
+        failed_list(failed)
     )]
     ConflictCheckFailed {
         /// The checks that failed.
@@ -692,4 +692,25 @@ fn results_hint(dir: &std::path::Path) -> String {
         "check that {} can be created and written, or pass --out with another folder",
         dir.display()
     )
+}
+
+/// `name (what was checked): why; ...`, for messages.
+#[must_use]
+pub fn failed_list(failed: &[CheckOutcome]) -> String {
+    failed
+        .iter()
+        .map(|c| format!("{}: {}", c.name, c.why.as_deref().unwrap_or("failed")))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// What an undo adds to its error when a restored container's check failed.
+#[must_use]
+pub fn undone_note(r: &Restored) -> String {
+    let failed: Vec<CheckOutcome> = r.failed_checks().cloned().collect();
+    if failed.is_empty() {
+        String::new()
+    } else {
+        format!("; NOT proven alive after restore: {}", failed_list(&failed))
+    }
 }

@@ -44,27 +44,6 @@ impl DeployError {
     }
 }
 
-/// `name (what was checked): why; ...`, for messages.
-#[must_use]
-pub fn failed_list(failed: &[CheckOutcome]) -> String {
-    failed
-        .iter()
-        .map(|c| format!("{}: {}", c.name, c.why.as_deref().unwrap_or("failed")))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-/// What an undo adds to its error when a restored container's check failed.
-#[must_use]
-pub fn undone_note(r: &Restored) -> String {
-    let failed: Vec<CheckOutcome> = r.failed_checks().cloned().collect();
-    if failed.is_empty() {
-        String::new()
-    } else {
-        format!("; NOT proven alive after restore: {}", failed_list(&failed))
-    }
-}
-
 /// Pause between two tries of a check that did not pass yet.
 const RETRY: Duration = Duration::from_millis(500);
 
