@@ -408,16 +408,24 @@ impl ContainerPlan {
                 parts.push(format!("--health-start-period {start_period_s}s"));
             }
         }
+        // A value from a variable or a file (the API key) is given to the docker CLI in its
+        // environment (an assignment before the command: `-e NAME` alone passes it on), never
+        // in its arguments, which every local user can read in /proc/PID/cmdline (`ps`).
+        let mut assign = Vec::new();
         for e in &self.env {
             match &e.value {
                 EnvValue::Literal(v) => {
                     parts.push(format!("-e {}", shell_quote(&format!("{}={v}", e.name))));
                 }
                 // Double quotes: the shell expands the reference when the line runs.
-                EnvValue::FromEnv(var) => parts.push(format!("-e {}=\"${var}\"", e.name)),
+                EnvValue::FromEnv(var) => {
+                    assign.push(format!("{}=\"${var}\"", e.name));
+                    parts.push(format!("-e {}", e.name));
+                }
                 // The shell reads the file when the line runs.
                 EnvValue::FromFile(path) => {
-                    parts.push(format!("-e {}=\"$(cat {})\"", e.name, shell_quote(path)));
+                    assign.push(format!("{}=\"$(cat {})\"", e.name, shell_quote(path)));
+                    parts.push(format!("-e {}", e.name));
                 }
             }
         }
@@ -425,7 +433,11 @@ impl ContainerPlan {
             parts.push(format!("--label {}", shell_quote(&format!("{k}={v}"))));
         }
         parts.push(shell_quote(&self.image));
-        let mut line = parts.join(" \\\n  ");
+        let mut line = String::new();
+        for a in &assign {
+            let _ = write!(line, "{a} ");
+        }
+        line.push_str(&parts.join(" \\\n  "));
         for a in &self.cmd {
             let _ = write!(line, " {}", shell_quote(a));
         }

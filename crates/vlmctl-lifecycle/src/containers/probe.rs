@@ -15,10 +15,14 @@
 //! with their free memory (a read; on CUDA it opens a context early). Device selection and
 //! offload follow from the arguments and the devices the container sees
 //! (`common_init_from_params`, `llama_model_load_from_file`). Same image, same GPU request, same
-//! arguments: same devices, same layers offloaded. What could still differ (the GPU taken by
-//! someone else in between, a server that fails later) is checked on the deployment itself
-//! after its smoke request: the failures llama.cpp logs at 3 (`no usable GPU found`, `failed to
-//! initialize CUDA`, `CUDA error`) and its GPU memory against the floor.
+//! arguments: same devices, same layers offloaded. Free memory at each start does not change
+//! the layers either: llama.cpp's automatic fit (`common/fit.cpp`, on by default) leaves
+//! `n_gpu_layers` alone when the arguments set it (`n_gpu_layers already set by user ...,
+//! abort`, logged as a warning, line 463), and every deployment passes `-ngl` (default 999)
+//! and `--ctx-size`; a server that cannot then fit fails its load, loudly. What could still
+//! differ (the GPU taken by someone else in between, a server that fails later) is checked on
+//! the deployment itself after its smoke request: the failures llama.cpp logs at 3 (`no usable
+//! GPU found`, `failed to initialize CUDA`, `CUDA error`) and its GPU memory against the floor.
 //!
 //! The probe cannot be reached by anyone and cannot collide with the deployment's port or an
 //! old server still on it: it has no network (`none`; the bind address is loopback inside its

@@ -182,7 +182,12 @@ fn exposing_needs_expose_and_an_api_key_variable() {
     let ok = exposed.replace("jinja = true", "jinja = true\napi_key_env = \"PANDA_KEY\"");
     let spec = Spec::parse(&ok, Path::new("p")).unwrap();
     let line = run_line(&spec);
-    assert!(line.contains("-e LLAMA_API_KEY=\"$PANDA_KEY\""), "{line}");
+    // The value in the docker CLI's environment, never in its arguments (`ps`).
+    assert!(
+        line.starts_with("LLAMA_API_KEY=\"$PANDA_KEY\" docker run "),
+        "{line}"
+    );
+    assert!(line.contains("-e LLAMA_API_KEY \\\n"), "{line}");
     assert!(!spec.server_args(&mount()).iter().any(|a| a.contains("api")));
     let smuggled = PANDA.replace(
         "jinja = true",
@@ -265,7 +270,8 @@ fn an_api_key_file_is_absolute_and_excludes_api_key_env() {
     );
     let line = run_line(&spec);
     assert!(
-        line.contains("-e LLAMA_API_KEY=\"$(cat /etc/vlmctl/robot.key)\""),
+        line.starts_with("LLAMA_API_KEY=\"$(cat /etc/vlmctl/robot.key)\" docker run ")
+            && line.contains("-e LLAMA_API_KEY \\\n"),
         "{line}"
     );
     assert!(

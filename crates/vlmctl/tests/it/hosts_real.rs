@@ -601,6 +601,9 @@ pub(crate) fn spec_with_conflict(dir: &Path, conflict: &str) -> std::path::PathB
     let _ = beast_docker().args(["rm", "-f", conflict]).output();
     let started = beast_docker()
         .args(["run", "-d", "--name", conflict, "--network", "none"])
+        // The image's health check asks a llama-server this stand-in does not run: without
+        // `--no-healthcheck` it would never be healthy, and a restored conflict must be.
+        .arg("--no-healthcheck")
         .args(["--entrypoint", "/bin/busybox"])
         .arg(Env::require("VLMCTL_TEST_LLAMA_IMAGE"))
         .args(["sleep", "3600"])
