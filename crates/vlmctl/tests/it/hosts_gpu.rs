@@ -107,6 +107,35 @@ fn gpu_server_image(guard: &LabelGuard, dir: &Path) -> String {
     tag
 }
 
+/// The README's CPU deployment as a GPU spec on `image`: every GPU, every layer asked for,
+/// 1 MiB free needed before launch, a 64 MiB ceiling, `conflict` to stop. Written in `dir`.
+fn gpu_spec(dir: &Path, image: &str, conflict: &str) -> PathBuf {
+    let text = std::fs::read_to_string(crate::common::repo_root().join("docker/cpu-test.toml"))
+        .expect("spec");
+    let cpu = [
+        "image = \"vlmctl-test/llama-server:cpu\"\n",
+        "gpus = \"none\"\n",
+        "\nport = 18435\n",
+        "n_gpu_layers = 0\n",
+    ];
+    assert!(cpu.iter().all(|l| text.contains(l)), "{text}");
+    let text = text
+        .replace(cpu[0], &format!("image = \"{image}\"\n"))
+        .replace(cpu[1], "gpus = \"all\"\n")
+        .replace(cpu[2], &format!("\nport = {}\n", vlmctl_test::free_port()))
+        .replace(cpu[3], "n_gpu_layers = 999\n");
+    let spec = dir.join("spec.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "{text}\n[memory]\nneed_free_mib = 1\nmax_process_mib = 64\n\n\
+             [[conflict]]\nname = \"{conflict}\"\n"
+        ),
+    )
+    .expect("the GPU spec");
+    spec
+}
+
 /// beast's driver, for as long as it lives: removed when dropped, so that the other tests see a
 /// beast without one.
 struct Driver(PathBuf);
@@ -157,30 +186,7 @@ fn a_ceiling_breach_on_beast_fails_provision_with_exit_8_and_leaves_nothing_ther
     let run_guard = LabelGuard::new("hostsgpu").on(&Env::require("VLMCTL_TEST_BEAST_DOCKER"));
     let conflict = run_guard.conflict(&state.path().join("busybox-ctx"), 1);
     let image = gpu_server_image(&run_guard, &state.path().join("gpu-server-ctx"));
-    // The README's CPU deployment as a GPU spec: every GPU, every layer asked for.
-    let text = std::fs::read_to_string(crate::common::repo_root().join("docker/cpu-test.toml"))
-        .expect("spec");
-    let cpu = [
-        "image = \"vlmctl-test/llama-server:cpu\"\n",
-        "gpus = \"none\"\n",
-        "\nport = 18435\n",
-        "n_gpu_layers = 0\n",
-    ];
-    assert!(cpu.iter().all(|l| text.contains(l)), "{text}");
-    let text = text
-        .replace(cpu[0], &format!("image = \"{image}\"\n"))
-        .replace(cpu[1], "gpus = \"all\"\n")
-        .replace(cpu[2], &format!("\nport = {}\n", vlmctl_test::free_port()))
-        .replace(cpu[3], "n_gpu_layers = 999\n");
-    let spec = state.path().join("spec.toml");
-    std::fs::write(
-        &spec,
-        format!(
-            "{text}\n[memory]\nneed_free_mib = 1\nmax_process_mib = 64\n\n\
-             [[conflict]]\nname = \"{conflict}\"\n"
-        ),
-    )
-    .expect("the GPU spec");
+    let spec = gpu_spec(state.path(), &image, &conflict);
     let _driver = Driver::install();
     // A probe container that a vlmctl of this machine, killed with SIGKILL, left on beast (its
     // owner, pid 4294967295 here, is gone): the next probe from this machine removes it.
