@@ -136,6 +136,31 @@ fn gpu_spec(dir: &Path, image: &str, conflict: &str) -> PathBuf {
     spec
 }
 
+/// Creates on beast what a vlmctl of this machine killed with SIGKILL leaves of its GPU helper:
+/// a container `name`, labelled as that helper, whose owner (pid 4294967295 here) is gone.
+fn leave_a_killed_runs_helper(leftover: &str) {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    let created = beast_docker()
+        .args([
+            "create",
+            "--name",
+            leftover,
+            "--label",
+            "org.vlmctl.helper=gpu",
+        ])
+        .arg("--label")
+        .arg(format!(
+            "org.vlmctl.helper-owner={}/4294967295",
+            host.trim()
+        ))
+        .args(["--entrypoint", "/bin/busybox"])
+        .arg(Env::require("VLMCTL_TEST_LLAMA_IMAGE"))
+        .arg("true")
+        .output()
+        .expect("docker create on beast");
+    assert!(created.status.success(), "{created:?}");
+}
+
 /// beast's driver, for as long as it lives: removed when dropped, so that the other tests see a
 /// beast without one.
 struct Driver(PathBuf);
@@ -192,26 +217,7 @@ fn a_ceiling_breach_on_beast_fails_provision_with_exit_8_and_leaves_nothing_ther
     // owner, pid 4294967295 here, is gone): the next probe from this machine removes it.
     let leftover = "vlmctl-test-leftover-gpu-probe";
     let _leftover = beast_guard(leftover);
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
-    let created = beast_docker()
-        .args([
-            "create",
-            "--name",
-            leftover,
-            "--label",
-            "org.vlmctl.helper=gpu",
-        ])
-        .arg("--label")
-        .arg(format!(
-            "org.vlmctl.helper-owner={}/4294967295",
-            host.trim()
-        ))
-        .args(["--entrypoint", "/bin/busybox"])
-        .arg(Env::require("VLMCTL_TEST_LLAMA_IMAGE"))
-        .arg("true")
-        .output()
-        .expect("docker create on beast");
-    assert!(created.status.success(), "{created:?}");
+    leave_a_killed_runs_helper(leftover);
 
     let (code, out, err) = run(cmd(state.path(), &good)
         .args([
@@ -258,7 +264,12 @@ fn a_ceiling_breach_on_beast_fails_provision_with_exit_8_and_leaves_nothing_ther
     );
     assert!(
         on_beast_listed("label=org.vlmctl.helper").is_empty(),
-        "no probe or helper container left on beast, the killed run's included: {said}"
+        "no GPU helper container left on beast, the killed run's included: {said}"
+    );
+    assert!(
+        on_beast_listed("label=org.vlmctl.probe-of=vlmctl-cpu-test").is_empty()
+            && on_beast_listed("name=^vlmctl-cpu-test-vlmctl-probe$").is_empty(),
+        "the GPU probe was removed from beast: {said}"
     );
     assert!(
         running_on_beast(&conflict),
