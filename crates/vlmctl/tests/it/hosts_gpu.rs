@@ -137,7 +137,7 @@ fn gpu_spec(dir: &Path, image: &str, conflict: &str) -> PathBuf {
 }
 
 /// Creates on beast what a vlmctl of this machine killed with SIGKILL leaves of its GPU helper:
-/// a container `name`, labelled as that helper, whose owner (pid 4294967295 here) is gone.
+/// a container `leftover`, labelled as that helper, whose owner (pid 4294967295 here) is gone.
 fn leave_a_killed_runs_helper(leftover: &str) {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
     let created = beast_docker()
