@@ -78,10 +78,12 @@ pub fn parse_gpus(csv: &str) -> Result<Vec<Gpu>, String> {
     csv.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
-            let f: Vec<&str> = l.split(',').map(str::trim).collect();
+            // From the right: the name, first, is the only field that may hold a comma.
+            let mut f: Vec<&str> = l.rsplitn(6, ',').map(str::trim).collect();
             if f.len() != 6 {
                 return Err(format!("unexpected nvidia-smi line {l:?} (want 6 fields)"));
             }
+            f.reverse();
             Ok(Gpu {
                 name: f[0].to_owned(),
                 total_mib: field(f[1]),
@@ -99,14 +101,19 @@ pub fn parse_apps(csv: &str) -> Result<Vec<GpuProcess>, String> {
     csv.lines()
         .filter(|l| !l.trim().is_empty() && !l.contains("No running processes"))
         .map(|l| {
-            let f: Vec<&str> = l.split(',').map(str::trim).collect();
-            if f.len() != 3 {
-                return Err(format!("unexpected nvidia-smi line {l:?} (want 3 fields)"));
-            }
+            // The pid first, the memory last, the process name (a path, which may hold a
+            // comma: `/opt/a,b/python`) all in between.
+            let (pid, name, used) = l
+                .split_once(',')
+                .and_then(|(pid, rest)| {
+                    let (name, used) = rest.rsplit_once(',')?;
+                    Some((pid.trim(), name.trim(), used.trim()))
+                })
+                .ok_or_else(|| format!("unexpected nvidia-smi line {l:?} (want 3 fields)"))?;
             Ok(GpuProcess {
-                pid: f[0].parse().map_err(|_| format!("bad pid in {l:?}"))?,
-                name: f[1].to_owned(),
-                used_mib: field(f[2]),
+                pid: pid.parse().map_err(|_| format!("bad pid in {l:?}"))?,
+                name: name.to_owned(),
+                used_mib: field(used),
                 container_id: None,
             })
         })
@@ -315,6 +322,26 @@ mod tests {
             panic!()
         };
         assert_eq!(processes[0].container_id.as_deref(), Some(id.as_str()));
+    }
+
+    /// A process name is a path, and a path may hold a comma: the pid is the first field, the
+    /// memory the last, the name all in between (the GPU's name likewise, from the right).
+    #[test]
+    fn a_comma_in_a_process_or_gpu_name_does_not_break_the_line() {
+        let apps = parse_apps("4242, /opt/a,b/python, 5158\n").unwrap();
+        assert_eq!(apps[0].pid, 4242);
+        assert_eq!(apps[0].name, "/opt/a,b/python");
+        assert_eq!(apps[0].used_mib, Some(5158));
+        assert!(
+            parse_apps("4242, 5158\n").is_err(),
+            "two fields are not a line"
+        );
+        assert!(parse_apps("x, /bin/p, 1\n").is_err());
+        let g = parse_gpus("NVIDIA A, B, 81559, 1, 81558, 9.0, 570.124.06\n").unwrap();
+        assert_eq!(g[0].name, "NVIDIA A, B");
+        assert_eq!(g[0].free_mib, Some(81558));
+        assert_eq!(g[0].driver, "570.124.06");
+        assert!(parse_gpus("NVIDIA A, 1, 2, 3, 4\n").is_err());
     }
 
     #[test]

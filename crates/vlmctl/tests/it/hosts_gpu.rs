@@ -10,6 +10,12 @@
 //! lists the server only when the container it runs in is in the host's PID namespace, as the
 //! real `nvidia-smi` lists only PIDs it can see; the PIDs it reports are the host's, and only
 //! their cgroups, read there, say which container is the server.
+//!
+//! The server is a "GPU llama-server" ([`gpu_server_image`]): what llama.cpp's CUDA build logs
+//! while it offloads the model at verbosity 4 (the GPU probe's), then the test image's real CPU
+//! server, which serves. The conflict is a busybox of the image busybox is from
+//! ([`LabelGuard::conflict`]): no Docker health check of the llama image's that a `sleep` could
+//! never pass, so its restore is proven alive as a real conflict's would be.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -17,9 +23,9 @@ use std::path::{Path, PathBuf};
 use crate::common::{Env, run};
 use crate::deploy_real::readme_dir_args;
 use crate::hosts_real::{
-    beast, beast_docker, beast_guard, beast_port, cmd, on_beast, running_on_beast,
-    spec_with_conflict, ssh_left,
+    beast, beast_docker, beast_guard, beast_port, cmd, on_beast, running_on_beast, ssh_left,
 };
+use vlmctl_test::LabelGuard;
 
 /// What every `llama-server` holds, by the stand-in's account.
 const SERVER_MIB: u64 = 9000;
@@ -41,6 +47,118 @@ fn stand_in() -> String {
          \x20 *) echo \"unexpected: $*\" >&2; exit 64 ;;\n\
          esac\n"
     )
+}
+
+/// The entrypoint of the "GPU llama-server" (a POSIX shell script for busybox's `sh`). It
+/// imitates llama.cpp's CUDA build (build 11434) loading the 270M model (18 layers + output) on
+/// a GB10 with every layer asked for: at verbosity 4, and only there (the GPU probe's; the
+/// deployment runs at 3, where llama.cpp logs neither), the lines it logs while loading
+/// (`ggml/src/ggml-cuda/ggml-cuda.cu`'s `ggml_cuda_init: found %d CUDA devices` and `Device
+/// %d: %s, compute capability %d.%d, ...`, `src/llama-model.cpp`'s `load_tensors: offloaded
+/// %d/%d layers to GPU` and `%12s model buffer size`; as in `vlmctl_deploy::offload`'s
+/// fixtures). Then the test image's CPU server serves (`model loaded`, `listening on`,
+/// `/health`, `/v1/models`, the smoke request: all real) as `exec`'s PID 1, named
+/// `llama-server` like the real one, without `-ngl`: the CPU build answers that flag with
+/// `warning: no usable GPU found`, which a CUDA build never logs.
+const GPU_SERVER: &str = r#"#!/bin/sh
+ngl=0
+skip=
+for a do
+  shift
+  if [ -n "$skip" ]; then skip=; ngl=$a; continue; fi
+  case $a in -ngl|--gpu-layers|--n-gpu-layers) skip=1; continue ;; esac
+  set -- "$@" "$a"
+done
+layers=19
+case $ngl in *[!0-9]*|'') ;; *) [ "$ngl" -lt 19 ] && layers=$ngl ;; esac
+if [ "${LLAMA_ARG_LOG_VERBOSITY:-3}" -ge 4 ]; then
+  echo '0.00.201.004 I ggml_cuda_init: found 1 CUDA devices (Total VRAM: 124546 MiB):' >&2
+  echo '0.00.201.040 I   Device 0: NVIDIA GB10, compute capability 12.1, VMM: yes, VRAM: 124546 MiB' >&2
+  echo "0.01.262.951 I load_tensors: offloaded $layers/19 layers to GPU" >&2
+  echo '0.01.272.518 I load_tensors:        CUDA0 model buffer size =   235.16 MiB' >&2
+fi
+exec /usr/local/bin/llama-server "$@"
+"#;
+
+/// Builds the "GPU llama-server" on beast's daemon, `FROM` the test image (which beast has,
+/// `scripts/lib/start-beast.sh`) with [`GPU_SERVER`] as its entrypoint, labelled with `guard`'s
+/// run (removed with it). Returns its tag.
+fn gpu_server_image(guard: &LabelGuard, dir: &Path) -> String {
+    std::fs::create_dir_all(dir).expect("the image's folder");
+    std::fs::write(dir.join("gpu-llama-server"), GPU_SERVER).expect("the entrypoint");
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!(
+            "FROM {}\nCOPY gpu-llama-server /usr/local/bin/gpu-llama-server\n\
+             ENTRYPOINT [\"/bin/sh\", \"/usr/local/bin/gpu-llama-server\"]\n",
+            Env::require("VLMCTL_TEST_LLAMA_IMAGE")
+        ),
+    )
+    .expect("the Dockerfile");
+    let tag = format!("vlmctl-test/gpu-llama-server:{}", guard.id());
+    let built = guard
+        .docker()
+        .env("DOCKER_BUILDKIT", "0")
+        .args(["build", "-q", "-t", &tag, "--label", &guard.label()])
+        .arg(dir)
+        .output()
+        .expect("docker build on beast");
+    assert!(built.status.success(), "{built:?}");
+    tag
+}
+
+/// The README's CPU deployment as a GPU spec on `image`: every GPU, every layer asked for,
+/// 1 MiB free needed before launch, a 64 MiB ceiling, `conflict` to stop. Written in `dir`.
+fn gpu_spec(dir: &Path, image: &str, conflict: &str) -> PathBuf {
+    let text = std::fs::read_to_string(crate::common::repo_root().join("docker/cpu-test.toml"))
+        .expect("spec");
+    let cpu = [
+        "image = \"vlmctl-test/llama-server:cpu\"\n",
+        "gpus = \"none\"\n",
+        "\nport = 18435\n",
+        "n_gpu_layers = 0\n",
+    ];
+    assert!(cpu.iter().all(|l| text.contains(l)), "{text}");
+    let text = text
+        .replace(cpu[0], &format!("image = \"{image}\"\n"))
+        .replace(cpu[1], "gpus = \"all\"\n")
+        .replace(cpu[2], &format!("\nport = {}\n", vlmctl_test::free_port()))
+        .replace(cpu[3], "n_gpu_layers = 999\n");
+    let spec = dir.join("spec.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "{text}\n[memory]\nneed_free_mib = 1\nmax_process_mib = 64\n\n\
+             [[conflict]]\nname = \"{conflict}\"\n"
+        ),
+    )
+    .expect("the GPU spec");
+    spec
+}
+
+/// Creates on beast what a vlmctl of this machine killed with SIGKILL leaves of its GPU helper:
+/// a container `leftover`, labelled as that helper, whose owner (pid 4294967295 here) is gone.
+fn leave_a_killed_runs_helper(leftover: &str) {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    let created = beast_docker()
+        .args([
+            "create",
+            "--name",
+            leftover,
+            "--label",
+            "org.vlmctl.helper=gpu",
+        ])
+        .arg("--label")
+        .arg(format!(
+            "org.vlmctl.helper-owner={}/4294967295",
+            host.trim()
+        ))
+        .args(["--entrypoint", "/bin/busybox"])
+        .arg(Env::require("VLMCTL_TEST_LLAMA_IMAGE"))
+        .arg("true")
+        .output()
+        .expect("docker create on beast");
+    assert!(created.status.success(), "{created:?}");
 }
 
 /// beast's driver, for as long as it lives: removed when dropped, so that the other tests see a
@@ -73,58 +191,33 @@ fn on_beast_listed(filter: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// The README's CPU deployment on beast as a GPU spec with the runbook's kind of ceiling (far
-/// lower here): the gate before launch reads beast's free memory (a GB10: its `MemAvailable`,
-/// read on beast), the server's 9000 MiB, found through its host PID and cgroup, breach the
+/// The README's CPU deployment on beast as a GPU spec (every layer asked for) with the
+/// runbook's kind of ceiling (far lower here), served by the "GPU llama-server": the gate before
+/// launch reads beast's free memory (a GB10: `MemAvailable`, in the same helper container on
+/// beast that found the GB10, which only beast's stand-in reports: this machine has no
+/// `nvidia-smi`). beast shares this machine's kernel, so the figure itself cannot tell the two
+/// `/proc/meminfo` apart; the test asserts the GB10 fallback's evidence, and
+/// `vlmctl_lifecycle::gpu`'s unit test `another_hosts_answer_maps_the_servers_pid_to_its_
+/// container_and_reads_its_memory` that the figure is the helper's. The GPU probe proves the
+/// model on the GPU; the server's 9000 MiB, found through its host PID and cgroup, breach the
 /// ceiling, and provision fails with exit 8 naming both; the run is undone on beast: no server,
-/// no probe container (nor the one a killed vlmctl left), the conflict it stopped running again,
-/// no `ssh` left, no record.
+/// no probe container (nor the one a killed vlmctl left), the conflict it stopped running again
+/// and proven alive, no `ssh` left, no record.
 #[test]
 fn a_ceiling_breach_on_beast_fails_provision_with_exit_8_and_leaves_nothing_there() {
     let state = tempfile::tempdir().expect("state");
     let good = Env::require("VLMCTL_TEST_SSH_CONFIG");
-    let conflict = "beast-gpu-conflict";
     let _guard = beast_guard("vlmctl-cpu-test");
-    let _conflict = beast_guard(conflict);
-    let spec = spec_with_conflict(state.path(), conflict);
-    let text = std::fs::read_to_string(&spec).expect("spec");
-    assert!(text.contains("gpus = \"none\"\n") && text.contains("\nport = 18435\n"));
-    let text = text
-        .replace("gpus = \"none\"\n", "gpus = \"all\"\n")
-        .replace(
-            "\nport = 18435\n",
-            &format!("\nport = {}\n", vlmctl_test::free_port()),
-        );
-    std::fs::write(
-        &spec,
-        format!("{text}\n[memory]\nneed_free_mib = 1\nmax_process_mib = 64\n"),
-    )
-    .expect("the GPU spec");
+    let run_guard = LabelGuard::new("hostsgpu").on(&Env::require("VLMCTL_TEST_BEAST_DOCKER"));
+    let conflict = run_guard.conflict(&state.path().join("busybox-ctx"), 1);
+    let image = gpu_server_image(&run_guard, &state.path().join("gpu-server-ctx"));
+    let spec = gpu_spec(state.path(), &image, &conflict);
     let _driver = Driver::install();
     // A probe container that a vlmctl of this machine, killed with SIGKILL, left on beast (its
     // owner, pid 4294967295 here, is gone): the next probe from this machine removes it.
     let leftover = "vlmctl-test-leftover-gpu-probe";
     let _leftover = beast_guard(leftover);
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
-    let created = beast_docker()
-        .args([
-            "create",
-            "--name",
-            leftover,
-            "--label",
-            "org.vlmctl.helper=gpu",
-        ])
-        .arg("--label")
-        .arg(format!(
-            "org.vlmctl.helper-owner={}/4294967295",
-            host.trim()
-        ))
-        .args(["--entrypoint", "/bin/busybox"])
-        .arg(Env::require("VLMCTL_TEST_LLAMA_IMAGE"))
-        .arg("true")
-        .output()
-        .expect("docker create on beast");
-    assert!(created.status.success(), "{created:?}");
+    leave_a_killed_runs_helper(leftover);
 
     let (code, out, err) = run(cmd(state.path(), &good)
         .args([
@@ -132,7 +225,7 @@ fn a_ceiling_breach_on_beast_fails_provision_with_exit_8_and_leaves_nothing_ther
             "--host",
             &beast(),
             "--stop",
-            conflict,
+            &conflict,
             "--spec",
         ])
         .arg(&spec)
@@ -145,6 +238,12 @@ fn a_ceiling_breach_on_beast_fails_provision_with_exit_8_and_leaves_nothing_ther
          the no-op hook on its PATH\n{said}"
     );
     assert_eq!(code, 8, "exit 8 (server), got {code}\n{said}");
+    assert!(
+        said.contains("GPU probe of vlmctl-cpu-test loaded the model")
+            && !said.contains("does not run the model on the GPU")
+            && said.contains("started vlmctl-cpu-test"),
+        "the probe proved the model on beast's GPU, then the server started: {said}"
+    );
     assert!(
         said.contains("MiB free (unified memory: the host's /proc/meminfo MemAvailable), need 1"),
         "the GPU gate read beast's free memory there: {said}"
@@ -165,11 +264,20 @@ fn a_ceiling_breach_on_beast_fails_provision_with_exit_8_and_leaves_nothing_ther
     );
     assert!(
         on_beast_listed("label=org.vlmctl.helper").is_empty(),
-        "no probe or helper container left on beast, the killed run's included: {said}"
+        "no GPU helper container left on beast, the killed run's included: {said}"
     );
     assert!(
-        running_on_beast(conflict),
+        on_beast_listed("label=org.vlmctl.probe-of=vlmctl-cpu-test").is_empty()
+            && on_beast_listed("name=^vlmctl-cpu-test-vlmctl-probe$").is_empty(),
+        "the GPU probe was removed from beast: {said}"
+    );
+    assert!(
+        running_on_beast(&conflict),
         "the conflict runs again: {said}"
+    );
+    assert!(
+        !said.contains("NOT proven alive"),
+        "and is proven alive: {said}"
     );
     assert!(ssh_left(&beast_port()).is_empty(), "no ssh left behind");
     let records: Vec<_> = std::fs::read_dir(state.path().join("hosts"))

@@ -586,8 +586,13 @@ pub(crate) fn running_on_beast(name: &str) -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "true")
 }
 
-/// The CPU spec with a conflict on beast to stop: a container of the test image that sleeps.
-pub(crate) fn spec_with_conflict(dir: &Path, conflict: &str) -> std::path::PathBuf {
+/// The CPU spec with a conflict on beast to stop: a busybox that sleeps, of the image busybox
+/// is from ([`LabelGuard::conflict`], built on beast's daemon): no Docker health check (the test
+/// image's would never pass for a `sleep`), so its restore is proven alive as a real conflict's
+/// would be. Returns the spec, the conflict's name and its guard (removes it and its image).
+pub(crate) fn spec_with_conflict(dir: &Path) -> (std::path::PathBuf, String, LabelGuard) {
+    let guard = LabelGuard::new("beastconflict").on(&Env::require("VLMCTL_TEST_BEAST_DOCKER"));
+    let conflict = guard.conflict(&dir.join("busybox-ctx"), 1);
     let root = crate::common::repo_root();
     let spec = dir.join("spec.toml");
     std::fs::write(
@@ -598,19 +603,7 @@ pub(crate) fn spec_with_conflict(dir: &Path, conflict: &str) -> std::path::PathB
         ),
     )
     .expect("spec");
-    let _ = beast_docker().args(["rm", "-f", conflict]).output();
-    let started = beast_docker()
-        .args(["run", "-d", "--name", conflict, "--network", "none"])
-        // The image's health check asks a llama-server this stand-in does not run: without
-        // `--no-healthcheck` it would never be healthy, and a restored conflict must be.
-        .arg("--no-healthcheck")
-        .args(["--entrypoint", "/bin/busybox"])
-        .arg(Env::require("VLMCTL_TEST_LLAMA_IMAGE"))
-        .args(["sleep", "3600"])
-        .output()
-        .expect("docker run on beast");
-    assert!(started.status.success(), "{started:?}");
-    spec
+    (spec, conflict, guard)
 }
 
 /// Beast as before a cut-off provision: the conflict runs again, no deployment, no `ssh` left.
@@ -635,10 +628,9 @@ fn ctrl_c_or_kill_9_mid_provision_on_beast_brings_its_conflict_back() {
     use std::os::unix::process::CommandExt as _;
     let state = tempfile::tempdir().expect("state");
     let good = Env::require("VLMCTL_TEST_SSH_CONFIG");
-    let conflict = "beast-conflict";
     let _guard = beast_guard("vlmctl-cpu-test");
-    let _conflict = beast_guard(conflict);
-    let spec = spec_with_conflict(state.path(), conflict);
+    let (spec, conflict, _conflict) = spec_with_conflict(state.path());
+    let conflict = conflict.as_str();
     let provision = || {
         let mut c = cmd(state.path(), &good);
         c.args([
