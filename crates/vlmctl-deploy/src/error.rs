@@ -365,10 +365,7 @@ pub enum DeployError {
         name: String,
     },
     /// Containers were started again, but their check did not pass: not proven alive.
-    #[error(
-        "{done}, but not proven alive: {}",
-        failed_list(failed)
-    )]
+    #[error("{done}, but not proven alive: {}", failed_list(failed))]
     ConflictCheckFailed {
         /// The checks that failed.
         failed: Vec<vlmctl_lifecycle::journal::CheckOutcome>,
