@@ -156,7 +156,8 @@ pub async fn teardown_with(
     if let Err(e) = swept {
         sink.event(crate::events::Event::Warning {
             message: format!(
-                "{probe} could not be removed ({e}): remove it yourself (`docker rm -f {probe}`)",
+                "{probe} could not be removed ({}): remove it yourself (`docker rm -f {probe}`)",
+                vlmctl_base::chain::one_line(&e),
                 probe = containers::probe_name(name)
             ),
         });

@@ -533,3 +533,51 @@ async fn a_conflict_without_checks_that_dies_a_second_after_restore_is_not_alive
         "{err}"
     );
 }
+
+/// Once the server is removed, the conflicts come back whatever fails before their restore: a
+/// daemon error while removing a GPU probe a killed run left behind is a warning, said after
+/// the restore, and the teardown still starts the conflict again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_probe_that_cannot_be_removed_at_teardown_does_not_keep_the_conflict_stopped() {
+    let hub = hub().await;
+    let r = Run::new("sweep-fails");
+    let conflict = r.conflict();
+    let server = r.name("server");
+    let _guard = vlmctl_test::LabelGuard::deployment(&server);
+    let spec = r.write_spec(&server, free_port(), &conflict, 1024);
+    let lock = lock(&r);
+    let (code, out, err) = run(&mut cmd(&r, &hub, &["provision", "--yes"], &spec, &lock));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(!running(&conflict));
+    // A GPU probe of the deployment, as a killed provision leaves one; removing it fails.
+    let image = busybox_image(&r);
+    let probe = docker(&[
+        "run",
+        "-d",
+        "--label",
+        &format!("org.vlmctl.test-run={}", r.id),
+        "--label",
+        &format!("{}={server}", vlmctl_lifecycle::containers::PROBE_LABEL),
+        &image,
+        "sleep",
+        "3600",
+    ]);
+    let proxy = crate::docker_proxy::DockerProxy::start(r.tmp.path());
+    proxy.fail(&format!("containers/{}?", probe.trim()));
+
+    let (code, out, err) =
+        run(cmd(&r, &hub, &["teardown"], &spec, &lock).env("DOCKER_HOST", proxy.docker_host()));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(running(&conflict), "{out}\n{err}");
+    assert!(
+        docker(&["ps", "-aq", "--filter", &format!("name=^{server}$")]).is_empty(),
+        "the server is removed"
+    );
+    assert!(out.contains(&format!("restored: {conflict}")), "{out}");
+    assert!(
+        err.contains(&format!("{server}-vlmctl-probe could not be removed"))
+            && err.contains("injected fault"),
+        "{err}"
+    );
+    docker(&["rm", "-f", probe.trim()]);
+}
