@@ -172,7 +172,21 @@ pub async fn teardown_with(
     // journal, shown by `status`).
     crate::liveness::check_restored(engine, &docker, &jpath, &mut restored).await;
     if let Err(e) = before {
-        return Err(incomplete(e, &jpath));
+        // What the journal lists, less what the restore did bring back (its writes may have
+        // failed too).
+        let back: Vec<&String> = restored
+            .started
+            .iter()
+            .chain(&restored.already_running)
+            .collect();
+        return Err(DeployError::RestoreIncomplete {
+            source: Box::new(e),
+            still_stopped: journal::still_stopped(&jpath)
+                .into_iter()
+                .filter(|n| !back.contains(&n))
+                .collect(),
+            journal: jpath,
+        });
     }
     aside?;
     let done = TornDown {
