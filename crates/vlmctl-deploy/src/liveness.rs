@@ -85,12 +85,16 @@ pub fn failure(restored: &Restored, done: String, journal: &Path) -> Option<Depl
 }
 
 /// One container: running, healthy if it has a health check, and the spec's check, polled
-/// until they pass or the deadline.
+/// until they pass or the deadline. Without either check it must stay running (not restarted)
+/// for [`settle_window`]. Nothing in it can take much longer than `check_timeout_s`: each try
+/// (an exec, a Docker call) is bounded by the time left, and the whole check by the timeout
+/// and [`MARGIN`].
 async fn check_one(engine: &Engine, docker: &Docker, t: &ToCheck) -> CheckOutcome {
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(t.check_timeout_s);
+    let timeout = Duration::from_secs(t.check_timeout_s);
+    let deadline = started + timeout;
     let mut what = "running".to_owned();
-    let result = async {
+    let checks = async {
         let health = wait_healthy(docker, t, deadline).await?;
         if health {
             what.push_str(", Docker health check healthy");
@@ -98,7 +102,11 @@ async fn check_one(engine: &Engine, docker: &Docker, t: &ToCheck) -> CheckOutcom
         if let Some(check) = &t.check {
             what = format!("{what}, {check}");
             loop {
-                match probe(engine, docker, t, check).await {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let tried = tokio::time::timeout(left, probe(engine, docker, t, check))
+                    .await
+                    .unwrap_or_else(|_| Err(format!("timed out after {} s", t.check_timeout_s)));
+                match tried {
                     Ok(()) => break,
                     Err(why) if Instant::now() + RETRY >= deadline => {
                         return Err(format!(
@@ -111,10 +119,16 @@ async fn check_one(engine: &Engine, docker: &Docker, t: &ToCheck) -> CheckOutcom
                 // Still running? A crash loop is said as one.
                 running(docker, t).await?;
             }
+        } else if !health {
+            let settle = settle_window(t.check_timeout_s);
+            stays_running(docker, t, settle).await?;
+            what = format!("running for {} s without a restart", settle.as_secs_f64());
         }
         Ok::<_, String>(())
-    }
-    .await;
+    };
+    let result = tokio::time::timeout(timeout + MARGIN, checks)
+        .await
+        .unwrap_or_else(|_| Err(format!("its check timed out after {} s", t.check_timeout_s)));
     CheckOutcome {
         name: t.name.clone(),
         what,
@@ -122,6 +136,56 @@ async fn check_one(engine: &Engine, docker: &Docker, t: &ToCheck) -> CheckOutcom
         why: result.err(),
         took_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     }
+}
+
+/// Beyond `check_timeout_s`, what a check may take before it is cut off (a Docker call that
+/// hangs, an exec that never ends).
+const MARGIN: Duration = Duration::from_secs(2);
+
+/// How long a restored container with neither a Docker health check nor a spec check must stay
+/// running, not restarted, to count as alive: min(3 s, `check_timeout_s`). Short, so that a
+/// restore stays quick, long enough to see a container that dies right after its start.
+#[must_use]
+pub fn settle_window(check_timeout_s: u64) -> Duration {
+    Duration::from_secs(check_timeout_s.min(3))
+}
+
+/// Err when the container stops, or restarts (its start time or restart count changes), within
+/// `settle` from now.
+async fn stays_running(docker: &Docker, t: &ToCheck, settle: Duration) -> Result<(), String> {
+    let until = Instant::now() + settle;
+    let first = started_of(docker, t).await?;
+    loop {
+        running(docker, t).await?;
+        let now = started_of(docker, t).await?;
+        if now != first {
+            return Err(format!(
+                "restarted within {} s of its restore (restart count {} -> {}): it does not stay                  up",
+                settle.as_secs_f64(),
+                first.1,
+                now.1
+            ));
+        }
+        if Instant::now() >= until {
+            return Ok(());
+        }
+        tokio::time::sleep(SETTLE_POLL.min(until.saturating_duration_since(Instant::now()))).await;
+    }
+}
+
+/// Pause between two looks during the settle window.
+const SETTLE_POLL: Duration = Duration::from_millis(250);
+
+/// The container's start time and restart count.
+async fn started_of(docker: &Docker, t: &ToCheck) -> Result<(String, i64), String> {
+    let inspect = docker
+        .inspect_container(&t.id, None)
+        .await
+        .map_err(|e| format!("cannot inspect it: {e}"))?;
+    Ok((
+        inspect.state.and_then(|s| s.started_at).unwrap_or_default(),
+        inspect.restart_count.unwrap_or(0),
+    ))
 }
 
 /// Err when the container is not running (with its exit code and last log lines).

@@ -139,18 +139,56 @@ pub async fn teardown_with(
         }
         other => other?,
     };
-    // A GPU probe that a killed provision of it left behind.
-    crate::provision::sweep_probes(&docker, name, sink).await?;
+    // From here on the server is gone: whatever fails, the conflicts are started again before
+    // the teardown returns, and a failure says what is still stopped.
+    // A GPU probe that a killed provision of it left behind (a failure is a warning, after the
+    // restore).
+    let swept = crate::provision::sweep_probes(&docker, name, sink).await;
     let jpath = journal::path(state, name);
     // A run that died while replacing the deployment's container had set the old one aside: a
     // teardown ends the deployment, so that one goes too, never started again first.
-    journal::drop_previous(&docker, &jpath).await?;
-    journal::leave_stopped(&jpath, &leave)?;
-    let mut restored = journal::restore(&docker, &jpath, Scope::All)
-        .await
-        .map_err(|e| incomplete(e, &jpath))?;
-    containers::remove_aside_of(&docker, name).await?;
+    let before = async {
+        journal::drop_previous(&docker, &jpath).await?;
+        journal::leave_stopped(&jpath, &leave)
+    }
+    .await;
+    let restore = journal::restore(&docker, &jpath, Scope::All).await;
+    if let Err(e) = swept {
+        sink.event(crate::events::Event::Warning {
+            message: format!(
+                "{probe} could not be removed ({}): remove it yourself (`docker rm -f {probe}`)",
+                vlmctl_base::chain::one_line(&e),
+                probe = containers::probe_name(name)
+            ),
+        });
+    }
+    // The first failure is the cause; the journal says what is still stopped.
+    let mut restored = match restore {
+        Ok(r) => r,
+        Err(e) => return Err(incomplete(before.err().unwrap_or(e), &jpath)),
+    };
+    let aside = containers::remove_aside_of(&docker, name).await;
+    // What came back is checked also when an earlier step failed (the outcome is kept in the
+    // journal, shown by `status`).
     crate::liveness::check_restored(engine, &docker, &jpath, &mut restored).await;
+    if let Err(e) = before {
+        // What the journal lists, less what the restore did bring back (its writes may have
+        // failed too).
+        let back: Vec<&String> = restored
+            .started
+            .iter()
+            .chain(&restored.already_running)
+            .collect();
+        return Err(DeployError::RestoreIncomplete {
+            source: Box::new(e),
+            still_stopped: journal::still_stopped(&jpath)
+                .into_iter()
+                .filter(|n| !back.contains(&n))
+                .collect(),
+            journal: jpath,
+        });
+    }
+    aside?;
     let done = TornDown {
         container: name.to_owned(),
         removed,

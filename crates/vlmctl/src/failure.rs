@@ -261,7 +261,7 @@ pub fn some_failed(failed: usize, total: usize, noun: &str, done: &str) -> Strin
 #[cfg(test)]
 mod tests {
     #[test]
-    fn a_restored_conflict_not_alive_is_12_also_after_a_failed_run_and_a_no_is_130() {
+    fn a_restored_conflict_not_alive_is_12_also_after_a_failed_run_and_a_no_is_7() {
         use vlmctl_deploy::DeployError as E;
         use vlmctl_lifecycle::journal::{CheckOutcome, Restored};
         let dead = CheckOutcome {

@@ -424,3 +424,160 @@ async fn restore_ask_leaves_it_stopped_without_an_answer_and_yes_restarts_it() {
         }
     }
 }
+
+/// Runs `c` (stdout and stderr to files), killing it and failing the test if it has not ended
+/// within `within`; returns (exit code, stdout, stderr, how long it took).
+fn run_within(
+    r: &Run,
+    c: &mut Command,
+    within: std::time::Duration,
+) -> (i32, String, String, std::time::Duration) {
+    let (out_p, err_p) = (r.path("bounded.out"), r.path("bounded.err"));
+    let started = std::time::Instant::now();
+    let mut child = c
+        .stdout(std::fs::File::create(&out_p).unwrap())
+        .stderr(std::fs::File::create(&err_p).unwrap())
+        .spawn()
+        .expect("run vlmctl");
+    let mut code = None;
+    crate::common::poll_until("vlmctl to end", within, || {
+        code = child.try_wait().expect("wait for vlmctl");
+        if code.is_none() && started.elapsed() + std::time::Duration::from_millis(50) >= within {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        code.is_some()
+    });
+    (
+        code.and_then(|s| s.code()).unwrap_or(-1),
+        std::fs::read_to_string(&out_p).unwrap_or_default(),
+        std::fs::read_to_string(&err_p).unwrap_or_default(),
+        started.elapsed(),
+    )
+}
+
+/// A `check_exec` that never ends (`sleep 3600`) is cut off at its `check_timeout_s`: the
+/// teardown ends with 12 naming it, within a bounded time, instead of hanging.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_check_exec_that_hangs_is_cut_off_at_its_timeout_with_12() {
+    let hub = hub().await;
+    let r = Run::new("exec-hangs");
+    let conflict = r.conflict();
+    let server = r.name("server");
+    let _guard = vlmctl_test::LabelGuard::deployment(&server);
+    let spec = r.write_spec(&server, free_port(), &conflict, 1024);
+    let mut text = std::fs::read_to_string(&spec).unwrap();
+    text.push_str("check_exec = [\"/bin/busybox\", \"sleep\", \"3600\"]\ncheck_timeout_s = 2\n");
+    std::fs::write(&spec, text).unwrap();
+    let lock = lock(&r);
+    let (code, out, err) = run(&mut cmd(&r, &hub, &["provision", "--yes"], &spec, &lock));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(!running(&conflict));
+
+    let (code, out, err, took) = run_within(
+        &r,
+        &mut cmd(&r, &hub, &["teardown"], &spec, &lock),
+        std::time::Duration::from_secs(60),
+    );
+    assert_eq!(code, 12, "{out}\n{err}");
+    assert!(
+        err.contains(&format!(
+            "not proven alive: {conflict}: `/bin/busybox sleep 3600` exits 0 in it: not within 2 s (last: timed out after 2 s)"
+        )),
+        "{err}"
+    );
+    assert!(running(&conflict), "started, only not proven alive");
+    assert!(took < std::time::Duration::from_secs(30), "{took:?}");
+}
+
+/// A restored container with neither a Docker health check nor a spec check must stay up for
+/// the settle window: one that dies a second after it is started again is not alive (12).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_conflict_without_checks_that_dies_a_second_after_restore_is_not_alive() {
+    let hub = hub().await;
+    let r = Run::new("dies-soon");
+    let image = busybox_image(&r);
+    let conflict = r.name("dies");
+    let label = format!("org.vlmctl.test-run={}", r.id);
+    // First start: stays up. A later start (the restore): gone after about a second.
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &conflict,
+        "--label",
+        &label,
+        "--no-healthcheck",
+        "--stop-timeout",
+        "1",
+        &image,
+        "sh",
+        "-c",
+        "B=/bin/busybox; if [ -e /started ]; then $B sleep 1; exit 3; fi; $B touch /started; \
+         exec $B sleep 3600",
+    ]);
+    let server = r.name("server");
+    let _guard = vlmctl_test::LabelGuard::deployment(&server);
+    let spec = r.write_spec(&server, free_port(), &conflict, 1024);
+    let lock = lock(&r);
+    let (code, out, err) = run(&mut cmd(&r, &hub, &["provision", "--yes"], &spec, &lock));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(!running(&conflict));
+
+    let (code, out, err) = run(&mut cmd(&r, &hub, &["teardown"], &spec, &lock));
+    assert_eq!(code, 12, "{out}\n{err}");
+    assert!(
+        err.contains(&format!(
+            "not proven alive: {conflict}: not running (exited, exit code 3)"
+        )),
+        "{err}"
+    );
+}
+
+/// Once the server is removed, the conflicts come back whatever fails before their restore: a
+/// daemon error while removing a GPU probe a killed run left behind is a warning, said after
+/// the restore, and the teardown still starts the conflict again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_probe_that_cannot_be_removed_at_teardown_does_not_keep_the_conflict_stopped() {
+    let hub = hub().await;
+    let r = Run::new("sweep-fails");
+    let conflict = r.conflict();
+    let server = r.name("server");
+    let _guard = vlmctl_test::LabelGuard::deployment(&server);
+    let spec = r.write_spec(&server, free_port(), &conflict, 1024);
+    let lock = lock(&r);
+    let (code, out, err) = run(&mut cmd(&r, &hub, &["provision", "--yes"], &spec, &lock));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(!running(&conflict));
+    // A GPU probe of the deployment, as a killed provision leaves one; removing it fails.
+    let image = busybox_image(&r);
+    let probe = docker(&[
+        "run",
+        "-d",
+        "--label",
+        &format!("org.vlmctl.test-run={}", r.id),
+        "--label",
+        &format!("{}={server}", vlmctl_lifecycle::containers::PROBE_LABEL),
+        &image,
+        "sleep",
+        "3600",
+    ]);
+    let proxy = crate::docker_proxy::DockerProxy::start(r.tmp.path());
+    proxy.fail(&format!("containers/{}?", probe.trim()));
+
+    let (code, out, err) =
+        run(cmd(&r, &hub, &["teardown"], &spec, &lock).env("DOCKER_HOST", proxy.docker_host()));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(running(&conflict), "{out}\n{err}");
+    assert!(
+        docker(&["ps", "-aq", "--filter", &format!("name=^{server}$")]).is_empty(),
+        "the server is removed"
+    );
+    assert!(out.contains(&format!("restored: {conflict}")), "{out}");
+    assert!(
+        err.contains(&format!("{server}-vlmctl-probe could not be removed"))
+            && err.contains("injected fault"),
+        "{err}"
+    );
+    docker(&["rm", "-f", probe.trim()]);
+}

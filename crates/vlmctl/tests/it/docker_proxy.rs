@@ -4,6 +4,8 @@
 //!
 //! - hold the first request whose bytes contain a pattern (say `/start HTTP/1.1`) until the test
 //!   releases it, which puts vlmctl at a known await point inside a Docker call, and
+//! - fail the first request whose bytes contain a pattern: it never reaches the daemon, and the
+//!   client gets a 500 (a daemon error at a known call), and
 //! - vanish: close every connection and the socket, as a daemon that dies or is restarted does
 //!   (clients see the connection reset and then "no such file" on connect).
 //!
@@ -35,6 +37,8 @@ struct Hold {
     pattern: Option<String>,
     held: bool,
     released: bool,
+    /// Answer the next request containing this with a 500, without forwarding it.
+    fail: Option<String>,
 }
 
 #[derive(Default)]
@@ -96,6 +100,11 @@ impl DockerProxy {
         };
     }
 
+    /// Answers the next request containing `pattern` with a 500 (never forwarded).
+    pub fn fail(&self, pattern: &str) {
+        self.shared.hold.lock().unwrap().fail = Some(pattern.to_owned());
+    }
+
     /// Waits (up to `within`) until a request is being held.
     pub fn wait_held(&self, within: Duration) -> bool {
         let deadline = Instant::now() + within;
@@ -146,6 +155,24 @@ fn pump(mut from: UnixStream, mut to: UnixStream, shared: Option<&Shared>) {
         if let Some(s) = shared {
             let text = String::from_utf8_lossy(&buf[..n]).into_owned();
             let mut h = s.hold.lock().unwrap();
+            if h.fail.as_deref().is_some_and(|p| text.contains(p)) {
+                h.fail = None;
+                // The daemon never sees it, so the responses on this connection stay in order.
+                let body = r#"{"message":"injected fault"}"#;
+                let answer = format!(
+                    "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                if from
+                    .try_clone()
+                    .and_then(|mut c| c.write_all(answer.as_bytes()))
+                    .is_err()
+                {
+                    break;
+                }
+                continue;
+            }
             if h.pattern.as_deref().is_some_and(|p| text.contains(p)) {
                 h.pattern = None;
                 h.held = true;
