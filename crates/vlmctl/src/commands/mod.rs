@@ -200,3 +200,22 @@ pub(crate) fn hub_client(args: &HubArgs) -> Result<HubClient, Failure> {
         .inspect(|t| crate::redact::secret(t));
     Ok(HubClient::new(&args.endpoint, token, cache)?)
 }
+
+/// A `[y/N]` question at the terminal, answered yes only by `y`; without a terminal (stdin not
+/// one) the answer is no. The line is read on a blocking thread, so that Ctrl-C at the prompt
+/// ends the job at once. Used by `provision` (stop a conflict?) and `teardown` (start one
+/// again?).
+pub(crate) async fn ask_yes_no(question: String) -> bool {
+    use std::io::{BufRead as _, IsTerminal as _};
+    if !std::io::stdin().is_terminal() {
+        return false;
+    }
+    crate::redact::write_unfinished(&question);
+    tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).is_ok()
+            && line.trim().eq_ignore_ascii_case("y")
+    })
+    .await
+    .unwrap_or(false)
+}

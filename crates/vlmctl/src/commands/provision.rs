@@ -2,7 +2,6 @@
 //! lines, download bars and a pull spinner on stderr; conflicts are confirmed at a terminal
 //! prompt; SIGINT, SIGTERM, SIGHUP and SIGQUIT cancel the job, which then undoes what it did.
 
-use std::io::{BufRead as _, IsTerminal as _};
 use std::sync::Arc;
 
 use indicatif::ProgressBar;
@@ -258,22 +257,10 @@ struct Terminal;
 
 impl Confirm for Terminal {
     fn stop<'a>(&'a mut self, c: &'a ConflictInfo) -> Answer<'a> {
-        Box::pin(async move {
-            if !std::io::stdin().is_terminal() {
-                return false;
-            }
-            crate::redact::write_unfinished(&format!(
-                "stop {} now and restore it after teardown? [y/N] ",
-                c.name
-            ));
-            tokio::task::spawn_blocking(|| {
-                let mut line = String::new();
-                std::io::stdin().lock().read_line(&mut line).is_ok()
-                    && line.trim().eq_ignore_ascii_case("y")
-            })
-            .await
-            .unwrap_or(false)
-        })
+        Box::pin(super::ask_yes_no(format!(
+            "stop {} now and restore it after teardown? [y/N] ",
+            c.name
+        )))
     }
 }
 

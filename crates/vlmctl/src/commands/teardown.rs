@@ -132,23 +132,10 @@ impl vlmctl_deploy::undo::AskRestart for AskAtTerminal {
         &'a mut self,
         e: &'a vlmctl_lifecycle::journal::JournalEntry,
     ) -> vlmctl_deploy::events::Answer<'a> {
-        Box::pin(async move {
-            use std::io::{BufRead as _, IsTerminal as _};
-            if !std::io::stdin().is_terminal() {
-                return false;
-            }
-            crate::redact::write_unfinished(&format!(
-                "start {} again (was it in production use)? [y/N] ",
-                e.name
-            ));
-            tokio::task::spawn_blocking(|| {
-                let mut line = String::new();
-                std::io::stdin().lock().read_line(&mut line).is_ok()
-                    && line.trim().eq_ignore_ascii_case("y")
-            })
-            .await
-            .unwrap_or(false)
-        })
+        Box::pin(super::ask_yes_no(format!(
+            "start {} again (was it in production use)? [y/N] ",
+            e.name
+        )))
     }
 }
 

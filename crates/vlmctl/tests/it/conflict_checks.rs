@@ -4,7 +4,6 @@
 //! `restore` exit 12 naming it until it works again; `--keep-stopped` leaves one stopped,
 //! `status` shows it and `restore --start` brings it back.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -140,6 +139,41 @@ fn cmd(
     r.cmd(hub, args, spec, lock)
 }
 
+/// A CPU spec of `r` for `server` that lists `conflict`, with `extra` (TOML lines) added to its
+/// `[[conflict]]` table.
+fn spec_beside(r: &Run, server: &str, conflict: &str, extra: &str) -> PathBuf {
+    let spec = r.write_spec(server, free_port(), conflict, 1024);
+    let mut text = std::fs::read_to_string(&spec).unwrap();
+    text.push_str(extra);
+    std::fs::write(&spec, text).unwrap();
+    spec
+}
+
+/// `provision --yes` of `spec` with `lock`: it succeeds and `conflict` is stopped.
+fn provision_stopping(
+    r: &Run,
+    hub: &vlmctl_weights::fake_hub::FakeHub,
+    (spec, lock): (&Path, &Path),
+    conflict: &str,
+) {
+    let (code, out, err) = run(&mut cmd(r, hub, &["provision", "--yes"], spec, lock));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(!running(conflict), "{conflict} still running: {out}\n{err}");
+}
+
+/// [`spec_beside`] provisioned ([`provision_stopping`]): (spec, lock).
+fn provisioned_beside(
+    r: &Run,
+    hub: &vlmctl_weights::fake_hub::FakeHub,
+    (server, conflict): (&str, &str),
+    extra: &str,
+) -> (PathBuf, PathBuf) {
+    let spec = spec_beside(r, server, conflict, extra);
+    let lock = lock(r);
+    provision_stopping(r, hub, (&spec, &lock), conflict);
+    (spec, lock)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_panda_e4b_spec_stops_chatterbox_and_restores_it_with_its_probe_passing() {
     let hub = hub().await;
@@ -193,18 +227,12 @@ async fn a_probe_that_fails_after_restore_fails_teardown_and_restore_with_12_unt
     http_stand_in(&r, &image, &conflict, probe_port, true);
     let server = r.name("server");
     let _guard = vlmctl_test::LabelGuard::deployment(&server);
-    let spec = r.write_spec(&server, free_port(), &conflict, 1024);
-    let mut text = std::fs::read_to_string(&spec).unwrap();
-    let _ = write!(
-        text,
-        "check_http = \"http://127.0.0.1:{probe_port}/health\"\ncheck_timeout_s = 3\n"
+    let (spec, lock) = provisioned_beside(
+        &r,
+        &hub,
+        (&server, &conflict),
+        &format!("check_http = \"http://127.0.0.1:{probe_port}/health\"\ncheck_timeout_s = 3\n"),
     );
-    std::fs::write(&spec, text).unwrap();
-    let lock = lock(&r);
-
-    let (code, out, err) = run(&mut cmd(&r, &hub, &["provision", "--yes"], &spec, &lock));
-    assert_eq!(code, 0, "{out}\n{err}");
-    assert!(!running(&conflict));
 
     let (code, out, err) = run(&mut cmd(&r, &hub, &["teardown"], &spec, &lock));
     assert_eq!(code, 12, "{out}\n{err}");
@@ -259,15 +287,13 @@ async fn keep_stopped_leaves_it_stopped_status_shows_it_and_restore_start_brings
     let conflict = r.conflict();
     let server = r.name("server");
     let _guard = vlmctl_test::LabelGuard::deployment(&server);
-    let spec = r.write_spec(&server, free_port(), &conflict, 1024);
     // A command run in it is its check this time.
-    let mut text = std::fs::read_to_string(&spec).unwrap();
-    text.push_str("check_exec = [\"/bin/busybox\", \"true\"]\n");
-    std::fs::write(&spec, text).unwrap();
-    let lock = lock(&r);
-    let (code, out, err) = run(&mut cmd(&r, &hub, &["provision", "--yes"], &spec, &lock));
-    assert_eq!(code, 0, "{out}\n{err}");
-    assert!(!running(&conflict));
+    let (spec, lock) = provisioned_beside(
+        &r,
+        &hub,
+        (&server, &conflict),
+        "check_exec = [\"/bin/busybox\", \"true\"]\n",
+    );
 
     let (code, out, err) = run(&mut cmd(
         &r,
@@ -392,18 +418,13 @@ async fn restore_ask_leaves_it_stopped_without_an_answer_and_yes_restarts_it() {
     let conflict = r.conflict();
     let server = r.name("server");
     let _guard = vlmctl_test::LabelGuard::deployment(&server);
-    let spec = r.write_spec(&server, free_port(), &conflict, 1024);
-    let mut text = std::fs::read_to_string(&spec).unwrap();
-    text.push_str("restore = \"ask\"\n");
-    std::fs::write(&spec, text).unwrap();
+    let spec = spec_beside(&r, &server, &conflict, "restore = \"ask\"\n");
     let lock = lock(&r);
     for (teardown, back) in [
         (&["teardown"][..], false),
         (&["teardown", "--yes"][..], true),
     ] {
-        let (code, out, err) = run(&mut cmd(&r, &hub, &["provision", "--yes"], &spec, &lock));
-        assert_eq!(code, 0, "{out}\n{err}");
-        assert!(!running(&conflict));
+        provision_stopping(&r, &hub, (&spec, &lock), &conflict);
         let (code, out, err) = run(&mut cmd(&r, &hub, teardown, &spec, &lock));
         assert_eq!(code, 0, "{out}\n{err}");
         assert_eq!(running(&conflict), back, "{teardown:?}: {out}\n{err}");
@@ -465,14 +486,12 @@ async fn a_check_exec_that_hangs_is_cut_off_at_its_timeout_with_12() {
     let conflict = r.conflict();
     let server = r.name("server");
     let _guard = vlmctl_test::LabelGuard::deployment(&server);
-    let spec = r.write_spec(&server, free_port(), &conflict, 1024);
-    let mut text = std::fs::read_to_string(&spec).unwrap();
-    text.push_str("check_exec = [\"/bin/busybox\", \"sleep\", \"3600\"]\ncheck_timeout_s = 2\n");
-    std::fs::write(&spec, text).unwrap();
-    let lock = lock(&r);
-    let (code, out, err) = run(&mut cmd(&r, &hub, &["provision", "--yes"], &spec, &lock));
-    assert_eq!(code, 0, "{out}\n{err}");
-    assert!(!running(&conflict));
+    let (spec, lock) = provisioned_beside(
+        &r,
+        &hub,
+        (&server, &conflict),
+        "check_exec = [\"/bin/busybox\", \"sleep\", \"3600\"]\ncheck_timeout_s = 2\n",
+    );
 
     let (code, out, err, took) = run_within(
         &r,
@@ -518,11 +537,7 @@ async fn a_conflict_without_checks_that_dies_a_second_after_restore_is_not_alive
     ]);
     let server = r.name("server");
     let _guard = vlmctl_test::LabelGuard::deployment(&server);
-    let spec = r.write_spec(&server, free_port(), &conflict, 1024);
-    let lock = lock(&r);
-    let (code, out, err) = run(&mut cmd(&r, &hub, &["provision", "--yes"], &spec, &lock));
-    assert_eq!(code, 0, "{out}\n{err}");
-    assert!(!running(&conflict));
+    let (spec, lock) = provisioned_beside(&r, &hub, (&server, &conflict), "");
 
     let (code, out, err) = run(&mut cmd(&r, &hub, &["teardown"], &spec, &lock));
     assert_eq!(code, 12, "{out}\n{err}");
@@ -544,11 +559,7 @@ async fn a_probe_that_cannot_be_removed_at_teardown_does_not_keep_the_conflict_s
     let conflict = r.conflict();
     let server = r.name("server");
     let _guard = vlmctl_test::LabelGuard::deployment(&server);
-    let spec = r.write_spec(&server, free_port(), &conflict, 1024);
-    let lock = lock(&r);
-    let (code, out, err) = run(&mut cmd(&r, &hub, &["provision", "--yes"], &spec, &lock));
-    assert_eq!(code, 0, "{out}\n{err}");
-    assert!(!running(&conflict));
+    let (spec, lock) = provisioned_beside(&r, &hub, (&server, &conflict), "");
     // A GPU probe of the deployment, as a killed provision leaves one; removing it fails.
     let image = busybox_image(&r);
     let probe = docker(&[
