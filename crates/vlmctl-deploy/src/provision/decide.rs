@@ -83,6 +83,20 @@ pub(crate) fn cancelled(cancel: &Cancel) -> Result<(), DeployError> {
     }
 }
 
+/// A run that failed once a stop was asked for (Ctrl-C, SIGTERM) ends as interrupted (exit
+/// 130), with what failed meanwhile in the reason: the signal may have reached what the run was
+/// waiting on first (a Ctrl-C goes to the terminal's whole process group; an `ssh` being
+/// started is in it until it moves to a group of its own), so its failure is the signal's
+/// doing, not a broken host.
+pub(crate) fn interrupted_if_cancelled(e: DeployError, cancel: &Cancel) -> DeployError {
+    match (cancel.reason(), e) {
+        (Some(_), e @ DeployError::Interrupted { .. }) | (None, e) => e,
+        (Some(why), e) => DeployError::Interrupted {
+            why: format!("{why}; meanwhile: {e}"),
+        },
+    }
+}
+
 /// What this run's journal still lists: the containers still stopped and a container still to
 /// remove, for a message.
 pub(crate) fn still_to_undo(jpath: &Path, run_id: &str) -> Vec<String> {
@@ -106,6 +120,34 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+
+    #[test]
+    fn a_failure_after_a_signal_is_the_interruption_saying_what_failed() {
+        let failed = || DeployError::SmokeFailed {
+            url: "http://127.0.0.1:1".into(),
+            why: "ssh ended (signal: 2 (SIGINT))".into(),
+        };
+        let cancel = Cancel::new();
+        assert!(matches!(
+            interrupted_if_cancelled(failed(), &cancel),
+            DeployError::SmokeFailed { .. }
+        ));
+        cancel.cancel("Ctrl-C (SIGINT)");
+        match interrupted_if_cancelled(failed(), &cancel) {
+            DeployError::Interrupted { why } => {
+                assert!(why.starts_with("Ctrl-C (SIGINT); meanwhile: "), "{why}");
+                assert!(why.contains("ssh ended (signal: 2 (SIGINT))"), "{why}");
+            }
+            other => panic!("not interrupted: {other:?}"),
+        }
+        let already = DeployError::Interrupted {
+            why: "SIGTERM".into(),
+        };
+        assert!(matches!(
+            interrupted_if_cancelled(already, &cancel),
+            DeployError::Interrupted { why } if why == "SIGTERM"
+        ));
+    }
 
     fn info(name: &str, named: bool) -> ConflictInfo {
         ConflictInfo {

@@ -23,7 +23,7 @@ use crate::{DeployError, memory};
 mod decide;
 mod probe;
 pub use decide::{blocking_gates, choose_conflicts};
-use decide::{cancelled, journal_entries, new_run_id, still_to_undo};
+use decide::{cancelled, interrupted_if_cancelled, journal_entries, new_run_id, still_to_undo};
 pub(crate) use probe::sweep as sweep_probes;
 
 /// What the caller asks for beyond the plan.
@@ -152,7 +152,7 @@ pub async fn provision(
             settle(&run, sink).await;
             Ok(done)
         }
-        Err(e) => Err(undo_run(&run, e, sink).await),
+        Err(e) => Err(undo_run(&run, interrupted_if_cancelled(e, cancel), sink).await),
     }
 }
 
