@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use futures::StreamExt as _;
 use vlmctl_lifecycle::journal::{self, CheckOutcome, Restored, ToCheck};
-use vlmctl_lifecycle::spec::{ConflictCheck, probe_host};
+use vlmctl_lifecycle::spec::{ConflictCheck, probe_parts};
 use vlmctl_lifecycle::{Docker, Engine};
 
 use crate::DeployError;
@@ -154,13 +154,13 @@ pub fn settle_window(check_timeout_s: u64) -> Duration {
 /// `settle` from now.
 async fn stays_running(docker: &Docker, t: &ToCheck, settle: Duration) -> Result<(), String> {
     let until = Instant::now() + settle;
-    let first = started_of(docker, t).await?;
+    let first = look(docker, t).await?.started;
     loop {
-        running(docker, t).await?;
-        let now = started_of(docker, t).await?;
+        let now = look(docker, t).await?.started;
         if now != first {
             return Err(format!(
-                "restarted within {} s of its restore (restart count {} -> {}): it does not stay                  up",
+                "restarted within {} s of its restore (restart count {} -> {}): it does not stay \
+                 up",
                 settle.as_secs_f64(),
                 first.1,
                 now.1
@@ -176,24 +176,34 @@ async fn stays_running(docker: &Docker, t: &ToCheck, settle: Duration) -> Result
 /// Pause between two looks during the settle window.
 const SETTLE_POLL: Duration = Duration::from_millis(250);
 
-/// The container's start time and restart count.
-async fn started_of(docker: &Docker, t: &ToCheck) -> Result<(String, i64), String> {
-    let inspect = docker
-        .inspect_container(&t.id, None)
-        .await
-        .map_err(|e| format!("cannot inspect it: {e}"))?;
-    Ok((
-        inspect.state.and_then(|s| s.started_at).unwrap_or_default(),
-        inspect.restart_count.unwrap_or(0),
-    ))
+/// A running container, as one inspect saw it.
+struct Look {
+    /// Its Docker health check's status, when it has one.
+    health: Option<String>,
+    /// Its start time and restart count.
+    started: (String, i64),
 }
 
 /// Err when the container is not running (with its exit code and last log lines).
 async fn running(docker: &Docker, t: &ToCheck) -> Result<Option<String>, String> {
+    Ok(look(docker, t).await?.health)
+}
+
+/// One inspect of the container: Err when it is not running (with its exit code and last log
+/// lines).
+async fn look(docker: &Docker, t: &ToCheck) -> Result<Look, String> {
     let inspect = docker
         .inspect_container(&t.id, None)
         .await
         .map_err(|e| format!("cannot inspect it: {e}"))?;
+    let started = (
+        inspect
+            .state
+            .as_ref()
+            .and_then(|s| s.started_at.clone())
+            .unwrap_or_default(),
+        inspect.restart_count.unwrap_or(0),
+    );
     let state = inspect.state.unwrap_or_default();
     if !state.running.unwrap_or(false) {
         let logs = vlmctl_lifecycle::containers::log_tail(docker, &t.name, 5).await;
@@ -213,13 +223,14 @@ async fn running(docker: &Docker, t: &ToCheck) -> Result<Option<String>, String>
         .and_then(|c| c.healthcheck)
         .and_then(|h| h.test)
         .is_some_and(|t| !t.is_empty() && t.first().is_some_and(|w| w != "NONE"));
-    Ok(has_check.then(|| {
+    let health = has_check.then(|| {
         state
             .health
             .and_then(|h| h.status)
             .map(|s| s.to_string())
             .unwrap_or_default()
-    }))
+    });
+    Ok(Look { health, started })
 }
 
 /// Waits for the Docker health check to say healthy, when the container has one; returns
@@ -259,15 +270,8 @@ async fn probe(
 /// of its own), through the SSH session on another host (loopback only: this machine cannot
 /// tell that host's addresses).
 async fn http_probe(engine: &Engine, url: &str, want: u16) -> Result<(), String> {
-    let rest = url.strip_prefix("http://").unwrap_or(url);
-    let split = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(split);
-    let host = probe_host(authority).ok_or_else(|| format!("{url}: no host:port"))?;
-    let port: u16 = authority
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .ok_or_else(|| format!("{url}: no port"))?;
+    let (host, port, path) =
+        probe_parts(url).ok_or_else(|| format!("{url}: not http://HOST:PORT/path"))?;
     own_address(engine, host)?;
     let (h, p) = engine
         .reach(host, port)

@@ -301,7 +301,7 @@ pub fn check_probe_url(url: &str) -> Result<(), String> {
     if authority.contains('@') {
         return Err(format!("{url:?}: no credentials in a probe URL"));
     }
-    let host = probe_host(authority)
+    let (host, _, _) = probe_parts(url)
         .ok_or_else(|| format!("{url:?}: expected http://HOST:PORT/path with a port"))?;
     if host == "localhost" || host.parse::<std::net::IpAddr>().is_ok() {
         Ok(())
@@ -313,16 +313,21 @@ pub fn check_probe_url(url: &str) -> Result<(), String> {
     }
 }
 
-/// The host of `host:port` or `[v6]:port` (the port required and numeric).
+/// `http://HOST:PORT/path` (HOST a name, an IPv4 address or `[v6]`) as (host, port, the rest
+/// from the first `/`, `?` or `#`); `None` without `http://`, a host, or a numeric port above 0.
+/// The one reading of a probe URL: the spec's check ([`check_probe_url`]) and the probe made
+/// after a restore both use it.
 #[must_use]
-pub fn probe_host(authority: &str) -> Option<&str> {
+pub fn probe_parts(url: &str) -> Option<(&str, u16, &str)> {
+    let rest = url.strip_prefix("http://")?;
+    let (authority, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
     let (host, port) = if let Some(r) = authority.strip_prefix('[') {
-        let (h, p) = r.split_once("]:")?;
-        (h, p)
+        r.split_once("]:")?
     } else {
         authority.rsplit_once(':')?
     };
-    (port.parse::<u16>().is_ok_and(|p| p > 0) && !host.is_empty()).then_some(host)
+    let port = port.parse::<u16>().ok().filter(|p| *p > 0)?;
+    (!host.is_empty()).then_some((host, port, path))
 }
 
 #[cfg(test)]
@@ -470,8 +475,13 @@ mod tests {
         ] {
             assert_eq!(check_probe_url(ok), Ok(()), "{ok}");
         }
-        assert_eq!(probe_host("[::1]:80"), Some("::1"));
-        assert_eq!(probe_host("127.0.0.1:0"), None);
-        assert_eq!(probe_host("127.0.0.1:x"), None);
+        assert_eq!(probe_parts("http://[::1]:80"), Some(("::1", 80, "")));
+        assert_eq!(probe_parts("http://127.0.0.1:0"), None);
+        assert_eq!(probe_parts("http://127.0.0.1:x"), None);
+        assert_eq!(
+            probe_parts("http://10.0.0.5:8772/h?x=1"),
+            Some(("10.0.0.5", 8772, "/h?x=1"))
+        );
+        assert_eq!(probe_parts("https://127.0.0.1:1/"), None);
     }
 }

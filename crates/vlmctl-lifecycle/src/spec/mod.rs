@@ -17,7 +17,7 @@ pub use check::{
     MAX_HEALTH_TIMEOUT_S, TUNE_PARKED_SUFFIX, is_container_name, refused_extra_arg, shown_extra_arg,
 };
 pub use conflict::{
-    ConflictCheck, ConflictRule, DEFAULT_CHECK_TIMEOUT_S, RestoreWhen, check_probe_url, probe_host,
+    ConflictCheck, ConflictRule, DEFAULT_CHECK_TIMEOUT_S, RestoreWhen, check_probe_url, probe_parts,
 };
 pub use render::{HealthProbe, LLAMA_CPP_HEALTHCHECK, host_port, http_base};
 pub use server::is_interface_name;
